@@ -1,0 +1,75 @@
+"""Importing TensorFlow and Keras once, quietly, and seeding them.
+
+TensorFlow's C++ runtime writes start-up chatter (oneDNN, CUDA stubs, CPU features) straight to file
+descriptor 2 before Python's logging can stop it, so the first import runs with fd 2 pointed at
+/dev/null. Set DLKIT_DEBUG=1 to see it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+_ready = False
+
+
+@contextlib.contextmanager
+def _silenced_fd2():
+    if os.environ.get("DLKIT_DEBUG") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def setup():
+    """Import Keras (and TensorFlow, which the data pipeline always uses) with the noise turned off."""
+    global _ready
+    if _ready:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _silenced_fd2():
+        import tensorflow as tf  # noqa: F401 - the data pipeline's engine, whatever the Keras backend
+        import keras  # noqa: F401
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    _ready = True
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy, TensorFlow and the Keras backend RNGs, and deterministic TF kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        # Same recipe + seed -> same metrics on CPU. Costs little on CPU; on GPU some kernels get slower.
+        tf.config.experimental.enable_op_determinism()
+
+
+def describe_device() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        return f"jax:{devices[0].platform}:{devices[0].device_kind} x{len(devices)}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"tensorflow:GPU x{len(gpus)}" if gpus else "tensorflow:CPU"
+    return backend

@@ -1,0 +1,151 @@
+"""The tf.data input pipeline, as a short chain of small named stages:
+
+    slices -> cache -> seeded shuffle -> batch -> float -> augment (training only) -> scale -> prefetch
+
+Splits are carved once, deterministically, from the seed: a validation fraction from the end of a seeded
+permutation of the training set. Scaling statistics come from the training split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlkit.data.sources import Arrays
+from dlkit.errors import Problem, RecipeError
+from dlkit.models.spec import DataSpec
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+def split(arrays: Arrays, cfg, seed: int) -> Splits:
+    x, y = arrays.x_train, arrays.y_train
+    if cfg.limit:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    x_val = y_val = None
+    if cfg.validation_split > 0:
+        order = np.random.default_rng(seed).permutation(len(x))
+        n_val = max(1, int(round(len(x) * cfg.validation_split)))
+        if n_val >= len(x):
+            raise RecipeError([Problem("data.validation_split", f"leaves no training examples out of {len(x)}")])
+        x, y, x_val, y_val = x[order[:-n_val]], y[order[:-n_val]], x[order[-n_val:]], y[order[-n_val:]]
+    x_test, y_test = arrays.x_test, arrays.y_test
+    if x_test is not None and cfg.test_limit:
+        x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
+    return Splits(_channels(x), y, _channels(x_val), y_val, _channels(x_test), y_test)
+
+
+def _channels(x):
+    """Grayscale images (N, H, W) get a channel axis, as conv layers expect (N, H, W, 1)."""
+    if x is not None and x.ndim == 3:
+        return x[..., None]
+    return x
+
+
+def scale_params(x_train: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) such that the model sees x * a + b; per channel for images, per feature otherwise."""
+    axes = tuple(range(x_train.ndim - 1))
+    shape = x_train.shape[-1:]
+    if mode == "none":
+        return np.ones(shape, np.float32), np.zeros(shape, np.float32)
+    if mode == "standardize":
+        x = x_train.astype(np.float64)
+        mean, std = x.mean(axis=axes), x.std(axis=axes)
+        std = np.where(std > 0, std, 1.0)
+        return (1 / std).astype(np.float32), (-mean / std).astype(np.float32)
+    if x_train.dtype == np.uint8:
+        lo, hi = np.zeros(shape), np.full(shape, 255.0)
+    else:
+        lo, hi = x_train.min(axis=axes).astype(np.float64), x_train.max(axis=axes).astype(np.float64)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    if mode == "unit":  # [0, 1]
+        return (1 / span).astype(np.float32), (-lo / span).astype(np.float32)
+    return (2 / span).astype(np.float32), (-2 * lo / span - 1).astype(np.float32)  # symmetric: [-1, 1]
+
+
+def augmenter(cfg, seed: int, value_range=(0.0, 255.0)):
+    """The training-only augmentation stage, as a keras Sequential of random layers (or None)."""
+    import keras
+
+    aug = cfg.augment
+    stages = []
+    if aug.flip:
+        stages.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+    if aug.translation:
+        stages.append(keras.layers.RandomTranslation(aug.translation, aug.translation, fill_mode="constant", seed=seed + 1))
+    if aug.rotation:
+        stages.append(keras.layers.RandomRotation(aug.rotation, fill_mode="constant", seed=seed + 2))
+    if aug.zoom:
+        stages.append(keras.layers.RandomZoom(aug.zoom, fill_mode="constant", seed=seed + 3))
+    if aug.contrast:
+        stages.append(keras.layers.RandomContrast(aug.contrast, value_range=value_range, seed=seed + 4))
+    return keras.Sequential(stages, name="augment") if stages else None
+
+
+def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
+    """One split as a tf.data.Dataset of (float32 inputs, labels) batches."""
+    import tensorflow as tf
+
+    a, b = (tf.constant(v) for v in scale)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if cfg.cache:
+        ds = ds.cache()
+    if training and cfg.shuffle_buffer > 0:
+        ds = ds.shuffle(min(cfg.shuffle_buffer, len(x)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size)
+    ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        aug = augmenter(cfg, seed)
+        if aug is not None:
+            if x.ndim != 4:
+                raise RecipeError([Problem("data.augment", "augmentation needs images (N, H, W, C); "
+                                           f"this dataset has inputs of shape {x.shape[1:]}", hint="remove data.augment")])
+            ds = ds.map(lambda xb, yb: (aug(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass
+class Data:
+    train: object
+    val: object | None
+    test: object | None
+    spec: DataSpec
+    splits: Splits
+    scale: tuple
+    origin: str
+
+
+def build(arrays: Arrays, cfg, seed: int) -> Data:
+    s = split(arrays, cfg, seed)
+    scale = scale_params(s.x_train, cfg.scale)
+    spec = DataSpec(
+        input_shape=tuple(int(d) for d in s.x_train.shape[1:]),
+        num_classes=len(arrays.class_names),
+        class_names=list(arrays.class_names),
+        num_train=len(s.x_train),
+        num_val=0 if s.x_val is None else len(s.x_val),
+        num_test=0 if s.x_test is None else len(s.x_test),
+    )
+    return Data(
+        train=dataset(s.x_train, s.y_train, cfg, seed, scale, training=True),
+        val=None if s.x_val is None else dataset(s.x_val, s.y_val, cfg, seed, scale, training=False),
+        test=None if s.x_test is None else dataset(s.x_test, s.y_test, cfg, seed, scale, training=False),
+        spec=spec, splits=s, scale=scale, origin=arrays.origin,
+    )
+
+
+def load(cfg, seed: int) -> Data:
+    """Read the dataset a `data:` section names and build its pipelines."""
+    from dlkit.data import sources
+
+    return build(sources.load(cfg), cfg, seed)

@@ -1,0 +1,332 @@
+"""Finding and reading datasets, each in its own published format.
+
+A built-in dataset is looked for, in order, in `data.dir`, `$DLKIT_DATA_DIR` (and its sub-folder named
+after the dataset), the Keras download cache and system locations such as Debian's dataset packages.
+Only then is it downloaded (unless `data.download: false`); if that fails too, a DataError says which
+files to put where. Everything here returns numpy arrays: the pipeline module turns them into tf.data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlkit.errors import DataError
+
+KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+BUILTINS = {
+    "mnist": {
+        "classes": [str(i) for i in range(10)],
+        "system_dirs": [],
+        "downloads": {"mnist.npz": KERAS_DATASETS + "mnist.npz"},
+        "expect": "the four IDX files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or keras' mnist.npz)",
+    },
+    "fashion_mnist": {
+        "classes": ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                    "ankle boot"],
+        # `apt-get install dataset-fashion-mnist` (or `make data`) puts the four IDX files here.
+        "system_dirs": [Path("/usr/share/datasets/fashion-mnist")],
+        "downloads": {f + ".gz": KERAS_DATASETS + "fashion-mnist/" + f + ".gz" for f in MNIST_FILES.values()},
+        "expect": "the four IDX files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz",
+    },
+    "cifar10": {
+        "classes": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        "system_dirs": [],
+        "downloads": {"cifar-10-python.tar.gz": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"},
+        "expect": "the official python batches (cifar-10-batches-py/data_batch_1..5, test_batch) or an .npz "
+        "with x_train, y_train, x_test, y_test in the keras.datasets layout",
+    },
+}
+
+
+@dataclass
+class Arrays:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: list[str]
+    origin: str  # where the data was read from, for the manifest
+
+
+# ---------------------------------------------------------------- published formats
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format): magic 0x0000 08 NDIM, NDIM big-endian uint32 sizes, then uint8 data."""
+    try:
+        with _open(path) as f:
+            zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
+            if zero != 0 or dtype != 0x08:
+                raise DataError(f"{path} is not an unsigned-byte IDX file (magic {zero:#x} {dtype:#x})")
+            shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except (OSError, EOFError, struct.error) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated: header says {shape}, found {data.size} bytes")
+    return data.reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx_folder(folder: Path) -> dict | None:
+    paths = {key: _find(folder, stem) for key, stem in MNIST_FILES.items()}
+    if paths["x_train"] is None or paths["y_train"] is None:
+        return None
+    out = {key: read_idx(p) if p else None for key, p in paths.items()}
+    return out
+
+
+def read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x_train" not in z or "y_train" not in z:
+                raise DataError(
+                    f"{path} has arrays {sorted(z.files)}; expected x_train and y_train (and x_test, y_test)"
+                )
+            return {k: z[k] if k in z else None for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+
+
+def read_cifar_batches(folder: Path) -> dict | None:
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    train = sorted(folder.glob("data_batch_*"))
+    if not train:
+        return None
+
+    def load(p):
+        with open(p, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # the official CIFAR format is a pickle of numpy arrays
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(d[b"labels"], dtype=np.uint8)
+
+    xs, ys = zip(*(load(p) for p in train))
+    out = {"x_train": np.concatenate(xs), "y_train": np.concatenate(ys), "x_test": None, "y_test": None}
+    if (folder / "test_batch").is_file():
+        out["x_test"], out["y_test"] = load(folder / "test_batch")
+    return out
+
+
+def read_builtin_folder(name: str, folder: Path) -> dict | None:
+    if not folder.is_dir():
+        return None
+    if name in ("mnist", "fashion_mnist"):
+        found = read_idx_folder(folder)
+        if found is None and name == "mnist" and (folder / "mnist.npz").is_file():
+            found = read_npz(folder / "mnist.npz")
+        return found
+    found = read_cifar_batches(folder)
+    if found is None:
+        for npz in sorted(folder.glob("*.npz")):
+            return read_npz(npz)
+    return found
+
+
+# ---------------------------------------------------------------- lookup and download
+
+
+def search_dirs(name: str, data_dir: str | None) -> list[Path]:
+    dirs = []
+    for base in (data_dir, os.environ.get("DLKIT_DATA_DIR")):
+        if base:
+            dirs += [Path(base).expanduser() / name, Path(base).expanduser()]
+    dirs.append(KERAS_CACHE / name)
+    dirs += BUILTINS[name]["system_dirs"]
+    return dirs
+
+
+def download(name: str) -> Path:
+    """Fetch the dataset's published files into the Keras cache with keras.utils.get_file."""
+    import keras
+
+    target = KERAS_CACHE / name
+    for fname, url in BUILTINS[name]["downloads"].items():
+        keras.utils.get_file(fname, origin=url, cache_dir=str(KERAS_CACHE.parent), cache_subdir=f"datasets/{name}",
+                             extract=fname.endswith(".tar.gz"))
+    # get_file extracts archives next to the download, into a folder named after it
+    for extracted in target.glob("*_extracted"):
+        return extracted
+    return target
+
+
+def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
+    dirs = search_dirs(name, data_dir)
+    for folder in dirs:
+        found = read_builtin_folder(name, folder)
+        if found is not None:
+            return _arrays(found, BUILTINS[name]["classes"], str(folder))
+    failure = "downloading is off (data.download: false)"
+    if allow_download and os.environ.get("DLKIT_OFFLINE") != "1":
+        try:
+            folder = download(name)
+            found = read_builtin_folder(name, folder)
+            if found is not None:
+                return _arrays(found, BUILTINS[name]["classes"], str(folder))
+            failure = f"the download in {folder} has none of the expected files"
+        except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
+            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    looked = "\n".join(f"    {d}" for d in dirs)
+    raise DataError(
+        f"dataset {name!r} not found, and {failure}.\n"
+        f"  Looked in:\n{looked}\n"
+        f"  Put {BUILTINS[name]['expect']} in one of those folders, or point data.dir "
+        f"(or $DLKIT_DATA_DIR) at the folder that holds them."
+    )
+
+
+def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
+    y_train = np.asarray(found["y_train"]).reshape(-1)
+    y_test = None if found.get("y_test") is None else np.asarray(found["y_test"]).reshape(-1)
+    x_train = np.asarray(found["x_train"])
+    if len(x_train) != len(y_train):
+        raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
+    if not classes:
+        n = int(max(y_train.max(), y_test.max() if y_test is not None else 0)) + 1
+        classes = [str(i) for i in range(n)]
+    return Arrays(x_train, y_train, found.get("x_test"), y_test, classes, origin)
+
+
+# ---------------------------------------------------------------- user formats
+
+
+def load_npz(path: str) -> Arrays:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"npz file not found: {p} (data.path)")
+    return _arrays(read_npz(p), [], str(p))
+
+
+def load_csv(path: str, label_column: str | None) -> Arrays:
+    """Numeric feature columns and one label column (class indices or class names)."""
+    import csv
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"CSV file not found: {p} (data.path)")
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise DataError(f"{p}: expected a header row and at least one data row")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    label = label_column or header[-1]
+    if label not in header:
+        raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
+    li = header.index(label)
+    labels = [r[li] for r in body]
+    classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        x = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32)
+    except ValueError as e:
+        raise DataError(f"{p}: feature columns must be numeric ({e})") from None
+    y = np.array([index[v] for v in labels], dtype=np.int64)
+    return Arrays(x, y, None, None, classes, str(p))
+
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
+    """A folder with one sub-folder per class (`root/cat/1.png`), or `train/` and `test/` folders of those."""
+    import tensorflow as tf
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root} (data.path)")
+    splits = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() else {"train": root}
+    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"{splits['train']} has no class sub-folders; expected {splits['train']}/<class>/<image>")
+    out = {}
+    for split, folder in splits.items():
+        images, labels = [], []
+        for i, cls in enumerate(classes):
+            for f in sorted((folder / cls).glob("*")):
+                if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                try:
+                    img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
+                except tf.errors.OpError as e:
+                    raise DataError(f"cannot decode image {f}: {e.message}") from None
+                if image_size:
+                    img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
+                images.append(img.numpy())
+                labels.append(i)
+        if not images:
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}")
+        if len({im.shape for im in images}) > 1:
+            raise DataError(f"images under {folder} differ in size; set data.image_size: [height, width]")
+        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.array(labels)
+    out.setdefault("x_test", None)
+    out.setdefault("y_test", None)
+    return _arrays(out, classes, str(root))
+
+
+def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
+    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if allow_download:
+            builder.download_and_prepare()
+        splits = builder.info.splits
+        out = {}
+        for split, key in (("train", "train"), ("test", "test")):
+            if split not in splits:
+                out[f"x_{key}"] = out[f"y_{key}"] = None
+                continue
+            x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+            out[f"x_{key}"], out[f"y_{key}"] = x, y
+        label = builder.info.features["label"]
+        classes = list(label.names) if hasattr(label, "names") else []
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not available"
+        raise DataError(
+            f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+            "Check the name (tfds.list_builders()), or prepare it under data.dir first."
+        ) from None
+    return _arrays(out, classes, f"tfds:{name}")
+
+
+def load(cfg) -> Arrays:
+    """The arrays a `data:` recipe section names."""
+    if cfg.dataset in BUILTINS:
+        return load_builtin(cfg.dataset, cfg.dir, cfg.download)
+    if cfg.dataset.startswith("tfds:"):
+        return load_tfds(cfg.dataset[5:], cfg.dir, cfg.download)
+    if cfg.dataset == "npz":
+        return load_npz(cfg.path)
+    if cfg.dataset == "csv":
+        return load_csv(cfg.path, cfg.label_column)
+    return load_image_folder(cfg.path, cfg.image_size)

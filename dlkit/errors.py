@@ -1,0 +1,66 @@
+"""User-facing errors and the exit codes they map to.
+
+A user mistake raises a `DlkitError` subclass; the CLI prints it without a traceback and exits with its
+`exit_code`. Anything else is a bug and surfaces with its full traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad recipe or bad usage
+EXIT_DATA = 3  # data not found or unreadable
+EXIT_DIVERGED = 4  # loss became NaN or inf
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 2 bad recipe or usage; 3 data not found or unreadable; "
+    "4 training diverged (NaN/inf loss); 130 interrupted (Ctrl-C)."
+)
+
+
+class DlkitError(Exception):
+    exit_code = EXIT_USAGE
+
+
+class UsageError(DlkitError):
+    exit_code = EXIT_USAGE
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a recipe: where it is, what is wrong, and how to fix it."""
+
+    path: str  # dotted key path, e.g. "model.blocks.0.filters"
+    message: str
+    location: str | None = None  # "file.yaml:12"
+    hint: str | None = None
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        key = f"{self.path}: " if self.path else ""
+        text = f"{where}{key}{self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class RecipeError(DlkitError):
+    """Every problem found in a recipe, reported together."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        head = f"{len(problems)} problem(s) in recipe {source}" if source else f"{len(problems)} recipe problem(s)"
+        super().__init__(head + ":\n" + "\n".join("  - " + p.render() for p in problems))
+
+
+class DataError(DlkitError):
+    exit_code = EXIT_DATA
+
+
+class DivergedError(DlkitError):
+    exit_code = EXIT_DIVERGED

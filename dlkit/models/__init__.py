@@ -1,0 +1,16 @@
+"""Architectures. Each module has the same small face: a pydantic `Config` (its `model:` recipe section)
+and `build(config, spec) -> keras.Model`. Adding an architecture takes one module and one line here.
+
+These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow.
+"""
+
+from dlkit.models import cnn, lenet5, mlp, perceptron, resnet, vgg
+
+ARCHITECTURES = {
+    "perceptron": perceptron,
+    "mlp": mlp,
+    "cnn": cnn,
+    "lenet5": lenet5,
+    "vgg": vgg,
+    "resnet": resnet,
+}

@@ -1,0 +1,83 @@
+"""Convolutional net: a stack of conv blocks (convs, then pooling) and a dense head.
+
+Every block takes filters, kernel size, stride, padding, dilation, how many convs and which pooling, and
+may override any layer knob of the model section.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dlkit.recipe.schema import InitializerConfig, KnobOverrides, ModelBase
+
+
+class ConvBlock(KnobOverrides):
+    filters: int = Field(ge=1)
+    kernel_size: int = Field(3, ge=1)
+    strides: int = Field(1, ge=1)
+    padding: Literal["same", "valid"] = "same"
+    dilation: int = Field(1, ge=1)
+    convs: int = Field(1, ge=1)  # convolutions in the block, all with these settings
+    pool: Literal["max", "avg", "none"] = "max"
+    pool_size: int = Field(2, ge=1)
+
+
+class Config(ModelBase):
+    arch: Literal["cnn"] = "cnn"
+    initializer: InitializerConfig = InitializerConfig(name="he_normal")  # He suits ReLU nets
+    blocks: list[ConvBlock] = Field(
+        default_factory=lambda: [ConvBlock(filters=32), ConvBlock(filters=64)]
+    )
+    head: Literal["flatten", "global_avg"] = "flatten"  # how the feature maps reach the dense layers
+    dense: list[int] = Field(default_factory=lambda: [128])  # hidden dense units before the output
+    head_dropout: float = Field(0.0, ge=0, lt=1)  # dropout right before the output layer
+
+
+def features(x, config, conv_layer):
+    """Run the conv blocks; `conv_layer` builds one convolution (so 1-D/2-D nets could share this)."""
+    import keras
+
+    from dlkit.models import layers as L
+
+    for block in config.blocks:
+        knobs = block.resolve(config)
+        for i in range(block.convs):
+            x = conv_layer(
+                block.filters, block.kernel_size,
+                # only the first conv of a block strides; the rest keep the size
+                strides=block.strides if i == 0 else 1,
+                padding=block.padding, dilation_rate=block.dilation, **L.weights(knobs),
+            )(x)
+            x = L.finish(x, knobs, dropout=False)
+        if block.pool == "max":
+            x = keras.layers.MaxPooling2D(block.pool_size)(x)
+        elif block.pool == "avg":
+            x = keras.layers.AveragePooling2D(block.pool_size)(x)
+        if knobs.dropout > 0:
+            x = keras.layers.Dropout(knobs.dropout)(x)
+    return x
+
+
+def head(x, config, spec):
+    import keras
+
+    from dlkit.models import layers as L
+
+    x = keras.layers.Flatten()(x) if config.head == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
+    for units in config.dense:
+        x = L.dense(x, units, config)
+    if config.head_dropout > 0:
+        x = keras.layers.Dropout(config.head_dropout)(x)
+    return L.classifier_head(x, spec, config)
+
+
+def build(config: Config, spec, name: str = "cnn"):
+    import keras
+
+    from dlkit.models import layers as L
+
+    x = L.inputs(spec)
+    h = features(x, config, keras.layers.Conv2D)
+    return keras.Model(x, head(h, config, spec), name=name)

@@ -1,0 +1,37 @@
+"""Multi-layer perceptron (feed-forward net trained by backpropagation): dense hidden layers, softmax out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dlkit.recipe.schema import KnobOverrides, ModelBase
+
+
+class DenseLayer(KnobOverrides):
+    """One hidden layer; any knob left out comes from the model section."""
+
+    units: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_int(cls, v):
+        return {"units": v} if isinstance(v, int) and not isinstance(v, bool) else v  # `256` = {units: 256}
+
+
+class Config(ModelBase):
+    arch: Literal["mlp"] = "mlp"
+    hidden: list[DenseLayer] = Field(default_factory=lambda: [DenseLayer(units=256), DenseLayer(units=128)])
+
+
+def build(config: Config, spec):
+    import keras
+
+    from dlkit.models import layers as L
+
+    x = L.inputs(spec)
+    h = keras.layers.Flatten()(x)
+    for layer in config.hidden:
+        h = L.dense(h, layer.units, layer.resolve(config))
+    return keras.Model(x, L.classifier_head(h, spec, config), name="mlp")

@@ -1,0 +1,45 @@
+"""Single-layer perceptron: one weight layer from inputs to class scores.
+
+`rule: perceptron` trains it with the classic perceptron rule: the loss is the perceptron criterion
+max(0, max_j s_j - s_y), whose gradient is -x for the true class and +x for the predicted class on a
+misclassified example and zero otherwise, so plain SGD on it *is* the perceptron update
+w_y += lr * x, w_pred -= lr * x. `rule: gradient` makes it a softmax layer trained on cross-entropy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from dlkit.recipe.schema import InitializerConfig, ModelBase
+
+
+class Config(ModelBase):
+    arch: Literal["perceptron"] = "perceptron"
+    rule: Literal["perceptron", "gradient"] = "perceptron"
+    initializer: InitializerConfig = InitializerConfig(name="zeros")  # the classic rule starts from zero
+    activation: str = "linear"
+
+
+def build(config: Config, spec):
+    import keras
+
+    from dlkit.models import layers as L
+
+    x = L.inputs(spec)
+    h = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(
+        spec.num_classes,
+        activation="softmax" if config.rule == "gradient" else None,
+        kernel_initializer=L.initializer(config.initializer),
+        kernel_regularizer=L.regularizer(config.regularizer),
+        name="scores" if config.rule == "perceptron" else "predictions",
+    )(h)
+    return keras.Model(x, out, name="perceptron")
+
+
+def loss(config: Config):
+    if config.rule == "gradient":
+        return None  # the default cross-entropy
+    from dlkit.models.losses import PerceptronCriterion
+
+    return PerceptronCriterion()

@@ -1,0 +1,30 @@
+"""A small VGG-style net: stages of two 3x3 convs with batch norm, then max-pooling; widths double.
+
+A preset of `cnn` (Simonyan & Zisserman, 2015, scaled down for 28x28 and 32x32 images).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dlkit.models import cnn
+from dlkit.recipe.schema import BatchNorm
+
+
+class Config(cnn.Config):
+    arch: Literal["vgg"] = "vgg"
+    batch_norm: BatchNorm = "before"
+    widths: list[int] = Field(default_factory=lambda: [32, 64, 128])  # filters per stage
+    convs_per_stage: int = Field(2, ge=1)
+    blocks: list[cnn.ConvBlock] = Field(default_factory=list)  # derived from widths; leave empty
+    dense: list[int] = Field(default_factory=lambda: [256])
+    head_dropout: float = Field(0.5, ge=0, lt=1)
+
+
+def build(config: Config, spec):
+    if not config.blocks:
+        blocks = [cnn.ConvBlock(filters=w, convs=config.convs_per_stage) for w in config.widths]
+        config = config.model_copy(update={"blocks": blocks})
+    return cnn.build(config, spec, name="vgg")

@@ -1,0 +1,64 @@
+"""Pictures in the run directory, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(rows: list[dict], path: Path) -> None:
+    """One panel per metric, training and validation together, against epochs."""
+    if not rows:
+        return
+    plt = _pyplot()
+    names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.5 * (len(names) + 1), 3.6), squeeze=False)
+    epochs = [r["epoch"] for r in rows]
+    for ax, name in zip(axes[0], names):
+        ax.plot(epochs, [r.get(name, np.nan) for r in rows], "o-", label="train")
+        if f"val_{name}" in rows[0]:
+            ax.plot(epochs, [r.get(f"val_{name}", np.nan) for r in rows], "o-", label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax = axes[0][-1]
+    ax.plot(epochs, [r.get("learning_rate", np.nan) for r in rows], "o-", color="gray")
+    ax.set_title("learning rate (end of epoch)")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
+    plt = _pyplot()
+    n = len(class_names)
+    size = max(4.0, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 20:
+        top = matrix.max() if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if matrix[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,6 @@
+"""Recipes: YAML files loaded safely, merged through `extends`, overridden by `--set`, then validated."""
+
+from dlkit.recipe.loader import load_recipe, parse_override
+from dlkit.recipe.schema import Recipe
+
+__all__ = ["Recipe", "load_recipe", "parse_override"]

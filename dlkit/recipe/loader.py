@@ -1,0 +1,101 @@
+"""Loading a recipe: `extends` inheritance, `--set` overrides, then the strict schema."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlkit.errors import Problem, RecipeError
+from dlkit.recipe.source import Locations, locate, read_yaml
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """`a.b.c=value` -> (("a", "b", "c"), value), the value typed as YAML would type it."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(
+            [Problem("", f"bad --set {text!r}", hint="write --set key.path=value, e.g. --set train.epochs=3")]
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise RecipeError([Problem(key, f"--set value {raw!r} is not valid YAML: {e}")]) from None
+    return tuple(key.split(".")), value
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Deep-merge mappings; lists and scalars from `override` replace the base value."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locations]:
+    path = path.resolve()
+    data, locations = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(
+            [Problem("", f"a recipe must be a mapping of keys, got {type(data).__name__}", locate(locations, ()))]
+        )
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, locations
+    if not isinstance(parent, str):
+        raise RecipeError(
+            [Problem("extends", "extends must be a file path", locate(locations, ("extends",)),
+                     "write extends: base.yaml (relative to this recipe)")]
+        )
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise RecipeError(
+            [Problem("extends", f"base recipe not found: {parent_path}", locate(locations, ("extends",)),
+                     "the path is relative to the recipe that extends it")]
+        )
+    if parent_path.resolve() in chain + (path,):
+        cycle = " -> ".join(p.name for p in chain + (path, parent_path.resolve()))
+        raise RecipeError([Problem("extends", f"extends cycle: {cycle}", locate(locations, ("extends",)),
+                                   "remove one of the extends links")])
+    base, base_locations = _read_with_extends(parent_path, chain + (path,))
+    # Keys this file sets point here; keys it inherits point at the base file.
+    merged_locations = dict(base_locations)
+    merged_locations.update({k: v for k, v in locations.items() if k != ("extends",)})
+    return _merge(base, data), merged_locations
+
+
+def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, Locations]:
+    """The merged recipe as plain data, with the location of every key."""
+    data, locations = _read_with_extends(Path(path), ())
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise RecipeError(
+                    [Problem(".".join(keys[: i + 1]), f"--set {text}: this key holds a value, not a section",
+                             locate(locations, keys[: i + 1]))]
+                )
+            node = child
+        node[keys[-1]] = value
+        locations[keys] = f"--set {text}"
+    return data, locations
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
+    """Load, merge, override and validate a recipe. Raises RecipeError listing every problem."""
+    from dlkit.recipe.schema import validate
+
+    data, locations = load_raw(path, overrides)
+    return validate(data, locations, source=str(path))

@@ -1,0 +1,77 @@
+"""Reading YAML while remembering where every key came from.
+
+`read_yaml` returns the plain data (through `yaml.SafeLoader`, so no arbitrary objects) and a map from each
+key path to `file:line`, which error messages use to point at the line a user must fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlkit.errors import Problem, RecipeError
+
+KeyPath = tuple  # ("model", "blocks", 0, "filters")
+Locations = dict  # KeyPath -> "file:line"
+
+
+def read_yaml(path: Path) -> tuple[Any, Locations]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([Problem("", f"recipe file not found: {path}", hint="check the path")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError([Problem("", f"cannot read recipe {path}: {e}")]) from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{name}:{mark.line + 1}" if mark else name
+        what = " ".join(s for s in (e.context, e.problem) if s)
+        raise RecipeError(
+            [Problem("", f"invalid YAML: {what}", where, "fix the syntax; YAML indents with spaces, not tabs")]
+        ) from None
+    except yaml.YAMLError as e:
+        raise RecipeError([Problem("", f"invalid YAML: {e}", name)]) from None
+    finally:
+        loader.dispose()
+    locations: Locations = {}
+    if node is not None:
+        _collect(node, (), name, locations)
+    return data, locations
+
+
+def _collect(node: yaml.Node, path: KeyPath, name: str, out: Locations) -> None:
+    out.setdefault(path, f"{name}:{node.start_mark.line + 1}")
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key_path = path + (key_node.value,)
+                out[key_path] = f"{name}:{key_node.start_mark.line + 1}"
+                _collect(value_node, key_path, name, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _collect(item, path + (i,), name, out)
+
+
+def locate(locations: Locations, path: KeyPath) -> str | None:
+    """The location of `path`, or of its nearest ancestor that has one (a missing key has no line)."""
+    path = tuple(path)
+    while True:
+        # YAML keys are strings; indices are ints. Pydantic reports both as they are.
+        if path in locations:
+            return locations[path]
+        alt = tuple(str(p) if isinstance(p, int) else p for p in path)
+        if alt in locations:
+            return locations[alt]
+        if not path:
+            return None
+        path = path[:-1]

@@ -1,0 +1,113 @@
+"""The run directory: the one place that knows its layout. No other module builds these paths.
+
+    runs/<recipe name>/<YYYYmmdd-HHMMSS>[-N]/
+        recipe.yaml          the resolved recipe (defaults filled, overrides applied)
+        manifest.json        versions, backend, device, seed, git commit, command, times, status
+        history.csv          one row per epoch, written as training goes
+        metrics.json         final, best and test metrics, parameters, wall time, throughput
+        model.keras          the trained model; keras.saving.load_model reads it
+        checkpoints/         last.keras and best.keras, with optimizer state, replaced atomically
+        learning_curves.png  confusion_matrix.png
+        eval.json            what `dlkit evaluate` measured, by split
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from dlkit.errors import UsageError
+
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+
+
+class RunDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    recipe = property(lambda self: self.root / "recipe.yaml")
+    manifest = property(lambda self: self.root / "manifest.json")
+    history = property(lambda self: self.root / "history.csv")
+    metrics = property(lambda self: self.root / "metrics.json")
+    model = property(lambda self: self.root / "model.keras")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    last_checkpoint = property(lambda self: self.checkpoints / "last.keras")
+    best_checkpoint = property(lambda self: self.checkpoints / "best.keras")
+    learning_curves = property(lambda self: self.root / "learning_curves.png")
+    eval = property(lambda self: self.root / "eval.json")
+
+    def confusion_matrix(self, split: str = "test") -> Path:
+        return self.root / ("confusion_matrix.png" if split == "test" else f"confusion_matrix_{split}.png")
+
+    @classmethod
+    def create(cls, runs_root: str | Path, name: str) -> RunDir:
+        """A new, empty run directory. mkdir is atomic, so parallel runs started in the same second each
+        get their own folder (-2, -3, ... suffixes)."""
+        parent = Path(runs_root) / name
+        parent.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 10_000):
+            root = parent / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                root.mkdir()
+            except FileExistsError:
+                continue
+            (root / "checkpoints").mkdir()
+            return cls(root)
+        raise UsageError(f"could not create a run directory under {parent}")
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(Path(path))
+        if not run.manifest.is_file() or not run.recipe.is_file():
+            raise UsageError(f"{path} is not a dlkit run directory (no manifest.json and recipe.yaml)")
+        return run
+
+    @classmethod
+    def latest(cls, runs_root: str | Path, name: str) -> RunDir:
+        """The newest finished run of a recipe: the one that has a model.keras."""
+        parent = Path(runs_root) / name
+        runs = sorted((p for p in parent.glob("*") if (p / "model.keras").is_file()),
+                      key=lambda p: (p.stat().st_mtime, p.name)) if parent.is_dir() else []
+        if not runs:
+            raise UsageError(f"no finished run of {name!r} under {parent}; train it first: dlkit train RECIPE")
+        return cls(runs[-1])
+
+    def read_json(self, path: Path) -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_json(self, path: Path, data: dict) -> None:
+        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+    def update_manifest(self, **fields) -> dict:
+        data = self.read_json(self.manifest)
+        data.update(fields)
+        self.write_json(self.manifest, data)
+        return data
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename it over the target."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """model.save to a temporary .keras file, then rename: a crash never leaves a half-written model."""
+    tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

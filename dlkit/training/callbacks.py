@@ -1,0 +1,108 @@
+"""The Keras callbacks of a dlkit run: progress, divergence guard, atomic checkpoints, epoch history."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+
+import keras
+
+from dlkit.rundir import RunDir, save_model_atomic
+
+
+def to_floats(logs: dict | None) -> dict:
+    return {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()}
+
+
+def current_learning_rate(optimizer) -> float:
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Feeds a Reporter. Reading metric values forces a device sync, so it happens at most ~5 times a second."""
+
+    def __init__(self, reporter, epochs: int, steps: int, interval: float = 0.2):
+        super().__init__()
+        self.reporter, self.epochs, self.steps, self.interval = reporter, epochs, steps, interval
+
+    def on_train_begin(self, logs=None):
+        self.reporter.train_begin(self.epochs, self.steps)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.last = time.perf_counter()
+        self.reporter.epoch_begin(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.reporter.batch(batch, to_floats(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = to_floats(logs)
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        self.reporter.epoch_end(epoch, logs, time.perf_counter() - self.epoch_start)
+
+    def on_train_end(self, logs=None):
+        self.reporter.train_end()
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training when the loss turns NaN or inf. Checks every `every` steps and at each epoch end."""
+
+    def __init__(self, every: int = 25):
+        super().__init__()
+        self.every = every
+        self.diverged_at: tuple[int, int] | None = None  # (epoch, step)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _check(self, logs, step):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(keras.ops.convert_to_numpy(loss))):
+            self.diverged_at = (self.epoch, step)
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % self.every == 0 and self.diverged_at is None:
+            self._check(logs, batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_at is None:
+            self._check(logs, -1)
+
+
+class CheckpointAndHistory(keras.callbacks.Callback):
+    """After each finite epoch: append history.csv, replace checkpoints/last.keras, and best.keras when the
+    monitored value improves. A diverged epoch writes nothing, so the last good checkpoint survives."""
+
+    def __init__(self, run: RunDir, guard: DivergenceGuard, monitor: str, mode: str):
+        super().__init__()
+        self.run, self.guard, self.monitor, self.mode = run, guard, monitor, mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = None
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.diverged_at is not None:
+            return
+        row = {"epoch": epoch + 1, **to_floats(logs), "learning_rate": current_learning_rate(self.model.optimizer)}
+        self.rows.append(row)
+        self._write_history()
+        save_model_atomic(self.model, self.run.last_checkpoint)
+        value = row.get(self.monitor)
+        if value is not None and (value < self.best if self.mode == "min" else value > self.best):
+            self.best, self.best_epoch = value, epoch + 1
+            save_model_atomic(self.model, self.run.best_checkpoint)
+
+    def _write_history(self):
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        tmp = self.run.history.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        tmp.replace(self.run.history)

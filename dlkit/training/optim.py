@@ -1,0 +1,88 @@
+"""Optimizer, learning-rate schedule and loss from the `train:` section, through Keras' own get()."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+from dlkit import catalog
+from dlkit.errors import Problem, RecipeError
+
+
+def schedule(cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
+    """A learning rate or a keras LearningRateSchedule. Durations in the recipe are epochs."""
+    import keras
+
+    s = keras.optimizers.schedules
+    if cfg.name in ("constant", "plateau"):  # plateau is a callback, see callbacks()
+        return learning_rate
+    if cfg.name == "step":
+        return s.ExponentialDecay(learning_rate, decay_steps=max(1, round(cfg.step_epochs * steps_per_epoch)),
+                                  decay_rate=cfg.factor, staircase=True)
+    if cfg.name == "exponential":
+        return s.ExponentialDecay(learning_rate, decay_steps=steps_per_epoch, decay_rate=cfg.decay_rate)
+    total = steps_per_epoch * epochs
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    if warmup > 0:
+        return s.CosineDecay(0.0, decay_steps=max(1, total - warmup), alpha=cfg.final_fraction,
+                             warmup_target=learning_rate, warmup_steps=warmup)
+    return s.CosineDecay(learning_rate, decay_steps=max(1, total), alpha=cfg.final_fraction)
+
+
+def optimizer(train_cfg, steps_per_epoch: int):
+    import keras
+
+    cfg = train_cfg.optimizer
+    kwargs = cfg.model_dump(exclude={"name", "learning_rate"})  # unset (None) fields are already dropped
+    if cfg.name == "momentum":
+        kwargs.setdefault("momentum", 0.9)
+    cls = type(keras.optimizers.get(catalog.OPTIMIZERS[cfg.name]))
+    allowed = set(inspect.signature(cls.__init__).parameters) | set(
+        inspect.signature(keras.optimizers.Optimizer.__init__).parameters
+    )
+    bad = [k for k in kwargs if k not in allowed]
+    if bad:
+        raise RecipeError([
+            Problem(f"train.optimizer.{k}", f"optimizer {cfg.name!r} ({cls.__name__}) takes no {k!r}",
+                    hint=f"remove it; {cls.__name__} takes: "
+                    + ", ".join(sorted(p for p in allowed - {"self", "kwargs", "name"} if not p.startswith("_"))))
+            for k in bad
+        ])
+    kwargs["learning_rate"] = schedule(train_cfg.schedule, cfg.learning_rate, steps_per_epoch, train_cfg.epochs)
+    return keras.optimizers.get({"class_name": catalog.OPTIMIZERS[cfg.name], "config": kwargs})
+
+
+def loss(train_cfg, arch_module, model_cfg):
+    import keras
+
+    if train_cfg.loss is None:
+        default = getattr(arch_module, "loss", lambda c: None)(model_cfg)
+        return default if default is not None else "sparse_categorical_crossentropy"
+    try:
+        keras.losses.get(train_cfg.loss)
+    except ValueError:
+        raise RecipeError([Problem("train.loss", f"unknown loss {train_cfg.loss!r}",
+                                   hint="use a keras.losses name, e.g. sparse_categorical_crossentropy")]) from None
+    return train_cfg.loss
+
+
+def metrics(train_cfg):
+    import keras
+
+    problems = []
+    for i, name in enumerate(train_cfg.metrics):
+        if name in ("accuracy", "acc"):
+            continue
+        try:
+            keras.metrics.get(name)
+        except ValueError:
+            problems.append(Problem(f"train.metrics.{i}", f"unknown metric {name!r}",
+                                    hint="use a keras.metrics name, e.g. accuracy, sparse_top_k_categorical_accuracy"))
+    if problems:
+        raise RecipeError(problems)
+    return list(train_cfg.metrics)
+
+
+def steps_per_epoch(num_train: int, batch_size: int, cap: int | None) -> int:
+    steps = math.ceil(num_train / batch_size)
+    return min(steps, cap) if cap else steps

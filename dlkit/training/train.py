@@ -1,0 +1,193 @@
+"""`train(recipe_path, runs_root)`: the one entry point behind `dlkit train`, called directly by tests.
+
+Order matters: the recipe is validated, the data read and the model built and compiled before the run
+directory exists, so a bad recipe or missing data never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dlkit import __version__, backend
+from dlkit.errors import DivergedError
+from dlkit.recipe import load_recipe
+from dlkit.rundir import RunDir, save_model_atomic
+from dlkit.ui import Reporter
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the run directory was closed as `interrupted`."""
+
+    def __init__(self, run_dir: Path, result: dict):
+        super().__init__(f"interrupted; run directory {run_dir} is marked interrupted")
+        self.run_dir, self.result = run_dir, result
+
+
+def build_model(recipe, spec):
+    from dlkit.models import ARCHITECTURES
+
+    return ARCHITECTURES[recipe.model_config_obj.arch].build(recipe.model_config_obj, spec)
+
+
+def compile_model(model, recipe, steps_per_epoch: int):
+    from dlkit.models import ARCHITECTURES
+    from dlkit.training import optim
+
+    cfg = recipe.train
+    model.compile(
+        optimizer=optim.optimizer(cfg, steps_per_epoch),
+        loss=optim.loss(cfg, ARCHITECTURES[recipe.model_config_obj.arch], recipe.model_config_obj),
+        metrics=optim.metrics(cfg),
+        jit_compile=cfg.jit_compile,
+    )
+    return model
+
+
+def prepare(recipe):
+    """Data and a compiled model for a validated recipe (seeded first, so both are reproducible)."""
+    from dlkit.data import pipeline
+    from dlkit.training import optim
+
+    backend.setup()
+    backend.seed_everything(recipe.seed)
+    data = pipeline.load(recipe.data, recipe.seed)
+    steps = optim.steps_per_epoch(data.spec.num_train, recipe.data.batch_size, recipe.train.steps_per_epoch)
+    model = compile_model(build_model(recipe, data.spec), recipe, steps)
+    return data, model, steps
+
+
+def _git_commit(where: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _manifest(recipe, recipe_path, data, model) -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+        "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
+        "host": platform.node(), "seed": recipe.seed, "recipe_file": str(recipe_path),
+        "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
+        "data_origin": data.origin, "data_spec": data.spec.to_dict(), "params": int(model.count_params()),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
+    }
+
+
+def _monitor(recipe, has_val: bool) -> tuple[str, str]:
+    monitor = recipe.train.monitor
+    if not has_val and monitor.startswith("val_"):
+        monitor = monitor[4:]
+    mode = "min" if "loss" in monitor or "error" in monitor else "max"
+    return monitor, mode
+
+
+def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
+    """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
+    errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
+    import keras
+
+    from dlkit import metrics as M
+    from dlkit import plots
+    from dlkit.training import callbacks as C
+
+    reporter = reporter or Reporter()
+    recipe = load_recipe(recipe_path, overrides)
+    data, model, steps = prepare(recipe)
+
+    run = RunDir.create(runs_root, recipe.name)
+    (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    run.write_json(run.manifest, _manifest(recipe, recipe_path, data, model))
+    reporter.start(run.root, recipe, data.spec, model)
+
+    monitor, mode = _monitor(recipe, data.val is not None)
+    guard = C.DivergenceGuard()
+    keeper = C.CheckpointAndHistory(run, guard, monitor, mode)
+    cbs = [guard, keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps)]
+    if recipe.train.early_stopping:
+        es = recipe.train.early_stopping
+        cbs.append(keras.callbacks.EarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
+                                                 min_delta=es.min_delta, restore_best_weights=es.restore_best_weights))
+    if recipe.train.schedule.name == "plateau":
+        sc = recipe.train.schedule
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=sc.factor, patience=sc.patience,
+                                                     min_lr=sc.min_learning_rate, verbose=0))
+
+    start = time.perf_counter()
+    result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
+    try:
+        model.fit(data.train, validation_data=data.val, epochs=recipe.train.epochs,
+                  steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0)
+    except KeyboardInterrupt:
+        reporter.train_end()
+        result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="interrupted")
+        run.write_json(run.metrics, result)
+        run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise Interrupted(run.root, result) from None
+    except BaseException:
+        reporter.train_end()
+        run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    fit_seconds = time.perf_counter() - start
+
+    if guard.diverged_at is not None:
+        epoch, step = guard.diverged_at
+        where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step >= 0 else "")
+        result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="diverged", diverged_at=where)
+        run.write_json(run.metrics, result)
+        run.update_manifest(status="diverged", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        kept = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists() else \
+            "no epoch finished cleanly, so there is no checkpoint"
+        raise DivergedError(
+            f"training diverged: the loss became NaN or inf at {where}; {kept}. "
+            "Try a lower train.optimizer.learning_rate, gradient clipping (train.optimizer.clipnorm) "
+            "or batch normalization.", ) from None
+
+    save_model_atomic(model, run.model)
+    result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="completed")
+    result["fit_time_s"] = round(fit_seconds, 3)
+    if data.test is not None:
+        result["test"] = {k: float(v) for k, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
+        probs = model.predict(data.test, verbose=0)
+        y_pred = np.argmax(probs, axis=-1)
+        matrix = M.confusion(data.splits.y_test, y_pred, data.spec.num_classes)
+        plots.confusion_matrix(matrix, data.spec.class_names, run.confusion_matrix("test"),
+                               f"{recipe.name}: test split")
+    plots.learning_curves(keeper.rows, run.learning_curves)
+    result["wall_time_s"] = round(time.perf_counter() - start, 3)
+    run.write_json(run.metrics, result)
+    run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    reporter.summary(result)
+    return result
+
+
+def _monitor_name(name: str, val) -> str:
+    return name[4:] if val is None and name.startswith("val_") else name
+
+
+def _summary(keeper, start: float, data, steps: int, batch_size: int) -> dict:
+    from dlkit import metrics as M
+
+    rows = keeper.rows
+    seconds = time.perf_counter() - start
+    examples = len(rows) * min(data.spec.num_train, steps * batch_size)
+    return {
+        "epochs_completed": len(rows),
+        "final": {k: v for k, v in (rows[-1] if rows else {}).items() if k != "epoch"},
+        "best": M.best_of(rows),
+        "best_epoch": keeper.best_epoch,
+        "monitor": keeper.monitor,
+        "wall_time_s": round(seconds, 3),
+        "throughput": round(examples / seconds, 1) if seconds > 0 else 0.0,
+    }

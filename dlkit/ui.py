@@ -1,0 +1,143 @@
+"""What a run shows a person: rich live progress on a terminal, one plain line per epoch otherwise.
+
+One Reporter per run. It is driven by `ProgressCallback` while Keras' own output is off (fit verbose=0).
+`rich` honours NO_COLOR and notices when output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def make_console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}"
+    return str(value)
+
+
+def fmt_logs(logs: dict) -> str:
+    return "  ".join(f"{k}={fmt(v)}" for k, v in logs.items())
+
+
+class Reporter:
+    """Silent reporter (--quiet); the others override what they show."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or make_console()
+
+    def message(self, text: str) -> None: ...
+    def start(self, run_dir, recipe, spec, model) -> None: ...
+    def train_begin(self, epochs: int, steps: int) -> None: ...
+    def epoch_begin(self, epoch: int) -> None: ...
+    def batch(self, step: int, logs: dict | None) -> None: ...
+    def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None: ...
+    def train_end(self) -> None: ...
+    def summary(self, result: dict) -> None: ...
+
+
+class PlainReporter(Reporter):
+    """One line per epoch: for logs, pipes and CI."""
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def start(self, run_dir, recipe, spec, model) -> None:
+        self.console.print(f"run {run_dir}")
+        self.console.print(f"recipe {recipe.name}: {recipe.model_config_obj.arch} on {recipe.data.dataset} "
+                           f"({spec.num_train} train, {spec.num_val} val, {spec.num_test} test), "
+                           f"{model.count_params():,} parameters")
+        model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
+
+    def train_begin(self, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+
+    def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
+        self.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False)
+
+    def summary(self, result: dict) -> None:
+        self.console.print(render_summary(result))
+        self.console.print(summary_line(result), markup=False)
+
+
+class RichReporter(PlainReporter):
+    """Live epoch and step bars with the running loss and metrics."""
+
+    def start(self, run_dir, recipe, spec, model) -> None:
+        self.console.rule(f"[bold]{recipe.name}[/] -> {run_dir}")
+        model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
+
+    def train_begin(self, epochs: int, steps: int) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
+            console=self.console, transient=False,
+        )
+        self.progress.start()
+        self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+        self.step_task = self.progress.add_task("steps", total=steps, metrics="")
+
+    def epoch_begin(self, epoch: int) -> None:
+        self.progress.reset(self.step_task, total=self.steps, description=f"epoch {epoch + 1}", metrics="")
+
+    def batch(self, step: int, logs: dict | None) -> None:
+        fields = {"metrics": fmt_logs(logs)} if logs is not None else {}
+        self.progress.update(self.step_task, completed=step + 1, **fields)
+
+    def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
+        self.progress.update(self.epoch_task, completed=epoch + 1, metrics=fmt_logs(logs))
+        self.progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False)
+
+    def train_end(self) -> None:
+        if getattr(self, "progress", None) is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def render_summary(result: dict) -> Table:
+    table = Table(title=f"{result.get('name', 'run')}: {result['status']}", show_header=True)
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("test", justify="right")
+    final, best, test = result.get("final", {}), result.get("best", {}), result.get("test", {})
+    for key in dict.fromkeys([*final, *best, *test]):
+        if key.startswith("val_") or key == "learning_rate":
+            continue
+        table.add_row(key, fmt(final.get(key, "")), fmt(best.get(key, "")), fmt(test.get(key, "")))
+        if f"val_{key}" in final:
+            table.add_row(f"val_{key}", fmt(final[f"val_{key}"]), fmt(best.get(f"val_{key}", "")), "")
+    return table
+
+
+def summary_line(result: dict) -> str:
+    return (f"{result.get('params', 0):,} parameters, {result.get('wall_time_s', 0):.1f}s wall, "
+            f"{result.get('throughput', 0):,.0f} examples/s; run directory {result.get('run_dir')}")
+
+
+def reporter_for(quiet: bool, json_mode: bool) -> Reporter:
+    """--quiet shows nothing; with --json the human output moves to stderr so stdout is the JSON alone."""
+    console = make_console(stderr=json_mode)
+    if quiet:
+        return Reporter(console)
+    return RichReporter(console) if console.is_terminal else PlainReporter(console)
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
