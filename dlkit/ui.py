@@ -64,7 +64,7 @@ class PlainReporter(Reporter):
         self.epochs = epochs
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
-        self.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False)
+        self.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)
 
     def summary(self, result: dict) -> None:
         self.console.print(render_summary(result))
@@ -98,7 +98,7 @@ class RichReporter(PlainReporter):
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
         self.progress.update(self.epoch_task, completed=epoch + 1, metrics=fmt_logs(logs))
-        self.progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False)
+        self.progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)
 
     def train_end(self) -> None:
         if getattr(self, "progress", None) is not None:

@@ -136,8 +136,18 @@ def read_cifar_batches(folder: Path) -> dict | None:
     return out
 
 
-def read_builtin_folder(name: str, folder: Path) -> dict | None:
+def has_builtin_files(name: str, folder: Path) -> bool:
+    """Whether `folder` holds the dataset's files, checked by name only (validate reads nothing)."""
     if not folder.is_dir():
+        return False
+    if name in ("mnist", "fashion_mnist"):
+        idx = all(_find(folder, MNIST_FILES[k]) for k in ("x_train", "y_train"))
+        return idx or (name == "mnist" and (folder / "mnist.npz").is_file())
+    return (folder / "cifar-10-batches-py").is_dir() or any(folder.glob("data_batch_*")) or any(folder.glob("*.npz"))
+
+
+def read_builtin_folder(name: str, folder: Path) -> dict | None:
+    if not has_builtin_files(name, folder):
         return None
     if name in ("mnist", "fashion_mnist"):
         found = read_idx_folder(folder)

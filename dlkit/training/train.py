@@ -128,7 +128,8 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
     try:
         model.fit(data.train, validation_data=data.val, epochs=recipe.train.epochs,
-                  steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0)
+                  steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0,
+                  shuffle=False)  # the pipeline already shuffles, seeded
     except KeyboardInterrupt:
         reporter.train_end()
         result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="interrupted")

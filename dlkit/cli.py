@@ -1,0 +1,219 @@
+"""The `dlkit` command line. Thin: each command parses options and calls a library function.
+
+Heavy imports (TensorFlow, Keras) happen inside the commands that need them, so `--help`, `validate`,
+`show` and `list` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError
+
+app = typer.Typer(
+    name="dlkit",
+    help=f"Config-driven deep learning with Keras 3: YAML recipes in, trained runs out.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe field: --set train.epochs=3 (value typed as YAML). Repeatable."),
+]
+RunsRoot = Annotated[Path, typer.Option("--runs-root", help="Folder that holds run directories.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
+
+
+def _console(stderr=True):
+    from dlkit.ui import make_console
+
+    return make_console(stderr=stderr)
+
+
+def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:
+    """Report a user error without a traceback and pick its exit code."""
+    _console().print(f"[bold red]error[/]: {err}", markup=True, highlight=False, soft_wrap=True)
+    if json_mode:
+        status = {2: "error", 3: "data_error", 4: "diverged"}.get(err.exit_code, "error")
+        print(json.dumps({"status": status, "exit_code": err.exit_code, "error": str(err), **(extra or {})}))
+    return typer.Exit(err.exit_code)
+
+
+@app.command(help=f"Train a recipe into a new run directory.\n\n{EXIT_CODES_HELP}")
+def train(
+    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    set_: SetOption = None,
+    runs_root: RunsRoot = Path("runs"),
+    quiet: QuietFlag = False,
+    json_: JsonFlag = False,
+):
+    from dlkit.ui import reporter_for
+
+    reporter = reporter_for(quiet, json_)
+    try:
+        from dlkit.training.train import Interrupted, train as train_fn
+
+        try:
+            result = train_fn(recipe, set_ or (), runs_root, reporter)
+        except Interrupted as e:
+            _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
+            if json_:
+                print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    except DlkitError as e:
+        extra = {}
+        raise _fail(e, json_, extra) from None
+    except KeyboardInterrupt:  # before the run directory existed: nothing to mark
+        _console().print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if json_:
+        print(json.dumps(result))
+
+
+@app.command(help=f"Measure a finished run (or a recipe's latest run) on a split.\n\n{EXIT_CODES_HELP}")
+def evaluate(
+    target: Annotated[str, typer.Argument(help="A run directory, or a recipe file (its latest run).")],
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    runs_root: RunsRoot = Path("runs"),
+    json_: JsonFlag = False,
+):
+    from dlkit.evaluate import evaluate as evaluate_fn
+
+    try:
+        result = evaluate_fn(target, split, runs_root)
+    except DlkitError as e:
+        raise _fail(e, json_) from None
+    if json_:
+        print(json.dumps(result))
+        return
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    console = _console(stderr=False)
+    table = Table(title=f"{Path(result['run_dir']).parent.name}/{Path(result['run_dir']).name}: "
+                        f"{result['split']} split, {result['examples']} examples")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, fmt(v))
+    console.print(table)
+    per = Table(title="per class")
+    for col in ("class", "precision", "recall", "support"):
+        per.add_column(col, justify="right" if col != "class" else "left")
+    for name, row in result["per_class"].items():
+        per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
+    console.print(per)
+    console.print(f"confusion matrix: {result['confusion_matrix_image']}", markup=False)
+
+
+@app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")
+def validate(
+    recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files.")],
+    set_: SetOption = None,
+    build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
+    json_: JsonFlag = False,
+):
+    from dlkit.recipe import load_recipe
+
+    console = _console(stderr=json_)
+    results, worst = [], 0
+    for path in recipes:
+        entry = {"recipe": str(path), "status": "ok"}
+        try:
+            recipe = load_recipe(path, set_ or ())
+            entry["data"] = _check_data(recipe)
+            if build:
+                from dlkit.training.train import prepare
+
+                _, model, _ = prepare(recipe)
+                entry["params"] = int(model.count_params())
+                model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
+            console.print(f"[green]ok[/] {path} (data: {entry['data']}" + (f", {entry['params']:,} parameters)" if build else ")"))
+        except DlkitError as e:
+            entry.update(status="error", exit_code=e.exit_code, error=str(e))
+            worst = worst or e.exit_code
+            console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
+        results.append(entry)
+    if json_:
+        print(json.dumps({"status": "ok" if not worst else "error", "recipes": results}))
+    raise typer.Exit(worst)
+
+
+def _check_data(recipe) -> str:
+    """Data availability without reading it: where a built-in dataset would be found, or that a path exists."""
+    from dlkit.data import sources
+    from dlkit.errors import DataError
+
+    d = recipe.data
+    if d.dataset in sources.BUILTINS:
+        for folder in sources.search_dirs(d.dataset, d.dir):
+            if sources.has_builtin_files(d.dataset, folder):
+                return str(folder)
+        if d.download:
+            return "not found locally; will try to download"
+        raise DataError(f"dataset {d.dataset!r} not found in {', '.join(map(str, sources.search_dirs(d.dataset, d.dir)))} "
+                        f"and data.download is false. Put {sources.BUILTINS[d.dataset]['expect']} there.")
+    if d.path:
+        if not Path(d.path).expanduser().exists():
+            raise DataError(f"data.path {d.path} does not exist")
+        return d.path
+    return d.dataset
+
+
+@app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")
+def show(
+    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    set_: SetOption = None,
+):
+    import yaml
+
+    from dlkit.recipe import load_recipe
+
+    try:
+        r = load_recipe(recipe, set_ or ())
+    except DlkitError as e:
+        raise _fail(e, False) from None
+    sys.stdout.write(yaml.safe_dump(r.to_dict(), sort_keys=False))
+
+
+@app.command(name="list", help="List architectures, datasets, optimizers, initializers, regularizers, augmentations.")
+def list_(json_: JsonFlag = False):
+    from dlkit import catalog
+
+    groups = {
+        "architectures": catalog.describe_architectures(),
+        "datasets": catalog.DATASETS,
+        "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")
+                       for k, v in catalog.OPTIMIZERS.items()},
+        "initializers": {k: f"keras.initializers {v}" for k, v in catalog.INITIALIZERS.items()},
+        "regularizers": {k: f"keras.regularizers {v}" for k, v in catalog.REGULARIZERS.items()},
+        "activations": {k: "" for k in catalog.ACTIVATIONS},
+        "augmentations": {k: f"keras.layers.{v} (training only)" for k, v in catalog.AUGMENTATIONS.items()},
+        "schedules": {k: "" for k in catalog.SCHEDULES},
+    }
+    if json_:
+        print(json.dumps({k: list(v) for k, v in groups.items()}))
+        return
+    out = _console(stderr=False)
+    for group, items in groups.items():
+        out.print(f"[bold]{group}[/]")
+        for name, text in items.items():
+            out.print(f"  {name:<18} {text}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Recipe loading: strict schema, every error at once with key path and line, extends, --set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlkit.errors import RecipeError
+from dlkit.recipe import load_recipe, parse_override
+
+RECIPES = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+
+
+def problems_of(path, overrides=()):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    return info.value.problems
+
+
+# (recipe text, dotted path, line, text that must appear in message or hint)
+MALFORMED = [
+    ("model: {arch: cnn}\ntrain:\n  epocs: 3\n", "train.epocs", 3, "did you mean 'epochs'"),
+    ("model: {arch: cnn}\ndata:\n  batch_size: many\n", "data.batch_size", 3, "valid integer"),
+    ("model: {arch: cnn}\ndata:\n  batch_size: 0\n", "data.batch_size", 3, "greater than or equal to 1"),
+    ("model: {arch: cnn}\ndata:\n  validation_split: 1.5\n", "data.validation_split", 3, "less than 1"),
+    ("model:\n  arch: cnn\n  dropout: 1.2\n", "model.dropout", 3, "less than 1"),
+    ("model:\n  arch: cnn\n  activation: rleu\n", "model.activation", 3, "did you mean 'relu'"),
+    ("model:\n  arch: cnn\n  initializer: he_normall\n", "model.initializer.name", 3, "did you mean 'he_normal'"),
+    ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, kernal_size: 3}\n", "model.blocks.0.kernal_size", 4,
+     "did you mean 'kernel_size'"),
+    ("model:\n  arch: cnnn\n", "model.arch", 2, "did you mean 'cnn'"),
+    ("model: {arch: cnn}\ntrain:\n  optimizer: {name: adamm}\n", "train.optimizer.name", 3, "did you mean 'adam'"),
+    ("model: {arch: cnn}\ndata:\n  dataset: mnits\n", "data.dataset", 3, "did you mean 'mnist'"),
+    ("model: {arch: resnet, depth: 21}\n", "model.depth", 1, "6n+2"),
+    ("data: {dataset: mnist}\n", "model", None, "required"),
+    ("model: {arch: cnn}\ndata:\n  augment: {rotaton: 0.1}\n", "data.augment.rotaton", 3, "did you mean 'rotation'"),
+    ("model: {arch: cnn}\ndata:\n  dataset: npz\n", "data", 2, "data.path"),
+]
+
+
+@pytest.mark.parametrize("text,path,line,needle", MALFORMED)
+def test_malformed_recipe_names_path_line_and_fix(write_recipe, text, path, line, needle):
+    recipe = write_recipe(text)
+    problems = problems_of(recipe)
+    match = [p for p in problems if p.path == path]
+    assert match, [p.render() for p in problems]
+    p = match[0]
+    if line is not None:
+        assert p.location == f"{recipe}:{line}"
+    assert needle in p.render()
+
+
+def test_all_errors_reported_together(write_recipe):
+    recipe = write_recipe(
+        "seed: x\nmodel:\n  arch: cnn\n  dropout: 2\ndata:\n  batchsize: 3\ntrain:\n  epochs: 0\n"
+    )
+    problems = problems_of(recipe)
+    assert {p.path for p in problems} == {"seed", "model.dropout", "data.batchsize", "train.epochs"}
+    assert [int(p.location.rsplit(":", 1)[1]) for p in problems] == [1, 4, 6, 8]  # sorted by line
+
+
+def test_bad_yaml_gives_line(write_recipe):
+    recipe = write_recipe("model:\n  arch: cnn\n  blocks: [\n")
+    (p,) = problems_of(recipe)
+    assert "invalid YAML" in p.message and p.location.startswith(str(recipe) + ":")
+
+
+def test_yaml_is_loaded_safely(write_recipe):
+    recipe = write_recipe("name: !!python/object/apply:os.system ['true']\nmodel: {arch: cnn}\n")
+    (p,) = problems_of(recipe)
+    assert "invalid YAML" in p.message
+
+
+def test_extends_merges_and_points_at_the_right_file(write_recipe):
+    base = write_recipe("model:\n  arch: mlp\n  hidden: [32]\ntrain:\n  epochs: 4\n", "base.yaml")
+    child = write_recipe("extends: base.yaml\nname: child\ntrain:\n  epochs: 2\n  optimizer: {name: sgd}\n")
+    r = load_recipe(child)
+    assert r.name == "child" and r.train.epochs == 2 and r.train.optimizer.name == "sgd"
+    assert r.model_config_obj.hidden[0].units == 32
+    bad = write_recipe("extends: base.yaml\nmodel:\n  hiden: [3]\n", "bad.yaml")
+    (p,) = problems_of(bad)
+    assert p.path == "model.hiden" and p.location.endswith("bad.yaml:3")
+    base.write_text("model:\n  arch: mlp\n  hidden: [0]\n")
+    (p,) = problems_of(child)
+    assert p.path == "model.hidden.0.units" and p.location.endswith("base.yaml:3")
+
+
+def test_extends_missing_target_and_cycle(write_recipe):
+    missing = write_recipe("extends: nowhere.yaml\nmodel: {arch: cnn}\n")
+    (p,) = problems_of(missing)
+    assert p.path == "extends" and "not found" in p.message and p.location.endswith(":1")
+    write_recipe("extends: b.yaml\nmodel: {arch: cnn}\n", "a.yaml")
+    b = write_recipe("extends: a.yaml\n", "b.yaml")
+    (p,) = problems_of(b)
+    assert "cycle" in p.message and "a.yaml" in p.message
+
+
+def test_set_overrides_with_yaml_types(write_recipe):
+    recipe = write_recipe("model: {arch: mlp}\n")
+    r = load_recipe(recipe, ["train.epochs=3", "model.hidden=[8, 4]", "data.cache=false",
+                             "train.optimizer.learning_rate=0.5"])
+    assert r.train.epochs == 3 and [h.units for h in r.model_config_obj.hidden] == [8, 4]
+    assert r.data.cache is False and r.train.optimizer.learning_rate == 0.5
+    (p,) = problems_of(recipe, ["train.epochs=lots"])
+    assert p.path == "train.epochs" and p.location == "--set train.epochs=lots"
+    with pytest.raises(RecipeError):
+        parse_override("no-equals-sign")
+
+
+def test_defaults_make_a_minimal_recipe(write_recipe):
+    r = load_recipe(write_recipe("model: {arch: cnn}\n", "minimal.yaml"))
+    assert r.name == "minimal" and r.data.dataset == "mnist" and r.train.optimizer.name == "adam"
+    assert r.train.epochs == 10 and r.data.batch_size == 128
+
+
+def test_resolved_recipe_round_trips(write_recipe, tmp_path):
+    import yaml
+
+    r = load_recipe(write_recipe("model:\n  arch: resnet\n  regularizer: null\n  initializer: {name: random_normal, stddev: 0.02}\n"))
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(r.to_dict()))
+    r2 = load_recipe(again)
+    assert r2.to_dict() == r.to_dict() and r2.model_config_obj.regularizer is None
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_shipped_recipes_validate(path):
+    r = load_recipe(path)
+    assert r.name == path.stem
