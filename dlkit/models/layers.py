@@ -11,6 +11,8 @@ from dlkit.recipe.schema import InitializerConfig, LayerKnobs, RegularizerConfig
 
 def initializer(cfg: InitializerConfig):
     params = {k: v for k, v in cfg.model_dump(exclude={"name"}).items() if v is not None}
+    if cfg.name == "constant":
+        params.setdefault("value", 0.0)  # keras' Constant cannot be rebuilt from a config without one
     return keras.initializers.get({"class_name": catalog.INITIALIZERS[cfg.name], "config": params})
 
 

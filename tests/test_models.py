@@ -1,0 +1,227 @@
+"""Models and training knobs: assert on the built Keras layers and optimizers, not on the recipe."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from dlkit import catalog
+from dlkit.models.spec import DataSpec
+from dlkit.recipe import load_recipe
+from dlkit.training.train import build_model, compile_model
+
+MNIST = DataSpec(input_shape=(28, 28, 1), num_classes=10, num_train=1000)
+CIFAR = DataSpec(input_shape=(32, 32, 3), num_classes=10, num_train=1000)
+
+
+def make(write_recipe, model: str, train: str = "", spec=MNIST, steps=10):
+    r = load_recipe(write_recipe(f"model:\n{model}\ntrain:\n  epochs: 3\n{train}"))
+    return r, compile_model(build_model(r, spec), r, steps)
+
+
+def layers_of(model, cls):
+    return [layer for layer in model.layers if isinstance(layer, cls)]
+
+
+# ---------------------------------------------------------------- catalog <-> keras
+
+
+@pytest.mark.parametrize("name", catalog.OPTIMIZERS)
+def test_optimizer_names_resolve_in_keras(name):
+    assert isinstance(keras.optimizers.get(catalog.OPTIMIZERS[name]), keras.optimizers.Optimizer)
+
+
+@pytest.mark.parametrize("name", catalog.INITIALIZERS)
+def test_initializer_names_resolve_in_keras(name):
+    from dlkit.models.layers import initializer
+    from dlkit.recipe.schema import InitializerConfig
+
+    assert isinstance(initializer(InitializerConfig(name=name)), keras.initializers.Initializer)
+
+
+@pytest.mark.parametrize("name", catalog.ACTIVATIONS)
+def test_activation_names_resolve_in_keras(name):
+    assert callable(keras.activations.get(name))
+
+
+def test_augmentations_and_regularizers_exist_in_keras():
+    for cls in catalog.AUGMENTATIONS.values():
+        assert hasattr(keras.layers, cls)
+    for cls in catalog.REGULARIZERS.values():
+        assert hasattr(keras.regularizers, cls)
+
+
+# ---------------------------------------------------------------- parameter counts of the presets
+
+
+@pytest.mark.parametrize("arch,spec,params", [
+    ("lenet5", MNIST, 61_706),  # the 1998 figure for 10 classes
+    ("vgg", MNIST, 586_282),
+    ("resnet", CIFAR, 274_042),  # ~0.27M, as in the paper
+    ("cnn", MNIST, 421_642),
+    ("mlp", MNIST, 235_146),
+    ("perceptron", MNIST, 7_850),
+])
+def test_preset_parameter_counts(write_recipe, arch, spec, params):
+    _, model = make(write_recipe, f"  arch: {arch}", spec=spec)
+    assert model.count_params() == params
+
+
+def test_resnet_depth_sets_blocks(write_recipe):
+    _, m20 = make(write_recipe, "  arch: resnet\n  depth: 20", spec=CIFAR)
+    _, m32 = make(write_recipe, "  arch: resnet\n  depth: 32", spec=CIFAR)
+    assert len(layers_of(m20, keras.layers.Add)) == 9 and len(layers_of(m32, keras.layers.Add)) == 15
+
+
+# ---------------------------------------------------------------- layer knobs land on the layers
+
+
+@pytest.mark.parametrize("name,cls", [
+    ("zeros", keras.initializers.Zeros), ("ones", keras.initializers.Ones),
+    ("random_normal", keras.initializers.RandomNormal), ("random_uniform", keras.initializers.RandomUniform),
+    ("glorot_normal", keras.initializers.GlorotNormal), ("xavier_uniform", keras.initializers.GlorotUniform),
+    ("xavier_normal", keras.initializers.GlorotNormal), ("he_normal", keras.initializers.HeNormal),
+    ("he_uniform", keras.initializers.HeUniform), ("lecun_normal", keras.initializers.LecunNormal),
+    ("orthogonal", keras.initializers.Orthogonal),
+])
+def test_initializer_lands_on_layers(write_recipe, name, cls):
+    _, model = make(write_recipe, f"  arch: mlp\n  hidden: [8]\n  initializer: {name}")
+    for layer in layers_of(model, keras.layers.Dense):
+        assert type(layer.kernel_initializer) is cls
+
+
+def test_initializer_arguments_and_values(write_recipe):
+    _, model = make(write_recipe, "  arch: mlp\n  hidden: [64]\n  initializer: {name: random_normal, stddev: 0.5}")
+    dense = layers_of(model, keras.layers.Dense)[0]
+    assert dense.kernel_initializer.stddev == 0.5
+    assert 0.4 < float(np.std(keras.ops.convert_to_numpy(dense.kernel))) < 0.6
+    _, model = make(write_recipe, "  arch: mlp\n  hidden: [8]\n  initializer: zeros")
+    assert not np.any(keras.ops.convert_to_numpy(layers_of(model, keras.layers.Dense)[0].kernel))
+
+
+@pytest.mark.parametrize("reg,cls,attrs", [
+    ("{l2: 0.001}", keras.regularizers.L2, {"l2": 0.001}),
+    ("{l1: 0.002}", keras.regularizers.L1, {"l1": 0.002}),
+    ("{l1: 0.001, l2: 0.003}", keras.regularizers.L1L2, {"l1": 0.001, "l2": 0.003}),
+])
+def test_regularizer_lands_on_layers(write_recipe, reg, cls, attrs):
+    _, model = make(write_recipe, f"  arch: cnn\n  blocks: [{{filters: 4}}]\n  regularizer: {reg}")
+    weighted = layers_of(model, keras.layers.Conv2D) + layers_of(model, keras.layers.Dense)
+    assert weighted
+    for layer in weighted:
+        assert type(layer.kernel_regularizer) is cls
+        for k, v in attrs.items():
+            assert float(getattr(layer.kernel_regularizer, k)) == pytest.approx(v)
+    assert len(model.losses) == len(weighted)  # the penalties reach the loss
+
+
+def test_block_overrides_model_knobs(write_recipe):
+    _, model = make(write_recipe, "  arch: cnn\n  activation: relu\n  blocks:\n"
+                    "    - {filters: 4, activation: tanh, dropout: 0.3}\n    - {filters: 8}\n  dense: []")
+    acts = [layer.activation.__name__ for layer in layers_of(model, keras.layers.Activation)]
+    assert acts == ["tanh", "relu"]
+    assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.3]
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "elu", "selu", "gelu", "swish", "sigmoid", "tanh", "softmax"])
+def test_activation_lands_on_layers(write_recipe, act):
+    _, model = make(write_recipe, f"  arch: mlp\n  hidden: [8, 8]\n  activation: {act}")
+    names = [layer.activation.__name__ for layer in layers_of(model, keras.layers.Activation)]
+    assert names == [{"swish": "silu"}.get(act, act)] * 2  # keras names swish by its other name
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_batch_norm_placement(write_recipe, where):
+    _, model = make(write_recipe, f"  arch: mlp\n  hidden: [8]\n  batch_norm: {where}")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    bn, act = kinds.index("BatchNormalization"), kinds.index("Activation")
+    assert (bn < act) == (where == "before")
+    assert layers_of(model, keras.layers.Dense)[0].use_bias == (where == "after")
+
+
+def test_dropout_rate(write_recipe):
+    _, model = make(write_recipe, "  arch: mlp\n  hidden: [8, {units: 4, dropout: 0.1}]\n  dropout: 0.25")
+    assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.25, 0.1]
+
+
+def test_cnn_block_geometry(write_recipe):
+    _, model = make(write_recipe, "  arch: cnn\n  blocks:\n    - {filters: 6, kernel_size: 5, strides: 2, "
+                    "padding: valid, convs: 2, pool: avg}\n    - {filters: 3, dilation: 2, pool: none}\n  head: global_avg")
+    convs = layers_of(model, keras.layers.Conv2D)
+    assert [c.kernel_size for c in convs] == [(5, 5), (5, 5), (3, 3)]
+    assert [c.strides for c in convs] == [(2, 2), (1, 1), (1, 1)]
+    assert convs[2].dilation_rate == (2, 2) and convs[0].padding == "valid"
+    assert layers_of(model, keras.layers.AveragePooling2D) and layers_of(model, keras.layers.GlobalAveragePooling2D)
+
+
+# ---------------------------------------------------------------- optimizers, clipping, schedules
+
+
+@pytest.mark.parametrize("opt,cls,attrs", [
+    ("{name: sgd, learning_rate: 0.1}", keras.optimizers.SGD, {"momentum": 0.0}),
+    ("{name: sgd, momentum: 0.8, nesterov: true}", keras.optimizers.SGD, {"momentum": 0.8, "nesterov": True}),
+    ("{name: momentum}", keras.optimizers.SGD, {"momentum": 0.9}),
+    ("{name: adagrad}", keras.optimizers.Adagrad, {}),
+    ("{name: rmsprop, rho: 0.8}", keras.optimizers.RMSprop, {"rho": 0.8}),
+    ("{name: adam, beta_1: 0.5}", keras.optimizers.Adam, {"beta_1": 0.5}),
+    ("{name: adamw, weight_decay: 0.01}", keras.optimizers.AdamW, {"weight_decay": 0.01}),
+    ("{name: nadam}", keras.optimizers.Nadam, {}),
+    ("{name: adam, clipnorm: 1.5}", keras.optimizers.Adam, {"clipnorm": 1.5}),
+    ("{name: adam, clipvalue: 0.5}", keras.optimizers.Adam, {"clipvalue": 0.5}),
+    ("{name: sgd, global_clipnorm: 2.0}", keras.optimizers.SGD, {"global_clipnorm": 2.0}),
+])
+def test_optimizer_and_clipping_land(write_recipe, opt, cls, attrs):
+    _, model = make(write_recipe, "  arch: perceptron\n  rule: gradient", f"  optimizer: {opt}\n")
+    assert type(model.optimizer) is cls
+    for k, v in attrs.items():
+        assert getattr(model.optimizer, k) == pytest.approx(v)
+
+
+def test_optimizer_argument_it_does_not_take(write_recipe):
+    from dlkit.errors import RecipeError
+
+    with pytest.raises(RecipeError) as info:
+        make(write_recipe, "  arch: mlp", "  optimizer: {name: adam, momentum: 0.9}\n")
+    (p,) = info.value.problems
+    assert p.path == "train.optimizer.momentum" and "Adam" in p.message
+
+
+def lr_at(model, step):
+    return float(keras.ops.convert_to_numpy(model.optimizer._learning_rate(step)))  # the schedule object
+
+
+def test_schedules(write_recipe):
+    steps = 10  # per epoch; 3 epochs
+    _, m = make(write_recipe, "  arch: mlp", "  optimizer: {name: sgd, learning_rate: 0.1}\n"
+                "  schedule: {name: step, step_epochs: 1, factor: 0.5}\n", steps=steps)
+    assert [round(lr_at(m, s), 6) for s in (0, 9, 10, 25)] == [0.1, 0.1, 0.05, 0.025]
+    _, m = make(write_recipe, "  arch: mlp", "  optimizer: {name: sgd, learning_rate: 0.1}\n"
+                "  schedule: {name: exponential, decay_rate: 0.5}\n", steps=steps)
+    assert lr_at(m, 20) == pytest.approx(0.025)
+    _, m = make(write_recipe, "  arch: mlp", "  optimizer: {name: sgd, learning_rate: 0.1}\n"
+                "  schedule: {name: cosine, warmup_epochs: 1}\n", steps=steps)
+    assert lr_at(m, 0) == pytest.approx(0.0) and lr_at(m, 5) == pytest.approx(0.05)
+    assert lr_at(m, 10) == pytest.approx(0.1) and lr_at(m, 30) == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------- the perceptron rule
+
+
+def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
+    """One SGD step with batch size 1 must equal w_y += lr*x, w_pred -= lr*x on a mistake, nothing otherwise."""
+    spec = DataSpec(input_shape=(3,), num_classes=2)
+    r = load_recipe(write_recipe("model: {arch: perceptron, rule: perceptron, initializer: zeros}\n"
+                                 "train: {optimizer: {name: sgd, learning_rate: 0.5}}\n"))
+    model = compile_model(build_model(r, spec), r, 1)
+    dense = model.get_layer("scores")
+    dense.bias.assign(np.array([0.1, 0.0], "float32"))  # predicts class 0 for any x >= 0
+    x = np.array([[1.0, 2.0, 3.0]], "float32")
+    model.train_on_batch(x, np.array([1]))  # a mistake: true class 1
+    w = keras.ops.convert_to_numpy(dense.kernel)
+    np.testing.assert_allclose(w[:, 1], 0.5 * x[0])
+    np.testing.assert_allclose(w[:, 0], -0.5 * x[0])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.bias), [0.1 - 0.5, 0.5])
+    before = w.copy()
+    model.train_on_batch(x, np.array([1]))  # now correct (score 1 wins by a margin): no update
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.kernel), before)
