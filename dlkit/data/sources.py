@@ -309,14 +309,18 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
         builder = tfds.builder(name, data_dir=data_dir)
         if allow_download:
             builder.download_and_prepare()
-        splits = builder.info.splits
         out = {}
-        for split, key in (("train", "train"), ("test", "test")):
-            if split not in splits:
-                out[f"x_{key}"] = out[f"y_{key}"] = None
+        for split in ("train", "test"):
+            try:
+                ds = builder.as_dataset(split=split, as_supervised=True)
+            except (ValueError, KeyError):
+                if split == "train":
+                    raise
+                out["x_test"] = out["y_test"] = None  # a dataset without a test split
                 continue
-            x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
-            out[f"x_{key}"], out[f"y_{key}"] = x, y
+            pairs = list(tfds.as_numpy(ds))
+            out[f"x_{split}"] = np.stack([x for x, _ in pairs])
+            out[f"y_{split}"] = np.array([y for _, y in pairs])
         label = builder.info.features["label"]
         classes = list(label.names) if hasattr(label, "names") else []
     except DataError:

@@ -1,0 +1,204 @@
+"""Data: published formats read from local folders, the tfds path on mock data, and pipeline stages."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from dlkit.data import pipeline, sources
+from dlkit.errors import DataError, RecipeError
+from dlkit.recipe.schema import DataConfig
+
+
+def cfg(**kw):
+    return DataConfig(**kw)
+
+
+def test_read_real_mnist_idx():
+    a = sources.load_builtin("mnist", str(SHARED_DATA), allow_download=False)
+    assert a.x_train.shape == (60000, 28, 28) and a.x_test.shape == (10000, 28, 28)
+    assert a.x_train.dtype == np.uint8 and a.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert np.bincount(a.y_test).tolist()[:3] == [980, 1135, 1032]  # the official test-set class counts
+
+
+def test_read_real_cifar_npz():
+    a = sources.load_builtin("cifar10", str(SHARED_DATA), allow_download=False)
+    assert a.x_train.shape == (4000, 32, 32, 3) and a.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert a.class_names[6] == "frog"
+
+
+def test_cifar_python_batches(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1", 6), ("data_batch_2", 4), ("test_batch", 3)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": list(range(n))}, f)
+    a = sources.load_builtin("cifar10", str(tmp_path), allow_download=False)
+    assert a.x_train.shape == (10, 32, 32, 3) and a.x_test.shape == (3, 32, 32, 3)
+    raw = pickle.load(open(folder / "data_batch_1", "rb"), encoding="bytes")[b"data"]
+    assert a.x_train[0, 0, 1, 2] == raw[0, 2 * 1024 + 1]  # channel-major rows -> HWC
+
+
+def test_idx_rejects_truncated_file(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, 10, 28, 28) + b"\0" * 100)
+    with pytest.raises(DataError, match="truncated"):
+        sources.read_idx(path)
+
+
+def test_missing_dataset_says_what_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "cache")
+    with pytest.raises(DataError) as info:
+        sources.load_builtin("mnist", None, allow_download=False)
+    text = str(info.value)
+    assert "train-images-idx3-ubyte.gz" in text and str(tmp_path) in text and "data.dir" in text
+    assert info.value.exit_code == 3
+
+
+def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DLKIT_OFFLINE")
+    monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "cache")
+
+    def no_network(name):
+        raise OSError("no network")
+
+    monkeypatch.setattr(sources, "download", no_network)
+    with pytest.raises(DataError, match="download failed"):
+        sources.load_builtin("mnist", None, allow_download=True)
+
+
+def test_download_lands_files_the_local_reader_reads(tmp_path, monkeypatch):
+    """The download step only has to put the published files in the cache; the same reader takes over."""
+    monkeypatch.delenv("DLKIT_OFFLINE")
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "cache")
+    calls = []
+
+    def fake_get_file(fname, origin, cache_dir, cache_subdir, extract):
+        calls.append(origin)
+        target = tmp_path / "cache" / "mnist"
+        target.mkdir(parents=True, exist_ok=True)
+        np.savez(target / fname, x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.arange(5),
+                 x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.arange(2))
+        return str(target / fname)
+
+    import keras
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    a = sources.load_builtin("mnist", None, allow_download=True)
+    assert calls == [sources.KERAS_DATASETS + "mnist.npz"] and a.x_train.shape == (5, 28, 28)
+
+
+def test_fashion_mnist_partial_folder_is_skipped(tmp_path, monkeypatch):
+    """shared/data has only the Fashion-MNIST test images: a folder without training images is not used."""
+    folder = SHARED_DATA / "fashion_mnist"
+    assert not sources.has_builtin_files("fashion_mnist", folder)
+    assert sources.read_idx(folder / "t10k-images-idx3-ubyte.gz").shape == (10000, 28, 28)
+
+
+def test_npz_csv_and_image_folder(tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.ones((6, 4), np.float32), y_train=np.array([0, 1, 2, 0, 1, 2]))
+    a = sources.load_npz(str(tmp_path / "d.npz"))
+    assert a.class_names == ["0", "1", "2"] and a.x_test is None
+
+    (tmp_path / "d.csv").write_text("f1,f2,kind\n1,2,cat\n3,4,dog\n5,6,cat\n")
+    a = sources.load_csv(str(tmp_path / "d.csv"), "kind")
+    assert a.x_train.tolist() == [[1, 2], [3, 4], [5, 6]] and a.y_train.tolist() == [0, 1, 0]
+    assert a.class_names == ["cat", "dog"]
+    with pytest.raises(DataError, match="no column"):
+        sources.load_csv(str(tmp_path / "d.csv"), "label")
+
+    import tensorflow as tf
+
+    for cls, value in (("dark", 10), ("light", 240)):
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        for i in range(3):
+            png = tf.io.encode_png(tf.fill([8, 8, 1], tf.constant(value, tf.uint8)))
+            tf.io.write_file(str(tmp_path / "img" / cls / f"{i}.png"), png)
+    a = sources.load_image_folder(str(tmp_path / "img"), None)
+    assert a.x_train.shape == (6, 8, 8, 1) and a.class_names == ["dark", "light"]
+    assert a.x_train[a.y_train == 1].min() == 240
+    a = sources.load_image_folder(str(tmp_path / "img"), [4, 4])
+    assert a.x_train.shape == (6, 4, 4, 1)
+    with pytest.raises(DataError, match="not found"):
+        sources.load_image_folder(str(tmp_path / "nope"), None)
+
+
+def test_tfds_path_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        a = sources.load_tfds("mnist", None, allow_download=False)
+    assert a.x_train.shape == (12, 28, 28, 1) and a.origin == "tfds:mnist"
+    assert len(a.class_names) == 10 and a.y_train.max() < 10
+
+
+def test_tfds_unknown_name_is_a_data_error():
+    with pytest.raises(DataError, match="tensorflow-datasets could not provide"):
+        sources.load_tfds("no_such_dataset_xyz", None, allow_download=False)
+
+
+def arrays(n=40):
+    rng = np.random.default_rng(1)
+    return sources.Arrays(rng.integers(0, 256, (n, 8, 8), dtype=np.uint8), np.arange(n) % 4,
+                          rng.integers(0, 256, (10, 8, 8), dtype=np.uint8), np.arange(10) % 4,
+                          ["a", "b", "c", "d"], "test")
+
+
+@pytest.mark.parametrize("mode,lo,hi", [("unit", 0, 1), ("symmetric", -1, 1)])
+def test_scaling_ranges(mode, lo, hi):
+    data = pipeline.build(arrays(), cfg(scale=mode, batch_size=64, validation_split=0), seed=0)
+    x, _ = next(iter(data.train))
+    x = x.numpy()
+    assert x.min() >= lo - 1e-6 and x.max() <= hi + 1e-6 and x.shape == (40, 8, 8, 1)
+
+
+def test_standardize_uses_training_statistics():
+    data = pipeline.build(arrays(), cfg(scale="standardize", batch_size=64, validation_split=0), seed=0)
+    x = next(iter(data.train))[0].numpy()
+    assert abs(x.mean()) < 1e-4 and abs(x.std() - 1) < 1e-3
+
+
+def test_validation_split_limit_and_seeded_shuffle():
+    c = cfg(validation_split=0.25, limit=32, batch_size=8)
+    d1, d2 = pipeline.build(arrays(), c, seed=3), pipeline.build(arrays(), c, seed=3)
+    assert d1.spec.num_train == 24 and d1.spec.num_val == 8 and d1.spec.num_test == 10
+    order1 = np.concatenate([y.numpy() for _, y in d1.train])
+    order2 = np.concatenate([y.numpy() for _, y in d2.train])
+    np.testing.assert_array_equal(order1, order2)  # same seed, same order
+    # no example is both in train and validation
+    train_rows = {r.tobytes() for r in d1.splits.x_train}
+    assert not any(r.tobytes() in train_rows for r in d1.splits.x_val)
+    d3 = pipeline.build(arrays(), c, seed=4)
+    assert not np.array_equal(order1, np.concatenate([y.numpy() for _, y in d3.train]))
+
+
+def test_augmentation_in_training_only():
+    c = cfg(validation_split=0.25, batch_size=64, augment={"flip": "horizontal", "translation": 0.2})
+    data = pipeline.build(arrays(), c, seed=0)
+    xv = next(iter(data.val))[0].numpy()
+    scale = data.scale
+    np.testing.assert_allclose(xv, data.splits.x_val.astype(np.float32) * scale[0] + scale[1], atol=1e-6)
+    xt, yt = next(iter(data.train))
+    # training batches come through the random layers: not the raw images
+    assert xt.shape == (30, 8, 8, 1)
+    sums_aug = sorted(np.round(xt.numpy().reshape(30, -1).sum(1), 3).tolist())
+    sums_raw = sorted(np.round((data.splits.x_train.astype(np.float32) / 255).reshape(30, -1).sum(1), 3).tolist())
+    assert sums_aug != sums_raw
+
+
+def test_augmentation_needs_images():
+    a = sources.Arrays(np.ones((10, 3), np.float32), np.arange(10) % 2, None, None, ["a", "b"], "t")
+    with pytest.raises(RecipeError, match="needs images"):
+        pipeline.build(a, cfg(augment={"zoom": 0.1}, validation_split=0), seed=0)
