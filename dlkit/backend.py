@@ -38,8 +38,10 @@ def setup():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _silenced_fd2():
-        import tensorflow as tf  # noqa: F401 - the data pipeline's engine, whatever the Keras backend
+        import tensorflow as tf  # the data pipeline's engine, whatever the Keras backend
         import keras  # noqa: F401
+
+        tf.config.list_physical_devices()  # device discovery logs too (cuInit on GPU-less hosts)
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)

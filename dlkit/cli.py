@@ -125,7 +125,7 @@ def validate(
 ):
     from dlkit.recipe import load_recipe
 
-    console = _console(stderr=json_)
+    console, errors = _console(stderr=json_), _console()
     results, worst = [], 0
     for path in recipes:
         entry = {"recipe": str(path), "status": "ok"}
@@ -142,7 +142,7 @@ def validate(
         except DlkitError as e:
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
             worst = worst or e.exit_code
-            console.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         results.append(entry)
     if json_:
         print(json.dumps({"status": "ok" if not worst else "error", "recipes": results}))

@@ -1,0 +1,192 @@
+"""The command line through Typer's CliRunner: every command, every exit code, --json, plain output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY_MNIST
+from dlkit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_commands_and_exit_codes():
+    result = run("--help")
+    assert result.exit_code == 0
+    for word in ("train", "evaluate", "validate", "show", "list", "130 interrupted", "3 data not found"):
+        assert word in result.stdout
+
+
+def test_help_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys; from dlkit.cli import app; from dlkit.recipe import load_recipe; " \
+           "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_list():
+    result = run("list")
+    assert result.exit_code == 0
+    for word in ("resnet", "lenet5", "fashion_mnist", "adagrad", "xavier_normal", "l1l2", "rotation"):
+        assert word in result.stdout
+    data = json.loads(run("list", "--json").stdout)
+    assert "he_normal" in data["initializers"] and "cnn" in data["architectures"]
+
+
+def test_show_prints_resolved_recipe(write_recipe):
+    import yaml
+
+    recipe = write_recipe("model: {arch: mlp}\n", "r.yaml")
+    result = run("show", recipe, "--set", "train.epochs=7")
+    assert result.exit_code == 0
+    shown = yaml.safe_load(result.stdout)
+    assert shown["train"]["epochs"] == 7 and shown["data"]["batch_size"] == 128 and shown["name"] == "r"
+
+
+def test_validate_ok_and_bad(write_recipe, tiny_recipe):
+    bad = write_recipe("model:\n  arch: cnn\n  dropot: 0.1\n", "bad.yaml")
+    assert run("validate", tiny_recipe).exit_code == 0
+    result = run("validate", tiny_recipe, bad)
+    assert result.exit_code == 2
+    assert "bad.yaml:3" in result.stderr and "model.dropot" in result.stderr and "dropout" in result.stderr
+    data = json.loads(run("validate", bad, "--json").stdout)
+    assert data["status"] == "error" and data["recipes"][0]["exit_code"] == 2
+
+
+def test_validate_build_shows_parameters(tiny_recipe):
+    result = run("validate", "--build", tiny_recipe)
+    assert result.exit_code == 0 and "12,770 parameters" in result.stdout
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch):
+    from dlkit.data import sources
+
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "cache")
+
+
+def test_validate_missing_data_is_exit_3(write_recipe, tmp_path, no_data):
+    recipe = write_recipe(f"model: {{arch: mlp}}\ndata:\n  dir: {tmp_path}/none\n  download: false\n")
+    result = run("validate", recipe)
+    assert result.exit_code == 3 and "not found" in result.stderr
+
+
+def test_train_bad_recipe_is_exit_2_and_makes_no_run(write_recipe, tmp_path):
+    recipe = write_recipe("model: {arch: cnn}\ntrain: {epoch: 2}\n")
+    result = run("train", recipe, "--runs-root", tmp_path / "runs", "--json")
+    assert result.exit_code == 2
+    out = json.loads(result.stdout)
+    assert out["status"] == "error" and "did you mean 'epochs'" in out["error"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_missing_data_is_exit_3_and_makes_no_run(write_recipe, tmp_path, no_data):
+    recipe = write_recipe("model: {arch: mlp}\n")
+    result = run("train", recipe, "--runs-root", tmp_path / "runs")
+    assert result.exit_code == 3
+    assert "train-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").glob("*/*"))
+
+
+def test_train_json_and_plain_output(tiny_recipe, tmp_path):
+    result = run("train", tiny_recipe, "--runs-root", tmp_path, "--json")
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)  # stdout is exactly one JSON object
+    assert out["status"] == "completed" and out["epochs_completed"] == 2
+    assert set(out["final"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"} and "accuracy" in out["test"]
+    assert out["wall_time_s"] > 0 and Path(out["run_dir"]).is_dir()
+    # not a terminal: one plain line per epoch on the human stream, no progress bars
+    assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr
+    assert "━" not in result.stderr.replace("┃", "") .split("┏")[0]
+
+    plain = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=1")
+    assert plain.exit_code == 0 and "epoch 1/1" in plain.stdout and "\x1b[" not in plain.stdout
+
+    quiet = run("train", tiny_recipe, "--runs-root", tmp_path, "--quiet", "--set", "train.epochs=1")
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
+def test_diverged_is_exit_4_and_keeps_last_good_checkpoint(write_recipe, tmp_path, monkeypatch):
+    from dlkit.training import callbacks
+
+    original = callbacks.DivergenceGuard.on_epoch_end
+
+    def poison_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            logs = {**logs, "loss": float("nan")}
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.DivergenceGuard, "on_epoch_end", poison_second_epoch)
+    recipe = write_recipe(TINY_MNIST.replace("epochs: 2", "epochs: 4"))
+    result = run("train", recipe, "--runs-root", tmp_path, "--json")
+    assert result.exit_code == 4
+    out = json.loads(result.stdout)
+    assert out["status"] == "diverged" and "NaN" in out["error"]
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "diverged"
+    assert (run_dir / "checkpoints" / "last.keras").is_file()
+    assert (run_dir / "history.csv").read_text().count("\n") == 2  # header + the one good epoch
+
+
+def test_real_divergence_is_caught(write_recipe, tmp_path):
+    recipe = write_recipe(TINY_MNIST.replace("epochs: 2", "epochs: 2\n  optimizer: {name: sgd, learning_rate: 1.0e+12}")
+                          .replace("arch: cnn", "arch: cnn\n  activation: linear"))
+    result = run("train", recipe, "--runs-root", tmp_path)
+    assert result.exit_code == 4 and "diverged" in result.stderr
+
+
+def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch):
+    from dlkit.training import callbacks
+
+    original = callbacks.CheckpointAndHistory.on_epoch_end
+
+    def interrupt_after_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", interrupt_after_first)
+    result = run("train", tiny_recipe, "--runs-root", tmp_path, "--json")
+    assert result.exit_code == 130
+    assert json.loads(result.stdout)["status"] == "interrupted"
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run_dir / "checkpoints" / "last.keras").is_file() and (run_dir / "recipe.yaml").is_file()
+
+
+def test_evaluate_run_and_recipe(tiny_recipe, tmp_path):
+    out = json.loads(run("train", tiny_recipe, "--runs-root", tmp_path, "--json").stdout)
+    result = run("evaluate", out["run_dir"], "--json")
+    assert result.exit_code == 0
+    ev = json.loads(result.stdout)
+    assert ev["metrics"]["accuracy"] == pytest.approx(out["test"]["accuracy"], abs=1e-6)
+    assert ev["accuracy_from_predictions"] == pytest.approx(ev["metrics"]["accuracy"], abs=1e-6)
+    assert len(ev["per_class"]) == 10 and sum(map(sum, ev["confusion_matrix"])) == 200
+    by_recipe = run("evaluate", tiny_recipe, "--runs-root", tmp_path, "--split", "val")
+    assert by_recipe.exit_code == 0 and "precision" in by_recipe.stdout
+    evals = json.loads((Path(out["run_dir"]) / "eval.json").read_text())
+    assert set(evals) == {"test", "val"}  # a later evaluation keeps the earlier one
+    assert (Path(out["run_dir"]) / "confusion_matrix_val.png").is_file()
+
+
+def test_evaluate_errors(tmp_path, tiny_recipe):
+    assert run("evaluate", tmp_path).exit_code == 2  # not a run directory
+    assert run("evaluate", tiny_recipe, "--runs-root", tmp_path / "empty").exit_code == 2  # no runs yet
+    assert run("evaluate", tmp_path / "missing.txt").exit_code == 2
+
+
+def test_bad_usage_is_exit_2():
+    assert run("train").exit_code == 2
+    assert run("frobnicate").exit_code == 2
