@@ -42,6 +42,7 @@ model:
   dense: [16]
 train:
   epochs: 2
+  optimizer: {{name: adam, learning_rate: 0.005}}
 """
 
 

@@ -215,13 +215,13 @@ def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
                                  "train: {optimizer: {name: sgd, learning_rate: 0.5}}\n"))
     model = compile_model(build_model(r, spec), r, 1)
     dense = model.get_layer("scores")
-    dense.bias.assign(np.array([0.1, 0.0], "float32"))  # predicts class 0 for any x >= 0
+    # all-zero weights tie, and a tie predicts class 0: a mistake for class 1, so the rule updates
     x = np.array([[1.0, 2.0, 3.0]], "float32")
     model.train_on_batch(x, np.array([1]))  # a mistake: true class 1
     w = keras.ops.convert_to_numpy(dense.kernel)
     np.testing.assert_allclose(w[:, 1], 0.5 * x[0])
     np.testing.assert_allclose(w[:, 0], -0.5 * x[0])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.bias), [0.1 - 0.5, 0.5])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.bias), [-0.5, 0.5])
     before = w.copy()
     model.train_on_batch(x, np.array([1]))  # now correct (score 1 wins by a margin): no update
     np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.kernel), before)

@@ -66,6 +66,12 @@ def test_bad_yaml_gives_line(write_recipe):
     assert "invalid YAML" in p.message and p.location.startswith(str(recipe) + ":")
 
 
+def test_duplicate_keys_are_errors(write_recipe):
+    recipe = write_recipe("model: {arch: cnn}\ntrain:\n  epochs: 2\n  epochs: 3\n")
+    (p,) = problems_of(recipe)
+    assert p.path == "train.epochs" and "duplicate" in p.message and p.location.endswith(":4")
+
+
 def test_yaml_is_loaded_safely(write_recipe):
     recipe = write_recipe("name: !!python/object/apply:os.system ['true']\nmodel: {arch: cnn}\n")
     (p,) = problems_of(recipe)

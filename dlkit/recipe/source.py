@@ -44,22 +44,31 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
     finally:
         loader.dispose()
     locations: Locations = {}
+    duplicates: list[Problem] = []
     if node is not None:
-        _collect(node, (), name, locations)
+        _collect(node, (), name, locations, duplicates)
+    if duplicates:
+        raise RecipeError(duplicates)
     return data, locations
 
 
-def _collect(node: yaml.Node, path: KeyPath, name: str, out: Locations) -> None:
+def _collect(node: yaml.Node, path: KeyPath, name: str, out: Locations, duplicates: list) -> None:
     out.setdefault(path, f"{name}:{node.start_mark.line + 1}")
     if isinstance(node, yaml.MappingNode):
+        seen = set()
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key_path = path + (key_node.value,)
-                out[key_path] = f"{name}:{key_node.start_mark.line + 1}"
-                _collect(value_node, key_path, name, out)
+                where = f"{name}:{key_node.start_mark.line + 1}"
+                if key_node.value in seen:  # PyYAML would silently keep the last one
+                    duplicates.append(Problem(".".join(map(str, key_path)), f"duplicate key (first at {out[key_path]})",
+                                              where, "keep one of them"))
+                seen.add(key_node.value)
+                out.setdefault(key_path, where)
+                _collect(value_node, key_path, name, out, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _collect(item, path + (i,), name, out)
+            _collect(item, path + (i,), name, out, duplicates)
 
 
 def locate(locations: Locations, path: KeyPath) -> str | None:
