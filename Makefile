@@ -1,8 +1,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Tests and benchmarks read the real datasets in ../shared/data (see its SOURCES.md).
+export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow bench clean
+.PHONY: install test test-slow bench data clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +22,12 @@ test-slow: install
 
 bench: install
 	$(PY) benchmarks/bench_cnn_mnist.py
+
+# The full Fashion-MNIST training set (60,000 images) is Debian's dataset-fashion-mnist package;
+# dlkit finds it in /usr/share/datasets/fashion-mnist. Needs root (or sudo).
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "dataset-fashion-mnist already installed"; \
+	else apt-get install -y dataset-fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist); fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

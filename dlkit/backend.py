@@ -49,14 +49,14 @@ def setup():
     _ready = True
 
 
-def seed_everything(seed: int) -> None:
-    """Python, numpy, TensorFlow and the Keras backend RNGs, and deterministic TF kernels."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Python, numpy, TensorFlow and the Keras backend RNGs, and (optionally) deterministic TF kernels."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        # Same recipe + seed -> same metrics on CPU. Costs little on CPU; on GPU some kernels get slower.
+    if deterministic:
+        # Also orders stateful random ops in parallel tf.data maps (augmentation), so reruns match.
         tf.config.experimental.enable_op_determinism()
 
 

@@ -33,6 +33,21 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON o
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
 
 
+def _version(value: bool):
+    if value:
+        from dlkit import __version__
+
+        print(f"dlkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+):
+    pass
+
+
 def _console(stderr=True):
     from dlkit.ui import make_console
 

@@ -43,7 +43,7 @@ def evaluate(target, split: str = "test", runs_root="runs") -> dict:
         raise UsageError(f"{run.root} has no model.keras (run status: {status}); only finished runs can be evaluated")
     recipe = load_recipe(run.recipe)
     backend.setup()
-    backend.seed_everything(recipe.seed)
+    backend.seed_everything(recipe.seed, recipe.train.deterministic)
     data = pipeline.load(recipe.data, recipe.seed)  # the same seed carves the same splits as training
     s = data.splits
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]

@@ -97,6 +97,7 @@ class RichReporter(PlainReporter):
         self.progress.update(self.step_task, completed=step + 1, **fields)
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
+        self.progress.update(self.step_task, completed=self.steps)  # step updates are throttled
         self.progress.update(self.epoch_task, completed=epoch + 1, metrics=fmt_logs(logs))
         self.progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)
 

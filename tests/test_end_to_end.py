@@ -94,3 +94,19 @@ def test_fit_recipe_runs_on_the_jax_backend(tiny_recipe, tmp_path, backend):
     manifest = json.loads((Path(result["run_dir"]) / "manifest.json").read_text())
     assert manifest["backend"] == "jax" and result["status"] == "completed"
     assert result["test"]["accuracy"] > 0.3
+
+
+def test_early_stopping_and_plateau_schedule(tiny_recipe, tmp_path):
+    # min_delta larger than any possible gain: stops once patience (1 epoch) runs out
+    r = train(tiny_recipe, ["train.epochs=6", "train.early_stopping={patience: 1, min_delta: 100}"], runs_root=tmp_path)
+    assert r["epochs_completed"] == 2
+    # a rate so small that val_loss cannot improve by Keras' min_delta: plateau cuts it after `patience`
+    r = train(tiny_recipe, ["train.epochs=3", "train.schedule={name: plateau, patience: 1, factor: 0.5}",
+                            "train.optimizer.learning_rate=1.0e-9", "data.limit=100"], runs_root=tmp_path)
+    rates = [row["learning_rate"] for row in _history(r["run_dir"])]
+    assert rates[0] == pytest.approx(1e-9) and rates[-1] == pytest.approx(0.5e-9)
+
+
+def _history(run_dir):
+    with open(Path(run_dir) / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

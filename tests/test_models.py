@@ -225,3 +225,18 @@ def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
     before = w.copy()
     model.train_on_batch(x, np.array([1]))  # now correct (score 1 wins by a margin): no update
     np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.kernel), before)
+
+
+# ---------------------------------------------------------------- every shipped recipe builds
+
+
+SPECS = {"mnist": MNIST, "fashion_mnist": MNIST, "cifar10": CIFAR}
+RECIPES = sorted((__import__("pathlib").Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_shipped_recipes_build_and_compile(path):
+    r = load_recipe(path)
+    model = compile_model(build_model(r, SPECS[r.data.dataset]), r, 100)
+    assert model.count_params() > 0 and model.optimizer is not None
+    assert model.output_shape == (None, 10)

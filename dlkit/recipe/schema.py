@@ -214,6 +214,8 @@ class TrainConfig(Section):
     monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)
     steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
+    # TensorFlow's deterministic kernels and tf.data ordering: same seed, same numbers. Off can be faster on GPU.
+    deterministic: bool = True
 
 
 class Recipe(Section):

@@ -56,7 +56,7 @@ def prepare(recipe):
     from dlkit.training import optim
 
     backend.setup()
-    backend.seed_everything(recipe.seed)
+    backend.seed_everything(recipe.seed, recipe.train.deterministic)
     data = pipeline.load(recipe.data, recipe.seed)
     steps = optim.steps_per_epoch(data.spec.num_train, recipe.data.batch_size, recipe.train.steps_per_epoch)
     model = compile_model(build_model(recipe, data.spec), recipe, steps)
