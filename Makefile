@@ -1,6 +1,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Tests and benchmarks read the real datasets in ../shared/data (see its SOURCES.md).
 export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 

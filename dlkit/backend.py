@@ -36,7 +36,9 @@ def setup():
     global _ready
     if _ready:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3: also TF's C++ "errors" from graph rewriting (e.g. grappler's remapper), which are not failures;
+    # real failures arrive as Python exceptions
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _silenced_fd2():
         import tensorflow as tf  # the data pipeline's engine, whatever the Keras backend
         import keras  # noqa: F401

@@ -71,8 +71,10 @@ def train(
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
+    from dlkit import backend
     from dlkit.ui import reporter_for
 
+    backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
     reporter = reporter_for(quiet, json_)
     try:
         from dlkit.training.train import Interrupted, train as train_fn
@@ -98,17 +100,23 @@ def train(
 def evaluate(
     target: Annotated[str, typer.Argument(help="A run directory, or a recipe file (its latest run).")],
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    reference: Annotated[Optional[str], typer.Option(
+        help="GAN runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="GAN runs: how many samples to measure.")] = 10000,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
 ):
     from dlkit.evaluate import evaluate as evaluate_fn
 
     try:
-        result = evaluate_fn(target, split, runs_root)
+        result = evaluate_fn(target, split, runs_root, reference, samples)
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
         print(json.dumps(result))
+        return
+    if result.get("kind") == "gan":
+        _print_gan_eval(result)
         return
     from rich.table import Table
 
@@ -129,6 +137,51 @@ def evaluate(
         per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
     console.print(per)
     console.print(f"confusion matrix: {result['confusion_matrix_image']}", markup=False)
+
+
+def _print_gan_eval(result: dict) -> None:
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    table = Table(title=f"{Path(result['run_dir']).parent.name}/{Path(result['run_dir']).name}: "
+                        f"{result['samples']} samples")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [("diversity (generated / real)", result["diversity"]["ratio"])]
+    for key in ("frechet_distance", "classifier_score", "real_classifier_score", "class_coverage",
+                "label_accuracy", "code_accuracy"):
+        if key in result:
+            rows.append((key.replace("_", " "), result[key]))
+    for name, value in rows:
+        table.add_row(name, fmt(float(value)))
+    console = _console(stderr=False)
+    console.print(table)
+    console.print(f"sample grid: {result['grid']}", markup=False)
+
+
+@app.command(help=f"Write a grid of samples (or a latent interpolation) from a GAN run.\n\n{EXIT_CODES_HELP}")
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A GAN run directory.")],
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
+    label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models).")] = None,
+    code: Annotated[Optional[int], typer.Option(help="Categorical code to draw (InfoGAN).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
+    interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    json_: JsonFlag = False,
+):
+    from dlkit.generate import generate as generate_fn
+
+    try:
+        result = generate_fn(run_dir, n, label, code, seed, out, interpolate, force)
+    except DlkitError as e:
+        raise _fail(e, json_) from None
+    if json_:
+        print(json.dumps(result))
+    else:
+        _console(stderr=False).print(f"wrote {result['out']}", markup=False)
 
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")

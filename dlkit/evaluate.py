@@ -26,7 +26,8 @@ def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
     raise UsageError(f"{target} is neither a run directory nor a recipe file")
 
 
-def evaluate(target, split: str = "test", runs_root="runs") -> dict:
+def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000) -> dict:
+    backend.setup()
     import keras
 
     from dlkit import metrics as M
@@ -43,6 +44,20 @@ def evaluate(target, split: str = "test", runs_root="runs") -> dict:
         raise UsageError(f"{run.root} has no model.keras (run status: {status}); only finished runs can be evaluated")
     recipe = load_recipe(run.recipe)
     backend.setup()
+    from dlkit.models import family
+
+    if family(recipe.model_config_obj.arch) == "gan":
+        from dlkit.gan_eval import evaluate_gan
+
+        backend.seed_everything(recipe.seed, recipe.train.deterministic)
+        ref = resolve_run(reference, runs_root) if reference else None
+        result = evaluate_gan(run, samples, ref)
+        evals = run.read_json(run.eval)
+        evals["samples" if ref is None else "reference"] = result
+        run.write_json(run.eval, evals)
+        return result
+    if reference:
+        raise UsageError("--reference is for GAN runs: it names the classifier that measures their samples")
     backend.seed_everything(recipe.seed, recipe.train.deterministic)
     data = pipeline.load(recipe.data, recipe.seed)  # the same seed carves the same splits as training
     s = data.splits

@@ -27,7 +27,7 @@ def best_of(rows: list[dict]) -> dict:
     """The best value of each metric over epochs: lowest for losses and errors, highest otherwise."""
     out = {}
     for key in dict.fromkeys(k for r in rows for k in r):
-        if key in ("epoch", "learning_rate"):
+        if key == "epoch" or key.endswith("learning_rate"):
             continue
         values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
         if values:

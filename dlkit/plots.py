@@ -21,7 +21,8 @@ def learning_curves(rows: list[dict], path: Path) -> None:
     if not rows:
         return
     plt = _pyplot()
-    names = [k for k in rows[0] if k not in ("epoch", "learning_rate") and not k.startswith("val_")]
+    rates = [k for k in rows[0] if k.endswith("learning_rate")]
+    names = [k for k in rows[0] if k != "epoch" and k not in rates and not k.startswith("val_")]
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.5 * (len(names) + 1), 3.6), squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for ax, name in zip(axes[0], names):
@@ -33,7 +34,10 @@ def learning_curves(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     ax = axes[0][-1]
-    ax.plot(epochs, [r.get("learning_rate", np.nan) for r in rows], "o-", color="gray")
+    for rate in rates:
+        ax.plot(epochs, [r.get(rate, np.nan) for r in rows], "o-", label=rate)
+    if len(rates) > 1:
+        ax.legend()
     ax.set_title("learning rate (end of epoch)")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)

@@ -7,7 +7,8 @@
         metrics.json         final, best and test metrics, parameters, wall time, throughput
         model.keras          the trained model; keras.saving.load_model reads it
         checkpoints/         last.keras and best.keras, with optimizer state, replaced atomically
-        learning_curves.png  confusion_matrix.png
+        learning_curves.png  confusion_matrix.png (classifiers)
+        samples/epoch_NNN.png  samples.png  progress.gif (GANs)
         eval.json            what `dlkit evaluate` measured, by split
 """
 
@@ -38,6 +39,13 @@ class RunDir:
     best_checkpoint = property(lambda self: self.checkpoints / "best.keras")
     learning_curves = property(lambda self: self.root / "learning_curves.png")
     eval = property(lambda self: self.root / "eval.json")
+    samples = property(lambda self: self.root / "samples.png")  # GANs: the final grid
+    progress_gif = property(lambda self: self.root / "progress.gif")  # GANs: the epoch grids, animated
+
+    def sample_grid(self, epoch: int) -> Path:
+        folder = self.root / "samples"
+        folder.mkdir(exist_ok=True)
+        return folder / f"epoch_{epoch:03d}.png"
 
     def confusion_matrix(self, split: str = "test") -> Path:
         return self.root / ("confusion_matrix.png" if split == "test" else f"confusion_matrix_{split}.png")

@@ -51,7 +51,7 @@ class PlainReporter(Reporter):
     """One line per epoch: for logs, pipes and CI."""
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, markup=False, soft_wrap=True)
 
     def start(self, run_dir, recipe, spec, model) -> None:
         self.console.print(f"run {run_dir}")
@@ -112,14 +112,16 @@ def render_summary(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
-    table.add_column("test", justify="right")
     final, best, test = result.get("final", {}), result.get("best", {}), result.get("test", {})
+    if test:
+        table.add_column("test", justify="right")
     for key in dict.fromkeys([*final, *best, *test]):
-        if key.startswith("val_") or key == "learning_rate":
+        if key.startswith("val_") or key.endswith("learning_rate"):
             continue
-        table.add_row(key, fmt(final.get(key, "")), fmt(best.get(key, "")), fmt(test.get(key, "")))
+        row = [key, fmt(final.get(key, "")), fmt(best.get(key, ""))] + ([fmt(test.get(key, ""))] if test else [])
+        table.add_row(*row)
         if f"val_{key}" in final:
-            table.add_row(f"val_{key}", fmt(final[f"val_{key}"]), fmt(best.get(f"val_{key}", "")), "")
+            table.add_row(f"val_{key}", fmt(final[f"val_{key}"]), fmt(best.get(f"val_{key}", "")), *([""] if test else []))
     return table
 
 

@@ -12,7 +12,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ["DLKIT_DATA_DIR"] = str(SHARED_DATA)
 os.environ["DLKIT_OFFLINE"] = "1"  # never try a download, even where a network exists
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @pytest.fixture

@@ -176,12 +176,16 @@ def search_dirs(name: str, data_dir: str | None) -> list[Path]:
 
 def download(name: str) -> Path:
     """Fetch the dataset's published files into the Keras cache with keras.utils.get_file."""
+    import contextlib
+    import sys
+
     import keras
 
     target = KERAS_CACHE / name
     for fname, url in BUILTINS[name]["downloads"].items():
-        keras.utils.get_file(fname, origin=url, cache_dir=str(KERAS_CACHE.parent), cache_subdir=f"datasets/{name}",
-                             extract=fname.endswith(".tar.gz"))
+        with contextlib.redirect_stdout(sys.stderr):  # get_file prints progress; stdout may be --json's
+            keras.utils.get_file(fname, origin=url, cache_dir=str(KERAS_CACHE.parent),
+                                 cache_subdir=f"datasets/{name}", extract=fname.endswith(".tar.gz"))
     # get_file extracts archives next to the download, into a folder named after it
     for extracted in target.glob("*_extracted"):
         return extracted

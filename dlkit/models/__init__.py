@@ -4,7 +4,7 @@ and `build(config, spec) -> keras.Model`. Adding an architecture takes one modul
 These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow.
 """
 
-from dlkit.models import cnn, lenet5, mlp, perceptron, resnet, vgg
+from dlkit.models import cgan, cnn, dcgan, infogan, lenet5, mlp, perceptron, resnet, vgg, wgan, wgan_gp
 
 ARCHITECTURES = {
     "perceptron": perceptron,
@@ -13,4 +13,14 @@ ARCHITECTURES = {
     "lenet5": lenet5,
     "vgg": vgg,
     "resnet": resnet,
+    "dcgan": dcgan,
+    "cgan": cgan,
+    "wgan": wgan,
+    "wgan_gp": wgan_gp,
+    "infogan": infogan,
 }
+
+
+def family(arch: str) -> str:
+    """"classifier" or "gan": what training, evaluation and pictures a run gets."""
+    return getattr(ARCHITECTURES[arch], "FAMILY", "classifier")

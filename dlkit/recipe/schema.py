@@ -172,6 +172,7 @@ class OptimizerConfig(UnsetIsNone):
     clipnorm: float | None = Field(None, gt=0)  # clip each gradient's norm
     clipvalue: float | None = Field(None, gt=0)  # clip each gradient element
     global_clipnorm: float | None = Field(None, gt=0)  # clip the norm of all gradients together
+    schedule: ScheduleConfig | None = None  # this optimizer's own schedule; unset: train.schedule
 
     _name = field_validator("name")(lambda v: check_name(v, catalog.OPTIMIZERS, "optimizer"))
 
@@ -197,6 +198,14 @@ class ScheduleConfig(Section):
     _name = field_validator("name")(lambda v: check_name(v, catalog.SCHEDULES, "schedule"))
 
 
+class GanOptimizers(Section):
+    """Two optimizers for adversarial models; the DCGAN paper's Adam(2e-4, beta_1=0.5) by default.
+    Different learning rates give the two time-scale update rule (TTUR)."""
+
+    generator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
+    discriminator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
+
+
 class EarlyStopping(Section):
     monitor: str = "val_loss"
     patience: int = Field(5, ge=1)
@@ -209,6 +218,7 @@ class TrainConfig(Section):
     loss: str | None = None  # default: the architecture's own (cross-entropy for classifiers)
     metrics: list[str] = ["accuracy"]
     optimizer: OptimizerConfig = OptimizerConfig()
+    optimizers: GanOptimizers | None = None  # generator and discriminator optimizers (GAN architectures)
     schedule: ScheduleConfig = ScheduleConfig()
     early_stopping: EarlyStopping | None = None
     monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)

@@ -15,8 +15,12 @@ def to_floats(logs: dict | None) -> dict:
     return {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()}
 
 
-def current_learning_rate(optimizer) -> float:
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+def learning_rates(model) -> dict:
+    """The current rate of each optimizer: `learning_rate`, or `g_learning_rate` and `d_learning_rate`."""
+    if getattr(model, "optimizer", None) is not None:
+        return {"learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
+    return {f"{side}_learning_rate": float(keras.ops.convert_to_numpy(getattr(model, f"{side}_optimizer").learning_rate))
+            for side in ("g", "d") if getattr(model, f"{side}_optimizer", None) is not None}
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -41,7 +45,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = to_floats(logs)
-        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        logs.update(learning_rates(self.model))
         self.reporter.epoch_end(epoch, logs, time.perf_counter() - self.epoch_start)
 
     def on_train_end(self, logs=None):
@@ -61,10 +65,11 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.epoch = epoch
 
     def _check(self, logs, step):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(keras.ops.convert_to_numpy(loss))):
-            self.diverged_at = (self.epoch, step)
-            self.model.stop_training = True
+        for key, value in (logs or {}).items():  # `loss`, or `d_loss` and `g_loss` for GANs
+            if key.endswith("loss") and not math.isfinite(float(keras.ops.convert_to_numpy(value))):
+                self.diverged_at = (self.epoch, step)
+                self.model.stop_training = True
+                return
 
     def on_train_batch_end(self, batch, logs=None):
         if batch % self.every == 0 and self.diverged_at is None:
@@ -89,7 +94,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.diverged_at is not None:
             return
-        row = {"epoch": epoch + 1, **to_floats(logs), "learning_rate": current_learning_rate(self.model.optimizer)}
+        row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.model)}
         self.rows.append(row)
         self._write_history()
         save_model_atomic(self.model, self.run.last_checkpoint)

@@ -29,11 +29,12 @@ def schedule(cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
     return s.CosineDecay(learning_rate, decay_steps=max(1, total), alpha=cfg.final_fraction)
 
 
-def optimizer(train_cfg, steps_per_epoch: int):
+def optimizer(train_cfg, steps_per_epoch: int, cfg=None, path: str = "train.optimizer"):
+    """A keras optimizer from an OptimizerConfig (train.optimizer unless `cfg` is given), with its schedule."""
     import keras
 
-    cfg = train_cfg.optimizer
-    kwargs = cfg.model_dump(exclude={"name", "learning_rate"})  # unset (None) fields are already dropped
+    cfg = cfg or train_cfg.optimizer
+    kwargs = cfg.model_dump(exclude={"name", "learning_rate", "schedule"})  # unset (None) fields are dropped
     if cfg.name == "momentum":
         kwargs.setdefault("momentum", 0.9)
     cls = type(keras.optimizers.get(catalog.OPTIMIZERS[cfg.name]))
@@ -43,12 +44,13 @@ def optimizer(train_cfg, steps_per_epoch: int):
     bad = [k for k in kwargs if k not in allowed]
     if bad:
         raise RecipeError([
-            Problem(f"train.optimizer.{k}", f"optimizer {cfg.name!r} ({cls.__name__}) takes no {k!r}",
+            Problem(f"{path}.{k}", f"optimizer {cfg.name!r} ({cls.__name__}) takes no {k!r}",
                     hint=f"remove it; {cls.__name__} takes: "
                     + ", ".join(sorted(p for p in allowed - {"self", "kwargs", "name"} if not p.startswith("_"))))
             for k in bad
         ])
-    kwargs["learning_rate"] = schedule(train_cfg.schedule, cfg.learning_rate, steps_per_epoch, train_cfg.epochs)
+    kwargs["learning_rate"] = schedule(cfg.schedule or train_cfg.schedule, cfg.learning_rate, steps_per_epoch,
+                                       train_cfg.epochs)
     return keras.optimizers.get({"class_name": catalog.OPTIMIZERS[cfg.name], "config": kwargs})
 
 

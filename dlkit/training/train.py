@@ -37,10 +37,17 @@ def build_model(recipe, spec):
 
 
 def compile_model(model, recipe, steps_per_epoch: int):
+    from dlkit.errors import Problem, RecipeError
     from dlkit.models import ARCHITECTURES
     from dlkit.training import optim
 
+    module = ARCHITECTURES[recipe.model_config_obj.arch]
+    if hasattr(module, "compile"):  # models with their own train_step (GANs) compile themselves
+        return module.compile(model, recipe, steps_per_epoch)
     cfg = recipe.train
+    if cfg.optimizers is not None:
+        raise RecipeError([Problem("train.optimizers", f"{recipe.model_config_obj.arch} trains with one optimizer",
+                                   hint="use train.optimizer")])
     model.compile(
         optimizer=optim.optimizer(cfg, steps_per_epoch),
         loss=optim.loss(cfg, ARCHITECTURES[recipe.model_config_obj.arch], recipe.model_config_obj),
@@ -75,12 +82,15 @@ def _manifest(recipe, recipe_path, data, model) -> dict:
     import keras
     import tensorflow as tf
 
+    scale = [v.tolist() for v in data.scale]
     return {
         "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
         "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
         "host": platform.node(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
-        "data_origin": data.origin, "data_spec": data.spec.to_dict(), "params": int(model.count_params()),
+        "data_origin": data.origin, "data_spec": data.spec.to_dict(),
+        "data_scale": scale,  # the model sees x * a + b; generate and evaluate undo it
+        "params": int(model.count_params()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
     }
 
@@ -111,10 +121,22 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     run.write_json(run.manifest, _manifest(recipe, recipe_path, data, model))
     reporter.start(run.root, recipe, data.spec, model)
 
+    from dlkit.models import family
+
+    generative = family(recipe.model_config_obj.arch) == "gan"
     monitor, mode = _monitor(recipe, data.val is not None)
     guard = C.DivergenceGuard()
     keeper = C.CheckpointAndHistory(run, guard, monitor, mode)
-    cbs = [guard, keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps)]
+    cbs = [guard]
+    sampler = None
+    if generative:
+        from dlkit.training.samples import SampleGrid
+
+        real = data.splits.x_train[:256].astype("float32") * data.scale[0] + data.scale[1]
+        sampler = SampleGrid(run, model, data.scale, real, recipe.seed, reporter,
+                             recipe.model_config_obj.overpower_epochs)
+        cbs.append(sampler)  # before the keeper: it adds `diversity` to the epoch's logs
+    cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps)]
     if recipe.train.early_stopping:
         es = recipe.train.early_stopping
         cbs.append(keras.callbacks.EarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
@@ -124,10 +146,10 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=sc.factor, patience=sc.patience,
                                                      min_lr=sc.min_learning_rate, verbose=0))
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
     try:
-        model.fit(data.train, validation_data=data.val, epochs=recipe.train.epochs,
+        model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
                   steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0,
                   shuffle=False)  # the pipeline already shuffles, seeded
     except KeyboardInterrupt:
@@ -140,7 +162,7 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         reporter.train_end()
         run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
-    fit_seconds = time.perf_counter() - start
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     if guard.diverged_at is not None:
         epoch, step = guard.diverged_at
@@ -158,7 +180,11 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     save_model_atomic(model, run.model)
     result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="completed")
     result["fit_time_s"] = round(fit_seconds, 3)
-    if data.test is not None:
+    result["fit_cpu_time_s"] = round(fit_cpu_seconds, 3)  # all threads; steadier than wall time on a busy host
+    if sampler is not None:
+        result["warnings"] = sampler.warnings
+        result["samples"] = str(run.samples)
+    if data.test is not None and not generative:
         result["test"] = {k: float(v) for k, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
         probs = model.predict(data.test, verbose=0)
         y_pred = np.argmax(probs, axis=-1)

@@ -1,0 +1,159 @@
+"""What the GAN architectures share: their recipe sections, the two convolutional networks, and the
+adversarial `GAN` model whose `train_step` alternates critic and generator updates.
+
+Each architecture module (dcgan, cgan, wgan, wgan_gp, infogan) is a thin face over this: its `Config`
+sets the defaults that define it (objective, conditioning, n_critic, ...), and `build` calls `build_gan`.
+
+Images are generated in [-1, 1] (tanh), so GAN recipes use `data.scale: symmetric`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dlkit.recipe.schema import InitializerConfig, KnobOverrides, ModelBase
+
+FAMILY = "gan"
+
+
+class GeneratorConfig(KnobOverrides):
+    """latent -> dense to (H/2^n, W/2^n, filters[0]) -> n transposed convs (x2 each) -> image (tanh)."""
+
+    filters: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    kernel_size: int = Field(4, ge=1)
+    activation: str | None = "relu"
+    batch_norm: Literal["none", "before", "after"] | None = "before"
+
+
+class DiscriminatorConfig(KnobOverrides):
+    """image -> strided convs (/2 each) -> flatten -> one unscaled logit (a critic score for WGANs)."""
+
+    filters: list[int] = Field(default_factory=lambda: [64, 128], min_length=1)
+    kernel_size: int = Field(4, ge=1)
+    activation: str | None = "leaky_relu"
+    dropout: float | None = Field(0.3, ge=0, lt=1)
+    batch_norm: Literal["none", "before", "after"] | None = "none"
+
+
+class GanConfig(ModelBase):
+    latent_dim: int = Field(64, ge=1)
+    initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)  # DCGAN paper
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    objective: Literal["minimax", "wasserstein"] = "minimax"  # minimax: non-saturating BCE on logits
+    conditional: bool = False  # labels into both networks (cgan, stackgan)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # one-sided: real targets become 1 - this
+    instance_noise: float = Field(0.0, ge=0)  # stddev of Gaussian noise added to D's real and fake inputs
+    n_critic: int = Field(1, ge=1)  # discriminator steps per generator step
+    gp_weight: float = Field(0.0, ge=0)  # WGAN-GP gradient penalty weight
+    clip_value: float = Field(0.0, ge=0)  # WGAN weight clipping of the critic; 0 turns it off
+    categorical_codes: int = Field(0, ge=0)  # InfoGAN: size of the categorical code (0: none)
+    continuous_codes: int = Field(0, ge=0)  # InfoGAN: number of uniform(-1, 1) codes
+    info_weight: float = Field(1.0, ge=0)  # InfoGAN: weight of the mutual-information loss
+    overpower_epochs: int = Field(3, ge=1)  # warn when D's accuracy stays >= 99% this many epochs
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.objective == "minimax" and (self.gp_weight or self.clip_value):
+            raise ValueError("gp_weight and clip_value belong to the wasserstein objective")
+        return self
+
+
+# ---------------------------------------------------------------- networks
+
+
+def _check_geometry(spec, n: int):
+    from dlkit.errors import Problem, RecipeError
+
+    h, w = spec.input_shape[:2]
+    if len(spec.input_shape) != 3 or h % 2**n or w % 2**n:
+        raise RecipeError([Problem("model.generator.filters", f"{n} upsampling stages need image sides divisible by "
+                                   f"{2 ** n}; the data has shape {spec.input_shape}",
+                                   hint="use fewer generator filters entries")])
+
+
+def generator(config: GanConfig, spec, extra_inputs: int):
+    """latent (+ one-hot label or codes) -> image in [-1, 1]."""
+    import keras
+
+    from dlkit.models import layers as L
+
+    net = config.generator
+    knobs = net.resolve(config)
+    n = len(net.filters)
+    _check_geometry(spec, n)
+    h, w, channels = spec.input_shape
+    z = keras.Input((config.latent_dim + extra_inputs,), name="latent")
+    x = keras.layers.Dense((h >> n) * (w >> n) * net.filters[0], **L.weights(knobs))(z)
+    x = L.finish(x, knobs, dropout=False)
+    x = keras.layers.Reshape((h >> n, w >> n, net.filters[0]))(x)
+    for filters in net.filters[1:] + [net.filters[-1]]:
+        x = keras.layers.Conv2DTranspose(filters, net.kernel_size, strides=2, padding="same", **L.weights(knobs))(x)
+        x = L.finish(x, knobs, dropout=False)
+    image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", name="image",
+                                kernel_initializer=L.initializer(knobs.initializer))(x)
+    return keras.Model(z, image, name="generator")
+
+
+def discriminator_trunk(config: GanConfig, spec, label_channels: int):
+    """image (+ one-hot label planes) -> flat features."""
+    import keras
+
+    from dlkit.models import layers as L
+
+    net = config.discriminator
+    knobs = net.resolve(config)
+    h, w, channels = spec.input_shape
+    image = keras.Input((h, w, channels + label_channels), name="image")
+    # no normalisation on the first layer (DCGAN paper): it would wash out the input statistics
+    first = knobs.model_copy(update={"batch_norm": "none"})
+    x = image
+    for i, filters in enumerate(net.filters):
+        layer_knobs = knobs if i else first
+        x = keras.layers.Conv2D(filters, net.kernel_size, strides=2, padding="same", **L.weights(layer_knobs))(x)
+        x = L.finish(x, layer_knobs)
+    return image, keras.layers.Flatten()(x)
+
+
+def build_gan(config: GanConfig, spec, name: str):
+    import keras
+
+    from dlkit.errors import Problem, RecipeError
+    from dlkit.models.gan_model import GAN
+
+    if keras.backend.backend() != "tensorflow":
+        raise RecipeError([Problem("model.arch", f"{config.arch} trains with a TensorFlow train_step for now; "
+                                   f"KERAS_BACKEND is {keras.backend.backend()!r}", hint="unset KERAS_BACKEND")])
+    k = spec.num_classes if config.conditional else 0
+    codes = config.categorical_codes + config.continuous_codes
+    g = generator(config, spec, extra_inputs=k + codes)
+    image, features = discriminator_trunk(config, spec, label_channels=k)
+    d = keras.Model(image, keras.layers.Dense(1, name="logit")(features), name="discriminator")
+    q = None
+    if codes:
+        # InfoGAN's Q network shares the discriminator trunk and adds one head for the codes
+        h = keras.layers.Dense(128, activation="leaky_relu")(features)
+        q_out = keras.layers.Dense(codes, name="codes")(h)
+        q = keras.Model(image, q_out, name="q_network")
+    return GAN(
+        generator=g, discriminator=d, q_network=q, latent_dim=config.latent_dim, num_classes=k,
+        categorical_codes=config.categorical_codes, continuous_codes=config.continuous_codes,
+        objective=config.objective, label_smoothing=config.label_smoothing,
+        instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,
+        clip_value=config.clip_value, info_weight=config.info_weight, name=name,
+    )
+
+
+def compile(model, recipe, steps_per_epoch: int):
+    """Two optimizers, each with its own clipping and schedule (train.optimizers)."""
+    from dlkit.recipe.schema import GanOptimizers
+    from dlkit.training import optim
+
+    opts = recipe.train.optimizers or GanOptimizers()
+    model.compile(
+        g_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.generator, "train.optimizers.generator"),
+        d_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.discriminator, "train.optimizers.discriminator"),
+    )
+    return model

@@ -1,0 +1,227 @@
+"""The adversarial model: a generator, a discriminator (critic) and, for InfoGAN, a Q head.
+
+Keras 3 style: `train_step` is overridden, loss trackers are listed in `metrics`, randomness comes from
+the model's `SeedGenerator` (saved with the model, so a checkpoint carries the RNG state), and updates
+go through `optimizer.apply`. Gradients are taken with TensorFlow's GradientTape, the one
+backend-specific piece; everything else is `keras.ops`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class GAN(keras.Model):
+    """Generator and discriminator trained against each other.
+
+    >>> gan = GAN(generator=g, discriminator=d, latent_dim=64)
+    >>> gan.compile(g_optimizer=keras.optimizers.Adam(2e-4), d_optimizer=keras.optimizers.Adam(2e-4))
+    >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
+    """
+
+    def __init__(self, generator, discriminator, q_network=None, latent_dim=64, num_classes=0,
+                 categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
+                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.generator, self.discriminator, self.q_network = generator, discriminator, q_network
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
+        self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
+        self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        names = ["d_loss", "g_loss"]
+        names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
+        names += ["gradient_penalty"] if gp_weight else []
+        names += ["info_loss"] if q_network is not None else []
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.built = True  # the sub-models are built functional models
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, latent, training=False):
+        return self.generator(latent, training=training)
+
+    # ------------------------------------------------------------ compile and saving
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        super().compile(optimizer=None, **kwargs)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        from keras.src.saving.serialization_lib import SerializableDict
+
+        self._compile_config = SerializableDict(g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        # build the optimizers now, so that their saved state (iterations, moments) can be loaded into them
+        self.g_optimizer.build(self._g_variables())
+        self.d_optimizer.build(self._d_variables())
+
+    def get_config(self):
+        base = super().get_config()
+        sub = {k: keras.saving.serialize_keras_object(getattr(self, k))
+               for k in ("generator", "discriminator", "q_network")}
+        return {**base, **sub, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
+                "objective": self.objective, "label_smoothing": self.label_smoothing,
+                "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
+                "clip_value": self.clip_value, "info_weight": self.info_weight, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for k in ("generator", "discriminator", "q_network"):
+            config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
+        return cls(**config)
+
+    # ------------------------------------------------------------ inputs
+
+    @property
+    def codes(self) -> int:
+        return self.categorical_codes + self.continuous_codes
+
+    def latent(self, batch, labels=None):
+        """Generator input: noise, then one-hot labels (conditional) or codes (InfoGAN). Returns (input, codes)."""
+        parts = [keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)]
+        if self.num_classes:
+            parts.append(ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), self.num_classes))
+        codes = None
+        if self.codes:
+            code_parts = []
+            if self.categorical_codes:
+                cat = keras.random.randint((batch,), 0, self.categorical_codes, seed=self.seed_generator)
+                code_parts.append(ops.one_hot(cat, self.categorical_codes))
+            if self.continuous_codes:
+                code_parts.append(keras.random.uniform((batch, self.continuous_codes), -1.0, 1.0,
+                                                       seed=self.seed_generator))
+            codes = ops.concatenate(code_parts, axis=-1)
+            parts.append(codes)
+        return (ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]), codes
+
+    def with_labels(self, images, labels):
+        """Conditional discriminators see the label as one-hot planes stacked on the image channels."""
+        if not self.num_classes:
+            return images
+        onehot = ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), self.num_classes)
+        shape = ops.shape(images)
+        planes = ops.broadcast_to(onehot[:, None, None, :], (shape[0], shape[1], shape[2], self.num_classes))
+        return ops.concatenate([images, ops.cast(planes, images.dtype)], axis=-1)
+
+    def noisy(self, images):
+        if not self.instance_noise:
+            return images
+        return images + self.instance_noise * keras.random.normal(ops.shape(images), seed=self.seed_generator)
+
+    # ------------------------------------------------------------ losses
+
+    def d_loss_fn(self, real, fake):
+        if self.objective == "wasserstein":
+            return ops.mean(fake) - ops.mean(real)
+        bce = keras.losses.binary_crossentropy
+        real_target = ops.full_like(real, 1.0 - self.label_smoothing)  # one-sided label smoothing
+        return ops.mean(bce(real_target, real, from_logits=True)) + ops.mean(
+            bce(ops.zeros_like(fake), fake, from_logits=True))
+
+    def g_loss_fn(self, fake):
+        if self.objective == "wasserstein":
+            return -ops.mean(fake)
+        # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
+        return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True))
+
+    def info_loss_fn(self, images, codes):
+        """-log Q(c|x): cross-entropy for the categorical code, squared error for the continuous ones."""
+        predicted = self.q_network(images, training=True)
+        loss = 0.0
+        k = self.categorical_codes
+        if k:
+            loss += ops.mean(keras.losses.categorical_crossentropy(codes[:, :k], predicted[:, :k], from_logits=True))
+        if self.continuous_codes:
+            loss += ops.mean(ops.square(codes[:, k:] - predicted[:, k:]))
+        return loss
+
+    def _q_head_variables(self):
+        if self.q_network is None:
+            return []
+        shared = {id(v) for v in self.discriminator.trainable_variables}
+        return [v for v in self.q_network.trainable_variables if id(v) not in shared]
+
+    def _d_variables(self):
+        return self.discriminator.trainable_variables + self._q_head_variables()
+
+    def _g_variables(self):
+        return self.generator.trainable_variables
+
+    # ------------------------------------------------------------ training
+
+    def train_step(self, data):
+        import tensorflow as tf  # GradientTape: the one backend-specific piece
+
+        x, y = data if isinstance(data, (tuple, list)) else (data, None)
+        batch = ops.shape(x)[0]
+        real_in = self.with_labels(x, y)
+        d_vars = self._d_variables()
+        for _ in range(self.n_critic):
+            z, codes = self.latent(batch, y)
+            with tf.GradientTape() as tape:
+                fake_in = self.with_labels(self.generator(z, training=True), y)
+                real_out = self.discriminator(self.noisy(real_in), training=True)
+                fake_out = self.discriminator(self.noisy(fake_in), training=True)
+                d_loss = self.d_loss_fn(real_out, fake_out)
+                total = d_loss + sum(self.discriminator.losses)
+                if self.gp_weight:
+                    gp = self.gradient_penalty(real_in, fake_in)
+                    total += self.gp_weight * gp
+                if self.q_network is not None:
+                    info = self.info_loss_fn(fake_in, codes)
+                    total += self.info_weight * info
+            self.d_optimizer.apply(tape.gradient(total, d_vars), d_vars)
+            if self.clip_value:
+                for v in self.discriminator.trainable_variables:
+                    v.assign(ops.clip(v, -self.clip_value, self.clip_value))
+
+        z, codes = self.latent(batch, y)
+        g_vars = self._g_variables()
+        with tf.GradientTape() as tape:
+            fake_in = self.with_labels(self.generator(z, training=True), y)
+            g_loss = self.g_loss_fn(self.discriminator(self.noisy(fake_in), training=True))
+            total = g_loss + sum(self.generator.losses)
+            if self.q_network is not None:
+                info = self.info_loss_fn(fake_in, codes)
+                total += self.info_weight * info
+        self.g_optimizer.apply(tape.gradient(total, g_vars), g_vars)
+
+        t = self.trackers
+        t["d_loss"].update_state(d_loss)
+        t["g_loss"].update_state(g_loss)
+        if "d_accuracy" in t:
+            correct = ops.concatenate([ops.cast(real_out > 0, "float32"), ops.cast(fake_out < 0, "float32")], axis=0)
+            t["d_accuracy"].update_state(ops.mean(correct))
+        else:
+            t["wasserstein"].update_state(ops.mean(real_out) - ops.mean(fake_out))
+        if "gradient_penalty" in t:
+            t["gradient_penalty"].update_state(gp)
+        if "info_loss" in t:
+            t["info_loss"].update_state(info)
+        return {m.name: m.result() for m in self.metrics}
+
+    def gradient_penalty(self, real_in, fake_in):
+        """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake inputs."""
+        import tensorflow as tf
+
+        eps = keras.random.uniform((ops.shape(real_in)[0], 1, 1, 1), seed=self.seed_generator)
+        mixed = eps * real_in + (1.0 - eps) * fake_in
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            out = self.discriminator(mixed, training=True)
+        grads = tape.gradient(out, mixed)
+        norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
+        return ops.mean(ops.square(norm - 1.0))
+
+    def test_step(self, data):
+        return {m.name: m.result() for m in self.metrics}

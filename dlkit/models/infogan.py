@@ -1,0 +1,24 @@
+"""InfoGAN (Chen et al., 2016): latent codes the generator must keep recoverable from its images.
+
+A categorical code (10 values for MNIST) and continuous codes go into the generator next to the noise;
+a Q head on the discriminator's trunk predicts them, and the mutual-information loss (cross-entropy for
+the categorical code, squared error for the continuous ones), weighted by `info_weight`, trains G and Q.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dlkit.models.gan import FAMILY, GanConfig, build_gan, compile  # noqa: F401
+
+
+class Config(GanConfig):
+    arch: Literal["infogan"] = "infogan"
+    categorical_codes: int = Field(10, ge=1)
+    continuous_codes: int = Field(2, ge=0)
+
+
+def build(config: Config, spec):
+    return build_gan(config, spec, name="infogan")
