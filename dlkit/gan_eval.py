@@ -39,7 +39,7 @@ def feature_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
     p_y = probs.mean(axis=0, keepdims=True)
-    kl = (probs * (np.log(probs + eps) - np.log(p_y + eps))).sum(axis=1)
+    kl = np.maximum((probs * (np.log(probs + eps) - np.log(p_y + eps))).sum(axis=1), 0.0)  # >= 0 but for rounding
     return float(np.exp(kl.mean()))
 
 

@@ -92,6 +92,14 @@ def test_extends_merges_and_points_at_the_right_file(write_recipe):
     assert p.path == "model.hidden.0.units" and p.location.endswith("base.yaml:3")
 
 
+def test_extends_replaces_a_section_that_changes_its_name(write_recipe):
+    write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, beta_1: 0.5, learning_rate: 0.1}\n", "base.yaml")
+    child = write_recipe("extends: base.yaml\ntrain:\n  optimizer: {name: rmsprop}\n")
+    assert load_recipe(child).train.optimizer.model_dump() == {"name": "rmsprop", "learning_rate": 0.001}
+    same = write_recipe("extends: base.yaml\ntrain:\n  optimizer: {name: adam, learning_rate: 0.2}\n", "same.yaml")
+    assert load_recipe(same).train.optimizer.beta_1 == 0.5  # same name: merged key by key
+
+
 def test_extends_missing_target_and_cycle(write_recipe):
     missing = write_recipe("extends: nowhere.yaml\nmodel: {arch: cnn}\n")
     (p,) = problems_of(missing)

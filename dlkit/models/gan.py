@@ -130,15 +130,15 @@ def build_gan(config: GanConfig, spec, name: str):
     codes = config.categorical_codes + config.continuous_codes
     g = generator(config, spec, extra_inputs=k + codes)
     image, features = discriminator_trunk(config, spec, label_channels=k)
-    d = keras.Model(image, keras.layers.Dense(1, name="logit")(features), name="discriminator")
-    q = None
+    logit = keras.layers.Dense(1, name="logit")(features)
+    outputs = logit
     if codes:
-        # InfoGAN's Q network shares the discriminator trunk and adds one head for the codes
-        h = keras.layers.Dense(128, activation="leaky_relu")(features)
-        q_out = keras.layers.Dense(codes, name="codes")(h)
-        q = keras.Model(image, q_out, name="q_network")
+        # InfoGAN's Q head: a second output on the discriminator's trunk, predicting the codes
+        h = keras.layers.Dense(128, activation="leaky_relu", name="q_hidden")(features)
+        outputs = [logit, keras.layers.Dense(codes, name="codes")(h)]
+    d = keras.Model(image, outputs, name="discriminator")
     return GAN(
-        generator=g, discriminator=d, q_network=q, latent_dim=config.latent_dim, num_classes=k,
+        generator=g, discriminator=d, latent_dim=config.latent_dim, num_classes=k,
         categorical_codes=config.categorical_codes, continuous_codes=config.continuous_codes,
         objective=config.objective, label_smoothing=config.label_smoothing,
         instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,

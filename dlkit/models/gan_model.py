@@ -14,19 +14,20 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="dlkit")
 class GAN(keras.Model):
-    """Generator and discriminator trained against each other.
+    """Generator and discriminator trained against each other. For InfoGAN the discriminator has a second
+    output, the Q head's code predictions, on the same trunk.
 
     >>> gan = GAN(generator=g, discriminator=d, latent_dim=64)
     >>> gan.compile(g_optimizer=keras.optimizers.Adam(2e-4), d_optimizer=keras.optimizers.Adam(2e-4))
     >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
     """
 
-    def __init__(self, generator, discriminator, q_network=None, latent_dim=64, num_classes=0,
+    def __init__(self, generator, discriminator, latent_dim=64, num_classes=0,
                  categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
                  instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.generator, self.discriminator, self.q_network = generator, discriminator, q_network
+        self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.num_classes = latent_dim, num_classes
         self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
         self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
@@ -36,7 +37,7 @@ class GAN(keras.Model):
         names = ["d_loss", "g_loss"]
         names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
         names += ["gradient_penalty"] if gp_weight else []
-        names += ["info_loss"] if q_network is not None else []
+        names += ["info_loss"] if self.codes else []
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.built = True  # the sub-models are built functional models
 
@@ -60,24 +61,34 @@ class GAN(keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         # build the optimizers now, so that their saved state (iterations, moments) can be loaded into them
-        self.g_optimizer.build(self._g_variables())
-        self.d_optimizer.build(self._d_variables())
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     def get_config(self):
         base = super().get_config()
-        sub = {k: keras.saving.serialize_keras_object(getattr(self, k))
-               for k in ("generator", "discriminator", "q_network")}
+        sub = {k: keras.saving.serialize_keras_object(getattr(self, k)) for k in ("generator", "discriminator")}
         return {**base, **sub, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
                 "objective": self.objective, "label_smoothing": self.label_smoothing,
                 "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
                 "clip_value": self.clip_value, "info_weight": self.info_weight, "seed": self.seed}
 
+    # Keras saves a model's own variables but not its SeedGenerator's state; keep it, so that a checkpoint
+    # resumes the same random stream.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["rng_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if "rng_state" in store.keys():
+            self.seed_generator.state.assign(store["rng_state"])
+        super().load_own_variables({k: store[k] for k in store.keys() if k != "rng_state"})
+
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for k in ("generator", "discriminator", "q_network"):
-            config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
+        for k in ("generator", "discriminator"):
+            config[k] = keras.saving.deserialize_keras_object(config[k])
         return cls(**config)
 
     # ------------------------------------------------------------ inputs
@@ -134,9 +145,13 @@ class GAN(keras.Model):
         # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
         return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True))
 
-    def info_loss_fn(self, images, codes):
+    def critic(self, images):
+        """(logit, code predictions or None) from the discriminator."""
+        out = self.discriminator(images, training=True)
+        return (out[0], out[1]) if self.codes else (out, None)
+
+    def info_loss_fn(self, predicted, codes):
         """-log Q(c|x): cross-entropy for the categorical code, squared error for the continuous ones."""
-        predicted = self.q_network(images, training=True)
         loss = 0.0
         k = self.categorical_codes
         if k:
@@ -144,18 +159,6 @@ class GAN(keras.Model):
         if self.continuous_codes:
             loss += ops.mean(ops.square(codes[:, k:] - predicted[:, k:]))
         return loss
-
-    def _q_head_variables(self):
-        if self.q_network is None:
-            return []
-        shared = {id(v) for v in self.discriminator.trainable_variables}
-        return [v for v in self.q_network.trainable_variables if id(v) not in shared]
-
-    def _d_variables(self):
-        return self.discriminator.trainable_variables + self._q_head_variables()
-
-    def _g_variables(self):
-        return self.generator.trainable_variables
 
     # ------------------------------------------------------------ training
 
@@ -165,20 +168,20 @@ class GAN(keras.Model):
         x, y = data if isinstance(data, (tuple, list)) else (data, None)
         batch = ops.shape(x)[0]
         real_in = self.with_labels(x, y)
-        d_vars = self._d_variables()
+        d_vars = self.discriminator.trainable_variables
         for _ in range(self.n_critic):
             z, codes = self.latent(batch, y)
             with tf.GradientTape() as tape:
                 fake_in = self.with_labels(self.generator(z, training=True), y)
-                real_out = self.discriminator(self.noisy(real_in), training=True)
-                fake_out = self.discriminator(self.noisy(fake_in), training=True)
+                real_out, _ = self.critic(self.noisy(real_in))
+                fake_out, predicted = self.critic(self.noisy(fake_in))
                 d_loss = self.d_loss_fn(real_out, fake_out)
                 total = d_loss + sum(self.discriminator.losses)
                 if self.gp_weight:
                     gp = self.gradient_penalty(real_in, fake_in)
                     total += self.gp_weight * gp
-                if self.q_network is not None:
-                    info = self.info_loss_fn(fake_in, codes)
+                if self.codes:  # the Q head learns to read the codes back
+                    info = self.info_loss_fn(predicted, codes)
                     total += self.info_weight * info
             self.d_optimizer.apply(tape.gradient(total, d_vars), d_vars)
             if self.clip_value:
@@ -186,13 +189,14 @@ class GAN(keras.Model):
                     v.assign(ops.clip(v, -self.clip_value, self.clip_value))
 
         z, codes = self.latent(batch, y)
-        g_vars = self._g_variables()
+        g_vars = self.generator.trainable_variables
         with tf.GradientTape() as tape:
             fake_in = self.with_labels(self.generator(z, training=True), y)
-            g_loss = self.g_loss_fn(self.discriminator(self.noisy(fake_in), training=True))
+            fake_out, predicted = self.critic(self.noisy(fake_in))
+            g_loss = self.g_loss_fn(fake_out)
             total = g_loss + sum(self.generator.losses)
-            if self.q_network is not None:
-                info = self.info_loss_fn(fake_in, codes)
+            if self.codes:  # and the generator learns to keep them readable
+                info = self.info_loss_fn(predicted, codes)
                 total += self.info_weight * info
         self.g_optimizer.apply(tape.gradient(total, g_vars), g_vars)
 
@@ -218,7 +222,7 @@ class GAN(keras.Model):
         mixed = eps * real_in + (1.0 - eps) * fake_in
         with tf.GradientTape() as tape:
             tape.watch(mixed)
-            out = self.discriminator(mixed, training=True)
+            out, _ = self.critic(mixed)
         grads = tape.gradient(out, mixed)
         norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
         return ops.mean(ops.square(norm - 1.0))

@@ -28,10 +28,13 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
 
 
 def _merge(base: dict, override: dict) -> dict:
-    """Deep-merge mappings; lists and scalars from `override` replace the base value."""
+    """Deep-merge mappings; lists and scalars from `override` replace the base value. A mapping that names
+    a different `name` (another optimizer, schedule, initializer) replaces the base one whole: an Adam's
+    beta_1 means nothing to the RMSProp that replaces it."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        renamed = isinstance(value, dict) and "name" in value and value["name"] != (out.get(key) or {}).get("name")
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not renamed:
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -1,0 +1,194 @@
+"""GAN family on tiny 16x16 crops of real MNIST digits: training, saving, sampling, measuring."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SHARED_DATA
+from dlkit import gan_eval
+from dlkit.cli import app
+from dlkit.training.train import train
+
+METRICS = {
+    "dcgan": {"d_loss", "g_loss", "d_accuracy", "diversity"},
+    "cgan": {"d_loss", "g_loss", "d_accuracy", "diversity"},
+    "wgan": {"d_loss", "g_loss", "wasserstein", "diversity"},
+    "wgan_gp": {"d_loss", "g_loss", "wasserstein", "gradient_penalty", "diversity"},
+    "infogan": {"d_loss", "g_loss", "d_accuracy", "info_loss", "diversity"},
+}
+
+
+@pytest.fixture(scope="module")
+def digits16(tmp_path_factory):
+    """256 training and 64 test MNIST digits, center-cropped to 16x16, as an npz."""
+    from dlkit.data import sources
+
+    a = sources.load_builtin("mnist", str(SHARED_DATA), allow_download=False)
+    path = tmp_path_factory.mktemp("data") / "digits16.npz"
+    np.savez(path, x_train=a.x_train[:256, 6:22, 6:22], y_train=a.y_train[:256],
+             x_test=a.x_test[:64, 6:22, 6:22], y_test=a.y_test[:64])
+    return path
+
+
+def gan_recipe(tmp_path, data_path, arch, extra=""):
+    path = tmp_path / f"{arch}.yaml"
+    path.write_text(f"""
+name: tiny_{arch}
+data: {{dataset: npz, path: {data_path}, scale: symmetric, validation_split: 0, batch_size: 64}}
+model:
+  arch: {arch}
+  latent_dim: 8
+  generator: {{filters: [16, 8]}}
+  discriminator: {{filters: [8, 16]}}
+{extra}
+train: {{epochs: 2}}
+""")
+    return path
+
+
+@pytest.mark.parametrize("arch", sorted(METRICS))
+def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
+    result = train(gan_recipe(tmp_path, digits16, arch), runs_root=tmp_path / "runs")
+    run = Path(result["run_dir"])
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert len(rows) == 2 and METRICS[arch] <= set(rows[0])
+    assert all(math.isfinite(float(r[k])) for r in rows for k in METRICS[arch])
+    assert {"g_learning_rate", "d_learning_rate"} <= set(rows[0])
+    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png", "progress.gif",
+                 "model.keras", "checkpoints/last.keras", "learning_curves.png"):
+        assert (run / name).is_file(), name
+
+    from dlkit.generate import load_gan
+    from dlkit.rundir import RunDir
+    from dlkit.training.samples import latent_inputs
+
+    gan, _ = load_gan(RunDir(run))
+    again = keras.saving.load_model(run / "model.keras")
+    z = latent_inputs(gan, 6, np.random.default_rng(3))
+    np.testing.assert_allclose(gan.generator.predict(z, verbose=0), again.generator.predict(z, verbose=0), atol=1e-6)
+    # both optimizers' state and the RNG state are saved
+    ckpt = keras.saving.load_model(run / "checkpoints" / "last.keras")
+    steps = 2 * 4  # 2 epochs x 256/64 batches
+    assert int(ckpt.g_optimizer.iterations.numpy()) == steps
+    assert int(ckpt.d_optimizer.iterations.numpy()) == steps * gan.n_critic
+    assert ckpt.seed_generator.state.numpy().tolist() == gan.seed_generator.state.numpy().tolist()
+
+
+def test_wgan_clips_critic_weights(digits16, tmp_path):
+    result = train(gan_recipe(tmp_path, digits16, "wgan", "  clip_value: 0.005"), ["train.epochs=1"],
+                   runs_root=tmp_path / "runs")
+    gan = keras.saving.load_model(Path(result["run_dir"]) / "model.keras")
+    for v in gan.discriminator.trainable_variables:
+        assert np.abs(v.numpy()).max() <= 0.005 + 1e-7
+
+
+def test_gan_knobs_land(digits16, tmp_path):
+    from dlkit.recipe import load_recipe
+    from dlkit.training.train import prepare
+
+    r = load_recipe(gan_recipe(tmp_path, digits16, "dcgan", "  label_smoothing: 0.1\n  instance_noise: 0.05"),
+                    ["model.discriminator={filters: [8], dropout: 0.4, regularizer: {l2: 0.001}}",
+                     "train.optimizers={generator: {name: adam, learning_rate: 0.001, clipnorm: 1.0}, "
+                     "discriminator: {name: rmsprop, learning_rate: 0.0004}}"])
+    _, gan, _ = prepare(r)
+    assert gan.label_smoothing == 0.1 and gan.instance_noise == 0.05
+    assert type(gan.g_optimizer).__name__ == "Adam" and gan.g_optimizer.clipnorm == 1.0
+    assert type(gan.d_optimizer).__name__ == "RMSprop"
+    assert float(gan.d_optimizer.learning_rate.numpy()) == pytest.approx(0.0004)
+    drops = [layer.rate for layer in gan.discriminator.layers if isinstance(layer, keras.layers.Dropout)]
+    assert drops == [0.4] and len(gan.discriminator.losses) == 1  # the L2 penalty
+    convs = [layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert type(convs[0].kernel_initializer).__name__ == "RandomNormal"
+    assert convs[0].kernel_initializer.stddev == 0.02
+
+
+def test_unscaled_logits_and_geometry_errors(digits16, tmp_path):
+    from dlkit.errors import RecipeError
+    from dlkit.recipe import load_recipe
+    from dlkit.training.train import prepare
+
+    r = load_recipe(gan_recipe(tmp_path, digits16, "dcgan"))
+    _, gan, _ = prepare(r)
+    assert gan.discriminator.layers[-1].activation.__name__ == "linear"
+    bad = load_recipe(gan_recipe(tmp_path, digits16, "dcgan"), ["model.generator.filters=[8, 8, 8, 8, 8]"])
+    with pytest.raises(RecipeError, match="divisible"):
+        prepare(bad)
+
+
+def test_generate_and_evaluate_with_a_reference(digits16, tmp_path):
+    runner = CliRunner()
+    cgan = train(gan_recipe(tmp_path, digits16, "cgan"), runs_root=tmp_path / "runs")["run_dir"]
+    info = train(gan_recipe(tmp_path, digits16, "infogan"), runs_root=tmp_path / "runs")["run_dir"]
+    dcgan = train(gan_recipe(tmp_path, digits16, "dcgan"), ["train.epochs=1"], runs_root=tmp_path / "runs")["run_dir"]
+
+    out = runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3", "--json"])
+    assert out.exit_code == 0 and Path(json.loads(out.stdout)["out"]).name == "samples-seed0-label3.png"
+    assert runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3"]).exit_code == 2  # would overwrite
+    assert runner.invoke(app, ["generate", cgan, "--interpolate", "-n", "6", "--label", "1"]).exit_code == 0
+    assert runner.invoke(app, ["generate", info, "--code", "2", "-n", "4"]).exit_code == 0
+    bad = runner.invoke(app, ["generate", dcgan, "--label", "1"])
+    assert bad.exit_code == 2 and "not class-conditional" in bad.stderr
+
+    clf_recipe = tmp_path / "clf.yaml"
+    clf_recipe.write_text(f"name: clf16\ndata: {{dataset: npz, path: {digits16}, batch_size: 64}}\n"
+                          "model: {arch: cnn, blocks: [{filters: 8}], dense: [16]}\ntrain: {epochs: 1}\n")
+    clf = train(clf_recipe, runs_root=tmp_path / "runs")["run_dir"]
+    for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
+        res = runner.invoke(app, ["evaluate", run, "--reference", clf, "-n", "200", "--json"])
+        assert res.exit_code == 0, res.stderr
+        ev = json.loads(res.stdout)
+        assert ev["frechet_distance"] >= 0 and 1 <= ev["classifier_score"] <= 10
+        assert 0 <= ev["class_coverage"] <= 1 and 0 <= ev[key] <= 1 and sum(ev["class_histogram"]) == 200
+    plain = json.loads(runner.invoke(app, ["evaluate", dcgan, "-n", "100", "--json"]).stdout)
+    assert "frechet_distance" not in plain and plain["diversity"]["real"] > 0 and Path(plain["grid"]).is_file()
+
+
+# ---------------------------------------------------------------- the measures themselves
+
+
+def test_frechet_distance_matches_closed_form_and_samples():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = np.array([0.0, 1.0, -1.0]), np.array([1.0, 1.0, 0.5])
+    s1, s2 = np.diag([1.0, 2.0, 0.5]), np.diag([0.5, 2.0, 2.0])
+    # diagonal covariances: the trace term is sum(s1 + s2 - 2 sqrt(s1 s2))
+    exact = np.sum((mu1 - mu2) ** 2) + np.sum(np.diag(s1) + np.diag(s2) - 2 * np.sqrt(np.diag(s1) * np.diag(s2)))
+    assert gan_eval.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(exact, rel=1e-9)
+    # a full-covariance pair against scipy's sqrtm computed directly
+    from scipy import linalg
+
+    a, b = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    c1, c2 = a @ a.T + np.eye(3), b @ b.T + np.eye(3)
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(c1 + c2 - 2 * linalg.sqrtm(c1 @ c2).real)
+    assert gan_eval.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-9)
+    # from samples of the two Gaussians
+    x = rng.multivariate_normal(mu1, s1, 200_000)
+    y = rng.multivariate_normal(mu2, s2, 200_000)
+    assert gan_eval.feature_distance(x, y) == pytest.approx(exact, rel=0.02)
+    assert gan_eval.feature_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_classifier_score_bounds():
+    k = 10
+    constant = np.tile(np.eye(k)[3], (500, 1))
+    assert gan_eval.classifier_score(constant) == pytest.approx(1.0)
+    perfect_uniform = np.eye(k)[np.arange(500) % k]
+    assert gan_eval.classifier_score(perfect_uniform) == pytest.approx(k, rel=1e-6)
+    unsure = np.full((500, k), 1 / k)
+    assert gan_eval.classifier_score(unsure) == pytest.approx(1.0)
+
+
+def test_coverage_and_matched_accuracy():
+    assert gan_eval.coverage(np.arange(100) % 10, 10) == 1.0
+    assert gan_eval.coverage(np.zeros(100, int), 10) == 0.1
+    codes = np.arange(1000) % 10
+    permuted = (codes * 3 + 1) % 10  # a relabelling of the codes
+    acc, mapping = gan_eval.matched_accuracy(codes, permuted, 10, 10)
+    assert acc == 1.0 and mapping[0] == 1 and mapping[1] == 4
