@@ -33,8 +33,8 @@ def _merge(base: dict, override: dict) -> dict:
     beta_1 means nothing to the RMSProp that replaces it."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        renamed = isinstance(value, dict) and "name" in value and value["name"] != (out.get(key) or {}).get("name")
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not renamed:
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("name", old.get("name")) == old.get("name"):
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
