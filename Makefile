@@ -21,7 +21,7 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 bench: install
-	$(PY) benchmarks/bench_cnn_mnist.py
+	$(PY) benchmarks/bench_cnn_mnist.py; a=$$?; $(PY) benchmarks/bench_dcgan_step.py; b=$$?; exit $$((a || b))
 
 # The full Fashion-MNIST training set (60,000 images) is Debian's dataset-fashion-mnist package;
 # dlkit finds it in /usr/share/datasets/fashion-mnist. Needs root (or sudo).

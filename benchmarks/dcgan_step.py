@@ -1,0 +1,119 @@
+"""One side of the DCGAN step benchmark: time `steps` GAN train steps on MNIST, after a warm-up.
+
+    python benchmarks/dcgan_step.py dlkit|plain DATA_DIR [STEPS]
+
+`dlkit` builds recipes/gan_mnist.yaml's model and data through dlkit; `plain` is the same architecture and
+the same train step written by hand in Keras, keras-io style. Prints one JSON line.
+"""
+
+import gzip
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def plain_gan(latent_dim=64, smoothing=0.1):
+    import keras
+    import tensorflow as tf
+
+    init = keras.initializers.RandomNormal(stddev=0.02)
+    z = keras.Input((latent_dim,))
+    x = keras.layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init)(z)
+    x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Reshape((7, 7, 128))(x)
+    for _ in range(2):
+        x = keras.layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init)(x)
+        x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
+    g = keras.Model(z, keras.layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer=init)(x))
+    img = keras.Input((28, 28, 1))
+    y = img
+    for f in (64, 128):
+        y = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=init)(y)
+        y = keras.layers.Dropout(0.3)(keras.layers.Activation("leaky_relu")(y))
+    d = keras.Model(img, keras.layers.Dense(1)(keras.layers.Flatten()(y)))
+
+    class GAN(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.g, self.d = g, d
+            self.seed = keras.random.SeedGenerator(1)
+            self.d_tracker, self.g_tracker = keras.metrics.Mean(name="d_loss"), keras.metrics.Mean(name="g_loss")
+
+        @property
+        def metrics(self):
+            return [self.d_tracker, self.g_tracker]
+
+        def compile(self, d_opt, g_opt):
+            super().compile()
+            self.d_opt, self.g_opt = d_opt, g_opt
+
+        def train_step(self, data):
+            real, _ = data
+            n = tf.shape(real)[0]
+            bce = keras.losses.binary_crossentropy
+            noise = keras.random.normal((n, latent_dim), seed=self.seed)
+            with tf.GradientTape() as tape:
+                real_out = self.d(real, training=True)
+                fake_out = self.d(self.g(noise, training=True), training=True)
+                d_loss = tf.reduce_mean(bce(tf.fill(tf.shape(real_out), 1.0 - smoothing), real_out, from_logits=True)) \
+                    + tf.reduce_mean(bce(tf.zeros_like(fake_out), fake_out, from_logits=True))
+            self.d_opt.apply(tape.gradient(d_loss, self.d.trainable_variables), self.d.trainable_variables)
+            noise = keras.random.normal((n, latent_dim), seed=self.seed)
+            with tf.GradientTape() as tape:
+                fake_out = self.d(self.g(noise, training=True), training=True)
+                g_loss = tf.reduce_mean(bce(tf.ones_like(fake_out), fake_out, from_logits=True))
+            self.g_opt.apply(tape.gradient(g_loss, self.g.trainable_variables), self.g.trainable_variables)
+            self.d_tracker.update_state(d_loss)
+            self.g_tracker.update_state(g_loss)
+            return {m.name: m.result() for m in self.metrics}
+
+    gan = GAN()
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    return gan
+
+
+def main():
+    side, folder = sys.argv[1], sys.argv[2]
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+    if side == "dlkit":
+        import os
+
+        os.environ["DLKIT_DATA_DIR"] = folder
+        from dlkit.recipe import load_recipe
+        from dlkit.training.train import prepare
+
+        data, gan, _ = prepare(load_recipe("recipes/gan_mnist.yaml"))
+        train = data.train.repeat()
+        params = gan.generator.count_params() + gan.discriminator.count_params()
+    else:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(42)
+        x = read_idx(f"{folder}/mnist/train-images-idx3-ubyte.gz")[..., None]
+        y = read_idx(f"{folder}/mnist/train-labels-idx1-ubyte.gz")
+        a, b = np.float32(2 / 255), np.float32(-1)
+        train = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(60000, seed=42).batch(128)
+                 .map(lambda xb, yb: (tf.cast(xb, tf.float32) * a + b, yb)).prefetch(tf.data.AUTOTUNE).repeat())
+        gan = plain_gan()
+        params = gan.g.count_params() + gan.d.count_params()
+    gan.fit(train, steps_per_epoch=20, epochs=1, verbose=0)  # trace and warm up
+    start, cpu = time.perf_counter(), time.process_time()
+    gan.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"side": side, "steps": steps, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "steps_per_s": steps / seconds, "params": params}))
+
+
+if __name__ == "__main__":
+    main()
