@@ -23,6 +23,7 @@ METRICS = {
     "wgan": {"d_loss", "g_loss", "wasserstein", "diversity"},
     "wgan_gp": {"d_loss", "g_loss", "wasserstein", "gradient_penalty", "diversity"},
     "infogan": {"d_loss", "g_loss", "d_accuracy", "info_loss", "diversity"},
+    "stackgan": {"d_loss", "g_loss", "d_accuracy", "diversity"},
 }
 
 

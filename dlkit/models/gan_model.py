@@ -22,12 +22,13 @@ class GAN(keras.Model):
     >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
     """
 
-    def __init__(self, generator, discriminator, latent_dim=64, num_classes=0,
+    def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
                  categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
                  instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.generator, self.discriminator = generator, discriminator
+        # StackGAN: `generator` is latent -> stage1 -> stage2, and `low_discriminator` judges stage 1
+        self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
         self.latent_dim, self.num_classes = latent_dim, num_classes
         self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
         self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
@@ -62,11 +63,12 @@ class GAN(keras.Model):
         self.compile(**config)
         # build the optimizers now, so that their saved state (iterations, moments) can be loaded into them
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.d_optimizer.build(self._d_variables())
 
     def get_config(self):
         base = super().get_config()
-        sub = {k: keras.saving.serialize_keras_object(getattr(self, k)) for k in ("generator", "discriminator")}
+        sub = {k: keras.saving.serialize_keras_object(getattr(self, k))
+               for k in ("generator", "discriminator", "low_discriminator")}
         return {**base, **sub, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
                 "objective": self.objective, "label_smoothing": self.label_smoothing,
@@ -87,8 +89,8 @@ class GAN(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for k in ("generator", "discriminator"):
-            config[k] = keras.saving.deserialize_keras_object(config[k])
+        for k in ("generator", "discriminator", "low_discriminator"):
+            config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
         return cls(**config)
 
     # ------------------------------------------------------------ inputs
@@ -145,6 +147,23 @@ class GAN(keras.Model):
         # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
         return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True))
 
+    def _d_variables(self):
+        low = self.low_discriminator.trainable_variables if self.low_discriminator is not None else []
+        return self.discriminator.trainable_variables + low
+
+    def fakes(self, z, y):
+        """Generated discriminator inputs: [full] or, for StackGAN, [full, stage-I low resolution]."""
+        if self.low_discriminator is None:
+            return [self.with_labels(self.generator(z, training=True), y)]
+        low = self.generator.get_layer("stage1")(z, training=True)
+        full = self.generator.get_layer("stage2")([low, z], training=True)
+        return [self.with_labels(full, y), self.with_labels(low, y)]
+
+    def reals(self, x, y):
+        if self.low_discriminator is None:
+            return [self.with_labels(x, y)]
+        return [self.with_labels(x, y), self.with_labels(ops.average_pool(x, 2, 2, padding="valid"), y)]
+
     def critic(self, images):
         """(logit, code predictions or None) from the discriminator."""
         out = self.discriminator(images, training=True)
@@ -167,36 +186,44 @@ class GAN(keras.Model):
 
         x, y = data if isinstance(data, (tuple, list)) else (data, None)
         batch = ops.shape(x)[0]
-        real_in = self.with_labels(x, y)
-        d_vars = self.discriminator.trainable_variables
+        reals = self.reals(x, y)
+        d_vars = self._d_variables()
+        judges = [self.critic] + ([self.low_critic] if self.low_discriminator is not None else [])
         for _ in range(self.n_critic):
             z, codes = self.latent(batch, y)
             with tf.GradientTape() as tape:
-                fake_in = self.with_labels(self.generator(z, training=True), y)
-                real_out, _ = self.critic(self.noisy(real_in))
-                fake_out, predicted = self.critic(self.noisy(fake_in))
-                d_loss = self.d_loss_fn(real_out, fake_out)
+                fakes = self.fakes(z, y)
+                d_loss, total = 0.0, 0.0
+                for judge, real_in, fake_in in zip(judges, reals, fakes):
+                    real_out, _ = judge(self.noisy(real_in))
+                    fake_out, predicted = judge(self.noisy(fake_in))
+                    d_loss += self.d_loss_fn(real_out, fake_out)
+                    if judge == self.critic:
+                        main_real, main_fake, main_predicted = real_out, fake_out, predicted
                 total = d_loss + sum(self.discriminator.losses)
                 if self.gp_weight:
-                    gp = self.gradient_penalty(real_in, fake_in)
+                    gp = self.gradient_penalty(reals[0], fakes[0])
                     total += self.gp_weight * gp
                 if self.codes:  # the Q head learns to read the codes back
-                    info = self.info_loss_fn(predicted, codes)
+                    info = self.info_loss_fn(main_predicted, codes)
                     total += self.info_weight * info
             self.d_optimizer.apply(tape.gradient(total, d_vars), d_vars)
             if self.clip_value:
-                for v in self.discriminator.trainable_variables:
+                for v in d_vars:
                     v.assign(ops.clip(v, -self.clip_value, self.clip_value))
 
         z, codes = self.latent(batch, y)
         g_vars = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            fake_in = self.with_labels(self.generator(z, training=True), y)
-            fake_out, predicted = self.critic(self.noisy(fake_in))
-            g_loss = self.g_loss_fn(fake_out)
+            g_loss = 0.0
+            for judge, fake_in in zip(judges, self.fakes(z, y)):
+                fake_out, predicted = judge(self.noisy(fake_in))
+                g_loss += self.g_loss_fn(fake_out)
+                if judge == self.critic:
+                    main_predicted = predicted
             total = g_loss + sum(self.generator.losses)
             if self.codes:  # and the generator learns to keep them readable
-                info = self.info_loss_fn(predicted, codes)
+                info = self.info_loss_fn(main_predicted, codes)
                 total += self.info_weight * info
         self.g_optimizer.apply(tape.gradient(total, g_vars), g_vars)
 
@@ -204,15 +231,18 @@ class GAN(keras.Model):
         t["d_loss"].update_state(d_loss)
         t["g_loss"].update_state(g_loss)
         if "d_accuracy" in t:
-            correct = ops.concatenate([ops.cast(real_out > 0, "float32"), ops.cast(fake_out < 0, "float32")], axis=0)
+            correct = ops.concatenate([ops.cast(main_real > 0, "float32"), ops.cast(main_fake < 0, "float32")], axis=0)
             t["d_accuracy"].update_state(ops.mean(correct))
         else:
-            t["wasserstein"].update_state(ops.mean(real_out) - ops.mean(fake_out))
+            t["wasserstein"].update_state(ops.mean(main_real) - ops.mean(main_fake))
         if "gradient_penalty" in t:
             t["gradient_penalty"].update_state(gp)
         if "info_loss" in t:
             t["info_loss"].update_state(info)
         return {m.name: m.result() for m in self.metrics}
+
+    def low_critic(self, images):
+        return self.low_discriminator(images, training=True), None
 
     def gradient_penalty(self, real_in, fake_in):
         """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake inputs."""
