@@ -67,6 +67,7 @@ DATASETS = {
     "mnist": "MNIST digits, 28x28x1, 10 classes (IDX .gz files)",
     "fashion_mnist": "Fashion-MNIST, 28x28x1, 10 classes (IDX .gz files)",
     "cifar10": "CIFAR-10, 32x32x3, 10 classes (keras npz or the python batches)",
+    "mnist_m": "MNIST digits blended over CIFAR-10 patches, 28x28x3 (built from those two, MNIST-M style)",
     "tfds:NAME": "any tensorflow-datasets dataset with (image, label) pairs",
     "npz": "arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
     "image_folder": "a folder with one sub-folder of images per class (data.path)",

@@ -115,7 +115,7 @@ def evaluate(
     if json_:
         print(json.dumps(result))
         return
-    if result.get("kind") == "gan":
+    if result.get("kind") in ("gan", "cyclegan"):
         _print_gan_eval(result)
         return
     from rich.table import Table
@@ -150,7 +150,8 @@ def _print_gan_eval(result: dict) -> None:
     table.add_column("value", justify="right")
     rows = [("diversity (generated / real)", result["diversity"]["ratio"])]
     for key in ("frechet_distance", "classifier_score", "real_classifier_score", "class_coverage",
-                "label_accuracy", "code_accuracy"):
+                "label_accuracy", "code_accuracy", "translated_accuracy", "cycled_accuracy",
+                "untranslated_accuracy", "source_accuracy"):
         if key in result:
             rows.append((key.replace("_", " "), result[key]))
     for name, value in rows:

@@ -70,18 +70,18 @@ def penultimate(classifier):
 
 def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> dict:
     """What `dlkit evaluate GAN_RUN [--reference CLASSIFIER_RUN]` reports."""
-    import keras
-
     from dlkit import images as I
     from dlkit.data import sources
     from dlkit.data.pipeline import _channels
     from dlkit.errors import UsageError
-    from dlkit.generate import load_gan, run_scale
+    from dlkit.generate import load_gan
     from dlkit.recipe import load_recipe
     from dlkit.training.samples import latent_inputs
 
     gan, scale = load_gan(run)
     recipe = load_recipe(run.recipe)
+    if hasattr(gan, "generator_ab"):
+        return evaluate_translation(run, gan, recipe, samples, reference)
     rng = np.random.default_rng(seed)
     k = gan.num_classes or gan.categorical_codes
     asked = rng.integers(0, k, samples) if k else None
@@ -100,17 +100,12 @@ def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> di
     if reference is None:
         return out
 
-    ref_model_path = reference.model
-    if not ref_model_path.is_file():
-        raise UsageError(f"reference run {reference.root} has no model.keras")
-    ra, rb = run_scale(reference)
-    classifier = keras.saving.load_model(ref_model_path)
-    if tuple(classifier.input_shape[1:]) != tuple(fake.shape[1:]):
+    classifier, ref_scale, features = _classifier(reference)
+    if tuple(classifier.input_shape[1:3]) != tuple(fake.shape[1:3]):
         raise UsageError(f"the reference classifier takes {classifier.input_shape[1:]} images; this GAN makes "
                          f"{fake.shape[1:]}")
-    features = penultimate(classifier)
-    f_feat, f_prob = features.predict(fake.astype(np.float32) * ra + rb, verbose=0, batch_size=500)
-    r_feat, r_prob = features.predict(real.astype(np.float32) * ra + rb, verbose=0, batch_size=500)
+    f_feat, f_prob = features.predict(_as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)
+    r_feat, r_prob = features.predict(_as_input(real, classifier, ref_scale), verbose=0, batch_size=500)
     predicted = f_prob.argmax(1)
     num_classes = f_prob.shape[1]
     out.update({
@@ -126,4 +121,63 @@ def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> di
     elif gan.categorical_codes:
         acc, mapping = matched_accuracy(asked, predicted, gan.categorical_codes, num_classes)
         out["code_accuracy"], out["code_to_class"] = acc, mapping
+    return out
+
+
+def _classifier(reference):
+    """The reference run's classifier, its input scaling, and a features+probabilities model."""
+    import keras
+
+    from dlkit.errors import UsageError
+    from dlkit.generate import run_scale
+
+    if not reference.model.is_file():
+        raise UsageError(f"reference run {reference.root} has no model.keras")
+    classifier = keras.saving.load_model(reference.model)
+    return classifier, run_scale(reference), penultimate(classifier)
+
+
+def _as_input(images_uint8: np.ndarray, classifier, scale) -> np.ndarray:
+    """uint8 images made to fit a classifier: colour averaged to grey if it takes one channel."""
+    x = images_uint8.astype(np.float32)
+    if classifier.input_shape[-1] == 1 and x.shape[-1] == 3:
+        x = x.mean(axis=-1, keepdims=True)
+    return x * scale[0] + scale[1]
+
+
+def evaluate_translation(run, model, recipe, samples: int, reference=None) -> dict:
+    """CycleGAN: translated (B->A) and cycled (A->B->A) test images, classified by the reference."""
+    from dlkit import images as I
+    from dlkit.data import pipeline
+
+    data = pipeline.load(recipe.data, recipe.seed)
+    sa, sb = data.splits, data.splits_b
+    xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
+    xb, yb = (sb.x_test, sb.y_test) if sb.x_test is not None else (sb.x_train, sb.y_train)
+    xa, ya, xb, yb = xa[:samples], ya[:samples], xb[:samples], yb[:samples]
+    to_model = lambda x, s: x.astype(np.float32) * s[0] + s[1]  # noqa: E731
+    ab = model.generator_ab.predict(to_model(xa, data.scale), verbose=0, batch_size=256)
+    aba = I.to_uint8(model.generator_ba.predict(ab, verbose=0, batch_size=256), data.scale)
+    ba = I.to_uint8(model.generator_ba.predict(to_model(xb, data.scale_b), verbose=0, batch_size=256), data.scale)
+    ab = I.to_uint8(ab, data.scale_b)
+    grid_path = run.root / "eval_translations.png"
+    I.save_png(I.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
+    out = {"status": "completed", "run_dir": str(run.root), "kind": "cyclegan", "samples": int(len(xa)),
+           "grid": str(grid_path)}
+    f_div, r_div = I.mean_pairwise_distance(to_model(ba, data.scale)), I.mean_pairwise_distance(to_model(xa, data.scale))
+    out["diversity"] = {"generated": f_div, "real": r_div, "ratio": f_div / max(r_div, 1e-12)}
+    if reference is None:
+        return out
+    classifier, scale, features = _classifier(reference)
+    predict = lambda x: features.predict(_as_input(x, classifier, scale), verbose=0, batch_size=500)  # noqa: E731
+    real_feat, real_prob = predict(xa)
+    ba_feat, ba_prob = predict(ba)
+    out.update({
+        "reference_run": str(reference.root),
+        "translated_accuracy": float((ba_prob.argmax(1) == yb).mean()),  # B->A keeps the digit's class
+        "cycled_accuracy": float((predict(aba)[1].argmax(1) == ya).mean()),  # A->B->A
+        "untranslated_accuracy": float((predict(xb)[1].argmax(1) == yb).mean()),  # B as it is: the domain gap
+        "source_accuracy": float((real_prob.argmax(1) == ya).mean()),  # real A: the reference's own level
+        "frechet_distance": feature_distance(ba_feat, real_feat),  # B->A against real A
+    })
     return out

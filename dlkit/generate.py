@@ -15,12 +15,12 @@ def load_gan(run: RunDir):
     """The run's GAN model and its data scaling, checked to be a finished GAN run."""
     import keras
 
-    from dlkit.models import gan_model  # noqa: F401 - registers the GAN class for load_model
+    from dlkit.models import gan_model  # registers the adversarial classes for load_model
 
     if not run.model.is_file():
         raise UsageError(f"{run.root} has no model.keras; only finished runs can generate")
     model = keras.saving.load_model(run.model)
-    if not isinstance(model, gan_model.GAN):
+    if not isinstance(model, gan_model.Adversarial):
         raise UsageError(f"{run.root} is not a GAN run (its model is {type(model).__name__})")
     return model, run_scale(run)
 
@@ -54,6 +54,8 @@ def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = 
     if code is not None and not 0 <= code < gan.categorical_codes:
         raise UsageError(f"--code {code}: this model " + (f"has codes 0..{gan.categorical_codes - 1}"
                          if gan.categorical_codes else "has no categorical code (infogan has)"))
+    if hasattr(gan, "generator_ab"):
+        return _translate(run, gan, scale, n, seed, out, force)
     rng = np.random.default_rng(seed)
     k = gan.num_classes or gan.categorical_codes
     fixed = label if label is not None else code
@@ -80,10 +82,34 @@ def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = 
     samples = gan.generator.predict(latent, verbose=0, batch_size=256)
     what = "interpolation" if interpolate else "samples"
     suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
-    path = Path(out) if out else run.root / f"{what}-seed{seed}{suffix}.png"
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _output(Path(out) if out else run.root / f"{what}-seed{seed}{suffix}.png", force)
     I.save_png(I.grid(I.to_uint8(samples, scale), rows), path)
     return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n), "seed": seed,
             "label": label, "code": code, "interpolate": interpolate}
+
+
+def _output(path: Path, force: bool) -> Path:
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _translate(run: RunDir, model, scale, n: int, seed: int, out, force: bool) -> dict:
+    """CycleGAN: n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A."""
+    from dlkit import images as I
+    from dlkit.data import pipeline
+    from dlkit.recipe import load_recipe
+
+    recipe = load_recipe(run.recipe)
+    data = pipeline.load(recipe.data, recipe.seed)
+    rows = []
+    for splits, s, g in ((data.splits, data.scale, model.generator_ab), (data.splits_b, data.scale_b, model.generator_ba)):
+        x = splits.x_test if splits.x_test is not None else splits.x_train
+        pick = np.random.default_rng(seed).choice(len(x), min(n, len(x)), replace=False)
+        real = x[pick].astype(np.float32) * s[0] + s[1]
+        rows += [real, g.predict(real, verbose=0)]
+    path = _output(Path(out) if out else run.root / f"translations-seed{seed}.png", force)
+    I.save_png(I.grid(I.to_uint8(np.concatenate(rows), scale), 4), path)
+    return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n), "seed": seed,
+            "translation": True}

@@ -123,6 +123,8 @@ class Data:
     splits: Splits
     scale: tuple
     origin: str
+    splits_b: Splits | None = None  # two-domain data (cyclegan): the second domain
+    scale_b: tuple | None = None
 
 
 def build(arrays: Arrays, cfg, seed: int) -> Data:
@@ -148,4 +150,49 @@ def load(cfg, seed: int) -> Data:
     """Read the dataset a `data:` section names and build its pipelines."""
     from dlkit.data import sources
 
+    if cfg.domain_b is not None:
+        return build_two_domains(sources.load(cfg), sources.load(cfg.domain_b), cfg, seed)
     return build(sources.load(cfg), cfg, seed)
+
+
+def _same_channels(a: np.ndarray | None, channels: int):
+    """Grayscale images repeated to colour, so that both domains of a translation model match."""
+    if a is None or a.shape[-1] == channels:
+        return a
+    return np.repeat(a, channels, axis=-1)
+
+
+def build_two_domains(arrays_a: Arrays, arrays_b: Arrays, cfg, seed: int) -> Data:
+    """Unpaired two-domain data: each domain shuffled on its own, zipped into ((x_a, x_b), (y_a, y_b))."""
+    import tensorflow as tf
+
+    b_cfg = cfg.model_copy(update={"limit": cfg.domain_b.limit, "test_limit": cfg.domain_b.test_limit})
+    sa, sb = split(arrays_a, cfg, seed), split(arrays_b, b_cfg, seed + 1)
+    if sa.x_train.ndim != 4 or sb.x_train.ndim != 4 or sa.x_train.shape[1:3] != sb.x_train.shape[1:3]:
+        raise RecipeError([Problem("data.domain_b", f"the two domains must be images of one size; they are "
+                                   f"{sa.x_train.shape[1:]} and {sb.x_train.shape[1:]}",
+                                   hint="set data.domain_b.image_size (image folders) or pick matching datasets")])
+    channels = max(sa.x_train.shape[-1], sb.x_train.shape[-1])
+    for s in (sa, sb):
+        s.x_train, s.x_val, s.x_test = (_same_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
+    scale_a, scale_b = scale_params(sa.x_train, cfg.scale), scale_params(sb.x_train, cfg.scale)
+
+    def pair(xa, ya, xb, yb, training):
+        if xa is None or xb is None:
+            return None
+        da = dataset(xa, ya, cfg, seed, scale_a, training)
+        db = dataset(xb, yb, cfg, seed + 1, scale_b, training)
+        return tf.data.Dataset.zip((da, db)).map(lambda a, b: ((a[0], b[0]), (a[1], b[1])))
+
+    spec = DataSpec(
+        input_shape=tuple(int(d) for d in sa.x_train.shape[1:]), num_classes=len(arrays_a.class_names),
+        class_names=list(arrays_a.class_names), num_train=min(len(sa.x_train), len(sb.x_train)), num_val=0,
+        num_test=0 if sa.x_test is None or sb.x_test is None else min(len(sa.x_test), len(sb.x_test)),
+    )
+    return Data(
+        train=pair(sa.x_train, sa.y_train, sb.x_train, sb.y_train, True),
+        val=pair(sa.x_val, sa.y_val, sb.x_val, sb.y_val, False),
+        test=pair(sa.x_test, sa.y_test, sb.x_test, sb.y_test, False),
+        spec=spec, splits=sa, scale=scale_a, origin=f"{arrays_a.origin} + {arrays_b.origin}",
+        splits_b=sb, scale_b=scale_b,
+    )

@@ -337,8 +337,36 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
     return _arrays(out, classes, f"tfds:{name}")
 
 
+def blend_over_patches(digits: np.ndarray, backgrounds: np.ndarray, seed: int) -> np.ndarray:
+    """MNIST-M-style images (Ganin et al., 2015): |patch - digit| per channel, where each digit gets a
+    random same-sized crop of a random colour background. Deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    n, h, w = digits.shape[:3]
+    bh, bw = backgrounds.shape[1:3]
+    pick = rng.integers(0, len(backgrounds), n)
+    top, left = rng.integers(0, bh - h + 1, n), rng.integers(0, bw - w + 1, n)
+    rows = top[:, None] + np.arange(h)[None, :]
+    cols = left[:, None] + np.arange(w)[None, :]
+    patches = backgrounds[pick[:, None, None], rows[:, :, None], cols[:, None, :]]
+    d = digits.reshape(n, h, w, 1).astype(np.int16)
+    return np.abs(patches.astype(np.int16) - d).astype(np.uint8)
+
+
+def load_mnist_m(data_dir: str | None, allow_download: bool) -> Arrays:
+    """MNIST digits blended over CIFAR-10 patches, built from the two real datasets (never downloaded)."""
+    mnist = load_builtin("mnist", data_dir, allow_download)
+    cifar = load_builtin("cifar10", data_dir, allow_download)
+    x_test = None
+    if mnist.x_test is not None:
+        x_test = blend_over_patches(mnist.x_test, cifar.x_test if cifar.x_test is not None else cifar.x_train, 2)
+    return Arrays(blend_over_patches(mnist.x_train, cifar.x_train, 1), mnist.y_train, x_test, mnist.y_test,
+                  mnist.class_names, f"mnist_m from {mnist.origin} and {cifar.origin}")
+
+
 def load(cfg) -> Arrays:
     """The arrays a `data:` recipe section names."""
+    if cfg.dataset == "mnist_m":
+        return load_mnist_m(cfg.dir, cfg.download)
     if cfg.dataset in BUILTINS:
         return load_builtin(cfg.dataset, cfg.dir, cfg.download)
     if cfg.dataset.startswith("tfds:"):

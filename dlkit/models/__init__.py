@@ -4,7 +4,7 @@ and `build(config, spec) -> keras.Model`. Adding an architecture takes one modul
 These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow.
 """
 
-from dlkit.models import cgan, cnn, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan, vgg, wgan, wgan_gp
+from dlkit.models import cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan, vgg, wgan, wgan_gp
 
 ARCHITECTURES = {
     "perceptron": perceptron,
@@ -19,6 +19,7 @@ ARCHITECTURES = {
     "wgan_gp": wgan_gp,
     "infogan": infogan,
     "stackgan": stackgan,
+    "cyclegan": cyclegan,
 }
 
 

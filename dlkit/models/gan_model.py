@@ -1,4 +1,5 @@
-"""The adversarial model: a generator, a discriminator (critic) and, for InfoGAN, a Q head.
+"""The adversarial models: `GAN` (a generator and a discriminator, with InfoGAN's Q head and StackGAN's
+second stage as options) and `CycleGAN` (two of each), on a shared `Adversarial` base.
 
 Keras 3 style: `train_step` is overridden, loss trackers are listed in `metrics`, randomness comes from
 the model's `SeedGenerator` (saved with the model, so a checkpoint carries the RNG state), and updates
@@ -12,44 +13,29 @@ import keras
 from keras import ops
 
 
-@keras.saving.register_keras_serializable(package="dlkit")
-class GAN(keras.Model):
-    """Generator and discriminator trained against each other. For InfoGAN the discriminator has a second
-    output, the Q head's code predictions, on the same trunk.
+class Adversarial(keras.Model):
+    """What adversarial models share: named sub-models, a generator and a discriminator optimizer, loss
+    trackers as `metrics`, a SeedGenerator whose state is saved, and saving/loading of all of it.
 
-    >>> gan = GAN(generator=g, discriminator=d, latent_dim=64)
-    >>> gan.compile(g_optimizer=keras.optimizers.Adam(2e-4), d_optimizer=keras.optimizers.Adam(2e-4))
-    >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
+    Subclasses list their sub-models in SUBMODELS, say which variables each optimizer trains
+    (`g_variables`, `d_variables`) and return their own arguments from `hyper_config`.
     """
 
-    def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
-                 categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
-                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
-                 **kwargs):
+    SUBMODELS: tuple = ()
+
+    def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        # StackGAN: `generator` is latent -> stage1 -> stage2, and `low_discriminator` judges stage 1
-        self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
-        self.latent_dim, self.num_classes = latent_dim, num_classes
-        self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
-        self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
-        self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        names = ["d_loss", "g_loss"]
-        names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
-        names += ["gradient_penalty"] if gp_weight else []
-        names += ["info_loss"] if self.codes else []
+        self.trackers = {}
+
+    def track(self, *names):
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.built = True  # the sub-models are built functional models
 
     @property
     def metrics(self):
         return list(self.trackers.values())
-
-    def call(self, latent, training=False):
-        return self.generator(latent, training=training)
-
-    # ------------------------------------------------------------ compile and saving
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)
@@ -62,18 +48,22 @@ class GAN(keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         # build the optimizers now, so that their saved state (iterations, moments) can be loaded into them
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self._d_variables())
+        self.g_optimizer.build(self.g_variables())
+        self.d_optimizer.build(self.d_variables())
+
+    def hyper_config(self) -> dict:
+        return {}
 
     def get_config(self):
-        base = super().get_config()
-        sub = {k: keras.saving.serialize_keras_object(getattr(self, k))
-               for k in ("generator", "discriminator", "low_discriminator")}
-        return {**base, **sub, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
-                "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
-                "objective": self.objective, "label_smoothing": self.label_smoothing,
-                "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
-                "clip_value": self.clip_value, "info_weight": self.info_weight, "seed": self.seed}
+        sub = {k: keras.saving.serialize_keras_object(getattr(self, k)) for k in self.SUBMODELS}
+        return {**super().get_config(), **sub, **self.hyper_config(), "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for k in cls.SUBMODELS:
+            config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
+        return cls(**config)
 
     # Keras saves a model's own variables but not its SeedGenerator's state; keep it, so that a checkpoint
     # resumes the same random stream.
@@ -86,12 +76,55 @@ class GAN(keras.Model):
             self.seed_generator.state.assign(store["rng_state"])
         super().load_own_variables({k: store[k] for k in store.keys() if k != "rng_state"})
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for k in ("generator", "discriminator", "low_discriminator"):
-            config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
-        return cls(**config)
+    def test_step(self, data):
+        return {m.name: m.result() for m in self.metrics}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class GAN(Adversarial):
+    """Generator and discriminator trained against each other. For InfoGAN the discriminator has a second
+    output, the Q head's code predictions, on the same trunk; for StackGAN the generator is two stages and
+    `low_discriminator` judges the first.
+
+    >>> gan = GAN(generator=g, discriminator=d, latent_dim=64)
+    >>> gan.compile(g_optimizer=keras.optimizers.Adam(2e-4), d_optimizer=keras.optimizers.Adam(2e-4))
+    >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
+    """
+
+    SUBMODELS = ("generator", "discriminator", "low_discriminator")
+
+    def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
+                 categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
+                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
+                 **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
+        self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
+        self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
+        names = ["d_loss", "g_loss"]
+        names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
+        names += ["gradient_penalty"] if gp_weight else []
+        names += ["info_loss"] if self.codes else []
+        self.track(*names)
+
+    def call(self, latent, training=False):
+        return self.generator(latent, training=training)
+
+    def hyper_config(self):
+        return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
+                "objective": self.objective, "label_smoothing": self.label_smoothing,
+                "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
+                "clip_value": self.clip_value, "info_weight": self.info_weight}
+
+    def g_variables(self):
+        return self.generator.trainable_variables
+
+    def d_variables(self):
+        low = self.low_discriminator.trainable_variables if self.low_discriminator is not None else []
+        return self.discriminator.trainable_variables + low
 
     # ------------------------------------------------------------ inputs
 
@@ -147,10 +180,6 @@ class GAN(keras.Model):
         # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
         return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True))
 
-    def _d_variables(self):
-        low = self.low_discriminator.trainable_variables if self.low_discriminator is not None else []
-        return self.discriminator.trainable_variables + low
-
     def fakes(self, z, y):
         """Generated discriminator inputs: [full] or, for StackGAN, [full, stage-I low resolution]."""
         if self.low_discriminator is None:
@@ -187,7 +216,7 @@ class GAN(keras.Model):
         x, y = data if isinstance(data, (tuple, list)) else (data, None)
         batch = ops.shape(x)[0]
         reals = self.reals(x, y)
-        d_vars = self._d_variables()
+        d_vars = self.d_variables()
         judges = [self.critic] + ([self.low_critic] if self.low_discriminator is not None else [])
         for _ in range(self.n_critic):
             z, codes = self.latent(batch, y)
@@ -213,7 +242,7 @@ class GAN(keras.Model):
                     v.assign(ops.clip(v, -self.clip_value, self.clip_value))
 
         z, codes = self.latent(batch, y)
-        g_vars = self.generator.trainable_variables
+        g_vars = self.g_variables()
         with tf.GradientTape() as tape:
             g_loss = 0.0
             for judge, fake_in in zip(judges, self.fakes(z, y)):
@@ -257,5 +286,59 @@ class GAN(keras.Model):
         norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
         return ops.mean(ops.square(norm - 1.0))
 
-    def test_step(self, data):
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class CycleGAN(Adversarial):
+    """Two generators and two discriminators; data is ((x_a, x_b), labels), the domains unpaired."""
+
+    SUBMODELS = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
+
+    def __init__(self, generator_ab, generator_ba, discriminator_a, discriminator_b, cycle_weight=10.0,
+                 identity_weight=5.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self.generator_ab, self.generator_ba = generator_ab, generator_ba
+        self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
+        self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
+        self.track("d_loss", "g_loss", "cycle_loss", "identity_loss")
+
+    def call(self, images_a, training=False):
+        return self.generator_ab(images_a, training=training)
+
+    def hyper_config(self):
+        return {"cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight}
+
+    def g_variables(self):
+        return self.generator_ab.trainable_variables + self.generator_ba.trainable_variables
+
+    def d_variables(self):
+        return self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables
+
+    def train_step(self, data):
+        import tensorflow as tf  # GradientTape: the one backend-specific piece
+
+        (a, b), _ = data
+        mse = lambda out, target: ops.mean(ops.square(out - target))  # noqa: E731 - least-squares GAN
+        l1 = lambda x, y: ops.mean(ops.abs(x - y))  # noqa: E731
+        g_vars = self.g_variables()
+        with tf.GradientTape() as tape:
+            fake_b, fake_a = self.generator_ab(a, training=True), self.generator_ba(b, training=True)
+            cycle = l1(self.generator_ba(fake_b, training=True), a) + l1(self.generator_ab(fake_a, training=True), b)
+            identity = 0.0
+            if self.identity_weight:
+                identity = l1(self.generator_ba(a, training=True), a) + l1(self.generator_ab(b, training=True), b)
+            adversarial = mse(self.discriminator_b(fake_b, training=True), 1.0) + \
+                mse(self.discriminator_a(fake_a, training=True), 1.0)
+            g_loss = adversarial + self.cycle_weight * cycle + self.identity_weight * identity
+        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+
+        d_vars = self.d_variables()
+        with tf.GradientTape() as tape:
+            d_loss = 0.5 * (mse(self.discriminator_a(a, training=True), 1.0) +
+                            mse(self.discriminator_a(fake_a, training=True), 0.0) +
+                            mse(self.discriminator_b(b, training=True), 1.0) +
+                            mse(self.discriminator_b(fake_b, training=True), 0.0))
+        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+        for name, value in (("d_loss", d_loss), ("g_loss", adversarial), ("cycle_loss", cycle),
+                            ("identity_loss", identity)):
+            self.trackers[name].update_state(value)
         return {m.name: m.result() for m in self.metrics}

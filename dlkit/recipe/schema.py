@@ -124,6 +124,25 @@ class Augment(UnsetIsNone):
     contrast: float | None = Field(None, gt=0, le=1)
 
 
+class DomainConfig(Section):
+    """The second image domain of an unpaired translation model (cyclegan)."""
+
+    dataset: str = "mnist_m"
+    dir: str | None = None
+    path: str | None = None
+    download: bool = True
+    limit: int | None = Field(None, ge=1)
+    test_limit: int | None = Field(None, ge=1)
+    image_size: list[int] | None = Field(None, min_length=2, max_length=2)
+    label_column: str | None = None
+
+    _dataset = field_validator("dataset")(lambda v: DataConfig._dataset(v))
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        return DataConfig._needs_path(self)
+
+
 class DataConfig(Section):
     dataset: str = "mnist"
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
@@ -139,6 +158,7 @@ class DataConfig(Section):
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
+    domain_b: DomainConfig | None = None  # cyclegan: the second domain (this section's dataset is the first)
 
     @field_validator("dataset")
     @classmethod

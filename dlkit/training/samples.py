@@ -39,24 +39,45 @@ def grid_layout(gan, columns: int = 8) -> tuple[int, dict]:
 
 
 class SampleGrid(keras.callbacks.Callback):
-    def __init__(self, run, gan, scale, real: np.ndarray, seed: int, reporter, overpower_epochs: int = 3):
+    def __init__(self, run, gan, data, seed: int, reporter, overpower_epochs: int = 3):
         super().__init__()
-        self.run, self.gan, self.scale, self.reporter = run, gan, scale, reporter
-        self.rows, extra = grid_layout(gan)
-        n = self.rows * 8
-        self.fixed = latent_inputs(gan, n, np.random.default_rng(seed), **extra)
-        self.diversity_latent = latent_inputs(gan, min(256, len(real)), np.random.default_rng(seed + 1))
+        self.run, self.gan, self.scale, self.reporter = run, gan, data.scale, reporter
+        scaled = lambda x, scale: x[:256].astype("float32") * scale[0] + scale[1]  # noqa: E731
+        self.translation = hasattr(gan, "generator_ab")
+        if self.translation:
+            # rows: A, A->B, A->B->A, B, B->A, B->A->B, eight images each
+            self.fixed = (scaled(data.splits.x_train[:8], data.scale), scaled(data.splits_b.x_train[:8], data.scale_b))
+            self.rows = 6
+            real = scaled(data.splits_b.x_train, data.scale_b)
+            self.diversity_input = scaled(data.splits.x_train, data.scale)
+        else:
+            self.rows, extra = grid_layout(gan)
+            self.fixed = latent_inputs(gan, self.rows * 8, np.random.default_rng(seed), **extra)
+            real = scaled(data.splits.x_train, data.scale)
+            self.diversity_input = latent_inputs(gan, min(256, len(real)), np.random.default_rng(seed + 1))
         self.real_diversity = I.mean_pairwise_distance(real)
         self.overpower_epochs, self.pinned = overpower_epochs, 0
         self.frames, self.warnings = [], []
 
+    def _grid_images(self):
+        if not self.translation:
+            return self.gan.generator.predict(self.fixed, verbose=0)
+        a, b = self.fixed
+        ab = self.gan.generator_ab.predict(a, verbose=0)
+        ba = self.gan.generator_ba.predict(b, verbose=0)
+        return np.concatenate([a, ab, self.gan.generator_ba.predict(ab, verbose=0),
+                               b, ba, self.gan.generator_ab.predict(ba, verbose=0)])
+
+    def _fakes_for_diversity(self):
+        g = self.gan.generator_ab if self.translation else self.gan.generator
+        return g.predict(self.diversity_input, verbose=0)
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        samples = self.gan.generator.predict(self.fixed, verbose=0)
         path = self.run.sample_grid(epoch + 1)
-        I.save_png(I.grid(I.to_uint8(samples, self.scale), self.rows), path)
+        I.save_png(I.grid(I.to_uint8(self._grid_images(), self.scale), self.rows), path)
         self.frames.append(path)
-        fake = self.gan.generator.predict(self.diversity_latent, verbose=0)
+        fake = self._fakes_for_diversity()
         # fake/real mean pairwise distance: ~1 is as varied as the data, near 0 is mode collapse
         logs["diversity"] = I.mean_pairwise_distance(fake) / max(self.real_diversity, 1e-12)
         # early grids are near-constant by construction (small initial weights): judge after a warm-up

@@ -132,9 +132,7 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     if generative:
         from dlkit.training.samples import SampleGrid
 
-        real = data.splits.x_train[:256].astype("float32") * data.scale[0] + data.scale[1]
-        sampler = SampleGrid(run, model, data.scale, real, recipe.seed, reporter,
-                             recipe.model_config_obj.overpower_epochs)
+        sampler = SampleGrid(run, model, data, recipe.seed, reporter, recipe.model_config_obj.overpower_epochs)
         cbs.append(sampler)  # before the keeper: it adds `diversity` to the epoch's logs
     cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps)]
     if recipe.train.early_stopping:

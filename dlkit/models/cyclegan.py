@@ -1,0 +1,99 @@
+"""CycleGAN (Zhu et al., 2017): unpaired translation between two image domains.
+
+Two generators (A->B and B->A: strided-conv encoder, residual blocks, transposed-conv decoder, instance
+norm) and two PatchGAN discriminators, trained with least-squares adversarial losses, the cycle loss
+|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| and the identity loss |G_BA(a) - a| + |G_AB(b) - b|.
+
+Domain A is `data`'s dataset, domain B is `data.domain_b` (e.g. `mnist_m`: MNIST digits blended over
+CIFAR-10 patches). A grayscale domain is repeated to three channels when the other is in colour.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dlkit.models.gan import FAMILY, compile  # noqa: F401 - the family's hooks
+from dlkit.recipe.schema import InitializerConfig, ModelBase
+
+
+class Config(ModelBase):
+    arch: Literal["cyclegan"] = "cyclegan"
+    filters: int = Field(32, ge=1)  # first generator layer; doubles at each of the two downsamplings
+    residual_blocks: int = Field(3, ge=0)
+    discriminator_filters: int = Field(32, ge=1)
+    cycle_weight: float = Field(10.0, ge=0)  # the paper's lambda
+    identity_weight: float = Field(5.0, ge=0)  # 0.5 * lambda in the paper
+    initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)
+    activation: str = "relu"
+    overpower_epochs: int = Field(3, ge=1)
+
+
+def _norm():
+    import keras
+
+    return keras.layers.GroupNormalization(groups=-1)  # groups = channels: instance normalisation
+
+
+def generator(config: Config, shape, name: str):
+    import keras
+
+    from dlkit.models import layers as L
+
+    init = lambda: L.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
+    f = config.filters
+    x_in = keras.Input(shape)
+    x = keras.layers.Conv2D(f, 7, padding="same", kernel_initializer=init())(x_in)
+    x = keras.layers.Activation(config.activation)(_norm()(x))
+    for mult in (2, 4):
+        x = keras.layers.Conv2D(f * mult, 3, strides=2, padding="same", kernel_initializer=init())(x)
+        x = keras.layers.Activation(config.activation)(_norm()(x))
+    for _ in range(config.residual_blocks):
+        y = keras.layers.Conv2D(f * 4, 3, padding="same", kernel_initializer=init())(x)
+        y = keras.layers.Activation(config.activation)(_norm()(y))
+        y = _norm()(keras.layers.Conv2D(f * 4, 3, padding="same", kernel_initializer=init())(y))
+        x = keras.layers.Add()([x, y])
+    for mult in (2, 1):
+        x = keras.layers.Conv2DTranspose(f * mult, 3, strides=2, padding="same", kernel_initializer=init())(x)
+        x = keras.layers.Activation(config.activation)(_norm()(x))
+    out = keras.layers.Conv2D(shape[-1], 7, padding="same", activation="tanh", kernel_initializer=init())(x)
+    return keras.Model(x_in, out, name=name)
+
+
+def discriminator(config: Config, shape, name: str):
+    """PatchGAN: a map of real/fake scores, one per overlapping patch."""
+    import keras
+
+    from dlkit.models import layers as L
+
+    f = config.discriminator_filters
+    x_in = keras.Input(shape)
+    x = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x_in)
+    x = keras.layers.LeakyReLU(0.2)(x)
+    x = keras.layers.Conv2D(f * 2, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+    x = keras.layers.LeakyReLU(0.2)(_norm()(x))
+    out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+    return keras.Model(x_in, out, name=name)
+
+
+def build(config: Config, spec):
+    import keras
+
+    from dlkit.errors import Problem, RecipeError
+    from dlkit.models.gan_model import CycleGAN
+
+    h, w = spec.input_shape[:2]
+    if keras.backend.backend() != "tensorflow":
+        raise RecipeError([Problem("model.arch", "cyclegan trains with a TensorFlow train_step for now",
+                                   hint="unset KERAS_BACKEND")])
+    if h % 4 or w % 4:
+        raise RecipeError([Problem("data", f"cyclegan downsamples twice: image sides must be divisible by 4; the "
+                                   f"data has {spec.input_shape}")])
+    shape = spec.input_shape
+    return CycleGAN(
+        generator_ab=generator(config, shape, "generator_ab"), generator_ba=generator(config, shape, "generator_ba"),
+        discriminator_a=discriminator(config, shape, "discriminator_a"),
+        discriminator_b=discriminator(config, shape, "discriminator_b"),
+        cycle_weight=config.cycle_weight, identity_weight=config.identity_weight, name="cyclegan",
+    )
