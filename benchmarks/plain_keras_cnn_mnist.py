@@ -6,20 +6,12 @@ schedule and batch size. Prints one JSON line with the fit() wall time.
     python benchmarks/plain_keras_cnn_mnist.py DATA_DIR [EPOCHS]
 """
 
-import gzip
 import json
 import sys
 import time
 
 import numpy as np
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from plain_data import read_idx
 
 
 def main():
