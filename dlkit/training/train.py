@@ -106,15 +106,13 @@ def _monitor(recipe, has_val: bool) -> tuple[str, str]:
 def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
     """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
     errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
-    import keras
-
-    from dlkit import metrics as M
-    from dlkit import plots
-    from dlkit.training import callbacks as C
-
     reporter = reporter or Reporter()
     recipe = load_recipe(recipe_path, overrides)
     data, model, steps = prepare(recipe)
+
+    import keras
+
+    from dlkit.training import callbacks as C
 
     run = RunDir.create(runs_root, recipe.name)
     (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -150,6 +148,9 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
                   steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0,
                   shuffle=False)  # the pipeline already shuffles, seeded
+        fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        if guard.diverged_at is None:
+            _finish(model, run, recipe, data, keeper, sampler, result)
     except KeyboardInterrupt:
         reporter.train_end()
         result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="interrupted")
@@ -160,8 +161,6 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         reporter.train_end()
         run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
-    fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-
     if guard.diverged_at is not None:
         epoch, step = guard.diverged_at
         where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step >= 0 else "")
@@ -172,29 +171,35 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
             "no epoch finished cleanly, so there is no checkpoint"
         raise DivergedError(
             f"training diverged: the loss became NaN or inf at {where}; {kept}. "
-            "Try a lower train.optimizer.learning_rate, gradient clipping (train.optimizer.clipnorm) "
+            "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section) "
             "or batch normalization.", ) from None
 
-    save_model_atomic(model, run.model)
     result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="completed")
     result["fit_time_s"] = round(fit_seconds, 3)
     result["fit_cpu_time_s"] = round(fit_cpu_seconds, 3)  # all threads; steadier than wall time on a busy host
-    if sampler is not None:
-        result["warnings"] = sampler.warnings
-        result["samples"] = str(run.samples)
-    if data.test is not None and not generative:
-        result["test"] = {k: float(v) for k, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
-        probs = model.predict(data.test, verbose=0)
-        y_pred = np.argmax(probs, axis=-1)
-        matrix = M.confusion(data.splits.y_test, y_pred, data.spec.num_classes)
-        plots.confusion_matrix(matrix, data.spec.class_names, run.confusion_matrix("test"),
-                               f"{recipe.name}: test split")
-    plots.learning_curves(keeper.rows, run.learning_curves)
     result["wall_time_s"] = round(time.perf_counter() - start, 3)
     run.write_json(run.metrics, result)
     run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     reporter.summary(result)
     return result
+
+
+def _finish(model, run, recipe, data, keeper, sampler, result) -> None:
+    """After a clean fit: the model file, test metrics and pictures (into `result`)."""
+    from dlkit import metrics as M
+    from dlkit import plots
+
+    save_model_atomic(model, run.model)
+    if sampler is not None:
+        result["warnings"] = sampler.warnings
+        result["samples"] = str(run.samples)
+    elif data.test is not None:
+        result["test"] = {k: float(v) for k, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
+        y_pred = np.argmax(model.predict(data.test, verbose=0), axis=-1)
+        matrix = M.confusion(data.splits.y_test, y_pred, data.spec.num_classes)
+        plots.confusion_matrix(matrix, data.spec.class_names, run.confusion_matrix("test"),
+                               f"{recipe.name}: test split")
+    plots.learning_curves(keeper.rows, run.learning_curves)
 
 
 def _monitor_name(name: str, val) -> str:
