@@ -249,3 +249,52 @@ train: {{epochs: 2}}
     for key in ("translated_accuracy", "cycled_accuracy", "untranslated_accuracy", "source_accuracy"):
         assert 0 <= ev[key] <= 1
     assert ev["frechet_distance"] >= 0 and ev["samples"] == 64
+
+
+def test_gan_divergence_is_exit_4(digits16, tmp_path, monkeypatch):
+    from dlkit.training import callbacks
+
+    original = callbacks.DivergenceGuard.on_epoch_end
+
+    def poison(self, epoch, logs=None):
+        return original(self, epoch, {**logs, "g_loss": float("inf")} if epoch == 1 else logs)
+
+    monkeypatch.setattr(callbacks.DivergenceGuard, "on_epoch_end", poison)
+    res = CliRunner().invoke(app, ["train", str(gan_recipe(tmp_path, digits16, "dcgan")), "--runs-root",
+                                   str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 4 and json.loads(res.stdout)["status"] == "diverged"
+    (run,) = (tmp_path / "runs" / "tiny_dcgan").iterdir()
+    assert (run / "checkpoints" / "last.keras").is_file() and not (run / "model.keras").exists()
+
+
+def test_overpowering_discriminator_and_collapse_warnings():
+    from dlkit.training.samples import SampleGrid
+
+    class Run:
+        def sample_grid(self, epoch):
+            return Path("/dev/null")
+
+    class Messages:
+        lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    grid = SampleGrid.__new__(SampleGrid)
+    grid.run, grid.reporter, grid.scale, grid.rows = Run(), Messages(), (np.float32(1), np.float32(0)), 1
+    grid.overpower_epochs, grid.pinned, grid.frames, grid.warnings, grid.real_diversity = 2, 0, [], [], 1.0
+    varied = np.random.default_rng(0).uniform(0, 255, (8, 4, 4, 1)).astype("float32")
+    grid._grid_images = lambda: varied
+    grid._fakes_for_diversity = lambda: varied / 1e6  # nearly identical samples
+    import dlkit.images
+
+    saved = dlkit.images.save_png
+    dlkit.images.save_png = lambda array, path: None
+    try:
+        for epoch in range(3):
+            grid.on_epoch_end(epoch, {"d_accuracy": 1.0})
+    finally:
+        dlkit.images.save_png = saved
+    text = " ".join(grid.warnings)
+    assert "overpowering" in text and "mode collapse" in text
+    assert grid.warnings[0].startswith("epoch 2")  # the second epoch pinned at 100% (overpower_epochs: 2)
