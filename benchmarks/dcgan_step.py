@@ -1,6 +1,6 @@
 """One side of the DCGAN step benchmark: time `steps` GAN train steps on MNIST, after a warm-up.
 
-    python benchmarks/dcgan_step.py dlkit|plain DATA_DIR [STEPS]
+    python benchmarks/dcgan_step.py dlkit|plain DATA_DIR [STEPS] [--set key=value ...]
 
 `dlkit` builds recipes/gan_mnist.yaml's model and data through dlkit; `plain` is the same architecture and
 the same train step written by hand in Keras, keras-io style. Prints one JSON line.
@@ -84,7 +84,8 @@ def main():
         from dlkit.recipe import load_recipe
         from dlkit.training.train import prepare
 
-        data, gan, _ = prepare(load_recipe("recipes/gan_mnist.yaml"))
+        overrides = [a for a in sys.argv[4:] if a != "--set"]  # e.g. train.deterministic=false
+        data, gan, _ = prepare(load_recipe("recipes/gan_mnist.yaml", overrides))
         train = data.train.repeat()
         params = gan.generator.count_params() + gan.discriminator.count_params()
     else:
