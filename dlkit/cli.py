@@ -54,6 +54,16 @@ def _console(stderr=True):
     return make_console(stderr=stderr)
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (a batch system's timeout, `kill`) closes a run as Ctrl-C does: marked interrupted, exit 130."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:
     """Report a user error without a traceback and pick its exit code."""
     _console().print(f"[bold red]error[/]: {err}", markup=True, highlight=False, soft_wrap=True)
@@ -76,6 +86,7 @@ def train(
 
     backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
     reporter = reporter_for(quiet, json_)
+    _terminate_like_ctrl_c()
     try:
         from dlkit.training.train import Interrupted, train as train_fn
 

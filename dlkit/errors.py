@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 2 bad recipe or usage; 3 data not found or unreadable; "
-    "4 training diverged (NaN/inf loss); 130 interrupted (Ctrl-C)."
+    "4 training diverged (NaN/inf loss); 130 interrupted (Ctrl-C or SIGTERM)."
 )
 
 

@@ -110,3 +110,22 @@ def test_early_stopping_and_plateau_schedule(tiny_recipe, tmp_path):
 def _history(run_dir):
     with open(Path(run_dir) / "history.csv") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_sigterm_closes_the_run_as_interrupted(tiny_recipe, tmp_path):
+    """A batch system's kill marks the run interrupted and exits 130, as Ctrl-C does."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "dlkit.cli", "train", str(tiny_recipe), "--runs-root",
+                             str(tmp_path), "--set", "train.epochs=500", "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("tiny/*/history.csv")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    (run,) = (tmp_path / "tiny").iterdir()
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.keras").is_file()
