@@ -82,12 +82,14 @@ def train(
     json_: JsonFlag = False,
 ):
     from dlkit import backend
+    from dlkit.recipe import load_recipe
     from dlkit.ui import reporter_for
 
-    backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
     reporter = reporter_for(quiet, json_)
     _terminate_like_ctrl_c()
     try:
+        load_recipe(recipe, set_ or ())  # a bad recipe is reported before TensorFlow loads
+        backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
         from dlkit.training.train import Interrupted, train as train_fn
 
         try:
@@ -98,8 +100,7 @@ def train(
                 print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
             raise typer.Exit(EXIT_INTERRUPTED) from None
     except DlkitError as e:
-        extra = {}
-        raise _fail(e, json_, extra) from None
+        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
     except KeyboardInterrupt:  # before the run directory existed: nothing to mark
         _console().print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None

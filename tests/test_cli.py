@@ -135,6 +135,7 @@ def test_diverged_is_exit_4_and_keeps_last_good_checkpoint(write_recipe, tmp_pat
     out = json.loads(result.stdout)
     assert out["status"] == "diverged" and "NaN" in out["error"]
     (run_dir,) = (tmp_path / "tiny").iterdir()
+    assert out["run_dir"] == str(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "diverged"
     assert (run_dir / "checkpoints" / "last.keras").is_file()

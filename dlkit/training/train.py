@@ -169,10 +169,12 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         run.update_manifest(status="diverged", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         kept = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists() else \
             "no epoch finished cleanly, so there is no checkpoint"
-        raise DivergedError(
+        err = DivergedError(
             f"training diverged: the loss became NaN or inf at {where}; {kept}. "
             "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section) "
-            "or batch normalization.", ) from None
+            "or batch normalization.")
+        err.run_dir = str(run.root)
+        raise err from None
 
     result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="completed")
     result["fit_time_s"] = round(fit_seconds, 3)
