@@ -7,8 +7,6 @@ One Reporter per run. It is driven by `ProgressCallback` while Keras' own output
 from __future__ import annotations
 
 import math
-import sys
-import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -137,10 +135,3 @@ def reporter_for(quiet: bool, json_mode: bool) -> Reporter:
         return Reporter(console)
     return RichReporter(console) if console.is_terminal else PlainReporter(console)
 
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
