@@ -72,7 +72,7 @@ def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> di
     """What `dlkit evaluate GAN_RUN [--reference CLASSIFIER_RUN]` reports."""
     from dlkit import images as I
     from dlkit.data import sources
-    from dlkit.data.pipeline import _channels
+    from dlkit.data.pipeline import with_channel_axis
     from dlkit.errors import UsageError
     from dlkit.generate import load_gan
     from dlkit.recipe import load_recipe
@@ -88,7 +88,7 @@ def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> di
     extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
     fake = I.to_uint8(gan.generator.predict(latent_inputs(gan, samples, rng, **extra), verbose=0, batch_size=500), scale)
     arrays = sources.load(recipe.data)
-    real = _channels(arrays.x_test if arrays.x_test is not None else arrays.x_train)[:samples]
+    real = with_channel_axis(arrays.x_test if arrays.x_test is not None else arrays.x_train)[:samples]
     out = {"status": "completed", "run_dir": str(run.root), "kind": "gan", "samples": int(samples),
            "real_examples": int(len(real))}
     a, b = scale

@@ -41,10 +41,10 @@ def split(arrays: Arrays, cfg, seed: int) -> Splits:
     x_test, y_test = arrays.x_test, arrays.y_test
     if x_test is not None and cfg.test_limit:
         x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
-    return Splits(_channels(x), y, _channels(x_val), y_val, _channels(x_test), y_test)
+    return Splits(with_channel_axis(x), y, with_channel_axis(x_val), y_val, with_channel_axis(x_test), y_test)
 
 
-def _channels(x):
+def with_channel_axis(x):
     """Grayscale images (N, H, W) get a channel axis, as conv layers expect (N, H, W, 1)."""
     if x is not None and x.ndim == 3:
         return x[..., None]
