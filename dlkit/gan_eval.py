@@ -86,7 +86,7 @@ def evaluate_gan(run, samples: int = 10000, reference=None, seed: int = 0) -> di
     k = gan.num_classes or gan.categorical_codes
     asked = rng.integers(0, k, samples) if k else None
     extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
-    fake = I.to_uint8(gan.generator.predict(latent_inputs(gan, samples, rng, **extra), verbose=0, batch_size=500), scale)
+    fake = I.to_uint8(gan.sampler.predict(latent_inputs(gan, samples, rng, **extra), verbose=0, batch_size=500), scale)
     arrays = sources.load(recipe.data)
     real = with_channel_axis(arrays.x_test if arrays.x_test is not None else arrays.x_train)[:samples]
     out = {"status": "completed", "run_dir": str(run.root), "kind": "gan", "samples": int(samples),

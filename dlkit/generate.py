@@ -79,7 +79,7 @@ def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = 
         if k and fixed is None and n % k == 0:
             order = np.argsort(chosen, kind="stable")  # a row per class
             latent = latent[order]
-    samples = gan.generator.predict(latent, verbose=0, batch_size=256)
+    samples = gan.sampler.predict(latent, verbose=0, batch_size=256)
     what = "interpolation" if interpolate else "samples"
     suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
     path = _output(Path(out) if out else run.root / f"{what}-seed{seed}{suffix}.png", force)

@@ -83,6 +83,43 @@ def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
     assert ckpt.seed_generator.state.numpy().tolist() == gan.seed_generator.state.numpy().tolist()
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "stackgan"])
+def test_generator_weight_average(arch, digits16, tmp_path):
+    """model.ema keeps a moving average of the generator; it draws the samples and is saved and reloaded."""
+    result = train(gan_recipe(tmp_path, digits16, arch, "  ema: 0.9"), ["train.epochs=1"], runs_root=tmp_path / "runs")
+    run = Path(result["run_dir"])
+    gan = keras.saving.load_model(run / "model.keras")
+    assert gan.sampler is gan.generator_ema and gan.ema_decay == 0.9
+    from dlkit.training.samples import latent_inputs
+
+    z = latent_inputs(gan, 6, np.random.default_rng(3))
+    avg = gan.sampler.predict(z, verbose=0)
+    lag = max(float(np.abs(a - w).max()) for a, w in zip(gan.generator_ema.get_weights(), gan.generator.get_weights()))
+    assert lag > 1e-5  # the average lags the trained weights
+    ckpt = keras.saving.load_model(run / "checkpoints" / "last.keras")
+    np.testing.assert_allclose(ckpt.sampler.predict(z, verbose=0), avg, atol=1e-6)
+    assert not gan.generator_ema.trainable_weights
+    assert {id(v) for v in gan.g_variables()}.isdisjoint(id(v) for v in gan.generator_ema.weights)
+
+
+def test_ema_update_rule():
+    from dlkit.models.gan_model import GAN
+
+    g = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    avg = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    d = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    gan = GAN(generator=g, discriminator=d, generator_ema=avg, ema_decay=0.99, latent_dim=2)
+    gan.compile(g_optimizer=keras.optimizers.SGD(), d_optimizer=keras.optimizers.SGD())
+    g.set_weights([np.ones((2, 1))])
+    avg.set_weights([np.zeros((2, 1))])
+    gan.g_optimizer.iterations.assign(1000)  # past the warm-up: decay is 0.99
+    gan.update_ema()
+    np.testing.assert_allclose(avg.get_weights()[0], 0.01, rtol=1e-5)
+    gan.g_optimizer.iterations.assign(0)  # warm-up: (1 + 0) / (10 + 0) = 0.1
+    gan.update_ema()
+    np.testing.assert_allclose(avg.get_weights()[0], 0.1 * 0.01 + 0.9, rtol=1e-5)
+
+
 def test_wgan_clips_critic_weights(digits16, tmp_path):
     result = train(gan_recipe(tmp_path, digits16, "wgan", "  clip_value: 0.005"), ["train.epochs=1"],
                    runs_root=tmp_path / "runs")

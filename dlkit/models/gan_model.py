@@ -91,14 +91,17 @@ class GAN(Adversarial):
     >>> gan.fit(dataset_of_image_label_pairs, epochs=5)
     """
 
-    SUBMODELS = ("generator", "discriminator", "low_discriminator")
+    SUBMODELS = ("generator", "discriminator", "low_discriminator", "generator_ema")
 
     def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
                  categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
-                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0, seed=None,
-                 **kwargs):
+                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0,
+                 generator_ema=None, ema_decay=0.0, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
+        # an exponential moving average of the generator's weights, updated after each generator step;
+        # it draws the samples (grids, generate, evaluate) when present
+        self.generator_ema, self.ema_decay = generator_ema, ema_decay
         self.latent_dim, self.num_classes = latent_dim, num_classes
         self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
         self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
@@ -110,10 +113,15 @@ class GAN(Adversarial):
         self.track(*names)
 
     def call(self, latent, training=False):
-        return self.generator(latent, training=training)
+        return self.sampler(latent, training=training)
+
+    @property
+    def sampler(self):
+        """The generator that draws samples: the weight average if there is one, else the generator."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
 
     def hyper_config(self):
-        return {"latent_dim": self.latent_dim, "num_classes": self.num_classes,
+        return {"ema_decay": self.ema_decay, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
                 "objective": self.objective, "label_smoothing": self.label_smoothing,
                 "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
@@ -255,6 +263,8 @@ class GAN(Adversarial):
                 info = self.info_loss_fn(main_predicted, codes)
                 total += self.info_weight * info
         self.g_optimizer.apply(tape.gradient(total, g_vars), g_vars)
+        if self.generator_ema is not None:
+            self.update_ema()
 
         t = self.trackers
         t["d_loss"].update_state(d_loss)
@@ -269,6 +279,14 @@ class GAN(Adversarial):
         if "info_loss" in t:
             t["info_loss"].update_state(info)
         return {m.name: m.result() for m in self.metrics}
+
+    def update_ema(self):
+        """average <- d * average + (1 - d) * weights, with d warmed up as (1 + t) / (10 + t) early on so
+        that the average is not dominated by the random initial weights (batch-norm statistics included)."""
+        step = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, current in zip(self.generator_ema.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * ops.cast(current, average.dtype))
 
     def low_critic(self, images):
         return self.low_discriminator(images, training=True), None

@@ -61,7 +61,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def _grid_images(self):
         if not self.translation:
-            return self.gan.generator.predict(self.fixed, verbose=0)
+            return self.gan.sampler.predict(self.fixed, verbose=0)
         a, b = self.fixed
         ab = self.gan.generator_ab.predict(a, verbose=0)
         ba = self.gan.generator_ba.predict(b, verbose=0)
@@ -69,7 +69,7 @@ class SampleGrid(keras.callbacks.Callback):
                                b, ba, self.gan.generator_ab.predict(ba, verbose=0)])
 
     def _fakes_for_diversity(self):
-        g = self.gan.generator_ab if self.translation else self.gan.generator
+        g = self.gan.generator_ab if self.translation else self.gan.sampler
         return g.predict(self.diversity_input, verbose=0)
 
     def on_epoch_end(self, epoch, logs=None):
