@@ -108,6 +108,39 @@ def train(
         print(json.dumps(result))
 
 
+@app.command(help=f"Continue a run from its last checkpoint, in the same run directory.\n\n{EXIT_CODES_HELP}")
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory (interrupted, diverged, or finished).")],
+    epochs: Annotated[Optional[int], typer.Option(
+        help="New total number of epochs (to train a finished run further).", min=1)] = None,
+    quiet: QuietFlag = False,
+    json_: JsonFlag = False,
+):
+    from dlkit import backend
+    from dlkit.ui import reporter_for
+
+    reporter = reporter_for(quiet, json_)
+    _terminate_like_ctrl_c()
+    try:
+        backend.setup()
+        from dlkit.training.train import Interrupted, resume as resume_fn
+
+        try:
+            result = resume_fn(run_dir, epochs, reporter)
+        except Interrupted as e:
+            _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
+            if json_:
+                print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    except DlkitError as e:
+        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
+    except KeyboardInterrupt:
+        _console().print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if json_:
+        print(json.dumps(result))
+
+
 @app.command(help=f"Measure a finished run (or a recipe's latest run) on a split.\n\n{EXIT_CODES_HELP}")
 def evaluate(
     target: Annotated[str, typer.Argument(help="A run directory, or a recipe file (its latest run).")],

@@ -37,7 +37,7 @@ class Reporter:
 
     def message(self, text: str) -> None: ...
     def start(self, run_dir, recipe, spec, model) -> None: ...
-    def train_begin(self, epochs: int, steps: int) -> None: ...
+    def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None: ...
     def epoch_begin(self, epoch: int) -> None: ...
     def batch(self, step: int, logs: dict | None) -> None: ...
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None: ...
@@ -58,8 +58,10 @@ class PlainReporter(Reporter):
                            f"{model.count_params():,} parameters")
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
 
-    def train_begin(self, epochs: int, steps: int) -> None:
+    def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None:
         self.epochs = epochs
+        if initial_epoch:
+            self.console.print(f"resuming after epoch {initial_epoch}/{epochs}", markup=False)
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
         self.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)
@@ -76,7 +78,7 @@ class RichReporter(PlainReporter):
         self.console.rule(f"[bold]{recipe.name}[/] -> {run_dir}")
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
 
-    def train_begin(self, epochs: int, steps: int) -> None:
+    def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None:
         self.epochs, self.steps = epochs, steps
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -84,7 +86,7 @@ class RichReporter(PlainReporter):
             console=self.console, transient=False,
         )
         self.progress.start()
-        self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+        self.epoch_task = self.progress.add_task("epochs", total=epochs, completed=initial_epoch, metrics="")
         self.step_task = self.progress.add_task("steps", total=steps, metrics="")
 
     def epoch_begin(self, epoch: int) -> None:

@@ -122,10 +122,19 @@ def test_sigterm_closes_the_run_as_interrupted(tiny_recipe, tmp_path):
                              str(tmp_path), "--set", "train.epochs=500", "--quiet"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("tiny/*/history.csv")):
+    while time.time() < deadline and not list(tmp_path.glob("tiny/*/checkpoints/last.keras")):
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
     (run,) = (tmp_path / "tiny").iterdir()
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert (run / "checkpoints" / "last.keras").is_file()
+    # and the interrupted run picks up where it stopped
+    done = len((run / "history.csv").read_text().strip().splitlines()) - 1
+    out = subprocess.run([sys.executable, "-m", "dlkit.cli", "resume", str(run), "--epochs", str(done + 1), "--json",
+                          "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    # the checkpoint decides: a kill between an epoch's history row and its checkpoint redoes that epoch
+    assert result["resumed_from_epoch"] in (done, done - 1) and result["epochs_completed"] == done + 1
+    assert json.loads((run / "manifest.json").read_text())["status"] == "completed"

@@ -81,6 +81,11 @@ def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
     assert int(ckpt.g_optimizer.iterations.numpy()) == steps
     assert int(ckpt.d_optimizer.iterations.numpy()) == steps * gan.n_critic
     assert ckpt.seed_generator.state.numpy().tolist() == gan.seed_generator.state.numpy().tolist()
+    from dlkit.models import rng
+
+    assert len(rng.snapshot(ckpt)) > 1  # the dropout layers' streams too
+    for saved, live in zip(rng.snapshot(ckpt), rng.snapshot(gan)):
+        np.testing.assert_array_equal(saved, live)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "stackgan"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from dlkit.models import rng
+
 
 class Adversarial(keras.Model):
     """What adversarial models share: named sub-models, a generator and a discriminator optimizer, loss
@@ -65,16 +67,17 @@ class Adversarial(keras.Model):
             config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
         return cls(**config)
 
-    # Keras saves a model's own variables but not its SeedGenerator's state; keep it, so that a checkpoint
-    # resumes the same random stream.
+    # Keras saves variables but not SeedGenerator states (the model's own, the dropout layers'); keep them
+    # all, so that a checkpoint resumes the same random stream.
     def save_own_variables(self, store):
         super().save_own_variables(store)
-        store["rng_state"] = self.seed_generator.state
+        for i, value in enumerate(rng.snapshot(self)):
+            store[f"rng_{i}"] = value
 
     def load_own_variables(self, store):
-        if "rng_state" in store.keys():
-            self.seed_generator.state.assign(store["rng_state"])
-        super().load_own_variables({k: store[k] for k in store.keys() if k != "rng_state"})
+        keys = sorted((k for k in store.keys() if k.startswith("rng_")), key=lambda k: int(k[4:]))
+        rng.restore(self, [store[k] for k in keys])
+        super().load_own_variables({k: store[k] for k in store.keys() if not k.startswith("rng_")})
 
     def test_step(self, data):
         return {m.name: m.result() for m in self.metrics}

@@ -7,6 +7,7 @@ import math
 import time
 
 import keras
+import numpy as np
 
 from dlkit.rundir import RunDir, save_model_atomic
 
@@ -26,12 +27,13 @@ def learning_rates(model) -> dict:
 class ProgressCallback(keras.callbacks.Callback):
     """Feeds a Reporter. Reading metric values forces a device sync, so it happens at most ~5 times a second."""
 
-    def __init__(self, reporter, epochs: int, steps: int, interval: float = 0.2):
+    def __init__(self, reporter, epochs: int, steps: int, initial_epoch: int = 0, interval: float = 0.2):
         super().__init__()
         self.reporter, self.epochs, self.steps, self.interval = reporter, epochs, steps, interval
+        self.initial_epoch = initial_epoch
 
     def on_train_begin(self, logs=None):
-        self.reporter.train_begin(self.epochs, self.steps)
+        self.reporter.train_begin(self.epochs, self.steps, self.initial_epoch)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = self.last = time.perf_counter()
@@ -80,16 +82,52 @@ class DivergenceGuard(keras.callbacks.Callback):
             self._check(logs, -1)
 
 
+def _rng_sidecar(checkpoint):
+    return checkpoint.with_name(checkpoint.stem + ".rng.npz")
+
+
+def save_rng_sidecar(model, checkpoint) -> None:
+    """A plain Keras model's .keras file leaves out its SeedGenerator states (dropout masks, noise); keep them
+    beside the checkpoint, stamped with the optimizer's step, so a resume can continue the streams. The GAN
+    models keep theirs inside the .keras file."""
+    from dlkit.models import rng
+
+    if getattr(model, "optimizer", None) is None:
+        return
+    states = rng.snapshot(model)
+    if not states:
+        return
+    tmp = checkpoint.with_name(f".{checkpoint.stem}-rng-tmp.npz")
+    np.savez(tmp, iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)), *states)
+    tmp.replace(_rng_sidecar(checkpoint))
+
+
+def load_rng_sidecar(model, checkpoint) -> bool:
+    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same optimizer step)."""
+    from dlkit.models import rng
+
+    path = _rng_sidecar(checkpoint)
+    if getattr(model, "optimizer", None) is None or not path.is_file():
+        return False
+    with np.load(path) as saved:
+        if int(saved["iterations"]) != int(keras.ops.convert_to_numpy(model.optimizer.iterations)):
+            return False
+        return rng.restore(model, [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)])
+
+
 class CheckpointAndHistory(keras.callbacks.Callback):
     """After each finite epoch: append history.csv, replace checkpoints/last.keras, and best.keras when the
     monitored value improves. A diverged epoch writes nothing, so the last good checkpoint survives."""
 
-    def __init__(self, run: RunDir, guard: DivergenceGuard, monitor: str, mode: str):
+    def __init__(self, run: RunDir, guard: DivergenceGuard, monitor: str, mode: str, rows=()):
         super().__init__()
         self.run, self.guard, self.monitor, self.mode = run, guard, monitor, mode
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch = None
         self.rows: list[dict] = []
+        for row in rows:  # a resumed run's earlier epochs
+            self.rows.append(row)
+            self._consider(row, save=False)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.diverged_at is not None:
@@ -98,10 +136,15 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.rows.append(row)
         self._write_history()
         save_model_atomic(self.model, self.run.last_checkpoint)
+        save_rng_sidecar(self.model, self.run.last_checkpoint)
+        self._consider(row, save=True)
+
+    def _consider(self, row, save: bool):
         value = row.get(self.monitor)
         if value is not None and (value < self.best if self.mode == "min" else value > self.best):
-            self.best, self.best_epoch = value, epoch + 1
-            save_model_atomic(self.model, self.run.best_checkpoint)
+            self.best, self.best_epoch = value, row["epoch"]
+            if save:
+                save_model_atomic(self.model, self.run.best_checkpoint)
 
     def _write_history(self):
         keys = list(dict.fromkeys(k for r in self.rows for k in r))

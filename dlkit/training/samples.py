@@ -39,7 +39,7 @@ def grid_layout(gan, columns: int = 8) -> tuple[int, dict]:
 
 
 class SampleGrid(keras.callbacks.Callback):
-    def __init__(self, run, gan, data, seed: int, reporter, overpower_epochs: int = 3):
+    def __init__(self, run, gan, data, seed: int, reporter, overpower_epochs: int = 3, initial_epoch: int = 0):
         super().__init__()
         self.run, self.gan, self.scale, self.reporter = run, gan, data.scale, reporter
         scaled = lambda x, scale: x[:256].astype("float32") * scale[0] + scale[1]  # noqa: E731
@@ -57,7 +57,9 @@ class SampleGrid(keras.callbacks.Callback):
             self.diversity_input = latent_inputs(gan, min(256, len(real)), np.random.default_rng(seed + 1))
         self.real_diversity = I.mean_pairwise_distance(real)
         self.overpower_epochs, self.pinned = overpower_epochs, 0
-        self.frames, self.warnings = [], []
+        self.warnings = []
+        # a resumed run's montage starts with the grids its earlier epochs wrote
+        self.frames = [p for p in (run.sample_grid(e) for e in range(1, initial_epoch + 1)) if p.is_file()]
 
     def _grid_images(self):
         if not self.translation:

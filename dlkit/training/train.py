@@ -6,6 +6,7 @@ directory exists, so a bad recipe or missing data never leaves a half-made run b
 
 from __future__ import annotations
 
+import csv
 import platform
 import subprocess
 import sys
@@ -110,13 +111,71 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     recipe = load_recipe(recipe_path, overrides)
     data, model, steps = prepare(recipe)
 
+    run = RunDir.create(runs_root, recipe.name)
+    (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    run.write_json(run.manifest, _manifest(recipe, recipe_path, data, model))
+    return _fit(run, recipe, data, model, steps, reporter)
+
+
+def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None) -> dict:
+    """Continue a run from checkpoints/last.keras in its own directory: the model, every optimizer's state
+    (moments, step count, schedule position), a GAN's RNG state and the data order carry on where the last
+    finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
+    import keras
+
+    from dlkit.data import pipeline
+    from dlkit.errors import UsageError
+    from dlkit.training import optim
+
+    reporter = reporter or Reporter()
+    run = RunDir.open(run_dir)
+    recipe = load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
+    if not run.last_checkpoint.is_file():
+        raise UsageError(f"{run.root} has no checkpoints/last.keras: no epoch finished, so there is nothing to "
+                         "resume; train the recipe again")
+    backend.setup()
+    backend.seed_everything(recipe.seed, recipe.train.deterministic)
+    data = pipeline.load(recipe.data, recipe.seed)
+    steps = optim.steps_per_epoch(data.spec.num_train, recipe.data.batch_size, recipe.train.steps_per_epoch)
+    import dlkit.models.gan_model  # noqa: F401 - registers the adversarial models for load_model
+
+    model = keras.saving.load_model(run.last_checkpoint)
+    from dlkit.training.callbacks import load_rng_sidecar
+
+    load_rng_sidecar(model, run.last_checkpoint)  # dropout and noise streams of plain Keras models
+    # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
+    optimizer = getattr(model, "g_optimizer", None) or model.optimizer
+    done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps
+    if done >= recipe.train.epochs:
+        raise UsageError(f"{run.root} has finished {done} of its {recipe.train.epochs} epochs; to train it "
+                         f"further, raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
+    rows = []
+    if run.history.is_file():
+        with open(run.history, newline="") as f:
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
+                    for r in csv.DictReader(f)][:done]
+    # The data order: each new iterator over the training set reshuffles (seeded), and Keras's epoch iterator
+    # makes two per epoch over a finite dataset (one for the epoch, one made ready at its end). Making the
+    # same number here puts epoch done+1 on the order it had in an uninterrupted run (tests/test_resume.py
+    # checks the weights match). With train.steps_per_epoch set, passes and epochs differ: resuming starts a
+    # fresh pass instead.
+    if recipe.train.steps_per_epoch is None:
+        for _ in range(2 * done):
+            iter(data.train)
+    if epochs is not None:
+        (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    history = run.read_json(run.manifest).get("resumed", [])
+    run.update_manifest(status="running", ended=None,
+                        resumed=history + [{"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                            "command": sys.argv}])
+    return _fit(run, recipe, data, model, steps, reporter, initial_epoch=done, rows=rows)
+
+
+def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows=()) -> dict:
     import keras
 
     from dlkit.training import callbacks as C
 
-    run = RunDir.create(runs_root, recipe.name)
-    (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    run.write_json(run.manifest, _manifest(recipe, recipe_path, data, model))
     reporter.start(run.root, recipe, data.spec, model)
 
     from dlkit.models import family
@@ -124,15 +183,16 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     generative = family(recipe.model_config_obj.arch) == "gan"
     monitor, mode = _monitor(recipe, data.val is not None)
     guard = C.DivergenceGuard()
-    keeper = C.CheckpointAndHistory(run, guard, monitor, mode)
+    keeper = C.CheckpointAndHistory(run, guard, monitor, mode, rows)
     cbs = [guard]
     sampler = None
     if generative:
         from dlkit.training.samples import SampleGrid
 
-        sampler = SampleGrid(run, model, data, recipe.seed, reporter, recipe.model_config_obj.overpower_epochs)
+        sampler = SampleGrid(run, model, data, recipe.seed, reporter, recipe.model_config_obj.overpower_epochs,
+                             initial_epoch)
         cbs.append(sampler)  # before the keeper: it adds `diversity` to the epoch's logs
-    cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps)]
+    cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps, initial_epoch)]
     if recipe.train.early_stopping:
         es = recipe.train.early_stopping
         cbs.append(keras.callbacks.EarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
@@ -144,8 +204,11 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
 
     start, cpu_start = time.perf_counter(), time.process_time()
     result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
+    if initial_epoch:
+        result["resumed_from_epoch"] = initial_epoch
     try:
         model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
+                  initial_epoch=initial_epoch,
                   steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0,
                   shuffle=False)  # the pipeline already shuffles, seeded
         fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
