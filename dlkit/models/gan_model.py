@@ -75,8 +75,10 @@ class Adversarial(keras.Model):
             store[f"rng_{i}"] = value
 
     def load_own_variables(self, store):
-        keys = sorted((k for k in store.keys() if k.startswith("rng_")), key=lambda k: int(k[4:]))
+        keys = sorted((k for k in store.keys() if k.startswith("rng_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
         rng.restore(self, [store[k] for k in keys])
+        if "rng_state" in store.keys():  # files saved before dlkit kept every stream: the model's own only
+            self.seed_generator.state.assign(store["rng_state"])
         super().load_own_variables({k: store[k] for k in store.keys() if not k.startswith("rng_")})
 
     def test_step(self, data):
