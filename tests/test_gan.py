@@ -340,3 +340,48 @@ def test_overpowering_discriminator_and_collapse_warnings():
     text = " ".join(grid.warnings)
     assert "overpowering" in text and "mode collapse" in text
     assert grid.warnings[0].startswith("epoch 2")  # the second epoch pinned at 100% (overpower_epochs: 2)
+
+
+def test_jax_and_tensorflow_train_steps_agree(digits16, tmp_path):
+    """The adversarial steps take gradients with a GradientTape on TensorFlow and jax.value_and_grad over a
+    StatelessScope on JAX. From the same weights, noise and batch, one epoch on each lands on the same
+    weights: generator, discriminator(s), Q head, weight average and batch-norm statistics alike."""
+    import os
+    import subprocess
+    import sys
+
+    from dlkit.data import sources
+
+    a = np.load(digits16)
+    cifar = sources.load_builtin("cifar10", str(SHARED_DATA), allow_download=False)
+    b_path = tmp_path / "digits16_m.npz"
+    np.savez(b_path, x_train=sources.blend_over_patches(a["x_train"], cifar.x_train, 1), y_train=a["y_train"])
+    data = f"{{dataset: npz, path: {digits16}, scale: symmetric, validation_split: 0, batch_size: 32, shuffle_buffer: 0"
+    nets = "latent_dim: 8, generator: {filters: [8, 8]}, discriminator: {filters: [8, 8], dropout: 0}"
+    recipes = {
+        "dcgan": f"model: {{arch: dcgan, {nets}, ema: 0.9, label_smoothing: 0.1}}",
+        "wgan_gp": f"model: {{arch: wgan_gp, {nets}, n_critic: 2}}",
+        "infogan": f"model: {{arch: infogan, {nets}, categorical_codes: 3, continuous_codes: 1}}",
+        "stackgan": f"model: {{arch: stackgan, {nets}, low_discriminator: {{filters: [8], dropout: 0}}}}",
+        "cyclegan": "model: {arch: cyclegan, filters: 4, residual_blocks: 1, discriminator_filters: 4}",
+    }
+    paths = []
+    for arch, model in recipes.items():
+        extra = f", domain_b: {{dataset: npz, path: {b_path}}}}}" if arch == "cyclegan" else "}"
+        path = tmp_path / f"{arch}.yaml"
+        path.write_text(f"name: probe_{arch}\ndata: {data}{extra}\n{model}\ntrain: {{epochs: 1}}\n")
+        paths.append(str(path))
+    probe = Path(__file__).with_name("gan_step_probe.py")
+    root = Path(__file__).resolve().parents[1]
+    for backend in ("tensorflow", "jax"):  # TensorFlow first: it writes the initial weights
+        env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(root)}
+        out = subprocess.run([sys.executable, str(probe), str(tmp_path), *paths], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    for arch in recipes:
+        tf_w, jax_w = np.load(tmp_path / f"{arch}-tensorflow.npz"), np.load(tmp_path / f"{arch}-jax.npz")
+        init = np.load(tmp_path / f"{arch}-jax-init.npz")
+        assert tf_w.files == jax_w.files == init.files
+        assert max(float(np.abs(jax_w[k] - init[k]).max()) for k in init.files) > 1e-4, f"{arch} did not train"
+        for k in tf_w.files:
+            np.testing.assert_allclose(jax_w[k], tf_w[k], atol=2e-5, err_msg=f"{arch} weight {k}")

@@ -84,9 +84,9 @@ def build(config: Config, spec):
     from dlkit.models.gan_model import CycleGAN
 
     h, w = spec.input_shape[:2]
-    if keras.backend.backend() != "tensorflow":
-        raise RecipeError([Problem("model.arch", "cyclegan trains with a TensorFlow train_step for now",
-                                   hint="unset KERAS_BACKEND")])
+    from dlkit.models.gan import check_backend
+
+    check_backend(config.arch)
     if h % 4 or w % 4:
         raise RecipeError([Problem("data", f"cyclegan downsamples twice: image sides must be divisible by 4; the "
                                    f"data has {spec.input_shape}")])

@@ -3,8 +3,10 @@ second stage as options) and `CycleGAN` (two of each), on a shared `Adversarial`
 
 Keras 3 style: `train_step` is overridden, loss trackers are listed in `metrics`, randomness comes from
 the model's `SeedGenerator` (saved with the model, so a checkpoint carries the RNG state), and updates
-go through `optimizer.apply`. Gradients are taken with TensorFlow's GradientTape, the one
-backend-specific piece; everything else is `keras.ops`.
+go through `optimizer.apply`. The steps are written once, statefully, in `keras.ops`; `Adversarial.grad`
+is the one backend-specific piece (a GradientTape on TensorFlow, `jax.value_and_grad` over a
+`StatelessScope` on JAX), and on JAX the whole step runs inside a `StatelessScope` so that Keras's
+stateless, jitted trainer can carry it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ class Adversarial(keras.Model):
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        if keras.backend.backend() == "jax":
+            # Keras's JAX trainer threads `self.optimizer.variables` through its stateless train function, so
+            # the optimizers' variables must exist before it starts (TensorFlow makes them at the first step)
+            g_optimizer.build(self.g_variables())
+            d_optimizer.build(self.d_variables())
+            self.optimizer = _OptimizerPair(g_optimizer, d_optimizer)
         from keras.src.saving.serialization_lib import SerializableDict
 
         self._compile_config = SerializableDict(g_optimizer=g_optimizer, d_optimizer=d_optimizer)
@@ -50,8 +58,9 @@ class Adversarial(keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         # build the optimizers now, so that their saved state (iterations, moments) can be loaded into them
-        self.g_optimizer.build(self.g_variables())
-        self.d_optimizer.build(self.d_variables())
+        for optimizer, variables in ((self.g_optimizer, self.g_variables()), (self.d_optimizer, self.d_variables())):
+            if not optimizer.built:
+                optimizer.build(variables)
 
     def hyper_config(self) -> dict:
         return {}
@@ -83,6 +92,88 @@ class Adversarial(keras.Model):
 
     def test_step(self, data):
         return {m.name: m.result() for m in self.metrics}
+
+    # ------------------------------------------------------------ backend-specific: gradients
+
+    def train_step(self, *args):
+        """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
+        if keras.backend.backend() != "jax":
+            return self.adversarial_step(args[0])
+        state, data = args
+        groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
+                  self.metrics_variables)
+        mapping = [(v, value) for variables, values in zip(groups, state) for v, value in zip(variables, values)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = self.adversarial_step(data)
+        return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
+
+    def grad(self, fn, variables):
+        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state."""
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss, aux = fn()
+            return aux, tape.gradient(loss, variables)
+        if backend == "jax":
+            return _jax_grad(self, lambda values: fn(), variables, [v.value for v in variables])
+        raise NotImplementedError(f"adversarial training needs the tensorflow or jax backend, not {backend}")
+
+    def input_grad(self, fn, x):
+        """Gradient of sum(fn(x)) with respect to the tensor x (WGAN-GP's penalty)."""
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = fn(x)
+            return tape.gradient(out, x)
+        _, grads = _jax_grad(self, lambda values: (ops.sum(fn(values[0])), None), [], [x])
+        return grads[0]
+
+
+class _OptimizerPair:
+    """What Keras's JAX trainer needs of `model.optimizer`: the variables of both optimizers, built."""
+
+    built = True
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def variables(self):
+        return [v for opt in self.optimizers for v in opt.variables]
+
+    def build(self, variables):
+        pass
+
+
+def _jax_grad(model, fn, variables, values):
+    """jax.value_and_grad of fn(values) -> (loss, aux), where `values` stand in for `variables` (or are plain
+    inputs when `variables` is empty). Every other model variable is read at its current value in the
+    enclosing StatelessScope, and what fn assigns (batch-norm statistics, RNG states) is assigned back there
+    after the trace, so no tracer escapes."""
+    import jax
+
+    outer = keras.src.backend.common.stateless_scope.get_stateless_scope()
+    replaced = {id(v) for v in variables}
+    others = [v for v in model.variables if id(v) not in replaced]
+
+    def current(v):
+        value = outer.get_current_value(v) if outer is not None else None
+        return v.value if value is None else value
+
+    def pure(vals):
+        mapping = [(v, current(v)) for v in others] + list(zip(variables, vals))
+        with keras.StatelessScope(state_mapping=mapping) as inner:
+            loss, aux = fn(vals)
+        return loss, (aux, [inner.get_current_value(v) for v in others])
+
+    (_, (aux, updates)), grads = jax.value_and_grad(pure, has_aux=True)(list(values))
+    for v, value in zip(others, updates):
+        v.assign(value)
+    return aux, grads
 
 
 @keras.saving.register_keras_serializable(package="dlkit")
@@ -223,40 +314,44 @@ class GAN(Adversarial):
 
     # ------------------------------------------------------------ training
 
-    def train_step(self, data):
-        import tensorflow as tf  # GradientTape: the one backend-specific piece
-
+    def adversarial_step(self, data):
         x, y = data if isinstance(data, (tuple, list)) else (data, None)
         batch = ops.shape(x)[0]
         reals = self.reals(x, y)
         d_vars = self.d_variables()
         judges = [self.critic] + ([self.low_critic] if self.low_discriminator is not None else [])
+
+        def d_objective(z, codes):
+            fakes = self.fakes(z, y)
+            d_loss = 0.0
+            for judge, real_in, fake_in in zip(judges, reals, fakes):
+                real_out, _ = judge(self.noisy(real_in))
+                fake_out, predicted = judge(self.noisy(fake_in))
+                d_loss += self.d_loss_fn(real_out, fake_out)
+                if judge == self.critic:
+                    main_real, main_fake, main_predicted = real_out, fake_out, predicted
+            total = d_loss + sum(self.discriminator.losses)
+            aux = {"d_loss": d_loss, "real": main_real, "fake": main_fake}
+            if self.gp_weight:
+                aux["gp"] = self.gradient_penalty(reals[0], fakes[0])
+                total += self.gp_weight * aux["gp"]
+            if self.codes:  # the Q head learns to read the codes back
+                aux["info"] = self.info_loss_fn(main_predicted, codes)
+                total += self.info_weight * aux["info"]
+            return total, aux
+
         for _ in range(self.n_critic):
             z, codes = self.latent(batch, y)
-            with tf.GradientTape() as tape:
-                fakes = self.fakes(z, y)
-                d_loss, total = 0.0, 0.0
-                for judge, real_in, fake_in in zip(judges, reals, fakes):
-                    real_out, _ = judge(self.noisy(real_in))
-                    fake_out, predicted = judge(self.noisy(fake_in))
-                    d_loss += self.d_loss_fn(real_out, fake_out)
-                    if judge == self.critic:
-                        main_real, main_fake, main_predicted = real_out, fake_out, predicted
-                total = d_loss + sum(self.discriminator.losses)
-                if self.gp_weight:
-                    gp = self.gradient_penalty(reals[0], fakes[0])
-                    total += self.gp_weight * gp
-                if self.codes:  # the Q head learns to read the codes back
-                    info = self.info_loss_fn(main_predicted, codes)
-                    total += self.info_weight * info
-            self.d_optimizer.apply(tape.gradient(total, d_vars), d_vars)
+            d_aux, grads = self.grad(lambda: d_objective(z, codes), d_vars)
+            self.d_optimizer.apply(grads, d_vars)
             if self.clip_value:
                 for v in d_vars:
                     v.assign(ops.clip(v, -self.clip_value, self.clip_value))
 
         z, codes = self.latent(batch, y)
         g_vars = self.g_variables()
-        with tf.GradientTape() as tape:
+
+        def g_objective():
             g_loss = 0.0
             for judge, fake_in in zip(judges, self.fakes(z, y)):
                 fake_out, predicted = judge(self.noisy(fake_in))
@@ -264,13 +359,19 @@ class GAN(Adversarial):
                 if judge == self.critic:
                     main_predicted = predicted
             total = g_loss + sum(self.generator.losses)
+            aux = {"g_loss": g_loss}
             if self.codes:  # and the generator learns to keep them readable
-                info = self.info_loss_fn(main_predicted, codes)
-                total += self.info_weight * info
-        self.g_optimizer.apply(tape.gradient(total, g_vars), g_vars)
+                aux["info"] = self.info_loss_fn(main_predicted, codes)
+                total += self.info_weight * aux["info"]
+            return total, aux
+
+        g_aux, grads = self.grad(g_objective, g_vars)
+        self.g_optimizer.apply(grads, g_vars)
         if self.generator_ema is not None:
             self.update_ema()
 
+        d_loss, g_loss, main_real, main_fake = d_aux["d_loss"], g_aux["g_loss"], d_aux["real"], d_aux["fake"]
+        gp, info = d_aux.get("gp"), g_aux.get("info")
         t = self.trackers
         t["d_loss"].update_state(d_loss)
         t["g_loss"].update_state(g_loss)
@@ -298,14 +399,9 @@ class GAN(Adversarial):
 
     def gradient_penalty(self, real_in, fake_in):
         """WGAN-GP: (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake inputs."""
-        import tensorflow as tf
-
         eps = keras.random.uniform((ops.shape(real_in)[0], 1, 1, 1), seed=self.seed_generator)
         mixed = eps * real_in + (1.0 - eps) * fake_in
-        with tf.GradientTape() as tape:
-            tape.watch(mixed)
-            out, _ = self.critic(mixed)
-        grads = tape.gradient(out, mixed)
+        grads = self.input_grad(lambda images: self.critic(images)[0], mixed)
         norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
         return ops.mean(ops.square(norm - 1.0))
 
@@ -336,14 +432,13 @@ class CycleGAN(Adversarial):
     def d_variables(self):
         return self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables
 
-    def train_step(self, data):
-        import tensorflow as tf  # GradientTape: the one backend-specific piece
-
+    def adversarial_step(self, data):
         (a, b), _ = data
         mse = lambda out, target: ops.mean(ops.square(out - target))  # noqa: E731 - least-squares GAN
         l1 = lambda x, y: ops.mean(ops.abs(x - y))  # noqa: E731
         g_vars = self.g_variables()
-        with tf.GradientTape() as tape:
+
+        def g_objective():
             fake_b, fake_a = self.generator_ab(a, training=True), self.generator_ba(b, training=True)
             cycle = l1(self.generator_ba(fake_b, training=True), a) + l1(self.generator_ab(fake_a, training=True), b)
             identity = 0.0
@@ -352,15 +447,26 @@ class CycleGAN(Adversarial):
             adversarial = mse(self.discriminator_b(fake_b, training=True), 1.0) + \
                 mse(self.discriminator_a(fake_a, training=True), 1.0)
             g_loss = adversarial + self.cycle_weight * cycle + self.identity_weight * identity
-        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+            return g_loss, {"adversarial": adversarial, "cycle": cycle, "identity": identity,
+                            "fake_a": fake_a, "fake_b": fake_b}
+
+        g_aux, grads = self.grad(g_objective, g_vars)
+        self.g_optimizer.apply(grads, g_vars)
+        # the discriminators judge this step's translations (as before the generator update), held fixed
+        fake_a, fake_b = ops.stop_gradient(g_aux["fake_a"]), ops.stop_gradient(g_aux["fake_b"])
 
         d_vars = self.d_variables()
-        with tf.GradientTape() as tape:
+
+        def d_objective():
             d_loss = 0.5 * (mse(self.discriminator_a(a, training=True), 1.0) +
                             mse(self.discriminator_a(fake_a, training=True), 0.0) +
                             mse(self.discriminator_b(b, training=True), 1.0) +
                             mse(self.discriminator_b(fake_b, training=True), 0.0))
-        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+            return d_loss, d_loss
+
+        d_loss, grads = self.grad(d_objective, d_vars)
+        self.d_optimizer.apply(grads, d_vars)
+        adversarial, cycle, identity = g_aux["adversarial"], g_aux["cycle"], g_aux["identity"]
         for name, value in (("d_loss", d_loss), ("g_loss", adversarial), ("cycle_loss", cycle),
                             ("identity_loss", identity)):
             self.trackers[name].update_state(value)

@@ -18,7 +18,7 @@ def to_floats(logs: dict | None) -> dict:
 
 def learning_rates(model) -> dict:
     """The current rate of each optimizer: `learning_rate`, or `g_learning_rate` and `d_learning_rate`."""
-    if getattr(model, "optimizer", None) is not None:
+    if getattr(model, "g_optimizer", None) is None and getattr(model, "optimizer", None) is not None:
         return {"learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
     return {f"{side}_learning_rate": float(keras.ops.convert_to_numpy(getattr(model, f"{side}_optimizer").learning_rate))
             for side in ("g", "d") if getattr(model, f"{side}_optimizer", None) is not None}
@@ -92,7 +92,7 @@ def save_rng_sidecar(model, checkpoint) -> None:
     models keep theirs inside the .keras file."""
     from dlkit.models import rng
 
-    if getattr(model, "optimizer", None) is None:
+    if getattr(model, "g_optimizer", None) is not None or getattr(model, "optimizer", None) is None:
         return
     states = rng.snapshot(model)
     if not states:
@@ -107,7 +107,8 @@ def load_rng_sidecar(model, checkpoint) -> bool:
     from dlkit.models import rng
 
     path = _rng_sidecar(checkpoint)
-    if getattr(model, "optimizer", None) is None or not path.is_file():
+    if getattr(model, "g_optimizer", None) is not None or getattr(model, "optimizer", None) is None \
+            or not path.is_file():
         return False
     with np.load(path) as saved:
         if int(saved["iterations"]) != int(keras.ops.convert_to_numpy(model.optimizer.iterations)):

@@ -1,0 +1,62 @@
+"""Run one epoch of an adversarial model's train_step under the current KERAS_BACKEND from fixed initial
+weights, with its randomness pinned, and save the weights after it. tests/test_gan.py runs this under
+TensorFlow and JAX and compares: the two gradient paths (GradientTape, jax.value_and_grad over a
+StatelessScope) must agree.
+
+    python tests/gan_step_probe.py FOLDER RECIPE...
+        for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
+        FOLDER/<stem>-<backend>.npz (the weights after the epoch)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def probe(recipe_path, init, out):
+    import keras
+    from keras import ops
+
+    from dlkit.models import gan_model
+    from dlkit.recipe import load_recipe
+    from dlkit.training.train import prepare
+
+    recipe = load_recipe(recipe_path)
+    data, model, _ = prepare(recipe)
+    fixed = np.random.default_rng(0).standard_normal((64, 128)).astype("float32")
+
+    def latent(self, batch, labels=None):  # the same noise and codes on both backends
+        z = ops.convert_to_tensor(fixed[:batch, : self.latent_dim])
+        parts, codes = [z], None
+        if self.num_classes:
+            parts.append(ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), self.num_classes))
+        if self.codes:
+            k = self.categorical_codes
+            cat = ops.one_hot(np.arange(batch) % k, k) if k else None
+            cont = ops.convert_to_tensor(fixed[:batch, 64:64 + self.continuous_codes])
+            codes = ops.concatenate([c for c in (cat, cont) if c is not None], axis=-1)
+            parts.append(codes)
+        return (ops.concatenate(parts, axis=-1) if len(parts) > 1 else z), codes
+
+    gan_model.GAN.latent = latent
+    gan_model.keras.random.uniform = lambda shape, *a, **k: ops.full(shape, 0.3)  # WGAN-GP's mixing weights
+    if Path(init).is_file():
+        model.load_weights(init)
+    else:
+        model.save_weights(init)
+    np.savez(str(out).replace(".npz", "-init.npz"), *model.get_weights())
+    x, y = next(iter(data.train))
+    x, y = keras.tree.map_structure(ops.convert_to_numpy, (x, y))
+    model.fit(x, y, batch_size=len(y if not isinstance(y, tuple) else y[0]), epochs=1, verbose=0, shuffle=False)
+    np.savez(out, *model.get_weights())
+
+
+if __name__ == "__main__":
+    import keras
+
+    folder = Path(sys.argv[1])
+    for recipe in map(Path, sys.argv[2:]):
+        probe(recipe, folder / f"{recipe.stem}.weights.h5", folder / f"{recipe.stem}-{keras.backend.backend()}.npz")
