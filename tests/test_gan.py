@@ -385,3 +385,13 @@ def test_jax_and_tensorflow_train_steps_agree(digits16, tmp_path):
         assert max(float(np.abs(jax_w[k] - init[k]).max()) for k in init.files) > 1e-4, f"{arch} did not train"
         for k in tf_w.files:
             np.testing.assert_allclose(jax_w[k], tf_w[k], atol=2e-5, err_msg=f"{arch} weight {k}")
+
+
+def test_checkpoints_from_before_every_stream_was_saved_still_load(digits16, tmp_path):
+    """Older files kept only the model's own RNG state under `rng_state`; they load, and it is restored."""
+    from dlkit.recipe import load_recipe
+    from dlkit.training.train import prepare
+
+    _, gan, _ = prepare(load_recipe(gan_recipe(tmp_path, digits16, "dcgan")))
+    gan.load_own_variables({"rng_state": np.array([5, 7], dtype="uint32")})
+    assert gan.seed_generator.state.numpy().tolist() == [5, 7]
