@@ -7,6 +7,7 @@ directory exists, so a bad recipe or missing data never leaves a half-made run b
 from __future__ import annotations
 
 import csv
+import os
 import platform
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def _manifest(recipe, recipe_path, data, model) -> dict:
     return {
         "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
         "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
-        "host": platform.node(), "seed": recipe.seed, "recipe_file": str(recipe_path),
+        "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
         "data_origin": data.origin, "data_spec": data.spec.to_dict(),
         "data_scale": scale,  # the model sees x * a + b; generate and evaluate undo it
@@ -130,6 +131,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None)
     reporter = reporter or Reporter()
     run = RunDir.open(run_dir)
     recipe = load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
+    _refuse_if_running(run)
     if not run.last_checkpoint.is_file():
         raise UsageError(f"{run.root} has no checkpoints/last.keras: no epoch finished, so there is nothing to "
                          "resume; train the recipe again")
@@ -165,10 +167,31 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None)
     if epochs is not None:
         (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     history = run.read_json(run.manifest).get("resumed", [])
-    run.update_manifest(status="running", ended=None,
+    run.update_manifest(status="running", ended=None, pid=os.getpid(),
                         resumed=history + [{"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                             "command": sys.argv}])
     return _fit(run, recipe, data, model, steps, reporter, initial_epoch=done, rows=rows)
+
+
+def _refuse_if_running(run) -> None:
+    """Two processes must not train one run directory: refuse while the process that owns it is alive."""
+    from dlkit.errors import UsageError
+
+    manifest = run.read_json(run.manifest)
+    pid = manifest.get("pid")
+    if manifest.get("status") != "running" or manifest.get("host") != platform.node() or not pid:
+        return
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return  # it died without closing the run (kill -9, a crash): resuming is what it needs
+    except PermissionError:
+        pass  # alive, but another user's
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.is_file() and b"dlkit" not in cmdline.read_bytes():
+        return  # the number was reused by an unrelated process
+    raise UsageError(f"{run.root} is still being trained by process {pid} on this machine; wait for it, or stop "
+                     f"it (kill {pid}: the run is closed as interrupted) and resume then")
 
 
 def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows=()) -> dict:
