@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError
+from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted
 
 app = typer.Typer(
     name="dlkit",
@@ -83,27 +83,34 @@ def train(
 ):
     from dlkit import backend
     from dlkit.recipe import load_recipe
-    from dlkit.ui import reporter_for
 
-    reporter = reporter_for(quiet, json_)
-    _terminate_like_ctrl_c()
-    try:
+    def run(reporter):
         load_recipe(recipe, set_ or ())  # a bad recipe is reported before TensorFlow loads
         backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
-        from dlkit.training.train import Interrupted, train as train_fn
+        from dlkit.training.train import train as train_fn
 
-        try:
-            result = train_fn(recipe, set_ or (), runs_root, reporter)
-        except Interrupted as e:
-            _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
-            if json_:
-                print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    except DlkitError as e:
-        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
+        return train_fn(recipe, set_ or (), runs_root, reporter)
+
+    _training_command(run, quiet, json_)
+
+
+def _training_command(run, quiet: bool, json_: bool) -> None:
+    """What `train` and `resume` share: SIGTERM as Ctrl-C, exit codes, the interrupted run, --json."""
+    from dlkit.ui import reporter_for
+
+    _terminate_like_ctrl_c()
+    try:
+        result = run(reporter_for(quiet, json_))
+    except Interrupted as e:
+        _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
+        if json_:
+            print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before the run directory existed: nothing to mark
         _console().print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except DlkitError as e:
+        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
     if json_:
         print(json.dumps(result))
 
@@ -117,28 +124,14 @@ def resume(
     json_: JsonFlag = False,
 ):
     from dlkit import backend
-    from dlkit.ui import reporter_for
 
-    reporter = reporter_for(quiet, json_)
-    _terminate_like_ctrl_c()
-    try:
+    def run(reporter):
         backend.setup()
-        from dlkit.training.train import Interrupted, resume as resume_fn
+        from dlkit.training.train import resume as resume_fn
 
-        try:
-            result = resume_fn(run_dir, epochs, reporter)
-        except Interrupted as e:
-            _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
-            if json_:
-                print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    except DlkitError as e:
-        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
-    except KeyboardInterrupt:
-        _console().print("[yellow]interrupted[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    if json_:
-        print(json.dumps(result))
+        return resume_fn(run_dir, epochs, reporter)
+
+    _training_command(run, quiet, json_)
 
 
 @app.command(help=f"Measure a finished run (or a recipe's latest run) on a split.\n\n{EXIT_CODES_HELP}")

@@ -64,3 +64,12 @@ class DataError(DlkitError):
 
 class DivergedError(DlkitError):
     exit_code = EXIT_DIVERGED
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training; the run directory was closed as `interrupted`. Not a user error:
+    the CLI exits 130 with the partial result."""
+
+    def __init__(self, run_dir, result: dict):
+        super().__init__(f"interrupted; run directory {run_dir} is marked interrupted")
+        self.run_dir, self.result = run_dir, result

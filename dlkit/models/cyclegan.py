@@ -78,15 +78,12 @@ def discriminator(config: Config, shape, name: str):
 
 
 def build(config: Config, spec):
-    import keras
-
     from dlkit.errors import Problem, RecipeError
+    from dlkit.models.gan import check_backend
     from dlkit.models.gan_model import CycleGAN
 
-    h, w = spec.input_shape[:2]
-    from dlkit.models.gan import check_backend
-
     check_backend(config.arch)
+    h, w = spec.input_shape[:2]
     if h % 4 or w % 4:
         raise RecipeError([Problem("data", f"cyclegan downsamples twice: image sides must be divisible by 4; the "
                                    f"data has {spec.input_shape}")])

@@ -160,7 +160,8 @@ def build_gan(config: GanConfig, spec, name: str):
         outputs = [logit, keras.layers.Dense(codes, name="codes")(h)]
     d = keras.Model(image, outputs, name="discriminator")
     return GAN(
-        generator=g, discriminator=d, generator_ema=ema_copy(g) if config.ema else None, ema_decay=config.ema, latent_dim=config.latent_dim, num_classes=k,
+        generator=g, discriminator=d, generator_ema=ema_copy(g) if config.ema else None, ema_decay=config.ema,
+        latent_dim=config.latent_dim, num_classes=k,
         categorical_codes=config.categorical_codes, continuous_codes=config.continuous_codes,
         objective=config.objective, label_smoothing=config.label_smoothing,
         instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,

@@ -19,7 +19,9 @@ def seed_states(model) -> list:
 
 
 def snapshot(model) -> list[np.ndarray]:
-    return [np.asarray(s.numpy() if hasattr(s, "numpy") else s.value) for s in seed_states(model)]
+    import keras
+
+    return [keras.ops.convert_to_numpy(s.value) for s in seed_states(model)]
 
 
 def restore(model, values) -> bool:

@@ -16,9 +16,15 @@ def to_floats(logs: dict | None) -> dict:
     return {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()}
 
 
+def single_optimizer(model) -> bool:
+    """A model trained by `model.optimizer` alone; the adversarial models have `g_optimizer` and `d_optimizer`
+    (and on JAX a `model.optimizer` that only pairs their variables)."""
+    return getattr(model, "g_optimizer", None) is None and getattr(model, "optimizer", None) is not None
+
+
 def learning_rates(model) -> dict:
     """The current rate of each optimizer: `learning_rate`, or `g_learning_rate` and `d_learning_rate`."""
-    if getattr(model, "g_optimizer", None) is None and getattr(model, "optimizer", None) is not None:
+    if single_optimizer(model):
         return {"learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
     return {f"{side}_learning_rate": float(keras.ops.convert_to_numpy(getattr(model, f"{side}_optimizer").learning_rate))
             for side in ("g", "d") if getattr(model, f"{side}_optimizer", None) is not None}
@@ -92,7 +98,7 @@ def save_rng_sidecar(model, checkpoint) -> None:
     models keep theirs inside the .keras file."""
     from dlkit.models import rng
 
-    if getattr(model, "g_optimizer", None) is not None or getattr(model, "optimizer", None) is None:
+    if not single_optimizer(model):
         return
     states = rng.snapshot(model)
     if not states:
@@ -107,8 +113,7 @@ def load_rng_sidecar(model, checkpoint) -> bool:
     from dlkit.models import rng
 
     path = _rng_sidecar(checkpoint)
-    if getattr(model, "g_optimizer", None) is not None or getattr(model, "optimizer", None) is None \
-            or not path.is_file():
+    if not single_optimizer(model) or not path.is_file():
         return False
     with np.load(path) as saved:
         if int(saved["iterations"]) != int(keras.ops.convert_to_numpy(model.optimizer.iterations)):

@@ -18,18 +18,10 @@ import numpy as np
 import yaml
 
 from dlkit import __version__, backend
-from dlkit.errors import DivergedError
+from dlkit.errors import DivergedError, Interrupted
 from dlkit.recipe import load_recipe
 from dlkit.rundir import RunDir, save_model_atomic
 from dlkit.ui import Reporter
-
-
-class Interrupted(Exception):
-    """Ctrl-C during training; the run directory was closed as `interrupted`."""
-
-    def __init__(self, run_dir: Path, result: dict):
-        super().__init__(f"interrupted; run directory {run_dir} is marked interrupted")
-        self.run_dir, self.result = run_dir, result
 
 
 def build_model(recipe, spec):
