@@ -107,6 +107,34 @@ def test_generator_weight_average(arch, digits16, tmp_path):
     assert {id(v) for v in gan.g_variables()}.isdisjoint(id(v) for v in gan.generator_ema.weights)
 
 
+@pytest.mark.parametrize("arch", ["infogan", "stackgan"])
+def test_noise_scale_shrinks_only_the_noise(arch, digits16, tmp_path):
+    """model.noise_scale multiplies the noise part of the latent inside the generator (codes and labels
+    untouched), so samplers still draw N(0, 1) noise; it survives save and reload."""
+    from dlkit.models.spec import DataSpec
+    from dlkit.recipe.loader import load_recipe
+    from dlkit.training.train import build_model
+
+    spec = DataSpec(input_shape=(16, 16, 1), num_classes=10)
+    recipe = load_recipe(gan_recipe(tmp_path, digits16, arch, "  noise_scale: 0.25"))
+    plain = load_recipe(gan_recipe(tmp_path, digits16, arch))
+    scaled, unscaled = build_model(recipe, spec), build_model(plain, spec)
+    unscaled.generator.set_weights(scaled.generator.get_weights())  # the scaling layer holds no weights
+    extra = scaled.generator.input_shape[-1] - 8
+    rng = np.random.default_rng(0)
+    noise, rest = rng.normal(size=(5, 8)).astype("float32"), np.eye(extra, dtype="float32")[rng.integers(0, extra, 5)]
+    out = scaled.generator.predict(np.concatenate([noise, rest], 1), verbose=0)
+    expected = unscaled.generator.predict(np.concatenate([0.25 * noise, rest], 1), verbose=0)
+    size = float(np.abs(out).max())  # freshly initialised (stddev 0.02), the images are near 0
+    np.testing.assert_allclose(out, expected, atol=1e-4 * size)
+    unscaled_out = unscaled.generator.predict(np.concatenate([noise, rest], 1), verbose=0)
+    assert float(np.abs(out - unscaled_out).max()) > 0.1 * size
+    path = tmp_path / "g.keras"
+    scaled.generator.save(path)
+    np.testing.assert_allclose(keras.saving.load_model(path).predict(np.concatenate([noise, rest], 1), verbose=0),
+                               out, atol=1e-4 * size)
+
+
 def test_ema_update_rule():
     from dlkit.models.gan_model import GAN
 

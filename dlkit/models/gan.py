@@ -39,6 +39,9 @@ class DiscriminatorConfig(KnobOverrides):
 
 class GanConfig(ModelBase):
     latent_dim: int = Field(64, ge=1)
+    # standard deviation of the Gaussian noise next to the labels or codes (ClusterGAN's sigma); below 1 the
+    # one-hot label or code, not the noise, becomes the main source of variation the generator sees
+    noise_scale: float = Field(1.0, gt=0)
     initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)  # DCGAN paper
     generator: GeneratorConfig = GeneratorConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
@@ -77,6 +80,17 @@ def _check_geometry(spec, n: int):
                                    hint="use fewer generator filters entries")])
 
 
+def scaled_noise(config: GanConfig, latent, extra_inputs: int):
+    """The latent with its noise part multiplied by `noise_scale` (a fixed layer inside the generator, so
+    that every sampler keeps drawing standard normal noise)."""
+    import keras
+
+    if config.noise_scale == 1.0:
+        return latent
+    scale = [config.noise_scale] * config.latent_dim + [1.0] * extra_inputs
+    return keras.layers.Rescaling(scale, name="noise_scale")(latent)
+
+
 def generator(config: GanConfig, spec, extra_inputs: int):
     """latent (+ one-hot label or codes) -> image in [-1, 1]."""
     import keras
@@ -89,7 +103,8 @@ def generator(config: GanConfig, spec, extra_inputs: int):
     _check_geometry(spec, n)
     h, w, channels = spec.input_shape
     z = keras.Input((config.latent_dim + extra_inputs,), name="latent")
-    x = keras.layers.Dense((h >> n) * (w >> n) * net.filters[0], **L.weights(knobs))(z)
+    x = keras.layers.Dense((h >> n) * (w >> n) * net.filters[0], **L.weights(knobs))(
+        scaled_noise(config, z, extra_inputs))
     x = L.finish(x, knobs, dropout=False)
     x = keras.layers.Reshape((h >> n, w >> n, net.filters[0]))(x)
     for filters in net.filters[1:] + [net.filters[-1]]:

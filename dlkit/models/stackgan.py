@@ -56,7 +56,8 @@ def build(config: Config, spec):
     low = keras.Input((h // 2, w // 2, c), name="stage1_image")
     latent = keras.Input((config.latent_dim + k,), name="latent")
     # the latent (noise and label) as a few feature planes next to the stage-I image
-    planes = keras.layers.Reshape((h // 2, w // 2, 4))(keras.layers.Dense((h // 2) * (w // 2) * 4)(latent))
+    planes = keras.layers.Dense((h // 2) * (w // 2) * 4)(gan.scaled_noise(config, latent, k))
+    planes = keras.layers.Reshape((h // 2, w // 2, 4))(planes)
     x = keras.layers.Concatenate()([low, planes])
     x = L.finish(keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **L.weights(knobs))(x), knobs, False)
     for _ in range(config.refiner.residual_blocks):
