@@ -35,7 +35,7 @@ def main():
             results[side].append(r)
             print(f"rep {rep + 1} {side}: {r['steps_per_s']:.2f} steps/s ({r['cpu_seconds'] / r['steps'] * 1000:.0f} "
                   f"CPU-ms/step, {r['params']:,} params)", flush=True)
-    assert len({r["params"] for r in results["plain"] + results["dlkit"]}) == 1, "the two models differ"
+    assert len({(r["params"], r["batch"]) for r in results["plain"] + results["dlkit"]}) == 1, "the two sides differ"
     best = {s: max(r["steps_per_s"] for r in rs) for s, rs in results.items()}
     cpu = {s: statistics.median(r["cpu_seconds"] / r["steps"] for r in rs) for s, rs in results.items()}
     ratio, cpu_ratio = best["plain"] / best["dlkit"], cpu["dlkit"] / cpu["plain"]

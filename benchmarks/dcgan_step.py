@@ -3,7 +3,8 @@
     python benchmarks/dcgan_step.py dlkit|plain DATA_DIR [STEPS] [--set key=value ...]
 
 `dlkit` builds recipes/gan_mnist.yaml's model and data through dlkit; `plain` is the same architecture and
-the same train step written by hand in Keras, keras-io style. Prints one JSON line.
+the same train step (label smoothing, dropout, the generator weight average) written by hand in Keras,
+keras-io style, at the recipe's batch size. Prints one JSON line.
 """
 
 import json
@@ -14,7 +15,10 @@ import numpy as np
 from plain_data import read_idx
 
 
-def plain_gan(latent_dim=64, smoothing=0.1):
+BATCH = 64  # recipes/gan_mnist.yaml's; the two sides report theirs and the benchmark checks they agree
+
+
+def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999):
     import keras
     import tensorflow as tf
 
@@ -29,15 +33,18 @@ def plain_gan(latent_dim=64, smoothing=0.1):
     g = keras.Model(z, keras.layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer=init)(x))
     img = keras.Input((28, 28, 1))
     y = img
-    for f in (64, 128):
+    for f in (64, 128, 256):
         y = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=init)(y)
         y = keras.layers.Dropout(0.3)(keras.layers.Activation("leaky_relu")(y))
     d = keras.Model(img, keras.layers.Dense(1)(keras.layers.Flatten()(y)))
+    g_ema = keras.models.clone_model(g)  # the moving average of the generator's weights that draws samples
+    g_ema.set_weights(g.get_weights())
+    g_ema.trainable = False
 
     class GAN(keras.Model):
         def __init__(self):
             super().__init__()
-            self.g, self.d = g, d
+            self.g, self.d, self.g_ema = g, d, g_ema
             self.seed = keras.random.SeedGenerator(1)
             self.d_tracker, self.g_tracker = keras.metrics.Mean(name="d_loss"), keras.metrics.Mean(name="g_loss")
 
@@ -65,6 +72,10 @@ def plain_gan(latent_dim=64, smoothing=0.1):
                 fake_out = self.d(self.g(noise, training=True), training=True)
                 g_loss = tf.reduce_mean(bce(tf.ones_like(fake_out), fake_out, from_logits=True))
             self.g_opt.apply(tape.gradient(g_loss, self.g.trainable_variables), self.g.trainable_variables)
+            step = tf.cast(self.g_opt.iterations, tf.float32)
+            decay = tf.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+            for average, weight in zip(self.g_ema.weights, self.g.weights):
+                average.assign(decay * average + (1.0 - decay) * weight)
             self.d_tracker.update_state(d_loss)
             self.g_tracker.update_state(g_loss)
             return {m.name: m.result() for m in self.metrics}
@@ -85,9 +96,10 @@ def main():
         from dlkit.training.train import prepare
 
         overrides = [a for a in sys.argv[4:] if a != "--set"]  # e.g. train.deterministic=false
-        data, gan, _ = prepare(load_recipe("recipes/gan_mnist.yaml", overrides))
+        recipe = load_recipe("recipes/gan_mnist.yaml", overrides)
+        data, gan, _ = prepare(recipe)
         train = data.train.repeat()
-        params = gan.generator.count_params() + gan.discriminator.count_params()
+        params, batch = gan.generator.count_params() + gan.discriminator.count_params(), recipe.data.batch_size
     else:
         import keras
         import tensorflow as tf
@@ -96,16 +108,16 @@ def main():
         x = read_idx(f"{folder}/mnist/train-images-idx3-ubyte.gz")[..., None]
         y = read_idx(f"{folder}/mnist/train-labels-idx1-ubyte.gz")
         a, b = np.float32(2 / 255), np.float32(-1)
-        train = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(60000, seed=42).batch(128)
+        train = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(60000, seed=42).batch(BATCH)
                  .map(lambda xb, yb: (tf.cast(xb, tf.float32) * a + b, yb)).prefetch(tf.data.AUTOTUNE).repeat())
         gan = plain_gan()
-        params = gan.g.count_params() + gan.d.count_params()
+        params, batch = gan.g.count_params() + gan.d.count_params(), BATCH
     gan.fit(train, steps_per_epoch=20, epochs=1, verbose=0)  # trace and warm up
     start, cpu = time.perf_counter(), time.process_time()
     gan.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"side": side, "steps": steps, "seconds": seconds, "cpu_seconds": cpu_seconds,
-                      "steps_per_s": steps / seconds, "params": params}))
+                      "steps_per_s": steps / seconds, "params": params, "batch": batch}))
 
 
 if __name__ == "__main__":
