@@ -321,6 +321,33 @@ train: {{epochs: 2}}
     assert ev["frechet_distance"] >= 0 and ev["samples"] == 64
 
 
+def test_cyclegan_whole_image_discriminator(digits16, tmp_path):
+    """model.discriminator: image gives one score per image (patch: a map of patch scores), and trains."""
+    from dlkit.models.spec import DataSpec
+    from dlkit.recipe.loader import load_recipe
+    from dlkit.training.train import build_model
+
+    recipe = tmp_path / "cyc.yaml"
+    text = f"""
+name: tiny_cyclegan
+data: {{dataset: npz, path: {digits16}, scale: symmetric, validation_split: 0, batch_size: 32, limit: 64,
+       domain_b: {{dataset: npz, path: {digits16}, limit: 64}}}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1, discriminator_filters: 4, discriminator: DISC}}
+train: {{epochs: 1}}
+"""
+    x = np.zeros((3, 16, 16, 1), "float32")
+    shapes = {}
+    for kind in ("patch", "image"):
+        recipe.write_text(text.replace("DISC", kind))
+        model = build_model(load_recipe(recipe), DataSpec(input_shape=(16, 16, 1), num_classes=10))
+        shapes[kind] = tuple(model.discriminator_a(x).shape)
+    assert shapes == {"patch": (3, 4, 4, 1), "image": (3, 1)}
+    run = Path(train(recipe, runs_root=tmp_path / "runs")["run_dir"])
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert all(math.isfinite(float(rows[0][k])) for k in ("d_loss", "g_loss", "cycle_loss"))
+    assert keras.saving.load_model(run / "model.keras").discriminator_b(x).shape == (3, 1)
+
+
 def test_gan_divergence_is_exit_4(digits16, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 

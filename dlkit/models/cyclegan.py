@@ -1,7 +1,7 @@
 """CycleGAN (Zhu et al., 2017): unpaired translation between two image domains.
 
 Two generators (A->B and B->A: strided-conv encoder, residual blocks, transposed-conv decoder, instance
-norm) and two PatchGAN discriminators, trained with least-squares adversarial losses, the cycle loss
+norm) and two discriminators (PatchGAN, or whole-image with `discriminator: image`), trained with least-squares adversarial losses, the cycle loss
 |G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| and the identity loss |G_BA(a) - a| + |G_AB(b) - b|.
 
 Domain A is `data`'s dataset, domain B is `data.domain_b` (e.g. `mnist_m`: MNIST digits blended over
@@ -23,6 +23,9 @@ class Config(ModelBase):
     filters: int = Field(32, ge=1)  # first generator layer; doubles at each of the two downsamplings
     residual_blocks: int = Field(3, ge=0)
     discriminator_filters: int = Field(32, ge=1)
+    # patch: a score per overlapping patch (PatchGAN, the paper's); image: one score per image, after a third
+    # stride-2 convolution, so that the whole translated image must look like the domain (a digit's shape)
+    discriminator: Literal["patch", "image"] = "patch"
     cycle_weight: float = Field(10.0, ge=0)  # the paper's lambda
     identity_weight: float = Field(5.0, ge=0)  # 0.5 * lambda in the paper
     initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)
@@ -62,7 +65,7 @@ def generator(config: Config, shape, name: str):
 
 
 def discriminator(config: Config, shape, name: str):
-    """PatchGAN: a map of real/fake scores, one per overlapping patch."""
+    """PatchGAN: a map of real/fake scores, one per overlapping patch; or one score per image."""
     import keras
 
     from dlkit.models import layers as L
@@ -73,6 +76,10 @@ def discriminator(config: Config, shape, name: str):
     x = keras.layers.LeakyReLU(0.2)(x)
     x = keras.layers.Conv2D(f * 2, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
     x = keras.layers.LeakyReLU(0.2)(_norm()(x))
+    if config.discriminator == "image":
+        x = keras.layers.Conv2D(f * 4, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+        x = keras.layers.Flatten()(keras.layers.LeakyReLU(0.2)(_norm()(x)))
+        return keras.Model(x_in, keras.layers.Dense(1, kernel_initializer=L.initializer(config.initializer))(x), name=name)
     out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
     return keras.Model(x_in, out, name=name)
 
