@@ -322,7 +322,8 @@ train: {{epochs: 2}}
 
 
 def test_cyclegan_whole_image_discriminator(digits16, tmp_path):
-    """model.discriminator: image gives one score per image (patch: a map of patch scores), and trains."""
+    """model.discriminator: image gives one score per image (patch: a map of patch scores), and trains;
+    cycle_weight_b weighs the B -> A -> B cycle on its own and is saved with the model."""
     from dlkit.models.spec import DataSpec
     from dlkit.recipe.loader import load_recipe
     from dlkit.training.train import build_model
@@ -332,7 +333,8 @@ def test_cyclegan_whole_image_discriminator(digits16, tmp_path):
 name: tiny_cyclegan
 data: {{dataset: npz, path: {digits16}, scale: symmetric, validation_split: 0, batch_size: 32, limit: 64,
        domain_b: {{dataset: npz, path: {digits16}, limit: 64}}}}
-model: {{arch: cyclegan, filters: 4, residual_blocks: 1, discriminator_filters: 4, discriminator: DISC}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1, discriminator_filters: 4, discriminator: DISC,
+        cycle_weight_b: 1.5}}
 train: {{epochs: 1}}
 """
     x = np.zeros((3, 16, 16, 1), "float32")
@@ -345,7 +347,12 @@ train: {{epochs: 1}}
     run = Path(train(recipe, runs_root=tmp_path / "runs")["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert all(math.isfinite(float(rows[0][k])) for k in ("d_loss", "g_loss", "cycle_loss"))
-    assert keras.saving.load_model(run / "model.keras").discriminator_b(x).shape == (3, 1)
+    again = keras.saving.load_model(run / "model.keras")
+    assert again.discriminator_b(x).shape == (3, 1)
+    assert (again.cycle_weight, again.cycle_weight_b) == (10.0, 1.5)
+    recipe.write_text(text.replace("DISC", "patch").replace("cycle_weight_b: 1.5", "cycle_weight: 7"))
+    model = build_model(load_recipe(recipe), DataSpec(input_shape=(16, 16, 1), num_classes=10))
+    assert model.cycle_weight_b == 7  # unset: both cycles weigh cycle_weight
 
 
 def test_gan_divergence_is_exit_4(digits16, tmp_path, monkeypatch):

@@ -27,6 +27,9 @@ class Config(ModelBase):
     # stride-2 convolution, so that the whole translated image must look like the domain (a digit's shape)
     discriminator: Literal["patch", "image"] = "patch"
     cycle_weight: float = Field(10.0, ge=0)  # the paper's lambda
+    # weight of the B -> A -> B cycle alone (null: cycle_weight). When B holds more than A can show (a colour
+    # photo behind an MNIST-M digit), a full-weight B cycle pays the B->A generator to hide it in its output
+    cycle_weight_b: float | None = Field(None, ge=0)
     identity_weight: float = Field(5.0, ge=0)  # 0.5 * lambda in the paper
     initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)
     activation: str = "relu"
@@ -100,4 +103,5 @@ def build(config: Config, spec):
         discriminator_a=discriminator(config, shape, "discriminator_a"),
         discriminator_b=discriminator(config, shape, "discriminator_b"),
         cycle_weight=config.cycle_weight, identity_weight=config.identity_weight, name="cyclegan",
+        cycle_weight_b=config.cycle_weight if config.cycle_weight_b is None else config.cycle_weight_b,
     )

@@ -413,18 +413,21 @@ class CycleGAN(Adversarial):
     SUBMODELS = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
 
     def __init__(self, generator_ab, generator_ba, discriminator_a, discriminator_b, cycle_weight=10.0,
-                 identity_weight=5.0, seed=None, **kwargs):
+                 identity_weight=5.0, cycle_weight_b=None, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
+        # the B -> A -> B cycle's own weight (models saved before it existed weigh both cycles alike)
+        self.cycle_weight_b = cycle_weight if cycle_weight_b is None else cycle_weight_b
         self.track("d_loss", "g_loss", "cycle_loss", "identity_loss")
 
     def call(self, images_a, training=False):
         return self.generator_ab(images_a, training=training)
 
     def hyper_config(self):
-        return {"cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight}
+        return {"cycle_weight": self.cycle_weight, "cycle_weight_b": self.cycle_weight_b,
+                "identity_weight": self.identity_weight}
 
     def g_variables(self):
         return self.generator_ab.trainable_variables + self.generator_ba.trainable_variables
@@ -440,13 +443,16 @@ class CycleGAN(Adversarial):
 
         def g_objective():
             fake_b, fake_a = self.generator_ab(a, training=True), self.generator_ba(b, training=True)
-            cycle = l1(self.generator_ba(fake_b, training=True), a) + l1(self.generator_ab(fake_a, training=True), b)
+            cycle_a = l1(self.generator_ba(fake_b, training=True), a)
+            cycle_b = l1(self.generator_ab(fake_a, training=True), b)
             identity = 0.0
             if self.identity_weight:
                 identity = l1(self.generator_ba(a, training=True), a) + l1(self.generator_ab(b, training=True), b)
             adversarial = mse(self.discriminator_b(fake_b, training=True), 1.0) + \
                 mse(self.discriminator_a(fake_a, training=True), 1.0)
-            g_loss = adversarial + self.cycle_weight * cycle + self.identity_weight * identity
+            cycle = cycle_a + cycle_b  # logged unweighted, as before
+            g_loss = adversarial + self.cycle_weight * cycle_a + self.cycle_weight_b * cycle_b + \
+                self.identity_weight * identity
             return g_loss, {"adversarial": adversarial, "cycle": cycle, "identity": identity,
                             "fake_a": fake_a, "fake_b": fake_b}
 
