@@ -1,8 +1,9 @@
 """CycleGAN (Zhu et al., 2017): unpaired translation between two image domains.
 
 Two generators (A->B and B->A: strided-conv encoder, residual blocks, transposed-conv decoder, instance
-norm) and two discriminators (PatchGAN, or whole-image with `discriminator: image`), trained with least-squares adversarial losses, the cycle loss
-|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| and the identity loss |G_BA(a) - a| + |G_AB(b) - b|.
+norm) and two discriminators (PatchGAN, or whole-image with `discriminator: image`), trained with
+least-squares adversarial losses, the cycle losses |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b| (weighted
+`cycle_weight` and `cycle_weight_b`) and the identity loss |G_BA(a) - a| + |G_AB(b) - b|.
 
 Domain A is `data`'s dataset, domain B is `data.domain_b` (e.g. `mnist_m`: MNIST digits blended over
 CIFAR-10 patches). A grayscale domain is repeated to three channels when the other is in colour.
@@ -74,16 +75,17 @@ def discriminator(config: Config, shape, name: str):
     from dlkit.models import layers as L
 
     f = config.discriminator_filters
+    init = lambda: L.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
     x_in = keras.Input(shape)
-    x = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x_in)
+    x = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=init())(x_in)
     x = keras.layers.LeakyReLU(0.2)(x)
-    x = keras.layers.Conv2D(f * 2, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+    x = keras.layers.Conv2D(f * 2, 4, strides=2, padding="same", kernel_initializer=init())(x)
     x = keras.layers.LeakyReLU(0.2)(_norm()(x))
     if config.discriminator == "image":
-        x = keras.layers.Conv2D(f * 4, 4, strides=2, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+        x = keras.layers.Conv2D(f * 4, 4, strides=2, padding="same", kernel_initializer=init())(x)
         x = keras.layers.Flatten()(keras.layers.LeakyReLU(0.2)(_norm()(x)))
-        return keras.Model(x_in, keras.layers.Dense(1, kernel_initializer=L.initializer(config.initializer))(x), name=name)
-    out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=L.initializer(config.initializer))(x)
+        return keras.Model(x_in, keras.layers.Dense(1, kernel_initializer=init())(x), name=name)
+    out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=init())(x)
     return keras.Model(x_in, out, name=name)
 
 
@@ -102,6 +104,6 @@ def build(config: Config, spec):
         generator_ab=generator(config, shape, "generator_ab"), generator_ba=generator(config, shape, "generator_ba"),
         discriminator_a=discriminator(config, shape, "discriminator_a"),
         discriminator_b=discriminator(config, shape, "discriminator_b"),
-        cycle_weight=config.cycle_weight, identity_weight=config.identity_weight, name="cyclegan",
-        cycle_weight_b=config.cycle_weight if config.cycle_weight_b is None else config.cycle_weight_b,
+        cycle_weight=config.cycle_weight, cycle_weight_b=config.cycle_weight_b,  # None: the model uses cycle_weight
+        identity_weight=config.identity_weight, name="cyclegan",
     )
