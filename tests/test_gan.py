@@ -153,6 +153,34 @@ def test_ema_update_rule():
     np.testing.assert_allclose(avg.get_weights()[0], 0.1 * 0.01 + 0.9, rtol=1e-5)
 
 
+def test_infogan_continuous_weight(digits16, tmp_path):
+    """The info loss is the categorical cross-entropy plus continuous_weight times the continuous codes'
+    squared error; the weight is saved, and models saved without it keep the full weight they trained with."""
+    from dlkit.models import infogan
+    from dlkit.models.gan_model import GAN
+    from dlkit.models.spec import DataSpec
+    from dlkit.recipe.loader import load_recipe
+    from dlkit.training.train import build_model
+
+    spec = DataSpec(input_shape=(16, 16, 1), num_classes=10)
+    gan = build_model(load_recipe(gan_recipe(tmp_path, digits16, "infogan", "  continuous_weight: 0.25")), spec)
+    assert infogan.Config().continuous_weight == 0.1  # a recipe's default, below the categorical code's 1
+    codes = np.array([[0, 1, 0.5, -0.5], [1, 0, 0.0, 1.0]], "float32")
+    gan.categorical_codes, gan.continuous_codes = 2, 2
+    predicted = np.array([[0.3, 2.0, 0.1, 0.5], [1.0, -1.0, 0.4, 0.0]], "float32")
+    logits = predicted[:, :2]
+    ce = np.mean(np.log(np.exp(logits).sum(1)) - (codes[:, :2] * logits).sum(1))
+    mse = np.mean((codes[:, 2:] - predicted[:, 2:]) ** 2)
+    loss = float(keras.ops.convert_to_numpy(gan.info_loss_fn(predicted, codes)))
+    assert loss == pytest.approx(ce + 0.25 * mse, rel=1e-5)
+    path = tmp_path / "infogan.keras"
+    gan.save(path)
+    assert gan.get_config()["continuous_weight"] == 0.25
+    assert keras.saving.load_model(path).continuous_weight == 0.25
+    # a config without the key (saved before it existed) gets the full weight those models trained with
+    assert GAN(generator=gan.generator, discriminator=gan.discriminator).continuous_weight == 1.0
+
+
 def test_wgan_clips_critic_weights(digits16, tmp_path):
     result = train(gan_recipe(tmp_path, digits16, "wgan", "  clip_value: 0.005"), ["train.epochs=1"],
                    runs_root=tmp_path / "runs")

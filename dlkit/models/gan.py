@@ -55,6 +55,9 @@ class GanConfig(ModelBase):
     categorical_codes: int = Field(0, ge=0)  # InfoGAN: size of the categorical code (0: none)
     continuous_codes: int = Field(0, ge=0)  # InfoGAN: number of uniform(-1, 1) codes
     info_weight: float = Field(1.0, ge=0)  # InfoGAN: weight of the mutual-information loss
+    # InfoGAN: the continuous codes' share of that loss. The paper keeps it below the categorical code's 1:
+    # at full weight the cheapest way to make a continuous code readable is to change the digit with it.
+    continuous_weight: float = Field(0.1, ge=0)
     overpower_epochs: int = Field(3, ge=1)  # warn when D's accuracy stays >= 99% this many epochs
     # decay of an exponential moving average of the generator's weights, which then draws the samples
     # (grids, generate, evaluate); 0 turns it off. 0.999 averages over roughly the last thousand steps.
@@ -180,7 +183,8 @@ def build_gan(config: GanConfig, spec, name: str):
         categorical_codes=config.categorical_codes, continuous_codes=config.continuous_codes,
         objective=config.objective, label_smoothing=config.label_smoothing,
         instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,
-        clip_value=config.clip_value, info_weight=config.info_weight, name=name,
+        clip_value=config.clip_value, info_weight=config.info_weight,
+        continuous_weight=config.continuous_weight, name=name,
     )
 
 

@@ -192,6 +192,7 @@ class GAN(Adversarial):
     def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
                  categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
                  instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0,
+                 continuous_weight=1.0,
                  generator_ema=None, ema_decay=0.0, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
@@ -202,6 +203,7 @@ class GAN(Adversarial):
         self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
         self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
         self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
+        self.continuous_weight = continuous_weight  # 1.0 by default: models saved before the knob trained so
         names = ["d_loss", "g_loss"]
         names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
         names += ["gradient_penalty"] if gp_weight else []
@@ -221,7 +223,8 @@ class GAN(Adversarial):
                 "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
                 "objective": self.objective, "label_smoothing": self.label_smoothing,
                 "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
-                "clip_value": self.clip_value, "info_weight": self.info_weight}
+                "clip_value": self.clip_value, "info_weight": self.info_weight,
+                "continuous_weight": self.continuous_weight}
 
     def g_variables(self):
         return self.generator.trainable_variables
@@ -303,13 +306,14 @@ class GAN(Adversarial):
         return (out[0], out[1]) if self.codes else (out, None)
 
     def info_loss_fn(self, predicted, codes):
-        """-log Q(c|x): cross-entropy for the categorical code, squared error for the continuous ones."""
+        """-log Q(c|x): cross-entropy for the categorical code plus `continuous_weight` times the squared error
+        of the continuous ones."""
         loss = 0.0
         k = self.categorical_codes
         if k:
             loss += ops.mean(keras.losses.categorical_crossentropy(codes[:, :k], predicted[:, :k], from_logits=True))
         if self.continuous_codes:
-            loss += ops.mean(ops.square(codes[:, k:] - predicted[:, k:]))
+            loss += self.continuous_weight * ops.mean(ops.square(codes[:, k:] - predicted[:, k:]))
         return loss
 
     # ------------------------------------------------------------ training
