@@ -1,0 +1,81 @@
+"""Where a trained GAN's sample quality comes from in its latent space, scored by a reference classifier
+(5,000 samples from the generator that draws the samples, the weight average if there is one):
+
+- the mean prediction entropy and the share of it carried by the most ambiguous samples;
+- for unconditional models, the classifier score with the noise truncated (redrawn until |z| < t) or
+  shrunk (times s) at sampling time;
+- for InfoGAN, the categorical-code accuracy with the continuous codes pinned at 0, 0.5 and 1 against
+  drawn from their uniform prior.
+
+    python benchmarks/probe_gan_latent.py RUN_DIR REFERENCE_CLASSIFIER_RUN
+
+How the truncation and continuous-code figures for gan_mnist and infogan_mnist in docs/benchmarks.md
+were taken.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+SAMPLES = 5000
+
+
+def main(run_dir: str, reference: str) -> None:
+    from dlkit import backend
+
+    backend.setup()
+    from dlkit import gan_eval as E
+    from dlkit import images as I
+    from dlkit.generate import load_gan
+    from dlkit.rundir import RunDir
+    from dlkit.training.samples import latent_inputs
+
+    gan, scale = load_gan(RunDir(run_dir))
+    classifier, ref_scale, features = E._classifier(RunDir(reference))
+
+    def probabilities(z):
+        fake = I.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
+        return features.predict(E._as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)[1]
+
+    def line(tag, p, asked=None):
+        text = f"{tag}: classifier score {E.classifier_score(p):.3f}, classes {np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}"
+        if asked is not None:
+            accuracy, mapping = E.matched_accuracy(asked, p.argmax(1), gan.categorical_codes, p.shape[1])
+            text += f", code accuracy {accuracy:.4f} (code -> class {mapping})"
+        print(text, flush=True)
+
+    rng = np.random.default_rng(0)
+    asked = rng.integers(0, gan.categorical_codes, SAMPLES) if gan.categorical_codes else None
+    z = latent_inputs(gan, SAMPLES, rng, **({"categorical": asked} if asked is not None else {}))
+    p = probabilities(z)
+    line("as drawn", p, asked)
+    entropy = -(p * np.log(p + 1e-12)).sum(1)
+    ambiguous = entropy > 0.5
+    print(f"mean prediction entropy {entropy.mean():.4f} nats; {ambiguous.mean():.1%} of samples above 0.5 nats "
+          f"carry {entropy[ambiguous].sum() / entropy.sum():.1%} of it")
+
+    noise = slice(0, gan.latent_dim)
+    if not (gan.num_classes or gan.codes):
+        redraw = np.random.default_rng(1)
+        for t in (2.0, 1.5, 1.0, 0.5):
+            zt = z.copy()
+            out = np.abs(zt[:, noise]) > t
+            while out.any():
+                zt[:, noise][out] = redraw.standard_normal(int(out.sum()))
+                out = np.abs(zt[:, noise]) > t
+            line(f"noise truncated to |z| < {t}", probabilities(zt))
+        for s in (0.8, 0.6):
+            zs = z.copy()
+            zs[:, noise] *= s
+            line(f"noise times {s}", probabilities(zs))
+    if gan.continuous_codes:
+        for value in (0.0, 0.5, 1.0):
+            pinned = np.full((SAMPLES, gan.continuous_codes), value)
+            zc = latent_inputs(gan, SAMPLES, np.random.default_rng(1), categorical=asked, continuous=pinned)
+            line(f"continuous codes pinned at {value}", probabilities(zc), asked)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
