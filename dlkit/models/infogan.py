@@ -2,7 +2,8 @@
 
 A categorical code (10 values for MNIST) and continuous codes go into the generator next to the noise;
 a Q head on the discriminator's trunk predicts them, and the mutual-information loss (cross-entropy for
-the categorical code, squared error for the continuous ones), weighted by `info_weight`, trains G and Q.
+the categorical code plus `continuous_weight` times the continuous ones' squared error), weighted by
+`info_weight`, trains G and Q.
 """
 
 from __future__ import annotations
