@@ -165,12 +165,12 @@ def test_infogan_continuous_weight(digits16, tmp_path):
     spec = DataSpec(input_shape=(16, 16, 1), num_classes=10)
     gan = build_model(load_recipe(gan_recipe(tmp_path, digits16, "infogan", "  continuous_weight: 0.25")), spec)
     assert infogan.Config().continuous_weight == 0.1  # a recipe's default, below the categorical code's 1
-    codes = np.array([[0, 1, 0.5, -0.5], [1, 0, 0.0, 1.0]], "float32")
-    gan.categorical_codes, gan.continuous_codes = 2, 2
-    predicted = np.array([[0.3, 2.0, 0.1, 0.5], [1.0, -1.0, 0.4, 0.0]], "float32")
-    logits = predicted[:, :2]
-    ce = np.mean(np.log(np.exp(logits).sum(1)) - (codes[:, :2] * logits).sum(1))
-    mse = np.mean((codes[:, 2:] - predicted[:, 2:]) ** 2)
+    k, rng = gan.categorical_codes, np.random.default_rng(0)  # the recipe's 10 categorical and 2 continuous
+    codes = np.concatenate([np.eye(k)[[1, 7]], rng.uniform(-1, 1, (2, gan.continuous_codes))], 1).astype("float32")
+    predicted = rng.normal(size=codes.shape).astype("float32")
+    logits = predicted[:, :k]
+    ce = np.mean(np.log(np.exp(logits).sum(1)) - (codes[:, :k] * logits).sum(1))
+    mse = np.mean((codes[:, k:] - predicted[:, k:]) ** 2)
     loss = float(keras.ops.convert_to_numpy(gan.info_loss_fn(predicted, codes)))
     assert loss == pytest.approx(ce + 0.25 * mse, rel=1e-5)
     path = tmp_path / "infogan.keras"
