@@ -35,6 +35,16 @@ class DiscriminatorConfig(KnobOverrides):
     activation: str | None = "leaky_relu"
     dropout: float | None = Field(0.3, ge=0, lt=1)
     batch_norm: Literal["none", "before", "after"] | None = "none"
+    # divide every weight layer's kernel (the convs and the logit) by its largest singular value, kept by one
+    # power iteration per step (Miyato et al., 2018): the discriminator stays 1-Lipschitz, its gradients tame
+    spectral_norm: bool = False
+
+
+def spectral(layer, config: "GanConfig"):
+    """The layer wrapped in Keras's SpectralNormalization when the discriminator asks for it."""
+    import keras
+
+    return keras.layers.SpectralNormalization(layer) if config.discriminator.spectral_norm else layer
 
 
 class GanConfig(ModelBase):
@@ -133,8 +143,8 @@ def discriminator_trunk(config: GanConfig, spec, label_channels: int):
     x = image
     for i, filters in enumerate(net.filters):
         layer_knobs = knobs if i else first
-        x = keras.layers.Conv2D(filters, net.kernel_size, strides=2, padding="same", **L.weights(layer_knobs))(x)
-        x = L.finish(x, layer_knobs)
+        conv = keras.layers.Conv2D(filters, net.kernel_size, strides=2, padding="same", **L.weights(layer_knobs))
+        x = L.finish(spectral(conv, config)(x), layer_knobs)
     return image, keras.layers.Flatten()(x)
 
 
@@ -170,7 +180,7 @@ def build_gan(config: GanConfig, spec, name: str):
     codes = config.categorical_codes + config.continuous_codes
     g = generator(config, spec, extra_inputs=k + codes)
     image, features = discriminator_trunk(config, spec, label_channels=k)
-    logit = keras.layers.Dense(1, name="logit")(features)
+    logit = spectral(keras.layers.Dense(1, name="logit"), config)(features)
     outputs = logit
     if codes:
         # InfoGAN's Q head: a second output on the discriminator's trunk, predicting the codes

@@ -74,9 +74,9 @@ def build(config: Config, spec):
     composite = keras.Model(z, stage2([stage1(z), z]), name="generator")
 
     def discriminator(net_config, net_spec, name):
-        image_in, features = gan.discriminator_trunk(config.model_copy(update={"discriminator": net_config}),
-                                                     net_spec, label_channels=k)
-        return keras.Model(image_in, keras.layers.Dense(1, name="logit")(features), name=name)
+        net = config.model_copy(update={"discriminator": net_config})
+        image_in, features = gan.discriminator_trunk(net, net_spec, label_channels=k)
+        return keras.Model(image_in, gan.spectral(keras.layers.Dense(1, name="logit"), net)(features), name=name)
 
     return GAN(
         generator=composite, discriminator=discriminator(config.discriminator, spec, "discriminator"),
