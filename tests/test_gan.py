@@ -153,6 +153,36 @@ def test_ema_update_rule():
     np.testing.assert_allclose(avg.get_weights()[0], 0.1 * 0.01 + 0.9, rtol=1e-5)
 
 
+def test_top_k_training(digits16, tmp_path):
+    """model.top_k: the generator's loss is taken over the fakes the discriminator rates highest, a share
+    annealed linearly from 1 to top_k over top_k_epochs; the setting is saved with the model."""
+    from dlkit.models.gan_model import GAN, top_k_mask
+
+    scores = np.array([[3.0], [1.0], [2.0], [0.0]], "float32")
+    mask = lambda share: keras.ops.convert_to_numpy(top_k_mask(scores, share)).tolist()  # noqa: E731
+    assert mask(0.5) == mask(0.3) == [1, 0, 1, 0]  # ceil(0.3 * 4) = 2
+    assert mask(0.01) == [1, 0, 0, 0] and mask(1.0) == [1, 1, 1, 1]
+
+    g = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    d = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    gan = GAN(generator=g, discriminator=d, latent_dim=2, top_k=0.5, top_k_steps=100)
+    gan.compile(g_optimizer=keras.optimizers.SGD(), d_optimizer=keras.optimizers.SGD())
+    softplus = np.log1p(np.exp(-scores[:, 0]))  # the non-saturating loss of each fake
+    np.testing.assert_allclose(float(gan.g_loss_fn(scores, 0.5)), softplus[[0, 2]].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(gan.g_loss_fn(scores, 1.0)), softplus.mean(), rtol=1e-5)
+    shares = []
+    for step in (0, 50, 100, 400):
+        gan.g_optimizer.iterations.assign(step)
+        shares.append(float(gan.top_k_share()))
+    assert shares == pytest.approx([1.0, 0.75, 0.5, 0.5])
+
+    result = train(gan_recipe(tmp_path, digits16, "dcgan", "  top_k: 0.25\n  top_k_epochs: 1.5"),
+                   ["train.epochs=1"], runs_root=tmp_path / "runs")
+    saved = keras.saving.load_model(Path(result["run_dir"]) / "model.keras")
+    assert (saved.top_k, saved.top_k_steps) == (0.25, 6)  # 1.5 epochs x 256/64 batches
+    assert math.isfinite(float(saved.g_loss_fn(scores, 0.25)))
+
+
 def test_infogan_continuous_weight(digits16, tmp_path):
     """The info loss is the categorical cross-entropy plus continuous_weight times the continuous codes'
     squared error; the weight is saved, and models saved without it keep the full weight they trained with."""
@@ -494,7 +524,7 @@ def test_jax_and_tensorflow_train_steps_agree(digits16, tmp_path):
     data = f"{{dataset: npz, path: {digits16}, scale: symmetric, validation_split: 0, batch_size: 32, shuffle_buffer: 0"
     nets = "latent_dim: 8, generator: {filters: [8, 8]}, discriminator: {filters: [8, 8], dropout: 0}"
     recipes = {
-        "dcgan": f"model: {{arch: dcgan, {nets}, ema: 0.9, label_smoothing: 0.1}}",
+        "dcgan": f"model: {{arch: dcgan, {nets}, ema: 0.9, label_smoothing: 0.1, top_k: 0.5}}",
         "wgan_gp": f"model: {{arch: wgan_gp, {nets}, n_critic: 2}}",
         "infogan": f"model: {{arch: infogan, {nets}, categorical_codes: 3, continuous_codes: 1}}",
         "stackgan": f"model: {{arch: stackgan, {nets}, low_discriminator: {{filters: [8], dropout: 0}}}}",

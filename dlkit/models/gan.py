@@ -72,6 +72,11 @@ class GanConfig(ModelBase):
     # decay of an exponential moving average of the generator's weights, which then draws the samples
     # (grids, generate, evaluate); 0 turns it off. 0.999 averages over roughly the last thousand steps.
     ema: float = Field(0.0, ge=0, lt=1)
+    # top-k training (Sinha et al., 2020): the generator learns only from the share of each batch's fakes that
+    # the discriminator rates most real. The share falls linearly from 1 to `top_k` over the first
+    # `top_k_epochs` epochs (0: `top_k` from the start); 1 turns it off.
+    top_k: float = Field(1.0, gt=0, le=1)
+    top_k_epochs: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -194,7 +199,7 @@ def build_gan(config: GanConfig, spec, name: str):
         objective=config.objective, label_smoothing=config.label_smoothing,
         instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,
         clip_value=config.clip_value, info_weight=config.info_weight,
-        continuous_weight=config.continuous_weight, name=name,
+        continuous_weight=config.continuous_weight, top_k=config.top_k, name=name,
     )
 
 
@@ -204,6 +209,8 @@ def compile(model, recipe, steps_per_epoch: int):
     from dlkit.training import optim
 
     opts = recipe.train.optimizers or GanOptimizers()
+    if getattr(model, "top_k", 1.0) < 1.0:  # the anneal counts generator steps, so it needs the epoch's length
+        model.top_k_steps = round(recipe.model_config_obj.top_k_epochs * steps_per_epoch)
     model.compile(
         g_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.generator, "train.optimizers.generator"),
         d_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.discriminator, "train.optimizers.discriminator"),

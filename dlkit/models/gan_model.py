@@ -176,6 +176,14 @@ def _jax_grad(model, fn, variables, values):
     return aux, grads
 
 
+def top_k_mask(scores, share):
+    """1 for the ceil(share * batch) highest scores (at least one; ties all kept), else 0."""
+    scores = ops.stop_gradient(ops.reshape(scores, (-1,)))
+    k = ops.maximum(1, ops.cast(ops.ceil(share * ops.cast(ops.shape(scores)[0], "float32")), "int32"))
+    threshold = ops.take(-ops.sort(-scores), k - 1)  # the k-th highest score
+    return ops.cast(scores >= threshold, scores.dtype)
+
+
 @keras.saving.register_keras_serializable(package="dlkit")
 class GAN(Adversarial):
     """Generator and discriminator trained against each other. For InfoGAN the discriminator has a second
@@ -192,7 +200,7 @@ class GAN(Adversarial):
     def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
                  categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
                  instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0,
-                 continuous_weight=1.0,
+                 continuous_weight=1.0, top_k=1.0, top_k_steps=0,
                  generator_ema=None, ema_decay=0.0, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
@@ -203,6 +211,7 @@ class GAN(Adversarial):
         self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
         self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
         self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
+        self.top_k, self.top_k_steps = top_k, top_k_steps
         self.continuous_weight = continuous_weight  # 1.0 by default: models saved before the knob trained so
         names = ["d_loss", "g_loss"]
         names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
@@ -224,7 +233,7 @@ class GAN(Adversarial):
                 "objective": self.objective, "label_smoothing": self.label_smoothing,
                 "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
                 "clip_value": self.clip_value, "info_weight": self.info_weight,
-                "continuous_weight": self.continuous_weight}
+                "continuous_weight": self.continuous_weight, "top_k": self.top_k, "top_k_steps": self.top_k_steps}
 
     def g_variables(self):
         return self.generator.trainable_variables
@@ -281,11 +290,24 @@ class GAN(Adversarial):
         return ops.mean(bce(real_target, real, from_logits=True)) + ops.mean(
             bce(ops.zeros_like(fake), fake, from_logits=True))
 
-    def g_loss_fn(self, fake):
+    def g_loss_fn(self, fake, share=1.0):
+        """The generator's loss; with `share` < 1, over only that share of the fakes (top-k training)."""
         if self.objective == "wasserstein":
-            return -ops.mean(fake)
-        # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
-        return ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True))
+            per_sample = -ops.reshape(fake, (-1,))
+        else:  # non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
+            per_sample = keras.losses.binary_crossentropy(ops.ones_like(fake), fake, from_logits=True)
+        if self.top_k >= 1.0:
+            return ops.mean(per_sample)
+        keep = top_k_mask(fake, share)
+        return ops.sum(per_sample * keep) / ops.sum(keep)
+
+    def top_k_share(self):
+        """The share of fakes the generator learns from at the current generator step (top-k training): 1
+        falling linearly to `top_k` over `top_k_steps` generator steps."""
+        if self.top_k >= 1.0 or not self.top_k_steps:
+            return self.top_k
+        progress = ops.minimum(1.0, ops.cast(self.g_optimizer.iterations, "float32") / float(self.top_k_steps))
+        return 1.0 - (1.0 - self.top_k) * progress
 
     def fakes(self, z, y):
         """Generated discriminator inputs: [full] or, for StackGAN, [full, stage-I low resolution]."""
@@ -354,12 +376,13 @@ class GAN(Adversarial):
 
         z, codes = self.latent(batch, y)
         g_vars = self.g_variables()
+        share = self.top_k_share()  # read here: the optimizer's step counter is not visible inside a JAX gradient
 
         def g_objective():
             g_loss = 0.0
             for judge, fake_in in zip(judges, self.fakes(z, y)):
                 fake_out, predicted = judge(self.noisy(fake_in))
-                g_loss += self.g_loss_fn(fake_out)
+                g_loss += self.g_loss_fn(fake_out, share)
                 if judge == self.critic:
                     main_predicted = predicted
             total = g_loss + sum(self.generator.losses)

@@ -83,5 +83,6 @@ def build(config: Config, spec):
         low_discriminator=discriminator(config.low_discriminator, low_spec, "low_discriminator"),
         latent_dim=config.latent_dim, num_classes=k, objective=config.objective,
         label_smoothing=config.label_smoothing, instance_noise=config.instance_noise, n_critic=config.n_critic,
-        generator_ema=gan.ema_copy(composite) if config.ema else None, ema_decay=config.ema, name="stackgan",
+        generator_ema=gan.ema_copy(composite) if config.ema else None, ema_decay=config.ema, top_k=config.top_k,
+        name="stackgan",
     )
