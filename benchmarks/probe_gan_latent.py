@@ -2,6 +2,9 @@
 (5,000 samples from the generator that draws the samples, the weight average if there is one):
 
 - the mean prediction entropy and the share of it carried by the most ambiguous samples;
+- for models without labels, how well the discriminator's score picks out the ambiguous samples: the mean
+  entropy in each tenth of the samples ranked by that score, and the classifier score of the top 90%,
+  70% and 50% (a diagnostic for top-k training, not a sampler);
 - for unconditional models, the classifier score with the noise truncated (redrawn until |z| < t) or
   shrunk (times s) at sampling time;
 - for InfoGAN, the categorical-code accuracy with the continuous codes pinned at 0, 0.5 and 1 against
@@ -35,9 +38,11 @@ def main(run_dir: str, reference: str) -> None:
     gan, scale = load_gan(RunDir(run_dir))
     classifier, ref_scale, features = E._classifier(RunDir(reference))
 
+    def images(z):
+        return I.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
+
     def probabilities(z):
-        fake = I.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
-        return features.predict(E._as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)[1]
+        return features.predict(E._as_input(images(z), classifier, ref_scale), verbose=0, batch_size=500)[1]
 
     def line(tag, p, asked=None):
         text = f"{tag}: classifier score {E.classifier_score(p):.3f}, classes {np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}"
@@ -55,6 +60,16 @@ def main(run_dir: str, reference: str) -> None:
     ambiguous = entropy > 0.5
     print(f"mean prediction entropy {entropy.mean():.4f} nats; {ambiguous.mean():.1%} of samples above 0.5 nats "
           f"carry {entropy[ambiguous].sum() / entropy.sum():.1%} of it")
+
+    if not gan.num_classes:  # the discriminator takes the image alone
+        fake = images(z)
+        x = (fake.astype("float32") * scale[0] + scale[1]).reshape(fake.shape[0], *gan.discriminator.input_shape[1:])
+        score = gan.discriminator.predict(x, verbose=0, batch_size=500)
+        order = np.argsort(-np.reshape(score[0] if isinstance(score, list) else score, -1))
+        tenths = [round(float(entropy[part].mean()), 3) for part in np.array_split(order, 10)]
+        print(f"mean entropy by tenth of the discriminator's ranking, highest score first: {tenths}")
+        for keep in (0.9, 0.7, 0.5):
+            line(f"top {keep:.0%} by discriminator score", p[order[: int(keep * len(order))]])
 
     noise = slice(0, gan.latent_dim)
     if not (gan.num_classes or gan.codes):
