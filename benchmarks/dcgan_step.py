@@ -3,8 +3,8 @@
     python benchmarks/dcgan_step.py dlkit|plain DATA_DIR [STEPS] [--set key=value ...]
 
 `dlkit` builds recipes/gan_mnist.yaml's model and data through dlkit; `plain` is the same architecture and
-the same train step (label smoothing, dropout, the generator weight average) written by hand in Keras,
-keras-io style, at the recipe's batch size. Prints one JSON line.
+the same train step (label smoothing, the discriminator's batch norm, top-k training, the generator weight
+average) written by hand in Keras, keras-io style, at the recipe's batch size. Prints one JSON line.
 """
 
 import json
@@ -18,7 +18,7 @@ from plain_data import read_idx
 BATCH = 64  # recipes/gan_mnist.yaml's; the two sides report theirs and the benchmark checks they agree
 
 
-def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999):
+def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999, top_k=0.5, top_k_steps=10 * 938):
     import keras
     import tensorflow as tf
 
@@ -33,9 +33,9 @@ def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999):
     g = keras.Model(z, keras.layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer=init)(x))
     img = keras.Input((28, 28, 1))
     y = img
-    for f in (64, 128, 256):
-        y = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=init)(y)
-        y = keras.layers.Dropout(0.3)(keras.layers.Activation("leaky_relu")(y))
+    for i, f in enumerate((64, 128, 256)):  # batch norm after every conv but the first (the conv's bias goes)
+        y = keras.layers.Conv2D(f, 4, strides=2, padding="same", use_bias=not i, kernel_initializer=init)(y)
+        y = keras.layers.Activation("leaky_relu")(keras.layers.BatchNormalization()(y) if i else y)
     d = keras.Model(img, keras.layers.Dense(1)(keras.layers.Flatten()(y)))
     g_ema = keras.models.clone_model(g)  # the moving average of the generator's weights that draws samples
     g_ema.set_weights(g.get_weights())
@@ -68,9 +68,15 @@ def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999):
                     + tf.reduce_mean(bce(tf.zeros_like(fake_out), fake_out, from_logits=True))
             self.d_opt.apply(tape.gradient(d_loss, self.d.trainable_variables), self.d.trainable_variables)
             noise = keras.random.normal((n, latent_dim), seed=self.seed)
+            # top-k training: the loss over the fakes D rates highest, a share annealed from 1 to top_k
+            share = 1.0 - (1.0 - top_k) * tf.minimum(1.0, tf.cast(self.g_opt.iterations, tf.float32) / top_k_steps)
             with tf.GradientTape() as tape:
                 fake_out = self.d(self.g(noise, training=True), training=True)
-                g_loss = tf.reduce_mean(bce(tf.ones_like(fake_out), fake_out, from_logits=True))
+                scores = tf.stop_gradient(tf.reshape(fake_out, [-1]))
+                k = tf.maximum(1, tf.cast(tf.math.ceil(share * tf.cast(n, tf.float32)), tf.int32))
+                keep = tf.cast(scores >= tf.math.top_k(scores, k).values[-1], tf.float32)
+                per_sample = bce(tf.ones_like(fake_out), fake_out, from_logits=True)
+                g_loss = tf.reduce_sum(per_sample * keep) / tf.reduce_sum(keep)
             self.g_opt.apply(tape.gradient(g_loss, self.g.trainable_variables), self.g.trainable_variables)
             step = tf.cast(self.g_opt.iterations, tf.float32)
             decay = tf.minimum(ema_decay, (1.0 + step) / (10.0 + step))
