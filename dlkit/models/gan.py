@@ -35,8 +35,8 @@ class DiscriminatorConfig(KnobOverrides):
     activation: str | None = "leaky_relu"
     dropout: float | None = Field(0.3, ge=0, lt=1)
     batch_norm: Literal["none", "before", "after"] | None = "none"
-    # divide every weight layer's kernel (the convs and the logit) by its largest singular value, kept by one
-    # power iteration per step (Miyato et al., 2018): the discriminator stays 1-Lipschitz, its gradients tame
+    # divide every weight layer's kernel (the convs and the logit) by its largest singular value, estimated by
+    # one power iteration per training call (Miyato et al., 2018), so the discriminator stays 1-Lipschitz
     spectral_norm: bool = False
 
 
