@@ -41,8 +41,11 @@ def main(run_dir: str, reference: str) -> None:
     def images(z):
         return I.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
 
+    def classify(fake):
+        return features.predict(E._as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)[1]
+
     def probabilities(z):
-        return features.predict(E._as_input(images(z), classifier, ref_scale), verbose=0, batch_size=500)[1]
+        return classify(images(z))
 
     def line(tag, p, asked=None):
         text = f"{tag}: classifier score {E.classifier_score(p):.3f}, classes {np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}"
@@ -54,7 +57,8 @@ def main(run_dir: str, reference: str) -> None:
     rng = np.random.default_rng(0)
     asked = rng.integers(0, gan.categorical_codes, SAMPLES) if gan.categorical_codes else None
     z = latent_inputs(gan, SAMPLES, rng, **({"categorical": asked} if asked is not None else {}))
-    p = probabilities(z)
+    fake = images(z)
+    p = classify(fake)
     line("as drawn", p, asked)
     entropy = -(p * np.log(p + 1e-12)).sum(1)
     ambiguous = entropy > 0.5
@@ -62,9 +66,7 @@ def main(run_dir: str, reference: str) -> None:
           f"carry {entropy[ambiguous].sum() / entropy.sum():.1%} of it")
 
     if not gan.num_classes:  # the discriminator takes the image alone
-        fake = images(z)
-        x = (fake.astype("float32") * scale[0] + scale[1]).reshape(fake.shape[0], *gan.discriminator.input_shape[1:])
-        score = gan.discriminator.predict(x, verbose=0, batch_size=500)
+        score = gan.discriminator.predict(E._as_input(fake, gan.discriminator, scale), verbose=0, batch_size=500)
         order = np.argsort(-np.reshape(score[0] if isinstance(score, list) else score, -1))
         tenths = [round(float(entropy[part].mean()), 3) for part in np.array_split(order, 10)]
         print(f"mean entropy by tenth of the discriminator's ranking, highest score first: {tenths}")
