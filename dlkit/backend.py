@@ -1,5 +1,8 @@
 """Importing TensorFlow and Keras once, quietly, and seeding them.
 
+TensorFlow is optional at run time: on a host without it (a JAX-only GPU machine), Keras runs on its
+own backend and the data pipeline feeds numpy batches instead of tf.data (see dlkit.data.pipeline).
+
 TensorFlow's C++ runtime writes start-up chatter (oneDNN, CUDA stubs, CPU features) straight to file
 descriptor 2 before Python's logging can stop it, so the first import runs with fd 2 pointed at
 /dev/null. Set DLKIT_DEBUG=1 to see it.
@@ -10,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 
 _ready = False
+# Set by dlkit.cli's SIGTERM/SIGINT handler; training checks it between steps (callbacks.InterruptCheck).
+interrupt_requested = threading.Event()
 
 
 @contextlib.contextmanager
@@ -31,8 +37,17 @@ def _silenced_fd2():
         os.close(devnull)
 
 
+def tensorflow():
+    """The tensorflow module, or None on a host without it."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return tf
+
+
 def setup():
-    """Import Keras (and TensorFlow, which the data pipeline always uses) with the noise turned off."""
+    """Import Keras (and TensorFlow, the data pipeline's engine where installed) with the noise turned off."""
     global _ready
     if _ready:
         return
@@ -40,24 +55,26 @@ def setup():
     # real failures arrive as Python exceptions
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _silenced_fd2():
-        import tensorflow as tf  # the data pipeline's engine, whatever the Keras backend
+        tf = tensorflow()
         import keras  # noqa: F401
 
-        tf.config.list_physical_devices()  # device discovery logs too (cuInit on GPU-less hosts)
-    import absl.logging
+        if tf is not None:
+            tf.config.list_physical_devices()  # device discovery logs too (cuInit on GPU-less hosts)
+    if tf is not None:
+        import absl.logging
 
-    absl.logging.set_verbosity(absl.logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
     _ready = True
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Python, numpy, TensorFlow and the Keras backend RNGs, and (optionally) deterministic TF kernels."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    if deterministic:
+    tf = tensorflow()
+    if deterministic and tf is not None:
         # Also orders stateful random ops in parallel tf.data maps (augmentation), so reruns match.
         tf.config.experimental.enable_op_determinism()
 

@@ -55,13 +55,21 @@ def _console(stderr=True):
 
 
 def _terminate_like_ctrl_c() -> None:
-    """SIGTERM (a batch system's timeout, `kill`) closes a run as Ctrl-C does: marked interrupted, exit 130."""
+    """SIGTERM (a batch system's timeout, `kill`) closes a run as Ctrl-C does: marked interrupted, exit 130.
+
+    The handler also leaves a flag that training checks between steps: under JAX the signal mostly lands
+    while numpy converts a device array, and numpy swallows the KeyboardInterrupt raised there."""
     import signal
 
+    from dlkit import backend
+
     def handler(signum, frame):
+        backend.interrupt_requested.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, handler)
 
 
 def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:

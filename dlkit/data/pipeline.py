@@ -4,10 +4,15 @@
 
 Splits are carved once, deterministically, from the seed: a validation fraction from the end of a seeded
 permutation of the training set. Scaling statistics come from the training split only.
+
+Where TensorFlow is not installed (a JAX-only GPU host), the same stages run on numpy in `ArrayBatches`,
+a keras.utils.PyDataset: a full seeded reshuffle each epoch, then the same batches, cast, augmentation
+and scaling.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,10 +96,104 @@ def augmenter(cfg, seed: int, value_range=(0.0, 255.0)):
     return keras.Sequential(stages, name="augment") if stages else None
 
 
-def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
-    """One split as a tf.data.Dataset of (float32 inputs, labels) batches."""
-    import tensorflow as tf
+@functools.cache
+def _array_batches_class():
+    import keras  # not at module level: dlkit.backend.setup imports it first, quietly
 
+    class ArrayBatches(keras.utils.PyDataset):
+        """One split as numpy (float32 inputs, labels) batches: tf.data's stages without TensorFlow.
+
+        Training splits are reshuffled at the start of each epoch from (seed, epoch), so a run is
+        reproducible and a resumed run sees each epoch's own order (`start_epoch`). `max_steps` caps the
+        batches in an epoch (train.steps_per_epoch), each epoch starting a fresh pass.
+        """
+
+        def __init__(self, x, y, cfg, seed, scale, training):
+            super().__init__()
+            self.x, self.y, self.batch_size = x, y, cfg.batch_size
+            self.a, self.b = (np.asarray(v, np.float32) for v in scale)
+            self.seed, self.shuffle = seed, training and cfg.shuffle_buffer > 0
+            self.augment = augmenter(cfg, seed) if training else None
+            self.epoch, self.max_steps = 0, None
+            self._order = self._ordering()
+
+        def _ordering(self):
+            if not self.shuffle:
+                return np.arange(len(self.x))
+            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+        def __len__(self):
+            full = -(-len(self.x) // self.batch_size)
+            return full if self.max_steps is None else min(full, self.max_steps)
+
+        def __getitem__(self, i):
+            index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb, yb = self.x[index].astype(np.float32), self.y[index]
+            if self.augment is not None:
+                xb = keras.ops.convert_to_numpy(self.augment(xb, training=True))
+            return xb * self.a + self.b, yb
+
+        def on_epoch_begin(self):
+            self._order = self._ordering()
+            self.epoch += 1
+
+        def start_epoch(self, epoch: int):
+            """Resume: the next epoch to begin is `epoch` (0-based), in the order it has in a whole run."""
+            self.epoch = epoch
+
+    class PairedBatches(keras.utils.PyDataset):
+        """Two domains' ArrayBatches side by side: ((x_a, x_b), (y_a, y_b)), as long as the shorter."""
+
+        def __init__(self, a, b):
+            super().__init__()
+            self.a, self.b = a, b
+
+        def __len__(self):
+            return min(len(self.a), len(self.b))
+
+        def __getitem__(self, i):
+            (xa, ya), (xb, yb) = self.a[i], self.b[i]
+            return (xa, xb), (ya, yb)
+
+        def on_epoch_begin(self):
+            self.a.on_epoch_begin()
+            self.b.on_epoch_begin()
+
+        def start_epoch(self, epoch: int):
+            self.a.start_epoch(epoch)
+            self.b.start_epoch(epoch)
+
+        @property
+        def max_steps(self):
+            return self.a.max_steps
+
+        @max_steps.setter
+        def max_steps(self, steps):
+            self.a.max_steps = self.b.max_steps = steps
+
+    return ArrayBatches, PairedBatches
+
+
+def _check_augment(x, cfg, seed: int):
+    if x.ndim != 4 and augmenter(cfg, seed) is not None:
+        raise RecipeError([Problem("data.augment", "augmentation needs images (N, H, W, C); "
+                                   f"this dataset has inputs of shape {x.shape[1:]}", hint="remove data.augment")])
+
+
+def array_batches(x, y, cfg, seed: int, scale: tuple, training: bool):
+    """One split as numpy batches in an `ArrayBatches` PyDataset (the pipeline without TensorFlow)."""
+    if training:
+        _check_augment(x, cfg, seed)
+    return _array_batches_class()[0](x, y, cfg, seed, scale, training)
+
+
+def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
+    """One split as a tf.data.Dataset of (float32 inputs, labels) batches (numpy batches without TensorFlow)."""
+    from dlkit import backend
+
+    tf = backend.tensorflow()
+    if tf is None:
+        return array_batches(x, y, cfg, seed, scale, training)
     a, b = (tf.constant(v) for v in scale)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
@@ -104,11 +203,9 @@ def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
     ds = ds.batch(cfg.batch_size)
     ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
+        _check_augment(x, cfg, seed)
         aug = augmenter(cfg, seed)
         if aug is not None:
-            if x.ndim != 4:
-                raise RecipeError([Problem("data.augment", "augmentation needs images (N, H, W, C); "
-                                           f"this dataset has inputs of shape {x.shape[1:]}", hint="remove data.augment")])
             ds = ds.map(lambda xb, yb: (aug(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -164,7 +261,9 @@ def _same_channels(a: np.ndarray | None, channels: int):
 
 def build_two_domains(arrays_a: Arrays, arrays_b: Arrays, cfg, seed: int) -> Data:
     """Unpaired two-domain data: each domain shuffled on its own, zipped into ((x_a, x_b), (y_a, y_b))."""
-    import tensorflow as tf
+    from dlkit import backend
+
+    tf = backend.tensorflow()
 
     b_cfg = cfg.model_copy(update={"limit": cfg.domain_b.limit, "test_limit": cfg.domain_b.test_limit})
     sa, sb = split(arrays_a, cfg, seed), split(arrays_b, b_cfg, seed + 1)
@@ -182,6 +281,8 @@ def build_two_domains(arrays_a: Arrays, arrays_b: Arrays, cfg, seed: int) -> Dat
             return None
         da = dataset(xa, ya, cfg, seed, scale_a, training)
         db = dataset(xb, yb, cfg, seed + 1, scale_b, training)
+        if tf is None:
+            return _array_batches_class()[1](da, db)
         return tf.data.Dataset.zip((da, db)).map(lambda a, b: ((a[0], b[0]), (a[1], b[1])))
 
     spec = DataSpec(

@@ -269,10 +269,37 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
+def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
+    """One image file as uint8 (H, W, C), resized (bilinear) to image_size; TensorFlow decodes where it is
+    installed, Pillow where not."""
+    from dlkit import backend
+
+    tf = backend.tensorflow()
+    if tf is None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(f) as im:
+                im.seek(0)  # the first frame of an animation, as tf's expand_animations=False
+                mode = {"1": "L", "P": "RGBA" if "transparency" in im.info else "RGB", "I;16": "L"}.get(im.mode, im.mode)
+                im = im.convert(mode) if mode != im.mode else im
+                if image_size:
+                    im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+                img = np.asarray(im, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"cannot decode image {f}: {e}") from None
+        return img[..., None] if img.ndim == 2 else img
+    try:
+        img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
+    except tf.errors.OpError as e:
+        raise DataError(f"cannot decode image {f}: {e.message}") from None
+    if image_size:
+        img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
+    return img.numpy()
+
+
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     """A folder with one sub-folder per class (`root/cat/1.png`), or `train/` and `test/` folders of those."""
-    import tensorflow as tf
-
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} (data.path)")
@@ -287,13 +314,7 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
             for f in sorted((folder / cls).glob("*")):
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
-                try:
-                    img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
-                except tf.errors.OpError as e:
-                    raise DataError(f"cannot decode image {f}: {e.message}") from None
-                if image_size:
-                    img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
-                images.append(img.numpy())
+                images.append(read_image(f, image_size))
                 labels.append(i)
         if not images:
             raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}")
@@ -307,7 +328,12 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
 
 def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
     """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory."""
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"data.dataset tfds:{name} needs tensorflow-datasets, which this Python cannot import "
+                        f"({e}); install dlkit with `make install`, or export the data to an .npz file "
+                        "(data.dataset: npz) on a machine that has it") from None
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

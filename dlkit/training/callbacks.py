@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from dlkit import backend
 from dlkit.rundir import RunDir, save_model_atomic
 
 
@@ -58,6 +59,16 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.reporter.train_end()
+
+
+class InterruptCheck(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt between steps once a SIGTERM or Ctrl-C has asked for it (see dlkit.cli)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if backend.interrupt_requested.is_set():
+            raise KeyboardInterrupt
+
+    on_epoch_end = on_train_batch_end
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -74,11 +74,11 @@ def _git_commit(where: Path) -> str | None:
 
 def _manifest(recipe, recipe_path, data, model) -> dict:
     import keras
-    import tensorflow as tf
 
+    tf = backend.tensorflow()
     scale = [v.tolist() for v in data.scale]
     return {
-        "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+        "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
         "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
         "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
@@ -153,7 +153,9 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None)
     # same number here puts epoch done+1 on the order it had in an uninterrupted run (tests/test_resume.py
     # checks the weights match). With train.steps_per_epoch set, passes and epochs differ: resuming starts a
     # fresh pass instead.
-    if recipe.train.steps_per_epoch is None:
+    if hasattr(data.train, "start_epoch"):  # the numpy pipeline (no TensorFlow): orders are per epoch
+        data.train.start_epoch(done)
+    elif recipe.train.steps_per_epoch is None:
         for _ in range(2 * done):
             iter(data.train)
     if epochs is not None:
@@ -199,7 +201,7 @@ def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows
     monitor, mode = _monitor(recipe, data.val is not None)
     guard = C.DivergenceGuard()
     keeper = C.CheckpointAndHistory(run, guard, monitor, mode, rows)
-    cbs = [guard]
+    cbs = [C.InterruptCheck(), guard]
     sampler = None
     if generative:
         from dlkit.training.samples import SampleGrid
@@ -221,10 +223,12 @@ def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows
     result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
     if initial_epoch:
         result["resumed_from_epoch"] = initial_epoch
+    fit_steps = recipe.train.steps_per_epoch
+    if hasattr(data.train, "max_steps"):  # the numpy pipeline caps its own epochs, each a fresh pass
+        data.train.max_steps, fit_steps = fit_steps, None
     try:
         model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
-                  initial_epoch=initial_epoch,
-                  steps_per_epoch=recipe.train.steps_per_epoch, callbacks=cbs, verbose=0,
+                  initial_epoch=initial_epoch, steps_per_epoch=fit_steps, callbacks=cbs, verbose=0,
                   shuffle=False)  # the pipeline already shuffles, seeded
         fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if guard.diverged_at is None:

@@ -1,0 +1,166 @@
+"""dlkit on a host without TensorFlow (a JAX-only GPU machine): the numpy pipeline, Pillow image decoding,
+and the whole train / interrupt / resume / evaluate cycle under JAX with `import tensorflow` failing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+keras = pytest.importorskip("keras")
+
+from dlkit import backend  # noqa: E402
+from dlkit.data import pipeline, sources  # noqa: E402
+from dlkit.errors import RecipeError  # noqa: E402
+from dlkit.recipe import load_recipe  # noqa: E402
+
+
+def _batches(ds):
+    """Every (x, y) batch of one pass, as numpy, from a tf.data.Dataset or an ArrayBatches."""
+    if hasattr(ds, "as_numpy_iterator"):
+        return list(ds.as_numpy_iterator())
+    ds.on_epoch_begin()
+    return [ds[i] for i in range(len(ds))]
+
+
+def _arrays(n=70):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 6, 6, 1), dtype=np.uint8)
+    return sources.Arrays(x, np.arange(n) % 3, x[:20], np.arange(20) % 3, ["a", "b", "c"], "test")
+
+
+def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
+    """Same splits, batch sizes, scaling and labels as tf.data; the training split is a fresh seeded
+    permutation each epoch, the same in a rerun; evaluation splits keep their order."""
+    cfg = load_recipe(tiny_recipe, ["data.batch_size=16", "data.scale=symmetric"]).data
+    tf_data = pipeline.build(_arrays(), cfg, seed=3)
+    monkeypatch.setattr(backend, "tensorflow", lambda: None)
+    np_data = pipeline.build(_arrays(), cfg, seed=3)
+    assert hasattr(np_data.train, "start_epoch") and not hasattr(tf_data.train, "start_epoch")
+
+    for split in ("val", "test"):
+        a, b = _batches(getattr(tf_data, split)), _batches(getattr(np_data, split))
+        assert [len(x) for x, _ in a] == [len(x) for x, _ in b]
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_allclose(xa, xb, rtol=1e-6)
+            np.testing.assert_array_equal(ya, yb)
+
+    def epoch(ds):
+        xs, ys = zip(*_batches(ds))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x_tf, _ = epoch(tf_data.train)
+    x1, y1 = epoch(np_data.train)
+    x2, _ = epoch(np_data.train)
+    assert x1.dtype == np.float32 and x1.min() >= -1 and x1.max() <= 1
+    # the same examples, in another order, and a new order each epoch
+    key = lambda x: np.sort(x.reshape(len(x), -1).sum(1))  # noqa: E731
+    np.testing.assert_allclose(key(x1), key(x_tf), rtol=1e-5)
+    np.testing.assert_allclose(key(x2), key(x1), rtol=1e-5)
+    assert not np.array_equal(x1, x2)
+    # a rerun, or a resume that starts at epoch 1, sees the same orders
+    again = pipeline.build(_arrays(), cfg, seed=3).train
+    np.testing.assert_array_equal(epoch(again)[0], x1)
+    again.start_epoch(1)
+    np.testing.assert_array_equal(epoch(again)[0], x2)
+    # train.steps_per_epoch caps an epoch
+    np_data.train.max_steps = 2
+    assert len(np_data.train) == 2 and len(_batches(np_data.train)) == 2
+
+
+def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):
+    monkeypatch.setattr(backend, "tensorflow", lambda: None)
+    cfg = load_recipe(tiny_recipe, ["data.batch_size=8", "data.augment={flip: horizontal}"]).data
+    data = pipeline.build(_arrays(), cfg, seed=0)
+    x, _ = _batches(data.train)[0]
+    assert x.shape == (8, 6, 6, 1) and x.dtype == np.float32
+    flat = sources.Arrays(np.zeros((10, 4), np.float32), np.zeros(10, int), None, None, ["a"], "flat")
+    with pytest.raises(RecipeError, match="augmentation needs images"):
+        pipeline.build(flat, cfg, seed=0)
+
+    two = load_recipe(tiny_recipe, ["data.batch_size=8", "data.validation_split=0",
+                                    "data.domain_b={dataset: mnist}"]).data
+    a, b = _arrays(40), _arrays(24)
+    paired = pipeline.build_two_domains(a, b, two, seed=0)
+    assert len(paired.train) == 3  # as long as the shorter domain
+    (xa, xb), (ya, yb) = _batches(paired.train)[0]
+    assert xa.shape == xb.shape == (8, 6, 6, 1) and ya.shape == yb.shape == (8,)
+
+
+def test_image_folders_decode_with_pillow_as_with_tensorflow(tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for cls, mode, shape in (("gray", "L", (9, 7)), ("colour", "RGB", (9, 7, 3))):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / cls / f"{i}.png")
+    with_tf = {c: sources.read_image(tmp_path / c / "0.png", None) for c in ("gray", "colour")}
+    monkeypatch.setattr(backend, "tensorflow", lambda: None)
+    for c in ("gray", "colour"):
+        np.testing.assert_array_equal(sources.read_image(tmp_path / c / "0.png", None), with_tf[c])
+    assert sources.read_image(tmp_path / "colour" / "0.png", [4, 5]).shape == (4, 5, 3)
+    (tmp_path / "gray" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(sources.DataError, match="cannot decode image .*bad.png"):
+        sources.read_image(tmp_path / "gray" / "bad.png", None)
+
+
+def _no_tf_env(tmp_path):
+    """An environment in which `import tensorflow` fails, as on the JAX-only GPU host, with Keras on JAX."""
+    shim = tmp_path / "no_tensorflow"
+    for name in ("tensorflow", "tensorflow_datasets"):
+        (shim / name).mkdir(parents=True)
+        (shim / name / "__init__.py").write_text(f"raise ImportError('No module named {name} (blocked by the test)')\n")
+    return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}", "KERAS_BACKEND": "jax"}
+
+
+def _dlkit(env, *args, check=True):
+    out = subprocess.run([sys.executable, "-m", "dlkit.cli", *args], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert not check or out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp_path):
+    """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one, SIGTERM
+    stops a run between steps (exit 130, marked interrupted), and evaluate reads the test split."""
+    env = _no_tf_env(tmp_path)
+    common = [str(tiny_recipe), "-q", "--json", "-s", "model.head_dropout=0.3"]
+    straight = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "a"),
+                                 "-s", "train.epochs=3").stdout)
+    first = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "b"),
+                              "-s", "train.epochs=1").stdout)
+    manifest = json.loads((Path(first["run_dir"]) / "manifest.json").read_text())
+    assert manifest["backend"] == "jax" and manifest["tensorflow"] is None
+    resumed = json.loads(_dlkit(env, "resume", first["run_dir"], "--epochs", "3", "-q", "--json").stdout)
+    assert resumed["epochs_completed"] == 3
+    a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras").get_weights()
+    b = keras.saving.load_model(Path(resumed["run_dir"]) / "model.keras").get_weights()
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+    report = json.loads(_dlkit(env, "evaluate", straight["run_dir"], "--json").stdout)
+    assert report["examples"] == 200
+    assert report["metrics"]["accuracy"] == pytest.approx(straight["test"]["accuracy"], abs=1e-6)
+
+    proc = subprocess.Popen([sys.executable, "-m", "dlkit.cli", "train", *common, "--runs-root", str(tmp_path / "c"),
+                             "-s", "train.epochs=100000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("c/tiny/*/checkpoints/last.keras")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    run = next(tmp_path.glob("c/tiny/*"))
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert json.loads(out)["status"] == "interrupted"
