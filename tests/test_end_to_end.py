@@ -107,6 +107,20 @@ def test_early_stopping_and_plateau_schedule(tiny_recipe, tmp_path):
     assert rates[0] == pytest.approx(1e-9) and rates[-1] == pytest.approx(0.5e-9)
 
 
+def test_capped_epochs_run_on_through_the_passes(tiny_recipe, tmp_path):
+    """train.steps_per_epoch: every epoch gets its full count of steps, even across the end of a pass
+    (540 training examples in batches of 50 make 11 batches; 3 epochs of 5 steps need 15)."""
+    import warnings
+
+    import keras
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Your input ran out of data")  # Keras cutting an epoch short
+        r = train(tiny_recipe, ["train.epochs=3", "train.steps_per_epoch=5"], runs_root=tmp_path)
+    model = keras.saving.load_model(Path(r["run_dir"]) / "checkpoints" / "last.keras")
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 15
+
+
 def _history(run_dir):
     with open(Path(run_dir) / "history.csv") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -226,6 +226,8 @@ def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows
     fit_steps = recipe.train.steps_per_epoch
     if hasattr(data.train, "max_steps"):  # the numpy pipeline caps its own epochs, each a fresh pass
         data.train.max_steps, fit_steps = fit_steps, None
+    elif fit_steps is not None:  # capped epochs run on through the passes (else Keras cuts one short at each pass's end)
+        data.train = data.train.repeat()
     try:
         model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
                   initial_epoch=initial_epoch, steps_per_epoch=fit_steps, callbacks=cbs, verbose=0,
