@@ -32,15 +32,17 @@ $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices
 log "host ready: $(cat "$OUT/jax.txt")"
 
 REF=$PWD/.gpudata/ref
+RUNS=/tmp/gpuruns/$T0  # this call's runs only, on a machine still warm from an earlier call
 run_variant() {  # name, overrides...
   local name=$1; shift
   local args=() o
   for o in "$@"; do args+=(-s "$o"); done
-  local root=/tmp/gpuruns/$name
+  local root=$RUNS/$name
   log "train $name: ${*:-(as shipped)}"
   $PY -m dlkit.cli train "$RECIPE" --runs-root "$root" -q --json "${args[@]}" \
     >"$OUT/$name.train.json" 2>"$OUT/$name.train.err"
-  log "train $name exit $?"
+  local rc=$?
+  log "train $name exit $rc $(grep -o '"\(epochs_completed\|wall_time_s\)": [0-9.]*' "$OUT/$name.train.json" | tr '\n' ' ')"
   local run; run=$(ls -d "$root"/*/* 2>/dev/null | head -1)
   [ -n "$run" ] || return
   mkdir -p "$OUT/$name"
@@ -49,7 +51,9 @@ run_variant() {  # name, overrides...
   if [ -f "$run/model.keras" ]; then
     $PY -m dlkit.cli evaluate "$run" --reference "$REF" -n 10000 --json \
       >"$OUT/$name.eval.json" 2>"$OUT/$name.eval.err"
-    log "evaluate $name exit $?: $(grep -o '"classifier_score": [0-9.]*' "$OUT/$name.eval.json")"
+    local rc=$?  # the log keeps the scores: only a few files may come back from the host
+    log "evaluate $name exit $rc: $(grep -o '"\(classifier_score\|frechet_distance\|class_coverage\)": [0-9.]*' \
+      "$OUT/$name.eval.json" | tr '\n' ' ')"
   fi
 }
 
@@ -70,8 +74,8 @@ while :; do
     pkill -TERM -f "dlkit.cli train"  # marks each run interrupted, its last checkpoint kept
     sleep 15
     pkill -KILL -f "dlkit.cli train"
-    for h in /tmp/gpuruns/*/*/*/history.csv; do
-      d=$(dirname "$h"); n=$(echo "$d" | cut -d/ -f4)
+    for h in $RUNS/*/*/*/history.csv; do
+      d=$(dirname "$h"); n=${d#"$RUNS"/}; n=${n%%/*}
       [ -f "$OUT/$n.eval.json" ] && continue
       log "probe $n after $(($(wc -l <"$h") - 1)) epochs"
       $PY benchmarks/probe_gan_checkpoint.py "$d" "$REF" >"$OUT/$n.probe.txt" 2>&1 &
@@ -81,5 +85,5 @@ while :; do
   sleep 5
 done
 wait
-for h in /tmp/gpuruns/*/*/*/history.csv; do n=$(echo "$h" | cut -d/ -f4); cp "$h" "$OUT/$n.history.csv"; done
+for h in $RUNS/*/*/*/history.csv; do n=${h#"$RUNS"/}; n=${n%%/*}; cp "$h" "$OUT/$n.history.csv"; done
 log "done"
