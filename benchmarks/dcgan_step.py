@@ -24,11 +24,11 @@ def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999, top_k=0.5, top_k_st
 
     init = keras.initializers.RandomNormal(stddev=0.02)
     z = keras.Input((latent_dim,))
-    x = keras.layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init)(z)
+    x = keras.layers.Dense(7 * 7 * 256, use_bias=False, kernel_initializer=init)(z)
     x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
-    x = keras.layers.Reshape((7, 7, 128))(x)
+    x = keras.layers.Reshape((7, 7, 256))(x)  # generator filters [256, 128]: 7x7x256 -> 14x14x128 -> 28x28x128
     for _ in range(2):
-        x = keras.layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init)(x)
+        x = keras.layers.Conv2DTranspose(128, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init)(x)
         x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
     g = keras.Model(z, keras.layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer=init)(x))
     img = keras.Input((28, 28, 1))
