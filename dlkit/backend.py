@@ -11,6 +11,7 @@ descriptor 2 before Python's logging can stop it, so the first import runs with 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -37,6 +38,7 @@ def _silenced_fd2():
         os.close(devnull)
 
 
+@functools.cache  # a failed import is not retried on every call
 def tensorflow():
     """The tensorflow module, or None on a host without it."""
     try:

@@ -281,7 +281,10 @@ def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
         try:
             with Image.open(f) as im:
                 im.seek(0)  # the first frame of an animation, as tf's expand_animations=False
-                mode = {"1": "L", "P": "RGBA" if "transparency" in im.info else "RGB", "I;16": "L"}.get(im.mode, im.mode)
+                # to the channels tf.io.decode_image gives: 1 (gray), 2 (gray + alpha), 3 or 4 (with alpha)
+                to = {"1": "L", "I": "L", "I;16": "L", "F": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
+                      "HSV": "RGB", "P": "RGBA" if "transparency" in im.info else "RGB", "PA": "RGBA"}
+                mode = to.get(im.mode, im.mode)
                 im = im.convert(mode) if mode != im.mode else im
                 if image_size:
                     im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
