@@ -121,3 +121,28 @@ def test_resume_refuses_a_run_another_process_is_training(tiny_recipe, tmp_path)
     # the owner died without closing the run (kill -9): now it may be resumed
     with pytest.raises(UsageError, match="finished 1 of its 1 epochs"):
         resume(run.root)
+
+
+def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path):
+    """Patience counts across a resume: the epochs already run are replayed into EarlyStopping and
+    ReduceLROnPlateau, so a resumed run stops and lowers its rate at the epochs an uninterrupted one does."""
+    # min_delta larger than any gain: after the first epoch nothing counts as better, so it stops at epoch 3
+    stop = ["train.early_stopping={patience: 2, min_delta: 100}", "data.limit=200"]
+    straight = train(tiny_recipe, ["train.epochs=8", *stop], runs_root=tmp_path / "a")
+    assert straight["epochs_completed"] == 3
+    first = train(tiny_recipe, ["train.epochs=2", *stop], runs_root=tmp_path / "b")
+    resumed = resume(first["run_dir"], epochs=8)
+    assert resumed["epochs_completed"] == 3  # without the replay: 2 + 3 = 5
+
+    # a rate too small to move val_loss by Keras' min_delta: halved after each `patience` epochs
+    plateau = ["train.schedule={name: plateau, patience: 2, factor: 0.5}", "train.optimizer.learning_rate=1.0e-9",
+               "data.limit=100"]
+    straight = train(tiny_recipe, ["train.epochs=5", *plateau], runs_root=tmp_path / "c")
+    first = train(tiny_recipe, ["train.epochs=2", *plateau], runs_root=tmp_path / "d")
+    resumed = resume(first["run_dir"], epochs=5)
+
+    def rates(result):
+        return [float(r["learning_rate"]) for r in csv.DictReader(open(Path(result["run_dir"]) / "history.csv"))]
+
+    assert min(rates(straight)) == pytest.approx(0.5e-9)  # lowered once, after epoch 3
+    assert rates(resumed) == pytest.approx(rates(straight))  # without the replay: only after epoch 5

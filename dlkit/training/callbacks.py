@@ -71,6 +71,47 @@ class InterruptCheck(keras.callbacks.Callback):
     on_epoch_end = on_train_batch_end
 
 
+class _Replaying:
+    """Mixed into EarlyStopping and ReduceLROnPlateau for `dlkit resume`: after Keras resets them at the start
+    of fit, the epochs already run (history.csv's rows) are fed through their own on_epoch_end, so patience,
+    best value and cooldown pick up where the interrupted run left them instead of starting over."""
+
+    def __init__(self, *args, rows=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows = list(rows)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.rows:
+            return
+        optimizer = getattr(self.model, "optimizer", None)
+        settable = optimizer is not None and not isinstance(getattr(optimizer, "_learning_rate", None),
+                                                             keras.optimizers.schedules.LearningRateSchedule)
+        now = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) if settable else None
+        for i, row in enumerate(self.rows):
+            if now is not None and "learning_rate" in row:
+                optimizer.learning_rate = row["learning_rate"]  # the rate that epoch ran at
+            self._replay(i, dict(row))
+        if now is not None:
+            optimizer.learning_rate = now  # the checkpoint's own: it already holds every reduction made
+        self.model.stop_training = False
+
+    def _replay(self, epoch, logs):
+        self.on_epoch_end(epoch, logs)
+
+
+class ResumableEarlyStopping(_Replaying, keras.callbacks.EarlyStopping):
+    def _replay(self, epoch, logs):
+        self.on_epoch_end(epoch, logs)
+        self.stopped_epoch = 0
+        if self.restore_best_weights:  # past epochs' weights are gone: the first resumed epoch's stand in
+            self.best_weights = None
+
+
+class ResumableReduceLROnPlateau(_Replaying, keras.callbacks.ReduceLROnPlateau):
+    pass
+
+
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training when the loss turns NaN or inf. Checks every `every` steps and at each epoch end."""
 

@@ -212,12 +212,13 @@ def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows
     cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps, initial_epoch)]
     if recipe.train.early_stopping:
         es = recipe.train.early_stopping
-        cbs.append(keras.callbacks.EarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
-                                                 min_delta=es.min_delta, restore_best_weights=es.restore_best_weights))
+        cbs.append(C.ResumableEarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
+                                            min_delta=es.min_delta, restore_best_weights=es.restore_best_weights,
+                                            rows=rows))
     if recipe.train.schedule.name == "plateau":
         sc = recipe.train.schedule
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=sc.factor, patience=sc.patience,
-                                                     min_lr=sc.min_learning_rate, verbose=0))
+        cbs.append(C.ResumableReduceLROnPlateau(monitor=monitor, factor=sc.factor, patience=sc.patience,
+                                                min_lr=sc.min_learning_rate, verbose=0, rows=rows))
 
     start, cpu_start = time.perf_counter(), time.process_time()
     result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
