@@ -108,12 +108,11 @@ def _array_batches_class():
         batches in an epoch (train.steps_per_epoch), each epoch starting a fresh pass.
         """
 
-        def __init__(self, x, y, cfg, seed, scale, training):
+        def __init__(self, x, y, batch_size, seed, scale, shuffle, augment=None):
             super().__init__()
-            self.x, self.y, self.batch_size = x, y, cfg.batch_size
+            self.x, self.y, self.batch_size = x, y, batch_size
             self.a, self.b = (np.asarray(v, np.float32) for v in scale)
-            self.seed, self.shuffle = seed, training and cfg.shuffle_buffer > 0
-            self.augment = augmenter(cfg, seed) if training else None
+            self.seed, self.shuffle, self.augment = seed, shuffle, augment
             self.epoch, self.max_steps = 0, None
             self._order = self._ordering()
 
@@ -174,17 +173,20 @@ def _array_batches_class():
     return ArrayBatches, PairedBatches
 
 
-def _check_augment(x, cfg, seed: int):
-    if x.ndim != 4 and augmenter(cfg, seed) is not None:
+def _training_augmenter(x, cfg, seed: int):
+    """The augmentation stage for a training split (or None), once its inputs are known to be images."""
+    aug = augmenter(cfg, seed)
+    if aug is not None and x.ndim != 4:
         raise RecipeError([Problem("data.augment", "augmentation needs images (N, H, W, C); "
                                    f"this dataset has inputs of shape {x.shape[1:]}", hint="remove data.augment")])
+    return aug
 
 
 def array_batches(x, y, cfg, seed: int, scale: tuple, training: bool):
     """One split as numpy batches in an `ArrayBatches` PyDataset (the pipeline without TensorFlow)."""
-    if training:
-        _check_augment(x, cfg, seed)
-    return _array_batches_class()[0](x, y, cfg, seed, scale, training)
+    augment = _training_augmenter(x, cfg, seed) if training else None
+    array_batches_type, _ = _array_batches_class()
+    return array_batches_type(x, y, cfg.batch_size, seed, scale, training and cfg.shuffle_buffer > 0, augment)
 
 
 def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
@@ -203,8 +205,7 @@ def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
     ds = ds.batch(cfg.batch_size)
     ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        _check_augment(x, cfg, seed)
-        aug = augmenter(cfg, seed)
+        aug = _training_augmenter(x, cfg, seed)
         if aug is not None:
             ds = ds.map(lambda xb, yb: (aug(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
@@ -282,7 +283,8 @@ def build_two_domains(arrays_a: Arrays, arrays_b: Arrays, cfg, seed: int) -> Dat
         da = dataset(xa, ya, cfg, seed, scale_a, training)
         db = dataset(xb, yb, cfg, seed + 1, scale_b, training)
         if tf is None:
-            return _array_batches_class()[1](da, db)
+            _, paired_batches_type = _array_batches_class()
+            return paired_batches_type(da, db)
         return tf.data.Dataset.zip((da, db)).map(lambda a, b: ((a[0], b[0]), (a[1], b[1])))
 
     spec = DataSpec(

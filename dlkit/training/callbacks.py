@@ -82,18 +82,8 @@ class _Replaying:
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if not self.rows:
-            return
-        optimizer = getattr(self.model, "optimizer", None)
-        settable = optimizer is not None and not isinstance(getattr(optimizer, "_learning_rate", None),
-                                                             keras.optimizers.schedules.LearningRateSchedule)
-        now = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) if settable else None
         for i, row in enumerate(self.rows):
-            if now is not None and "learning_rate" in row:
-                optimizer.learning_rate = row["learning_rate"]  # the rate that epoch ran at
             self._replay(i, dict(row))
-        if now is not None:
-            optimizer.learning_rate = now  # the checkpoint's own: it already holds every reduction made
         self.model.stop_training = False
 
     def _replay(self, epoch, logs):
@@ -102,14 +92,27 @@ class _Replaying:
 
 class ResumableEarlyStopping(_Replaying, keras.callbacks.EarlyStopping):
     def _replay(self, epoch, logs):
-        self.on_epoch_end(epoch, logs)
+        super()._replay(epoch, logs)
         self.stopped_epoch = 0
         if self.restore_best_weights:  # past epochs' weights are gone: the first resumed epoch's stand in
             self.best_weights = None
 
 
 class ResumableReduceLROnPlateau(_Replaying, keras.callbacks.ReduceLROnPlateau):
-    pass
+    """Each epoch is replayed at the learning rate it ran at (history.csv's), then the checkpoint's own rate,
+    which already holds every reduction made, is put back."""
+
+    def on_train_begin(self, logs=None):
+        if not self.rows:
+            return super().on_train_begin(logs)
+        now = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        super().on_train_begin(logs)
+        self.model.optimizer.learning_rate = now
+
+    def _replay(self, epoch, logs):
+        if "learning_rate" in logs:
+            self.model.optimizer.learning_rate = logs["learning_rate"]
+        super()._replay(epoch, logs)
 
 
 class DivergenceGuard(keras.callbacks.Callback):
