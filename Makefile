@@ -1,8 +1,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-# Tests and benchmarks read the real datasets in ../shared/data (see its SOURCES.md).
-export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
+# `make test` reads the slice of real data committed under tests/data, so it passes in a fresh clone anywhere.
+# The slow tests and the benchmarks read full datasets: $DLKIT_DATA_DIR, else ../shared/data (its SOURCES.md).
+test-slow bench: export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 
 .PHONY: install test test-slow bench data clean
 
@@ -14,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# the suite's tests spread over every core (pytest-xdist); WORKERS=0 runs them in this process
+WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

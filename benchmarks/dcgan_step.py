@@ -98,13 +98,14 @@ def main():
         import os
 
         os.environ["DLKIT_DATA_DIR"] = folder
-        from dlkit.recipe import load_recipe
-        from dlkit.training.train import prepare
+        from dlkit.tasks import load_recipe
+        from dlkit.training.session import Session
 
         overrides = [a for a in sys.argv[4:] if a != "--set"]  # e.g. train.deterministic=false
         recipe = load_recipe("recipes/gan_mnist.yaml", overrides)
-        data, gan, _ = prepare(recipe)
-        train = data.train.repeat()
+        session = Session.open(recipe)
+        gan = session.model()
+        train = session.data.train.repeat()
         params, batch = gan.generator.count_params() + gan.discriminator.count_params(), recipe.data.batch_size
     else:
         import keras

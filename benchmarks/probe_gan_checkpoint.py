@@ -19,27 +19,28 @@ def main(run_dir: str, reference: str) -> None:
     backend.setup()
     import keras
 
-    from dlkit import gan_eval as E
-    from dlkit import images as I
-    from dlkit.generate import run_scale
-    from dlkit.models import gan_model  # noqa: F401 - registers the GAN classes
+    from dlkit import images, metrics
+    from dlkit.models import register_keras_classes
+    from dlkit.models.gan import latent_inputs
     from dlkit.rundir import RunDir
-    from dlkit.training.samples import latent_inputs
+    from dlkit.tasks.generative import run_scale
+    from dlkit.tasks.reference import Reference
 
-    run = RunDir(run_dir)
+    register_keras_classes()
+    run = RunDir.open(run_dir)
     gan = keras.saving.load_model(run.last_checkpoint)
     scale = run_scale(run)
-    classifier, ref_scale, features = E._classifier(RunDir(reference))
+    ref = Reference(RunDir.open(reference))
     rng = np.random.default_rng(0)
     asked = rng.integers(0, gan.categorical_codes, 5000) if gan.categorical_codes else None
     z = latent_inputs(gan, 5000, rng, **({"categorical": asked} if asked is not None else {}))
     step = int(keras.ops.convert_to_numpy(gan.g_optimizer.iterations))
     for name, generator in (("trained", gan.generator), ("average", gan.sampler)):
-        fake = I.to_uint8(generator.predict(z, verbose=0, batch_size=500), scale)
-        _, probs = features.predict(E._as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)
-        line = f"{name}: generator step {step}, classifier score {E.classifier_score(probs):.3f}"
+        fake = images.to_uint8(generator.predict(z, verbose=0, batch_size=500), scale)
+        _, probs = ref.predict(fake)
+        line = f"{name}: generator step {step}, classifier score {metrics.classifier_score(probs):.3f}"
         if asked is not None:
-            accuracy, mapping = E.matched_accuracy(asked, probs.argmax(1), gan.categorical_codes, probs.shape[1])
+            accuracy, mapping = metrics.matched_accuracy(asked, probs.argmax(1), gan.categorical_codes, probs.shape[1])
             line += f", code accuracy {accuracy:.4f} (code -> class {mapping})"
         print(line)
 

@@ -29,28 +29,34 @@ def main(run_dir: str, reference: str) -> None:
     from dlkit import backend
 
     backend.setup()
-    from dlkit import gan_eval as E
-    from dlkit import images as I
-    from dlkit.generate import load_gan
-    from dlkit.rundir import RunDir
-    from dlkit.training.samples import latent_inputs
+    import keras
 
-    gan, scale = load_gan(RunDir(run_dir))
-    classifier, ref_scale, features = E._classifier(RunDir(reference))
+    from dlkit import images as image_tools
+    from dlkit import metrics
+    from dlkit.models import register_keras_classes
+    from dlkit.models.gan import latent_inputs
+    from dlkit.rundir import RunDir
+    from dlkit.tasks.generative import in_scale, run_scale
+    from dlkit.tasks.reference import Reference
+
+    register_keras_classes()
+    run = RunDir.open(run_dir)
+    gan, scale = keras.saving.load_model(run.model), run_scale(run)
+    ref = Reference(RunDir.open(reference))
 
     def images(z):
-        return I.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
+        return image_tools.to_uint8(gan.sampler.predict(z, verbose=0, batch_size=500), scale)
 
     def classify(fake):
-        return features.predict(E._as_input(fake, classifier, ref_scale), verbose=0, batch_size=500)[1]
+        return ref.predict(fake)[1]
 
     def probabilities(z):
         return classify(images(z))
 
     def line(tag, p, asked=None):
-        text = f"{tag}: classifier score {E.classifier_score(p):.3f}, classes {np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}"
+        text = f"{tag}: classifier score {metrics.classifier_score(p):.3f}, classes {np.bincount(p.argmax(1), minlength=p.shape[1]).tolist()}"
         if asked is not None:
-            accuracy, mapping = E.matched_accuracy(asked, p.argmax(1), gan.categorical_codes, p.shape[1])
+            accuracy, mapping = metrics.matched_accuracy(asked, p.argmax(1), gan.categorical_codes, p.shape[1])
             text += f", code accuracy {accuracy:.4f} (code -> class {mapping})"
         print(text, flush=True)
 
@@ -66,7 +72,7 @@ def main(run_dir: str, reference: str) -> None:
           f"carry {entropy[ambiguous].sum() / entropy.sum():.1%} of it")
 
     if not gan.num_classes:  # the discriminator takes the image alone
-        score = gan.discriminator.predict(E._as_input(fake, gan.discriminator, scale), verbose=0, batch_size=500)
+        score = gan.discriminator.predict(in_scale(fake, scale), verbose=0, batch_size=500)
         order = np.argsort(-np.reshape(score[0] if isinstance(score, list) else score, -1))
         tenths = [round(float(entropy[part].mean()), 3) for part in np.array_split(order, 10)]
         print(f"mean entropy by tenth of the discriminator's ranking, highest score first: {tenths}")

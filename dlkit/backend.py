@@ -81,6 +81,12 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def distribution_scope(recipe):
+    """Where models are built and loaded. One device today: nothing to open. Spreading a run over several
+    devices (keras.distribution on JAX, a tf.distribute strategy on TensorFlow) opens its scope here."""
+    return contextlib.nullcontext()
+
+
 def describe_device() -> str:
     import keras
 

@@ -1,5 +1,8 @@
 """The recipe vocabulary: every name a recipe may use for a Keras object, and what it means.
 
+(Dataset names live with their readers, in dlkit.data.sources.DATASETS; architecture names in
+dlkit.models.ARCHITECTURES; task names in dlkit.tasks.TASKS.)
+
 These are names, not objects. Validation checks recipes against them without importing TensorFlow, and
 `dlkit list` prints them. The objects themselves always come from Keras' own `get()` functions
 (`keras.optimizers.get`, `keras.initializers.get`, ...); `tests/test_catalog.py` checks that each name here
@@ -62,20 +65,3 @@ AUGMENTATIONS = {
 }
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
-
-DATASETS = {
-    "mnist": "MNIST digits, 28x28x1, 10 classes (IDX .gz files)",
-    "fashion_mnist": "Fashion-MNIST, 28x28x1, 10 classes (IDX .gz files)",
-    "cifar10": "CIFAR-10, 32x32x3, 10 classes (keras npz or the python batches)",
-    "mnist_m": "MNIST digits blended over CIFAR-10 patches, 28x28x3 (built from those two, MNIST-M style)",
-    "tfds:NAME": "any tensorflow-datasets dataset with (image, label) pairs",
-    "npz": "arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
-    "image_folder": "a folder with one sub-folder of images per class (data.path)",
-    "csv": "a CSV file of numeric features and a label column (data.path)",
-}
-
-
-def describe_architectures() -> dict[str, str]:
-    from dlkit.models import ARCHITECTURES
-
-    return {name: (mod.__doc__ or "").strip().splitlines()[0] for name, mod in ARCHITECTURES.items()}

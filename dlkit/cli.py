@@ -90,7 +90,7 @@ def train(
     json_: JsonFlag = False,
 ):
     from dlkit import backend
-    from dlkit.recipe import load_recipe
+    from dlkit.tasks import load_recipe
 
     def run(reporter):
         load_recipe(recipe, set_ or ())  # a bad recipe is reported before TensorFlow loads
@@ -142,13 +142,13 @@ def resume(
     _training_command(run, quiet, json_)
 
 
-@app.command(help=f"Measure a finished run (or a recipe's latest run) on a split.\n\n{EXIT_CODES_HELP}")
+@app.command(help=f"Measure a finished run (or a recipe's latest run): what its task measures.\n\n{EXIT_CODES_HELP}")
 def evaluate(
     target: Annotated[str, typer.Argument(help="A run directory, or a recipe file (its latest run).")],
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     reference: Annotated[Optional[str], typer.Option(
-        help="GAN runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="GAN runs: how many samples to measure.")] = 10000,
+        help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Generative runs: how many samples to measure.")] = 10000,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
 ):
@@ -161,55 +161,17 @@ def evaluate(
     if json_:
         print(json.dumps(result))
         return
-    if result.get("kind") in ("gan", "cyclegan"):
-        _print_gan_eval(result)
-        return
-    from rich.table import Table
-
-    from dlkit.ui import fmt
+    from dlkit.tasks import TASKS
 
     console = _console(stderr=False)
-    table = Table(title=f"{Path(result['run_dir']).parent.name}/{Path(result['run_dir']).name}: "
-                        f"{result['split']} split, {result['examples']} examples")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in result["metrics"].items():
-        table.add_row(k, fmt(v))
-    console.print(table)
-    per = Table(title="per class")
-    for col in ("class", "precision", "recall", "support"):
-        per.add_column(col, justify="right" if col != "class" else "left")
-    for name, row in result["per_class"].items():
-        per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
-    console.print(per)
-    console.print(f"confusion matrix: {result['confusion_matrix_image']}", markup=False)
+    for part in TASKS[result["task"]].report(result):
+        console.print(part, markup=False) if isinstance(part, str) else console.print(part)
 
 
-def _print_gan_eval(result: dict) -> None:
-    from rich.table import Table
-
-    from dlkit.ui import fmt
-
-    table = Table(title=f"{Path(result['run_dir']).parent.name}/{Path(result['run_dir']).name}: "
-                        f"{result['samples']} samples")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    rows = [("diversity (generated / real)", result["diversity"]["ratio"])]
-    for key in ("frechet_distance", "classifier_score", "real_classifier_score", "class_coverage",
-                "label_accuracy", "code_accuracy", "translated_accuracy", "cycled_accuracy",
-                "untranslated_accuracy", "source_accuracy"):
-        if key in result:
-            rows.append((key.replace("_", " "), result[key]))
-    for name, value in rows:
-        table.add_row(name, fmt(float(value)))
-    console = _console(stderr=False)
-    console.print(table)
-    console.print(f"sample grid: {result['grid']}", markup=False)
-
-
-@app.command(help=f"Write a grid of samples (or a latent interpolation) from a GAN run.\n\n{EXIT_CODES_HELP}")
+@app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations."
+                  f"\n\n{EXIT_CODES_HELP}")
 def generate(
-    run_dir: Annotated[Path, typer.Argument(help="A GAN run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of a generative model (GAN, translation).")],
     n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
     label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models).")] = None,
     code: Annotated[Optional[int], typer.Option(help="Categorical code to draw (InfoGAN).")] = None,
@@ -238,7 +200,7 @@ def validate(
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     json_: JsonFlag = False,
 ):
-    from dlkit.recipe import load_recipe
+    from dlkit.tasks import load_recipe
 
     console, errors = _console(stderr=json_), _console()
     results, worst = [], 0
@@ -248,9 +210,9 @@ def validate(
             recipe = load_recipe(path, set_ or ())
             entry["data"] = _check_data(recipe)
             if build:
-                from dlkit.training.train import prepare
+                from dlkit.training.session import Session
 
-                _, model, _ = prepare(recipe)
+                model = Session.open(recipe).model()
                 entry["params"] = int(model.count_params())
                 model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
             console.print(f"[green]ok[/] {path} (data: {entry['data']}" + (f", {entry['params']:,} parameters)" if build else ")"))
@@ -265,24 +227,11 @@ def validate(
 
 
 def _check_data(recipe) -> str:
-    """Data availability without reading it: where a built-in dataset would be found, or that a path exists."""
+    """Data availability without reading it: where each source would be read from."""
+    from dlkit import tasks
     from dlkit.data import sources
-    from dlkit.errors import DataError
 
-    d = recipe.data
-    if d.dataset in sources.BUILTINS:
-        for folder in sources.search_dirs(d.dataset, d.dir):
-            if sources.has_builtin_files(d.dataset, folder):
-                return str(folder)
-        if d.download:
-            return "not found locally; will try to download"
-        raise DataError(f"dataset {d.dataset!r} not found in {', '.join(map(str, sources.search_dirs(d.dataset, d.dir)))} "
-                        f"and data.download is false. Put {sources.BUILTINS[d.dataset]['expect']} there.")
-    if d.path:
-        if not Path(d.path).expanduser().exists():
-            raise DataError(f"data.path {d.path} does not exist")
-        return d.path
-    return d.dataset
+    return " + ".join(sources.locate(section) for section in tasks.of(recipe).data_sources(recipe))
 
 
 @app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")
@@ -292,7 +241,7 @@ def show(
 ):
     import yaml
 
-    from dlkit.recipe import load_recipe
+    from dlkit.tasks import load_recipe
 
     try:
         r = load_recipe(recipe, set_ or ())
@@ -301,13 +250,15 @@ def show(
     sys.stdout.write(yaml.safe_dump(r.to_dict(), sort_keys=False))
 
 
-@app.command(name="list", help="List architectures, datasets, optimizers, initializers, regularizers, augmentations.")
+@app.command(name="list", help="List architectures, tasks, datasets, optimizers, initializers, regularizers, augmentations.")
 def list_(json_: JsonFlag = False):
-    from dlkit import catalog
+    from dlkit import catalog, models, tasks
+    from dlkit.data import sources
 
     groups = {
-        "architectures": catalog.describe_architectures(),
-        "datasets": catalog.DATASETS,
+        "architectures": {name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
+        "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
+        "datasets": {name: d.description for name, d in sources.DATASETS.items()},
         "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")
                        for k, v in catalog.OPTIMIZERS.items()},
         "initializers": {k: f"keras.initializers {v}" for k, v in catalog.INITIALIZERS.items()},

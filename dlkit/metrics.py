@@ -1,4 +1,15 @@
-"""Classification measures computed from predictions (numpy only)."""
+"""Measures computed from predictions and features (numpy; scipy where noted).
+
+Classification: confusion matrix, per-class precision and recall, best value per metric.
+Sample quality (generative models, against a reference classifier):
+- Fréchet distance between the classifier's penultimate-layer features of generated and real test images
+  (FID with the reference classifier's features in place of Inception's);
+- classifier score, the Inception-score analogue: exp(E_x KL(p(y|x) || p(y))): 1 when every sample gets the
+  same prediction, K for confident predictions spread evenly over K classes;
+- class coverage: the share of classes that receive at least 10% of their even share of samples;
+- matched accuracy: InfoGAN's categorical code against the predicted class, after the best one-to-one
+  matching of codes to classes (Hungarian algorithm).
+"""
 
 from __future__ import annotations
 
@@ -34,3 +45,54 @@ def best_of(rows: list[dict]) -> dict:
             lower = "loss" in key or "error" in key
             out[key] = min(values) if lower else max(values)
     return out
+
+
+# ---------------------------------------------------------------- sample quality
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2) between two Gaussians."""
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    import warnings
+
+    from scipy import linalg
+
+    with warnings.catch_warnings():  # a singular product (e.g. collapsed samples) is handled just below
+        warnings.simplefilter("ignore")
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():  # nudge both diagonals, as the FID reference code does
+            eps = np.eye(len(sigma1)) * 1e-6
+            covmean = linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
+    covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def feature_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of feature vectors (rows)."""
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
+    p_y = probs.mean(axis=0, keepdims=True)
+    kl = np.maximum((probs * (np.log(probs + eps) - np.log(p_y + eps))).sum(axis=1), 0.0)  # >= 0 but for rounding
+    return float(np.exp(kl.mean()))
+
+
+def coverage(predicted: np.ndarray, num_classes: int, share: float = 0.1) -> float:
+    counts = np.bincount(predicted, minlength=num_classes)
+    return float((counts >= share * len(predicted) / num_classes).mean())
+
+
+def matched_accuracy(codes: np.ndarray, predicted: np.ndarray, num_codes: int, num_classes: int) -> tuple[float, list]:
+    """Accuracy after matching each code to a distinct class so that agreements are maximal (Hungarian)."""
+    from scipy import optimize
+
+    table = np.zeros((num_codes, num_classes), np.int64)
+    np.add.at(table, (codes, predicted), 1)
+    rows, cols = optimize.linear_sum_assignment(-table)
+    mapping = [-1] * num_codes
+    for r, c in zip(rows, cols):
+        mapping[r] = int(c)
+    return float(table[rows, cols].sum() / len(codes)), mapping

@@ -1,4 +1,8 @@
-"""Optimizer, learning-rate schedule and loss from the `train:` section, through Keras' own get()."""
+"""Optimizers, learning-rate schedules, losses and metrics from a `train:` section, through Keras' own get().
+
+Tasks call these to compile their models: one optimizer per optimizer role, each with its own clipping and
+(optionally) its own schedule.
+"""
 
 from __future__ import annotations
 
@@ -54,12 +58,12 @@ def optimizer(train_cfg, steps_per_epoch: int, cfg=None, path: str = "train.opti
     return keras.optimizers.get({"class_name": catalog.OPTIMIZERS[cfg.name], "config": kwargs})
 
 
-def loss(train_cfg, arch_module, model_cfg):
+def loss(train_cfg, default):
+    """train.loss if the recipe names one (checked against keras.losses), else `default`."""
     import keras
 
     if train_cfg.loss is None:
-        default = getattr(arch_module, "loss", lambda c: None)(model_cfg)
-        return default if default is not None else "sparse_categorical_crossentropy"
+        return default
     try:
         keras.losses.get(train_cfg.loss)
     except ValueError:

@@ -2,13 +2,16 @@
 
     runs/<recipe name>/<YYYYmmdd-HHMMSS>[-N]/
         recipe.yaml          the resolved recipe (defaults filled, overrides applied)
-        manifest.json        versions, backend, device, seed, git commit, command, times, status
+        manifest.json        versions, backend, device, seed, git commit, command, times, status, phases
+        artifacts/<name>.json  what using the model needs besides it: the input scaling, a vocabulary, ...
         history.csv          one row per epoch, written as training goes
         metrics.json         final, best and test metrics, parameters, wall time, throughput
         model.keras          the trained model; keras.saving.load_model reads it
         checkpoints/         last.keras and best.keras, with optimizer state, replaced atomically
-        learning_curves.png  confusion_matrix.png (classifiers)
-        samples/epoch_NNN.png  samples.png  progress.gif (GANs)
+        phases/<phase>/      a run of several phases (pretraining, then fine-tuning): each phase's own
+                             history.csv, checkpoints/ and model.keras; the last phase's model is model.keras
+        learning_curves.png  and what the task draws: confusion_matrix.png (classifiers),
+                             samples/epoch_NNN.png, samples.png, progress.gif (generative models)
         eval.json            what `dlkit evaluate` measured, by split
 """
 
@@ -23,21 +26,57 @@ from pathlib import Path
 from dlkit.errors import UsageError
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+# Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
+FORMAT = 2  # 2: artifacts/ (format 1, dlkit 0.1.0, kept the input scaling in manifest.json)
 
 
-class RunDir:
+class PhaseDir:
+    """Where one phase of a run keeps its history, checkpoints and final model."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    recipe = property(lambda self: self.root / "recipe.yaml")
-    manifest = property(lambda self: self.root / "manifest.json")
     history = property(lambda self: self.root / "history.csv")
-    metrics = property(lambda self: self.root / "metrics.json")
     model = property(lambda self: self.root / "model.keras")
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoints / "last.keras")
     best_checkpoint = property(lambda self: self.checkpoints / "best.keras")
     learning_curves = property(lambda self: self.root / "learning_curves.png")
+
+    def rng_sidecar(self, checkpoint: Path) -> Path:
+        """The random streams saved beside a checkpoint (checkpoints/last.rng.npz)."""
+        return checkpoint.with_name(checkpoint.stem + ".rng.npz")
+
+
+class RunDir(PhaseDir):
+    """A run directory. A run of one phase keeps its history and checkpoints at the top; `phase(name)` gives
+    the folder of a phase of a run that has several."""
+
+    recipe = property(lambda self: self.root / "recipe.yaml")
+    manifest = property(lambda self: self.root / "manifest.json")
+    metrics = property(lambda self: self.root / "metrics.json")
+
+    def phase(self, name: str, several: bool) -> PhaseDir:
+        if not several:
+            return self
+        folder = self.root / "phases" / name
+        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return PhaseDir(folder)
+
+    def artifact(self, name: str) -> Path:
+        return self.root / "artifacts" / f"{name}.json"
+
+    def write_artifacts(self, artifacts: dict) -> None:
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        for name, value in artifacts.items():
+            self.write_json(self.artifact(name), value)
+
+    def read_artifact(self, name: str) -> dict:
+        path = self.artifact(name)
+        if not path.is_file():
+            raise UsageError(f"{self.root} has no artifacts/{name}.json, which using its model needs; "
+                             "train the recipe again")
+        return json.loads(path.read_text())
     eval = property(lambda self: self.root / "eval.json")
     samples = property(lambda self: self.root / "samples.png")  # GANs: the final grid
     progress_gif = property(lambda self: self.root / "progress.gif")  # GANs: the epoch grids, animated
@@ -46,6 +85,10 @@ class RunDir:
         folder = self.root / "samples"
         folder.mkdir(exist_ok=True)
         return folder / f"epoch_{epoch:03d}.png"
+
+    def image(self, name: str) -> Path:
+        """A picture a task draws into the run directory (confusion_matrix.png, samples.png, ...)."""
+        return self.root / name
 
     def confusion_matrix(self, split: str = "test") -> Path:
         return self.root / ("confusion_matrix.png" if split == "test" else f"confusion_matrix_{split}.png")
@@ -72,6 +115,12 @@ class RunDir:
         run = cls(Path(path))
         if not run.manifest.is_file() or not run.recipe.is_file():
             raise UsageError(f"{path} is not a dlkit run directory (no manifest.json and recipe.yaml)")
+        manifest = run.read_json(run.manifest)
+        if manifest.get("format", 1) != FORMAT:
+            raise UsageError(
+                f"{path} was written by dlkit {manifest.get('dlkit', '?')} in run format {manifest.get('format', 1)}; "
+                f"this dlkit reads format {FORMAT}. Its model.keras still loads with keras.saving.load_model "
+                "(import dlkit.models first); to use it with dlkit commands, train the recipe again")
         return run
 
     @classmethod

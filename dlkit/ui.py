@@ -53,7 +53,7 @@ class PlainReporter(Reporter):
 
     def start(self, run_dir, recipe, spec, model) -> None:
         self.console.print(f"run {run_dir}")
-        self.console.print(f"recipe {recipe.name}: {recipe.model_config_obj.arch} on {recipe.data.dataset} "
+        self.console.print(f"recipe {recipe.name}: {recipe.model.arch} on {recipe.data.dataset} "
                            f"({spec.num_train} train, {spec.num_val} val, {spec.num_test} test), "
                            f"{model.count_params():,} parameters")
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))

@@ -21,11 +21,11 @@ def probe(recipe_path, init, out):
     from keras import ops
 
     from dlkit.models import gan_model
-    from dlkit.recipe import load_recipe
-    from dlkit.training.train import prepare
+    from dlkit.tasks import load_recipe
+    from dlkit.training.session import Session
 
-    recipe = load_recipe(recipe_path)
-    data, model, _ = prepare(recipe)
+    session = Session.open(load_recipe(recipe_path))
+    data, model = session.data, session.model()
     fixed = np.random.default_rng(0).standard_normal((64, 128)).astype("float32")
 
     def latent(self, batch, labels=None):  # the same noise and codes on both backends

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY_MNIST
+from conftest import ROOT, TINY_MNIST
 from dlkit.cli import app
 
 runner = CliRunner()
@@ -29,9 +29,10 @@ def test_help_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys; from dlkit.cli import app; from dlkit.recipe import load_recipe; " \
+    code = "import sys; from dlkit.cli import app; from dlkit.tasks import load_recipe; " \
+           "[load_recipe(f'recipes/{r}.yaml') for r in ('gan_mnist', 'cnn_mnist', 'cyclegan_mnist_m')]; " \
            "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False False"
 
 

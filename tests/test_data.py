@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import DATA
 from dlkit.data import pipeline, sources
 from dlkit.errors import DataError, RecipeError
 from dlkit.recipe.schema import DataConfig
@@ -19,15 +19,23 @@ def cfg(**kw):
 
 
 def test_read_real_mnist_idx():
-    a = sources.load_builtin("mnist", str(SHARED_DATA), allow_download=False)
-    assert a.x_train.shape == (60000, 28, 28) and a.x_test.shape == (10000, 28, 28)
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)  # the slice: the files' first rows
+    assert a.x_train.shape == (1000, 28, 28) and a.x_test.shape == (500, 28, 28)
     assert a.x_train.dtype == np.uint8 and a.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert a.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+@pytest.mark.slow
+def test_read_full_mnist_idx(full_data):
+    a = sources.load_builtin("mnist", str(full_data), allow_download=False)
+    assert a.x_train.shape == (60000, 28, 28) and a.x_test.shape == (10000, 28, 28)
     assert np.bincount(a.y_test).tolist()[:3] == [980, 1135, 1032]  # the official test-set class counts
+    np.testing.assert_array_equal(a.x_train[:1000], sources.load_builtin("mnist", str(DATA), False).x_train)
 
 
 def test_read_real_cifar_npz():
-    a = sources.load_builtin("cifar10", str(SHARED_DATA), allow_download=False)
-    assert a.x_train.shape == (4000, 32, 32, 3) and a.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    a = sources.load_builtin("cifar10", str(DATA), allow_download=False)
+    assert a.x_train.shape == (200, 32, 32, 3) and a.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert a.class_names[6] == "frog"
 
 
@@ -100,11 +108,14 @@ def test_download_lands_files_the_local_reader_reads(tmp_path, monkeypatch):
     assert calls == [sources.KERAS_DATASETS + "mnist.npz"] and a.x_train.shape == (5, 28, 28)
 
 
-def test_fashion_mnist_partial_folder_is_skipped(tmp_path, monkeypatch):
-    """shared/data has only the Fashion-MNIST test images: a folder without training images is not used."""
-    folder = SHARED_DATA / "fashion_mnist"
-    assert not sources.has_builtin_files("fashion_mnist", folder)
-    assert sources.read_idx(folder / "t10k-images-idx3-ubyte.gz").shape == (10000, 28, 28)
+def test_partial_folder_is_skipped(tmp_path):
+    """A folder with only the test files (as shared/data has of Fashion-MNIST) is not used for training."""
+    import shutil
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(DATA / "mnist" / name, tmp_path / name)
+    assert not sources.has_builtin_files("fashion_mnist", tmp_path)
+    assert sources.read_idx(tmp_path / "t10k-images-idx3-ubyte.gz").shape == (500, 28, 28)
 
 
 def test_npz_csv_and_image_folder(tmp_path):

@@ -68,11 +68,11 @@ def test_parallel_runs_get_their_own_directories(tmp_path):
 
 
 def test_perceptron_learns_mnist_with_the_classic_rule(write_recipe, tmp_path):
-    from conftest import SHARED_DATA
+    from conftest import DATA
 
     recipe = write_recipe(f"""
 name: perceptron_tiny
-data: {{dataset: mnist, dir: {SHARED_DATA}, limit: 8000, test_limit: 1000, batch_size: 16}}
+data: {{dataset: mnist, dir: {DATA}, test_limit: 500, batch_size: 16}}
 model: {{arch: perceptron, rule: perceptron}}
 train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.01}}}}
 """)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from dlkit import catalog
-from dlkit.models.spec import DataSpec
-from dlkit.recipe import load_recipe
-from dlkit.training.train import build_model, compile_model
+from conftest import build
+from dlkit.data.spec import DataSpec
+from dlkit.tasks import load_recipe
 
 MNIST = DataSpec(input_shape=(28, 28, 1), num_classes=10, num_train=1000)
 CIFAR = DataSpec(input_shape=(32, 32, 3), num_classes=10, num_train=1000)
@@ -17,7 +17,7 @@ CIFAR = DataSpec(input_shape=(32, 32, 3), num_classes=10, num_train=1000)
 
 def make(write_recipe, model: str, train: str = "", spec=MNIST, steps=10):
     r = load_recipe(write_recipe(f"model:\n{model}\ntrain:\n  epochs: 3\n{train}"))
-    return r, compile_model(build_model(r, spec), r, steps)
+    return r, build(r, spec, steps)
 
 
 def layers_of(model, cls):
@@ -34,8 +34,8 @@ def test_optimizer_names_resolve_in_keras(name):
 
 @pytest.mark.parametrize("name", catalog.INITIALIZERS)
 def test_initializer_names_resolve_in_keras(name):
+    from dlkit.models.knobs import InitializerConfig
     from dlkit.models.layers import initializer
-    from dlkit.recipe.schema import InitializerConfig
 
     assert isinstance(initializer(InitializerConfig(name=name)), keras.initializers.Initializer)
 
@@ -213,7 +213,7 @@ def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
     spec = DataSpec(input_shape=(3,), num_classes=2)
     r = load_recipe(write_recipe("model: {arch: perceptron, rule: perceptron, initializer: zeros}\n"
                                  "train: {optimizer: {name: sgd, learning_rate: 0.5}}\n"))
-    model = compile_model(build_model(r, spec), r, 1)
+    model = build(r, spec, 1)
     dense = model.get_layer("scores")
     # all-zero weights tie, and a tie predicts class 0: a mistake for class 1, so the rule updates
     x = np.array([[1.0, 2.0, 3.0]], "float32")
@@ -236,13 +236,16 @@ RECIPES = sorted((__import__("pathlib").Path(__file__).parents[1] / "recipes").r
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_shipped_recipes_build_and_compile(path):
-    from dlkit.models import family
+    from dlkit import tasks
 
     r = load_recipe(path)
-    model = compile_model(build_model(r, SPECS[r.data.dataset]), r, 100)
+    task = tasks.of(r)
+    model = build(r, SPECS[r.data.dataset], 100)
     assert model.count_params() > 0
-    if family(r.model_config_obj.arch) == "gan":
-        generator = getattr(model, "generator", None) or model.generator_ab  # cyclegan has two
-        assert generator.output_shape == (None, 28, 28, 1) and model.g_optimizer and model.d_optimizer
+    assert list(task.optimizers(model)) == list(task.roles) and all(task.optimizers(model).values())
+    if task.name == "adversarial":
+        assert model.generator.output_shape == (None, 28, 28, 1)
+    elif task.name == "translation":
+        assert model.generator_ab.output_shape == model.generator_ba.output_shape == (None, 28, 28, 1)
     else:
-        assert model.output_shape == (None, 10) and model.optimizer is not None
+        assert task.name == "classification" and model.output_shape == (None, 10)

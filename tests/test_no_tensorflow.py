@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
-
-keras = pytest.importorskip("keras")
-
-from dlkit import backend  # noqa: E402
-from dlkit.data import pipeline, sources  # noqa: E402
-from dlkit.errors import RecipeError  # noqa: E402
-from dlkit.recipe import load_recipe  # noqa: E402
+import keras
+from conftest import ROOT
+from dlkit import backend
+from dlkit.data import pipeline, sources
+from dlkit.errors import RecipeError
+from dlkit.tasks import load_recipe
 
 
 def _batches(ds):
@@ -87,12 +85,11 @@ def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch)
     with pytest.raises(RecipeError, match="augmentation needs images"):
         pipeline.build(flat, cfg, seed=0)
 
-    two = load_recipe(tiny_recipe, ["data.batch_size=8", "data.validation_split=0",
-                                    "data.domain_b={dataset: mnist}"]).data
-    a, b = _arrays(40), _arrays(24)
-    paired = pipeline.build_two_domains(a, b, two, seed=0)
-    assert len(paired.train) == 3  # as long as the shorter domain
-    (xa, xb), (ya, yb) = _batches(paired.train)[0]
+    two = load_recipe(tiny_recipe, ["data.batch_size=8", "data.validation_split=0"]).data
+    a, b = pipeline.build(_arrays(40), two, seed=0), pipeline.build(_arrays(24), two, seed=1)
+    paired = pipeline.zipped(a.train, b.train, lambda a, b: ((a[0], b[0]), (a[1], b[1])))
+    assert len(paired) == 3  # as long as the shorter domain
+    (xa, xb), (ya, yb) = _batches(paired)[0]
     assert xa.shape == xb.shape == (8, 6, 6, 1) and ya.shape == yb.shape == (8,)
 
 

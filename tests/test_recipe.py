@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dlkit.errors import RecipeError
-from dlkit.recipe import load_recipe, parse_override
+from dlkit.recipe import parse_override
+from dlkit.tasks import load_recipe
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
 
@@ -83,7 +84,7 @@ def test_extends_merges_and_points_at_the_right_file(write_recipe):
     child = write_recipe("extends: base.yaml\nname: child\ntrain:\n  epochs: 2\n  optimizer: {name: sgd}\n")
     r = load_recipe(child)
     assert r.name == "child" and r.train.epochs == 2 and r.train.optimizer.name == "sgd"
-    assert r.model_config_obj.hidden[0].units == 32
+    assert r.model.hidden[0].units == 32
     bad = write_recipe("extends: base.yaml\nmodel:\n  hiden: [3]\n", "bad.yaml")
     (p,) = problems_of(bad)
     assert p.path == "model.hiden" and p.location.endswith("bad.yaml:3")
@@ -114,7 +115,7 @@ def test_set_overrides_with_yaml_types(write_recipe):
     recipe = write_recipe("model: {arch: mlp}\n")
     r = load_recipe(recipe, ["train.epochs=3", "model.hidden=[8, 4]", "data.cache=false",
                              "train.optimizer.learning_rate=0.5"])
-    assert r.train.epochs == 3 and [h.units for h in r.model_config_obj.hidden] == [8, 4]
+    assert r.train.epochs == 3 and [h.units for h in r.model.hidden] == [8, 4]
     assert r.data.cache is False and r.train.optimizer.learning_rate == 0.5
     (p,) = problems_of(recipe, ["train.epochs=lots"])
     assert p.path == "train.epochs" and p.location == "--set train.epochs=lots"
@@ -135,10 +136,66 @@ def test_resolved_recipe_round_trips(write_recipe, tmp_path):
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump(r.to_dict()))
     r2 = load_recipe(again)
-    assert r2.to_dict() == r.to_dict() and r2.model_config_obj.regularizer is None
+    assert r2.to_dict() == r.to_dict() and r2.model.regularizer is None
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_recipes_validate(path):
     r = load_recipe(path)
     assert r.name == path.stem
+
+
+# ---------------------------------------------------------------- each task's own sections
+
+GAN = "name: g\nmodel: {arch: dcgan}\ndata: {scale: symmetric}\ntrain:\n  epochs: 2\n"
+
+
+@pytest.mark.parametrize("line,path,needle", [
+    ("  optimizer: {name: adam, clipnorm: 1.0}", "train.optimizer", "train.optimizers.generator"),
+    ("  metrics: [accuracy]", "train.metrics", "logged each epoch"),
+    ("  monitor: d_loss", "train.monitor", "dlkit evaluate --reference"),
+    ("  loss: mse", "train.loss", "model.objective"),
+    ("  early_stopping: {patience: 2}", "train.early_stopping", "no value tells when a GAN is done"),
+])
+def test_a_gan_recipe_with_a_train_key_it_does_not_use_exits_2_with_its_line(write_recipe, tmp_path, line, path,
+                                                                            needle):
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    recipe = write_recipe(GAN + line + "\n")
+    (p,) = problems_of(recipe)
+    assert p.path == path and p.location == f"{recipe}:6" and "not used here" in p.message and needle in p.hint
+    for command in (["validate", str(recipe)], ["train", str(recipe), "--runs-root", str(tmp_path / "runs")]):
+        out = CliRunner().invoke(app, command)
+        assert out.exit_code == 2 and f"{recipe.name}:6: {path}: not used here" in out.stderr.replace("\n", " ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_optimizer_roles_are_the_tasks(write_recipe):
+    # one role, `model`: train.optimizer is its short form, train.optimizers.model the long one
+    long = load_recipe(write_recipe("model: {arch: mlp}\ntrain:\n  optimizers:\n    model: {name: sgd, learning_rate: 0.5}\n"))
+    assert long.train.optimizer.name == "sgd" and long.train.optimizer.learning_rate == 0.5
+    assert "optimizers" not in long.to_dict()["train"] and long.to_dict()["train"]["optimizer"]["name"] == "sgd"
+    (p,) = problems_of(write_recipe("model: {arch: mlp}\ntrain:\n  optimizers:\n    generator: {name: sgd}\n"))
+    assert p.path == "train.optimizers.generator" and p.location.endswith(":4") and "did you mean 'model'" not in p.hint
+    assert "Keys here: model" in p.hint
+    (p,) = problems_of(write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgd}\n  optimizers: {model: {}}\n"))
+    assert "not both" in p.message
+    # a GAN's roles: generator and discriminator; a misspelt one is named with the right one
+    (p,) = problems_of(write_recipe(GAN + "  optimizers:\n    generater: {name: adam}\n"))
+    assert p.path == "train.optimizers.generater" and "did you mean 'generator'" in p.hint
+    (p,) = problems_of(write_recipe(GAN + "  schedule: {name: plateau}\n"))
+    assert "plateau schedule needs a monitored value" in p.message
+
+
+def test_the_second_domain_belongs_to_translation(write_recipe):
+    (p,) = problems_of(write_recipe("model: {arch: cnn}\ndata:\n  domain_b: {dataset: mnist_m}\n"))
+    assert p.path == "data.domain_b" and p.message == "not used here" and "cyclegan" in p.hint
+    (p,) = problems_of(write_recipe("model: {arch: cyclegan}\ndata: {scale: symmetric}\n"))
+    assert p.path == "data.domain_b" and "required" in p.message
+
+
+def test_an_unknown_architecture_still_reports_the_other_sections(write_recipe):
+    problems = problems_of(write_recipe("model: {arch: dcgam}\ndata: {batch_size: 0}\ntrain: {metrics: [x]}\n"))
+    assert {p.path for p in problems} == {"model.arch", "data.batch_size"}  # metrics may belong to its task

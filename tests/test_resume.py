@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SHARED_DATA
-
-keras = pytest.importorskip("keras")
-
-from dlkit.cli import app  # noqa: E402
-from dlkit.errors import UsageError  # noqa: E402
-from dlkit.training.train import resume, train  # noqa: E402
+import keras
+from conftest import DATA
+from dlkit.cli import app
+from dlkit.errors import UsageError
+from dlkit.training.train import resume, train
 
 
 def weights_of(run_dir, attr=None):
@@ -50,7 +48,7 @@ def test_resumed_classifier_matches_an_uninterrupted_run(tiny_recipe, tmp_path):
 def gan_recipe(tmp_path):
     from dlkit.data import sources
 
-    a = sources.load_builtin("mnist", str(SHARED_DATA), allow_download=False)
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)
     data = tmp_path / "digits16.npz"
     np.savez(data, x_train=a.x_train[:128, 6:22, 6:22], y_train=a.y_train[:128])
     path = tmp_path / "gan.yaml"

@@ -1,9 +1,16 @@
-"""The tf.data input pipeline, as a short chain of small named stages:
+"""The input pipeline, as a short chain of small named stages:
 
-    slices -> cache -> seeded shuffle -> batch -> float -> augment (training only) -> scale -> prefetch
+    slices -> cache -> seeded shuffle -> batch -> cast -> augment (training only) -> scale -> examples -> prefetch
 
-Splits are carved once, deterministically, from the seed: a validation fraction from the end of a seeded
-permutation of the training set. Scaling statistics come from the training split only.
+What each stage does depends on the data's modality (dlkit.data.spec.MODALITIES): images get a channel
+axis and may be augmented; images, feature vectors and series are scaled and cast to float32; token ids
+are never scaled and stay integers. Splits are carved once, deterministically: a validation fraction from
+the end of a seeded permutation of the training set (for a series, from the end of the span itself, so
+that validation lies after training in time). Scaling statistics come from the training split only.
+
+`examples` is the task's say in what the model learns from: a function that arranges each batch's
+(inputs, labels) into (inputs, targets), such as (x, y) for a classifier or (x, x) for an autoencoder.
+It only rearranges, so the same function serves tf.data and numpy.
 
 Where TensorFlow is not installed (a JAX-only GPU host), the same stages run on numpy in `ArrayBatches`,
 a keras.utils.PyDataset: a full seeded reshuffle each epoch, then the same batches, cast, augmentation
@@ -12,14 +19,21 @@ and scaling.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from dlkit.data.sources import Arrays
+from dlkit.data.spec import MODALITIES, DataSpec, Modality
 from dlkit.errors import Problem, RecipeError
-from dlkit.models.spec import DataSpec
+
+
+def as_given(x, y):
+    """The default examples: inputs and labels as the source gives them."""
+    return x, y
 
 
 @dataclass
@@ -33,25 +47,29 @@ class Splits:
 
 
 def split(arrays: Arrays, cfg, seed: int) -> Splits:
+    modality = MODALITIES[arrays.modality]
     x, y = arrays.x_train, arrays.y_train
     if cfg.limit:
         x, y = x[: cfg.limit], y[: cfg.limit]
     x_val = y_val = None
     if cfg.validation_split > 0:
-        order = np.random.default_rng(seed).permutation(len(x))
         n_val = max(1, int(round(len(x) * cfg.validation_split)))
         if n_val >= len(x):
             raise RecipeError([Problem("data.validation_split", f"leaves no training examples out of {len(x)}")])
+        # a series keeps its order: validation is the end of the span, after everything trained on
+        order = np.arange(len(x)) if modality.split == "chronological" else np.random.default_rng(seed).permutation(len(x))
         x, y, x_val, y_val = x[order[:-n_val]], y[order[:-n_val]], x[order[-n_val:]], y[order[-n_val:]]
     x_test, y_test = arrays.x_test, arrays.y_test
     if x_test is not None and cfg.test_limit:
         x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
-    return Splits(with_channel_axis(x), y, with_channel_axis(x_val), y_val, with_channel_axis(x_test), y_test)
+    fix = functools.partial(with_channel_axis, modality=modality)
+    return Splits(fix(x), y, fix(x_val), y_val, fix(x_test), y_test)
 
 
-def with_channel_axis(x):
-    """Grayscale images (N, H, W) get a channel axis, as conv layers expect (N, H, W, 1)."""
-    if x is not None and x.ndim == 3:
+def with_channel_axis(x, modality: Modality = MODALITIES["images"]):
+    """Grayscale images (N, H, W) get a channel axis, as conv layers expect (N, H, W, 1). Other modalities
+    keep their shape: a 3-D series (N, T, F) is not an image."""
+    if x is not None and modality.channel_axis and x.ndim == 3:
         return x[..., None]
     return x
 
@@ -75,6 +93,16 @@ def scale_params(x_train: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray
     if mode == "unit":  # [0, 1]
         return (1 / span).astype(np.float32), (-lo / span).astype(np.float32)
     return (2 / span).astype(np.float32), (-2 * lo / span - 1).astype(np.float32)  # symmetric: [-1, 1]
+
+
+def input_scale(x_train: np.ndarray, cfg, modality: Modality) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (a, b) of data.scale for a modality that is scaled; None for one that is not (token ids)."""
+    if modality.scaled:
+        return scale_params(x_train, cfg.scale)
+    if "scale" in cfg.model_fields_set and cfg.scale != "none":
+        raise RecipeError([Problem("data.scale", f"{modality.name} are not scaled (token ids index an embedding)",
+                                   hint="remove data.scale")])
+    return None
 
 
 def augmenter(cfg, seed: int, value_range=(0.0, 255.0)):
@@ -101,18 +129,18 @@ def _array_batches_class():
     import keras  # not at module level: dlkit.backend.setup imports it first, quietly
 
     class ArrayBatches(keras.utils.PyDataset):
-        """One split as numpy (float32 inputs, labels) batches: tf.data's stages without TensorFlow.
+        """One split as numpy batches: tf.data's stages without TensorFlow.
 
         Training splits are reshuffled at the start of each epoch from (seed, epoch), so a run is
         reproducible and a resumed run sees each epoch's own order (`start_epoch`). `max_steps` caps the
         batches in an epoch (train.steps_per_epoch), each epoch starting a fresh pass.
         """
 
-        def __init__(self, x, y, batch_size, seed, scale, shuffle, augment=None):
+        def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given):
             super().__init__()
-            self.x, self.y, self.batch_size = x, y, batch_size
-            self.a, self.b = (np.asarray(v, np.float32) for v in scale)
-            self.seed, self.shuffle, self.augment = seed, shuffle, augment
+            self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
+            self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
+            self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
             self.epoch, self.max_steps = 0, None
             self._order = self._ordering()
 
@@ -127,10 +155,12 @@ def _array_batches_class():
 
         def __getitem__(self, i):
             index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb, yb = self.x[index].astype(np.float32), self.y[index]
+            xb, yb = self.x[index].astype(self.dtype), self.y[index]
             if self.augment is not None:
                 xb = keras.ops.convert_to_numpy(self.augment(xb, training=True))
-            return xb * self.a + self.b, yb
+            if self.scale is not None:
+                xb = xb * self.scale[0] + self.scale[1]
+            return self.examples(xb, yb)
 
         def on_epoch_begin(self):
             self._order = self._ordering()
@@ -141,18 +171,18 @@ def _array_batches_class():
             self.epoch = epoch
 
     class PairedBatches(keras.utils.PyDataset):
-        """Two domains' ArrayBatches side by side: ((x_a, x_b), (y_a, y_b)), as long as the shorter."""
+        """Two splits' ArrayBatches side by side, as long as the shorter, arranged by `examples`
+        (e.g. ((x_a, x_b), (y_a, y_b)) for two unpaired domains)."""
 
-        def __init__(self, a, b):
+        def __init__(self, a, b, examples):
             super().__init__()
-            self.a, self.b = a, b
+            self.a, self.b, self.examples = a, b, examples
 
         def __len__(self):
             return min(len(self.a), len(self.b))
 
         def __getitem__(self, i):
-            (xa, ya), (xb, yb) = self.a[i], self.b[i]
-            return (xa, xb), (ya, yb)
+            return self.examples(self.a[i], self.b[i])
 
         def on_epoch_begin(self):
             self.a.on_epoch_begin()
@@ -173,129 +203,153 @@ def _array_batches_class():
     return ArrayBatches, PairedBatches
 
 
-def _training_augmenter(x, cfg, seed: int):
+def _training_augmenter(x, cfg, seed: int, modality: Modality):
     """The augmentation stage for a training split (or None), once its inputs are known to be images."""
     aug = augmenter(cfg, seed)
-    if aug is not None and x.ndim != 4:
+    if aug is not None and (not modality.augment or x.ndim != 4):
         raise RecipeError([Problem("data.augment", "augmentation needs images (N, H, W, C); "
-                                   f"this dataset has inputs of shape {x.shape[1:]}", hint="remove data.augment")])
+                                   f"this dataset has {modality.name} of shape {x.shape[1:]}", hint="remove data.augment")])
     return aug
 
 
-def array_batches(x, y, cfg, seed: int, scale: tuple, training: bool):
-    """One split as numpy batches in an `ArrayBatches` PyDataset (the pipeline without TensorFlow)."""
-    augment = _training_augmenter(x, cfg, seed) if training else None
-    array_batches_type, _ = _array_batches_class()
-    return array_batches_type(x, y, cfg.batch_size, seed, scale, training and cfg.shuffle_buffer > 0, augment)
-
-
-def dataset(x, y, cfg, seed: int, scale: tuple, training: bool):
-    """One split as a tf.data.Dataset of (float32 inputs, labels) batches (numpy batches without TensorFlow)."""
+def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MODALITIES["images"],
+            examples: Callable = as_given):
+    """One split as a tf.data.Dataset of `examples(inputs, labels)` batches (numpy batches without
+    TensorFlow). `scale` is the (a, b) of x * a + b, or None to leave the inputs as they are."""
     from dlkit import backend
 
     tf = backend.tensorflow()
+    augment = _training_augmenter(x, cfg, seed, modality) if training else None
     if tf is None:
-        return array_batches(x, y, cfg, seed, scale, training)
-    a, b = (tf.constant(v) for v in scale)
+        array_batches_type, _ = _array_batches_class()
+        return array_batches_type(x, y, cfg.batch_size, seed, scale, modality.dtype,
+                                  training and cfg.shuffle_buffer > 0, augment, examples)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
     if training and cfg.shuffle_buffer > 0:
         ds = ds.shuffle(min(cfg.shuffle_buffer, len(x)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
-    ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        aug = _training_augmenter(x, cfg, seed)
-        if aug is not None:
-            ds = ds.map(lambda xb, yb: (aug(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda xb, yb: (tf.cast(xb, modality.dtype), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(lambda xb, yb: (augment(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    if scale is not None:
+        a, b = (tf.constant(v) for v in scale)
+        ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
+    if examples is not as_given:
+        ds = ds.map(examples, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 @dataclass
 class Data:
+    """One source's splits and their pipelines, with what a model and a finished run need to know of it."""
+
     train: object
     val: object | None
     test: object | None
     spec: DataSpec
     splits: Splits
-    scale: tuple
+    scale: tuple | None  # (a, b): the model sees x * a + b; None for inputs that are not scaled
     origin: str
-    splits_b: Splits | None = None  # two-domain data (cyclegan): the second domain
-    scale_b: tuple | None = None
+    modality: Modality = MODALITIES["images"]
+    # what a run keeps beside its model to use it later (evaluate, generate): JSON-able, by name
+    artifacts: dict = field(default_factory=dict)
+    pipelines: Callable | None = field(default=None, repr=False)  # () -> {"train", "val", "test"}, made anew
+
+    def fresh(self) -> Data:
+        """The same splits in new pipelines, whose shuffles start over: each phase of a run of several gets
+        its own, so a phase's data order depends on its own epochs alone (and a resume can replay it)."""
+        return dataclasses.replace(self, **self.pipelines())
+
+    def pipeline(self, split: str, cfg, seed: int, examples: Callable = as_given):
+        """A split's pipeline as an evaluation split (unshuffled, unaugmented), or None if it has none."""
+        s = self.splits
+        x, y = {"train": (s.x_train, s.y_train), "val": (s.x_val, s.y_val), "test": (s.x_test, s.y_test)}[split]
+        return None if x is None else dataset(x, y, cfg, seed, self.scale, False, self.modality, examples)
 
 
-def build(arrays: Arrays, cfg, seed: int) -> Data:
+def scale_artifact(scale) -> dict | None:
+    return None if scale is None else {"a": np.asarray(scale[0]).tolist(), "b": np.asarray(scale[1]).tolist()}
+
+
+def scale_from_artifact(artifact: dict) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(artifact["a"], np.float32), np.asarray(artifact["b"], np.float32)
+
+
+def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channels: int | None = None) -> Data:
+    """Splits, scaling and the three pipelines of one source. `channels` repeats grayscale images to that many
+    channels (so that two domains of a translation model match)."""
+    modality = MODALITIES[arrays.modality]
     s = split(arrays, cfg, seed)
-    scale = scale_params(s.x_train, cfg.scale)
+    if channels is not None:
+        s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
+    scale = input_scale(s.x_train, cfg, modality)
     spec = DataSpec(
         input_shape=tuple(int(d) for d in s.x_train.shape[1:]),
+        modality=modality.name,
         num_classes=len(arrays.class_names),
         class_names=list(arrays.class_names),
         num_train=len(s.x_train),
         num_val=0 if s.x_val is None else len(s.x_val),
         num_test=0 if s.x_test is None else len(s.x_test),
     )
-    return Data(
-        train=dataset(s.x_train, s.y_train, cfg, seed, scale, training=True),
-        val=None if s.x_val is None else dataset(s.x_val, s.y_val, cfg, seed, scale, training=False),
-        test=None if s.x_test is None else dataset(s.x_test, s.y_test, cfg, seed, scale, training=False),
-        spec=spec, splits=s, scale=scale, origin=arrays.origin,
-    )
+
+    def pipe(x, y, training):
+        return None if x is None else dataset(x, y, cfg, seed, scale, training, modality, examples)
+
+    def pipelines():
+        return {"train": pipe(s.x_train, s.y_train, True), "val": pipe(s.x_val, s.y_val, False),
+                "test": pipe(s.x_test, s.y_test, False)}
+
+    artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
+    return Data(**pipelines(), spec=spec, splits=s, scale=scale, origin=arrays.origin, modality=modality,
+                artifacts=artifacts, pipelines=pipelines)
 
 
-def load(cfg, seed: int) -> Data:
+def load(cfg, seed: int, examples: Callable = as_given) -> Data:
     """Read the dataset a `data:` section names and build its pipelines."""
     from dlkit.data import sources
 
-    if cfg.domain_b is not None:
-        return build_two_domains(sources.load(cfg), sources.load(cfg.domain_b), cfg, seed)
-    return build(sources.load(cfg), cfg, seed)
+    return build(sources.load(cfg), cfg, seed, examples)
 
 
-def _same_channels(a: np.ndarray | None, channels: int):
-    """Grayscale images repeated to colour, so that both domains of a translation model match."""
-    if a is None or a.shape[-1] == channels:
-        return a
-    return np.repeat(a, channels, axis=-1)
+def _with_channels(x: np.ndarray | None, channels: int):
+    """Grayscale images repeated to colour."""
+    if x is None or x.shape[-1] == channels:
+        return x
+    return np.repeat(x, channels, axis=-1)
 
 
-def build_two_domains(arrays_a: Arrays, arrays_b: Arrays, cfg, seed: int) -> Data:
-    """Unpaired two-domain data: each domain shuffled on its own, zipped into ((x_a, x_b), (y_a, y_b))."""
+def zipped(a, b, examples: Callable):
+    """Two pipelines side by side, as long as the shorter, each batch pair arranged by `examples(a, b)`."""
     from dlkit import backend
 
     tf = backend.tensorflow()
+    if a is None or b is None:
+        return None
+    if tf is None:
+        _, paired_batches_type = _array_batches_class()
+        return paired_batches_type(a, b, examples)
+    return tf.data.Dataset.zip((a, b)).map(examples)
 
-    b_cfg = cfg.model_copy(update={"limit": cfg.domain_b.limit, "test_limit": cfg.domain_b.test_limit})
-    sa, sb = split(arrays_a, cfg, seed), split(arrays_b, b_cfg, seed + 1)
-    if sa.x_train.ndim != 4 or sb.x_train.ndim != 4 or sa.x_train.shape[1:3] != sb.x_train.shape[1:3]:
-        raise RecipeError([Problem("data.domain_b", f"the two domains must be images of one size; they are "
-                                   f"{sa.x_train.shape[1:]} and {sb.x_train.shape[1:]}",
-                                   hint="set data.domain_b.image_size (image folders) or pick matching datasets")])
-    channels = max(sa.x_train.shape[-1], sb.x_train.shape[-1])
-    for s in (sa, sb):
-        s.x_train, s.x_val, s.x_test = (_same_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
-    scale_a, scale_b = scale_params(sa.x_train, cfg.scale), scale_params(sb.x_train, cfg.scale)
 
-    def pair(xa, ya, xb, yb, training):
-        if xa is None or xb is None:
-            return None
-        da = dataset(xa, ya, cfg, seed, scale_a, training)
-        db = dataset(xb, yb, cfg, seed + 1, scale_b, training)
-        if tf is None:
-            _, paired_batches_type = _array_batches_class()
-            return paired_batches_type(da, db)
-        return tf.data.Dataset.zip((da, db)).map(lambda a, b: ((a[0], b[0]), (a[1], b[1])))
+def for_fit(train, steps_per_epoch: int | None, start_epoch: int = 0):
+    """The training pipeline as `fit` should get it, and the steps_per_epoch to pass with it.
 
-    spec = DataSpec(
-        input_shape=tuple(int(d) for d in sa.x_train.shape[1:]), num_classes=len(arrays_a.class_names),
-        class_names=list(arrays_a.class_names), num_train=min(len(sa.x_train), len(sb.x_train)), num_val=0,
-        num_test=0 if sa.x_test is None or sb.x_test is None else min(len(sa.x_test), len(sb.x_test)),
-    )
-    return Data(
-        train=pair(sa.x_train, sa.y_train, sb.x_train, sb.y_train, True),
-        val=pair(sa.x_val, sa.y_val, sb.x_val, sb.y_val, False),
-        test=pair(sa.x_test, sa.y_test, sb.x_test, sb.y_test, False),
-        spec=spec, splits=sa, scale=scale_a, origin=f"{arrays_a.origin} + {arrays_b.origin}",
-        splits_b=sb, scale_b=scale_b,
-    )
+    Capped epochs (train.steps_per_epoch) run on through the passes, or Keras cuts an epoch short at each
+    pass's end. `start_epoch` (a resume) puts the data order where an uninterrupted run has it at that epoch:
+    the numpy pipeline's orders are per epoch; tf.data reshuffles on each new iterator, and Keras's epoch
+    iterator makes two per epoch over a finite dataset (one for the epoch, one made ready at its end), so
+    making the same number here replays the order (tests/test_resume.py checks the weights match). With a
+    cap on tf.data, passes and epochs differ: a resume starts a fresh pass instead."""
+    array_batches_type, paired_batches_type = _array_batches_class()
+    if isinstance(train, (array_batches_type, paired_batches_type)):
+        train.start_epoch(start_epoch)
+        train.max_steps = steps_per_epoch  # each capped epoch is a fresh pass
+        return train, None
+    if steps_per_epoch is not None:
+        return train.repeat(), steps_per_epoch
+    for _ in range(2 * start_epoch):
+        iter(train)
+    return train, None

@@ -3,7 +3,11 @@
 A built-in dataset is looked for, in order, in `data.dir`, `$DLKIT_DATA_DIR` (and its sub-folder named
 after the dataset), the Keras download cache and system locations such as Debian's dataset packages.
 Only then is it downloaded (unless `data.download: false`); if that fails too, a DataError says which
-files to put where. Everything here returns numpy arrays: the pipeline module turns them into tf.data.
+files to put where. Everything here returns numpy arrays (`Arrays`, which also say what kind of data they
+are: their modality); the pipeline module turns them into batches.
+
+`DATASETS`, at the end, is the one table of dataset names: the recipe schema, `dlkit list` and
+`dlkit validate` all read it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -64,6 +69,7 @@ class Arrays:
     y_test: np.ndarray | None
     class_names: list[str]
     origin: str  # where the data was read from, for the manifest
+    modality: str = "images"  # a key of dlkit.data.spec.MODALITIES
 
 
 # ---------------------------------------------------------------- published formats
@@ -233,10 +239,17 @@ def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
 
 
 def load_npz(path: str) -> Arrays:
+    """x_train, y_train[, x_test, y_test]: images when the inputs are (N, H, W[, C]), feature vectors when (N, F)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"npz file not found: {p} (data.path)")
-    return _arrays(read_npz(p), [], str(p))
+    arrays = _arrays(read_npz(p), [], str(p))
+    if arrays.x_train.ndim == 2:
+        arrays.modality = "features"
+    elif arrays.x_train.ndim not in (3, 4):
+        raise DataError(f"{p}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
+                        "feature vectors (N, F)")
+    return arrays
 
 
 def load_csv(path: str, label_column: str | None) -> Arrays:
@@ -263,7 +276,7 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
     except ValueError as e:
         raise DataError(f"{p}: feature columns must be numeric ({e})") from None
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    return Arrays(x, y, None, None, classes, str(p))
+    return Arrays(x, y, None, None, classes, str(p), modality="features")
 
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -392,16 +405,61 @@ def load_mnist_m(data_dir: str | None, allow_download: bool) -> Arrays:
                   mnist.class_names, f"mnist_m from {mnist.origin} and {cifar.origin}")
 
 
+# ---------------------------------------------------------------- the one table of dataset names
+
+
+@dataclass(frozen=True)
+class Dataset:
+    description: str
+    load: Callable  # (data section) -> Arrays
+    reads_path: bool = False  # reads data.path (a user's file or folder)
+
+
+DATASETS = {
+    "mnist": Dataset("MNIST digits, 28x28x1, 10 classes (IDX .gz files)",
+                     lambda cfg: load_builtin("mnist", cfg.dir, cfg.download)),
+    "fashion_mnist": Dataset("Fashion-MNIST, 28x28x1, 10 classes (IDX .gz files)",
+                             lambda cfg: load_builtin("fashion_mnist", cfg.dir, cfg.download)),
+    "cifar10": Dataset("CIFAR-10, 32x32x3, 10 classes (keras npz or the python batches)",
+                       lambda cfg: load_builtin("cifar10", cfg.dir, cfg.download)),
+    "mnist_m": Dataset("MNIST digits blended over CIFAR-10 patches, 28x28x3 (built from those two, MNIST-M style)",
+                       lambda cfg: load_mnist_m(cfg.dir, cfg.download)),
+    "tfds:NAME": Dataset("any tensorflow-datasets dataset with (image, label) pairs",
+                         lambda cfg: load_tfds(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)),
+    "npz": Dataset("arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
+                   lambda cfg: load_npz(cfg.path), reads_path=True),
+    "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",
+                            lambda cfg: load_image_folder(cfg.path, cfg.image_size), reads_path=True),
+    "csv": Dataset("a CSV file of numeric features and a label column (data.path)",
+                   lambda cfg: load_csv(cfg.path, cfg.label_column), reads_path=True),
+}
+
+
+def dataset(name: str) -> Dataset:
+    """The table entry of a data.dataset value (`tfds:mnist` is an entry of `tfds:NAME`)."""
+    return DATASETS["tfds:NAME" if name.startswith("tfds:") else name]
+
+
 def load(cfg) -> Arrays:
     """The arrays a `data:` recipe section names."""
-    if cfg.dataset == "mnist_m":
-        return load_mnist_m(cfg.dir, cfg.download)
-    if cfg.dataset in BUILTINS:
-        return load_builtin(cfg.dataset, cfg.dir, cfg.download)
-    if cfg.dataset.startswith("tfds:"):
-        return load_tfds(cfg.dataset[5:], cfg.dir, cfg.download)
-    if cfg.dataset == "npz":
-        return load_npz(cfg.path)
-    if cfg.dataset == "csv":
-        return load_csv(cfg.path, cfg.label_column)
-    return load_image_folder(cfg.path, cfg.image_size)
+    return dataset(cfg.dataset).load(cfg)
+
+
+def locate(cfg) -> str:
+    """Where the data of a `data:` section would be read from, checked without reading it (dlkit validate).
+    Raises DataError when a built-in dataset is nowhere to be found and may not be downloaded."""
+    name = cfg.dataset
+    if name in BUILTINS or name == "mnist_m":
+        found = []
+        for part in ("mnist", "cifar10") if name == "mnist_m" else (name,):
+            folder = next((f for f in search_dirs(part, cfg.dir) if has_builtin_files(part, f)), None)
+            if folder is None and not cfg.download:
+                raise DataError(f"dataset {part!r} not found in {', '.join(map(str, search_dirs(part, cfg.dir)))} "
+                                f"and data.download is false. Put {BUILTINS[part]['expect']} there.")
+            found.append(str(folder) if folder else f"{part}: not found locally; will try to download")
+        return " + ".join(found)
+    if dataset(name).reads_path:
+        if not Path(cfg.path).expanduser().exists():
+            raise DataError(f"data.path {cfg.path} does not exist")
+        return cfg.path
+    return name

@@ -1,28 +1,58 @@
-"""Architectures. Each module has the same small face: a pydantic `Config` (its `model:` recipe section)
-and `build(config, spec) -> keras.Model`. Adding an architecture takes one module and one line here.
+"""Architectures. Each module has the same small face:
 
-These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow.
+- `Config`, a pydantic model (its `model:` recipe section) with `arch: Literal["<name>"]`;
+- `build(config, spec) -> keras.Model`, where `spec` is the data's `DataSpec`;
+- `TASK`, the name of the task it trains as (see dlkit.tasks): what examples it learns from, its optimizer
+  roles, and what finishing, evaluating and generating mean for it.
+
+Adding an architecture takes one module and one line in `ARCHITECTURES` (or `register` from outside).
+These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow, and
+nothing here imports the recipe or task layers above.
 """
 
-from dlkit.models import cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan, vgg, wgan, wgan_gp
+from __future__ import annotations
 
-ARCHITECTURES = {
-    "perceptron": perceptron,
-    "mlp": mlp,
-    "cnn": cnn,
-    "lenet5": lenet5,
-    "vgg": vgg,
-    "resnet": resnet,
-    "dcgan": dcgan,
-    "cgan": cgan,
-    "wgan": wgan,
-    "wgan_gp": wgan_gp,
-    "infogan": infogan,
-    "stackgan": stackgan,
-    "cyclegan": cyclegan,
+from dataclasses import dataclass
+from typing import Callable
+
+from dlkit.models import (cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan, vgg, wgan,
+                          wgan_gp)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    config: type  # the pydantic Config of its `model:` section
+    build: Callable  # (config, spec) -> keras.Model
+    task: str  # a key of dlkit.tasks.TASKS
+    summary: str  # one line, for `dlkit list`
+
+    @classmethod
+    def of(cls, module) -> Architecture:
+        """The architecture a module declares (Config, build, TASK and its docstring's first line)."""
+        name = module.Config.model_fields["arch"].default
+        return cls(name, module.Config, module.build, module.TASK, (module.__doc__ or "").strip().splitlines()[0])
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, dcgan, cgan, wgan, wgan_gp, infogan,
+                                   stackgan, cyclegan))
 }
 
 
-def family(arch: str) -> str:
-    """"classifier" or "gan": what training, evaluation and pictures a run gets."""
-    return getattr(ARCHITECTURES[arch], "FAMILY", "classifier")
+def register(architecture: Architecture) -> None:
+    """Add an architecture from outside dlkit (a plugin, a test); its `task` must be registered too."""
+    if architecture.config.model_fields["arch"].default != architecture.name:
+        raise ValueError(f"{architecture.name}: its Config's `arch` default must be {architecture.name!r}")
+    ARCHITECTURES[architecture.name] = architecture
+
+
+def describe() -> dict[str, str]:
+    return {name: a.summary for name, a in ARCHITECTURES.items()}
+
+
+def register_keras_classes() -> None:
+    """Import the modules whose Keras classes (the adversarial models, the perceptron criterion) must be
+    registered before keras.saving.load_model reads a file that holds them."""
+    from dlkit.models import gan_model, losses  # noqa: F401

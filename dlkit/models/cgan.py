@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dlkit.models.gan import FAMILY, GanConfig, build_gan, compile  # noqa: F401
+from dlkit.models.gan import GanConfig, build_gan
+
+TASK = "adversarial"
 
 
 class Config(GanConfig):

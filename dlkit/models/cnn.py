@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.recipe.schema import InitializerConfig, KnobOverrides, ModelBase
+from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
+
+TASK = "classification"
 
 
 class ConvBlock(KnobOverrides):
@@ -39,7 +41,7 @@ def features(x, config, conv_layer):
     """Run the conv blocks; `conv_layer` builds one convolution (so 1-D/2-D nets could share this)."""
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     for block in config.blocks:
         knobs = block.resolve(config)
@@ -48,9 +50,9 @@ def features(x, config, conv_layer):
                 block.filters, block.kernel_size,
                 # only the first conv of a block strides; the rest keep the size
                 strides=block.strides if i == 0 else 1,
-                padding=block.padding, dilation_rate=block.dilation, **L.weights(knobs),
+                padding=block.padding, dilation_rate=block.dilation, **layers.weights(knobs),
             )(x)
-            x = L.finish(x, knobs, dropout=False)
+            x = layers.finish(x, knobs, dropout=False)
         if block.pool == "max":
             x = keras.layers.MaxPooling2D(block.pool_size)(x)
         elif block.pool == "avg":
@@ -63,21 +65,21 @@ def features(x, config, conv_layer):
 def head(x, config, spec):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     x = keras.layers.Flatten()(x) if config.head == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
     for units in config.dense:
-        x = L.dense(x, units, config)
+        x = layers.dense(x, units, config)
     if config.head_dropout > 0:
         x = keras.layers.Dropout(config.head_dropout)(x)
-    return L.classifier_head(x, spec, config)
+    return layers.classifier_head(x, spec, config)
 
 
 def build(config: Config, spec, name: str = "cnn"):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
-    x = L.inputs(spec)
+    x = layers.inputs(spec)
     h = features(x, config, keras.layers.Conv2D)
     return keras.Model(x, head(h, config, spec), name=name)

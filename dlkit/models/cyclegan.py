@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.gan import FAMILY, compile  # noqa: F401 - the family's hooks
-from dlkit.recipe.schema import InitializerConfig, ModelBase
+from dlkit.models.knobs import InitializerConfig, ModelBase
+
+TASK = "translation"
 
 
 class Config(ModelBase):
@@ -34,7 +35,6 @@ class Config(ModelBase):
     identity_weight: float = Field(5.0, ge=0)  # 0.5 * lambda in the paper
     initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)
     activation: str = "relu"
-    overpower_epochs: int = Field(3, ge=1)
 
 
 def _norm():
@@ -46,9 +46,9 @@ def _norm():
 def generator(config: Config, shape, name: str):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
-    init = lambda: L.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
+    init = lambda: layers.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
     f = config.filters
     x_in = keras.Input(shape)
     x = keras.layers.Conv2D(f, 7, padding="same", kernel_initializer=init())(x_in)
@@ -72,10 +72,10 @@ def discriminator(config: Config, shape, name: str):
     """PatchGAN: a map of real/fake scores, one per overlapping patch; or one score per image."""
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     f = config.discriminator_filters
-    init = lambda: L.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
+    init = lambda: layers.initializer(config.initializer)  # noqa: E731 - a fresh initializer per layer
     x_in = keras.Input(shape)
     x = keras.layers.Conv2D(f, 4, strides=2, padding="same", kernel_initializer=init())(x_in)
     x = keras.layers.LeakyReLU(0.2)(x)
@@ -104,6 +104,7 @@ def build(config: Config, spec):
         generator_ab=generator(config, shape, "generator_ab"), generator_ba=generator(config, shape, "generator_ba"),
         discriminator_a=discriminator(config, shape, "discriminator_a"),
         discriminator_b=discriminator(config, shape, "discriminator_b"),
-        cycle_weight=config.cycle_weight, cycle_weight_b=config.cycle_weight_b,  # None: the model uses cycle_weight
+        cycle_weight=config.cycle_weight,
+        cycle_weight_b=config.cycle_weight if config.cycle_weight_b is None else config.cycle_weight_b,
         identity_weight=config.identity_weight, name="cyclegan",
     )

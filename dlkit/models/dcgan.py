@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dlkit.models.gan import FAMILY, GanConfig, build_gan, compile  # noqa: F401 - the family's hooks
+from dlkit.models.gan import GanConfig, build_gan
+
+TASK = "adversarial"
 
 
 class Config(GanConfig):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
-from dlkit.recipe.schema import InitializerConfig, KnobOverrides, ModelBase
+from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
 
-FAMILY = "gan"
 
 
 class GeneratorConfig(KnobOverrides):
@@ -68,7 +68,6 @@ class GanConfig(ModelBase):
     # InfoGAN: the continuous codes' share of that loss. The paper keeps it below the categorical code's 1:
     # at full weight the cheapest way to make a continuous code readable is to change the digit with it.
     continuous_weight: float = Field(0.1, ge=0)
-    overpower_epochs: int = Field(3, ge=1)  # warn when D's accuracy stays >= 99% this many epochs
     # decay of an exponential moving average of the generator's weights, which then draws the samples
     # (grids, generate, evaluate); 0 turns it off. 0.999 averages over roughly the last thousand steps.
     ema: float = Field(0.0, ge=0, lt=1)
@@ -113,7 +112,7 @@ def generator(config: GanConfig, spec, extra_inputs: int):
     """latent (+ one-hot label or codes) -> image in [-1, 1]."""
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     net = config.generator
     knobs = net.resolve(config)
@@ -121,15 +120,15 @@ def generator(config: GanConfig, spec, extra_inputs: int):
     _check_geometry(spec, n)
     h, w, channels = spec.input_shape
     z = keras.Input((config.latent_dim + extra_inputs,), name="latent")
-    x = keras.layers.Dense((h >> n) * (w >> n) * net.filters[0], **L.weights(knobs))(
+    x = keras.layers.Dense((h >> n) * (w >> n) * net.filters[0], **layers.weights(knobs))(
         scaled_noise(config, z, extra_inputs))
-    x = L.finish(x, knobs, dropout=False)
+    x = layers.finish(x, knobs, dropout=False)
     x = keras.layers.Reshape((h >> n, w >> n, net.filters[0]))(x)
     for filters in net.filters[1:] + [net.filters[-1]]:
-        x = keras.layers.Conv2DTranspose(filters, net.kernel_size, strides=2, padding="same", **L.weights(knobs))(x)
-        x = L.finish(x, knobs, dropout=False)
+        x = keras.layers.Conv2DTranspose(filters, net.kernel_size, strides=2, padding="same", **layers.weights(knobs))(x)
+        x = layers.finish(x, knobs, dropout=False)
     image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", name="image",
-                                kernel_initializer=L.initializer(knobs.initializer))(x)
+                                kernel_initializer=layers.initializer(knobs.initializer))(x)
     return keras.Model(z, image, name="generator")
 
 
@@ -137,7 +136,7 @@ def discriminator_trunk(config: GanConfig, spec, label_channels: int):
     """image (+ one-hot label planes) -> flat features."""
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     net = config.discriminator
     knobs = net.resolve(config)
@@ -148,8 +147,8 @@ def discriminator_trunk(config: GanConfig, spec, label_channels: int):
     x = image
     for i, filters in enumerate(net.filters):
         layer_knobs = knobs if i else first
-        conv = keras.layers.Conv2D(filters, net.kernel_size, strides=2, padding="same", **L.weights(layer_knobs))
-        x = L.finish(spectral(conv, config)(x), layer_knobs)
+        conv = keras.layers.Conv2D(filters, net.kernel_size, strides=2, padding="same", **layers.weights(layer_knobs))
+        x = layers.finish(spectral(conv, config)(x), layer_knobs)
     return image, keras.layers.Flatten()(x)
 
 
@@ -178,7 +177,7 @@ def ema_copy(generator):
 def build_gan(config: GanConfig, spec, name: str):
     import keras
 
-    from dlkit.models.gan_model import GAN
+    from dlkit.models.gan_model import GAN, GanSettings
 
     check_backend(config.arch)
     k = spec.num_classes if config.conditional else 0
@@ -192,27 +191,36 @@ def build_gan(config: GanConfig, spec, name: str):
         h = keras.layers.Dense(128, activation="leaky_relu", name="q_hidden")(features)
         outputs = [logit, keras.layers.Dense(codes, name="codes")(h)]
     d = keras.Model(image, outputs, name="discriminator")
-    return GAN(
-        generator=g, discriminator=d, generator_ema=ema_copy(g) if config.ema else None, ema_decay=config.ema,
-        latent_dim=config.latent_dim, num_classes=k,
-        categorical_codes=config.categorical_codes, continuous_codes=config.continuous_codes,
-        objective=config.objective, label_smoothing=config.label_smoothing,
-        instance_noise=config.instance_noise, n_critic=config.n_critic, gp_weight=config.gp_weight,
-        clip_value=config.clip_value, info_weight=config.info_weight,
-        continuous_weight=config.continuous_weight, top_k=config.top_k, name=name,
-    )
+    return GAN(generator=g, discriminator=d, generator_ema=ema_copy(g) if config.ema else None,
+               settings=GanSettings.of(config, num_classes=k), name=name)
 
 
-def compile(model, recipe, steps_per_epoch: int):
-    """Two optimizers, each with its own clipping and schedule (train.optimizers)."""
-    from dlkit.recipe.schema import GanOptimizers
-    from dlkit.training import optim
+# ---------------------------------------------------------------- sampling inputs (numpy: the same whatever the model's RNG state)
 
-    opts = recipe.train.optimizers or GanOptimizers()
-    if getattr(model, "top_k", 1.0) < 1.0:  # the anneal counts generator steps, so it needs the epoch's length
-        model.top_k_steps = round(recipe.model_config_obj.top_k_epochs * steps_per_epoch)
-    model.compile(
-        g_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.generator, "train.optimizers.generator"),
-        d_optimizer=optim.optimizer(recipe.train, steps_per_epoch, opts.discriminator, "train.optimizers.discriminator"),
-    )
-    return model
+
+def latent_inputs(gan, n: int, rng: np.random.Generator, labels=None, categorical=None, continuous=None) -> np.ndarray:
+    """The generator's input, built with numpy so that it is the same whatever the model's RNG state."""
+    parts = [rng.standard_normal((n, gan.latent_dim)).astype(np.float32)]
+    if gan.num_classes:
+        labels = rng.integers(0, gan.num_classes, n) if labels is None else np.asarray(labels)
+        parts.append(np.eye(gan.num_classes, dtype=np.float32)[labels])
+    if gan.categorical_codes:
+        categorical = rng.integers(0, gan.categorical_codes, n) if categorical is None else np.asarray(categorical)
+        parts.append(np.eye(gan.categorical_codes, dtype=np.float32)[categorical])
+    if gan.continuous_codes:
+        cont = rng.uniform(-1, 1, (n, gan.continuous_codes)) if continuous is None else np.asarray(continuous)
+        parts.append(np.broadcast_to(cont, (n, gan.continuous_codes)).astype(np.float32))
+    return np.concatenate(parts, axis=1)
+
+
+def grid_layout(gan, columns: int = 8) -> tuple[int, dict]:
+    """Rows and latent arguments of a fixed sample grid: a row per class (or per categorical code) if any."""
+    k = gan.num_classes or gan.categorical_codes
+    if k:
+        per_row = np.repeat(np.arange(k), columns)
+        key = "labels" if gan.num_classes else "categorical"
+        extra = {key: per_row}
+        if gan.continuous_codes:
+            extra["continuous"] = np.zeros((k * columns, gan.continuous_codes))
+        return k, extra
+    return columns, {}

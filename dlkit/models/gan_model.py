@@ -11,9 +11,12 @@ stateless, jitted trainer can carry it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import ops
 
+from dlkit import keras_private
 from dlkit.models import rng
 
 
@@ -50,9 +53,11 @@ class Adversarial(keras.Model):
             g_optimizer.build(self.g_variables())
             d_optimizer.build(self.d_variables())
             self.optimizer = _OptimizerPair(g_optimizer, d_optimizer)
-        from keras.src.saving.serialization_lib import SerializableDict
 
-        self._compile_config = SerializableDict(g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object({"g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer})
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -86,8 +91,6 @@ class Adversarial(keras.Model):
     def load_own_variables(self, store):
         keys = sorted((k for k in store.keys() if k.startswith("rng_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
         rng.restore(self, [store[k] for k in keys])
-        if "rng_state" in store.keys():  # files saved before dlkit kept every stream: the model's own only
-            self.seed_generator.state.assign(store["rng_state"])
         super().load_own_variables({k: store[k] for k in store.keys() if not k.startswith("rng_")})
 
     def test_step(self, data):
@@ -156,7 +159,7 @@ def _jax_grad(model, fn, variables, values):
     after the trace, so no tracer escapes."""
     import jax
 
-    outer = keras.src.backend.common.stateless_scope.get_stateless_scope()
+    outer = keras_private.current_stateless_scope()
     replaced = {id(v) for v in variables}
     others = [v for v in model.variables if id(v) not in replaced]
 
@@ -184,6 +187,37 @@ def top_k_mask(scores, share):
     return ops.cast(scores >= threshold, scores.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class GanSettings:
+    """The scalars that shape a GAN's training step, saved in its config. `of` takes them from a recipe's
+    model section by name (`ema` is the section's name for `ema_decay`)."""
+
+    latent_dim: int = 64
+    num_classes: int = 0  # conditional models: labels as one-hot inputs to both networks
+    categorical_codes: int = 0
+    continuous_codes: int = 0
+    objective: str = "minimax"
+    label_smoothing: float = 0.0
+    instance_noise: float = 0.0
+    n_critic: int = 1
+    gp_weight: float = 0.0
+    clip_value: float = 0.0
+    info_weight: float = 1.0
+    continuous_weight: float = 0.1
+    top_k: float = 1.0
+    top_k_steps: int = 0  # set at compile time, from top_k_epochs and the epoch's length
+    ema_decay: float = 0.0
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def of(cls, config, **given):
+        from_config = {name: getattr(config, name) for name in cls.names() if name in type(config).model_fields}
+        return cls(**{**from_config, "ema_decay": config.ema, **given})
+
+
 @keras.saving.register_keras_serializable(package="dlkit")
 class GAN(Adversarial):
     """Generator and discriminator trained against each other. For InfoGAN the discriminator has a second
@@ -197,25 +231,21 @@ class GAN(Adversarial):
 
     SUBMODELS = ("generator", "discriminator", "low_discriminator", "generator_ema")
 
-    def __init__(self, generator, discriminator, low_discriminator=None, latent_dim=64, num_classes=0,
-                 categorical_codes=0, continuous_codes=0, objective="minimax", label_smoothing=0.0,
-                 instance_noise=0.0, n_critic=1, gp_weight=0.0, clip_value=0.0, info_weight=1.0,
-                 continuous_weight=1.0, top_k=1.0, top_k_steps=0,
-                 generator_ema=None, ema_decay=0.0, seed=None, **kwargs):
+    def __init__(self, generator, discriminator, low_discriminator=None, generator_ema=None, settings=None,
+                 seed=None, **kwargs):
+        # the settings arrive as one GanSettings from build_gan, or as flat keys from a saved config
+        flat = {k: kwargs.pop(k) for k in list(kwargs) if k in GanSettings.names()}
+        settings = settings if settings is not None else GanSettings(**flat)
         super().__init__(seed=seed, **kwargs)
         self.generator, self.discriminator, self.low_discriminator = generator, discriminator, low_discriminator
         # an exponential moving average of the generator's weights, updated after each generator step;
         # it draws the samples (grids, generate, evaluate) when present
-        self.generator_ema, self.ema_decay = generator_ema, ema_decay
-        self.latent_dim, self.num_classes = latent_dim, num_classes
-        self.categorical_codes, self.continuous_codes = categorical_codes, continuous_codes
-        self.objective, self.label_smoothing, self.instance_noise = objective, label_smoothing, instance_noise
-        self.n_critic, self.gp_weight, self.clip_value, self.info_weight = n_critic, gp_weight, clip_value, info_weight
-        self.top_k, self.top_k_steps = top_k, top_k_steps
-        self.continuous_weight = continuous_weight  # 1.0 by default: models saved before the knob trained so
+        self.generator_ema = generator_ema
+        for key, value in dataclasses.asdict(settings).items():
+            setattr(self, key, value)
         names = ["d_loss", "g_loss"]
-        names += ["d_accuracy"] if objective == "minimax" else ["wasserstein"]
-        names += ["gradient_penalty"] if gp_weight else []
+        names += ["d_accuracy"] if self.objective == "minimax" else ["wasserstein"]
+        names += ["gradient_penalty"] if self.gp_weight else []
         names += ["info_loss"] if self.codes else []
         self.track(*names)
 
@@ -228,12 +258,7 @@ class GAN(Adversarial):
         return self.generator_ema if self.generator_ema is not None else self.generator
 
     def hyper_config(self):
-        return {"ema_decay": self.ema_decay, "latent_dim": self.latent_dim, "num_classes": self.num_classes,
-                "categorical_codes": self.categorical_codes, "continuous_codes": self.continuous_codes,
-                "objective": self.objective, "label_smoothing": self.label_smoothing,
-                "instance_noise": self.instance_noise, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
-                "clip_value": self.clip_value, "info_weight": self.info_weight,
-                "continuous_weight": self.continuous_weight, "top_k": self.top_k, "top_k_steps": self.top_k_steps}
+        return {name: getattr(self, name) for name in GanSettings.names()}
 
     def g_variables(self):
         return self.generator.trainable_variables
@@ -440,13 +465,12 @@ class CycleGAN(Adversarial):
     SUBMODELS = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
 
     def __init__(self, generator_ab, generator_ba, discriminator_a, discriminator_b, cycle_weight=10.0,
-                 identity_weight=5.0, cycle_weight_b=None, seed=None, **kwargs):
+                 identity_weight=5.0, cycle_weight_b=10.0, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
-        # the B -> A -> B cycle's own weight (models saved before it existed weigh both cycles alike)
-        self.cycle_weight_b = cycle_weight if cycle_weight_b is None else cycle_weight_b
+        self.cycle_weight_b = cycle_weight_b  # the B -> A -> B cycle's own weight
         self.track("d_loss", "g_loss", "cycle_loss", "identity_loss")
 
     def call(self, images_a, training=False):

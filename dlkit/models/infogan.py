@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.gan import FAMILY, GanConfig, build_gan, compile  # noqa: F401
+from dlkit.models.gan import GanConfig, build_gan
+
+TASK = "adversarial"
 
 
 class Config(GanConfig):

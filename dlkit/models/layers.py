@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from dlkit import catalog
-from dlkit.recipe.schema import InitializerConfig, LayerKnobs, RegularizerConfig
+from dlkit.models.knobs import InitializerConfig, LayerKnobs, RegularizerConfig
 
 
 def initializer(cfg: InitializerConfig):

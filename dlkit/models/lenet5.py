@@ -11,7 +11,9 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models import cnn
-from dlkit.recipe.schema import InitializerConfig
+from dlkit.models.knobs import InitializerConfig
+
+TASK = "classification"
 
 
 class Config(cnn.Config):

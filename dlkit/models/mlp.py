@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dlkit.recipe.schema import KnobOverrides, ModelBase
+from dlkit.models.knobs import KnobOverrides, ModelBase
+
+TASK = "classification"
 
 
 class DenseLayer(KnobOverrides):
@@ -28,10 +30,10 @@ class Config(ModelBase):
 def build(config: Config, spec):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
-    x = L.inputs(spec)
+    x = layers.inputs(spec)
     h = keras.layers.Flatten()(x)
     for layer in config.hidden:
-        h = L.dense(h, layer.units, layer.resolve(config))
-    return keras.Model(x, L.classifier_head(h, spec, config), name="mlp")
+        h = layers.dense(h, layer.units, layer.resolve(config))
+    return keras.Model(x, layers.classifier_head(h, spec, config), name="mlp")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dlkit.recipe.schema import InitializerConfig, ModelBase
+from dlkit.models.knobs import InitializerConfig, ModelBase
+
+TASK = "classification"
 
 
 class Config(ModelBase):
@@ -19,27 +21,27 @@ class Config(ModelBase):
     initializer: InitializerConfig = InitializerConfig(name="zeros")  # the classic rule starts from zero
     activation: str = "linear"
 
+    def loss(self):
+        if self.rule == "gradient":
+            return None  # the task's cross-entropy
+        from dlkit.models.losses import PerceptronCriterion
+
+        return PerceptronCriterion()
+
 
 def build(config: Config, spec):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
-    x = L.inputs(spec)
+    x = layers.inputs(spec)
     h = keras.layers.Flatten()(x)
     out = keras.layers.Dense(
         spec.num_classes,
         activation="softmax" if config.rule == "gradient" else None,
-        kernel_initializer=L.initializer(config.initializer),
-        kernel_regularizer=L.regularizer(config.regularizer),
+        kernel_initializer=layers.initializer(config.initializer),
+        kernel_regularizer=layers.regularizer(config.regularizer),
         name="scores" if config.rule == "perceptron" else "predictions",
     )(h)
     return keras.Model(x, out, name="perceptron")
 
-
-def loss(config: Config):
-    if config.rule == "gradient":
-        return None  # the default cross-entropy
-    from dlkit.models.losses import PerceptronCriterion
-
-    return PerceptronCriterion()

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dlkit.recipe.schema import BatchNorm, InitializerConfig, ModelBase, RegularizerConfig
+from dlkit.models.knobs import BatchNorm, InitializerConfig, ModelBase, RegularizerConfig
+
+TASK = "classification"
 
 
 class Config(ModelBase):
@@ -32,24 +34,24 @@ class Config(ModelBase):
 def build(config: Config, spec):
     import keras
 
-    from dlkit.models import layers as L
+    from dlkit.models import layers
 
     n = (config.depth - 2) // 6
     plain = config.model_copy(update={"dropout": 0.0})
 
     def conv(x, filters, strides=1, kernel=3):
-        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", **L.weights(plain))(x)
+        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", **layers.weights(plain))(x)
 
     def norm(x):
         return keras.layers.BatchNormalization()(x) if config.batch_norm != "none" else x
 
-    x_in = L.inputs(spec)
-    x = L.finish(conv(x_in, config.widths[0]), plain)
+    x_in = layers.inputs(spec)
+    x = layers.finish(conv(x_in, config.widths[0]), plain)
     for stage, filters in enumerate(config.widths):
         for block in range(n):
             strides = 2 if stage > 0 and block == 0 else 1
             shortcut = x
-            y = L.finish(conv(x, filters, strides), plain)
+            y = layers.finish(conv(x, filters, strides), plain)
             y = conv(y, filters)
             if config.batch_norm == "before":
                 y = norm(y)
@@ -63,4 +65,4 @@ def build(config: Config, spec):
     x = keras.layers.GlobalAveragePooling2D()(x)
     if config.dropout > 0:
         x = keras.layers.Dropout(config.dropout)(x)
-    return keras.Model(x_in, L.classifier_head(x, spec, config), name=f"resnet{config.depth}")
+    return keras.Model(x_in, layers.classifier_head(x, spec, config), name=f"resnet{config.depth}")

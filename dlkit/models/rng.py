@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlkit import keras_private
+
 
 def seed_states(model) -> list:
     """The state variables of every SeedGenerator in the model and its layers, in a fixed order."""
-    states, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", ()):
-            if id(generator.state) not in seen:
-                seen.add(id(generator.state))
-                states.append(generator.state)
-    return states
+    return [generator.state for generator in keras_private.seed_generators(model)]
 
 
 def snapshot(model) -> list[np.ndarray]:

@@ -14,8 +14,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.gan import FAMILY, DiscriminatorConfig, GanConfig, GeneratorConfig, compile  # noqa: F401
-from dlkit.recipe.schema import KnobOverrides
+from dlkit.models.gan import DiscriminatorConfig, GanConfig, GeneratorConfig
+from dlkit.models.knobs import KnobOverrides
+
+TASK = "adversarial"
 
 
 class RefinerConfig(KnobOverrides):
@@ -33,14 +35,16 @@ class Config(GanConfig):
     generator: GeneratorConfig = GeneratorConfig(filters=[128])  # stage I: to half resolution
     refiner: RefinerConfig = RefinerConfig()
     low_discriminator: DiscriminatorConfig = DiscriminatorConfig(filters=[64])  # judges stage I
+    categorical_codes: Literal[0] = 0  # InfoGAN's codes are not part of the stack
+    continuous_codes: Literal[0] = 0
 
 
 def build(config: Config, spec):
     import keras
 
-    from dlkit.models import gan, layers as L
-    from dlkit.models.gan_model import GAN
-    from dlkit.models.spec import DataSpec
+    from dlkit.models import gan, layers
+    from dlkit.data.spec import DataSpec
+    from dlkit.models.gan_model import GAN, GanSettings
 
     h, w, c = spec.input_shape
     if h % 2 or w % 2:
@@ -59,15 +63,15 @@ def build(config: Config, spec):
     planes = keras.layers.Dense((h // 2) * (w // 2) * 4)(gan.scaled_noise(config, latent, k))
     planes = keras.layers.Reshape((h // 2, w // 2, 4))(planes)
     x = keras.layers.Concatenate()([low, planes])
-    x = L.finish(keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **L.weights(knobs))(x), knobs, False)
+    x = layers.finish(keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **layers.weights(knobs))(x), knobs, False)
     for _ in range(config.refiner.residual_blocks):
-        y = L.finish(keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **L.weights(knobs))(x), knobs, False)
-        y = keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **L.weights(knobs))(y)
+        y = layers.finish(keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **layers.weights(knobs))(x), knobs, False)
+        y = keras.layers.Conv2D(config.refiner.filters, 3, padding="same", **layers.weights(knobs))(y)
         x = keras.layers.Activation(knobs.activation)(keras.layers.Add()([x, y]))
-    x = keras.layers.Conv2DTranspose(config.refiner.filters, 4, strides=2, padding="same", **L.weights(knobs))(x)
-    x = L.finish(x, knobs, False)
+    x = keras.layers.Conv2DTranspose(config.refiner.filters, 4, strides=2, padding="same", **layers.weights(knobs))(x)
+    x = layers.finish(x, knobs, False)
     image = keras.layers.Conv2D(c, 3, padding="same", activation="tanh", name="image",
-                                kernel_initializer=L.initializer(knobs.initializer))(x)
+                                kernel_initializer=layers.initializer(knobs.initializer))(x)
     stage2 = keras.Model([low, latent], image, name="stage2")
 
     z = keras.Input((config.latent_dim + k,), name="latent")
@@ -81,8 +85,6 @@ def build(config: Config, spec):
     return GAN(
         generator=composite, discriminator=discriminator(config.discriminator, spec, "discriminator"),
         low_discriminator=discriminator(config.low_discriminator, low_spec, "low_discriminator"),
-        latent_dim=config.latent_dim, num_classes=k, objective=config.objective,
-        label_smoothing=config.label_smoothing, instance_noise=config.instance_noise, n_critic=config.n_critic,
-        generator_ema=gan.ema_copy(composite) if config.ema else None, ema_decay=config.ema, top_k=config.top_k,
-        name="stackgan",
+        generator_ema=gan.ema_copy(composite) if config.ema else None,
+        settings=GanSettings.of(config, num_classes=k), name="stackgan",
     )

@@ -10,7 +10,9 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models import cnn
-from dlkit.recipe.schema import BatchNorm
+from dlkit.models.knobs import BatchNorm
+
+TASK = "classification"
 
 
 class Config(cnn.Config):

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.gan import FAMILY, DiscriminatorConfig, GanConfig, build_gan, compile  # noqa: F401
+from dlkit.models.gan import DiscriminatorConfig, GanConfig, build_gan
+
+TASK = "adversarial"
 
 
 class Config(GanConfig):

@@ -1,4 +1,7 @@
-"""Recipes: YAML files loaded safely, merged through `extends`, overridden by `--set`, then validated."""
+"""Recipes: YAML files loaded safely, merged through `extends`, overridden by `--set`, then validated.
+
+Code above the task layer loads recipes through `dlkit.tasks.load_recipe`, which knows each task's sections.
+"""
 
 from dlkit.recipe.loader import load_recipe, parse_override
 from dlkit.recipe.schema import Recipe

@@ -96,9 +96,12 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
     return data, locations
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
-    """Load, merge, override and validate a recipe. Raises RecipeError listing every problem."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections):
+    """Load, merge, override and validate a recipe. Raises RecipeError listing every problem.
+
+    `sections(architecture)` gives the data and train section classes of the architecture's task; callers
+    above this layer use dlkit.tasks.load_recipe, which passes the registered tasks' sections."""
     from dlkit.recipe.schema import validate
 
     data, locations = load_raw(path, overrides)
-    return validate(data, locations, source=str(path))
+    return validate(data, locations, str(path), sections)

@@ -1,115 +1,34 @@
 """The recipe schema: strict, typed, one section per concern, defaults that fit the common case.
 
-`model` is validated in a second step against the config class of the architecture it names, so each
-architecture module owns its own section (see dlkit/models). Every problem found, in any section, is
-reported together with its dotted key path and the `file:line` it came from.
+A recipe is `name`, `seed`, `data`, `model` and `train`. The `model` section is a union discriminated on
+`model.arch`: the architecture it names (dlkit.models.ARCHITECTURES) supplies its class. The architecture's
+task (dlkit.tasks) supplies the classes of `data` and `train`, since what a run trains on and which keys
+steer it differ by kind of learning: a classifier has one optimizer, a loss and metrics; a GAN has a
+generator's and a discriminator's optimizer and neither. This layer sits below the tasks, so `validate`
+is handed the task's sections (`sections`) rather than importing them.
+
+Every problem found, in any section, is reported together with its dotted key path and the `file:line`
+it came from.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
-from typing import Any, Literal, Union
+from pathlib import Path
+from typing import Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
 
 from dlkit import catalog
+from dlkit.config import Section, UnsetIsNone, check_name
+from dlkit.data import sources
 from dlkit.errors import Problem, RecipeError
+from dlkit.models import ARCHITECTURES, Architecture
+from dlkit.models.knobs import ModelBase
 from dlkit.recipe.source import Locations, locate
-
-
-class Section(BaseModel):
-    # strict: no silent "3" -> 3 coercion; forbid: a typo'd key is an error, never ignored.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
-
-
-class UnsetIsNone(Section):
-    """A section whose None fields mean "not set" (inherit, or keep Keras' default): saved without them."""
-
-    @model_serializer(mode="wrap")
-    def _drop_none(self, handler):
-        return {k: v for k, v in handler(self).items() if v is not None}
-
-
-def check_name(value: str, choices, what: str) -> str:
-    if value in choices:
-        return value
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"unknown {what} {value!r}; {hint}expected one of: {', '.join(choices)}")
-
-
-# ---------------------------------------------------------------- layer knobs, shared by every architecture
-
-
-class InitializerConfig(UnsetIsNone):
-    """An initializer with arguments, e.g. {name: random_normal, stddev: 0.01}."""
-
-    name: str
-    mean: float | None = None
-    stddev: float | None = Field(None, gt=0)
-    minval: float | None = None
-    maxval: float | None = None
-    value: float | None = None  # for `constant`
-    gain: float | None = Field(None, gt=0)  # for `orthogonal`
-    scale: float | None = Field(None, gt=0)  # for `variance_scaling`
-
-    _name = field_validator("name")(lambda v: check_name(v, catalog.INITIALIZERS, "initializer"))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, v):
-        return {"name": v} if isinstance(v, str) else v  # `he_normal` is short for {name: he_normal}
-
-
-Initializer = InitializerConfig
-
-
-class RegularizerConfig(Section):
-    """Weight penalties added to the loss: {l2: 1e-4}, {l1: 1e-5} or both (L1L2)."""
-
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
-
-
-Activation = str
-BatchNorm = Literal["none", "before", "after"]  # before or after the activation
-
-
-class LayerKnobs(Section):
-    """Knobs every weight layer of a model takes; blocks may override them one by one."""
-
-    activation: Activation = "relu"
-    initializer: Initializer = InitializerConfig(name="glorot_uniform")
-    regularizer: RegularizerConfig | None = None
-    dropout: float = Field(0.0, ge=0, lt=1)  # after each block; 0 turns it off
-    batch_norm: BatchNorm = "none"
-
-    _act = field_validator("activation")(lambda v: check_name(v, catalog.ACTIVATIONS, "activation"))
-
-
-class KnobOverrides(UnsetIsNone):
-    """The same knobs, unset by default: a block inherits what it leaves out from the model."""
-
-    activation: Activation | None = None
-    initializer: Initializer | None = None
-    regularizer: RegularizerConfig | None = None
-    dropout: float | None = Field(None, ge=0, lt=1)
-    batch_norm: BatchNorm | None = None
-
-    _act = field_validator("activation")(
-        lambda v: v if v is None else check_name(v, catalog.ACTIVATIONS, "activation")
-    )
-
-    def resolve(self, model: LayerKnobs) -> LayerKnobs:
-        own = {k: v for k, v in self if k in LayerKnobs.model_fields and v is not None}
-        return model.model_copy(update=own)
-
-
-class ModelBase(LayerKnobs):
-    arch: str
-
 
 # ---------------------------------------------------------------- data
 
@@ -124,8 +43,20 @@ class Augment(UnsetIsNone):
     contrast: float | None = Field(None, gt=0, le=1)
 
 
+def _dataset_name(v: str) -> str:
+    if v.startswith("tfds:") and len(v) > 5:
+        return v
+    return check_name(v, list(sources.DATASETS), "dataset")
+
+
+def _needs_path(section):
+    if section.dataset in sources.DATASETS and sources.DATASETS[section.dataset].reads_path and not section.path:
+        raise ValueError(f"dataset {section.dataset!r} reads data.path; set data.path to the file or folder")
+    return section
+
+
 class DomainConfig(Section):
-    """The second image domain of an unpaired translation model (cyclegan)."""
+    """Another image source: the second domain of an unpaired translation model (cyclegan)."""
 
     dataset: str = "mnist_m"
     dir: str | None = None
@@ -136,11 +67,8 @@ class DomainConfig(Section):
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)
     label_column: str | None = None
 
-    _dataset = field_validator("dataset")(lambda v: DataConfig._dataset(v))
-
-    @model_validator(mode="after")
-    def _needs_path(self):
-        return DataConfig._needs_path(self)
+    _dataset = field_validator("dataset")(_dataset_name)
+    _path = model_validator(mode="after")(_needs_path)
 
 
 class DataConfig(Section):
@@ -148,7 +76,7 @@ class DataConfig(Section):
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
     path: str | None = None  # the file or folder for npz, image_folder and csv
     download: bool = True  # fall back to downloading when no local files are found
-    validation_split: float = Field(0.1, ge=0, lt=1)  # carved from the end of train, after a seeded shuffle
+    validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train: seeded draw (a series: its end)
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     batch_size: int = Field(128, ge=1)
     shuffle_buffer: int = Field(60000, ge=0)  # >= train size gives a full shuffle; 0 turns shuffling off
@@ -158,23 +86,29 @@ class DataConfig(Section):
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
-    domain_b: DomainConfig | None = None  # cyclegan: the second domain (this section's dataset is the first)
 
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        if v.startswith("tfds:") and len(v) > 5:
-            return v
-        return check_name(v, [d for d in catalog.DATASETS if d != "tfds:NAME"] + ["tfds:NAME"], "dataset")
+    not_used = {"domain_b": "a second domain is read by translation models only (arch: cyclegan)"}
 
-    @model_validator(mode="after")
-    def _needs_path(self):
-        if self.dataset in ("npz", "image_folder", "csv") and not self.path:
-            raise ValueError(f"dataset {self.dataset!r} reads data.path; set data.path to the file or folder")
-        return self
+    _dataset = field_validator("dataset")(_dataset_name)
+    _path = model_validator(mode="after")(_needs_path)
 
 
 # ---------------------------------------------------------------- training
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule. Durations are in epochs, converted to steps from the data size."""
+
+    name: str = "constant"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up from 0 (cosine)
+    step_epochs: float = Field(10.0, gt=0)  # step: multiply by `factor` every this many epochs
+    factor: float = Field(0.1, gt=0, lt=1)  # step and plateau
+    decay_rate: float = Field(0.9, gt=0, lt=1)  # exponential: multiplier per epoch
+    final_fraction: float = Field(0.0, ge=0, le=1)  # cosine: end at this fraction of the peak rate
+    patience: int = Field(3, ge=1)  # plateau: epochs without improvement before cutting
+    min_learning_rate: float = Field(0.0, ge=0)  # plateau floor
+
+    _name = field_validator("name")(lambda v: check_name(v, catalog.SCHEDULES, "schedule"))
 
 
 class OptimizerConfig(UnsetIsNone):
@@ -203,29 +137,6 @@ class OptimizerConfig(UnsetIsNone):
         return self
 
 
-class ScheduleConfig(Section):
-    """Learning-rate schedule. Durations are in epochs, converted to steps from the data size."""
-
-    name: str = "constant"
-    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up from 0 (cosine)
-    step_epochs: float = Field(10.0, gt=0)  # step: multiply by `factor` every this many epochs
-    factor: float = Field(0.1, gt=0, lt=1)  # step and plateau
-    decay_rate: float = Field(0.9, gt=0, lt=1)  # exponential: multiplier per epoch
-    final_fraction: float = Field(0.0, ge=0, le=1)  # cosine: end at this fraction of the peak rate
-    patience: int = Field(3, ge=1)  # plateau: epochs without improvement before cutting
-    min_learning_rate: float = Field(0.0, ge=0)  # plateau floor
-
-    _name = field_validator("name")(lambda v: check_name(v, catalog.SCHEDULES, "schedule"))
-
-
-class GanOptimizers(Section):
-    """Two optimizers for adversarial models; the DCGAN paper's Adam(2e-4, beta_1=0.5) by default.
-    Different learning rates give the two time-scale update rule (TTUR)."""
-
-    generator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
-    discriminator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
-
-
 class EarlyStopping(Section):
     monitor: str = "val_loss"
     patience: int = Field(5, ge=1)
@@ -233,55 +144,150 @@ class EarlyStopping(Section):
     restore_best_weights: bool = True
 
 
-class TrainConfig(Section):
+# The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
+_TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
+                "steps_per_epoch", "jit_compile", "deterministic")
+
+
+class TrainBase(Section):
+    """What every task's `train:` section has. A task's own section subclasses this (or FitTrain) and adds
+    its optimizer roles and keys."""
+
     epochs: int = Field(10, ge=1)
-    loss: str | None = None  # default: the architecture's own (cross-entropy for classifiers)
-    metrics: list[str] = ["accuracy"]
-    optimizer: OptimizerConfig = OptimizerConfig()
-    optimizers: GanOptimizers | None = None  # generator and discriminator optimizers (GAN architectures)
-    schedule: ScheduleConfig = ScheduleConfig()
-    early_stopping: EarlyStopping | None = None
-    monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)
+    schedule: ScheduleConfig = ScheduleConfig()  # every optimizer's, unless it has its own
     steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
     # TensorFlow's deterministic kernels and tf.data ordering: same seed, same numbers. Off can be faster on GPU.
     deterministic: bool = True
+
+    @model_serializer(mode="wrap")
+    def _in_order(self, handler):
+        out = handler(self)
+        rank = {k: i for i, k in enumerate(_TRAIN_ORDER)}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+    def schedules(self):
+        """(dotted path, schedule) of every schedule in the section: the shared one and each role's own."""
+        yield "train.schedule", self.schedule
+
+
+class ModelOptimizer(Section):
+    """`train.optimizers` of a task with one optimizer role, `model` (train.optimizer is the short form)."""
+
+    model: OptimizerConfig = OptimizerConfig()
+
+
+class FitTrain(TrainBase):
+    """The train section of a task trained by plain compile/fit: one loss, metrics, one optimizer (role
+    `model`), early stopping and a monitored value picking the best checkpoint."""
+
+    loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
+    metrics: list[str] = ["accuracy"]
+    optimizer: OptimizerConfig = OptimizerConfig()
+    # the long form, {model: {...}}; resolved into `optimizer`, so recipes and `dlkit show` read one way
+    optimizers: ModelOptimizer | None = Field(None, exclude=True)
+    early_stopping: EarlyStopping | None = None
+    monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)
+
+    @model_validator(mode="after")
+    def _one_optimizer(self):
+        if self.optimizers is not None:
+            if "optimizer" in self.model_fields_set:
+                raise ValueError("set train.optimizer or train.optimizers.model, not both")
+            self.optimizer, self.optimizers = self.optimizers.model, None
+        return self
+
+    def schedules(self):
+        yield from super().schedules()
+        if self.optimizer.schedule is not None:
+            yield "train.optimizer.schedule", self.optimizer.schedule
 
 
 class Recipe(Section):
     name: str
     seed: int = 42
     data: DataConfig = DataConfig()
-    model: dict[str, Any]  # validated against ARCHITECTURES[model.arch].Config, see validate()
-    train: TrainConfig = TrainConfig()
-
-    @property
-    def model_config_obj(self):
-        return self.__dict__["_model"]
+    model: ModelBase
+    train: TrainBase = TrainBase()
 
     def to_dict(self) -> dict:
-        out = self.model_dump(mode="json")
-        out["model"] = self.model_config_obj.model_dump(mode="json")
-        return out
+        return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- validation
 
+# (architecture) -> {"data": the task's DataConfig class, "train": its TrainBase class}
+Sections = Callable[[Architecture], dict]
 
-def _problems(err: ValidationError, prefix: tuple, root_cls, locations: Locations) -> list[Problem]:
+
+@functools.cache
+def recipe_class(model_cls: type, data_cls: type, train_cls: type) -> type[Recipe]:
+    """The Recipe of one architecture: its model class, and its task's data and train classes."""
+    required = any(f.is_required() for f in data_cls.model_fields.values())
+    return create_model(
+        f"Recipe[{model_cls.model_fields['arch'].default}]", __base__=Recipe,
+        data=(data_cls, ... if required else data_cls()), model=(model_cls, ...), train=(train_cls, train_cls()),
+    )
+
+
+def validate(data: dict, locations: Locations, source: str | None, sections: Sections) -> Recipe:
+    data = dict(data)
+    if source and "name" not in data:
+        data["name"] = Path(source).stem
+    problems: list[Problem] = []
+    model = data.get("model")
+    arch = model.get("arch") if isinstance(model, dict) else None
+    if isinstance(arch, str) and arch in ARCHITECTURES:
+        architecture = ARCHITECTURES[arch]
+        cls = recipe_class(architecture.config, **sections(architecture))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems += _problems(e, cls, locations)
+    else:
+        if model is None:
+            problems.append(Problem("model", "required key is missing", locate(locations, ()),
+                                    f"add a model section with its arch, one of: {', '.join(ARCHITECTURES)}"))
+        elif not isinstance(model, dict):
+            problems.append(Problem("model", "model must be a section with at least `arch`", locate(locations, ("model",))))
+        elif isinstance(model, dict) and arch is None:
+            problems.append(Problem("model.arch", "required key is missing", locate(locations, ("model",)),
+                                    f"choose one of: {', '.join(ARCHITECTURES)}"))
+        else:
+            close = difflib.get_close_matches(str(arch), list(ARCHITECTURES), n=1)
+            hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(ARCHITECTURES)}"
+            problems.append(Problem("model.arch", f"unknown architecture {arch!r}", locate(locations, ("model", "arch")),
+                                    hint))
+        # Without an architecture there is no task to say which data and train keys exist: check the rest with
+        # the common sections, and report only what is wrong whatever the task (not "unknown key").
+        try:
+            Recipe.model_validate({**data, "model": {"arch": "?"}})
+        except ValidationError as e:
+            problems += [p for p in _problems(e, Recipe, locations)
+                         if not (p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))
+                         and p.path != "model"]
+    problems.sort(key=lambda p: _line_order(p.location))
+    raise RecipeError(problems, source)
+
+
+def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Problem]:
     problems = []
     for e in err.errors():
-        loc = prefix + tuple(e["loc"])
+        loc = tuple(e["loc"])
         path = ".".join(str(p) for p in loc)
         msg = e["msg"].removeprefix("Value error, ")
         hint = None
         if e["type"] == "extra_forbidden":
-            allowed = _fields_at(root_cls, loc[len(prefix) : -1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
-            msg = "unknown key"
-            hint = (f"did you mean {close[0]!r}?" if close else "remove it") + (
-                f" Keys here: {', '.join(allowed)}" if allowed else ""
-            )
+            owner = _class_at(root_cls, loc[:-1])
+            allowed = list(owner.model_fields) if owner is not None else []
+            not_used = owner.not_used if owner is not None else {}
+            if loc[-1] in not_used:
+                msg, hint = "not used here", not_used[loc[-1]]
+            else:
+                close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
+                msg = "unknown key"
+                hint = (f"did you mean {close[0]!r}?" if close else "remove it") + (
+                    f" Keys here: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] not in ("value_error", "assertion_error"):
@@ -290,18 +296,18 @@ def _problems(err: ValidationError, prefix: tuple, root_cls, locations: Location
     return problems
 
 
-def _fields_at(cls, loc: tuple) -> list[str]:
-    """The keys allowed at `loc` below the pydantic model `cls` (used for "did you mean")."""
+def _class_at(cls, loc: tuple):
+    """The pydantic model class that holds the keys at `loc` below `cls`, or None."""
     for part in loc:
         if isinstance(part, int):
             continue
-        field = getattr(cls, "model_fields", {}).get(part)
+        field = cls.model_fields.get(part)
         if field is None:
-            return []
+            return None
         cls = _model_in(field.annotation)
         if cls is None:
-            return []
-    return list(getattr(cls, "model_fields", {}))
+            return None
+    return cls
 
 
 def _model_in(annotation):
@@ -313,49 +319,6 @@ def _model_in(annotation):
             if found is not None:
                 return found
     return None
-
-
-def validate(data: dict, locations: Locations, source: str | None = None) -> Recipe:
-    from dlkit.models import ARCHITECTURES
-
-    data = dict(data)
-    if source and "name" not in data:
-        from pathlib import Path
-
-        data["name"] = Path(source).stem
-    problems: list[Problem] = []
-    recipe = None
-    try:
-        recipe = Recipe.model_validate(data)
-    except ValidationError as e:
-        problems += _problems(e, (), Recipe, locations)
-
-    model_data = data.get("model")
-    model = None
-    if not isinstance(model_data, dict):
-        if "model" in data:
-            problems.append(Problem("model", "model must be a section with at least `arch`", locate(locations, ("model",))))
-    else:
-        arch = model_data.get("arch")
-        if arch is None:
-            problems.append(Problem("model.arch", "required key is missing", locate(locations, ("model",)),
-                                    f"choose one of: {', '.join(ARCHITECTURES)}"))
-        elif not isinstance(arch, str) or arch not in ARCHITECTURES:
-            close = difflib.get_close_matches(str(arch), list(ARCHITECTURES), n=1)
-            hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(ARCHITECTURES)}"
-            problems.append(Problem("model.arch", f"unknown architecture {arch!r}", locate(locations, ("model", "arch")), hint))
-        else:
-            config_cls = ARCHITECTURES[arch].Config
-            try:
-                model = config_cls.model_validate(model_data)
-            except ValidationError as e:
-                problems += _problems(e, ("model",), config_cls, locations)
-
-    if problems:
-        problems.sort(key=lambda p: _line_order(p.location))
-        raise RecipeError(problems, source)
-    recipe.__dict__["_model"] = model
-    return recipe
 
 
 def _line_order(location: str | None):

@@ -1,4 +1,5 @@
-"""The Keras callbacks of a dlkit run: progress, divergence guard, atomic checkpoints, epoch history."""
+"""The core Keras callbacks of every dlkit run: progress, divergence guard, interrupt check, atomic
+checkpoints and the epoch history. A task adds its own beside these (sample grids, ...)."""
 
 from __future__ import annotations
 
@@ -10,34 +11,36 @@ import keras
 import numpy as np
 
 from dlkit import backend
-from dlkit.rundir import RunDir, save_model_atomic
+from dlkit.rundir import PhaseDir, save_model_atomic
 
 
 def to_floats(logs: dict | None) -> dict:
     return {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()}
 
 
-def single_optimizer(model) -> bool:
-    """A model trained by `model.optimizer` alone; the adversarial models have `g_optimizer` and `d_optimizer`
-    (and on JAX a `model.optimizer` that only pairs their variables)."""
-    return getattr(model, "g_optimizer", None) is None and getattr(model, "optimizer", None) is not None
+def learning_rates(optimizers: dict) -> dict:
+    """The current rate of each optimizer role: `learning_rate` for a model with one optimizer, else
+    `<role>_learning_rate` (generator_learning_rate, discriminator_learning_rate, ...)."""
+    rate = lambda opt: float(keras.ops.convert_to_numpy(opt.learning_rate))  # noqa: E731
+    if len(optimizers) == 1:
+        return {"learning_rate": rate(next(iter(optimizers.values())))}
+    return {f"{role}_learning_rate": rate(opt) for role, opt in optimizers.items()}
 
 
-def learning_rates(model) -> dict:
-    """The current rate of each optimizer: `learning_rate`, or `g_learning_rate` and `d_learning_rate`."""
-    if single_optimizer(model):
-        return {"learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
-    return {f"{side}_learning_rate": float(keras.ops.convert_to_numpy(getattr(model, f"{side}_optimizer").learning_rate))
-            for side in ("g", "d") if getattr(model, f"{side}_optimizer", None) is not None}
+def steps_taken(optimizers: dict) -> int:
+    """Training steps so far: the first role's optimizer steps once a batch (a GAN's generator; its critic may
+    step n_critic times)."""
+    return int(keras.ops.convert_to_numpy(next(iter(optimizers.values())).iterations))
 
 
 class ProgressCallback(keras.callbacks.Callback):
     """Feeds a Reporter. Reading metric values forces a device sync, so it happens at most ~5 times a second."""
 
-    def __init__(self, reporter, epochs: int, steps: int, initial_epoch: int = 0, interval: float = 0.2):
+    def __init__(self, reporter, epochs: int, steps: int, optimizers: dict, initial_epoch: int = 0,
+                 interval: float = 0.2):
         super().__init__()
         self.reporter, self.epochs, self.steps, self.interval = reporter, epochs, steps, interval
-        self.initial_epoch = initial_epoch
+        self.optimizers, self.initial_epoch = optimizers, initial_epoch
 
     def on_train_begin(self, logs=None):
         self.reporter.train_begin(self.epochs, self.steps, self.initial_epoch)
@@ -54,7 +57,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = to_floats(logs)
-        logs.update(learning_rates(self.model))
+        logs.update(learning_rates(self.optimizers))
         self.reporter.epoch_end(epoch, logs, time.perf_counter() - self.epoch_start)
 
     def on_train_end(self, logs=None):
@@ -69,50 +72,6 @@ class InterruptCheck(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
     on_epoch_end = on_train_batch_end
-
-
-class _Replaying:
-    """Mixed into EarlyStopping and ReduceLROnPlateau for `dlkit resume`: after Keras resets them at the start
-    of fit, the epochs already run (history.csv's rows) are fed through their own on_epoch_end, so patience,
-    best value and cooldown pick up where the interrupted run left them instead of starting over."""
-
-    def __init__(self, *args, rows=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rows = list(rows)
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        for i, row in enumerate(self.rows):
-            self._replay(i, dict(row))
-        self.model.stop_training = False
-
-    def _replay(self, epoch, logs):
-        self.on_epoch_end(epoch, logs)
-
-
-class ResumableEarlyStopping(_Replaying, keras.callbacks.EarlyStopping):
-    def _replay(self, epoch, logs):
-        super()._replay(epoch, logs)
-        self.stopped_epoch = 0
-        if self.restore_best_weights:  # past epochs' weights are gone: the first resumed epoch's stand in
-            self.best_weights = None
-
-
-class ResumableReduceLROnPlateau(_Replaying, keras.callbacks.ReduceLROnPlateau):
-    """Each epoch is replayed at the learning rate it ran at (history.csv's), then the checkpoint's own rate,
-    which already holds every reduction made, is put back."""
-
-    def on_train_begin(self, logs=None):
-        if not self.rows:
-            return super().on_train_begin(logs)
-        now = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        super().on_train_begin(logs)
-        self.model.optimizer.learning_rate = now
-
-    def _replay(self, epoch, logs):
-        if "learning_rate" in logs:
-            self.model.optimizer.learning_rate = logs["learning_rate"]
-        super()._replay(epoch, logs)
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -143,47 +102,42 @@ class DivergenceGuard(keras.callbacks.Callback):
             self._check(logs, -1)
 
 
-def _rng_sidecar(checkpoint):
-    return checkpoint.with_name(checkpoint.stem + ".rng.npz")
-
-
-def save_rng_sidecar(model, checkpoint) -> None:
-    """A plain Keras model's .keras file leaves out its SeedGenerator states (dropout masks, noise); keep them
-    beside the checkpoint, stamped with the optimizer's step, so a resume can continue the streams. The GAN
-    models keep theirs inside the .keras file."""
+def save_rng_sidecar(model, optimizers: dict, checkpoint, sidecar) -> None:
+    """Keep the model's SeedGenerator states (dropout masks, noise) beside its checkpoint, stamped with the
+    training step: Keras's .keras file leaves them out (the adversarial models keep theirs inside too)."""
     from dlkit.models import rng
 
-    if not single_optimizer(model):
-        return
     states = rng.snapshot(model)
     if not states:
         return
     tmp = checkpoint.with_name(f".{checkpoint.stem}-rng-tmp.npz")
-    np.savez(tmp, iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)), *states)
-    tmp.replace(_rng_sidecar(checkpoint))
+    np.savez(tmp, iterations=steps_taken(optimizers), *states)
+    tmp.replace(sidecar)
 
 
-def load_rng_sidecar(model, checkpoint) -> bool:
-    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same optimizer step)."""
+def load_rng_sidecar(model, optimizers: dict, sidecar) -> bool:
+    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same training step)."""
     from dlkit.models import rng
 
-    path = _rng_sidecar(checkpoint)
-    if not single_optimizer(model) or not path.is_file():
+    if not sidecar.is_file():
         return False
-    with np.load(path) as saved:
-        if int(saved["iterations"]) != int(keras.ops.convert_to_numpy(model.optimizer.iterations)):
+    with np.load(sidecar) as saved:
+        if int(saved["iterations"]) != steps_taken(optimizers):
             return False
         return rng.restore(model, [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)])
 
 
 class CheckpointAndHistory(keras.callbacks.Callback):
     """After each finite epoch: append history.csv, replace checkpoints/last.keras, and best.keras when the
-    monitored value improves. A diverged epoch writes nothing, so the last good checkpoint survives."""
+    monitored value improves (if the task monitors one). A diverged epoch writes nothing, so the last good
+    checkpoint survives."""
 
-    def __init__(self, run: RunDir, guard: DivergenceGuard, monitor: str, mode: str, rows=()):
+    def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, monitor: tuple[str, str] | None,
+                 rows=()):
         super().__init__()
-        self.run, self.guard, self.monitor, self.mode = run, guard, monitor, mode
-        self.best = math.inf if mode == "min" else -math.inf
+        self.where, self.guard, self.optimizers = where, guard, optimizers
+        self.monitor, self.mode = monitor if monitor is not None else (None, "min")
+        self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
         self.rows: list[dict] = []
         for row in rows:  # a resumed run's earlier epochs
@@ -193,25 +147,26 @@ class CheckpointAndHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.diverged_at is not None:
             return
-        row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.model)}
+        row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers)}
         self.rows.append(row)
         self._write_history()
-        save_model_atomic(self.model, self.run.last_checkpoint)
-        save_rng_sidecar(self.model, self.run.last_checkpoint)
+        save_model_atomic(self.model, self.where.last_checkpoint)
+        save_rng_sidecar(self.model, self.optimizers, self.where.last_checkpoint,
+                         self.where.rng_sidecar(self.where.last_checkpoint))
         self._consider(row, save=True)
 
     def _consider(self, row, save: bool):
-        value = row.get(self.monitor)
+        value = row.get(self.monitor) if self.monitor else None
         if value is not None and (value < self.best if self.mode == "min" else value > self.best):
             self.best, self.best_epoch = value, row["epoch"]
             if save:
-                save_model_atomic(self.model, self.run.best_checkpoint)
+                save_model_atomic(self.model, self.where.best_checkpoint)
 
     def _write_history(self):
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.run.history.with_suffix(".csv.tmp")
+        tmp = self.where.history.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(self.rows)
-        tmp.replace(self.run.history)
+        tmp.replace(self.where.history)

@@ -1,7 +1,13 @@
-"""`train(recipe_path, runs_root)`: the one entry point behind `dlkit train`, called directly by tests.
+"""`train(recipe_path, runs_root)` and `resume(run_dir)`: the entry points behind `dlkit train` and `dlkit
+resume`, called directly by tests.
 
-Order matters: the recipe is validated, the data read and the model built and compiled before the run
-directory exists, so a bad recipe or missing data never leaves a half-made run behind.
+Order matters: the recipe is validated, the data read and the (first phase's) model built and compiled
+before the run directory exists, so a bad recipe or missing data never leaves a half-made run behind.
+
+A run is one or more phases (dlkit.tasks.base.Phase), each one `fit`; the task supplies everything that
+differs by kind of learning (data, model, optimizers, callbacks, what a finished run writes), and this
+module runs the phases with the core callbacks: interrupt check, divergence guard, checkpoints and
+history, progress.
 """
 
 from __future__ import annotations
@@ -14,54 +20,205 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from dlkit import __version__, backend
-from dlkit.errors import DivergedError, Interrupted
-from dlkit.recipe import load_recipe
-from dlkit.rundir import RunDir, save_model_atomic
+from dlkit import __version__, backend, plots, tasks
+from dlkit.data import pipeline
+from dlkit.errors import DivergedError, Interrupted, UsageError
+from dlkit.rundir import FORMAT, RunDir, save_model_atomic
+from dlkit.tasks.base import FitContext
+from dlkit.training.session import Session
 from dlkit.ui import Reporter
 
 
-def build_model(recipe, spec):
-    from dlkit.models import ARCHITECTURES
+def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
+    """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
+    errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
+    reporter = reporter or Reporter()
+    recipe = tasks.load_recipe(recipe_path, overrides)
+    session = Session.open(recipe)
+    phases = session.task.phases(recipe)
+    model = session.model(phases[0])
 
-    return ARCHITECTURES[recipe.model_config_obj.arch].build(recipe.model_config_obj, spec)
+    run = RunDir.create(runs_root, recipe.name)
+    run.recipe.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    run.write_artifacts(session.data.artifacts)
+    run.write_json(run.manifest, _manifest(recipe, recipe_path, session, model, phases))
+    return _run(run, session, phases, reporter, first=0, model=model)
 
 
-def compile_model(model, recipe, steps_per_epoch: int):
-    from dlkit.errors import Problem, RecipeError
-    from dlkit.models import ARCHITECTURES
-    from dlkit.training import optim
+def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None) -> dict:
+    """Continue a run from the last checkpoint of the phase it stopped in: the model, every optimizer's state
+    (moments, step count, schedule position), the random streams and the data order carry on where the last
+    finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
+    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
 
-    module = ARCHITECTURES[recipe.model_config_obj.arch]
-    if hasattr(module, "compile"):  # models with their own train_step (GANs) compile themselves
-        return module.compile(model, recipe, steps_per_epoch)
-    cfg = recipe.train
-    if cfg.optimizers is not None:
-        raise RecipeError([Problem("train.optimizers", f"{recipe.model_config_obj.arch} trains with one optimizer",
-                                   hint="use train.optimizer")])
-    model.compile(
-        optimizer=optim.optimizer(cfg, steps_per_epoch),
-        loss=optim.loss(cfg, ARCHITECTURES[recipe.model_config_obj.arch], recipe.model_config_obj),
-        metrics=optim.metrics(cfg),
-        jit_compile=cfg.jit_compile,
-    )
+    reporter = reporter or Reporter()
+    run = RunDir.open(run_dir)
+    recipe = tasks.load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
+    _refuse_if_running(run)
+    session = Session.open(recipe)
+    task, steps = session.task, session.steps_per_epoch  # reads the data first, as training did
+    phases = task.phases(recipe)
+    several = len(phases) > 1
+    completed = run.read_json(run.manifest).get("phases_completed", [])
+    i = next(k for k, p in enumerate(phases) if p.name not in completed or k == len(phases) - 1)
+    earlier = {p.name: session.model(p, checkpoint=run.phase(p.name, several).model) for p in phases[:i]}
+    while True:
+        phase, where = phases[i], run.phase(phases[i].name, several)
+        if not where.last_checkpoint.is_file():
+            if i == 0:
+                raise UsageError(f"{run.root} has no checkpoints/last.keras: no epoch finished, so there is nothing "
+                                 "to resume; train the recipe again")
+            model, done = None, 0  # the phase had not begun
+            break
+        model = session.model(phase, earlier, checkpoint=where.last_checkpoint)
+        optimizers = task.optimizers(model)
+        load_rng_sidecar(model, optimizers, where.rng_sidecar(where.last_checkpoint))
+        # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
+        done = steps_taken(optimizers) // steps
+        if done < phase.epochs:
+            break
+        if i == len(phases) - 1:
+            raise UsageError(f"{run.root} has finished {done} of its {phase.epochs} epochs; to train it further, "
+                             f"raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
+        earlier[phase.name] = _close_phase(run, where, phase, model)  # it ended but was not marked so
+        i += 1
+    rows = []
+    if where.history.is_file():
+        with open(where.history, newline="") as f:
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
+                    for r in csv.DictReader(f)][:done]
+    if epochs is not None:
+        run.recipe.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    history = run.read_json(run.manifest).get("resumed", [])
+    entry = {"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv}
+    if several:
+        entry["phase"] = phases[i].name
+    run.update_manifest(status="running", ended=None, pid=os.getpid(), resumed=history + [entry])
+    return _run(run, session, phases, reporter, first=i, model=model, initial_epoch=done, rows=rows, earlier=earlier)
+
+
+def _close_phase(run, where, phase, model):
+    """A phase of a run of several has ended: its model is kept and the manifest says so."""
+    save_model_atomic(model, where.model)
+    done = run.read_json(run.manifest).get("phases_completed", [])
+    run.update_manifest(phases_completed=done + [phase.name])
     return model
 
 
-def prepare(recipe):
-    """Data and a compiled model for a validated recipe (seeded first, so both are reproducible)."""
-    from dlkit.data import pipeline
-    from dlkit.training import optim
+def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: int = 0, rows=(),
+         earlier=None) -> dict:
+    """Fit the phases from `first` on; the first of them may come with its model (built, or resumed)."""
+    several, earlier = len(phases) > 1, dict(earlier or {})
+    start, fit_seconds, fit_cpu_seconds = time.perf_counter(), 0.0, 0.0
+    result = {"name": session.recipe.name, "run_dir": str(run.root)}
+    if initial_epoch:
+        result["resumed_from_epoch"] = initial_epoch
+    for i in range(first, len(phases)):
+        phase, where = phases[i], run.phase(phases[i].name, several)
+        if model is None:
+            model = session.model(phase, earlier)
+        if several:
+            reporter.message(f"phase {i + 1}/{len(phases)}: {phase.name}")
+            result.setdefault("phases", {})[phase.name] = summary = {}
+        else:
+            summary = result
+        final = i == len(phases) - 1
+        keeper, seconds, cpu_seconds = _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earlier,
+                                            result, summary, final)
+        fit_seconds, fit_cpu_seconds = fit_seconds + seconds, fit_cpu_seconds + cpu_seconds
+        if not final:
+            earlier[phase.name] = _close_phase(run, where, phase, model)
+        model, initial_epoch, rows = None, 0, ()
+    result.update(_summary(keeper, start, session))
+    result.update(status="completed", fit_time_s=round(fit_seconds, 3),
+                  fit_cpu_time_s=round(fit_cpu_seconds, 3),  # all threads; steadier than wall time on a busy host
+                  wall_time_s=round(time.perf_counter() - start, 3))
+    run.write_json(run.metrics, result)
+    run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    reporter.summary(result)
+    return result
 
-    backend.setup()
-    backend.seed_everything(recipe.seed, recipe.train.deterministic)
-    data = pipeline.load(recipe.data, recipe.seed)
-    steps = optim.steps_per_epoch(data.spec.num_train, recipe.data.batch_size, recipe.train.steps_per_epoch)
-    model = compile_model(build_model(recipe, data.spec), recipe, steps)
-    return data, model, steps
+
+def _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earlier, result, summary, final):
+    """One phase's `fit`, with the core callbacks and the task's; the last phase also finishes the run.
+    Returns the history keeper and the fit's wall and CPU seconds."""
+    from dlkit.training import callbacks
+
+    recipe, task = session.recipe, session.task
+    several = summary is not result
+    data = task.phase_data(recipe, session.data.fresh() if several else session.data, phase, earlier)
+    optimizers = task.optimizers(model)
+    ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, list(rows),
+                     task.monitor(recipe, data.val is not None))
+    extra = task.callbacks(ctx)
+    guard = callbacks.DivergenceGuard()
+    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, ctx.monitor, rows)
+    cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
+           callbacks.ProgressCallback(reporter, phase.epochs, session.steps_per_epoch, optimizers, initial_epoch),
+           *extra.after]
+    reporter.start(run.root, recipe, data.spec, model)
+    result["params"] = int(model.count_params())
+    train_input, fit_steps = pipeline.for_fit(data.train, recipe.train.steps_per_epoch, initial_epoch)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    try:
+        model.fit(train_input, validation_data=data.val if task.validates else None, epochs=phase.epochs,
+                  initial_epoch=initial_epoch, steps_per_epoch=fit_steps, callbacks=cbs, verbose=0,
+                  shuffle=False)  # the pipeline already shuffles, seeded
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        if guard.diverged_at is None:
+            plots.learning_curves(keeper.rows, where.learning_curves)
+            if final:
+                save_model_atomic(model, run.model)
+                result.update(task.finish(ctx, extra))
+    except KeyboardInterrupt:
+        reporter.train_end()
+        summary.update(_summary(keeper, start, session), status="interrupted")
+        result["status"] = "interrupted"
+        run.write_json(run.metrics, result)
+        run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise Interrupted(run.root, result) from None
+    except BaseException:
+        reporter.train_end()
+        run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    if guard.diverged_at is not None:
+        epoch, step = guard.diverged_at
+        where_text = (f"phase {phase.name}, " if several else "") + f"epoch {epoch + 1}" + (
+            f", step {step + 1}" if step >= 0 else "")
+        summary.update(_summary(keeper, start, session), status="diverged")
+        result.update(status="diverged", diverged_at=where_text)
+        run.write_json(run.metrics, result)
+        run.update_manifest(status="diverged", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        kept = f"the last good checkpoint is {where.last_checkpoint}" if where.last_checkpoint.exists() else \
+            "no epoch finished cleanly, so there is no checkpoint"
+        err = DivergedError(
+            f"training diverged: the loss became NaN or inf at {where_text}; {kept}. "
+            "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section) "
+            "or batch normalization.")
+        err.run_dir = str(run.root)
+        raise err from None
+    if several:
+        summary.update(_summary(keeper, start, session))
+    return keeper, seconds, cpu_seconds
+
+
+def _summary(keeper, start: float, session) -> dict:
+    from dlkit import metrics
+
+    rows = keeper.rows
+    seconds = time.perf_counter() - start
+    examples = len(rows) * min(session.data.spec.num_train, session.steps_per_epoch * session.recipe.data.batch_size)
+    return {
+        "epochs_completed": len(rows),
+        "final": {k: v for k, v in (rows[-1] if rows else {}).items() if k != "epoch"},
+        "best": metrics.best_of(rows),
+        "best_epoch": keeper.best_epoch,
+        "monitor": keeper.monitor,
+        "wall_time_s": round(seconds, 3),
+        "throughput": round(examples / seconds, 1) if seconds > 0 else 0.0,
+    }
 
 
 def _git_commit(where: Path) -> str | None:
@@ -72,105 +229,26 @@ def _git_commit(where: Path) -> str | None:
         return None
 
 
-def _manifest(recipe, recipe_path, data, model) -> dict:
+def _manifest(recipe, recipe_path, session, model, phases) -> dict:
     import keras
 
     tf = backend.tensorflow()
-    scale = [v.tolist() for v in data.scale]
-    return {
-        "dlkit": __version__, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
+    manifest = {
+        "dlkit": __version__, "format": FORMAT, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
         "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
         "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
-        "data_origin": data.origin, "data_spec": data.spec.to_dict(),
-        "data_scale": scale,  # the model sees x * a + b; generate and evaluate undo it
+        "task": session.task.name, "data_origin": session.data.origin, "data_spec": session.data.spec.to_dict(),
         "params": int(model.count_params()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
     }
-
-
-def _monitor(recipe, has_val: bool) -> tuple[str, str]:
-    monitor = recipe.train.monitor
-    if not has_val and monitor.startswith("val_"):
-        monitor = monitor[4:]
-    mode = "min" if "loss" in monitor or "error" in monitor else "max"
-    return monitor, mode
-
-
-def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
-    """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
-    errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
-    reporter = reporter or Reporter()
-    recipe = load_recipe(recipe_path, overrides)
-    data, model, steps = prepare(recipe)
-
-    run = RunDir.create(runs_root, recipe.name)
-    (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    run.write_json(run.manifest, _manifest(recipe, recipe_path, data, model))
-    return _fit(run, recipe, data, model, steps, reporter)
-
-
-def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None) -> dict:
-    """Continue a run from checkpoints/last.keras in its own directory: the model, every optimizer's state
-    (moments, step count, schedule position), a GAN's RNG state and the data order carry on where the last
-    finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
-    import keras
-
-    from dlkit.data import pipeline
-    from dlkit.errors import UsageError
-    from dlkit.training import optim
-
-    reporter = reporter or Reporter()
-    run = RunDir.open(run_dir)
-    recipe = load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
-    _refuse_if_running(run)
-    if not run.last_checkpoint.is_file():
-        raise UsageError(f"{run.root} has no checkpoints/last.keras: no epoch finished, so there is nothing to "
-                         "resume; train the recipe again")
-    backend.setup()
-    backend.seed_everything(recipe.seed, recipe.train.deterministic)
-    data = pipeline.load(recipe.data, recipe.seed)
-    steps = optim.steps_per_epoch(data.spec.num_train, recipe.data.batch_size, recipe.train.steps_per_epoch)
-    import dlkit.models.gan_model  # noqa: F401 - registers the adversarial models for load_model
-
-    model = keras.saving.load_model(run.last_checkpoint)
-    from dlkit.training.callbacks import load_rng_sidecar
-
-    load_rng_sidecar(model, run.last_checkpoint)  # dropout and noise streams of plain Keras models
-    # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
-    optimizer = getattr(model, "g_optimizer", None) or model.optimizer
-    done = int(keras.ops.convert_to_numpy(optimizer.iterations)) // steps
-    if done >= recipe.train.epochs:
-        raise UsageError(f"{run.root} has finished {done} of its {recipe.train.epochs} epochs; to train it "
-                         f"further, raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
-    rows = []
-    if run.history.is_file():
-        with open(run.history, newline="") as f:
-            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
-                    for r in csv.DictReader(f)][:done]
-    # The data order: each new iterator over the training set reshuffles (seeded), and Keras's epoch iterator
-    # makes two per epoch over a finite dataset (one for the epoch, one made ready at its end). Making the
-    # same number here puts epoch done+1 on the order it had in an uninterrupted run (tests/test_resume.py
-    # checks the weights match). With train.steps_per_epoch set, passes and epochs differ: resuming starts a
-    # fresh pass instead.
-    if hasattr(data.train, "start_epoch"):  # the numpy pipeline (no TensorFlow): orders are per epoch
-        data.train.start_epoch(done)
-    elif recipe.train.steps_per_epoch is None:
-        for _ in range(2 * done):
-            iter(data.train)
-    if epochs is not None:
-        (run.recipe).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    history = run.read_json(run.manifest).get("resumed", [])
-    run.update_manifest(status="running", ended=None, pid=os.getpid(),
-                        resumed=history + [{"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                            "command": sys.argv}])
-    return _fit(run, recipe, data, model, steps, reporter, initial_epoch=done, rows=rows)
+    if len(phases) > 1:
+        manifest.update(phases=[p.name for p in phases], phases_completed=[])
+    return manifest
 
 
 def _refuse_if_running(run) -> None:
     """Two processes must not train one run directory: refuse while the process that owns it is alive."""
-    from dlkit.errors import UsageError
-
     manifest = run.read_json(run.manifest)
     pid = manifest.get("pid")
     if manifest.get("status") != "running" or manifest.get("host") != platform.node() or not pid:
@@ -186,125 +264,3 @@ def _refuse_if_running(run) -> None:
         return  # the number was reused by an unrelated process
     raise UsageError(f"{run.root} is still being trained by process {pid} on this machine; wait for it, or stop "
                      f"it (kill {pid}: the run is closed as interrupted) and resume then")
-
-
-def _fit(run, recipe, data, model, steps, reporter, initial_epoch: int = 0, rows=()) -> dict:
-    import keras
-
-    from dlkit.training import callbacks as C
-
-    reporter.start(run.root, recipe, data.spec, model)
-
-    from dlkit.models import family
-
-    generative = family(recipe.model_config_obj.arch) == "gan"
-    monitor, mode = _monitor(recipe, data.val is not None)
-    guard = C.DivergenceGuard()
-    keeper = C.CheckpointAndHistory(run, guard, monitor, mode, rows)
-    cbs = [C.InterruptCheck(), guard]
-    sampler = None
-    if generative:
-        from dlkit.training.samples import SampleGrid
-
-        sampler = SampleGrid(run, model, data, recipe.seed, reporter, recipe.model_config_obj.overpower_epochs,
-                             initial_epoch)
-        cbs.append(sampler)  # before the keeper: it adds `diversity` to the epoch's logs
-    cbs += [keeper, C.ProgressCallback(reporter, recipe.train.epochs, steps, initial_epoch)]
-    if recipe.train.early_stopping:
-        es = recipe.train.early_stopping
-        cbs.append(C.ResumableEarlyStopping(monitor=_monitor_name(es.monitor, data.val), patience=es.patience,
-                                            min_delta=es.min_delta, restore_best_weights=es.restore_best_weights,
-                                            rows=rows))
-    if recipe.train.schedule.name == "plateau":
-        sc = recipe.train.schedule
-        cbs.append(C.ResumableReduceLROnPlateau(monitor=monitor, factor=sc.factor, patience=sc.patience,
-                                                min_lr=sc.min_learning_rate, verbose=0, rows=rows))
-
-    start, cpu_start = time.perf_counter(), time.process_time()
-    result = {"name": recipe.name, "run_dir": str(run.root), "params": int(model.count_params())}
-    if initial_epoch:
-        result["resumed_from_epoch"] = initial_epoch
-    fit_steps = recipe.train.steps_per_epoch
-    if hasattr(data.train, "max_steps"):  # the numpy pipeline caps its own epochs, each a fresh pass
-        data.train.max_steps, fit_steps = fit_steps, None
-    elif fit_steps is not None:  # capped epochs run on through the passes (else Keras cuts one short at each pass's end)
-        data.train = data.train.repeat()
-    try:
-        model.fit(data.train, validation_data=None if generative else data.val, epochs=recipe.train.epochs,
-                  initial_epoch=initial_epoch, steps_per_epoch=fit_steps, callbacks=cbs, verbose=0,
-                  shuffle=False)  # the pipeline already shuffles, seeded
-        fit_seconds, fit_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-        if guard.diverged_at is None:
-            _finish(model, run, recipe, data, keeper, sampler, result)
-    except KeyboardInterrupt:
-        reporter.train_end()
-        result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="interrupted")
-        run.write_json(run.metrics, result)
-        run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        raise Interrupted(run.root, result) from None
-    except BaseException:
-        reporter.train_end()
-        run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        raise
-    if guard.diverged_at is not None:
-        epoch, step = guard.diverged_at
-        where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step >= 0 else "")
-        result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="diverged", diverged_at=where)
-        run.write_json(run.metrics, result)
-        run.update_manifest(status="diverged", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        kept = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint.exists() else \
-            "no epoch finished cleanly, so there is no checkpoint"
-        err = DivergedError(
-            f"training diverged: the loss became NaN or inf at {where}; {kept}. "
-            "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section) "
-            "or batch normalization.")
-        err.run_dir = str(run.root)
-        raise err from None
-
-    result.update(_summary(keeper, start, data, steps, recipe.data.batch_size), status="completed")
-    result["fit_time_s"] = round(fit_seconds, 3)
-    result["fit_cpu_time_s"] = round(fit_cpu_seconds, 3)  # all threads; steadier than wall time on a busy host
-    result["wall_time_s"] = round(time.perf_counter() - start, 3)
-    run.write_json(run.metrics, result)
-    run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    reporter.summary(result)
-    return result
-
-
-def _finish(model, run, recipe, data, keeper, sampler, result) -> None:
-    """After a clean fit: the model file, test metrics and pictures (into `result`)."""
-    from dlkit import metrics as M
-    from dlkit import plots
-
-    save_model_atomic(model, run.model)
-    if sampler is not None:
-        result["warnings"] = sampler.warnings
-        result["samples"] = str(run.samples)
-    elif data.test is not None:
-        result["test"] = {k: float(v) for k, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
-        y_pred = np.argmax(model.predict(data.test, verbose=0), axis=-1)
-        matrix = M.confusion(data.splits.y_test, y_pred, data.spec.num_classes)
-        plots.confusion_matrix(matrix, data.spec.class_names, run.confusion_matrix("test"),
-                               f"{recipe.name}: test split")
-    plots.learning_curves(keeper.rows, run.learning_curves)
-
-
-def _monitor_name(name: str, val) -> str:
-    return name[4:] if val is None and name.startswith("val_") else name
-
-
-def _summary(keeper, start: float, data, steps: int, batch_size: int) -> dict:
-    from dlkit import metrics as M
-
-    rows = keeper.rows
-    seconds = time.perf_counter() - start
-    examples = len(rows) * min(data.spec.num_train, steps * batch_size)
-    return {
-        "epochs_completed": len(rows),
-        "final": {k: v for k, v in (rows[-1] if rows else {}).items() if k != "epoch"},
-        "best": M.best_of(rows),
-        "best_epoch": keeper.best_epoch,
-        "monitor": keeper.monitor,
-        "wall_time_s": round(seconds, 3),
-        "throughput": round(examples / seconds, 1) if seconds > 0 else 0.0,
-    }

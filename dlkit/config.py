@@ -1,0 +1,39 @@
+"""The base of every recipe section: strict pydantic models, and the one way a name is checked.
+
+Every layer that declares a recipe section (data, models, tasks, the recipe itself) builds on `Section`, so
+the rules are the same everywhere: no silent "3" -> 3 coercion, and a typo'd key is an error, never
+ignored. Nothing here imports Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_serializer
+
+
+class Section(BaseModel):
+    # strict: no silent "3" -> 3 coercion; forbid: a typo'd key is an error, never ignored.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+    # keys other sections of this kind take but this one does not use, with what to do instead: a recipe
+    # that sets one gets that hint in place of a bare "unknown key" (e.g. `train.metrics` for a GAN)
+    not_used: ClassVar[dict[str, str]] = {}
+
+
+class UnsetIsNone(Section):
+    """A section whose None fields mean "not set" (inherit, or keep Keras' default): saved without them."""
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+def check_name(value: str, choices, what: str) -> str:
+    """`value` if it is one of `choices`, else a ValueError with a did-you-mean and the choices."""
+    if value in choices:
+        return value
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown {what} {value!r}; {hint}expected one of: {', '.join(choices)}")

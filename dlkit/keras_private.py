@@ -1,0 +1,28 @@
+"""Every use dlkit makes of Keras internals, in one place.
+
+Keras does not make these public; a release may move them. tests/test_keras_private.py exercises each one
+against the installed Keras, so an upgrade that breaks one fails there, by name, rather than deep inside a
+GAN's training step or a resume.
+"""
+
+from __future__ import annotations
+
+
+def current_stateless_scope():
+    """The innermost `keras.StatelessScope` being entered, or None (JAX: the adversarial steps read the
+    values Keras's jitted trainer maps onto the variables)."""
+    from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+    return get_stateless_scope()
+
+
+def seed_generators(model) -> list:
+    """Every `keras.random.SeedGenerator` held by the model and the layers inside it (dropout, noise, the
+    model's own), each once, in a fixed order. Keras saves variables but not these generators' states."""
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in layer._seed_generators:
+            if id(generator.state) not in seen:
+                seen.add(id(generator.state))
+                found.append(generator)
+    return found

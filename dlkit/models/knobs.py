@@ -1,0 +1,82 @@
+"""The layer knobs every architecture takes (initializer, regularizer, activation, dropout, batch norm) and
+`ModelBase`, the base of every architecture's `Config` (its `model:` recipe section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dlkit import catalog
+from dlkit.config import Section, UnsetIsNone, check_name
+
+
+class InitializerConfig(UnsetIsNone):
+    """An initializer with arguments, e.g. {name: random_normal, stddev: 0.01}."""
+
+    name: str
+    mean: float | None = None
+    stddev: float | None = Field(None, gt=0)
+    minval: float | None = None
+    maxval: float | None = None
+    value: float | None = None  # for `constant`
+    gain: float | None = Field(None, gt=0)  # for `orthogonal`
+    scale: float | None = Field(None, gt=0)  # for `variance_scaling`
+
+    _name = field_validator("name")(lambda v: check_name(v, catalog.INITIALIZERS, "initializer"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v):
+        return {"name": v} if isinstance(v, str) else v  # `he_normal` is short for {name: he_normal}
+
+
+class RegularizerConfig(Section):
+    """Weight penalties added to the loss: {l2: 1e-4}, {l1: 1e-5} or both (L1L2)."""
+
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+
+
+Activation = str
+BatchNorm = Literal["none", "before", "after"]  # before or after the activation
+
+
+class LayerKnobs(Section):
+    """Knobs every weight layer of a model takes; blocks may override them one by one."""
+
+    activation: Activation = "relu"
+    initializer: InitializerConfig = InitializerConfig(name="glorot_uniform")
+    regularizer: RegularizerConfig | None = None
+    dropout: float = Field(0.0, ge=0, lt=1)  # after each block; 0 turns it off
+    batch_norm: BatchNorm = "none"
+
+    _act = field_validator("activation")(lambda v: check_name(v, catalog.ACTIVATIONS, "activation"))
+
+
+class KnobOverrides(UnsetIsNone):
+    """The same knobs, unset by default: a block inherits what it leaves out from the model."""
+
+    activation: Activation | None = None
+    initializer: InitializerConfig | None = None
+    regularizer: RegularizerConfig | None = None
+    dropout: float | None = Field(None, ge=0, lt=1)
+    batch_norm: BatchNorm | None = None
+
+    _act = field_validator("activation")(
+        lambda v: v if v is None else check_name(v, catalog.ACTIVATIONS, "activation")
+    )
+
+    def resolve(self, model: LayerKnobs) -> LayerKnobs:
+        own = {k: v for k, v in self if k in LayerKnobs.model_fields and v is not None}
+        return model.model_copy(update=own)
+
+
+class ModelBase(LayerKnobs):
+    """The `model:` section. Each architecture subclasses it with `arch: Literal["its name"]`."""
+
+    arch: str
+
+    def loss(self):
+        """The loss this architecture trains on when the recipe names none (None: the task's default)."""
+        return None

@@ -1,0 +1,50 @@
+"""Tasks: what differs by kind of learning, between the models below and training and the CLI above.
+
+An architecture names its task (`TASK` in its module); `TASKS` maps that name to the task object, whose
+hooks (dlkit.tasks.base.Task) the training loop, `dlkit evaluate` and `dlkit generate` call.
+`load_recipe` is how every layer above loads a recipe: it hands the recipe schema each task's own `data`
+and `train` sections.
+
+Tasks now: classification, adversarial (image generation), translation (unpaired image-to-image).
+Adding one takes a module here and a line in TASKS (or `register` from outside).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlkit import recipe as recipe_layer
+from dlkit.models import ARCHITECTURES, Architecture
+from dlkit.tasks.adversarial import Adversarial
+from dlkit.tasks.base import Task
+from dlkit.tasks.classification import Classification
+from dlkit.tasks.translation import Translation
+
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Adversarial(), Translation())}
+
+
+def register(task: Task) -> None:
+    """Add a task from outside dlkit (a plugin, a test)."""
+    TASKS[task.name] = task
+
+
+def of_architecture(architecture: Architecture) -> Task:
+    if architecture.task not in TASKS:
+        raise ValueError(f"architecture {architecture.name!r} declares task {architecture.task!r}, which is not "
+                         f"registered (tasks: {', '.join(TASKS)})")
+    return TASKS[architecture.task]
+
+
+def of(recipe) -> Task:
+    """The task a validated recipe trains as."""
+    return of_architecture(ARCHITECTURES[recipe.model.arch])
+
+
+def sections(architecture: Architecture) -> dict:
+    task = of_architecture(architecture)
+    return {"data_cls": task.Data, "train_cls": task.Train}
+
+
+def load_recipe(path: str | Path, overrides=()):
+    """Load, merge, override and validate a recipe, its data and train sections those of its task."""
+    return recipe_layer.load_recipe(path, overrides, sections=sections)

@@ -1,0 +1,132 @@
+"""Adversarial image generation (dcgan, cgan, wgan, wgan_gp, infogan, stackgan): a generator against a
+discriminator, each with its own optimizer.
+
+Learns from (images, labels) batches (labels feed conditional models); nothing is validated during fit.
+Each epoch writes a fixed-noise sample grid and logs a diversity statistic; the run ends with samples.png
+and progress.gif. `dlkit evaluate` measures samples (diversity, and with --reference a classifier's
+Fréchet distance, classifier score, coverage, label or code accuracy); `dlkit generate` draws grids and
+latent interpolations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlkit import images, metrics
+from dlkit.errors import UsageError
+from dlkit.models.gan import grid_layout, latent_inputs
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
+
+
+class Adversarial(TwoPlayer):
+    name = "adversarial"
+    summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        # the top-k share anneals over generator steps, so it needs the epoch's length
+        model.top_k_steps = round(recipe.model.top_k_epochs * steps_per_epoch) if recipe.model.top_k < 1 else 0
+        return super().compile(model, recipe, steps_per_epoch, phase)
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        from dlkit.tasks.sample_grid import SampleGrid
+
+        gan, data = ctx.model, ctx.data
+        rows, extra = grid_layout(gan)
+        fixed = latent_inputs(gan, rows * 8, np.random.default_rng(ctx.recipe.seed), **extra)
+        real = in_scale(data.splits.x_train[:256], data.scale)
+        probe = latent_inputs(gan, min(256, len(real)), np.random.default_rng(ctx.recipe.seed + 1))
+        grid = SampleGrid(ctx.run, ctx.reporter, draw=lambda: gan.sampler.predict(fixed, verbose=0), rows=rows,
+                          fakes=lambda: gan.sampler.predict(probe, verbose=0), real=real, scale=data.scale,
+                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch)
+        return Callbacks(before=[grid])
+
+    # ---------------------------------------------------------------- evaluate
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        gan, scale, n = model, run_scale(run), request.samples
+        rng = np.random.default_rng(0)
+        k = gan.num_classes or gan.categorical_codes
+        asked = rng.integers(0, k, n) if k else None
+        extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
+        fake = images.to_uint8(gan.sampler.predict(latent_inputs(gan, n, rng, **extra), verbose=0, batch_size=500),
+                               scale)
+        splits = data().splits
+        real = (splits.x_test if splits.x_test is not None else splits.x_train)[:n]
+        out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
+               "run_dir": str(run.root), "samples": int(n), "real_examples": int(len(real)),
+               "diversity": diversity(in_scale(fake, scale), in_scale(real, scale))}
+        grid_path = run.root / "eval_samples.png"
+        images.save_png(images.grid(fake[:64], 8), grid_path)
+        out["grid"] = str(grid_path)
+        if request.reference is None:
+            return out
+        from dlkit.tasks.reference import Reference
+
+        ref = Reference(request.reference)
+        if ref.image_shape[:2] != tuple(fake.shape[1:3]):
+            raise UsageError(f"the reference classifier takes {ref.image_shape} images; this GAN makes {fake.shape[1:]}")
+        f_feat, f_prob = ref.predict(fake)
+        r_feat, r_prob = ref.predict(real)
+        predicted = f_prob.argmax(1)
+        num_classes = f_prob.shape[1]
+        out.update({
+            "reference_run": str(request.reference.root),
+            "frechet_distance": metrics.feature_distance(f_feat, r_feat),
+            "classifier_score": metrics.classifier_score(f_prob),
+            "real_classifier_score": metrics.classifier_score(r_prob),
+            "class_coverage": metrics.coverage(predicted, num_classes),
+            "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
+        })
+        if gan.num_classes:
+            out["label_accuracy"] = float((predicted == asked).mean())
+        elif gan.categorical_codes:
+            acc, mapping = metrics.matched_accuracy(asked, predicted, gan.categorical_codes, num_classes)
+            out["code_accuracy"], out["code_to_class"] = acc, mapping
+        return out
+
+    def report(self, result: dict) -> list:
+        return report_table(result, ("frechet_distance", "classifier_score", "real_classifier_score",
+                                     "class_coverage", "label_accuracy", "code_accuracy"))
+
+    # ---------------------------------------------------------------- generate
+
+    def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        gan, scale, n = model, run_scale(run), request.n
+        label, code = request.label, request.code
+        if label is not None and not 0 <= label < gan.num_classes:
+            raise UsageError(f"--label {label}: this model " + (
+                f"has classes 0..{gan.num_classes - 1}" if gan.num_classes
+                else "is not class-conditional (cgan, stackgan take labels)"))
+        if code is not None and not 0 <= code < gan.categorical_codes:
+            raise UsageError(f"--code {code}: this model " + (
+                f"has codes 0..{gan.categorical_codes - 1}" if gan.categorical_codes
+                else "has no categorical code (infogan has)"))
+        rng = np.random.default_rng(request.seed)
+        k = gan.num_classes or gan.categorical_codes
+        fixed = label if label is not None else code
+        if fixed is not None:
+            chosen = np.full(n, fixed)
+        elif k:
+            chosen = np.arange(n) % k  # every class in turn
+        else:
+            chosen = None
+        key = "labels" if gan.num_classes else "categorical"
+        if request.interpolate:
+            # n points on the straight line between two noise vectors, everything else held fixed
+            ends = latent_inputs(gan, 2, rng, **({key: np.full(2, chosen[0])} if chosen is not None else {}))
+            t = np.linspace(0, 1, n, dtype=np.float32)[:, None]
+            latent, rows = (1 - t) * ends[0] + t * ends[1], 1
+        else:
+            latent = latent_inputs(gan, n, rng, **({key: chosen} if chosen is not None else {}))
+            by_class = k and fixed is None and n % k == 0
+            rows = k if by_class else max(1, int(np.sqrt(n)))
+            if by_class:
+                latent = latent[np.argsort(chosen, kind="stable")]  # a row per class
+        samples = gan.sampler.predict(latent, verbose=0, batch_size=256)
+        what = "interpolation" if request.interpolate else "samples"
+        suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
+        path = output_path(request.out or run.root / f"{what}-seed{request.seed}{suffix}.png", request.force)
+        images.save_png(images.grid(images.to_uint8(samples, scale), rows), path)
+        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n), "seed": request.seed,
+                "label": label, "code": code, "interpolate": request.interpolate}

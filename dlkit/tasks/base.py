@@ -1,0 +1,151 @@
+"""The task contract: everything about a run that differs by kind of learning.
+
+An architecture (dlkit.models) says which task it trains as; the task says
+
+- which `data:` and `train:` sections its recipes have (`Data`, `Train`), so a key the task does not use
+  is a recipe error with its file and line, and `dlkit show` prints only keys that take effect;
+- what it learns from (`load_data`, `phase_data`): the examples, arranged from the source's batches;
+- its optimizer roles (`roles`; the first counts training steps) and how it compiles (`compile`);
+- the phases of a run (`phases`; most runs have one, named "train");
+- its callbacks beside the core ones, and which value picks the best checkpoint (`monitor`);
+- what a finished run writes (`finish`), what `dlkit evaluate` measures and prints (`evaluate`,
+  `report`) and what `dlkit generate` does (`generate`).
+
+The training loop, `dlkit evaluate` and `dlkit generate` (the layer above) call only these hooks; nothing
+there asks what kind of model it holds. docs/architecture.md lists the hooks with the task each one
+serves; tests/test_task_seam.py adds a task and an architecture from outside dlkit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from dlkit.data import pipeline
+from dlkit.errors import UsageError
+from dlkit.models import ARCHITECTURES
+from dlkit.recipe.schema import DataConfig, TrainBase
+from dlkit.rundir import PhaseDir, RunDir
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One `fit` of a run: its name (the folder under phases/ when a run has several) and its epochs."""
+
+    name: str
+    epochs: int
+
+
+@dataclass
+class FitContext:
+    """What a task's callbacks and `finish` see of the phase being trained."""
+
+    run: RunDir
+    where: PhaseDir  # the phase's history and checkpoints (the run's own folder for a one-phase run)
+    recipe: Any
+    data: Any
+    model: Any
+    reporter: Any
+    phase: Phase
+    initial_epoch: int = 0
+    rows: list = field(default_factory=list)  # history rows of the epochs done before a resume
+    monitor: tuple[str, str] | None = None  # (name, "min" | "max") picking the best checkpoint
+
+
+@dataclass
+class Callbacks:
+    """A task's callbacks: `before` see each epoch's logs before they are written to history.csv and may add
+    to them (a GAN's diversity statistic); `after` see the finished epoch (early stopping, a plateau schedule
+    reading the rate the epoch ran at)."""
+
+    before: list = field(default_factory=list)
+    after: list = field(default_factory=list)
+
+
+@dataclass
+class EvalRequest:
+    split: str = "test"
+    reference: RunDir | None = None  # generative tasks: a classifier run that measures samples
+    samples: int = 10000
+
+
+@dataclass
+class GenerateRequest:
+    n: int = 64
+    label: int | None = None
+    code: int | None = None
+    seed: int = 0
+    out: Path | None = None
+    interpolate: bool = False
+    force: bool = False
+
+
+class Task:
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line, for `dlkit list`
+    Data: ClassVar[type] = DataConfig
+    Train: ClassVar[type] = TrainBase
+    roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
+    validates: ClassVar[bool] = True  # fit is given the validation split
+
+    # ---------------------------------------------------------------- data and phases
+
+    def examples(self, recipe) -> Callable:
+        """How a batch of the source's (inputs, labels) becomes what the model learns from."""
+        return pipeline.as_given
+
+    def load_data(self, recipe):
+        return pipeline.load(recipe.data, recipe.seed, self.examples(recipe))
+
+    def data_sources(self, recipe) -> list:
+        """The recipe's sections that name a dataset (`dlkit validate` checks each can be found)."""
+        return [recipe.data]
+
+    def phases(self, recipe) -> list[Phase]:
+        return [Phase("train", recipe.train.epochs)]
+
+    def phase_data(self, recipe, data, phase: Phase, earlier: dict):
+        """The data a phase trains on; `earlier` holds the models of the phases before it, by name."""
+        return data
+
+    # ---------------------------------------------------------------- model
+
+    def build(self, recipe, spec, phase: Phase, earlier: dict):
+        return ARCHITECTURES[recipe.model.arch].build(recipe.model, spec)
+
+    def compile(self, model, recipe, steps_per_epoch: int, phase: Phase):
+        raise NotImplementedError
+
+    def optimizers(self, model) -> dict:
+        """The model's optimizer of each role, in `roles` order."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- fitting
+
+    def monitor(self, recipe, has_val: bool) -> tuple[str, str] | None:
+        """(metric, "min" | "max") that picks checkpoints/best.keras, or None for no best checkpoint."""
+        return None
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        return Callbacks()
+
+    def finish(self, ctx: FitContext, callbacks: Callbacks) -> dict:
+        """After the last phase ended cleanly (model.keras is written): test measures and pictures. Returns
+        what to add to the run's result (metrics.json and --json)."""
+        return {}
+
+    # ---------------------------------------------------------------- after training
+
+    def evaluate(self, run: RunDir, recipe, model, data: Callable, request: EvalRequest) -> dict:
+        """What `dlkit evaluate` measures; `data()` reads the recipe's data when needed. The result carries
+        `task` and `key` (its key in eval.json)."""
+        raise UsageError(f"{self.name} runs have no evaluation")
+
+    def report(self, result: dict) -> list:
+        """What `dlkit evaluate` prints of a result: rich renderables or plain strings."""
+        return []
+
+    def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:
+        raise UsageError(f"{run.root}: {self.name} runs have nothing to generate; `dlkit generate` is for "
+                         "generative models (GANs, translation models)")

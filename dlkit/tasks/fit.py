@@ -1,0 +1,56 @@
+"""What tasks trained by plain compile/fit share (level 1 of the keras-io guides): one optimizer (role
+`model`), one loss, metrics, a monitored value picking the best checkpoint, early stopping and the plateau
+schedule, both resumable."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from dlkit import optim
+from dlkit.recipe.schema import FitTrain
+from dlkit.tasks.base import Callbacks, FitContext, Task
+
+
+class FitTask(Task):
+    Train = FitTrain
+    roles = ("model",)
+    default_loss: ClassVar[str]  # the loss when neither train.loss nor the architecture names one
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        cfg = recipe.train
+        default = recipe.model.loss()
+        model.compile(
+            optimizer=optim.optimizer(cfg, steps_per_epoch),
+            loss=optim.loss(cfg, self.default_loss if default is None else default),
+            metrics=optim.metrics(cfg),
+            jit_compile=cfg.jit_compile,
+        )
+        return model
+
+    def optimizers(self, model):
+        return {"model": model.optimizer}
+
+    def monitor(self, recipe, has_val):
+        monitor = _without_val(recipe.train.monitor, has_val)
+        return monitor, "min" if "loss" in monitor or "error" in monitor else "max"
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        from dlkit.tasks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
+
+        train, has_val = ctx.recipe.train, ctx.data.val is not None
+        after = []
+        if train.early_stopping:
+            es = train.early_stopping
+            after.append(ResumableEarlyStopping(monitor=_without_val(es.monitor, has_val), patience=es.patience,
+                                                min_delta=es.min_delta, restore_best_weights=es.restore_best_weights,
+                                                rows=ctx.rows))
+        if train.schedule.name == "plateau":
+            sc = train.schedule
+            after.append(ResumableReduceLROnPlateau(monitor=ctx.monitor[0], factor=sc.factor, patience=sc.patience,
+                                                    min_lr=sc.min_learning_rate, verbose=0, rows=ctx.rows))
+        return Callbacks(after=after)
+
+
+def _without_val(name: str, has_val: bool) -> str:
+    """val_loss becomes loss when the run has no validation split."""
+    return name[4:] if not has_val and name.startswith("val_") else name

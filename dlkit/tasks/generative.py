@@ -1,0 +1,129 @@
+"""What the generative tasks share (adversarial image generation, image-to-image translation): their train
+section (a generator's and a discriminator's optimizer), how they compile and finish, and small helpers
+for their pictures and measures. The sample grid is in sample_grid.py, the reference classifier in
+reference.py (both need Keras, which task modules import only when they run)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from dlkit import images, optim
+from dlkit.config import Section
+from dlkit.data.pipeline import scale_from_artifact
+from dlkit.errors import UsageError
+from dlkit.recipe.schema import OptimizerConfig, TrainBase
+from dlkit.rundir import RunDir
+from dlkit.tasks.base import Callbacks, FitContext, Task
+
+
+class GanOptimizers(Section):
+    """Two optimizers for adversarial models; the DCGAN paper's Adam(2e-4, beta_1=0.5) by default.
+    Different learning rates give the two time-scale update rule (TTUR)."""
+
+    generator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
+    discriminator: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=2e-4, beta_1=0.5)
+
+
+_LOSSES_ARE_LOGGED = "an adversarial model's losses, d_accuracy (or the Wasserstein estimate) and diversity are logged each epoch"
+
+
+class AdversarialTrain(TrainBase):
+    """`train:` of the generative tasks: the generator's and the discriminator's optimizers, no loss, no
+    metrics and no monitored value (the losses of a GAN say little about its samples; evaluate measures them)."""
+
+    optimizers: GanOptimizers = GanOptimizers()
+    overpower_epochs: int = Field(3, ge=1)  # warn when D's accuracy stays >= 99% this many epochs running
+
+    not_used = {
+        "optimizer": "an adversarial model has two optimizer roles: set train.optimizers.generator and "
+                     "train.optimizers.discriminator",
+        "loss": "the adversarial losses are the model's own (model.objective chooses them)",
+        "metrics": _LOSSES_ARE_LOGGED,
+        "monitor": "no value picks a best GAN checkpoint; measure runs with dlkit evaluate --reference",
+        "early_stopping": "no value tells when a GAN is done; " + _LOSSES_ARE_LOGGED,
+    }
+
+    @model_validator(mode="after")
+    def _no_plateau(self):
+        for path, schedule in self.schedules():
+            if schedule.name == "plateau":
+                raise ValueError(f"{path}: the plateau schedule needs a monitored value, and an adversarial "
+                                 "model has none; use step, exponential or cosine")
+        return self
+
+    def schedules(self):
+        yield from super().schedules()
+        for role in type(self.optimizers).model_fields:
+            own = getattr(self.optimizers, role).schedule
+            if own is not None:
+                yield f"train.optimizers.{role}.schedule", own
+
+
+class TwoPlayer(Task):
+    """A generator side and a discriminator side, each with its own optimizer (the adversarial models'
+    `g_optimizer` and `d_optimizer`); no validation during fit and no best checkpoint. Subclasses add a
+    `SampleGrid` as their only `before` callback."""
+
+    Train = AdversarialTrain
+    roles = ("generator", "discriminator")
+    validates = False
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        train = recipe.train
+        g, d = (optim.optimizer(train, steps_per_epoch, getattr(train.optimizers, role), f"train.optimizers.{role}")
+                for role in self.roles)
+        model.compile(g_optimizer=g, d_optimizer=d, jit_compile=train.jit_compile)
+        return model
+
+    def optimizers(self, model):
+        return {"generator": model.g_optimizer, "discriminator": model.d_optimizer}
+
+    def finish(self, ctx: FitContext, callbacks: Callbacks) -> dict:
+        (grid,) = callbacks.before
+        return {"warnings": grid.warnings, "samples": str(ctx.run.samples)}
+
+
+def in_scale(x: np.ndarray, scale) -> np.ndarray:
+    """uint8 images in a model's scale (x * a + b)."""
+    return x.astype(np.float32) * scale[0] + scale[1]
+
+
+def run_scale(run: RunDir, name: str = "scale") -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of a run's input scaling, x * a + b, from its artifacts."""
+    return scale_from_artifact(run.read_artifact(name))
+
+
+def diversity(fake: np.ndarray, real: np.ndarray) -> dict:
+    """Mean pairwise distances of generated and real images (both in a model's scale) and their ratio."""
+    f, r = images.mean_pairwise_distance(fake), images.mean_pairwise_distance(real)
+    return {"generated": f, "real": r, "ratio": f / max(r, 1e-12)}
+
+
+def output_path(path, force: bool):
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def report_table(result: dict, keys: tuple[str, ...]) -> list:
+    """The rows of a generative evaluation that are present, as a rich table, then the grid's path."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    run = Path(result["run_dir"])
+    table = Table(title=f"{run.parent.name}/{run.name}: {result['samples']} samples")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("diversity (generated / real)", fmt(float(result["diversity"]["ratio"])))
+    for key in keys:
+        if key in result:
+            table.add_row(key.replace("_", " "), fmt(float(result[key])))
+    return [table, f"sample grid: {result['grid']}"]

@@ -1,0 +1,44 @@
+"""The reference classifier: a finished dlkit classifier run that measures a generative model's samples
+(`dlkit evaluate --reference`)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from dlkit.errors import UsageError
+from dlkit.rundir import RunDir
+from dlkit.tasks.generative import run_scale
+
+
+class Reference:
+    """A dlkit classifier run that measures samples: its features (the input of its output layer) and its
+    class probabilities, for uint8 images."""
+
+    def __init__(self, run: RunDir):
+        from dlkit.models import register_keras_classes
+
+        if not run.model.is_file():
+            raise UsageError(f"reference run {run.root} has no model.keras")
+        register_keras_classes()
+        self.run = run
+        self.classifier = keras.saving.load_model(run.model)
+        self.scale = run_scale(run)
+        head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
+                    self.classifier.layers[-1])
+        self.features = keras.Model(self.classifier.inputs, [head.input, self.classifier.outputs[0]])
+
+    @property
+    def image_shape(self):
+        return tuple(self.classifier.input_shape[1:])
+
+    def as_input(self, images_uint8: np.ndarray) -> np.ndarray:
+        """uint8 images made to fit the classifier: colour averaged to grey if it takes one channel."""
+        x = images_uint8.astype(np.float32)
+        if self.classifier.input_shape[-1] == 1 and x.shape[-1] == 3:
+            x = x.mean(axis=-1, keepdims=True)
+        return x * self.scale[0] + self.scale[1]
+
+    def predict(self, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(features, probabilities) of uint8 images."""
+        return self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)

@@ -1,0 +1,57 @@
+"""The sample grid a generative model draws each epoch, with its diversity statistic and warnings."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from dlkit import images
+from dlkit.rundir import RunDir
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Watching a generative model train: a fixed-input sample grid each epoch, a diversity statistic against
+    real data (mode collapse shows as a ratio falling toward 0), a warning when the discriminator overpowers
+    the generator, and at the end the final grid and an animated montage of the epochs.
+
+    `draw()` gives the grid's images and `fakes()` the samples whose diversity is measured, both in the
+    model's scale; `real` holds real images in that scale."""
+
+    def __init__(self, run: RunDir, reporter, draw: Callable, rows: int, fakes: Callable, real: np.ndarray,
+                 scale, overpower_epochs: int, initial_epoch: int = 0):
+        super().__init__()
+        self.run, self.reporter, self.draw, self.rows, self.fakes, self.scale = run, reporter, draw, rows, fakes, scale
+        self.real_diversity = images.mean_pairwise_distance(real)
+        self.overpower_epochs, self.pinned = overpower_epochs, 0
+        self.warnings = []
+        # a resumed run's montage starts with the grids its earlier epochs wrote
+        self.frames = [p for p in (run.sample_grid(e) for e in range(1, initial_epoch + 1)) if p.is_file()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        path = self.run.sample_grid(epoch + 1)
+        images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
+        self.frames.append(path)
+        # fake/real mean pairwise distance: ~1 is as varied as the data, near 0 is mode collapse
+        logs["diversity"] = images.mean_pairwise_distance(self.fakes()) / max(self.real_diversity, 1e-12)
+        # early grids are near-constant by construction (small initial weights): judge after a warm-up
+        if epoch + 1 > self.overpower_epochs and logs["diversity"] < 0.3:
+            self._warn(epoch, f"samples are much less varied than the data (diversity {logs['diversity']:.2f}); "
+                              "possible mode collapse")
+        accuracy = float(logs.get("d_accuracy", 0.0))  # minimax models log it; Wasserstein critics do not
+        self.pinned = self.pinned + 1 if accuracy >= 0.99 else 0
+        if self.pinned >= self.overpower_epochs:
+            self._warn(epoch, f"the discriminator has been right on >= 99% of samples for {self.pinned} epochs; "
+                              "it is overpowering the generator (try label_smoothing, instance_noise, dropout, or "
+                              "a lower discriminator learning rate)")
+
+    def _warn(self, epoch, text):
+        self.warnings.append(f"epoch {epoch + 1}: {text}")
+        self.reporter.message(f"warning: epoch {epoch + 1}: {text}")
+
+    def on_train_end(self, logs=None):
+        if self.frames:
+            self.run.samples.write_bytes(self.frames[-1].read_bytes())
+            images.save_gif(self.frames, self.run.progress_gif)

@@ -1,0 +1,160 @@
+"""Unpaired image-to-image translation (cyclegan): two domains, a generator each way, a discriminator each.
+
+The data is two sources: domain A is `data`'s dataset and domain B `data.domain_b`, each split and shuffled
+on its own (with seeds seed and seed + 1), zipped into ((x_a, x_b), (y_a, y_b)) batches; the pairs are
+never seen together. A grayscale domain is repeated to three channels when the other is in colour.
+`dlkit evaluate` classifies translated (B->A) and cycled (A->B->A) test images with a reference classifier;
+`dlkit generate` translates test images both ways.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlkit import images, metrics
+from dlkit.data import pipeline, sources
+from dlkit.data.spec import DataSpec
+from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.recipe.schema import DataConfig, DomainConfig
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
+
+
+class TranslationData(DataConfig):
+    domain_b: DomainConfig  # the second domain; this section's dataset is the first
+
+    not_used = {}
+
+
+@dataclass
+class Domains:
+    """Two domains' Data side by side; the run's data as the training loop sees it."""
+
+    a: pipeline.Data
+    b: pipeline.Data
+    train: object
+    val: object | None
+    test: object | None
+    spec: DataSpec
+    origin: str
+    artifacts: dict = field(default_factory=dict)
+
+    @property
+    def scale(self):
+        return self.a.scale
+
+    def fresh(self) -> Domains:
+        a, b = self.a.fresh(), self.b.fresh()
+        return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
+                       test=pipeline.zipped(a.test, b.test, _pair), spec=self.spec, origin=self.origin,
+                       artifacts=self.artifacts)
+
+
+def _pair(a, b):
+    """Batches of both domains as the model takes them: ((x_a, x_b), (y_a, y_b))."""
+    return (a[0], b[0]), (a[1], b[1])
+
+
+class Translation(TwoPlayer):
+    name = "translation"
+    summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
+    Data = TranslationData
+
+    def load_data(self, recipe):
+        cfg = recipe.data
+        arrays_a, arrays_b = sources.load(cfg), sources.load(cfg.domain_b)
+        shape_a, shape_b = (pipeline.with_channel_axis(x.x_train[:1]).shape[1:] for x in (arrays_a, arrays_b))
+        if len(shape_a) != 3 or len(shape_b) != 3 or shape_a[:2] != shape_b[:2]:
+            raise RecipeError([Problem("data.domain_b", f"the two domains must be images of one size; they are "
+                                       f"{shape_a} and {shape_b}",
+                                       hint="set data.domain_b.image_size (image folders) or pick matching datasets")])
+        channels = max(shape_a[-1], shape_b[-1])
+        b_cfg = cfg.model_copy(update={"limit": cfg.domain_b.limit, "test_limit": cfg.domain_b.test_limit})
+        a = pipeline.build(arrays_a, cfg, recipe.seed, channels=channels)
+        b = pipeline.build(arrays_b, b_cfg, recipe.seed + 1, channels=channels)
+        spec = DataSpec(input_shape=a.spec.input_shape, num_classes=a.spec.num_classes,
+                        class_names=a.spec.class_names, num_train=min(a.spec.num_train, b.spec.num_train),
+                        num_test=min(a.spec.num_test, b.spec.num_test))
+        return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
+                       test=pipeline.zipped(a.test, b.test, _pair), spec=spec, origin=f"{a.origin} + {b.origin}",
+                       artifacts={"scale": a.artifacts["scale"], "scale_b": b.artifacts["scale"]})
+
+    def data_sources(self, recipe) -> list:
+        return [recipe.data, recipe.data.domain_b]
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        from dlkit.tasks.sample_grid import SampleGrid
+
+        model, a, b = ctx.model, ctx.data.a, ctx.data.b
+        fixed_a, fixed_b = in_scale(a.splits.x_train[:8], a.scale), in_scale(b.splits.x_train[:8], b.scale)
+
+        def draw():  # rows: A, A->B, A->B->A, B, B->A, B->A->B, eight images each
+            ab = model.generator_ab.predict(fixed_a, verbose=0)
+            ba = model.generator_ba.predict(fixed_b, verbose=0)
+            return np.concatenate([fixed_a, ab, model.generator_ba.predict(ab, verbose=0),
+                                   fixed_b, ba, model.generator_ab.predict(ba, verbose=0)])
+
+        probe = in_scale(a.splits.x_train[:256], a.scale)
+        grid = SampleGrid(ctx.run, ctx.reporter, draw=draw, rows=6,
+                          fakes=lambda: model.generator_ab.predict(probe, verbose=0),
+                          real=in_scale(b.splits.x_train[:256], b.scale), scale=a.scale,
+                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch)
+        return Callbacks(before=[grid])
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        """Translated (B->A) and cycled (A->B->A) test images, classified by the reference."""
+        d = data()
+        sa, sb, scale_a, scale_b = d.a.splits, d.b.splits, d.a.scale, d.b.scale
+        xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
+        xb, yb = (sb.x_test, sb.y_test) if sb.x_test is not None else (sb.x_train, sb.y_train)
+        n = request.samples
+        xa, ya, xb, yb = xa[:n], ya[:n], xb[:n], yb[:n]
+        ab = model.generator_ab.predict(in_scale(xa, scale_a), verbose=0, batch_size=256)
+        aba = images.to_uint8(model.generator_ba.predict(ab, verbose=0, batch_size=256), scale_a)
+        ba = images.to_uint8(model.generator_ba.predict(in_scale(xb, scale_b), verbose=0, batch_size=256), scale_a)
+        ab = images.to_uint8(ab, scale_b)
+        grid_path = run.root / "eval_translations.png"
+        images.save_png(images.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
+        out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
+               "run_dir": str(run.root), "samples": int(len(xa)), "grid": str(grid_path),
+               "diversity": diversity(in_scale(ba, scale_a), in_scale(xa, scale_a))}
+        if request.reference is None:
+            return out
+        from dlkit.tasks.reference import Reference
+
+        ref = Reference(request.reference)
+        real_feat, real_prob = ref.predict(xa)
+        ba_feat, ba_prob = ref.predict(ba)
+        out.update({
+            "reference_run": str(request.reference.root),
+            "translated_accuracy": float((ba_prob.argmax(1) == yb).mean()),  # B->A keeps the digit's class
+            "cycled_accuracy": float((ref.predict(aba)[1].argmax(1) == ya).mean()),  # A->B->A
+            "untranslated_accuracy": float((ref.predict(xb)[1].argmax(1) == yb).mean()),  # B as it is: the gap
+            "source_accuracy": float((real_prob.argmax(1) == ya).mean()),  # real A: the reference's own level
+            "frechet_distance": metrics.feature_distance(ba_feat, real_feat),  # B->A against real A
+        })
+        return out
+
+    def report(self, result: dict) -> list:
+        return report_table(result, ("frechet_distance", "translated_accuracy", "cycled_accuracy",
+                                     "untranslated_accuracy", "source_accuracy"))
+
+    def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A."""
+        if request.label is not None or request.code is not None or request.interpolate:
+            raise UsageError("--label, --code and --interpolate are for GANs drawing from noise; a translation model "
+                             "translates test images (-n, --seed)")
+        d = data()
+        rows = []
+        for domain, g in ((d.a, model.generator_ab), (d.b, model.generator_ba)):
+            s = domain.splits
+            x = s.x_test if s.x_test is not None else s.x_train
+            pick = np.random.default_rng(request.seed).choice(len(x), min(request.n, len(x)), replace=False)
+            real = in_scale(x[pick], domain.scale)
+            rows += [real, g.predict(real, verbose=0)]
+        path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force)
+        images.save_png(images.grid(images.to_uint8(np.concatenate(rows), run_scale(run)), 4), path)
+        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
+                "seed": request.seed, "translation": True}

@@ -1,0 +1,46 @@
+"""The one set-up path of train, resume and evaluate: backend, seeds, the task, its data, and the model,
+built and compiled or loaded from a checkpoint, inside the distribution scope (the hook the scale-out work
+fills; one device today)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from dlkit import backend, models, optim, tasks
+from dlkit.tasks.base import Phase, Task
+
+
+@dataclass
+class Session:
+    recipe: object
+    task: Task
+
+    @classmethod
+    def open(cls, recipe) -> Session:
+        """Seeded, so that the data's splits and order and the model's initial weights are reproducible."""
+        backend.setup()
+        backend.seed_everything(recipe.seed, recipe.train.deterministic)
+        return cls(recipe, tasks.of(recipe))
+
+    @functools.cached_property
+    def data(self):
+        """The task's data, read on first use (generating from a GAN needs none)."""
+        return self.task.load_data(self.recipe)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return optim.steps_per_epoch(self.data.spec.num_train, self.recipe.data.batch_size,
+                                     self.recipe.train.steps_per_epoch)
+
+    def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None):
+        """The phase's model: built and compiled by the task, or loaded (optimizer state and all) from a
+        checkpoint or a finished run's model.keras."""
+        import keras
+
+        with backend.distribution_scope(self.recipe):
+            if checkpoint is not None:
+                models.register_keras_classes()
+                return keras.saving.load_model(checkpoint)
+            model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
+            return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)

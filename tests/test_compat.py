@@ -1,0 +1,37 @@
+"""Files written before the task seam (dlkit 0.1.0, run format 1): their models still load with Keras, the
+GAN's settings and both optimizers' states included, and dlkit commands say clearly what to do with them."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from dlkit.cli import app
+from dlkit.models import register_keras_classes
+
+OLD = ROOT / "tests" / "fixtures" / "dlkit-0.1.0"
+
+
+def test_old_models_still_load():
+    register_keras_classes()
+    gan = keras.saving.load_model(OLD / "old_dcgan" / "model.keras")
+    assert type(gan).__name__ == "GAN" and gan.latent_dim == 4 and gan.ema_decay == 0.9 and gan.sampler is gan.generator_ema
+    assert int(gan.g_optimizer.iterations.numpy()) == 2 and int(gan.d_optimizer.iterations.numpy()) == 2
+    assert gan.sampler.predict(np.zeros((2, 4), "float32"), verbose=0).shape == (2, 16, 16, 1)
+    cnn = keras.saving.load_model(OLD / "old_cnn" / "model.keras")
+    assert cnn.output_shape == (None, 10) and int(cnn.optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["generate"], ["resume", "--epochs", "2"]])
+def test_dlkit_commands_explain_the_old_layout(command, tmp_path):
+    run = tmp_path / "old_dcgan"
+    shutil.copytree(OLD / "old_dcgan", run)
+    out = CliRunner().invoke(app, [command[0], str(run), *command[1:]])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    text = " ".join(out.stderr.split())
+    assert "run format 1" in text and "keras.saving.load_model" in text and "train the recipe again" in text
