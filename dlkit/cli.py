@@ -118,7 +118,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
         _console().print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except DlkitError as e:
-        raise _fail(e, json_, {"run_dir": e.run_dir} if getattr(e, "run_dir", None) else None) from None
+        raise _fail(e, json_, {"run_dir": e.run_dir} if e.run_dir else None) from None
     if json_:
         print(json.dumps(result))
 
@@ -149,13 +149,16 @@ def evaluate(
     reference: Annotated[Optional[str], typer.Option(
         help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", help="Generative runs: how many samples to measure.")] = 10000,
+    importance_samples: Annotated[int, typer.Option(
+        "--importance-samples", "-k", help="Likelihood models (vae): samples per example of the importance-sampled "
+        "bound on log p(x); 1000 or more for a headline figure.")] = 1000,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
 ):
     from dlkit.evaluate import evaluate as evaluate_fn
 
     try:
-        result = evaluate_fn(target, split, runs_root, reference, samples)
+        result = evaluate_fn(target, split, runs_root, reference, samples, importance_samples)
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
@@ -168,10 +171,10 @@ def evaluate(
         console.print(part, markup=False) if isinstance(part, str) else console.print(part)
 
 
-@app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations."
+@app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
                   f"\n\n{EXIT_CODES_HELP}")
 def generate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory of a generative model (GAN, translation).")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
     n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
     label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models).")] = None,
     code: Annotated[Optional[int], typer.Option(help="Categorical code to draw (InfoGAN).")] = None,
@@ -179,18 +182,41 @@ def generate(
     out: Annotated[Optional[Path], typer.Option(help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    inputs: Annotated[Optional[list[Path]], typer.Option(
+        "--input", "-i", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct. Repeatable.")] = None,
     json_: JsonFlag = False,
 ):
     from dlkit.generate import generate as generate_fn
 
     try:
-        result = generate_fn(run_dir, n, label, code, seed, out, interpolate, force)
+        result = generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or ())
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
         print(json.dumps(result))
     else:
         _console(stderr=False).print(f"wrote {result['out']}", markup=False)
+
+
+@app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
+def encode(
+    run_dir: Annotated[Path, typer.Argument(help="A finished autoencoder run directory.")],
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help=".npy file to write; default RUN_DIR/codes_SPLIT.npy. "
+                                                "Labels go beside it as <name>.labels.npy.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    json_: JsonFlag = False,
+):
+    from dlkit.generate import encode as encode_fn
+
+    try:
+        result = encode_fn(run_dir, split, out, force)
+    except DlkitError as e:
+        raise _fail(e, json_) from None
+    if json_:
+        print(json.dumps(result))
+    else:
+        _console(stderr=False).print(f"wrote {result['out']} {tuple(result['shape'])}", markup=False)
 
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")

@@ -22,6 +22,7 @@ EXIT_CODES_HELP = (
 
 class DlkitError(Exception):
     exit_code = EXIT_USAGE
+    run_dir: str | None = None  # the run directory the error left behind, if any (a diverged run)
 
 
 class UsageError(DlkitError):

@@ -31,19 +31,23 @@ def finished(run: RunDir) -> RunDir:
     return run
 
 
-def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000) -> dict:
+def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000,
+             importance_samples: int = 1000) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it."""
     from dlkit.training.session import Session
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    if samples < 1 or importance_samples < 1:
+        raise UsageError(f"-n and -k count samples: at least 1, received {samples} and {importance_samples}")
     run = finished(resolve_run(target, runs_root))
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model)
-    result = session.task.evaluate(run, recipe, model, lambda: session.data, EvalRequest(split, ref, samples))
+    result = session.task.evaluate(run, recipe, model, lambda: session.data, EvalRequest(split, ref, samples,
+                                                                                              importance_samples))
     evals = run.read_json(run.eval)
     evals[result.pop("key")] = result
     run.write_json(run.eval, evals)

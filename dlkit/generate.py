@@ -1,24 +1,44 @@
-"""`generate(run_dir, ...)`: what a finished run of a generative task makes (sample grids, latent
-interpolations, translations), the library function behind `dlkit generate`."""
+"""What a finished run makes: `generate(run_dir, ...)` (sample grids, latent interpolations, translations,
+reconstructions) behind `dlkit generate`, and `encode(run_dir, split)` (an autoencoder's codes) behind
+`dlkit encode`. What each means is the run's task's."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from dlkit import tasks
 from dlkit.errors import UsageError
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
-from dlkit.tasks.base import GenerateRequest
+from dlkit.tasks.base import EncodeRequest, GenerateRequest
 
 
-def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
-             out=None, interpolate: bool = False, force: bool = False) -> dict:
+def _open(run_dir):
+    """A finished run's recipe, task session and model."""
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
-    if n < 1:
-        raise UsageError(f"-n must be at least 1, received {n}")
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)
-    model = session.model(checkpoint=run.model)
-    request = GenerateRequest(n, label, code, seed, out, interpolate, force)
+    return run, recipe, session, session.model(checkpoint=run.model)
+
+
+def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
+             out=None, interpolate: bool = False, force: bool = False, inputs=()) -> dict:
+    if n < 1:
+        raise UsageError(f"-n must be at least 1, received {n}")
+    for path in inputs:
+        if not Path(path).is_file():
+            raise UsageError(f"--input {path}: no such file")
+    run, recipe, session, model = _open(run_dir)
+    request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs])
     return session.task.generate(run, recipe, model, lambda: session.data, request)
+
+
+def encode(run_dir, split: str = "test", out=None, force: bool = False) -> dict:
+    from dlkit.evaluate import SPLITS
+
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    run, recipe, session, model = _open(run_dir)
+    return session.task.encode(run, recipe, model, lambda: session.data, EncodeRequest(split, out, force))

@@ -66,3 +66,26 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, tit
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def scatter(points: np.ndarray, labels: np.ndarray | None, class_names: list[str], path: Path, title: str,
+            axis: str = "dimension") -> None:
+    """2-D points (codes), coloured by class when there are labels."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
+    else:
+        cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+        for k, name in enumerate(class_names):
+            chosen = labels == k
+            if chosen.any():
+                ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(k % cmap.N), label=name)
+        ax.legend(markerscale=4, fontsize=7, loc="best")
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -34,6 +34,7 @@ class Reporter:
 
     def __init__(self, console: Console | None = None):
         self.console = console or make_console()
+        self.progress = None  # RichReporter's live bars, while training
 
     def message(self, text: str) -> None: ...
     def start(self, run_dir, recipe, spec, model) -> None: ...
@@ -102,7 +103,7 @@ class RichReporter(PlainReporter):
         self.progress.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)
 
     def train_end(self) -> None:
-        if getattr(self, "progress", None) is not None:
+        if self.progress is not None:
             self.progress.stop()
             self.progress = None
 

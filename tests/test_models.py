@@ -247,5 +247,7 @@ def test_shipped_recipes_build_and_compile(path):
         assert model.generator.output_shape == (None, 28, 28, 1)
     elif task.name == "translation":
         assert model.generator_ab.output_shape == model.generator_ba.output_shape == (None, 28, 28, 1)
+    elif task.name in ("reconstruction", "variational"):
+        assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 28, 28, 1)
     else:
         assert task.name == "classification" and model.output_shape == (None, 10)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dlkit.models import (cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan, vgg, wgan,
-                          wgan_gp)
+from dlkit.models import (autoencoder, cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan,
+                          vae, vgg, wgan, wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
-    for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, dcgan, cgan, wgan, wgan_gp, infogan,
-                                   stackgan, cyclegan))
+    for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, dcgan, cgan, wgan,
+                                   wgan_gp, infogan, stackgan, cyclegan))
 }
 
 
@@ -53,6 +53,7 @@ def describe() -> dict[str, str]:
 
 
 def register_keras_classes() -> None:
-    """Import the modules whose Keras classes (the adversarial models, the perceptron criterion) must be
-    registered before keras.saving.load_model reads a file that holds them."""
-    from dlkit.models import gan_model, losses  # noqa: F401
+    """Import the modules whose Keras classes (the adversarial models, the perceptron criterion, the
+    autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
+    that holds them."""
+    from dlkit.models import corruption, gan_model, losses, vae_model  # noqa: F401

@@ -91,7 +91,7 @@ def discriminator(config: Config, shape, name: str):
 
 def build(config: Config, spec):
     from dlkit.errors import Problem, RecipeError
-    from dlkit.models.gan import check_backend
+    from dlkit.models.steps import check_backend
     from dlkit.models.gan_model import CycleGAN
 
     check_backend(config.arch)

@@ -152,17 +152,6 @@ def discriminator_trunk(config: GanConfig, spec, label_channels: int):
     return image, keras.layers.Flatten()(x)
 
 
-def check_backend(arch: str) -> None:
-    """The adversarial train steps take gradients on TensorFlow or JAX."""
-    import keras
-
-    from dlkit.errors import Problem, RecipeError
-
-    if keras.backend.backend() not in ("tensorflow", "jax"):
-        raise RecipeError([Problem("model.arch", f"{arch} trains on the tensorflow or jax backend; KERAS_BACKEND "
-                                   f"is {keras.backend.backend()!r}", hint="set KERAS_BACKEND=jax or unset it")])
-
-
 def ema_copy(generator):
     """A frozen copy of a generator with its weights, to hold their moving average."""
     import keras
@@ -178,6 +167,8 @@ def build_gan(config: GanConfig, spec, name: str):
     import keras
 
     from dlkit.models.gan_model import GAN, GanSettings
+
+    from dlkit.models.steps import check_backend
 
     check_backend(config.arch)
     k = spec.num_classes if config.conditional else 0

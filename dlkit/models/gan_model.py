@@ -1,12 +1,9 @@
 """The adversarial models: `GAN` (a generator and a discriminator, with InfoGAN's Q head and StackGAN's
 second stage as options) and `CycleGAN` (two of each), on a shared `Adversarial` base.
 
-Keras 3 style: `train_step` is overridden, loss trackers are listed in `metrics`, randomness comes from
-the model's `SeedGenerator` (saved with the model, so a checkpoint carries the RNG state), and updates
-go through `optimizer.apply`. The steps are written once, statefully, in `keras.ops`; `Adversarial.grad`
-is the one backend-specific piece (a GradientTape on TensorFlow, `jax.value_and_grad` over a
-`StatelessScope` on JAX), and on JAX the whole step runs inside a `StatelessScope` so that Keras's
-stateless, jitted trainer can carry it.
+Keras 3 style, on dlkit.models.steps.StepModel: the training `step` is written once, statefully, in
+`keras.ops`; loss trackers are listed in `metrics`; randomness comes from the model's `SeedGenerator`
+(saved with the model, so a checkpoint carries the RNG state); updates go through `optimizer.apply`.
 """
 
 from __future__ import annotations
@@ -16,33 +13,18 @@ import dataclasses
 import keras
 from keras import ops
 
-from dlkit import keras_private
-from dlkit.models import rng
+from dlkit.models.steps import StepModel
 
 
-class Adversarial(keras.Model):
-    """What adversarial models share: named sub-models, a generator and a discriminator optimizer, loss
-    trackers as `metrics`, a SeedGenerator whose state is saved, and saving/loading of all of it.
+class Adversarial(StepModel):
+    """What adversarial models share: named sub-models, a generator and a discriminator optimizer, and the
+    saving and loading of both.
 
     Subclasses list their sub-models in SUBMODELS, say which variables each optimizer trains
-    (`g_variables`, `d_variables`) and return their own arguments from `hyper_config`.
+    (`g_variables`, `d_variables`), write their `step` and return their own arguments from `hyper_config`.
     """
 
     SUBMODELS: tuple = ()
-
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.trackers = {}
-
-    def track(self, *names):
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
-        self.built = True  # the sub-models are built functional models
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)
@@ -81,60 +63,6 @@ class Adversarial(keras.Model):
             config[k] = keras.saving.deserialize_keras_object(config[k]) if config.get(k) else None
         return cls(**config)
 
-    # Keras saves variables but not SeedGenerator states (the model's own, the dropout layers'); keep them
-    # all, so that a checkpoint resumes the same random stream.
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        for i, value in enumerate(rng.snapshot(self)):
-            store[f"rng_{i}"] = value
-
-    def load_own_variables(self, store):
-        keys = sorted((k for k in store.keys() if k.startswith("rng_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
-        rng.restore(self, [store[k] for k in keys])
-        super().load_own_variables({k: store[k] for k in store.keys() if not k.startswith("rng_")})
-
-    def test_step(self, data):
-        return {m.name: m.result() for m in self.metrics}
-
-    # ------------------------------------------------------------ backend-specific: gradients
-
-    def train_step(self, *args):
-        """Keras calls train_step(data) on TensorFlow and train_step(state, data) on JAX."""
-        if keras.backend.backend() != "jax":
-            return self.adversarial_step(args[0])
-        state, data = args
-        groups = (self.trainable_variables, self.non_trainable_variables, self.optimizer.variables,
-                  self.metrics_variables)
-        mapping = [(v, value) for variables, values in zip(groups, state) for v, value in zip(variables, values)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = self.adversarial_step(data)
-        return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
-
-    def grad(self, fn, variables):
-        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state."""
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            with tf.GradientTape() as tape:
-                loss, aux = fn()
-            return aux, tape.gradient(loss, variables)
-        if backend == "jax":
-            return _jax_grad(self, lambda values: fn(), variables, [v.value for v in variables])
-        raise NotImplementedError(f"adversarial training needs the tensorflow or jax backend, not {backend}")
-
-    def input_grad(self, fn, x):
-        """Gradient of sum(fn(x)) with respect to the tensor x (WGAN-GP's penalty)."""
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                out = fn(x)
-            return tape.gradient(out, x)
-        _, grads = _jax_grad(self, lambda values: (ops.sum(fn(values[0])), None), [], [x])
-        return grads[0]
-
 
 class _OptimizerPair:
     """What Keras's JAX trainer needs of `model.optimizer`: the variables of both optimizers, built."""
@@ -150,33 +78,6 @@ class _OptimizerPair:
 
     def build(self, variables):
         pass
-
-
-def _jax_grad(model, fn, variables, values):
-    """jax.value_and_grad of fn(values) -> (loss, aux), where `values` stand in for `variables` (or are plain
-    inputs when `variables` is empty). Every other model variable is read at its current value in the
-    enclosing StatelessScope, and what fn assigns (batch-norm statistics, RNG states) is assigned back there
-    after the trace, so no tracer escapes."""
-    import jax
-
-    outer = keras_private.current_stateless_scope()
-    replaced = {id(v) for v in variables}
-    others = [v for v in model.variables if id(v) not in replaced]
-
-    def current(v):
-        value = outer.get_current_value(v) if outer is not None else None
-        return v.value if value is None else value
-
-    def pure(vals):
-        mapping = [(v, current(v)) for v in others] + list(zip(variables, vals))
-        with keras.StatelessScope(state_mapping=mapping) as inner:
-            loss, aux = fn(vals)
-        return loss, (aux, [inner.get_current_value(v) for v in others])
-
-    (_, (aux, updates)), grads = jax.value_and_grad(pure, has_aux=True)(list(values))
-    for v, value in zip(others, updates):
-        v.assign(value)
-    return aux, grads
 
 
 def top_k_mask(scores, share):
@@ -365,7 +266,7 @@ class GAN(Adversarial):
 
     # ------------------------------------------------------------ training
 
-    def adversarial_step(self, data):
+    def step(self, data):
         x, y = data if isinstance(data, (tuple, list)) else (data, None)
         batch = ops.shape(x)[0]
         reals = self.reals(x, y)
@@ -486,7 +387,7 @@ class CycleGAN(Adversarial):
     def d_variables(self):
         return self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables
 
-    def adversarial_step(self, data):
+    def step(self, data):
         (a, b), _ = data
         mse = lambda out, target: ops.mean(ops.square(out - target))  # noqa: E731 - least-squares GAN
         l1 = lambda x, y: ops.mean(ops.abs(x - y))  # noqa: E731

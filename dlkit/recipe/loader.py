@@ -96,12 +96,13 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
     return data, locations
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections):
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections, checks=None):
     """Load, merge, override and validate a recipe. Raises RecipeError listing every problem.
 
-    `sections(architecture)` gives the data and train section classes of the architecture's task; callers
-    above this layer use dlkit.tasks.load_recipe, which passes the registered tasks' sections."""
+    `sections(architecture)` gives the data and train section classes of the architecture's task, and
+    `checks(recipe)` its problems across sections; callers above this layer use dlkit.tasks.load_recipe,
+    which passes the registered tasks' own."""
     from dlkit.recipe.schema import validate
 
     data, locations = load_raw(path, overrides)
-    return validate(data, locations, str(path), sections)
+    return validate(data, locations, str(path), sections, checks)

@@ -177,17 +177,20 @@ class ModelOptimizer(Section):
     model: OptimizerConfig = OptimizerConfig()
 
 
-class FitTrain(TrainBase):
-    """The train section of a task trained by plain compile/fit: one loss, metrics, one optimizer (role
-    `model`), early stopping and a monitored value picking the best checkpoint."""
+class OneOptimizerTrain(TrainBase):
+    """The train section of a task with one optimizer role, `model`: the optimizer, early stopping, and a
+    monitored value picking the best checkpoint (a model that computes its own loss: the VAE, the RBM)."""
 
-    loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
-    metrics: list[str] = ["accuracy"]
     optimizer: OptimizerConfig = OptimizerConfig()
     # the long form, {model: {...}}; resolved into `optimizer`, so recipes and `dlkit show` read one way
     optimizers: ModelOptimizer | None = Field(None, exclude=True)
     early_stopping: EarlyStopping | None = None
     monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)
+
+    not_used = {
+        "loss": "this model computes its own loss (its metrics are logged each epoch)",
+        "metrics": "this model logs its own measures each epoch",
+    }
 
     @model_validator(mode="after")
     def _one_optimizer(self):
@@ -203,6 +206,15 @@ class FitTrain(TrainBase):
             yield "train.optimizer.schedule", self.optimizer.schedule
 
 
+class FitTrain(OneOptimizerTrain):
+    """The train section of a task trained by plain compile/fit: one optimizer, one loss and metrics."""
+
+    loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
+    metrics: list[str] = ["accuracy"]
+
+    not_used = {}
+
+
 class Recipe(Section):
     name: str
     seed: int = 42
@@ -216,8 +228,10 @@ class Recipe(Section):
 
 # ---------------------------------------------------------------- validation
 
-# (architecture) -> {"data": the task's DataConfig class, "train": its TrainBase class}
+# (architecture) -> {"data_cls": the task's DataConfig class, "train_cls": its TrainBase class}
 Sections = Callable[[Architecture], dict]
+# (validated recipe) -> problems across its sections, each with its key path (the task's `check`)
+Checks = Callable[[Recipe], list]
 
 
 @functools.cache
@@ -230,7 +244,8 @@ def recipe_class(model_cls: type, data_cls: type, train_cls: type) -> type[Recip
     )
 
 
-def validate(data: dict, locations: Locations, source: str | None, sections: Sections) -> Recipe:
+def validate(data: dict, locations: Locations, source: str | None, sections: Sections,
+             checks: Checks | None = None) -> Recipe:
     data = dict(data)
     if source and "name" not in data:
         data["name"] = Path(source).stem
@@ -241,9 +256,14 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
         architecture = ARCHITECTURES[arch]
         cls = recipe_class(architecture.config, **sections(architecture))
         try:
-            return cls.model_validate(data)
+            recipe = cls.model_validate(data)
         except ValidationError as e:
             problems += _problems(e, cls, locations)
+        else:
+            problems += [Problem(p.path, p.message, p.location or locate(locations, tuple(p.path.split("."))), p.hint)
+                         for p in (checks(recipe) if checks else [])]
+            if not problems:
+                return recipe
     else:
         if model is None:
             problems.append(Problem("model", "required key is missing", locate(locations, ()),

@@ -5,7 +5,8 @@ hooks (dlkit.tasks.base.Task) the training loop, `dlkit evaluate` and `dlkit gen
 `load_recipe` is how every layer above loads a recipe: it hands the recipe schema each task's own `data`
 and `train` sections.
 
-Tasks now: classification, adversarial (image generation), translation (unpaired image-to-image).
+Tasks now: classification, reconstruction (autoencoders), variational (the VAE), adversarial (image
+generation), translation (unpaired image-to-image).
 Adding one takes a module here and a line in TASKS (or `register` from outside).
 """
 
@@ -18,9 +19,12 @@ from dlkit.models import ARCHITECTURES, Architecture
 from dlkit.tasks.adversarial import Adversarial
 from dlkit.tasks.base import Task
 from dlkit.tasks.classification import Classification
+from dlkit.tasks.reconstruction import Reconstruction
 from dlkit.tasks.translation import Translation
+from dlkit.tasks.variational import Variational
 
-TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Adversarial(), Translation())}
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Adversarial(),
+                                              Translation())}
 
 
 def register(task: Task) -> None:
@@ -47,4 +51,4 @@ def sections(architecture: Architecture) -> dict:
 
 def load_recipe(path: str | Path, overrides=()):
     """Load, merge, override and validate a recipe, its data and train sections those of its task."""
-    return recipe_layer.load_recipe(path, overrides, sections=sections)
+    return recipe_layer.load_recipe(path, overrides, sections=sections, checks=lambda recipe: of(recipe).check(recipe))

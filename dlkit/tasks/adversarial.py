@@ -63,21 +63,9 @@ class Adversarial(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        ref = Reference(request.reference)
-        if ref.image_shape[:2] != tuple(fake.shape[1:3]):
-            raise UsageError(f"the reference classifier takes {ref.image_shape} images; this GAN makes {fake.shape[1:]}")
-        f_feat, f_prob = ref.predict(fake)
-        r_feat, r_prob = ref.predict(real)
-        predicted = f_prob.argmax(1)
-        num_classes = f_prob.shape[1]
-        out.update({
-            "reference_run": str(request.reference.root),
-            "frechet_distance": metrics.feature_distance(f_feat, r_feat),
-            "classifier_score": metrics.classifier_score(f_prob),
-            "real_classifier_score": metrics.classifier_score(r_prob),
-            "class_coverage": metrics.coverage(predicted, num_classes),
-            "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
-        })
+        measured, predicted = Reference(request.reference).sample_quality(fake, real)
+        out.update(measured)
+        num_classes = len(measured["class_histogram"])
         if gan.num_classes:
             out["label_accuracy"] = float((predicted == asked).mean())
         elif gan.categorical_codes:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from dlkit.data import pipeline
-from dlkit.errors import UsageError
+from dlkit.errors import Problem, UsageError
 from dlkit.models import ARCHITECTURES
 from dlkit.recipe.schema import DataConfig, TrainBase
 from dlkit.rundir import PhaseDir, RunDir
@@ -67,7 +67,8 @@ class Callbacks:
 class EvalRequest:
     split: str = "test"
     reference: RunDir | None = None  # generative tasks: a classifier run that measures samples
-    samples: int = 10000
+    samples: int = 10000  # how many samples the reference measures
+    importance_samples: int = 1000  # likelihood models: samples per example of the importance-sampled bound
 
 
 @dataclass
@@ -79,6 +80,14 @@ class GenerateRequest:
     out: Path | None = None
     interpolate: bool = False
     force: bool = False
+    inputs: list[Path] = field(default_factory=list)  # images to work from (an autoencoder reconstructs them)
+
+
+@dataclass
+class EncodeRequest:
+    split: str = "test"
+    out: Path | None = None
+    force: bool = False
 
 
 class Task:
@@ -88,6 +97,11 @@ class Task:
     Train: ClassVar[type] = TrainBase
     roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
     validates: ClassVar[bool] = True  # fit is given the validation split
+
+    def check(self, recipe) -> list[Problem]:
+        """What the sections cannot see alone: problems across them (a sigmoid output with data not in
+        [0, 1]). Each names its key path; the loader adds its file and line."""
+        return []
 
     # ---------------------------------------------------------------- data and phases
 
@@ -148,4 +162,8 @@ class Task:
 
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:
         raise UsageError(f"{run.root}: {self.name} runs have nothing to generate; `dlkit generate` is for "
-                         "generative models (GANs, translation models)")
+                         "generative and reconstructing models (GANs, translation models, autoencoders)")
+
+    def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
+        """What `dlkit encode` writes: a split's codes."""
+        raise UsageError(f"{run.root}: {self.name} runs have no codes; `dlkit encode` is for autoencoders")

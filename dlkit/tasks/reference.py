@@ -42,3 +42,24 @@ class Reference:
     def predict(self, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features, probabilities) of uint8 images."""
         return self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)
+
+    def sample_quality(self, fake: np.ndarray, real: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Generated against real uint8 images: Fréchet distance of the features, classifier score of both,
+        class coverage and histogram; and the class predicted for each generated image."""
+        from dlkit import metrics
+
+        if self.image_shape[:2] != tuple(fake.shape[1:3]):
+            raise UsageError(f"the reference classifier takes {self.image_shape} images; this model makes "
+                             f"{fake.shape[1:]}")
+        f_feat, f_prob = self.predict(fake)
+        r_feat, r_prob = self.predict(real)
+        predicted = f_prob.argmax(1)
+        num_classes = f_prob.shape[1]
+        return {
+            "reference_run": str(self.run.root),
+            "frechet_distance": metrics.feature_distance(f_feat, r_feat),
+            "classifier_score": metrics.classifier_score(f_prob),
+            "real_classifier_score": metrics.classifier_score(r_prob),
+            "class_coverage": metrics.coverage(predicted, num_classes),
+            "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
+        }, predicted

@@ -1,7 +1,9 @@
-"""The sample grid a generative model draws each epoch, with its diversity statistic and warnings."""
+"""The grid a model draws each epoch (samples, reconstructions), and a generative model's diversity
+statistic and warnings beside it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -11,29 +13,45 @@ from dlkit import images
 from dlkit.rundir import RunDir
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """Watching a generative model train: a fixed-input sample grid each epoch, a diversity statistic against
-    real data (mode collapse shows as a ratio falling toward 0), a warning when the discriminator overpowers
-    the generator, and at the end the final grid and an animated montage of the epochs.
+class EpochGrid(keras.callbacks.Callback):
+    """Each epoch, `draw()` (images in the model's scale, `rows` rows) as samples/epoch_NNN.png; at the end the
+    last grid as `final` and the epochs animated in progress.gif. A resumed run's montage starts with the
+    grids its earlier epochs wrote."""
 
-    `draw()` gives the grid's images and `fakes()` the samples whose diversity is measured, both in the
-    model's scale; `real` holds real images in that scale."""
-
-    def __init__(self, run: RunDir, reporter, draw: Callable, rows: int, fakes: Callable, real: np.ndarray,
-                 scale, overpower_epochs: int, initial_epoch: int = 0):
+    def __init__(self, run: RunDir, draw: Callable, rows: int, scale, final: Path, initial_epoch: int = 0):
         super().__init__()
-        self.run, self.reporter, self.draw, self.rows, self.fakes, self.scale = run, reporter, draw, rows, fakes, scale
-        self.real_diversity = images.mean_pairwise_distance(real)
-        self.overpower_epochs, self.pinned = overpower_epochs, 0
-        self.warnings = []
-        # a resumed run's montage starts with the grids its earlier epochs wrote
+        self.run, self.draw, self.rows, self.scale, self.final = run, draw, rows, scale, final
         self.frames = [p for p in (run.sample_grid(e) for e in range(1, initial_epoch + 1)) if p.is_file()]
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
         path = self.run.sample_grid(epoch + 1)
         images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
         self.frames.append(path)
+
+    def on_train_end(self, logs=None):
+        if self.frames:
+            self.final.write_bytes(self.frames[-1].read_bytes())
+            images.save_gif(self.frames, self.run.progress_gif)
+
+
+class SampleGrid(EpochGrid):
+    """Watching a generative model train: the grid, a diversity statistic against real data (mode collapse
+    shows as a ratio falling toward 0) and a warning when the discriminator overpowers the generator.
+
+    `fakes()` gives the samples whose diversity is measured, in the model's scale; `real` holds real images
+    in that scale."""
+
+    def __init__(self, run: RunDir, reporter, draw: Callable, rows: int, fakes: Callable, real: np.ndarray,
+                 scale, overpower_epochs: int, initial_epoch: int = 0):
+        super().__init__(run, draw, rows, scale, run.samples, initial_epoch)
+        self.reporter, self.fakes = reporter, fakes
+        self.real_diversity = images.mean_pairwise_distance(real)
+        self.overpower_epochs, self.pinned = overpower_epochs, 0
+        self.warnings = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        logs = logs if logs is not None else {}
         # fake/real mean pairwise distance: ~1 is as varied as the data, near 0 is mode collapse
         logs["diversity"] = images.mean_pairwise_distance(self.fakes()) / max(self.real_diversity, 1e-12)
         # early grids are near-constant by construction (small initial weights): judge after a warm-up
@@ -51,7 +69,16 @@ class SampleGrid(keras.callbacks.Callback):
         self.warnings.append(f"epoch {epoch + 1}: {text}")
         self.reporter.message(f"warning: epoch {epoch + 1}: {text}")
 
-    def on_train_end(self, logs=None):
-        if self.frames:
-            self.run.samples.write_bytes(self.frames[-1].read_bytes())
-            images.save_gif(self.frames, self.run.progress_gif)
+
+class SplitMeasures(keras.callbacks.Callback):
+    """Each epoch, the model's measures on another split (the test split: a VAE's ELBO terms in nats), added
+    to the epoch's logs as `<prefix>_<name>`, so they land in history.csv beside the training ones."""
+
+    def __init__(self, dataset, prefix: str = "test"):
+        super().__init__()
+        self.dataset, self.prefix = dataset, prefix
+
+    def on_epoch_end(self, epoch, logs=None):
+        measured = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        if logs is not None:
+            logs.update({f"{self.prefix}_{k}": float(v) for k, v in measured.items()})

@@ -1,0 +1,233 @@
+"""Reconstruction (autoencoder): inputs to a code and back.
+
+Learns x -> x (labels are kept aside, for measuring the codes). Each epoch draws a grid of held-out inputs,
+their corrupted versions (denoising) and their reconstructions. A finished run, and `dlkit evaluate` on
+any split, measure:
+
+- reconstruction error: the loss (binary cross-entropy or mean squared error), the mean squared error per
+  value and the mean PSNR over images, in the inputs' scale;
+- how useful the codes are: the accuracy on the split of a linear classifier fitted on the training
+  split's codes (scikit-learn's multinomial LogisticRegression, lbfgs, C=1, on standardized codes);
+- a picture of the codes: the split's codes in 2-D (their first two principal components when there are
+  more), coloured by class (codes.png).
+
+`dlkit encode` writes a split's codes; `dlkit generate` reconstructs test images (or given ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from dlkit import images
+from dlkit.errors import Problem, UsageError
+from dlkit.recipe.schema import FitTrain
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.fit import FitTask
+from dlkit.tasks.generative import in_scale, output_path, run_scale
+
+
+class ReconstructionTrain(FitTrain):
+    metrics: list[str] = Field(default_factory=lambda: ["mse"])  # accuracy means nothing for x -> x
+
+
+def inputs_as_targets(x, y):
+    return x, x
+
+
+class Reconstruction(FitTask):
+    name = "reconstruction"
+    summary = "inputs to a code and back (autoencoders); reconstruction error, PSNR, a linear probe of the codes"
+    Train = ReconstructionTrain
+    default_loss = "mean_squared_error"
+
+    def examples(self, recipe):
+        return inputs_as_targets
+
+    def check(self, recipe) -> list[Problem]:
+        problems = []
+        if recipe.model.output == "sigmoid" and recipe.data.scale != "unit":
+            problems.append(Problem("data.scale", f"a sigmoid output reconstructs inputs in [0, 1]; data.scale is "
+                                    f"{recipe.data.scale!r}", hint="set data.scale: unit, or model.output: linear"))
+        noise = recipe.model.noise
+        if noise is not None and noise.kind == "salt_and_pepper" and recipe.data.scale != "unit":
+            problems.append(Problem("model.noise.kind", "salt-and-pepper noise sets values to 0 or 1: it needs "
+                                    "data.scale: unit", hint="set data.scale: unit"))
+        return problems
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        """Each epoch: the same held-out inputs, their corrupted versions (a denoising model's) and their
+        reconstructions, a row each; the last grid is reconstructions.png."""
+        from dlkit.tasks.sample_grid import EpochGrid
+
+        s = ctx.data.splits
+        x = in_scale(next(x for x in (s.x_val, s.x_test, s.x_train) if x is not None)[:8], ctx.data.scale)
+        noisy = ctx.recipe.model.noise is not None
+        grid = EpochGrid(ctx.run, lambda: np.concatenate(reconstruction_rows(ctx.model, x, noisy)), 2 + noisy,
+                         ctx.data.scale, ctx.run.image("reconstructions.png"), ctx.initial_epoch)
+        return Callbacks(before=[grid], after=super().callbacks(ctx).after)
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        if ctx.data.test is None:
+            return {}
+        return {"test": measure(ctx.model, ctx.data, "test", ctx.run.image("codes.png"),
+                                f"{ctx.recipe.name}: test codes")}
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.reference is not None:
+            raise UsageError("--reference is for generative runs that draw new samples; an autoencoder is measured "
+                             "by its reconstructions")
+        data = data()
+        image = run.image("codes.png" if request.split == "test" else f"codes_{request.split}.png")
+        measured = measure(model, data, request.split, image, f"{recipe.name}: {request.split} codes")
+        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
+                "split": request.split, **measured}
+
+    def report(self, result: dict) -> list:
+        from pathlib import Path
+
+        from rich.table import Table
+
+        from dlkit.ui import fmt
+
+        run = Path(result["run_dir"])
+        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for key in ("loss", "mse", "psnr_db", "probe_accuracy"):
+            if result.get(key) is not None:
+                table.add_row(key.replace("_", " "), fmt(float(result[key])))
+        return [table, f"codes: {result['codes_image']}"]
+
+    def encode(self, run, recipe, model, data, request) -> dict:
+        x, y = split_of(data(), request.split)
+        codes = encoder(model).predict(in_scale(x, data().scale), verbose=0, batch_size=500)
+        return save_codes(run, codes, y, request)
+
+    def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        """Reconstructions of n test images (picked by the seed) or of given images: rows of inputs,
+        corrupted inputs (a denoising model's, as in training) and reconstructions."""
+        if request.label is not None or request.code is not None or request.interpolate:
+            raise UsageError("--label, --code and --interpolate are for GANs drawing from noise; an autoencoder "
+                             "reconstructs images (-n, --seed, --input)")
+        scale = run_scale(run)
+        if request.inputs:
+            x = read_inputs(request.inputs, tuple(model.input_shape[1:]))
+        else:
+            s = data().splits
+            pool = s.x_test if s.x_test is not None else s.x_train
+            x = pool[np.random.default_rng(request.seed).choice(len(pool), min(request.n, len(pool)), replace=False)]
+        rows = reconstruction_rows(model, in_scale(x, scale), noisy=recipe.model.noise is not None)
+        path = output_path(request.out or run.root / f"reconstructions-seed{request.seed}.png", request.force)
+        images.save_png(images.grid(images.to_uint8(np.concatenate(rows), scale), len(rows)), path)
+        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
+                "seed": request.seed}
+
+
+# ---------------------------------------------------------------- measures
+
+
+def split_of(data, split: str):
+    s = data.splits
+    x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
+    if x is None:
+        raise UsageError(f"this run has no {split!r} split (data.validation_split or the dataset's test set)")
+    return x, y
+
+
+def encoder(model):
+    """The model's input to its code (the corruption layer, if any, is inactive outside training)."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("code").output)
+
+
+def reconstruction_rows(model, x, noisy: bool) -> list:
+    """[inputs, corrupted inputs (if the model corrupts them in training), reconstructions], in model scale."""
+    rows = [x]
+    if noisy:
+        import keras
+
+        rows.append(keras.ops.convert_to_numpy(model.get_layer("noise")(x, training=True)))
+    rows.append(model.predict(x, verbose=0))
+    return rows
+
+
+def psnr(x: np.ndarray, reconstruction: np.ndarray, data_range: float) -> float:
+    """Mean over images of 10 log10(range^2 / MSE) in dB (an exact reconstruction counts as 100 dB)."""
+    mse = ((x - reconstruction) ** 2).reshape(len(x), -1).mean(1)
+    return float(np.mean(10 * np.log10(data_range ** 2 / np.maximum(mse, data_range ** 2 * 1e-10))))
+
+
+def linear_probe(train_codes, train_y, codes, y) -> float:
+    """Accuracy on (codes, y) of a multinomial logistic regression fitted on the training codes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    probe.fit(train_codes, train_y)
+    return float(probe.score(codes, y))
+
+
+def codes_2d(codes: np.ndarray) -> np.ndarray:
+    """The codes themselves when 2-D, else their first two principal components."""
+    if codes.shape[1] <= 2:
+        return codes if codes.shape[1] == 2 else np.concatenate([codes, np.zeros_like(codes)], axis=1)
+    centred = codes - codes.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def measure(model, data, split: str, image_path, title: str) -> dict:
+    from dlkit import plots
+
+    x, y = split_of(data, split)
+    xs = in_scale(x, data.scale)
+    measured = model.evaluate(xs, xs, verbose=0, batch_size=500, return_dict=True)
+    reconstruction = model.predict(xs, verbose=0, batch_size=500)
+    data_range = float(np.mean(np.asarray(data.scale[0]) * 255.0))  # uint8 inputs: 0..255 in model scale
+    codes_of = encoder(model)
+    codes = codes_of.predict(xs, verbose=0, batch_size=500)
+    out = {"examples": int(len(x)), "loss": float(measured["loss"]),
+           "mse": float(((xs - reconstruction) ** 2).mean()), "psnr_db": psnr(xs, reconstruction, data_range),
+           "probe_accuracy": None, "codes_image": str(image_path)}
+    labelled = data.spec.num_classes > 1 and y is not None
+    if labelled:
+        train_codes = codes if split == "train" else codes_of.predict(in_scale(data.splits.x_train, data.scale),
+                                                                      verbose=0, batch_size=500)
+        out["probe_accuracy"] = linear_probe(train_codes, data.splits.y_train, codes, y)
+    plots.scatter(codes_2d(codes), y if labelled else None, data.spec.class_names, image_path, title,
+                  "code" if codes.shape[1] <= 2 else "principal component")
+    return out
+
+
+def read_inputs(paths, shape) -> np.ndarray:
+    """Images to reconstruct, as uint8 (N, H, W, C): PNG or JPEG files, or .npy arrays of such images."""
+    from dlkit.data.sources import read_image
+
+    out = []
+    for path in paths:
+        if str(path).endswith(".npy"):
+            arr = np.load(path)
+            arr = arr[None] if arr.ndim == len(shape) else arr
+        else:
+            arr = read_image(path, list(shape[:2]))[None]
+        arr = arr[..., None] if arr.ndim == len(shape) else arr
+        if tuple(arr.shape[1:]) != shape:
+            raise UsageError(f"{path}: images of shape {arr.shape[1:]}; this model takes {shape}")
+        out.append(arr.astype(np.uint8))
+    return np.concatenate(out)
+
+
+def save_codes(run, codes: np.ndarray, labels, request) -> dict:
+    """codes to --out (.npy); the split's labels beside them as <out stem>.labels.npy when it has any."""
+    path = output_path(request.out or run.root / f"codes_{request.split}.npy", request.force)
+    np.save(path, codes)
+    out = {"status": "completed", "run_dir": str(run.root), "split": request.split, "out": str(path),
+           "shape": list(codes.shape)}
+    if labels is not None:
+        label_path = path.with_name(path.stem + ".labels.npy")
+        np.save(label_path, np.asarray(labels))
+        out["labels"] = str(label_path)
+    return out

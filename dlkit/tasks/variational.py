@@ -1,0 +1,208 @@
+"""Variational (the VAE): a latent-variable model of the inputs, trained on the ELBO.
+
+Learns from the inputs alone (labels are kept aside for pictures and the linear probe). With a Bernoulli
+decoder and `binarize: dynamic`, training images are binarized afresh at every step, and the validation
+and test images once, with the recipe's seed, so that every epoch and every evaluation sees the same
+binary test set. Each epoch logs the ELBO, its reconstruction term and the KL term, in nats, on the
+training batches, the validation split (val_*) and the test split (test_*); the epoch's grid is samples
+from fixed latent vectors.
+
+A finished run writes samples.png, reconstructions.png, interpolation.png (between test digits),
+traversals.png (one latent dimension at a time, the most used first) and, for a 2-D latent, manifold.png;
+and measures the test split's importance-sampled bound on log p(x) with k = 100 samples per image.
+`dlkit evaluate` gives the bound for any k (`-k`; 1,000 or more for a headline figure) in nats and bits per
+dimension, and with `--reference` scores samples as for the GANs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dlkit import images, optim
+from dlkit.errors import Problem, UsageError
+from dlkit.recipe.schema import OneOptimizerTrain
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.fit import FitTask
+from dlkit.tasks.generative import diversity, in_scale, output_path, run_scale
+from dlkit.tasks.reconstruction import codes_2d, linear_probe, save_codes, split_of
+
+FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
+
+
+def binarized(x: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 images drawn once to 0 or 255, each pixel on with probability intensity / 255."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(x.shape) < x / 255.0, 255, 0).astype(np.uint8)
+
+
+class Variational(FitTask):
+    name = "variational"
+    summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
+    Train = OneOptimizerTrain
+
+    def check(self, recipe) -> list[Problem]:
+        if recipe.model.likelihood == "bernoulli" and recipe.data.scale != "unit":
+            return [Problem("data.scale", "a Bernoulli decoder models values in [0, 1]; data.scale is "
+                            f"{recipe.data.scale!r}", hint="set data.scale: unit, or model.likelihood: gaussian")]
+        return []
+
+    def load_data(self, recipe):
+        data = super().load_data(recipe)
+        if recipe.model.binarize != "dynamic":
+            return data
+        s = data.splits  # evaluation splits are binarized once, the same in every epoch and every evaluation
+        s.x_val = None if s.x_val is None else binarized(s.x_val, recipe.seed + 101)
+        s.x_test = None if s.x_test is None else binarized(s.x_test, recipe.seed + 102)
+        return data.fresh()
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        model.warmup_steps = round(recipe.model.kl_warmup_epochs * steps_per_epoch)
+        model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch), jit_compile=recipe.train.jit_compile)
+        return model
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        from dlkit.tasks.sample_grid import EpochGrid, SplitMeasures
+
+        vae = ctx.model
+        z = np.random.default_rng(ctx.recipe.seed).standard_normal((64, vae.latent_dim)).astype(np.float32)
+        before = [EpochGrid(ctx.run, lambda: vae.sample(z), 8, ctx.data.scale, ctx.run.samples, ctx.initial_epoch)]
+        if ctx.data.test is not None:
+            before.insert(0, SplitMeasures(ctx.data.test, "test"))
+        return Callbacks(before=before, after=super().callbacks(ctx).after)
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        data, vae, run = ctx.data, ctx.model, ctx.run
+        pictures(run, vae, data, ctx.recipe.seed)
+        if data.test is None:
+            return {}
+        test = {k: float(v) for k, v in vae.evaluate(data.test, verbose=0, return_dict=True).items()}
+        x = in_scale(data.splits.x_test, data.scale)
+        test.update(likelihood(vae, x, FINISH_K, seed=0))
+        return {"test": test}
+
+    # ---------------------------------------------------------------- after training
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        data = data()
+        x, y = split_of(data, request.split)
+        xs = in_scale(x, data.scale)
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), "split": request.split,
+               "examples": int(len(x))}
+        out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
+        out.update(likelihood(model, xs, request.importance_samples, seed=0))
+        if data.spec.num_classes > 1 and y is not None:
+            train_codes = model.codes(in_scale(data.splits.x_train, data.scale))
+            out["probe_accuracy"] = linear_probe(train_codes, data.splits.y_train, model.codes(xs), y)
+        out["key"] = f"{request.split}_k{request.importance_samples}"
+        if request.reference is None:
+            return out
+        from dlkit.tasks.reference import Reference
+
+        rng = np.random.default_rng(0)
+        fake = images.to_uint8(model.sample(rng.standard_normal((request.samples, model.latent_dim)).astype(np.float32)),
+                               data.scale)
+        real = x[: request.samples]
+        measured, _ = Reference(request.reference).sample_quality(fake, real)
+        out.update(measured, samples=int(request.samples),
+                   diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
+        out["key"] = "reference"
+        return out
+
+    def report(self, result: dict) -> list:
+        from pathlib import Path
+
+        from rich.table import Table
+
+        from dlkit.ui import fmt
+
+        run = Path(result["run_dir"])
+        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        rows = [("negative log-likelihood (nats)", "nll"), ("bits per dimension", "bits_per_dim"),
+                ("importance samples k", "importance_samples"), ("ELBO (nats)", "elbo"),
+                ("reconstruction (nats)", "reconstruction"), ("KL (nats)", "kl"),
+                ("linear probe accuracy", "probe_accuracy"), ("Fréchet distance", "frechet_distance"),
+                ("classifier score", "classifier_score"), ("class coverage", "class_coverage")]
+        for label, key in rows:
+            if result.get(key) is not None:
+                table.add_row(label, fmt(float(result[key])))
+        return [table]
+
+    def encode(self, run, recipe, model, data, request) -> dict:
+        d = data()
+        x, y = split_of(d, request.split)
+        return save_codes(run, model.codes(in_scale(x, d.scale)), y, request)
+
+    def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        """n samples from the prior (the seed picks them), or with --interpolate a strip between two test
+        images (picked by the seed)."""
+        if request.label is not None or request.code is not None or request.inputs:
+            raise UsageError("a VAE draws from its prior (-n, --seed) or interpolates between test images "
+                             "(--interpolate); --label, --code and --input do not apply")
+        scale, rng = run_scale(run), np.random.default_rng(request.seed)
+        if request.interpolate:
+            s = data().splits
+            pool = s.x_test if s.x_test is not None else s.x_train
+            ends = model.codes(in_scale(pool[rng.choice(len(pool), 2, replace=False)], scale))
+            t = np.linspace(0, 1, request.n, dtype=np.float32)[:, None]
+            pictures_, rows, what = model.sample((1 - t) * ends[0] + t * ends[1]), 1, "interpolation"
+        else:
+            z = rng.standard_normal((request.n, model.latent_dim)).astype(np.float32)
+            pictures_, rows, what = model.sample(z), max(1, int(math.sqrt(request.n))), "samples"
+        path = output_path(request.out or run.root / f"{what}-seed{request.seed}.png", request.force)
+        images.save_png(images.grid(images.to_uint8(pictures_, scale), rows), path)
+        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
+                "seed": request.seed, "interpolate": request.interpolate}
+
+
+def likelihood(vae, x: np.ndarray, k: int, seed: int) -> dict:
+    """The importance-sampled bound on log p(x), as a negative log-likelihood in nats and in bits per
+    dimension, averaged over the examples."""
+    bound = vae.importance_bound(x, k, seed=seed)
+    nll = float(-bound.mean())
+    dims = int(np.prod(x.shape[1:]))
+    return {"nll": nll, "nll_std_error": float(bound.std(ddof=1) / math.sqrt(len(bound))) if len(bound) > 1 else 0.0,
+            "bits_per_dim": nll / (dims * math.log(2)), "importance_samples": int(k)}
+
+
+def pictures(run, vae, data, seed: int) -> None:
+    """samples.png is the last epoch's grid; here: reconstructions, an interpolation, latent traversals and,
+    for a 2-D latent, the manifold."""
+    s, scale = data.splits, data.scale
+    pool = next(x for x in (s.x_test, s.x_val, s.x_train) if x is not None)
+    rng = np.random.default_rng(seed)
+    x = in_scale(pool[rng.choice(len(pool), min(8, len(pool)), replace=False)], scale)
+    save = lambda pics, rows, name: images.save_png(images.grid(images.to_uint8(pics, scale), rows),  # noqa: E731
+                                                     run.image(name))
+    save(np.concatenate([x, vae.predict(x, verbose=0)]), 2, "reconstructions.png")
+    codes = vae.codes(x)
+    t = np.linspace(0, 1, 10, dtype=np.float32)[:, None]
+    pairs = [(codes[i], codes[i + 1]) for i in range(0, min(len(codes) - 1, 8), 2)]
+    save(np.concatenate([vae.sample((1 - t) * a + t * b) for a, b in pairs]), len(pairs), "interpolation.png")
+    # the dimensions the encoder uses most (largest mean KL over these images) varied from -3 to 3, one a row
+    import keras
+
+    mean, log_var = (keras.ops.convert_to_numpy(v) for v in vae.posterior(x))
+    used = np.argsort(-(0.5 * (np.exp(log_var) + mean ** 2 - 1 - log_var)).mean(0))[:min(8, vae.latent_dim)]
+    steps = np.linspace(-3, 3, 9, dtype=np.float32)
+    rows = []
+    for d in used:
+        z = np.repeat(codes[:1], len(steps), axis=0)
+        z[:, d] = steps
+        rows.append(vae.sample(z))
+    save(np.concatenate(rows), len(rows), "traversals.png")
+    if vae.latent_dim == 2:  # Kingma & Welling's figure: the prior's quantiles, a grid over the plane
+        from scipy.stats import norm
+
+        q = norm.ppf(np.linspace(0.05, 0.95, 15)).astype(np.float32)
+        grid = np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)
+        save(vae.sample(grid), 15, "manifold.png")
+    from dlkit import plots
+
+    if s.y_test is not None and s.x_test is not None:
+        test_codes = vae.codes(in_scale(s.x_test, scale))
+        plots.scatter(codes_2d(test_codes), s.y_test, data.spec.class_names, run.image("codes.png"),
+                      "test codes (posterior means)", "code" if vae.latent_dim <= 2 else "principal component")

@@ -1,0 +1,180 @@
+"""Autoencoders (task `reconstruction`): the corruption and sparsity pieces against their definitions, the
+measures against hand computations, and a dense and a denoising conv autoencoder trained end to end on the
+MNIST slice through the CLI (train, evaluate, encode, generate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATA, build
+from dlkit.cli import app
+from dlkit.data.spec import DataSpec
+from dlkit.errors import RecipeError
+from dlkit.tasks import load_recipe
+
+MNIST = DataSpec(input_shape=(28, 28, 1), num_classes=10)
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+# ---------------------------------------------------------------- pieces, against their definitions
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "masking", "salt_and_pepper"])
+def test_corruption_only_while_training(kind):
+    from dlkit.models.corruption import Corruption
+
+    layer = Corruption(kind, 0.3, seed=1)
+    x = np.full((200, 50), 0.5, "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)  # inference: untouched
+    noisy = keras.ops.convert_to_numpy(layer(x, training=True))
+    changed = noisy != x
+    if kind == "gaussian":
+        assert changed.all() and abs((noisy - x).std() - 0.3) < 0.01 and abs((noisy - x).mean()) < 0.01
+    else:
+        assert abs(changed.mean() - 0.3) < 0.01  # the share of values hit
+        values = set(np.unique(noisy[changed]).tolist())
+        assert values == ({0.0} if kind == "masking" else {0.0, 1.0})
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert (again.kind, again.level) == (kind, 0.3)
+
+
+def test_kl_sparsity_is_the_summed_divergence():
+    from dlkit.models.corruption import KLSparsity
+
+    a = np.random.default_rng(0).uniform(0.01, 0.99, (64, 5)).astype("float32")
+    rho, rho_hat = 0.05, a.mean(0)
+    expected = 2.0 * np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
+    assert float(KLSparsity(0.05, 2.0)(a)) == pytest.approx(expected, rel=1e-5)
+    assert float(KLSparsity(0.05, 1.0)(np.full((8, 3), 0.05, "float32"))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_measures_against_hand_computations():
+    from dlkit.tasks.reconstruction import codes_2d, linear_probe, psnr
+
+    x = np.zeros((2, 4), np.float32)
+    rec = np.array([[0.1, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.2]], np.float32)
+    # per image: 10 log10(1 / mse); mse 0.01 -> 20 dB, mse 0.01 -> 20 dB
+    assert psnr(x, rec, 1.0) == pytest.approx(20.0, abs=1e-4)
+    rng = np.random.default_rng(0)
+    y = np.arange(400) % 4
+    informative = np.eye(4)[y] + 0.05 * rng.normal(size=(400, 4))
+    assert linear_probe(informative[:300], y[:300], informative[300:], y[300:]) == 1.0
+    noise = rng.normal(size=(400, 4))
+    assert linear_probe(noise[:300], y[:300], noise[300:], y[300:]) < 0.45  # chance is 0.25
+    line = np.outer(np.linspace(-1, 1, 50), [1.0, 2.0, 0.0]) + 5
+    flat = codes_2d(line)
+    assert flat.shape == (50, 2) and np.abs(flat[:, 1]).max() < 1e-9  # one direction carries it all
+
+
+# ---------------------------------------------------------------- the architecture
+
+
+def test_dense_and_conv_autoencoders_build(write_recipe):
+    dense = build(load_recipe(write_recipe("model: {arch: autoencoder, hidden: [256], code_size: 32}\n")), MNIST)
+    # 784*256+256 + 256*32+32 + 32*256+256 + 256*784+784
+    assert dense.count_params() == 419_120 and dense.get_layer("code").units == 32
+    assert dense.output_shape == (None, 28, 28, 1) and dense.get_layer("reconstruction").output.shape[1:] == (28, 28, 1)
+    conv = build(load_recipe(write_recipe(
+        "model: {arch: autoencoder, encoder: conv, filters: [8, 16], code_size: 10, noise: {kind: masking, level: 0.2}}\n",
+        "conv.yaml")), MNIST)
+    assert conv.output_shape == (None, 28, 28, 1) and conv.get_layer("noise").kind == "masking"
+    assert [layer.strides for layer in conv.layers if isinstance(layer, keras.layers.Conv2D)
+            and not isinstance(layer, keras.layers.Conv2DTranspose)][:2] == [(2, 2), (2, 2)]
+    sparse = build(load_recipe(write_recipe("model: {arch: autoencoder, code_activation: sigmoid, "
+                                            "sparsity: {kind: kl, weight: 0.5}}\n", "s.yaml")), MNIST)
+    sparse(np.zeros((4, 28, 28, 1), "float32"))
+    assert len(sparse.losses) == 1  # the penalty reaches the loss
+
+
+@pytest.mark.parametrize("text,path,needle", [
+    ("model: {arch: autoencoder, sparsity: {kind: kl}}\n", "model", "code_activation: sigmoid"),
+    ("model: {arch: autoencoder, filters: [8]}\n", "model", "belongs to the conv encoder"),
+    ("model: {arch: autoencoder, noise: {kind: masking, level: 1.5}}\n", "model.noise", "below 1"),
+    ("model: {arch: autoencoder}\ndata: {scale: symmetric}\n", "data.scale", "model.output: linear"),
+    ("model: {arch: autoencoder}\ntrain: {metrics: [accuracy], optimizers: {generator: {}}}\n",
+     "train.optimizers.generator", "Keys here: model"),
+])
+def test_autoencoder_recipe_errors(write_recipe, text, path, needle):
+    recipe = write_recipe(text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    match = [p for p in info.value.problems if p.path == path]
+    assert match and needle in match[0].render() and match[0].location.startswith(str(recipe)), \
+        [p.render() for p in info.value.problems]
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_autoencoder_trains_measures_encodes_and_reconstructs(write_recipe, tmp_path):
+    recipe = write_recipe(f"""
+name: tiny_ae
+seed: 5
+data: {{dataset: mnist, dir: {DATA}, limit: 500, test_limit: 200, batch_size: 50, scale: unit}}
+model: {{arch: autoencoder, hidden: [64], code_size: 8}}
+train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
+""")
+    out = cli("train", recipe, "--runs-root", tmp_path, "--json", "-q")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    run = Path(result["run_dir"])
+    rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    assert {"loss", "mse", "val_loss", "val_mse"} <= set(rows[0]) and len(rows) == 4
+    assert float(rows[-1][rows[0].index("loss")]) < float(rows[1][rows[0].index("loss")])  # it learns
+    test = result["test"]
+    assert test["examples"] == 200 and test["psnr_db"] > 10  # the mean image alone scores about 9 dB
+    assert 0 < test["mse"] < 0.1 and 0.3 < test["probe_accuracy"] <= 1  # chance is 0.1
+    for name in ("samples/epoch_003.png", "reconstructions.png", "progress.gif", "codes.png", "artifacts/scale.json"):
+        assert (run / name).is_file(), name
+
+    ev = cli("evaluate", run, "--split", "val", "--json")
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.stdout)["examples"] == 50 and (run / "codes_val.png").is_file()
+    assert "psnr db" in cli("evaluate", run).stdout
+    assert cli("evaluate", run, "--reference", run).exit_code == 2
+
+    enc = cli("encode", run, "--split", "test", "--json")
+    assert enc.exit_code == 0, enc.output
+    written = json.loads(enc.stdout)
+    codes, labels = np.load(written["out"]), np.load(written["labels"])
+    assert codes.shape == (200, 8) and labels.shape == (200,) and labels[:3].tolist() == [7, 2, 1]
+    assert cli("encode", run, "--split", "test").exit_code == 2  # would overwrite
+
+    gen = cli("generate", run, "-n", "6", "--json")
+    assert gen.exit_code == 0 and Path(json.loads(gen.stdout)["out"]).name == "reconstructions-seed0.png"
+    from PIL import Image
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray((np.arange(784).reshape(28, 28) % 256).astype("uint8")).save(digit)
+    given = cli("generate", run, "--input", digit, "--out", tmp_path / "mine.png", "--json")
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["n"] == 1 and (tmp_path / "mine.png").is_file()
+    assert cli("generate", run, "--label", "3").exit_code == 2
+
+
+def test_denoising_conv_autoencoder_shows_its_noise(write_recipe, tmp_path):
+    recipe = write_recipe(f"""
+name: tiny_dae
+data: {{dataset: mnist, dir: {DATA}, limit: 200, test_limit: 50, batch_size: 50, scale: unit}}
+model: {{arch: autoencoder, encoder: conv, filters: [4, 8], code_size: 8, noise: {{kind: salt_and_pepper, level: 0.2}}}}
+train: {{epochs: 1}}
+""")
+    out = cli("train", recipe, "--runs-root", tmp_path, "--json", "-q")
+    assert out.exit_code == 0, out.output
+    run = Path(json.loads(out.stdout)["run_dir"])
+    from PIL import Image
+
+    grid = np.asarray(Image.open(run / "reconstructions.png"))
+    # three rows of 28x28 digits, each enlarged to 56 pixels, with 2-pixel padding: inputs, noisy, reconstructions
+    assert grid.shape[0] == 3 * (56 + 2) + 2
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.get_layer("noise").kind == "salt_and_pepper"
