@@ -149,9 +149,9 @@ def evaluate(
     reference: Annotated[Optional[str], typer.Option(
         help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", help="Generative runs: how many samples to measure.")] = 10000,
-    importance_samples: Annotated[int, typer.Option(
-        "--importance-samples", "-k", help="Likelihood models (vae): samples per example of the importance-sampled "
-        "bound on log p(x); 1000 or more for a headline figure.")] = 1000,
+    importance_samples: Annotated[Optional[int], typer.Option(
+        "--importance-samples", "-k", help="Likelihood models: a VAE's samples per example of the importance-sampled "
+        "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
 ):

@@ -32,14 +32,14 @@ def finished(run: RunDir) -> RunDir:
 
 
 def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000,
-             importance_samples: int = 1000) -> dict:
+             importance_samples: int | None = None) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it."""
     from dlkit.training.session import Session
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    if samples < 1 or importance_samples < 1:
+    if samples < 1 or (importance_samples is not None and importance_samples < 1):
         raise UsageError(f"-n and -k count samples: at least 1, received {samples} and {importance_samples}")
     run = finished(resolve_run(target, runs_root))
     ref = finished(resolve_run(reference, runs_root)) if reference else None

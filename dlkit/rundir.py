@@ -42,10 +42,21 @@ class PhaseDir:
     last_checkpoint = property(lambda self: self.checkpoints / "last.keras")
     best_checkpoint = property(lambda self: self.checkpoints / "best.keras")
     learning_curves = property(lambda self: self.root / "learning_curves.png")
+    progress_gif = property(lambda self: self.root / "progress.gif")  # the epochs' grids, animated
 
     def rng_sidecar(self, checkpoint: Path) -> Path:
         """The random streams saved beside a checkpoint (checkpoints/last.rng.npz)."""
         return checkpoint.with_name(checkpoint.stem + ".rng.npz")
+
+    def sample_grid(self, epoch: int) -> Path:
+        """The grid a model draws at the end of an epoch (samples/epoch_NNN.png)."""
+        folder = self.root / "samples"
+        folder.mkdir(exist_ok=True)
+        return folder / f"epoch_{epoch:03d}.png"
+
+    def image(self, name: str) -> Path:
+        """A picture a task draws (confusion_matrix.png, samples.png, filters.png, ...)."""
+        return self.root / name
 
 
 class RunDir(PhaseDir):
@@ -78,17 +89,7 @@ class RunDir(PhaseDir):
                              "train the recipe again")
         return json.loads(path.read_text())
     eval = property(lambda self: self.root / "eval.json")
-    samples = property(lambda self: self.root / "samples.png")  # GANs: the final grid
-    progress_gif = property(lambda self: self.root / "progress.gif")  # GANs: the epoch grids, animated
-
-    def sample_grid(self, epoch: int) -> Path:
-        folder = self.root / "samples"
-        folder.mkdir(exist_ok=True)
-        return folder / f"epoch_{epoch:03d}.png"
-
-    def image(self, name: str) -> Path:
-        """A picture a task draws into the run directory (confusion_matrix.png, samples.png, ...)."""
-        return self.root / name
+    samples = property(lambda self: self.root / "samples.png")  # generative models: the final grid
 
     def confusion_matrix(self, split: str = "test") -> Path:
         return self.root / ("confusion_matrix.png" if split == "test" else f"confusion_matrix_{split}.png")

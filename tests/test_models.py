@@ -249,5 +249,7 @@ def test_shipped_recipes_build_and_compile(path):
         assert model.generator_ab.output_shape == model.generator_ba.output_shape == (None, 28, 28, 1)
     elif task.name in ("reconstruction", "variational"):
         assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 28, 28, 1)
+    elif task.phases(r)[0].name.startswith("rbm") or task.name == "boltzmann":  # an RBM: pixels to hidden units
+        assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, model.hidden)
     else:
-        assert task.name == "classification" and model.output_shape == (None, 10)
+        assert task.name in ("classification", "dbn") and model.output_shape == (None, 10)

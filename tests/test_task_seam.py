@@ -72,7 +72,7 @@ class DigitValue(Task):
     def optimizers(self, model):
         return {"model": model.optimizer}
 
-    def monitor(self, recipe, has_val):
+    def monitor(self, recipe, has_val, phase):
         return ("val_loss", "min") if has_val else ("loss", "min")
 
     def callbacks(self, ctx):

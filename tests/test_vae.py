@@ -54,7 +54,7 @@ def linear_gaussian_vae(seed=0):
                                     np.concatenate([-b @ a, np.log(np.diag(post_cov))])])
     decoder = keras.Sequential([keras.Input((latent,)), keras.layers.Dense(dims)])
     decoder.layers[-1].set_weights([k, b])
-    vae = VAE(encoder, decoder, latent_dim=latent, likelihood="gaussian")
+    vae = VAE(encoder, decoder, latent_dim=latent, likelihood="gaussian", seed=seed)
     vae.log_variance.assign(np.log(s2).astype("float32"))
     cov = k.T @ k + np.diag(s2)
 
@@ -69,13 +69,14 @@ def linear_gaussian_vae(seed=0):
 
 def test_importance_bound_approaches_the_exact_log_likelihood_from_below():
     vae, x, exact = linear_gaussian_vae()
-    bounds = {k: np.mean([vae.importance_bound(x, k, seed=s).mean() for s in range(4)]) for k in (1, 10, 100, 1000)}
+    seeds = {1: 200, 10: 20, 100: 4, 1000: 4}  # more repeats where one estimate is noisier
+    bounds = {k: np.mean([vae.importance_bound(x, k, seed=s).mean() for s in range(n)]) for k, n in seeds.items()}
     assert bounds[1] < bounds[10] < bounds[100] < bounds[1000] <= exact.mean() + 0.01  # rises with k, stays below
     assert bounds[1000] == pytest.approx(exact.mean(), abs=0.02)
     # k = 1 is the ELBO: its average over draws is reconstruction + KL from the model's own step
     elbo = np.mean([-(keras.ops.convert_to_numpy(r) + keras.ops.convert_to_numpy(k_)).mean()
                     for r, k_ in (vae.terms(x) for _ in range(400))])
-    assert bounds[1] == pytest.approx(elbo, abs=0.1) and elbo < exact.mean()
+    assert bounds[1] == pytest.approx(elbo, abs=0.05) and elbo < exact.mean()
 
 
 TINY_VAE = f"""

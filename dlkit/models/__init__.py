@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dlkit.models import (autoencoder, cgan, cnn, cyclegan, dcgan, infogan, lenet5, mlp, perceptron, resnet, stackgan,
-                          vae, vgg, wgan, wgan_gp)
+from dlkit.models import (autoencoder, cgan, cnn, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
+                          resnet, stackgan, vae, vgg, wgan, wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
-    for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, dcgan, cgan, wgan,
-                                   wgan_gp, infogan, stackgan, cyclegan))
+    for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
+                                   cgan, wgan, wgan_gp, infogan, stackgan, cyclegan))
 }
 
 
@@ -56,4 +56,4 @@ def register_keras_classes() -> None:
     """Import the modules whose Keras classes (the adversarial models, the perceptron criterion, the
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
-    from dlkit.models import corruption, gan_model, losses, vae_model  # noqa: F401
+    from dlkit.models import corruption, gan_model, losses, rbm_model, vae_model  # noqa: F401

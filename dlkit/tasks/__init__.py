@@ -5,8 +5,8 @@ hooks (dlkit.tasks.base.Task) the training loop, `dlkit evaluate` and `dlkit gen
 `load_recipe` is how every layer above loads a recipe: it hands the recipe schema each task's own `data`
 and `train` sections.
 
-Tasks now: classification, reconstruction (autoencoders), variational (the VAE), adversarial (image
-generation), translation (unpaired image-to-image).
+Tasks now: classification, reconstruction (autoencoders), variational (the VAE), boltzmann (the RBM), dbn
+(RBMs pretrained, then a classifier), adversarial (image generation), translation (unpaired image-to-image).
 Adding one takes a module here and a line in TASKS (or `register` from outside).
 """
 
@@ -18,13 +18,15 @@ from dlkit import recipe as recipe_layer
 from dlkit.models import ARCHITECTURES, Architecture
 from dlkit.tasks.adversarial import Adversarial
 from dlkit.tasks.base import Task
+from dlkit.tasks.boltzmann import Boltzmann
 from dlkit.tasks.classification import Classification
+from dlkit.tasks.dbn import Dbn
 from dlkit.tasks.reconstruction import Reconstruction
 from dlkit.tasks.translation import Translation
 from dlkit.tasks.variational import Variational
 
-TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Adversarial(),
-                                              Translation())}
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Boltzmann(), Dbn(),
+                                              Adversarial(), Translation())}
 
 
 def register(task: Task) -> None:

@@ -68,7 +68,9 @@ class EvalRequest:
     split: str = "test"
     reference: RunDir | None = None  # generative tasks: a classifier run that measures samples
     samples: int = 10000  # how many samples the reference measures
-    importance_samples: int = 1000  # likelihood models: samples per example of the importance-sampled bound
+    # likelihood models: samples of the importance-sampled estimate (a VAE's per example, an RBM's AIS runs);
+    # None: the task's default
+    importance_samples: int | None = None
 
 
 @dataclass
@@ -128,6 +130,10 @@ class Task:
     def build(self, recipe, spec, phase: Phase, earlier: dict):
         return ARCHITECTURES[recipe.model.arch].build(recipe.model, spec)
 
+    def initialize(self, model, recipe, data, phase: Phase) -> None:
+        """A freshly built model's start from the data, if it has one (an RBM's visible biases are the data's
+        log-odds); models loaded from checkpoints are left as they are."""
+
     def compile(self, model, recipe, steps_per_epoch: int, phase: Phase):
         raise NotImplementedError
 
@@ -137,8 +143,8 @@ class Task:
 
     # ---------------------------------------------------------------- fitting
 
-    def monitor(self, recipe, has_val: bool) -> tuple[str, str] | None:
-        """(metric, "min" | "max") that picks checkpoints/best.keras, or None for no best checkpoint."""
+    def monitor(self, recipe, has_val: bool, phase: Phase) -> tuple[str, str] | None:
+        """(metric, "min" | "max") that picks the phase's checkpoints/best.keras, or None for none."""
         return None
 
     def callbacks(self, ctx: FitContext) -> Callbacks:

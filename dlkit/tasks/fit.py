@@ -30,7 +30,7 @@ class FitTask(Task):
     def optimizers(self, model):
         return {"model": model.optimizer}
 
-    def monitor(self, recipe, has_val):
+    def monitor(self, recipe, has_val, phase):
         monitor = _without_val(recipe.train.monitor, has_val)
         return monitor, "min" if "loss" in monitor or "error" in monitor else "max"
 

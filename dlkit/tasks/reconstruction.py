@@ -63,8 +63,8 @@ class Reconstruction(FitTask):
         s = ctx.data.splits
         x = in_scale(next(x for x in (s.x_val, s.x_test, s.x_train) if x is not None)[:8], ctx.data.scale)
         noisy = ctx.recipe.model.noise is not None
-        grid = EpochGrid(ctx.run, lambda: np.concatenate(reconstruction_rows(ctx.model, x, noisy)), 2 + noisy,
-                         ctx.data.scale, ctx.run.image("reconstructions.png"), ctx.initial_epoch)
+        grid = EpochGrid(ctx.where, lambda: np.concatenate(reconstruction_rows(ctx.model, x, noisy)), 2 + noisy,
+                         ctx.data.scale, ctx.where.image("reconstructions.png"), ctx.initial_epoch)
         return Callbacks(before=[grid], after=super().callbacks(ctx).after)
 
     def finish(self, ctx: FitContext, callbacks) -> dict:

@@ -10,28 +10,28 @@ import keras
 import numpy as np
 
 from dlkit import images
-from dlkit.rundir import RunDir
+from dlkit.rundir import PhaseDir, RunDir
 
 
 class EpochGrid(keras.callbacks.Callback):
-    """Each epoch, `draw()` (images in the model's scale, `rows` rows) as samples/epoch_NNN.png; at the end the
-    last grid as `final` and the epochs animated in progress.gif. A resumed run's montage starts with the
-    grids its earlier epochs wrote."""
+    """Each epoch, `draw()` (images in the model's scale, `rows` rows) as samples/epoch_NNN.png in the phase's
+    folder `where`; at the end the last grid as `final` and the epochs animated in progress.gif. A resumed
+    run's montage starts with the grids its earlier epochs wrote."""
 
-    def __init__(self, run: RunDir, draw: Callable, rows: int, scale, final: Path, initial_epoch: int = 0):
+    def __init__(self, where: PhaseDir, draw: Callable, rows: int, scale, final: Path, initial_epoch: int = 0):
         super().__init__()
-        self.run, self.draw, self.rows, self.scale, self.final = run, draw, rows, scale, final
-        self.frames = [p for p in (run.sample_grid(e) for e in range(1, initial_epoch + 1)) if p.is_file()]
+        self.where, self.draw, self.rows, self.scale, self.final = where, draw, rows, scale, final
+        self.frames = [p for p in (where.sample_grid(e) for e in range(1, initial_epoch + 1)) if p.is_file()]
 
     def on_epoch_end(self, epoch, logs=None):
-        path = self.run.sample_grid(epoch + 1)
+        path = self.where.sample_grid(epoch + 1)
         images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
         self.frames.append(path)
 
     def on_train_end(self, logs=None):
         if self.frames:
             self.final.write_bytes(self.frames[-1].read_bytes())
-            images.save_gif(self.frames, self.run.progress_gif)
+            images.save_gif(self.frames, self.where.progress_gif)
 
 
 class SampleGrid(EpochGrid):

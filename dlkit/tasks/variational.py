@@ -24,17 +24,12 @@ from dlkit import images, optim
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import diversity, in_scale, output_path, run_scale
 from dlkit.tasks.reconstruction import codes_2d, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
-
-
-def binarized(x: np.ndarray, seed: int) -> np.ndarray:
-    """uint8 images drawn once to 0 or 255, each pixel on with probability intensity / 255."""
-    rng = np.random.default_rng(seed)
-    return np.where(rng.random(x.shape) < x / 255.0, 255, 0).astype(np.uint8)
 
 
 class Variational(FitTask):
@@ -50,12 +45,7 @@ class Variational(FitTask):
 
     def load_data(self, recipe):
         data = super().load_data(recipe)
-        if recipe.model.binarize != "dynamic":
-            return data
-        s = data.splits  # evaluation splits are binarized once, the same in every epoch and every evaluation
-        s.x_val = None if s.x_val is None else binarized(s.x_val, recipe.seed + 101)
-        s.x_test = None if s.x_test is None else binarized(s.x_test, recipe.seed + 102)
-        return data.fresh()
+        return binarize_evaluation_splits(data, recipe.seed) if recipe.model.binarize == "dynamic" else data
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         model.warmup_steps = round(recipe.model.kl_warmup_epochs * steps_per_epoch)
@@ -67,7 +57,8 @@ class Variational(FitTask):
 
         vae = ctx.model
         z = np.random.default_rng(ctx.recipe.seed).standard_normal((64, vae.latent_dim)).astype(np.float32)
-        before = [EpochGrid(ctx.run, lambda: vae.sample(z), 8, ctx.data.scale, ctx.run.samples, ctx.initial_epoch)]
+        before = [EpochGrid(ctx.where, lambda: vae.sample(z), 8, ctx.data.scale, ctx.where.image("samples.png"),
+                            ctx.initial_epoch)]
         if ctx.data.test is not None:
             before.insert(0, SplitMeasures(ctx.data.test, "test"))
         return Callbacks(before=before, after=super().callbacks(ctx).after)
@@ -91,11 +82,12 @@ class Variational(FitTask):
         out = {"status": "completed", "task": self.name, "run_dir": str(run.root), "split": request.split,
                "examples": int(len(x))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
-        out.update(likelihood(model, xs, request.importance_samples, seed=0))
+        k = request.importance_samples or 1000
+        out.update(likelihood(model, xs, k, seed=0))
         if data.spec.num_classes > 1 and y is not None:
             train_codes = model.codes(in_scale(data.splits.x_train, data.scale))
             out["probe_accuracy"] = linear_probe(train_codes, data.splits.y_train, model.codes(xs), y)
-        out["key"] = f"{request.split}_k{request.importance_samples}"
+        out["key"] = f"{request.split}_k{k}"
         if request.reference is None:
             return out
         from dlkit.tasks.reference import Reference

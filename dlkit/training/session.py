@@ -43,4 +43,5 @@ class Session:
                 models.register_keras_classes()
                 return keras.saving.load_model(checkpoint)
             model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
+            self.task.initialize(model, self.recipe, self.data, phase)
             return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)

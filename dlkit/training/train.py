@@ -151,7 +151,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earli
     data = task.phase_data(recipe, session.data.fresh() if several else session.data, phase, earlier)
     optimizers = task.optimizers(model)
     ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, list(rows),
-                     task.monitor(recipe, data.val is not None))
+                     task.monitor(recipe, data.val is not None, phase))
     extra = task.callbacks(ctx)
     guard = callbacks.DivergenceGuard()
     keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, ctx.monitor, rows)

@@ -1,0 +1,108 @@
+"""The deep belief net (task `dbn`): RBMs pretrained phase by phase, each on the layer below's activities,
+then fine-tuned as a classifier started from their weights; a run stopped inside a pretraining phase
+resumes there and ends where an uninterrupted one does, bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+from typer.testing import CliRunner
+
+from conftest import DATA
+from dlkit.cli import app
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+TINY_DBN = f"""
+name: tiny_dbn
+seed: 3
+data: {{dataset: mnist, dir: {DATA}, limit: 300, test_limit: 100, batch_size: 50, scale: unit}}
+model: {{arch: dbn, layers: [24, 16], top_labels: true}}
+train:
+  pretrain_epochs: 2
+  pretrain_optimizer: {{name: sgd, learning_rate: 0.05, momentum: 0.5}}
+  epochs: 4
+  optimizer: {{name: adam, learning_rate: 0.02}}
+"""
+
+
+def test_dbn_pretrains_each_layer_then_fine_tunes(write_recipe, tmp_path):
+    out = cli("train", write_recipe(TINY_DBN), "--runs-root", tmp_path, "--json", "-q")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    run = Path(result["run_dir"])
+    assert list(result["phases"]) == ["rbm1", "rbm2", "finetune"]
+    assert result["phases"]["rbm1"]["epochs_completed"] == 2 and "reconstruction_error" in result["phases"]["rbm2"]["final"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["phases"] == ["rbm1", "rbm2", "finetune"] and manifest["phases_completed"] == ["rbm1", "rbm2"]
+    rbm1 = keras.saving.load_model(run / "phases" / "rbm1" / "model.keras")
+    rbm2 = keras.saving.load_model(run / "phases" / "rbm2" / "model.keras")
+    assert (rbm1.visible, rbm1.hidden) == (784, 24)
+    assert (rbm2.visible, rbm2.hidden) == (24 + 10, 16)  # the top RBM sees the labels too
+    assert (run / "phases" / "rbm1" / "filters.png").is_file()
+    assert 0.3 < result["test"]["accuracy"] <= 1 and (run / "confusion_matrix.png").is_file()  # chance is 0.1
+    ev = cli("evaluate", run, "--json")
+    assert ev.exit_code == 0 and json.loads(ev.stdout)["metrics"]["accuracy"] == result["test"]["accuracy"]
+    gen = cli("generate", run, "-n", "4", "--label", "3", "--json")
+    assert gen.exit_code == 0, gen.output
+    assert Path(json.loads(gen.stdout)["out"]).name == "samples-seed0-label3.png"
+
+
+def test_the_unrolled_net_starts_from_the_rbms(write_recipe, tmp_path):
+    from dlkit.tasks import load_recipe
+    from dlkit.training.session import Session
+
+    recipe = load_recipe(write_recipe(TINY_DBN))
+    session = Session.open(recipe)
+    phases = session.task.phases(recipe)
+    earlier = {}
+    for phase in phases[:-1]:
+        earlier[phase.name] = session.model(phase, earlier)
+    net = session.model(phases[-1], earlier)
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense[0].kernel),
+                                  keras.ops.convert_to_numpy(earlier["rbm1"].kernel))
+    # the top RBM's label rows do not feed forward
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense[1].kernel),
+                                  keras.ops.convert_to_numpy(earlier["rbm2"].kernel)[:24])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense[1].bias),
+                                  keras.ops.convert_to_numpy(earlier["rbm2"].hidden_bias))
+    random = load_recipe(write_recipe(TINY_DBN, "random.yaml"), ["model.pretrain=false"])
+    assert [p.name for p in Session.open(random).task.phases(random)] == ["finetune"]
+
+
+def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(write_recipe, tmp_path, monkeypatch):
+    from dlkit.training import callbacks
+
+    recipe = write_recipe(TINY_DBN)
+    straight = json.loads(cli("train", recipe, "--runs-root", tmp_path / "a", "--json", "-q").stdout)
+    original = callbacks.CheckpointAndHistory.on_epoch_end
+    seen = []
+
+    def stop_in_rbm2(self, epoch, logs=None):
+        original(self, epoch, logs)
+        seen.append(self.where.root.name)
+        if self.where.root.name == "rbm2":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", stop_in_rbm2)
+    stopped = cli("train", recipe, "--runs-root", tmp_path / "b", "--json", "-q")
+    assert stopped.exit_code == 130 and seen == ["rbm1", "rbm1", "rbm2"]
+    run = Path(json.loads(stopped.stdout)["run_dir"])
+    monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", original)
+    out = cli("resume", run, "--json", "-q")
+    assert out.exit_code == 0, out.output
+    resumed = json.loads(out.stdout)
+    assert resumed["resumed_from_epoch"] == 1 and list(resumed["phases"]) == ["rbm2", "finetune"]
+    assert json.loads((run / "manifest.json").read_text())["resumed"][0]["phase"] == "rbm2"
+    for name in ("phases/rbm2/model.keras", "model.keras"):
+        a = keras.saving.load_model(Path(straight["run_dir"]) / name).get_weights()
+        b = keras.saving.load_model(run / name).get_weights()
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
