@@ -188,14 +188,8 @@ def generate(
 ):
     from dlkit.generate import generate as generate_fn
 
-    try:
-        result = generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or ())
-    except DlkitError as e:
-        raise _fail(e, json_) from None
-    if json_:
-        print(json.dumps(result))
-    else:
-        _console(stderr=False).print(f"wrote {result['out']}", markup=False)
+    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or ()), json_,
+           lambda result: f"wrote {result['out']}")
 
 
 @app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
@@ -209,14 +203,20 @@ def encode(
 ):
     from dlkit.generate import encode as encode_fn
 
+    _write(lambda: encode_fn(run_dir, split, out, force), json_,
+           lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
+
+
+def _write(make, json_: bool, says) -> None:
+    """What `generate` and `encode` share: run, then one JSON object or one line saying what was written."""
     try:
-        result = encode_fn(run_dir, split, out, force)
+        result = make()
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
         print(json.dumps(result))
     else:
-        _console(stderr=False).print(f"wrote {result['out']} {tuple(result['shape'])}", markup=False)
+        _console(stderr=False).print(says(result), markup=False)
 
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")

@@ -106,3 +106,4 @@ def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(write_recipe, tmp_pa
         b = keras.saving.load_model(run / name).get_weights()
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+

@@ -117,8 +117,12 @@ def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: 
         result["resumed_from_epoch"] = initial_epoch
     for i in range(first, len(phases)):
         phase, where = phases[i], run.phase(phases[i].name, several)
-        if model is None:
-            model = session.model(phase, earlier)
+        if model is None:  # a later phase, built from the earlier ones' models
+            try:
+                model = session.model(phase, earlier)
+            except BaseException:
+                run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                raise
         if several:
             reporter.message(f"phase {i + 1}/{len(phases)}: {phase.name}")
             result.setdefault("phases", {})[phase.name] = summary = {}

@@ -1,0 +1,60 @@
+"""Run one dlkit command with --json and append its result to a results file, with the git commit, the
+command and the machine: how the figures in docs/benchmarks.md are recorded.
+
+    python benchmarks/record.py FILE.jsonl -- dlkit ARGS...
+    e.g. python benchmarks/record.py benchmarks/results/unsupervised.jsonl -- \\
+         dlkit evaluate runs/vae_mnist/<run> -k 5000
+
+The command runs as `python -m dlkit.cli ARGS --json` (DLKIT_DATA_DIR defaults to ../shared/data); its CPU
+time (children's) and wall time are recorded beside its result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    from importlib.metadata import version
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return (f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+            f"Keras {version('keras')} on {os.environ.get('KERAS_BACKEND', 'tensorflow')}")
+
+
+def main():
+    if len(sys.argv) < 4 or sys.argv[2] != "--" or sys.argv[3] != "dlkit":
+        sys.exit(__doc__)
+    out, args = Path(sys.argv[1]), sys.argv[4:]
+    env = {**os.environ, "DLKIT_DATA_DIR": os.environ.get("DLKIT_DATA_DIR", str(ROOT.parent / "shared" / "data"))}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "dlkit"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip())
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dlkit.cli", *args, "--json"], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(done.stdout) if done.stdout.strip() else {"status": "error", "error": done.stderr[-1000:]}
+    line = {"commit": commit + ("+uncommitted dlkit changes" if dirty else ""), "command": "dlkit " + " ".join(args),
+            "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "exit_code": done.returncode,
+            "process_wall_s": round(time.perf_counter() - start, 1),
+            "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "result": result}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(line) + "\n")
+    print(json.dumps(line)[:2000])
+    sys.exit(done.returncode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Shipped recipes trained as they are, but for the data (the MNIST slice under tests/data) and one epoch
+per phase: each builds, trains and finishes. Their full runs are in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, ROOT
+from dlkit.training.train import train
+
+
+@pytest.mark.parametrize("recipe", ["ae_mnist", "dae_fashion_mnist", "sparse_ae_mnist", "vae_mnist", "rbm_mnist",
+                                    "dbn_mnist", "dbn_mnist_random"])
+def test_the_unsupervised_recipes_train_on_the_slice(recipe, tmp_path):
+    """Each shipped recipe of the family, as it is but for the data (the MNIST slice; Fashion-MNIST's
+    training set is not in it) and one epoch per phase, trains to a completed run."""
+    overrides = [f"data.dir={DATA}", "data.dataset=mnist", "data.limit=200", "data.test_limit=100", "train.epochs=1"]
+    if recipe.startswith("dbn"):
+        overrides.append("train.pretrain_epochs=1")
+    result = train(ROOT / "recipes" / f"{recipe}.yaml", overrides, runs_root=tmp_path)
+    assert result["status"] == "completed" and (Path(result["run_dir"]) / "model.keras").is_file()
