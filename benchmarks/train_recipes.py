@@ -30,6 +30,10 @@ def main():
     args = ap.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DLKIT_DATA_DIR": os.environ.get("DLKIT_DATA_DIR", str(ROOT.parent / "shared" / "data"))}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from record import machine
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rows = []
     for recipe in args.recipes:
         start = time.perf_counter()
@@ -37,7 +41,9 @@ def main():
                               "--runs-root", args.runs_root], env=env, capture_output=True, text=True, cwd=ROOT)
         result = json.loads(out.stdout) if out.stdout.strip() else {"status": "error", "error": out.stderr[-500:]}
         result.update(recipe=recipe, exit_code=out.returncode, process_s=round(time.perf_counter() - start, 1),
-                      host=f"{platform.node()} ({os.cpu_count()} CPUs)", date=time.strftime("%Y-%m-%d %H:%M"))
+                      host=f"{platform.node()} ({os.cpu_count()} CPUs)", date=time.strftime("%Y-%m-%d %H:%M"),
+                      commit=commit, command=f"dlkit train {recipe} --json --quiet --runs-root {args.runs_root}",
+                      machine=machine())
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
         rows.append(result)

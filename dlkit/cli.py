@@ -72,12 +72,19 @@ def _terminate_like_ctrl_c() -> None:
         signal.signal(signal.SIGINT, handler)
 
 
+def _print_json(value) -> None:
+    """Exactly one JSON object on stdout, strict JSON (NaN and infinities as null)."""
+    from dlkit.rundir import strict_json
+
+    print(json.dumps(strict_json(value), allow_nan=False, default=str))
+
+
 def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:
     """Report a user error without a traceback and pick its exit code."""
     _console().print(f"[bold red]error[/]: {err}", markup=True, highlight=False, soft_wrap=True)
     if json_mode:
         status = {2: "error", 3: "data_error", 4: "diverged"}.get(err.exit_code, "error")
-        print(json.dumps({"status": status, "exit_code": err.exit_code, "error": str(err), **(extra or {})}))
+        _print_json({"status": status, "exit_code": err.exit_code, "error": str(err), **(extra or {})})
     return typer.Exit(err.exit_code)
 
 
@@ -112,7 +119,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
         if json_:
-            print(json.dumps({**e.result, "exit_code": EXIT_INTERRUPTED}))
+            _print_json({**e.result, "exit_code": EXIT_INTERRUPTED})
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before the run directory existed: nothing to mark
         _console().print("[yellow]interrupted[/]")
@@ -120,7 +127,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     except DlkitError as e:
         raise _fail(e, json_, {"run_dir": e.run_dir} if e.run_dir else None) from None
     if json_:
-        print(json.dumps(result))
+        _print_json(result)
 
 
 @app.command(help=f"Continue a run from its last checkpoint, in the same run directory.\n\n{EXIT_CODES_HELP}")
@@ -162,7 +169,7 @@ def evaluate(
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
-        print(json.dumps(result))
+        _print_json(result)
         return
     from dlkit.tasks import TASKS
 
@@ -214,7 +221,7 @@ def _write(make, json_: bool, says) -> None:
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
-        print(json.dumps(result))
+        _print_json(result)
     else:
         _console(stderr=False).print(says(result), markup=False)
 
@@ -248,7 +255,7 @@ def validate(
             errors.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         results.append(entry)
     if json_:
-        print(json.dumps({"status": "ok" if not worst else "error", "recipes": results}))
+        _print_json({"status": "ok" if not worst else "error", "recipes": results})
     raise typer.Exit(worst)
 
 
@@ -294,7 +301,7 @@ def list_(json_: JsonFlag = False):
         "schedules": {k: "" for k in catalog.SCHEDULES},
     }
     if json_:
-        print(json.dumps({k: list(v) for k, v in groups.items()}))
+        _print_json({k: list(v) for k, v in groups.items()})
         return
     out = _console(stderr=False)
     for group, items in groups.items():

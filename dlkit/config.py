@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, model_serializer
 
 
 class Section(BaseModel):
-    # strict: no silent "3" -> 3 coercion; forbid: a typo'd key is an error, never ignored.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # strict: no silent "3" -> 3 coercion; forbid: a typo'd key is an error, never ignored; no .nan or .inf
+    # for a rate or a factor
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
     # keys other sections of this kind take but this one does not use, with what to do instead: a recipe
     # that sets one gets that hint in place of a bare "unknown key" (e.g. `train.metrics` for a GAN)

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -138,13 +139,25 @@ class RunDir(PhaseDir):
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def write_json(self, path: Path, data: dict) -> None:
-        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+        write_atomic(path, json.dumps(strict_json(data), indent=2, default=str, allow_nan=False) + "\n")
 
     def update_manifest(self, **fields) -> dict:
         data = self.read_json(self.manifest)
         data.update(fields)
         self.write_json(self.manifest, data)
         return data
+
+
+def strict_json(value):
+    """The value with NaN and infinities (a diverged loss, an unbounded estimate) as None: JSON that every
+    reader takes (json.dumps would write NaN, which is not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def write_atomic(path: Path, text: str) -> None:

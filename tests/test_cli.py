@@ -191,3 +191,15 @@ def test_evaluate_errors(tmp_path, tiny_recipe):
 def test_bad_usage_is_exit_2():
     assert run("train").exit_code == 2
     assert run("frobnicate").exit_code == 2
+
+
+def test_json_output_is_strict_json(capsys, tmp_path):
+    """A diverged loss or an unbounded estimate is NaN or infinite in Python; --json and the run's JSON files
+    carry null, which every JSON reader takes (jq, JavaScript), not NaN or Infinity, which none does."""
+    from dlkit.cli import _print_json
+    from dlkit.rundir import RunDir
+
+    _print_json({"loss": float("nan"), "bounds": [float("-inf"), 1.5], "nested": {"x": float("inf")}})
+    assert capsys.readouterr().out.strip() == '{"loss": null, "bounds": [null, 1.5], "nested": {"x": null}}'
+    RunDir(tmp_path).write_json(tmp_path / "m.json", {"loss": float("nan")})
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {"loss": None}

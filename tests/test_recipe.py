@@ -199,3 +199,82 @@ def test_the_second_domain_belongs_to_translation(write_recipe):
 def test_an_unknown_architecture_still_reports_the_other_sections(write_recipe):
     problems = problems_of(write_recipe("model: {arch: dcgam}\ndata: {batch_size: 0}\ntrain: {metrics: [x]}\n"))
     assert {p.path for p in problems} == {"model.arch", "data.batch_size"}  # metrics may belong to its task
+
+
+# ---------------------------------------------------------------- bad input: limits, bombs, escapes, fuzzing
+
+
+@pytest.mark.parametrize("text,path,needle", [
+    ("name: ../../x\nmodel: {arch: mlp}\n", "name", "one folder name"),
+    ("name: /etc/x\nmodel: {arch: mlp}\n", "name", "one folder name"),
+    ("model: {arch: mlp}\ndata: {batch_size: 99999999999999999999999}\n", "data.batch_size", "less than or equal"),
+    ("model: {arch: mlp}\ntrain: {epochs: 100000000}\n", "train.epochs", "less than or equal"),
+    ("model: {arch: mlp}\ntrain: {optimizer: {learning_rate: .nan}}\n", "train.optimizer.learning_rate", "finite"),
+    ("model: {arch: mlp}\ntrain: {optimizer: {learning_rate: .inf}}\n", "train.optimizer.learning_rate", "finite"),
+    ("model: {arch: mlp, dropout: -.inf}\n", "model.dropout", "finite"),
+])
+def test_values_no_run_should_take_are_refused(write_recipe, text, path, needle):
+    problems = problems_of(write_recipe(text))
+    assert any(p.path == path and needle in p.render() for p in problems), [p.render() for p in problems]
+
+
+def test_a_name_from_set_cannot_leave_the_runs_root(write_recipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    recipe = write_recipe("model: {arch: mlp}\n")
+    for name in ("/etc/x", "../x", "a/b", ".."):
+        out = CliRunner().invoke(app, ["train", str(recipe), "--set", f"name={name}", "--runs-root", str(tmp_path / "r")])
+        assert out.exit_code == 2 and "one folder name" in out.stderr, name
+    assert not (tmp_path / "r").exists()
+
+
+def test_yaml_bombs_deep_nesting_and_huge_values_are_refused(write_recipe, tmp_path):
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi")) + "model: {arch: mlp}\n"
+    (p,) = problems_of(write_recipe(laughs, "bomb.yaml"))  # 10^9 values if expanded
+    assert "expands to more than 100,000 values" in p.message
+    (p,) = problems_of(write_recipe("model: " + "[" * 60 + "]" * 60 + "\n", "deep.yaml"))
+    assert "nests more than 50 levels" in p.message
+    (p,) = problems_of(write_recipe("name: " + "x" * 20_000 + "\nmodel: {arch: mlp}\n", "long.yaml"))
+    assert "20,000 characters" in p.message
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 2_000_000 + "\nmodel: {arch: mlp}\n")
+    (p,) = problems_of(big)
+    assert "a recipe is at most 1,000,000" in p.message
+    (p,) = problems_of(write_recipe("model: {arch: mlp}\n"), ["train.metrics=" + "[" * 70 + "]" * 70])
+    assert p.path == "train.metrics" and "nests more than 50" in p.message
+
+
+def test_random_recipes_and_overrides_give_recipe_errors_never_tracebacks(tmp_path_factory):
+    """Property-based: any YAML tree built from recipe keys and odd values, with any --set overrides, either
+    validates or raises RecipeError (what the CLI prints as exit 2); nothing else escapes."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dlkit.recipe.schema import Recipe
+
+    keys = st.sampled_from(["name", "seed", "data", "model", "train", "arch", "epochs", "batch_size", "optimizer",
+                            "optimizers", "learning_rate", "hidden", "blocks", "filters", "schedule", "dataset",
+                            "extends", "generator", "discriminator", "noise", "1", "", "x.y", "🙂"])
+    scalars = (st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=True)
+               | st.text(max_size=20) | st.sampled_from(["mlp", "cnn", "dcgan", "vae", "rbm", "dbn", "cyclegan",
+                                                          "adam", "mnist", "npz", "cosine", "plateau"]))
+    trees = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+                         max_leaves=25)
+    overrides = st.lists(st.builds(lambda k, v: f"{k}={v}", st.text(max_size=15), st.text(max_size=15)), max_size=3)
+    folder = tmp_path_factory.mktemp("fuzz")
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(tree=trees, sets=overrides)
+    def check(tree, sets):
+        path = folder / "r.yaml"
+        path.write_text(yaml.safe_dump(tree, allow_unicode=True) if not isinstance(tree, str) else tree)
+        try:
+            assert isinstance(load_recipe(path, sets), Recipe)
+        except RecipeError as e:
+            assert e.problems and all(p.message for p in e.problems)
+
+    check()

@@ -6,24 +6,27 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from dlkit.errors import Problem, RecipeError
-from dlkit.recipe.source import Locations, locate, read_yaml
+from dlkit.recipe.source import MAX_SCALAR, Locations, locate, parse_yaml, read_yaml
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """`a.b.c=value` -> (("a", "b", "c"), value), the value typed as YAML would type it."""
+    """`a.b.c=value` -> (("a", "b", "c"), value), the value typed as YAML would type it (with the same bounds
+    as a recipe file: no alias bombs, no megabyte values)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
+    if not sep or not key or any(not part for part in key.split(".")) or len(key) > 200:
         raise RecipeError(
-            [Problem("", f"bad --set {text!r}", hint="write --set key.path=value, e.g. --set train.epochs=3")]
+            [Problem("", f"bad --set {text[:80]!r}", hint="write --set key.path=value, e.g. --set train.epochs=3")]
         )
+    if len(raw) > MAX_SCALAR:
+        raise RecipeError([Problem(key, f"--set value of {len(raw):,} characters; at most {MAX_SCALAR:,}")])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise RecipeError([Problem(key, f"--set value {raw!r} is not valid YAML: {e}")]) from None
+        value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else ""
+    except RecipeError as e:
+        raise RecipeError([Problem(key, f"--set value {raw[:80]!r}: {p.message}", hint=p.hint)
+                           for p in e.problems]) from None
     return tuple(key.split(".")), value
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import types
 import typing
 from pathlib import Path
@@ -31,6 +32,11 @@ from dlkit.models.knobs import ModelBase
 from dlkit.recipe.source import Locations, locate
 
 # ---------------------------------------------------------------- data
+
+# Bounds that no real run comes near, so that a slip (an extra zero or twenty) is an error at validate time
+# rather than an out-of-memory crash or a run that would never end.
+MAX_BATCH = 1_000_000
+MAX_EPOCHS = 1_000_000
 
 
 class Augment(UnsetIsNone):
@@ -78,7 +84,7 @@ class DataConfig(Section):
     download: bool = True  # fall back to downloading when no local files are found
     validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train: seeded draw (a series: its end)
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     shuffle_buffer: int = Field(60000, ge=0)  # >= train size gives a full shuffle; 0 turns shuffling off
     cache: bool = True
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
@@ -153,7 +159,7 @@ class TrainBase(Section):
     """What every task's `train:` section has. A task's own section subclasses this (or FitTrain) and adds
     its optimizer roles and keys."""
 
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     schedule: ScheduleConfig = ScheduleConfig()  # every optimizer's, unless it has its own
     steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
@@ -217,7 +223,16 @@ class FitTrain(OneOptimizerTrain):
 
 class Recipe(Section):
     name: str
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, v: str) -> str:
+        # runs go to <runs root>/<name>/: one plain path segment, so no recipe writes outside the runs root
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+            raise ValueError(f"a run name is one folder name: letters, digits, '.', '_' and '-', starting with a "
+                             f"letter or digit, at most 100 characters; received {v[:120]!r}")
+        return v
     data: DataConfig = DataConfig()
     model: ModelBase
     train: TrainBase = TrainBase()

@@ -16,9 +16,20 @@ from dlkit.errors import Problem, RecipeError
 KeyPath = tuple  # ("model", "blocks", 0, "filters")
 Locations = dict  # KeyPath -> "file:line"
 
+# A recipe is a few dozen lines. These bounds refuse, quickly and with a message, what no recipe needs: a huge
+# file, a value of a megabyte, nesting a hundred deep, or aliases that expand to millions of values (a YAML
+# "billion laughs"), before anything walks or copies the tree.
+MAX_BYTES = 1_000_000
+MAX_SCALAR = 10_000  # characters in one value
+MAX_DEPTH = 50
+MAX_VALUES = 100_000  # values after expanding aliases
+
 
 def read_yaml(path: Path) -> tuple[Any, Locations]:
     try:
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise RecipeError([Problem("", f"{path} is {path.stat().st_size:,} bytes; a recipe is at most "
+                                       f"{MAX_BYTES:,}", hint="is this the recipe file?")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([Problem("", f"recipe file not found: {path}", hint="check the path")]) from None
@@ -28,10 +39,18 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
-    loader = yaml.SafeLoader(text)
+    if len(text) > MAX_BYTES:
+        raise RecipeError([Problem("", f"{name}: {len(text):,} characters; a recipe is at most {MAX_BYTES:,}")])
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
         node = loader.get_single_node()
+        if node is not None:
+            _check_size(node, name)
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise RecipeError([Problem("", "the YAML nests too deep to read", name,
+                                   f"a recipe nests at most {MAX_DEPTH} levels")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{name}:{mark.line + 1}" if mark else name
@@ -42,7 +61,8 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
     except yaml.YAMLError as e:
         raise RecipeError([Problem("", f"invalid YAML: {e}", name)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     locations: Locations = {}
     duplicates: list[Problem] = []
     if node is not None:
@@ -50,6 +70,34 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
     if duplicates:
         raise RecipeError(duplicates)
     return data, locations
+
+
+def _check_size(root: yaml.Node, name: str) -> None:
+    """Refuse deep nesting, long values and alias expansion beyond the bounds above, in time linear in the
+    document's own size (each node's expanded size is computed once)."""
+    sizes: dict[int, int] = {}
+
+    def size(node, depth):
+        where = f"{name}:{node.start_mark.line + 1}"
+        if depth > MAX_DEPTH:
+            raise RecipeError([Problem("", f"the YAML nests more than {MAX_DEPTH} levels deep", where)])
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_SCALAR:
+                raise RecipeError([Problem("", f"a value of {len(node.value):,} characters; at most {MAX_SCALAR:,}",
+                                           where)])
+            total = 1
+        else:
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+            total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_VALUES:
+            raise RecipeError([Problem("", f"the YAML expands to more than {MAX_VALUES:,} values", where,
+                                       "do its aliases (*name) repeat an anchor that repeats others?")])
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 def _collect(node: yaml.Node, path: KeyPath, name: str, out: Locations, duplicates: list) -> None:

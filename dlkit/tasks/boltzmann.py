@@ -94,7 +94,8 @@ class Boltzmann(FitTask):
                                        data.scale).reshape(-1, rbm.visible)}
             rows = [chain_snapshots(rbm, v) for v in starts.values()]
             pictures = np.concatenate([r.reshape((-1, *data.spec.input_shape)) for r in rows])
-            images.save_png(images.grid(images.to_uint8(pictures, UNIT), 10), ctx.run.image("chains.png"))
+            chains = sum(len(v) for v in starts.values())  # a chain a row, its snapshots left to right
+            images.save_png(images.grid(images.to_uint8(pictures, UNIT), chains), ctx.run.image("chains.png"))
         if data.test is None:
             return {}
         return {"test": {k: float(v) for k, v in rbm.evaluate(data.test, verbose=0, return_dict=True).items()}}
