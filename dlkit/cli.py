@@ -31,6 +31,9 @@ SetOption = Annotated[
 RunsRoot = Annotated[Path, typer.Option("--runs-root", help="Folder that holds run directories.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
+UnsafeFlag = Annotated[bool, typer.Option(
+    "--unsafe", help="Load model files that hold Python code (Lambda layers), outside Keras's safe mode. Only for "
+    "files you trust: loading runs their code.")]
 
 
 def _version(value: bool):
@@ -137,6 +140,7 @@ def resume(
         help="New total number of epochs (to train a finished run further).", min=1)] = None,
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
 ):
     from dlkit import backend
 
@@ -144,7 +148,7 @@ def resume(
         backend.setup()
         from dlkit.training.train import resume as resume_fn
 
-        return resume_fn(run_dir, epochs, reporter)
+        return resume_fn(run_dir, epochs, reporter, unsafe)
 
     _training_command(run, quiet, json_)
 
@@ -161,11 +165,12 @@ def evaluate(
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
 ):
     from dlkit.evaluate import evaluate as evaluate_fn
 
     try:
-        result = evaluate_fn(target, split, runs_root, reference, samples, importance_samples)
+        result = evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe)
     except DlkitError as e:
         raise _fail(e, json_) from None
     if json_:
@@ -192,10 +197,11 @@ def generate(
     inputs: Annotated[Optional[list[Path]], typer.Option(
         "--input", "-i", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct. Repeatable.")] = None,
     json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
 ):
     from dlkit.generate import generate as generate_fn
 
-    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or ()), json_,
+    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe), json_,
            lambda result: f"wrote {result['out']}")
 
 
@@ -207,10 +213,11 @@ def encode(
                                                 "Labels go beside it as <name>.labels.npy.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
 ):
     from dlkit.generate import encode as encode_fn
 
-    _write(lambda: encode_fn(run_dir, split, out, force), json_,
+    _write(lambda: encode_fn(run_dir, split, out, force, unsafe), json_,
            lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
 
 

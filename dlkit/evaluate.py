@@ -32,7 +32,7 @@ def finished(run: RunDir) -> RunDir:
 
 
 def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000,
-             importance_samples: int | None = None) -> dict:
+             importance_samples: int | None = None, unsafe: bool = False) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it."""
     from dlkit.training.session import Session
@@ -45,9 +45,9 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)  # the same seed carves the same splits as training
-    model = session.model(checkpoint=run.model)
-    result = session.task.evaluate(run, recipe, model, lambda: session.data, EvalRequest(split, ref, samples,
-                                                                                              importance_samples))
+    model = session.model(checkpoint=run.model, unsafe=unsafe)
+    request = EvalRequest(split, ref, samples, importance_samples, unsafe)
+    result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
     evals = run.read_json(run.eval)
     evals[result.pop("key")] = result
     run.write_json(run.eval, evals)

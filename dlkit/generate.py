@@ -13,32 +13,32 @@ from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest
 
 
-def _open(run_dir):
+def _open(run_dir, unsafe: bool):
     """A finished run's recipe, task session and model."""
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)
-    return run, recipe, session, session.model(checkpoint=run.model)
+    return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe)
 
 
 def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
-             out=None, interpolate: bool = False, force: bool = False, inputs=()) -> dict:
+             out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False) -> dict:
     if n < 1:
         raise UsageError(f"-n must be at least 1, received {n}")
     for path in inputs:
         if not Path(path).is_file():
             raise UsageError(f"--input {path}: no such file")
-    run, recipe, session, model = _open(run_dir)
+    run, recipe, session, model = _open(run_dir, unsafe)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs])
     return session.task.generate(run, recipe, model, lambda: session.data, request)
 
 
-def encode(run_dir, split: str = "test", out=None, force: bool = False) -> dict:
+def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: bool = False) -> dict:
     from dlkit.evaluate import SPLITS
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    run, recipe, session, model = _open(run_dir)
+    run, recipe, session, model = _open(run_dir, unsafe)
     return session.task.encode(run, recipe, model, lambda: session.data, EncodeRequest(split, out, force))

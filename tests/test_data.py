@@ -213,3 +213,64 @@ def test_augmentation_needs_images():
     a = sources.Arrays(np.ones((10, 3), np.float32), np.arange(10) % 2, None, None, ["a", "b"], "t")
     with pytest.raises(RecipeError, match="needs images"):
         pipeline.build(a, cfg(augment={"zoom": 0.1}, validation_split=0), seed=0)
+
+
+# ---------------------------------------------------------------- damaged and hostile data: exit 3, named
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, f)
+    with pytest.raises(DataError, match="posix.system|os.system|does not run code"):
+        sources.load_builtin("cifar10", str(tmp_path), allow_download=False)
+    assert not (tmp_path / "pwned").exists()
+    (folder / "data_batch_1").write_bytes(b"\x80\x04 not a pickle")
+    with pytest.raises(DataError, match="cannot read CIFAR batch"):
+        sources.load_builtin("cifar10", str(tmp_path), allow_download=False)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda p: p.write_bytes(gzip.compress(struct.pack(">HBBIII", 0, 9, 3, 10, 28, 28))), "not an unsigned-byte IDX"),
+    (lambda p: p.write_bytes(b"garbage, not gzip"), "cannot read IDX"),
+    (lambda p: p.write_bytes(gzip.compress(struct.pack(">HBBIII", 0, 8, 3, 10, 28, 28) + b"\0" * 99)), "truncated"),
+])
+def test_damaged_idx_files_are_data_errors_naming_the_file(tmp_path, damage, needle):
+    import shutil
+
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(DATA / "mnist" / name, tmp_path / name)
+    damage(tmp_path / "train-images-idx3-ubyte.gz")
+    with pytest.raises(DataError, match=needle) as info:
+        sources.load_builtin("mnist", str(tmp_path), allow_download=False)
+    assert "train-images-idx3-ubyte.gz" in str(info.value) and info.value.exit_code == 3
+
+
+def test_mismatched_counts_and_a_corrupt_npz_are_data_errors(tmp_path):
+    import shutil
+
+    shutil.copy(DATA / "mnist" / "train-images-idx3-ubyte.gz", tmp_path)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(struct.pack(">HBBI", 0, 8, 1, 7) + b"\1" * 7))
+    with pytest.raises(DataError, match="1000 training inputs but 7 labels"):
+        sources.load_builtin("mnist", str(tmp_path), allow_download=False)
+    (tmp_path / "bad.npz").write_bytes(b"PK\3\4 truncated zip")
+    with pytest.raises(DataError, match="bad.npz"):
+        sources.load_npz(str(tmp_path / "bad.npz"))
+
+
+def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):
+    (tmp_path / "d.csv").write_text("f1,f2,label\n1,2,a\n3,x,b\n")
+    with pytest.raises(DataError, match="line 3"):
+        sources.load_csv(str(tmp_path / "d.csv"), "label")
+    (tmp_path / "e.csv").write_text("f1,f2,label\n1,2,a\n3,4\n")
+    with pytest.raises(DataError, match="line 3: 2 columns where the header has 3"):
+        sources.load_csv(str(tmp_path / "e.csv"), "label")

@@ -16,6 +16,7 @@ import gzip
 import os
 import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,8 +119,24 @@ def read_npz(path: Path) -> dict:
                     f"{path} has arrays {sorted(z.files)}; expected x_train and y_train (and x_test, y_test)"
                 )
             return {k: z[k] if k in z else None for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(f"cannot read {path}: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts, lists and strings, and refuses anything else: a pickle can name any
+    Python callable to run on loading, and a data folder is not trusted code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "list"), ("builtins", "dict")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"{getattr(self, 'path', 'a CIFAR batch')} names {module}.{name}; a CIFAR batch holds "
+                            "numpy arrays only, and dlkit does not run code from data files")
+        return super().find_class(module, name)
 
 
 def read_cifar_batches(folder: Path) -> dict | None:
@@ -130,10 +147,20 @@ def read_cifar_batches(folder: Path) -> dict | None:
         return None
 
     def load(p):
-        with open(p, "rb") as f:
-            d = pickle.load(f, encoding="bytes")  # the official CIFAR format is a pickle of numpy arrays
-        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        return x, np.asarray(d[b"labels"], dtype=np.uint8)
+        try:
+            with open(p, "rb") as f:
+                unpickler = _ArraysOnly(f, encoding="bytes")  # the official format: a pickle of numpy arrays
+                unpickler.path = p
+                d = unpickler.load()
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            y = np.asarray(d[b"labels"], dtype=np.uint8)
+        except DataError:
+            raise
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
+            raise DataError(f"cannot read CIFAR batch {p}: {type(e).__name__}: {str(e)[:200]}") from None
+        if len(x) != len(y):
+            raise DataError(f"{p}: {len(x)} images but {len(y)} labels")
+        return x, y
 
     xs, ys = zip(*(load(p) for p in train))
     out = {"x_train": np.concatenate(xs), "y_train": np.concatenate(ys), "x_test": None, "y_test": None}
@@ -259,22 +286,32 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read CSV file {p}: {e}") from None
     if len(rows) < 2:
         raise DataError(f"{p}: expected a header row and at least one data row")
-    header, body = rows[0], [r for r in rows[1:] if r]
+    header = rows[0]
     label = label_column or header[-1]
     if label not in header:
         raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
     li = header.index(label)
-    labels = [r[li] for r in body]
+    features, labels = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{p}, line {line}: {len(row)} columns where the header has {len(header)}")
+        try:
+            features.append([float(v) for j, v in enumerate(row) if j != li])
+        except ValueError as e:
+            raise DataError(f"{p}, line {line}: feature columns must be numeric ({e})") from None
+        labels.append(row[li])
     classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
     index = {c: i for i, c in enumerate(classes)}
-    try:
-        x = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32)
-    except ValueError as e:
-        raise DataError(f"{p}: feature columns must be numeric ({e})") from None
+    x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
     return Arrays(x, y, None, None, classes, str(p), modality="features")
 

@@ -57,3 +57,20 @@ def register_keras_classes() -> None:
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
     from dlkit.models import corruption, gan_model, losses, rbm_model, vae_model  # noqa: F401
+
+
+def load(path, unsafe: bool = False):
+    """keras.saving.load_model with dlkit's classes registered, in safe mode: a file holding code (a Lambda
+    layer's Python) is refused unless `unsafe`, since loading it would run that code."""
+    import keras
+
+    from dlkit.errors import UsageError
+
+    register_keras_classes()
+    try:
+        return keras.saving.load_model(path, safe_mode=not unsafe)
+    except ValueError as e:
+        if "safe_mode" not in str(e):
+            raise
+        raise UsageError(f"{path} holds Python code (a Lambda layer or function); dlkit loads models in Keras's "
+                         "safe mode, which does not run it. If you trust the file, pass --unsafe") from None

@@ -63,7 +63,7 @@ class Adversarial(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        measured, predicted = Reference(request.reference).sample_quality(fake, real)
+        measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real)
         out.update(measured)
         num_classes = len(measured["class_histogram"])
         if gan.num_classes:

@@ -71,6 +71,7 @@ class EvalRequest:
     # likelihood models: samples of the importance-sampled estimate (a VAE's per example, an RBM's AIS runs);
     # None: the task's default
     importance_samples: int | None = None
+    unsafe: bool = False  # load the reference's model.keras outside Keras's safe mode (--unsafe)
 
 
 @dataclass

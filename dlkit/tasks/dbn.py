@@ -129,9 +129,7 @@ class Dbn(Classification):
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n samples: Gibbs chains in the top RBM (1,000 steps, the label units clamped to --label K when it was
         trained with labels), then down through each RBM's generative weights to the pixels."""
-        import keras
-
-        from dlkit.models import register_keras_classes
+        from dlkit import models
 
         config = recipe.model
         if not config.pretrain:
@@ -140,8 +138,7 @@ class Dbn(Classification):
             raise UsageError("a DBN samples from its top RBM (-n, --seed, and --label when it learnt labels)")
         if request.label is not None and not config.top_labels:
             raise UsageError("--label: this DBN's top RBM was trained without labels (model.top_labels)")
-        register_keras_classes()
-        rbms = [keras.saving.load_model(run.phase(f"rbm{i + 1}", True).model) for i in range(len(config.layers))]
+        rbms = [models.load(run.phase(f"rbm{i + 1}", True).model) for i in range(len(config.layers))]
         rng = np.random.default_rng(request.seed)
         kernel, b, c = rbms[-1].numpy_parameters()
         sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731

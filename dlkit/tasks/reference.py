@@ -15,14 +15,13 @@ class Reference:
     """A dlkit classifier run that measures samples: its features (the input of its output layer) and its
     class probabilities, for uint8 images."""
 
-    def __init__(self, run: RunDir):
-        from dlkit.models import register_keras_classes
+    def __init__(self, run: RunDir, unsafe: bool = False):
+        from dlkit import models
 
         if not run.model.is_file():
             raise UsageError(f"reference run {run.root} has no model.keras")
-        register_keras_classes()
         self.run = run
-        self.classifier = keras.saving.load_model(run.model)
+        self.classifier = models.load(run.model, unsafe)
         self.scale = run_scale(run)
         head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
                     self.classifier.layers[-1])

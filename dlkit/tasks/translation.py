@@ -124,7 +124,7 @@ class Translation(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        ref = Reference(request.reference)
+        ref = Reference(request.reference, request.unsafe)
         real_feat, real_prob = ref.predict(xa)
         ba_feat, ba_prob = ref.predict(ba)
         out.update({

@@ -96,7 +96,7 @@ class Variational(FitTask):
         fake = images.to_uint8(model.sample(rng.standard_normal((request.samples, model.latent_dim)).astype(np.float32)),
                                data.scale)
         real = x[: request.samples]
-        measured, _ = Reference(request.reference).sample_quality(fake, real)
+        measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real)
         out.update(measured, samples=int(request.samples),
                    diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
         out["key"] = "reference"

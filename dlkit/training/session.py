@@ -33,15 +33,12 @@ class Session:
         return optim.steps_per_epoch(self.data.spec.num_train, self.recipe.data.batch_size,
                                      self.recipe.train.steps_per_epoch)
 
-    def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None):
+    def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None, unsafe: bool = False):
         """The phase's model: built and compiled by the task, or loaded (optimizer state and all) from a
-        checkpoint or a finished run's model.keras."""
-        import keras
-
+        checkpoint or a finished run's model.keras, in Keras's safe mode unless `unsafe`."""
         with backend.distribution_scope(self.recipe):
             if checkpoint is not None:
-                models.register_keras_classes()
-                return keras.saving.load_model(checkpoint)
+                return models.load(checkpoint, unsafe)
             model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
             self.task.initialize(model, self.recipe, self.data, phase)
             return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)

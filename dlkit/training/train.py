@@ -47,7 +47,7 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     return _run(run, session, phases, reporter, first=0, model=model)
 
 
-def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None) -> dict:
+def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None, unsafe: bool = False) -> dict:
     """Continue a run from the last checkpoint of the phase it stopped in: the model, every optimizer's state
     (moments, step count, schedule position), the random streams and the data order carry on where the last
     finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
@@ -63,7 +63,8 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None)
     several = len(phases) > 1
     completed = run.read_json(run.manifest).get("phases_completed", [])
     i = next(k for k, p in enumerate(phases) if p.name not in completed or k == len(phases) - 1)
-    earlier = {p.name: session.model(p, checkpoint=run.phase(p.name, several).model) for p in phases[:i]}
+    earlier = {p.name: session.model(p, checkpoint=run.phase(p.name, several).model, unsafe=unsafe)
+               for p in phases[:i]}
     while True:
         phase, where = phases[i], run.phase(phases[i].name, several)
         if not where.last_checkpoint.is_file():
@@ -72,7 +73,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None)
                                  "to resume; train the recipe again")
             model, done = None, 0  # the phase had not begun
             break
-        model = session.model(phase, earlier, checkpoint=where.last_checkpoint)
+        model = session.model(phase, earlier, checkpoint=where.last_checkpoint, unsafe=unsafe)
         optimizers = task.optimizers(model)
         load_rng_sidecar(model, optimizers, where.rng_sidecar(where.last_checkpoint))
         # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
