@@ -12,11 +12,14 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad recipe or bad usage
 EXIT_DATA = 3  # data not found or unreadable
 EXIT_DIVERGED = 4  # loss became NaN or inf
+EXIT_STORAGE = 5  # the run directory could not be written (disk full, read-only, permissions)
+EXIT_MEMORY = 6  # out of memory (a GPU's or the host's)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 2 bad recipe or usage; 3 data not found or unreadable; "
-    "4 training diverged (NaN/inf loss); 130 interrupted (Ctrl-C or SIGTERM)."
+    "4 training diverged (NaN/inf loss); 5 the run directory could not be written (disk full, read-only); "
+    "6 out of memory; 130 interrupted (Ctrl-C or SIGTERM)."
 )
 
 
@@ -66,6 +69,26 @@ class DataError(DlkitError):
 class DivergedError(DlkitError):
     exit_code = EXIT_DIVERGED
 
+
+class StorageError(DlkitError):
+    exit_code = EXIT_STORAGE
+
+
+class OutOfMemoryError(DlkitError):
+    exit_code = EXIT_MEMORY
+
+
+def storage_error(e: OSError, what: str) -> StorageError:
+    """An OSError from writing, said plainly: which path, and why (full, read-only, not permitted)."""
+    where = f"cannot write {e.filename}" if e.filename else "cannot write"
+    return StorageError(f"{where} while {what}: {e.strerror or e}. Free space or choose another --runs-root; "
+                        "the checkpoints written before stay as they were")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED (JAX), or the host's MemoryError."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError" or (
+        "RESOURCE_EXHAUSTED" in str(e)[:2000] and "memory" in str(e)[:2000].lower())
 
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM during training; the run directory was closed as `interrupted`. Not a user error:

@@ -17,14 +17,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import platform
 import tempfile
 import time
 from pathlib import Path
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, storage_error
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
@@ -41,7 +43,9 @@ class PhaseDir:
     model = property(lambda self: self.root / "model.keras")
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoints / "last.keras")
+    previous_checkpoint = property(lambda self: self.checkpoints / "previous.keras")  # the one before last
     best_checkpoint = property(lambda self: self.checkpoints / "best.keras")
+    checksums = property(lambda self: self.checkpoints / "checksums.json")
     learning_curves = property(lambda self: self.root / "learning_curves.png")
     progress_gif = property(lambda self: self.root / "progress.gif")  # the epochs' grids, animated
 
@@ -59,10 +63,56 @@ class PhaseDir:
         """A picture a task draws (confusion_matrix.png, samples.png, filters.png, ...)."""
         return self.root / name
 
+    # ------------------------------------------------------------ checkpoints that survive a crash
+
+    def save_checkpoint(self, save_model, save_rng=None) -> None:
+        """A new last checkpoint, the old one kept as previous.keras. `save_model(path)` writes the model and
+        `save_rng(path)` its random streams (if any).
+
+        Each file is written in full and fsynced under a temporary name first; the SHA-256 of the new
+        checkpoint is recorded in checksums.json only once it is in place, so a crash at any point leaves
+        the files checksums.json vouches for complete, and at worst the newest is not yet vouched for (and
+        resume takes the one before it)."""
+        tmp = self.checkpoints / f".last-tmp-{os.getpid()}.keras"
+        tmp_rng = self.checkpoints / f".last-tmp-{os.getpid()}.rng.npz"
+        try:
+            save_model(tmp)
+            fsync_file(tmp)
+            if save_rng is not None:
+                save_rng(tmp_rng)
+            digest = sha256(tmp)
+            for current, old in ((self.last_checkpoint, self.previous_checkpoint),
+                                 (self.rng_sidecar(self.last_checkpoint), self.rng_sidecar(self.previous_checkpoint))):
+                if current.exists():
+                    os.replace(current, old)
+            os.replace(tmp, self.last_checkpoint)
+            if tmp_rng.exists():
+                os.replace(tmp_rng, self.rng_sidecar(self.last_checkpoint))
+            known = json.loads(self.checksums.read_text()) if self.checksums.is_file() else {}
+            write_atomic(self.checksums, json.dumps({"last": digest, "previous": known.get("last")}) + "\n")
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp_rng.unlink(missing_ok=True)
+
+    def verified_checkpoint(self) -> tuple[Path | None, list[str]]:
+        """The newest checkpoint whose contents checksums.json vouches for (last.keras, else previous.keras),
+        and warnings naming a damaged one; (None, warnings) when there is none."""
+        known = set(json.loads(self.checksums.read_text()).values()) if self.checksums.is_file() else set()
+        warnings = []
+        for path in (self.last_checkpoint, self.previous_checkpoint):
+            if not path.is_file():
+                continue
+            if sha256(path) in known:
+                return path, warnings
+            warnings.append(f"{path} is damaged or was not finished (its checksum is not in checksums.json)")
+        return None, warnings
+
 
 class RunDir(PhaseDir):
     """A run directory. A run of one phase keeps its history and checkpoints at the top; `phase(name)` gives
     the folder of a phase of a run that has several."""
+
+    _lock = None  # the held run.lock's file descriptor
 
     recipe = property(lambda self: self.root / "recipe.yaml")
     manifest = property(lambda self: self.root / "manifest.json")
@@ -100,17 +150,53 @@ class RunDir(PhaseDir):
         """A new, empty run directory. mkdir is atomic, so parallel runs started in the same second each
         get their own folder (-2, -3, ... suffixes)."""
         parent = Path(runs_root) / name
-        parent.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for n in range(1, 10_000):
-            root = parent / (stamp if n == 1 else f"{stamp}-{n}")
-            try:
-                root.mkdir()
-            except FileExistsError:
-                continue
-            (root / "checkpoints").mkdir()
-            return cls(root)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 10_000):
+                root = parent / (stamp if n == 1 else f"{stamp}-{n}")
+                try:
+                    root.mkdir()
+                except FileExistsError:
+                    continue
+                (root / "checkpoints").mkdir()
+                return cls(root)
+        except OSError as e:
+            raise storage_error(e, f"creating a run directory under {parent}") from None
         raise UsageError(f"could not create a run directory under {parent}")
+
+    def lock(self) -> None:
+        """Hold the run's lock (run.lock, an flock) while this process trains it: a second `dlkit resume` of a
+        live run is refused. The operating system drops the lock when the holder dies, however it dies
+        (kill -9 included), so a stale lock is simply taken over."""
+        import fcntl
+
+        fd = os.open(self.root / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UsageError(f"{self.root} is being trained by {holder}; wait for it, or stop it (kill the process: "
+                             "the run is closed as interrupted) and resume then") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {platform.node()}\n".encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        import fcntl
+
+        fd = self._lock
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._lock = None
+
+    def discard(self) -> None:
+        """Remove a run directory that never got going (its first files could not be written)."""
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -160,25 +246,54 @@ def strict_json(value):
     return value
 
 
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in the folder durable (POSIX: the folder's entry is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over the target."""
+    """Write through a temporary file in the same folder, fsync it, rename it over the target and fsync the
+    folder: after a crash the target is the old or the new text, never a part of it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """model.save to a temporary .keras file, then rename: a crash never leaves a half-written model."""
+    """model.save to a temporary .keras file, fsynced, then renamed: a crash never leaves a half-written
+    model."""
     tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}.keras")
     try:
         model.save(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -102,17 +102,16 @@ class DivergenceGuard(keras.callbacks.Callback):
             self._check(logs, -1)
 
 
-def save_rng_sidecar(model, optimizers: dict, checkpoint, sidecar) -> None:
+def save_rng_sidecar(model, optimizers: dict, path) -> None:
     """Keep the model's SeedGenerator states (dropout masks, noise) beside its checkpoint, stamped with the
-    training step: Keras's .keras file leaves them out (the adversarial models keep theirs inside too)."""
+    training step: Keras's .keras file leaves them out (the models with their own step keep theirs inside
+    too)."""
     from dlkit.models import rng
 
     states = rng.snapshot(model)
-    if not states:
-        return
-    tmp = checkpoint.with_name(f".{checkpoint.stem}-rng-tmp.npz")
-    np.savez(tmp, iterations=steps_taken(optimizers), *states)
-    tmp.replace(sidecar)
+    if states:
+        with open(path, "wb") as f:
+            np.savez(f, iterations=steps_taken(optimizers), *states)
 
 
 def load_rng_sidecar(model, optimizers: dict, sidecar) -> bool:
@@ -150,9 +149,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers)}
         self.rows.append(row)
         self._write_history()
-        save_model_atomic(self.model, self.where.last_checkpoint)
-        save_rng_sidecar(self.model, self.optimizers, self.where.last_checkpoint,
-                         self.where.rng_sidecar(self.where.last_checkpoint))
+        self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))
         self._consider(row, save=True)
 
     def _consider(self, row, save: bool):

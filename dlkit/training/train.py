@@ -24,8 +24,8 @@ import yaml
 
 from dlkit import __version__, backend, plots, tasks
 from dlkit.data import pipeline
-from dlkit.errors import DivergedError, Interrupted, UsageError
-from dlkit.rundir import FORMAT, RunDir, save_model_atomic
+from dlkit.errors import DivergedError, Interrupted, OutOfMemoryError, UsageError, is_out_of_memory, storage_error
+from dlkit.rundir import FORMAT, RunDir, save_model_atomic, write_atomic
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
 from dlkit.ui import Reporter
@@ -41,9 +41,15 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     model = session.model(phases[0])
 
     run = RunDir.create(runs_root, recipe.name)
-    run.recipe.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    run.write_artifacts(session.data.artifacts)
-    run.write_json(run.manifest, _manifest(recipe, recipe_path, session, model, phases))
+    run.lock()
+    try:
+        write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        run.write_artifacts(session.data.artifacts)
+        run.write_json(run.manifest, _manifest(recipe, recipe_path, session, model, phases))
+    except OSError as e:  # nothing trained yet: no half-made run directory is left behind
+        run.unlock()
+        run.discard()
+        raise storage_error(e, "writing the new run directory's first files") from None
     return _run(run, session, phases, reporter, first=0, model=model)
 
 
@@ -51,12 +57,20 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
     """Continue a run from the last checkpoint of the phase it stopped in: the model, every optimizer's state
     (moments, step count, schedule position), the random streams and the data order carry on where the last
     finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
-    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
-
     reporter = reporter or Reporter()
     run = RunDir.open(run_dir)
     recipe = tasks.load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
-    _refuse_if_running(run)
+    run.lock()
+    try:
+        return _resume(run, recipe, epochs, reporter, unsafe)
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
+    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
+
     session = Session.open(recipe)
     task, steps = session.task, session.steps_per_epoch  # reads the data first, as training did
     phases = task.phases(recipe)
@@ -67,15 +81,19 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
                for p in phases[:i]}
     while True:
         phase, where = phases[i], run.phase(phases[i].name, several)
-        if not where.last_checkpoint.is_file():
-            if i == 0:
-                raise UsageError(f"{run.root} has no checkpoints/last.keras: no epoch finished, so there is nothing "
-                                 "to resume; train the recipe again")
+        checkpoint, damaged = where.verified_checkpoint()
+        for text in damaged:
+            reporter.message(f"warning: {text}" + (f"; resuming from {checkpoint}" if checkpoint else ""))
+        if checkpoint is None:
+            if i == 0 or damaged:
+                raise UsageError(f"{where.root} has no intact checkpoint (checkpoints/last.keras or previous.keras with "
+                                 "its checksum): " + ("; ".join(damaged) if damaged else "no epoch finished") +
+                                 ", so there is nothing to resume; train the recipe again")
             model, done = None, 0  # the phase had not begun
             break
-        model = session.model(phase, earlier, checkpoint=where.last_checkpoint, unsafe=unsafe)
+        model = session.model(phase, earlier, checkpoint=checkpoint, unsafe=unsafe)
         optimizers = task.optimizers(model)
-        load_rng_sidecar(model, optimizers, where.rng_sidecar(where.last_checkpoint))
+        load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
         # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
         done = steps_taken(optimizers) // steps
         if done < phase.epochs:
@@ -91,7 +109,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
             rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
                     for r in csv.DictReader(f)][:done]
     if epochs is not None:
-        run.recipe.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     history = run.read_json(run.manifest).get("resumed", [])
     entry = {"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv}
     if several:
@@ -110,7 +128,15 @@ def _close_phase(run, where, phase, model):
 
 def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: int = 0, rows=(),
          earlier=None) -> dict:
-    """Fit the phases from `first` on; the first of them may come with its model (built, or resumed)."""
+    """Fit the phases from `first` on; the first of them may come with its model (built, or resumed). The
+    run's lock is held until they end, however they end."""
+    try:
+        return _run_phases(run, session, phases, reporter, first, model, initial_epoch, rows, earlier)
+    finally:
+        run.unlock()
+
+
+def _run_phases(run, session, phases, reporter, first, model, initial_epoch, rows, earlier) -> dict:
     several, earlier = len(phases) > 1, dict(earlier or {})
     start, fit_seconds, fit_cpu_seconds = time.perf_counter(), 0.0, 0.0
     result = {"name": session.recipe.name, "run_dir": str(run.root)}
@@ -122,7 +148,7 @@ def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: 
             try:
                 model = session.model(phase, earlier)
             except BaseException:
-                run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                _close_failed(run)
                 raise
         if several:
             reporter.message(f"phase {i + 1}/{len(phases)}: {phase.name}")
@@ -140,8 +166,11 @@ def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: 
     result.update(status="completed", fit_time_s=round(fit_seconds, 3),
                   fit_cpu_time_s=round(fit_cpu_seconds, 3),  # all threads; steadier than wall time on a busy host
                   wall_time_s=round(time.perf_counter() - start, 3))
-    run.write_json(run.metrics, result)
-    run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    try:
+        run.write_json(run.metrics, result)
+        run.update_manifest(status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    except OSError as e:
+        raise storage_error(e, "closing the finished run") from None
     reporter.summary(result)
     return result
 
@@ -184,9 +213,17 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earli
         run.write_json(run.metrics, result)
         run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise Interrupted(run.root, result) from None
-    except BaseException:
+    except BaseException as e:
         reporter.train_end()
-        run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _close_failed(run)
+        if isinstance(e, OSError):
+            raise storage_error(e, f"training {where.root}") from None
+        if is_out_of_memory(e):
+            size = recipe.data.batch_size
+            raise OutOfMemoryError(
+                f"out of memory training {recipe.model.arch} at data.batch_size: {size} ({type(e).__name__}). Try a "
+                f"smaller batch (--set data.batch_size={max(1, size // 2)}) or a smaller model; the last checkpoint "
+                f"is kept, and `dlkit resume {run.root}` continues from it") from None
         raise
     if guard.diverged_at is not None:
         epoch, step = guard.diverged_at
@@ -207,6 +244,14 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earli
     if several:
         summary.update(_summary(keeper, start, session))
     return keeper, seconds, cpu_seconds
+
+
+def _close_failed(run) -> None:
+    """Mark a run failed, if the disk still lets us (a full disk may not)."""
+    try:
+        run.update_manifest(status="failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    except OSError:
+        pass
 
 
 def _summary(keeper, start: float, session) -> dict:
@@ -250,22 +295,3 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
     if len(phases) > 1:
         manifest.update(phases=[p.name for p in phases], phases_completed=[])
     return manifest
-
-
-def _refuse_if_running(run) -> None:
-    """Two processes must not train one run directory: refuse while the process that owns it is alive."""
-    manifest = run.read_json(run.manifest)
-    pid = manifest.get("pid")
-    if manifest.get("status") != "running" or manifest.get("host") != platform.node() or not pid:
-        return
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return  # it died without closing the run (kill -9, a crash): resuming is what it needs
-    except PermissionError:
-        pass  # alive, but another user's
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.is_file() and b"dlkit" not in cmdline.read_bytes():
-        return  # the number was reused by an unrelated process
-    raise UsageError(f"{run.root} is still being trained by process {pid} on this machine; wait for it, or stop "
-                     f"it (kill {pid}: the run is closed as interrupted) and resume then")
