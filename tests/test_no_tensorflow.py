@@ -37,13 +37,14 @@ def _arrays(n=70):
 
 
 def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
-    """Same splits, batch sizes, scaling and labels as tf.data; the training split is a fresh seeded
-    permutation each epoch, the same in a rerun; evaluation splits keep their order."""
+    """The same splits, batches, scaling and labels as tf.data, and the same training order: epoch e visits
+    the examples in one permutation drawn from (seed, e), on either pipeline; from any (epoch, batch) the
+    feed gives what an uninterrupted run sees from there; evaluation splits keep their order."""
     cfg = load_recipe(tiny_recipe, ["data.batch_size=16", "data.scale=symmetric"]).data
     tf_data = pipeline.build(_arrays(), cfg, seed=3)
     monkeypatch.setattr(backend, "tensorflow", lambda: None)
     np_data = pipeline.build(_arrays(), cfg, seed=3)
-    assert hasattr(np_data.train, "start_epoch") and not hasattr(tf_data.train, "start_epoch")
+    assert isinstance(tf_data.feed, pipeline.TFFeed) and isinstance(np_data.feed, pipeline.ArrayFeed)
 
     for split in ("val", "test"):
         a, b = _batches(getattr(tf_data, split)), _batches(getattr(np_data, split))
@@ -52,27 +53,36 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
             np.testing.assert_allclose(xa, xb, rtol=1e-6)
             np.testing.assert_array_equal(ya, yb)
 
-    def epoch(ds):
-        xs, ys = zip(*_batches(ds))
-        return np.concatenate(xs), np.concatenate(ys)
+    def epochs(feed, first, count, cap=None):
+        """`count` epochs' batches from epoch `first`, as numpy."""
+        ds, steps = feed.epochs(first, cap), feed.batches(cap)
+        if hasattr(ds, "as_numpy_iterator"):
+            it = ds.as_numpy_iterator()
+            return [next(it) for _ in range(count * steps)]
+        out = []
+        for _ in range(count):
+            ds.on_epoch_begin()
+            out += [ds[i] for i in range(len(ds))]
+        return out
 
-    x_tf, _ = epoch(tf_data.train)
-    x1, y1 = epoch(np_data.train)
-    x2, _ = epoch(np_data.train)
-    assert x1.dtype == np.float32 and x1.min() >= -1 and x1.max() <= 1
-    # the same examples, in another order, and a new order each epoch
+    tf_batches, np_batches = epochs(tf_data.feed, 0, 2), epochs(np_data.feed, 0, 2)
+    assert len(tf_batches) == len(np_batches) == 2 * 4  # 50 examples in batches of 16: 4 a epoch
+    for (xa, ya), (xb, yb) in zip(tf_batches, np_batches):
+        np.testing.assert_allclose(xa, xb, rtol=1e-6)
+        np.testing.assert_array_equal(ya, yb)
+    first, second = (np.concatenate([x for x, _ in tf_batches[k:k + 4]]) for k in (0, 4))
+    assert first.dtype == np.float32 and first.min() >= -1 and first.max() <= 1
     key = lambda x: np.sort(x.reshape(len(x), -1).sum(1))  # noqa: E731
-    np.testing.assert_allclose(key(x1), key(x_tf), rtol=1e-5)
-    np.testing.assert_allclose(key(x2), key(x1), rtol=1e-5)
-    assert not np.array_equal(x1, x2)
-    # a rerun, or a resume that starts at epoch 1, sees the same orders
-    again = pipeline.build(_arrays(), cfg, seed=3).train
-    np.testing.assert_array_equal(epoch(again)[0], x1)
-    again.start_epoch(1)
-    np.testing.assert_array_equal(epoch(again)[0], x2)
-    # train.steps_per_epoch caps an epoch
-    np_data.train.max_steps = 2
-    assert len(np_data.train) == 2 and len(_batches(np_data.train)) == 2
+    np.testing.assert_allclose(key(first), key(second), rtol=1e-5)  # the same examples
+    assert not np.array_equal(first, second)  # in a new order
+    # a rerun sees the same; a resume at epoch 1, or inside it at its third batch, sees what follows
+    np.testing.assert_array_equal(epochs(pipeline.build(_arrays(), cfg, seed=3).feed, 1, 1)[0][0], np_batches[4][0])
+    for feed, batches in ((tf_data.feed, tf_batches), (np_data.feed, np_batches)):
+        rest = _batches(feed.rest(1, 2, None))
+        assert len(rest) == 2 and np.array_equal(rest[0][0], batches[6][0]) and np.array_equal(rest[1][1], batches[7][1])
+    # train.steps_per_epoch caps each epoch, which then starts on its own order
+    capped = epochs(np_data.feed, 0, 2, cap=2)
+    assert len(capped) == 4 and np.array_equal(capped[2][0], np_batches[4][0])
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):

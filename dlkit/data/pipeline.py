@@ -1,6 +1,13 @@
 """The input pipeline, as a short chain of small named stages:
 
-    slices -> cache -> seeded shuffle -> batch -> cast -> augment (training only) -> scale -> examples -> prefetch
+    training:    epoch order -> batch -> gather -> cast -> augment -> scale -> examples -> prefetch
+    evaluation:  slices -> cache -> batch -> cast -> scale -> examples -> prefetch
+
+The training order is explicit: epoch e visits the examples in the permutation
+np.random.default_rng([seed, e]).permutation(n) (or in order, with data.shuffle_buffer: 0), on tf.data
+and on the numpy pipeline alike. So a run can start from any (epoch, batch) and see what an uninterrupted
+run sees from there: `Feed` gives the training split from a position, which is what exact resume, even
+from a checkpoint taken inside an epoch, rests on.
 
 What each stage does depends on the data's modality (dlkit.data.spec.MODALITIES): images get a channel
 axis and may be augmented; images, feature vectors and series are scaled and cast to float32; token ids
@@ -131,29 +138,26 @@ def _array_batches_class():
     class ArrayBatches(keras.utils.PyDataset):
         """One split as numpy batches: tf.data's stages without TensorFlow.
 
-        Training splits are reshuffled at the start of each epoch from (seed, epoch), so a run is
-        reproducible and a resumed run sees each epoch's own order (`start_epoch`). `max_steps` caps the
-        batches in an epoch (train.steps_per_epoch), each epoch starting a fresh pass.
+        A training split visits epoch e in epoch_order(n, seed, e) (the order tf.data uses too), starting at
+        epoch `first_epoch`; `cap` caps an epoch's batches (train.steps_per_epoch); `skip` makes it the rest
+        of one epoch after its first `skip` batches (a run resumed inside an epoch).
         """
 
-        def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given):
+        def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given,
+                     first_epoch=0, cap=None, skip=0):
             super().__init__()
             self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
             self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
             self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
-            self.epoch, self.max_steps = 0, None
-            self._order = self._ordering()
-
-        def _ordering(self):
-            if not self.shuffle:
-                return np.arange(len(self.x))
-            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+            self.epoch, self.cap, self.skip = first_epoch, cap, skip
+            self._order = epoch_order(len(x), seed, first_epoch, shuffle)
 
         def __len__(self):
             full = -(-len(self.x) // self.batch_size)
-            return full if self.max_steps is None else min(full, self.max_steps)
+            return (min(full, self.cap) if self.cap else full) - self.skip
 
         def __getitem__(self, i):
+            i += self.skip
             index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
             xb, yb = self.x[index].astype(self.dtype), self.y[index]
             if self.augment is not None:
@@ -163,12 +167,8 @@ def _array_batches_class():
             return self.examples(xb, yb)
 
         def on_epoch_begin(self):
-            self._order = self._ordering()
+            self._order = epoch_order(len(self.x), self.seed, self.epoch, self.shuffle)
             self.epoch += 1
-
-        def start_epoch(self, epoch: int):
-            """Resume: the next epoch to begin is `epoch` (0-based), in the order it has in a whole run."""
-            self.epoch = epoch
 
     class PairedBatches(keras.utils.PyDataset):
         """Two splits' ArrayBatches side by side, as long as the shorter, arranged by `examples`
@@ -188,18 +188,6 @@ def _array_batches_class():
             self.a.on_epoch_begin()
             self.b.on_epoch_begin()
 
-        def start_epoch(self, epoch: int):
-            self.a.start_epoch(epoch)
-            self.b.start_epoch(epoch)
-
-        @property
-        def max_steps(self):
-            return self.a.max_steps
-
-        @max_steps.setter
-        def max_steps(self, steps):
-            self.a.max_steps = self.b.max_steps = steps
-
     return ArrayBatches, PairedBatches
 
 
@@ -212,27 +200,136 @@ def _training_augmenter(x, cfg, seed: int, modality: Modality):
     return aug
 
 
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The order epoch `epoch` visits n training examples in."""
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+class Feed:
+    """The training split as `fit` takes it from a position on. `epochs(first, cap)` gives every batch of
+    the epochs from `first` on (each capped at `cap` batches, fit's steps_per_epoch), and `rest(epoch, skip,
+    cap)` the batches of one epoch after the first `skip` (a run resumed inside an epoch)."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+
+    def batches(self, cap: int | None) -> int:
+        full = -(-self.n // self.batch_size)
+        return min(full, cap) if cap else full
+
+    def epochs(self, first: int, cap: int | None):
+        raise NotImplementedError
+
+    def rest(self, epoch: int, skip: int, cap: int | None):
+        raise NotImplementedError
+
+
+class TFFeed(Feed):
+    """tf.data: an endless stream of the epochs' batches (fit is given steps_per_epoch), gathered from the
+    split held in memory."""
+
+    def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
+        super().__init__(len(x), cfg.batch_size)
+        from dlkit import backend
+
+        tf = self.tf = backend.tensorflow()
+        self.xs, self.ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        self.seed, self.shuffle = seed, cfg.shuffle_buffer > 0
+        self.stages = (modality.dtype, augment, scale, examples)
+
+    def _epoch(self, epoch, cap):
+        tf, n = self.tf, self.n
+        order = tf.numpy_function(lambda e: epoch_order(n, self.seed, int(e), self.shuffle), [epoch], tf.int64,
+                                  stateful=False)
+        order.set_shape([n])
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)
+        return batches.take(cap) if cap else batches
+
+    def _finish(self, indices):
+        tf = self.tf
+        dtype, augment, scale, examples = self.stages
+        ds = indices.map(lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i)),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if augment is not None:
+            ds = ds.map(lambda xb, yb: (augment(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+        if scale is not None:
+            a, b = (tf.constant(v) for v in scale)
+            ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if examples is not as_given:
+            ds = ds.map(examples, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(self.tf.data.AUTOTUNE)
+
+    def epochs(self, first, cap):
+        epochs = self.tf.data.Dataset.range(first, 2**62)
+        return self._finish(epochs.flat_map(lambda e: self._epoch(e, cap)))
+
+    def rest(self, epoch, skip, cap):
+        return self._finish(self._epoch(self.tf.constant(epoch, self.tf.int64), cap).skip(skip))
+
+
+class ArrayFeed(Feed):
+    """numpy (no TensorFlow): ArrayBatches positioned at an epoch."""
+
+    def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
+        super().__init__(len(x), cfg.batch_size)
+        self.args = (x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment, examples)
+
+    def epochs(self, first, cap):
+        array_batches_type, _ = _array_batches_class()
+        return array_batches_type(*self.args, first_epoch=first, cap=cap)
+
+    def rest(self, epoch, skip, cap):
+        array_batches_type, _ = _array_batches_class()
+        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip)
+
+
+class PairedFeed(Feed):
+    """Two feeds side by side (unpaired domains), each epoch as long as the shorter, arranged by `examples`."""
+
+    def __init__(self, a: Feed, b: Feed, examples: Callable):
+        super().__init__(min(a.n, b.n), a.batch_size)
+        self.a, self.b, self.examples = a, b, examples
+
+    def batches(self, cap):
+        return min(self.a.batches(cap), self.b.batches(cap))
+
+    def epochs(self, first, cap):
+        cap = self.batches(cap)
+        return zipped(self.a.epochs(first, cap), self.b.epochs(first, cap), self.examples)
+
+    def rest(self, epoch, skip, cap):
+        cap = self.batches(cap)
+        return zipped(self.a.rest(epoch, skip, cap), self.b.rest(epoch, skip, cap), self.examples)
+
+
+def feed(x, y, cfg, seed: int, scale, modality: Modality = MODALITIES["images"], examples: Callable = as_given) -> Feed:
+    """The training split's Feed: tf.data where TensorFlow is installed, numpy otherwise."""
+    from dlkit import backend
+
+    augment = _training_augmenter(x, cfg, seed, modality)
+    kind = TFFeed if backend.tensorflow() is not None else ArrayFeed
+    return kind(x, y, cfg, seed, scale, modality, examples, augment)
+
+
 def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MODALITIES["images"],
             examples: Callable = as_given):
     """One split as a tf.data.Dataset of `examples(inputs, labels)` batches (numpy batches without
-    TensorFlow). `scale` is the (a, b) of x * a + b, or None to leave the inputs as they are."""
+    TensorFlow). `scale` is the (a, b) of x * a + b, or None to leave the inputs as they are. A training
+    split comes as its first epoch (in the order training visits it); training itself takes a `feed`."""
     from dlkit import backend
 
+    if training:
+        return feed(x, y, cfg, seed, scale, modality, examples).rest(0, 0, None)
     tf = backend.tensorflow()
-    augment = _training_augmenter(x, cfg, seed, modality) if training else None
     if tf is None:
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(x, y, cfg.batch_size, seed, scale, modality.dtype,
-                                  training and cfg.shuffle_buffer > 0, augment, examples)
+        return array_batches_type(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
-    if training and cfg.shuffle_buffer > 0:
-        ds = ds.shuffle(min(cfg.shuffle_buffer, len(x)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
     ds = ds.map(lambda xb, yb: (tf.cast(xb, modality.dtype), yb), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(lambda xb, yb: (augment(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
     if scale is not None:
         a, b = (tf.constant(v) for v in scale)
         ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
@@ -255,7 +352,8 @@ class Data:
     modality: Modality = MODALITIES["images"]
     # what a run keeps beside its model to use it later (evaluate, generate): JSON-able, by name
     artifacts: dict = field(default_factory=dict)
-    pipelines: Callable | None = field(default=None, repr=False)  # () -> {"train", "val", "test"}, made anew
+    pipelines: Callable | None = field(default=None, repr=False)  # () -> {"feed", "train", "val", "test"}, anew
+    feed: Feed | None = field(default=None, repr=False)  # the training split as fit takes it, from any position
 
     def fresh(self) -> Data:
         """The same splits in new pipelines, whose shuffles start over: each phase of a run of several gets
@@ -295,12 +393,13 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
         num_test=0 if s.x_test is None else len(s.x_test),
     )
 
-    def pipe(x, y, training):
-        return None if x is None else dataset(x, y, cfg, seed, scale, training, modality, examples)
+    def pipe(x, y):
+        return None if x is None else dataset(x, y, cfg, seed, scale, False, modality, examples)
 
     def pipelines():
-        return {"train": pipe(s.x_train, s.y_train, True), "val": pipe(s.x_val, s.y_val, False),
-                "test": pipe(s.x_test, s.y_test, False)}
+        train = feed(s.x_train, s.y_train, cfg, seed, scale, modality, examples)
+        return {"feed": train, "train": train.rest(0, 0, None), "val": pipe(s.x_val, s.y_val),
+                "test": pipe(s.x_test, s.y_test)}
 
     artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
     return Data(**pipelines(), spec=spec, splits=s, scale=scale, origin=arrays.origin, modality=modality,
@@ -332,24 +431,3 @@ def zipped(a, b, examples: Callable):
         _, paired_batches_type = _array_batches_class()
         return paired_batches_type(a, b, examples)
     return tf.data.Dataset.zip((a, b)).map(examples)
-
-
-def for_fit(train, steps_per_epoch: int | None, start_epoch: int = 0):
-    """The training pipeline as `fit` should get it, and the steps_per_epoch to pass with it.
-
-    Capped epochs (train.steps_per_epoch) run on through the passes, or Keras cuts an epoch short at each
-    pass's end. `start_epoch` (a resume) puts the data order where an uninterrupted run has it at that epoch:
-    the numpy pipeline's orders are per epoch; tf.data reshuffles on each new iterator, and Keras's epoch
-    iterator makes two per epoch over a finite dataset (one for the epoch, one made ready at its end), so
-    making the same number here replays the order (tests/test_resume.py checks the weights match). With a
-    cap on tf.data, passes and epochs differ: a resume starts a fresh pass instead."""
-    array_batches_type, paired_batches_type = _array_batches_class()
-    if isinstance(train, (array_batches_type, paired_batches_type)):
-        train.start_epoch(start_epoch)
-        train.max_steps = steps_per_epoch  # each capped epoch is a fresh pass
-        return train, None
-    if steps_per_epoch is not None:
-        return train.repeat(), steps_per_epoch
-    for _ in range(2 * start_epoch):
-        iter(train)
-    return train, None

@@ -150,9 +150,26 @@ class EarlyStopping(Section):
     restore_best_weights: bool = True
 
 
+class CheckpointEvery(Section):
+    """A checkpoint inside an epoch, every so many training steps or minutes (epochs end with one anyway)."""
+
+    steps: int | None = Field(None, ge=1)
+    minutes: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("set one of steps and minutes, e.g. {minutes: 10}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _set_one(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "jit_compile", "deterministic")
+                "steps_per_epoch", "checkpoint_every", "jit_compile", "deterministic")
 
 
 class TrainBase(Section):
@@ -162,6 +179,8 @@ class TrainBase(Section):
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
     schedule: ScheduleConfig = ScheduleConfig()  # every optimizer's, unless it has its own
     steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
+    # how much a crash may cost inside an epoch: 10 minutes of training at most (null: epochs only)
+    checkpoint_every: CheckpointEvery | None = CheckpointEvery(minutes=10)
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
     # TensorFlow's deterministic kernels and tf.data ordering: same seed, same numbers. Off can be faster on GPU.
     deterministic: bool = True

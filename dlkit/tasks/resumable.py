@@ -12,7 +12,8 @@ class _Replaying:
 
     def __init__(self, *args, rows=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.rows = list(rows)
+        self.rows = rows  # the history keeper's own list: a run resumed inside an epoch fits twice, and the
+        # second fit replays the epoch the first one finished too
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)

@@ -45,6 +45,10 @@ class Domains:
     def scale(self):
         return self.a.scale
 
+    @property
+    def feed(self):
+        return pipeline.PairedFeed(self.a.feed, self.b.feed, _pair)
+
     def fresh(self) -> Domains:
         a, b = self.a.fresh(), self.b.fresh()
         return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),

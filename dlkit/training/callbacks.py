@@ -126,6 +126,34 @@ def load_rng_sidecar(model, optimizers: dict, sidecar) -> bool:
         return rng.restore(model, [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)])
 
 
+class MidEpochCheckpoint(keras.callbacks.Callback):
+    """A checkpoint inside an epoch (train.checkpoint_every): every `steps` training steps, or after `minutes`
+    since the last checkpoint, unless the step ends an epoch (the epoch's own checkpoint follows, with its
+    history row). `dlkit resume` continues from it to the batch."""
+
+    def __init__(self, where: PhaseDir, optimizers: dict, steps_per_epoch: int, steps: int | None,
+                 minutes: float | None):
+        super().__init__()
+        self.where, self.optimizers, self.steps_per_epoch = where, optimizers, steps_per_epoch
+        self.steps, self.seconds = steps, None if minutes is None else minutes * 60
+        self.last, self.done = time.monotonic(), 0
+
+    def on_train_begin(self, logs=None):
+        self.done = steps_taken(self.optimizers)  # counted from here on without reading the device each step
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last = time.monotonic()  # the epoch's checkpoint has just been written
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        if self.seconds is not None and time.monotonic() - self.last < self.seconds:
+            return
+        if self.done % self.steps_per_epoch == 0 or (self.steps is not None and self.done % self.steps):
+            return
+        self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))
+        self.last = time.monotonic()
+
+
 class CheckpointAndHistory(keras.callbacks.Callback):
     """After each finite epoch: append history.csv, replace checkpoints/last.keras, and best.keras when the
     monitored value improves (if the task monitors one). A diverged epoch writes nothing, so the last good

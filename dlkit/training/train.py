@@ -23,7 +23,6 @@ from pathlib import Path
 import yaml
 
 from dlkit import __version__, backend, plots, tasks
-from dlkit.data import pipeline
 from dlkit.errors import DivergedError, Interrupted, OutOfMemoryError, UsageError, is_out_of_memory, storage_error
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, write_atomic
 from dlkit.tasks.base import FitContext
@@ -89,13 +88,14 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
                 raise UsageError(f"{where.root} has no intact checkpoint (checkpoints/last.keras or previous.keras with "
                                  "its checksum): " + ("; ".join(damaged) if damaged else "no epoch finished") +
                                  ", so there is nothing to resume; train the recipe again")
-            model, done = None, 0  # the phase had not begun
+            model, done, skip = None, 0, 0  # the phase had not begun
             break
         model = session.model(phase, earlier, checkpoint=checkpoint, unsafe=unsafe)
         optimizers = task.optimizers(model)
         load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
-        # epochs done, from the checkpoint itself: history.csv may hold one more row if a kill fell between them
-        done = steps_taken(optimizers) // steps
+        # where the checkpoint stands, from its own step count: epochs done and batches into the next (a
+        # checkpoint taken inside an epoch); history.csv may hold one more row if a kill fell between them
+        done, skip = divmod(steps_taken(optimizers), steps)
         if done < phase.epochs:
             break
         if i == len(phases) - 1:
@@ -112,10 +112,13 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     history = run.read_json(run.manifest).get("resumed", [])
     entry = {"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv}
+    if skip:
+        entry["from_step"] = done * steps + skip
     if several:
         entry["phase"] = phases[i].name
     run.update_manifest(status="running", ended=None, pid=os.getpid(), resumed=history + [entry])
-    return _run(run, session, phases, reporter, first=i, model=model, initial_epoch=done, rows=rows, earlier=earlier)
+    return _run(run, session, phases, reporter, first=i, model=model, initial_epoch=done, skip=skip, rows=rows,
+                earlier=earlier)
 
 
 def _close_phase(run, where, phase, model):
@@ -126,22 +129,24 @@ def _close_phase(run, where, phase, model):
     return model
 
 
-def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: int = 0, rows=(),
+def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: int = 0, skip: int = 0, rows=(),
          earlier=None) -> dict:
     """Fit the phases from `first` on; the first of them may come with its model (built, or resumed). The
     run's lock is held until they end, however they end."""
     try:
-        return _run_phases(run, session, phases, reporter, first, model, initial_epoch, rows, earlier)
+        return _run_phases(run, session, phases, reporter, first, model, initial_epoch, skip, rows, earlier)
     finally:
         run.unlock()
 
 
-def _run_phases(run, session, phases, reporter, first, model, initial_epoch, rows, earlier) -> dict:
+def _run_phases(run, session, phases, reporter, first, model, initial_epoch, skip, rows, earlier) -> dict:
     several, earlier = len(phases) > 1, dict(earlier or {})
     start, fit_seconds, fit_cpu_seconds = time.perf_counter(), 0.0, 0.0
     result = {"name": session.recipe.name, "run_dir": str(run.root)}
-    if initial_epoch:
+    if initial_epoch or skip:
         result["resumed_from_epoch"] = initial_epoch
+        if skip:
+            result["resumed_from_step"] = initial_epoch * session.steps_per_epoch + skip
     for i in range(first, len(phases)):
         phase, where = phases[i], run.phase(phases[i].name, several)
         if model is None:  # a later phase, built from the earlier ones' models
@@ -156,12 +161,12 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, row
         else:
             summary = result
         final = i == len(phases) - 1
-        keeper, seconds, cpu_seconds = _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earlier,
-                                            result, summary, final)
+        keeper, seconds, cpu_seconds = _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
+                                            earlier, result, summary, final)
         fit_seconds, fit_cpu_seconds = fit_seconds + seconds, fit_cpu_seconds + cpu_seconds
         if not final:
             earlier[phase.name] = _close_phase(run, where, phase, model)
-        model, initial_epoch, rows = None, 0, ()
+        model, initial_epoch, skip, rows = None, 0, 0, ()
     result.update(_summary(keeper, start, session))
     result.update(status="completed", fit_time_s=round(fit_seconds, 3),
                   fit_cpu_time_s=round(fit_cpu_seconds, 3),  # all threads; steadier than wall time on a busy host
@@ -175,31 +180,40 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, row
     return result
 
 
-def _fit(run, where, session, phase, model, reporter, initial_epoch, rows, earlier, result, summary, final):
+def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows, earlier, result, summary, final):
     """One phase's `fit`, with the core callbacks and the task's; the last phase also finishes the run.
     Returns the history keeper and the fit's wall and CPU seconds."""
     from dlkit.training import callbacks
 
     recipe, task = session.recipe, session.task
     several = summary is not result
-    data = task.phase_data(recipe, session.data.fresh() if several else session.data, phase, earlier)
+    data = task.phase_data(recipe, session.data, phase, earlier)
     optimizers = task.optimizers(model)
-    ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, list(rows),
-                     task.monitor(recipe, data.val is not None, phase))
-    extra = task.callbacks(ctx)
     guard = callbacks.DivergenceGuard()
-    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, ctx.monitor, rows)
+    monitor = task.monitor(recipe, data.val is not None, phase)
+    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows)
+    # the task's callbacks see the keeper's own rows, which grow as epochs end (early stopping replays them)
+    ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, keeper.rows, monitor)
+    extra = task.callbacks(ctx)
+    cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
-           callbacks.ProgressCallback(reporter, phase.epochs, session.steps_per_epoch, optimizers, initial_epoch),
-           *extra.after]
+           callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch), *extra.after]
+    if recipe.train.checkpoint_every is not None:
+        every = recipe.train.checkpoint_every
+        cbs.insert(2, callbacks.MidEpochCheckpoint(where, optimizers, steps, every.steps, every.minutes))
     reporter.start(run.root, recipe, data.spec, model)
     result["params"] = int(model.count_params())
-    train_input, fit_steps = pipeline.for_fit(data.train, recipe.train.steps_per_epoch, initial_epoch)
+    validation = data.val if task.validates else None
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        model.fit(train_input, validation_data=data.val if task.validates else None, epochs=phase.epochs,
-                  initial_epoch=initial_epoch, steps_per_epoch=fit_steps, callbacks=cbs, verbose=0,
-                  shuffle=False)  # the pipeline already shuffles, seeded
+        # the pipeline already shuffles (each epoch's order from the seed): shuffle=False
+        if skip:  # resumed inside an epoch: first the rest of it, from the batch its checkpoint had reached
+            model.fit(data.feed.rest(initial_epoch, skip, cap), validation_data=validation, epochs=initial_epoch + 1,
+                      initial_epoch=initial_epoch, callbacks=cbs, verbose=0, shuffle=False)
+            initial_epoch += 1
+        if initial_epoch < phase.epochs and not model.stop_training:
+            model.fit(data.feed.epochs(initial_epoch, cap), validation_data=validation, epochs=phase.epochs,
+                      initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=cbs, verbose=0, shuffle=False)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
