@@ -92,3 +92,56 @@ def metrics(train_cfg):
 def steps_per_epoch(num_train: int, batch_size: int, cap: int | None) -> int:
     steps = math.ceil(num_train / batch_size)
     return min(steps, cap) if cap else steps
+
+
+def _scaled_schedule_class():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="dlkit", name="ScaledSchedule")
+    class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """A learning-rate schedule times a constant factor: what a rollback after a NaN loss leaves in the
+        optimizer (train.on_nan: rollback). Saved with the checkpoint, so a resumed run keeps the lower rate."""
+
+        def __init__(self, schedule, factor: float):
+            self.schedule = schedule
+            self.factor = float(factor)
+
+        def __call__(self, step):
+            return self.schedule(step) * self.factor
+
+        def get_config(self):
+            return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "factor": self.factor}
+
+        @classmethod
+        def from_config(cls, config):
+            return cls(keras.optimizers.schedules.deserialize(config["schedule"]), config["factor"])
+
+    return ScaledSchedule
+
+
+_SCALED = []
+
+
+def scaled_schedule_class():
+    """The Keras class of a scaled schedule, registered once (importing keras lazily, as the rest of dlkit)."""
+    if not _SCALED:
+        _SCALED.append(_scaled_schedule_class())
+    return _SCALED[0]
+
+
+def scale_learning_rate(optimizer, factor: float) -> None:
+    """Multiply an optimizer's learning rate by `factor` from now on: its variable when the rate is a number,
+    else its schedule wrapped in a ScaledSchedule (a scaled one's factor multiplied). A model's compiled train
+    function has the old schedule traced in; make_train_function(force=True) after this."""
+    import keras
+
+    scaled = scaled_schedule_class()
+    config = optimizer.get_config()["learning_rate"]
+    if not isinstance(config, dict):  # a plain rate, held in a variable (the plateau schedule lowers it too)
+        optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * factor
+        return
+    schedule = keras.optimizers.schedules.deserialize(config)
+    if isinstance(schedule, scaled):
+        optimizer.learning_rate = scaled(schedule.schedule, schedule.factor * factor)
+    else:
+        optimizer.learning_rate = scaled(schedule, factor)

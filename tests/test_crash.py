@@ -150,3 +150,86 @@ def test_eight_runs_started_in_the_same_second_get_eight_complete_directories(ti
     assert len(dirs) == 8 and all(r["status"] == "completed" for r in results)
     for d in dirs:
         assert (Path(d) / "model.keras").is_file() and json.loads((Path(d) / "manifest.json").read_text())["status"] == "completed"
+
+
+def _poison_epoch(monkeypatch, epoch_index: int, times: int = 1):
+    """The loss of epoch `epoch_index` (0-based) reads NaN the first `times` times it ends."""
+    from dlkit.training import callbacks
+
+    original, left = callbacks.DivergenceGuard.on_epoch_end, {"n": times}
+
+    def poisoned(self, epoch, logs=None):
+        if epoch == epoch_index and left["n"] > 0:
+            left["n"] -= 1
+            logs = {**logs, "loss": float("nan")}
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.DivergenceGuard, "on_epoch_end", poisoned)
+
+
+def test_on_nan_rollback_goes_back_lowers_the_rate_and_says_so(tiny_recipe, tmp_path, monkeypatch):
+    from dlkit import models
+
+    overrides = ["train.epochs=3", "train.schedule={name: cosine}", "train.checkpoint_every=null"]
+    clean = train(tiny_recipe, overrides, runs_root=tmp_path / "clean")
+    _poison_epoch(monkeypatch, 1)
+    out = train(tiny_recipe, overrides + ["train.on_nan={action: rollback, lr_factor: 0.25}"],
+                runs_root=tmp_path / "rolled")
+    assert out["status"] == "completed" and out["epochs_completed"] == 3 and out["rollbacks"] == 1
+    run_dir = Path(out["run_dir"])
+    (entry,) = json.loads((run_dir / "manifest.json").read_text())["rollbacks"]
+    assert entry["diverged_at"] == "epoch 2" and entry["back_to_step"] == 11 and entry["lr_factor"] == 0.25
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) == 4 and "rollbacks" in header
+    column = [r.split(",")[header.index("rollbacks")] for r in rows[1:]]
+    assert column == ["", "1", "1"]  # epoch 1 trained before the rollback, epochs 2 and 3 after it
+    lr = [float(r.split(",")[header.index("learning_rate")]) for r in rows[1:]]
+    clean_lr = [r["learning_rate"] for r in _history(Path(clean["run_dir"]))]
+    assert lr[0] == pytest.approx(clean_lr[0]) and lr[1:] == pytest.approx([0.25 * v for v in clean_lr[1:]])
+    # the lower rate is in the checkpoint (a resumed run keeps it), which still loads in safe mode
+    optimizer = models.load(run_dir / "checkpoints" / "last.keras").optimizer
+    assert type(optimizer.get_config()["learning_rate"]) is dict
+    assert optimizer.get_config()["learning_rate"]["config"]["factor"] == 0.25
+
+
+def _history(run_dir):
+    import csv
+
+    with open(run_dir / "history.csv", newline="") as f:
+        return [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
+
+
+def test_on_nan_rollback_gives_up_after_its_times(tiny_recipe, tmp_path, monkeypatch):
+    _poison_epoch(monkeypatch, 1, times=5)
+    result = cli("train", tiny_recipe, "--runs-root", tmp_path, "--json", "--set", "train.epochs=3",
+                 "--set", "train.on_nan={action: rollback, times: 2}")
+    assert result.exit_code == 4
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "diverged" and len(manifest["rollbacks"]) == 2
+    assert "after 2 rollbacks" in result.stderr
+
+
+def test_a_lowered_rate_is_what_the_next_step_uses():
+    """The compiled train function has the rate traced in: a scaled rate must reach the very next step. Two
+    twin models take a step; one has its rate halved first; its step is half the other's."""
+    from dlkit import optim
+
+    x, y = np.linspace(0, 1, 12, dtype="float32").reshape(4, 3), np.ones((4, 1), "float32")
+    for rate in (0.1, keras.optimizers.schedules.CosineDecay(0.1, 100)):
+        twins = []
+        for _ in range(2):
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+            model.compile(optimizer=keras.optimizers.SGD(rate), loss="mse")
+            model.fit(x, y, epochs=1, verbose=0)  # the train function is built and traced
+            twins.append(model)
+        optim.scale_learning_rate(twins[0].optimizer, 0.5)
+        twins[0].make_train_function(force=True)
+        steps = []
+        for model in twins:
+            before = model.get_weights()
+            model.fit(x, y, epochs=1, verbose=0)
+            steps.append(np.concatenate([(a - b).ravel() for a, b in zip(model.get_weights(), before)]))
+        assert np.abs(steps[1]).min() > 1e-3
+        np.testing.assert_allclose(steps[0], 0.5 * steps[1], rtol=1e-4), rate

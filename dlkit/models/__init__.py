@@ -57,6 +57,9 @@ def register_keras_classes() -> None:
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
     from dlkit.models import corruption, gan_model, losses, rbm_model, vae_model  # noqa: F401
+    from dlkit.optim import scaled_schedule_class
+
+    scaled_schedule_class()  # a rolled-back run's learning rate (train.on_nan: rollback)
 
 
 def load(path, unsafe: bool = False):

@@ -85,7 +85,7 @@ class DataConfig(Section):
     validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train: seeded draw (a series: its end)
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     batch_size: int = Field(128, ge=1, le=MAX_BATCH)
-    shuffle_buffer: int = Field(60000, ge=0)  # >= train size gives a full shuffle; 0 turns shuffling off
+    shuffle_buffer: int = Field(60000, ge=0)  # > 0: a full seeded shuffle each epoch; 0 keeps file order
     cache: bool = True
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
     test_limit: int | None = Field(None, ge=1)
@@ -167,9 +167,29 @@ class CheckpointEvery(Section):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+class OnNan(Section):
+    """What a NaN or infinite loss does: `stop` the run (exit 4, the last good checkpoint kept), or `rollback`:
+    reload the last good checkpoint, multiply every learning rate by `lr_factor` and go on, at most `times`
+    times in the run, then stop."""
+
+    action: Literal["stop", "rollback"] = "stop"
+    times: int = Field(3, ge=1, le=100)
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value):
+        return {"action": value} if isinstance(value, str) else value  # on_nan: rollback
+
+    @model_serializer(mode="wrap")
+    def _short(self, handler):
+        out = handler(self)
+        return "stop" if self.action == "stop" else out
+
+
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "checkpoint_every", "jit_compile", "deterministic")
+                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "deterministic")
 
 
 class TrainBase(Section):
@@ -181,6 +201,7 @@ class TrainBase(Section):
     steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (quick runs)
     # how much a crash may cost inside an epoch: 10 minutes of training at most (null: epochs only)
     checkpoint_every: CheckpointEvery | None = CheckpointEvery(minutes=10)
+    on_nan: OnNan = OnNan()  # stop, or rollback: {action: rollback, times: 3, lr_factor: 0.5}
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
     # TensorFlow's deterministic kernels and tf.data ordering: same seed, same numbers. Off can be faster on GPU.
     deterministic: bool = True

@@ -101,6 +101,20 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.diverged_at is None:
             self._check(logs, -1)
 
+    def fit_to_keep(self, logs, step: int) -> bool:
+        """Whether the model may be checkpointed now: the loss so far is finite and so is every weight (a
+        step can turn the weights NaN while the loss it reported was still finite)."""
+        if self.diverged_at is None:
+            self._check(logs, step)
+        if self.diverged_at is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            self.diverged_at = (self.epoch, step)
+            self.model.stop_training = True
+        return self.diverged_at is None
+
+    def reset(self) -> None:
+        """Watch again, after a rollback to a good checkpoint."""
+        self.diverged_at = None
+
 
 def save_rng_sidecar(model, optimizers: dict, path) -> None:
     """Keep the model's SeedGenerator states (dropout masks, noise) beside its checkpoint, stamped with the
@@ -131,10 +145,10 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
     since the last checkpoint, unless the step ends an epoch (the epoch's own checkpoint follows, with its
     history row). `dlkit resume` continues from it to the batch."""
 
-    def __init__(self, where: PhaseDir, optimizers: dict, steps_per_epoch: int, steps: int | None,
-                 minutes: float | None):
+    def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, steps_per_epoch: int,
+                 steps: int | None, minutes: float | None):
         super().__init__()
-        self.where, self.optimizers, self.steps_per_epoch = where, optimizers, steps_per_epoch
+        self.where, self.guard, self.optimizers, self.steps_per_epoch = where, guard, optimizers, steps_per_epoch
         self.steps, self.seconds = steps, None if minutes is None else minutes * 60
         self.last, self.done = time.monotonic(), 0
 
@@ -149,6 +163,8 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
         if self.seconds is not None and time.monotonic() - self.last < self.seconds:
             return
         if self.done % self.steps_per_epoch == 0 or (self.steps is not None and self.done % self.steps):
+            return
+        if not self.guard.fit_to_keep(logs, batch):  # never a checkpoint of a diverged model
             return
         self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))
         self.last = time.monotonic()
@@ -167,14 +183,28 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
         self.rows: list[dict] = []
+        self.marks: dict = {}  # columns every later row carries (`rollbacks`, after a rollback)
         for row in rows:  # a resumed run's earlier epochs
             self.rows.append(row)
             self._consider(row, save=False)
+        if self.rows and "rollbacks" in self.rows[-1]:
+            self.marks["rollbacks"] = int(self.rows[-1]["rollbacks"])
+
+    def rolled_back(self, epochs_kept: int, count: int) -> None:
+        """Training went back to a checkpoint after `epochs_kept` epochs: later rows go, and the rows from
+        here on say how many rollbacks the run has had."""
+        if len(self.rows) > epochs_kept:  # the newest checkpoint was damaged: back to an earlier one
+            del self.rows[epochs_kept:]
+            self.best, self.best_epoch = (math.inf if self.mode == "min" else -math.inf), None
+            for row in self.rows:
+                self._consider(row, save=False)
+            self._write_history()
+        self.marks["rollbacks"] = count
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.guard.diverged_at is not None:
+        if not self.guard.fit_to_keep(logs, -1):  # a diverged epoch leaves the last good checkpoint alone
             return
-        row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers)}
+        row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
         self._write_history()
         self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))

@@ -168,6 +168,9 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, ski
             earlier[phase.name] = _close_phase(run, where, phase, model)
         model, initial_epoch, skip, rows = None, 0, 0, ()
     result.update(_summary(keeper, start, session))
+    rollbacks = run.read_json(run.manifest).get("rollbacks")
+    if rollbacks:
+        result["rollbacks"] = len(rollbacks)
     result.update(status="completed", fit_time_s=round(fit_seconds, 3),
                   fit_cpu_time_s=round(fit_cpu_seconds, 3),  # all threads; steadier than wall time on a busy host
                   wall_time_s=round(time.perf_counter() - start, 3))
@@ -200,20 +203,27 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
            callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch), *extra.after]
     if recipe.train.checkpoint_every is not None:
         every = recipe.train.checkpoint_every
-        cbs.insert(2, callbacks.MidEpochCheckpoint(where, optimizers, steps, every.steps, every.minutes))
+        cbs.insert(2, callbacks.MidEpochCheckpoint(where, guard, optimizers, steps, every.steps, every.minutes))
     reporter.start(run.root, recipe, data.spec, model)
     result["params"] = int(model.count_params())
     validation = data.val if task.validates else None
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        # the pipeline already shuffles (each epoch's order from the seed): shuffle=False
-        if skip:  # resumed inside an epoch: first the rest of it, from the batch its checkpoint had reached
-            model.fit(data.feed.rest(initial_epoch, skip, cap), validation_data=validation, epochs=initial_epoch + 1,
-                      initial_epoch=initial_epoch, callbacks=cbs, verbose=0, shuffle=False)
-            initial_epoch += 1
-        if initial_epoch < phase.epochs and not model.stop_training:
-            model.fit(data.feed.epochs(initial_epoch, cap), validation_data=validation, epochs=phase.epochs,
-                      initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=cbs, verbose=0, shuffle=False)
+        while True:
+            # the pipeline already shuffles (each epoch's order from the seed): shuffle=False
+            if skip:  # resumed inside an epoch: first the rest of it, from the batch its checkpoint had reached
+                model.fit(data.feed.rest(initial_epoch, skip, cap), validation_data=validation,
+                          epochs=initial_epoch + 1, initial_epoch=initial_epoch, callbacks=cbs, verbose=0,
+                          shuffle=False)
+                initial_epoch += 1
+            if initial_epoch < phase.epochs and not model.stop_training:
+                model.fit(data.feed.epochs(initial_epoch, cap), validation_data=validation, epochs=phase.epochs,
+                          initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=cbs, verbose=0,
+                          shuffle=False)
+            back = _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, steps, several, phase)
+            if back is None:
+                break
+            initial_epoch, skip = back
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
@@ -240,9 +250,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                 f"is kept, and `dlkit resume {run.root}` continues from it") from None
         raise
     if guard.diverged_at is not None:
-        epoch, step = guard.diverged_at
-        where_text = (f"phase {phase.name}, " if several else "") + f"epoch {epoch + 1}" + (
-            f", step {step + 1}" if step >= 0 else "")
+        where_text = _diverged_where(guard, phase, several)
         summary.update(_summary(keeper, start, session), status="diverged")
         result.update(status="diverged", diverged_at=where_text)
         run.write_json(run.metrics, result)
@@ -251,13 +259,60 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
             "no epoch finished cleanly, so there is no checkpoint"
         err = DivergedError(
             f"training diverged: the loss became NaN or inf at {where_text}; {kept}. "
-            "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section) "
-            "or batch normalization.")
+            "Try a lower learning rate, gradient clipping (clipnorm in the optimizer's section), "
+            "batch normalization, or train.on_nan: rollback (go back to the last good checkpoint at a lower rate).")
         err.run_dir = str(run.root)
         raise err from None
     if several:
         summary.update(_summary(keeper, start, session))
     return keeper, seconds, cpu_seconds
+
+
+def _diverged_where(guard, phase, several: bool) -> str:
+    epoch, step = guard.diverged_at
+    return (f"phase {phase.name}, " if several else "") + f"epoch {epoch + 1}" + (
+        f", step {step + 1}" if step >= 0 else "")
+
+
+def _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, steps, several, phase):
+    """train.on_nan: rollback. After a NaN or infinite loss, put the model, its optimizers and its random
+    streams back as the last good checkpoint has them, lower every learning rate by `lr_factor`, and say so
+    (a message, the manifest's `rollbacks`, a `rollbacks` column in history.csv). Returns the (epoch, step)
+    to go on from, or None when training is to stop: no divergence, on_nan is stop, the rollbacks are used
+    up, or there is no good checkpoint to go back to."""
+    from dlkit import optim
+    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
+
+    on_nan = recipe.train.on_nan
+    if guard.diverged_at is None or on_nan.action != "rollback":
+        return None
+    done = run.read_json(run.manifest).get("rollbacks", [])
+    if len(done) >= on_nan.times:
+        reporter.message(f"warning: the loss diverged again after {len(done)} rollbacks "
+                         f"(train.on_nan.times: {on_nan.times}); stopping")
+        return None
+    checkpoint, damaged = where.verified_checkpoint()
+    for text in damaged:
+        reporter.message(f"warning: {text}")
+    if checkpoint is None:
+        return None
+    diverged = _diverged_where(guard, phase, several)
+    model.load_weights(checkpoint)  # weights and optimizer state, in place: the callbacks keep their model
+    load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
+    for optimizer in optimizers.values():
+        optim.scale_learning_rate(optimizer, on_nan.lr_factor)
+    model.make_train_function(force=True)  # the old rate may be traced into it
+    epoch, skip = divmod(steps_taken(optimizers), steps)
+    keeper.rolled_back(epoch, len(done) + 1)
+    guard.reset()
+    model.stop_training = False
+    entry = {"diverged_at": diverged, "back_to_step": epoch * steps + skip, "lr_factor": on_nan.lr_factor,
+             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    run.update_manifest(rollbacks=done + [entry])
+    reporter.message(f"warning: the loss became NaN or inf at {diverged}; rolled back to epoch {epoch + 1}"
+                     + (f", step {skip + 1}" if skip else "") + f" and multiplied the learning rate by "
+                     f"{on_nan.lr_factor} (rollback {len(done) + 1} of {on_nan.times})")
+    return epoch, skip
 
 
 def _close_failed(run) -> None:
