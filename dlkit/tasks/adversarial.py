@@ -19,6 +19,21 @@ from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
 
 
+def draw(gan, latent: np.ndarray) -> np.ndarray:
+    """The generator's images for these latent inputs, in the model's scale (tests put real images here)."""
+    return gan.sampler.predict(latent, verbose=0, batch_size=500)
+
+
+def independent_reals(splits, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to n real test images to measure samples against, and up to n other real images (training ones),
+    none of them the same example, for the real-vs-real floor. Without a test split, the training split's
+    two halves."""
+    if splits.x_test is not None:
+        return splits.x_test[:n], splits.x_train[:n]
+    half = min(n, len(splits.x_train) // 2)
+    return splits.x_train[:half], splits.x_train[half: 2 * half]
+
+
 class Adversarial(TwoPlayer):
     name = "adversarial"
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
@@ -49,10 +64,9 @@ class Adversarial(TwoPlayer):
         k = gan.num_classes or gan.categorical_codes
         asked = rng.integers(0, k, n) if k else None
         extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
-        fake = images.to_uint8(gan.sampler.predict(latent_inputs(gan, n, rng, **extra), verbose=0, batch_size=500),
-                               scale)
+        fake = images.to_uint8(draw(gan, latent_inputs(gan, n, rng, **extra)), scale)
         splits = data().splits
-        real = (splits.x_test if splits.x_test is not None else splits.x_train)[:n]
+        real, other_real = independent_reals(splits, n)
         out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
                "run_dir": str(run.root), "samples": int(n), "real_examples": int(len(real)),
                "diversity": diversity(in_scale(fake, scale), in_scale(real, scale))}
@@ -63,7 +77,7 @@ class Adversarial(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real)
+        measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real, other_real)
         out.update(measured)
         num_classes = len(measured["class_histogram"])
         if gan.num_classes:
@@ -74,8 +88,8 @@ class Adversarial(TwoPlayer):
         return out
 
     def report(self, result: dict) -> list:
-        return report_table(result, ("frechet_distance", "classifier_score", "real_classifier_score",
-                                     "class_coverage", "label_accuracy", "code_accuracy"))
+        return report_table(result, ("frechet_distance", "real_frechet_distance", "classifier_score",
+                                     "real_classifier_score", "class_coverage", "label_accuracy", "code_accuracy"))
 
     # ---------------------------------------------------------------- generate
 

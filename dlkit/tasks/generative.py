@@ -126,4 +126,4 @@ def report_table(result: dict, keys: tuple[str, ...]) -> list:
     for key in keys:
         if key in result:
             table.add_row(key.replace("_", " "), fmt(float(result[key])))
-    return [table, f"sample grid: {result['grid']}"]
+    return [table, f"sample grid: {result['grid']}", *[f"warning: {w}" for w in result.get("warnings", ())]]

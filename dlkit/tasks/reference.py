@@ -42,9 +42,14 @@ class Reference:
         """(features, probabilities) of uint8 images."""
         return self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)
 
-    def sample_quality(self, fake: np.ndarray, real: np.ndarray) -> tuple[dict, np.ndarray]:
+    def sample_quality(self, fake: np.ndarray, real: np.ndarray, other_real: np.ndarray) -> tuple[dict, np.ndarray]:
         """Generated against real uint8 images: Fréchet distance of the features, classifier score of both,
-        class coverage and histogram; and the class predicted for each generated image."""
+        class coverage and histogram; and the class predicted for each generated image.
+
+        The Fréchet distance of finite samples is biased upward, more the fewer there are, so a bare figure
+        cannot be read: `other_real`, real images independent of `real` (none of them the same example),
+        gives the real-vs-real distance at the same sample count (`real_frechet_distance`, the floor a
+        perfect generator would sit at), and a small count gets a warning."""
         from dlkit import metrics
 
         if self.image_shape[:2] != tuple(fake.shape[1:3]):
@@ -54,11 +59,36 @@ class Reference:
         r_feat, r_prob = self.predict(real)
         predicted = f_prob.argmax(1)
         num_classes = f_prob.shape[1]
-        return {
+        out = {
             "reference_run": str(self.run.root),
             "frechet_distance": metrics.feature_distance(f_feat, r_feat),
             "classifier_score": metrics.classifier_score(f_prob),
             "real_classifier_score": metrics.classifier_score(r_prob),
             "class_coverage": metrics.coverage(predicted, num_classes),
             "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
-        }, predicted
+        }
+        out.update(self.floor(f_feat, r_feat, other_real))
+        return out, predicted
+
+    def floor(self, f_feat: np.ndarray, r_feat: np.ndarray, other_real: np.ndarray) -> dict:
+        """The real-vs-real Fréchet distance at the generated sample count, and warnings on small counts."""
+        from dlkit import metrics
+
+        n, warnings = len(f_feat), []
+        other = other_real[:n]
+        out = {"real_frechet_distance": metrics.feature_distance(self.predict(other)[0], r_feat),
+               "real_frechet_samples": int(len(other))}
+        if len(other) < n:
+            warnings.append(f"only {len(other)} independent real images for the real-vs-real distance, against "
+                            f"{n} generated: the two distances are not at the same count")
+        if n < SMALL_N:
+            warnings.append(f"{n} samples: the Fréchet distance is biased upward at small counts (here the "
+                            f"real-vs-real floor is {out['real_frechet_distance']:.4g}); compare runs at the same "
+                            f"-n, {SMALL_N} or more")
+        if len(r_feat) < n:
+            warnings.append(f"the real set has {len(r_feat)} images, fewer than the {n} samples")
+        out["warnings"] = warnings
+        return out
+
+
+SMALL_N = 2000  # below this, Fréchet distances of ~100-dimensional features are dominated by their bias

@@ -96,7 +96,9 @@ class Variational(FitTask):
         fake = images.to_uint8(model.sample(rng.standard_normal((request.samples, model.latent_dim)).astype(np.float32)),
                                data.scale)
         real = x[: request.samples]
-        measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real)
+        s = data.splits  # real images of another split: the real-vs-real floor, with no example in both sets
+        other = next((o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x), x[len(real):])
+        measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real, other)
         out.update(measured, samples=int(request.samples),
                    diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
         out["key"] = "reference"
@@ -117,11 +119,12 @@ class Variational(FitTask):
                 ("importance samples k", "importance_samples"), ("ELBO (nats)", "elbo"),
                 ("reconstruction (nats)", "reconstruction"), ("KL (nats)", "kl"),
                 ("linear probe accuracy", "probe_accuracy"), ("Fréchet distance", "frechet_distance"),
+                ("real-vs-real Fréchet distance", "real_frechet_distance"),
                 ("classifier score", "classifier_score"), ("class coverage", "class_coverage")]
         for label, key in rows:
             if result.get(key) is not None:
                 table.add_row(label, fmt(float(result[key])))
-        return [table]
+        return [table, *[f"warning: {w}" for w in result.get("warnings", ())]]
 
     def encode(self, run, recipe, model, data, request) -> dict:
         d = data()

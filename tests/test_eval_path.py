@@ -1,0 +1,172 @@
+"""The measuring path of `dlkit evaluate --reference`, checked with real digits where a generator's samples
+would be: a perfect generator must score like real data, a wrong one must not.
+
+A conditional GAN's samples are replaced by real digits of the asked classes, digits that neither the
+real set, nor the floor's set, nor the reference classifier's training uses (a perfect generator makes new
+digits, not ones the classifier has learnt); the Fréchet distance must sit at the real-vs-real floor,
+the classifier score near the real digits' and the label accuracy near the reference classifier's own
+accuracy. Digits of the wrong class must collapse the label accuracy; noise must lift the distance far
+above the floor. A CycleGAN whose B->A translation gives back exactly the digit each B image was made from
+must score the floor, not 0: its distance is measured against real A images independent of domain B."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATA
+from dlkit import metrics
+from dlkit.cli import app
+from dlkit.training.train import train
+
+N = 200  # samples measured against test digits :N; the floor's are training digits :N; the stand-ins are
+# training digits N..599 (MNIST's test digits are more alike than its training ones: stand-ins from the test
+# set sit below the train-vs-test floor); the reference classifier learns from training digits 600..999
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """16x16 MNIST crops (1,000 training, 500 test digits), a reference classifier trained on them, a
+    one-epoch cGAN run and a two-domain npz pair for CycleGAN."""
+    from dlkit.data import sources
+
+    tmp = tmp_path_factory.mktemp("eval_path")
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)
+    crop = lambda x: x[:, 6:22, 6:22]  # noqa: E731
+    digits, rest = tmp / "digits16.npz", tmp / "digits16_rest.npz"
+    np.savez(digits, x_train=crop(a.x_train), y_train=a.y_train, x_test=crop(a.x_test), y_test=a.y_test)
+    np.savez(rest, x_train=crop(a.x_train[600:]), y_train=a.y_train[600:], x_test=crop(a.x_test), y_test=a.y_test)
+    (tmp / "clf.yaml").write_text(
+        f"name: clf\nseed: 1\ndata: {{dataset: npz, path: {rest}, batch_size: 50, validation_split: 0}}\n"
+        "model: {arch: cnn, blocks: [{filters: 16}], dense: [32]}\n"
+        "train: {epochs: 8, optimizer: {name: adam, learning_rate: 0.003}}\n")
+    clf = train(tmp / "clf.yaml", runs_root=tmp / "runs")
+    (tmp / "cgan.yaml").write_text(f"""
+name: cgan
+data: {{dataset: npz, path: {digits}, scale: symmetric, validation_split: 0, batch_size: 100}}
+model: {{arch: cgan, latent_dim: 8, generator: {{filters: [16, 8]}}, discriminator: {{filters: [8, 16]}}}}
+train: {{epochs: 1, steps_per_epoch: 2}}
+""")
+    cgan = train(tmp / "cgan.yaml", runs_root=tmp / "runs")
+    return {"tmp": tmp, "digits": digits, "clf": clf, "cgan": cgan["run_dir"],
+            "x_train": crop(a.x_train), "y_train": a.y_train, "x_test": crop(a.x_test), "y_test": a.y_test}
+
+
+def stand_in(monkeypatch, setup, wrong_class: bool = False, noise: bool = False):
+    """The cGAN's samples become real training digits (N..599) of the asked class (or of the next class)."""
+    from dlkit.tasks import adversarial
+
+    pool_x, pool_y = setup["x_train"][N:600], setup["y_train"][N:600]
+
+    def draw(gan, latent):
+        asked = latent[:, gan.latent_dim: gan.latent_dim + gan.num_classes].argmax(1)
+        want = (asked + 1) % 10 if wrong_class else asked
+        rng = np.random.default_rng(0)
+        picks = np.zeros(len(want), int)
+        for c in range(10):  # distinct digits of each class (the pool has enough of each for the asked draw)
+            picks[want == c] = rng.permutation(np.flatnonzero(pool_y == c))[: np.sum(want == c)]
+        x = pool_x[picks].astype(np.float32)
+        if noise:
+            x = rng.uniform(0, 255, x.shape).astype(np.float32)
+        return (x[..., None] / 127.5 - 1.0)  # the model's scale, symmetric [-1, 1]
+
+    monkeypatch.setattr(adversarial, "draw", draw)
+
+
+def evaluate(setup, n=N):
+    res = CliRunner().invoke(app, ["evaluate", setup["cgan"], "--reference", setup["clf"]["run_dir"], "-n", str(n),
+                                   "--json"])
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_real_digits_score_like_real_digits(setup, monkeypatch):
+    stand_in(monkeypatch, setup)
+    ev = evaluate(setup)
+    floor = ev["real_frechet_distance"]
+    assert ev["real_frechet_samples"] == N and floor > 0
+    # two real-vs-real distances at the same count: the same up to sampling noise, which at a few hundred
+    # samples of 32 features is large (300-digit subsets measured from 1.0x to 1.8x one another)
+    assert 0.5 * floor < ev["frechet_distance"] < 2 * floor, (ev["frechet_distance"], floor)
+    assert ev["classifier_score"] == pytest.approx(ev["real_classifier_score"], rel=0.15)
+    test_accuracy = setup["clf"]["test"]["accuracy"]
+    assert test_accuracy > 0.75  # a reference that can tell digits apart, or the next checks mean little
+    assert abs(ev["label_accuracy"] - test_accuracy) < 0.08, (ev["label_accuracy"], test_accuracy)
+    assert ev["class_coverage"] == 1.0
+    # 200 samples is few: the distance comes with a warning naming the floor
+    assert any("biased upward" in w and "200 samples" in w for w in ev["warnings"])
+
+
+def test_digits_of_the_wrong_class_collapse_label_accuracy(setup, monkeypatch):
+    stand_in(monkeypatch, setup, wrong_class=True)
+    ev = evaluate(setup)
+    assert ev["label_accuracy"] < 0.2
+    assert 0.5 * ev["real_frechet_distance"] < ev["frechet_distance"] < 2 * ev["real_frechet_distance"]
+
+
+def test_noise_is_far_above_the_floor(setup, monkeypatch):
+    stand_in(monkeypatch, setup, noise=True)
+    ev = evaluate(setup)
+    assert ev["frechet_distance"] > 10 * ev["real_frechet_distance"], ev
+    assert ev["label_accuracy"] < 0.3
+
+
+def test_cyclegan_distance_is_against_real_images_independent_of_domain_b(setup, monkeypatch, tmp_path):
+    """Domain B is domain A's own digits, inverted and coloured (as MNIST-M blends MNIST's). A B->A that
+    returns exactly each B image's source digit is a perfect translation; measured against those same source
+    digits its distance would be 0. Measured against independent real A images it sits at the floor."""
+    from dlkit.tasks import translation
+
+    b = setup["tmp"] / "digits16_b.npz"
+    colour = lambda x: np.stack([255 - x, x // 2, 255 - x // 3], -1).astype(np.uint8)  # noqa: E731
+    np.savez(b, x_train=colour(setup["x_train"]), y_train=setup["y_train"], x_test=colour(setup["x_test"]),
+             y_test=setup["y_test"])
+    (tmp_path / "cyc.yaml").write_text(f"""
+name: cyc
+data:
+  dataset: npz
+  path: {setup['digits']}
+  scale: symmetric
+  validation_split: 0
+  batch_size: 100
+  domain_b: {{dataset: npz, path: {b}}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
+train: {{epochs: 1, steps_per_epoch: 1, checkpoint_every: null}}
+""")
+    run = train(tmp_path / "cyc.yaml", runs_root=tmp_path / "runs")["run_dir"]
+    real = translation.translations
+
+    def perfect(model, xa, xb, scale_a, scale_b):
+        ab, aba, _ = real(model, xa, xb, scale_a, scale_b)
+        return ab, aba, xa.copy()  # each B test image's own source digit: B's test images are A's, coloured
+
+    monkeypatch.setattr(translation, "translations", perfect)
+    res = CliRunner().invoke(app, ["evaluate", run, "--reference", setup["clf"]["run_dir"], "-n", str(N), "--json"])
+    assert res.exit_code == 0, res.stderr
+    ev = json.loads(res.stdout)
+    assert ev["frechet_distance"] == pytest.approx(ev["real_frechet_distance"], rel=1e-6)
+    assert ev["frechet_distance"] > 0.05 * ev["real_frechet_distance"] + 1e-3  # not the 0 a leak would give
+    assert ev["translated_accuracy"] == pytest.approx(ev["source_accuracy"])
+
+
+def test_matched_accuracy_when_two_codes_share_a_class():
+    """Codes 0 and 1 both draw fives, code 2 sevens. A per-code majority vote would call that 100%; codes are
+    matched to distinct classes, so one of codes 0 and 1 cannot count: 2/3."""
+    codes = np.repeat([0, 1, 2], 10)
+    predicted = np.array([5] * 10 + [5] * 10 + [7] * 10)
+    accuracy, mapping = metrics.matched_accuracy(codes, predicted, num_codes=3, num_classes=10)
+    assert accuracy == pytest.approx(2 / 3)
+    assert len(set(mapping)) == 3 and mapping[2] == 7 and 5 in mapping[:2]
+
+
+def test_classifier_score_with_unequal_per_sample_kls():
+    """exp of the mean KL(p(y|x) || p(y)), not the mean of the exps, nor the KL of the mean. Two confident
+    samples and one uniform: p(y) = (4/9, 4/9, 1/9); KLs log(9/4), log(9/4) and (2 log(3/4) + log 3) / 3."""
+    probs = np.array([[1.0, 0, 0], [0, 1.0, 0], [1 / 3, 1 / 3, 1 / 3]])
+    kls = [np.log(9 / 4), np.log(9 / 4), (2 * np.log(3 / 4) + np.log(3)) / 3]
+    expected = np.exp(np.mean(kls))  # 1.8199...
+    assert metrics.classifier_score(probs) == pytest.approx(expected, rel=1e-9)
+    assert abs(expected - np.mean(np.exp(kls))) > 0.05  # the wrong averages give another number
