@@ -28,7 +28,7 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import in_scale, output_path
+from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
 from dlkit.tasks.reconstruction import save_codes, split_of
 
 UNIT = (np.float32(1 / 255), np.float32(0))  # pictures in [0, 1] to 0..255
@@ -135,23 +135,15 @@ class Boltzmann(FitTask):
         return out
 
     def report(self, result: dict) -> list:
-        from pathlib import Path
-
-        from rich.table import Table
-
         from dlkit.ui import fmt
 
-        run = Path(result["run_dir"])
-        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        table.add_row("log-likelihood (nats)", fmt(result["log_likelihood"]))
-        table.add_row("  from log Z +3 / -3 std errors", f"{fmt(result['log_likelihood_low'])} .. "
-                                                       f"{fmt(result['log_likelihood_high'])}")
-        table.add_row("log Z (AIS)", fmt(result["log_z"]))
-        table.add_row("log Z with a tenth of the temperatures", fmt(result["log_z_tenth_steps"]))
-        table.add_row("AIS runs x temperatures", f"{result['ais_runs']} x {result['ais_steps']}")
-        return [table, *[f"warning: {w}" for w in result["warnings"]]]
+        return measures(result, split_heading(result), [
+            ("log-likelihood (nats)", result["log_likelihood"]),
+            ("  from log Z +3 / -3 std errors",
+             f"{fmt(result['log_likelihood_low'])} .. {fmt(result['log_likelihood_high'])}"),
+            ("log Z (AIS)", result["log_z"]),
+            ("log Z with a tenth of the temperatures", result["log_z_tenth_steps"]),
+            ("AIS runs x temperatures", f"{result['ais_runs']} x {result['ais_steps']}")])
 
     def encode(self, run, recipe, model, data, request) -> dict:
         d = data()

@@ -110,8 +110,9 @@ def output_path(path, force: bool):
     return path
 
 
-def report_table(result: dict, keys: tuple[str, ...]) -> list:
-    """The rows of a generative evaluation that are present, as a rich table, then the grid's path."""
+def measures(result: dict, heading: str, rows, after=()) -> list:
+    """What an evaluation prints: a rich table titled with the run and `heading`, one row per (label, value)
+    (a number is formatted, text is shown as it is), then the `after` lines and the result's warnings."""
     from pathlib import Path
 
     from rich.table import Table
@@ -119,11 +120,26 @@ def report_table(result: dict, keys: tuple[str, ...]) -> list:
     from dlkit.ui import fmt
 
     run = Path(result["run_dir"])
-    table = Table(title=f"{run.parent.name}/{run.name}: {result['samples']} samples")
+    table = Table(title=f"{run.parent.name}/{run.name}: {heading}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("diversity (generated / real)", fmt(float(result["diversity"]["ratio"])))
-    for key in keys:
-        if key in result:
-            table.add_row(key.replace("_", " "), fmt(float(result[key])))
-    return [table, f"sample grid: {result['grid']}", *[f"warning: {w}" for w in result.get("warnings", ())]]
+    for label, value in rows:
+        table.add_row(label, value if isinstance(value, str) else fmt(float(value)))
+    return [table, *after, *[f"warning: {w}" for w in result.get("warnings", ())]]
+
+
+def present(result: dict, keys) -> list:
+    """(label, value) rows for the keys of `keys` the result has: (key, label) pairs or bare keys."""
+    pairs = [(k, k.replace("_", " ")) if isinstance(k, str) else k for k in keys]
+    return [(label, result[key]) for key, label in pairs if result.get(key) is not None]
+
+
+def split_heading(result: dict) -> str:
+    return f"{result['split']} split, {result['examples']} examples"
+
+
+def report_table(result: dict, keys: tuple[str, ...]) -> list:
+    """The rows of a generative evaluation that are present, as a rich table, then the grid's path."""
+    return measures(result, f"{result['samples']} samples",
+                    [("diversity (generated / real)", result["diversity"]["ratio"]), *present(result, keys)],
+                    after=[f"sample grid: {result['grid']}"])

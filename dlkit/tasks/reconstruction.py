@@ -24,7 +24,7 @@ from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import in_scale, output_path, run_scale
+from dlkit.tasks.generative import in_scale, measures, output_path, present, run_scale, split_heading
 
 
 class ReconstructionTrain(FitTrain):
@@ -84,20 +84,8 @@ class Reconstruction(FitTask):
                 "split": request.split, **measured}
 
     def report(self, result: dict) -> list:
-        from pathlib import Path
-
-        from rich.table import Table
-
-        from dlkit.ui import fmt
-
-        run = Path(result["run_dir"])
-        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for key in ("loss", "mse", "psnr_db", "probe_accuracy"):
-            if result.get(key) is not None:
-                table.add_row(key.replace("_", " "), fmt(float(result[key])))
-        return [table, f"codes: {result['codes_image']}"]
+        return measures(result, split_heading(result), present(result, ("loss", "mse", "psnr_db", "probe_accuracy")),
+                        after=[f"codes: {result['codes_image']}"])
 
     def encode(self, run, recipe, model, data, request) -> dict:
         x, y = split_of(data(), request.split)

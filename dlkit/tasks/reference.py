@@ -67,19 +67,20 @@ class Reference:
             "class_coverage": metrics.coverage(predicted, num_classes),
             "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
         }
-        out.update(self.floor(f_feat, r_feat, other_real))
+        out.update(self.floor(len(f_feat), r_feat, self.predict(other_real[: len(f_feat)])[0]))
         return out, predicted
 
-    def floor(self, f_feat: np.ndarray, r_feat: np.ndarray, other_real: np.ndarray) -> dict:
-        """The real-vs-real Fréchet distance at the generated sample count, and warnings on small counts."""
+    @staticmethod
+    def floor(n: int, r_feat: np.ndarray, other_feat: np.ndarray) -> dict:
+        """The real-vs-real Fréchet distance at the generated sample count n (the features of up to n real
+        images independent of the real set's, against its features), and warnings on small counts."""
         from dlkit import metrics
 
-        n, warnings = len(f_feat), []
-        other = other_real[:n]
-        out = {"real_frechet_distance": metrics.feature_distance(self.predict(other)[0], r_feat),
-               "real_frechet_samples": int(len(other))}
-        if len(other) < n:
-            warnings.append(f"only {len(other)} independent real images for the real-vs-real distance, against "
+        warnings, other_feat = [], other_feat[:n]
+        out = {"real_frechet_distance": metrics.feature_distance(other_feat, r_feat),
+               "real_frechet_samples": int(len(other_feat))}
+        if len(other_feat) < n:
+            warnings.append(f"only {len(other_feat)} independent real images for the real-vs-real distance, against "
                             f"{n} generated: the two distances are not at the same count")
         if n < SMALL_N:
             warnings.append(f"{n} samples: the Fréchet distance is biased upward at small counts (here the "

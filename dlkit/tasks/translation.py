@@ -150,7 +150,7 @@ class Translation(TwoPlayer):
             "source_accuracy": float((real_prob.argmax(1) == ya).mean()),  # real A: the reference's own level
             "frechet_distance": metrics.feature_distance(ba_feat, ind_feat),  # B->A against independent real A
         })
-        out.update(ref.floor(ba_feat, ind_feat, xa))  # real A test images against the same independent set
+        out.update(ref.floor(len(ba_feat), ind_feat, real_feat))  # real A test images against the same set
         return out
 
     def report(self, result: dict) -> list:

@@ -26,7 +26,7 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import diversity, in_scale, output_path, run_scale
+from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
 from dlkit.tasks.reconstruction import codes_2d, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
@@ -105,26 +105,13 @@ class Variational(FitTask):
         return out
 
     def report(self, result: dict) -> list:
-        from pathlib import Path
-
-        from rich.table import Table
-
-        from dlkit.ui import fmt
-
-        run = Path(result["run_dir"])
-        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        rows = [("negative log-likelihood (nats)", "nll"), ("bits per dimension", "bits_per_dim"),
-                ("importance samples k", "importance_samples"), ("ELBO (nats)", "elbo"),
-                ("reconstruction (nats)", "reconstruction"), ("KL (nats)", "kl"),
-                ("linear probe accuracy", "probe_accuracy"), ("Fréchet distance", "frechet_distance"),
-                ("real-vs-real Fréchet distance", "real_frechet_distance"),
-                ("classifier score", "classifier_score"), ("class coverage", "class_coverage")]
-        for label, key in rows:
-            if result.get(key) is not None:
-                table.add_row(label, fmt(float(result[key])))
-        return [table, *[f"warning: {w}" for w in result.get("warnings", ())]]
+        return measures(result, split_heading(result), present(result, (
+            ("nll", "negative log-likelihood (nats)"), ("bits_per_dim", "bits per dimension"),
+            ("importance_samples", "importance samples k"), ("elbo", "ELBO (nats)"),
+            ("reconstruction", "reconstruction (nats)"), ("kl", "KL (nats)"),
+            ("probe_accuracy", "linear probe accuracy"), ("frechet_distance", "Fréchet distance"),
+            ("real_frechet_distance", "real-vs-real Fréchet distance"),
+            ("classifier_score", "classifier score"), ("class_coverage", "class coverage"))))
 
     def encode(self, run, recipe, model, data, request) -> dict:
         d = data()
