@@ -196,13 +196,71 @@ def generate(
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
         "--input", "-i", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct. Repeatable.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Language models: the text to continue.")] = None,
+    length: Annotated[int, typer.Option(help="Language models: how many tokens to sample.")] = 500,
+    temperature: Annotated[float, typer.Option(
+        help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token.")] = 1.0,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
     from dlkit.generate import generate as generate_fn
 
-    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe), json_,
-           lambda result: f"wrote {result['out']}")
+    def says(result):
+        if "text" in result:  # a language model's sample: the text itself, and where it went with --out
+            return result["text"] + (f"\n(wrote {result['out']})" if result["out"] else "")
+        return f"wrote {result['out']}"
+
+    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe, prompt,
+                               length, temperature), json_, says)
+
+
+@app.command(help=f"What a trained model says of new inputs: a text classifier's label and probabilities for raw text, "
+                  f"a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished text classifier or forecaster run directory.")],
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Text to classify. Repeatable.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts to classify, one per line.")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Forecasters: the series to forecast past the end of.")] = None,
+    json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
+):
+    from dlkit.errors import UsageError
+    from dlkit.generate import predict as predict_fn
+
+    def make():
+        texts = list(text or [])
+        if file is not None:
+            try:
+                texts += [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"--file {file}: {e}") from None
+        return predict_fn(run_dir, texts, csv, unsafe)
+
+    try:
+        result = make()
+    except DlkitError as e:
+        raise _fail(e, json_) from None
+    if json_:
+        _print_json(result)
+        return
+    from rich.table import Table
+
+    console = _console(stderr=False)
+    if "predictions" in result:
+        table = Table(show_header=True)
+        for col in ("text", "label", "probability"):
+            table.add_column(col, overflow="fold")
+        for p in result["predictions"]:
+            table.add_row(p["text"], p["label"], f"{p['probabilities'][p['label']]:.4f}")
+        console.print(table)
+    else:
+        table = Table(title=f"forecast after {result['last_time']}")
+        names = [k for k in result["forecast"][0] if k != "time"]
+        for col in ["time"] + names:
+            table.add_column(col, justify="right")
+        for row in result["forecast"]:
+            table.add_row(row["time"], *(f"{row[n]:.6g}" for n in names))
+        console.print(table)
 
 
 @app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
@@ -269,9 +327,8 @@ def validate(
 def _check_data(recipe) -> str:
     """Data availability without reading it: where each source would be read from."""
     from dlkit import tasks
-    from dlkit.data import sources
 
-    return " + ".join(sources.locate(section) for section in tasks.of(recipe).data_sources(recipe))
+    return tasks.of(recipe).locate(recipe)
 
 
 @app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")

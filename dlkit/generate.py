@@ -24,14 +24,18 @@ def _open(run_dir, unsafe: bool):
 
 
 def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
-             out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False) -> dict:
+             out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
+             prompt: str | None = None, length: int = 500, temperature: float = 1.0) -> dict:
     if n < 1:
         raise UsageError(f"-n must be at least 1, received {n}")
     for path in inputs:
         if not Path(path).is_file():
             raise UsageError(f"--input {path}: no such file")
     run, recipe, session, model = _open(run_dir, unsafe)
-    request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs])
+    if length < 1:
+        raise UsageError(f"--length must be at least 1, received {length}")
+    request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
+                              temperature)
     return session.task.generate(run, recipe, model, lambda: session.data, request)
 
 
@@ -42,3 +46,12 @@ def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: 
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     run, recipe, session, model = _open(run_dir, unsafe)
     return session.task.encode(run, recipe, model, lambda: session.data, EncodeRequest(split, out, force))
+
+
+def predict(run_dir, texts=(), csv=None, unsafe: bool = False) -> dict:
+    """What the run's model says of new inputs: labels for raw text, a forecast past the end of a CSV."""
+    from dlkit.tasks.base import PredictRequest
+
+    run, recipe, session, model = _open(run_dir, unsafe)
+    request = PredictRequest(list(texts), Path(csv) if csv is not None else None)
+    return session.task.predict(run, recipe, model, request)

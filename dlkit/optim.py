@@ -20,6 +20,13 @@ def schedule(cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
     s = keras.optimizers.schedules
     if cfg.name in ("constant", "plateau"):  # plateau is a callback, see callbacks()
         return learning_rate
+    if cfg.name == "step" and cfg.hold_epochs > 0:  # the rate held, then cut by `factor` every step_epochs
+        boundaries = []
+        while len(boundaries) < 200 and cfg.hold_epochs + len(boundaries) * cfg.step_epochs < epochs:
+            boundaries.append(max(1, round((cfg.hold_epochs + len(boundaries) * cfg.step_epochs) * steps_per_epoch)))
+        if boundaries:
+            return s.PiecewiseConstantDecay(boundaries, [learning_rate * cfg.factor**k for k in range(len(boundaries) + 1)])
+        return learning_rate
     if cfg.name == "step":
         return s.ExponentialDecay(learning_rate, decay_steps=max(1, round(cfg.step_epochs * steps_per_epoch)),
                                   decay_rate=cfg.factor, staircase=True)

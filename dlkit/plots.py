@@ -89,3 +89,23 @@ def scatter(points: np.ndarray, labels: np.ndarray | None, class_names: list[str
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def forecast(times, starts, actual, predicted, naive, naive_name: str, path: Path, title: str) -> None:
+    """Actual values against the model's forecast (and a naive one) 1 and `horizon` steps ahead, over the
+    first 500 windows: window i's h-step forecast is drawn at its target's time, times[starts[i] + h]."""
+    plt = _pyplot()
+    n = min(len(starts), 500)
+    steps = sorted({0, actual.shape[1] - 1})
+    fig, axes = plt.subplots(len(steps), 1, figsize=(11, 3.2 * len(steps)), squeeze=False)
+    for ax, h in zip(axes[:, 0], steps):
+        at = times[starts[:n] + h]
+        ax.plot(at, actual[:n, h, 0], label="actual", color="black", linewidth=1)
+        ax.plot(at, predicted[:n, h, 0], label="model", linewidth=1)
+        ax.plot(at, naive[:n, h, 0], label=naive_name, linewidth=0.8, alpha=0.7)
+        ax.set_title(f"{title}: {h + 1} step{'s' if h else ''} ahead")
+        ax.legend(loc="upper right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

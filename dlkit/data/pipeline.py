@@ -10,8 +10,8 @@ run sees from there: `Feed` gives the training split from a position, which is w
 from a checkpoint taken inside an epoch, rests on.
 
 What each stage does depends on the data's modality (dlkit.data.spec.MODALITIES): images get a channel
-axis and may be augmented; images, feature vectors and series are scaled and cast to float32; token ids
-are never scaled and stay integers. Splits are carved once, deterministically: a validation fraction from
+axis and may be augmented; images and feature vectors are scaled (data.scale) and cast to float32; token
+ids are never scaled and stay integers; a series arrives scaled by its task's scaler. Splits are carved once, deterministically: a validation fraction from
 the end of a seeded permutation of the training set (for a series, from the end of the span itself, so
 that validation lies after training in time). Scaling statistics come from the training split only.
 
@@ -307,7 +307,7 @@ def feed(x, y, cfg, seed: int, scale, modality: Modality = MODALITIES["images"],
     """The training split's Feed: tf.data where TensorFlow is installed, numpy otherwise."""
     from dlkit import backend
 
-    augment = _training_augmenter(x, cfg, seed, modality)
+    augment = _training_augmenter(x, cfg, seed, modality) if cfg.augments else None
     kind = TFFeed if backend.tensorflow() is not None else ArrayFeed
     return kind(x, y, cfg, seed, scale, modality, examples, augment)
 
@@ -354,6 +354,7 @@ class Data:
     artifacts: dict = field(default_factory=dict)
     pipelines: Callable | None = field(default=None, repr=False)  # () -> {"feed", "train", "val", "test"}, anew
     feed: Feed | None = field(default=None, repr=False)  # the training split as fit takes it, from any position
+    context: object = field(default=None, repr=False)  # what the task keeps beside the splits (a series' rows)
 
     def fresh(self) -> Data:
         """The same splits in new pipelines, whose shuffles start over: each phase of a run of several gets
@@ -383,15 +384,19 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     if channels is not None:
         s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
     scale = input_scale(s.x_train, cfg, modality)
-    spec = DataSpec(
-        input_shape=tuple(int(d) for d in s.x_train.shape[1:]),
-        modality=modality.name,
-        num_classes=len(arrays.class_names),
-        class_names=list(arrays.class_names),
-        num_train=len(s.x_train),
-        num_val=0 if s.x_val is None else len(s.x_val),
-        num_test=0 if s.x_test is None else len(s.x_test),
-    )
+    spec = DataSpec(input_shape=(), modality=modality.name, num_classes=len(arrays.class_names),
+                    class_names=list(arrays.class_names))
+    artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
+    return from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
+
+
+def from_splits(s: Splits, spec: DataSpec, cfg, seed: int, scale, modality: Modality, examples: Callable,
+                origin: str, artifacts: dict) -> Data:
+    """The pipelines of splits already carved (and tokenized, or scaled, where the task does that itself);
+    the spec's shapes and counts are filled in from the splits."""
+    spec = dataclasses.replace(
+        spec, input_shape=tuple(int(d) for d in s.x_train.shape[1:]), num_train=len(s.x_train),
+        num_val=0 if s.x_val is None else len(s.x_val), num_test=0 if s.x_test is None else len(s.x_test))
 
     def pipe(x, y):
         return None if x is None else dataset(x, y, cfg, seed, scale, False, modality, examples)
@@ -401,8 +406,7 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
         return {"feed": train, "train": train.rest(0, 0, None), "val": pipe(s.x_val, s.y_val),
                 "test": pipe(s.x_test, s.y_test)}
 
-    artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
-    return Data(**pipelines(), spec=spec, splits=s, scale=scale, origin=arrays.origin, modality=modality,
+    return Data(**pipelines(), spec=spec, splits=s, scale=scale, origin=origin, modality=modality,
                 artifacts=artifacts, pipelines=pipelines)
 
 

@@ -33,8 +33,12 @@ MODALITIES = {
         # token ids index an embedding: never scaled, never cast to float
         Modality("tokens", channel_axis=False, scaled=False, dtype="int32", augment=False, split="random",
                  shape="(N, T)"),
-        # windows of a series, (N, T, F) in, (N, H, F') out; later windows are later in time
-        Modality("series", channel_axis=False, scaled=True, dtype="float32", augment=False, split="chronological",
+        # windows of one token stream (a language model's text): later windows are later in the text
+        Modality("token_windows", channel_axis=False, scaled=False, dtype="int32", augment=False,
+                 split="chronological", shape="(N, T)"),
+        # windows of a series, (N, T, F) in, (N, H, F') out; later windows are later in time. Scaled by the
+        # forecasting task itself (its scaler is fitted on the training span's rows, targets included)
+        Modality("series", channel_axis=False, scaled=False, dtype="float32", augment=False, split="chronological",
                  shape="(N, T, F)"),
     )
 }
@@ -50,6 +54,7 @@ class DataSpec:
     class_names: list[str] = field(default_factory=list)
     target_shape: tuple[int, ...] | None = None  # targets that are not class indices (a forecast horizon, ...)
     vocabulary_size: int = 0  # tokens: how many ids the embedding takes
+    batch_size: int = 0  # > 0: every batch has exactly this many rows (a stateful recurrent model's)
     num_train: int = 0
     num_val: int = 0
     num_test: int = 0

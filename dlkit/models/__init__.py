@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from dlkit.models import (autoencoder, cgan, cnn, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
-                          resnet, stackgan, vae, vgg, wgan, wgan_gp)
+                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, stackgan, vae, vgg, wgan, wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
-                                   cgan, wgan, wgan_gp, infogan, stackgan, cyclegan))
+                                   cgan, wgan, wgan_gp, infogan, stackgan, cyclegan, rnn_classifier, rnn_lm,
+                                   rnn_forecaster))
 }
 
 

@@ -19,7 +19,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Callable, Literal, Union
+from typing import Callable, ClassVar, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
 
@@ -77,18 +77,31 @@ class DomainConfig(Section):
     _path = model_validator(mode="after")(_needs_path)
 
 
-class DataConfig(Section):
-    dataset: str = "mnist"
+class DataCommon(Section):
+    """What every task's `data:` section has: where the data is, the splits and the batches. A task's own
+    section subclasses this (images and feature vectors: DataConfig; text and series: their task's)."""
+
+    augments: ClassVar[bool] = False  # the section has `augment` (images)
+
+    dataset: str  # the task's section says which names it takes
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
-    path: str | None = None  # the file or folder for npz, image_folder and csv
+    path: str | None = None  # a user's own file or folder, for the datasets that read one
     download: bool = True  # fall back to downloading when no local files are found
     validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train: seeded draw (a series: its end)
-    scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     shuffle_buffer: int = Field(60000, ge=0)  # > 0: a full seeded shuffle each epoch; 0 keeps file order
     cache: bool = True
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
     test_limit: int | None = Field(None, ge=1)
+
+
+class DataConfig(DataCommon):
+    """Images and feature vectors."""
+
+    augments: ClassVar[bool] = True
+
+    dataset: str = "mnist"
+    scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
@@ -108,6 +121,7 @@ class ScheduleConfig(Section):
     name: str = "constant"
     warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up from 0 (cosine)
     step_epochs: float = Field(10.0, gt=0)  # step: multiply by `factor` every this many epochs
+    hold_epochs: float = Field(0.0, ge=0)  # step: the first cut after this many epochs (then every step_epochs)
     factor: float = Field(0.1, gt=0, lt=1)  # step and plateau
     decay_rate: float = Field(0.9, gt=0, lt=1)  # exponential: multiplier per epoch
     final_fraction: float = Field(0.0, ge=0, le=1)  # cosine: end at this fraction of the peak rate

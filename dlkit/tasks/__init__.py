@@ -6,7 +6,8 @@ hooks (dlkit.tasks.base.Task) the training loop, `dlkit evaluate` and `dlkit gen
 and `train` sections.
 
 Tasks now: classification, reconstruction (autoencoders), variational (the VAE), boltzmann (the RBM), dbn
-(RBMs pretrained, then a classifier), adversarial (image generation), translation (unpaired image-to-image).
+(RBMs pretrained, then a classifier), adversarial (image generation), translation (unpaired image-to-image),
+text_classification, language_model and forecasting (the recurrent models).
 Adding one takes a module here and a line in TASKS (or `register` from outside).
 """
 
@@ -21,12 +22,16 @@ from dlkit.tasks.base import Task
 from dlkit.tasks.boltzmann import Boltzmann
 from dlkit.tasks.classification import Classification
 from dlkit.tasks.dbn import Dbn
+from dlkit.tasks.forecasting import Forecasting
+from dlkit.tasks.language_model import LanguageModel
 from dlkit.tasks.reconstruction import Reconstruction
+from dlkit.tasks.text_classification import TextClassification
 from dlkit.tasks.translation import Translation
 from dlkit.tasks.variational import Variational
 
 TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Boltzmann(), Dbn(),
-                                              Adversarial(), Translation())}
+                                              Adversarial(), Translation(), TextClassification(), LanguageModel(),
+                                              Forecasting())}
 
 
 def register(task: Task) -> None:

@@ -84,6 +84,15 @@ class GenerateRequest:
     interpolate: bool = False
     force: bool = False
     inputs: list[Path] = field(default_factory=list)  # images to work from (an autoencoder reconstructs them)
+    prompt: str | None = None  # language models: the text sampling continues
+    length: int = 500  # language models: how many tokens to sample
+    temperature: float = 1.0  # language models: logits / temperature (0: the likeliest token every step)
+
+
+@dataclass
+class PredictRequest:
+    texts: list[str] = field(default_factory=list)  # text models: one prediction per text
+    csv: Path | None = None  # forecasters: forecast past the end of this file
 
 
 @dataclass
@@ -118,6 +127,13 @@ class Task:
     def data_sources(self, recipe) -> list:
         """The recipe's sections that name a dataset (`dlkit validate` checks each can be found)."""
         return [recipe.data]
+
+    def locate(self, recipe) -> str:
+        """Where the recipe's data would be read from, checked without reading it (`dlkit validate`); raises
+        DataError when it is nowhere to be found and may not be downloaded."""
+        from dlkit.data import sources
+
+        return " + ".join(sources.locate(section) for section in self.data_sources(recipe))
 
     def phases(self, recipe) -> list[Phase]:
         return [Phase("train", recipe.train.epochs)]
@@ -170,6 +186,11 @@ class Task:
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:
         raise UsageError(f"{run.root}: {self.name} runs have nothing to generate; `dlkit generate` is for "
                          "generative and reconstructing models (GANs, translation models, autoencoders)")
+
+    def predict(self, run: RunDir, recipe, model, request: PredictRequest) -> dict:
+        """What `dlkit predict` answers for new inputs (raw text, a CSV file), read with the run's artifacts."""
+        raise UsageError(f"{run.root}: {self.name} runs have no `dlkit predict`; it is for text classifiers and "
+                         "forecasters")
 
     def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
         """What `dlkit encode` writes: a split's codes."""

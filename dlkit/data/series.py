@@ -1,0 +1,142 @@
+"""Time series from CSV files (pandas): a time column (or several: year, month, day, hour), target and
+feature columns, categorical columns one-hot encoded, duplicated times and gaps handled by a declared
+policy, so no NaN ever reaches training.
+
+`read(cfg)` gives a `Frame`: the rows in time order with numeric columns only, the target columns first.
+The forecasting task (dlkit.tasks.forecasting) cuts it into chronological spans and windows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlkit.errors import DataError
+
+SERIES_SOURCES = {
+    "pjm_hourly_energy": ("AEP_hourly.csv", "PJM hourly energy use of American Electric Power (MW), 2004-2018",
+                          "https://raw.githubusercontent.com/Dsblima/previsao_com_arima/54692a170db7d221e6c33b3e2e2443ed5c039c7b/AEP_hourly.csv"),
+    "airline_passengers": ("airline-passengers.csv", "monthly international airline passengers (thousands), 1949-1960",
+                           "https://raw.githubusercontent.com/jbrownlee/Datasets/master/airline-passengers.csv"),
+}
+CALENDAR = ("hour", "day_of_week", "day_of_year", "month")  # features from the time, each as (sin, cos)
+TIME_PARTS = ("year", "month", "day", "hour", "minute", "second")
+
+
+@dataclass
+class Frame:
+    times: np.ndarray  # datetime64[ns], increasing
+    values: np.ndarray  # (rows, columns) float64: the targets first, then the features
+    columns: list[str]
+    targets: int  # how many of the first columns are targets
+    origin: str
+
+
+def find(cfg, local_only: bool = False) -> Path | str:
+    """The CSV a `data:` section names: data.path, or a built-in dataset's file looked for locally and
+    downloaded into the Keras cache when allowed (`local_only`: say it would be, as `dlkit validate` does)."""
+    if cfg.dataset == "csv":
+        path = Path(cfg.path).expanduser()
+        if not path.is_file():
+            raise DataError(f"CSV file not found: {path} (data.path)")
+        return path
+    fname, _, url = SERIES_SOURCES[cfg.dataset]
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / cfg.dataset
+    dirs = []
+    for base in (cfg.dir, os.environ.get("DLKIT_DATA_DIR")):
+        if base:
+            dirs += [Path(base).expanduser() / cfg.dataset, Path(base).expanduser()]
+    dirs.append(cache)
+    for d in dirs:
+        if (d / fname).is_file():
+            return d / fname
+    failure = "downloading is off (data.download: false)"
+    if local_only and cfg.download:
+        return f"{cfg.dataset}: not found locally; will try to download"
+    if cfg.download and os.environ.get("DLKIT_OFFLINE") != "1":
+        try:
+            import contextlib
+            import sys
+
+            import keras
+
+            with contextlib.redirect_stdout(sys.stderr):
+                return Path(keras.utils.get_file(fname, origin=url, cache_dir=str(cache.parent.parent),
+                                                 cache_subdir=f"datasets/{cfg.dataset}"))
+        except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
+            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    looked = "\n".join(f"    {d}" for d in dirs)
+    raise DataError(f"dataset {cfg.dataset!r} not found, and {failure}.\n  Looked in:\n{looked}\n  Put {fname} in one "
+                    "of those folders, or point data.dir (or $DLKIT_DATA_DIR) at the folder that holds it.")
+
+
+def read(cfg, path: Path | None = None) -> Frame:
+    """The rows of the CSV in time order, as the recipe's policies say; `path` reads another file with the
+    same columns (`dlkit predict --csv`)."""
+    import pandas as pd
+
+    path = path or find(cfg)
+    try:
+        df = pd.read_csv(path, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"cannot read CSV file {path}: {str(e).splitlines()[0][:200]}") from None
+    where = f"{path}"
+    columns = list(df.columns)
+    time_cols = cfg.time_column if isinstance(cfg.time_column, list) else [cfg.time_column or columns[0]]
+    missing = [c for c in time_cols + (cfg.target_columns or []) + cfg.feature_columns + cfg.categorical_columns
+               if c not in columns]
+    if missing:
+        raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are {', '.join(columns)}")
+    try:
+        if len(time_cols) == 1:
+            times = pd.to_datetime(df[time_cols[0]])
+        else:  # year, month, day, hour, ... given as columns, in that order
+            times = pd.to_datetime(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{where}: the time column{'s' if len(time_cols) > 1 else ''} {', '.join(time_cols)} "
+                        f"could not be read as times ({str(e).splitlines()[0][:160]}); set data.time_column") from None
+    targets = cfg.target_columns or [c for c in columns if c not in time_cols][-1:]
+    frame = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in targets + cfg.feature_columns})
+    bad = [c for c in targets + cfg.feature_columns if df[c].notna().any() and frame[c].isna().all()]
+    if bad:
+        raise DataError(f"{where}: column {', '.join(map(repr, bad))} is not numeric; list it in "
+                        "data.categorical_columns to one-hot encode it")
+    for c in cfg.categorical_columns:
+        dummies = pd.get_dummies(df[c].astype(str), prefix=c, dtype=float)
+        frame = pd.concat([frame, dummies], axis=1)
+    frame.index = times
+    frame = frame.sort_index()
+    if frame.index.has_duplicates:
+        if cfg.duplicates == "error":
+            dup = frame.index[frame.index.duplicated()][0]
+            raise DataError(f"{where}: time {dup} appears more than once; set data.duplicates: mean, first or last")
+        frame = frame.groupby(level=0).mean() if cfg.duplicates == "mean" else frame[
+            ~frame.index.duplicated(keep=cfg.duplicates)]
+    if cfg.frequency:
+        try:
+            grid = pd.date_range(frame.index[0], frame.index[-1], freq=cfg.frequency)
+        except ValueError as e:
+            raise DataError(f"data.frequency {cfg.frequency!r}: {e}") from None
+        frame = frame.reindex(grid)  # a time missing from the file is a row of NaN, for data.missing to fill
+    holes = int(frame.isna().any(axis=1).sum())
+    if holes:
+        if cfg.missing == "error":
+            first = frame.index[frame.isna().any(axis=1)][0]
+            raise DataError(f"{where}: {holes} rows have missing values (the first at {first}); set data.missing: "
+                            "interpolate or ffill")
+        frame = frame.interpolate(method="time", limit_direction="both") if cfg.missing == "interpolate" else \
+            frame.ffill().bfill()
+    values = frame.to_numpy(np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"{where}: non-finite values remain after data.missing: {cfg.missing}")
+    for name in cfg.calendar:
+        t = frame.index
+        angle, period = {"hour": (t.hour, 24), "day_of_week": (t.dayofweek, 7), "day_of_year": (t.dayofyear - 1, 366),
+                         "month": (t.month - 1, 12)}[name]
+        angle = 2 * np.pi * np.asarray(angle, np.float64) / period
+        values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
+    names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
+    return Frame(frame.index.to_numpy(), values, names, len(targets), where)

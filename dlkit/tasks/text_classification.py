@@ -1,0 +1,118 @@
+"""Text classification (many-to-one): a sentence to one of K classes (rnn_classifier).
+
+The data is labelled sentences: the words (or characters) of each become token ids through the run's
+vocabulary, learnt from the training sentences alone, cut or padded at the end to `max_length`. Datasets
+without a test set (the UCI sentiment sentences) keep a fixed share aside as one: the same sentences for
+every run, whatever its seed. Measures are the classifier's (accuracy, per-class precision and recall,
+the confusion matrix); `dlkit predict RUN --text ...` classifies raw text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from dlkit.config import check_name
+from dlkit.data import pipeline
+from dlkit.data.spec import MODALITIES, DataSpec
+from dlkit.errors import DataError, UsageError
+from dlkit.recipe.schema import DataCommon
+from dlkit.tasks.base import PredictRequest
+from dlkit.tasks.classification import Classification
+
+SENTENCE_DATASETS = {"sentiment": "UCI Sentiment Labelled Sentences (Amazon, IMDB, Yelp): 3,000, positive/negative",
+                     "tsv": "a file of `sentence<TAB>label` lines (data.path)"}
+
+
+class VocabularyKeys(DataCommon):
+    """How text becomes token ids (text tasks' data sections)."""
+
+    level: Literal["word", "char"] = "word"
+    lowercase: bool = True
+    max_tokens: int | None = Field(20000, ge=3)  # vocabulary size cap, [PAD] and [UNK] included
+    min_frequency: int = Field(1, ge=1)  # rarer tokens read as [UNK]
+
+
+class SentenceData(VocabularyKeys):
+    dataset: str = "sentiment"
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(64, ge=1)  # tokens per sentence: longer ones are cut, shorter padded at the end
+    # datasets without a test set keep this share aside (a fixed draw: the same sentences for every seed)
+    test_split: float = Field(0.2, ge=0, lt=1)
+
+    _dataset = field_validator("dataset")(lambda v: check_name(v, list(SENTENCE_DATASETS), "dataset"))
+
+    @model_validator(mode="after")
+    def _path(self):
+        if self.dataset == "tsv" and not self.path:
+            raise ValueError("dataset 'tsv' reads data.path; set data.path to the file of sentence<TAB>label lines")
+        return self
+
+
+def vocabulary(run):
+    from dlkit.data.text import Vocabulary
+
+    return Vocabulary.from_artifact(run.read_artifact("vocabulary"))
+
+
+class TextClassification(Classification):
+    name = "text_classification"
+    summary = "sentences to one of K classes; accuracy, per-class precision and recall; `predict --text`"
+    Data = SentenceData
+
+    def locate(self, recipe) -> str:
+        from dlkit.data import text
+
+        return text.where(recipe.data)
+
+    def load_data(self, recipe):
+        from dlkit.data import text
+
+        cfg = recipe.data
+        found = text.sentences(cfg)
+        n = len(found.texts)
+        # a fixed draw for the test set (seed 0), the recipe's seed for validation: runs of several seeds are
+        # measured on the same sentences
+        order = np.random.default_rng(0).permutation(n)
+        n_test = int(round(n * cfg.test_split))
+        test, rest = order[:n_test], np.sort(order[n_test:])
+        if cfg.limit:
+            rest = rest[: cfg.limit]
+        if cfg.test_limit:
+            test = test[: cfg.test_limit]
+        rest = rest[np.random.default_rng(recipe.seed).permutation(len(rest))]
+        n_val = int(round(len(rest) * cfg.validation_split))
+        train, val = rest[: len(rest) - n_val], rest[len(rest) - n_val:]
+        if len(train) == 0:
+            raise DataError(f"{found.origin}: no training sentences are left after the test and validation splits")
+        texts, y = found.texts, found.labels
+        vocab = text.Vocabulary.learn([texts[i] for i in train], cfg.level, cfg.lowercase, cfg.max_tokens,
+                                      cfg.min_frequency)
+
+        def ids(index):
+            return (vocab.padded([texts[i] for i in index], cfg.max_length), y[index]) if len(index) else (None, None)
+
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ids(train), ids(val), ids(test)
+        splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
+        spec = DataSpec(input_shape=(), modality="tokens", num_classes=len(found.class_names),
+                        class_names=found.class_names, vocabulary_size=vocab.size)
+        return pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"], self.examples(recipe),
+                                    found.origin, {"vocabulary": vocab.to_artifact()})
+
+    def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        if request.csv is not None:
+            raise UsageError("--csv is for forecasters; a text classifier reads --text or --file")
+        if not request.texts:
+            raise UsageError("give the text to classify: --text \"...\" (repeatable) or --file FILE (one per line)")
+        vocab = vocabulary(run)
+        classes = run.read_json(run.manifest)["data_spec"]["class_names"]
+        x = vocab.padded(request.texts, int(model.input_shape[1]))
+        probs = np.asarray(model.predict(x, verbose=0, batch_size=256))
+        out = []
+        for text, p in zip(request.texts, probs):
+            out.append({"text": text, "label": classes[int(np.argmax(p))],
+                        "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
+                        "unknown_tokens": int(sum(1 for i in vocab.ids(text) if i == 1))})
+        return {"status": "completed", "task": self.name, "run_dir": str(run.root), "predictions": out}
