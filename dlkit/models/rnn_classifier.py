@@ -26,7 +26,8 @@ def build(config: Config, spec):
 
     from dlkit.models import layers
 
-    tokens = keras.Input(shape=spec.input_shape, dtype="int32", name="tokens")
+    # any length: the data pads every batch to one (data.max_length), and a sentence alone reads the same
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(spec.vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
     x = stack(x, config, return_sequences=False, bidirectional=config.bidirectional)
     x = head(x, config)

@@ -108,7 +108,7 @@ class TextClassification(Classification):
             raise UsageError("give the text to classify: --text \"...\" (repeatable) or --file FILE (one per line)")
         vocab = vocabulary(run)
         classes = run.read_json(run.manifest)["data_spec"]["class_names"]
-        x = vocab.padded(request.texts, int(model.input_shape[1]))
+        x = vocab.padded(request.texts, recipe.data.max_length)
         probs = np.asarray(model.predict(x, verbose=0, batch_size=256))
         out = []
         for text, p in zip(request.texts, probs):

@@ -1,0 +1,254 @@
+"""The recurrent family: masking, the token measures, the forecast split, the vocabulary round trip,
+stateful resets, and each shipped recurrent recipe trained on the slices under tests/data."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT, build
+from dlkit import tasks
+from dlkit.data.spec import DataSpec
+from dlkit.tasks import forecasting, language_model
+from dlkit.training.train import train
+
+
+def _recipe(write_recipe, text: str):
+    return tasks.load_recipe(write_recipe(text))
+
+
+# ---------------------------------------------------------------- masking
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_padding_is_masked(write_recipe, cell):
+    """A sentence padded at the end gives the classifier the same output as the sentence alone, for each
+    cell, stacked and bidirectional."""
+    recipe = _recipe(write_recipe, f"""
+name: masked
+data: {{dataset: sentiment}}
+model: {{arch: rnn_classifier, cell: {cell}, units: [6, 5], bidirectional: true, embedding_dim: 4}}
+""")
+    spec = DataSpec(input_shape=(9,), modality="tokens", num_classes=3, vocabulary_size=20)
+    model = build(recipe, spec, compile=False)
+    rng = np.random.default_rng(0)
+    padded = np.zeros((3, 9), np.int32)
+    lengths = [2, 5, 9]
+    for i, n in enumerate(lengths):
+        padded[i, :n] = rng.integers(2, 20, n)
+    together = np.asarray(model(padded))
+    for i, n in enumerate(lengths):
+        alone = np.asarray(model(padded[i:i + 1, :n]))
+        np.testing.assert_allclose(together[i], alone[0], atol=1e-5)
+    # and the mask does something: the same tokens followed by real ones instead of padding differ
+    other = padded.copy()
+    other[0, 2:] = 3
+    assert not np.allclose(np.asarray(model(other))[0], together[0], atol=1e-4)
+
+
+# ---------------------------------------------------------------- token measures
+
+
+def test_token_measures_match_a_hand_computation():
+    """Summed negative log-likelihood over tokens, padding (id 0) excluded: by hand for uniform logits and
+    for a two-token example."""
+    V = 8
+    logits = np.zeros((2, 3, V))
+    targets = np.array([[3, 4, 0], [5, 0, 0]])  # three real tokens, three padding
+    nats, tokens = language_model.token_measures(logits, targets)
+    assert tokens == 3 and nats == pytest.approx(3 * math.log(V))
+    logits = np.full((1, 2, 3), -1e9)
+    logits[0, 0, :] = [math.log(0.5), math.log(0.25), math.log(0.25)]  # p(target 1) = 1/4
+    logits[0, 1, :] = [0.0, 0.0, math.log(2.0)]  # p(target 2) = 2 / 4
+    nats, tokens = language_model.token_measures(logits, np.array([[1, 2]]))
+    assert tokens == 2 and nats == pytest.approx(-math.log(0.25) - math.log(0.5))
+    out = language_model.summary(nats, tokens, "char")
+    assert out["bits_per_char"] == pytest.approx(nats / tokens / math.log(2))
+    assert out["perplexity"] == pytest.approx(math.exp(nats / tokens))
+
+
+def test_stateful_windows_continue_each_other():
+    """Window w * rows + r is the w-th window of stream row r: batch b + 1's row r starts where batch b's
+    row r ended."""
+    ids = np.arange(1, 102)
+    w = language_model.windows(ids, 5, rows=4)
+    assert w.shape == (20, 6)
+    for k in range(4, len(w)):
+        assert w[k, 0] == w[k - 4, -1]  # overlapping by one: the last token read becomes the next first
+    flat = language_model.windows(ids, 5, rows=None)
+    assert flat.shape == (20, 6) and flat[1, 0] == flat[0, -1]
+
+
+# ---------------------------------------------------------------- stateful resets
+
+
+def test_stateful_model_resets_at_epochs_and_evaluation(write_recipe, tmp_path):
+    """The state is carried between the batches of an epoch, then zero when the next epoch starts and
+    around each evaluation."""
+    import keras
+
+    recipe = _recipe(write_recipe, f"""
+name: stateful
+data: {{dataset: ptb, dir: {DATA}, sequence_length: 5, batch_size: 4, shuffle_buffer: 0, level: word}}
+model: {{arch: rnn_lm, cell: gru, units: [8], embedding_dim: 4, stateful: true}}
+train: {{epochs: 2, steps_per_epoch: 3}}
+""")
+    data = tasks.of(recipe).load_data(recipe)
+    model = build(recipe, data.spec)
+    layer = model.get_layer("gru_1")
+    seen = []
+
+    def norm():
+        return float(np.abs(keras.ops.convert_to_numpy(layer.states[0])).sum())
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(("epoch", norm()))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(("batch", norm()))
+
+        def on_test_begin(self, logs=None):
+            seen.append(("test", norm()))
+
+    reset = language_model.ResetStates.make()
+    model.fit(data.feed.epochs(0, 3), epochs=2, steps_per_epoch=3,
+              validation_data=data.val, callbacks=[reset, Spy()], verbose=0)
+    assert [v for k, v in seen if k == "epoch"] == [0.0, 0.0]
+    assert [v for k, v in seen if k == "test"] == [0.0, 0.0]
+    assert all(v > 0 for k, v in seen if k == "batch")  # carried between batches
+
+
+# ---------------------------------------------------------------- the forecast split
+
+
+def test_forecast_split_never_leaks(write_recipe, tmp_path):
+    """Every validation and test target time is after every training input, and the scaler saw only the
+    training span's rows: a test span of huge values leaves it unchanged."""
+    n = 300
+    times = np.arange(np.datetime64("2020-01-01T00"), np.datetime64("2020-01-01T00") + np.timedelta64(n, "h"))
+    values = np.sin(np.arange(n) / 5) * 10 + 100
+    values[240:] += 1e6  # the test span (the last 20%)
+    csv = tmp_path / "series.csv"
+    csv.write_text("time,load\n" + "".join(f"{t},{v}\n" for t, v in zip(times.astype(str), values)))
+    recipe = _recipe(write_recipe, f"""
+name: leak
+data: {{dataset: csv, path: {csv}, input_steps: 12, horizon: 6, season: 24, validation_split: 0.1, test_split: 0.2}}
+model: {{arch: rnn_forecaster, units: [4]}}
+""")
+    data = tasks.of(recipe).load_data(recipe)
+    ser = data.context
+    train_rows_end = int(max(ser.starts["train"]) + recipe.data.horizon)  # past the last training target
+    last_train_input = ser.times[max(ser.starts["train"]) + recipe.data.horizon - 1]
+    for split in ("val", "test"):
+        first_target = ser.times[min(ser.starts[split])]
+        assert first_target > last_train_input
+    scaler = data.artifacts["scaler"]
+    rows = values[:train_rows_end]
+    assert scaler["shift"][0] == pytest.approx(rows.mean()) and scaler["scale"][0] == pytest.approx(rows.std())
+    assert max(values[:240]) < 1e3 and scaler["shift"][0] < 1e3  # the huge test values never reached it
+
+
+def test_forecast_measures_and_baselines_by_hand():
+    """Persistence repeats the last value seen; seasonal naive takes the value one season before each
+    target (a whole number of seasons back, before the window); sMAPE is the standard definition."""
+    raw = np.arange(100, dtype=float)[:, None] * 2 + 1  # y_t = 2t + 1
+    starts = np.array([50, 60])
+    naive = forecasting.baselines(raw, starts, horizon=3, targets=1, season=2)
+    np.testing.assert_allclose(naive["persistence"][:, :, 0], [[99, 99, 99], [119, 119, 119]])
+    # h = 0, 1 go back one season (2 steps), h = 2 two seasons (4 steps): rows 48, 49, 48 for start 50
+    np.testing.assert_allclose(naive["seasonal_naive"][0, :, 0], raw[[48, 49, 48], 0])
+    f, a = np.array([[[110.0]], [[90.0]]]), np.array([[[100.0]], [[100.0]]])
+    e = forecasting.errors(f, a)
+    assert e["mae"] == 10 and e["rmse"] == 10 and e["mape"] == pytest.approx(10)
+    assert e["smape"] == pytest.approx(100 * (20 / 210 + 20 / 190) / 2)
+
+
+def test_series_policies(tmp_path, write_recipe):
+    """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
+    missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""
+    from dlkit.data import series
+    from dlkit.errors import DataError
+
+    csv = tmp_path / "s.csv"
+    csv.write_text("year,month,day,hour,load,kind\n2020,1,1,0,1.0,a\n2020,1,1,1,3.0,b\n2020,1,1,1,5.0,b\n"
+                   "2020,1,1,3,7.0,a\n")
+    recipe = _recipe(write_recipe, f"""
+name: pol
+data: {{dataset: csv, path: {csv}, time_column: [year, month, day, hour], target_columns: [load],
+        categorical_columns: [kind], frequency: 1h, input_steps: 1, horizon: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+    frame = series.read(recipe.data)
+    np.testing.assert_allclose(frame.values[:, 0], [1.0, 4.0, 5.5, 7.0])  # mean of 3 and 5; hour 2 interpolated
+    assert frame.columns == ["load", "kind_a", "kind_b"] and frame.targets == 1
+    strict = recipe.data.model_copy(update={"missing": "error"})
+    with pytest.raises(DataError, match="missing values"):
+        series.read(strict)
+
+
+# ---------------------------------------------------------------- the vocabulary round trip
+
+
+def test_vocabulary_round_trip_in_a_fresh_process(tmp_path):
+    """model.keras and the run's vocabulary, reloaded by `dlkit predict` in a new process, classify raw text
+    exactly as the trained model and the in-memory vocabulary do."""
+    from dlkit.data.text import Vocabulary
+    from dlkit.models import load
+
+    result = train(ROOT / "recipes" / "sentiment_lstm.yaml",
+                   [f"data.dir={DATA}", "train.epochs=1", "model.units=[8]", "model.embedding_dim=8"], runs_root=tmp_path)
+    run = Path(result["run_dir"])
+    texts = ["The battery died after a week.", "Great phone, love it!", "zyzzyva qwertyuiop"]
+    out = subprocess.run([sys.executable, "-m", "dlkit.cli", "predict", str(run), "--json"]
+                         + [a for t in texts for a in ("--text", t)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    predicted = json.loads(out.stdout)["predictions"]
+    vocab = Vocabulary.from_artifact(json.loads((run / "artifacts" / "vocabulary.json").read_text()))
+    model = load(run / "model.keras")
+    probs = np.asarray(model.predict(vocab.padded(texts, 48), verbose=0))
+    for p, row in zip(predicted, probs):
+        assert list(p["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-5)
+    assert predicted[2]["unknown_tokens"] == 2
+
+
+def test_vocabulary_is_learnt_from_training_text_only():
+    from dlkit.data.text import Vocabulary
+
+    v = Vocabulary.learn(["a b b c"], "word", True, None, 1)
+    assert v.ids("b a zz c") == [2, 3, 1, 4]  # by frequency, ties alphabetical, after [PAD] 0 and [UNK] 1
+    again = Vocabulary.learn(["a b b c"], "word", True, None, 1)
+    assert again.to_artifact() == v.to_artifact()
+    chars = Vocabulary.learn(["ab\nba a"], "char", False, None, 1)
+    assert chars.text(chars.ids("ab\n a")) == "ab\n a"
+
+
+# ---------------------------------------------------------------- the shipped recipes on the slices
+
+
+SLICES = {
+    "sentiment_lstm": ["train.epochs=1"],
+    "char_lstm_shakespeare": ["train.epochs=1", "train.steps_per_epoch=2", "model.units=[32, 32]"],
+    "lessons/char_gru": ["train.epochs=1", "train.steps_per_epoch=2"],
+    "ptb_lstm_small": ["train.epochs=1", "train.steps_per_epoch=3"],
+    "energy_gru_pjm": ["train.epochs=1", "train.steps_per_epoch=2", "data.input_steps=48"],
+    "airline_lstm": ["train.epochs=2"],
+}
+
+
+@pytest.mark.parametrize("recipe", list(SLICES))
+def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
+    """Each shipped recurrent recipe, as it is but for the data (the slices under tests/data) and a few
+    steps, trains to a completed run with its task's measures."""
+    result = train(ROOT / "recipes" / f"{recipe}.yaml", [f"data.dir={DATA}"] + SLICES[recipe], runs_root=tmp_path)
+    assert result["status"] == "completed" and (Path(result["run_dir"]) / "model.keras").is_file()
+    measured = result.get("test") or result.get("val")
+    assert measured, result
+    if "perplexity" in measured:
+        assert math.isfinite(measured["perplexity"]) and measured["tokens"] > 0
