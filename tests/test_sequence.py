@@ -252,3 +252,27 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     assert measured, result
     if "perplexity" in measured:
         assert math.isfinite(measured["perplexity"]) and measured["tokens"] > 0
+
+
+# ---------------------------------------------------------------- on JAX, without TensorFlow
+
+
+def test_language_model_and_forecaster_on_jax_without_tensorflow(tmp_path):
+    """The JAX-only GPU host's path: a stateful word model trains, is measured and samples the same text
+    for the same seed; a forecaster trains and forecasts past the end of a CSV file."""
+    from test_no_tensorflow import _dlkit, _no_tf_env
+
+    env = _no_tf_env(tmp_path)
+    common = ["--runs-root", str(tmp_path), "-q", "--json", "-s", f"data.dir={DATA}"]
+    lm = json.loads(_dlkit(env, "train", str(ROOT / "recipes" / "ptb_lstm_small.yaml"), *common,
+                           "-s", "train.epochs=1", "-s", "train.steps_per_epoch=3", "-s", "model.units=[16]").stdout)
+    assert json.loads((Path(lm["run_dir"]) / "manifest.json").read_text())["backend"] == "jax"
+    assert math.isfinite(lm["test"]["perplexity"])
+    texts = [json.loads(_dlkit(env, "generate", lm["run_dir"], "--prompt", "the company", "--length", "12",
+                               "--seed", "3", "--json").stdout)["text"] for _ in range(2)]
+    assert texts[0] == texts[1] and texts[0].startswith("the company") and len(texts[0].split()) == 14
+    fc = json.loads(_dlkit(env, "train", str(ROOT / "recipes" / "airline_lstm.yaml"), *common,
+                           "-s", "train.epochs=2").stdout)
+    out = json.loads(_dlkit(env, "predict", fc["run_dir"], "--csv",
+                            str(DATA / "airline_passengers" / "airline-passengers.csv"), "--json").stdout)
+    assert len(out["forecast"]) == 12 and out["forecast"][0]["time"].startswith("1961-01-01")
