@@ -102,3 +102,31 @@ def describe_device() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         return f"tensorflow:GPU x{len(gpus)}" if gpus else "tensorflow:CPU"
     return backend
+
+
+def gradient(fn, x):
+    """d fn(x) / d x for a scalar function of one tensor (numpy in, numpy out), on the backend Keras runs on:
+    the one place dlkit differentiates by hand (a language model's gradient per time step)."""
+    import keras
+    import numpy as np
+
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: fn(v))(keras.ops.convert_to_tensor(x)))
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        v = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            out = fn(v)
+        return tape.gradient(out, v).numpy()
+    if name == "torch":
+        import torch
+
+        v = torch.tensor(np.asarray(x), requires_grad=True)
+        fn(v).backward()
+        return v.grad.detach().cpu().numpy()
+    raise NotImplementedError(f"gradients on the {name} backend")

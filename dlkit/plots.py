@@ -109,3 +109,21 @@ def forecast(times, starts, actual, predicted, naive, naive_name: str, path: Pat
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def gradient_by_step(curves: dict, path: Path, title: str) -> None:
+    """Gradient norm at each input step of the last step's loss, one curve per model, on a log scale:
+    steps back from the end on the x axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, norms in curves.items():
+        norms = np.asarray(norms)
+        ax.semilogy(np.arange(len(norms))[::-1], np.maximum(norms, 1e-30), label=name)
+    ax.set_xlabel("steps back from the predicted token")
+    ax.set_ylabel("gradient norm")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dlkit.models import (autoencoder, cgan, cnn, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
+from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
                           resnet, rnn_classifier, rnn_forecaster, rnn_lm, stackgan, vae, vgg, wgan, wgan_gp)
 
 
@@ -38,7 +38,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
                                    cgan, wgan, wgan_gp, infogan, stackgan, cyclegan, rnn_classifier, rnn_lm,
-                                   rnn_forecaster))
+                                   rnn_forecaster, cnn_rnn_reader))
 }
 
 

@@ -65,7 +65,7 @@ def stack(x, config: RecurrentConfig, return_sequences: bool, stateful: bool = F
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
         x = layer(x)
         if config.dropout > 0:
-            x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+            x = keras.layers.Dropout(config.dropout, name=f"{config.cell}_{i}_dropout")(x)
     return x
 
 

@@ -39,7 +39,7 @@ def build(config: Config, spec, stateful: bool | None = None, batch_size: int | 
         tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(spec.vocabulary_size, config.embedding_dim, name="embedding")(tokens)
     if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name="dropout_0")(x)
+        x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
     x = stack(x, config, return_sequences=True, stateful=stateful)
     x = head(x, config)
     logits = keras.layers.Dense(spec.vocabulary_size, kernel_initializer=layers.initializer(config.initializer),

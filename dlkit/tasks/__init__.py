@@ -7,7 +7,7 @@ and `train` sections.
 
 Tasks now: classification, reconstruction (autoencoders), variational (the VAE), boltzmann (the RBM), dbn
 (RBMs pretrained, then a classifier), adversarial (image generation), translation (unpaired image-to-image),
-text_classification, language_model and forecasting (the recurrent models).
+text_classification, language_model, forecasting and image_to_sequence (the recurrent models).
 Adding one takes a module here and a line in TASKS (or `register` from outside).
 """
 
@@ -23,6 +23,7 @@ from dlkit.tasks.boltzmann import Boltzmann
 from dlkit.tasks.classification import Classification
 from dlkit.tasks.dbn import Dbn
 from dlkit.tasks.forecasting import Forecasting
+from dlkit.tasks.image_to_sequence import ImageToSequence
 from dlkit.tasks.language_model import LanguageModel
 from dlkit.tasks.reconstruction import Reconstruction
 from dlkit.tasks.text_classification import TextClassification
@@ -31,7 +32,7 @@ from dlkit.tasks.variational import Variational
 
 TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Boltzmann(), Dbn(),
                                               Adversarial(), Translation(), TextClassification(), LanguageModel(),
-                                              Forecasting())}
+                                              Forecasting(), ImageToSequence())}
 
 
 def register(task: Task) -> None:

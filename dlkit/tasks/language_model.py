@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from dlkit import plots
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
@@ -212,6 +213,12 @@ class LanguageModel(FitTask):
         for split in ("val", "test"):
             if getattr(ctx.data, split) is not None:
                 out[split] = measure(ctx.model, ctx.data, split, ctx.recipe)
+        s = ctx.data.splits
+        windows_ = next(x for x in (s.x_val, s.x_test, s.x_train) if x is not None)[:64]
+        norms = gradient_by_step(ctx.model, ctx.recipe, ctx.data.spec, windows_)
+        plots.gradient_by_step({ctx.recipe.model.cell: norms}, ctx.run.image("gradient_by_step.png"),
+                               f"{ctx.recipe.name}: gradient of the last step's loss")
+        out["gradient_by_step"] = [float(v) for v in norms]
         return out
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
@@ -273,6 +280,30 @@ def measure(model, data, split: str, recipe) -> dict:
         n, t = token_measures(np.asarray(model.predict_on_batch(xb[:, :-1])), xb[:, 1:])
         nats, tokens = nats + n, tokens + t
     return summary(nats, tokens, recipe.data.level)
+
+
+def gradient_by_step(model, recipe, spec, windows_: np.ndarray) -> np.ndarray:
+    """|| d loss(last step) / d input embedding at step t || for t = 1..T, averaged over windows: how much
+    the last prediction's gradient still reaches each earlier step (a SimpleRNN's fades fast; an LSTM's
+    carries further back). Computed on a stateless twin of the model, from a zero state."""
+    import keras
+
+    from dlkit import backend
+    from dlkit.models import ARCHITECTURES
+
+    twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, spec, stateful=False)
+    twin.set_weights(model.get_weights())
+    embedding = twin.get_layer("embedding")
+    after = keras.Model(embedding.output, twin.output)
+    x, targets = windows_[:, :-1], windows_[:, -1]
+    e = np.asarray(embedding(x))
+
+    def last_loss(v):
+        logits = after(v, training=False)[:, -1]
+        return keras.ops.sum(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+
+    g = backend.gradient(last_loss, e)
+    return np.sqrt((g**2).sum(axis=-1)).mean(axis=0)
 
 
 def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, seed: int) -> str:

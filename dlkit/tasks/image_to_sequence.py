@@ -1,0 +1,146 @@
+"""Image to sequence (one-to-many): images of 1 to `max_digits` MNIST digits side by side, read out as the
+digit string (cnn_rnn_reader).
+
+The strings are composed from MNIST's own splits, training strings from training digits and test strings
+from test digits (a fixed draw each: the same images for every run). Each target is the digits' tokens
+(1..10 for 0..9), an end token (11), then padding (0), which the loss skips. The measure is whole-sequence
+accuracy: the string read up to the end token equals the true one, digit for digit and length too.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from dlkit.data import pipeline
+from dlkit.errors import UsageError
+from dlkit.recipe.schema import DataConfig, FitTrain
+from dlkit.tasks.base import EvalRequest, FitContext
+from dlkit.tasks.fit import FitTask
+
+END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
+
+
+class DigitStringsData(DataConfig):
+    dataset: str = "mnist_strings"
+    max_digits: int = Field(5, ge=1, le=20)
+    strings: int = Field(60000, ge=1)  # training strings composed (from the 60,000 training digits)
+    test_strings: int = Field(10000, ge=1)  # test strings (from the 10,000 test digits)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v):  # replaces DataConfig's: only this composed dataset
+        if v != "mnist_strings":
+            raise ValueError(f"an image-to-sequence model reads mnist_strings (MNIST digits side by side); received {v!r}")
+        return v
+
+
+class ReaderTrain(FitTrain):
+    metrics: list[str] = Field(default_factory=list)  # whole-sequence accuracy is measured after training
+
+
+def compose(digits: np.ndarray, labels: np.ndarray, n: int, max_digits: int, seed: int):
+    """n images of 1..max_digits digits side by side (28 x 28 * max_digits, black after the last digit)
+    and their token sequences."""
+    rng = np.random.default_rng(seed)
+    h, w = digits.shape[1:3]
+    lengths = rng.integers(1, max_digits + 1, n)
+    picks = rng.integers(0, len(digits), (n, max_digits))
+    images = np.zeros((n, h, w * max_digits), np.uint8)
+    targets = np.zeros((n, max_digits + 1), np.int32)
+    for k in range(max_digits):
+        on = lengths > k
+        images[on, :, k * w:(k + 1) * w] = digits[picks[on, k]]
+        targets[on, k] = labels[picks[on, k]] + 1
+    targets[np.arange(n), lengths] = END
+    return images, targets
+
+
+def text(tokens) -> str:
+    """A token sequence read up to its end token."""
+    out = []
+    for t in tokens:
+        if t == END or t == 0:
+            break
+        out.append(str(int(t) - 1))
+    return "".join(out)
+
+
+class ImageToSequence(FitTask):
+    name = "image_to_sequence"
+    summary = "an image in, a token sequence out (MNIST digit strings); whole-sequence accuracy"
+    Data = DigitStringsData
+    Train = ReaderTrain
+    default_loss = "sparse_categorical_crossentropy"
+
+    def locate(self, recipe) -> str:
+        from dlkit.data import sources
+
+        return sources.locate(recipe.data.model_copy(update={"dataset": "mnist"}))
+
+    def load_data(self, recipe):
+        from dlkit.data import sources
+
+        cfg = recipe.data
+        mnist = sources.load_builtin("mnist", cfg.dir, cfg.download)
+        x, y = compose(mnist.x_train, mnist.y_train, cfg.strings, cfg.max_digits, seed=1)
+        x_te = y_te = None
+        if mnist.x_test is not None:
+            x_te, y_te = compose(mnist.x_test, mnist.y_test, cfg.test_strings, cfg.max_digits, seed=2)
+        arrays = sources.Arrays(x, y, x_te, y_te, [], f"mnist_strings from {mnist.origin}")
+        data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
+        data.spec.target_shape = (cfg.max_digits + 1,)
+        data.spec.vocabulary_size = END + 1
+        return data
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        import keras
+
+        from dlkit import optim
+
+        cfg = recipe.train
+        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+                      metrics=optim.metrics(cfg), jit_compile=cfg.jit_compile)
+        return model
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        return {} if ctx.data.test is None else {"test": measure(ctx.model, ctx.data, "test", ctx.recipe)}
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.reference is not None:
+            raise UsageError("--reference is for generative image models")
+        start = time.perf_counter()
+        measured = measure(model, data(), request.split, recipe)
+        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
+                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+
+    def report(self, result: dict) -> list:
+        from dlkit.tasks.generative import measures, present, split_heading
+
+        lines = [f"  {n} digits: {v:.4f}" for n, v in result["sequence_accuracy_by_length"].items()]
+        return measures(result, split_heading(result), present(result, ("sequence_accuracy", "digit_accuracy",
+                                                                        "examples")),
+                        after=["by length:"] + lines)
+
+
+def measure(model, data, split: str, recipe) -> dict:
+    ds = data.pipeline(split, recipe.data, recipe.seed)
+    s = data.splits
+    y = {"test": s.y_test, "val": s.y_val, "train": s.y_train}[split]
+    if ds is None or y is None:
+        raise UsageError(f"this run has no {split!r} split to read")
+    predicted = np.argmax(np.asarray(model.predict(ds, verbose=0)), axis=-1)
+    truth = [text(t) for t in y]
+    read = [text(p) for p in predicted]
+    right = np.array([a == b for a, b in zip(truth, read)])
+    lengths = np.array([len(t) for t in truth])
+    digits = y > 0
+    digits &= y != END
+    digit_right = (predicted == y) & digits
+    return {"examples": int(len(y)), "sequence_accuracy": float(right.mean()),
+            "digit_accuracy": float(digit_right.sum() / max(digits.sum(), 1)),
+            "sequence_accuracy_by_length": {str(n): float(right[lengths == n].mean()) for n in sorted(set(lengths))},
+            "examples_read": [{"true": a, "read": b} for a, b in list(zip(truth, read))[:10]]}
