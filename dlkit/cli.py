@@ -355,7 +355,7 @@ def list_(json_: JsonFlag = False):
     groups = {
         "architectures": {name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
-        "datasets": {name: d.description for name, d in sources.DATASETS.items()},
+        "datasets": {**{name: d.description for name, d in sources.DATASETS.items()}, **_sequence_datasets()},
         "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")
                        for k, v in catalog.OPTIMIZERS.items()},
         "initializers": {k: f"keras.initializers {v}" for k, v in catalog.INITIALIZERS.items()},
@@ -372,6 +372,21 @@ def list_(json_: JsonFlag = False):
         out.print(f"[bold]{group}[/]")
         for name, text in items.items():
             out.print(f"  {name:<18} {text}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _sequence_datasets() -> dict:
+    """The text and series datasets, which their tasks' own data sections name."""
+    from dlkit.data import series, text
+    from dlkit.tasks import language_model, text_classification
+
+    out = {name: f"{src.description} [{'rnn_classifier' if src.kind == 'sentences' else 'rnn_lm'}]"
+           for name, src in text.TEXT_SOURCES.items()}
+    out["tsv"] = text_classification.SENTENCE_DATASETS["tsv"] + " [rnn_classifier]"
+    out["text"] = language_model.STREAM_DATASETS["text"] + " [rnn_lm]"
+    out.update({name: f"{desc} [rnn_forecaster]" for name, (_, desc, _) in series.SERIES_SOURCES.items()})
+    out["csv (series)"] = "a CSV file with a time column, targets and features (data.path) [rnn_forecaster]"
+    out["mnist_strings"] = "1 to 5 MNIST digits side by side, read out as the digit string [cnn_rnn_reader]"
+    return out
 
 
 def main():

@@ -230,7 +230,16 @@ def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
 # ---------------------------------------------------------------- every shipped recipe builds
 
 
-SPECS = {"mnist": MNIST, "fashion_mnist": MNIST, "cifar10": CIFAR}
+SPECS = {
+    "mnist": MNIST, "fashion_mnist": MNIST, "cifar10": CIFAR,
+    # the recurrent recipes' data, as their sources give it (vocabulary sizes of the full datasets)
+    "sentiment": DataSpec(input_shape=(48,), modality="tokens", num_classes=2, vocabulary_size=1800),
+    "tinyshakespeare": DataSpec(input_shape=(100,), modality="token_windows", vocabulary_size=67),
+    "ptb": DataSpec(input_shape=(20,), modality="token_windows", vocabulary_size=10002, batch_size=20),
+    "pjm_hourly_energy": DataSpec(input_shape=(168, 7), modality="series", target_shape=(24, 1)),
+    "airline_passengers": DataSpec(input_shape=(12, 3), modality="series", target_shape=(12, 1)),
+    "mnist_strings": DataSpec(input_shape=(28, 140, 1), target_shape=(6,), vocabulary_size=12),
+}
 RECIPES = sorted((__import__("pathlib").Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
 
 
@@ -251,5 +260,16 @@ def test_shipped_recipes_build_and_compile(path):
         assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 28, 28, 1)
     elif task.phases(r)[0].name.startswith("rbm") or task.name == "boltzmann":  # an RBM: pixels to hidden units
         assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, model.hidden)
+    elif task.name == "text_classification":
+        assert model.output_shape == (None, 2)
+    elif task.name == "language_model":
+        spec = SPECS[r.data.dataset]
+        assert model.output_shape[-1] == spec.vocabulary_size
+        if r.name == "ptb_lstm_small":  # Zaremba et al.'s small model: 4.65M parameters with our 10,002 ids
+            assert model.count_params() == 4_652_402 and model.output_shape == (20, 20, 10002)
+    elif task.name == "forecasting":
+        assert model.output_shape == (None, *SPECS[r.data.dataset].target_shape)
+    elif task.name == "image_to_sequence":
+        assert model.output_shape == (None, 6, 12)
     else:
         assert task.name in ("classification", "dbn") and model.output_shape == (None, 10)

@@ -319,3 +319,39 @@ model: {arch: rnn_lm, cell: rnn, units: [4], embedding_dim: 4}
     norms = language_model.gradient_by_step(model, recipe, spec, windows_)
     assert norms.shape == (6,)
     np.testing.assert_allclose(norms[:-1] / norms[1:], 0.5, rtol=1e-2)  # float32 kernels: 0.2% seen
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe):
+    """`dlkit predict` answers a text classifier and a forecaster, and says what is wrong otherwise (exit 2);
+    `dlkit generate` samples a language model's text, the same for the same seed."""
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    runner = CliRunner()
+    clf = train(ROOT / "recipes" / "sentiment_lstm.yaml",
+                [f"data.dir={DATA}", "train.epochs=1", "model.units=[4]", "model.embedding_dim=4"], runs_root=tmp_path)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Great value.\n\nTerrible.\n")
+    out = runner.invoke(app, ["predict", clf["run_dir"], "--file", str(texts), "--json"])
+    assert out.exit_code == 0, out.output
+    assert [p["text"] for p in json.loads(out.stdout)["predictions"]] == ["Great value.", "Terrible."]
+    for args in (["predict", clf["run_dir"]], ["predict", clf["run_dir"], "--csv", str(texts)],
+                 ["predict", clf["run_dir"], "--file", str(tmp_path / "missing.txt")]):
+        assert runner.invoke(app, args).exit_code == 2
+    image_run = train(tiny_recipe, ["train.epochs=1", "train.steps_per_epoch=1"], runs_root=tmp_path)
+    assert runner.invoke(app, ["predict", image_run["run_dir"], "--text", "x"]).exit_code == 2
+
+    lm = train(ROOT / "recipes" / "char_lstm_shakespeare.yaml",
+               [f"data.dir={DATA}", "train.epochs=1", "train.steps_per_epoch=2", "model.units=[16]"], runs_root=tmp_path)
+    samples = [runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO:", "--length", "40",
+                                   "--temperature", "0.8", "--seed", str(s), "--json"]) for s in (1, 1, 2)]
+    assert all(s.exit_code == 0 for s in samples), samples[0].output
+    text = [json.loads(s.stdout)["text"] for s in samples]
+    assert text[0] == text[1] != text[2] and text[0].startswith("ROMEO:") and len(text[0]) == 46
+    assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", "-1"]).exit_code == 2
+    assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2
+    assert (Path(lm["run_dir"]) / "gradient_by_step.png").is_file()
