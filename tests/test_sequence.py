@@ -355,3 +355,20 @@ def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe):
     assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", "-1"]).exit_code == 2
     assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2
     assert (Path(lm["run_dir"]) / "gradient_by_step.png").is_file()
+
+
+def test_tfds_text_path_with_mock_data(write_recipe, tmp_path):
+    """`tfds:imdb_reviews` goes through tensorflow-datasets (mocked, no network): its own train and test
+    splits, text decoded, the vocabulary learnt from the training texts."""
+    import tensorflow_datasets as tfds
+
+    recipe = _recipe(write_recipe, """
+name: imdb
+data: {dataset: "tfds:imdb_reviews", max_length: 16, validation_split: 0.25, download: false}
+model: {arch: rnn_classifier, units: [4], embedding_dim: 4}
+""")
+    with tfds.testing.mock_data(num_examples=12):
+        data = tasks.of(recipe).load_data(recipe)
+    assert data.origin == "tfds:imdb_reviews" and data.spec.class_names == ["neg", "pos"]
+    assert (data.spec.num_train, data.spec.num_val, data.spec.num_test) == (9, 3, 12)
+    assert data.splits.x_train.shape == (9, 16) and data.spec.vocabulary_size > 2

@@ -230,6 +230,8 @@ class Sentences:
     labels: np.ndarray  # class indices
     class_names: list[str]
     origin: str
+    test_texts: list[str] | None = None  # the dataset's own test set, where it has one
+    test_labels: np.ndarray | None = None
 
 
 @dataclass
@@ -243,8 +245,45 @@ class Stream:
     word_split: str = "punctuation"
 
 
+def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sentences:
+    """A tensorflow-datasets dataset of (text, label) pairs (`tfds:imdb_reviews`), its train and test splits
+    read whole into memory."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"data.dataset tfds:{name} needs tensorflow-datasets, which this Python cannot import ({e}); "
+                        "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)") from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if allow_download:
+            builder.download_and_prepare()
+        parts = {}
+        for split in ("train", "test"):
+            try:
+                ds = builder.as_dataset(split=split, as_supervised=True)
+            except (ValueError, KeyError):
+                if split == "train":
+                    raise
+                continue
+            pairs = list(tfds.as_numpy(ds))
+            parts[split] = ([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t, _ in pairs],
+                            np.array([int(y) for _, y in pairs], np.int64))
+        label = builder.info.features["label"]
+        names = list(label.names) if hasattr(label, "names") else [str(i) for i in range(int(parts["train"][1].max()) + 1)]
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not available"
+        raise DataError(f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]}. Check the name, or prepare it under data.dir first.") from None
+    test = parts.get("test", (None, None))
+    return Sentences(parts["train"][0], parts["train"][1], names, f"tfds:{name}", test[0], test[1])
+
+
 def sentences(cfg) -> Sentences:
-    """Labelled sentences: a built-in dataset, or a user's `sentence<TAB>label` file (dataset: tsv)."""
+    """Labelled sentences: a built-in dataset, tensorflow-datasets' (`tfds:imdb_reviews`), or a user's
+    `sentence<TAB>label` file (dataset: tsv)."""
+    if cfg.dataset.startswith("tfds:"):
+        return tfds_sentences(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)
     if cfg.dataset == "tsv":
         path = Path(cfg.path).expanduser()
         if not path.is_file():
@@ -281,6 +320,8 @@ def stream(cfg) -> Stream:
 
 def where(cfg) -> str:
     """Where a text `data:` section's files would be read from, without reading them (dlkit validate)."""
+    if cfg.dataset.startswith("tfds:"):
+        return cfg.dataset
     if cfg.dataset in ("tsv", "text"):
         if not Path(cfg.path).expanduser().is_file():
             raise DataError(f"data.path {cfg.path} does not exist")

@@ -23,7 +23,12 @@ from dlkit.tasks.base import PredictRequest
 from dlkit.tasks.classification import Classification
 
 SENTENCE_DATASETS = {"sentiment": "UCI Sentiment Labelled Sentences (Amazon, IMDB, Yelp): 3,000, positive/negative",
-                     "tsv": "a file of `sentence<TAB>label` lines (data.path)"}
+                     "tsv": "a file of `sentence<TAB>label` lines (data.path)",
+                     "tfds:NAME": "a tensorflow-datasets dataset of (text, label) pairs, e.g. tfds:imdb_reviews"}
+
+
+def _sentence_dataset(v: str) -> str:
+    return v if v.startswith("tfds:") and len(v) > 5 else check_name(v, ["sentiment", "tsv"], "dataset")
 
 
 class VocabularyKeys(DataCommon):
@@ -42,7 +47,7 @@ class SentenceData(VocabularyKeys):
     # datasets without a test set keep this share aside (a fixed draw: the same sentences for every seed)
     test_split: float = Field(0.2, ge=0, lt=1)
 
-    _dataset = field_validator("dataset")(lambda v: check_name(v, list(SENTENCE_DATASETS), "dataset"))
+    _dataset = field_validator("dataset")(_sentence_dataset)
 
     @model_validator(mode="after")
     def _path(self):
@@ -72,12 +77,17 @@ class TextClassification(Classification):
 
         cfg = recipe.data
         found = text.sentences(cfg)
-        n = len(found.texts)
-        # a fixed draw for the test set (seed 0), the recipe's seed for validation: runs of several seeds are
-        # measured on the same sentences
-        order = np.random.default_rng(0).permutation(n)
-        n_test = int(round(n * cfg.test_split))
-        test, rest = order[:n_test], np.sort(order[n_test:])
+        if found.test_texts is not None:  # the dataset's own test set: appended, then indexed like the rest
+            n_train = len(found.texts)
+            found.texts = found.texts + found.test_texts
+            found.labels = np.concatenate([found.labels, found.test_labels])
+            test, rest = np.arange(n_train, len(found.texts)), np.arange(n_train)
+        else:
+            # a fixed draw for the test set (seed 0), the recipe's seed for validation: runs of several seeds
+            # are measured on the same sentences
+            order = np.random.default_rng(0).permutation(len(found.texts))
+            n_test = int(round(len(found.texts) * cfg.test_split))
+            test, rest = order[:n_test], np.sort(order[n_test:])
         if cfg.limit:
             rest = rest[: cfg.limit]
         if cfg.test_limit:
