@@ -26,3 +26,14 @@ def seed_generators(model) -> list:
                 seen.add(id(generator.state))
                 found.append(generator)
     return found
+
+
+def track_rnn_state(layer) -> None:
+    """Make a stateful Keras RNN layer's state variables part of its state: created in `build` by
+    `RNN._create_state_variables`, which Keras keeps out of tracking, so on JAX the trainer never carries
+    them from batch to batch (a stateful layer acts stateless) and no checkpoint holds them. Called from
+    the layer's `build`, while its tracker is open."""
+    from keras import tree
+
+    for variable in tree.flatten(layer.states):
+        layer._track_variable(variable)

@@ -31,3 +31,26 @@ def test_seed_generators_finds_every_stream_once():
     states = [np.asarray(keras.ops.convert_to_numpy(g.state.value)) for g in found]
     model(np.ones((2, 4), "float32"), training=True)  # drawing masks advances the streams
     assert any(not np.array_equal(s, keras.ops.convert_to_numpy(g.state.value)) for s, g in zip(states, found))
+
+
+def test_track_rnn_state_makes_the_state_a_variable_of_the_model(tmp_path):
+    """A stateful layer's state is a non-trainable variable of the model (what the JAX trainer carries from
+    batch to batch), saved with it, carried between calls and reset to zero by reset_state()."""
+    from dlkit.models.recurrent_layers import StatefulLSTM
+
+    tokens = keras.Input(batch_shape=(2, 3))
+    model = keras.Model(tokens, StatefulLSTM(4, stateful=True, name="lstm")(keras.layers.Reshape((3, 1))(tokens)))
+    layer = model.get_layer("lstm")
+    assert [v.name for v in model.non_trainable_variables if v.name == "rnn_state"] == ["rnn_state", "rnn_state"]
+    x = np.ones((2, 3), "float32")
+    a, b = np.asarray(model(x)), np.asarray(model(x))
+    assert not np.allclose(a, b)
+    layer.reset_state()
+    np.testing.assert_allclose(np.asarray(model(x)), a, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    states = [(v, w) for v, w in zip(model.non_trainable_variables, loaded.non_trainable_variables)
+              if v.name == "rnn_state"]
+    assert len(states) == 2 and np.abs(np.asarray(states[0][0])).sum() > 0
+    for v, w in states:
+        np.testing.assert_allclose(np.asarray(v), np.asarray(w))

@@ -57,7 +57,7 @@ def register_keras_classes() -> None:
     """Import the modules whose Keras classes (the adversarial models, the perceptron criterion, the
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
-    from dlkit.models import corruption, gan_model, losses, rbm_model, vae_model  # noqa: F401
+    from dlkit.models import corruption, gan_model, losses, rbm_model, recurrent_layers, vae_model  # noqa: F401
     from dlkit.optim import scaled_schedule_class
 
     scaled_schedule_class()  # a rolled-back run's learning rate (train.on_nan: rollback)

@@ -50,6 +50,10 @@ def recurrent_layer(config: RecurrentConfig, units: int, index: int, return_sequ
                   kernel_regularizer=layers.regularizer(config.regularizer), name=f"{config.cell}_{index}")
     if config.cell == "gru":
         kwargs["reset_after"] = True  # the cuDNN-compatible GRU
+    if stateful:  # Keras's own stateful layers lose their state on JAX: see recurrent_layers
+        from dlkit.models.recurrent_layers import LAYERS
+
+        return LAYERS[config.cell](**kwargs)
     return getattr(keras.layers, CELLS[config.cell])(**kwargs)
 
 

@@ -268,7 +268,7 @@ def measure(model, data, split: str, recipe) -> dict:
 
         stream = data.context[split]
         twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, data.spec, stateful=True, batch_size=1)
-        twin.set_weights(model.get_weights())
+        copy_weights(model, twin)
         T = recipe.data.sequence_length
         for i in range(0, len(stream) - 1, T):
             chunk = stream[i:i + T + 1][None]
@@ -292,7 +292,7 @@ def gradient_by_step(model, recipe, spec, windows_: np.ndarray) -> np.ndarray:
     from dlkit.models import ARCHITECTURES
 
     twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, spec, stateful=False)
-    twin.set_weights(model.get_weights())
+    copy_weights(model, twin)
     embedding = twin.get_layer("embedding")
     after = keras.Model(embedding.output, twin.output)
     x, targets = windows_[:, :-1], windows_[:, -1]
@@ -312,7 +312,7 @@ def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, s
     from dlkit.models import ARCHITECTURES
 
     twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, _spec_of(model, vocab), stateful=True, batch_size=1)
-    twin.set_weights(model.get_weights())
+    copy_weights(model, twin)
     rng = np.random.default_rng(seed)
     ids = [i for i in vocab.ids(prompt)] or [int(rng.integers(2, vocab.size))]
     out = list(ids)
@@ -329,6 +329,16 @@ def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, s
         out.append(nxt)
         logits = np.asarray(twin.predict_on_batch(np.asarray([[nxt]], np.int32)))[0, -1]
     return vocab.text(out)
+
+
+def copy_weights(source, twin) -> None:
+    """A twin (another batch size, stateful or not) takes the source's weights; recurrent state, whose shape
+    is the batch's, stays the twin's own."""
+    weights = [v for v in source.weights if v.name != "rnn_state"]
+    mine = [v for v in twin.weights if v.name != "rnn_state"]
+    assert [v.shape for v in weights] == [v.shape for v in mine], "the twin has other weights than the model"
+    for a, b in zip(mine, weights):
+        a.assign(np.array(b))  # a copy: on JAX the twin's predict donates its buffers, which must not be ours
 
 
 def _spec_of(model, vocab):
