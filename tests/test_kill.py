@@ -164,3 +164,22 @@ def test_a_killed_gan_resumes_bit_for_bit(tmp_path, stage, nth):
         b = getattr(keras.saving.load_model(run / "model.keras"), part).get_weights()
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+STATEFUL_LM = f"""
+name: killed_lm
+seed: 5
+data: {{dataset: ptb, dir: {DATA}, level: word, sequence_length: 5, batch_size: 4, shuffle_buffer: 0, limit: 201}}
+model: {{arch: rnn_lm, cell: lstm, units: [8], embedding_dim: 8, stateful: true, dropout: 0.2}}
+train: {{epochs: 2, checkpoint_every: {{steps: 3}}, optimizer: {{name: sgd, learning_rate: 1.0, global_clipnorm: 1.0}}}}
+"""
+
+
+def test_a_killed_stateful_language_model_resumes_bit_for_bit(tmp_path):
+    """Killed at step 6 of 10 in the first epoch: the checkpoint holds the recurrent state the streams had
+    reached, and the resumed epoch goes on from it rather than from zero."""
+    recipe = tmp_path / "lm.yaml"
+    recipe.write_text(STATEFUL_LM)
+    straight = Path(train(recipe, runs_root=tmp_path / "straight")["run_dir"])
+    run = killed_then_resumed(recipe, tmp_path / "killed", "rotated", 2, epochs=2)
+    assert_same_weights(straight / "model.keras", run / "model.keras")

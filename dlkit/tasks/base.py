@@ -50,6 +50,7 @@ class FitContext:
     phase: Phase
     initial_epoch: int = 0
     rows: list = field(default_factory=list)  # history rows of the epochs done before a resume
+    skip: int = 0  # a run resumed inside an epoch: the batches of `initial_epoch` its checkpoint had done
     monitor: tuple[str, str] | None = None  # (name, "min" | "max") picking the best checkpoint
 
 

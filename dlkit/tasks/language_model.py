@@ -103,19 +103,25 @@ def summary(nats: float, tokens: int, level: str) -> dict:
 
 
 class ResetStates:
-    """A stateful model's state goes back to zero at each epoch's start and around every evaluation."""
+    """A stateful model's state goes back to zero at each epoch's start and around every evaluation; not at
+    the start of an epoch a run resumes inside (`resumed_inside`): the checkpoint's state carries on."""
 
     @staticmethod
-    def make():
+    def make(resumed_inside: bool = False):
         import keras
 
         class Reset(keras.callbacks.Callback):
+            keep_next = resumed_inside
+
             def _reset(self):
                 for layer in self.model.layers:
                     if getattr(layer, "stateful", False):
                         layer.reset_state()
 
             def on_epoch_begin(self, epoch, logs=None):
+                if self.keep_next:
+                    self.keep_next = False
+                    return
                 self._reset()
 
             def on_test_begin(self, logs=None):
@@ -206,7 +212,8 @@ class LanguageModel(FitTask):
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
         base = super().callbacks(ctx)
-        return Callbacks(before=[ResetStates.make()] if ctx.recipe.model.stateful else [], after=base.after)
+        reset = [ResetStates.make(resumed_inside=ctx.skip > 0)] if ctx.recipe.model.stateful else []
+        return Callbacks(before=reset, after=base.after)
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         out = {}

@@ -196,7 +196,8 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     monitor = task.monitor(recipe, data.val is not None, phase)
     keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows)
     # the task's callbacks see the keeper's own rows, which grow as epochs end (early stopping replays them)
-    ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, keeper.rows, monitor)
+    ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, keeper.rows, monitor=monitor,
+                     skip=skip)
     extra = task.callbacks(ctx)
     cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
