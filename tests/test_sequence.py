@@ -372,3 +372,21 @@ model: {arch: rnn_classifier, units: [4], embedding_dim: 4}
     assert data.origin == "tfds:imdb_reviews" and data.spec.class_names == ["neg", "pos"]
     assert (data.spec.num_train, data.spec.num_val, data.spec.num_test) == (9, 3, 12)
     assert data.splits.x_train.shape == (9, 16) and data.spec.vocabulary_size > 2
+
+
+def test_evaluate_refuses_a_vocabulary_that_changed(tmp_path):
+    """The data read again must give the run's own vocabulary: a changed one is a data error, not ids read
+    through the wrong table."""
+    from dlkit.errors import DataError
+    from dlkit.evaluate import evaluate
+
+    result = train(ROOT / "recipes" / "sentiment_lstm.yaml",
+                   [f"data.dir={DATA}", "train.epochs=1", "model.units=[4]", "model.embedding_dim=4"], runs_root=tmp_path)
+    run = Path(result["run_dir"])
+    assert evaluate(run)["metrics"]["accuracy"] == pytest.approx(result["test"]["accuracy"], abs=1e-6)
+    saved = json.loads((run / "artifacts" / "vocabulary.json").read_text())
+    saved["tokenizer"]["model"]["vocab"]["great"], saved["tokenizer"]["model"]["vocab"]["good"] = (
+        saved["tokenizer"]["model"]["vocab"]["good"], saved["tokenizer"]["model"]["vocab"]["great"])
+    (run / "artifacts" / "vocabulary.json").write_text(json.dumps(saved))
+    with pytest.raises(DataError, match="vocabulary learnt again"):
+        evaluate(run)

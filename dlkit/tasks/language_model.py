@@ -32,7 +32,7 @@ from dlkit.errors import DataError, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.text_classification import VocabularyKeys, vocabulary
+from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
 
 STREAM_DATASETS = {"tinyshakespeare": "Tiny Shakespeare, 1.1M characters", "ptb": "Penn Treebank (Mikolov's LM files)",
                    "text": "a plain UTF-8 text file (data.path)"}
@@ -232,6 +232,7 @@ class LanguageModel(FitTask):
         if request.reference is not None:
             raise UsageError("--reference is for generative image models; a language model is measured on text")
         start = time.perf_counter()
+        same_vocabulary(run, data())
         measured = measure(model, data(), request.split, recipe)
         return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
                 "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}

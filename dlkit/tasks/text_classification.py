@@ -62,6 +62,15 @@ def vocabulary(run):
     return Vocabulary.from_artifact(run.read_artifact("vocabulary"))
 
 
+def same_vocabulary(run, data) -> None:
+    """`dlkit evaluate` reads the data again, its vocabulary learnt again from the same training text: it
+    must be the run's own (a different tokenizers release could split text otherwise)."""
+    if data.artifacts["vocabulary"] != run.read_artifact("vocabulary"):
+        raise DataError(f"{run.root}: the vocabulary learnt again from the training text differs from the run's "
+                        "artifacts/vocabulary.json (the data files or the tokenizers release changed); the run's "
+                        "model reads token ids of its own vocabulary only")
+
+
 class TextClassification(Classification):
     name = "text_classification"
     summary = "sentences to one of K classes; accuracy, per-class precision and recall; `predict --text`"
@@ -110,6 +119,10 @@ class TextClassification(Classification):
                         class_names=found.class_names, vocabulary_size=vocab.size)
         return pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"], self.examples(recipe),
                                     found.origin, {"vocabulary": vocab.to_artifact()})
+
+    def evaluate(self, run, recipe, model, data, request):
+        same_vocabulary(run, data())
+        return super().evaluate(run, recipe, model, data, request)
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         if request.csv is not None:
