@@ -169,18 +169,12 @@ def evaluate(
 ):
     from dlkit.evaluate import evaluate as evaluate_fn
 
-    try:
-        result = evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe)
-    except DlkitError as e:
-        raise _fail(e, json_) from None
-    if json_:
-        _print_json(result)
-        return
-    from dlkit.tasks import TASKS
+    def show(result, console):
+        from dlkit.tasks import TASKS
 
-    console = _console(stderr=False)
-    for part in TASKS[result["task"]].report(result):
-        console.print(part, markup=False) if isinstance(part, str) else console.print(part)
+        _print_parts(console, TASKS[result["task"]].report(result))
+
+    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe), json_, show)
 
 
 @app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
@@ -236,31 +230,19 @@ def predict(
                 raise UsageError(f"--file {file}: {e}") from None
         return predict_fn(run_dir, texts, csv, unsafe)
 
-    try:
-        result = make()
-    except DlkitError as e:
-        raise _fail(e, json_) from None
-    if json_:
-        _print_json(result)
-        return
-    from rich.table import Table
+    _answer(make, json_, _show_predictions)
 
-    console = _console(stderr=False)
-    if "predictions" in result:
-        table = Table(show_header=True)
-        for col in ("text", "label", "probability"):
-            table.add_column(col, overflow="fold")
-        for p in result["predictions"]:
-            table.add_row(p["text"], p["label"], f"{p['probabilities'][p['label']]:.4f}")
-        console.print(table)
-    else:
-        table = Table(title=f"forecast after {result['last_time']}")
-        names = [k for k in result["forecast"][0] if k != "time"]
-        for col in ["time"] + names:
-            table.add_column(col, justify="right")
-        for row in result["forecast"]:
-            table.add_row(row["time"], *(f"{row[n]:.6g}" for n in names))
-        console.print(table)
+
+def _show_predictions(result, console) -> None:
+    from dlkit.tasks import TASKS
+
+    _print_parts(console, TASKS[result["task"]].report_prediction(result))
+
+
+def _print_parts(console, parts) -> None:
+    """A task's report: rich renderables, and plain strings printed as they are."""
+    for part in parts:
+        console.print(part, markup=False) if isinstance(part, str) else console.print(part)
 
 
 @app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
@@ -279,8 +261,9 @@ def encode(
            lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
 
 
-def _write(make, json_: bool, says) -> None:
-    """What `generate` and `encode` share: run, then one JSON object or one line saying what was written."""
+def _answer(make, json_: bool, show) -> None:
+    """What the commands that answer once share: run, then one JSON object, or `show(result, console)`;
+    a user error is its exit code and message."""
     try:
         result = make()
     except DlkitError as e:
@@ -288,7 +271,12 @@ def _write(make, json_: bool, says) -> None:
     if json_:
         _print_json(result)
     else:
-        _console(stderr=False).print(says(result), markup=False)
+        show(result, _console(stderr=False))
+
+
+def _write(make, json_: bool, says) -> None:
+    """`generate` and `encode`: one line saying what was written."""
+    _answer(make, json_, lambda result, console: console.print(says(result), markup=False))
 
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")

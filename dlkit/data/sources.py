@@ -379,15 +379,15 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     return _arrays(out, classes, str(root))
 
 
-def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
-    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory."""
+def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str) -> tuple[dict, list[str]]:
+    """A tensorflow-datasets dataset of (input, label) pairs read whole into memory: {split: [(x, y), ...]}
+    for train and (where it has one) test, and its class names. `instead` says what to use where
+    tensorflow-datasets cannot be imported."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise DataError(f"data.dataset tfds:{name} needs tensorflow-datasets, which this Python cannot import "
-                        f"({e}); install dlkit with `make install`, or export the data to an .npz file "
-                        "(data.dataset: npz) on a machine that has it") from None
-
+                        f"({e}); install dlkit with `make install`, or {instead}") from None
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if allow_download:
@@ -399,11 +399,8 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
             except (ValueError, KeyError):
                 if split == "train":
                     raise
-                out["x_test"] = out["y_test"] = None  # a dataset without a test split
-                continue
-            pairs = list(tfds.as_numpy(ds))
-            out[f"x_{split}"] = np.stack([x for x, _ in pairs])
-            out[f"y_{split}"] = np.array([y for _, y in pairs])
+                continue  # a dataset without a test split
+            out[split] = list(tfds.as_numpy(ds))
         label = builder.info.features["label"]
         classes = list(label.names) if hasattr(label, "names") else []
     except DataError:
@@ -413,6 +410,17 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
             f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}. "
             "Check the name (tfds.list_builders()), or prepare it under data.dir first."
         ) from None
+    return out, classes
+
+
+def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
+    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory."""
+    pairs, classes = tfds_pairs(name, data_dir, allow_download,
+                                "export the data to an .npz file (data.dataset: npz) on a machine that has it")
+    out = {"x_test": None, "y_test": None}
+    for split, items in pairs.items():
+        out[f"x_{split}"] = np.stack([x for x, _ in items])
+        out[f"y_{split}"] = np.array([y for _, y in items])
     return _arrays(out, classes, f"tfds:{name}")
 
 

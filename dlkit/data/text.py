@@ -246,35 +246,14 @@ class Stream:
 
 
 def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sentences:
-    """A tensorflow-datasets dataset of (text, label) pairs (`tfds:imdb_reviews`), its train and test splits
-    read whole into memory."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise DataError(f"data.dataset tfds:{name} needs tensorflow-datasets, which this Python cannot import ({e}); "
-                        "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)") from None
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        if allow_download:
-            builder.download_and_prepare()
-        parts = {}
-        for split in ("train", "test"):
-            try:
-                ds = builder.as_dataset(split=split, as_supervised=True)
-            except (ValueError, KeyError):
-                if split == "train":
-                    raise
-                continue
-            pairs = list(tfds.as_numpy(ds))
-            parts[split] = ([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t, _ in pairs],
-                            np.array([int(y) for _, y in pairs], np.int64))
-        label = builder.info.features["label"]
-        names = list(label.names) if hasattr(label, "names") else [str(i) for i in range(int(parts["train"][1].max()) + 1)]
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not available"
-        raise DataError(f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:200]}. Check the name, or prepare it under data.dir first.") from None
+    """A tensorflow-datasets dataset of (text, label) pairs (`tfds:imdb_reviews`), its train and test splits."""
+    from dlkit.data.sources import tfds_pairs
+
+    pairs, names = tfds_pairs(name, data_dir, allow_download,
+                              "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)")
+    parts = {split: ([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t, _ in items],
+                     np.array([int(y) for _, y in items], np.int64)) for split, items in pairs.items()}
+    names = names or [str(i) for i in range(int(parts["train"][1].max()) + 1)]
     test = parts.get("test", (None, None))
     return Sentences(parts["train"][0], parts["train"][1], names, f"tfds:{name}", test[0], test[1])
 

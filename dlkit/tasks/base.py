@@ -64,6 +64,20 @@ class Callbacks:
     after: list = field(default_factory=list)
 
 
+def evaluation(task: Task, run: RunDir, request: EvalRequest, measure: Callable[[], dict]) -> dict:
+    """An evaluation result as the tasks that measure their own data return it: the split's measures,
+    timed, keyed by the split in eval.json."""
+    import time
+
+    if request.reference is not None:
+        raise UsageError(f"--reference is for generative image models; {task.name} runs are measured on their "
+                         "own data")
+    start = time.perf_counter()
+    measured = measure()
+    return {"status": "completed", "task": task.name, "key": request.split, "run_dir": str(run.root),
+            "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+
+
 @dataclass
 class EvalRequest:
     split: str = "test"
@@ -192,6 +206,10 @@ class Task:
         """What `dlkit predict` answers for new inputs (raw text, a CSV file), read with the run's artifacts."""
         raise UsageError(f"{run.root}: {self.name} runs have no `dlkit predict`; it is for text classifiers and "
                          "forecasters")
+
+    def report_prediction(self, result: dict) -> list:
+        """What `dlkit predict` prints of a result: rich renderables or plain strings."""
+        return []
 
     def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
         """What `dlkit encode` writes: a split's codes."""

@@ -15,7 +15,6 @@ of a file.
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import numpy as np
@@ -27,7 +26,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, PredictRequest
+from dlkit.tasks.base import EvalRequest, FitContext, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
 SERIES_DATASETS = ("csv", "pjm_hourly_energy", "airline_passengers")
@@ -194,14 +193,8 @@ class Forecasting(FitTask):
         return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("forecast.png"))}
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        if request.reference is not None:
-            raise UsageError("--reference is for generative image models; a forecaster is measured against naive "
-                             "forecasts of the same windows")
-        start = time.perf_counter()
         image = run.image("forecast.png" if request.split == "test" else f"forecast_{request.split}.png")
-        measured = measure(model, data(), request.split, recipe, image)
-        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
-                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+        return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe, image))
 
     def report(self, result: dict) -> list:
         from rich.table import Table
@@ -250,6 +243,18 @@ class Forecasting(FitTask):
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "from": str(request.csv),
                 "last_time": str(frame.times[-1]),
                 "forecast": [{"time": str(t), **{n: float(v) for n, v in zip(names, row)}} for t, row in zip(times, y)]}
+
+
+    def report_prediction(self, result: dict) -> list:
+        from rich.table import Table
+
+        table = Table(title=f"forecast after {result['last_time']}")
+        names = [k for k in result["forecast"][0] if k != "time"]
+        for col in ["time"] + names:
+            table.add_column(col, justify="right")
+        for row in result["forecast"]:
+            table.add_row(row["time"], *(f"{row[n]:.6g}" for n in names))
+        return [table]
 
 
 class Series:

@@ -9,15 +9,13 @@ accuracy: the string read up to the end token equals the true one, digit for dig
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit.data import pipeline
 from dlkit.errors import UsageError
 from dlkit.recipe.schema import DataConfig, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext
+from dlkit.tasks.base import EvalRequest, FitContext, evaluation
 from dlkit.tasks.fit import FitTask
 
 END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
@@ -110,12 +108,7 @@ class ImageToSequence(FitTask):
         return {} if ctx.data.test is None else {"test": measure(ctx.model, ctx.data, "test", ctx.recipe)}
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        if request.reference is not None:
-            raise UsageError("--reference is for generative image models")
-        start = time.perf_counter()
-        measured = measure(model, data(), request.split, recipe)
-        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
-                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+        return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe))
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading

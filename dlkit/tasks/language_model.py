@@ -18,7 +18,6 @@ Measures come from summed token losses (padding, id 0, never counts): nats per t
 from __future__ import annotations
 
 import math
-import time
 from typing import Literal
 
 import numpy as np
@@ -30,7 +29,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
 
@@ -229,13 +228,8 @@ class LanguageModel(FitTask):
         return out
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        if request.reference is not None:
-            raise UsageError("--reference is for generative image models; a language model is measured on text")
-        start = time.perf_counter()
         same_vocabulary(run, data())
-        measured = measure(model, data(), request.split, recipe)
-        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
-                "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+        return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe))
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading
