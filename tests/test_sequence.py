@@ -23,6 +23,16 @@ def _recipe(write_recipe, text: str):
     return tasks.load_recipe(write_recipe(text))
 
 
+@pytest.fixture(scope="module")
+def sentiment_run(tmp_path_factory) -> dict:
+    """The shipped sentiment recipe trained for an epoch on the slice, shared by the tests that use a finished
+    run (and standing for that recipe in the slice test below)."""
+    result = train(ROOT / "recipes" / "sentiment_lstm.yaml", [f"data.dir={DATA}", "train.epochs=1"],
+                   runs_root=tmp_path_factory.mktemp("sentiment"))
+    assert result["status"] == "completed" and 0 <= result["test"]["accuracy"] <= 1
+    return result
+
+
 # ---------------------------------------------------------------- masking
 
 
@@ -196,15 +206,13 @@ model: {{arch: rnn_forecaster, units: [2]}}
 # ---------------------------------------------------------------- the vocabulary round trip
 
 
-def test_vocabulary_round_trip_in_a_fresh_process(tmp_path):
+def test_vocabulary_round_trip_in_a_fresh_process(sentiment_run):
     """model.keras and the run's vocabulary, reloaded by `dlkit predict` in a new process, classify raw text
     exactly as the trained model and the in-memory vocabulary do."""
     from dlkit.data.text import Vocabulary
     from dlkit.models import load
 
-    result = train(ROOT / "recipes" / "sentiment_lstm.yaml",
-                   [f"data.dir={DATA}", "train.epochs=1", "model.units=[8]", "model.embedding_dim=8"], runs_root=tmp_path)
-    run = Path(result["run_dir"])
+    run = Path(sentiment_run["run_dir"])
     texts = ["The battery died after a week.", "Great phone, love it!", "zyzzyva qwertyuiop"]
     out = subprocess.run([sys.executable, "-m", "dlkit.cli", "predict", str(run), "--json"]
                          + [a for t in texts for a in ("--text", t)], capture_output=True, text=True, cwd=ROOT)
@@ -233,7 +241,6 @@ def test_vocabulary_is_learnt_from_training_text_only():
 
 
 SLICES = {
-    "sentiment_lstm": ["train.epochs=1"],
     "char_lstm_shakespeare": ["train.epochs=1", "train.steps_per_epoch=2", "model.units=[32, 32]"],
     "lessons/char_gru": ["train.epochs=1", "train.steps_per_epoch=2"],
     "ptb_lstm_small": ["train.epochs=1", "train.steps_per_epoch=3"],
@@ -324,7 +331,7 @@ model: {arch: rnn_lm, cell: rnn, units: [4], embedding_dim: 4}
 # ---------------------------------------------------------------- the command line
 
 
-def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe):
+def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe, sentiment_run):
     """`dlkit predict` answers a text classifier and a forecaster, and says what is wrong otherwise (exit 2);
     `dlkit generate` samples a language model's text, the same for the same seed."""
     from typer.testing import CliRunner
@@ -332,8 +339,7 @@ def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe):
     from dlkit.cli import app
 
     runner = CliRunner()
-    clf = train(ROOT / "recipes" / "sentiment_lstm.yaml",
-                [f"data.dir={DATA}", "train.epochs=1", "model.units=[4]", "model.embedding_dim=4"], runs_root=tmp_path)
+    clf = sentiment_run
     texts = tmp_path / "texts.txt"
     texts.write_text("Great value.\n\nTerrible.\n")
     out = runner.invoke(app, ["predict", clf["run_dir"], "--file", str(texts), "--json"])
@@ -374,15 +380,16 @@ model: {arch: rnn_classifier, units: [4], embedding_dim: 4}
     assert data.splits.x_train.shape == (9, 16) and data.spec.vocabulary_size > 2
 
 
-def test_evaluate_refuses_a_vocabulary_that_changed(tmp_path):
+def test_evaluate_refuses_a_vocabulary_that_changed(sentiment_run, tmp_path):
     """The data read again must give the run's own vocabulary: a changed one is a data error, not ids read
     through the wrong table."""
+    import shutil
+
     from dlkit.errors import DataError
     from dlkit.evaluate import evaluate
 
-    result = train(ROOT / "recipes" / "sentiment_lstm.yaml",
-                   [f"data.dir={DATA}", "train.epochs=1", "model.units=[4]", "model.embedding_dim=4"], runs_root=tmp_path)
-    run = Path(result["run_dir"])
+    result = sentiment_run
+    run = Path(shutil.copytree(result["run_dir"], tmp_path / "run"))  # the shared run stays as it was
     assert evaluate(run)["metrics"]["accuracy"] == pytest.approx(result["test"]["accuracy"], abs=1e-6)
     saved = json.loads((run / "artifacts" / "vocabulary.json").read_text())
     saved["tokenizer"]["model"]["vocab"]["great"], saved["tokenizer"]["model"]["vocab"]["good"] = (
