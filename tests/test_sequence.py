@@ -397,3 +397,29 @@ def test_evaluate_refuses_a_vocabulary_that_changed(sentiment_run, tmp_path):
     (run / "artifacts" / "vocabulary.json").write_text(json.dumps(saved))
     with pytest.raises(DataError, match="vocabulary learnt again"):
         evaluate(run)
+
+
+def test_sequence_recipe_errors_come_together_with_their_lines(write_recipe):
+    """Keys of another task's data section, a stateful model with shuffling and a series without its file
+    are recipe errors with file:line and a hint, all at once."""
+    from dlkit.errors import RecipeError
+
+    path = write_recipe("""name: bad
+data:
+  dataset: ptb
+  augment: {flip: horizontal}
+  shuffle_buffer: 100
+model:
+  arch: rnn_lm
+  stateful: true
+""")
+    with pytest.raises(RecipeError) as e:
+        tasks.load_recipe(path)
+    text = str(e.value)
+    assert f"{path}:4: data.augment: not used here" in text
+    path = write_recipe("name: bad\ndata: {dataset: ptb, shuffle_buffer: 100}\nmodel: {arch: rnn_lm, stateful: true}\n")
+    with pytest.raises(RecipeError, match=r"data.shuffle_buffer: a stateful model reads each stream in order"):
+        tasks.load_recipe(path)
+    path = write_recipe("name: bad\ndata: {dataset: csv}\nmodel: {arch: rnn_forecaster, batch_norm: after}\n")
+    with pytest.raises(RecipeError, match=r"data: dataset 'csv' reads data.path"):
+        tasks.load_recipe(path)

@@ -375,7 +375,7 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             else:
                 close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
                 msg = "unknown key"
-                hint = (f"did you mean {close[0]!r}?" if close else "remove it") + (
+                hint = (f"did you mean {close[0]!r}?" if close else "remove it.") + (
                     f" Keys here: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "missing":
             msg = "required key is missing"

@@ -52,6 +52,12 @@ class SeriesData(DataCommon):
     scale: Literal["standardize", "minmax", "none"] = "standardize"  # per column, training span only
     batch_size: int = Field(64, ge=1)
 
+    not_used = {
+        "augment": "augmentation is for images",
+        "image_size": "a series has no image size (data.input_steps is a window's length)",
+        "label_column": "a forecaster's targets are data.target_columns",
+    }
+
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
 
     @model_validator(mode="after")

@@ -39,6 +39,13 @@ class VocabularyKeys(DataCommon):
     max_tokens: int | None = Field(20000, ge=3)  # vocabulary size cap, [PAD] and [UNK] included
     min_frequency: int = Field(1, ge=1)  # rarer tokens read as [UNK]
 
+    not_used = {
+        "augment": "augmentation is for images; text is read as it is",
+        "scale": "token ids index an embedding and are never scaled",
+        "image_size": "text has no image size (data.max_length cuts sentences, data.sequence_length windows)",
+        "label_column": "labels come from the dataset's own format (`sentence<TAB>label` for tsv)",
+    }
+
 
 class SentenceData(VocabularyKeys):
     dataset: str = "sentiment"
