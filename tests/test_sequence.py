@@ -3,6 +3,7 @@ stateful resets, and each shipped recurrent recipe trained on the slices under t
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -16,6 +17,7 @@ from conftest import DATA, ROOT, build
 from dlkit import tasks
 from dlkit.data.spec import DataSpec
 from dlkit.tasks import forecasting, language_model
+from dlkit.evaluate import evaluate
 from dlkit.training.train import train
 
 
@@ -257,6 +259,13 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     result = train(ROOT / "recipes" / f"{recipe}.yaml", [f"data.dir={DATA}"] + SLICES[recipe], runs_root=tmp_path)
     assert result["status"] == "completed" and (Path(result["run_dir"]) / "model.keras").is_file()
     measured = result.get("test") or result.get("val")
+    evaluated = evaluate(result["run_dir"], "test" if "test" in result else "val")  # again, from model.keras
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=100)
+    for part in tasks.TASKS[evaluated["task"]].report(evaluated):
+        console.print(part)
+    assert "test split" in console.file.getvalue()
     if recipe == "digit_strings_mnist":
         assert 0 <= measured["sequence_accuracy"] <= 1 and measured["examples"] == 50
     assert measured, result

@@ -74,6 +74,11 @@ class ForecastTrain(FitTrain):
     metrics: list[str] = Field(default_factory=lambda: ["mae"])
 
 
+def _time(t) -> str:
+    """A datetime64 as `2018-08-03 00:00:00`."""
+    return str(np.datetime64(t, "s")).replace("T", " ")
+
+
 def fit_scaler(rows: np.ndarray, kind: str) -> dict:
     if kind == "none":
         return {"kind": kind, "shift": [0.0] * rows.shape[1], "scale": [1.0] * rows.shape[1]}
@@ -184,8 +189,8 @@ class Forecasting(FitTask):
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="series", target_shape=(cfg.horizon, frame.targets))
         columns = {"columns": frame.columns, "targets": frame.targets, "frequency": cfg.frequency,
-                   "last_time": str(frame.times[rows - 1]), "spans": {
-                       k: [str(frame.times[a]), str(frame.times[b - 1])] if b > a else None
+                   "last_time": _time(frame.times[rows - 1]), "spans": {
+                       k: [_time(frame.times[a]), _time(frame.times[b - 1])] if b > a else None
                        for k, (a, b) in bounds.items()}}
         data = pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["series"], self.examples(recipe),
                                     frame.origin, {"scaler": {**scaler, **columns}})
@@ -207,7 +212,7 @@ class Forecasting(FitTask):
 
         from dlkit.tasks.generative import split_heading
 
-        table = Table(title=split_heading(result) + f", {result['windows']} windows, horizon {result['horizon']}")
+        table = Table(title=split_heading(result, "windows") + f", horizon {result['horizon']}, {' to '.join(result['span'])}")
         names = ["model"] + list(result["baselines"])
         table.add_column("measure")
         for n in names:
@@ -247,8 +252,8 @@ class Forecasting(FitTask):
         times = pd.date_range(pd.Timestamp(frame.times[-1]), periods=len(y) + 1, freq=freq)[1:]
         names = saved["columns"][: saved["targets"]]
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "from": str(request.csv),
-                "last_time": str(frame.times[-1]),
-                "forecast": [{"time": str(t), **{n: float(v) for n, v in zip(names, row)}} for t, row in zip(times, y)]}
+                "last_time": _time(frame.times[-1]),
+                "forecast": [{"time": _time(t.to_datetime64()), **{n: float(v) for n, v in zip(names, row)}} for t, row in zip(times, y)]}
 
 
     def report_prediction(self, result: dict) -> list:
@@ -286,4 +291,4 @@ def measure(model, data, split: str, recipe, image) -> dict:
     plots.forecast(ser.times, starts, actual, forecast, naive[best], best, image, f"{recipe.name}: {split} span")
     return {"windows": int(len(x)), "horizon": cfg.horizon, "model": model_scores, "baselines": scores,
             "vs_best_baseline": {"baseline": best, "mae_ratio": model_scores["mae"] / max(scores[best]["mae"], 1e-12)},
-            "span": [str(ser.times[starts[0]]), str(ser.times[starts[-1] + cfg.horizon - 1])], "plot": str(image)}
+            "span": [_time(ser.times[starts[0]]), _time(ser.times[starts[-1] + cfg.horizon - 1])], "plot": str(image)}

@@ -134,8 +134,8 @@ def present(result: dict, keys) -> list:
     return [(label, result[key]) for key, label in pairs if result.get(key) is not None]
 
 
-def split_heading(result: dict) -> str:
-    return f"{result['split']} split, {result['examples']} examples"
+def split_heading(result: dict, counted: str = "examples") -> str:
+    return f"{result['split']} split, {result[counted]:,} {counted}"
 
 
 def report_table(result: dict, keys: tuple[str, ...]) -> list:

@@ -234,8 +234,8 @@ class LanguageModel(FitTask):
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading
 
-        keys = [k for k in result if k.startswith(("nats_per", "bits_per"))] + ["perplexity", "tokens"]
-        return measures(result, split_heading(result), present(result, keys))
+        keys = [k for k in result if k.startswith(("nats_per", "bits_per"))] + ["perplexity"]
+        return measures(result, split_heading(result, "tokens"), present(result, keys))
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         if request.label is not None or request.code is not None or request.interpolate or request.inputs:
