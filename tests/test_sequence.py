@@ -265,7 +265,7 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     console = Console(file=io.StringIO(), width=100)
     for part in tasks.TASKS[evaluated["task"]].report(evaluated):
         console.print(part)
-    assert "test split" in console.file.getvalue()
+    assert f"{evaluated['split']} split" in console.file.getvalue()
     if recipe == "digit_strings_mnist":
         assert 0 <= measured["sequence_accuracy"] <= 1 and measured["examples"] == 50
     assert measured, result
