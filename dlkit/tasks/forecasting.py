@@ -15,6 +15,7 @@ of a file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -268,11 +269,15 @@ class Forecasting(FitTask):
         return [table]
 
 
+@dataclass
 class Series:
     """The rows behind a forecaster's windows, on their original scale, for its measures."""
 
-    def __init__(self, raw, times, starts, scaler, targets):
-        self.raw, self.times, self.starts, self.scaler, self.targets = raw, times, starts, scaler, targets
+    raw: np.ndarray
+    times: np.ndarray
+    starts: dict  # split -> the row index of each window's first target
+    scaler: dict
+    targets: int
 
 
 def measure(model, data, split: str, recipe, image) -> dict:

@@ -114,7 +114,7 @@ class ResetStates:
 
             def _reset(self):
                 for layer in self.model.layers:
-                    if getattr(layer, "stateful", False):
+                    if isinstance(layer, keras.layers.RNN) and layer.stateful:
                         layer.reset_state()
 
             def on_epoch_begin(self, epoch, logs=None):
