@@ -163,6 +163,8 @@ def evaluate(
     importance_samples: Annotated[Optional[int], typer.Option(
         "--importance-samples", "-k", help="Likelihood models: a VAE's samples per example of the importance-sampled "
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
+    beam: Annotated[Optional[int], typer.Option(
+        help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
@@ -174,7 +176,7 @@ def evaluate(
 
         _print_parts(console, TASKS[result["task"]].report(result))
 
-    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe), json_, show)
+    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam), json_, show)
 
 
 @app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
@@ -209,12 +211,16 @@ def generate(
 
 
 @app.command(help=f"What a trained model says of new inputs: a text classifier's label and probabilities for raw text, "
-                  f"a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
+                  f"a translation model's translation, a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished text classifier or forecaster run directory.")],
-    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Text to classify. Repeatable.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts to classify, one per line.")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="A finished text classifier, translation or forecaster run directory.")],
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Text to classify or translate. Repeatable.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts to classify or translate, one per line.")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Forecasters: the series to forecast past the end of.")] = None,
+    beam: Annotated[Optional[int], typer.Option(
+        help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Translation models with attention: a PNG of the attention maps.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
@@ -228,7 +234,7 @@ def predict(
                 texts += [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"--file {file}: {e}") from None
-        return predict_fn(run_dir, texts, csv, unsafe)
+        return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force)
 
     _answer(make, json_, _show_predictions)
 
@@ -365,7 +371,7 @@ def list_(json_: JsonFlag = False):
 def _sequence_datasets() -> dict:
     """The text and series datasets, which their tasks' own data sections name."""
     from dlkit.data import series, text
-    from dlkit.tasks import language_model, text_classification
+    from dlkit.tasks import language_model, text_classification, text_translation
 
     out = {name: f"{src.description} [{'rnn_classifier' if src.kind == 'sentences' else 'rnn_lm'}]"
            for name, src in text.TEXT_SOURCES.items()}
@@ -374,6 +380,8 @@ def _sequence_datasets() -> dict:
     out.update({name: f"{desc} [rnn_forecaster]" for name, (_, desc, _) in series.SERIES_SOURCES.items()})
     out["csv (series)"] = "a CSV file with a time column, targets and features (data.path) [rnn_forecaster]"
     out["mnist_strings"] = "1 to 5 MNIST digits side by side, read out as the digit string [cnn_rnn_reader]"
+    out["tatoeba_fra_eng"] = text_translation.PAIR_DATASETS["tatoeba_fra_eng"] + " [seq2seq]"
+    out["tsv (pairs)"] = text_translation.PAIR_DATASETS["tsv"] + " [seq2seq]"
     return out
 
 

@@ -32,7 +32,7 @@ def finished(run: RunDir) -> RunDir:
 
 
 def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000,
-             importance_samples: int | None = None, unsafe: bool = False) -> dict:
+             importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it."""
     from dlkit.training.session import Session
@@ -41,12 +41,14 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     if samples < 1 or (importance_samples is not None and importance_samples < 1):
         raise UsageError(f"-n and -k count samples: at least 1, received {samples} and {importance_samples}")
+    if beam is not None and beam < 1:
+        raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {beam}")
     run = finished(resolve_run(target, runs_root))
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
-    request = EvalRequest(split, ref, samples, importance_samples, unsafe)
+    request = EvalRequest(split, ref, samples, importance_samples, unsafe, beam)
     result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
     evals = run.read_json(run.eval)
     evals[result.pop("key")] = result

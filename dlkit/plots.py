@@ -127,3 +127,36 @@ def gradient_by_step(curves: dict, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def attention_maps(maps: list[tuple[list[str], list[str], np.ndarray]], path: Path, title: str) -> None:
+    """Attention heat maps, one panel per sentence: written tokens (rows) against source tokens (columns)."""
+    plt = _pyplot()
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    for ax, (source, target, weights) in zip(axes[0], maps):
+        ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(source)), source, rotation=90, fontsize=8)
+        ax.set_yticks(range(len(target)), target, fontsize=8)
+        ax.set_xlabel("source")
+    axes[0][0].set_ylabel("translation")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def bleu_by_length(curves: dict, path: Path, title: str) -> None:
+    """BLEU by source-length bucket, one line per model: {name: {bucket: bleu}}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, buckets in curves.items():
+        ax.plot(list(buckets), list(buckets.values()), marker="o", label=name)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("corpus BLEU")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -114,6 +114,8 @@ def render_summary(result: dict) -> Table:
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
     final, best, test = result.get("final", {}), result.get("best", {}), result.get("test", {})
+    # the test column shows the task's numbers; its tables and examples are in metrics.json (and `dlkit evaluate`)
+    test = {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if test:
         table.add_column("test", justify="right")
     for key in dict.fromkeys([*final, *best, *test]):

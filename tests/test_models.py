@@ -239,6 +239,9 @@ SPECS = {
     "pjm_hourly_energy": DataSpec(input_shape=(168, 7), modality="series", target_shape=(24, 1)),
     "airline_passengers": DataSpec(input_shape=(12, 3), modality="series", target_shape=(12, 1)),
     "mnist_strings": DataSpec(input_shape=(28, 140, 1), target_shape=(6,), vocabulary_size=12),
+    # Tatoeba's pairs of at most 15 words: 24 source tokens, 30 target ones ([START] or [END] included)
+    "tatoeba_fra_eng": DataSpec(input_shape=(55,), modality="tokens", vocabulary_size=10000,
+                                source_vocabulary_size=10000, target_shape=(24, 30)),
 }
 RECIPES = sorted((__import__("pathlib").Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
 
@@ -272,5 +275,8 @@ def test_shipped_recipes_build_and_compile(path):
         assert model.output_shape == (None, *SPECS[r.data.dataset].target_shape)
     elif task.name == "image_to_sequence":
         assert model.output_shape == (None, 6, 12)
+    elif task.name == "text_translation":
+        assert model.output_shape == (None, 30, 10000)
+        assert [i.shape for i in model.inputs] == [(None, 24), (None, 30)]
     else:
         assert task.name in ("classification", "dbn") and model.output_shape == (None, 10)

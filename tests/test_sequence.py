@@ -243,7 +243,8 @@ def test_vocabulary_is_learnt_from_training_text_only():
 
 
 SLICES = {
-    "char_lstm_shakespeare": ["train.epochs=1", "train.steps_per_epoch=2", "model.units=[32, 32]"],
+    # stateful over 64 streams: 4 streams leave the slice's last tenth windows to validate on
+    "char_lstm_shakespeare": ["train.epochs=1", "train.steps_per_epoch=2", "model.units=[32, 32]", "data.batch_size=4"],
     "ptb_lstm_small": ["train.epochs=1", "train.steps_per_epoch=3", "data.test_limit=400"],
     "energy_gru_pjm": ["train.epochs=1", "train.steps_per_epoch=2", "data.input_steps=48"],
     "airline_lstm": ["train.epochs=2"],

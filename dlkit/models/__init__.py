@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
-                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, stackgan, vae, vgg, wgan, wgan_gp)
+                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq, stackgan, vae, vgg, wgan,
+                          wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
                                    cgan, wgan, wgan_gp, infogan, stackgan, cyclegan, rnn_classifier, rnn_lm,
-                                   rnn_forecaster, cnn_rnn_reader))
+                                   rnn_forecaster, cnn_rnn_reader, seq2seq))
 }
 
 
@@ -58,6 +59,9 @@ def register_keras_classes() -> None:
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
     from dlkit.models import corruption, gan_model, losses, rbm_model, recurrent_layers, vae_model  # noqa: F401
+    from dlkit.models.seq2seq import register
+
+    register()  # the attention layer
     from dlkit.optim import scaled_schedule_class
 
     scaled_schedule_class()  # a rolled-back run's learning rate (train.on_nan: rollback)

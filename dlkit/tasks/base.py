@@ -87,6 +87,7 @@ class EvalRequest:
     # None: the task's default
     importance_samples: int | None = None
     unsafe: bool = False  # load the reference's model.keras outside Keras's safe mode (--unsafe)
+    beam: int | None = None  # translation models: the beam's width (1: greedy); None: the recipe's
 
 
 @dataclass
@@ -108,6 +109,9 @@ class GenerateRequest:
 class PredictRequest:
     texts: list[str] = field(default_factory=list)  # text models: one prediction per text
     csv: Path | None = None  # forecasters: forecast past the end of this file
+    beam: int | None = None  # translation models: the beam's width (1: greedy); None: the recipe's
+    plot: Path | None = None  # translation models: draw the attention maps here
+    force: bool = False  # overwrite an existing `plot`
 
 
 @dataclass
