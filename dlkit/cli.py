@@ -285,6 +285,77 @@ def _write(make, json_: bool, says) -> None:
     _answer(make, json_, lambda result, console: console.print(says(result), markup=False))
 
 
+@app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "
+                  "their task's headline figure); `dlkit runs compare RUN RUN...` shows the recipe keys that differ and "
+                  f"the measures side by side.\n\n{EXIT_CODES_HELP}")
+def runs(
+    args: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[NAME] | compare RUN RUN...", help="A recipe name to list only its runs; or `compare` and run directories.")] = None,
+    runs_root: RunsRoot = Path("runs"),
+    json_: JsonFlag = False,
+):
+    from dlkit import runs as runs_layer
+    from dlkit.errors import UsageError
+
+    args = list(args or [])
+    if args and args[0] == "compare":
+        _answer(lambda: runs_layer.compare(args[1:]), json_, _show_comparison)
+        return
+    if len(args) > 1:
+        raise _fail(UsageError(f"give one recipe name to list its runs, or `compare RUN RUN...`; received {args}"), json_)
+    _answer(lambda: runs_layer.table(runs_root, args[0] if args else None), json_, _show_runs)
+
+
+def _show_runs(result, console) -> None:
+    """A rich table on a terminal; piped or redirected, one whole line per run (columns apart by two spaces,
+    never wrapped), for grep and awk."""
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    if not result["runs"]:
+        console.print(f"no runs under {result['runs_root']}", markup=False)
+        return
+    cols = ("name", "run", "status", "epochs", "wall", "headline", "value")
+    rows = []
+    for r in result["runs"]:
+        h = r["headline"]
+        wall = "" if r["wall_time_s"] is None else f"{r['wall_time_s'] / 60:.1f} min"
+        rows.append((r["name"], r["run"], r["status"], "" if r["epochs"] is None else str(r["epochs"]), wall,
+                     h["label"] if h else "-", fmt(h["value"]) if h else "-"))
+    if not console.is_terminal:
+        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+        for line in [cols, *rows]:
+            print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+        return
+    table = Table(title=f"runs under {result['runs_root']}")
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("epochs", "wall", "value") else "left",
+                         no_wrap=col in ("name", "run", "status", "value"))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _show_comparison(result, console) -> None:
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    names = [Path(r).parent.name + "/" + Path(r).name for r in result["runs"]]
+    for title, rows in (("recipe keys that differ", result["recipe_differences"]), ("measures", result["measures"])):
+        table = Table(title=title)
+        table.add_column("key")
+        for n in names:
+            table.add_column(n, justify="right", overflow="fold")
+        for key, values in rows.items():
+            table.add_row(key, *("" if v is None else fmt(v) if isinstance(v, float) else str(v) for v in values))
+        if rows:
+            console.print(table)
+        else:
+            console.print(f"{title}: none", markup=False)
+
+
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")
 def validate(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files.")],

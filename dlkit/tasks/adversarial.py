@@ -15,7 +15,7 @@ import numpy as np
 from dlkit import images, metrics
 from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
 
 
@@ -36,6 +36,7 @@ def independent_reals(splits, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 class Adversarial(TwoPlayer):
     name = "adversarial"
+    headlines = (Headline("classifier_score", "classifier score"),)
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
 
     def compile(self, model, recipe, steps_per_epoch, phase):

@@ -78,6 +78,40 @@ def evaluation(task: Task, run: RunDir, request: EvalRequest, measure: Callable[
             "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
 
 
+@dataclass(frozen=True)
+class Headline:
+    """The figure `dlkit runs` shows for a task's runs: `key` (dotted, into a split's measures) found first
+    in the run's evaluations of the test split (the last written first), then in metrics.json's test and
+    val measures. A task may list several; the first found is shown."""
+
+    key: str
+    label: str
+    better: str = "max"  # max | min
+
+
+def headline(task: Task, metrics: dict, evals: dict) -> dict | None:
+    """{label, value, better, split, source} of the first of the task's headlines a run has, or None."""
+
+    def dig(measures, key):
+        for part in key.split("."):
+            if not isinstance(measures, dict) or part not in measures:
+                return None
+            measures = measures[part]
+        return measures if isinstance(measures, (int, float)) and not isinstance(measures, bool) else None
+
+    places = [(f"eval.json:{k}", v.get("split"), v) for k, v in reversed(list(evals.items())) if isinstance(v, dict)]
+    places += [("metrics.json", split, metrics.get(split)) for split in ("test", "val")]
+    for h in task.headlines:
+        for source, split, measures in places:
+            if split not in ("test", "val") or (source != "metrics.json" and split != "test"):
+                continue
+            value = dig(measures, h.key)
+            if value is not None:
+                return {"label": f"{split} {h.label}", "value": float(value), "better": h.better, "split": split,
+                        "source": source}
+    return None
+
+
 @dataclass
 class EvalRequest:
     split: str = "test"
@@ -127,6 +161,7 @@ class Task:
     Data: ClassVar[type] = DataConfig
     Train: ClassVar[type] = TrainBase
     roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
+    headlines: ClassVar[tuple[Headline, ...]] = ()  # what `dlkit runs` shows of a run, the first found
     validates: ClassVar[bool] = True  # fit is given the validation split
 
     def check(self, recipe) -> list[Problem]:

@@ -25,7 +25,7 @@ import numpy as np
 from dlkit import images, optim
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
@@ -49,6 +49,8 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 class Boltzmann(FitTask):
     name = "boltzmann"
+    headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
+                 Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))
     summary = "an energy-based model of binary inputs (RBM), trained by contrastive divergence; AIS log-likelihood"
     Train = OneOptimizerTrain
 

@@ -13,12 +13,13 @@ import numpy as np
 
 from dlkit import metrics, plots
 from dlkit.errors import UsageError
-from dlkit.tasks.base import EvalRequest, FitContext
+from dlkit.tasks.base import EvalRequest, FitContext, Headline
 from dlkit.tasks.fit import FitTask
 
 
 class Classification(FitTask):
     name = "classification"
+    headlines = (Headline("accuracy", "accuracy"),)
     summary = "inputs to one of K classes; test accuracy, per-class precision and recall, confusion matrix"
     default_loss = "sparse_categorical_crossentropy"
 

@@ -27,7 +27,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, PredictRequest, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
 SERIES_DATASETS = ("csv", "pjm_hourly_energy", "airline_passengers")
@@ -154,6 +154,7 @@ def errors(forecast: np.ndarray, actual: np.ndarray) -> dict:
 
 class Forecasting(FitTask):
     name = "forecasting"
+    headlines = (Headline("model.mae", "MAE", "min"),)
     summary = "windows of a series to its next steps; MAE, RMSE, MAPE, sMAPE against naive forecasts; `predict --csv`"
     Data = SeriesData
     Train = ForecastTrain

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from dlkit.data import pipeline
 from dlkit.errors import UsageError
 from dlkit.recipe.schema import DataConfig, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, evaluation
 from dlkit.tasks.fit import FitTask
 
 END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
@@ -68,6 +68,7 @@ def text(tokens) -> str:
 
 class ImageToSequence(FitTask):
     name = "image_to_sequence"
+    headlines = (Headline("sequence_accuracy", "sequence accuracy"),)
     summary = "an image in, a token sequence out (MNIST digit strings); whole-sequence accuracy"
     Data = DigitStringsData
     Train = ReaderTrain

@@ -29,7 +29,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, evaluation
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
 
@@ -134,6 +134,7 @@ class ResetStates:
 
 class LanguageModel(FitTask):
     name = "language_model"
+    headlines = (Headline("nats_per_char", "nats/char", "min"), Headline("perplexity", "perplexity", "min"))
     summary = "each token predicts the next (characters or words); bits per character, perplexity; sampled text"
     Data = StreamData
     Train = LanguageModelTrain

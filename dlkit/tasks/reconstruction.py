@@ -22,7 +22,7 @@ from pydantic import Field
 from dlkit import images
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import FitTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, present, run_scale, split_heading
 
@@ -37,6 +37,7 @@ def inputs_as_targets(x, y):
 
 class Reconstruction(FitTask):
     name = "reconstruction"
+    headlines = (Headline("psnr_db", "PSNR (dB)"), Headline("mse", "MSE", "min"))
     summary = "inputs to a code and back (autoencoders); reconstruction error, PSNR, a linear probe of the codes"
     Train = ReconstructionTrain
     default_loss = "mean_squared_error"

@@ -24,7 +24,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, PredictRequest, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
 PAIR_DATASETS = {"tatoeba_fra_eng": "Tatoeba English-French sentence pairs (manythings.org's fra-eng.zip), 142,787",
@@ -92,6 +92,7 @@ def codecs(run):
 
 class TextTranslation(FitTask):
     name = "text_translation"
+    headlines = (Headline("bleu", "BLEU"),)
     summary = "sentence pairs, source to target (seq2seq, attention); BLEU and chrF, beam search; `predict --text`"
     Data = PairsData
     Train = TranslationTrain

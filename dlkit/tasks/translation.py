@@ -18,7 +18,7 @@ from dlkit.data import pipeline, sources
 from dlkit.data.spec import DataSpec
 from dlkit.errors import Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
 
 
@@ -71,6 +71,7 @@ def _pair(a, b):
 
 class Translation(TwoPlayer):
     name = "translation"
+    headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
     Data = TranslationData
 

@@ -23,7 +23,7 @@ import numpy as np
 from dlkit import images, optim
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
@@ -34,6 +34,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 class Variational(FitTask):
     name = "variational"
+    headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
     Train = OneOptimizerTrain
 

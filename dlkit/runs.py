@@ -1,0 +1,136 @@
+"""`dlkit runs`: the runs under a runs root side by side, and `dlkit runs compare`: what differs between runs.
+
+A row per run directory (`<runs root>/<recipe name>/<start stamp>/`): its status, epochs, wall time and
+its task's headline figure (`Task.headlines`: test accuracy, BLEU, perplexity, MAE, ...), read from
+`eval.json` (an evaluation of the test split, the last written first) or `metrics.json`. A run whose
+manifest still says `running` but whose lock no process holds died without closing it (killed): it is
+shown as `stopped`, to resume with `dlkit resume`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from dlkit.errors import UsageError
+from dlkit.rundir import RunDir
+
+
+def _live(run: Path) -> bool:
+    """Whether a process holds the run's lock now (it is being trained)."""
+    import fcntl
+    import os
+
+    lock = run / "run.lock"
+    if not lock.is_file():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock this process took
+    return False
+
+
+def _read(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _epochs(run: Path, metrics: dict) -> int | None:
+    if "epochs_completed" in metrics:
+        return metrics["epochs_completed"]
+    history = run / "history.csv"
+    if history.is_file():
+        try:
+            with open(history) as f:
+                return sum(1 for _ in csv.DictReader(f))
+        except (OSError, csv.Error):
+            return None
+    return None
+
+
+def row(run: Path) -> dict:
+    """One run's row; a directory that is not a run (no manifest) gives status `not a run`."""
+    from dlkit import tasks
+
+    manifest = _read(run / "manifest.json")
+    metrics = _read(run / "metrics.json")
+    evals = _read(run / "eval.json")
+    status = metrics.get("status") or manifest.get("status") or "unknown"
+    if status == "running" and not _live(run):
+        status = "stopped"
+    figure = None
+    task = tasks.TASKS.get(manifest.get("task", ""))
+    if task is not None:
+        from dlkit.tasks.base import headline
+
+        figure = headline(task, metrics, evals)
+    return {"name": run.parent.name, "run": run.name, "started": manifest.get("started"), "status": status,
+            "task": manifest.get("task"), "epochs": _epochs(run, metrics), "wall_time_s": metrics.get("wall_time_s"),
+            "headline": figure, "run_dir": str(run)}
+
+
+def table(runs_root: str | Path = "runs", name: str | None = None) -> dict:
+    """Every run under the root (or one recipe's), oldest first."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise UsageError(f"no runs root at {root}; train a recipe first, or pass --runs-root DIR")
+    parents = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir())
+    if name and not parents[0].is_dir():
+        known = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "none"
+        raise UsageError(f"no runs of {name!r} under {root} (recipes with runs: {known})")
+    rows = [row(run) for parent in parents for run in sorted(parent.iterdir())
+            if run.is_dir() and (run / "manifest.json").is_file()]
+    rows.sort(key=lambda r: (r["started"] or "", r["name"], r["run"]))
+    return {"runs_root": str(root), "runs": rows}
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys; lists kept whole."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def compare(targets: list[str]) -> dict:
+    """The recipes' keys that differ between runs (resolved recipes, as each run saved it) and their measures
+    side by side: final and best epoch values, test measures, evaluations and the headline."""
+    import yaml
+
+    if len(targets) < 2:
+        raise UsageError("give two runs or more to compare: dlkit runs compare RUN RUN...")
+    runs = [RunDir.open(t) for t in targets]
+    recipes, measures = [], []
+    for run in runs:
+        try:
+            recipes.append(_flat(yaml.safe_load(run.recipe.read_text()) or {}))
+        except (OSError, yaml.YAMLError) as e:
+            raise UsageError(f"{run.recipe}: cannot read the run's recipe ({e})") from None
+        metrics, evals = run.read_json(run.metrics), run.read_json(run.eval)
+        flat = {}
+        for section in ("final", "best", "test", "val"):
+            for k, v in _flat(metrics.get(section) or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    flat[f"{section}.{k}"] = v
+        for key, result in evals.items():
+            for k, v in _flat(result if isinstance(result, dict) else {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    flat[f"eval.{key}.{k}"] = v
+        measures.append(flat)
+    keys = sorted(set().union(*recipes))
+    differ = {k: [r.get(k) for r in recipes] for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str)
+                                                                       for r in recipes}) > 1}
+    mkeys = list(dict.fromkeys(k for m in measures for k in m))
+    return {"runs": [str(r.root) for r in runs], "recipe_differences": differ,
+            "measures": {k: [m.get(k) for m in measures] for k in mkeys},
+            "headline": [row(r.root)["headline"] for r in runs]}

@@ -1,0 +1,105 @@
+"""`dlkit runs` and `dlkit runs compare`: the runs side by side, a dead run told from a live one, each
+task's headline figure, exit codes, --json and plain output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dlkit.cli import app
+from dlkit.rundir import RunDir
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _fake(root: Path, name: str, stamp: str, task: str, status: str, recipe: str, metrics: dict | None = None,
+          evals: dict | None = None) -> Path:
+    d = root / name / stamp
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"format": 2, "task": task, "status": status,
+                                                 "started": f"2026-11-30T{stamp[-6:-4]}:00:00+0000"}))
+    (d / "recipe.yaml").write_text(recipe)
+    if metrics is not None:
+        (d / "metrics.json").write_text(json.dumps({"status": status, **metrics}))
+    if evals is not None:
+        (d / "eval.json").write_text(json.dumps(evals))
+    return d
+
+
+def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
+    a = _fake(tmp_path, "cnn", "20261130-100000", "classification", "completed",
+              "name: cnn\nseed: 1\nmodel: {arch: cnn}\n",
+              {"epochs_completed": 3, "wall_time_s": 60.0, "test": {"accuracy": 0.91, "loss": 0.3}})
+    _fake(tmp_path, "gan", "20261130-110000", "adversarial", "completed", "name: gan\n",
+          {"epochs_completed": 2, "wall_time_s": 30.0},
+          {"test": {"split": "test", "classifier_score": 7.5}})
+    _fake(tmp_path, "lm", "20261130-120000", "language_model", "completed", "name: lm\n",
+          {"epochs_completed": 1, "val": {"nats_per_char": 1.6, "perplexity": 5.0}})
+    dead = _fake(tmp_path, "cnn", "20261130-130000", "classification", "running", "name: cnn\nseed: 2\n")
+    (dead / "history.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n")
+    live = _fake(tmp_path, "cnn", "20261130-140000", "classification", "running", "name: cnn\n")
+    holder = RunDir(live)
+    holder.lock()
+    try:
+        out = run("runs", "--runs-root", tmp_path, "--json")
+    finally:
+        holder.unlock()
+    assert out.exit_code == 0
+    rows = {r["run_dir"]: r for r in json.loads(out.stdout)["runs"]}
+    assert [Path(r).name for r in rows] == ["20261130-100000", "20261130-110000", "20261130-120000",
+                                            "20261130-130000", "20261130-140000"]  # by start time
+    first = rows[str(a)]
+    assert first["status"] == "completed" and first["epochs"] == 3 and first["wall_time_s"] == 60.0
+    assert first["headline"]["label"] == "test accuracy" and first["headline"]["value"] == 0.91
+    assert rows[str(tmp_path / "gan" / "20261130-110000")]["headline"]["value"] == 7.5  # from eval.json
+    lm = rows[str(tmp_path / "lm" / "20261130-120000")]["headline"]
+    assert lm["label"] == "val nats/char" and lm["better"] == "min"
+    assert rows[str(dead)]["status"] == "stopped" and rows[str(dead)]["epochs"] == 2  # nobody holds its lock
+    assert rows[str(live)]["status"] == "running"
+
+    only = json.loads(run("runs", "cnn", "--runs-root", tmp_path, "--json").stdout)["runs"]
+    assert {r["name"] for r in only} == {"cnn"} and len(only) == 3
+    plain = run("runs", "--runs-root", tmp_path)
+    assert plain.exit_code == 0 and "test accuracy" in plain.stdout and "stopped" in plain.stdout
+
+
+def test_runs_compare_shows_only_the_keys_that_differ(tmp_path):
+    a = _fake(tmp_path, "cnn", "20261130-100000", "classification", "completed",
+              "name: cnn\nseed: 1\ntrain: {epochs: 3, optimizer: {name: adam}}\n",
+              {"final": {"loss": 0.2}, "test": {"accuracy": 0.9}})
+    b = _fake(tmp_path, "cnn", "20261130-110000", "classification", "completed",
+              "name: cnn\nseed: 2\ntrain: {epochs: 3, optimizer: {name: sgd}}\n",
+              {"final": {"loss": 0.3}, "test": {"accuracy": 0.8}})
+    out = run("runs", "compare", a, b, "--json")
+    assert out.exit_code == 0
+    result = json.loads(out.stdout)
+    assert result["recipe_differences"] == {"seed": [1, 2], "train.optimizer.name": ["adam", "sgd"]}
+    assert result["measures"]["test.accuracy"] == [0.9, 0.8] and result["measures"]["final.loss"] == [0.2, 0.3]
+    plain = run("runs", "compare", a, b)
+    assert "train.optimizer.name" in plain.stdout and "train.epochs" not in plain.stdout
+
+
+def test_runs_errors_are_exit_2(tmp_path):
+    assert run("runs", "--runs-root", tmp_path / "none").exit_code == 2
+    tmp_path.joinpath("x").mkdir()
+    bad = run("runs", "nothing", "--runs-root", tmp_path, "--json")
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["status"] == "error"
+    assert run("runs", "compare", tmp_path).exit_code == 2  # one run is no comparison
+    assert run("runs", "compare", tmp_path, tmp_path).exit_code == 2  # not run directories
+    assert run("runs", "a", "b").exit_code == 2
+    assert "no runs under" in run("runs", "--runs-root", tmp_path).stdout
+
+
+def test_a_trained_run_is_listed_with_its_test_accuracy(tiny_recipe, tmp_path):
+    from dlkit.training.train import train
+
+    result = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+    rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
+    assert len(rows) == 1 and rows[0]["run_dir"] == result["run_dir"] and rows[0]["status"] == "completed"
+    assert rows[0]["headline"]["value"] == result["test"]["accuracy"] and rows[0]["epochs"] == 1
