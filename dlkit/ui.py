@@ -47,7 +47,43 @@ class Reporter:
 
 
 class PlainReporter(Reporter):
-    """One line per epoch: for logs, pipes and CI."""
+    """One line per epoch, and inside an epoch a progress line (step, rate, time left, running logs) at least
+    every `every` seconds ($DLKIT_PROGRESS_SECONDS, default 30): for logs, pipes and CI, where a long epoch
+    would otherwise print nothing for many minutes."""
+
+    def __init__(self, console: Console | None = None, every: float | None = None):
+        import os
+
+        super().__init__(console)
+        self.every = float(os.environ.get("DLKIT_PROGRESS_SECONDS", 30)) if every is None else every
+        self.epochs = self.steps = 0
+        self.epoch = 0
+        self.epoch_start = self.last_line = 0.0
+
+    def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None:
+        self.epochs, self.steps = epochs, steps
+        if initial_epoch:
+            self.console.print(f"resuming after epoch {initial_epoch}/{epochs}", markup=False)
+
+    def epoch_begin(self, epoch: int) -> None:
+        import time
+
+        self.epoch = epoch
+        self.epoch_start = self.last_line = time.monotonic()
+
+    def batch(self, step: int, logs: dict | None) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last_line < self.every or not self.steps:
+            return
+        self.last_line = now
+        done = step + 1
+        rate = done / max(now - self.epoch_start, 1e-9)
+        left = max(self.steps - done, 0) / rate
+        self.console.print(f"epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  {rate:.2f} steps/s  "
+                           f"{int(left // 60)}:{int(left % 60):02d} left in the epoch  {fmt_logs(logs or {})}",
+                           markup=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
         self.console.print(text, markup=False, soft_wrap=True)
@@ -58,11 +94,6 @@ class PlainReporter(Reporter):
                            f"({spec.num_train} train, {spec.num_val} val, {spec.num_test} test), "
                            f"{model.count_params():,} parameters")
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
-
-    def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None:
-        self.epochs = epochs
-        if initial_epoch:
-            self.console.print(f"resuming after epoch {initial_epoch}/{epochs}", markup=False)
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
         self.console.print(f"epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  {fmt_logs(logs)}", markup=False, soft_wrap=True)

@@ -103,3 +103,35 @@ def test_a_trained_run_is_listed_with_its_test_accuracy(tiny_recipe, tmp_path):
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
     assert len(rows) == 1 and rows[0]["run_dir"] == result["run_dir"] and rows[0]["status"] == "completed"
     assert rows[0]["headline"]["value"] == result["test"]["accuracy"] and rows[0]["epochs"] == 1
+
+
+def test_piped_training_prints_progress_inside_an_epoch(tiny_recipe, tmp_path, monkeypatch):
+    """Piped (not a terminal), `train` prints a line with the step, the rate and the time left at least
+    every $DLKIT_PROGRESS_SECONDS inside an epoch, besides the line per epoch."""
+    import re
+
+    monkeypatch.setenv("DLKIT_PROGRESS_SECONDS", "0")
+    out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=1")
+    assert out.exit_code == 0
+    lines = [line for line in out.stdout.splitlines() if re.match(r"epoch 1/1  step \d+/\d+  [\d.]+ steps/s  \d+:\d\d left", line)]
+    assert lines, out.stdout
+    assert re.search(r"^epoch 1/1  [\d.]+s  \w+=", out.stdout, re.M)
+
+
+def test_plain_reporter_waits_its_interval():
+    import io
+
+    from rich.console import Console
+
+    from dlkit.ui import PlainReporter
+
+    buf = io.StringIO()
+    reporter = PlainReporter(Console(file=buf, width=200), every=3600)
+    reporter.train_begin(2, 10)
+    reporter.epoch_begin(0)
+    for step in range(10):
+        reporter.batch(step, {"loss": 1.0})
+    assert "step" not in buf.getvalue()  # an hour has not passed
+    reporter.every = 0
+    reporter.batch(4, {"loss": 0.5})
+    assert "epoch 1/2  step 5/10" in buf.getvalue() and "loss=0.5000" in buf.getvalue()
