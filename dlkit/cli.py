@@ -210,10 +210,12 @@ def generate(
                                length, temperature), json_, says)
 
 
-@app.command(help=f"What a trained model says of new inputs: a text classifier's label and probabilities for raw text, "
-                  f"a translation model's translation, a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
+@app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "
+                  f"files, a text classifier's for raw text, a translation model's translation, a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished text classifier, translation or forecaster run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished classifier, text classifier, translation or forecaster run directory.")],
+    files: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="[FILE]...", help="Image classifiers: PNG or JPEG files, or .npy arrays of uint8 images.")] = None,
     text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Text to classify or translate. Repeatable.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts to classify or translate, one per line.")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Forecasters: the series to forecast past the end of.")] = None,
@@ -234,7 +236,7 @@ def predict(
                 texts += [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"--file {file}: {e}") from None
-        return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force)
+        return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force, files or ())
 
     _answer(make, json_, _show_predictions)
 

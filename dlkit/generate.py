@@ -49,12 +49,13 @@ def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: 
 
 
 def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None = None, plot=None,
-            force: bool = False) -> dict:
-    """What the run's model says of new inputs: labels for raw text, translations, a forecast past the end
-    of a CSV."""
+            force: bool = False, inputs=()) -> dict:
+    """What the run's model says of new inputs: labels for raw text or images, translations, a forecast past
+    the end of a CSV."""
     from dlkit.tasks.base import PredictRequest
 
     run, recipe, session, model = _open(run_dir, unsafe)
-    request = PredictRequest(list(texts), Path(csv) if csv is not None else None, beam,
-                             Path(plot) if plot is not None else None, force)
+    request = PredictRequest(texts=list(texts), inputs=[Path(p) for p in inputs],
+                             csv=Path(csv) if csv is not None else None, beam=beam,
+                             plot=Path(plot) if plot is not None else None, force=force)
     return session.task.predict(run, recipe, model, request)

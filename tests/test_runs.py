@@ -135,3 +135,36 @@ def test_plain_reporter_waits_its_interval():
     reporter.every = 0
     reporter.batch(4, {"loss": 0.5})
     assert "epoch 1/2  step 5/10" in buf.getvalue() and "loss=0.5000" in buf.getvalue()
+
+
+def test_an_image_classifier_predicts_files_and_arrays(tiny_recipe, tmp_path):
+    """`dlkit predict RUN FILE...`: PNG files (a colour one converted to gray, a larger one resized) and an
+    .npy array, labels and probabilities as the model gives them for the same pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from dlkit.data import sources
+    from dlkit.training.train import train
+
+    result = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+    digits = sources.load_builtin("mnist", str(Path(__file__).parent / "data"), allow_download=False).x_test[:3]
+    Image.fromarray(digits[0]).save(tmp_path / "gray.png")
+    Image.fromarray(np.repeat(digits[1][..., None], 3, -1)).save(tmp_path / "colour.png")
+    np.save(tmp_path / "two.npy", digits[:2])
+    out = run("predict", result["run_dir"], tmp_path / "gray.png", tmp_path / "colour.png", tmp_path / "two.npy", "--json")
+    assert out.exit_code == 0, out.stdout
+    preds = json.loads(out.stdout)["predictions"]
+    assert [p["input"] for p in preds] == ["gray.png", "colour.png", "two.npy[0]", "two.npy[1]"]
+    assert preds[0]["probabilities"] == preds[2]["probabilities"]  # the same pixels, as a file or an array
+    assert preds[1]["probabilities"] == preds[3]["probabilities"]
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-3 for p in preds)
+    import keras
+
+    model = keras.saving.load_model(Path(result["run_dir"]) / "model.keras")
+    direct = model.predict(digits[:2, ..., None].astype("float32") / 255.0, verbose=0)
+    assert preds[2]["label"] == str(int(direct[0].argmax())) and preds[3]["label"] == str(int(direct[1].argmax()))
+    plain = run("predict", result["run_dir"], tmp_path / "gray.png")
+    assert plain.exit_code == 0 and "gray.png" in plain.stdout
+    assert run("predict", result["run_dir"]).exit_code == 2  # nothing to classify
+    assert run("predict", result["run_dir"], "--text", "hello").exit_code == 2
+    assert run("predict", result["run_dir"], tmp_path / "missing.png").exit_code == 2

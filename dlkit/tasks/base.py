@@ -142,6 +142,7 @@ class GenerateRequest:
 @dataclass
 class PredictRequest:
     texts: list[str] = field(default_factory=list)  # text models: one prediction per text
+    inputs: list[Path] = field(default_factory=list)  # image classifiers: image files or .npy arrays
     csv: Path | None = None  # forecasters: forecast past the end of this file
     beam: int | None = None  # translation models: the beam's width (1: greedy); None: the recipe's
     plot: Path | None = None  # translation models: draw the attention maps here

@@ -13,13 +13,13 @@ import numpy as np
 
 from dlkit import metrics, plots
 from dlkit.errors import UsageError
-from dlkit.tasks.base import EvalRequest, FitContext, Headline
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
 from dlkit.tasks.fit import FitTask
 
 
 class Classification(FitTask):
     name = "classification"
-    headlines = (Headline("accuracy", "accuracy"),)
+    headlines = (Headline("metrics.accuracy", "accuracy"), Headline("accuracy", "accuracy"))
     summary = "inputs to one of K classes; test accuracy, per-class precision and recall, confusion matrix"
     default_loss = "sparse_categorical_crossentropy"
 
@@ -76,3 +76,78 @@ class Classification(FitTask):
         for name, row in result["per_class"].items():
             per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
         return [table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
+
+    def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        """Labels and probabilities for image files (PNG, JPEG) or .npy arrays of uint8 images, read in the
+        run's input scale; a file of another size is resized, its colour converted to the model's channels."""
+        from dlkit.tasks.generative import in_scale, run_scale
+
+        if request.texts or request.csv is not None:
+            raise UsageError("an image classifier reads image files (PNG, JPEG) or .npy arrays: dlkit predict RUN "
+                             "FILE...; --text is for text classifiers, --csv for forecasters")
+        if not request.inputs:
+            raise UsageError("give the images to classify: dlkit predict RUN FILE... (PNG, JPEG or .npy)")
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        if len(shape) != 3:
+            raise UsageError(f"{run.root}: this model reads feature vectors of shape {shape}, not images")
+        x, names = read_images(request.inputs, shape)
+        probs = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
+        if not (np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)):  # scores, not probabilities
+            z = np.exp(probs - probs.max(-1, keepdims=True))
+            probs = z / z.sum(-1, keepdims=True)
+        classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [str(i) for i in range(probs.shape[1])]
+        out = [{"input": name, "label": classes[int(np.argmax(p))],
+                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)}} for name, p in zip(names, probs)]
+        return {"status": "completed", "task": self.name, "run_dir": str(run.root), "predictions": out}
+
+    def report_prediction(self, result: dict) -> list:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("input", "label", "probability"):
+            table.add_column(col, overflow="fold", justify="right" if col == "probability" else "left")
+        for p in result["predictions"]:
+            table.add_row(p["input"], p["label"], f"{p['probabilities'][p['label']]:.4f}")
+        return [table]
+
+
+def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """uint8 (N, H, W, C) images for a model of input `shape`, and a name for each ("a.npy[3]" for the rows of
+    an array): files resized to (H, W), RGB to gray by luminance, gray repeated to RGB, alpha dropped."""
+    from pathlib import Path
+
+    from dlkit.data.sources import read_image
+
+    out, names = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if path.suffix == ".npy":
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"{path}: not a numpy array file ({e})") from None
+            arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
+            arr = arr[..., None] if arr.ndim == 3 else arr
+            if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
+                raise UsageError(f"{path}: an array of shape {arr.shape}; this model takes images of {shape[0]} x "
+                                 f"{shape[1]} (N, H, W[, C]), uint8 0-255")
+            names += [f"{path.name}[{i}]" for i in range(len(arr))]
+        else:
+            arr = read_image(path, list(shape[:2]))[None]
+            names.append(path.name)
+        out.append(_channels(np.asarray(arr), shape[2]).astype(np.uint8))
+    return np.concatenate(out), names
+
+
+def _channels(x: np.ndarray, channels: int) -> np.ndarray:
+    have = x.shape[-1]
+    if have in (2, 4):  # gray or colour with alpha: the alpha goes
+        x, have = x[..., : have - 1], have - 1
+    if have == channels:
+        return x
+    if channels == 1 and have == 3:
+        return np.round(x.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255)
+    if channels == 3 and have == 1:
+        return np.repeat(x, 3, axis=-1)
+    raise UsageError(f"images with {have} channels; this model takes {channels}")

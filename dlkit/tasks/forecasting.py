@@ -233,6 +233,9 @@ class Forecasting(FitTask):
 
         from dlkit.data import series
 
+        if request.inputs:
+            raise UsageError("image files are for image classifiers; a forecaster reads --csv")
+
         if request.texts:
             raise UsageError("--text is for text classifiers; a forecaster reads --csv FILE")
         if request.csv is None:

@@ -132,6 +132,8 @@ class TextClassification(Classification):
         return super().evaluate(run, recipe, model, data, request)
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        if request.inputs:
+            raise UsageError("image files are for image classifiers; a text classifier reads --text or --file")
         if request.csv is not None:
             raise UsageError("--csv is for forecasters; a text classifier reads --text or --file")
         if not request.texts:

@@ -216,6 +216,8 @@ class TextTranslation(FitTask):
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         from dlkit import plots
 
+        if request.inputs:
+            raise UsageError("image files are for image classifiers; a translation model reads --text or --file")
         if request.csv is not None:
             raise UsageError("--csv is for forecasters; a translation model reads --text or --file")
         if not request.texts:
