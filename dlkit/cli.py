@@ -19,16 +19,16 @@ app = typer.Typer(
     name="dlkit",
     help=f"Config-driven deep learning with Keras 3: YAML recipes in, trained runs out.\n\n{EXIT_CODES_HELP}",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # dlkit --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a recipe field: --set train.epochs=3 (value typed as YAML). Repeatable."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a recipe field: --set train.epochs=3 (value typed as YAML). Repeatable."),
 ]
-RunsRoot = Annotated[Path, typer.Option("--runs-root", help="Folder that holds run directories.")]
+RunsRoot = Annotated[Path, typer.Option("--runs-root", metavar="DIR", help="Folder that holds run directories.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
 UnsafeFlag = Annotated[bool, typer.Option(
@@ -93,7 +93,7 @@ def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.
 
 @app.command(help=f"Train a recipe into a new run directory.\n\n{EXIT_CODES_HELP}")
 def train(
-    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
     set_: SetOption = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
@@ -135,8 +135,8 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
 
 @app.command(help=f"Continue a run from its last checkpoint, in the same run directory.\n\n{EXIT_CODES_HELP}")
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory (interrupted, diverged, or finished).")],
-    epochs: Annotated[Optional[int], typer.Option(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run directory (interrupted, diverged, or finished).")],
+    epochs: Annotated[Optional[int], typer.Option(metavar="N",
         help="New total number of epochs (to train a finished run further).", min=1)] = None,
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
@@ -155,15 +155,15 @@ def resume(
 
 @app.command(help=f"Measure a finished run (or a recipe's latest run): what its task measures.\n\n{EXIT_CODES_HELP}")
 def evaluate(
-    target: Annotated[str, typer.Argument(help="A run directory, or a recipe file (its latest run).")],
-    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
-    reference: Annotated[Optional[str], typer.Option(
+    target: Annotated[str, typer.Argument(metavar="RUN_DIR|RECIPE", help="A run directory, or a recipe file (its latest run).")],
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, val or train.")] = "test",
+    reference: Annotated[Optional[str], typer.Option(metavar="RUN|RECIPE",
         help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Generative runs: how many samples to measure.")] = 10000,
+    samples: Annotated[int, typer.Option("--samples", "-n", metavar="N", help="Generative runs: how many samples to measure.")] = 10000,
     importance_samples: Annotated[Optional[int], typer.Option(
-        "--importance-samples", "-k", help="Likelihood models: a VAE's samples per example of the importance-sampled "
+        "--importance-samples", "-k", metavar="K", help="Likelihood models: a VAE's samples per example of the importance-sampled "
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
-    beam: Annotated[Optional[int], typer.Option(
+    beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
@@ -182,19 +182,19 @@ def evaluate(
 @app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
                   f"\n\n{EXIT_CODES_HELP}")
 def generate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
-    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
-    label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models).")] = None,
-    code: Annotated[Optional[int], typer.Option(help="Categorical code to draw (InfoGAN).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
+    n: Annotated[int, typer.Option("-n", metavar="N", help="How many samples.")] = 64,
+    label: Annotated[Optional[int], typer.Option(metavar="K", help="Class to draw (conditional models).")] = None,
+    code: Annotated[Optional[int], typer.Option(metavar="K", help="Categorical code to draw (InfoGAN).")] = None,
+    seed: Annotated[int, typer.Option(metavar="SEED", help="Seed of the noise.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
-        "--input", "-i", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct. Repeatable.")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Language models: the text to continue.")] = None,
-    length: Annotated[int, typer.Option(help="Language models: how many tokens to sample.")] = 500,
-    temperature: Annotated[float, typer.Option(
+        "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct. Repeatable.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
+    length: Annotated[int, typer.Option(metavar="N", help="Language models: how many tokens to sample.")] = 500,
+    temperature: Annotated[float, typer.Option(metavar="T",
         help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token.")] = 1.0,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
@@ -213,15 +213,15 @@ def generate(
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "
                   f"files, a text classifier's for raw text, a translation model's translation, a forecaster's next steps past the end of a CSV file.\n\n{EXIT_CODES_HELP}")
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished classifier, text classifier, translation or forecaster run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished classifier, text classifier, translation or forecaster run directory.")],
     files: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="[FILE]...", help="Image classifiers: PNG or JPEG files, or .npy arrays of uint8 images.")] = None,
-    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", help="Text to classify or translate. Repeatable.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Texts to classify or translate, one per line.")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Forecasters: the series to forecast past the end of.")] = None,
-    beam: Annotated[Optional[int], typer.Option(
+        metavar="FILE", help="Image classifiers: PNG or JPEG files, or .npy arrays of uint8 images.")] = None,
+    text: Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="Text to classify or translate. Repeatable.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Texts to classify or translate, one per line.")] = None,
+    csv: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Forecasters: the series to forecast past the end of.")] = None,
+    beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Translation models with attention: a PNG of the attention maps.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Translation models with attention: a PNG of the attention maps.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
@@ -255,9 +255,9 @@ def _print_parts(console, parts) -> None:
 
 @app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
 def encode(
-    run_dir: Annotated[Path, typer.Argument(help="A finished autoencoder run directory.")],
-    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
-    out: Annotated[Optional[Path], typer.Option(help=".npy file to write; default RUN_DIR/codes_SPLIT.npy. "
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished autoencoder run directory.")],
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, val or train.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help=".npy file to write; default RUN_DIR/codes_SPLIT.npy. "
                                                 "Labels go beside it as <name>.labels.npy.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     json_: JsonFlag = False,
@@ -292,7 +292,7 @@ def _write(make, json_: bool, says) -> None:
                   f"the measures side by side.\n\n{EXIT_CODES_HELP}")
 def runs(
     args: Annotated[Optional[list[str]], typer.Argument(
-        metavar="[NAME] | compare RUN RUN...", help="A recipe name to list only its runs; or `compare` and run directories.")] = None,
+        metavar="NAME | compare RUN...", help="A recipe name to list only its runs; or `compare` and run directories.")] = None,
     runs_root: RunsRoot = Path("runs"),
     json_: JsonFlag = False,
 ):
@@ -360,7 +360,7 @@ def _show_comparison(result, console) -> None:
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")
 def validate(
-    recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files.")],
+    recipes: Annotated[list[Path], typer.Argument(metavar="RECIPE", help="One or more recipe files.")],
     set_: SetOption = None,
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     json_: JsonFlag = False,
@@ -400,7 +400,7 @@ def _check_data(recipe) -> str:
 
 @app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")
 def show(
-    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
     set_: SetOption = None,
 ):
     import yaml

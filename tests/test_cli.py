@@ -203,3 +203,20 @@ def test_json_output_is_strict_json(capsys, tmp_path):
     assert capsys.readouterr().out.strip() == '{"loss": null, "bounds": [null, 1.5], "nested": {"x": null}}'
     RunDir(tmp_path).write_json(tmp_path / "m.json", {"loss": float("nan")})
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {"loss": None}
+
+
+def test_shell_completion_and_metavars_read_as_values():
+    """Typer's completion is on (`dlkit --install-completion`), it completes command names, and the help
+    shows values as a user types them (`--set KEY=VALUE`), not Python types."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_DLKIT_COMPLETE": "complete_bash", "COMP_WORDS": "dlkit ru", "COMP_CWORD": "1"}
+    script = Path(sys.executable).with_name("dlkit")  # the console script `make install` puts beside python
+    out = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert "runs" in out.stdout.split()
+    assert "--install-completion" in run("--help").stdout
+    help_text = run("train", "--help").stdout
+    assert "--set KEY=VALUE" in help_text and "--runs-root DIR" in help_text and "list[str]" not in help_text
+    assert "list[" not in run("predict", "--help").stdout
