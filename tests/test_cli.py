@@ -219,4 +219,4 @@ def test_shell_completion_and_metavars_read_as_values():
     assert "--install-completion" in run("--help").stdout
     help_text = run("train", "--help").stdout
     assert "--set KEY=VALUE" in help_text and "--runs-root DIR" in help_text and "list[str]" not in help_text
-    assert "list[" not in run("predict", "--help").stdout
+    assert "--text TEXT" in run("predict", "--help").stdout and "--beam N" in run("evaluate", "--help").stdout
