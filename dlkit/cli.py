@@ -98,16 +98,20 @@ def train(
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Write TensorBoard logs in the run's tensorboard/ (as --set train.tensorboard=true).")] = False,
 ):
     from dlkit import backend
     from dlkit.tasks import load_recipe
 
+    set_ = list(set_ or ()) + (["train.tensorboard=true"] if tensorboard else [])
+
     def run(reporter):
-        load_recipe(recipe, set_ or ())  # a bad recipe is reported before TensorFlow loads
+        load_recipe(recipe, set_)  # a bad recipe is reported before TensorFlow loads
         backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
         from dlkit.training.train import train as train_fn
 
-        return train_fn(recipe, set_ or (), runs_root, reporter)
+        return train_fn(recipe, set_, runs_root, reporter)
 
     _training_command(run, quiet, json_)
 

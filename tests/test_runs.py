@@ -168,3 +168,23 @@ def test_an_image_classifier_predicts_files_and_arrays(tiny_recipe, tmp_path):
     assert run("predict", result["run_dir"]).exit_code == 2  # nothing to classify
     assert run("predict", result["run_dir"], "--text", "hello").exit_code == 2
     assert run("predict", result["run_dir"], tmp_path / "missing.png").exit_code == 2
+
+
+def test_tensorboard_logs_every_value_the_epochs_logged(tiny_recipe, tmp_path):
+    """`--tensorboard` writes each epoch's logs and the learning rate as scalars, read back with
+    TensorBoard's own event reader, one point per epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=2", "--tensorboard", "--json")
+    assert out.exit_code == 0
+    result = json.loads(out.stdout)
+    events = EventAccumulator(str(Path(result["run_dir"]) / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= tags
+    import tensorflow as tf
+
+    loss = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors("loss")]
+    history = (Path(result["run_dir"]) / "history.csv").read_text().splitlines()
+    assert [s for s, _ in loss] == [1, 2]
+    assert abs(loss[1][1] - float(history[2].split(",")[history[0].split(",").index("loss")])) < 1e-5

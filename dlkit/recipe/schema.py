@@ -203,7 +203,7 @@ class OnNan(Section):
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "deterministic")
+                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "deterministic", "tensorboard")
 
 
 class TrainBase(Section):
@@ -219,6 +219,9 @@ class TrainBase(Section):
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
     # TensorFlow's deterministic kernels and tf.data ordering: same seed, same numbers. Off can be faster on GPU.
     deterministic: bool = True
+    # TensorBoard logs in the run's tensorboard/: every logged value and the learning rate each epoch, and
+    # the sample grids of the models that draw them (needs TensorFlow's summary writer)
+    tensorboard: bool = False
 
     @model_serializer(mode="wrap")
     def _in_order(self, handler):

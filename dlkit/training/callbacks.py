@@ -225,3 +225,43 @@ class CheckpointAndHistory(keras.callbacks.Callback):
             w.writeheader()
             w.writerows(self.rows)
         tmp.replace(self.where.history)
+
+
+class TensorBoardWriter(keras.callbacks.Callback):
+    """`train.tensorboard`: each epoch's logs (every loss and metric the epoch logged, a GAN's two losses
+    and its statistics included) and each optimizer's learning rate as TensorBoard scalars, and the epoch's
+    sample grid as an image where the task draws one, under `logdir`. Steps are epochs, so a resumed run
+    continues its curves. The writer is TensorFlow's (`tf.summary`); `available()` says whether it is here."""
+
+    def __init__(self, logdir, where, optimizers: dict):
+        super().__init__()
+        self.logdir, self.where, self.optimizers = logdir, where, optimizers
+        self.writer = None
+
+    @staticmethod
+    def available() -> bool:
+        return backend.tensorflow() is not None
+
+    def on_train_begin(self, logs=None):
+        tf = backend.tensorflow()
+        self.writer = tf.summary.create_file_writer(str(self.logdir))
+
+    def on_epoch_end(self, epoch, logs=None):
+        tf = backend.tensorflow()
+        values = {**to_floats(logs), **learning_rates(self.optimizers)}
+        grid = self.where.root / "samples" / f"epoch_{epoch + 1:03d}.png"  # as PhaseDir.sample_grid names it
+        with self.writer.as_default(step=epoch + 1):
+            for key, value in values.items():
+                tf.summary.scalar(key, value)
+            if grid.is_file():
+                from PIL import Image
+
+                with Image.open(grid) as im:
+                    image = np.asarray(im.convert("RGB"))
+                tf.summary.image("samples", image[None])
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

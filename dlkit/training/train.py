@@ -202,6 +202,13 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
            callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch), *extra.after]
+    if recipe.train.tensorboard:
+        if callbacks.TensorBoardWriter.available():
+            logdir = run.root / "tensorboard" / (phase.name if several else "")
+            cbs.append(callbacks.TensorBoardWriter(logdir, where, optimizers))
+        else:
+            reporter.message("warning: train.tensorboard needs TensorFlow's summary writer, which is not installed "
+                             "here (a JAX-only host); this run writes no TensorBoard logs")
     if recipe.train.checkpoint_every is not None:
         every = recipe.train.checkpoint_every
         cbs.insert(2, callbacks.MidEpochCheckpoint(where, guard, optimizers, steps, every.steps, every.minutes))
