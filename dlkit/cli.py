@@ -291,6 +291,65 @@ def _write(make, json_: bool, says) -> None:
     _answer(make, json_, lambda result, console: console.print(says(result), markup=False))
 
 
+@app.command(help="A recipe over a grid of values and seeds, each point a normal run; a summary with the mean and "
+                  "standard deviation over seeds. Run again, it skips finished runs and resumes interrupted ones."
+                  f"\n\n{EXIT_CODES_HELP}")
+def sweep(
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    grid: Annotated[Optional[list[str]], typer.Option(
+        "--grid", "-g", metavar="KEY=V1,V2", help="A recipe key and its values, typed as YAML. Repeatable: the "
+        "sweep is their product.")] = None,
+    seeds: Annotated[int, typer.Option(metavar="N", help="Seeds per point: the recipe's seed and the next N - 1.")] = 1,
+    parallel: Annotated[int, typer.Option(metavar="K", help="Runs at a time (separate processes).")] = 1,
+    set_: SetOption = None,
+    runs_root: RunsRoot = Path("runs"),
+    json_: JsonFlag = False,
+):
+    from dlkit import sweep as sweep_layer
+
+    console = _console(stderr=True)
+
+    def make():
+        return sweep_layer.sweep(recipe, grid or [], seeds, parallel, runs_root, set_ or (),
+                                 say=lambda line: console.print(line, markup=False, soft_wrap=True))
+
+    try:
+        result = make()
+    except DlkitError as e:
+        raise _fail(e, json_) from None
+    if json_:
+        _print_json(result)
+    else:
+        _show_sweep(result, _console(stderr=False))
+    if result["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _show_sweep(result, console) -> None:
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    keys = list(result["grid"])
+    rows = result["summary"]
+    measures = list(dict.fromkeys(k for r in rows for k in r if k not in ("point", "runs", "completed")))
+    table = Table(title=f"sweep of {result['recipe']}: mean ± std over seeds")
+    for col in [*keys, "runs", *[(rows[0]["headline"]["label"] if k == "headline" and "headline" in rows[0] else k)
+                                  for k in measures]]:
+        table.add_column(str(col), justify="right")
+    for r in rows:
+        cells = [str(r["point"][k]) for k in keys] + [f"{r['completed']}/{r['runs']}"]
+        for k in measures:
+            m = r.get(k)
+            cells.append("" if m is None else f"{fmt(m['mean'])} ± {fmt(m['std'])}" if m["n"] > 1 else fmt(m["mean"]))
+        table.add_row(*cells)
+    console.print(table)
+    failed = [r for r in result["runs"] if r["status"] != "completed"]
+    for r in failed:
+        console.print(f"not completed: {r['point']} seed {r['seed']}: {r['status']} {r['run_dir'] or ''} "
+                      f"{r['error'] or ''}".rstrip(), markup=False)
+
+
 @app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "
                   "their task's headline figure); `dlkit runs compare RUN RUN...` shows the recipe keys that differ and "
                   f"the measures side by side.\n\n{EXIT_CODES_HELP}")

@@ -98,6 +98,8 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         done, skip = divmod(steps_taken(optimizers), steps)
         if done < phase.epochs:
             break
+        if i == len(phases) - 1 and not run.model.is_file():
+            break  # killed after its last epoch's checkpoint, before it was finished: finish it now
         if i == len(phases) - 1:
             raise UsageError(f"{run.root} has finished {done} of its {phase.epochs} epochs; to train it further, "
                              f"raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")

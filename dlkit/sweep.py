@@ -1,0 +1,183 @@
+"""`dlkit sweep`: a recipe over a grid of values and several seeds, each point a normal run.
+
+A member is the recipe with one value of each `--grid key=v1,v2,...` and a seed (the recipe's seed, then
+the next ones: `--seeds N`). Members run as `dlkit train` (or `dlkit resume`) processes, `--parallel K`
+at a time. A member is known by its resolved recipe, which every run keeps as its recipe.yaml: running the
+same sweep again finds each member's run under the runs root and skips a finished one, resumes an
+interrupted one, and trains only the members that have no run. The summary gives, per grid point, the
+mean and standard deviation over seeds of the task's headline figure and of every test measure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from dlkit import tasks
+from dlkit.errors import RecipeError, UsageError
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """`key=v1,v2` items to {key: [values]}, each value typed as YAML (`0.1` a float, `adam` a string); a
+    list value is written in brackets, `model.units=[64],[128, 64]`."""
+    grid = {}
+    for item in items:
+        key, eq, values = item.partition("=")
+        if not eq or not key.strip() or not values.strip():
+            raise UsageError(f"--grid {item!r}: expected KEY=V1,V2,... (e.g. train.optimizer.learning_rate=0.1,0.01)")
+        try:
+            parsed = yaml.safe_load(f"[{values}]")
+        except yaml.YAMLError as e:
+            raise UsageError(f"--grid {item!r}: the values do not read as YAML ({e})") from None
+        # YAML 1.1 reads 1e-2 as a string; a number is meant
+        parsed = [_number(v) for v in parsed]
+        if key.strip() in grid:
+            raise UsageError(f"--grid {key.strip()} is given twice; list all its values in one --grid")
+        grid[key.strip()] = parsed
+    return grid
+
+
+def _number(value):
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: list[str]) -> list[dict]:
+    """Every member: its overrides, grid point, seed and resolved recipe (checked: a bad value is a recipe
+    error before anything runs)."""
+    base = tasks.load_recipe(recipe_path, overrides)
+    keys = list(grid)
+    out, problems = [], []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        for i in range(seeds):
+            seed = base.seed + i
+            sets = list(overrides) + [f"{k}={json.dumps(v)}" for k, v in point.items()] + [f"seed={seed}"]
+            try:
+                resolved = tasks.load_recipe(recipe_path, sets).to_dict()
+            except RecipeError as e:
+                problems.append(f"{point}: {e}")
+                continue
+            out.append({"point": point, "seed": seed, "sets": sets, "recipe": resolved})
+    if problems:
+        raise UsageError("the grid has values the recipe does not take:\n" + "\n".join(problems[:10]))
+    return out
+
+
+def _existing(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
+    """(resolved recipe, run dir) of every run of the recipe under the root, newest first."""
+    parent = runs_root / name
+    found = []
+    for run in sorted(parent.glob("*"), reverse=True) if parent.is_dir() else []:
+        try:
+            found.append((tasks.load_recipe(run / "recipe.yaml").to_dict(), run))
+        except Exception:  # noqa: BLE001 - a run whose recipe no longer loads is not a member
+            continue
+    return found
+
+
+def _state(run: Path) -> str:
+    from dlkit.runs import row
+
+    status = row(run)["status"]
+    if status == "completed" and (run / "model.keras").is_file():
+        return "done"
+    if status in ("diverged", "failed", "error"):
+        return "failed"
+    if status == "running":
+        return "busy"  # another process trains it now
+    return "resume"  # interrupted, or stopped (killed)
+
+
+def _command(member: dict, recipe_path: Path, runs_root: Path, run: Path | None) -> list[str]:
+    cli = [sys.executable, "-m", "dlkit.cli"]
+    if run is not None:
+        return cli + ["resume", str(run), "--json", "-q"]
+    return cli + ["train", str(recipe_path), "--runs-root", str(runs_root), "--json", "-q",
+                  *[a for s in member["sets"] for a in ("--set", s)]]
+
+
+def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1, runs_root="runs",
+          overrides: list[str] = (), say: Callable[[str], None] = lambda line: None) -> dict:
+    recipe_path, runs_root = Path(recipe_path), Path(runs_root)
+    if seeds < 1 or parallel < 1:
+        raise UsageError(f"--seeds and --parallel count: at least 1, received {seeds} and {parallel}")
+    grid = parse_grid(grid_items)
+    todo = members(recipe_path, grid, seeds, list(overrides))
+    name = todo[0]["recipe"]["name"]
+    existing = _existing(runs_root, name)
+    for m in todo:
+        m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)
+        m["action"] = "train" if m["run"] is None else _state(m["run"])
+
+    def go(m: dict) -> dict:
+        if m["action"] in ("done", "failed", "busy"):
+            say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {m['point']} seed {m['seed']} "
+                f"({m['run']})")
+            return m
+        proc = subprocess.run(_command(m, recipe_path, runs_root, m["run"] if m["action"] == "resume" else None),
+                              capture_output=True, text=True)
+        try:
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"status": "error", "error": proc.stderr.strip()[-500:]}
+        m["exit_code"] = proc.returncode
+        m["run"] = Path(result["run_dir"]) if result.get("run_dir") else m["run"]
+        m["error"] = result.get("error")
+        verb = {"train": "trained", "resume": "resumed"}[m["action"]]
+        say(f"{verb}: {m['point']} seed {m['seed']}: {result.get('status')} (exit {proc.returncode})"
+            f"{' ' + str(m['run']) if m['run'] else ''}")
+        return m
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        done = list(pool.map(go, todo))
+    return summarize(name, grid, done)
+
+
+def summarize(name: str, grid: dict, done: list[dict]) -> dict:
+    from dlkit.runs import row
+
+    runs, points = [], {}
+    for m in done:
+        r = row(m["run"]) if m["run"] is not None and Path(m["run"]).is_dir() else None
+        metrics = {}
+        if r is not None and (Path(m["run"]) / "metrics.json").is_file():
+            test = json.loads((Path(m["run"]) / "metrics.json").read_text()).get("test") or {}
+            metrics = {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        entry = {"point": m["point"], "seed": m["seed"], "action": m["action"],
+                 "run_dir": str(m["run"]) if m["run"] else None, "status": r["status"] if r else "error", "headline": r["headline"] if r else None, "test": metrics,
+                 "error": m.get("error")}
+        runs.append(entry)
+        points.setdefault(json.dumps(m["point"], sort_keys=True), []).append(entry)
+    table = []
+    for key, entries in points.items():
+        ok = [e for e in entries if e["status"] == "completed"]
+        stats = {}
+        heads = [e["headline"]["value"] for e in ok if e["headline"]]
+        if heads:
+            stats["headline"] = {"label": ok[0]["headline"]["label"], **_mean_std(heads)}
+        for k in dict.fromkeys(k for e in ok for k in e["test"]):
+            stats[k] = _mean_std([e["test"][k] for e in ok if k in e["test"]])
+        table.append({"point": json.loads(key), "runs": len(entries), "completed": len(ok), **stats})
+    failed = [r for r in runs if r["status"] != "completed"]
+    return {"status": "completed" if not failed else "incomplete", "recipe": name, "grid": grid,
+            "summary": table, "runs": runs}
+
+
+def _mean_std(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n}
