@@ -26,12 +26,10 @@ SMALL = [f"data.dir={DATA}", "train.epochs=1", "model.units=[16]", "model.embedd
 
 
 def _model(write_recipe, attention: str, cell: str = "gru", bidirectional: bool = False, extra: str = ""):
-    recipe = tasks.load_recipe(write_recipe(f"""
-name: tiny
-data: {{dataset: tatoeba_fra_eng}}
-model: {{arch: seq2seq, cell: {cell}, units: [6, 5], embedding_dim: 4, attention: {attention},
-         bidirectional: {str(bidirectional).lower()} {extra}}}
-"""))
+    model = (f"{{arch: seq2seq, cell: {cell}, units: [6, 5], embedding_dim: 4, attention: {attention}, "
+             f"bidirectional: {str(bidirectional).lower()} {extra}}}" if attention != "transformer" else
+             "{arch: transformer_translator, layers: 2, d_model: 8, heads: 2, ff_units: 12}")
+    recipe = tasks.load_recipe(write_recipe(f"name: tiny\ndata: {{dataset: tatoeba_fra_eng}}\nmodel: {model}\n"))
     spec = DataSpec(input_shape=(16,), modality="tokens", vocabulary_size=11, source_vocabulary_size=13,
                     target_shape=(7, 8))
     return recipe, build(recipe, spec, compile=False)
@@ -46,11 +44,12 @@ def _sources(rng, rows=3, length=7, lengths=(2, 5, 7)):
 
 @pytest.mark.parametrize("attention,cell,bidirectional,extra", [
     ("none", "gru", False, ""), ("bahdanau", "lstm", True, ""), ("luong", "gru", True, ", score: dot"),
-    ("luong", "rnn", False, ""),
+    ("luong", "rnn", False, ""), ("transformer", "", False, ""),
 ])
 def test_step_by_step_decoding_gives_the_teacher_forced_logits(write_recipe, attention, cell, bidirectional, extra):
     """The one-step decoder, fed the same prefix token by token from the encoder's states, gives the logits
-    the teacher-forced model gives at every position (each attention, cell, stacked, bidirectional)."""
+    the teacher-forced model gives at every position (each attention, cell, stacked, bidirectional; the
+    Transformer's step rereads the buffer it writes under its causal mask)."""
     recipe, model = _model(write_recipe, attention, cell, bidirectional, extra)
     rng = np.random.default_rng(0)
     src = _sources(rng)
@@ -58,7 +57,7 @@ def test_step_by_step_decoding_gives_the_teacher_forced_logits(write_recipe, att
     target[:, 0] = 2
     target[:, 1:6] = rng.integers(4, 11, (3, 5))
     forced = np.asarray(model([src, target]))
-    encoder, step = seq2seq.inference(model, recipe.model)
+    encoder, step = text_translation.architecture(recipe.model.arch).inference(model, recipe.model)
     out = [np.asarray(o) for o in encoder(src)]
     encoded, states = out[0], out[1:]
     for t in range(6):
@@ -276,3 +275,15 @@ def test_finished_run_is_measured_on_decoded_text_and_reloads_the_same(luong_run
     answer = json.loads(out.stdout)
     assert [p["translation"] for p in answer["predictions"]] == [e["translation"] for e in test["examples"][:4]]
     assert (tmp_path / "a.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # the step test above checks the Transformer's decoding in `make test`; this is the whole path
+def test_the_transformer_recipe_trains_decodes_and_draws_on_the_slice(tmp_path):
+    result = train(ROOT / "recipes" / "transformer_fra_eng.yaml",
+                   [f"data.dir={DATA}", "train.epochs=1", "train.steps_per_epoch=3", "model.d_model=16",
+                    "model.ff_units=16", "data.limit=400", "data.test_limit=12", "train.beam_width=2"],
+                   runs_root=tmp_path)
+    test = result["test"]
+    assert result["status"] == "completed" and test["sentences"] == 12 and "greedy_bleu" in test
+    run = ROOT / result["run_dir"]
+    assert (run / "attention_maps.png").stat().st_size > 0

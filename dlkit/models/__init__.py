@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
-                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq, stackgan, vae, vgg, wgan,
-                          wgan_gp)
+                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq, stackgan, transformer_translator, vae,
+                          vgg, wgan, wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
                                    cgan, wgan, wgan_gp, infogan, stackgan, cyclegan, rnn_classifier, rnn_lm,
-                                   rnn_forecaster, cnn_rnn_reader, seq2seq))
+                                   rnn_forecaster, cnn_rnn_reader, seq2seq, transformer_translator))
 }
 
 
@@ -59,9 +59,10 @@ def register_keras_classes() -> None:
     autoencoders' corruption and sparsity) must be registered before keras.saving.load_model reads a file
     that holds them."""
     from dlkit.models import corruption, gan_model, losses, rbm_model, recurrent_layers, vae_model  # noqa: F401
-    from dlkit.models.seq2seq import register
+    from dlkit.models import seq2seq, transformer_translator
 
-    register()  # the attention layer
+    seq2seq.register()  # the attention layer
+    transformer_translator.register()  # its masks and embeddings
     from dlkit.optim import scaled_schedule_class
 
     scaled_schedule_class()  # a rolled-back run's learning rate (train.on_nan: rollback)

@@ -21,6 +21,7 @@ decoder of fixed shapes, which greedy and beam search (dlkit.models.decoding) ca
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -57,6 +58,7 @@ class Config(RecurrentConfig):
         return {"none": None, "bahdanau": "additive", "luong": self.score or "general"}[self.attention]
 
 
+@functools.lru_cache(maxsize=None)
 def register():
     import keras
 
@@ -194,6 +196,18 @@ def _head(config: Config, y, encoded, source, spec=None, model=None):
     logits = made("logits", lambda: keras.layers.Dense(spec.vocabulary_size, name="logits",
                                                        kernel_initializer=layers.initializer(config.initializer)))(y)
     return logits, weights
+
+
+def step_weights(config: Config) -> bool:
+    """Whether the step model gives attention weights (greedy decoding keeps them)."""
+    return config.attention != "none"
+
+
+def attention_model(model, config: Config):
+    """inputs -> the attention weights (B, T, S) of every written token over the source."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("attention").output[1])
 
 
 def inference(model, config: Config):

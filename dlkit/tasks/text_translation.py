@@ -267,12 +267,13 @@ class Translator:
     """A model with its tokenizers: text in, text out, by greedy or beam search (dlkit.models.decoding)."""
 
     def __init__(self, model, recipe, source, target, rows: int = 64):
-        from dlkit.models import decoding, seq2seq
+        from dlkit.models import decoding
 
         self.model, self.recipe, self.source, self.target = model, recipe, source, target
         self.source_length, self.target_length = (int(model.inputs[0].shape[1]), int(model.inputs[1].shape[1]))
-        encoder, step = seq2seq.inference(model, recipe.model)
-        self.stepper = decoding.Stepper(encoder, step, recipe.model.attention != "none", rows)
+        self.arch = architecture(recipe.model.arch)
+        encoder, step = self.arch.inference(model, recipe.model)
+        self.stepper = decoding.Stepper(encoder, step, self.arch.step_weights(recipe.model), rows)
 
     def ids(self, texts: list[str]) -> np.ndarray:
         return self.source.padded(texts, self.source_length)
@@ -287,15 +288,14 @@ class Translator:
     def maps(self, texts: list[str], width: int, length_penalty: float) -> list:
         """(source tokens, written tokens, weights) per text: the attention of the decoded translation,
         read back by teacher-forcing it through the model (the weights the search saw on that path)."""
-        import keras
-
         _, tokens = self.translate(texts, width, length_penalty)
-        weights_model = keras.Model(self.model.inputs, self.model.get_layer("attention").output[1])
+        weights_model = self.arch.attention_model(self.model, self.recipe.model)
         framed = np.zeros((len(texts), self.target_length), np.int32)
         framed[:, 0] = 2
         framed[:, 1:] = tokens[:, : self.target_length - 1]
         src = self.ids(texts)
         w = np.asarray(weights_model.predict_on_batch([src, framed]))
+        w = w.mean(axis=1) if w.ndim == 4 else w  # a transformer's heads, averaged
         out = []
         for r, text in enumerate(texts):
             s_tokens = [self.source.tokenizer.id_to_token(int(i)) for i in src[r] if i != 0]
@@ -308,6 +308,13 @@ class Translator:
                     break
             out.append((s_tokens, written, w[r, : len(written), : len(s_tokens)]))
         return out
+
+
+def architecture(arch: str):
+    """The model module of a translation architecture: its `inference`, `step_weights`, `attention_model`."""
+    from dlkit.models import seq2seq, transformer_translator
+
+    return {"seq2seq": seq2seq, "transformer_translator": transformer_translator}[arch]
 
 
 def bucket_of(words: int) -> str:
