@@ -273,7 +273,7 @@ def encode(
            lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
 
 
-def _answer(make, json_: bool, show) -> None:
+def _answer(make, json_: bool, show) -> dict:
     """What the commands that answer once share: run, then one JSON object, or `show(result, console)`;
     a user error is its exit code and message."""
     try:
@@ -284,6 +284,7 @@ def _answer(make, json_: bool, show) -> None:
         _print_json(result)
     else:
         show(result, _console(stderr=False))
+    return result
 
 
 def _write(make, json_: bool, says) -> None:
@@ -313,14 +314,7 @@ def sweep(
         return sweep_layer.sweep(recipe, grid or [], seeds, parallel, runs_root, set_ or (),
                                  say=lambda line: console.print(line, markup=False, soft_wrap=True))
 
-    try:
-        result = make()
-    except DlkitError as e:
-        raise _fail(e, json_) from None
-    if json_:
-        _print_json(result)
-    else:
-        _show_sweep(result, _console(stderr=False))
+    result = _answer(make, json_, _show_sweep)
     if result["status"] != "completed":
         raise typer.Exit(1)
 

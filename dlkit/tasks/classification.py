@@ -103,11 +103,12 @@ class Classification(FitTask):
     def report_prediction(self, result: dict) -> list:
         from rich.table import Table
 
+        key = "text" if result["predictions"] and "text" in result["predictions"][0] else "input"
         table = Table()
-        for col in ("input", "label", "probability"):
+        for col in (key, "label", "probability"):
             table.add_column(col, overflow="fold", justify="right" if col == "probability" else "left")
         for p in result["predictions"]:
-            table.add_row(p["input"], p["label"], f"{p['probabilities'][p['label']]:.4f}")
+            table.add_row(p[key], p["label"], f"{p['probabilities'][p['label']]:.4f}")
         return [table]
 
 

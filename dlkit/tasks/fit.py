@@ -15,16 +15,20 @@ class FitTask(Task):
     Train = FitTrain
     roles = ("model",)
     default_loss: ClassVar[str]  # the loss when neither train.loss nor the architecture names one
+    # token sequences padded with id 0: the default loss is cross-entropy on logits that skips the padding
+    token_loss: ClassVar[bool] = False
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         cfg = recipe.train
         default = recipe.model.loss()
-        model.compile(
-            optimizer=optim.optimizer(cfg, steps_per_epoch),
-            loss=optim.loss(cfg, self.default_loss if default is None else default),
-            metrics=optim.metrics(cfg),
-            jit_compile=cfg.jit_compile,
-        )
+        if self.token_loss and cfg.loss is None and default is None:
+            import keras
+
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+        else:
+            loss = optim.loss(cfg, self.default_loss if default is None else default)
+        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
+                      jit_compile=cfg.jit_compile)
         return model
 
     def optimizers(self, model):

@@ -73,6 +73,7 @@ class ImageToSequence(FitTask):
     Data = DigitStringsData
     Train = ReaderTrain
     default_loss = "sparse_categorical_crossentropy"
+    token_loss = True
 
     def locate(self, recipe) -> str:
         from dlkit.data import sources
@@ -93,17 +94,6 @@ class ImageToSequence(FitTask):
         data.spec.target_shape = (cfg.max_digits + 1,)
         data.spec.vocabulary_size = END + 1
         return data
-
-    def compile(self, model, recipe, steps_per_epoch, phase):
-        import keras
-
-        from dlkit import optim
-
-        cfg = recipe.train
-        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
-                      metrics=optim.metrics(cfg), jit_compile=cfg.jit_compile)
-        return model
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         return {} if ctx.data.test is None else {"test": measure(ctx.model, ctx.data, "test", ctx.recipe)}

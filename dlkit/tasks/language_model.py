@@ -139,6 +139,7 @@ class LanguageModel(FitTask):
     Data = StreamData
     Train = LanguageModelTrain
     default_loss = "sparse_categorical_crossentropy"
+    token_loss = True
 
     def examples(self, recipe):
         return shifted
@@ -149,18 +150,6 @@ class LanguageModel(FitTask):
                             "window; shuffling would hand it windows that do not continue each other",
                             hint="set data.shuffle_buffer: 0")]
         return []
-
-    def compile(self, model, recipe, steps_per_epoch, phase):
-        import keras
-
-        from dlkit import optim
-
-        cfg = recipe.train
-        loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
-                if cfg.loss is None else optim.loss(cfg, cfg.loss))
-        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
-                      jit_compile=cfg.jit_compile)
-        return model
 
     def locate(self, recipe) -> str:
         from dlkit.data import text

@@ -148,13 +148,3 @@ class TextClassification(Classification):
                         "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
                         "unknown_tokens": int(sum(1 for i in vocab.ids(text) if i == 1))})
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "predictions": out}
-
-    def report_prediction(self, result: dict) -> list:
-        from rich.table import Table
-
-        table = Table()
-        for col in ("text", "label", "probability"):
-            table.add_column(col, overflow="fold", justify="right" if col == "probability" else "left")
-        for p in result["predictions"]:
-            table.add_row(p["text"], p["label"], f"{p['probabilities'][p['label']]:.4f}")
-        return [table]

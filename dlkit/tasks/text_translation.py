@@ -97,6 +97,7 @@ class TextTranslation(FitTask):
     Data = PairsData
     Train = TranslationTrain
     default_loss = "sparse_categorical_crossentropy"
+    token_loss = True
 
     def locate(self, recipe) -> str:
         from dlkit.data import pairs
@@ -155,18 +156,6 @@ class TextTranslation(FitTask):
         data.context = {split: pairs.references([src[i] for i in index], [tgt[i] for i in index])
                         for split, index in (("train", train), ("val", val), ("test", test)) if len(index)}
         return data
-
-    def compile(self, model, recipe, steps_per_epoch, phase):
-        import keras
-
-        from dlkit import optim
-
-        cfg = recipe.train
-        loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
-                if cfg.loss is None else optim.loss(cfg, cfg.loss))
-        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
-                      jit_compile=cfg.jit_compile)
-        return model
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         from dlkit import plots
