@@ -39,7 +39,7 @@ def digits16(tmp_path_factory):
     return path
 
 
-def gan_recipe(tmp_path, data_path, arch, extra=""):
+def gan_recipe(tmp_path, data_path, arch, extra="", train="{epochs: 2}"):
     path = tmp_path / f"{arch}.yaml"
     path.write_text(f"""
 name: tiny_{arch}
@@ -50,17 +50,23 @@ model:
   generator: {{filters: [16, 8]}}
   discriminator: {{filters: [8, 16]}}
 {extra}
-train: {{epochs: 2}}
+train: {train}
 """)
     return path
 
 
 @pytest.mark.parametrize("arch", sorted(METRICS))
 def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
-    result = train(gan_recipe(tmp_path, digits16, arch), runs_root=tmp_path / "runs")
+    every = "{epochs: 2, sample_every: 3}" if arch == "dcgan" else "{epochs: 2}"  # grids inside epochs too
+    result = train(gan_recipe(tmp_path, digits16, arch, train=every), runs_root=tmp_path / "runs")
     run = Path(result["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert len(rows) == 2 and METRICS[arch] <= set(rows[0])
+    steps = sorted(int(p.stem[5:]) for p in (run / "samples").glob("step_*.png"))
+    if arch == "dcgan":
+        assert steps and steps[0] == 3 and all(s % 3 == 0 for s in steps) and steps[-1] > steps[0]
+    else:
+        assert steps == []
     assert all(math.isfinite(float(r[k])) for r in rows for k in METRICS[arch])
     assert {"generator_learning_rate", "discriminator_learning_rate"} <= set(rows[0])
     for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png", "progress.gif",

@@ -54,7 +54,8 @@ class Adversarial(TwoPlayer):
         probe = latent_inputs(gan, min(256, len(real)), np.random.default_rng(ctx.recipe.seed + 1))
         grid = SampleGrid(ctx.run, ctx.reporter, draw=lambda: gan.sampler.predict(fixed, verbose=0), rows=rows,
                           fakes=lambda: gan.sampler.predict(probe, verbose=0), real=real, scale=data.scale,
-                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch)
+                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch,
+                          every=ctx.recipe.train.sample_every)
         return Callbacks(before=[grid])
 
     # ---------------------------------------------------------------- evaluate

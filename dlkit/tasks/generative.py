@@ -34,6 +34,9 @@ class AdversarialTrain(TrainBase):
 
     optimizers: GanOptimizers = GanOptimizers()
     overpower_epochs: int = Field(3, ge=1)  # warn when D's accuracy stays >= 99% this many epochs running
+    # also draw the sample grid every this many steps inside an epoch (samples/step_NNNNNNN.png): a long
+    # epoch shows its progress before it ends
+    sample_every: int | None = Field(None, ge=1)
 
     not_used = {
         "optimizer": "an adversarial model has two optimizer roles: set train.optimizers.generator and "

@@ -42,12 +42,24 @@ class SampleGrid(EpochGrid):
     in that scale."""
 
     def __init__(self, run: RunDir, reporter, draw: Callable, rows: int, fakes: Callable, real: np.ndarray,
-                 scale, overpower_epochs: int, initial_epoch: int = 0):
+                 scale, overpower_epochs: int, initial_epoch: int = 0, every: int | None = None):
         super().__init__(run, draw, rows, scale, run.samples, initial_epoch)
-        self.reporter, self.fakes = reporter, fakes
+        self.reporter, self.fakes, self.every, self.epoch = reporter, fakes, every, initial_epoch
         self.real_diversity = images.mean_pairwise_distance(real)
         self.overpower_epochs, self.pinned = overpower_epochs, 0
         self.warnings = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        """`train.sample_every`: the grid every N steps, named by the run's step count (samples/step_NNNNNNN.png)."""
+        steps = (self.params or {}).get("steps") or 0
+        step = self.epoch * steps + batch + 1
+        if self.every and step % self.every == 0:
+            path = self.where.root / "samples" / f"step_{step:07d}.png"
+            path.parent.mkdir(exist_ok=True)
+            images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

@@ -113,7 +113,8 @@ class Translation(TwoPlayer):
         grid = SampleGrid(ctx.run, ctx.reporter, draw=draw, rows=6,
                           fakes=lambda: model.generator_ab.predict(probe, verbose=0),
                           real=in_scale(b.splits.x_train[:256], b.scale), scale=a.scale,
-                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch)
+                          overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch,
+                          every=ctx.recipe.train.sample_every)
         return Callbacks(before=[grid])
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
