@@ -129,8 +129,7 @@ class Stepper:
             padded[n:, 0] = END  # an empty sentence's row, never read back (its source must not be all padding)
             out = self.encoder.predict_on_batch(padded)
             encoded, states = np.asarray(out[0]), [np.asarray(s) for s in out[1:]]
-            reps = width
-            enc_rep, src_rep = np.repeat(encoded, reps, 0), np.repeat(padded, reps, 0)
+            enc_rep, src_rep = np.repeat(encoded, width, 0), np.repeat(padded, width, 0)
 
             def step(prev, states, enc_rep=enc_rep, src_rep=src_rep):
                 outs = self.step_model.predict_on_batch([prev[:, None], enc_rep, src_rep, *states])

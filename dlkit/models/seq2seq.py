@@ -219,7 +219,6 @@ def inference(model, config: Config):
     n_state = states_per_layer(config.cell)
     source = model.inputs[0]
     states = []
-    encoded = None
     for i in range(1, len(config.units) + 1):
         if config.bidirectional:
             encoded = model.get_layer(f"bidirectional_encoder_{i}").output[0]
