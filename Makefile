@@ -5,14 +5,22 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The slow tests and the benchmarks read full datasets: $DLKIT_DATA_DIR, else ../shared/data (its SOURCES.md).
 test-slow bench: export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow bench data clean
+.PHONY: install browser test test-slow bench data clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+# `dlkit report`'s browser test opens the page in Debian's chromium: installed where apt may be used (as
+# root); elsewhere this says so and the test skips with the reason
+APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { $(APT) install chromium >/dev/null 2>&1 || { $(APT) update >/dev/null 2>&1 && $(APT) install chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium is not installed (it needs root and apt): the report's browser test will skip"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,export]'
 	touch $@
 
 # the suite's tests spread over every core (pytest-xdist); WORKERS=0 runs them in this process

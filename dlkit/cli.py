@@ -273,6 +273,43 @@ def encode(
            lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
 
 
+@app.command(help="Write a finished run's model in a deployable format through Keras's model.export: a TensorFlow "
+                  "SavedModel, ONNX or LiteRT. GANs and VAEs export their generator, CycleGANs the A-to-B one. The "
+                  "export is loaded back by its own runtime and must give the model's outputs, else it is removed "
+                  f"(exit 7).\n\n{EXIT_CODES_HELP}")
+def export(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run directory.")],
+    format_: Annotated[str, typer.Option("--format", metavar="FORMAT", help="saved_model, onnx or litert.")] = "saved_model",
+    out: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Where to write; default RUN_DIR/export/saved_model, "
+                                                "model.onnx or model.tflite.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing export (once the new one has passed its check).")] = False,
+    json_: JsonFlag = False,
+    unsafe: UnsafeFlag = False,
+):
+    from dlkit.export import export as export_fn
+    from dlkit.export import size_text
+
+    _write(lambda: export_fn(run_dir, format_, out, force, unsafe), json_,
+           lambda r: f"wrote {r['path']} ({r['format']}, {r['model']}, {size_text(r['size_bytes'])}); reloaded with "
+                     f"{r['checked_with']}: outputs within {r['max_abs_diff']:.2g} of the Keras model's"
+                     + "".join(f"; it {note}" for note in r["notes"]))
+
+
+@app.command(help="One self-contained HTML page of a run: status and headline, the measures, evaluations and exports, "
+                  "the learning curves and the task's pictures embedded, the epoch history and the recipe. Opens "
+                  f"offline, sends as one file.\n\n{EXIT_CODES_HELP}")
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (finished or not).")],
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The page to write; default RUN_DIR/report.html.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    json_: JsonFlag = False,
+):
+    from dlkit.report import report as report_fn
+
+    _write(lambda: report_fn(run_dir, out, force), json_,
+           lambda r: f"wrote {r['out']} ({r['size_bytes'] / 1e3:.0f} kB, {len(r['pictures'])} pictures)")
+
+
 def _answer(make, json_: bool, show) -> dict:
     """What the commands that answer once share: run, then one JSON object, or `show(result, console)`;
     a user error is its exit code and message."""

@@ -92,12 +92,12 @@ def table(runs_root: str | Path = "runs", name: str | None = None) -> dict:
     return {"runs_root": str(root), "runs": rows}
 
 
-def _flat(value, prefix: str = "") -> dict:
+def flat(value, prefix: str = "") -> dict:
     """Nested dicts as dotted keys; lists kept whole."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: value}
 
@@ -113,20 +113,20 @@ def compare(targets: list[str]) -> dict:
     recipes, measures = [], []
     for run in runs:
         try:
-            recipes.append(_flat(yaml.safe_load(run.recipe.read_text()) or {}))
+            recipes.append(flat(yaml.safe_load(run.recipe.read_text()) or {}))
         except (OSError, yaml.YAMLError) as e:
             raise UsageError(f"{run.recipe}: cannot read the run's recipe ({e})") from None
         metrics, evals = run.read_json(run.metrics), run.read_json(run.eval)
-        flat = {}
+        numbers = {}
         for section in ("final", "best", "test", "val"):
-            for k, v in _flat(metrics.get(section) or {}).items():
+            for k, v in flat(metrics.get(section) or {}).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    flat[f"{section}.{k}"] = v
+                    numbers[f"{section}.{k}"] = v
         for key, result in evals.items():
-            for k, v in _flat(result if isinstance(result, dict) else {}).items():
+            for k, v in flat(result if isinstance(result, dict) else {}).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    flat[f"eval.{key}.{k}"] = v
-        measures.append(flat)
+                    numbers[f"eval.{key}.{k}"] = v
+        measures.append(numbers)
     keys = sorted(set().union(*recipes))
     differ = {k: [r.get(k) for r in recipes] for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str)
                                                                        for r in recipes}) > 1}

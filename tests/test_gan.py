@@ -311,6 +311,11 @@ def test_generate_and_evaluate_with_a_reference(digits16, tmp_path):
     assert runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3"]).exit_code == 2  # would overwrite
     assert runner.invoke(app, ["generate", cgan, "--interpolate", "-n", "6", "--label", "1"]).exit_code == 0
     assert runner.invoke(app, ["generate", info, "--code", "2", "-n", "4"]).exit_code == 0
+    exported = runner.invoke(app, ["export", cgan, "--format", "onnx", "--json"])  # the generator: noise + one-hot label
+    assert exported.exit_code == 0, exported.stderr
+    exported = json.loads(exported.stdout)
+    assert exported["model"].startswith("the generator") and exported["inputs"][0]["shape"] == [None, 8 + 10]
+    assert exported["outputs"][0]["shape"] == [None, 16, 16, 1] and exported["max_abs_diff"] < 1e-4
     bad = runner.invoke(app, ["generate", dcgan, "--label", "1"])
     assert bad.exit_code == 2 and "not class-conditional" in bad.stderr
 

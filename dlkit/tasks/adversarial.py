@@ -95,6 +95,9 @@ class Adversarial(TwoPlayer):
 
     # ---------------------------------------------------------------- generate
 
+    def exported(self, run, recipe, model):
+        return model.sampler, "the generator (latent inputs to images in the model's scale)"
+
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         gan, scale, n = model, run_scale(run), request.n
         label, code = request.label, request.code

@@ -251,6 +251,10 @@ class Task:
         """What `dlkit predict` prints of a result: rich renderables or plain strings."""
         return []
 
+    def exported(self, run: RunDir, recipe, model) -> tuple[Any, str]:
+        """The Keras model `dlkit export` writes, and what it is in words: the trained model by default."""
+        return model, f"the {recipe.model.arch} model"
+
     def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
         """What `dlkit encode` writes: a split's codes."""
         raise UsageError(f"{run.root}: {self.name} runs have no codes; `dlkit encode` is for autoencoders")

@@ -152,6 +152,10 @@ class Boltzmann(FitTask):
         x, y = split_of(d, request.split)
         return save_codes(run, model.predict(in_scale(x, d.scale), verbose=0, batch_size=500), y, request)
 
+    def exported(self, run, recipe, model):
+        raise UsageError(f"{run.root}: an RBM has no forward model to export (it samples by Gibbs steps); its "
+                         "weights are in model.keras")
+
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n Gibbs chains started from noise (the seed picks it), shown after 1,000 steps."""
         if request.label is not None or request.code is not None or request.interpolate or request.inputs:

@@ -202,6 +202,11 @@ class TextTranslation(FitTask):
                                          ("greedy_bleu", "BLEU (greedy)"))),
                         after=["by source length:"] + lines + [f"BLEU signature: {result['signature']['bleu']}"])
 
+    def exported(self, run, recipe, model):
+        raise UsageError(f"{run.root}: a translation model translates by a search over its one-step decoder "
+                         "(dlkit predict --text); exporting that search is not built, and the teacher-forced "
+                         "model alone does not translate")
+
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         from dlkit import plots
 

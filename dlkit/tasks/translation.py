@@ -159,6 +159,9 @@ class Translation(TwoPlayer):
         return report_table(result, ("frechet_distance", "real_frechet_distance", "translated_accuracy", "cycled_accuracy",
                                      "untranslated_accuracy", "source_accuracy"))
 
+    def exported(self, run, recipe, model):
+        return model.generator_ab, "the A-to-B generator"
+
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A."""
         if request.label is not None or request.code is not None or request.interpolate:

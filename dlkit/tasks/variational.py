@@ -119,6 +119,9 @@ class Variational(FitTask):
         x, y = split_of(d, request.split)
         return save_codes(run, model.codes(in_scale(x, d.scale)), y, request)
 
+    def exported(self, run, recipe, model):
+        return model.decoder, "the decoder (latent codes to images)"
+
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n samples from the prior (the seed picks them), or with --interpolate a strip between two test
         images (picked by the seed)."""

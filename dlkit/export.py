@@ -1,0 +1,258 @@
+"""`export(run_dir, format)`: a finished run's model in a deployable format, through Keras's own
+`model.export`, the library function behind `dlkit export`.
+
+- `saved_model`: a TensorFlow SavedModel folder (`serve` and `serving_default` endpoints), for TF Serving
+  and TensorFlow.
+- `onnx`: an ONNX file (Keras converts through tf2onnx), for onnxruntime and the ONNX world.
+- `litert`: a LiteRT (TensorFlow Lite) flatbuffer, for phones and microcontrollers.
+
+What is exported is the task's deployable model (`Task.exported`): a classifier whole, a GAN's or a VAE's
+generator, a CycleGAN's A-to-B generator. Every export is loaded back after writing, by the runtime it is
+for (TensorFlow, onnxruntime, the LiteRT interpreter), and must give the Keras model's outputs on probe
+inputs drawn to the model's input signature; a file that does not is removed and the command fails (exit
+7). The check's figures are kept in the run's `exports.json`. Nothing is overwritten without `--force`, and a
+replaced export is only removed once its successor has passed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dlkit import tasks
+from dlkit.errors import EXIT_EXPORT, DlkitError, StorageError, UsageError
+from dlkit.evaluate import finished
+from dlkit.rundir import RunDir
+
+# dlkit's name -> (Keras's format name, the default file or folder under RUN/export/, what reads it back)
+FORMATS = {
+    "saved_model": ("tf_saved_model", "saved_model", "tensorflow"),
+    "onnx": ("onnx", "model.onnx", "onnxruntime"),
+    "litert": ("litert", "model.tflite", "ai_edge_litert"),
+}
+PROBE_BATCH = 4
+EXTRA = "pip install 'dlkit[export]' (make install does)"
+
+
+class ExportMismatch(DlkitError):
+    """The export, loaded back, does not give the model's outputs."""
+
+    exit_code = EXIT_EXPORT
+
+
+def _require(fmt: str) -> None:
+    import keras
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UsageError("dlkit export writes every format through TensorFlow, which this host does not have (the "
+                         "JAX-only GPU host); export the run on a machine with dlkit's full install (make install)")
+    if fmt == "litert" and keras.backend.backend() not in ("tensorflow", "torch"):
+        raise UsageError(f"Keras exports LiteRT from the TensorFlow or PyTorch backend, not "
+                         f"{keras.backend.backend()}; run it as KERAS_BACKEND=tensorflow dlkit export ...")
+    needs = {"onnx": ["tf2onnx", "onnxruntime"], "litert": ["ai_edge_litert"]}.get(fmt, [])
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--format {fmt} needs {', '.join(missing)}, not installed here: {EXTRA}")
+
+
+def probe_inputs(model, batch: int = PROBE_BATCH, seed: int = 0) -> list[np.ndarray]:
+    """One batch per model input, drawn to its signature: integer inputs (token ids, labels) as ids every
+    embedding of the model accepts, float inputs from a standard normal."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    embeddings = [layer.input_dim for layer in _layers(model) if isinstance(layer, keras.layers.Embedding)]
+    high = min(embeddings) if embeddings else 2
+    out = []
+    for tensor in model.inputs:
+        shape = tuple(batch if i == 0 and d is None else (d or 1) for i, d in enumerate(tensor.shape))
+        if "int" in str(tensor.dtype):
+            out.append(rng.integers(0, high, shape).astype(str(tensor.dtype)))
+        else:
+            out.append(rng.standard_normal(shape).astype(str(tensor.dtype)))
+    return out
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
+def _outputs(value) -> list[np.ndarray]:
+    if isinstance(value, dict):
+        value = [value[k] for k in sorted(value, key=lambda k: (len(k), k))]
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    return [np.asarray(v) for v in value]
+
+
+def reload_outputs(fmt: str, path: Path, model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs of the written export for `inputs`, computed by the runtime the format is for."""
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # held while `serve` runs: it owns the variables
+        return _outputs(loaded.serve(inputs[0] if len(inputs) == 1 else list(inputs)))
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
+        return [np.asarray(v) for v in session.run(None, feed)]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    names = [t.name for t in model.inputs]
+    signature = interpreter.get_signature_list()["serving_default"]["inputs"]
+    if set(names) == set(signature):
+        feed = dict(zip(names, inputs))
+    elif len(signature) == len(inputs) == 1:
+        feed = {signature[0]: inputs[0]}
+    else:
+        raise ExportMismatch(f"{path}: the LiteRT signature's inputs {signature} are not the model's {names}")
+    return _outputs(interpreter.get_signature_runner()(**feed))
+
+
+def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> float:
+    """Export `served` to `written` (with the batch fixed at `batch`, if given) and compare it, reloaded,
+    with the Keras model on probe inputs: the largest difference."""
+    import keras
+
+    inputs = probe_inputs(served, batch or PROBE_BATCH)
+    # called before exporting too: Keras exports only a model that has been called (a loaded one has not)
+    expected = _outputs(keras.tree.map_structure(
+        keras.ops.convert_to_numpy, served(inputs[0] if len(inputs) == 1 else inputs, training=False)))
+    kwargs = {}
+    if batch is not None:
+        specs = [keras.InputSpec(shape=(batch, *t.shape[1:]), dtype=t.dtype, name=t.name) for t in served.inputs]
+        kwargs["input_signature"] = specs if len(specs) == 1 else [specs]  # the model's one argument
+    try:
+        served.export(str(written), format=FORMATS[fmt][0], verbose=False, **kwargs)
+    except Exception as e:  # noqa: BLE001 - a converter's failure is the user's answer, not a traceback
+        raise ExportMismatch(f"Keras could not export {what} as {fmt}: {type(e).__name__}: {_first_line(e)}") from None
+    try:
+        got = reload_outputs(fmt, written, served, inputs)
+    except ExportMismatch:
+        raise
+    except Exception as e:  # noqa: BLE001 - the runtime's refusal is the answer
+        raise ExportMismatch(f"the {fmt} export of {what} was written but {FORMATS[fmt][2]} could not run it: "
+                             f"{type(e).__name__}: {_first_line(e)}; the export was removed") from None
+    return _compare(expected, got, fmt, what)
+
+
+def destination(run: RunDir, fmt: str, out: Path | None) -> Path:
+    return Path(out) if out is not None else run.root / "export" / FORMATS[fmt][1]
+
+
+def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = False) -> dict:
+    """Write the run's deployable model in `fmt`, check it loaded back, and return what was written."""
+    from dlkit.training.session import Session
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    run = finished(RunDir.open(run_dir))
+    target = destination(run, fmt, out)
+    if fmt == "litert" and target.suffix != ".tflite":
+        raise UsageError(f"--out {target}: a LiteRT model's file name ends in .tflite")
+    if fmt == "onnx" and target.suffix != ".onnx":
+        raise UsageError(f"--out {target}: an ONNX model's file name ends in .onnx")
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists; pass --force to replace it (after the new export has passed its check)")
+    _require(fmt)
+    recipe = tasks.load_recipe(run.recipe)
+    session = Session.open(recipe)
+    model = session.model(checkpoint=run.model, unsafe=unsafe)
+    served, what = session.task.exported(run, recipe, model)
+
+    record = write_checked(served, what, fmt, target)
+    exports = run.read_json(run.root / "exports.json")
+    exports[fmt] = record
+    run.write_json(run.root / "exports.json", exports)
+    return {"status": "completed", "run_dir": str(run.root), **record}
+
+
+def write_checked(served, what: str, fmt: str, target: Path) -> dict:
+    """Export the Keras model `served` (`what` in words) to `target` in `fmt` and check it loaded back; an
+    existing `target` is replaced only once the new export has passed. Returns the export's record."""
+    import keras
+
+    scratch = target.parent / f".{target.name}.partial"  # written and checked here, then moved into place
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove(scratch)
+        scratch.mkdir()
+    except OSError as e:
+        raise StorageError(f"cannot write the export beside {target}: {e}") from None
+    written = scratch / target.name
+    start = time.perf_counter()
+    notes, batch = [], None
+    try:
+        try:
+            diff = _check(served, fmt, written, what, None)
+        except ExportMismatch as e:
+            if fmt != "litert" or "Select TensorFlow op" not in str(e):
+                raise
+            # a recurrent layer's loop over a batch of any size needs TensorFlow's select ops, which LiteRT's
+            # builtin runtime lacks; at a fixed batch the converter lowers it to builtin ops
+            _remove(written)
+            batch = 1
+            diff = _check(served, fmt, written, what, batch)
+            notes.append("takes a batch of exactly 1 (at any batch size its recurrent loop would need TensorFlow's "
+                         "select ops, which LiteRT's builtin runtime lacks)")
+        if target.exists():
+            _remove(target)
+        written.rename(target)
+    finally:
+        _remove(scratch)
+    return {
+        "format": fmt, "path": str(target), "model": what, "backend": keras.backend.backend(),
+        "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in served.inputs],
+        "outputs": [{"shape": list(t.shape), "dtype": str(t.dtype)} for t in served.outputs],
+        "checked_with": FORMATS[fmt][2], "probe_batch": batch or PROBE_BATCH, "batch": batch, "max_abs_diff": diff,
+        "notes": notes, "size_bytes": _size(target), "wall_time_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _compare(expected, got, fmt: str, what: str) -> float:
+    if len(expected) != len(got):
+        raise ExportMismatch(f"the {fmt} export of {what} gives {len(got)} outputs; the model gives {len(expected)}")
+    worst = 0.0
+    for k, (e, g) in enumerate(zip(expected, got)):
+        if e.shape != g.shape:
+            raise ExportMismatch(f"the {fmt} export's output {k} has shape {g.shape}; the model's is {e.shape}")
+        diff = float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) if e.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
+        if not np.isfinite(diff) or diff > 1e-3 * scale:
+            raise ExportMismatch(f"the {fmt} export of {what}, loaded back, differs from the Keras model on probe "
+                                 f"inputs: output {k} off by up to {diff:.3g} (allowed {1e-3 * scale:.3g}); the "
+                                 "export was removed")
+        worst = max(worst, diff)
+    return worst
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -1,0 +1,147 @@
+"""`dlkit export`: a run's model as a SavedModel, ONNX or LiteRT file through Keras's model.export, each
+loaded back by its own runtime and checked against the Keras model; nothing a user has is overwritten
+unless asked, and a failed check leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dlkit.cli import app
+
+runner = CliRunner()
+DATA = Path(__file__).parent / "data"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import TINY_MNIST
+
+    from dlkit.training.train import train
+
+    root = tmp_path_factory.mktemp("export")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_MNIST)
+    return Path(train(recipe, ["train.epochs=1"], runs_root=root / "runs")["run_dir"])
+
+
+def _digits(n=5):
+    from dlkit.data import sources
+
+    x = sources.load_builtin("mnist", str(DATA), allow_download=False).x_test[:n]
+    return x[..., None].astype("float32") / 255.0
+
+
+def test_each_format_is_written_and_gives_the_models_predictions(trained):
+    """Each format's file, run by its own runtime outside dlkit, classifies real test digits as the Keras
+    model does; exports.json keeps each check's figures."""
+    import keras
+
+    x = _digits()
+    expected = keras.saving.load_model(trained / "model.keras").predict(x, verbose=0)
+    for fmt in ("saved_model", "onnx", "litert"):
+        out = run("export", trained, "--format", fmt, "--json")
+        assert out.exit_code == 0, out.stdout + out.stderr
+        result = json.loads(out.stdout)
+        assert result["format"] == fmt and result["max_abs_diff"] < 1e-4 and result["batch"] is None
+    export = trained / "export"
+    assert sorted(p.name for p in export.iterdir()) == ["model.onnx", "model.tflite", "saved_model"]  # no scratch
+
+    import onnxruntime
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    session = onnxruntime.InferenceSession(str(export / "model.onnx"))
+    got = {"onnx": session.run(None, {session.get_inputs()[0].name: x})[0]}
+    loaded = tf.saved_model.load(str(export / "saved_model"))
+    got["saved_model"] = loaded.serve(x).numpy()
+    lite = Interpreter(model_path=str(export / "model.tflite"))
+    name = lite.get_signature_list()["serving_default"]["inputs"][0]
+    got["litert"] = next(iter(lite.get_signature_runner()(**{name: x}).values()))
+    for fmt, probabilities in got.items():
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5, err_msg=fmt)
+        assert (probabilities.argmax(1) == expected.argmax(1)).all()
+    records = json.loads((trained / "exports.json").read_text())
+    assert set(records) == {"saved_model", "onnx", "litert"}
+    assert records["onnx"]["inputs"][0]["shape"] == [None, 28, 28, 1] and records["onnx"]["checked_with"] == "onnxruntime"
+
+    plain = run("export", trained, "--format", "onnx", "--force")
+    assert plain.exit_code == 0 and "reloaded with onnxruntime" in plain.stdout
+
+
+def test_an_existing_export_is_kept_unless_forced_and_a_failed_check_leaves_nothing(trained, tmp_path, monkeypatch):
+    from dlkit import export
+
+    target = tmp_path / "mine.onnx"
+    target.write_bytes(b"the user's own file")
+    refused = run("export", trained, "--format", "onnx", "--out", target)
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert target.read_bytes() == b"the user's own file"
+
+    real = export.reload_outputs
+    monkeypatch.setattr(export, "reload_outputs", lambda *a: [o + 0.5 for o in real(*a)])  # a bad converter
+    failed = run("export", trained, "--format", "onnx", "--out", target, "--force")
+    assert failed.exit_code == 7 and "differs from the Keras model" in failed.stderr
+    assert target.read_bytes() == b"the user's own file"  # replaced only by an export that passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.onnx"]  # no scratch left
+    monkeypatch.setattr(export, "reload_outputs", real)
+    assert run("export", trained, "--format", "onnx", "--out", target, "--force").exit_code == 0
+    assert target.read_bytes()[:20] != b"the user's own file"
+
+
+def test_usage_errors(trained, tmp_path, monkeypatch):
+    import importlib.util
+
+    assert run("export", trained, "--format", "pickle").exit_code == 2
+    wrong = run("export", trained, "--format", "litert", "--out", tmp_path / "model.bin")
+    assert wrong.exit_code == 2 and ".tflite" in wrong.stderr
+    assert run("export", tmp_path, "--format", "onnx").exit_code == 2  # not a run
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find(name, *a))
+    no_tf = run("export", trained, "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert no_tf.exit_code == 2 and "TensorFlow" in no_tf.stderr and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_recurrent_model_goes_to_litert_at_a_fixed_batch(tmp_path):
+    """An LSTM's loop over a batch of any size needs TensorFlow's select ops, which the LiteRT runtime
+    lacks: the export falls back to a batch of 1, which lowers to builtin ops, and says so. Token ids and a
+    float input side by side reach ONNX by name."""
+    import keras
+
+    from dlkit.export import write_checked
+
+    ids = keras.Input((7,), dtype="int32", name="ids")
+    extra = keras.Input((3,), name="extra")
+    h = keras.layers.LSTM(8)(keras.layers.Embedding(20, 4)(ids))
+    model = keras.Model([ids, extra], keras.layers.Dense(2)(keras.layers.Concatenate()([h, extra])))
+    lite = write_checked(model, "a toy", "litert", tmp_path / "toy.tflite")
+    assert lite["batch"] == 1 and "batch of exactly 1" in lite["notes"][0] and lite["max_abs_diff"] < 1e-4
+    onnx = write_checked(model, "a toy", "onnx", tmp_path / "toy.onnx")
+    assert onnx["batch"] is None and [i["name"] for i in onnx["inputs"]] == ["ids", "extra"]
+
+
+def test_what_each_task_exports():
+    """GANs export the generator, VAEs the decoder; a translation model and an RBM say why they have none."""
+    from types import SimpleNamespace
+
+    from dlkit.errors import UsageError
+    from dlkit.tasks import TASKS
+
+    model = SimpleNamespace(sampler="G", decoder="D", generator_ab="AB")
+    run_ = SimpleNamespace(root=Path("runs/x"))
+    recipe = SimpleNamespace(model=SimpleNamespace(arch="cnn"))
+    assert TASKS["adversarial"].exported(run_, recipe, model)[0] == "G"
+    assert TASKS["variational"].exported(run_, recipe, model)[0] == "D"
+    assert TASKS["translation"].exported(run_, recipe, model)[0] == "AB"
+    assert TASKS["classification"].exported(run_, recipe, model)[0] is model
+    for name in ("text_translation", "boltzmann"):
+        with pytest.raises(UsageError):
+            TASKS[name].exported(run_, recipe, model)
