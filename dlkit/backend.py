@@ -81,10 +81,85 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def distribution_scope(recipe):
-    """Where models are built and loaded. One device today: nothing to open. Spreading a run over several
-    devices (keras.distribution on JAX, a tf.distribute strategy on TensorFlow) opens its scope here."""
-    return contextlib.nullcontext()
+class Placement:
+    """Where a run's model lives: one device, or (train.distribution: data_parallel) several on Keras's own
+    engines. On JAX a keras.distribution.DataParallel over the device mesh, set for the process (Keras's
+    jitted step then splits every batch across the devices and its gradients are the global batch's); on
+    TensorFlow a tf.distribute.MirroredStrategy, whose scope the model is built, compiled or loaded in (fit
+    then runs each replica on its share and sums the gradients)."""
+
+    def __init__(self, devices: list[str], strategy=None):
+        self.devices, self.strategy = devices, strategy
+
+    @property
+    def replicas(self) -> int:
+        return len(self.devices)
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def _local_devices(backend: str) -> list:
+    """The backend's devices of this process, accelerators first (CPU devices where there is none)."""
+    if backend == "jax":
+        import jax
+
+        return jax.local_devices()
+    tf = tensorflow()
+    logical = [d for kind in ("GPU", "TPU") for d in tf.config.list_logical_devices(kind)]
+    return logical or tf.config.list_logical_devices("CPU")
+
+
+def place(recipe) -> Placement:
+    """The recipe's placement, set up (raises RecipeError when the devices are not there or the global
+    batch does not split evenly over them)."""
+    import keras
+
+    from dlkit.errors import Problem, RecipeError
+
+    dist = recipe.train.distribution
+    if dist.strategy == "none":
+        return Placement([])
+    backend = keras.backend.backend()
+    if backend not in ("jax", "tensorflow"):
+        raise RecipeError([Problem("train.distribution", f"data_parallel runs on the jax or tensorflow backend, not "
+                                   f"{backend}")])
+    local = _local_devices(backend)
+    if backend == "jax":
+        import jax
+
+        everywhere = jax.devices()  # every process's devices, once keras.distribution.initialize has joined them
+        count = len(everywhere) if dist.devices == "auto" else dist.devices
+        if count > len(everywhere):
+            raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; JAX sees "
+                                       f"{len(everywhere)} ({everywhere[0].platform})",
+                                       hint="use devices: auto, or fewer")])
+        chosen = everywhere[:count]
+    else:
+        count = len(local) if dist.devices == "auto" else dist.devices
+        if count > len(local):
+            raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; TensorFlow sees "
+                                       f"{len(local)} ({', '.join(d.name for d in local)})",
+                                       hint="use devices: auto, or fewer")])
+        chosen = local[:count]
+    batch = getattr(recipe.data, "batch_size", None)
+    if batch is not None and batch % count:
+        raise RecipeError([Problem("data.batch_size", f"{batch} is the global batch, split evenly over the "
+                                   f"{count} devices of train.distribution; {batch} is not a multiple of {count}",
+                                   hint=f"use a multiple of {count}, such as {max(count, batch // count * count)}")])
+    if backend == "jax":
+        names = [f"{d.platform}:{d.id}" for d in chosen]
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+        return Placement(names)
+    names = [d.name for d in chosen]
+    return Placement(names, _mirrored(tuple(names)))
+
+
+@functools.cache
+def _mirrored(devices: tuple[str, ...]):
+    """One MirroredStrategy per set of devices for the process: strategies made afresh for each run in one
+    process (tests, notebooks) share TensorFlow's collective keys and mix up their all-reduces."""
+    return tensorflow().distribute.MirroredStrategy(list(devices))
 
 
 def describe_device() -> str:

@@ -100,11 +100,16 @@ def train(
     json_: JsonFlag = False,
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Write TensorBoard logs in the run's tensorboard/ (as --set train.tensorboard=true).")] = False,
+    devices: Annotated[Optional[str], typer.Option(
+        "--devices", metavar="N|auto", help="Data parallel over N devices, or every one (as --set "
+        "train.distribution={strategy: data_parallel, devices: N}); data.batch_size is the global batch.")] = None,
 ):
     from dlkit import backend
     from dlkit.tasks import load_recipe
 
     set_ = list(set_ or ()) + (["train.tensorboard=true"] if tensorboard else [])
+    if devices is not None:
+        set_.append(f"train.distribution={{strategy: data_parallel, devices: {devices}}}")
 
     def run(reporter):
         load_recipe(recipe, set_)  # a bad recipe is reported before TensorFlow loads

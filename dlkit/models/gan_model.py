@@ -29,11 +29,12 @@ class Adversarial(StepModel):
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        # the optimizers' variables are made now, not at the first step: Keras's JAX trainer threads them
+        # through its stateless train function, and under a TensorFlow MirroredStrategy a variable cannot be
+        # created inside the replicas' traced step
+        g_optimizer.build(self.g_variables())
+        d_optimizer.build(self.d_variables())
         if keras.backend.backend() == "jax":
-            # Keras's JAX trainer threads `self.optimizer.variables` through its stateless train function, so
-            # the optimizers' variables must exist before it starts (TensorFlow makes them at the first step)
-            g_optimizer.build(self.g_variables())
-            d_optimizer.build(self.d_variables())
             self.optimizer = _OptimizerPair(g_optimizer, d_optimizer)
 
     def get_compile_config(self):

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dlkit.models.steps import StepModel
+from dlkit.models.steps import StepModel, replicas
 
 
 def _bernoulli(p, seed):
@@ -114,6 +114,8 @@ class RBM(StepModel):
     def step(self, data):
         v0 = self._data(data, self.binarize)  # a fresh binarization each step
         grads, vk = self.cd_gradients(v0, self.particles if self.persistent else v0, self.cd_k)
+        if replicas() > 1:  # a MirroredStrategy sums the replicas' gradients: each gives its share of the mean
+            grads = [g / replicas() for g in grads]
         self.optimizer.apply(grads, [self.kernel, self.visible_bias, self.hidden_bias])
         if self.persistent:
             self.particles.assign(vk)

@@ -94,7 +94,9 @@ class StepModel(keras.Model):
 
             with tf.GradientTape() as tape:
                 loss, aux = fn()
-            return aux, tape.gradient(loss, variables)
+                # under a MirroredStrategy the replicas' gradients are summed: each takes its share of the mean
+                scaled = loss / replicas() if replicas() > 1 else loss
+            return aux, tape.gradient(scaled, variables)
         if backend == "jax":
             return _jax_grad(self, lambda values: fn(), variables, [v.value for v in variables])
         raise NotImplementedError(f"dlkit's own training steps need the tensorflow or jax backend, not {backend}")
@@ -110,6 +112,17 @@ class StepModel(keras.Model):
             return tape.gradient(out, x)
         _, grads = _jax_grad(self, lambda values: (ops.sum(fn(values[0])), None), [], [x])
         return grads[0]
+
+
+def replicas() -> int:
+    """How many replicas a TensorFlow MirroredStrategy runs the step in (1 elsewhere; on JAX a data-parallel
+    step is one global computation). Their gradients are summed, so a step's own gradients of a mean are
+    divided by this, as Keras's own train step does."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
 
 
 def _jax_grad(model, fn, variables, values):

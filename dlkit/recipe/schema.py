@@ -201,9 +201,31 @@ class OnNan(Section):
         return "stop" if self.action == "stop" else out
 
 
+class Distribution(Section):
+    """`train.distribution`: the same run over several devices, on Keras's own engines: data parallel
+    (each device a share of every batch; data.batch_size is the global batch), keras.distribution's
+    DataParallel on JAX, tf.distribute's MirroredStrategy on TensorFlow."""
+
+    strategy: Literal["none", "data_parallel"] = "none"
+    devices: Literal["auto"] | int = "auto"  # auto: every accelerator there is (every CPU device without one)
+
+    @field_validator("devices")
+    @classmethod
+    def _count(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"devices counts devices: auto, or 1 or more; received {v}")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _short(self, handler):
+        out = handler(self)
+        return "none" if self.strategy == "none" else out
+
+
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "deterministic", "tensorboard")
+                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "deterministic", "tensorboard",
+                "distribution")
 
 
 class TrainBase(Section):
@@ -222,6 +244,12 @@ class TrainBase(Section):
     # TensorBoard logs in the run's tensorboard/: every logged value and the learning rate each epoch, and
     # the sample grids of the models that draw them (needs TensorFlow's summary writer)
     tensorboard: bool = False
+    distribution: Distribution = Distribution()  # none, or {strategy: data_parallel, devices: auto | N}
+
+    @field_validator("distribution", mode="before")
+    @classmethod
+    def _distribution_short_form(cls, v):
+        return {"strategy": v} if isinstance(v, str) else v  # distribution: none | data_parallel
 
     @model_serializer(mode="wrap")
     def _in_order(self, handler):

@@ -61,4 +61,18 @@ def sections(architecture: Architecture) -> dict:
 
 def load_recipe(path: str | Path, overrides=()):
     """Load, merge, override and validate a recipe, its data and train sections those of its task."""
-    return recipe_layer.load_recipe(path, overrides, sections=sections, checks=lambda recipe: of(recipe).check(recipe))
+    return recipe_layer.load_recipe(path, overrides, sections=sections,
+                                    checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe))
+
+
+def _distribution(recipe) -> list:
+    """A global batch that a stated device count does not divide (`devices: auto` is checked when the
+    devices are known, by dlkit.backend.place)."""
+    from dlkit.errors import Problem
+
+    dist, batch = recipe.train.distribution, getattr(recipe.data, "batch_size", None)
+    if dist.strategy == "data_parallel" and isinstance(dist.devices, int) and batch is not None and batch % dist.devices:
+        return [Problem("data.batch_size", f"{batch} is the global batch, split evenly over train.distribution's "
+                        f"{dist.devices} devices; {batch} is not a multiple of {dist.devices}",
+                        hint=f"use a multiple of {dist.devices}, such as {max(dist.devices, batch // dist.devices * dist.devices)}")]
+    return []

@@ -1,6 +1,6 @@
 """The one set-up path of train, resume and evaluate: backend, seeds, the task, its data, and the model,
-built and compiled or loaded from a checkpoint, inside the distribution scope (the hook the scale-out work
-fills; one device today)."""
+built and compiled or loaded from a checkpoint, inside the placement's scope (one device, or
+train.distribution's several: dlkit.backend.place)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from dlkit.tasks.base import Phase, Task
 class Session:
     recipe: object
     task: Task
+    placement: backend.Placement
 
     @classmethod
     def open(cls, recipe) -> Session:
         """Seeded, so that the data's splits and order and the model's initial weights are reproducible."""
         backend.setup()
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
-        return cls(recipe, tasks.of(recipe))
+        return cls(recipe, tasks.of(recipe), backend.place(recipe))
 
     @functools.cached_property
     def data(self):
@@ -36,7 +37,7 @@ class Session:
     def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None, unsafe: bool = False):
         """The phase's model: built and compiled by the task, or loaded (optimizer state and all) from a
         checkpoint or a finished run's model.keras, in Keras's safe mode unless `unsafe`."""
-        with backend.distribution_scope(self.recipe):
+        with self.placement.scope():
             if checkpoint is not None:
                 return models.load(checkpoint, unsafe)
             model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})

@@ -1,0 +1,73 @@
+"""Run in a fresh process by tests/test_distribution.py, on two virtual CPU devices: trains tiny recipes on
+one device and data-parallel on two, and prints what the test compares as one JSON line.
+
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 python distributed_probe.py ROOT
+    KERAS_BACKEND=tensorflow python distributed_probe.py ROOT     (two logical CPU devices made here)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TWO = "train.distribution={strategy: data_parallel, devices: 2}"
+
+
+def history(run_dir: str) -> dict:
+    rows = list(csv.DictReader(open(Path(run_dir) / "history.csv")))
+    return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+
+
+def main(root: Path) -> None:
+    if os.environ.get("KERAS_BACKEND") == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    from dlkit.training.train import resume, train
+
+    data = Path(__file__).parent / "data"
+    mlp = root / "mlp.yaml"
+    mlp.write_text(f"""
+name: mlp
+seed: 3
+data: {{dataset: mnist, dir: {data}, limit: 512, test_limit: 128, batch_size: 64, validation_split: 0.125}}
+model: {{arch: mlp, hidden: [32]}}
+train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.1, momentum: 0.9}}}}
+""")
+    from dlkit.data import sources
+
+    digits = sources.load_builtin("mnist", str(data), allow_download=False)
+    np.savez(root / "d16.npz", x_train=digits.x_train[:256, 6:22, 6:22], y_train=digits.y_train[:256])
+    gan = root / "gan.yaml"
+    gan.write_text(f"""
+name: gan
+data: {{dataset: npz, path: {root / 'd16.npz'}, scale: symmetric, validation_split: 0, batch_size: 64}}
+model: {{arch: dcgan, latent_dim: 8, generator: {{filters: [16, 8]}}, discriminator: {{filters: [8, 16]}}}}
+train: {{epochs: 2}}
+""")
+    runs = root / "runs"
+    out = {}
+    one = train(mlp, [], runs_root=runs)
+    two = train(mlp, [TWO], runs_root=runs)
+    out["mlp"] = {"one": history(one["run_dir"]), "two": history(two["run_dir"]),
+                  "test_one": one["test"], "test_two": two["test"],
+                  "manifest_two": json.loads((Path(two["run_dir"]) / "manifest.json").read_text())}
+    # a distributed run stopped after one epoch and resumed: the same as the uninterrupted one
+    first = train(mlp, [TWO, "train.epochs=1"], runs_root=runs)
+    resumed = resume(first["run_dir"], epochs=2)
+    out["resumed"] = history(resumed["run_dir"])
+    g_one = train(gan, [], runs_root=runs)
+    g_two = train(gan, [TWO], runs_root=runs)
+    out["gan"] = {"one": history(g_one["run_dir"]), "two": history(g_two["run_dir"])}
+    print("PROBE " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
