@@ -99,12 +99,24 @@ class Placement:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
-def _local_devices(backend: str) -> list:
-    """The backend's devices of this process, accelerators first (CPU devices where there is none)."""
+def uneven_batch(batch: int | None, count: int):
+    """The Problem of a global batch that `count` devices do not split evenly, or None."""
+    from dlkit.errors import Problem
+
+    if batch is None or batch % count == 0:
+        return None
+    return Problem("data.batch_size", f"{batch} is the global batch, split evenly over train.distribution's "
+                   f"{count} devices; {batch} is not a multiple of {count}",
+                   hint=f"use a multiple of {count}, such as {max(count, batch // count * count)}")
+
+
+def _devices(backend: str) -> list:
+    """The devices a run may spread over. JAX: every process's (once keras.distribution.initialize has joined
+    them); TensorFlow: this process's accelerators (its CPU devices where there is none)."""
     if backend == "jax":
         import jax
 
-        return jax.local_devices()
+        return jax.devices()
     tf = tensorflow()
     logical = [d for kind in ("GPU", "TPU") for d in tf.config.list_logical_devices(kind)]
     return logical or tf.config.list_logical_devices("CPU")
@@ -124,29 +136,16 @@ def place(recipe) -> Placement:
     if backend not in ("jax", "tensorflow"):
         raise RecipeError([Problem("train.distribution", f"data_parallel runs on the jax or tensorflow backend, not "
                                    f"{backend}")])
-    local = _local_devices(backend)
-    if backend == "jax":
-        import jax
-
-        everywhere = jax.devices()  # every process's devices, once keras.distribution.initialize has joined them
-        count = len(everywhere) if dist.devices == "auto" else dist.devices
-        if count > len(everywhere):
-            raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; JAX sees "
-                                       f"{len(everywhere)} ({everywhere[0].platform})",
-                                       hint="use devices: auto, or fewer")])
-        chosen = everywhere[:count]
-    else:
-        count = len(local) if dist.devices == "auto" else dist.devices
-        if count > len(local):
-            raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; TensorFlow sees "
-                                       f"{len(local)} ({', '.join(d.name for d in local)})",
-                                       hint="use devices: auto, or fewer")])
-        chosen = local[:count]
-    batch = getattr(recipe.data, "batch_size", None)
-    if batch is not None and batch % count:
-        raise RecipeError([Problem("data.batch_size", f"{batch} is the global batch, split evenly over the "
-                                   f"{count} devices of train.distribution; {batch} is not a multiple of {count}",
-                                   hint=f"use a multiple of {count}, such as {max(count, batch // count * count)}")])
+    devices = _devices(backend)
+    count = len(devices) if dist.devices == "auto" else dist.devices
+    if count > len(devices):
+        seen = ", ".join(sorted({getattr(d, "platform", None) or d.name for d in devices}))
+        raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; {backend} sees "
+                                   f"{len(devices)} ({seen})", hint="use devices: auto, or fewer")])
+    chosen = devices[:count]
+    problem = uneven_batch(getattr(recipe.data, "batch_size", None), count)
+    if problem:
+        raise RecipeError([problem])
     if backend == "jax":
         names = [f"{d.platform}:{d.id}" for d in chosen]
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))

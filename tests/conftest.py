@@ -72,6 +72,18 @@ def tiny_recipe(write_recipe):
     return write_recipe(TINY_MNIST)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished run of TINY_MNIST (2 epochs), trained once per test process, for the commands that read
+    a run (export, report); they add files to it but change none of its own."""
+    from dlkit.training.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_MNIST)
+    return Path(train(recipe, runs_root=root / "runs")["run_dir"])
+
+
 def build(recipe, spec, steps_per_epoch: int = 10, compile: bool = True):
     """The recipe's model for a DataSpec, built (and compiled) by its task, without reading any data."""
     from dlkit import tasks

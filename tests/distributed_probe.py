@@ -1,8 +1,11 @@
 """Run in a fresh process by tests/test_distribution.py, on two virtual CPU devices: trains tiny recipes on
 one device and data-parallel on two, and prints what the test compares as one JSON line.
 
-    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 python distributed_probe.py ROOT
-    KERAS_BACKEND=tensorflow python distributed_probe.py ROOT     (two logical CPU devices made here)
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 python distributed_probe.py ROOT [PARTS]
+    KERAS_BACKEND=tensorflow python distributed_probe.py ROOT [PARTS]     (two logical CPU devices made here)
+
+PARTS: comma-separated, of mlp (one device against two), resume (a two-device run stopped and resumed),
+gan (a DCGAN on one device and two); all by default.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def history(run_dir: str) -> dict:
     return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
 
 
-def main(root: Path) -> None:
+def main(root: Path, parts: set) -> None:
     if os.environ.get("KERAS_BACKEND") == "tensorflow":
         import tensorflow as tf
 
@@ -37,37 +40,39 @@ def main(root: Path) -> None:
     mlp.write_text(f"""
 name: mlp
 seed: 3
-data: {{dataset: mnist, dir: {data}, limit: 512, test_limit: 128, batch_size: 64, validation_split: 0.125}}
+data: {{dataset: mnist, dir: {data}, limit: 256, test_limit: 64, batch_size: 32, validation_split: 0.125}}
 model: {{arch: mlp, hidden: [32]}}
 train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.1, momentum: 0.9}}}}
 """)
     from dlkit.data import sources
 
     digits = sources.load_builtin("mnist", str(data), allow_download=False)
-    np.savez(root / "d16.npz", x_train=digits.x_train[:256, 6:22, 6:22], y_train=digits.y_train[:256])
+    np.savez(root / "d16.npz", x_train=digits.x_train[:128, 6:22, 6:22], y_train=digits.y_train[:128])
     gan = root / "gan.yaml"
     gan.write_text(f"""
 name: gan
-data: {{dataset: npz, path: {root / 'd16.npz'}, scale: symmetric, validation_split: 0, batch_size: 64}}
+data: {{dataset: npz, path: {root / 'd16.npz'}, scale: symmetric, validation_split: 0, batch_size: 32}}
 model: {{arch: dcgan, latent_dim: 8, generator: {{filters: [16, 8]}}, discriminator: {{filters: [8, 16]}}}}
 train: {{epochs: 2}}
 """)
     runs = root / "runs"
     out = {}
+    if "mlp" not in parts:
+        raise SystemExit("the mlp part is the reference of the others")
     one = train(mlp, [], runs_root=runs)
     two = train(mlp, [TWO], runs_root=runs)
     out["mlp"] = {"one": history(one["run_dir"]), "two": history(two["run_dir"]),
                   "test_one": one["test"], "test_two": two["test"],
                   "manifest_two": json.loads((Path(two["run_dir"]) / "manifest.json").read_text())}
-    # a distributed run stopped after one epoch and resumed: the same as the uninterrupted one
-    first = train(mlp, [TWO, "train.epochs=1"], runs_root=runs)
-    resumed = resume(first["run_dir"], epochs=2)
-    out["resumed"] = history(resumed["run_dir"])
-    g_one = train(gan, [], runs_root=runs)
-    g_two = train(gan, [TWO], runs_root=runs)
-    out["gan"] = {"one": history(g_one["run_dir"]), "two": history(g_two["run_dir"])}
+    if "resume" in parts:  # a distributed run stopped after one epoch and resumed: the uninterrupted one's epochs
+        first = train(mlp, [TWO, "train.epochs=1"], runs_root=runs)
+        out["resumed"] = history(resume(first["run_dir"], epochs=2)["run_dir"])
+    if "gan" in parts:
+        g_one = train(gan, [], runs_root=runs)
+        g_two = train(gan, [TWO], runs_root=runs)
+        out["gan"] = {"one": history(g_one["run_dir"]), "two": history(g_two["run_dir"])}
     print("PROBE " + json.dumps(out))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), set((sys.argv[2] if len(sys.argv) > 2 else "mlp,resume,gan").split(",")))

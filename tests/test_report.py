@@ -21,16 +21,9 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from conftest import TINY_MNIST
-
-    from dlkit.training.train import train
-
-    root = tmp_path_factory.mktemp("report")
-    recipe = root / "tiny.yaml"
-    recipe.write_text(TINY_MNIST)
-    return Path(train(recipe, ["train.epochs=2"], runs_root=root / "runs")["run_dir"])
+@pytest.fixture
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_the_page_holds_the_run_and_needs_nothing_else(trained):

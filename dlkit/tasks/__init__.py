@@ -68,11 +68,10 @@ def load_recipe(path: str | Path, overrides=()):
 def _distribution(recipe) -> list:
     """A global batch that a stated device count does not divide (`devices: auto` is checked when the
     devices are known, by dlkit.backend.place)."""
-    from dlkit.errors import Problem
+    from dlkit import backend
 
-    dist, batch = recipe.train.distribution, getattr(recipe.data, "batch_size", None)
-    if dist.strategy == "data_parallel" and isinstance(dist.devices, int) and batch is not None and batch % dist.devices:
-        return [Problem("data.batch_size", f"{batch} is the global batch, split evenly over train.distribution's "
-                        f"{dist.devices} devices; {batch} is not a multiple of {dist.devices}",
-                        hint=f"use a multiple of {dist.devices}, such as {max(dist.devices, batch // dist.devices * dist.devices)}")]
-    return []
+    dist = recipe.train.distribution
+    if dist.strategy != "data_parallel" or not isinstance(dist.devices, int):
+        return []
+    problem = backend.uneven_batch(getattr(recipe.data, "batch_size", None), dist.devices)
+    return [problem] if problem else []
