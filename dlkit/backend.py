@@ -130,9 +130,11 @@ def place(recipe) -> Placement:
     from dlkit.errors import Problem, RecipeError
 
     dist = recipe.train.distribution
-    if dist.strategy == "none":
-        return Placement([])
     backend = keras.backend.backend()
+    if dist.strategy == "none":
+        if backend == "jax" and keras.distribution.distribution() is not None:
+            keras.distribution.set_distribution(None)  # an earlier run's in this process is process-wide
+        return Placement([])
     if backend not in ("jax", "tensorflow"):
         raise RecipeError([Problem("train.distribution", f"data_parallel runs on the jax or tensorflow backend, not "
                                    f"{backend}")])

@@ -22,8 +22,11 @@ TWO = "train.distribution={strategy: data_parallel, devices: 2}"
 
 
 def history(run_dir: str) -> dict:
+    """The run's epochs, and the replicas its manifest says it ran on."""
     rows = list(csv.DictReader(open(Path(run_dir) / "history.csv")))
-    return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    out = {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    out["replicas"] = json.loads((Path(run_dir) / "manifest.json").read_text())["replicas"]
+    return out
 
 
 def main(root: Path, parts: set) -> None:
@@ -68,9 +71,13 @@ train: {{epochs: 2}}
         first = train(mlp, [TWO, "train.epochs=1"], runs_root=runs)
         out["resumed"] = history(resume(first["run_dir"], epochs=2)["run_dir"])
     if "gan" in parts:
+        import keras
+
         g_one = train(gan, [], runs_root=runs)
+        alone = keras.distribution.distribution()  # JAX's is process-wide: the earlier run's must be gone
         g_two = train(gan, [TWO], runs_root=runs)
-        out["gan"] = {"one": history(g_one["run_dir"]), "two": history(g_two["run_dir"])}
+        out["gan"] = {"one": history(g_one["run_dir"]), "two": history(g_two["run_dir"]),
+                      "one_distribution": None if alone is None else type(alone).__name__}
     print("PROBE " + json.dumps(out))
 
 

@@ -37,6 +37,9 @@ def test_two_devices_train_as_one(backend, tmp_path):
     mlp = out["mlp"]
     manifest = mlp["manifest_two"]
     assert manifest["replicas"] == 2 and len(manifest["devices"]) == 2 and manifest["backend"] == backend
+    # a run without train.distribution after one with it, in the same process, is on one device again
+    assert [mlp["one"]["replicas"], out["gan"]["one"]["replicas"], out["gan"]["two"]["replicas"]] == [1, 1, 2]
+    assert out["gan"]["one_distribution"] is None
     for key in ("loss", "val_loss", "accuracy"):
         np.testing.assert_allclose(mlp["two"][key], mlp["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert abs(mlp["test_two"]["loss"] - mlp["test_one"]["loss"]) < 1e-5
