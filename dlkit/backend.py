@@ -93,7 +93,7 @@ class Placement:
 
     @property
     def replicas(self) -> int:
-        return len(self.devices)
+        return max(1, len(self.devices))
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()

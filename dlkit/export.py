@@ -92,13 +92,18 @@ def _outputs(value) -> list[np.ndarray]:
     return [np.asarray(v) for v in value]
 
 
+def _argument(inputs: list):
+    """A model's one call argument: its single input, or the list of them."""
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
 def reload_outputs(fmt: str, path: Path, model, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """The outputs of the written export for `inputs`, computed by the runtime the format is for."""
     if fmt == "saved_model":
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))  # held while `serve` runs: it owns the variables
-        return _outputs(loaded.serve(inputs[0] if len(inputs) == 1 else list(inputs)))
+        return _outputs(loaded.serve(_argument(inputs)))
     if fmt == "onnx":
         import onnxruntime
 
@@ -127,7 +132,7 @@ def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> flo
     inputs = probe_inputs(served, batch or PROBE_BATCH)
     # called before exporting too: Keras exports only a model that has been called (a loaded one has not)
     expected = _outputs(keras.tree.map_structure(
-        keras.ops.convert_to_numpy, served(inputs[0] if len(inputs) == 1 else inputs, training=False)))
+        keras.ops.convert_to_numpy, served(_argument(inputs), training=False)))
     kwargs = {}
     if batch is not None:
         specs = [keras.InputSpec(shape=(batch, *t.shape[1:]), dtype=t.dtype, name=t.name) for t in served.inputs]

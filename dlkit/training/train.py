@@ -368,7 +368,7 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
         "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
         "task": session.task.name, "data_origin": session.data.origin, "data_spec": session.data.spec.to_dict(),
-        "params": int(model.count_params()), "replicas": max(1, session.placement.replicas),
+        "params": int(model.count_params()), "replicas": session.placement.replicas,
         "devices": session.placement.devices or None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
     }
