@@ -15,8 +15,11 @@ import functools
 import os
 import sys
 import threading
+import warnings
 
 _ready = False
+_cluster = None  # the Cluster this process joined (several processes, JAX), or None: one process
+_alone = False  # inside alone(): this process works by itself though it joined a cluster
 # Set by dlkit.cli's SIGTERM/SIGINT handler; training checks it between steps (callbacks.InterruptCheck).
 interrupt_requested = threading.Event()
 
@@ -99,6 +102,157 @@ class Placement:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
+class Cluster:
+    """Several processes (on one machine or several) joined into one run by keras.distribution.initialize on
+    JAX: the coordinator's host:port (process 0's), how many processes there are, and which one this is."""
+
+    def __init__(self, coordinator: str | None, processes: int, process_id: int):
+        self.coordinator, self.processes, self.process_id = coordinator, processes, process_id
+
+    def __repr__(self):
+        return f"process {self.process_id} of {self.processes} (coordinator {self.coordinator})"
+
+
+def cluster(coordinator: str | None = None, processes: int | None = None, process_id: int | None = None):
+    """The Cluster the flags describe, or where they are not given Keras's own KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID; None for a run of one process.
+    Raises UsageError for an incomplete or impossible description."""
+    from dlkit.errors import UsageError
+
+    def from_env(name):
+        text = os.environ.get(name)
+        if text is None or text == "":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{name}={text!r} is not a whole number") from None
+
+    coordinator = coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES") or None
+    processes = processes if processes is not None else from_env("KERAS_DISTRIBUTION_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else from_env("KERAS_DISTRIBUTION_PROCESS_ID")
+    if coordinator is None and process_id is None and processes in (None, 1):
+        return None
+    missing = [flag for flag, value in (("--coordinator HOST:PORT", coordinator), ("--processes N", processes),
+                                        ("--process-id I", process_id)) if value is None]
+    if missing:
+        raise UsageError(f"a run over several processes needs the coordinator's address, the number of processes "
+                         f"and this process's id; missing {', '.join(missing)} (or Keras's KERAS_DISTRIBUTION_"
+                         "JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID)")
+    if processes < 1 or not 0 <= process_id < processes:
+        raise UsageError(f"--process-id {process_id} is not one of the {processes} processes' ids (0 to "
+                         f"{processes - 1})")
+    first = coordinator.split(",")[0]
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--coordinator {coordinator!r} is not HOST:PORT (process 0's address, e.g. 10.0.0.1:1234)")
+    return Cluster(coordinator, processes, process_id)
+
+
+def join(c: Cluster) -> None:
+    """Join this process to the others of the run (keras.distribution.initialize): afterwards the JAX devices
+    are every process's, and a data_parallel placement spans them. Only on JAX, and only with tf.data, which
+    Keras shards over the processes (each reads its part of every global batch)."""
+    global _cluster
+    import keras
+
+    from dlkit.errors import UsageError
+
+    if _cluster is not None:
+        return
+    if keras.backend.backend() != "jax":
+        raise UsageError(f"a run over several processes needs the JAX backend (KERAS_BACKEND=jax), not "
+                         f"{keras.backend.backend()}: Keras 3's fit does not run TensorFlow's MultiWorkerMirroredStrategy "
+                         "(keras-team/keras#20585); on TensorFlow, data_parallel spreads a run over one machine's devices")
+    if tensorflow() is None:
+        raise UsageError("a run over several processes feeds its batches through tf.data, which Keras splits between "
+                         "the processes; install TensorFlow (tensorflow-cpu is enough) on every machine")
+    import jax
+
+    try:  # processes on CPUs reach each other through gloo; GPUs use NCCL whatever this says
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):
+        pass
+    try:
+        # gloo says on stdout that it connected; stdout is for --json's one object, so it says so on stderr.
+        # The barrier makes the connection now, and waits for every process before the data is read
+        with _fd1_to_fd2():
+            keras.distribution.initialize(c.coordinator, c.processes, c.process_id)
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("dlkit: every process joined")
+    except Exception as e:  # noqa: BLE001 - jax raises RuntimeError/XlaRuntimeError; none is a dlkit bug
+        raise UsageError(f"could not join the run's {c.processes} processes as {c!r}: {type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}; check that every process "
+                         "was started with the same --coordinator and --processes, each with its own --process-id, "
+                         "and that process 0's port is reachable") from None
+    # each process's share of a split comes in batches whose number tf.data cannot tell ahead, so Keras's
+    # validation warns that its input "ran out of data" at the end of every pass; training's stream is endless
+    warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+    _cluster = c
+
+
+@contextlib.contextmanager
+def _fd1_to_fd2():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def process_index() -> int:
+    """This process's place in the run: 0 alone, or the process writing the run directory."""
+    return _cluster.process_id if _cluster is not None else 0
+
+
+def process_count() -> int:
+    return _cluster.processes if _cluster is not None else 1
+
+
+def whole_batches() -> bool:
+    """Whether every batch must be a whole one: in a run over several processes Keras gives each process an
+    equal share of every global batch, which a shorter last batch would not split into (its few examples are
+    left out of that epoch, or of that split's measure)."""
+    return process_count() > 1 and not _alone
+
+
+@contextlib.contextmanager
+def alone():
+    """This process by itself, inside a run over several: no distribution, and splits with their last short
+    batch. What a finished run does after training (its test measures, pictures) runs this way on every
+    process, on a model loaded from the run's saved file, so that no process waits on another."""
+    global _alone
+    import keras
+
+    saved = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    _alone = True
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(saved)
+        _alone = False
+
+
+def broadcast_text(text: str) -> str:
+    """Process 0's `text`, on every process of the run (a collective: all of them must call it)."""
+    if _cluster is None:
+        return text
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    raw = np.zeros(1024, np.uint8)
+    data = text.encode()[:1024]
+    raw[:len(data)] = np.frombuffer(data, np.uint8)
+    out = np.asarray(multihost_utils.broadcast_one_to_all(raw))
+    return bytes(out[out != 0].tolist()).decode()
+
+
 def uneven_batch(batch: int | None, count: int):
     """The Problem of a global batch that `count` devices do not split evenly, or None."""
     from dlkit.errors import Problem
@@ -131,6 +285,8 @@ def place(recipe) -> Placement:
 
     dist = recipe.train.distribution
     backend = keras.backend.backend()
+    if dist.strategy == "none" and _cluster is not None:
+        dist = type(dist)(strategy="data_parallel", devices="auto")  # joined processes share every run
     if dist.strategy == "none":
         if backend == "jax" and keras.distribution.distribution() is not None:
             keras.distribution.set_distribution(None)  # an earlier run's in this process is process-wide
@@ -144,6 +300,10 @@ def place(recipe) -> Placement:
         seen = ", ".join(sorted({getattr(d, "platform", None) or d.name for d in devices}))
         raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; {backend} sees "
                                    f"{len(devices)} ({seen})", hint="use devices: auto, or fewer")])
+    if _cluster is not None and count != len(devices):
+        raise RecipeError([Problem("train.distribution.devices", f"asks for {count} devices; a run over "
+                                   f"{_cluster.processes} processes spans all of their {len(devices)}",
+                                   hint="use devices: auto")])
     chosen = devices[:count]
     problem = uneven_batch(getattr(recipe.data, "batch_size", None), count)
     if problem:

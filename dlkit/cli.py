@@ -36,6 +36,28 @@ UnsafeFlag = Annotated[bool, typer.Option(
     "files you trust: loading runs their code.")]
 
 
+CoordinatorOption = Annotated[Optional[str], typer.Option(
+    "--coordinator", metavar="HOST:PORT", help="Several processes (JAX): process 0's address, the same for all "
+    "(or KERAS_DISTRIBUTION_JOB_ADDRESSES).", rich_help_panel="Several processes")]
+ProcessesOption = Annotated[Optional[int], typer.Option(
+    "--processes", metavar="N", min=1, help="Several processes: how many take part (or "
+    "KERAS_DISTRIBUTION_NUM_PROCESSES). They train as one data-parallel run over all their devices.",
+    rich_help_panel="Several processes")]
+ProcessIdOption = Annotated[Optional[int], typer.Option(
+    "--process-id", metavar="I", min=0, help="Several processes: this one's id, 0 to N-1 (or "
+    "KERAS_DISTRIBUTION_PROCESS_ID); process 0 writes the run directory, the others a log beside it.",
+    rich_help_panel="Several processes")]
+
+
+def _join(coordinator, processes, process_id) -> None:
+    """Join the run's other processes, when the flags or Keras's variables describe several."""
+    from dlkit import backend
+
+    cluster = backend.cluster(coordinator, processes, process_id)
+    if cluster is not None:
+        backend.join(cluster)
+
+
 def _version(value: bool):
     if value:
         from dlkit import __version__
@@ -103,6 +125,9 @@ def train(
     devices: Annotated[Optional[str], typer.Option(
         "--devices", metavar="N|auto", help="Data parallel over N devices, or every one (as --set "
         "train.distribution={strategy: data_parallel, devices: N}); data.batch_size is the global batch.")] = None,
+    coordinator: CoordinatorOption = None,
+    processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
 ):
     from dlkit import backend
     from dlkit.tasks import load_recipe
@@ -114,6 +139,7 @@ def train(
     def run(reporter):
         load_recipe(recipe, set_)  # a bad recipe is reported before TensorFlow loads
         backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
+        _join(coordinator, processes, process_id)
         from dlkit.training.train import train as train_fn
 
         return train_fn(recipe, set_, runs_root, reporter)
@@ -150,11 +176,15 @@ def resume(
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
+    coordinator: CoordinatorOption = None,
+    processes: ProcessesOption = None,
+    process_id: ProcessIdOption = None,
 ):
     from dlkit import backend
 
     def run(reporter):
         backend.setup()
+        _join(coordinator, processes, process_id)
         from dlkit.training.train import resume as resume_fn
 
         return resume_fn(run_dir, epochs, reporter, unsafe)

@@ -37,3 +37,28 @@ def track_rnn_state(layer) -> None:
 
     for variable in tree.flatten(layer.states):
         layer._track_variable(variable)
+
+
+def local_values(model) -> list:
+    """JAX, in a run over several processes: give each of the model's variables (and its random streams) a
+    copy of its value on this process's own device, so that the model can run by itself (an epoch's
+    pictures), and return what `put_back` restores. Keras's variables hold their array in `_value`; assigning
+    would spread it over every process's devices again."""
+    import jax
+    import numpy as np
+
+    saved, seen = [], set()
+    variables = list(model.variables) + [g.state for g in seed_generators(model)]
+    for v in variables:
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        saved.append((v, v._value))
+        v._value = jax.device_put(np.asarray(v._value))
+    return saved
+
+
+def put_back(saved: list) -> None:
+    """The values `local_values` set aside, back in their variables."""
+    for v, value in saved:
+        v._value = value

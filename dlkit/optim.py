@@ -97,7 +97,9 @@ def metrics(train_cfg):
 
 
 def steps_per_epoch(num_train: int, batch_size: int, cap: int | None) -> int:
-    steps = math.ceil(num_train / batch_size)
+    from dlkit import backend
+
+    steps = max(1, num_train // batch_size) if backend.whole_batches() else math.ceil(num_train / batch_size)
     return min(steps, cap) if cap else steps
 
 

@@ -6,6 +6,13 @@ one device and data-parallel on two, and prints what the test compares as one JS
 
 PARTS: comma-separated, of mlp (one device against two), resume (a two-device run stopped and resumed),
 gan (a DCGAN on one device and two); all by default.
+
+    KERAS_BACKEND=jax KERAS_DISTRIBUTION_JOB_ADDRESSES=127.0.0.1:PORT KERAS_DISTRIBUTION_NUM_PROCESSES=2 \
+        KERAS_DISTRIBUTION_PROCESS_ID=I python distributed_probe.py ROOT processes
+
+is one of two processes joined into one run (as `dlkit train --coordinator --processes --process-id` joins
+them): it trains the same mlp and gan over both processes' devices, and the mlp stopped after one epoch and
+resumed, and prints what its run results say.
 """
 
 from __future__ import annotations
@@ -29,15 +36,8 @@ def history(run_dir: str) -> dict:
     return out
 
 
-def main(root: Path, parts: set) -> None:
-    if os.environ.get("KERAS_BACKEND") == "tensorflow":
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-
-    from dlkit.training.train import resume, train
-
+def recipes(root: Path) -> tuple[Path, Path]:
+    """The tiny classifier and DCGAN recipes every part trains."""
     data = Path(__file__).parent / "data"
     mlp = root / "mlp.yaml"
     mlp.write_text(f"""
@@ -58,6 +58,42 @@ data: {{dataset: npz, path: {root / 'd16.npz'}, scale: symmetric, validation_spl
 model: {{arch: dcgan, latent_dim: 8, generator: {{filters: [16, 8]}}, discriminator: {{filters: [8, 16]}}}}
 train: {{epochs: 2}}
 """)
+    return mlp, gan
+
+
+def processes(root: Path) -> None:
+    """One process of a run over several (KERAS_DISTRIBUTION_* say which): every process writes its recipes
+    (the same text) into its own folder, and trains into the shared runs root."""
+    from dlkit import backend
+    from dlkit.training.train import resume, train
+
+    index = int(os.environ["KERAS_DISTRIBUTION_PROCESS_ID"])
+    backend.join(backend.cluster())
+    own = root / f"recipes-{index}"
+    own.mkdir(parents=True, exist_ok=True)
+    mlp, gan = recipes(own)
+    runs = root / "runs"
+    one = train(mlp, [], runs_root=runs)
+    first = train(mlp, ["train.epochs=1"], runs_root=runs)
+    resumed = resume(first["run_dir"], epochs=2)
+    g = train(gan, [], runs_root=runs)
+    out = {"process": index, "mlp": history(one["run_dir"]), "test": one["test"], "resumed": history(resumed["run_dir"]),
+           "gan": history(g["run_dir"]), "results": [one, resumed, g]}
+    print("PROBE " + json.dumps(out, default=str))
+
+
+def main(root: Path, parts: set) -> None:
+    if parts == {"processes"}:
+        return processes(root)
+    if os.environ.get("KERAS_BACKEND") == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    from dlkit.training.train import resume, train
+
+    mlp, gan = recipes(root)
     runs = root / "runs"
     out = {}
     if "mlp" not in parts:

@@ -30,10 +30,50 @@ def probe(backend: str, tmp_path: Path, parts: str) -> dict:
     return json.loads(lines[0][6:])
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_processes(root: Path, count: int = 2) -> list:
+    """`count` probe processes joined into one run on localhost (one CPU device each), started now."""
+    port = free_port()
+    procs = []
+    for i in range(count):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "DLKIT_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "PYTHONPATH": str(HERE.parent), "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+               "KERAS_DISTRIBUTION_NUM_PROCESSES": str(count), "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
+        env.pop("XLA_FLAGS", None)
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "distributed_probe.py"), str(root), "processes"],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish_processes(procs: list) -> list[dict]:
+    outs = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=600)
+            lines = [line for line in stdout.splitlines() if line.startswith("PROBE ")]
+            assert p.returncode == 0 and lines, stdout[-2000:] + stderr[-4000:]
+            outs.append(json.loads(lines[0][6:]))
+    finally:
+        for p in procs:
+            p.kill()
+    return outs
+
+
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_two_devices_train_as_one(backend, tmp_path):
-    # the resume goes through the same placement on both backends: checked on JAX, the multi-host engine
-    out = probe(backend, tmp_path, "mlp,resume,gan" if backend == "jax" else "mlp,gan")
+    # JAX is also the several-processes engine: two processes joined on localhost train alongside the probe
+    procs = start_processes(tmp_path / "processes") if backend == "jax" else []
+    # a distributed run's resume is checked there, over two processes (the probe's resume part: `make test-slow`)
+    out = probe(backend, tmp_path, "mlp,gan")
+    if procs:
+        check_processes(finish_processes(procs), out, tmp_path / "processes")
     mlp = out["mlp"]
     manifest = mlp["manifest_two"]
     assert manifest["replicas"] == 2 and len(manifest["devices"]) == 2 and manifest["backend"] == backend
@@ -43,8 +83,6 @@ def test_two_devices_train_as_one(backend, tmp_path):
     for key in ("loss", "val_loss", "accuracy"):
         np.testing.assert_allclose(mlp["two"][key], mlp["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert abs(mlp["test_two"]["loss"] - mlp["test_one"]["loss"]) < 1e-5
-    if "resumed" in out:  # stopped after one epoch, resumed: the epochs of the uninterrupted distributed run
-        np.testing.assert_allclose(out["resumed"]["loss"], mlp["two"]["loss"], rtol=1e-6)
     gan = out["gan"]
     assert all(np.isfinite(gan["two"][k]).all() for k in ("d_loss", "g_loss"))
     if backend == "jax":
@@ -54,6 +92,57 @@ def test_two_devices_train_as_one(backend, tmp_path):
     else:
         # each replica normalizes its own half of the batch (and draws its own noise): close, not equal
         np.testing.assert_allclose(gan["two"]["d_loss"], gan["one"]["d_loss"], rtol=0.05)
+
+
+@pytest.mark.slow
+def test_a_two_device_run_resumes_exactly(tmp_path):
+    out = probe("jax", tmp_path, "mlp,resume")
+    np.testing.assert_allclose(out["resumed"]["loss"], out["mlp"]["two"]["loss"], rtol=1e-6)
+
+
+def check_processes(outs: list[dict], alone: dict, root: Path) -> None:
+    """Two processes joined into one run (keras.distribution.initialize, one CPU device each) train the
+    classifier, the classifier stopped after one epoch and resumed, and the DCGAN (its epoch-end pictures
+    drawn by each process by itself) as one process does; process 0 alone writes the run directories,
+    process 1 a log beside each."""
+    first, second = sorted(outs, key=lambda o: o["process"])
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(first["mlp"][key], alone["mlp"]["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(first["resumed"][key], first["mlp"][key], rtol=1e-6, err_msg=key)
+    assert abs(first["test"]["loss"] - alone["mlp"]["test_one"]["loss"]) < 1e-5
+    for key in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(first["gan"][key], alone["gan"]["one"][key], rtol=1e-4, err_msg=key)
+    assert first["mlp"]["replicas"] == 2
+    # both processes report the same runs, process 0's directories
+    assert [r["run_dir"] for r in first["results"]] == [r["run_dir"] for r in second["results"]]
+    assert all(r["process"] == 1 and Path(r["log"]).is_file() for r in second["results"])
+    assert first["results"][0]["test"] == second["results"][0]["test"]
+    runs = root / "runs"
+    made = sorted(p.relative_to(runs).as_posix() for p in runs.glob("*/*"))
+    leaders = sorted(Path(r["run_dir"]).relative_to(runs).as_posix() for r in first["results"])
+    # three runs (the resumed one is the second mlp run), each with process 1's log beside it, nothing else
+    assert made == sorted(set(leaders) | {f"{d}.process-1.log" for d in leaders}), made
+    log = Path(second["results"][1]["log"]).read_text()
+    assert "process 1 of 2" in log and log.count("epoch 2/2") == 1  # the resume appended to the same log
+    manifest = json.loads((Path(first["results"][0]["run_dir"]) / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and manifest["replicas"] == 2
+    assert (Path(first["results"][2]["run_dir"]) / "samples.png").is_file()
+
+
+def test_a_run_over_several_processes_says_what_is_missing_or_wrong(tiny_recipe, monkeypatch):
+    for key in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(key, raising=False)
+    cases = [(["--processes", "2", "--process-id", "1"], "missing --coordinator HOST:PORT"),
+             (["--coordinator", "127.0.0.1:1", "--processes", "2", "--process-id", "2"], "0 to 1"),
+             (["--coordinator", "localhost", "--processes", "2", "--process-id", "0"], "is not HOST:PORT"),
+             # this suite runs on TensorFlow: several processes are JAX's, and said so before anything waits
+             (["--coordinator", "127.0.0.1:1", "--processes", "2", "--process-id", "0"], "needs the JAX backend")]
+    for flags, expected in cases:
+        out = CliRunner().invoke(app, ["train", str(tiny_recipe), *flags])
+        assert out.exit_code == 2 and expected in out.output, (flags, out.output)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "two")
+    out = CliRunner().invoke(app, ["train", str(tiny_recipe)])
+    assert out.exit_code == 2 and "KERAS_DISTRIBUTION_NUM_PROCESSES='two' is not a whole number" in out.output
 
 
 def test_an_indivisible_global_batch_is_a_recipe_error(tiny_recipe):

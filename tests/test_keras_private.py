@@ -54,3 +54,27 @@ def test_track_rnn_state_makes_the_state_a_variable_of_the_model(tmp_path):
     assert len(states) == 2 and np.abs(np.asarray(states[0][0])).sum() > 0
     for v, w in states:
         np.testing.assert_allclose(np.asarray(v), np.asarray(w))
+
+
+def test_local_values_swaps_a_jax_variables_array_and_puts_it_back():
+    # Keras's JAX variables keep their array in `_value` (runs over several processes copy it to the local
+    # device for epoch-end pictures, tests/test_distribution.py); checked here on the JAX variable class itself
+    import jax
+    from keras.src.backend.jax.core import Variable
+
+    from dlkit.keras_private import local_values, put_back
+
+    v = Variable(initializer=np.arange(3, dtype="float32"))
+
+    class Holder:  # what local_values reads of a model
+        variables = [v, v]  # a shared variable is copied once
+
+        def _flatten_layers(self, include_self=True, recursive=True):
+            return []
+
+    original = v._value
+    saved = local_values(Holder())
+    assert len(saved) == 1 and v._value is not original and isinstance(v._value, jax.Array)
+    np.testing.assert_array_equal(np.asarray(v._value), [0, 1, 2])
+    put_back(saved)
+    assert v._value is original

@@ -214,7 +214,9 @@ class Feed:
         self.n, self.batch_size = n, batch_size
 
     def batches(self, cap: int | None) -> int:
-        full = -(-self.n // self.batch_size)
+        from dlkit import backend
+
+        full = max(1, self.n // self.batch_size) if backend.whole_batches() else -(-self.n // self.batch_size)
         return min(full, cap) if cap else full
 
     def epochs(self, first: int, cap: int | None):
@@ -235,6 +237,7 @@ class TFFeed(Feed):
         tf = self.tf = backend.tensorflow()
         self.xs, self.ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
         self.seed, self.shuffle = seed, cfg.shuffle_buffer > 0
+        self.whole = backend.whole_batches()
         self.stages = (modality.dtype, augment, scale, examples)
 
     def _epoch(self, epoch, cap):
@@ -242,7 +245,7 @@ class TFFeed(Feed):
         order = tf.numpy_function(lambda e: epoch_order(n, self.seed, int(e), self.shuffle), [epoch], tf.int64,
                                   stateful=False)
         order.set_shape([n])
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size, drop_remainder=self.whole)
         return batches.take(cap) if cap else batches
 
     def _finish(self, indices):
@@ -328,7 +331,7 @@ def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MO
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
-    ds = ds.batch(cfg.batch_size)
+    ds = ds.batch(cfg.batch_size, drop_remainder=backend.whole_batches())
     ds = ds.map(lambda xb, yb: (tf.cast(xb, modality.dtype), yb), num_parallel_calls=tf.data.AUTOTUNE)
     if scale is not None:
         a, b = (tf.constant(v) for v in scale)

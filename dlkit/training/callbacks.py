@@ -64,6 +64,39 @@ class ProgressCallback(keras.callbacks.Callback):
         self.reporter.train_end()
 
 
+class ProcessLocal:
+    """In a run over several processes, a task's end-of-epoch work (sample grids, reconstructions, attention
+    maps: `predict` on arrays in memory) has to run on each process by itself; Keras predicts across
+    processes only from tf.data, and gathers no output. `enter` is the first callback of an epoch's end and
+    `leave` the last: between them the model's variables hold local copies and no distribution is set
+    (backend.alone), after them the shared values are back for the next epoch's steps."""
+
+    def __init__(self, model):
+        self.model, self.saved, self.alone = model, None, None
+        self.enter, self.leave = _Hook(self._enter), _Hook(self._leave)
+
+    def _enter(self, epoch, logs=None):
+        from dlkit.keras_private import local_values
+
+        self.alone = backend.alone()
+        self.alone.__enter__()
+        self.saved = local_values(self.model)
+
+    def _leave(self, epoch, logs=None):
+        from dlkit.keras_private import put_back
+
+        if self.saved is not None:
+            put_back(self.saved)
+            self.alone.__exit__(None, None, None)
+            self.saved = self.alone = None
+
+
+class _Hook(keras.callbacks.Callback):
+    def __init__(self, fn):
+        super().__init__()
+        self.on_epoch_end = fn
+
+
 class InterruptCheck(keras.callbacks.Callback):
     """Raises KeyboardInterrupt between steps once a SIGTERM or Ctrl-C has asked for it (see dlkit.cli)."""
 

@@ -13,10 +13,14 @@ history, progress.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +28,10 @@ import yaml
 
 from dlkit import __version__, backend, plots, tasks
 from dlkit.errors import DivergedError, Interrupted, OutOfMemoryError, UsageError, is_out_of_memory, storage_error
-from dlkit.rundir import FORMAT, RunDir, save_model_atomic, write_atomic
+from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, write_atomic
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
-from dlkit.ui import Reporter
+from dlkit.ui import PlainReporter, Reporter, make_console
 
 
 def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
@@ -39,7 +43,12 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     phases = session.task.phases(recipe)
     model = session.model(phases[0])
 
-    run = RunDir.create(runs_root, recipe.name)
+    follower = _Follower.of_this_process()
+    run = RunDir.create(follower.scratch if follower else runs_root, recipe.name)
+    if backend.process_count() > 1:  # every process learns process 0's run directory
+        leader = Path(runs_root) / backend.broadcast_text(str(run.root.relative_to(run.root.parent.parent)))
+        if follower:
+            reporter = follower.follow(leader)
     run.lock()
     try:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -48,8 +57,61 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     except OSError as e:  # nothing trained yet: no half-made run directory is left behind
         run.unlock()
         run.discard()
+        if follower:
+            follower.close()
         raise storage_error(e, "writing the new run directory's first files") from None
+    if follower:
+        return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
     return _run(run, session, phases, reporter, first=0, model=model)
+
+
+class _Follower:
+    """A process other than 0 of a run over several processes. It trains in step with process 0 (every step,
+    validation and checkpoint is a computation all of them take part in), so it goes through the same code,
+    but its copy of the run directory lives in a scratch folder removed at the end: process 0 alone writes
+    the run directory. What it reports goes to a log beside that directory, RUN.process-<i>.log."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"dlkit-process-{index}-"))
+        self.leader = self.log = None
+
+    @classmethod
+    def of_this_process(cls):
+        index = backend.process_index()
+        return cls(index) if index > 0 else None
+
+    def follow(self, leader: Path) -> Reporter:
+        """The reporter writing this process's log beside process 0's run directory `leader`."""
+        self.leader = leader
+        self.log = leader.with_name(f"{leader.name}.process-{self.index}.log")
+        try:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.log, "a", encoding="utf-8")
+        except OSError as e:
+            self.close()
+            raise storage_error(e, f"writing process {self.index}'s log {self.log}") from None
+        console = make_console()
+        console.file = self._file
+        reporter = PlainReporter(console)
+        reporter.message(f"process {self.index} of {backend.process_count()}, in step with process 0, whose run "
+                         f"directory is {leader}; this process's own copy, {self.scratch}, is removed at the end")
+        return reporter
+
+    def run(self, fn) -> dict:
+        """fn's result, with process 0's run directory in it; the scratch copy is removed however it ends."""
+        try:
+            result = fn()
+            print(json.dumps(strict_json(result), default=str), file=self._file)
+            return {**result, "run_dir": str(self.leader), "process": self.index, "log": str(self.log)}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
 
 
 def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None, unsafe: bool = False) -> dict:
@@ -59,8 +121,19 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
     reporter = reporter or Reporter()
     run = RunDir.open(run_dir)
     recipe = tasks.load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
+    follower = _Follower.of_this_process()
+    if follower:  # it resumes a copy of the run (every process needs the run directory: a shared disk, or a copy)
+        reporter = follower.follow(run.root)
+        try:
+            shutil.copytree(run.root, follower.scratch / run.root.name, ignore=shutil.ignore_patterns("run.lock"))
+        except OSError as e:
+            follower.close()
+            raise storage_error(e, f"copying {run.root} for process {follower.index}") from None
+        run = RunDir.open(follower.scratch / run.root.name)
     run.lock()
     try:
+        if follower:
+            return follower.run(lambda: _resume(run, recipe, epochs, reporter, unsafe))
         return _resume(run, recipe, epochs, reporter, unsafe)
     except BaseException:
         run.unlock()
@@ -204,6 +277,9 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
            callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch), *extra.after]
+    if backend.process_count() > 1 and (extra.before or extra.after):
+        local = callbacks.ProcessLocal(model)
+        cbs = [local.enter, *cbs, local.leave]
     if recipe.train.tensorboard:
         if callbacks.TensorBoardWriter.available():
             logdir = run.root / "tensorboard" / (phase.name if several else "")
@@ -239,7 +315,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
             plots.learning_curves(keeper.rows, where.learning_curves)
             if final:
                 save_model_atomic(model, run.model)
-                result.update(task.finish(ctx, extra))
+                result.update(_finish(ctx, extra, task, session, run))
     except KeyboardInterrupt:
         reporter.train_end()
         summary.update(_summary(keeper, start, session), status="interrupted")
@@ -276,6 +352,17 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     if several:
         summary.update(_summary(keeper, start, session))
     return keeper, seconds, cpu_seconds
+
+
+def _finish(ctx, extra, task, session, run) -> dict:
+    """The task's work on a finished run (test measures, pictures). In a run over several processes each
+    does it by itself, on the model just saved and splits with their last short batch (backend.alone)."""
+    if backend.process_count() == 1:
+        return task.finish(ctx, extra)
+    with backend.alone():
+        model = session.model(checkpoint=run.model)
+        data = ctx.data.fresh() if ctx.data.pipelines is not None else ctx.data
+        return task.finish(dataclasses.replace(ctx, model=model, data=data), extra)
 
 
 def _diverged_where(guard, phase, several: bool) -> str:
@@ -369,6 +456,7 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
         "task": session.task.name, "data_origin": session.data.origin, "data_spec": session.data.spec.to_dict(),
         "params": int(model.count_params()), "replicas": session.placement.replicas,
+        "processes": backend.process_count(),
         "devices": session.placement.devices or None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
     }
