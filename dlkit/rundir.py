@@ -50,7 +50,7 @@ class PhaseDir:
     progress_gif = property(lambda self: self.root / "progress.gif")  # the epochs' grids, animated
 
     def rng_sidecar(self, checkpoint: Path) -> Path:
-        """The random streams saved beside a checkpoint (checkpoints/last.rng.npz)."""
+        """The random streams and training position saved beside a checkpoint (checkpoints/last.rng.npz)."""
         return checkpoint.with_name(checkpoint.stem + ".rng.npz")
 
     def sample_grid(self, epoch: int) -> Path:

@@ -154,3 +154,16 @@ def test_an_indivisible_global_batch_is_a_recipe_error(tiny_recipe):
     assert too_many.exit_code == 2 and "asks for 64 devices" in too_many.stderr
     bad = CliRunner().invoke(app, ["validate", str(tiny_recipe), "--set", "train.distribution={devices: 0}"])
     assert bad.exit_code == 2 and "train.distribution.devices" in bad.stderr
+
+
+def test_float16_is_refused_where_no_step_scales_the_loss(tmp_path):
+    # Keras's own step scales a float16 run's loss (LossScaleOptimizer); a GAN's step of dlkit's own does not
+    recipe = tmp_path / "gan.yaml"
+    recipe.write_text("name: g\ndata: {dataset: mnist}\nmodel: {arch: dcgan}\ntrain:\n  epochs: 1\n"
+                      "  precision: mixed_float16\n")
+    out = CliRunner().invoke(app, ["validate", str(recipe)])
+    assert out.exit_code == 2 and f"{recipe}:6: train.precision" in out.stderr and "mixed_bfloat16" in out.stderr
+    for fine in ("mixed_bfloat16", "float32"):
+        assert CliRunner().invoke(app, ["validate", str(recipe), "--set", f"train.precision={fine}"]).exit_code == 0
+    out = CliRunner().invoke(app, ["validate", str(recipe), "--set", "train.precision=float64"])
+    assert out.exit_code == 2 and "train.precision" in out.stderr

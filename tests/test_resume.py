@@ -124,3 +124,23 @@ def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path)
 
     assert min(rates(straight)) == pytest.approx(0.5e-9)  # lowered once, after epoch 3
     assert rates(resumed) == pytest.approx(rates(straight))  # without the replay: only after epoch 5
+
+
+def test_a_float16_run_resumes_at_its_batch_though_loss_scaling_skipped_steps(tiny_recipe, tmp_path):
+    # train.precision: mixed_float16 wraps the optimizer in Keras's LossScaleOptimizer, which does not count a
+    # step whose scaled gradients overflowed: the optimizer's step count falls behind the batches taken, and
+    # a resume placed by it would repeat batches. The checkpoint's own position puts it right.
+    half = ["train.precision=mixed_float16", "train.optimizer.learning_rate=0.01"]
+    straight = train(tiny_recipe, ["train.epochs=2", *half], runs_root=tmp_path / "a")
+    first = train(tiny_recipe, ["train.epochs=1", *half], runs_root=tmp_path / "b")
+    result = resume(first["run_dir"], epochs=2)
+    keras.config.set_dtype_policy("mixed_float16")  # as the runs' sessions had it: the loss-scale wrapper loads
+    try:
+        model, other = (keras.saving.load_model(Path(r["run_dir"]) / "model.keras") for r in (result, straight))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.layers[-1].dtype_policy.name == "mixed_float16"
+    steps = 2 * -(-540 // 50)  # two epochs of the 540 training examples (600, a tenth for validation), by 50
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer" and int(model.optimizer.iterations) < steps
+    assert_same_weights(other.get_weights(), model.get_weights())
+    assert result["final"] == pytest.approx(straight["final"])

@@ -164,6 +164,9 @@ class Task:
     roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
     headlines: ClassVar[tuple[Headline, ...]] = ()  # what `dlkit runs` shows of a run, the first found
     validates: ClassVar[bool] = True  # fit is given the validation split
+    # trained by a step of dlkit's own (GANs, the VAE, RBMs), which does not scale its losses as Keras's
+    # step does for train.precision: mixed_float16
+    own_step: ClassVar[bool] = False
 
     def check(self, recipe) -> list[Problem]:
         """What the sections cannot see alone: problems across them (a sigmoid output with data not in

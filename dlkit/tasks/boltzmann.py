@@ -48,6 +48,7 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 
 class Boltzmann(FitTask):
+    own_step = True
     name = "boltzmann"
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
                  Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))

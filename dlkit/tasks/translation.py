@@ -70,6 +70,7 @@ def _pair(a, b):
 
 
 class Translation(TwoPlayer):
+    own_step = True
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"

@@ -33,6 +33,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 
 class Variational(FitTask):
+    own_step = True
     name = "variational"
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"

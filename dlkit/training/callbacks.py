@@ -149,57 +149,64 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged_at = None
 
 
-def save_rng_sidecar(model, optimizers: dict, path) -> None:
-    """Keep the model's SeedGenerator states (dropout masks, noise) beside its checkpoint, stamped with the
-    training step: Keras's .keras file leaves them out (the models with their own step keep theirs inside
-    too)."""
+def save_rng_sidecar(model, optimizers: dict, path, position: int) -> None:
+    """Keep beside a checkpoint what Keras's .keras file leaves out: the model's SeedGenerator states (dropout
+    masks, noise; the models with their own step keep theirs inside too) and the training position, the
+    batches taken so far, which an optimizer's step count is not where float16 loss scaling skips the
+    steps whose gradients overflowed. Stamped with that step count, to tell it belongs to the checkpoint."""
     from dlkit.models import rng
 
-    states = rng.snapshot(model)
-    if states:
-        with open(path, "wb") as f:
-            np.savez(f, iterations=steps_taken(optimizers), *states)
+    with open(path, "wb") as f:
+        np.savez(f, *rng.snapshot(model), iterations=steps_taken(optimizers), position=position)
 
 
-def load_rng_sidecar(model, optimizers: dict, sidecar) -> bool:
-    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same training step)."""
+def load_rng_sidecar(model, optimizers: dict, sidecar) -> int:
+    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same optimizer step), and return
+    the checkpoint's training position (the optimizer's step count where the sidecar says nothing)."""
     from dlkit.models import rng
 
+    taken = steps_taken(optimizers)
     if not sidecar.is_file():
-        return False
+        return taken
     with np.load(sidecar) as saved:
-        if int(saved["iterations"]) != steps_taken(optimizers):
-            return False
-        return rng.restore(model, [saved[f"arr_{i}"] for i in range(len(saved.files) - 1)])
+        if int(saved["iterations"]) != taken:
+            return taken
+        states = [saved[f"arr_{i}"] for i in range(sum(k.startswith("arr_") for k in saved.files))]
+        if states:
+            rng.restore(model, states)
+        return int(saved["position"]) if "position" in saved.files else taken
 
 
 class MidEpochCheckpoint(keras.callbacks.Callback):
     """A checkpoint inside an epoch (train.checkpoint_every): every `steps` training steps, or after `minutes`
     since the last checkpoint, unless the step ends an epoch (the epoch's own checkpoint follows, with its
-    history row). `dlkit resume` continues from it to the batch."""
+    history row). `dlkit resume` continues from it to the batch. `offset` is the batches of the epoch done
+    before this fit began (a fit of the rest of an epoch, after a resume inside it)."""
 
     def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, steps_per_epoch: int,
                  steps: int | None, minutes: float | None):
         super().__init__()
         self.where, self.guard, self.optimizers, self.steps_per_epoch = where, guard, optimizers, steps_per_epoch
         self.steps, self.seconds = steps, None if minutes is None else minutes * 60
-        self.last, self.done = time.monotonic(), 0
+        self.last, self.epoch, self.offset = time.monotonic(), 0, 0
 
-    def on_train_begin(self, logs=None):
-        self.done = steps_taken(self.optimizers)  # counted from here on without reading the device each step
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
         self.last = time.monotonic()  # the epoch's checkpoint has just been written
+        self.offset = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.done += 1
+        position = self.epoch * self.steps_per_epoch + self.offset + batch + 1
         if self.seconds is not None and time.monotonic() - self.last < self.seconds:
             return
-        if self.done % self.steps_per_epoch == 0 or (self.steps is not None and self.done % self.steps):
+        if position % self.steps_per_epoch == 0 or (self.steps is not None and position % self.steps):
             return
         if not self.guard.fit_to_keep(logs, batch):  # never a checkpoint of a diverged model
             return
-        self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))
+        self.where.save_checkpoint(self.model.save,
+                                   lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
         self.last = time.monotonic()
 
 
@@ -209,9 +216,10 @@ class CheckpointAndHistory(keras.callbacks.Callback):
     checkpoint survives."""
 
     def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, monitor: tuple[str, str] | None,
-                 rows=()):
+                 rows=(), steps_per_epoch: int = 1):
         super().__init__()
         self.where, self.guard, self.optimizers = where, guard, optimizers
+        self.steps_per_epoch = steps_per_epoch
         self.monitor, self.mode = monitor if monitor is not None else (None, "min")
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
@@ -240,7 +248,9 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
         self._write_history()
-        self.where.save_checkpoint(self.model.save, lambda path: save_rng_sidecar(self.model, self.optimizers, path))
+        position = (epoch + 1) * self.steps_per_epoch
+        self.where.save_checkpoint(self.model.save,
+                                   lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
         self._consider(row, save=True)
 
     def _consider(self, row, save: bool):

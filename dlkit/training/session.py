@@ -20,8 +20,12 @@ class Session:
     @classmethod
     def open(cls, recipe) -> Session:
         """Seeded, so that the data's splits and order and the model's initial weights are reproducible."""
+        import keras
+
         backend.setup()
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
+        # process-wide, as Keras keeps it: every run sets its own (a float32 run after a mixed one is float32)
+        keras.config.set_dtype_policy(recipe.train.precision)
         return cls(recipe, tasks.of(recipe), backend.place(recipe))
 
     @functools.cached_property

@@ -141,7 +141,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
 
 
 def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
-    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
+    from dlkit.training.callbacks import load_rng_sidecar
 
     session = Session.open(recipe)
     task, steps = session.task, session.steps_per_epoch  # reads the data first, as training did
@@ -165,10 +165,9 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
             break
         model = session.model(phase, earlier, checkpoint=checkpoint, unsafe=unsafe)
         optimizers = task.optimizers(model)
-        load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
-        # where the checkpoint stands, from its own step count: epochs done and batches into the next (a
-        # checkpoint taken inside an epoch); history.csv may hold one more row if a kill fell between them
-        done, skip = divmod(steps_taken(optimizers), steps)
+        # where the checkpoint stands: epochs done and batches into the next (a checkpoint taken inside an
+        # epoch); history.csv may hold one more row if a kill fell between them
+        done, skip = divmod(load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint)), steps)
         if done < phase.epochs:
             break
         if i == len(phases) - 1 and not run.model.is_file():
@@ -269,7 +268,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     optimizers = task.optimizers(model)
     guard = callbacks.DivergenceGuard()
     monitor = task.monitor(recipe, data.val is not None, phase)
-    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows)
+    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows, session.steps_per_epoch)
     # the task's callbacks see the keeper's own rows, which grow as epochs end (early stopping replays them)
     ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, keeper.rows, monitor=monitor,
                      skip=skip)
@@ -289,7 +288,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                              "here (a JAX-only host); this run writes no TensorBoard logs")
     if recipe.train.checkpoint_every is not None:
         every = recipe.train.checkpoint_every
-        cbs.insert(2, callbacks.MidEpochCheckpoint(where, guard, optimizers, steps, every.steps, every.minutes))
+        mid = callbacks.MidEpochCheckpoint(where, guard, optimizers, steps, every.steps, every.minutes)
+        cbs.insert(2, mid)
+    else:
+        mid = None
     reporter.start(run.root, recipe, data.spec, model)
     result["params"] = int(model.count_params())
     validation = data.val if task.validates else None
@@ -298,6 +300,8 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         while True:
             # the pipeline already shuffles (each epoch's order from the seed): shuffle=False
             if skip:  # resumed inside an epoch: first the rest of it, from the batch its checkpoint had reached
+                if mid is not None:
+                    mid.offset = skip
                 model.fit(data.feed.rest(initial_epoch, skip, cap), validation_data=validation,
                           epochs=initial_epoch + 1, initial_epoch=initial_epoch, callbacks=cbs, verbose=0,
                           shuffle=False)
@@ -378,7 +382,7 @@ def _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, s
     to go on from, or None when training is to stop: no divergence, on_nan is stop, the rollbacks are used
     up, or there is no good checkpoint to go back to."""
     from dlkit import optim
-    from dlkit.training.callbacks import load_rng_sidecar, steps_taken
+    from dlkit.training.callbacks import load_rng_sidecar
 
     on_nan = recipe.train.on_nan
     if guard.diverged_at is None or on_nan.action != "rollback":
@@ -395,11 +399,11 @@ def _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, s
         return None
     diverged = _diverged_where(guard, phase, several)
     model.load_weights(checkpoint)  # weights and optimizer state, in place: the callbacks keep their model
-    load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
+    position = load_rng_sidecar(model, optimizers, where.rng_sidecar(checkpoint))
     for optimizer in optimizers.values():
         optim.scale_learning_rate(optimizer, on_nan.lr_factor)
     model.make_train_function(force=True)  # the old rate may be traced into it
-    epoch, skip = divmod(steps_taken(optimizers), steps)
+    epoch, skip = divmod(position, steps)
     keeper.rolled_back(epoch, len(done) + 1)
     guard.reset()
     model.stop_training = False
