@@ -103,6 +103,19 @@ def steps_per_epoch(num_train: int, batch_size: int, cap: int | None) -> int:
     return min(steps, cap) if cap else steps
 
 
+def steps_per_execution(requested: int, steps_per_epoch: int) -> int:
+    """train.steps_per_execution as a run takes it: the largest count not above the recipe's that divides an
+    epoch's steps. Keras runs whole executions, and on dlkit's stream of epochs one running past an epoch's
+    end would take the next epoch's first batches into this one."""
+    return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+def compile_options(train, steps_per_epoch: int) -> dict:
+    """What every task's `model.compile` takes from the recipe's train section besides its optimizers."""
+    return {"jit_compile": train.jit_compile,
+            "steps_per_execution": steps_per_execution(train.steps_per_execution, steps_per_epoch)}
+
+
 def _scaled_schedule_class():
     import keras
 

@@ -144,3 +144,16 @@ def test_a_float16_run_resumes_at_its_batch_though_loss_scaling_skipped_steps(ti
     assert type(model.optimizer).__name__ == "LossScaleOptimizer" and int(model.optimizer.iterations) < steps
     assert_same_weights(other.get_weights(), model.get_weights())
     assert result["final"] == pytest.approx(straight["final"])
+
+
+def test_steps_per_execution_trains_the_same_steps(tiny_recipe, tmp_path):
+    # 540 training examples in batches of 45: 12 steps an epoch. Asked for 5 a call, a run takes 4 (Keras runs
+    # whole executions; 5 would run 15 steps an epoch, 3 of them the next epoch's): the same steps as one a call
+    batches = ["data.batch_size=45", "train.epochs=2"]
+    one = train(tiny_recipe, batches, runs_root=tmp_path / "a")
+    five = train(tiny_recipe, [*batches, "train.steps_per_execution=5"], runs_root=tmp_path / "b")
+    model = keras.saving.load_model(Path(five["run_dir"]) / "model.keras")
+    assert model.steps_per_execution == 4 and int(model.optimizer.iterations) == 24
+    for a, b in zip(weights_of(one["run_dir"]), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert five["final"] == pytest.approx(one["final"], rel=1e-4)

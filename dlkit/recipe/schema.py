@@ -224,7 +224,7 @@ class Distribution(Section):
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "precision", "deterministic",
+                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "steps_per_execution", "precision", "deterministic",
                 "tensorboard", "distribution")
 
 
@@ -239,6 +239,9 @@ class TrainBase(Section):
     checkpoint_every: CheckpointEvery | None = CheckpointEvery(minutes=10)
     on_nan: OnNan = OnNan()  # stop, or rollback: {action: rollback, times: 3, lr_factor: 0.5}
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
+    # training steps in one call of the compiled step (fewer host round trips on an accelerator); a run takes
+    # the largest count up to this that divides an epoch's steps
+    steps_per_execution: int = Field(1, ge=1, le=10_000)
     # Keras's dtype policy: mixed_* compute in 16 bits and keep the weights in float32 (bfloat16: Ampere-class
     # GPUs and TPUs; float16 with Keras's loss scaling, for models trained by Keras's own step)
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"

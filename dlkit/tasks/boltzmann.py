@@ -71,7 +71,8 @@ class Boltzmann(FitTask):
             model.visible_bias.assign(log_odds(data.splits.x_train).astype("float32"))
 
     def compile(self, model, recipe, steps_per_epoch, phase):
-        model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch), jit_compile=recipe.train.jit_compile)
+        model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch),
+                      **optim.compile_options(recipe.train, steps_per_epoch))
         return model
 
     def monitor(self, recipe, has_val, phase):

@@ -109,7 +109,8 @@ class Dbn(Classification):
         # the pretraining optimizer's schedule (its own, else constant) runs over the pretraining epochs
         train = recipe.train.model_copy(update={"epochs": recipe.train.pretrain_epochs, "schedule": ScheduleConfig()})
         model.compile(optimizer=optim.optimizer(train, steps_per_epoch, recipe.train.pretrain_optimizer,
-                                                "train.pretrain_optimizer"), jit_compile=recipe.train.jit_compile)
+                                                "train.pretrain_optimizer"),
+                      **optim.compile_options(recipe.train, steps_per_epoch))
         return model
 
     def monitor(self, recipe, has_val, phase):

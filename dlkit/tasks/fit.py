@@ -28,7 +28,7 @@ class FitTask(Task):
         else:
             loss = optim.loss(cfg, self.default_loss if default is None else default)
         model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
-                      jit_compile=cfg.jit_compile)
+                      **optim.compile_options(cfg, steps_per_epoch))
         return model
 
     def optimizers(self, model):

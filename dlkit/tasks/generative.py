@@ -76,7 +76,7 @@ class TwoPlayer(Task):
         train = recipe.train
         g, d = (optim.optimizer(train, steps_per_epoch, getattr(train.optimizers, role), f"train.optimizers.{role}")
                 for role in self.roles)
-        model.compile(g_optimizer=g, d_optimizer=d, jit_compile=train.jit_compile)
+        model.compile(g_optimizer=g, d_optimizer=d, **optim.compile_options(train, steps_per_epoch))
         return model
 
     def optimizers(self, model):

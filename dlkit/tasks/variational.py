@@ -51,7 +51,8 @@ class Variational(FitTask):
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         model.warmup_steps = round(recipe.model.kl_warmup_epochs * steps_per_epoch)
-        model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch), jit_compile=recipe.train.jit_compile)
+        model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch),
+                      **optim.compile_options(recipe.train, steps_per_epoch))
         return model
 
     def callbacks(self, ctx: FitContext) -> Callbacks:

@@ -114,10 +114,10 @@ class DivergenceGuard(keras.callbacks.Callback):
         super().__init__()
         self.every = every
         self.diverged_at: tuple[int, int] | None = None  # (epoch, step)
-        self.epoch = 0
+        self.epoch, self.checked = 0, -1
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self.checked = epoch, -1
 
     def _check(self, logs, step):
         for key, value in (logs or {}).items():  # `loss`, or `d_loss` and `g_loss` for GANs
@@ -127,7 +127,9 @@ class DivergenceGuard(keras.callbacks.Callback):
                 return
 
     def on_train_batch_end(self, batch, logs=None):
-        if batch % self.every == 0 and self.diverged_at is None:
+        # `batch` is the last step of an execution (train.steps_per_execution): check once every `every` steps
+        if batch // self.every > self.checked and self.diverged_at is None:
+            self.checked = batch // self.every
             self._check(logs, batch)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -188,20 +190,24 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.where, self.guard, self.optimizers, self.steps_per_epoch = where, guard, optimizers, steps_per_epoch
         self.steps, self.seconds = steps, None if minutes is None else minutes * 60
-        self.last, self.epoch, self.offset = time.monotonic(), 0, 0
+        self.last, self.epoch, self.offset, self.previous = time.monotonic(), 0, 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self.previous = epoch, epoch * self.steps_per_epoch + self.offset
 
     def on_epoch_end(self, epoch, logs=None):
         self.last = time.monotonic()  # the epoch's checkpoint has just been written
         self.offset = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of an execution (train.steps_per_execution); `steps` counts steps, so a
+        # checkpoint is due when an execution crosses a multiple of it
         position = self.epoch * self.steps_per_epoch + self.offset + batch + 1
+        before, self.previous = self.previous, position
         if self.seconds is not None and time.monotonic() - self.last < self.seconds:
             return
-        if position % self.steps_per_epoch == 0 or (self.steps is not None and position % self.steps):
+        if position % self.steps_per_epoch == 0 or (self.steps is not None and
+                                                    position // self.steps == before // self.steps):
             return
         if not self.guard.fit_to_keep(logs, batch):  # never a checkpoint of a diverged model
             return

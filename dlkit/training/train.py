@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from dlkit import __version__, backend, plots, tasks
+from dlkit import __version__, backend, optim, plots, tasks
 from dlkit.errors import DivergedError, Interrupted, OutOfMemoryError, UsageError, is_out_of_memory, storage_error
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, write_atomic
 from dlkit.tasks.base import FitContext
@@ -293,6 +293,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     else:
         mid = None
     reporter.start(run.root, recipe, data.spec, model)
+    wanted = recipe.train.steps_per_execution
+    if wanted > 1 and optim.steps_per_execution(wanted, steps) != wanted:
+        reporter.message(f"train.steps_per_execution: {optim.steps_per_execution(wanted, steps)} steps a call, the "
+                         f"largest up to {wanted} that divides an epoch's {steps} steps")
     result["params"] = int(model.count_params())
     validation = data.val if task.validates else None
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -381,7 +385,6 @@ def _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, s
     (a message, the manifest's `rollbacks`, a `rollbacks` column in history.csv). Returns the (epoch, step)
     to go on from, or None when training is to stop: no divergence, on_nan is stop, the rollbacks are used
     up, or there is no good checkpoint to go back to."""
-    from dlkit import optim
     from dlkit.training.callbacks import load_rng_sidecar
 
     on_nan = recipe.train.on_nan
