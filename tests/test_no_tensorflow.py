@@ -60,9 +60,10 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
             it = ds.as_numpy_iterator()
             return [next(it) for _ in range(count * steps)]
         out = []
-        for _ in range(count):
+        for _ in range(count):  # as Keras's fit goes through a PyDataset
             ds.on_epoch_begin()
             out += [ds[i] for i in range(len(ds))]
+            ds.on_epoch_end()
         return out
 
     tf_batches, np_batches = epochs(tf_data.feed, 0, 2), epochs(np_data.feed, 0, 2)
@@ -80,6 +81,20 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     for feed, batches in ((tf_data.feed, tf_batches), (np_data.feed, np_batches)):
         rest = _batches(feed.rest(1, 2, None))
         assert len(rest) == 2 and np.array_equal(rest[0][0], batches[6][0]) and np.array_equal(rest[1][1], batches[7][1])
+    # Keras's own PyDataset machinery, with the feed's worker threads fetching ahead, hands fit the same batches
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    ds = np_data.feed.epochs(0, None)
+    assert np_data.feed.workers > 1 and ds.workers == np_data.feed.workers
+    adapter, through_keras = PyDatasetAdapter(ds, shuffle=False), []
+    for _ in range(2):
+        adapter.on_epoch_begin()
+        it = adapter.get_numpy_iterator()
+        through_keras += [next(it) for _ in range(len(ds))]
+        adapter.on_epoch_end()
+    for (xa, ya), (xb, yb) in zip(through_keras, np_batches, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
     # train.steps_per_epoch caps each epoch, which then starts on its own order
     capped = epochs(np_data.feed, 0, 2, cap=2)
     assert len(capped) == 4 and np.array_equal(capped[2][0], np_batches[4][0])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -144,8 +145,10 @@ def _array_batches_class():
         """
 
         def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given,
-                     first_epoch=0, cap=None, skip=0):
-            super().__init__()
+                     first_epoch=0, cap=None, skip=0, workers=0):
+            # workers: threads that gather (and augment, and scale) the next batches while the model trains;
+            # Keras's PyDataset runs them and hands the batches over in order
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
             self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
             self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
             self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
@@ -166,9 +169,11 @@ def _array_batches_class():
                 xb = xb * self.scale[0] + self.scale[1]
             return self.examples(xb, yb)
 
-        def on_epoch_begin(self):
-            self._order = epoch_order(len(self.x), self.seed, self.epoch, self.shuffle)
+        def on_epoch_end(self):
+            # the next epoch's order is set here, not when it begins: Keras starts the workers fetching an
+            # epoch's batches before it calls on_epoch_begin
             self.epoch += 1
+            self._order = epoch_order(len(self.x), self.seed, self.epoch, self.shuffle)
 
     class PairedBatches(keras.utils.PyDataset):
         """Two splits' ArrayBatches side by side, as long as the shorter, arranged by `examples`
@@ -184,9 +189,9 @@ def _array_batches_class():
         def __getitem__(self, i):
             return self.examples(self.a[i], self.b[i])
 
-        def on_epoch_begin(self):
-            self.a.on_epoch_begin()
-            self.b.on_epoch_begin()
+        def on_epoch_end(self):
+            self.a.on_epoch_end()
+            self.b.on_epoch_end()
 
     return ArrayBatches, PairedBatches
 
@@ -277,14 +282,16 @@ class ArrayFeed(Feed):
     def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
         super().__init__(len(x), cfg.batch_size)
         self.args = (x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment, examples)
+        # augmentation draws from one random stream, which threads would take turns on in no fixed order
+        self.workers = 1 if augment is not None else min(4, os.cpu_count() or 1)
 
     def epochs(self, first, cap):
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=first, cap=cap)
+        return array_batches_type(*self.args, first_epoch=first, cap=cap, workers=self.workers)
 
     def rest(self, epoch, skip, cap):
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip)
+        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip, workers=self.workers)
 
 
 class PairedFeed(Feed):
