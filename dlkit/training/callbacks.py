@@ -41,6 +41,7 @@ class ProgressCallback(keras.callbacks.Callback):
         super().__init__()
         self.reporter, self.epochs, self.steps, self.interval = reporter, epochs, steps, interval
         self.optimizers, self.initial_epoch = optimizers, initial_epoch
+        self.seconds: list[float] = []  # each epoch's wall time, validation and callbacks before this one included
 
     def on_train_begin(self, logs=None):
         self.reporter.train_begin(self.epochs, self.steps, self.initial_epoch)
@@ -58,7 +59,8 @@ class ProgressCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = to_floats(logs)
         logs.update(learning_rates(self.optimizers))
-        self.reporter.epoch_end(epoch, logs, time.perf_counter() - self.epoch_start)
+        self.seconds.append(round(time.perf_counter() - self.epoch_start, 4))
+        self.reporter.epoch_end(epoch, logs, self.seconds[-1])
 
     def on_train_end(self, logs=None):
         self.reporter.train_end()

@@ -274,8 +274,8 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                      skip=skip)
     extra = task.callbacks(ctx)
     cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
-    cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper,
-           callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch), *extra.after]
+    progress = callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch)
+    cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper, progress, *extra.after]
     if backend.process_count() > 1 and (extra.before or extra.after):
         local = callbacks.ProcessLocal(model)
         cbs = [local.enter, *cbs, local.leave]
@@ -319,6 +319,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                 break
             initial_epoch, skip = back
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        summary["epoch_seconds"] = progress.seconds  # the first holds the compilation: throughput is in the later
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
             if final:
