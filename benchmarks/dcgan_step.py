@@ -105,7 +105,7 @@ def main():
         recipe = load_recipe("recipes/gan_mnist.yaml", overrides)
         session = Session.open(recipe)
         gan = session.model()
-        train = session.data.train.repeat()
+        train = session.data.feed.epochs(0, None)  # tf.data's endless stream, or (no TensorFlow) one epoch's PyDataset
         params, batch = gan.generator.count_params() + gan.discriminator.count_params(), recipe.data.batch_size
     else:
         import keras
