@@ -74,7 +74,7 @@ class _Follower:
     def __init__(self, index: int):
         self.index = index
         self.scratch = Path(tempfile.mkdtemp(prefix=f"dlkit-process-{index}-"))
-        self.leader = self.log = None
+        self.leader = self.log = self._file = None
 
     @classmethod
     def of_this_process(cls):
@@ -109,7 +109,7 @@ class _Follower:
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
-        if getattr(self, "_file", None) is not None:
+        if self._file is not None:
             self._file.close()
             self._file = None
 
