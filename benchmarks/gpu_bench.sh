@@ -7,17 +7,20 @@
 #
 # Prepare here:  ../shared/gpu/fetch-wheels.sh; mkdir -p .gpudata/mnist; cp ../shared/data/mnist/*.gz .gpudata/mnist/
 # On the host:   run with carry [".whl", ".gpudata"]:  OUT=$OUT bash benchmarks/gpu_bench.sh
-# Dry run here (CPU, tiny):  SITE=none DATA=tests/data/mnist EPOCHS=2 BATCHES="50" FAST_BATCH=50 SEEDS=0 \
-#                            GAN_STEPS=5 PY=.venv/bin/python OUT=/tmp/bench bash benchmarks/gpu_bench.sh
+# Dry run here (CPU, tiny), best in a venv without TensorFlow as the host has it (jax[cpu], keras, and
+# dlkit's other requirements):  SITE=none DATA=tests/data/mnist EPOCHS=2 BATCHES="50" FAST_BATCH=50 SEEDS=0 \
+#     GAN_STEPS=3 GAN_BATCH=8 DEADLINE=3000 PY=/tmp/gpusim/bin/python OUT=/tmp/bench bash benchmarks/gpu_bench.sh
 set -u
 OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}
-DATA=${DATA:-$PWD/.gpudata/mnist}
+DATA=$(cd "${DATA:-.gpudata/mnist}" && pwd) || exit 1  # absolute: the runs start in benchmarks/
 EPOCHS=${EPOCHS:-4}
 BATCHES=${BATCHES:-"128 512"}
 FAST_BATCH=${FAST_BATCH:-250}
 SEEDS=${SEEDS:-"0 1 2"}
 GAN_STEPS=${GAN_STEPS:-200}  # fewer than an epoch at batch 256 (235 steps): without TensorFlow the feed is one epoch
+GAN_BATCH=${GAN_BATCH:-256}
+DEADLINE=${DEADLINE:-480}    # seconds: nothing new starts with under 40 s left, each run is cut at what is left
 mkdir -p "$OUT"
 T0=$(date +%s)
 log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$OUT/log.txt"; }
@@ -27,34 +30,53 @@ if [ "${SITE:-}" != none ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
     >"$OUT/pip.txt" 2>&1 || { log "pip install failed"; cat "$OUT/pip.txt"; exit 1; }
   export PYTHONPATH=$SITE:$PWD
+else
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" >"$OUT/jax.txt" 2>&1
-log "host: $(cat "$OUT/jax.txt"); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+log "host: $(cat "$OUT/jax.txt"); commit ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 
-measure() {  # side workload batch [--set ...]
-  local line
-  line=$(cd benchmarks && $PY throughput.py "$1" "$2" "$DATA" "$3" "$EPOCHS" "${@:4}" 2>>"$OUT/stderr.txt" | tail -1)
+left() { echo $((DEADLINE - ($(date +%s) - T0))); }
+measure() {  # side workload batch [--set ...]; skipped once the deadline is near, cut at what is left
+  local line budget
+  budget=$(left)
+  if [ "$budget" -lt 40 ]; then log "skipped (deadline): $*"; return; fi
+  [ "$budget" -gt 240 ] && budget=240
+  line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$EPOCHS" "${@:4}" \
+         2>>"$OUT/stderr.txt" | tail -1)
   if [ -n "$line" ]; then echo "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
-  else log "$1 $2 batch $3 failed (stderr.txt)"; fi
+  else log "$1 $2 batch $3 failed or cut (stderr.txt)"; fi
+}
+gan() {  # side: dlkit's DCGAN step, or the same step hand-written for JAX
+  local line budget
+  budget=$(left)
+  if [ "$budget" -lt 40 ]; then log "skipped (deadline): gan $1"; return; fi
+  [ "$budget" -gt 240 ] && budget=240
+  if [ "$1" = dlkit ]; then
+    line=$(timeout "$budget" $PY benchmarks/dcgan_step.py dlkit "$(dirname "$DATA")" "$GAN_STEPS" \
+           --set data.batch_size="$GAN_BATCH" 2>>"$OUT/stderr.txt" | tail -1)
+  else
+    line=$(timeout "$budget" $PY benchmarks/dcgan_step.py plain-jax "$(dirname "$DATA")" "$GAN_STEPS" \
+           --batch "$GAN_BATCH" 2>>"$OUT/stderr.txt" | tail -1)
+  fi
+  echo "{\"side\": \"$1\", \"workload\": \"dcgan_step\", \"batch\": $GAN_BATCH, \"result\": ${line:-null}}" \
+    >>"$OUT/results.jsonl"
+  log "$1 dcgan step batch $GAN_BATCH: ${line:-failed or cut}"
 }
 
-for b in $BATCHES; do
-  for round in 1 2; do
-    if [ $round = 1 ]; then measure plain cnn "$b"; measure dlkit cnn "$b"
-    else measure dlkit cnn "$b"; measure plain cnn "$b"; fi
-  done
-done
-for s in $SEEDS; do
-  measure dlkit fast "$FAST_BATCH" --set "seed=$s"
-done
+# most wanted first, so that a run cut by the deadline still answers the targets: one round of every
+# comparison, then the other seeds and the second rounds (plain and dlkit in the other order)
+for b in $BATCHES; do measure plain cnn "$b"; measure dlkit cnn "$b"; done
+first=${SEEDS%% *}
+measure dlkit fast "$FAST_BATCH" --set "seed=$first"
 measure plain fast "$FAST_BATCH"
-# dlkit's GAN step alone (the plain side of benchmarks/dcgan_step.py is TensorFlow code); the README of
-# ../shared/gpu has raw Keras's figure for the TF-tutorial DCGAN, a different model
-line=$($PY benchmarks/dcgan_step.py dlkit "$(dirname "$DATA")" "$GAN_STEPS" --set data.batch_size=256 2>>"$OUT/stderr.txt" | tail -1)
-echo "{\"side\": \"dlkit\", \"workload\": \"dcgan_step\", \"batch\": 256, \"result\": ${line:-null}}" >>"$OUT/results.jsonl"
-log "dlkit dcgan step batch 256: ${line:-failed}"
+gan plain-jax
+gan dlkit
+for s in ${SEEDS#"$first"}; do measure dlkit fast "$FAST_BATCH" --set "seed=$s"; done
+for b in $BATCHES; do measure dlkit cnn "$b"; measure plain cnn "$b"; done
+measure dlkit fast "$FAST_BATCH" --set "seed=$first" --set train.precision=mixed_bfloat16  # if time is left
 
 $PY - "$OUT/results.jsonl" >"$OUT/summary.txt" <<'PY'
 import json, statistics, sys
@@ -67,6 +89,11 @@ print("workload  batch  plain img/s  dlkit img/s  dlkit/plain")
 for w, b in sorted({(r["workload"], r["batch"]) for r in rows if "images_per_s" in r}):
     p, d = best("plain", w, b), best("dlkit", w, b)
     print(f"{w:8s} {b:6d} {p or 0:12.0f} {d or 0:12.0f} {d / p if p and d else float('nan'):12.3f}")
+gans = {r["side"]: r["result"]["steps_per_s"] for r in rows if r.get("workload") == "dcgan_step" and r.get("result")}
+if gans:
+    p, d = gans.get("plain-jax"), gans.get("dlkit")
+    print(f"dcgan step: plain (jitted JAX loop, data on the device) {p or 0:.1f} steps/s, dlkit {d or 0:.1f}, "
+          f"dlkit/plain {d / p if p and d else float('nan'):.3f}")
 fast = [r for r in rows if r.get("workload") == "fast"]
 for r in fast:
     print(f"fast {r['side']}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
