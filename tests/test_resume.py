@@ -157,3 +157,33 @@ def test_steps_per_execution_trains_the_same_steps(tiny_recipe, tmp_path):
     for a, b in zip(weights_of(one["run_dir"]), model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert five["final"] == pytest.approx(one["final"], rel=1e-4)
+
+
+def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path, monkeypatch):
+    """Keras waits for each step to finish before a batch-end hook unless every such hook is async-safe: a
+    default run (mid-epoch checkpoints on) has its progress fed from Keras's callback thread, and its
+    mid-epoch checkpoints, written at a step's start in the loop's own thread, still land where they are due.
+    (Keras dispatches so on JAX; it marks TensorFlow, which these tests train on, not thread-safe: pretended.)"""
+    import threading
+
+    from keras.src import backend as keras_backend
+
+    from dlkit.training import callbacks
+
+    monkeypatch.setattr(keras_backend, "IS_THREAD_SAFE", True)
+
+    in_main, original = [], callbacks.ProgressCallback.on_train_batch_end
+
+    def spy(self, batch, logs=None):
+        in_main.append(threading.current_thread() is threading.main_thread())
+        return original(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.ProgressCallback, "on_train_batch_end", spy)
+    saved, save = [], callbacks.save_rng_sidecar
+    monkeypatch.setattr(callbacks, "save_rng_sidecar", lambda *a: saved.append(a[-1]) or save(*a))
+    overrides = ["data.batch_size=8", "data.limit=96", "train.epochs=2", "train.checkpoint_every={steps: 4}"]
+    run = train(tiny_recipe, overrides, runs_root=tmp_path)
+    assert in_main and not any(in_main)
+    steps = -(-json.loads((Path(run["run_dir"]) / "manifest.json").read_text())["data_spec"]["num_train"] // 8)
+    due = [p for p in range(1, 2 * steps + 1) if p % 4 == 0 and p % steps]  # the epochs' ends have their own
+    assert [p for p in saved if p % steps] == due, (steps, saved)

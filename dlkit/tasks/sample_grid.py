@@ -45,6 +45,8 @@ class SampleGrid(EpochGrid):
                  scale, overpower_epochs: int, initial_epoch: int = 0, every: int | None = None):
         super().__init__(run, draw, rows, scale, run.samples, initial_epoch)
         self.reporter, self.fakes, self.every, self.epoch = reporter, fakes, every, initial_epoch
+        # without a grid every N steps the batch hook does nothing, and may run in Keras's callback thread
+        self.async_safe = not every
         self.real_diversity = images.mean_pairwise_distance(real)
         self.overpower_epochs, self.pinned = overpower_epochs, 0
         self.warnings = []

@@ -1,5 +1,13 @@
 """The core Keras callbacks of every dlkit run: progress, divergence guard, interrupt check, atomic
-checkpoints and the epoch history. A task adds its own beside these (sample grids, ...)."""
+checkpoints and the epoch history. A task adds its own beside these (sample grids, ...).
+
+Keras turns a step's logs into Python floats before any callback's `on_train_batch_end`, which waits for
+the step to finish: unless every callback with a batch hook says `async_safe`, when Keras makes that call
+in a thread of its own and the training loop dispatches the next steps meanwhile. The per-step callbacks
+here are async-safe (they read, count and set flags, and touch no model state); the mid-epoch checkpoint
+(train.checkpoint_every) saves at the *start* of a step, which Keras calls in its own loop without waiting.
+A GAN's grid every N steps (train.sample_every) runs the model at a step's end, so a run with it waits for
+each step (or each execution of train.steps_per_execution steps)."""
 
 from __future__ import annotations
 
@@ -34,7 +42,9 @@ def steps_taken(optimizers: dict) -> int:
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Feeds a Reporter. Reading metric values forces a device sync, so it happens at most ~5 times a second."""
+    """Feeds a Reporter, at most ~5 times a second."""
+
+    async_safe = True  # see the module's docstring
 
     def __init__(self, reporter, epochs: int, steps: int, optimizers: dict, initial_epoch: int = 0,
                  interval: float = 0.2):
@@ -100,7 +110,10 @@ class _Hook(keras.callbacks.Callback):
 
 
 class InterruptCheck(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt between steps once a SIGTERM or Ctrl-C has asked for it (see dlkit.cli)."""
+    """Raises KeyboardInterrupt between steps once a SIGTERM or Ctrl-C has asked for it (see dlkit.cli). Called
+    in Keras's callback thread, the exception reaches the training loop at its next step's callbacks."""
+
+    async_safe = True
 
     def on_train_batch_end(self, batch, logs=None):
         if backend.interrupt_requested.is_set():
@@ -111,6 +124,8 @@ class InterruptCheck(keras.callbacks.Callback):
 
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training when the loss turns NaN or inf. Checks every `every` steps and at each epoch end."""
+
+    async_safe = True
 
     def __init__(self, every: int = 25):
         super().__init__()
@@ -125,7 +140,9 @@ class DivergenceGuard(keras.callbacks.Callback):
         for key, value in (logs or {}).items():  # `loss`, or `d_loss` and `g_loss` for GANs
             if key.endswith("loss") and not math.isfinite(float(keras.ops.convert_to_numpy(value))):
                 self.diverged_at = (self.epoch, step)
-                self.model.stop_training = True
+                # `_model`, not `model`: on JAX that property copies the training state into the model's
+                # variables, which this thread must not do while the loop steps on
+                self._model.stop_training = True
                 return
 
     def on_train_batch_end(self, batch, logs=None):
@@ -201,17 +218,20 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
         self.last = time.monotonic()  # the epoch's checkpoint has just been written
         self.offset = 0
 
-    def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of an execution (train.steps_per_execution); `steps` counts steps, so a
-        # checkpoint is due when an execution crosses a multiple of it
-        position = self.epoch * self.steps_per_epoch + self.offset + batch + 1
+    def on_train_batch_begin(self, batch, logs=None):
+        # before step `batch` (the first of an execution, train.steps_per_execution), in the training loop's
+        # own thread: the steps before it are done and the model holds their result. Not at a batch's end,
+        # which would make Keras wait for every step (the module's docstring); `steps` counts steps, so a
+        # checkpoint is due when the steps since the last call crossed a multiple of it
+        if batch == 0:
+            return  # the epoch's start: its checkpoint (or the one resumed from) was just written
+        position = self.epoch * self.steps_per_epoch + self.offset + batch
         before, self.previous = self.previous, position
         if self.seconds is not None and time.monotonic() - self.last < self.seconds:
             return
-        if position % self.steps_per_epoch == 0 or (self.steps is not None and
-                                                    position // self.steps == before // self.steps):
+        if self.steps is not None and position // self.steps == before // self.steps:
             return
-        if not self.guard.fit_to_keep(logs, batch):  # never a checkpoint of a diverged model
+        if not self.guard.fit_to_keep(None, batch - 1):  # never a checkpoint of a diverged model
             return
         self.where.save_checkpoint(self.model.save,
                                    lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
