@@ -221,6 +221,23 @@ def whole_batches() -> bool:
     return process_count() > 1 and not _alone
 
 
+def accelerator_memory() -> int | None:
+    """Bytes of memory on the accelerator that JAX trains on, when the data may be kept there: the JAX
+    backend on a GPU or TPU, one device, no distribution set. None otherwise (TensorFlow, which feeds from
+    tf.data; JAX on the CPU, where device memory is host memory; several devices, which Keras feeds by
+    splitting host batches over them)."""
+    import keras
+
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is not None:
+        return None
+    import jax
+
+    if jax.default_backend() == "cpu":
+        return None
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return int(stats.get("bytes_limit", 0)) or 16 * 2**30
+
+
 @contextlib.contextmanager
 def alone():
     """This process by itself, inside a run over several: no distribution, and splits with their last short

@@ -81,11 +81,12 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     for feed, batches in ((tf_data.feed, tf_batches), (np_data.feed, np_batches)):
         rest = _batches(feed.rest(1, 2, None))
         assert len(rest) == 2 and np.array_equal(rest[0][0], batches[6][0]) and np.array_equal(rest[1][1], batches[7][1])
-    # Keras's own PyDataset machinery, with the feed's worker threads fetching ahead, hands fit the same batches
+    # Keras's own PyDataset machinery hands fit the same batches, epoch after epoch (with worker threads it
+    # did not: they fetched most of an epoch after its on_epoch_end had set the next epoch's order)
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     ds = np_data.feed.epochs(0, None)
-    assert np_data.feed.workers > 1 and ds.workers == np_data.feed.workers
+    assert ds.workers == 1 and not ds.use_multiprocessing  # Keras then makes them in the loop's thread
     adapter, through_keras = PyDatasetAdapter(ds, shuffle=False), []
     for _ in range(2):
         adapter.on_epoch_begin()
@@ -98,6 +99,25 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     # train.steps_per_epoch caps each epoch, which then starts on its own order
     capped = epochs(np_data.feed, 0, 2, cap=2)
     assert len(capped) == 4 and np.array_equal(capped[2][0], np_batches[4][0])
+    # on a JAX accelerator (here one pretended: JAX's CPU device) the split stays on the device and each
+    # batch is gathered, cast and scaled there: the same batches, from any position, and no worker threads
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: 2**30)
+    on_device = pipeline.build(_arrays(), cfg, seed=3).feed
+    assert on_device.epochs(0, None).device is not None
+    for (xa, ya), (xb, yb) in zip(epochs(on_device, 0, 2), np_batches, strict=True):
+        assert type(xa).__module__.startswith("jax")
+        np.testing.assert_allclose(np.asarray(xa), xb, rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(ya), yb)
+    rest = _batches(on_device.rest(1, 2, None))
+    np.testing.assert_allclose(np.asarray(rest[0][0]), np_batches[6][0], rtol=1e-6)
+    # a split over a quarter of the device's memory, or an augmented one, is batched on the host
+    need = np_data.splits.x_train.nbytes + np_data.splits.y_train.nbytes
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: 4 * need - 4)
+    assert pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None).device is None
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: 4 * need)
+    assert pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None).device is not None
+    augmented = load_recipe(tiny_recipe, ["data.batch_size=16", "data.augment={flip: horizontal}"]).data
+    assert pipeline.build(_arrays(), augmented, seed=3).feed.epochs(0, None).device is None
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):

@@ -19,16 +19,18 @@ that validation lies after training in time). Scaling statistics come from the t
 (inputs, labels) into (inputs, targets), such as (x, y) for a classifier or (x, x) for an autoencoder.
 It only rearranges, so the same function serves tf.data and numpy.
 
-Where TensorFlow is not installed (a JAX-only GPU host), the same stages run on numpy in `ArrayBatches`,
-a keras.utils.PyDataset: a full seeded reshuffle each epoch, then the same batches, cast, augmentation
-and scaling.
+Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in `ArrayBatches`, a
+keras.utils.PyDataset: a full seeded reshuffle each epoch, then the same batches, cast, augmentation and
+scaling. On a JAX accelerator a training split that fits (a quarter of the device's memory at most) and is
+not augmented is kept on the device (`DeviceSplit`): the host sends each batch's indices and one compiled
+function gathers, casts and scales the batch there, while the previous step runs. Elsewhere the batches
+are made on the host, in the training loop's thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -145,10 +147,11 @@ def _array_batches_class():
         """
 
         def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given,
-                     first_epoch=0, cap=None, skip=0, workers=0):
-            # workers: threads that gather (and augment, and scale) the next batches while the model trains;
-            # Keras's PyDataset runs them and hands the batches over in order
-            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
+                     first_epoch=0, cap=None, skip=0, device=None):
+            # made in the training loop's thread, one at a time (see ArrayFeed); device: the split's
+            # DeviceSplit, which makes each batch on the accelerator (one dispatch) instead of on the host
+            super().__init__()
+            self.device = device
             self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
             self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
             self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
@@ -162,6 +165,8 @@ def _array_batches_class():
         def __getitem__(self, i):
             i += self.skip
             index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+            if self.device is not None:
+                return self.examples(*self.device.batch(index))
             xb, yb = self.x[index].astype(self.dtype), self.y[index]
             if self.augment is not None:
                 xb = keras.ops.convert_to_numpy(self.augment(xb, training=True))
@@ -170,8 +175,6 @@ def _array_batches_class():
             return self.examples(xb, yb)
 
         def on_epoch_end(self):
-            # the next epoch's order is set here, not when it begins: Keras starts the workers fetching an
-            # epoch's batches before it calls on_epoch_begin
             self.epoch += 1
             self._order = epoch_order(len(self.x), self.seed, self.epoch, self.shuffle)
 
@@ -276,22 +279,69 @@ class TFFeed(Feed):
         return self._finish(self._epoch(self.tf.constant(epoch, self.tf.int64), cap).skip(skip))
 
 
+class DeviceSplit:
+    """A training split held in a JAX accelerator's memory as the source gives it (uint8 images stay uint8).
+    `batch(index)` gathers the examples at `index` there, casts and scales them, in one compiled function:
+    the host sends only the indices, and the batch is ready on the device when the step dispatched after it
+    starts."""
+
+    def __init__(self, x, y, dtype, scale):
+        import jax
+        import jax.numpy as jnp
+
+        self.x, self.y = jax.device_put(x), jax.device_put(y)
+        a, b = (None, None) if scale is None else (jnp.asarray(scale[0]), jnp.asarray(scale[1]))
+
+        def gather(x, y, index):
+            xb = jnp.take(x, index, axis=0).astype(dtype)
+            return (xb if a is None else xb * a + b), jnp.take(y, index, axis=0)
+
+        self._gather = jax.jit(gather)
+
+    def batch(self, index: np.ndarray):
+        return self._gather(self.x, self.y, index.astype(np.int32))
+
+    @staticmethod
+    def fits(x, y, augment) -> bool:
+        """Whether a split goes on the device: JAX on an accelerator (backend.accelerator_memory), not
+        augmented (the augmentation layers run on the host, one batch after another), at most a quarter of
+        the device's memory (the model, its gradients and activations need the rest)."""
+        from dlkit import backend
+
+        if augment is not None:
+            return False
+        memory = backend.accelerator_memory()
+        return memory is not None and x.nbytes + y.nbytes <= memory // 4
+
+
 class ArrayFeed(Feed):
-    """numpy (no TensorFlow): ArrayBatches positioned at an epoch."""
+    """numpy (no TensorFlow): ArrayBatches positioned at an epoch, from the split on the accelerator when it
+    fits there (DeviceSplit, made once, the first time it is asked for)."""
 
     def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
         super().__init__(len(x), cfg.batch_size)
         self.args = (x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment, examples)
-        # augmentation draws from one random stream, which threads would take turns on in no fixed order
-        self.workers = 1 if augment is not None else min(4, os.cpu_count() or 1)
+        self.device: DeviceSplit | None = None
+
+    def _where(self) -> dict:
+        # asked each time: the placement (a distribution over several devices) may be set after the first.
+        # No worker threads: Keras's PyDataset workers ran ahead of on_epoch_end, so most of an epoch's
+        # batches were drawn in the next epoch's order, and they made training slower, not faster (both
+        # measured: docs/benchmarks.md, "The input path without TensorFlow")
+        x, y, _, _, scale, dtype, _, augment, _ = self.args
+        if not DeviceSplit.fits(x, y, augment):
+            return {}
+        if self.device is None:
+            self.device = DeviceSplit(x, y, dtype, scale)
+        return {"device": self.device}
 
     def epochs(self, first, cap):
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=first, cap=cap, workers=self.workers)
+        return array_batches_type(*self.args, first_epoch=first, cap=cap, **self._where())
 
     def rest(self, epoch, skip, cap):
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip, workers=self.workers)
+        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip, **self._where())
 
 
 class PairedFeed(Feed):
