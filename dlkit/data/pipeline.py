@@ -327,7 +327,7 @@ class ArrayFeed(Feed):
         # asked each time: the placement (a distribution over several devices) may be set after the first.
         # No worker threads: Keras's PyDataset workers ran ahead of on_epoch_end, so most of an epoch's
         # batches were drawn in the next epoch's order, and they made training slower, not faster (both
-        # measured: docs/benchmarks.md, "The input path without TensorFlow")
+        # measured: docs/benchmarks.md, "On one GPU: dlkit against plain Keras")
         x, y, _, _, scale, dtype, _, augment, _ = self.args
         if not DeviceSplit.fits(x, y, augment):
             return {}
