@@ -294,9 +294,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         mid = None
     reporter.start(run.root, recipe, data.spec, model)
     wanted = recipe.train.steps_per_execution
-    if wanted > 1 and optim.steps_per_execution(wanted, steps) != wanted:
-        reporter.message(f"train.steps_per_execution: {optim.steps_per_execution(wanted, steps)} steps a call, the "
-                         f"largest up to {wanted} that divides an epoch's {steps} steps")
+    taken = optim.steps_per_execution(wanted, steps)
+    if taken != wanted:
+        reporter.message(f"train.steps_per_execution: {taken} steps a call, the largest up to {wanted} that divides "
+                         f"an epoch's {steps} steps")
     result["params"] = int(model.count_params())
     validation = data.val if task.validates else None
     start, cpu_start = time.perf_counter(), time.process_time()
