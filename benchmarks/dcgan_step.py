@@ -102,7 +102,6 @@ def plain_gan(latent_dim=64, smoothing=0.1, ema_decay=0.999, top_k=0.5, top_k_st
     return gan
 
 
-
 def plain_jax(folder, steps, batch, latent_dim=64, smoothing=0.1, ema_decay=0.999, top_k=0.5, top_k_steps=10 * 235):
     """The same networks and step, hand-written for the JAX backend as keras-io's "training loop from scratch
     in JAX" guide does it: `stateless_call`, `jax.value_and_grad`, `optimizer.stateless_apply`, one jitted

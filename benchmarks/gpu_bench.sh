@@ -22,6 +22,7 @@ GAN_STEPS=${GAN_STEPS:-200}  # fewer than an epoch at batch 256 (235 steps): wit
 GAN_BATCH=${GAN_BATCH:-256}
 DEADLINE=${DEADLINE:-480}    # seconds: nothing new starts with under 40 s left, each run is cut at what is left
 mkdir -p "$OUT"
+: >>"$OUT/results.jsonl"  # the summary reads it even when every run was skipped
 T0=$(date +%s)
 log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$OUT/log.txt"; }
 
@@ -38,12 +39,14 @@ nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" >"$OUT/jax.txt" 2>&1
 log "host: $(cat "$OUT/jax.txt"); commit ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 
-left() { echo $((DEADLINE - ($(date +%s) - T0))); }
+budget() {  # seconds a run may take: what is left before the deadline, at most 240; fails under 40
+  local left=$((DEADLINE - ($(date +%s) - T0)))
+  [ "$left" -ge 40 ] || return 1
+  echo $((left > 240 ? 240 : left))
+}
 measure() {  # side workload batch [--set ...]; skipped once the deadline is near, cut at what is left
   local line budget
-  budget=$(left)
-  if [ "$budget" -lt 40 ]; then log "skipped (deadline): $*"; return; fi
-  [ "$budget" -gt 240 ] && budget=240
+  budget=$(budget) || { log "skipped (deadline): $*"; return; }
   line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$EPOCHS" "${@:4}" \
          2>>"$OUT/stderr.txt" | tail -1)
   if [ -n "$line" ]; then echo "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
@@ -51,9 +54,7 @@ measure() {  # side workload batch [--set ...]; skipped once the deadline is nea
 }
 gan() {  # side: dlkit's DCGAN step, or the same step hand-written for JAX
   local line budget
-  budget=$(left)
-  if [ "$budget" -lt 40 ]; then log "skipped (deadline): gan $1"; return; fi
-  [ "$budget" -gt 240 ] && budget=240
+  budget=$(budget) || { log "skipped (deadline): gan $1"; return; }
   if [ "$1" = dlkit ]; then
     line=$(timeout "$budget" $PY benchmarks/dcgan_step.py dlkit "$(dirname "$DATA")" "$GAN_STEPS" \
            --set data.batch_size="$GAN_BATCH" 2>>"$OUT/stderr.txt" | tail -1)

@@ -69,7 +69,9 @@ def plain(workload, folder, batch, epochs):
                   metrics=["accuracy"])
 
     class Clock(keras.callbacks.Callback):
-        seconds = []
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()

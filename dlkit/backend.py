@@ -225,7 +225,7 @@ def accelerator_memory() -> int | None:
     """Bytes of memory on the accelerator that JAX trains on, when the data may be kept there: the JAX
     backend on a GPU or TPU, one device, no distribution set. None otherwise (TensorFlow, which feeds from
     tf.data; JAX on the CPU, where device memory is host memory; several devices, which Keras feeds by
-    splitting host batches over them)."""
+    splitting host batches over them). A device that does not report its memory is taken to have 16 GiB."""
     import keras
 
     if keras.backend.backend() != "jax" or keras.distribution.distribution() is not None:

@@ -16,6 +16,13 @@ def current_stateless_scope():
     return get_stateless_scope()
 
 
+def stop_training(callback) -> None:
+    """Ask the fit a callback belongs to to stop, through the callback's `_model`: on JAX the public `model`
+    property first copies the training state into the model's variables, which a callback running in Keras's
+    callback thread (async_safe) must not do while the loop steps on."""
+    callback._model.stop_training = True
+
+
 def seed_generators(model) -> list:
     """Every `keras.random.SeedGenerator` held by the model and the layers inside it (dropout, noise, the
     model's own), each once, in a fixed order. Keras saves variables but not these generators' states."""

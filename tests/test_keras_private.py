@@ -17,6 +17,15 @@ def test_current_stateless_scope():
         assert float(keras_private.current_stateless_scope().get_current_value(v)) == 2.0
 
 
+def test_stop_training_reaches_the_callbacks_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    callback = keras.callbacks.Callback()
+    callback.set_model(model)
+    model.stop_training = False
+    keras_private.stop_training(callback)
+    assert model.stop_training is True
+
+
 def test_seed_generators_finds_every_stream_once():
     inputs = keras.Input((4,))
     x = keras.layers.Dropout(0.5, seed=1)(inputs)

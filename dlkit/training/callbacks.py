@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from dlkit import backend
+from dlkit import backend, keras_private
 from dlkit.rundir import PhaseDir, save_model_atomic
 
 
@@ -140,9 +140,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         for key, value in (logs or {}).items():  # `loss`, or `d_loss` and `g_loss` for GANs
             if key.endswith("loss") and not math.isfinite(float(keras.ops.convert_to_numpy(value))):
                 self.diverged_at = (self.epoch, step)
-                # `_model`, not `model`: on JAX that property copies the training state into the model's
-                # variables, which this thread must not do while the loop steps on
-                self._model.stop_training = True
+                keras_private.stop_training(self)  # not self.model: no JAX state sync from Keras's thread
                 return
 
     def on_train_batch_end(self, batch, logs=None):
