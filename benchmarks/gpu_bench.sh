@@ -5,7 +5,8 @@
 # process; plain and dlkit alternate. Everything lands in $OUT (one JSON line per run in results.jsonl, and a
 # summary table with the ratios in summary.txt).
 #
-# Prepare here:  ../shared/gpu/fetch-wheels.sh; mkdir -p .gpudata/mnist; cp ../shared/data/mnist/*.gz .gpudata/mnist/
+# Prepare here:  ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil  (Grain and what it needs);
+#                mkdir -p .gpudata/mnist; cp ../shared/data/mnist/*.gz .gpudata/mnist/
 # On the host:   run with carry [".whl", ".gpudata"]:  OUT=$OUT bash benchmarks/gpu_bench.sh
 # Dry run here (CPU, tiny), best in a venv without TensorFlow as the host has it (jax[cpu], keras, and
 # dlkit's other requirements):  SITE=none DATA=tests/data/mnist EPOCHS=2 BATCHES="50" FAST_BATCH=50 SEEDS=0 \

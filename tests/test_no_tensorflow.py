@@ -23,9 +23,11 @@ from dlkit.tasks import load_recipe
 
 
 def _batches(ds):
-    """Every (x, y) batch of one pass, as numpy, from a tf.data.Dataset or an ArrayBatches."""
+    """Every (x, y) batch of one pass, as numpy, from a tf.data.Dataset, a Grain dataset or an ArrayBatches."""
     if hasattr(ds, "as_numpy_iterator"):
         return list(ds.as_numpy_iterator())
+    if not hasattr(ds, "on_epoch_begin"):  # Grain's
+        return list(ds)
     ds.on_epoch_begin()
     return [ds[i] for i in range(len(ds))]
 
@@ -56,8 +58,8 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     def epochs(feed, first, count, cap=None):
         """`count` epochs' batches from epoch `first`, as numpy."""
         ds, steps = feed.epochs(first, cap), feed.batches(cap)
-        if hasattr(ds, "as_numpy_iterator"):
-            it = ds.as_numpy_iterator()
+        if not hasattr(ds, "on_epoch_begin"):  # tf.data or Grain: one endless stream
+            it = ds.as_numpy_iterator() if hasattr(ds, "as_numpy_iterator") else iter(ds)
             return [next(it) for _ in range(count * steps)]
         out = []
         for _ in range(count):  # as Keras's fit goes through a PyDataset
@@ -81,11 +83,21 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     for feed, batches in ((tf_data.feed, tf_batches), (np_data.feed, np_batches)):
         rest = _batches(feed.rest(1, 2, None))
         assert len(rest) == 2 and np.array_equal(rest[0][0], batches[6][0]) and np.array_equal(rest[1][1], batches[7][1])
-    # Keras's own PyDataset machinery hands fit the same batches, epoch after epoch (with worker threads it
-    # did not: they fetched most of an epoch after its on_epoch_end had set the next epoch's order)
+    # Keras's own Grain adapter hands fit the same batches, made ahead in Grain's threads
+    from keras.src.trainers.data_adapters.grain_dataset_adapter import GrainDatasetAdapter
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    ds = np_data.feed.epochs(0, None)
+    it = iter(GrainDatasetAdapter(np_data.feed.epochs(0, None)).get_numpy_iterator())
+    for xa, ya in np_batches:
+        xb, yb = next(it)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # where Grain is not installed they are made in the training loop's thread, and Keras's PyDataset
+    # machinery hands fit the same (with its worker threads it did not: they fetched most of an epoch after
+    # its on_epoch_end had set the next epoch's order)
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_grain", lambda: None)
+        ds = pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None)
     assert ds.workers == 1 and not ds.use_multiprocessing  # Keras then makes them in the loop's thread
     adapter, through_keras = PyDatasetAdapter(ds, shuffle=False), []
     for _ in range(2):
@@ -99,11 +111,26 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     # train.steps_per_epoch caps each epoch, which then starts on its own order
     capped = epochs(np_data.feed, 0, 2, cap=2)
     assert len(capped) == 4 and np.array_equal(capped[2][0], np_batches[4][0])
+    # augmented: each batch's random transforms are drawn from the seed and the batch's position, so Grain's
+    # threads, the loop's own thread (no Grain) and a run resumed inside an epoch see the same batches
+    aug = load_recipe(tiny_recipe, ["data.batch_size=16", "data.scale=symmetric",
+                                    "data.augment={flip: horizontal, translation: 0.3}"]).data
+    ahead = epochs(pipeline.build(_arrays(), aug, seed=3).feed, 0, 2)
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_grain", lambda: None)
+        in_loop = epochs(pipeline.build(_arrays(), aug, seed=3).feed, 0, 2)
+    for (xa, ya), (xb, yb), (_, y) in zip(ahead, in_loop, np_batches, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, y)
+        np.testing.assert_array_equal(yb, y)
+    rest = _batches(pipeline.build(_arrays(), aug, seed=3).feed.rest(1, 2, None))
+    np.testing.assert_array_equal(rest[0][0], ahead[6][0])
+    assert all(not np.allclose(a, b) for (a, _), (b, _) in zip(ahead, np_batches))  # augmented, every batch
     # on a JAX accelerator (here one pretended: JAX's CPU device) the split stays on the device and each
     # batch is gathered, cast and scaled there: the same batches, from any position, and no worker threads
     monkeypatch.setattr(backend, "accelerator_memory", lambda: 2**30)
     on_device = pipeline.build(_arrays(), cfg, seed=3).feed
-    assert on_device.epochs(0, None).device is not None
+    assert on_device.fits_device() and on_device.epochs(0, None).device is not None
     for (xa, ya), (xb, yb) in zip(epochs(on_device, 0, 2), np_batches, strict=True):
         assert type(xa).__module__.startswith("jax")
         np.testing.assert_allclose(np.asarray(xa), xb, rtol=1e-6)
@@ -113,11 +140,10 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     # a split over a quarter of the device's memory, or an augmented one, is batched on the host
     need = np_data.splits.x_train.nbytes + np_data.splits.y_train.nbytes
     monkeypatch.setattr(backend, "accelerator_memory", lambda: 4 * need - 4)
-    assert pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None).device is None
+    assert not pipeline.build(_arrays(), cfg, seed=3).feed.fits_device()
     monkeypatch.setattr(backend, "accelerator_memory", lambda: 4 * need)
-    assert pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None).device is not None
-    augmented = load_recipe(tiny_recipe, ["data.batch_size=16", "data.augment={flip: horizontal}"]).data
-    assert pipeline.build(_arrays(), augmented, seed=3).feed.epochs(0, None).device is None
+    assert pipeline.build(_arrays(), cfg, seed=3).feed.fits_device()
+    assert not pipeline.build(_arrays(), aug, seed=3).feed.fits_device()
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):
@@ -132,10 +158,20 @@ def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch)
 
     two = load_recipe(tiny_recipe, ["data.batch_size=8", "data.validation_split=0"]).data
     a, b = pipeline.build(_arrays(40), two, seed=0), pipeline.build(_arrays(24), two, seed=1)
-    paired = pipeline.zipped(a.train, b.train, lambda a, b: ((a[0], b[0]), (a[1], b[1])))
+    pair = lambda a, b: ((a[0], b[0]), (a[1], b[1]))  # noqa: E731
+    paired = pipeline.zipped(a.train, b.train, pair)
     assert len(paired) == 3  # as long as the shorter domain
     (xa, xb), (ya, yb) = _batches(paired)[0]
     assert xa.shape == xb.shape == (8, 6, 6, 1) and ya.shape == yb.shape == (8,)
+    # training takes both domains from Grain's threads, zipped: what each domain's own feed gives
+    ahead = pipeline.PairedFeed(a.feed, b.feed, pair).epochs(0, None)
+    it, steps = iter(ahead), 3
+    one, other = _batches(a.feed.rest(0, 0, steps)) + _batches(a.feed.rest(1, 0, steps)), \
+        _batches(b.feed.rest(0, 0, steps)) + _batches(b.feed.rest(1, 0, steps))
+    for (xa1, ya1), (xb1, yb1) in zip(one, other, strict=True):
+        (xa, xb), (ya, yb) = next(it)
+        for got, want in ((xa, xa1), (xb, xb1), (ya, ya1), (yb, yb1)):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_image_folders_decode_with_pillow_as_with_tensorflow(tmp_path, monkeypatch):
@@ -173,10 +209,12 @@ def _dlkit(env, *args, check=True):
 
 
 def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp_path):
-    """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one, SIGTERM
+    """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one (its
+    batches augmented, from Grain's threads), SIGTERM
     stops a run between steps (exit 130, marked interrupted), and evaluate reads the test split."""
     env = _no_tf_env(tmp_path)
-    common = [str(tiny_recipe), "-q", "--json", "-s", "model.head_dropout=0.3"]
+    # augmented: Grain's threads make the batches ahead, each with its own seeds (no TensorFlow, JAX on CPU)
+    common = [str(tiny_recipe), "-q", "--json", "-s", "model.head_dropout=0.3", "-s", "data.augment={flip: horizontal}"]
     straight = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "a"),
                                  "-s", "train.epochs=3").stdout)
     first = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "b"),

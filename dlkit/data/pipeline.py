@@ -19,18 +19,21 @@ that validation lies after training in time). Scaling statistics come from the t
 (inputs, labels) into (inputs, targets), such as (x, y) for a classifier or (x, x) for an autoencoder.
 It only rearranges, so the same function serves tf.data and numpy.
 
-Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in `ArrayBatches`, a
-keras.utils.PyDataset: a full seeded reshuffle each epoch, then the same batches, cast, augmentation and
-scaling. On a JAX accelerator a training split that fits (a quarter of the device's memory at most) and is
-not augmented is kept on the device (`DeviceSplit`): the host sends each batch's indices and one compiled
-function gathers, casts and scales the batch there, while the previous step runs. Elsewhere the batches
-are made on the host, in the training loop's thread.
+Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in numpy, in `Batcher`: batch
+j of epoch e is a pure function of (e, j), augmentation included (its random transforms are drawn from the
+seed and the batch's position). On a JAX accelerator a training split that fits (a quarter of the device's
+memory at most) and is not augmented is kept on the device (`DeviceSplit`): the host sends each batch's
+indices and one compiled function gathers, casts and scales the batch there, while the previous step runs.
+Elsewhere Grain's threads make the batches ahead of the training loop (`prefetched`; any thread may make any
+batch, so the order they finish in changes nothing), or the loop's own thread where Grain is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -139,44 +142,25 @@ def _array_batches_class():
     import keras  # not at module level: dlkit.backend.setup imports it first, quietly
 
     class ArrayBatches(keras.utils.PyDataset):
-        """One split as numpy batches: tf.data's stages without TensorFlow.
+        """A Batcher's batches as a PyDataset, made in the training loop's thread: epoch after epoch from
+        `first_epoch`, `steps` batches each (the first `skip` of every epoch left out: the rest of an epoch a
+        run resumed inside). With a DeviceSplit each batch is made on the accelerator, in one dispatch."""
 
-        A training split visits epoch e in epoch_order(n, seed, e) (the order tf.data uses too), starting at
-        epoch `first_epoch`; `cap` caps an epoch's batches (train.steps_per_epoch); `skip` makes it the rest
-        of one epoch after its first `skip` batches (a run resumed inside an epoch).
-        """
-
-        def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given,
-                     first_epoch=0, cap=None, skip=0, device=None):
-            # made in the training loop's thread, one at a time (see ArrayFeed); device: the split's
-            # DeviceSplit, which makes each batch on the accelerator (one dispatch) instead of on the host
+        def __init__(self, batcher: Batcher, steps: int, first_epoch=0, skip=0, device=None):
             super().__init__()
-            self.device = device
-            self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
-            self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
-            self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
-            self.epoch, self.cap, self.skip = first_epoch, cap, skip
-            self._order = epoch_order(len(x), seed, first_epoch, shuffle)
+            self.batcher, self.steps, self.epoch, self.skip, self.device = batcher, steps, first_epoch, skip, device
 
         def __len__(self):
-            full = -(-len(self.x) // self.batch_size)
-            return (min(full, self.cap) if self.cap else full) - self.skip
+            return self.steps - self.skip
 
         def __getitem__(self, i):
-            i += self.skip
-            index = self._order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.device is not None:
-                return self.examples(*self.device.batch(index))
-            xb, yb = self.x[index].astype(self.dtype), self.y[index]
-            if self.augment is not None:
-                xb = keras.ops.convert_to_numpy(self.augment(xb, training=True))
-            if self.scale is not None:
-                xb = xb * self.scale[0] + self.scale[1]
-            return self.examples(xb, yb)
+                index = self.batcher.indices(self.epoch, i + self.skip)
+                return self.batcher.examples(*self.device.batch(index))
+            return self.batcher(self.epoch, i + self.skip)
 
         def on_epoch_end(self):
             self.epoch += 1
-            self._order = epoch_order(len(self.x), self.seed, self.epoch, self.shuffle)
 
     class PairedBatches(keras.utils.PyDataset):
         """Two splits' ArrayBatches side by side, as long as the shorter, arranged by `examples`
@@ -213,6 +197,86 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
 
 
+class Batcher:
+    """A training split's batches as a pure function of their position: batch j of epoch e holds the
+    examples epoch_order(n, seed, e) puts at [j * b, (j + 1) * b), cast, augmented with random transforms
+    drawn from (seed, e, j) alone, scaled and arranged by `examples`. Any thread may make any batch, in any
+    order, any number of times, and get the same one: what lets a loader prepare batches ahead in threads
+    of its own and a resumed run see what an uninterrupted one saw, augmentation included."""
+
+    def __init__(self, x, y, batch_size, seed, scale, dtype, shuffle, augment=None, examples=as_given):
+        self.x, self.y, self.batch_size, self.dtype = x, y, batch_size, dtype
+        self.scale = None if scale is None else tuple(np.asarray(v, np.float32) for v in scale)
+        self.seed, self.shuffle, self.augment, self.examples = seed, shuffle, augment, examples
+        self._orders: dict[int, np.ndarray] = {}  # the last two epochs' orders (a loader runs ahead into the next)
+        self._lock = threading.Lock()
+
+    def indices(self, epoch: int, j: int) -> np.ndarray:
+        with self._lock:
+            order = self._orders.get(epoch)
+            if order is None:
+                if len(self._orders) >= 2:
+                    del self._orders[min(self._orders)]
+                order = self._orders[epoch] = epoch_order(len(self.x), self.seed, epoch, self.shuffle)
+        return order[j * self.batch_size:(j + 1) * self.batch_size]
+
+    def __call__(self, epoch: int, j: int):
+        index = self.indices(epoch, j)
+        xb, yb = self.x[index].astype(self.dtype), self.y[index]
+        if self.augment is not None:
+            xb = self._augmented(xb, epoch, j)
+        if self.scale is not None:
+            xb = xb * self.scale[0] + self.scale[1]
+        return self.examples(xb, yb)
+
+    def _augmented(self, xb, epoch, j):
+        # each layer's random transform drawn from a generator seeded by the batch's position, not from the
+        # layer's own generator, whose state would depend on which batches were made before, and by whom
+        import keras
+
+        batch_seed = int(np.random.SeedSequence([self.seed, epoch, j]).generate_state(1)[0] >> 1)
+        with keras.device("cpu"):  # as Keras runs its augmentation layers in a Grain pipeline
+            seeds = keras.random.SeedGenerator(batch_seed)
+            for layer in self.augment.layers:
+                xb = layer.transform_images(xb, layer.get_random_transformation(xb, training=True, seed=seeds),
+                                            training=True)
+            return keras.ops.convert_to_numpy(xb)
+
+
+def loader_threads() -> int:
+    """How many threads prepare training batches ahead on the numpy path: half the cores, at most 8 (the
+    training loop's thread and the accelerator's runtime need the rest)."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def _grain():
+    try:
+        import grain
+    except ImportError:  # a host assembled by hand without it: the batches are made in the loop's thread
+        return None
+    return grain
+
+
+def prefetched(make: Callable[[int], object], start: int, stop: int):
+    """Elements make(k) for k in [start, stop), as a Grain dataset that prepares them ahead, in order, in
+    loader_threads() threads (None where Grain is not installed). Keras's fit takes it as it is."""
+    grain = _grain()
+    if grain is None:
+        return None
+    threads = loader_threads()
+    return grain.MapDataset.range(start, stop).map(make).to_iter_dataset(
+        grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+
+
+def batch_count(n: int, batch_size: int, cap: int | None = None) -> int:
+    """How many batches a pass over n examples makes (every batch whole where backend.whole_batches()),
+    capped at `cap` (train.steps_per_epoch)."""
+    from dlkit import backend
+
+    full = max(1, n // batch_size) if backend.whole_batches() else -(-n // batch_size)
+    return min(full, cap) if cap else full
+
+
 class Feed:
     """The training split as `fit` takes it from a position on. `epochs(first, cap)` gives every batch of
     the epochs from `first` on (each capped at `cap` batches, fit's steps_per_epoch), and `rest(epoch, skip,
@@ -222,16 +286,17 @@ class Feed:
         self.n, self.batch_size = n, batch_size
 
     def batches(self, cap: int | None) -> int:
-        from dlkit import backend
-
-        full = max(1, self.n // self.batch_size) if backend.whole_batches() else -(-self.n // self.batch_size)
-        return min(full, cap) if cap else full
+        return batch_count(self.n, self.batch_size, cap)
 
     def epochs(self, first: int, cap: int | None):
         raise NotImplementedError
 
     def rest(self, epoch: int, skip: int, cap: int | None):
         raise NotImplementedError
+
+    def first(self):
+        """The first epoch's batches, to look at (Data.train), not to train from."""
+        return self.rest(0, 0, None)
 
 
 class TFFeed(Feed):
@@ -315,33 +380,49 @@ class DeviceSplit:
 
 
 class ArrayFeed(Feed):
-    """numpy (no TensorFlow): ArrayBatches positioned at an epoch, from the split on the accelerator when it
-    fits there (DeviceSplit, made once, the first time it is asked for)."""
+    """numpy (no TensorFlow): a Batcher's batches from a position on. From the split on the accelerator when
+    it fits there (DeviceSplit, made once, the first time it is asked for; each batch one dispatch from the
+    training loop's thread); otherwise made on the host ahead of the loop by Grain's threads (`prefetched`),
+    or in the loop's thread where Grain is not installed, or when asked for `prefetch=False`."""
 
     def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
         super().__init__(len(x), cfg.batch_size)
-        self.args = (x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment, examples)
+        self.batcher = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment,
+                               examples)
         self.device: DeviceSplit | None = None
 
-    def _where(self) -> dict:
+    def fits_device(self) -> bool:
         # asked each time: the placement (a distribution over several devices) may be set after the first.
-        # No worker threads: Keras's PyDataset workers ran ahead of on_epoch_end, so most of an epoch's
-        # batches were drawn in the next epoch's order, and they made training slower, not faster (both
-        # measured: docs/benchmarks.md, "On one GPU: dlkit against plain Keras")
-        x, y, _, _, scale, dtype, _, augment, _ = self.args
-        if not DeviceSplit.fits(x, y, augment):
-            return {}
-        if self.device is None:
-            self.device = DeviceSplit(x, y, dtype, scale)
-        return {"device": self.device}
+        # Not Keras's PyDataset workers: they ran ahead of on_epoch_end, so most of an epoch's batches were
+        # drawn in the next epoch's order (docs/benchmarks.md, "On one GPU: dlkit against plain Keras")
+        b = self.batcher
+        return DeviceSplit.fits(b.x, b.y, b.augment)
+
+    def source(self, epoch: int, skip: int, cap: int | None, endless: bool, device: bool, prefetch: bool = True):
+        """The batches from batch `skip` of epoch `epoch`: every later epoch's too if `endless` (fit is then
+        given steps_per_epoch), else to that epoch's end. `device`: may it come from a DeviceSplit."""
+        steps = self.batches(cap)
+        if device:
+            if self.device is None:
+                b = self.batcher
+                self.device = DeviceSplit(b.x, b.y, b.dtype, b.scale)
+        elif prefetch:
+            at = self.batcher
+            start = epoch * steps + skip
+            loader = prefetched(lambda k: at(*divmod(k, steps)), start, 2**62 if endless else (epoch + 1) * steps)
+            if loader is not None:
+                return loader
+        array_batches_type, _ = _array_batches_class()
+        return array_batches_type(self.batcher, steps, epoch, skip, self.device if device else None)
 
     def epochs(self, first, cap):
-        array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=first, cap=cap, **self._where())
+        return self.source(first, 0, cap, True, self.fits_device())
 
     def rest(self, epoch, skip, cap):
-        array_batches_type, _ = _array_batches_class()
-        return array_batches_type(*self.args, first_epoch=epoch, cap=cap, skip=skip, **self._where())
+        return self.source(epoch, skip, cap, False, self.fits_device())
+
+    def first(self):  # made where they are read, and indexable
+        return self.source(0, 0, None, False, self.fits_device(), prefetch=False)
 
 
 class PairedFeed(Feed):
@@ -354,13 +435,21 @@ class PairedFeed(Feed):
     def batches(self, cap):
         return min(self.a.batches(cap), self.b.batches(cap))
 
-    def epochs(self, first, cap):
+    def _sources(self, epoch, skip, cap, endless):
         cap = self.batches(cap)
-        return zipped(self.a.epochs(first, cap), self.b.epochs(first, cap), self.examples)
+        if isinstance(self.a, ArrayFeed) and isinstance(self.b, ArrayFeed):  # both from the device, or neither
+            device = self.a.fits_device() and self.b.fits_device()
+            return zipped(self.a.source(epoch, skip, cap, endless, device),
+                          self.b.source(epoch, skip, cap, endless, device), self.examples)
+        if endless:
+            return zipped(self.a.epochs(epoch, cap), self.b.epochs(epoch, cap), self.examples)
+        return zipped(self.a.rest(epoch, skip, cap), self.b.rest(epoch, skip, cap), self.examples)
+
+    def epochs(self, first, cap):
+        return self._sources(first, 0, cap, True)
 
     def rest(self, epoch, skip, cap):
-        cap = self.batches(cap)
-        return zipped(self.a.rest(epoch, skip, cap), self.b.rest(epoch, skip, cap), self.examples)
+        return self._sources(epoch, skip, cap, False)
 
 
 def feed(x, y, cfg, seed: int, scale, modality: Modality = MODALITIES["images"], examples: Callable = as_given) -> Feed:
@@ -380,11 +469,12 @@ def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MO
     from dlkit import backend
 
     if training:
-        return feed(x, y, cfg, seed, scale, modality, examples).rest(0, 0, None)
+        return feed(x, y, cfg, seed, scale, modality, examples).first()
     tf = backend.tensorflow()
     if tf is None:
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples)
+        batcher = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples)
+        return array_batches_type(batcher, batch_count(len(x), cfg.batch_size))
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
@@ -463,7 +553,7 @@ def from_splits(s: Splits, spec: DataSpec, cfg, seed: int, scale, modality: Moda
 
     def pipelines():
         train = feed(s.x_train, s.y_train, cfg, seed, scale, modality, examples)
-        return {"feed": train, "train": train.rest(0, 0, None), "val": pipe(s.x_val, s.y_val),
+        return {"feed": train, "train": train.first(), "val": pipe(s.x_val, s.y_val),
                 "test": pipe(s.x_test, s.y_test)}
 
     return Data(**pipelines(), spec=spec, splits=s, scale=scale, origin=origin, modality=modality,
@@ -492,6 +582,9 @@ def zipped(a, b, examples: Callable):
     if a is None or b is None:
         return None
     if tf is None:
+        grain = _grain()
+        if grain is not None and isinstance(a, grain.IterDataset):  # two prefetched training sources
+            return grain.experimental.ZipIterDataset([a, b]).map(lambda ab: examples(*ab))
         _, paired_batches_type = _array_batches_class()
         return paired_batches_type(a, b, examples)
     return tf.data.Dataset.zip((a, b)).map(examples)
