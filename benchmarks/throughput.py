@@ -114,7 +114,7 @@ def main():
                       "epoch_seconds": [round(s, 4) for s in seconds],
                       "images_per_s": round(n / statistics.median(later), 1),
                       "training_s_after_compile": round(sum(seconds[1:]) + statistics.median(later), 3),
-                      "test_accuracy": accuracy}))
+                      "test_accuracy": accuracy, "sets": overrides}))
 
 
 if __name__ == "__main__":
