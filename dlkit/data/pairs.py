@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.data.text import Vocabulary
+from dlkit.data.text import Vocabulary, rows_of
 from dlkit.errors import DataError
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
@@ -81,12 +81,12 @@ class Codec(Vocabulary):
 
     def framed(self, texts: list[str], length: int, start: bool = True) -> np.ndarray:
         """(N, length) ids: [START] (when `start`), the tokens, [END], then padding (0)."""
-        out = np.zeros((len(texts), length), np.int32)
-        for r, ids in enumerate(self.ids_batch(texts)):
-            row = ([2] if start else []) + ids + [3]
-            row = row[:length]
-            out[r, : len(row)] = row
-        return out
+        return framed_rows(self.ids_batch(texts), length, start)
+
+
+def framed_rows(id_lists: list[list[int]], length: int, start: bool = True) -> np.ndarray:
+    """(N, length) int32: [START] (when `start`), each list of ids, [END], then padding (0)."""
+    return rows_of([([2] if start else []) + ids + [3] for ids in id_lists], length)
 
 
 @dataclass

@@ -76,11 +76,16 @@ class Vocabulary:
 
     def padded(self, texts: list[str], length: int) -> np.ndarray:
         """(N, length) int32 ids, cut or padded with 0 at the end (the end keeps cuDNN's fast path)."""
-        out = np.zeros((len(texts), length), np.int32)
-        for i, ids in enumerate(self.ids_batch(texts)):
-            ids = ids[:length]
-            out[i, : len(ids)] = ids
-        return out
+        return rows_of(self.ids_batch(texts), length)
+
+
+def rows_of(id_lists: list[list[int]], length: int) -> np.ndarray:
+    """(N, length) int32: each list of ids cut to `length` or padded with 0 at the end."""
+    out = np.zeros((len(id_lists), length), np.int32)
+    for i, ids in enumerate(id_lists):
+        ids = ids[:length]
+        out[i, : len(ids)] = ids
+    return out
 
 
 # ---------------------------------------------------------------- published formats

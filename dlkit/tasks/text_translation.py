@@ -106,6 +106,8 @@ class TextTranslation(FitTask):
 
     def load_data(self, recipe):
         from dlkit.data import pairs
+        from dlkit.data.pairs import framed_rows
+        from dlkit.data.text import rows_of
 
         cfg = recipe.data
         found = pairs.load(cfg)
@@ -133,18 +135,20 @@ class TextTranslation(FitTask):
                                    cfg.min_frequency)
         target = pairs.Codec.learn([tgt[i] for i in train], cfg.tokenizer, cfg.lowercase, cfg.target_vocabulary,
                                    cfg.min_frequency)
-        every = np.concatenate([train, val, test])
-        s_len = max(len(ids) for ids in source.ids_batch([src[i] for i in every]))
-        t_len = max(len(ids) for ids in target.ids_batch([tgt[i] for i in every])) + 1  # [START] or [END] added
+        every = np.concatenate([train, val, test])  # each side tokenized once, the three splits in this order
+        s_ids = source.ids_batch([src[i] for i in every])
+        t_ids = target.ids_batch([tgt[i] for i in every])
+        s_len, t_len = max(map(len, s_ids)), max(map(len, t_ids)) + 1  # [START] or [END] added
 
-        def rows(index):
-            if len(index) == 0:
+        def rows(first, count):
+            if count == 0:
                 return None, None
-            x = np.concatenate([source.padded([src[i] for i in index], s_len),
-                                target.framed([tgt[i] for i in index], t_len + 1)], axis=1)
+            x = np.concatenate([rows_of(s_ids[first:first + count], s_len),
+                                framed_rows(t_ids[first:first + count], t_len + 1)], axis=1)
             return x, np.zeros(len(x), np.int32)
 
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = rows(train), rows(val), rows(test)
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (rows(0, len(train)), rows(len(train), len(val)),
+                                                    rows(len(train) + len(val), len(test)))
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="tokens", vocabulary_size=target.size,
                         source_vocabulary_size=source.size, target_shape=(s_len, t_len))
