@@ -79,7 +79,7 @@ gan dlkit
 for s in ${SEEDS#"$first"}; do measure dlkit fast "$FAST_BATCH" --set "seed=$s"; done
 for b in $BATCHES; do measure dlkit cnn "$b"; measure plain cnn "$b"; done
 measure dlkit fast "$FAST_BATCH" --set "seed=$first" --set train.precision=mixed_bfloat16  # if time is left
-# augmented, so made on the host ahead of the loop in Grain's threads (dlkit alone: "cnn+augment" in the summary)
+# augmented on the device, in the compiled gather (dlkit alone: "cnn+augment" in the summary)
 measure dlkit cnn "${BATCHES%% *}" --set "data.augment={translation: 0.1}"
 
 $PY - "$OUT/results.jsonl" >"$OUT/summary.txt" <<'PY'

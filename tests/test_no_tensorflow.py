@@ -143,7 +143,48 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     assert not pipeline.build(_arrays(), cfg, seed=3).feed.fits_device()
     monkeypatch.setattr(backend, "accelerator_memory", lambda: 4 * need)
     assert pipeline.build(_arrays(), cfg, seed=3).feed.fits_device()
-    assert not pipeline.build(_arrays(), aug, seed=3).feed.fits_device()
+    # (an augmented split on the device: test_augmented_split_on_a_jax_device_matches_the_host)
+
+
+DEVICE_AUGMENT = """
+import json, sys
+import numpy as np
+sys.path.insert(0, "tests")
+from dlkit import backend
+from dlkit.data import pipeline
+from dlkit.tasks import load_recipe
+from test_no_tensorflow import _arrays
+
+cfg = load_recipe(__import__("pathlib").Path(sys.argv[1]), ["data.batch_size=16", "data.scale=symmetric",
+                  "data.augment={flip: horizontal, translation: 0.3, rotation: 0.1}"]).data
+def take(feed, epoch, skip, count):
+    it = iter(feed.rest(epoch, skip, None))
+    return [tuple(np.asarray(v) for v in next(it)) for _ in range(count)]
+host = pipeline.build(_arrays(), cfg, seed=3).feed
+backend.accelerator_memory = lambda: 2**30  # JAX's CPU device stands in for an accelerator
+device = pipeline.build(_arrays(), cfg, seed=3).feed
+assert device.fits_device() and device.epochs(0, None).device is not None
+out = {"types": sorted({type(v).__module__.split(".")[0].removesuffix("lib") for v in device.epochs(0, None)[0]})}
+pairs = [(take(host, e, s, 4 - s), take(device, e, s, 4 - s)) for e, s in ((0, 0), (1, 0), (1, 2))]
+out["x"] = max(float(np.abs(a[0] - b[0]).max()) for h, d in pairs for a, b in zip(h, d, strict=True))
+out["y"] = all(np.array_equal(a[1], b[1]) for h, d in pairs for a, b in zip(h, d, strict=True))
+out["moved"] = min(float(np.abs(a[0] - p[0]).mean()) for a, p in zip(pairs[0][1], take(
+    pipeline.build(_arrays(), load_recipe(__import__("pathlib").Path(sys.argv[1]),
+                   ["data.batch_size=16", "data.scale=symmetric"]).data, seed=3).feed, 0, 0, 4)))
+print(json.dumps(out))
+"""
+
+
+def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
+    """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
+    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position."""
+    out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe)], env=_no_tf_env(tmp_path),
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["types"] == ["jax"]  # the batch is made on the device
+    assert got["x"] < 1e-5 and got["y"]  # the same augmented batches (on the host made by Grain's threads)
+    assert got["moved"] > 0.01  # and they are augmented: every batch differs from the plain one
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):

@@ -22,8 +22,8 @@ It only rearranges, so the same function serves tf.data and numpy.
 Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in numpy, in `Batcher`: batch
 j of epoch e is a pure function of (e, j), augmentation included (its random transforms are drawn from the
 seed and the batch's position). On a JAX accelerator a training split that fits (a quarter of the device's
-memory at most) and is not augmented is kept on the device (`DeviceSplit`): the host sends each batch's
-indices and one compiled function gathers, casts and scales the batch there, while the previous step runs.
+memory at most) is kept on the device (`DeviceSplit`): the host sends each batch's indices (and its seed)
+and one compiled function gathers, casts, augments and scales the batch there, while the previous step runs.
 Elsewhere Grain's threads make the batches ahead of the training loop (`prefetched`; any thread may make any
 batch, so the order they finish in changes nothing), or the loop's own thread where Grain is missing.
 """
@@ -154,10 +154,11 @@ def _array_batches_class():
             return self.steps - self.skip
 
         def __getitem__(self, i):
+            b, j = self.batcher, i + self.skip
             if self.device is not None:
-                index = self.batcher.indices(self.epoch, i + self.skip)
-                return self.batcher.examples(*self.device.batch(index))
-            return self.batcher(self.epoch, i + self.skip)
+                seed = None if b.augment is None else b.augment.seed(self.epoch, j)
+                return b.examples(*self.device.batch(b.indices(self.epoch, j), seed))
+            return b(self.epoch, j)
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -224,23 +225,42 @@ class Batcher:
         index = self.indices(epoch, j)
         xb, yb = self.x[index].astype(self.dtype), self.y[index]
         if self.augment is not None:
-            xb = self._augmented(xb, epoch, j)
+            import keras
+
+            with keras.device("cpu"):  # as Keras runs its augmentation layers in a Grain pipeline
+                xb = keras.ops.convert_to_numpy(self.augment.apply(xb, self.augment.seed(epoch, j)))
         if self.scale is not None:
             xb = xb * self.scale[0] + self.scale[1]
         return self.examples(xb, yb)
 
-    def _augmented(self, xb, epoch, j):
-        # each layer's random transform drawn from a generator seeded by the batch's position, not from the
-        # layer's own generator, whose state would depend on which batches were made before, and by whom
+
+class Augment:
+    """A training split's augmentation layers, applied with random transforms drawn from a seed the caller
+    gives (`seed(epoch, j)`: the batch's position), not from the layers' own stateful generators, whose
+    state would depend on which batches were made before, and by whom. The same in eager code (Grain's
+    threads) and in a compiled function (DeviceSplit): one SeedGenerator whose state each call replaces
+    inside a keras.StatelessScope, so nothing is shared between calls."""
+
+    def __init__(self, layers, seed: int):
         import keras
 
-        batch_seed = int(np.random.SeedSequence([self.seed, epoch, j]).generate_state(1)[0] >> 1)
-        with keras.device("cpu"):  # as Keras runs its augmentation layers in a Grain pipeline
-            seeds = keras.random.SeedGenerator(batch_seed)
-            for layer in self.augment.layers:
-                xb = layer.transform_images(xb, layer.get_random_transformation(xb, training=True, seed=seeds),
+        self.layers, self.base = layers, seed
+        self.generator = keras.random.SeedGenerator(0)
+
+    def seed(self, epoch: int, j: int) -> np.ndarray:
+        """The generator's state for batch j of epoch e."""
+        s = int(np.random.SeedSequence([self.base, epoch, j]).generate_state(1)[0] >> 1)
+        return np.array([s, 0], self.generator.state.dtype)
+
+    def apply(self, xb, seed):
+        import keras
+
+        with keras.StatelessScope(state_mapping=[(self.generator.state, seed)]):
+            for layer in self.layers.layers:
+                xb = layer.transform_images(xb, layer.get_random_transformation(xb, training=True,
+                                                                                 seed=self.generator),
                                             training=True)
-            return keras.ops.convert_to_numpy(xb)
+        return xb
 
 
 def loader_threads() -> int:
@@ -346,35 +366,34 @@ class TFFeed(Feed):
 
 class DeviceSplit:
     """A training split held in a JAX accelerator's memory as the source gives it (uint8 images stay uint8).
-    `batch(index)` gathers the examples at `index` there, casts and scales them, in one compiled function:
-    the host sends only the indices, and the batch is ready on the device when the step dispatched after it
-    starts."""
+    `batch(index, seed)` gathers the examples at `index` there, casts, augments (`Augment`, with the batch's
+    seed) and scales them, in one compiled function: the host sends only the indices (and the seed), and the
+    batch is ready on the device when the step dispatched after it starts."""
 
-    def __init__(self, x, y, dtype, scale):
+    def __init__(self, x, y, dtype, scale, augment: Augment | None = None):
         import jax
         import jax.numpy as jnp
 
         self.x, self.y = jax.device_put(x), jax.device_put(y)
         a, b = (None, None) if scale is None else (jnp.asarray(scale[0]), jnp.asarray(scale[1]))
 
-        def gather(x, y, index):
+        def gather(x, y, index, seed):
             xb = jnp.take(x, index, axis=0).astype(dtype)
+            if augment is not None:
+                xb = augment.apply(xb, seed)
             return (xb if a is None else xb * a + b), jnp.take(y, index, axis=0)
 
         self._gather = jax.jit(gather)
 
-    def batch(self, index: np.ndarray):
-        return self._gather(self.x, self.y, index.astype(np.int32))
+    def batch(self, index: np.ndarray, seed: np.ndarray | None = None):
+        return self._gather(self.x, self.y, index.astype(np.int32), seed)
 
     @staticmethod
-    def fits(x, y, augment) -> bool:
-        """Whether a split goes on the device: JAX on an accelerator (backend.accelerator_memory), not
-        augmented (the augmentation layers run on the host, one batch after another), at most a quarter of
-        the device's memory (the model, its gradients and activations need the rest)."""
+    def fits(x, y) -> bool:
+        """Whether a split goes on the device: JAX on an accelerator (backend.accelerator_memory), at most a
+        quarter of the device's memory (the model, its gradients and activations need the rest)."""
         from dlkit import backend
 
-        if augment is not None:
-            return False
         memory = backend.accelerator_memory()
         return memory is not None and x.nbytes + y.nbytes <= memory // 4
 
@@ -387,16 +406,15 @@ class ArrayFeed(Feed):
 
     def __init__(self, x, y, cfg, seed, scale, modality, examples, augment):
         super().__init__(len(x), cfg.batch_size)
-        self.batcher = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0, augment,
-                               examples)
+        self.batcher = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, cfg.shuffle_buffer > 0,
+                               None if augment is None else Augment(augment, seed), examples)
         self.device: DeviceSplit | None = None
 
     def fits_device(self) -> bool:
         # asked each time: the placement (a distribution over several devices) may be set after the first.
         # Not Keras's PyDataset workers: they ran ahead of on_epoch_end, so most of an epoch's batches were
         # drawn in the next epoch's order (docs/benchmarks.md, "On one GPU: dlkit against plain Keras")
-        b = self.batcher
-        return DeviceSplit.fits(b.x, b.y, b.augment)
+        return DeviceSplit.fits(self.batcher.x, self.batcher.y)
 
     def source(self, epoch: int, skip: int, cap: int | None, endless: bool, device: bool, prefetch: bool = True):
         """The batches from batch `skip` of epoch `epoch`: every later epoch's too if `endless` (fit is then
@@ -405,7 +423,7 @@ class ArrayFeed(Feed):
         if device:
             if self.device is None:
                 b = self.batcher
-                self.device = DeviceSplit(b.x, b.y, b.dtype, b.scale)
+                self.device = DeviceSplit(b.x, b.y, b.dtype, b.scale, b.augment)
         elif prefetch:
             at = self.batcher
             start = epoch * steps + skip
