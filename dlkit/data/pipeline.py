@@ -279,7 +279,9 @@ def _grain():
 
 def prefetched(make: Callable[[int], object], start: int, stop: int):
     """Elements make(k) for k in [start, stop), as a Grain dataset that prepares them ahead, in order, in
-    loader_threads() threads (None where Grain is not installed). Keras's fit takes it as it is."""
+    loader_threads() threads (None where Grain is not installed). Keras's fit takes it as it is. (Not Keras's
+    PyDataset workers: they ran ahead of on_epoch_end, so most of an epoch's batches were drawn in the next
+    epoch's order; docs/benchmarks.md, "On one GPU: dlkit against plain Keras".)"""
     grain = _grain()
     if grain is None:
         return None
@@ -411,9 +413,7 @@ class ArrayFeed(Feed):
         self.device: DeviceSplit | None = None
 
     def fits_device(self) -> bool:
-        # asked each time: the placement (a distribution over several devices) may be set after the first.
-        # Not Keras's PyDataset workers: they ran ahead of on_epoch_end, so most of an epoch's batches were
-        # drawn in the next epoch's order (docs/benchmarks.md, "On one GPU: dlkit against plain Keras")
+        # asked each time: the placement (a distribution over several devices) may be set after the first
         return DeviceSplit.fits(self.batcher.x, self.batcher.y)
 
     def source(self, epoch: int, skip: int, cap: int | None, endless: bool, device: bool, prefetch: bool = True):
