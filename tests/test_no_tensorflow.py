@@ -61,12 +61,7 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
         if not hasattr(ds, "on_epoch_begin"):  # tf.data or Grain: one endless stream
             it = ds.as_numpy_iterator() if hasattr(ds, "as_numpy_iterator") else iter(ds)
             return [next(it) for _ in range(count * steps)]
-        out = []
-        for _ in range(count):  # as Keras's fit goes through a PyDataset
-            ds.on_epoch_begin()
-            out += [ds[i] for i in range(len(ds))]
-            ds.on_epoch_end()
-        return out
+        return [ds[i] for i in range(count * steps)]  # a PyDataset: an endless one, by position
 
     tf_batches, np_batches = epochs(tf_data.feed, 0, 2), epochs(np_data.feed, 0, 2)
     assert len(tf_batches) == len(np_batches) == 2 * 4  # 50 examples in batches of 16: 4 a epoch
@@ -83,31 +78,28 @@ def test_numpy_pipeline_matches_tf_data(tiny_recipe, monkeypatch):
     for feed, batches in ((tf_data.feed, tf_batches), (np_data.feed, np_batches)):
         rest = _batches(feed.rest(1, 2, None))
         assert len(rest) == 2 and np.array_equal(rest[0][0], batches[6][0]) and np.array_equal(rest[1][1], batches[7][1])
-    # Keras's own Grain adapter hands fit the same batches, made ahead in Grain's threads
-    from keras.src.trainers.data_adapters.grain_dataset_adapter import GrainDatasetAdapter
-    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    # fit hands the model these batches, from Grain's threads, or where Grain is not installed from the
+    # loop's own thread through Keras's PyDataset machinery, without its worker threads (they fetched most of
+    # an epoch after its on_epoch_end had set the next epoch's order). Before the first epoch fit peeks at a
+    # batch to build the model and resets its iterator, which calls on_epoch_end: that once moved the
+    # PyDataset's epoch on, and a run's first epoch was drawn in epoch 1's order
+    from keras.src.trainers.epoch_iterator import EpochIterator
 
-    it = iter(GrainDatasetAdapter(np_data.feed.epochs(0, None)).get_numpy_iterator())
-    for xa, ya in np_batches:
-        xb, yb = next(it)
-        np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ya, yb)
-    # where Grain is not installed they are made in the training loop's thread, and Keras's PyDataset
-    # machinery hands fit the same (with its worker threads it did not: they fetched most of an epoch after
-    # its on_epoch_end had set the next epoch's order)
+    def through_fit(ds, steps, count):
+        it = EpochIterator(x=ds, steps_per_epoch=steps, shuffle=False)
+        for _, _, _ in it:  # Trainer._symbolic_build
+            break
+        it.reset()
+        return [batch for _ in range(count) for _, _, batches in it for batch in batches]
+
     with monkeypatch.context() as m:
         m.setattr(pipeline, "_grain", lambda: None)
-        ds = pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None)
-    assert ds.workers == 1 and not ds.use_multiprocessing  # Keras then makes them in the loop's thread
-    adapter, through_keras = PyDatasetAdapter(ds, shuffle=False), []
-    for _ in range(2):
-        adapter.on_epoch_begin()
-        it = adapter.get_numpy_iterator()
-        through_keras += [next(it) for _ in range(len(ds))]
-        adapter.on_epoch_end()
-    for (xa, ya), (xb, yb) in zip(through_keras, np_batches, strict=True):
-        np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ya, yb)
+        in_loop = pipeline.build(_arrays(), cfg, seed=3).feed.epochs(0, None)
+    assert in_loop.workers == 1 and not in_loop.use_multiprocessing  # Keras then makes them in the loop's thread
+    for ds in (np_data.feed.epochs(0, None), in_loop):
+        for (xa, ya), (xb, yb) in zip(through_fit(ds, 4, 2), np_batches, strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
     # train.steps_per_epoch caps each epoch, which then starts on its own order
     capped = epochs(np_data.feed, 0, 2, cap=2)
     assert len(capped) == 4 and np.array_equal(capped[2][0], np_batches[4][0])
@@ -171,20 +163,29 @@ out["y"] = all(np.array_equal(a[1], b[1]) for h, d in pairs for a, b in zip(h, d
 out["moved"] = min(float(np.abs(a[0] - p[0]).mean()) for a, p in zip(pairs[0][1], take(
     pipeline.build(_arrays(), load_recipe(__import__("pathlib").Path(sys.argv[1]),
                    ["data.batch_size=16", "data.scale=symmetric"]).data, seed=3).feed, 0, 0, 4)))
+# and a whole run, augmented, on the device and on the host (Grain's threads): the same training
+from dlkit.training.train import train
+sets = ["train.epochs=2", "data.augment={flip: horizontal, translation: 0.2}"]
+on_device = train(sys.argv[1], sets, runs_root=sys.argv[2] + "/device")["test"]["loss"]
+backend.accelerator_memory = lambda: None
+out["losses"] = [on_device, train(sys.argv[1], sets, runs_root=sys.argv[2] + "/host")["test"]["loss"]]
 print(json.dumps(out))
 """
 
 
 def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
     """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
-    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position."""
-    out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe)], env=_no_tf_env(tmp_path),
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position;
+    a run on either path ends with the same test loss."""
+    out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe), str(tmp_path)],
+                         env=_no_tf_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["types"] == ["jax"]  # the batch is made on the device
     assert got["x"] < 1e-5 and got["y"]  # the same augmented batches (on the host made by Grain's threads)
     assert got["moved"] > 0.01  # and they are augmented: every batch differs from the plain one
+    on_device, on_host = got["losses"]  # a whole run trains the same on either path
+    assert on_device == on_host, got["losses"]
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):

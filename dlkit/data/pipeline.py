@@ -142,26 +142,33 @@ def _array_batches_class():
     import keras  # not at module level: dlkit.backend.setup imports it first, quietly
 
     class ArrayBatches(keras.utils.PyDataset):
-        """A Batcher's batches as a PyDataset, made in the training loop's thread: epoch after epoch from
-        `first_epoch`, `steps` batches each (the first `skip` of every epoch left out: the rest of an epoch a
-        run resumed inside). With a DeviceSplit each batch is made on the accelerator, in one dispatch."""
+        """A Batcher's batches k = start, start + 1, ... up to `stop` (endless if None: fit is then given
+        steps_per_epoch), batch k being batch k % steps of epoch k // steps, made in the training loop's
+        thread; with a DeviceSplit, on the accelerator in one dispatch. The position is all it keeps: Keras
+        calls on_epoch_end also after merely peeking at a batch to build the model (EpochIterator.reset),
+        which moved the epoch counter this class once had one epoch on, so that a run's first epoch was
+        drawn in epoch 1's order."""
 
-        def __init__(self, batcher: Batcher, steps: int, first_epoch=0, skip=0, device=None):
+        def __init__(self, batcher: Batcher, steps: int, start: int, stop: int | None, device=None):
             super().__init__()
-            self.batcher, self.steps, self.epoch, self.skip, self.device = batcher, steps, first_epoch, skip, device
+            self.batcher, self.steps, self.start, self.stop, self.device = batcher, steps, start, stop, device
+
+        @property
+        def num_batches(self):
+            return None if self.stop is None else self.stop - self.start
 
         def __len__(self):
-            return self.steps - self.skip
+            if self.stop is None:
+                raise TypeError("an endless stream of batches has no length")
+            return self.stop - self.start
 
         def __getitem__(self, i):
-            b, j = self.batcher, i + self.skip
+            b = self.batcher
+            epoch, j = divmod(self.start + i, self.steps)
             if self.device is not None:
-                seed = None if b.augment is None else b.augment.seed(self.epoch, j)
-                return b.examples(*self.device.batch(b.indices(self.epoch, j), seed))
-            return b(self.epoch, j)
-
-        def on_epoch_end(self):
-            self.epoch += 1
+                seed = None if b.augment is None else b.augment.seed(epoch, j)
+                return b.examples(*self.device.batch(b.indices(epoch, j), seed))
+            return b(epoch, j)
 
     class PairedBatches(keras.utils.PyDataset):
         """Two splits' ArrayBatches side by side, as long as the shorter, arranged by `examples`
@@ -171,15 +178,16 @@ def _array_batches_class():
             super().__init__()
             self.a, self.b, self.examples = a, b, examples
 
+        @property
+        def num_batches(self):
+            counts = [n for n in (self.a.num_batches, self.b.num_batches) if n is not None]
+            return min(counts) if counts else None
+
         def __len__(self):
             return min(len(self.a), len(self.b))
 
         def __getitem__(self, i):
             return self.examples(self.a[i], self.b[i])
-
-        def on_epoch_end(self):
-            self.a.on_epoch_end()
-            self.b.on_epoch_end()
 
     return ArrayBatches, PairedBatches
 
@@ -420,18 +428,18 @@ class ArrayFeed(Feed):
         """The batches from batch `skip` of epoch `epoch`: every later epoch's too if `endless` (fit is then
         given steps_per_epoch), else to that epoch's end. `device`: may it come from a DeviceSplit."""
         steps = self.batches(cap)
+        start, stop = epoch * steps + skip, None if endless else (epoch + 1) * steps
         if device:
             if self.device is None:
                 b = self.batcher
                 self.device = DeviceSplit(b.x, b.y, b.dtype, b.scale, b.augment)
         elif prefetch:
             at = self.batcher
-            start = epoch * steps + skip
-            loader = prefetched(lambda k: at(*divmod(k, steps)), start, 2**62 if endless else (epoch + 1) * steps)
+            loader = prefetched(lambda k: at(*divmod(k, steps)), start, 2**62 if stop is None else stop)
             if loader is not None:
                 return loader
         array_batches_type, _ = _array_batches_class()
-        return array_batches_type(self.batcher, steps, epoch, skip, self.device if device else None)
+        return array_batches_type(self.batcher, steps, start, stop, self.device if device else None)
 
     def epochs(self, first, cap):
         return self.source(first, 0, cap, True, self.fits_device())
@@ -491,8 +499,9 @@ def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MO
     tf = backend.tensorflow()
     if tf is None:
         array_batches_type, _ = _array_batches_class()
-        batcher = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples)
-        return array_batches_type(batcher, batch_count(len(x), cfg.batch_size))
+        batcher, steps = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples), \
+            batch_count(len(x), cfg.batch_size)
+        return array_batches_type(batcher, steps, 0, steps)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
