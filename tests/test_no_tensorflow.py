@@ -165,7 +165,7 @@ out["moved"] = min(float(np.abs(a[0] - p[0]).mean()) for a, p in zip(pairs[0][1]
                    ["data.batch_size=16", "data.scale=symmetric"]).data, seed=3).feed, 0, 0, 4)))
 # and a whole run, augmented, on the device and on the host (Grain's threads): the same training
 from dlkit.training.train import train
-sets = ["train.epochs=2", "data.augment={flip: horizontal, translation: 0.2}"]
+sets = ["train.epochs=1", "data.limit=300", "data.augment={flip: horizontal, translation: 0.2}"]
 on_device = train(sys.argv[1], sets, runs_root=sys.argv[2] + "/device")["test"]["loss"]
 backend.accelerator_memory = lambda: None
 out["losses"] = [on_device, train(sys.argv[1], sets, runs_root=sys.argv[2] + "/host")["test"]["loss"]]
