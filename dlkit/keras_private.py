@@ -69,3 +69,20 @@ def put_back(saved: list) -> None:
     """The values `local_values` set aside, back in their variables."""
     for v, value in saved:
         v._value = value
+
+
+def attention_projections(layer) -> tuple:
+    """A `keras.layers.MultiHeadAttention`'s query, key and value projections (EinsumDense layers: (B, T, D)
+    -> (B, T, heads, key_dim)), for a decoder that caches projected keys and values between steps."""
+    if layer._use_gate:
+        raise ValueError(f"{layer.name}: a gated attention layer is not supported here")
+    return layer._query_dense, layer._key_dense, layer._value_dense
+
+
+def attend(layer, query, key, value, mask):
+    """The attention of a `keras.layers.MultiHeadAttention` from projected query (B, T, heads, key_dim), keys
+    and values (B, S, heads, key_dim) under `mask` (B, T, S), through its output projection: what the layer's
+    call computes after projecting its inputs (`_compute_attention`, which Keras documents as the method to
+    override for custom attention)."""
+    out, _ = layer._compute_attention(query, key, value, mask)
+    return layer._output_dense(out)

@@ -87,3 +87,18 @@ def test_local_values_swaps_a_jax_variables_array_and_puts_it_back():
     np.testing.assert_array_equal(np.asarray(v._value), [0, 1, 2])
     put_back(saved)
     assert v._value is original
+
+
+def test_attention_from_projections_is_the_layers_own():
+    """Projecting with the layer's own projections and attending with `attend` gives the layer's output."""
+    layer = keras.layers.MultiHeadAttention(2, 3, dropout=0.1)
+    rng = np.random.default_rng(0)
+    q_in, kv_in = rng.normal(size=(2, 4, 5)).astype("float32"), rng.normal(size=(2, 6, 5)).astype("float32")
+    mask = rng.random((2, 4, 6)) < 0.7
+    mask[:, :, 0] = True
+    expected = np.asarray(layer(q_in, kv_in, attention_mask=mask))
+    query, key, value = keras_private.attention_projections(layer)
+    got = keras_private.attend(layer, query(q_in), key(kv_in), value(kv_in), mask)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)
+    assert not np.allclose(np.asarray(keras_private.attend(layer, query(q_in), key(kv_in), value(kv_in), None)),
+                           expected, atol=1e-3)  # the mask counts

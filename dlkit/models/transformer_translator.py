@@ -7,10 +7,14 @@ encoder's outputs, feed-forward), each sub-block residual with layer normalizati
 post-norm), then the logits. Trained with teacher forcing like seq2seq.
 
 `inference(model)` gives the same (encoder, step) pair as seq2seq's, so greedy and beam search run
-unchanged: the step's state is the target written so far, a (B, T) buffer, and the position to write; it
-writes the new token there and reruns the decoder over the whole buffer under the causal mask (no key/value
-cache: T is at most a few dozen tokens, and every call has the same shapes, so it compiles once). The
-attention maps are the last decoder block's cross-attention, averaged over heads.
+unchanged. The encoder also projects its outputs into every decoder block's cross-attention keys and values,
+once a sentence. The step decodes one position: its state is, per decoder block, a cache of the
+self-attention's projected keys and values at the positions written so far, and the position to write. It
+embeds the one new token at its position, adds its keys and values to each block's cache and attends from
+that one position over the cache up to it: what the teacher-forced model's causal self-attention sees there,
+since a block's input at an earlier position never depends on later tokens. So a step costs one position's
+work, not the whole prefix rerun; every call has the same shapes, so it compiles once. The attention maps are
+the last decoder block's cross-attention, averaged over heads.
 """
 
 from __future__ import annotations
@@ -74,67 +78,20 @@ def register():
             self.tokens.build(input_shape)
             self.positions.build((None,))
 
-        def call(self, ids):
+        def call(self, ids, at=None):
+            """ids (B, T) at positions 0..T-1, or ids (B, 1) at the positions `at` (B, 1)."""
             from keras import ops
 
-            steps = ops.arange(ops.shape(ids)[1])
-            return self.tokens(ids) * (self.width ** 0.5) + self.positions(steps)[None]
+            where = self.positions(at) if at is not None else self.positions(ops.arange(ops.shape(ids)[1]))[None]
+            return self.tokens(ids) * (self.width ** 0.5) + where
 
-        def compute_output_shape(self, input_shape):
-            return (*input_shape, self.width)
+        def compute_output_shape(self, ids_shape, at_shape=None):
+            return (*ids_shape, self.width)
 
         def get_config(self):
             return {**super().get_config(), "vocabulary": self.vocabulary, "length": self.length, "width": self.width}
 
-    @keras.saving.register_keras_serializable(package="dlkit")
-    class Write(keras.layers.Layer):
-        """The step's state update: token (B, 1) written into buffer (B, T) at position (B, 1); returns the
-        buffer and the next position."""
-
-        def call(self, token, buffer, position):
-            from keras import ops
-
-            at = ops.one_hot(ops.reshape(position, (-1,)), ops.shape(buffer)[1], dtype="int32")
-            return buffer * (1 - at) + at * ops.cast(token, "int32"), position + 1
-
-        def compute_output_spec(self, token, buffer, position):
-            return (keras.KerasTensor(buffer.shape, dtype="int32"), keras.KerasTensor(position.shape, dtype="int32"))
-
-    @keras.saving.register_keras_serializable(package="dlkit")
-    class Blank(keras.layers.Layer):
-        """source (B, S) -> a (B, length) buffer and a (B, 1) position, both zeros: the search's start."""
-
-        def __init__(self, length: int, **kwargs):
-            super().__init__(**kwargs)
-            self.length = length
-
-        def call(self, source):
-            from keras import ops
-
-            rows = ops.shape(source)[0]
-            return ops.zeros((rows, self.length), "int32"), ops.zeros((rows, 1), "int32")
-
-        def compute_output_spec(self, source):
-            return (keras.KerasTensor((source.shape[0], self.length), dtype="int32"),
-                    keras.KerasTensor((source.shape[0], 1), dtype="int32"))
-
-        def get_config(self):
-            return {**super().get_config(), "length": self.length}
-
-    @keras.saving.register_keras_serializable(package="dlkit")
-    class Read(keras.layers.Layer):
-        """(B, T, D) at position (B, 1) -> (B, 1, D)."""
-
-        def call(self, x, position):
-            from keras import ops
-
-            at = ops.one_hot(ops.reshape(position, (-1,)), ops.shape(x)[1], dtype=x.dtype)
-            return ops.expand_dims(ops.einsum("bt,btd->bd", at, x), 1)
-
-        def compute_output_shape(self, x_shape, position_shape):
-            return (x_shape[0], 1, x_shape[2])
-
-    return {"PadMask": PadMask, "Positions": Positions, "Write": Write, "Read": Read, "Blank": Blank}
+    return {"PadMask": PadMask, "Positions": Positions}
 
 
 def _block(config: Config, name: str, decoder: bool):
@@ -166,12 +123,11 @@ def _encoder_block(b, x, mask):
     return b["norm2"](x + b["drop"](b["ff2"](b["ff1"](x))))
 
 
-def _decoder_block(b, y, encoded, cross_mask, want_scores=False):
-    y = b["norm1"](y + b["drop"](b["self"](y, y, use_causal_mask=True)))
-    if want_scores:
-        attended, scores = b["cross"](y, encoded, attention_mask=cross_mask, return_attention_scores=True)
-    else:
-        attended, scores = b["cross"](y, encoded, attention_mask=cross_mask), None
+def _decoder_block(b, y, self_attention, cross_attention):
+    """A decoder block around its two attentions, y -> attention output (and, for the cross-attention, its
+    scores or None): teacher-forced the layers' own calls, in the step the cached ones."""
+    y = b["norm1"](y + b["drop"](self_attention(y)))
+    attended, scores = cross_attention(y)
     y = b["norm2"](y + b["drop"](attended))
     return b["norm3"](y + b["drop"](b["ff2"](b["ff1"](y)))), scores
 
@@ -196,7 +152,12 @@ def build(config: Config, spec):
     y = custom["Positions"](spec.vocabulary_size, t_len, config.d_model, name="target_embedding")(target)
     y = keras.layers.Dropout(config.dropout, name="target_dropout")(y)
     for i in range(1, config.layers + 1):
-        y, _ = _decoder_block(_block(config, f"decoder_{i}", True), y, encoded, cross_mask, want_scores=i == config.layers)
+        b = _block(config, f"decoder_{i}", True)
+        if i == config.layers:  # the last block's scores are the attention maps
+            cross = functools.partial(b["cross"], value=encoded, attention_mask=cross_mask, return_attention_scores=True)
+        else:
+            cross = lambda y, b=b: (b["cross"](y, encoded, attention_mask=cross_mask), None)  # noqa: E731
+        y, _ = _decoder_block(b, y, lambda y, b=b: b["self"](y, y, use_causal_mask=True), cross)
     logits = keras.layers.Dense(spec.vocabulary_size, name="logits")(y)
     return keras.Model([source, target], logits, name="transformer_translator")
 
@@ -213,31 +174,77 @@ def attention_model(model, config: Config):
 
 
 def inference(model, config: Config):
-    """(encoder, step) as seq2seq.inference gives them. encoder: source -> [encoded, buffer (B, T) of zeros,
-    position (B, 1) zeros]. step: [token (B, 1), encoded, source, buffer, position] -> [logits (B, 1, V), the
-    buffer with the token written at the position, the next position]."""
+    """(encoder, step) as seq2seq.inference gives them. encoder: source -> [memory (B, S, 2 * layers, heads,
+    key_dim): each decoder block's cross-attention keys and values of the encoded source; a (B, T, heads,
+    key_dim) cache of zeros for each block's self-attention keys and values; position (B, 1) zeros]. step:
+    [token (B, 1), memory, source, caches..., position] -> [logits (B, 1, V), the caches with this position's
+    keys and values written, the next position]."""
     import keras
 
-    custom = register()
+    from dlkit import keras_private
+
+    blocks = _blocks(model, config)
     source = model.inputs[0]
     t_len = int(model.inputs[1].shape[1])
     encoded = model.get_layer("encoded").output
-    buffer0, position0 = custom["Blank"](t_len, name="blank")(source)
-    encoder = keras.Model(source, [encoded, buffer0, position0], name="encoder")
 
-    s_len, width = int(source.shape[1]), int(encoded.shape[-1])
+    class CrossMemory(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(name="cross_memory")
+            self.attentions = [b["cross"] for b in blocks]
+
+        def call(self, encoded):
+            from keras import ops
+
+            projected = []
+            for layer in self.attentions:
+                _, key, value = keras_private.attention_projections(layer)
+                projected += [key(encoded), value(encoded)]
+            memory = ops.stack(projected, axis=2)
+            rows, heads = ops.shape(encoded)[0], config.heads
+            caches = ops.zeros((rows, t_len, heads, config.d_model // heads), memory.dtype)
+            return [memory] + [caches] * (2 * len(blocks)) + [ops.zeros((rows, 1), "int32")]
+
+    class DecoderStep(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(name="decoder_step")
+            self.embedding, self.blocks = model.get_layer("target_embedding"), blocks
+            self.logits = model.get_layer("logits")
+
+        def call(self, token, memory, source_ids, caches, position):
+            from keras import ops
+
+            self_mask = ops.expand_dims(ops.less_equal(ops.arange(t_len)[None], position), 1)  # (B, 1, T)
+            cross_mask = ops.expand_dims(ops.not_equal(source_ids, 0), 1)  # (B, 1, S)
+            at = ops.one_hot(ops.reshape(position, (-1,)), t_len, dtype=memory.dtype)[:, :, None, None]
+            y = self.embedding(token, at=position)
+            written = []
+            for i, b in enumerate(self.blocks):
+                def cached(y, b=b, i=i):
+                    query, key, value = keras_private.attention_projections(b["self"])
+                    keys = caches[2 * i] * (1 - at) + at * key(y)
+                    values = caches[2 * i + 1] * (1 - at) + at * value(y)
+                    written.extend([keys, values])
+                    return keras_private.attend(b["self"], query(y), keys, values, self_mask)
+
+                def cross(y, b=b, i=i):
+                    query = keras_private.attention_projections(b["cross"])[0]
+                    return keras_private.attend(b["cross"], query(y), memory[:, :, 2 * i], memory[:, :, 2 * i + 1],
+                                                cross_mask), None
+
+                y, _ = _decoder_block(b, y, cached, cross)
+            return [self.logits(y), *written, position + 1]
+
+    encoder = keras.Model(source, CrossMemory()(encoded), name="encoder")
+    memory_shape = tuple(int(d) for d in encoder.outputs[0].shape[1:])
+    cache_shape = tuple(int(d) for d in encoder.outputs[1].shape[1:])
     token = keras.Input(shape=(1,), dtype="int32", name="token")
-    enc_in = keras.Input(shape=(s_len, width), name="encoded")
-    src_in = keras.Input(shape=(s_len,), dtype="int32", name="source_ids")
-    buffer = keras.Input(shape=(t_len,), dtype="int32", name="buffer")
+    memory = keras.Input(shape=memory_shape, name="memory")
+    src_in = keras.Input(shape=(int(source.shape[1]),), dtype="int32", name="source_ids")
+    caches = [keras.Input(shape=cache_shape, name=f"cache_{k}") for k in range(2 * len(blocks))]
     position = keras.Input(shape=(1,), dtype="int32", name="position")
-    written, following = custom["Write"](name="write")(token, buffer, position)
-    cross_mask = custom["PadMask"](name="step_cross_mask")(written, src_in)
-    y = model.get_layer("target_embedding")(written)
-    for b in _blocks(model, config):
-        y, _ = _decoder_block(b, y, enc_in, cross_mask)
-    logits = model.get_layer("logits")(custom["Read"](name="read")(y, position))
-    step = keras.Model([token, enc_in, src_in, buffer, position], [logits, written, following], name="decoder_step")
+    outputs = DecoderStep()(token, memory, src_in, caches, position)
+    step = keras.Model([token, memory, src_in, *caches, position], outputs, name="decoder_step")
     return encoder, step
 
 
