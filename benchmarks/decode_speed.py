@@ -2,8 +2,7 @@
 
 The recipe's model is built at its own sizes (vocabularies, widths, lengths as given here) with its initial
 weights, no data read: decoding costs the same whatever the weights say, up to when sentences end, so every
-hypothesis is made to run the full target length (the end token is never the likeliest: its logit is not
-special at initialisation, and `--full` forbids it). Prints one JSON object.
+hypothesis is made to run the full target length (the end token is forbidden). Prints one JSON object.
 
     python benchmarks/decode_speed.py recipes/transformer_fra_eng.yaml [--sentences 128] [--beam 5]
     PYTHONPATH=<a worktree of another commit> python benchmarks/decode_speed.py ...   # the same at that commit
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,8 +47,8 @@ def main():
     task = tasks.of(recipe)
     keras.utils.set_random_seed(0)
     model = task.build(recipe, spec, task.phases(recipe)[0], {})
-    encoder, step = text_translation.architecture(recipe.model.arch).inference(model, recipe.model)
     arch = text_translation.architecture(recipe.model.arch)
+    encoder, step = arch.inference(model, recipe.model)
     stepper = decoding.Stepper(encoder, step, arch.step_weights(recipe.model))
     rng = np.random.default_rng(0)
     sources = np.zeros((args.sentences, args.source_length), np.int32)
@@ -81,12 +79,9 @@ def main():
         import dlkit
 
         sys.path.insert(0, str(Path(__file__).parent))
-        from record import machine
+        from record import commit, machine
 
-        tree = Path(dlkit.__file__).resolve().parents[1]
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "dlkit"], cwd=tree, capture_output=True, text=True)
-        line = {"commit": commit + ("+uncommitted dlkit changes" if dirty.stdout.strip() else ""),
+        line = {"commit": commit(Path(dlkit.__file__).resolve().parents[1]),
                 "command": "python benchmarks/decode_speed.py " + " ".join(sys.argv[1:]), "machine": machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"), "result": out}
         with open(args.out, "a") as f:

@@ -32,20 +32,24 @@ def machine() -> str:
             f"Keras {version('keras')} on {os.environ.get('KERAS_BACKEND', 'tensorflow')}")
 
 
+def commit(tree: Path) -> str:
+    """The git commit of the dlkit in `tree`, marked where its dlkit/ has uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "dlkit"], cwd=tree, capture_output=True, text=True)
+    return head + ("+uncommitted dlkit changes" if dirty.stdout.strip() else "")
+
+
 def main():
     if len(sys.argv) < 4 or sys.argv[2] != "--" or sys.argv[3] != "dlkit":
         sys.exit(__doc__)
     out, args = Path(sys.argv[1]), sys.argv[4:]
     env = {**os.environ, "DLKIT_DATA_DIR": os.environ.get("DLKIT_DATA_DIR", str(ROOT.parent / "shared" / "data"))}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "dlkit"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip())
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "dlkit.cli", *args, "--json"], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(done.stdout) if done.stdout.strip() else {"status": "error", "error": done.stderr[-1000:]}
-    line = {"commit": commit + ("+uncommitted dlkit changes" if dirty else ""), "command": "dlkit " + " ".join(args),
+    line = {"commit": commit(ROOT), "command": "dlkit " + " ".join(args),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "exit_code": done.returncode,
             "process_wall_s": round(time.perf_counter() - start, 1),
             "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "result": result}

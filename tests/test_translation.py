@@ -49,7 +49,7 @@ def _sources(rng, rows=3, length=7, lengths=(2, 5, 7)):
 def test_step_by_step_decoding_gives_the_teacher_forced_logits(write_recipe, attention, cell, bidirectional, extra):
     """The one-step decoder, fed the same prefix token by token from the encoder's states, gives the logits
     the teacher-forced model gives at every position (each attention, cell, stacked, bidirectional; the
-    Transformer's step attends over the cache of its blocks' inputs it writes, one position a call)."""
+    Transformer's step attends over the cached keys and values it writes, one position a call)."""
     recipe, model = _model(write_recipe, attention, cell, bidirectional, extra)
     rng = np.random.default_rng(0)
     src = _sources(rng)

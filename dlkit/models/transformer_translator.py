@@ -153,10 +153,11 @@ def build(config: Config, spec):
     y = keras.layers.Dropout(config.dropout, name="target_dropout")(y)
     for i in range(1, config.layers + 1):
         b = _block(config, f"decoder_{i}", True)
-        if i == config.layers:  # the last block's scores are the attention maps
-            cross = functools.partial(b["cross"], value=encoded, attention_mask=cross_mask, return_attention_scores=True)
-        else:
-            cross = lambda y, b=b: (b["cross"](y, encoded, attention_mask=cross_mask), None)  # noqa: E731
+
+        def cross(y, b=b, scores=i == config.layers):  # the last block's scores are the attention maps
+            out = b["cross"](y, encoded, attention_mask=cross_mask, return_attention_scores=scores)
+            return out if scores else (out, None)
+
         y, _ = _decoder_block(b, y, lambda y, b=b: b["self"](y, y, use_causal_mask=True), cross)
     logits = keras.layers.Dense(spec.vocabulary_size, name="logits")(y)
     return keras.Model([source, target], logits, name="transformer_translator")
@@ -189,6 +190,8 @@ def inference(model, config: Config):
     encoded = model.get_layer("encoded").output
 
     class CrossMemory(keras.layers.Layer):
+        """encoded -> the search's start: the memory, the empty caches and position 0."""
+
         def __init__(self):
             super().__init__(name="cross_memory")
             self.attentions = [b["cross"] for b in blocks]
@@ -206,31 +209,33 @@ def inference(model, config: Config):
             return [memory] + [caches] * (2 * len(blocks)) + [ops.zeros((rows, 1), "int32")]
 
     class DecoderStep(keras.layers.Layer):
+        """One position through the decoder blocks, each attending over its cache and the memory."""
+
         def __init__(self):
             super().__init__(name="decoder_step")
             self.embedding, self.blocks = model.get_layer("target_embedding"), blocks
             self.logits = model.get_layer("logits")
 
-        def call(self, token, memory, source_ids, caches, position):
+        def call(self, token, memory, cross_mask, caches, position):
             from keras import ops
 
             self_mask = ops.expand_dims(ops.less_equal(ops.arange(t_len)[None], position), 1)  # (B, 1, T)
-            cross_mask = ops.expand_dims(ops.not_equal(source_ids, 0), 1)  # (B, 1, S)
             at = ops.one_hot(ops.reshape(position, (-1,)), t_len, dtype=memory.dtype)[:, :, None, None]
             y = self.embedding(token, at=position)
             written = []
             for i, b in enumerate(self.blocks):
-                def cached(y, b=b, i=i):
-                    query, key, value = keras_private.attention_projections(b["self"])
-                    keys = caches[2 * i] * (1 - at) + at * key(y)
-                    values = caches[2 * i + 1] * (1 - at) + at * value(y)
-                    written.extend([keys, values])
-                    return keras_private.attend(b["self"], query(y), keys, values, self_mask)
+                query, key, value = keras_private.attention_projections(b["self"])
+                keys = caches[2 * i] * (1 - at) + at * key(y)  # y: this block's input at the position
+                values = caches[2 * i + 1] * (1 - at) + at * value(y)
+                written += [keys, values]
+                cross_query = keras_private.attention_projections(b["cross"])[0]
 
-                def cross(y, b=b, i=i):
-                    query = keras_private.attention_projections(b["cross"])[0]
-                    return keras_private.attend(b["cross"], query(y), memory[:, :, 2 * i], memory[:, :, 2 * i + 1],
-                                                cross_mask), None
+                def cached(y, b=b, q=query, k=keys, v=values):
+                    return keras_private.attend(b["self"], q(y), k, v, self_mask)
+
+                def cross(y, b=b, q=cross_query, i=i):
+                    k, v = memory[:, :, 2 * i], memory[:, :, 2 * i + 1]
+                    return keras_private.attend(b["cross"], q(y), k, v, cross_mask), None
 
                 y, _ = _decoder_block(b, y, cached, cross)
             return [self.logits(y), *written, position + 1]
@@ -243,7 +248,8 @@ def inference(model, config: Config):
     src_in = keras.Input(shape=(int(source.shape[1]),), dtype="int32", name="source_ids")
     caches = [keras.Input(shape=cache_shape, name=f"cache_{k}") for k in range(2 * len(blocks))]
     position = keras.Input(shape=(1,), dtype="int32", name="position")
-    outputs = DecoderStep()(token, memory, src_in, caches, position)
+    cross_mask = register()["PadMask"](name="step_cross_mask")(token, src_in)
+    outputs = DecoderStep()(token, memory, cross_mask, caches, position)
     step = keras.Model([token, memory, src_in, *caches, position], outputs, name="decoder_step")
     return encoder, step
 
