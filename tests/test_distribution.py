@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import XLA_TEST_FLAGS
 from typer.testing import CliRunner
 
 from dlkit.cli import app
@@ -22,7 +23,7 @@ HERE = Path(__file__).parent
 
 def probe(backend: str, tmp_path: Path, parts: str) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "DLKIT_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(HERE.parent)}
+           "XLA_FLAGS": f"{XLA_TEST_FLAGS} --xla_force_host_platform_device_count=2", "PYTHONPATH": str(HERE.parent)}
     done = subprocess.run([sys.executable, str(HERE / "distributed_probe.py"), str(tmp_path), parts], env=env,
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
@@ -46,7 +47,7 @@ def start_processes(root: Path, count: int = 2) -> list:
         env = {**os.environ, "KERAS_BACKEND": "jax", "DLKIT_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
                "PYTHONPATH": str(HERE.parent), "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
                "KERAS_DISTRIBUTION_NUM_PROCESSES": str(count), "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
-        env.pop("XLA_FLAGS", None)
+        env["XLA_FLAGS"] = XLA_TEST_FLAGS  # one CPU device each
         procs.append(subprocess.Popen([sys.executable, str(HERE / "distributed_probe.py"), str(root), "processes"],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
@@ -67,6 +68,7 @@ def finish_processes(procs: list) -> list[dict]:
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.heavy
 def test_two_devices_train_as_one(backend, tmp_path):
     # JAX is also the several-processes engine: two processes joined on localhost train alongside the probe
     procs = start_processes(tmp_path / "processes") if backend == "jax" else []
