@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from conftest import DATA
@@ -32,10 +33,20 @@ train:
 """
 
 
-def test_dbn_pretrains_each_layer_then_fine_tunes(write_recipe, tmp_path):
-    out = cli("train", write_recipe(TINY_DBN), "--runs-root", tmp_path, "--json", "-q")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    """TINY_DBN trained through once (`dlkit train --json`'s result), for the tests in the "dbn" group, which
+    `make test` runs on one worker: the run every other run here is compared with."""
+    root = tmp_path_factory.mktemp("dbn")
+    (root / "tiny_dbn.yaml").write_text(TINY_DBN)
+    out = cli("train", root / "tiny_dbn.yaml", "--runs-root", root / "runs", "--json", "-q")
     assert out.exit_code == 0, out.output
-    result = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.xdist_group("dbn")
+def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
+    result = straight
     run = Path(result["run_dir"])
     assert list(result["phases"]) == ["rbm1", "rbm2", "finetune"]
     assert result["phases"]["rbm1"]["epochs_completed"] == 2 and "reconstruction_error" in result["phases"]["rbm2"]["final"]
@@ -77,11 +88,11 @@ def test_the_unrolled_net_starts_from_the_rbms(write_recipe, tmp_path):
     assert [p.name for p in Session.open(random).task.phases(random)] == ["finetune"]
 
 
-def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(write_recipe, tmp_path, monkeypatch):
+@pytest.mark.xdist_group("dbn")
+def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(straight, write_recipe, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 
     recipe = write_recipe(TINY_DBN)
-    straight = json.loads(cli("train", recipe, "--runs-root", tmp_path / "a", "--json", "-q").stdout)
     original = callbacks.CheckpointAndHistory.on_epoch_end
     seen = []
 

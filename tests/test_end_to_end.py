@@ -129,6 +129,9 @@ def _history(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+# slow: `make test` sends SIGTERM to a run in test_no_tensorflow.py (exit 130, marked interrupted) and resumes
+# killed runs in test_kill.py
+@pytest.mark.slow
 def test_sigterm_closes_the_run_as_interrupted(tiny_recipe, tmp_path):
     """A batch system's kill marks the run interrupted and exits 130, as Ctrl-C does."""
     import signal

@@ -173,6 +173,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.heavy
 def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
     """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
     (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position;
@@ -250,6 +251,7 @@ def _dlkit(env, *args, check=True):
     return out
 
 
+@pytest.mark.heavy
 def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp_path):
     """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one (its
     batches augmented, from Grain's threads), SIGTERM
@@ -258,13 +260,13 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
     # augmented: Grain's threads make the batches ahead, each with its own seeds (no TensorFlow, JAX on CPU)
     common = [str(tiny_recipe), "-q", "--json", "-s", "model.head_dropout=0.3", "-s", "data.augment={flip: horizontal}"]
     straight = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "a"),
-                                 "-s", "train.epochs=3").stdout)
+                                 "-s", "train.epochs=2").stdout)
     first = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "b"),
                               "-s", "train.epochs=1").stdout)
     manifest = json.loads((Path(first["run_dir"]) / "manifest.json").read_text())
     assert manifest["backend"] == "jax" and manifest["tensorflow"] is None
-    resumed = json.loads(_dlkit(env, "resume", first["run_dir"], "--epochs", "3", "-q", "--json").stdout)
-    assert resumed["epochs_completed"] == 3
+    resumed = json.loads(_dlkit(env, "resume", first["run_dir"], "--epochs", "2", "-q", "--json").stdout)
+    assert resumed["epochs_completed"] == 2
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras", compile=False).get_weights()
     b = keras.saving.load_model(Path(resumed["run_dir"]) / "model.keras", compile=False).get_weights()
     for x, y in zip(a, b, strict=True):
