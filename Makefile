@@ -23,11 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,export]'
 	touch $@
 
-# the suite's tests spread over every core (pytest-xdist; the tests of one xdist_group share a worker, and
-# with it the runs their fixtures train); WORKERS=0 runs them in this process
+# the suite's tests spread over every core (pytest-xdist); WORKERS=0 runs them in this process
 WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(WORKERS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

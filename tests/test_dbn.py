@@ -35,8 +35,8 @@ train:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> dict:
-    """TINY_DBN trained through once (`dlkit train --json`'s result), for the tests in the "dbn" group, which
-    `make test` runs on one worker: the run every other run here is compared with."""
+    """TINY_DBN trained straight through (`dlkit train --json`'s result), once in each test process that runs
+    a test using it: the run the tests look into, and the one a stopped and resumed run must end as."""
     root = tmp_path_factory.mktemp("dbn")
     (root / "tiny_dbn.yaml").write_text(TINY_DBN)
     out = cli("train", root / "tiny_dbn.yaml", "--runs-root", root / "runs", "--json", "-q")
@@ -44,7 +44,6 @@ def straight(tmp_path_factory) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.xdist_group("dbn")
 def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
     result = straight
     run = Path(result["run_dir"])
@@ -88,7 +87,6 @@ def test_the_unrolled_net_starts_from_the_rbms(write_recipe, tmp_path):
     assert [p.name for p in Session.open(random).task.phases(random)] == ["finetune"]
 
 
-@pytest.mark.xdist_group("dbn")
 def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(straight, write_recipe, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 
