@@ -45,10 +45,10 @@ def straight(tmp_path_factory) -> dict:
 
 
 def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
-    result = straight
-    run = Path(result["run_dir"])
-    assert list(result["phases"]) == ["rbm1", "rbm2", "finetune"]
-    assert result["phases"]["rbm1"]["epochs_completed"] == 2 and "reconstruction_error" in result["phases"]["rbm2"]["final"]
+    run = Path(straight["run_dir"])
+    assert list(straight["phases"]) == ["rbm1", "rbm2", "finetune"]
+    phases = straight["phases"]
+    assert phases["rbm1"]["epochs_completed"] == 2 and "reconstruction_error" in phases["rbm2"]["final"]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["phases"] == ["rbm1", "rbm2", "finetune"] and manifest["phases_completed"] == ["rbm1", "rbm2"]
     rbm1 = keras.saving.load_model(run / "phases" / "rbm1" / "model.keras")
@@ -56,9 +56,9 @@ def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
     assert (rbm1.visible, rbm1.hidden) == (784, 24)
     assert (rbm2.visible, rbm2.hidden) == (24 + 10, 16)  # the top RBM sees the labels too
     assert (run / "phases" / "rbm1" / "filters.png").is_file()
-    assert 0.3 < result["test"]["accuracy"] <= 1 and (run / "confusion_matrix.png").is_file()  # chance is 0.1
+    assert 0.3 < straight["test"]["accuracy"] <= 1 and (run / "confusion_matrix.png").is_file()  # chance is 0.1
     ev = cli("evaluate", run, "--json")
-    assert ev.exit_code == 0 and json.loads(ev.stdout)["metrics"]["accuracy"] == result["test"]["accuracy"]
+    assert ev.exit_code == 0 and json.loads(ev.stdout)["metrics"]["accuracy"] == straight["test"]["accuracy"]
     gen = cli("generate", run, "-n", "4", "--label", "3", "--json")
     assert gen.exit_code == 0, gen.output
     assert Path(json.loads(gen.stdout)["out"]).name == "samples-seed0-label3.png"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import XLA_TEST_FLAGS
 from typer.testing import CliRunner
 
+from conftest import XLA_TEST_FLAGS
 from dlkit.cli import app
 
 HERE = Path(__file__).parent
