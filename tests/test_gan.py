@@ -55,11 +55,40 @@ train: {train}
     return path
 
 
+# the knobs the shared runs carry, each read by a test below: the dcgan draws grids inside epochs too, the
+# dcgan and the stackgan keep a weight average of the generator, the wgan clips its critic
+KNOBS = {"dcgan": ("  ema: 0.9", "{epochs: 2, sample_every: 3}"), "stackgan": ("  ema: 0.9", "{epochs: 2}"),
+         "wgan": ("  clip_value: 0.005", "{epochs: 2}")}
+
+
+@pytest.fixture(scope="module")
+def gan_run(digits16, tmp_path_factory):
+    """Each GAN's run (2 epochs of 4 steps, with its KNOBS), trained the first time a test of this module asks
+    for it and then shared: the tests read what training wrote (and may add files of their own beside it)."""
+    root, runs = tmp_path_factory.mktemp("gan_runs"), {}
+
+    def run(arch: str) -> Path:
+        if arch not in runs:
+            extra, schedule = KNOBS.get(arch, ("", "{epochs: 2}"))
+            recipe = gan_recipe(root, digits16, arch, extra, train=schedule)
+            runs[arch] = Path(train(recipe, runs_root=root / "runs")["run_dir"])
+        return runs[arch]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def clf16(digits16, tmp_path_factory) -> str:
+    """A small digit classifier on the same 16x16 crops, the reference `evaluate --reference` measures with."""
+    root = tmp_path_factory.mktemp("clf16")
+    (root / "clf.yaml").write_text(f"name: clf16\ndata: {{dataset: npz, path: {digits16}, batch_size: 64}}\n"
+                                   "model: {arch: cnn, blocks: [{filters: 8}], dense: [16]}\ntrain: {epochs: 1}\n")
+    return train(root / "clf.yaml", runs_root=root / "runs")["run_dir"]
+
+
 @pytest.mark.parametrize("arch", sorted(METRICS))
-def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
-    every = "{epochs: 2, sample_every: 3}" if arch == "dcgan" else "{epochs: 2}"  # grids inside epochs too
-    result = train(gan_recipe(tmp_path, digits16, arch, train=every), runs_root=tmp_path / "runs")
-    run = Path(result["run_dir"])
+def test_every_gan_trains_saves_and_reloads(arch, gan_run):
+    run = gan_run(arch)
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert len(rows) == 2 and METRICS[arch] <= set(rows[0])
     steps = sorted(int(p.stem[5:]) for p in (run / "samples").glob("step_*.png"))
@@ -93,10 +122,9 @@ def test_every_gan_trains_saves_and_reloads(arch, digits16, tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "stackgan"])
-def test_generator_weight_average(arch, digits16, tmp_path):
+def test_generator_weight_average(arch, gan_run):
     """model.ema keeps a moving average of the generator; it draws the samples and is saved and reloaded."""
-    result = train(gan_recipe(tmp_path, digits16, arch, "  ema: 0.9"), ["train.epochs=1"], runs_root=tmp_path / "runs")
-    run = Path(result["run_dir"])
+    run = gan_run(arch)
     gan = keras.saving.load_model(run / "model.keras")
     assert gan.sampler is gan.generator_ema and gan.ema_decay == 0.9
     from dlkit.models.gan import latent_inputs
@@ -211,10 +239,9 @@ def test_infogan_continuous_weight(digits16, tmp_path):
     assert keras.saving.load_model(path).continuous_weight == 0.25
 
 
-def test_wgan_clips_critic_weights(digits16, tmp_path):
-    result = train(gan_recipe(tmp_path, digits16, "wgan", "  clip_value: 0.005"), ["train.epochs=1"],
-                   runs_root=tmp_path / "runs")
-    gan = keras.saving.load_model(Path(result["run_dir"]) / "model.keras")
+def test_wgan_clips_critic_weights(gan_run):
+    gan = keras.saving.load_model(gan_run("wgan") / "model.keras")
+    assert gan.clip_value == 0.005
     for v in gan.discriminator.trainable_variables:
         assert np.abs(v.numpy()).max() <= 0.005 + 1e-7
 
@@ -250,7 +277,7 @@ def _spectral_norms(discriminator):
 
 
 @pytest.mark.parametrize("backends", ["tensorflow", pytest.param("tensorflow+jax", marks=pytest.mark.slow)])
-def test_spectral_norm_on_both_backends(backends, digits16, tmp_path):
+def test_spectral_norm_on_both_backends(backends, digits16, gan_run, tmp_path):
     """discriminator.spectral_norm wraps every conv and the logit. After training, each kernel's largest
     singular value is 1 (within 5%: one power iteration per call) on TensorFlow and on JAX (trained in a
     subprocess; a slow case: the JAX backend's adversarial steps are checked in `make test` by the step
@@ -262,8 +289,7 @@ def test_spectral_norm_on_both_backends(backends, digits16, tmp_path):
 
     path = gan_recipe(tmp_path, digits16, "dcgan")
     sn = ["model.discriminator={filters: [8, 16], spectral_norm: true, dropout: 0}", "train.epochs=1"]
-    plain = keras.saving.load_model(Path(train(path, ["train.epochs=1"], runs_root=tmp_path / "plain")["run_dir"])
-                                    / "model.keras").discriminator
+    plain = keras.saving.load_model(gan_run("dcgan") / "model.keras").discriminator
     assert _spectral_norms(plain) == []
     kernel = next(keras.ops.convert_to_numpy(layer.kernel) for layer in plain.layers
                   if isinstance(layer, keras.layers.Conv2D))
@@ -300,11 +326,9 @@ def test_unscaled_logits_and_geometry_errors(digits16, tmp_path):
         Session.open(bad).model()
 
 
-def test_generate_and_evaluate_with_a_reference(digits16, tmp_path):
+def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     runner = CliRunner()
-    cgan = train(gan_recipe(tmp_path, digits16, "cgan"), ["train.epochs=1"], runs_root=tmp_path / "runs")["run_dir"]
-    info = train(gan_recipe(tmp_path, digits16, "infogan"), ["train.epochs=1"], runs_root=tmp_path / "runs")["run_dir"]
-    dcgan = train(gan_recipe(tmp_path, digits16, "dcgan"), ["train.epochs=1"], runs_root=tmp_path / "runs")["run_dir"]
+    cgan, info, dcgan = (str(gan_run(arch)) for arch in ("cgan", "infogan", "dcgan"))
 
     out = runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3", "--json"])
     assert out.exit_code == 0 and Path(json.loads(out.stdout)["out"]).name == "samples-seed0-label3.png"
@@ -319,12 +343,8 @@ def test_generate_and_evaluate_with_a_reference(digits16, tmp_path):
     bad = runner.invoke(app, ["generate", dcgan, "--label", "1"])
     assert bad.exit_code == 2 and "not class-conditional" in bad.stderr
 
-    clf_recipe = tmp_path / "clf.yaml"
-    clf_recipe.write_text(f"name: clf16\ndata: {{dataset: npz, path: {digits16}, batch_size: 64}}\n"
-                          "model: {arch: cnn, blocks: [{filters: 8}], dense: [16]}\ntrain: {epochs: 1}\n")
-    clf = train(clf_recipe, runs_root=tmp_path / "runs")["run_dir"]
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
-        res = runner.invoke(app, ["evaluate", run, "--reference", clf, "-n", "200", "--json"])
+        res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])
         assert res.exit_code == 0, res.stderr
         ev = json.loads(res.stdout)
         assert ev["frechet_distance"] >= 0 and 1 <= ev["classifier_score"] <= 10
@@ -388,7 +408,7 @@ def test_mnist_m_is_built_from_real_digits_and_cifar_patches():
 
 
 @pytest.mark.heavy
-def test_cyclegan_trains_translates_and_is_measured(digits16, tmp_path):
+def test_cyclegan_trains_translates_and_is_measured(digits16, clf16, tmp_path):
     from dlkit.data import sources
 
     a = np.load(digits16)
@@ -421,11 +441,7 @@ train: {{epochs: 2}}
     runner = CliRunner()
     assert runner.invoke(app, ["generate", str(run), "-n", "4"]).exit_code == 0
     assert (run / "translations-seed0.png").is_file()
-    clf_recipe = tmp_path / "clf.yaml"
-    clf_recipe.write_text(f"name: clf16\ndata: {{dataset: npz, path: {digits16}, batch_size: 64}}\n"
-                          "model: {arch: cnn, blocks: [{filters: 8}], dense: [16]}\ntrain: {epochs: 1}\n")
-    clf = train(clf_recipe, runs_root=tmp_path / "runs")["run_dir"]
-    res = runner.invoke(app, ["evaluate", str(run), "--reference", clf, "--json"])
+    res = runner.invoke(app, ["evaluate", str(run), "--reference", clf16, "--json"])
     assert res.exit_code == 0, res.stderr
     ev = json.loads(res.stdout)
     for key in ("translated_accuracy", "cycled_accuracy", "untranslated_accuracy", "source_accuracy"):
