@@ -85,16 +85,51 @@ def tiny_recipe(write_recipe):
     return write_recipe(TINY_MNIST)
 
 
+def _trained(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    from dlkit.training.train import train
+
+    root = tmp_path_factory.mktemp(name)
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_MNIST)
+    return Path(train(recipe, overrides, runs_root=root / "runs")["run_dir"])
+
+
+def copy_run(run: Path, runs_root: Path) -> dict:
+    """A copy of a finished run under runs_root, laid out as a runs root holds it (runs_root/NAME/STAMP), and
+    its result as `train` returned it, run_dir the copy's: a run moved elsewhere resumes, evaluates and is
+    listed where it now lies."""
+    import json
+    import shutil
+
+    dest = runs_root / run.parent.name / run.name
+    shutil.copytree(run, dest)
+    return {**json.loads((run / "metrics.json").read_text()), "run_dir": str(dest)}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished run of TINY_MNIST (2 epochs), trained once per test process, for the commands that read
     a run (export, report); they add files to it but change none of its own."""
-    from dlkit.training.train import train
+    return _trained(tmp_path_factory, "tiny_run", [])
 
-    root = tmp_path_factory.mktemp("tiny_run")
-    recipe = root / "tiny.yaml"
-    recipe.write_text(TINY_MNIST)
-    return Path(train(recipe, runs_root=root / "runs")["run_dir"])
+
+# dropout in the head: its masks come from a SeedGenerator, whose state a resume must carry over too
+DROPOUT = ["model.head_dropout=0.3"]
+
+
+@pytest.fixture(scope="session")
+def straight_with_dropout(tmp_path_factory) -> Path:
+    """TINY_MNIST with DROPOUT trained 3 epochs without a stop, once per test process: what a resumed run of
+    the same recipe must end as, bit for bit. Read only."""
+    return _trained(tmp_path_factory, "straight_with_dropout", ["train.epochs=3", *DROPOUT])
+
+
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory):
+    """TINY_MNIST trained for one epoch, once per test process: `one_epoch_run(runs_root)` gives a test its
+    own copy (copy_run) to resume, list or read, for the price of a file copy rather than a training."""
+    run = _trained(tmp_path_factory, "one_epoch_run", ["train.epochs=1"])
+    return lambda runs_root: copy_run(run, runs_root)
 
 
 def build(recipe, spec, steps_per_epoch: int = 10, compile: bool = True):

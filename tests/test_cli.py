@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_MNIST
+from conftest import ROOT, TINY_MNIST, copy_run
 from dlkit.cli import app
 
 runner = CliRunner()
@@ -167,8 +167,8 @@ def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch)
     assert (run_dir / "checkpoints" / "last.keras").is_file() and (run_dir / "recipe.yaml").is_file()
 
 
-def test_evaluate_run_and_recipe(tiny_recipe, tmp_path):
-    out = json.loads(run("train", tiny_recipe, "--runs-root", tmp_path, "--json").stdout)
+def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):
+    out = copy_run(tiny_run, tmp_path)  # a copy: the evaluations write into the run
     result = run("evaluate", out["run_dir"], "--json")
     assert result.exit_code == 0
     ev = json.loads(result.stdout)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from conftest import DROPOUT, ROOT
 from dlkit.cli import app
 from dlkit.errors import UsageError
 from dlkit.rundir import RunDir
@@ -33,10 +33,9 @@ def weights(path):
     return keras.saving.load_model(path).get_weights()
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tiny_recipe, tmp_path):
-    dropout = ["model.head_dropout=0.3"]  # the random streams must come back from the fallback's sidecar too
-    straight = train(tiny_recipe, ["train.epochs=3", *dropout], runs_root=tmp_path / "a")
-    run = RunDir(train(tiny_recipe, ["train.epochs=2", *dropout], runs_root=tmp_path / "b")["run_dir"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tiny_recipe, straight_with_dropout, tmp_path):
+    # with dropout: the random streams must come back from the fallback's sidecar too
+    run = RunDir(train(tiny_recipe, ["train.epochs=2", *DROPOUT], runs_root=tmp_path)["run_dir"])
     assert run.previous_checkpoint.is_file() and run.rng_sidecar(run.previous_checkpoint).is_file()
     data = bytearray(run.last_checkpoint.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte: bit rot, or a write cut short
@@ -46,7 +45,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tiny_recipe, t
     assert f"{run.last_checkpoint} is damaged" in " ".join(out.stderr.split())
     assert f"resuming from {run.previous_checkpoint}" in " ".join(out.stderr.split())
     assert json.loads(out.stdout)["resumed_from_epoch"] == 1
-    for a, b in zip(weights(Path(straight["run_dir"]) / "model.keras"), weights(run.model), strict=True):
+    for a, b in zip(weights(straight_with_dropout / "model.keras"), weights(run.model), strict=True):
         np.testing.assert_array_equal(a, b)
     # both damaged: nothing to resume, said plainly
     for path in (run.last_checkpoint, run.previous_checkpoint):
@@ -55,8 +54,8 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tiny_recipe, t
         resume(run.root, epochs=5)
 
 
-def test_a_live_run_is_locked_and_a_dead_trainers_lock_is_taken_over(tiny_recipe, tmp_path):
-    run = RunDir(train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)["run_dir"])
+def test_a_live_run_is_locked_and_a_dead_trainers_lock_is_taken_over(one_epoch_run, tmp_path):
+    run = RunDir(one_epoch_run(tmp_path)["run_dir"])
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
         f"fd = os.open({str(run.root / 'run.lock')!r}, os.O_RDWR | os.O_CREAT)\n"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import keras
-from conftest import DATA
+from conftest import DATA, DROPOUT
 from dlkit.cli import app
 from dlkit.errors import UsageError
 from dlkit.training.train import resume, train
@@ -28,16 +28,15 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def test_resumed_classifier_matches_an_uninterrupted_run(tiny_recipe, tmp_path):
-    dropout = ["model.head_dropout=0.3"]  # its masks come from a SeedGenerator, whose state must carry over too
-    straight = train(tiny_recipe, ["train.epochs=3", *dropout], runs_root=tmp_path / "a")
-    first = train(tiny_recipe, ["train.epochs=1", *dropout], runs_root=tmp_path / "b")
+def test_resumed_classifier_matches_an_uninterrupted_run(tiny_recipe, straight_with_dropout, tmp_path):
+    first = train(tiny_recipe, ["train.epochs=1", *DROPOUT], runs_root=tmp_path)
     result = resume(first["run_dir"], epochs=3)
     run = Path(result["run_dir"])
     assert run == Path(first["run_dir"]) and result["resumed_from_epoch"] == 1
     # same data order, optimizer moments and step count: the same weights, bit for bit
-    assert_same_weights(weights_of(straight["run_dir"]), weights_of(run))
+    assert_same_weights(weights_of(straight_with_dropout), weights_of(run))
     rows = list(csv.DictReader(open(run / "history.csv")))
+    straight = json.loads((straight_with_dropout / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert result["epochs_completed"] == 3 and result["final"] == pytest.approx(straight["final"])
     manifest = json.loads((run / "manifest.json").read_text())
@@ -78,8 +77,8 @@ def test_resumed_gan_matches_an_uninterrupted_run(tmp_path):
     assert Image.open(run / "progress.gif").n_frames == 2  # the montage keeps the first session's grid
 
 
-def test_resume_refuses_what_it_cannot_do(tiny_recipe, tmp_path):
-    done = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+def test_resume_refuses_what_it_cannot_do(one_epoch_run, tmp_path):
+    done = one_epoch_run(tmp_path)
     with pytest.raises(UsageError, match="finished 1 of its 1 epochs.*--epochs"):
         resume(done["run_dir"])
     with pytest.raises(UsageError, match="not a dlkit run directory"):
@@ -90,9 +89,9 @@ def test_resume_refuses_what_it_cannot_do(tiny_recipe, tmp_path):
         resume(bare)
 
 
-def test_resume_command(tiny_recipe, tmp_path):
+def test_resume_command(one_epoch_run, tmp_path):
     runner = CliRunner()
-    done = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+    done = one_epoch_run(tmp_path)
     out = runner.invoke(app, ["resume", done["run_dir"], "--json"])
     assert out.exit_code == 2 and json.loads(out.stdout)["status"] == "error"
     out = runner.invoke(app, ["resume", done["run_dir"], "--epochs", "2", "--json", "--quiet"])

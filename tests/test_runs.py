@@ -96,10 +96,8 @@ def test_runs_errors_are_exit_2(tmp_path):
     assert "no runs under" in run("runs", "--runs-root", tmp_path).stdout
 
 
-def test_a_trained_run_is_listed_with_its_test_accuracy(tiny_recipe, tmp_path):
-    from dlkit.training.train import train
-
-    result = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+def test_a_trained_run_is_listed_with_its_test_accuracy(one_epoch_run, tmp_path):
+    result = one_epoch_run(tmp_path)
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
     assert len(rows) == 1 and rows[0]["run_dir"] == result["run_dir"] and rows[0]["status"] == "completed"
     assert rows[0]["headline"]["value"] == result["test"]["accuracy"] and rows[0]["epochs"] == 1
@@ -137,16 +135,15 @@ def test_plain_reporter_waits_its_interval():
     assert "epoch 1/2  step 5/10" in buf.getvalue() and "loss=0.5000" in buf.getvalue()
 
 
-def test_an_image_classifier_predicts_files_and_arrays(tiny_recipe, tmp_path):
+def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     """`dlkit predict RUN FILE...`: PNG files (a colour one converted to gray, a larger one resized) and an
     .npy array, labels and probabilities as the model gives them for the same pixels."""
     import numpy as np
     from PIL import Image
 
     from dlkit.data import sources
-    from dlkit.training.train import train
 
-    result = train(tiny_recipe, ["train.epochs=1"], runs_root=tmp_path)
+    result = one_epoch_run(tmp_path / "runs")
     digits = sources.load_builtin("mnist", str(Path(__file__).parent / "data"), allow_download=False).x_test[:3]
     Image.fromarray(digits[0]).save(tmp_path / "gray.png")
     Image.fromarray(np.repeat(digits[1][..., None], 3, -1)).save(tmp_path / "colour.png")

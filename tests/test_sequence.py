@@ -348,7 +348,7 @@ model: {arch: rnn_lm, cell: rnn, units: [4], embedding_dim: 4}
 # ---------------------------------------------------------------- the command line
 
 
-def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe, sentiment_run):
+def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, sentiment_run):
     """`dlkit predict` answers a text classifier and a forecaster, and says what is wrong otherwise (exit 2);
     `dlkit generate` samples a language model's text, the same for the same seed."""
     from typer.testing import CliRunner
@@ -365,7 +365,7 @@ def test_predict_and_generate_on_the_command_line(tmp_path, tiny_recipe, sentime
     for args in (["predict", clf["run_dir"]], ["predict", clf["run_dir"], "--csv", str(texts)],
                  ["predict", clf["run_dir"], "--file", str(tmp_path / "missing.txt")]):
         assert runner.invoke(app, args).exit_code == 2
-    image_run = train(tiny_recipe, ["train.epochs=1", "train.steps_per_epoch=1"], runs_root=tmp_path)
+    image_run = one_epoch_run(tmp_path / "image")
     assert runner.invoke(app, ["predict", image_run["run_dir"], "--text", "x"]).exit_code == 2
 
     lm = train(ROOT / "recipes" / "char_lstm_shakespeare.yaml",
