@@ -88,11 +88,19 @@ train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.05, momentum: 0.5, 
 """
 
 
-def test_rbm_trains_draws_and_is_measured_by_ais(write_recipe, tmp_path):
-    out = cli("train", write_recipe(TINY_RBM), "--runs-root", tmp_path, "--json", "-q")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    """TINY_RBM trained through the CLI, its 2 epochs straight, once for this module: the run the next test
+    measures (adding its evaluations and pictures), and the one a resumed run must end as."""
+    root = tmp_path_factory.mktemp("straight")
+    (root / "recipe.yaml").write_text(TINY_RBM)
+    out = cli("train", root / "recipe.yaml", "--runs-root", root / "runs", "--json", "-q")
     assert out.exit_code == 0, out.output
-    result = json.loads(out.stdout)
-    run = Path(result["run_dir"])
+    return json.loads(out.stdout)
+
+
+def test_rbm_trains_draws_and_is_measured_by_ais(straight):
+    run = Path(straight["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     for key in ("reconstruction_error", "pseudo_log_likelihood", "free_energy_gap", "val_reconstruction_error",
                 "test_pseudo_log_likelihood", "learning_rate"):
@@ -114,14 +122,12 @@ def test_rbm_trains_draws_and_is_measured_by_ais(write_recipe, tmp_path):
     assert np.load(json.loads(cli("encode", run, "--json").stdout)["out"]).shape == (100, 16)
 
 
-def test_pcd_resume_is_exact(write_recipe, tmp_path):
+def test_pcd_resume_is_exact(straight, write_recipe, tmp_path):
     """The persistent chains are a model variable and the Gibbs noise comes from the model's SeedGenerator:
     1 epoch + resume ends where 2 straight epochs do, bit for bit."""
     from dlkit.training.train import resume, train
 
-    recipe = write_recipe(TINY_RBM)
-    straight = train(recipe, runs_root=tmp_path / "a")
-    first = train(recipe, ["train.epochs=1"], runs_root=tmp_path / "b")
+    first = train(write_recipe(TINY_RBM), ["train.epochs=1"], runs_root=tmp_path)
     resume(first["run_dir"], epochs=2)
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras").get_weights()
     b = keras.saving.load_model(Path(first["run_dir"]) / "model.keras").get_weights()

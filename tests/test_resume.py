@@ -101,8 +101,10 @@ def test_resume_command(one_epoch_run, tmp_path):
 
 
 def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path):
-    """Patience counts across a resume: the epochs already run are replayed into EarlyStopping and
-    ReduceLROnPlateau, so a resumed run stops and lowers its rate at the epochs an uninterrupted one does."""
+    """train.early_stopping stops a run once its patience runs out, and a plateau schedule lowers the rate
+    after `patience` epochs without a gain (the straight runs); patience counts across a resume: the epochs
+    already run are replayed into EarlyStopping and ReduceLROnPlateau, so a resumed run stops and lowers its
+    rate at the epochs an uninterrupted one does."""
     # min_delta larger than any gain: after the first epoch nothing counts as better, so it stops at epoch 3
     stop = ["train.early_stopping={patience: 2, min_delta: 100}", "data.limit=200"]
     straight = train(tiny_recipe, ["train.epochs=8", *stop], runs_root=tmp_path / "a")

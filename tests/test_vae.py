@@ -88,12 +88,19 @@ train: {{epochs: 2, optimizer: {{name: adam, learning_rate: 0.003}}}}
 """
 
 
-def test_vae_trains_logs_nats_and_is_measured(write_recipe, tmp_path):
-    recipe = write_recipe(TINY_VAE)
-    out = cli("train", recipe, "--runs-root", tmp_path, "--json", "-q")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    """TINY_VAE trained through the CLI, its 2 epochs straight, once for this module: the run the next test
+    measures (adding its evaluations and pictures), and the one a resumed run must end as."""
+    root = tmp_path_factory.mktemp("straight")
+    (root / "recipe.yaml").write_text(TINY_VAE)
+    out = cli("train", root / "recipe.yaml", "--runs-root", root / "runs", "--json", "-q")
     assert out.exit_code == 0, out.output
-    result = json.loads(out.stdout)
-    run = Path(result["run_dir"])
+    return json.loads(out.stdout)
+
+
+def test_vae_trains_logs_nats_and_is_measured(straight):
+    run = Path(straight["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     for key in ("elbo", "reconstruction", "kl", "val_elbo", "test_elbo", "test_reconstruction", "test_kl"):
         assert key in rows[0], key
@@ -101,7 +108,7 @@ def test_vae_trains_logs_nats_and_is_measured(write_recipe, tmp_path):
     assert float(rows[1]["test_elbo"]) == pytest.approx(
         -(float(rows[1]["test_reconstruction"]) + float(rows[1]["test_kl"])), rel=1e-4)
     assert 50 < float(rows[-1]["test_reconstruction"]) < 600  # 784 binary pixels: 543 nats at p = 0.5 each
-    test = result["test"]
+    test = straight["test"]
     assert test["importance_samples"] == 100 and test["nll"] <= -test["elbo"] + 1.0  # the bound beats the ELBO
     assert test["bits_per_dim"] == pytest.approx(test["nll"] / (784 * math.log(2)))
     for name in ("samples.png", "reconstructions.png", "interpolation.png", "traversals.png", "manifold.png",
@@ -118,14 +125,12 @@ def test_vae_trains_logs_nats_and_is_measured(write_recipe, tmp_path):
     assert cli("generate", run, "--interpolate", "-n", "7").exit_code == 0 and (run / "interpolation-seed0.png").is_file()
 
 
-def test_vae_resume_is_exact(write_recipe, tmp_path):
+def test_vae_resume_is_exact(straight, write_recipe, tmp_path):
     """The reparameterisation noise and the dynamic binarization come from the model's SeedGenerator, saved
     with its checkpoints: 1 epoch + resume ends with the weights of 2 straight epochs, bit for bit."""
     from dlkit.training.train import resume, train
 
-    recipe = write_recipe(TINY_VAE)
-    straight = train(recipe, runs_root=tmp_path / "a")
-    first = train(recipe, ["train.epochs=1"], runs_root=tmp_path / "b")
+    first = train(write_recipe(TINY_VAE), ["train.epochs=1"], runs_root=tmp_path)
     resume(first["run_dir"], epochs=2)
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras").get_weights()
     b = keras.saving.load_model(Path(first["run_dir"]) / "model.keras").get_weights()
