@@ -23,10 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,export]'
 	touch $@
 
-# the suite's tests spread over every core (pytest-xdist); WORKERS=0 runs them in this process
+# the suite spreads over every core (pytest-xdist), whole modules to a worker, those with a heavy case
+# first (tests/conftest.py); WORKERS=0 runs them in this process
 WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -n $(WORKERS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -35,8 +35,10 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".
 
 
 def pytest_collection_modifyitems(items):
-    """The heavy cases go first (the sort keeps the order within each group): `make test`'s workers share
-    them from the start, where one worker running a heavy case alone at the end would add it to the time."""
+    """The heavy cases go first (the sort keeps the order within each group). `make test` hands each worker
+    whole modules (--dist loadfile, so that the runs a module's tests share are trained once) in the order their
+    first tests come: the modules with a heavy case start first, where one left to run alone at the end would add
+    its time to the suite's."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
