@@ -96,6 +96,20 @@ def _trained(tmp_path_factory, name: str, overrides: list[str]) -> Path:
     return Path(train(recipe, overrides, runs_root=root / "runs")["run_dir"])
 
 
+def trained_by_cli(root: Path, recipe_text: str) -> dict:
+    """A recipe trained through `dlkit train --json -q` (in this process) under root: its JSON answer."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    (root / "recipe.yaml").write_text(recipe_text)
+    out = CliRunner().invoke(app, ["train", str(root / "recipe.yaml"), "--runs-root", str(root / "runs"), "--json", "-q"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
 def copy_run(run: Path, runs_root: Path) -> dict:
     """A copy of a finished run under runs_root, laid out as a runs root holds it (runs_root/NAME/STAMP), and
     its result as `train` returned it, run_dir the copy's: a run moved elsewhere resumes, evaluates and is
