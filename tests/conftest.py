@@ -112,8 +112,8 @@ def trained_by_cli(root: Path, recipe_text: str) -> dict:
 
 def copy_run(run: Path, runs_root: Path) -> dict:
     """A copy of a finished run under runs_root, laid out as a runs root holds it (runs_root/NAME/STAMP), and
-    its result as `train` returned it, run_dir the copy's: a run moved elsewhere resumes, evaluates and is
-    listed where it now lies."""
+    its metrics.json (the figures `train` answered), run_dir the copy's: a run moved elsewhere resumes,
+    evaluates and is listed where it now lies."""
     import json
     import shutil
 
