@@ -96,18 +96,27 @@ def _trained(tmp_path_factory, name: str, overrides: list[str]) -> Path:
     return Path(train(recipe, overrides, runs_root=root / "runs")["run_dir"])
 
 
-def trained_by_cli(root: Path, recipe_text: str) -> dict:
-    """A recipe trained through `dlkit train --json -q` (in this process) under root: its JSON answer."""
-    import json
+def straight_run(recipe_text: str):
+    """A module's fixture `straight` (`straight = straight_run(TEXT)`): the recipe trained straight through
+    `dlkit train --json -q`, once in each test process that runs the module, its JSON answer: the run the
+    module's tests look into (adding their evaluations and pictures), and the one a resumed run must end as."""
 
-    from typer.testing import CliRunner
+    @pytest.fixture(scope="module", name="straight")
+    def fixture(tmp_path_factory) -> dict:
+        import json
 
-    from dlkit.cli import app
+        from typer.testing import CliRunner
 
-    (root / "recipe.yaml").write_text(recipe_text)
-    out = CliRunner().invoke(app, ["train", str(root / "recipe.yaml"), "--runs-root", str(root / "runs"), "--json", "-q"])
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)
+        from dlkit.cli import app
+
+        root = tmp_path_factory.mktemp("straight")
+        (root / "recipe.yaml").write_text(recipe_text)
+        out = CliRunner().invoke(app, ["train", str(root / "recipe.yaml"), "--runs-root", str(root / "runs"),
+                                       "--json", "-q"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    return fixture
 
 
 def copy_run(run: Path, runs_root: Path) -> dict:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA
+from conftest import DATA, straight_run
 from dlkit.cli import app
 
 
@@ -33,15 +32,7 @@ train:
 """
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict:
-    """TINY_DBN trained straight through (`dlkit train --json`'s result), once in each test process that runs
-    a test using it: the run the tests look into, and the one a stopped and resumed run must end as."""
-    root = tmp_path_factory.mktemp("dbn")
-    (root / "tiny_dbn.yaml").write_text(TINY_DBN)
-    out = cli("train", root / "tiny_dbn.yaml", "--runs-root", root / "runs", "--json", "-q")
-    assert out.exit_code == 0, out.output
-    return json.loads(out.stdout)
+straight = straight_run(TINY_DBN)
 
 
 def test_dbn_pretrains_each_layer_then_fine_tunes(straight):

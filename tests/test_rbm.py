@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA, trained_by_cli
+from conftest import DATA, straight_run
 from dlkit.cli import app
 from dlkit.models.rbm_model import RBM, ais_log_partition, exact_log_partition, free_energy_np
 
@@ -88,11 +88,7 @@ train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.05, momentum: 0.5, 
 """
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict:
-    """TINY_RBM trained through the CLI, its 2 epochs straight, once for this module: the run the next test
-    measures (adding its evaluations and pictures), and the one a resumed run must end as."""
-    return trained_by_cli(tmp_path_factory.mktemp("straight"), TINY_RBM)
+straight = straight_run(TINY_RBM)
 
 
 def test_rbm_trains_draws_and_is_measured_by_ais(straight):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA, ROOT, trained_by_cli
+from conftest import DATA, ROOT, straight_run
 from dlkit.cli import app
 from dlkit.models.vae_model import VAE, kl_to_standard_normal
 
@@ -88,11 +88,7 @@ train: {{epochs: 2, optimizer: {{name: adam, learning_rate: 0.003}}}}
 """
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict:
-    """TINY_VAE trained through the CLI, its 2 epochs straight, once for this module: the run the next test
-    measures (adding its evaluations and pictures), and the one a resumed run must end as."""
-    return trained_by_cli(tmp_path_factory.mktemp("straight"), TINY_VAE)
+straight = straight_run(TINY_VAE)
 
 
 def test_vae_trains_logs_nats_and_is_measured(straight):
