@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 _ready = False
 _cluster = None  # the Cluster this process joined (several processes, JAX), or None: one process
@@ -70,7 +71,51 @@ def setup():
 
         absl.logging.set_verbosity(absl.logging.ERROR)
         tf.get_logger().setLevel("ERROR")
+    if keras.backend.backend() == "jax":
+        compilation_cache()
     _ready = True
+
+
+CACHE_MAX_BYTES = 2 * 2**30  # the compilation cache's bound: the least recently used programs go first
+
+
+def compilation_cache_folder() -> Path | None:
+    """Where dlkit keeps JAX's compiled programs between processes: DLKIT_COMPILATION_CACHE (a folder, or
+    `off`), by default `dlkit/jax` in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache); None if off."""
+    text = os.environ.get("DLKIT_COMPILATION_CACHE")
+    if text is not None and text.strip().lower() in ("off", "0", "false", "no", "none", ""):
+        return None
+    if text:
+        return Path(text).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlkit" / "jax"
+
+
+@functools.cache
+def compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache, so that a process compiling a program some earlier run
+    already compiled (the same recipe's rerun or resume, a sweep's next seed, `evaluate`) reads it instead.
+    A cache the user set up through JAX itself (JAX_COMPILATION_CACHE_DIR) stays theirs, with their settings;
+    dlkit's own is bounded (CACHE_MAX_BYTES, least recently used first out, a file lock for processes sharing
+    it) and keeps JAX's threshold of what is worth keeping (programs that took a second or more to compile:
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS). A folder that cannot be made or written leaves the cache off:
+    runs only compile as they would without it. The folder in use, or None."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    folder = compilation_cache_folder()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    return str(folder)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -34,6 +34,28 @@ XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensiv
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
 
 
+def pytest_configure(config):
+    """The session's JAX processes share one compilation cache (dlkit's, backend.compilation_cache), in a
+    folder of the session's own, made here before the workers start and removed at the end: the processes
+    that train the same tiny recipes compile each program once. Every program is kept, not only those over
+    JAX's one-second threshold (at the suite's shapes none is). The user's own cache is never touched."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its controller made the folder
+        return
+    import tempfile
+
+    config._dlkit_jax_cache = tempfile.mkdtemp(prefix="dlkit-test-jax-cache-")
+    os.environ["DLKIT_COMPILATION_CACHE"] = config._dlkit_jax_cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    if getattr(config, "_dlkit_jax_cache", None):
+        shutil.rmtree(config._dlkit_jax_cache, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(items):
     """The heavy cases go first (the sort keeps the order within each group). `make test` hands each worker
     whole modules (--dist loadfile, so that the runs a module's tests share are trained once) in the order their

@@ -255,16 +255,25 @@ def _dlkit(env, *args, check=True):
 def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp_path):
     """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one (its
     batches augmented, from Grain's threads), SIGTERM
-    stops a run between steps (exit 130, marked interrupted), and evaluate reads the test split."""
+    stops a run between steps (exit 130, marked interrupted), and evaluate reads the test split. The first
+    process compiles the steps into dlkit's compilation cache, and the later ones read them from there."""
     env = _no_tf_env(tmp_path)
+    cache = tmp_path / "compiled"  # this test's own, not the session's: what each process adds is its own
+    env["DLKIT_COMPILATION_CACHE"] = str(cache)
+
+    def steps():
+        return sorted(p.name for p in cache.glob("jit_*_step-*-cache"))
     # augmented: Grain's threads make the batches ahead, each with its own seeds (no TensorFlow, JAX on CPU)
     common = [str(tiny_recipe), "-q", "--json", "-s", "model.head_dropout=0.3", "-s", "data.augment={flip: horizontal}"]
     straight = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "a"),
                                  "-s", "train.epochs=2").stdout)
     first = json.loads(_dlkit(env, "train", *common, "--runs-root", str(tmp_path / "b"),
                               "-s", "train.epochs=1").stdout)
+    compiled = steps()
+    assert any("train_step" in name for name in compiled) and any("test_step" in name for name in compiled)
     manifest = json.loads((Path(first["run_dir"]) / "manifest.json").read_text())
     assert manifest["backend"] == "jax" and manifest["tensorflow"] is None
+    assert manifest["compilation_cache"] == str(cache)
     resumed = json.loads(_dlkit(env, "resume", first["run_dir"], "--epochs", "2", "-q", "--json").stdout)
     assert resumed["epochs_completed"] == 2
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras", compile=False).get_weights()
@@ -274,6 +283,7 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
 
     report = json.loads(_dlkit(env, "evaluate", straight["run_dir"], "--json").stdout)
     assert report["examples"] == 200
+    assert steps() == compiled  # the same programs in three more processes: read, not compiled and kept again
     assert report["metrics"]["accuracy"] == pytest.approx(straight["test"]["accuracy"], abs=1e-6)
 
     proc = subprocess.Popen([sys.executable, "-m", "dlkit.cli", "train", *common, "--runs-root", str(tmp_path / "c"),
@@ -288,3 +298,39 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
     run = next(tmp_path.glob("c/tiny/*"))
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert json.loads(out)["status"] == "interrupted"
+
+
+def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    """DLKIT_COMPILATION_CACHE names the folder or turns the cache off; by default it is the user's cache
+    folder's dlkit/jax. A folder that cannot be made leaves the cache off, and a cache the user set up through
+    JAX itself stays theirs."""
+    import jax
+
+    monkeypatch.delenv("DLKIT_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert backend.compilation_cache_folder() == tmp_path / "xdg" / "dlkit" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert backend.compilation_cache_folder() == tmp_path / "home" / ".cache" / "dlkit" / "jax"
+    monkeypatch.setenv("DLKIT_COMPILATION_CACHE", "~/compiled")
+    assert backend.compilation_cache_folder() == tmp_path / "home" / "compiled"
+    for off in ("off", "OFF", "0", "false", ""):
+        monkeypatch.setenv("DLKIT_COMPILATION_CACHE", off)
+        assert backend.compilation_cache_folder() is None and backend.compilation_cache.__wrapped__() is None
+
+    before = (jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size)
+    try:
+        (tmp_path / "a-file").write_text("")
+        monkeypatch.setenv("DLKIT_COMPILATION_CACHE", str(tmp_path / "a-file" / "jax"))
+        assert backend.compilation_cache.__wrapped__() is None  # cannot be made: off, and JAX left alone
+        assert (jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size) == before
+        monkeypatch.setenv("DLKIT_COMPILATION_CACHE", str(tmp_path / "ours"))
+        assert backend.compilation_cache.__wrapped__() == str(tmp_path / "ours") and (tmp_path / "ours").is_dir()
+        assert jax.config.jax_compilation_cache_max_size == backend.CACHE_MAX_BYTES  # bounded, locked
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))  # as JAX_COMPILATION_CACHE_DIR does
+        monkeypatch.setenv("DLKIT_COMPILATION_CACHE", str(tmp_path / "ours-again"))
+        assert backend.compilation_cache.__wrapped__() == str(tmp_path / "theirs")
+        assert not (tmp_path / "ours-again").exists()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_compilation_cache_max_size", before[1])

@@ -467,6 +467,8 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
         "params": int(model.count_params()), "replicas": session.placement.replicas,
         "processes": backend.process_count(),
         "devices": session.placement.devices or None,
+        # JAX: the folder compiled programs were read from and kept in (backend.compilation_cache), or None
+        "compilation_cache": backend.compilation_cache() if keras.backend.backend() == "jax" else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ended": None, "status": "running",
     }
     if len(phases) > 1:
