@@ -6,7 +6,8 @@ command and the machine: how the figures in docs/benchmarks.md are recorded.
          dlkit evaluate runs/vae_mnist/<run> -k 5000
 
 The command runs as `python -m dlkit.cli ARGS --json` (DLKIT_DATA_DIR defaults to ../shared/data); its CPU
-time (children's) and wall time are recorded beside its result.
+time (children's) and wall time are recorded beside its result, with the DLKIT_, JAX_, XLA_ and KERAS_
+environment variables it ran under.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main():
     result = json.loads(done.stdout) if done.stdout.strip() else {"status": "error", "error": done.stderr[-1000:]}
     line = {"commit": commit(ROOT), "command": "dlkit " + " ".join(args),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "exit_code": done.returncode,
+            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("DLKIT_", "JAX_", "XLA_", "KERAS_"))},
             "process_wall_s": round(time.perf_counter() - start, 1),
             "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "result": result}
     out.parent.mkdir(parents=True, exist_ok=True)
