@@ -112,7 +112,7 @@ def steps_per_execution(requested: int, steps_per_epoch: int) -> int:
 
 def compile_options(train, steps_per_epoch: int) -> dict:
     """What every task's `model.compile` takes from the recipe's train section besides its optimizers."""
-    return {"jit_compile": train.jit_compile,
+    return {"jit_compile": False if train.run_eagerly else train.jit_compile, "run_eagerly": train.run_eagerly,
             "steps_per_execution": steps_per_execution(train.steps_per_execution, steps_per_epoch)}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -135,9 +136,18 @@ data:
   batch_size: 100
   domain_b: {{dataset: npz, path: {b}}}
 model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
-train: {{epochs: 1, steps_per_epoch: 1, checkpoint_every: null}}
+train: {{epochs: 1, steps_per_epoch: 1, checkpoint_every: null, run_eagerly: true}}
 """)
+    # one step, taken eagerly (train.run_eagerly): tracing the CycleGAN's step would cost more than the step
+    fits, fit = [], keras.Model.fit
+
+    def eager_or_not(model, *args, **kwargs):
+        fits.append(model.run_eagerly)
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", eager_or_not)
     run = train(tmp_path / "cyc.yaml", runs_root=tmp_path / "runs")["run_dir"]
+    assert fits == [True]
     real = translation.translations
 
     def perfect(model, xa, xb, scale_a, scale_b):

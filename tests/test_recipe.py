@@ -212,6 +212,7 @@ def test_an_unknown_architecture_still_reports_the_other_sections(write_recipe):
     ("model: {arch: mlp}\ntrain: {optimizer: {learning_rate: .nan}}\n", "train.optimizer.learning_rate", "finite"),
     ("model: {arch: mlp}\ntrain: {optimizer: {learning_rate: .inf}}\n", "train.optimizer.learning_rate", "finite"),
     ("model: {arch: mlp, dropout: -.inf}\n", "model.dropout", "finite"),
+    ("model: {arch: mlp}\ntrain: {run_eagerly: true, jit_compile: true}\n", "train", "set one"),
 ])
 def test_values_no_run_should_take_are_refused(write_recipe, text, path, needle):
     problems = problems_of(write_recipe(text))
@@ -278,3 +279,12 @@ def test_random_recipes_and_overrides_give_recipe_errors_never_tracebacks(tmp_pa
             assert e.problems and all(p.message for p in e.problems)
 
     check()
+
+
+def test_run_eagerly_reaches_compile_and_turns_xla_off(write_recipe):
+    from dlkit import optim
+
+    eager = load_recipe(write_recipe("model: {arch: mlp}\ntrain: {run_eagerly: true}\n")).train
+    assert optim.compile_options(eager, 10) == {"jit_compile": False, "run_eagerly": True, "steps_per_execution": 1}
+    plain = load_recipe(write_recipe("model: {arch: mlp}\n")).train
+    assert optim.compile_options(plain, 10)["run_eagerly"] is False

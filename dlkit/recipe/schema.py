@@ -224,7 +224,7 @@ class Distribution(Section):
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "steps_per_execution", "precision", "deterministic",
+                "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "run_eagerly", "steps_per_execution", "precision", "deterministic",
                 "tensorboard", "distribution")
 
 
@@ -239,6 +239,9 @@ class TrainBase(Section):
     checkpoint_every: CheckpointEvery | None = CheckpointEvery(minutes=10)
     on_nan: OnNan = OnNan()  # stop, or rollback: {action: rollback, times: 3, lr_factor: 0.5}
     jit_compile: Literal["auto", True, False] = "auto"  # XLA; "auto" lets Keras decide
+    # each step as plain Python, op by op (Keras's run_eagerly): a debugger stops inside the model and its step;
+    # slower than a compiled step past the first few
+    run_eagerly: bool = False
     # training steps in one call of the compiled step (fewer host round trips on an accelerator); a run takes
     # the largest count up to this that divides an epoch's steps
     steps_per_execution: int = Field(1, ge=1, le=10_000)
@@ -251,6 +254,13 @@ class TrainBase(Section):
     # the sample grids of the models that draw them (needs TensorFlow's summary writer)
     tensorboard: bool = False
     distribution: Distribution = Distribution()  # none, or {strategy: data_parallel, devices: auto | N}
+
+    @model_validator(mode="after")
+    def _eager_or_compiled(self):
+        if self.run_eagerly and self.jit_compile is True:
+            raise ValueError("run_eagerly: true runs each step uncompiled, and jit_compile: true asks for XLA; set "
+                             "one (jit_compile: auto leaves it to run_eagerly)")
+        return self
 
     @field_validator("distribution", mode="before")
     @classmethod
