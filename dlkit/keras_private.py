@@ -86,3 +86,12 @@ def attend(layer, query, key, value, mask):
     override for custom attention)."""
     out, _ = layer._compute_attention(query, key, value, mask)
     return layer._output_dense(out)
+
+
+def build_for_fit(model, batch_spec) -> None:
+    """Build what a compiled model still lacks for training (its compiled loss, metrics and optimizer) from
+    the shapes and dtypes of the batches fit will get (`batch_spec`: a tf.data element_spec), with no data
+    and no trace. Keras does this itself before fit under a distribution strategy; on TensorFlow without one
+    it leaves it to the first trace of the training step, and TensorFlow traces a function whose first trace
+    made variables a second time."""
+    model._symbolic_build(data_batch=batch_spec)

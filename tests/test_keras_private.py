@@ -102,3 +102,36 @@ def test_attention_from_projections_is_the_layers_own():
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)
     assert not np.allclose(np.asarray(keras_private.attend(layer, query(q_in), key(kv_in), value(kv_in), None)),
                            expected, atol=1e-3)  # the mask counts
+
+
+def test_build_for_fit_has_fit_trace_the_training_step_once():
+    """On TensorFlow on one device Keras builds the optimizer and the compiled metrics inside the first trace
+    of the training step, and TensorFlow then traces the step again; built beforehand from the batches' spec,
+    the step is traced once. (A Keras that traces once by itself makes the first count 1: the helper is then
+    no longer needed.)"""
+    import tensorflow as tf
+
+    traces = []
+
+    class Counted(keras.Sequential):
+        def train_step(self, data):
+            traces.append(data)
+            return super().train_step(data)
+
+    batches = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.arange(8) % 2)).batch(4)
+    counts, weights = [], []
+    for prebuilt in (False, True):
+        traces.clear()
+        keras.utils.set_random_seed(0)
+        model = Counted([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if prebuilt:
+            keras_private.build_for_fit(model, batches.element_spec)
+            assert model.optimizer.built and {"total", "count"} <= {v.name for v in model.metrics_variables}
+        history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
+        counts.append(len(traces))
+        weights.append((model.get_weights(), history.history))
+    assert counts == [2, 1]
+    assert weights[0][1] == weights[1][1]  # the same training
+    for a, b in zip(weights[0][0], weights[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
