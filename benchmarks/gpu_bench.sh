@@ -36,6 +36,9 @@ else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+# dlkit's JAX compilation cache off (unless asked for): each run compiles, as the plain Keras script does, so
+# a later run of the same workload does not start with compiled programs the plain side never has
+export DLKIT_COMPILATION_CACHE=${DLKIT_COMPILATION_CACHE:-off}
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" >"$OUT/jax.txt" 2>&1
 log "host: $(cat "$OUT/jax.txt"); commit ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"

@@ -7,7 +7,7 @@ set -euo pipefail
 ref=${1:?usage: benchmarks/gpu_prepare.sh REFERENCE_CLASSIFIER_RUN}
 data=${DLKIT_DATA_DIR:-../shared/data}
 cd "$(git rev-parse --show-toplevel)"
-[ -d .whl ] || ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil  # Grain: the feed without TensorFlow
+[ -d .whl ] || ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil filelock  # Grain: the feed without TensorFlow; filelock: the compilation cache's lock
 mkdir -p .gpudata/mnist .gpudata/ref
 cp "$data"/mnist/*-ubyte.gz .gpudata/mnist/
 cp "$ref"/{model.keras,recipe.yaml,manifest.json,metrics.json} .gpudata/ref/

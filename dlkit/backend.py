@@ -98,13 +98,18 @@ def compilation_cache() -> str | None:
     dlkit's own is bounded (CACHE_MAX_BYTES, least recently used first out, a file lock for processes sharing
     it) and keeps JAX's threshold of what is worth keeping (programs that took a second or more to compile:
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS). A folder that cannot be made or written leaves the cache off:
-    runs only compile as they would without it. The folder in use, or None."""
+    runs only compile as they would without it; so does a host without the filelock package (JAX locks a
+    bounded cache with it). The folder in use, or None."""
     import jax
 
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
     folder = compilation_cache_folder()
     if folder is None:
+        return None
+    try:  # a dependency of dlkit's; missing only where packages were put together by hand (a bare GPU host)
+        import filelock  # noqa: F401 - JAX's lock on a bounded cache, which processes may share
+    except ImportError:
         return None
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -325,6 +325,9 @@ def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path)
         assert backend.compilation_cache.__wrapped__() is None  # cannot be made: off, and JAX left alone
         assert (jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size) == before
         monkeypatch.setenv("DLKIT_COMPILATION_CACHE", str(tmp_path / "ours"))
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "filelock", None)  # a host without filelock: off (JAX locks the cache with it)
+            assert backend.compilation_cache.__wrapped__() is None and not (tmp_path / "ours").exists()
         assert backend.compilation_cache.__wrapped__() == str(tmp_path / "ours") and (tmp_path / "ours").is_dir()
         assert jax.config.jax_compilation_cache_max_size == backend.CACHE_MAX_BYTES  # bounded, locked
         jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))  # as JAX_COMPILATION_CACHE_DIR does
