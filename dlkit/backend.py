@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import sys
 import threading
@@ -107,9 +108,9 @@ def compilation_cache() -> str | None:
     folder = compilation_cache_folder()
     if folder is None:
         return None
-    try:  # a dependency of dlkit's; missing only where packages were put together by hand (a bare GPU host)
-        import filelock  # noqa: F401 - JAX's lock on a bounded cache, which processes may share
-    except ImportError:
+    # filelock (JAX's lock on a bounded cache, which processes may share) is a dependency of dlkit's, missing
+    # only where packages were put together by hand (a bare GPU host)
+    if importlib.util.find_spec("filelock") is None:
         return None
     try:
         folder.mkdir(parents=True, exist_ok=True)

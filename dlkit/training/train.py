@@ -386,7 +386,7 @@ def _diverged_where(guard, phase, several: bool) -> str:
 def _built_for(model, session, batches) -> None:
     """On TensorFlow on one device, the model's optimizer, compiled loss and metrics built before fit from the
     batches' element spec (keras_private.build_for_fit), so that the training step is traced once, not twice
-    (a tiny CNN's start about 0.6 s quicker). Elsewhere Keras builds them before the first step itself."""
+    (measured in docs/benchmarks.md). Elsewhere Keras builds them before the first step itself."""
     spec = getattr(batches, "element_spec", None)  # tf.data's; Grain's and the numpy feed's batches are JAX's
     if spec is not None and session.placement.strategy is None:
         keras_private.build_for_fit(model, spec)
