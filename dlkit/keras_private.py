@@ -88,10 +88,14 @@ def attend(layer, query, key, value, mask):
     return layer._output_dense(out)
 
 
-def build_for_fit(model, batch_spec) -> None:
-    """Build what a compiled model still lacks for training (its compiled loss, metrics and optimizer) from
-    the shapes and dtypes of the batches fit will get (`batch_spec`: a tf.data element_spec), with no data
-    and no trace. Keras does this itself before fit under a distribution strategy; on TensorFlow without one
-    it leaves it to the first trace of the training step, and TensorFlow traces a function whose first trace
-    made variables a second time."""
-    model._symbolic_build(data_batch=batch_spec)
+def build_for(model, batches) -> None:
+    """Build what a compiled model still lacks for `fit` or `evaluate` on `batches` (its compiled loss,
+    metrics and optimizer) from the shapes and dtypes of their tf.data element spec, with no data and no
+    trace. Keras does this itself before the first step under a distribution strategy and on JAX; on
+    TensorFlow on one device it leaves it to the first trace of the step, and TensorFlow traces a function
+    whose first trace made variables a second time. Nothing for other batches, backends or strategies."""
+    import keras
+
+    spec = getattr(batches, "element_spec", None)  # tf.data's
+    if spec is not None and keras.backend.backend() == "tensorflow" and model._distribute_strategy is None:
+        model._symbolic_build(data_batch=spec)

@@ -104,7 +104,7 @@ def test_attention_from_projections_is_the_layers_own():
                            expected, atol=1e-3)  # the mask counts
 
 
-def test_build_for_fit_has_fit_trace_the_training_step_once():
+def test_build_for_has_fit_trace_the_training_step_once():
     """On TensorFlow on one device Keras builds the optimizer and the compiled metrics inside the first trace
     of the training step, and TensorFlow then traces the step again; built beforehand from the batches' spec,
     the step is traced once. (A Keras that traces once by itself makes the first count 1: the helper is then
@@ -126,7 +126,7 @@ def test_build_for_fit_has_fit_trace_the_training_step_once():
         model = Counted([keras.Input((3,)), keras.layers.Dense(2)])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         if prebuilt:
-            keras_private.build_for_fit(model, batches.element_spec)
+            keras_private.build_for(model, batches)
             assert model.optimizer.built and {"total", "count"} <= {v.name for v in model.metrics_variables}
         history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
         counts.append(len(traces))
@@ -135,3 +135,31 @@ def test_build_for_fit_has_fit_trace_the_training_step_once():
     assert weights[0][1] == weights[1][1]  # the same training
     for a, b in zip(weights[0][0], weights[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_build_for_has_evaluate_of_a_loaded_model_trace_its_step_once(tmp_path):
+    """A model loaded from its file builds its compiled metrics inside the first trace of the test step:
+    `dlkit evaluate` builds them beforehand, and the step is traced once, to the same figures."""
+    import tensorflow as tf
+
+    traces = []
+
+    @keras.saving.register_keras_serializable(package="dlkit_test")
+    class Tested(keras.Sequential):
+        def test_step(self, data):
+            traces.append(data)
+            return super().test_step(data)
+
+    batches = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.arange(8) % 2)).batch(4)
+    model = Tested([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(tmp_path / "m.keras")
+    counts, figures = [], []
+    for prebuilt in (False, True):
+        traces.clear()
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+        if prebuilt:
+            keras_private.build_for(loaded, batches)
+        figures.append(loaded.evaluate(batches, verbose=0, return_dict=True))
+        counts.append(len(traces))
+    assert counts == [2, 1] and figures[0] == figures[1]

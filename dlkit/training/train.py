@@ -308,13 +308,13 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                 if mid is not None:
                     mid.offset = skip
                 batches = data.feed.rest(initial_epoch, skip, cap)
-                _built_for(model, session, batches)
+                keras_private.build_for(model, batches)  # the step traced once
                 model.fit(batches, validation_data=validation, epochs=initial_epoch + 1, initial_epoch=initial_epoch,
                           callbacks=cbs, verbose=0, shuffle=False)
                 initial_epoch += 1
             if initial_epoch < phase.epochs and not model.stop_training:
                 batches = data.feed.epochs(initial_epoch, cap)
-                _built_for(model, session, batches)
+                keras_private.build_for(model, batches)  # the step traced once
                 model.fit(batches, validation_data=validation, epochs=phase.epochs, initial_epoch=initial_epoch,
                           steps_per_epoch=steps, callbacks=cbs, verbose=0, shuffle=False)
             back = _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, steps, several, phase)
@@ -381,15 +381,6 @@ def _diverged_where(guard, phase, several: bool) -> str:
     epoch, step = guard.diverged_at
     return (f"phase {phase.name}, " if several else "") + f"epoch {epoch + 1}" + (
         f", step {step + 1}" if step >= 0 else "")
-
-
-def _built_for(model, session, batches) -> None:
-    """On TensorFlow on one device, the model's optimizer, compiled loss and metrics built before fit from the
-    batches' element spec (keras_private.build_for_fit), so that the training step is traced once, not twice
-    (measured in docs/benchmarks.md). Elsewhere Keras builds them before the first step itself."""
-    spec = getattr(batches, "element_spec", None)  # tf.data's; Grain's and the numpy feed's batches are JAX's
-    if spec is not None and session.placement.strategy is None:
-        keras_private.build_for_fit(model, spec)
 
 
 def _roll_back(run, where, recipe, model, optimizers, guard, keeper, reporter, steps, several, phase):
