@@ -32,7 +32,6 @@ def main():
     from dlkit import backend
 
     backend.setup()
-    from dlkit.data.spec import DataSpec
     from dlkit.tasks import load_recipe
     from dlkit.training.session import Session
 
@@ -45,9 +44,7 @@ def main():
         for eager in ("true", "false"):
             Path(f"{tmp}/r.yaml").write_text(RECIPE.format(path=f"{tmp}/d.npz", eager=eager))
             recipe = load_recipe(Path(f"{tmp}/r.yaml"))
-            session = Session.open(recipe)
-            model = session.task.build(recipe, DataSpec(input_shape=(16, 16, 1), num_classes=1), None, {})
-            model = session.task.compile(model, recipe, 1, None)
+            model = Session.open(recipe).model()  # built and compiled as `dlkit train` builds them
             start, cpu = time.perf_counter(), time.process_time()
             model.fit((images, images[::-1]), (np.zeros(8), np.zeros(8)), batch_size=8, epochs=1, verbose=0)
             out[f"run_eagerly_{eager}"] = {"wall_s": round(time.perf_counter() - start, 2),
