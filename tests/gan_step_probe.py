@@ -6,6 +6,9 @@ StatelessScope) must agree.
     python tests/gan_step_probe.py FOLDER RECIPE...
         for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
         FOLDER/<stem>-<backend>.npz (the weights after the epoch)
+
+The test calls `probe` in its own process for TensorFlow (the suite's backend), pinning the randomness
+with pytest's monkeypatch so that nothing outlives the test, and runs this script for JAX.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 
-def probe(recipe_path, init, out):
+def probe(recipe_path, init, out, patch=setattr):
+    """`patch(owner, name, value)` pins the randomness (setattr: for good, in a process of its own)."""
     import keras
     from keras import ops
 
@@ -41,8 +45,8 @@ def probe(recipe_path, init, out):
             parts.append(codes)
         return (ops.concatenate(parts, axis=-1) if len(parts) > 1 else z), codes
 
-    gan_model.GAN.latent = latent
-    gan_model.keras.random.uniform = lambda shape, *a, **k: ops.full(shape, 0.3)  # WGAN-GP's mixing weights
+    patch(gan_model.GAN, "latent", latent)
+    patch(gan_model.keras.random, "uniform", lambda shape, *a, **k: ops.full(shape, 0.3))  # WGAN-GP's mixing weights
     if Path(init).is_file():
         model.load_weights(init)
     else:

@@ -529,7 +529,7 @@ def test_overpowering_discriminator_and_collapse_warnings(tmp_path):
     pytest.param(("cyclegan", "infogan", "stackgan"), marks=pytest.mark.slow),
 ], ids=lambda a: "+".join(a))
 @pytest.mark.heavy
-def test_jax_and_tensorflow_train_steps_agree(archs, digits16, tmp_path):
+def test_jax_and_tensorflow_train_steps_agree(archs, digits16, tmp_path, monkeypatch):
     """The adversarial steps take gradients with a GradientTape on TensorFlow and jax.value_and_grad over a
     StatelessScope on JAX. From the same weights, noise and batch, one step on each lands on the same
     weights: generator, discriminator(s), Q head, weight average and batch-norm statistics alike.
@@ -542,6 +542,7 @@ def test_jax_and_tensorflow_train_steps_agree(archs, digits16, tmp_path):
     import subprocess
     import sys
 
+    import gan_step_probe
     from dlkit.data import sources
 
     a = np.load(digits16)
@@ -564,13 +565,15 @@ def test_jax_and_tensorflow_train_steps_agree(archs, digits16, tmp_path):
         path = tmp_path / f"{arch}.yaml"
         path.write_text(f"name: probe_{arch}\ndata: {data}{extra}\n{model}\ntrain: {{epochs: 1}}\n")
         paths.append(str(path))
-    probe = Path(__file__).with_name("gan_step_probe.py")
+    # TensorFlow first, here (the suite's backend): it writes the initial weights; then JAX in a process of its own
+    for path in map(Path, paths):
+        gan_step_probe.probe(path, tmp_path / f"{path.stem}.weights.h5", tmp_path / f"{path.stem}-tensorflow.npz",
+                             patch=monkeypatch.setattr)
     root = Path(__file__).resolve().parents[1]
-    for backend in ("tensorflow", "jax"):  # TensorFlow first: it writes the initial weights
-        env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(root)}
-        out = subprocess.run([sys.executable, str(probe), str(tmp_path), *paths], env=env, capture_output=True,
-                             text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, str(Path(gan_step_probe.__file__)), str(tmp_path), *paths], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
     for arch in recipes:
         tf_w, jax_w = np.load(tmp_path / f"{arch}-tensorflow.npz"), np.load(tmp_path / f"{arch}-jax.npz")
         init = np.load(tmp_path / f"{arch}-jax-init.npz")
