@@ -5,7 +5,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The slow tests and the benchmarks read full datasets: $DLKIT_DATA_DIR, else ../shared/data (its SOURCES.md).
 test-slow bench: export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install browser test test-slow bench data clean
+.PHONY: install browser test test-slow profile-test bench data clean
 
 install: $(VENV)/.installed browser
 
@@ -31,6 +31,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# `make test` under a sampling profiler (py-spy, every process): its CPU by category, appended to
+# benchmarks/results/suite_profile.jsonl
+profile-test: install
+	$(PY) benchmarks/suite_profile.py
 
 bench: install
 	$(PY) benchmarks/bench_cnn_mnist.py; a=$$?; $(PY) benchmarks/bench_dcgan_step.py; b=$$?; exit $$((a || b))
