@@ -1,5 +1,11 @@
 """Shipped recipes trained as they are, but for the data (the MNIST slice under tests/data) and one epoch
-per phase: each builds, trains and finishes. Their full runs are in docs/benchmarks.md."""
+per phase: each builds, trains and finishes. Their full runs are in docs/benchmarks.md.
+
+`make test` keeps the two whose settings no other test of the default run trains (a KL sparsity penalty; a
+DBN fine-tuned from random weights, with no pretraining phase). The others are slow cases (`make test-slow`):
+`make test` builds and compiles every shipped recipe (tests/test_models.py), and trains their settings at
+smaller sizes in the families' own tests (a dense and a denoising conv autoencoder, a VAE with dynamic
+binarization and KL warm-up, an RBM with persistent chains, a DBN with labels on its top RBM)."""
 
 from __future__ import annotations
 
@@ -11,8 +17,11 @@ from conftest import DATA, ROOT
 from dlkit.training.train import train
 
 
-@pytest.mark.parametrize("recipe", ["ae_mnist", "dae_fashion_mnist", "sparse_ae_mnist", "vae_mnist", "rbm_mnist",
-                                    "dbn_mnist", "dbn_mnist_random"])
+@pytest.mark.parametrize("recipe", [
+    "sparse_ae_mnist", "dbn_mnist_random",
+    *(pytest.param(r, marks=pytest.mark.slow)
+      for r in ("ae_mnist", "dae_fashion_mnist", "vae_mnist", "rbm_mnist", "dbn_mnist")),
+])
 def test_the_unsupervised_recipes_train_on_the_slice(recipe, tmp_path):
     """Each shipped recipe of the family, as it is but for the data (the MNIST slice; Fashion-MNIST's
     training set is not in it) and one epoch per phase, trains to a completed run."""
