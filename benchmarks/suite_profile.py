@@ -61,12 +61,12 @@ def summarize(raw: Path, rate: float) -> dict:
             continue
         frames, n = m.group(1).split(";"), int(m.group(2))
         total += n
-        command = [PROCESS.match(f).group(1) for f in frames if PROCESS.match(f)]
-        kinds[kind(command[-1] if command else "")] += n
+        commands = [p.group(1) for p in map(PROCESS.match, frames) if p]
+        kinds[kind(commands[-1] if commands else "")] += n
         for name, patterns in CATEGORIES:
             if any(p in m.group(1) for p in patterns):
                 cats[name] += n
-        test = next((TEST.match(f) for f in frames if TEST.match(f)), None)
+        test = next(filter(None, map(TEST.match, frames)), None)
         if test:
             modules[test.group(2)] += n
     seconds = lambda c: {k: round(v / rate, 1) for k, v in c.most_common()}  # noqa: E731
