@@ -187,18 +187,28 @@ def ais_log_partition(kernel, visible_bias, hidden_bias, base_visible_bias, runs
     betas = ais_schedule(steps)
     hidden = kernel.shape[1]
     log_za = float(np.logaddexp(0, base_visible_bias).sum() + hidden * math.log(2))
+    # One product of the visible states per step gives every term that needs them (the hidden inputs, v.b_A
+    # and v.b), in float64 as the weights accumulate. The Gibbs draws need only probabilities: float32,
+    # whose exp is vectorized (a step takes about half the time)
+    weights = np.concatenate([kernel, base_visible_bias[:, None], visible_bias[:, None]], axis=1).astype(np.float64)
+    kernel_t = np.ascontiguousarray(kernel.T, dtype=np.float32)
+    base32, visible32 = base_visible_bias.astype(np.float32), visible_bias.astype(np.float32)
 
-    def log_unnormalized(v, beta):
-        return ((1 - beta) * (v @ base_visible_bias) + beta * (v @ visible_bias)
-                + np.logaddexp(0, beta * (v @ kernel + hidden_bias)).sum(-1))
+    def draw(logits):
+        """Bernoulli states with probabilities sigmoid(logits): u < 1 / (1 + exp(-x)), as u (1 + exp(-x)) < 1."""
+        return rng.random(logits.shape, dtype=np.float32) * (1 + np.exp(-logits)) < 1
 
-    v = (rng.random((runs, len(visible_bias))) < 1 / (1 + np.exp(-base_visible_bias))).astype(np.float64)
+    v = draw(np.broadcast_to(base32, (runs, len(visible_bias))))
     log_w = np.zeros(runs)
     for previous, beta in zip(betas[:-1], betas[1:]):
-        log_w += log_unnormalized(v, beta) - log_unnormalized(v, previous)
-        h = (rng.random((runs, hidden)) < 1 / (1 + np.exp(-beta * (v @ kernel + hidden_bias)))).astype(np.float64)
-        p = 1 / (1 + np.exp(-((1 - beta) * base_visible_bias + beta * (h @ kernel.T + visible_bias))))
-        v = (rng.random(p.shape) < p).astype(np.float64)
+        products = v @ weights
+        inputs = products[:, :hidden] + hidden_bias
+        # log p*_beta(v) - log p*_previous(v): the unnormalized log probabilities, hidden units summed out
+        log_w += ((beta - previous) * (products[:, hidden + 1] - products[:, hidden])
+                  + np.logaddexp(0, beta * inputs).sum(-1) - np.logaddexp(0, previous * inputs).sum(-1))
+        h = draw((beta * inputs).astype(np.float32))
+        b32 = np.float32(beta)
+        v = draw((1 - b32) * base32 + b32 * (h @ kernel_t + visible32))
     top = log_w.max()
     w = np.exp(log_w - top)
     mean, error = w.mean(), w.std(ddof=1) / math.sqrt(runs) if runs > 1 else 0.0
