@@ -82,7 +82,7 @@ train: {{epochs: 4, optimizer: {{name: sgd, learning_rate: 0.01}}}}
     assert result["test"]["accuracy"] > 0.5
 
 
-@pytest.mark.slow  # `make test` trains on JAX in test_distribution.py (an MLP, its resume, a DCGAN) and test_no_tensorflow.py
+@pytest.mark.slow  # `make test` trains on JAX in test_distribution.py (an MLP, a DCGAN, a VAE, an RBM) and test_no_tensorflow.py
 @pytest.mark.parametrize("backend", ["jax"])
 def test_fit_recipe_runs_on_the_jax_backend(tiny_recipe, tmp_path, backend):
     """The model and training code is backend-neutral: the same recipe trains under KERAS_BACKEND=jax."""

@@ -163,30 +163,39 @@ out["y"] = all(np.array_equal(a[1], b[1]) for h, d in pairs for a, b in zip(h, d
 out["moved"] = min(float(np.abs(a[0] - p[0]).mean()) for a, p in zip(pairs[0][1], take(
     pipeline.build(_arrays(), load_recipe(__import__("pathlib").Path(sys.argv[1]),
                    ["data.batch_size=16", "data.scale=symmetric"]).data, seed=3).feed, 0, 0, 4)))
-# and a whole run, augmented, on the device and on the host (Grain's threads): the same training
-from dlkit.training.train import train
-sets = ["train.epochs=1", "data.limit=300", "data.augment={flip: horizontal, translation: 0.2}"]
-on_device = train(sys.argv[1], sets, runs_root=sys.argv[2] + "/device")["test"]["loss"]
-backend.accelerator_memory = lambda: None
-out["losses"] = [on_device, train(sys.argv[1], sets, runs_root=sys.argv[2] + "/host")["test"]["loss"]]
+if sys.argv[3:] == ["runs"]:  # and a whole run, augmented, on the device and on the host (Grain's threads)
+    from dlkit.training.train import train
+    sets = ["train.epochs=1", "data.limit=300", "data.augment={flip: horizontal, translation: 0.2}"]
+    on_device = train(sys.argv[1], sets, runs_root=sys.argv[2] + "/device")["test"]["loss"]
+    backend.accelerator_memory = lambda: None
+    out["losses"] = [on_device, train(sys.argv[1], sets, runs_root=sys.argv[2] + "/host")["test"]["loss"]]
 print(json.dumps(out))
 """
 
 
-@pytest.mark.heavy
-def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
-    """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
-    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position;
-    a run on either path ends with the same test loss."""
-    out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe), str(tmp_path)],
+def _device_augment(tiny_recipe, tmp_path, *extra) -> dict:
+    out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe), str(tmp_path), *extra],
                          env=_no_tf_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["types"] == ["jax"]  # the batch is made on the device
     assert got["x"] < 1e-5 and got["y"]  # the same augmented batches (on the host made by Grain's threads)
     assert got["moved"] > 0.01  # and they are augmented: every batch differs from the plain one
-    on_device, on_host = got["losses"]  # a whole run trains the same on either path
-    assert on_device == on_host, got["losses"]
+    return got
+
+
+@pytest.mark.heavy
+def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
+    """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
+    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position."""
+    _device_augment(tiny_recipe, tmp_path)
+
+
+@pytest.mark.slow  # two more trainings in the JAX process; `make test` compares the batches they are fed
+def test_an_augmented_run_on_a_jax_device_trains_as_on_the_host(tiny_recipe, tmp_path):
+    """A whole run, augmented, on the device and on the host (Grain's threads) ends with the same test loss."""
+    on_device, on_host = _device_augment(tiny_recipe, tmp_path, "runs")["losses"]
+    assert on_device == on_host
 
 
 def test_numpy_pipeline_augments_and_pairs_two_domains(tiny_recipe, monkeypatch):
