@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml
 # the suite spreads over every core (pytest-xdist), whole modules to a worker, those with a heavy case
 # first (tests/conftest.py); WORKERS=0 runs them in this process
 WORKERS ?= auto
+TEST_ARGS = -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest $(TEST_ARGS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
@@ -35,7 +36,7 @@ test-slow: install
 # `make test` under a sampling profiler (py-spy, every process): its CPU by category, appended to
 # benchmarks/results/suite_profile.jsonl
 profile-test: install
-	$(PY) benchmarks/suite_profile.py
+	$(PY) benchmarks/suite_profile.py -- $(TEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/bench_cnn_mnist.py; a=$$?; $(PY) benchmarks/bench_dcgan_step.py; b=$$?; exit $$((a || b))

@@ -3,7 +3,9 @@
 doing. `make profile-test` runs it; the summary is printed and appended to a results file with the commit,
 the command and the machine.
 
-    python benchmarks/suite_profile.py [--rate HZ] [--out FILE.jsonl] [--raw FILE] [-- PYTEST ARGS]
+    python benchmarks/suite_profile.py [--rate HZ] [--out FILE.jsonl] [--raw FILE] -- PYTEST ARGS
+
+(`make profile-test` passes `make test`'s own pytest arguments.)
 
 The categories are inclusive and may overlap (a figure drawn inside a run's finish counts in both "figures"
 and "finish"); each is the share of all samples whose stack holds one of its frames. Sampling slows the
@@ -25,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import ROOT, commit, machine  # noqa: E402
 
-PYTEST = ["-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]  # the Makefile's
 
 # (name, frame patterns): a sample counts in a category when a frame of its stack contains a pattern (py-spy's
 # frames read "function (file:line)")
@@ -93,13 +94,13 @@ def main():
     ap.add_argument("--rate", type=float, default=40, help="samples a second (default 40)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "suite_profile.jsonl")
     ap.add_argument("--raw", type=Path, help="keep py-spy's raw stacks here")
-    ap.add_argument("pytest_args", nargs="*", help="after --: arguments for pytest instead of the Makefile's")
+    ap.add_argument("pytest_args", nargs="+", help="after --: pytest's arguments (make profile-test: make test's)")
     args = ap.parse_args()
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.is_file():
         sys.exit("py-spy is not installed: `make install` installs it (the dev extra)")
     raw = args.raw or Path(tempfile.mkdtemp(prefix="dlkit-suite-profile-")) / "stacks.txt"
-    pytest = [sys.executable, *(PYTEST if not args.pytest_args else ["-m", "pytest", *args.pytest_args])]
+    pytest = [sys.executable, "-m", "pytest", *args.pytest_args]
     command = [str(spy), "record", "--subprocesses", "--nonblocking", "-r", str(args.rate), "-f", "raw",
                "-o", str(raw), "--", *pytest]
     start = time.perf_counter()
