@@ -16,34 +16,63 @@ def _pyplot():
     return plt
 
 
+# the splits a history's columns name, by prefix: each measure's panel draws them together, in these colours
+SPLITS = (("", "train", "C0"), ("val_", "validation", "C1"), ("test_", "test", "C2"))
+
+
+def curve_panels(columns: list[str]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """The panels of a history's learning curves: one per measure, in the order the columns first name it,
+    holding that measure's lines on each split present ((column, label, colour): `loss`, `val_loss` and
+    `test_loss` together), then one of the learning rates (the columns ending in `learning_rate`), if any."""
+    rates = [c for c in columns if c.endswith("learning_rate")]
+    names: list[str] = []
+    for column in columns:
+        if column != "epoch" and column not in rates:
+            prefix = next(p for p, _, _ in reversed(SPLITS) if column.startswith(p))  # "" is the last, and fits all
+            if column[len(prefix):] not in names:
+                names.append(column[len(prefix):])
+    panels = [(name, [(f"{prefix}{name}", label, colour) for prefix, label, colour in SPLITS
+                      if f"{prefix}{name}" in columns]) for name in names]
+    if rates:
+        panels.append(("learning rate (end of epoch)", [(r, r, f"C{i % 10}") for i, r in enumerate(rates)]))
+    return panels
+
+
 def learning_curves(rows: list[dict], path: Path) -> None:
-    """One panel per metric, training and validation together, against epochs."""
+    """One panel per measure, its training, validation and test lines together, against epochs; four panels
+    to a row."""
     if not rows:
         return
     plt = _pyplot()
-    rates = [k for k in rows[0] if k.endswith("learning_rate")]
-    names = [k for k in rows[0] if k != "epoch" and k not in rates and not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.5 * (len(names) + 1), 3.6), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
+    panels = curve_panels(list(dict.fromkeys(column for row in rows for column in row)))
+    cols = min(4, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False)
     epochs = [r["epoch"] for r in rows]
-    for ax, name in zip(axes[0], names):
-        ax.plot(epochs, [r.get(name, np.nan) for r in rows], "o-", label="train")
-        if f"val_{name}" in rows[0]:
-            ax.plot(epochs, [r.get(f"val_{name}", np.nan) for r in rows], "o-", label="validation")
-        ax.set_title(name)
+    for ax, (title, lines) in zip(axes.flat, panels):
+        for column, label, colour in lines:
+            ax.plot(epochs, [r.get(column, np.nan) for r in rows], "o-", label=label, color=colour)
+        if len(lines) > 1 or lines and lines[0][1] in ("validation", "test"):  # a lone training line needs none
+            ax.legend()
+        ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
-    ax = axes[0][-1]
-    for rate in rates:
-        ax.plot(epochs, [r.get(rate, np.nan) for r in rows], "o-", label=rate)
-    if len(rates) > 1:
-        ax.legend()
-    ax.set_title("learning rate (end of epoch)")
-    ax.set_xlabel("epoch")
-    ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Lay the figure out (tight) and write it. `tight_layout` leaves a placeholder layout engine on the figure,
+    and `savefig` draws a figure that has any engine once more before it renders it: the engine is dropped
+    once the layout is done, which spares that draw (a third of a figure's time) and changes no pixel."""
     fig.tight_layout()
+    fig.set_layout_engine(None)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
@@ -63,9 +92,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, tit
             for j in range(n):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if matrix[i, j] > top / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def scatter(points: np.ndarray, labels: np.ndarray | None, class_names: list[str], path: Path, title: str,
@@ -86,9 +113,7 @@ def scatter(points: np.ndarray, labels: np.ndarray | None, class_names: list[str
     ax.set_ylabel(f"{axis} 2")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def forecast(times, starts, actual, predicted, naive, naive_name: str, path: Path, title: str) -> None:
@@ -106,9 +131,7 @@ def forecast(times, starts, actual, predicted, naive, naive_name: str, path: Pat
         ax.set_title(f"{title}: {h + 1} step{'s' if h else ''} ahead")
         ax.legend(loc="upper right")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def gradient_by_step(curves: dict, path: Path, title: str) -> None:
@@ -124,9 +147,7 @@ def gradient_by_step(curves: dict, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def attention_maps(maps: list[tuple[list[str], list[str], np.ndarray]], path: Path, title: str) -> None:
@@ -141,9 +162,7 @@ def attention_maps(maps: list[tuple[list[str], list[str], np.ndarray]], path: Pa
         ax.set_xlabel("source")
     axes[0][0].set_ylabel("translation")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bleu_by_length(curves: dict, path: Path, title: str) -> None:
@@ -157,6 +176,4 @@ def bleu_by_length(curves: dict, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)

@@ -1,0 +1,57 @@
+"""The run directory's learning curves: one panel per measure with its training, validation and test lines
+together, four panels to a row; and every figure written in one layout pass, pixel for pixel as matplotlib's own
+tight_layout-then-savefig writes it."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from dlkit import plots
+
+# the columns a VAE's history.csv has (tests/test_vae.py trains one): measures on three splits, one rate
+VAE = ["epoch", "elbo", "kl", "loss", "reconstruction", "val_elbo", "val_kl", "val_loss", "val_reconstruction",
+       "test_elbo", "test_kl", "test_loss", "test_reconstruction", "learning_rate"]
+
+
+def test_a_measure_is_one_panel_whatever_the_splits():
+    panels = plots.curve_panels(VAE)
+    assert [title for title, _ in panels] == ["elbo", "kl", "loss", "reconstruction", "learning rate (end of epoch)"]
+    assert dict(panels)["loss"] == [("loss", "train", "C0"), ("val_loss", "validation", "C1"),
+                                    ("test_loss", "test", "C2")]
+    assert dict(panels)["learning rate (end of epoch)"] == [("learning_rate", "learning_rate", "C0")]
+
+
+def test_a_gan_keeps_its_rates_together_and_a_history_without_rates_has_no_rate_panel():
+    gan = plots.curve_panels(["epoch", "d_loss", "g_loss", "generator_learning_rate", "discriminator_learning_rate"])
+    assert [t for t, _ in gan] == ["d_loss", "g_loss", "learning rate (end of epoch)"]
+    assert [label for _, label, _ in gan[-1][1]] == ["generator_learning_rate", "discriminator_learning_rate"]
+    # a measure logged on validation only is still drawn, as validation
+    assert plots.curve_panels(["epoch", "loss", "val_bleu"]) == [("loss", [("loss", "train", "C0")]),
+                                                                ("bleu", [("val_bleu", "validation", "C1")])]
+
+
+def test_the_figure_wraps_at_four_panels(tmp_path):
+    rows = [{c: (e if c == "epoch" else 1.0 / e + i) for i, c in enumerate(VAE)} for e in range(1, 4)]
+    plots.learning_curves(rows, tmp_path / "curves.png")
+    # five panels: two rows of four columns at 4.5 x 3.4 inches, 100 dpi
+    assert Image.open(tmp_path / "curves.png").size == (1800, 680)
+
+
+def test_one_layout_pass_writes_what_matplotlib_writes(tmp_path):
+    plt = plots._pyplot()
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot(np.arange(10), np.arange(10) ** 2, label="a long label that the layout must make room for")
+        ax.set_ylabel("squares")
+        ax.legend()
+        return fig
+
+    plots._save(figure(), tmp_path / "ours.png")
+    fig = figure()
+    fig.tight_layout()
+    fig.savefig(tmp_path / "matplotlib.png", dpi=100)
+    plt.close(fig)
+    ours, theirs = (np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("ours", "matplotlib"))
+    assert ours.shape == theirs.shape == (300, 400, 4) and (ours == theirs).all()
