@@ -285,15 +285,21 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def save_model_atomic(model, path: Path) -> None:
-    """model.save to a temporary .keras file, fsynced, then renamed: a crash never leaves a half-written
-    model."""
-    tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}.keras")
+def replace_atomic(path: Path, write) -> None:
+    """`write(tmp)` writes the file under a temporary name beside `path` (same suffix); it is fsynced, renamed
+    over `path`, and the folder fsynced: a crash never leaves a half-written file."""
+    tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}{path.suffix}")
     try:
-        model.save(tmp)
+        write(tmp)
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """model.save to a temporary .keras file, fsynced, then renamed: a crash never leaves a half-written
+    model."""
+    replace_atomic(path, model.save)

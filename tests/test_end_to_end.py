@@ -48,6 +48,9 @@ def test_train_evaluate_and_reload_in_a_fresh_process(tiny_recipe, tmp_path):
     # the checkpoint carries the optimizer state, for exact resume
     ckpt = keras.saving.load_model(run / "checkpoints" / "last.keras")
     assert int(keras.ops.convert_to_numpy(ckpt.optimizer.iterations)) == 2 * 11  # 2 epochs x ceil(540/50)
+    # best.keras is the checkpoint of the epoch with the best val_loss, and loads as one
+    best = keras.saving.load_model(run / "checkpoints" / "best.keras")
+    assert int(keras.ops.convert_to_numpy(best.optimizer.iterations)) == result["best_epoch"] * 11
 
 
 def test_same_recipe_and_seed_give_same_metrics(tiny_recipe, tmp_path):

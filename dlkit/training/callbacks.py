@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import time
 
 import keras
 import numpy as np
 
 from dlkit import backend, keras_private
-from dlkit.rundir import PhaseDir, save_model_atomic
+from dlkit.rundir import PhaseDir, replace_atomic
 
 
 def to_floats(logs: dict | None) -> dict:
@@ -283,8 +284,9 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         value = row.get(self.monitor) if self.monitor else None
         if value is not None and (value < self.best if self.mode == "min" else value > self.best):
             self.best, self.best_epoch = value, row["epoch"]
-            if save:
-                save_model_atomic(self.model, self.where.best_checkpoint)
+            if save:  # the epoch's checkpoint, just written: a copy of its file, not a second model.save
+                replace_atomic(self.where.best_checkpoint,
+                               lambda tmp: shutil.copyfile(self.where.last_checkpoint, tmp))
 
     def _write_history(self):
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
