@@ -5,7 +5,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # The slow tests and the benchmarks read full datasets: $DLKIT_DATA_DIR, else ../shared/data (its SOURCES.md).
 test-slow bench: export DLKIT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install browser test test-slow profile-test bench data clean
+.PHONY: install browser test test-durations test-slow profile-test bench data clean
 
 install: $(VENV)/.installed browser
 
@@ -23,12 +23,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,export]'
 	touch $@
 
-# the suite spreads over every core (pytest-xdist), whole modules to a worker, those with a heavy case
-# first (tests/conftest.py); WORKERS=0 runs them in this process
+# the suite spreads over every core (pytest-xdist), whole modules to a worker, the longest first by
+# tests/durations.json (tests/conftest.py); WORKERS=0 runs them in this process
 WORKERS ?= auto
 TEST_ARGS = -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
 	$(PY) -m pytest $(TEST_ARGS)
+
+# make test, and each module's seconds written to tests/durations.json (when it passes): refresh it after
+# adding a module or changing a long one, on the machine the suite's time is kept on
+test-durations: install
+	$(PY) -m pytest $(TEST_ARGS) --write-durations tests/durations.json
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

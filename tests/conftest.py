@@ -4,6 +4,8 @@ find it in $DLKIT_DATA_DIR or ../shared/data (`full_data`), and skip with the re
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 
@@ -56,12 +58,37 @@ def pytest_unconfigure(config):
         shutil.rmtree(config._dlkit_jax_cache, ignore_errors=True)
 
 
+# each module's seconds in a whole `make test` on the 2-core VM (`make test-durations` writes them)
+DURATIONS = ROOT / "tests" / "durations.json"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--write-durations", metavar="PATH",
+                     help="write each test module's seconds (setup, call and teardown of its tests) to PATH")
+
+
 def pytest_collection_modifyitems(items):
-    """The heavy cases go first (the sort keeps the order within each group). `make test` hands each worker
-    whole modules (--dist loadfile, so that the runs a module's tests share are trained once) in the order their
-    first tests come: the modules with a heavy case start first, where one left to run alone at the end would add
-    its time to the suite's."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+    """The longest modules go first (longest processing time first). `make test` hands each worker whole
+    modules (--dist loadfile, so that the runs a module's tests share are trained once) in the order their
+    first tests come, the next to the worker that is nearly done: the long ones run side by side while there
+    is time, and the workers end together. A module tests/durations.json does not know yet goes first."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    items.sort(key=lambda item: -known.get(item.path.name, math.inf))
+
+
+_seconds: dict[str, float] = {}  # --write-durations: each module's seconds so far
+
+
+def pytest_runtest_logreport(report):
+    """Under pytest-xdist the controller sees every worker's reports (and a worker its own: it writes none)."""
+    module = Path(report.nodeid.split("::")[0]).name
+    _seconds[module] = _seconds.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path, seconds = session.config.getoption("--write-durations"), _seconds
+    if path and seconds and exitstatus == 0 and not hasattr(session.config, "workerinput"):
+        Path(path).write_text(json.dumps({m: round(s, 1) for m, s in sorted(seconds.items())}, indent=1) + "\n")
 
 
 @pytest.fixture

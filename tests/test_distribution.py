@@ -74,7 +74,6 @@ FAMILIES = {"vae": ("loss", "reconstruction", "kl"), "rbm": ("reconstruction_err
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-@pytest.mark.heavy
 def test_two_devices_train_as_one(backend, tmp_path):
     # on JAX also the VAE and the RBM, whose steps are dlkit's own and draw noise each step (on TensorFlow:
     # test_the_families_on_two_tensorflow_devices, `make test-slow`); a distributed run's resume is checked

@@ -115,7 +115,6 @@ def test_noise_is_far_above_the_floor(setup, monkeypatch):
     assert ev["label_accuracy"] < 0.3
 
 
-@pytest.mark.heavy
 def test_cyclegan_distance_is_against_real_images_independent_of_domain_b(setup, monkeypatch, tmp_path):
     """Domain B is domain A's own digits, inverted and coloured (as MNIST-M blends MNIST's). A B->A that
     returns exactly each B image's source digit is a perfect translation; measured against those same source

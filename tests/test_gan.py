@@ -407,7 +407,6 @@ def test_mnist_m_is_built_from_real_digits_and_cifar_patches():
     np.testing.assert_array_equal(out, sources.blend_over_patches(digits, backgrounds, seed=0))
 
 
-@pytest.mark.heavy
 def test_cyclegan_trains_translates_and_is_measured(digits16, clf16, tmp_path):
     from dlkit.data import sources
 
@@ -528,7 +527,6 @@ def test_overpowering_discriminator_and_collapse_warnings(tmp_path):
     # two generators; the Q head; two stages, two critics
     pytest.param(("cyclegan", "infogan", "stackgan"), marks=pytest.mark.slow),
 ], ids=lambda a: "+".join(a))
-@pytest.mark.heavy
 def test_jax_and_tensorflow_train_steps_agree(archs, digits16, tmp_path, monkeypatch):
     """The adversarial steps take gradients with a GradientTape on TensorFlow and jax.value_and_grad over a
     StatelessScope on JAX. From the same weights, noise and batch, one step on each lands on the same

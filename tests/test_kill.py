@@ -176,7 +176,6 @@ train: {{epochs: 2, checkpoint_every: {{steps: 3}}, optimizer: {{name: sgd, lear
 """
 
 
-@pytest.mark.heavy
 def test_a_killed_stateful_language_model_resumes_bit_for_bit(tmp_path):
     """Killed at step 6 of 10 in the first epoch: the checkpoint holds the recurrent state the streams had
     reached, and the resumed epoch goes on from it rather than from zero."""

@@ -184,7 +184,6 @@ def _device_augment(tiny_recipe, tmp_path, *extra) -> dict:
     return got
 
 
-@pytest.mark.heavy
 def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
     """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
     (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position."""
@@ -260,7 +259,6 @@ def _dlkit(env, *args, check=True):
     return out
 
 
-@pytest.mark.heavy
 def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp_path):
     """Under JAX with no TensorFlow: a resumed run ends with the same weights as an uninterrupted one (its
     batches augmented, from Grain's threads), SIGTERM

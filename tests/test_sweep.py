@@ -31,7 +31,6 @@ def test_grid_values_are_typed_as_yaml():
             parse_grid(bad)
 
 
-@pytest.mark.heavy
 def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, tmp_path):
     args = ["sweep", tiny_recipe, "--grid", "model.dense=[16]", "--seeds", "2", "--parallel", "2",
             "--runs-root", tmp_path, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3", "--json"]
