@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")  # one thread: the same figure on a busy machine and a quiet one
@@ -32,15 +32,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1450)
     ap.add_argument("--runs", type=int, default=100)
     args = ap.parse_args()
-    checkout = Path(args.checkout).resolve()
-    sys.path.insert(0, str(checkout))
-    sys.path.insert(1, str(ROOT / "benchmarks"))
+    checkout = timed_checkout(args.checkout)
     import numpy as np
 
     from dlkit.models.rbm_model import ais_log_partition
-    from record import machine
 
-    assert Path(sys.modules["dlkit"].__file__).resolve().is_relative_to(checkout), "dlkit imported from elsewhere"
     rows = []
     for hidden in (16, 500):
         rng = np.random.default_rng(0)
@@ -54,11 +50,7 @@ def main() -> None:
                      "cpu_s": round(time.process_time() - start, 2), "log_z": ais["log_z"],
                      "log_z_low": ais["log_z_low"], "log_z_high": ais["log_z_high"]})
         print(json.dumps(rows[-1]), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
-    line = {"commit": commit, "command": "python " + " ".join(sys.argv), "machine": machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M"), "result": rows}
-    with open(ROOT / "benchmarks" / "results" / "ais_speed.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
+    append_line("ais_speed.jsonl", checkout, rows)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,15 +41,11 @@ def main() -> None:
     ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
-    checkout = Path(args.checkout).resolve()
-    sys.path.insert(0, str(checkout))
-    sys.path.insert(1, str(ROOT / "benchmarks"))
+    checkout = timed_checkout(args.checkout)
     import numpy as np
 
     from dlkit import plots
-    from record import machine
 
-    assert Path(sys.modules["dlkit"].__file__).resolve().is_relative_to(checkout), "dlkit imported from elsewhere"
     rng = np.random.default_rng(0)
     names = [f"class {i}" for i in range(10)]
     figures = {f"learning curves, {family}": (lambda path, columns=columns: plots.learning_curves(
@@ -71,11 +67,7 @@ def main() -> None:
             rows.append({"figure": name, "cpu_s": round(statistics.median(times), 3),
                          "spread_s": round(max(times) - min(times), 3), "repeat": args.repeat})
             print(json.dumps(rows[-1]), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
-    line = {"commit": commit, "command": "python " + " ".join(sys.argv), "machine": machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M"), "result": rows}
-    with open(ROOT / "benchmarks" / "results" / "figure_speed.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
+    append_line("figure_speed.jsonl", checkout, rows)
 
 
 if __name__ == "__main__":

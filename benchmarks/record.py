@@ -40,6 +40,25 @@ def commit(tree: Path) -> str:
     return head + ("+uncommitted dlkit changes" if dirty.stdout.strip() else "")
 
 
+def timed_checkout(path: str) -> Path:
+    """A --checkout benchmark's dlkit: `path`'s (e.g. a `git worktree` of an older commit) goes first on
+    sys.path and is imported from there, so that two commits are timed on one machine in one sitting."""
+    checkout = Path(path).resolve()
+    sys.path.insert(0, str(checkout))
+    import dlkit
+
+    assert Path(dlkit.__file__).resolve().is_relative_to(checkout), f"dlkit imported from {dlkit.__file__}"
+    return checkout
+
+
+def append_line(results: str, checkout: Path, rows: list) -> None:
+    """One line in benchmarks/results/`results`: the commit of `checkout` timed, the command, the machine."""
+    line = {"commit": commit(checkout), "command": "python " + " ".join(sys.argv), "machine": machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "result": rows}
+    with open(ROOT / "benchmarks" / "results" / results, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def main():
     if len(sys.argv) < 4 or sys.argv[2] != "--" or sys.argv[3] != "dlkit":
         sys.exit(__doc__)
