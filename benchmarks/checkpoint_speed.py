@@ -15,7 +15,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,20 +29,20 @@ def main() -> None:
     ap.add_argument("recipes", nargs="*", default=["recipes/cnn_mnist.yaml", "recipes/cnn_cifar10.yaml"])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
     import numpy as np
-    from conftest import build  # a recipe's model on its dataset's spec, built and compiled, without the data
 
+    from dlkit import tasks
     from dlkit.data.spec import DataSpec
-    from dlkit.tasks import load_recipe
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         last, best = Path(tmp) / "last.keras", Path(tmp) / "best.keras"
         for path in args.recipes:
-            recipe = load_recipe(path)
-            shape = SHAPES[recipe.data.dataset]
-            model = build(recipe, DataSpec(input_shape=shape, num_classes=10))
+            recipe = tasks.load_recipe(path)
+            shape, task = SHAPES[recipe.data.dataset], tasks.of(recipe)
+            phase = task.phases(recipe)[0]  # the recipe's model, built and compiled by its task, without data
+            model = task.compile(task.build(recipe, DataSpec(input_shape=shape, num_classes=10), phase, {}),
+                                 recipe, 1, phase)
             rng = np.random.default_rng(0)
             model.fit(rng.random((32, *shape), "float32"), rng.integers(0, 10, 32), batch_size=32, verbose=0)
             model.save(last)

@@ -86,9 +86,9 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    path, seconds = session.config.getoption("--write-durations"), _seconds
-    if path and seconds and exitstatus == 0 and not hasattr(session.config, "workerinput"):
-        Path(path).write_text(json.dumps({m: round(s, 1) for m, s in sorted(seconds.items())}, indent=1) + "\n")
+    path = session.config.getoption("--write-durations")
+    if path and _seconds and exitstatus == 0 and not hasattr(session.config, "workerinput"):
+        Path(path).write_text(json.dumps({m: round(s, 1) for m, s in sorted(_seconds.items())}, indent=1) + "\n")
 
 
 @pytest.fixture

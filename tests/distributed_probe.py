@@ -110,7 +110,7 @@ def main(root: Path, parts: set) -> None:
 
     from dlkit.training.train import resume, train
 
-    mlp, gan = recipes(root)
+    mlp, gan = recipes(root) if parts & {"mlp", "resume", "gan"} else (None, None)
     runs = root / "runs"
     out = {}
     if "resume" in parts and "mlp" not in parts:
