@@ -49,6 +49,13 @@ def as_given(x, y):
     return x, y
 
 
+def as_is(tf, fn: Callable) -> Callable:
+    """`fn` for tf.data to trace as it is written, without AutoGraph's rewrite (which parses and transforms
+    each function's source: most of a pipeline's first build in a process). Nothing a pipeline maps needs the
+    rewrite: no function has control flow on tensors, and `examples` runs on numpy batches too (ArrayFeed)."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 @dataclass
 class Splits:
     x_train: np.ndarray
@@ -354,21 +361,22 @@ class TFFeed(Feed):
     def _finish(self, indices):
         tf = self.tf
         dtype, augment, scale, examples = self.stages
-        ds = indices.map(lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i)),
+        ds = indices.map(as_is(tf, lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i))),
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment is not None:
-            ds = ds.map(lambda xb, yb: (augment(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
+            ds = ds.map(as_is(tf, lambda xb, yb: (augment(xb, training=True), yb)),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if scale is not None:
             a, b = (tf.constant(v) for v in scale)
-            ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.map(as_is(tf, lambda xb, yb: (xb * a + b, yb)), num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
         if examples is not as_given:
-            ds = ds.map(examples, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.map(as_is(tf, examples), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(self.tf.data.AUTOTUNE)
 
     def epochs(self, first, cap):
         epochs = self.tf.data.Dataset.range(first, 2**62)
-        return self._finish(epochs.flat_map(lambda e: self._epoch(e, cap)))
+        return self._finish(epochs.flat_map(as_is(self.tf, lambda e: self._epoch(e, cap))))
 
     def rest(self, epoch, skip, cap):
         return self._finish(self._epoch(self.tf.constant(epoch, self.tf.int64), cap).skip(skip))
@@ -506,12 +514,12 @@ def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MO
     if cfg.cache:
         ds = ds.cache()
     ds = ds.batch(cfg.batch_size, drop_remainder=backend.whole_batches())
-    ds = ds.map(lambda xb, yb: (tf.cast(xb, modality.dtype), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(as_is(tf, lambda xb, yb: (tf.cast(xb, modality.dtype), yb)), num_parallel_calls=tf.data.AUTOTUNE)
     if scale is not None:
         a, b = (tf.constant(v) for v in scale)
-        ds = ds.map(lambda xb, yb: (xb * a + b, yb), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(as_is(tf, lambda xb, yb: (xb * a + b, yb)), num_parallel_calls=tf.data.AUTOTUNE)
     if examples is not as_given:
-        ds = ds.map(examples, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(as_is(tf, examples), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,77 @@
+"""How long a run's tf.data pipelines take to build: the training feed and the three splits of a small MNIST
+recipe (tests/data's slice: scaled, and with --augment flipped, translated and rotated), each built and one
+batch read, in CPU seconds. Each sample is a fresh process (TensorFlow imported first, not timed): "first"
+is that process's first build, as each `dlkit train` makes it; "again" a second build in the same process.
+
+    python benchmarks/pipeline_speed.py [--checkout DIR] [--repeat 5] [--augment]
+
+--checkout times the dlkit of another checkout (e.g. a `git worktree` of an older commit), so that two commits
+are compared on the same machine in one sitting. Prints the medians as a JSON line and appends one line (commit
+timed, command, machine) to benchmarks/results/pipeline_speed.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+
+ROOT = Path(__file__).resolve().parents[1]
+AUGMENT = "{flip: horizontal, translation: 0.1, rotation: 0.05}"
+
+
+def sample(augment: bool) -> dict:
+    """In this process (its dlkit already chosen): the first build's CPU seconds and a second's."""
+    from dlkit import backend
+
+    backend.setup()  # TensorFlow and Keras imported, not timed
+    from dlkit.data import pipeline
+    from dlkit.tasks import load_recipe
+
+    recipe_path = ROOT / "recipes" / "cnn_mnist.yaml"
+    sets = [f"data.dir={ROOT / 'tests' / 'data'}", "data.limit=600", "data.test_limit=200", "data.batch_size=50"]
+    cfg = load_recipe(recipe_path, sets + ([f"data.augment={AUGMENT}"] if augment else [])).data
+    from dlkit.data import sources
+
+    arrays = sources.load(cfg)
+    out = {}
+    for name in ("first", "again"):
+        start = time.process_time()
+        data = pipeline.build(arrays, cfg, seed=0)
+        for ds in (data.feed.epochs(0, None), data.train, data.val, data.test):
+            next(iter(ds))
+        out[name] = time.process_time() - start
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
+    ap.add_argument("--repeat", type=int, default=5, help="fresh processes")
+    ap.add_argument("--augment", action="store_true")
+    ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
+    args = ap.parse_args()
+    checkout = timed_checkout(args.checkout)
+    if args.sample:
+        print(json.dumps(sample(args.augment)))
+        return
+    runs = []
+    for _ in range(args.repeat):
+        done = subprocess.run([sys.executable, __file__, "--sample", "--checkout", str(checkout)]
+                              + ["--augment"] * args.augment, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    row = {"augment": args.augment, "processes": len(runs),
+           **{f"{k}_cpu_s": round(statistics.median(r[k] for r in runs), 3) for k in ("first", "again")},
+           "samples": [{k: round(v, 3) for k, v in r.items()} for r in runs]}
+    print(json.dumps(row))
+    append_line("pipeline_speed.jsonl", checkout, [row])
+
+
+if __name__ == "__main__":
+    main()
