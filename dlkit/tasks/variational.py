@@ -158,36 +158,43 @@ def likelihood(vae, x: np.ndarray, k: int, seed: int) -> dict:
 
 def pictures(run, vae, data, seed: int) -> None:
     """samples.png is the last epoch's grid; here: reconstructions, an interpolation, latent traversals and,
-    for a 2-D latent, the manifold."""
+    for a 2-D latent, the manifold. Their latent points go through the decoder together, in one pass (on
+    JAX each new shape run op by op compiles every op anew)."""
     s, scale = data.splits, data.scale
     pool = next(x for x in (s.x_test, s.x_val, s.x_train) if x is not None)
     rng = np.random.default_rng(seed)
     x = in_scale(pool[rng.choice(len(pool), min(8, len(pool)), replace=False)], scale)
     save = lambda pics, rows, name: images.save_png(images.grid(images.to_uint8(pics, scale), rows),  # noqa: E731
                                                      run.image(name))
-    save(np.concatenate([x, vae.predict(x, verbose=0)]), 2, "reconstructions.png")
-    codes = vae.codes(x)
-    t = np.linspace(0, 1, 10, dtype=np.float32)[:, None]
-    pairs = [(codes[i], codes[i + 1]) for i in range(0, min(len(codes) - 1, 8), 2)]
-    save(np.concatenate([vae.sample((1 - t) * a + t * b) for a, b in pairs]), len(pairs), "interpolation.png")
-    # the dimensions the encoder uses most (largest mean KL over these images) varied from -3 to 3, one a row
     import keras
 
-    mean, log_var = (keras.ops.convert_to_numpy(v) for v in vae.posterior(x))
-    used = np.argsort(-(0.5 * (np.exp(log_var) + mean ** 2 - 1 - log_var)).mean(0))[:min(8, vae.latent_dim)]
-    steps = np.linspace(-3, 3, 9, dtype=np.float32)
-    rows = []
+    codes, log_var = (keras.ops.convert_to_numpy(v) for v in vae.posterior(x))  # codes: the posterior means
+    t = np.linspace(0, 1, 10, dtype=np.float32)[:, None]
+    pairs = [(codes[i], codes[i + 1]) for i in range(0, min(len(codes) - 1, 8), 2)]
+    # the dimensions the encoder uses most (largest mean KL over these images) varied from -3 to 3, one a row
+    used = np.argsort(-(0.5 * (np.exp(log_var) + codes ** 2 - 1 - log_var)).mean(0))[:min(8, vae.latent_dim)]
+    traversals = []
     for d in used:
-        z = np.repeat(codes[:1], len(steps), axis=0)
-        z[:, d] = steps
-        rows.append(vae.sample(z))
-    save(np.concatenate(rows), len(rows), "traversals.png")
+        z = np.repeat(codes[:1], 9, axis=0)
+        z[:, d] = np.linspace(-3, 3, 9, dtype=np.float32)
+        traversals.append(z)
+    figures = {"reconstructions.png": [codes], "interpolation.png": [(1 - t) * a + t * b for a, b in pairs],
+               "traversals.png": traversals}
     if vae.latent_dim == 2:  # Kingma & Welling's figure: the prior's quantiles, a grid over the plane
         from scipy.stats import norm
 
         q = norm.ppf(np.linspace(0.05, 0.95, 15)).astype(np.float32)
-        grid = np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)
-        save(vae.sample(grid), 15, "manifold.png")
+        figures["manifold.png"] = [np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)]
+    figures = {name: zs for name, zs in figures.items() if zs}
+    blocks = [z for zs in figures.values() for z in zs]
+    decoded = vae.sample(np.concatenate(blocks).astype(np.float32))
+    parts = iter(np.split(decoded, np.cumsum([len(z) for z in blocks])[:-1]))
+    for name, zs in figures.items():
+        drawn = np.concatenate([next(parts) for _ in zs])
+        if name == "reconstructions.png":  # the inputs, and their reconstructions at the posterior means
+            save(np.concatenate([x, drawn]), 2, name)
+        else:
+            save(drawn, 15 if name == "manifold.png" else len(zs), name)
     from dlkit import plots
 
     if s.y_test is not None and s.x_test is not None:
