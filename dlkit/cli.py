@@ -376,6 +376,9 @@ def sweep(
     parallel: Annotated[int, typer.Option(metavar="K", help="Runs at a time (separate processes).")] = 1,
     set_: SetOption = None,
     runs_root: RunsRoot = Path("runs"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what each member would do (train, resume its "
+                                          "interrupted run, or nothing: done, failed, busy) and the command it "
+                                          "would run; run nothing.")] = False,
     json_: JsonFlag = False,
 ):
     from dlkit import sweep as sweep_layer
@@ -384,11 +387,23 @@ def sweep(
 
     def make():
         return sweep_layer.sweep(recipe, grid or [], seeds, parallel, runs_root, set_ or (),
-                                 say=lambda line: console.print(line, markup=False, soft_wrap=True))
+                                 say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run)
 
-    result = _answer(make, json_, _show_sweep)
-    if result["status"] != "completed":
+    result = _answer(make, json_, _show_sweep_plan if dry_run else _show_sweep)
+    if result["status"] not in ("completed", "planned"):
         raise typer.Exit(1)
+
+
+def _show_sweep_plan(result, console) -> None:
+    """A line a member, unwrapped (for grep and for the shell): what it would do, and the command."""
+    import shlex
+
+    console.print(f"sweep of {result['recipe']}: the plan, nothing run", markup=False)
+    for r in result["runs"]:
+        console.print(f"{r['action']}: {r['point']} seed {r['seed']}: {r['run_dir'] or 'a new run'}", markup=False,
+                      soft_wrap=True)
+        if r["command"]:
+            console.print(f"  {shlex.join(r['command'])}", markup=False, soft_wrap=True)
 
 
 def _show_sweep(result, console) -> None:

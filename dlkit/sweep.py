@@ -110,7 +110,8 @@ def _command(member: dict, recipe_path: Path, runs_root: Path, run: Path | None)
 
 
 def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1, runs_root="runs",
-          overrides: list[str] = (), say: Callable[[str], None] = lambda line: None) -> dict:
+          overrides: list[str] = (), say: Callable[[str], None] = lambda line: None, dry_run: bool = False) -> dict:
+    """Run the members that are not finished, and summarize them all; `dry_run`: only the plan (plan())."""
     recipe_path, runs_root = Path(recipe_path), Path(runs_root)
     if seeds < 1 or parallel < 1:
         raise UsageError(f"--seeds and --parallel count: at least 1, received {seeds} and {parallel}")
@@ -121,6 +122,8 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     for m in todo:
         m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)
         m["action"] = "train" if m["run"] is None else _state(m["run"])
+    if dry_run:
+        return plan(name, grid, todo, recipe_path, runs_root)
 
     def go(m: dict) -> dict:
         if m["action"] in ("done", "failed", "busy"):
@@ -144,6 +147,16 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         done = list(pool.map(go, todo))
     return summarize(name, grid, done)
+
+
+def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: Path) -> dict:
+    """What a sweep would do, member by member, with nothing run: its action (train; resume its interrupted
+    run; or none: done, failed, busy) and the command that action runs."""
+    runs = [{"point": m["point"], "seed": m["seed"], "action": m["action"],
+             "run_dir": str(m["run"]) if m["run"] else None,
+             "command": _command(m, recipe_path, runs_root, m["run"] if m["action"] == "resume" else None)
+             if m["action"] in ("train", "resume") else None} for m in todo]
+    return {"status": "planned", "recipe": name, "grid": grid, "runs": runs}
 
 
 def summarize(name: str, grid: dict, done: list[dict]) -> dict:

@@ -31,9 +31,21 @@ def test_grid_values_are_typed_as_yaml():
             parse_grid(bad)
 
 
+def killed_after_its_last_checkpoint(run: Path) -> None:
+    """What a member killed after its last epoch's checkpoint and before it finished leaves: no model.keras,
+    no metrics.json, a manifest that still says running, and nobody holding its lock."""
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "ended": None}))
+
+
 def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, tmp_path):
     args = ["sweep", tiny_recipe, "--grid", "model.dense=[16]", "--seeds", "2", "--parallel", "2",
             "--runs-root", tmp_path, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3", "--json"]
+    planned = json.loads(run(*args, "--dry-run").stdout)  # nothing there yet: two trainings, nothing run
+    assert planned["status"] == "planned" and [r["action"] for r in planned["runs"]] == ["train", "train"]
+    assert planned["runs"][1]["command"][-2:] == ["--set", "seed=8"] and not (tmp_path / "tiny").exists()
     first = run(*args)
     assert first.exit_code == 0, first.stdout
     result = json.loads(first.stdout)
@@ -50,17 +62,31 @@ def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, 
     assert [r["action"] for r in again["runs"]] == ["done", "done"]
     assert len(list((tmp_path / "tiny").iterdir())) == 2
 
-    # the second member was killed after its last epoch's checkpoint, before it was finished (no model.keras,
-    # no metrics.json, its manifest still says running and nobody holds its lock): resumed, it is finished
+    # the second member was killed: the sweep resumes that run (the resume itself:
+    # test_a_sweep_finishes_its_killed_member, `make test-slow`), and a dry run says so and touches nothing
     stopped = Path(runs[1]["run_dir"])
-    (stopped / "model.keras").unlink()
-    (stopped / "metrics.json").unlink()
-    manifest = json.loads((stopped / "manifest.json").read_text())
-    (stopped / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "ended": None}))
-    third = json.loads(run(*args).stdout)
-    assert [r["action"] for r in third["runs"]] == ["done", "resume"]
-    assert third["runs"][1]["run_dir"] == str(stopped) and third["runs"][1]["status"] == "completed"
-    assert (stopped / "model.keras").is_file() and len(list((tmp_path / "tiny").iterdir())) == 2
+    killed_after_its_last_checkpoint(stopped)
+    out = run(*args, "--dry-run")
+    assert out.exit_code == 0, out.stdout
+    plan = json.loads(out.stdout)["runs"]
+    assert [r["action"] for r in plan] == ["done", "resume"] and plan[0]["command"] is None
+    assert plan[1]["run_dir"] == str(stopped) and plan[1]["command"][-4:] == ["resume", str(stopped), "--json", "-q"]
+    assert not (stopped / "model.keras").exists() and len(list((tmp_path / "tiny").iterdir())) == 2
+    shown = run(*args[:-1], "--dry-run")  # the plan, a line a member and its command
+    assert shown.exit_code == 0 and f"resume: {{'model.dense': [16]}} seed 8: {stopped}" in shown.stdout
+    assert f"dlkit.cli resume {stopped} --json -q" in shown.stdout and "done: " in shown.stdout
+
+
+@pytest.mark.slow  # one more process; `make test` checks the sweep plans this resume
+def test_a_sweep_finishes_its_killed_member(tiny_recipe, tmp_path):
+    args = ["sweep", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=1", "--set",
+            "train.steps_per_epoch=3", "--json"]
+    (member,) = json.loads(run(*args).stdout)["runs"]
+    stopped = Path(member["run_dir"])
+    killed_after_its_last_checkpoint(stopped)
+    (again,) = json.loads(run(*args).stdout)["runs"]
+    assert again["action"] == "resume" and again["run_dir"] == str(stopped) and again["status"] == "completed"
+    assert (stopped / "model.keras").is_file() and len(list((tmp_path / "tiny").iterdir())) == 1
 
 
 def test_a_bad_grid_value_runs_nothing(tiny_recipe, tmp_path):
