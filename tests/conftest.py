@@ -206,6 +206,15 @@ def one_epoch_run(tmp_path_factory):
     return lambda runs_root: copy_run(run, runs_root)
 
 
+def no_tensorflow_env(tmp_path: Path) -> dict:
+    """An environment in which `import tensorflow` fails, as on the JAX-only GPU host, with Keras on JAX."""
+    shim = tmp_path / "no_tensorflow"
+    for name in ("tensorflow", "tensorflow_datasets"):
+        (shim / name).mkdir(parents=True, exist_ok=True)
+        (shim / name / "__init__.py").write_text(f"raise ImportError('No module named {name} (blocked by the test)')\n")
+    return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}", "KERAS_BACKEND": "jax"}
+
+
 def build(recipe, spec, steps_per_epoch: int = 10, compile: bool = True):
     """The recipe's model for a DataSpec, built (and compiled) by its task, without reading any data."""
     from dlkit import tasks

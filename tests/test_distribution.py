@@ -17,15 +17,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import XLA_TEST_FLAGS
+from conftest import XLA_TEST_FLAGS, no_tensorflow_env
 from dlkit.cli import app
 
 HERE = Path(__file__).parent
 
 
-def probe(backend: str, tmp_path: Path, parts: str) -> dict:
+def probe(backend: str, tmp_path: Path, parts: str, tensorflow: bool = True) -> dict:
+    """The probe's answer; `tensorflow=False`: on a host where `import tensorflow` fails (JAX only)."""
     env = {**os.environ, "KERAS_BACKEND": backend, "DLKIT_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
            "XLA_FLAGS": f"{XLA_TEST_FLAGS} --xla_force_host_platform_device_count=2", "PYTHONPATH": str(HERE.parent)}
+    if not tensorflow:
+        env["PYTHONPATH"] = no_tensorflow_env(tmp_path)["PYTHONPATH"]
     done = subprocess.run([sys.executable, str(HERE / "distributed_probe.py"), str(tmp_path), parts], env=env,
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
@@ -75,10 +78,12 @@ FAMILIES = {"vae": ("loss", "reconstruction", "kl"), "rbm": ("reconstruction_err
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_two_devices_train_as_one(backend, tmp_path):
-    # on JAX also the VAE and the RBM, whose steps are dlkit's own and draw noise each step (on TensorFlow:
+    # on JAX as on the JAX-only GPU host, without TensorFlow (the batches from the numpy pipeline), and also the
+    # VAE and the RBM, whose steps are dlkit's own and draw noise each step (on TensorFlow:
     # test_the_families_on_two_tensorflow_devices, `make test-slow`); a distributed run's resume is checked
     # over two processes (test_two_processes_train_as_one, `make test-slow`)
-    out = probe(backend, tmp_path, "mlp,gan,families" if backend == "jax" else "mlp,gan")
+    jax = backend == "jax"
+    out = probe(backend, tmp_path, "mlp,gan,families" if jax else "mlp,gan", tensorflow=not jax)
     mlp = out["mlp"]
     manifest = mlp["manifest_two"]
     assert manifest["replicas"] == 2 and len(manifest["devices"]) == 2 and manifest["backend"] == backend

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import keras
-from conftest import ROOT
+from conftest import ROOT, no_tensorflow_env
 from dlkit import backend
 from dlkit.data import pipeline, sources
 from dlkit.errors import RecipeError
@@ -175,7 +175,7 @@ print(json.dumps(out))
 
 def _device_augment(tiny_recipe, tmp_path, *extra) -> dict:
     out = subprocess.run([sys.executable, "-c", DEVICE_AUGMENT, str(tiny_recipe), str(tmp_path), *extra],
-                         env=_no_tf_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                         env=no_tensorflow_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["types"] == ["jax"]  # the batch is made on the device
@@ -243,15 +243,6 @@ def test_image_folders_decode_with_pillow_as_with_tensorflow(tmp_path, monkeypat
         sources.read_image(tmp_path / "gray" / "bad.png", None)
 
 
-def _no_tf_env(tmp_path):
-    """An environment in which `import tensorflow` fails, as on the JAX-only GPU host, with Keras on JAX."""
-    shim = tmp_path / "no_tensorflow"
-    for name in ("tensorflow", "tensorflow_datasets"):
-        (shim / name).mkdir(parents=True)
-        (shim / name / "__init__.py").write_text(f"raise ImportError('No module named {name} (blocked by the test)')\n")
-    return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}", "KERAS_BACKEND": "jax"}
-
-
 def _dlkit(env, *args, check=True):
     out = subprocess.run([sys.executable, "-m", "dlkit.cli", *args], env=env, capture_output=True, text=True,
                          timeout=600)
@@ -264,7 +255,7 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
     batches augmented, from Grain's threads), SIGTERM
     stops a run between steps (exit 130, marked interrupted), and evaluate reads the test split. The first
     process compiles the steps into dlkit's compilation cache, and the later ones read them from there."""
-    env = _no_tf_env(tmp_path)
+    env = no_tensorflow_env(tmp_path)
     cache = tmp_path / "compiled"  # this test's own, not the session's: what each process adds is its own
     env["DLKIT_COMPILATION_CACHE"] = str(cache)
 

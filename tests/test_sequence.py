@@ -292,9 +292,10 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
 def test_stateful_language_model_on_jax_without_tensorflow(tmp_path):
     """The JAX-only GPU host's path: a stateful word model (its state tracked, so JAX carries it) trains, is
     measured and samples the same text for the same seed in two processes."""
-    from test_no_tensorflow import _dlkit, _no_tf_env
+    from conftest import no_tensorflow_env
+    from test_no_tensorflow import _dlkit
 
-    env = _no_tf_env(tmp_path)
+    env = no_tensorflow_env(tmp_path)
     common = ["--runs-root", str(tmp_path), "-q", "--json", "-s", f"data.dir={DATA}"]
     lm = json.loads(_dlkit(env, "train", str(ROOT / "recipes" / "ptb_lstm_small.yaml"), *common,
                            "-s", "train.epochs=1", "-s", "train.steps_per_epoch=3", "-s", "model.units=[16]").stdout)
