@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+from record import append_line, fresh_samples, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 AUGMENT = "{flip: horizontal, translation: 0.1, rotation: 0.05}"
@@ -61,14 +58,8 @@ def main() -> None:
     if args.sample:
         print(json.dumps(sample(args.augment)))
         return
-    runs = []
-    for _ in range(args.repeat):
-        done = subprocess.run([sys.executable, __file__, "--sample", "--checkout", str(checkout)]
-                              + ["--augment"] * args.augment, capture_output=True, text=True, check=True)
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    row = {"augment": args.augment, "processes": len(runs),
-           **{f"{k}_cpu_s": round(statistics.median(r[k] for r in runs), 3) for k in ("first", "again")},
-           "samples": [{k: round(v, 3) for k, v in r.items()} for r in runs]}
+    row = {"augment": args.augment,
+           **fresh_samples(__file__, ["--checkout", str(checkout)] + ["--augment"] * args.augment, args.repeat)}
     print(json.dumps(row))
     append_line("pipeline_speed.jsonl", checkout, [row])
 

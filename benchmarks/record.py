@@ -51,6 +51,21 @@ def timed_checkout(path: str) -> Path:
     return checkout
 
 
+def fresh_samples(script: str, args: list[str], repeat: int) -> dict:
+    """`repeat` runs of `script --sample ARGS`, each in a fresh process printing {"first": s, "again": s} as
+    its last line: their medians, and each sample."""
+    import statistics
+
+    runs = []
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, script, "--sample", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"a sample failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"processes": len(runs), **{f"{k}_cpu_s": round(statistics.median(r[k] for r in runs), 3) for k in runs[0]},
+            "samples": [{k: round(v, 3) for k, v in r.items()} for r in runs]}
+
+
 def append_line(results: str, checkout: Path, rows: list) -> None:
     """One line in benchmarks/results/`results`: the commit of `checkout` timed, the command, the machine."""
     line = {"commit": commit(checkout), "command": "python " + " ".join(sys.argv), "machine": machine(),
