@@ -12,12 +12,12 @@ timed, command, machine) to benchmarks/results/pipeline_speed.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from record import append_line, fresh_samples, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+# benchmarks/, the script's own folder, is on sys.path
+from record import append_line, fresh_process_options, fresh_samples, timed_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 AUGMENT = "{flip: horizontal, translation: 0.1, rotation: 0.05}"
@@ -48,11 +48,8 @@ def sample(augment: bool) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
-    ap.add_argument("--repeat", type=int, default=5, help="fresh processes")
+    ap = fresh_process_options(repeat=5)
     ap.add_argument("--augment", action="store_true")
-    ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
     args = ap.parse_args()
     checkout = timed_checkout(args.checkout)
     if args.sample:

@@ -51,6 +51,18 @@ def timed_checkout(path: str) -> Path:
     return checkout
 
 
+def fresh_process_options(repeat: int):
+    """The options of a benchmark sampled in fresh processes: --checkout, --repeat, and the hidden --sample a
+    fresh process is started with."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
+    ap.add_argument("--repeat", type=int, default=repeat, help="fresh processes")
+    ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
+    return ap
+
+
 def fresh_samples(script: str, args: list[str], repeat: int) -> dict:
     """`repeat` runs of `script --sample ARGS`, each in a fresh process printing {"first": s, "again": s} as
     its last line: their medians, and each sample."""

@@ -15,14 +15,14 @@ timed, command, machine) to benchmarks/results/vae_pictures_speed.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from record import append_line, fresh_samples, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+# benchmarks/, the script's own folder, is on sys.path
+from record import append_line, fresh_process_options, fresh_samples, timed_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +51,7 @@ def sample() -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
-    ap.add_argument("--repeat", type=int, default=3, help="fresh processes")
-    ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
-    args = ap.parse_args()
+    args = fresh_process_options(repeat=3).parse_args()
     checkout = timed_checkout(args.checkout)
     if args.sample:
         return print(json.dumps(sample()))

@@ -4,7 +4,6 @@ and the whole train / interrupt / resume / evaluate cycle under JAX with `import
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
