@@ -72,6 +72,7 @@ def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, 
     assert [r["action"] for r in plan] == ["done", "resume"] and plan[0]["command"] is None
     assert plan[1]["run_dir"] == str(stopped) and plan[1]["command"][-4:] == ["resume", str(stopped), "--json", "-q"]
     assert not (stopped / "model.keras").exists() and len(list((tmp_path / "tiny").iterdir())) == 2
+    assert json.loads((stopped / "manifest.json").read_text())["status"] == "running"  # as the kill left it
     shown = run(*args[:-1], "--dry-run")  # the plan, a line a member and its command
     assert shown.exit_code == 0 and f"resume: {{'model.dense': [16]}} seed 8: {stopped}" in shown.stdout
     assert f"dlkit.cli resume {stopped} --json -q" in shown.stdout and "done: " in shown.stdout
