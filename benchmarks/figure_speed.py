@@ -12,16 +12,14 @@ timed, command, machine) to benchmarks/results/figure_speed.jsonl.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
-
-ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/, the script's own folder, is on sys.path
+from record import append_line, checkout_options, timed_checkout
 
 # history.csv's columns, as each family's run writes them
 HISTORIES = {
@@ -37,10 +35,7 @@ HISTORIES = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
-    ap.add_argument("--repeat", type=int, default=7)
-    args = ap.parse_args()
+    args = checkout_options(repeat=7).parse_args()
     checkout = timed_checkout(args.checkout)
     import numpy as np
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 # benchmarks/, the script's own folder, is on sys.path
-from record import append_line, fresh_process_options, fresh_samples, timed_checkout
+from record import ROOT, append_line, checkout_options, fresh_samples, timed_checkout
 
-ROOT = Path(__file__).resolve().parents[1]
 AUGMENT = "{flip: horizontal, translation: 0.1, rotation: 0.05}"
 
 
@@ -28,14 +26,12 @@ def sample(augment: bool) -> dict:
     from dlkit import backend
 
     backend.setup()  # TensorFlow and Keras imported, not timed
-    from dlkit.data import pipeline
+    from dlkit.data import pipeline, sources
     from dlkit.tasks import load_recipe
 
     recipe_path = ROOT / "recipes" / "cnn_mnist.yaml"
     sets = [f"data.dir={ROOT / 'tests' / 'data'}", "data.limit=600", "data.test_limit=200", "data.batch_size=50"]
     cfg = load_recipe(recipe_path, sets + ([f"data.augment={AUGMENT}"] if augment else [])).data
-    from dlkit.data import sources
-
     arrays = sources.load(cfg)
     out = {}
     for name in ("first", "again"):
@@ -48,7 +44,7 @@ def sample(augment: bool) -> dict:
 
 
 def main() -> None:
-    ap = fresh_process_options(repeat=5)
+    ap = checkout_options(repeat=5, fresh=True)
     ap.add_argument("--augment", action="store_true")
     args = ap.parse_args()
     checkout = timed_checkout(args.checkout)

@@ -51,15 +51,16 @@ def timed_checkout(path: str) -> Path:
     return checkout
 
 
-def fresh_process_options(repeat: int):
-    """The options of a benchmark sampled in fresh processes: --checkout, --repeat, and the hidden --sample a
-    fresh process is started with."""
+def checkout_options(repeat: int, fresh: bool = False):
+    """A --checkout benchmark's options: --checkout and --repeat (the fresh processes, with `fresh`, which adds
+    the hidden --sample a fresh process is started with)."""
     import argparse
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkout", default=str(ROOT), help="the checkout whose dlkit is timed")
-    ap.add_argument("--repeat", type=int, default=repeat, help="fresh processes")
-    ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
+    ap.add_argument("--repeat", type=int, default=repeat, help="fresh processes" if fresh else "repeats")
+    if fresh:
+        ap.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)  # one fresh process's sample
     return ap
 
 

@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 # benchmarks/, the script's own folder, is on sys.path
-from record import append_line, fresh_process_options, fresh_samples, timed_checkout
-
-ROOT = Path(__file__).resolve().parents[1]
+from record import ROOT, append_line, checkout_options, fresh_samples, timed_checkout
 
 
 def sample() -> dict:
@@ -51,10 +49,11 @@ def sample() -> dict:
 
 
 def main() -> None:
-    args = fresh_process_options(repeat=3).parse_args()
+    args = checkout_options(repeat=3, fresh=True).parse_args()
     checkout = timed_checkout(args.checkout)
     if args.sample:
-        return print(json.dumps(sample()))
+        print(json.dumps(sample()))
+        return
     row = {"env": {k: os.environ[k] for k in ("KERAS_BACKEND", "PYTHONPATH") if k in os.environ},
            **fresh_samples(__file__, ["--checkout", str(checkout)], args.repeat)}
     print(json.dumps(row))

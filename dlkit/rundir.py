@@ -269,29 +269,21 @@ def sha256(path: Path) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, fsync it, rename it over the target and fsync the
-    folder: after a crash the target is the old or the new text, never a part of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write through a temporary file in the same folder (replace_atomic): after a crash the target is the old
+    or the new text, never a part of it."""
+    replace_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def replace_atomic(path: Path, write) -> None:
     """`write(tmp)` writes the file under a temporary name beside `path` (same suffix); it is fsynced, renamed
     over `path`, and the folder fsynced: a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.stem}-tmp-{os.getpid()}{path.suffix}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         fsync_file(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:

@@ -178,23 +178,22 @@ def pictures(run, vae, data, seed: int) -> None:
         z = np.repeat(codes[:1], 9, axis=0)
         z[:, d] = np.linspace(-3, 3, 9, dtype=np.float32)
         traversals.append(z)
-    figures = {"reconstructions.png": [codes], "interpolation.png": [(1 - t) * a + t * b for a, b in pairs],
-               "traversals.png": traversals}
+    interpolations = [(1 - t) * a + t * b for a, b in pairs]
+    # (file, its latent blocks, its rows): the reconstructions at the posterior means, under their inputs
+    figures = [("reconstructions.png", [codes], 2), ("interpolation.png", interpolations, len(interpolations)),
+               ("traversals.png", traversals, len(traversals))]
     if vae.latent_dim == 2:  # Kingma & Welling's figure: the prior's quantiles, a grid over the plane
         from scipy.stats import norm
 
         q = norm.ppf(np.linspace(0.05, 0.95, 15)).astype(np.float32)
-        figures["manifold.png"] = [np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)]
-    figures = {name: zs for name, zs in figures.items() if zs}
-    blocks = [z for zs in figures.values() for z in zs]
+        figures.append(("manifold.png", [np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)], 15))
+    figures = [f for f in figures if f[1]]
+    blocks = [z for _, zs, _ in figures for z in zs]
     decoded = vae.sample(np.concatenate(blocks).astype(np.float32))
     parts = iter(np.split(decoded, np.cumsum([len(z) for z in blocks])[:-1]))
-    for name, zs in figures.items():
+    for name, zs, rows in figures:
         drawn = np.concatenate([next(parts) for _ in zs])
-        if name == "reconstructions.png":  # the inputs, and their reconstructions at the posterior means
-            save(np.concatenate([x, drawn]), 2, name)
-        else:
-            save(drawn, 15 if name == "manifold.png" else len(zs), name)
+        save(np.concatenate([x, drawn]) if name == "reconstructions.png" else drawn, rows, name)
     from dlkit import plots
 
     if s.y_test is not None and s.x_test is not None:
