@@ -136,6 +136,20 @@ def tiny_recipe(write_recipe):
     return write_recipe(TINY_MNIST)
 
 
+@pytest.fixture(scope="module")
+def digits16(tmp_path_factory) -> Path:
+    """256 training and 64 test MNIST digits, center-cropped to 16x16, as an npz (GANs and own-step models)."""
+    import numpy as np
+
+    from dlkit.data import sources
+
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)
+    path = tmp_path_factory.mktemp("data") / "digits16.npz"
+    np.savez(path, x_train=a.x_train[:256, 6:22, 6:22], y_train=a.y_train[:256],
+             x_test=a.x_test[:64, 6:22, 6:22], y_test=a.y_test[:64])
+    return path
+
+
 def _trained(tmp_path_factory, name: str, overrides: list[str]) -> Path:
     from dlkit.training.train import train
 

@@ -1,9 +1,9 @@
-"""Run one epoch of an adversarial model's train_step under the current KERAS_BACKEND from fixed initial
-weights, with its randomness pinned, and save the weights after it. tests/test_gan.py runs this under
-TensorFlow and JAX and compares: the two gradient paths (GradientTape, jax.value_and_grad over a
-StatelessScope) must agree.
+"""Run one training step of a model with a step of its own (a GAN, the VAE, the RBM) under the current
+KERAS_BACKEND from fixed initial weights, with its randomness pinned, and save the weights after it.
+tests/test_steps_agree.py runs this under TensorFlow and JAX and compares: the two paths (GradientTape,
+jax.value_and_grad over a StatelessScope) must agree.
 
-    python tests/gan_step_probe.py FOLDER RECIPE...
+    python tests/step_probe.py FOLDER RECIPE...
         for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
         FOLDER/<stem>-<backend>.npz (the weights after the epoch)
 
@@ -46,7 +46,9 @@ def probe(recipe_path, init, out, patch=setattr):
         return (ops.concatenate(parts, axis=-1) if len(parts) > 1 else z), codes
 
     patch(gan_model.GAN, "latent", latent)
-    patch(gan_model.keras.random, "uniform", lambda shape, *a, **k: ops.full(shape, 0.3))  # WGAN-GP's mixing weights
+    # WGAN-GP's mixing weights, the VAE's binarization and the RBM's Gibbs draws; the VAE's reparameterisation
+    patch(keras.random, "uniform", lambda shape, *a, **k: ops.full(shape, 0.3))
+    patch(keras.random, "normal", lambda shape, *a, dtype=None, **k: ops.full(shape, 0.5, dtype=dtype))
     if Path(init).is_file():
         model.load_weights(init)
     else:
