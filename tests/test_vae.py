@@ -130,7 +130,7 @@ def test_vae_resume_is_exact(straight, write_recipe, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.slow  # `make test` trains the VAE on JAX on one device and two in test_distribution.py
+@pytest.mark.slow  # `make test` checks the VAE's step on JAX against TensorFlow's in test_steps_agree.py
 def test_vae_trains_on_jax(write_recipe, tmp_path):
     recipe = write_recipe(TINY_VAE)
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
