@@ -172,7 +172,7 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
     _require(fmt)
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)
-    model = session.model(checkpoint=run.model, unsafe=unsafe)
+    model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
     served, what = session.task.exported(run, recipe, model)
 
     record = write_checked(served, what, fmt, target)

@@ -14,13 +14,14 @@ from dlkit.tasks.base import EncodeRequest, GenerateRequest
 
 
 def _open(run_dir, unsafe: bool):
-    """A finished run's recipe, task session and model."""
+    """A finished run's recipe, task session and model: the model alone, without its optimizer's state,
+    which drawing, encoding and predicting do not use."""
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)
-    return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe)
+    return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)
 
 
 def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,

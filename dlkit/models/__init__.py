@@ -68,16 +68,18 @@ def register_keras_classes() -> None:
     scaled_schedule_class()  # a rolled-back run's learning rate (train.on_nan: rollback)
 
 
-def load(path, unsafe: bool = False):
+def load(path, unsafe: bool = False, compile: bool = True):
     """keras.saving.load_model with dlkit's classes registered, in safe mode: a file holding code (a Lambda
-    layer's Python) is refused unless `unsafe`, since loading it would run that code."""
+    layer's Python) is refused unless `unsafe`, since loading it would run that code. `compile=False`: the
+    model alone, neither compiled nor holding its optimizer's state (an Adam's two moments per weight are
+    left in the file): enough to draw, encode, predict and export, not to train or `evaluate`."""
     import keras
 
     from dlkit.errors import UsageError
 
     register_keras_classes()
     try:
-        return keras.saving.load_model(path, safe_mode=not unsafe)
+        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
     except ValueError as e:
         if "safe_mode" not in str(e):
             raise

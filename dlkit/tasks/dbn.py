@@ -140,7 +140,7 @@ class Dbn(Classification):
             raise UsageError("a DBN samples from its top RBM (-n, --seed, and --label when it learnt labels)")
         if request.label is not None and not config.top_labels:
             raise UsageError("--label: this DBN's top RBM was trained without labels (model.top_labels)")
-        rbms = [models.load(run.phase(f"rbm{i + 1}", True).model) for i in range(len(config.layers))]
+        rbms = [models.load(run.phase(f"rbm{i + 1}", True).model, compile=False) for i in range(len(config.layers))]
         rng = np.random.default_rng(request.seed)
         kernel, b, c = rbms[-1].numpy_parameters()
         sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731

@@ -21,7 +21,7 @@ class Reference:
         if not run.model.is_file():
             raise UsageError(f"reference run {run.root} has no model.keras")
         self.run = run
-        self.classifier = models.load(run.model, unsafe)
+        self.classifier = models.load(run.model, unsafe, compile=False)  # it predicts, nothing more
         self.scale = run_scale(run)
         head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
                     self.classifier.layers[-1])

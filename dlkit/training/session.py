@@ -38,12 +38,15 @@ class Session:
         return optim.steps_per_epoch(self.data.spec.num_train, self.recipe.data.batch_size,
                                      self.recipe.train.steps_per_epoch)
 
-    def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None, unsafe: bool = False):
+    def model(self, phase: Phase | None = None, earlier: dict | None = None, checkpoint=None, unsafe: bool = False,
+              compile: bool = True):
         """The phase's model: built and compiled by the task, or loaded (optimizer state and all) from a
-        checkpoint or a finished run's model.keras, in Keras's safe mode unless `unsafe`."""
+        checkpoint or a finished run's model.keras, in Keras's safe mode unless `unsafe`; with
+        `compile=False`, loaded as the model alone (models.load): what drawing, encoding, predicting and
+        exporting need."""
         with self.placement.scope():
             if checkpoint is not None:
-                return models.load(checkpoint, unsafe)
+                return models.load(checkpoint, unsafe, compile)
             model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
             self.task.initialize(model, self.recipe, self.data, phase)
             return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
