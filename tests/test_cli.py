@@ -182,6 +182,23 @@ def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):
     assert (Path(out["run_dir"]) / "confusion_matrix_val.png").is_file()
 
 
+def test_commands_that_read_a_model_load_it_without_its_optimizer(tiny_run):
+    """generate, encode, predict and export load the model alone: its weights, not its optimizer's state,
+    which they never use; evaluate and resume load both."""
+    import numpy as np
+
+    from dlkit import evaluate, generate, models
+    from dlkit.training.session import Session
+
+    *_, alone = generate._open(tiny_run, unsafe=False)
+    assert getattr(alone, "optimizer", None) is None and not alone.compiled
+    run = evaluate.finished(evaluate.resolve_run(tiny_run))
+    full = Session.open(evaluate.tasks.load_recipe(run.recipe)).model(checkpoint=run.model)  # as evaluate loads it
+    assert full.compiled and int(full.optimizer.iterations.numpy()) == 2 * 11  # two epochs of 540 by 50
+    for a, b in zip(alone.get_weights(), models.load(run.model).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_evaluate_errors(tmp_path, tiny_recipe):
     assert run("evaluate", tmp_path).exit_code == 2  # not a run directory
     assert run("evaluate", tiny_recipe, "--runs-root", tmp_path / "empty").exit_code == 2  # no runs yet
