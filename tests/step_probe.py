@@ -5,7 +5,7 @@ jax.value_and_grad over a StatelessScope) must agree.
 
     python tests/step_probe.py FOLDER RECIPE...
         for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
-        FOLDER/<stem>-<backend>.npz (the weights after the epoch)
+        FOLDER/<stem>-<backend>.npz (the weights after the step, one batch)
 
 The test calls `probe` in its own process for TensorFlow (the suite's backend), pinning the randomness
 with pytest's monkeypatch so that nothing outlives the test, and runs this script for JAX.
