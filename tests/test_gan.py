@@ -339,6 +339,9 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
         assert 0 <= ev["class_coverage"] <= 1 and 0 <= ev[key] <= 1 and sum(ev["class_histogram"]) == 200
     plain = json.loads(runner.invoke(app, ["evaluate", dcgan, "-n", "100", "--json"]).stdout)
     assert "frechet_distance" not in plain and plain["diversity"]["real"] > 0 and Path(plain["grid"]).is_file()
+    not_a_classifier = runner.invoke(app, ["evaluate", dcgan, "--reference", info])  # a GAN run as the reference
+    assert not_a_classifier.exit_code == 2, not_a_classifier.output
+    assert "is a run of task 'adversarial', not an image classifier" in not_a_classifier.stderr
 
 
 # ---------------------------------------------------------------- the measures themselves

@@ -22,6 +22,11 @@ class Reference:
             raise UsageError(f"reference run {run.root} has no model.keras")
         self.run = run
         self.classifier = models.load(run.model, unsafe, compile=False)  # it predicts, nothing more
+        if not _image_classifier(self.classifier):
+            task = run.read_json(run.manifest).get("task", "unknown")
+            raise UsageError(f"--reference {run.root} is a run of task {task!r}, not an image classifier; the "
+                             "reference is a finished classifier run (a model from images to class probabilities) trained on "
+                             "images like the ones measured, e.g. of recipes/cnn_mnist.yaml")
         self.scale = run_scale(run)
         head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
                     self.classifier.layers[-1])
@@ -93,3 +98,10 @@ class Reference:
 
 
 SMALL_N = 2000  # below this, Fréchet distances of ~100-dimensional features are dominated by their bias
+
+
+def _image_classifier(model) -> bool:
+    """A functional model with one image input (batch, height, width, channels) and one output per class."""
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    return (isinstance(inputs, list) and len(inputs) == 1 and len(inputs[0].shape) == 4
+            and isinstance(outputs, list) and len(outputs) == 1 and len(outputs[0].shape) == 2)
