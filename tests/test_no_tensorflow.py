@@ -233,6 +233,10 @@ def test_image_folders_decode_with_pillow_as_with_tensorflow(tmp_path, monkeypat
         for i in range(2):
             Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / cls / f"{i}.png")
     with_tf = {c: sources.read_image(tmp_path / c / "0.png", None) for c in ("gray", "colour")}
+    (tmp_path / "not-an-image.png").write_bytes(b"not a png")  # TensorFlow's reason, without its op's graph node
+    reason = r"not-an-image.png: Unknown image file format\. One of JPEG.* required\.$"
+    with pytest.raises(sources.DataError, match=reason):
+        sources.read_image(tmp_path / "not-an-image.png", None)
     monkeypatch.setattr(backend, "tensorflow", lambda: None)
     for c in ("gray", "colour"):
         np.testing.assert_array_equal(sources.read_image(tmp_path / c / "0.png", None), with_tf[c])

@@ -319,6 +319,14 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
+def tf_reason(message: str) -> str:
+    """A TensorFlow op's error message without its graph node and op name: "{{function_node ...}} Unknown
+    image file format. ... [Op:DecodeImage] name: " reads "Unknown image file format. ..."."""
+    import re
+
+    return re.sub(r"\s*\[Op:\w+\].*$", "", re.sub(r"\{\{.*?\}\}\s*", "", message), flags=re.S).strip()
+
+
 def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
     """One image file as uint8 (H, W, C), resized (bilinear) to image_size; TensorFlow decodes where it is
     installed, Pillow where not."""
@@ -345,7 +353,7 @@ def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
     try:
         img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
     except tf.errors.OpError as e:
-        raise DataError(f"cannot decode image {f}: {e.message}") from None
+        raise DataError(f"cannot decode image {f}: {tf_reason(e.message)}") from None
     if image_size:
         img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
     return img.numpy()
