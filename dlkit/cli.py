@@ -225,7 +225,7 @@ def generate(
     n: Annotated[int, typer.Option("-n", metavar="N", help="How many samples.")] = 64,
     label: Annotated[Optional[int], typer.Option(metavar="K", help="Class to draw (conditional models).")] = None,
     code: Annotated[Optional[int], typer.Option(metavar="K", help="Categorical code to draw (InfoGAN).")] = None,
-    seed: Annotated[int, typer.Option(metavar="SEED", help="Seed of the noise.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="SEED", min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,

@@ -321,6 +321,8 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     out = runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3", "--json"])
     assert out.exit_code == 0 and Path(json.loads(out.stdout)["out"]).name == "samples-seed0-label3.png"
     assert runner.invoke(app, ["generate", cgan, "-n", "10", "--label", "3"]).exit_code == 2  # would overwrite
+    negative = runner.invoke(app, ["generate", cgan, "--seed", "-1"])  # numpy's seeds are 0 to 2**32 - 1
+    assert negative.exit_code == 2 and "--seed" in negative.output
     assert runner.invoke(app, ["generate", cgan, "--interpolate", "-n", "6", "--label", "1"]).exit_code == 0
     assert runner.invoke(app, ["generate", info, "--code", "2", "-n", "4"]).exit_code == 0
     exported = runner.invoke(app, ["export", cgan, "--format", "onnx", "--json"])  # the generator: noise + one-hot label
