@@ -12,15 +12,15 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad recipe or bad usage
 EXIT_DATA = 3  # data not found or unreadable
 EXIT_DIVERGED = 4  # loss became NaN or inf
-EXIT_STORAGE = 5  # the run directory could not be written (disk full, read-only, permissions)
+EXIT_STORAGE = 5  # the run directory or an output file could not be written (disk full, read-only, permissions)
 EXIT_MEMORY = 6  # out of memory (a GPU's or the host's)
 EXIT_EXPORT = 7  # an export, loaded back, did not give its model's outputs
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 2 bad recipe or usage; 3 data not found or unreadable; "
-    "4 training diverged (NaN/inf loss); 5 the run directory could not be written (disk full, read-only); "
-    "6 out of memory; 7 an export did not reproduce its model; 130 interrupted (Ctrl-C or SIGTERM)."
+    "4 training diverged (NaN/inf loss); 5 the run directory or an output file could not be written (disk full, "
+    "read-only); 6 out of memory; 7 an export did not reproduce its model; 130 interrupted (Ctrl-C or SIGTERM)."
 )
 
 

@@ -148,6 +148,12 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     codes, labels = np.load(written["out"]), np.load(written["labels"])
     assert codes.shape == (200, 8) and labels.shape == (200,) and labels[:3].tolist() == [7, 2, 1]
     assert cli("encode", run, "--split", "test").exit_code == 2  # would overwrite
+    npz = cli("encode", run, "--out", tmp_path / "codes.npz")  # np.save would have written codes.npz.npy
+    assert npz.exit_code == 2 and "end the name in .npy" in npz.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = cli("encode", run, "--out", tmp_path / "a-file" / "codes.npy")  # a folder that cannot be made
+    assert unwritable.exit_code == 5 and f"cannot write {tmp_path / 'a-file' / 'codes.npy'}" in unwritable.stderr
+    assert not list(tmp_path.glob("codes*")) and (tmp_path / "a-file").is_file()  # nothing written
 
     gen = cli("generate", run, "-n", "6", "--json")
     assert gen.exit_code == 0 and Path(json.loads(gen.stdout)["out"]).name == "reconstructions-seed0.png"

@@ -104,12 +104,23 @@ def diversity(fake: np.ndarray, real: np.ndarray) -> dict:
 
 
 def output_path(path, force: bool):
+    """Where a command writes its output (--out): refused if it exists without `force`, and checked to be
+    writable before any work is done (its folder made, a probe file written and removed there)."""
     from pathlib import Path
+
+    from dlkit.errors import StorageError
 
     path = Path(path)
     if path.exists() and not force:
         raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.dlkit-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror or e}; choose another --out, in a folder you can "
+                           "write to") from None
     return path
 
 

@@ -211,6 +211,10 @@ def read_inputs(paths, shape) -> np.ndarray:
 
 def save_codes(run, codes: np.ndarray, labels, request) -> dict:
     """codes to --out (.npy); the split's labels beside them as <out stem>.labels.npy when it has any."""
+    from pathlib import Path
+
+    if request.out is not None and Path(request.out).suffix != ".npy":
+        raise UsageError(f"--out {request.out}: codes are written as a NumPy .npy file; end the name in .npy")
     path = output_path(request.out or run.root / f"codes_{request.split}.npy", request.force)
     np.save(path, codes)
     out = {"status": "completed", "run_dir": str(run.root), "split": request.split, "out": str(path),
