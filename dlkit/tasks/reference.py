@@ -25,8 +25,8 @@ class Reference:
         if not _image_classifier(self.classifier):
             task = run.read_json(run.manifest).get("task", "unknown")
             raise UsageError(f"--reference {run.root} is a run of task {task!r}, not an image classifier; the "
-                             "reference is a finished classifier run (a model from images to class probabilities) trained on "
-                             "images like the ones measured, e.g. of recipes/cnn_mnist.yaml")
+                             "reference is a finished classifier run (a model from images to class probabilities) "
+                             "trained on images like the ones measured, e.g. of recipes/cnn_mnist.yaml")
         self.scale = run_scale(run)
         head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
                     self.classifier.layers[-1])
