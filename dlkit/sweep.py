@@ -101,10 +101,11 @@ def _state(run: Path) -> str:
     return "resume"  # interrupted, or stopped (killed)
 
 
-def _command(member: dict, recipe_path: Path, runs_root: Path, run: Path | None) -> list[str]:
+def _command(member: dict, recipe_path: Path, runs_root: Path) -> list[str]:
+    """The command a member's action runs: `resume` of its run, or `train` of the recipe with its --set."""
     cli = [sys.executable, "-m", "dlkit.cli"]
-    if run is not None:
-        return cli + ["resume", str(run), "--json", "-q"]
+    if member["action"] == "resume":
+        return cli + ["resume", str(member["run"]), "--json", "-q"]
     return cli + ["train", str(recipe_path), "--runs-root", str(runs_root), "--json", "-q",
                   *[a for s in member["sets"] for a in ("--set", s)]]
 
@@ -130,8 +131,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
             say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {m['point']} seed {m['seed']} "
                 f"({m['run']})")
             return m
-        proc = subprocess.run(_command(m, recipe_path, runs_root, m["run"] if m["action"] == "resume" else None),
-                              capture_output=True, text=True)
+        proc = subprocess.run(_command(m, recipe_path, runs_root), capture_output=True, text=True)
         try:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -154,8 +154,8 @@ def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: 
     run; or none: done, failed, busy) and the command that action runs."""
     runs = [{"point": m["point"], "seed": m["seed"], "action": m["action"],
              "run_dir": str(m["run"]) if m["run"] else None,
-             "command": _command(m, recipe_path, runs_root, m["run"] if m["action"] == "resume" else None)
-             if m["action"] in ("train", "resume") else None} for m in todo]
+             "command": _command(m, recipe_path, runs_root) if m["action"] in ("train", "resume") else None}
+            for m in todo]
     return {"status": "planned", "recipe": name, "grid": grid, "runs": runs}
 
 
