@@ -67,6 +67,11 @@ class Vocabulary:
     def ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
 
+    def unknown(self, text: str) -> list[str]:
+        """The pieces of `text` this vocabulary reads as `[UNK]`, each once, in order."""
+        e = self.tokenizer.encode(text)
+        return list(dict.fromkeys(text[a:b] for i, (a, b) in zip(e.ids, e.offsets) if i == 1))
+
     def ids_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 

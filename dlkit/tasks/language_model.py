@@ -233,12 +233,14 @@ class LanguageModel(FitTask):
         if request.temperature < 0:
             raise UsageError(f"--temperature must be 0 (the likeliest token) or more, received {request.temperature}")
         vocab = vocabulary(run)
-        text = sample(model, recipe, vocab, request.prompt or "", request.length, request.temperature, request.seed)
+        unknown_prompt(vocab, request.prompt or "")
         out = None
-        if request.out is not None:
+        if request.out is not None:  # checked writable before the sampling, not after
             from dlkit.tasks.generative import output_path
 
             out = output_path(request.out, request.force)
+        text = sample(model, recipe, vocab, request.prompt or "", request.length, request.temperature, request.seed)
+        if out is not None:
             out.write_text(text)
         return {"status": "completed", "run_dir": str(run.root), "text": text, "out": out and str(out),
                 "prompt": request.prompt or "", "length": request.length, "temperature": request.temperature,
@@ -296,6 +298,20 @@ def gradient_by_step(model, recipe, spec, windows_: np.ndarray) -> np.ndarray:
 
     g = backend.gradient(last_loss, e)
     return np.sqrt((g**2).sum(axis=-1)).mean(axis=0)
+
+
+def unknown_prompt(vocab, prompt: str) -> None:
+    """A prompt the model cannot read is exit 2 naming the pieces: the sampler would otherwise feed it
+    `[UNK]`, a token the training text never had, and write `[UNK]` into the text it returns."""
+    unknown = vocab.unknown(prompt)
+    if not unknown:
+        return
+    kind = "character" if vocab.level == "char" else "word"
+    shown = ", ".join(repr(u) for u in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+    hint = ("; its training text writes rare words as '<unk>'" if vocab.tokenizer.token_to_id("<unk>") is not None
+            else "")
+    raise UsageError(f"--prompt has {kind}s this model's vocabulary does not hold: {shown}. It knows the "
+                     f"{vocab.size - 2} {kind}s of its training text{hint}; write the prompt in those")
 
 
 def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, seed: int) -> str:
