@@ -384,6 +384,23 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert (Path(lm["run_dir"]) / "gradient_by_step.png").is_file()
 
 
+def test_a_prompt_is_read_as_the_training_text_was():
+    """A prompt's token outside an uncapped vocabulary is a usage error naming it; a capped vocabulary read the
+    training text's rare tokens as [UNK], so it reads the prompt's so too."""
+    from types import SimpleNamespace
+
+    from dlkit.data.text import UNK, Vocabulary
+    from dlkit.errors import UsageError
+
+    vocab = Vocabulary.learn(["the cat sat on the mat"], "word", True, None, 1)
+    assert vocab.unknown("The dog sat, the dog") == ["dog", ","]
+    with pytest.raises(UsageError, match="'dog', ','"):
+        language_model.unknown_prompt(vocab, "The dog sat, the dog", SimpleNamespace(max_tokens=None, min_frequency=1))
+    for capped in (SimpleNamespace(max_tokens=4, min_frequency=1), SimpleNamespace(max_tokens=None, min_frequency=2)):
+        language_model.unknown_prompt(vocab, "the dog", capped)
+    assert vocab.text(vocab.ids("the dog")) == f"the {UNK}"
+
+
 def test_tfds_text_path_with_mock_data(write_recipe, tmp_path):
     """`tfds:imdb_reviews` goes through tensorflow-datasets (mocked, no network): its own train and test
     splits, text decoded, the vocabulary learnt from the training texts."""

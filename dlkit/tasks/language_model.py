@@ -233,7 +233,7 @@ class LanguageModel(FitTask):
         if request.temperature < 0:
             raise UsageError(f"--temperature must be 0 (the likeliest token) or more, received {request.temperature}")
         vocab = vocabulary(run)
-        unknown_prompt(vocab, request.prompt or "")
+        unknown_prompt(vocab, request.prompt or "", recipe.data)
         out = None
         if request.out is not None:  # checked writable before the sampling, not after
             from dlkit.tasks.generative import output_path
@@ -300,11 +300,12 @@ def gradient_by_step(model, recipe, spec, windows_: np.ndarray) -> np.ndarray:
     return np.sqrt((g**2).sum(axis=-1)).mean(axis=0)
 
 
-def unknown_prompt(vocab, prompt: str) -> None:
-    """A prompt the model cannot read is exit 2 naming the pieces: the sampler would otherwise feed it
-    `[UNK]`, a token the training text never had, and write `[UNK]` into the text it returns."""
+def unknown_prompt(vocab, prompt: str, cfg) -> None:
+    """A prompt the model cannot read is exit 2 naming the pieces: with every token of the training text in
+    the vocabulary, the model never saw `[UNK]`. A capped vocabulary (`max_tokens`, `min_frequency`) read
+    the training text's rare tokens as `[UNK]`, so the prompt's are read so too."""
     unknown = vocab.unknown(prompt)
-    if not unknown:
+    if not unknown or cfg.max_tokens is not None or cfg.min_frequency > 1:
         return
     kind = "character" if vocab.level == "char" else "word"
     shown = ", ".join(repr(u) for u in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
