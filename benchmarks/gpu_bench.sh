@@ -98,7 +98,8 @@ def best(side, workload, batch):
 print("workload      batch  plain img/s  dlkit img/s  dlkit/plain")
 for w, b in sorted({(r["workload"], r["batch"]) for r in rows if "images_per_s" in r}):
     p, d = best("plain", w, b), best("dlkit", w, b)
-    print(f"{w:12s} {b:6d} {p or 0:12.0f} {d or 0:12.0f} {d / p if p and d else float('nan'):12.3f}")
+    cell = lambda v, f: format(v, f) if v else "-"  # a side not measured (cut, or dlkit alone) is a dash
+    print(f"{w:12s} {b:6d} {cell(p, '12.0f'):>12s} {cell(d, '12.0f'):>12s} {cell(p and d and d / p, '12.3f'):>12s}")
 gans = {r["side"]: r["result"]["steps_per_s"] for r in rows if r.get("workload") == "dcgan_step" and r.get("result")}
 if gans:
     p, d = gans.get("plain-jax"), gans.get("dlkit")
@@ -106,7 +107,7 @@ if gans:
           f"dlkit/plain {d / p if p and d else float('nan'):.3f}")
 fast = [r for r in rows if r.get("workload") == "fast"]
 for r in fast:
-    print(f"fast {r['side']}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
+    print(f"fast {r['side']}{''.join(' ' + s for s in r.get('sets', []))}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
           f"(epochs {r['epoch_seconds']}; the first, with compilation, counted at the later ones' median)")
 PY
 cat "$OUT/summary.txt" | tee -a "$OUT/log.txt"
