@@ -27,7 +27,9 @@ interrupt_requested = threading.Event()
 
 
 @contextlib.contextmanager
-def _silenced_fd2():
+def native_log_silenced():
+    """File descriptor 2 pointed at /dev/null inside: what C++ libraries log there (TensorFlow's start-up,
+    LiteRT's delegate) stays out of a command's output. Python's own errors are raised, not lost."""
     if os.environ.get("DLKIT_DEBUG") == "1":
         yield
         return
@@ -61,7 +63,7 @@ def setup():
     # 3: also TF's C++ "errors" from graph rewriting (e.g. grappler's remapper), which are not failures;
     # real failures arrive as Python exceptions
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _silenced_fd2():
+    with native_log_silenced():
         tf = tensorflow()
         import keras  # noqa: F401
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,9 @@ class ExportMismatch(DlkitError):
 
 
 def _require(fmt: str) -> None:
+    from dlkit import backend
+
+    backend.setup()  # before keras: it imports TensorFlow, whose start-up log setup silences
     import keras
 
     if importlib.util.find_spec("tensorflow") is None:
@@ -112,16 +116,19 @@ def reload_outputs(fmt: str, path: Path, model, inputs: list[np.ndarray]) -> lis
         return [np.asarray(v) for v in session.run(None, feed)]
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    names = [t.name for t in model.inputs]
-    signature = interpreter.get_signature_list()["serving_default"]["inputs"]
-    if set(names) == set(signature):
-        feed = dict(zip(names, inputs))
-    elif len(signature) == len(inputs) == 1:
-        feed = {signature[0]: inputs[0]}
-    else:
-        raise ExportMismatch(f"{path}: the LiteRT signature's inputs {signature} are not the model's {names}")
-    return _outputs(interpreter.get_signature_runner()(**feed))
+    from dlkit.backend import native_log_silenced
+
+    with native_log_silenced():  # LiteRT's C++ logs its CPU delegate ("INFO: Created TensorFlow Lite XNNPACK ...")
+        interpreter = Interpreter(model_path=str(path))
+        names = [t.name for t in model.inputs]
+        signature = interpreter.get_signature_list()["serving_default"]["inputs"]
+        if set(names) == set(signature):
+            feed = dict(zip(names, inputs))
+        elif len(signature) == len(inputs) == 1:
+            feed = {signature[0]: inputs[0]}
+        else:
+            raise ExportMismatch(f"{path}: the LiteRT signature's inputs {signature} are not the model's {names}")
+        return _outputs(interpreter.get_signature_runner()(**feed))
 
 
 def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> float:
@@ -138,7 +145,9 @@ def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> flo
         specs = [keras.InputSpec(shape=(batch, *t.shape[1:]), dtype=t.dtype, name=t.name) for t in served.inputs]
         kwargs["input_signature"] = specs if len(specs) == 1 else [specs]  # the model's one argument
     try:
-        served.export(str(written), format=FORMATS[fmt][0], verbose=False, **kwargs)
+        with warnings.catch_warnings():  # Keras's tf2onnx shim probes np.object, which numpy warns of
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            served.export(str(written), format=FORMATS[fmt][0], verbose=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - a converter's failure is the user's answer, not a traceback
         raise ExportMismatch(f"Keras could not export {what} as {fmt}: {type(e).__name__}: {_first_line(e)}") from None
     try:

@@ -5,6 +5,7 @@ the slice under tests/data (trained, evaluated, reloaded in a fresh process)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -270,8 +271,10 @@ def test_finished_run_is_measured_on_decoded_text_and_reloads_the_same(luong_run
     cmd = [sys.executable, "-m", "dlkit.cli", "predict", str(run), "--json", "--plot", str(tmp_path / "a.png")]
     for s in sources:
         cmd += ["--text", s]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr  # TensorFlow's start-up log (absl, CUDA stubs) silenced
     answer = json.loads(out.stdout)
     assert [p["translation"] for p in answer["predictions"]] == [e["translation"] for e in test["examples"][:4]]
     assert (tmp_path / "a.png").stat().st_size > 0

@@ -20,9 +20,9 @@ class Session:
     @classmethod
     def open(cls, recipe) -> Session:
         """Seeded, so that the data's splits and order and the model's initial weights are reproducible."""
+        backend.setup()  # first: importing keras imports TensorFlow, whose start-up log setup silences
         import keras
 
-        backend.setup()
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
         # process-wide, as Keras keeps it: every run sets its own (a float32 run after a mixed one is float32)
         keras.config.set_dtype_policy(recipe.train.precision)
