@@ -24,6 +24,17 @@ EXIT_CODES_HELP = (
 )
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's first line, for a message: whole up to `limit` characters, else cut at a word with an
+    ellipsis (a cut mid-word, "Name or s", reads as a typo)."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else line[:limit]) + "…"
+
+
 class DlkitError(Exception):
     exit_code = EXIT_USAGE
     run_dir: str | None = None  # the run directory the error left behind, if any (a diverged run)

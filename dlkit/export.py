@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dlkit import tasks
-from dlkit.errors import EXIT_EXPORT, DlkitError, StorageError, UsageError
+from dlkit.errors import EXIT_EXPORT, DlkitError, StorageError, UsageError, first_line
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
 
@@ -149,14 +149,14 @@ def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> flo
             warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
             served.export(str(written), format=FORMATS[fmt][0], verbose=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - a converter's failure is the user's answer, not a traceback
-        raise ExportMismatch(f"Keras could not export {what} as {fmt}: {type(e).__name__}: {_first_line(e)}") from None
+        raise ExportMismatch(f"Keras could not export {what} as {fmt}: {type(e).__name__}: {first_line(e)}") from None
     try:
         got = reload_outputs(fmt, written, served, inputs)
     except ExportMismatch:
         raise
     except Exception as e:  # noqa: BLE001 - the runtime's refusal is the answer
         raise ExportMismatch(f"the {fmt} export of {what} was written but {FORMATS[fmt][2]} could not run it: "
-                             f"{type(e).__name__}: {_first_line(e)}; the export was removed") from None
+                             f"{type(e).__name__}: {first_line(e)}; the export was removed") from None
     return _compare(expected, got, fmt, what)
 
 
@@ -265,8 +265,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
         path.unlink()
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""

@@ -78,12 +78,28 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DLKIT_OFFLINE")
     monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "cache")
 
+    reason = ("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz: None -- "
+              "[Errno -2] Name or service not known")  # Keras's, offline: 140 characters
+
     def no_network(name):
-        raise OSError("no network")
+        raise Exception(reason)
 
     monkeypatch.setattr(sources, "download", no_network)
-    with pytest.raises(DataError, match="download failed"):
+    with pytest.raises(DataError, match="download failed") as info:
         sources.load_builtin("mnist", None, allow_download=True)
+    assert reason in str(info.value)  # whole: it was cut at 120 characters, "Name or s"
+    monkeypatch.setattr(sources, "download", lambda name: (_ for _ in ()).throw(OSError()))  # no message at all
+    with pytest.raises(DataError, match=r"download failed \(OSError: \)"):
+        sources.load_builtin("mnist", None, allow_download=True)
+
+
+def test_an_error_s_first_line_is_cut_at_a_word():
+    from dlkit.errors import first_line
+
+    assert first_line(ValueError("one\ntwo")) == "one" and first_line(ValueError()) == ""
+    long = ValueError("word " * 100)
+    assert first_line(long, 52) == "word " * 9 + "word…" and len(first_line(long)) <= 301
+    assert first_line(ValueError("x" * 400), 50) == "x" * 50 + "…"  # no space to cut at
 
 
 def test_download_lands_files_the_local_reader_reads(tmp_path, monkeypatch):

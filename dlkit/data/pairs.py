@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dlkit.data.text import Vocabulary, rows_of
-from dlkit.errors import DataError
+from dlkit.errors import DataError, first_line
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
 SPECIAL = [PAD, UNK, START, END]
@@ -181,7 +181,7 @@ def locate(cfg) -> Path:
                                             cache_subdir=f"datasets/{FOLDER}")
             return Path(path)
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
-            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in _candidates(cfg.dir))
     raise DataError(f"dataset 'tatoeba_fra_eng' not found, and {failure}.\n  Looked in:\n{looked}\n"
                     "  Put fra-eng.zip (or its fra.txt) in one of those folders, or point data.dir (or "

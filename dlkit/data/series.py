@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.errors import DataError
+from dlkit.errors import DataError, first_line
 
 SERIES_SOURCES = {
     "pjm_hourly_energy": ("AEP_hourly.csv", "PJM hourly energy use of American Electric Power (MW), 2004-2018",
@@ -67,7 +67,7 @@ def find(cfg, local_only: bool = False) -> Path | str:
                 return Path(keras.utils.get_file(fname, origin=url, cache_dir=str(cache.parent.parent),
                                                  cache_subdir=f"datasets/{cfg.dataset}"))
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
-            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in dirs)
     raise DataError(f"dataset {cfg.dataset!r} not found, and {failure}.\n  Looked in:\n{looked}\n  Put {fname} in one "
                     "of those folders, or point data.dir (or $DLKIT_DATA_DIR) at the folder that holds it.")
@@ -82,7 +82,7 @@ def read(cfg, path: Path | None = None) -> Frame:
     try:
         df = pd.read_csv(path, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"cannot read CSV file {path}: {str(e).splitlines()[0][:200]}") from None
+        raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
     where = f"{path}"
     columns = list(df.columns)
     time_cols = cfg.time_column if isinstance(cfg.time_column, list) else [cfg.time_column or columns[0]]
@@ -97,7 +97,7 @@ def read(cfg, path: Path | None = None) -> Frame:
             times = pd.to_datetime(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
     except (ValueError, TypeError) as e:
         raise DataError(f"{where}: the time column{'s' if len(time_cols) > 1 else ''} {', '.join(time_cols)} "
-                        f"could not be read as times ({str(e).splitlines()[0][:160]}); set data.time_column") from None
+                        f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     targets = cfg.target_columns or [c for c in columns if c not in time_cols][-1:]
     frame = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in targets + cfg.feature_columns})
     bad = [c for c in targets + cfg.feature_columns if df[c].notna().any() and frame[c].isna().all()]

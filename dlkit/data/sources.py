@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from dlkit.errors import DataError
+from dlkit.errors import DataError, first_line
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -240,7 +240,7 @@ def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Array
                 return _arrays(found, BUILTINS[name]["classes"], str(folder))
             failure = f"the download in {folder} has none of the expected files"
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
-            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in dirs)
     raise DataError(
         f"dataset {name!r} not found, and {failure}.\n"
@@ -415,7 +415,7 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         raise
     except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not available"
         raise DataError(
-            f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+            f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: {first_line(e, 200)}. "
             "Check the name (tfds.list_builders()), or prepare it under data.dir first."
         ) from None
     return out, classes

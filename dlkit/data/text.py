@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.errors import DataError
+from dlkit.errors import DataError, first_line
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -226,7 +226,7 @@ def locate(name: str, data_dir: str | None, allow_download: bool) -> dict[str, l
                 return found
             failure = f"the download in {CACHE / FOLDERS[name]} has none of the expected files"
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
-            failure = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in _dirs(name, data_dir))
     expect = ", ".join(p for ps in TEXT_SOURCES[name].files.values() for p in ps[:1])
     raise DataError(f"dataset {name!r} not found, and {failure}.\n  Looked in:\n{looked}\n"
