@@ -209,7 +209,7 @@ def join(c: Cluster) -> None:
     global _cluster
     import keras
 
-    from dlkit.errors import UsageError
+    from dlkit.errors import UsageError, first_line
 
     if _cluster is not None:
         return
@@ -236,7 +236,7 @@ def join(c: Cluster) -> None:
             multihost_utils.sync_global_devices("dlkit: every process joined")
     except Exception as e:  # noqa: BLE001 - jax raises RuntimeError/XlaRuntimeError; none is a dlkit bug
         raise UsageError(f"could not join the run's {c.processes} processes as {c!r}: {type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}; check that every process "
+                         f"{first_line(e)}; check that every process "
                          "was started with the same --coordinator and --processes, each with its own --process-id, "
                          "and that process 0's port is reachable") from None
     # each process's share of a split comes in batches whose number tf.data cannot tell ahead, so Keras's

@@ -122,7 +122,7 @@ def read_npz(path: Path) -> dict:
     except DataError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"cannot read {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        raise DataError(f"cannot read {path}: {type(e).__name__}: {first_line(e, 200)}") from None
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -157,7 +157,7 @@ def read_cifar_batches(folder: Path) -> dict | None:
         except DataError:
             raise
         except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
-            raise DataError(f"cannot read CIFAR batch {p}: {type(e).__name__}: {str(e)[:200]}") from None
+            raise DataError(f"cannot read CIFAR batch {p}: {type(e).__name__}: {first_line(e, 200)}") from None
         if len(x) != len(y):
             raise DataError(f"{p}: {len(x)} images but {len(y)} labels")
         return x, y
