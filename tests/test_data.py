@@ -124,6 +124,61 @@ def test_download_lands_files_the_local_reader_reads(tmp_path, monkeypatch):
     assert calls == [sources.KERAS_DATASETS + "mnist.npz"] and a.x_train.shape == (5, 28, 28)
 
 
+def test_a_download_from_a_local_server_and_one_that_stalls(tmp_path, monkeypatch):
+    """The real download path (keras.utils.get_file over HTTP, from a server on this machine): the file lands
+    in the cache and is read; a server that goes silent mid-file is a data error after DOWNLOAD_TIMEOUT,
+    not a hang, and leaves no partial file."""
+    import http.server
+    import io
+    import threading
+
+    payload = io.BytesIO()
+    np.savez(payload, x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.arange(5),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.arange(2))
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = payload.getvalue()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.path.startswith("/stall/"):
+                self.wfile.write(body[:100])
+                self.wfile.flush()
+                release.wait(30)  # silent until the test ends
+                return
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("DLKIT_OFFLINE")
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "datasets")  # as ~/.keras/datasets
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT", 0.5)
+    try:
+        monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{base}/stall/mnist.npz"})
+        with pytest.raises(DataError, match=f"no answer from {base}/stall/mnist.npz for 0.5 s"):
+            sources.load_builtin("mnist", None, allow_download=True)
+        assert not (tmp_path / "datasets" / "mnist" / "mnist.npz").exists()
+        monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{base}/mnist.npz"})
+        a = sources.load_builtin("mnist", None, allow_download=True)
+        assert a.x_train.shape == (5, 28, 28) and (tmp_path / "datasets" / "mnist" / "mnist.npz").is_file()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    import socket
+
+    assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
 def test_partial_folder_is_skipped(tmp_path):
     """A folder with only the test files (as shared/data has of Fashion-MNIST) is not used for training."""
     import shutil

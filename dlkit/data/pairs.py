@@ -171,15 +171,9 @@ def locate(cfg) -> Path:
     failure = "downloading is off (data.download: false)"
     if cfg.download and os.environ.get("DLKIT_OFFLINE") != "1":
         try:
-            import contextlib
-            import sys
+            from dlkit.data.sources import fetch
 
-            import keras
-
-            with contextlib.redirect_stdout(sys.stderr):
-                path = keras.utils.get_file("fra-eng.zip", origin=TATOEBA_URL, cache_dir=str(CACHE.parent),
-                                            cache_subdir=f"datasets/{FOLDER}")
-            return Path(path)
+            return fetch("fra-eng.zip", TATOEBA_URL, CACHE.parent, f"datasets/{FOLDER}")
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
             failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in _candidates(cfg.dir))

@@ -58,14 +58,9 @@ def find(cfg, local_only: bool = False) -> Path | str:
         return f"{cfg.dataset}: not found locally; will try to download"
     if cfg.download and os.environ.get("DLKIT_OFFLINE") != "1":
         try:
-            import contextlib
-            import sys
+            from dlkit.data.sources import fetch
 
-            import keras
-
-            with contextlib.redirect_stdout(sys.stderr):
-                return Path(keras.utils.get_file(fname, origin=url, cache_dir=str(cache.parent.parent),
-                                                 cache_subdir=f"datasets/{cfg.dataset}"))
+            return fetch(fname, url, cache.parent.parent, f"datasets/{cfg.dataset}")
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
             failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
     looked = "\n".join(f"    {d}" for d in dirs)

@@ -207,18 +207,36 @@ def search_dirs(name: str, data_dir: str | None) -> list[Path]:
     return dirs
 
 
-def download(name: str) -> Path:
-    """Fetch the dataset's published files into the Keras cache with keras.utils.get_file."""
+DOWNLOAD_TIMEOUT = 60.0  # seconds a download may wait for the server at a time: connecting, or for more bytes
+
+
+def fetch(fname: str, url: str, cache: Path, subdir: str, extract: bool = False) -> Path:
+    """One published file into the cache (`cache/subdir/fname`) with keras.utils.get_file: its progress to
+    stderr (stdout may be --json's), and a server that goes silent for DOWNLOAD_TIMEOUT seconds a failure,
+    not a hang (urllib waits forever by default)."""
     import contextlib
+    import socket
     import sys
 
     import keras
 
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return Path(keras.utils.get_file(fname, origin=url, cache_dir=str(cache), cache_subdir=subdir,
+                                             extract=extract))
+    except TimeoutError:
+        raise TimeoutError(f"no answer from {url} for {DOWNLOAD_TIMEOUT:g} s") from None
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def download(name: str) -> Path:
+    """Fetch the dataset's published files into the Keras cache."""
     target = KERAS_CACHE / name
     for fname, url in BUILTINS[name]["downloads"].items():
-        with contextlib.redirect_stdout(sys.stderr):  # get_file prints progress; stdout may be --json's
-            keras.utils.get_file(fname, origin=url, cache_dir=str(KERAS_CACHE.parent),
-                                 cache_subdir=f"datasets/{name}", extract=fname.endswith(".tar.gz"))
+        fetch(fname, url, KERAS_CACHE.parent, f"datasets/{name}", extract=fname.endswith(".tar.gz"))
     # get_file extracts archives next to the download, into a folder named after it
     for extracted in target.glob("*_extracted"):
         return extracted

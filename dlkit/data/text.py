@@ -209,15 +209,10 @@ def locate(name: str, data_dir: str | None, allow_download: bool) -> dict[str, l
     failure = "downloading is off (data.download: false)"
     if allow_download and os.environ.get("DLKIT_OFFLINE") != "1":
         try:
-            import contextlib
-            import sys
-
-            import keras
+            from dlkit.data.sources import fetch
 
             for fname, url in TEXT_SOURCES[name].downloads.items():
-                with contextlib.redirect_stdout(sys.stderr):
-                    path = keras.utils.get_file(fname, origin=url, cache_dir=str(CACHE.parent),
-                                                cache_subdir=f"datasets/{FOLDERS[name]}")
+                path = fetch(fname, url, CACHE.parent, f"datasets/{FOLDERS[name]}")
                 if fname.endswith(".zip"):
                     with zipfile.ZipFile(path) as z:
                         z.extractall(CACHE / FOLDERS[name])
