@@ -44,13 +44,13 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     if beam is not None and beam < 1:
         raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {beam}")
     run = finished(resolve_run(target, runs_root))
+    evals = run.read_json(run.eval)  # read first: an unreadable file is said before the measuring, not after
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split, ref, samples, importance_samples, unsafe, beam)
     result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
-    evals = run.read_json(run.eval)
     evals[result.pop("key")] = result
     run.write_json(run.eval, evals)
     return result

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlkit.errors import UsageError, storage_error
+from dlkit.errors import DataError, UsageError, first_line, storage_error
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
@@ -222,7 +222,23 @@ class RunDir(PhaseDir):
         return cls(runs[-1])
 
     def read_json(self, path: Path) -> dict:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """A run file's JSON object ({} where the file is absent). dlkit writes these whole (write_atomic), so
+        one that does not parse was changed or cut outside dlkit: a data error naming it, not a traceback."""
+        if not path.is_file():
+            return {}
+        try:
+            value = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            problem = f"is not valid JSON ({first_line(e)})"
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {first_line(e)}") from None
+        else:
+            if isinstance(value, dict):
+                return value
+            problem = f"holds a JSON {type(value).__name__}, not an object"
+        kept = path.name in ("eval.json", "exports.json")  # earlier results, which the next command writes anew
+        raise DataError(f"{path} {problem}. dlkit writes it whole, so it was changed or cut since; "
+                        + ("delete it to start its records afresh" if kept else "restore it from a copy of the run"))
 
     def write_json(self, path: Path, data: dict) -> None:
         write_atomic(path, json.dumps(strict_json(data), indent=2, default=str, allow_nan=False) + "\n")

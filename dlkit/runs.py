@@ -35,12 +35,16 @@ def _live(run: Path) -> bool:
     return False
 
 
-def _read(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
+def read_object(path: Path) -> dict | None:
+    """The file's JSON object: {} where it is absent, None where it does not read as one (changed or cut
+    outside dlkit, which writes these whole)."""
+    if not path.exists():
         return {}
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _epochs(run: Path, metrics: dict) -> int | None:
@@ -60,12 +64,16 @@ def row(run: Path) -> dict:
     """One run's row; a directory that is not a run (no manifest) gives status `not a run`."""
     from dlkit import tasks
 
-    manifest = _read(run / "manifest.json")
-    metrics = _read(run / "metrics.json")
-    evals = _read(run / "eval.json")
+    files = {name: read_object(run / name) for name in ("manifest.json", "metrics.json", "eval.json")}
+    manifest, metrics, evals = (value or {} for value in files.values())
     status = metrics.get("status") or manifest.get("status") or "unknown"
     if status == "running" and not _live(run):
         status = "stopped"
+    # listed, not skipped or guessed at (the commands that read it say what to do); an unreadable eval.json
+    # loses only the headline of an evaluation
+    unreadable = [name for name in ("manifest.json", "metrics.json") if files[name] is None]
+    if unreadable:
+        status = "unreadable " + ", ".join(unreadable)
     figure = None
     task = tasks.TASKS.get(manifest.get("task", ""))
     if task is not None:

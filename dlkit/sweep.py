@@ -94,7 +94,7 @@ def _state(run: Path) -> str:
     status = row(run)["status"]
     if status == "completed" and (run / "model.keras").is_file():
         return "done"
-    if status in ("diverged", "failed", "error"):
+    if status in ("diverged", "failed", "error") or status.startswith("unreadable"):
         return "failed"
     if status == "running":
         return "busy"  # another process trains it now
@@ -160,14 +160,14 @@ def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: 
 
 
 def summarize(name: str, grid: dict, done: list[dict]) -> dict:
-    from dlkit.runs import row
+    from dlkit.runs import read_object, row
 
     runs, points = [], {}
     for m in done:
         r = row(m["run"]) if m["run"] is not None and Path(m["run"]).is_dir() else None
         metrics = {}
         if r is not None and (Path(m["run"]) / "metrics.json").is_file():
-            test = json.loads((Path(m["run"]) / "metrics.json").read_text()).get("test") or {}
+            test = (read_object(Path(m["run"]) / "metrics.json") or {}).get("test") or {}  # unreadable: row says
             metrics = {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         entry = {"point": m["point"], "seed": m["seed"], "action": m["action"],
                  "run_dir": str(m["run"]) if m["run"] else None, "status": r["status"] if r else "error", "headline": r["headline"] if r else None, "test": metrics,

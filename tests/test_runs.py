@@ -96,6 +96,32 @@ def test_runs_errors_are_exit_2(tmp_path):
     assert "no runs under" in run("runs", "--runs-root", tmp_path).stdout
 
 
+def test_a_run_file_changed_outside_dlkit_is_a_data_error_naming_it(tmp_path):
+    """A run file that does not parse (cut by a copy, edited by hand) is exit 3 naming the file and what to
+    do, from every command that reads it; `dlkit runs` lists the run as unreadable, not skipped or guessed at."""
+    cut = _fake(tmp_path, "cnn", "20261130-100000", "classification", "completed", "name: cnn\n",
+                {"test": {"accuracy": 0.9}})
+    (cut / "manifest.json").write_text('{"format": 2, "status": "comp')
+    edited = _fake(tmp_path, "cnn", "20261130-110000", "classification", "completed", "name: cnn\n",
+                   {"test": {"accuracy": 0.8}}, evals=None)
+    (edited / "model.keras").write_bytes(b"not read: eval.json is read first")
+    (edited / "eval.json").write_text("[1, 2]\n")
+    (edited / "exports.json").write_bytes(b"\xff\xfe")
+
+    rows = {Path(r["run_dir"]).name: r for r in json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]}
+    assert rows["20261130-100000"]["status"] == "unreadable manifest.json"
+    assert rows["20261130-110000"]["status"] == "completed"  # an evaluation's record lost, not the run
+    for args, file, advice in ((["runs", "compare", cut, edited], cut / "manifest.json", "restore it from a copy"),
+                               (["report", cut], cut / "manifest.json", "restore it from a copy"),
+                               (["resume", cut, "--epochs", "2"], cut / "manifest.json", "restore it from a copy"),
+                               (["evaluate", edited], edited / "eval.json", "delete it"),
+                               (["export", edited, "--format", "saved_model"], edited / "exports.json", "delete it")):
+        out = runner.invoke(app, [str(a) for a in args] + ["--json"])
+        assert out.exit_code == 3, (args, out.output)
+        error = json.loads(out.stdout)["error"]
+        assert error.startswith(str(file)) and advice in error, error
+
+
 def test_a_trained_run_is_listed_with_its_test_accuracy(one_epoch_run, tmp_path):
     result = one_epoch_run(tmp_path)
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
