@@ -13,6 +13,7 @@ nothing here imports the recipe or task layers above.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
@@ -73,13 +74,22 @@ def load(path, unsafe: bool = False, compile: bool = True):
     layer's Python) is refused unless `unsafe`, since loading it would run that code. `compile=False`: the
     model alone, neither compiled nor holding its optimizer's state (an Adam's two moments per weight are
     left in the file): enough to draw, encode, predict and export, not to train or `evaluate`."""
+    import zipfile
+    import zlib
+
     import keras
 
-    from dlkit.errors import UsageError
+    from dlkit.errors import DataError, UsageError, first_line
 
     register_keras_classes()
+    damaged = (f"{path} is not a whole .keras file; it was cut or changed since it was written (dlkit writes it "
+               "whole): restore it from a copy of the run, or train the recipe again")
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise DataError(damaged)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{damaged} ({type(e).__name__}: {first_line(e)})") from None
     except ValueError as e:
         if "safe_mode" not in str(e):
             raise
