@@ -191,6 +191,9 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     assert run("predict", result["run_dir"]).exit_code == 2  # nothing to classify
     assert run("predict", result["run_dir"], "--text", "hello").exit_code == 2
     assert run("predict", result["run_dir"], tmp_path / "missing.png").exit_code == 2
+    np.save(tmp_path / "small.npy", np.zeros((3, 5, 5), np.uint8))
+    small = run("predict", result["run_dir"], tmp_path / "small.npy", "--json")
+    assert small.exit_code == 2 and "an array of shape (3, 5, 5);" in json.loads(small.stdout)["error"]  # as given
 
 
 def test_tensorboard_logs_every_value_the_epochs_logged(tiny_recipe, tmp_path):

@@ -129,10 +129,11 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
                 arr = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise UsageError(f"{path}: not a numpy array file ({e})") from None
+            given = arr.shape
             arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
             arr = arr[..., None] if arr.ndim == 3 else arr
             if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
-                raise UsageError(f"{path}: an array of shape {arr.shape}; this model takes images of {shape[0]} x "
+                raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
                                  f"{shape[1]} (N, H, W[, C]), uint8 0-255")
             names += [f"{path.name}[{i}]" for i in range(len(arr))]
         else:
