@@ -164,6 +164,13 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     given = cli("generate", run, "--input", digit, "--out", tmp_path / "mine.png", "--json")
     assert given.exit_code == 0, given.output
     assert json.loads(given.stdout)["n"] == 1 and (tmp_path / "mine.png").is_file()
+    # read as `dlkit predict` reads images: a colour one with alpha, 30 x 30, made gray and resized
+    Image.fromarray(np.full((30, 30, 4), 200, np.uint8)).save(tmp_path / "rgba.png")
+    colour = cli("generate", run, "--input", tmp_path / "rgba.png", "--out", tmp_path / "rgba_out.png", "--json")
+    assert colour.exit_code == 0, colour.output
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    pickled = cli("generate", run, "--input", tmp_path / "objects.npy", "--json")  # was numpy's traceback
+    assert pickled.exit_code == 2 and "not a numpy array file" in json.loads(pickled.stdout)["error"]
     assert cli("generate", run, "--label", "3").exit_code == 2
 
 

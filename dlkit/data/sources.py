@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from dlkit.errors import DataError, first_line
+from dlkit.errors import DataError, UsageError, first_line
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -375,6 +375,47 @@ def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
     if image_size:
         img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
     return img.numpy()
+
+
+def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """uint8 (N, H, W, C) images for a model of input `shape` (`dlkit predict`'s and `generate --input`'s), and
+    a name for each ("a.npy[3]" for the rows of an array): files resized to (H, W), RGB to gray by luminance,
+    gray repeated to RGB, alpha dropped."""
+    out, names = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if path.suffix == ".npy":
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"{path}: not a numpy array file ({e})") from None
+            given = arr.shape
+            arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
+            arr = arr[..., None] if arr.ndim == 3 else arr
+            if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
+                raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
+                                 f"{shape[1]} (N, H, W[, C]), uint8 0-255")
+            names += [f"{path.name}[{i}]" for i in range(len(arr))]
+        else:
+            arr = read_image(path, list(shape[:2]))[None]
+            names.append(path.name)
+        out.append(_to_channels(np.asarray(arr), shape[2]).astype(np.uint8))
+    return np.concatenate(out), names
+
+
+def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    have = x.shape[-1]
+    if have in (2, 4):  # gray or colour with alpha: the alpha goes
+        x, have = x[..., : have - 1], have - 1
+    if have == channels:
+        return x
+    if channels == 1 and have == 3:
+        return np.round(x.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255)
+    if channels == 3 and have == 1:
+        return np.repeat(x, 3, axis=-1)
+    raise UsageError(f"images with {have} channels; this model takes {channels}")
+
 
 
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:

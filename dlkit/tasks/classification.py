@@ -91,6 +91,8 @@ class Classification(FitTask):
         shape = tuple(int(d) for d in model.input_shape[1:])
         if len(shape) != 3:
             raise UsageError(f"{run.root}: this model reads feature vectors of shape {shape}, not images")
+        from dlkit.data.sources import read_images
+
         x, names = read_images(request.inputs, shape)
         probs = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         if not (np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)):  # scores, not probabilities
@@ -111,46 +113,3 @@ class Classification(FitTask):
         for p in result["predictions"]:
             table.add_row(p[key], p["label"], f"{p['probabilities'][p['label']]:.4f}")
         return [table]
-
-
-def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
-    """uint8 (N, H, W, C) images for a model of input `shape`, and a name for each ("a.npy[3]" for the rows of
-    an array): files resized to (H, W), RGB to gray by luminance, gray repeated to RGB, alpha dropped."""
-    from pathlib import Path
-
-    from dlkit.data.sources import read_image
-
-    out, names = [], []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        if path.suffix == ".npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise UsageError(f"{path}: not a numpy array file ({e})") from None
-            given = arr.shape
-            arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
-            arr = arr[..., None] if arr.ndim == 3 else arr
-            if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
-                raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
-                                 f"{shape[1]} (N, H, W[, C]), uint8 0-255")
-            names += [f"{path.name}[{i}]" for i in range(len(arr))]
-        else:
-            arr = read_image(path, list(shape[:2]))[None]
-            names.append(path.name)
-        out.append(_channels(np.asarray(arr), shape[2]).astype(np.uint8))
-    return np.concatenate(out), names
-
-
-def _channels(x: np.ndarray, channels: int) -> np.ndarray:
-    have = x.shape[-1]
-    if have in (2, 4):  # gray or colour with alpha: the alpha goes
-        x, have = x[..., : have - 1], have - 1
-    if have == channels:
-        return x
-    if channels == 1 and have == 3:
-        return np.round(x.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255)
-    if channels == 3 and have == 1:
-        return np.repeat(x, 3, axis=-1)
-    raise UsageError(f"images with {have} channels; this model takes {channels}")

@@ -101,7 +101,12 @@ class Reconstruction(FitTask):
                              "reconstructs images (-n, --seed, --input)")
         scale = run_scale(run)
         if request.inputs:
-            x = read_inputs(request.inputs, tuple(model.input_shape[1:]))
+            from dlkit.data.sources import read_images
+
+            shape = tuple(int(d) for d in model.input_shape[1:])
+            if len(shape) != 3:
+                raise UsageError(f"{run.root}: this model reads feature vectors of shape {shape}, not images")
+            x, _ = read_images(request.inputs, shape)
         else:
             s = data().splits
             pool = s.x_test if s.x_test is not None else s.x_train
@@ -189,24 +194,6 @@ def measure(model, data, split: str, image_path, title: str) -> dict:
     plots.scatter(codes_2d(codes), y if labelled else None, data.spec.class_names, image_path, title,
                   "code" if codes.shape[1] <= 2 else "principal component")
     return out
-
-
-def read_inputs(paths, shape) -> np.ndarray:
-    """Images to reconstruct, as uint8 (N, H, W, C): PNG or JPEG files, or .npy arrays of such images."""
-    from dlkit.data.sources import read_image
-
-    out = []
-    for path in paths:
-        if str(path).endswith(".npy"):
-            arr = np.load(path)
-            arr = arr[None] if arr.ndim == len(shape) else arr
-        else:
-            arr = read_image(path, list(shape[:2]))[None]
-        arr = arr[..., None] if arr.ndim == len(shape) else arr
-        if tuple(arr.shape[1:]) != shape:
-            raise UsageError(f"{path}: images of shape {arr.shape[1:]}; this model takes {shape}")
-        out.append(arr.astype(np.uint8))
-    return np.concatenate(out)
 
 
 def save_codes(run, codes: np.ndarray, labels, request) -> dict:
