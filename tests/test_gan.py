@@ -332,6 +332,8 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert exported["outputs"][0]["shape"] == [None, 16, 16, 1] and exported["max_abs_diff"] < 1e-4
     bad = runner.invoke(app, ["generate", dcgan, "--label", "1"])
     assert bad.exit_code == 2 and "not class-conditional" in bad.stderr
+    given = runner.invoke(app, ["generate", dcgan, "--input", __file__])  # was ignored: noise drawn
+    assert given.exit_code == 2 and "takes no --input" in given.stderr
 
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
         res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])
@@ -433,6 +435,15 @@ train: {{epochs: 2}}
     runner = CliRunner()
     assert runner.invoke(app, ["generate", str(run), "-n", "4"]).exit_code == 0
     assert (run / "translations-seed0.png").is_file()
+    np.save(tmp_path / "ten.npy", a["x_test"][:10])  # gray 16 x 16: made colour as the A->B generator takes
+    mine = runner.invoke(app, ["generate", str(run), "--input", str(tmp_path / "ten.npy"), "--json"])
+    assert mine.exit_code == 0, mine.output
+    made = json.loads(mine.stdout)
+    assert made["n"] == 10 and made["translation"] == "a_to_b"
+    from PIL import Image
+
+    with Image.open(made["out"]) as im:  # 4 rows of 8 (inputs, translations, inputs, translations), 64 px each
+        assert im.size == (8 * 66 + 2, 4 * 66 + 2)
     res = runner.invoke(app, ["evaluate", str(run), "--reference", clf16, "--json"])
     assert res.exit_code == 0, res.stderr
     ev = json.loads(res.stdout)

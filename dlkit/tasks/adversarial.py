@@ -100,6 +100,9 @@ class Adversarial(TwoPlayer):
         return model.sampler, "the generator (latent inputs to images in the model's scale)"
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
+        if request.inputs:
+            raise UsageError("a GAN draws from noise and takes no --input (-n, --label, --code, --interpolate, "
+                             "--seed); a translation model (cyclegan) or an autoencoder takes images")
         gan, scale, n = model, run_scale(run), request.n
         label, code = request.label, request.code
         if label is not None and not 0 <= label < gan.num_classes:

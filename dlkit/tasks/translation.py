@@ -164,10 +164,23 @@ class Translation(TwoPlayer):
         return model.generator_ab, "the A-to-B generator"
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
-        """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A."""
+        """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A. With --input,
+        the images given, as domain A: rows of them and their A->B translations."""
         if request.label is not None or request.code is not None or request.interpolate:
             raise UsageError("--label, --code and --interpolate are for GANs drawing from noise; a translation model "
-                             "translates test images (-n, --seed)")
+                             "translates test images (-n, --seed) or the images given (--input)")
+        if request.inputs:
+            x, _ = sources.read_images(request.inputs, tuple(int(d) for d in model.generator_ab.input_shape[1:]))
+            path = output_path(request.out or run.root / "translations-input.png", request.force)
+            scale = run_scale(run)
+            fake = images.to_uint8(model.generator_ab.predict(in_scale(x, scale), verbose=0), scale)
+            cols = min(8, len(x))  # up to 8 a row, each row of inputs above its translations; blank cells white
+            blank = np.full((-len(x) % cols, *x.shape[1:]), 255, np.uint8)
+            a, b = np.concatenate([x, blank]), np.concatenate([fake, blank])
+            tiles = np.concatenate([np.concatenate([a[i:i + cols], b[i:i + cols]]) for i in range(0, len(a), cols)])
+            images.save_png(images.grid(tiles, 2 * len(a) // cols), path)
+            return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
+                    "translation": "a_to_b"}
         d = data()
         rows = []
         for domain, g in ((d.a, model.generator_ab), (d.b, model.generator_ba)):
