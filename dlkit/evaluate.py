@@ -47,6 +47,7 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     evals = run.read_json(run.eval)  # read first: an unreadable file is said before the measuring, not after
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
+    tasks.refuse_unread(tasks.of(recipe), beam=beam, importance_samples=importance_samples)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split, ref, samples, importance_samples, unsafe, beam)

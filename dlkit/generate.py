@@ -13,13 +13,15 @@ from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest
 
 
-def _open(run_dir, unsafe: bool):
+def _open(run_dir, unsafe: bool, **options):
     """A finished run's recipe, task session and model: the model alone, without its optimizer's state,
-    which drawing, encoding and predicting do not use."""
+    which drawing, encoding and predicting do not use. `options` given that the run's task does not read
+    are refused first (tasks.refuse_unread)."""
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
     recipe = tasks.load_recipe(run.recipe)
+    tasks.refuse_unread(tasks.of(recipe), **options)
     session = Session.open(recipe)
     return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)
 
@@ -55,7 +57,7 @@ def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None 
     the end of a CSV."""
     from dlkit.tasks.base import PredictRequest
 
-    run, recipe, session, model = _open(run_dir, unsafe)
+    run, recipe, session, model = _open(run_dir, unsafe, beam=beam, plot=plot)
     request = PredictRequest(texts=list(texts), inputs=[Path(p) for p in inputs],
                              csv=Path(csv) if csv is not None else None, beam=beam,
                              plot=Path(plot) if plot is not None else None, force=force)

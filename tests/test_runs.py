@@ -194,6 +194,13 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     np.save(tmp_path / "small.npy", np.zeros((3, 5, 5), np.uint8))
     small = run("predict", result["run_dir"], tmp_path / "small.npy", "--json")
     assert small.exit_code == 2 and "an array of shape (3, 5, 5);" in json.loads(small.stdout)["error"]  # as given
+    # options only other tasks read are refused, not dropped in silence
+    for args, said in ((["predict", result["run_dir"], tmp_path / "gray.png", "--beam", "3"], "--beam is read by"),
+                       (["predict", result["run_dir"], tmp_path / "gray.png", "--plot", tmp_path / "a.png"], "--plot"),
+                       (["evaluate", result["run_dir"], "-k", "50"], "-k is read by variational, boltzmann runs")):
+        out = run(*args, "--json")
+        assert out.exit_code == 2 and said in json.loads(out.stdout)["error"], out.stdout
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_tensorboard_logs_every_value_the_epochs_logged(tiny_recipe, tmp_path):

@@ -74,6 +74,7 @@ def load(path, unsafe: bool = False, compile: bool = True):
     layer's Python) is refused unless `unsafe`, since loading it would run that code. `compile=False`: the
     model alone, neither compiled nor holding its optimizer's state (an Adam's two moments per weight are
     left in the file): enough to draw, encode, predict and export, not to train or `evaluate`."""
+    import warnings
     import zipfile
     import zlib
 
@@ -87,7 +88,9 @@ def load(path, unsafe: bool = False, compile: bool = True):
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
         raise DataError(damaged)
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+        with warnings.catch_warnings():  # a model compiled on JAX, loaded on TensorFlow, would say so each time
+            warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise DataError(f"{damaged} ({type(e).__name__}: {first_line(e)})") from None
     except ValueError as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import recipe as recipe_layer
+from dlkit.errors import UsageError
 from dlkit.models import ARCHITECTURES, Architecture
 from dlkit.tasks.adversarial import Adversarial
 from dlkit.tasks.base import Task
@@ -52,6 +53,17 @@ def of_architecture(architecture: Architecture) -> Task:
 def of(recipe) -> Task:
     """The task a validated recipe trains as."""
     return of_architecture(ARCHITECTURES[recipe.model.arch])
+
+
+def refuse_unread(task: Task, **given) -> None:
+    """A usage error for an option given (not None) that `task` does not read, naming the tasks that do: an
+    option silently dropped would leave the user thinking it took effect."""
+    from dlkit.tasks.base import OPTIONS
+
+    for name, value in given.items():
+        if value is not None and name not in task.options:
+            readers = ", ".join(t.name for t in TASKS.values() if name in t.options)
+            raise UsageError(f"{OPTIONS[name]} is read by {readers} runs; this is a {task.name} run")
 
 
 def sections(architecture: Architecture) -> dict:

@@ -156,6 +156,9 @@ class EncodeRequest:
     force: bool = False
 
 
+OPTIONS = {"beam": "--beam", "plot": "--plot", "importance_samples": "-k"}  # Task.options' names, as typed
+
+
 class Task:
     name: ClassVar[str]
     summary: ClassVar[str]  # one line, for `dlkit list`
@@ -167,6 +170,8 @@ class Task:
     # trained by a step of dlkit's own (GANs, the VAE, RBMs), which does not scale its losses as Keras's
     # step does for train.precision: mixed_float16
     own_step: ClassVar[bool] = False
+    # the command-line options only some tasks read (OPTIONS' keys): given to any other, they are refused
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def check(self, recipe) -> list[Problem]:
         """What the sections cannot see alone: problems across them (a sigmoid output with data not in

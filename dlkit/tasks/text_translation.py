@@ -92,6 +92,7 @@ def codecs(run):
 
 class TextTranslation(FitTask):
     name = "text_translation"
+    options = frozenset({"beam", "plot"})
     headlines = (Headline("bleu", "BLEU"),)
     summary = "sentence pairs, source to target (seq2seq, attention); BLEU and chrF, beam search; `predict --text`"
     Data = PairsData

@@ -35,6 +35,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 class Variational(FitTask):
     own_step = True
     name = "variational"
+    options = frozenset({"importance_samples"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
     Train = OneOptimizerTrain
