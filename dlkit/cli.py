@@ -233,9 +233,10 @@ def generate(
         "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct; CycleGAN: "
         "images of domain A to translate to B. Repeatable.")] = None,
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
-    length: Annotated[int, typer.Option(metavar="N", help="Language models: how many tokens to sample.")] = 500,
-    temperature: Annotated[float, typer.Option(metavar="T",
-        help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token.")] = 1.0,
+    length: Annotated[Optional[int], typer.Option(metavar="N",
+        help="Language models: how many tokens to sample (500).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(metavar="T",
+        help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token (1).")] = None,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):

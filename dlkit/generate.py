@@ -28,15 +28,17 @@ def _open(run_dir, unsafe: bool, **options):
 
 def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
              out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
-             prompt: str | None = None, length: int = 500, temperature: float = 1.0) -> dict:
+             prompt: str | None = None, length: int | None = None, temperature: float | None = None) -> dict:
+    """`length` and `temperature` are a language model's (None: 500 tokens at temperature 1)."""
     if n < 1:
         raise UsageError(f"-n must be at least 1, received {n}")
+    if length is not None and length < 1:
+        raise UsageError(f"--length must be at least 1, received {length}")
     for path in inputs:
         if not Path(path).is_file():
             raise UsageError(f"--input {path}: no such file")
-    run, recipe, session, model = _open(run_dir, unsafe)
-    if length < 1:
-        raise UsageError(f"--length must be at least 1, received {length}")
+    run, recipe, session, model = _open(run_dir, unsafe, prompt=prompt, length=length, temperature=temperature)
+    length, temperature = 500 if length is None else length, 1.0 if temperature is None else temperature
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
                               temperature)
     return session.task.generate(run, recipe, model, lambda: session.data, request)

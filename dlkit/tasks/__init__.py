@@ -63,7 +63,7 @@ def refuse_unread(task: Task, **given) -> None:
     for name, value in given.items():
         if value is not None and name not in task.options:
             readers = ", ".join(t.name for t in TASKS.values() if name in t.options)
-            raise UsageError(f"{OPTIONS[name]} is read by {readers} runs; this is a {task.name} run")
+            raise UsageError(f"{OPTIONS[name]} is read by {readers} runs only; this run's task is {task.name}")
 
 
 def sections(architecture: Architecture) -> dict:

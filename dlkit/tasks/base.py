@@ -156,7 +156,8 @@ class EncodeRequest:
     force: bool = False
 
 
-OPTIONS = {"beam": "--beam", "plot": "--plot", "importance_samples": "-k"}  # Task.options' names, as typed
+OPTIONS = {"beam": "--beam", "plot": "--plot", "importance_samples": "-k", "prompt": "--prompt", "length": "--length",
+           "temperature": "--temperature"}  # Task.options' names, as typed
 
 
 class Task:

@@ -134,6 +134,7 @@ class ResetStates:
 
 class LanguageModel(FitTask):
     name = "language_model"
+    options = frozenset({"prompt", "length", "temperature"})
     headlines = (Headline("nats_per_char", "nats/char", "min"), Headline("perplexity", "perplexity", "min"))
     summary = "each token predicts the next (characters or words); bits per character, perplexity; sampled text"
     Data = StreamData
