@@ -107,7 +107,8 @@ if gans:
           f"dlkit/plain {d / p if p and d else float('nan'):.3f}")
 fast = [r for r in rows if r.get("workload") == "fast"]
 for r in fast:
-    print(f"fast {r['side']}{''.join(' ' + s for s in r.get('sets', []))}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
+    sets = "".join(" " + s for s in r.get("sets", []))
+    print(f"fast {r['side']}{sets}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
           f"(epochs {r['epoch_seconds']}; the first, with compilation, counted at the later ones' median)")
 PY
 cat "$OUT/summary.txt" | tee -a "$OUT/log.txt"

@@ -230,13 +230,14 @@ def generate(
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
-        "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to reconstruct; CycleGAN: "
-        "images of domain A to translate to B. Repeatable.")] = None,
+        "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to "
+        "reconstruct; CycleGAN: images of domain A to translate to B. Repeatable.")] = None,
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
     length: Annotated[Optional[int], typer.Option(metavar="N",
         help="Language models: how many tokens to sample (500).")] = None,
     temperature: Annotated[Optional[float], typer.Option(metavar="T",
-        help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token (1).")] = None,
+        help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token "
+        "(1).")] = None,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):

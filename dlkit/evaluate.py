@@ -44,7 +44,7 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     if beam is not None and beam < 1:
         raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {beam}")
     run = finished(resolve_run(target, runs_root))
-    evals = run.read_json(run.eval)  # read first: an unreadable file is said before the measuring, not after
+    run.read_json(run.eval)  # an unreadable file is said before the measuring, not after it
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_recipe(run.recipe)
     tasks.refuse_unread(tasks.of(recipe), beam=beam, importance_samples=importance_samples)
@@ -52,6 +52,7 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split, ref, samples, importance_samples, unsafe, beam)
     result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+    evals = run.read_json(run.eval)  # read again: another command may have added its result meanwhile
     evals[result.pop("key")] = result
     run.write_json(run.eval, evals)
     return result

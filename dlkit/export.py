@@ -179,13 +179,14 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
     if target.exists() and not force:
         raise UsageError(f"{target} exists; pass --force to replace it (after the new export has passed its check)")
     _require(fmt)
-    exports = run.read_json(run.root / "exports.json")  # read first, as evaluate reads eval.json
+    run.read_json(run.root / "exports.json")  # an unreadable record is said before the export, as evaluate does
     recipe = tasks.load_recipe(run.recipe)
     session = Session.open(recipe)
     model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
     served, what = session.task.exported(run, recipe, model)
 
     record = write_checked(served, what, fmt, target)
+    exports = run.read_json(run.root / "exports.json")
     exports[fmt] = record
     run.write_json(run.root / "exports.json", exports)
     return {"status": "completed", "run_dir": str(run.root), **record}

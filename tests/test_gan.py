@@ -335,7 +335,8 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     given = runner.invoke(app, ["generate", dcgan, "--input", __file__])  # was ignored: noise drawn
     assert given.exit_code == 2 and "takes no --input" in given.stderr
     prompt = runner.invoke(app, ["generate", dcgan, "--prompt", "hi", "--json"])  # a language model's option
-    assert prompt.exit_code == 2 and "--prompt is read by language_model runs only" in json.loads(prompt.stdout)["error"]
+    assert prompt.exit_code == 2
+    assert "--prompt is read by language_model runs only" in json.loads(prompt.stdout)["error"]
 
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
         res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])

@@ -108,7 +108,8 @@ def test_a_run_file_changed_outside_dlkit_is_a_data_error_naming_it(tmp_path):
     (edited / "eval.json").write_text("[1, 2]\n")
     (edited / "exports.json").write_bytes(b"\xff\xfe")
 
-    rows = {Path(r["run_dir"]).name: r for r in json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]}
+    listed = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
+    rows = {Path(r["run_dir"]).name: r for r in listed}
     assert rows["20261130-100000"]["status"] == "unreadable manifest.json"
     assert rows["20261130-110000"]["status"] == "completed"  # an evaluation's record lost, not the run
     for args, file, advice in ((["runs", "compare", cut, edited], cut / "manifest.json", "restore it from a copy"),

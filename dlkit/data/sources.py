@@ -381,6 +381,8 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     """uint8 (N, H, W, C) images for a model of input `shape` (`dlkit predict`'s and `generate --input`'s), and
     a name for each ("a.npy[3]" for the rows of an array): files resized to (H, W), RGB to gray by luminance,
     gray repeated to RGB, alpha dropped."""
+    if len(shape) != 3:
+        raise UsageError(f"this model reads feature vectors of shape {shape}, not images")
     out, names = [], []
     for path in map(Path, paths):
         if not path.is_file():
@@ -415,7 +417,6 @@ def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if channels == 3 and have == 1:
         return np.repeat(x, 3, axis=-1)
     raise UsageError(f"images with {have} channels; this model takes {channels}")
-
 
 
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:

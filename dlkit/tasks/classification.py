@@ -88,12 +88,9 @@ class Classification(FitTask):
                              "FILE...; --text is for text classifiers, --csv for forecasters")
         if not request.inputs:
             raise UsageError("give the images to classify: dlkit predict RUN FILE... (PNG, JPEG or .npy)")
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        if len(shape) != 3:
-            raise UsageError(f"{run.root}: this model reads feature vectors of shape {shape}, not images")
         from dlkit.data.sources import read_images
 
-        x, names = read_images(request.inputs, shape)
+        x, names = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]))
         probs = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         if not (np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)):  # scores, not probabilities
             z = np.exp(probs - probs.max(-1, keepdims=True))

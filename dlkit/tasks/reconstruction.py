@@ -103,10 +103,7 @@ class Reconstruction(FitTask):
         if request.inputs:
             from dlkit.data.sources import read_images
 
-            shape = tuple(int(d) for d in model.input_shape[1:])
-            if len(shape) != 3:
-                raise UsageError(f"{run.root}: this model reads feature vectors of shape {shape}, not images")
-            x, _ = read_images(request.inputs, shape)
+            x, _ = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]))
         else:
             s = data().splits
             pool = s.x_test if s.x_test is not None else s.x_train
