@@ -87,6 +87,11 @@ def test_resume_refuses_what_it_cannot_do(one_epoch_run, tmp_path):
     (bare / "checkpoints" / "last.keras").unlink()
     with pytest.raises(UsageError, match="nothing to resume"):
         resume(bare)
+    import shutil
+
+    shutil.rmtree(bare / "checkpoints")  # a finished run's checkpoints cleared away: not "no epoch finished"
+    with pytest.raises(UsageError, match="checkpoints were removed after it finished.*nothing to resume"):
+        resume(bare, epochs=2)
 
 
 def test_resume_command(one_epoch_run, tmp_path):

@@ -158,9 +158,12 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
             reporter.message(f"warning: {text}" + (f"; resuming from {checkpoint}" if checkpoint else ""))
         if checkpoint is None:
             if i == 0 or damaged:
+                # a finished run (its model.keras written) whose checkpoints were removed did finish its epochs
+                why = ("; ".join(damaged) if damaged else "its checkpoints were removed after it finished (model.keras "
+                       "holds the weights, not the optimizer's state a resume continues from)" if where.model.is_file()
+                       else "no epoch finished")
                 raise UsageError(f"{where.root} has no intact checkpoint (checkpoints/last.keras or previous.keras with "
-                                 "its checksum): " + ("; ".join(damaged) if damaged else "no epoch finished") +
-                                 ", so there is nothing to resume; train the recipe again")
+                                 f"its checksum): {why}, so there is nothing to resume; train the recipe again")
             model, done, skip = None, 0, 0  # the phase had not begun
             break
         model = session.model(phase, earlier, checkpoint=checkpoint, unsafe=unsafe)
