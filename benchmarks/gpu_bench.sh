@@ -95,16 +95,17 @@ def best(side, workload, batch):
     v = [r["images_per_s"] for r in rows if r.get("side") == side and r.get("workload") == workload
          and r.get("batch") == batch and "images_per_s" in r]
     return max(v) if v else None
+def cell(v, f):  # a side not measured (cut, or dlkit alone) is a dash
+    return format(v, f) if v else "-"
 print("workload      batch  plain img/s  dlkit img/s  dlkit/plain")
 for w, b in sorted({(r["workload"], r["batch"]) for r in rows if "images_per_s" in r}):
     p, d = best("plain", w, b), best("dlkit", w, b)
-    cell = lambda v, f: format(v, f) if v else "-"  # a side not measured (cut, or dlkit alone) is a dash
     print(f"{w:12s} {b:6d} {cell(p, '12.0f'):>12s} {cell(d, '12.0f'):>12s} {cell(p and d and d / p, '12.3f'):>12s}")
 gans = {r["side"]: r["result"]["steps_per_s"] for r in rows if r.get("workload") == "dcgan_step" and r.get("result")}
 if gans:
     p, d = gans.get("plain-jax"), gans.get("dlkit")
-    print(f"dcgan step: plain (jitted JAX loop, data on the device) {p or 0:.1f} steps/s, dlkit {d or 0:.1f}, "
-          f"dlkit/plain {d / p if p and d else float('nan'):.3f}")
+    print(f"dcgan step: plain (jitted JAX loop, data on the device) {cell(p, '.1f')} steps/s, dlkit {cell(d, '.1f')}, "
+          f"dlkit/plain {cell(p and d and d / p, '.3f')}")
 fast = [r for r in rows if r.get("workload") == "fast"]
 for r in fast:
     sets = "".join(" " + s for s in r.get("sets", []))

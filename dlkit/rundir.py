@@ -222,23 +222,7 @@ class RunDir(PhaseDir):
         return cls(runs[-1])
 
     def read_json(self, path: Path) -> dict:
-        """A run file's JSON object ({} where the file is absent). dlkit writes these whole (write_atomic), so
-        one that does not parse was changed or cut outside dlkit: a data error naming it, not a traceback."""
-        if not path.is_file():
-            return {}
-        try:
-            value = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            problem = f"is not valid JSON ({first_line(e)})"
-        except OSError as e:
-            raise DataError(f"cannot read {path}: {first_line(e)}") from None
-        else:
-            if isinstance(value, dict):
-                return value
-            problem = f"holds a JSON {type(value).__name__}, not an object"
-        kept = path.name in ("eval.json", "exports.json")  # earlier results, which the next command writes anew
-        raise DataError(f"{path} {problem}. dlkit writes it whole, so it was changed or cut since; "
-                        + ("delete it to start its records afresh" if kept else "restore it from a copy of the run"))
+        return read_json_object(path)
 
     def write_json(self, path: Path, data: dict) -> None:
         write_atomic(path, json.dumps(strict_json(data), indent=2, default=str, allow_nan=False) + "\n")
@@ -248,6 +232,26 @@ class RunDir(PhaseDir):
         data.update(fields)
         self.write_json(self.manifest, data)
         return data
+
+
+def read_json_object(path: Path) -> dict:
+    """A run file's JSON object ({} where the file is absent). dlkit writes these whole (write_atomic), so
+    one that does not parse was changed or cut outside dlkit: a data error naming it, not a traceback."""
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        problem = f"is not valid JSON ({first_line(e)})"
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {first_line(e)}") from None
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = f"holds a JSON {type(value).__name__}, not an object"
+    kept = path.name in ("eval.json", "exports.json")  # earlier results, which the next command writes anew
+    raise DataError(f"{path} {problem}. dlkit writes it whole, so it was changed or cut since; "
+                    + ("delete it to start its records afresh" if kept else "restore it from a copy of the run"))
 
 
 def strict_json(value):

@@ -13,8 +13,8 @@ import csv
 import json
 from pathlib import Path
 
-from dlkit.errors import UsageError
-from dlkit.rundir import RunDir
+from dlkit.errors import DataError, UsageError
+from dlkit.rundir import RunDir, read_json_object
 
 
 def _live(run: Path) -> bool:
@@ -36,15 +36,12 @@ def _live(run: Path) -> bool:
 
 
 def read_object(path: Path) -> dict | None:
-    """The file's JSON object: {} where it is absent, None where it does not read as one (changed or cut
-    outside dlkit, which writes these whole)."""
-    if not path.exists():
-        return {}
+    """The file's JSON object ({} where it is absent), or None where it does not read as one: a listing shows
+    such a run as unreadable instead of stopping at it."""
     try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
+        return read_json_object(path)
+    except DataError:
         return None
-    return value if isinstance(value, dict) else None
 
 
 def _epochs(run: Path, metrics: dict) -> int | None:

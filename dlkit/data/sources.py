@@ -391,7 +391,7 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
             try:
                 arr = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise UsageError(f"{path}: not a numpy array file ({e})") from None
+                raise UsageError(f"{path}: not a numpy array file ({first_line(e)})") from None
             given = arr.shape
             arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
             arr = arr[..., None] if arr.ndim == 3 else arr
