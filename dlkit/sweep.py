@@ -23,6 +23,7 @@ import yaml
 
 from dlkit import tasks
 from dlkit.errors import RecipeError, UsageError
+from dlkit.recipe.source import Loader
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -34,24 +35,13 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         if not eq or not key.strip() or not values.strip():
             raise UsageError(f"--grid {item!r}: expected KEY=V1,V2,... (e.g. train.optimizer.learning_rate=0.1,0.01)")
         try:
-            parsed = yaml.safe_load(f"[{values}]")
+            parsed = yaml.load(f"[{values}]", Loader=Loader)  # a recipe's loader: 1e-2 is a number
         except yaml.YAMLError as e:
             raise UsageError(f"--grid {item!r}: the values do not read as YAML ({e})") from None
-        # YAML 1.1 reads 1e-2 as a string; a number is meant
-        parsed = [_number(v) for v in parsed]
         if key.strip() in grid:
             raise UsageError(f"--grid {key.strip()} is given twice; list all its values in one --grid")
         grid[key.strip()] = parsed
     return grid
-
-
-def _number(value):
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: list[str]) -> list[dict]:

@@ -123,6 +123,21 @@ def test_set_overrides_with_yaml_types(write_recipe):
         parse_override("no-equals-sign")
 
 
+def test_an_exponent_without_a_dot_is_a_number(write_recipe):
+    # PyYAML's YAML 1.1 reads 1e-3 as the string '1e-3', which the schema refused as "not a valid number"
+    recipe = write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, learning_rate: 1e-3, epsilon: 1E-7}\n")
+    r = load_recipe(recipe)
+    assert r.train.optimizer.learning_rate == 0.001 and r.train.optimizer.epsilon == 1e-7
+    assert load_recipe(recipe, ["train.optimizer.weight_decay=5e+2"]).train.optimizer.weight_decay == 500.0
+    (p,) = problems_of(recipe, ["train.optimizer.learning_rate=-2e-1"])
+    assert "greater than 0" in p.message and "-0.2" in p.message
+    # quoted, it is the string the user asked for; a version-like word stays a word
+    quoted = write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {learning_rate: '1e-3'}\n", "quoted.yaml")
+    (p,) = problems_of(quoted)
+    assert p.path == "train.optimizer.learning_rate"
+    assert load_recipe(recipe, ["name=v1e3"]).name == "v1e3"
+
+
 def test_defaults_make_a_minimal_recipe(write_recipe):
     r = load_recipe(write_recipe("model: {arch: cnn}\n", "minimal.yaml"))
     assert r.name == "minimal" and r.data.dataset == "mnist" and r.train.optimizer.name == "adam"

@@ -1,13 +1,16 @@
 """Reading YAML while remembering where every key came from.
 
-`read_yaml` returns the plain data (through `yaml.SafeLoader`, so no arbitrary objects) and a map from each
-key path to `file:line`, which error messages use to point at the line a user must fix.
+`read_yaml` returns the plain data (through `yaml.SafeLoader`, so no arbitrary objects; `1e-3` reads as a number,
+as YAML 1.2 reads it) and a map from each key path to `file:line`, which error messages use to point at the
+line a user must fix.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import re
 
 import yaml
 
@@ -23,6 +26,17 @@ MAX_BYTES = 1_000_000
 MAX_SCALAR = 10_000  # characters in one value
 MAX_DEPTH = 50
 MAX_VALUES = 100_000  # values after expanding aliases
+
+
+class Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that reads `1e-3` as a number. PyYAML follows YAML 1.1, whose floats need a dot
+    (`1.0e-3`), so a learning rate written `1e-3` arrived as the string '1e-3'. YAML 1.2, and every other
+    config reader, reads it as 0.001; so do we. Everything else resolves as SafeLoader resolves it."""
+
+
+# Tried after SafeLoader's own int and float patterns, so it only adds what they miss: an exponent without a dot.
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                             list("-+0123456789"))
 
 
 def read_yaml(path: Path) -> tuple[Any, Locations]:
@@ -43,7 +57,7 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
         raise RecipeError([Problem("", f"{name}: {len(text):,} characters; a recipe is at most {MAX_BYTES:,}")])
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
+        loader = Loader(text)  # its reader already refuses control characters
         node = loader.get_single_node()
         if node is not None:
             _check_size(node, name)
