@@ -22,6 +22,9 @@ def problems_of(path, overrides=()):
 # (recipe text, dotted path, line, text that must appear in message or hint)
 MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  epocs: 3\n", "train.epocs", 3, "did you mean 'epochs'"),
+    ("model: {arch: cnn}\ntrain:\n  batch_size: 64\n", "train.batch_size", 3, "move it to data.batch_size."),
+    ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
+    ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
     ("model: {arch: cnn}\ndata:\n  batch_size: many\n", "data.batch_size", 3, "valid integer"),
     ("model: {arch: cnn}\ndata:\n  batch_size: 0\n", "data.batch_size", 3, "greater than or equal to 1"),
     ("model: {arch: cnn}\ndata:\n  validation_split: 1.5\n", "data.validation_split", 3, "less than 1"),

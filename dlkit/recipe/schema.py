@@ -421,15 +421,35 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
                 msg, hint = "not used here", not_used[loc[-1]]
             else:
                 close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
+                there = _where_else(root_cls, str(loc[-1]))
                 msg = "unknown key"
-                hint = (f"did you mean {close[0]!r}?" if close else "remove it.") + (
-                    f" Keys here: {', '.join(allowed)}" if allowed else "")
+                if 0 < len(there) <= 2:  # train.batch_size, model.learning_rate: a real key, in another section
+                    hint = "move it to " + " or ".join(p if "." in p else f"the top level ({p})" for p in there) + "."
+                else:
+                    hint = f"did you mean {close[0]!r}?" if close else "remove it."
+                hint += f" Keys here: {', '.join(allowed)}" if allowed else ""
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg}; received {e['input']!r}"
         problems.append(Problem(path, msg, locate(locations, loc), hint))
     return problems
+
+
+def _where_else(cls, key: str, prefix: tuple = (), depth: int = 3) -> list[str]:
+    """The dotted paths, in the sections below `cls`, of keys named `key` (not inside lists)."""
+    found = []
+    for name, field in cls.model_fields.items():
+        if name == key:
+            found.append(".".join(prefix + (name,)))
+        inner = _model_in(field.annotation)
+        if inner is not None and depth > 1 and list not in map(typing.get_origin, _arms(field.annotation)):
+            found += _where_else(inner, key, prefix + (name,), depth - 1)
+    return found
+
+
+def _arms(annotation) -> list:
+    return list(typing.get_args(annotation)) + [annotation] if typing.get_origin(annotation) else [annotation]
 
 
 def _class_at(cls, loc: tuple):
