@@ -25,6 +25,15 @@ MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  batch_size: 64\n", "train.batch_size", 3, "move it to data.batch_size."),
     ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
     ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
+    # a path the dataset would not read (the default one): it trained on MNIST and ignored the user's file
+    ("model: {arch: mlp}\ndata:\n  path: mine.csv\n", "data", 2,
+     "'mine.csv' would be ignored: set the dataset to one of 'npz', 'image_folder', 'csv' to read it"),
+    ("model: {arch: rnn_lm}\ndata:\n  path: book.txt\n", "data", 2, "set the dataset to 'text' to read it"),
+    ("model: {arch: cnn_rnn_reader}\ndata:\n  path: x.npz\n", "data", 2, "this task reads only its own dataset"),
+    ("model: {arch: cyclegan}\ndata:\n  domain_b: {path: b.npz}\n", "data.domain_b", 3,
+     "does not read data.domain_b.path"),
+    ("model: {arch: rnn_forecaster}\ndata:\n  path: load.csv\n", "data.dataset", 2,
+     "choose one of: csv (your file, in data.path)"),
     ("model: {arch: cnn}\ndata:\n  batch_size: many\n", "data.batch_size", 3, "valid integer"),
     ("model: {arch: cnn}\ndata:\n  batch_size: 0\n", "data.batch_size", 3, "greater than or equal to 1"),
     ("model: {arch: cnn}\ndata:\n  validation_split: 1.5\n", "data.validation_split", 3, "less than 1"),
@@ -53,6 +62,13 @@ def test_malformed_recipe_names_path_line_and_fix(write_recipe, text, path, line
     if line is not None:
         assert p.location == f"{recipe}:{line}"
     assert needle in p.render()
+
+
+def test_the_image_datasets_that_read_a_path_are_the_sources_that_do():
+    from dlkit.data import sources
+    from dlkit.recipe.schema import IMAGE_PATHS
+
+    assert set(IMAGE_PATHS) == {name for name, ds in sources.DATASETS.items() if ds.reads_path}
 
 
 def test_all_errors_reported_together(write_recipe):

@@ -55,10 +55,23 @@ def _dataset_name(v: str) -> str:
     return check_name(v, list(sources.DATASETS), "dataset")
 
 
-def _needs_path(section):
-    if section.dataset in sources.DATASETS and sources.DATASETS[section.dataset].reads_path and not section.path:
-        raise ValueError(f"dataset {section.dataset!r} reads data.path; set data.path to the file or folder")
+def check_path(section, readers: dict[str, str], key: str = "data.path"):
+    """`path` is set exactly when the dataset reads one: a dataset that reads a user's file needs it, and one
+    that does not would ignore it (a user who wrote only `path:` would have trained on the default dataset).
+    `readers`: the datasets of this section that read a path, each with what the path should be."""
+    if section.dataset in readers and not section.path:
+        raise ValueError(f"dataset {section.dataset!r} reads {key}; set {key} to {readers[section.dataset]}")
+    if section.path and section.dataset not in readers:
+        names = ("one of " if len(readers) > 1 else "") + ", ".join(map(repr, readers))
+        fix = (f"set the dataset to {names} to read it, or remove {key}" if readers
+               else f"this task reads only its own dataset; remove {key}")
+        raise ValueError(f"dataset {section.dataset!r} does not read {key}, so {section.path!r} would be ignored: "
+                         f"{fix} (a built-in dataset's own files are looked for in {key[:-4]}dir)")
     return section
+
+
+# the image datasets that read a user's file or folder (those with `reads_path` in sources.DATASETS)
+IMAGE_PATHS = {"npz": "the .npz file", "image_folder": "the folder of class sub-folders", "csv": "the CSV file"}
 
 
 class DomainConfig(Section):
@@ -74,7 +87,7 @@ class DomainConfig(Section):
     label_column: str | None = None
 
     _dataset = field_validator("dataset")(_dataset_name)
-    _path = model_validator(mode="after")(_needs_path)
+    _path = model_validator(mode="after")(lambda s: check_path(s, IMAGE_PATHS, "data.domain_b.path"))
 
 
 class DataCommon(Section):
@@ -82,6 +95,7 @@ class DataCommon(Section):
     section subclasses this (images and feature vectors: DataConfig; text and series: their task's)."""
 
     augments: ClassVar[bool] = False  # the section has `augment` (images)
+    path_datasets: ClassVar[dict[str, str]] = {}  # the datasets that read data.path, and what it should be
 
     dataset: str  # the task's section says which names it takes
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
@@ -94,11 +108,14 @@ class DataCommon(Section):
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
     test_limit: int | None = Field(None, ge=1)
 
+    _path = model_validator(mode="after")(lambda s: check_path(s, s.path_datasets))
+
 
 class DataConfig(DataCommon):
     """Images and feature vectors."""
 
     augments: ClassVar[bool] = True
+    path_datasets: ClassVar[dict[str, str]] = IMAGE_PATHS
 
     dataset: str = "mnist"
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
@@ -109,7 +126,6 @@ class DataConfig(DataCommon):
     not_used = {"domain_b": "a second domain is read by translation models only (arch: cyclegan)"}
 
     _dataset = field_validator("dataset")(_dataset_name)
-    _path = model_validator(mode="after")(_needs_path)
 
 
 # ---------------------------------------------------------------- training
@@ -430,6 +446,9 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
                 hint += f" Keys here: {', '.join(allowed)}" if allowed else ""
         elif e["type"] == "missing":
             msg = "required key is missing"
+            owner = _class_at(root_cls, loc[:-1])
+            field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
+            hint = field.description if field is not None else None
         elif e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg}; received {e['input']!r}"
         problems.append(Problem(path, msg, locate(locations, loc), hint))

@@ -35,7 +35,9 @@ MEASURES = ("mae", "rmse", "mape", "smape")
 
 
 class SeriesData(DataCommon):
-    dataset: str  # csv (data.path), pjm_hourly_energy or airline_passengers
+    path_datasets = {"csv": "the CSV file"}
+
+    dataset: str = Field(description="choose one of: csv (your file, in data.path), pjm_hourly_energy, airline_passengers")
     time_column: str | list[str] | None = None  # default the first column; a list: year, month, day, hour, ...
     target_columns: list[str] | None = None  # what is forecast; default the last column
     feature_columns: list[str] = Field(default_factory=list)  # other numeric inputs
@@ -44,6 +46,7 @@ class SeriesData(DataCommon):
     frequency: str | None = None  # a pandas frequency ("1h", "MS"): times missing from the file become gaps
     duplicates: Literal["mean", "first", "last", "error"] = "mean"  # rows sharing a time
     missing: Literal["interpolate", "ffill", "error"] = "interpolate"  # gaps and empty cells; never NaN in training
+    missing_markers: list[str] = Field(default_factory=list)  # cells that mean "missing" besides empty, NA, nan
     input_steps: int = Field(24, ge=1)  # rows a window reads
     horizon: int = Field(24, ge=1)  # steps it forecasts
     stride: int = Field(1, ge=1)  # steps between training windows' starts
@@ -62,9 +65,7 @@ class SeriesData(DataCommon):
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
 
     @model_validator(mode="after")
-    def _path(self):
-        if self.dataset == "csv" and not self.path:
-            raise ValueError("dataset 'csv' reads data.path; set data.path to the CSV file")
+    def _splits(self):
         if self.validation_split + self.test_split >= 0.9:
             raise ValueError("validation_split + test_split leave under 10% of the rows for training")
         return self

@@ -22,6 +22,8 @@ END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
 
 
 class DigitStringsData(DataConfig):
+    path_datasets = {}
+
     dataset: str = "mnist_strings"
     max_digits: int = Field(5, ge=1, le=20)
     strings: int = Field(60000, ge=1)  # training strings composed (from the 60,000 training digits)

@@ -21,7 +21,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from dlkit import plots
 from dlkit.config import check_name
@@ -38,6 +38,8 @@ STREAM_DATASETS = {"tinyshakespeare": "Tiny Shakespeare, 1.1M characters", "ptb"
 
 
 class StreamData(VocabularyKeys):
+    path_datasets = {"text": "a UTF-8 text file"}
+
     dataset: str = "tinyshakespeare"
     level: Literal["word", "char"] = "char"
     lowercase: bool = False
@@ -50,12 +52,6 @@ class StreamData(VocabularyKeys):
     test_limit: int | None = Field(None, ge=1)  # and of the test text
 
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(STREAM_DATASETS), "dataset"))
-
-    @model_validator(mode="after")
-    def _path(self):
-        if self.dataset == "text" and not self.path:
-            raise ValueError("dataset 'text' reads data.path; set data.path to a UTF-8 text file")
-        return self
 
 
 class LanguageModelTrain(FitTrain):

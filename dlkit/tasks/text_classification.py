@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from dlkit.config import check_name
 from dlkit.data import pipeline
@@ -48,6 +48,8 @@ class VocabularyKeys(DataCommon):
 
 
 class SentenceData(VocabularyKeys):
+    path_datasets = {"tsv": "the file of sentence<TAB>label lines"}
+
     dataset: str = "sentiment"
     batch_size: int = Field(32, ge=1)
     max_length: int = Field(64, ge=1)  # tokens per sentence: longer ones are cut, shorter padded at the end
@@ -55,12 +57,6 @@ class SentenceData(VocabularyKeys):
     test_split: float = Field(0.2, ge=0, lt=1)
 
     _dataset = field_validator("dataset")(_sentence_dataset)
-
-    @model_validator(mode="after")
-    def _path(self):
-        if self.dataset == "tsv" and not self.path:
-            raise ValueError("dataset 'tsv' reads data.path; set data.path to the file of sentence<TAB>label lines")
-        return self
 
 
 def vocabulary(run):

@@ -33,6 +33,8 @@ BUCKETS = ((1, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 15), (16, 20), (21, 1
 
 
 class PairsData(DataCommon):
+    path_datasets = {"tsv": "the file of source<TAB>target lines"}
+
     dataset: str = "tatoeba_fra_eng"
     source_column: int = Field(0, ge=0)  # columns of a line, from 0 (fra.txt: English, then French)
     target_column: int = Field(1, ge=0)
@@ -57,14 +59,9 @@ class PairsData(DataCommon):
 
     @model_validator(mode="after")
     def _columns(self):
-        problems = []
-        if self.dataset == "tsv" and not self.path:
-            problems.append("dataset 'tsv' reads data.path; set data.path to the file of source<TAB>target lines")
         if self.source_column == self.target_column:
-            problems.append(f"source_column and target_column are both {self.source_column}; a pair needs two "
-                            "different columns")
-        if problems:
-            raise ValueError("; and ".join(problems))
+            raise ValueError(f"source_column and target_column are both {self.source_column}; a pair needs two "
+                             "different columns")
         return self
 
 
