@@ -203,6 +203,15 @@ model: {{arch: rnn_forecaster, units: [2]}}
     strict = recipe.data.model_copy(update={"missing": "error"})
     with pytest.raises(DataError, match="missing values"):
         series.read(strict)
+    # a cell that is not a number is an error naming it, not a gap filled in silence; unless it is a marker
+    csv.write_text("year,month,day,hour,load,kind\n2020,1,1,0,1.0,a\n2020,1,1,1,?,b\n2020,1,1,2,\"1,5\",a\n"
+                   "2020,1,1,3,7.0,a\n")
+    with pytest.raises(DataError, match=r"'load' has 2 cells that are not numbers, the first '\?' at 2020, 1, 1, 1 "
+                                        r"\(data row 2\).*data.missing_markers"):
+        series.read(recipe.data)
+    csv.write_text(csv.read_text().replace('"1,5"', "NA"))
+    frame = series.read(recipe.data.model_copy(update={"missing_markers": ["?"]}))
+    np.testing.assert_allclose(frame.values[:, 0], [1.0, 3.0, 5.0, 7.0])
 
 
 # ---------------------------------------------------------------- the vocabulary round trip

@@ -75,7 +75,7 @@ def read(cfg, path: Path | None = None) -> Frame:
 
     path = path or find(cfg)
     try:
-        df = pd.read_csv(path, skipinitialspace=True)
+        df = pd.read_csv(path, skipinitialspace=True, na_values=cfg.missing_markers or None)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
     where = f"{path}"
@@ -99,6 +99,16 @@ def read(cfg, path: Path | None = None) -> Frame:
     if bad:
         raise DataError(f"{where}: column {', '.join(map(repr, bad))} is not numeric; list it in "
                         "data.categorical_columns to one-hot encode it")
+    for c in targets + cfg.feature_columns:  # a typo or a "1,234" is not a gap to fill in silence
+        unread = np.flatnonzero(df[c].notna().to_numpy() & frame[c].isna().to_numpy())
+        if len(unread):
+            i, n = unread[0], len(unread)
+            first = (f"{df[c].iloc[i]!r} at {', '.join(str(df[t].iloc[i]) for t in time_cols)} "
+                     f"(data row {i + 1})")
+            what = f"a cell that is not a number: {first}" if n == 1 else \
+                f"{n} cells that are not numbers, the first {first}"
+            raise DataError(f"{where}: column {c!r} has {what}; correct {'it' if n == 1 else 'them'}, or name such "
+                            "markers of a missing value in data.missing_markers (empty cells, NA and nan already are)")
     for c in cfg.categorical_columns:
         dummies = pd.get_dummies(df[c].astype(str), prefix=c, dtype=float)
         frame = pd.concat([frame, dummies], axis=1)
