@@ -215,6 +215,38 @@ def test_npz_csv_and_image_folder(tmp_path):
     assert a.x_train.shape == (6, 4, 4, 1)
     with pytest.raises(DataError, match="not found"):
         sources.load_image_folder(str(tmp_path / "nope"), None)
+    # images without class folders, or an npz without y_train: unlabelled (no class names, label 0 throughout)
+    a = sources.load_image_folder(str(tmp_path / "img" / "dark"), None)
+    assert a.x_train.shape == (3, 8, 8, 1) and a.class_names == [] and a.y_train.tolist() == [0, 0, 0]
+    np.savez(tmp_path / "x.npz", x_train=np.ones((6, 4), np.float32), x_test=np.ones((2, 4), np.float32))
+    a = sources.load_npz(str(tmp_path / "x.npz"))
+    assert a.class_names == [] and a.y_train.tolist() == [0] * 6 and a.y_test.tolist() == [0, 0]
+    np.savez(tmp_path / "half.npz", x_train=np.ones((6, 4)), y_train=np.zeros(6), x_test=np.ones((2, 4)))
+    with pytest.raises(DataError, match="x_test is labelled .y_test. exactly when x_train is"):
+        sources.load_npz(str(tmp_path / "half.npz"))
+
+
+@pytest.mark.parametrize("y,needle", [
+    (np.array([0, 1, -1, 2]), "y_train holds the label -1 at index 2; labels are class indices from 0"),
+    (np.array([0, 1, 1.5, 2]), "y_train holds 1.5 at index 2 .float64 labels."),
+    (np.array(["cat", "dog", "cat", "dog"]), "y_train holds 'cat' at index 0"),
+    (np.eye(4), r"y_train has shape \(4, 4\), one-hot rows; give class indices"),
+])
+def test_npz_labels_are_class_indices(tmp_path, y, needle):
+    # a negative label failed inside the loss with a TensorFlow traceback; 1.5 was cut to 1 in silence
+    np.savez(tmp_path / "d.npz", x_train=np.ones((4, 3), np.float32), y_train=y)
+    with pytest.raises(DataError, match=needle):
+        sources.load_npz(str(tmp_path / "d.npz"))
+
+
+def test_npz_inputs_must_be_finite_and_whole_float_labels_are_read(tmp_path):
+    x = np.ones((4, 3), np.float32)
+    np.savez(tmp_path / "f.npz", x_train=x, y_train=np.array([0.0, 1.0, 2.0, 1.0]))
+    assert sources.load_npz(str(tmp_path / "f.npz")).y_train.tolist() == [0, 1, 2, 1]
+    x[2, 1] = np.inf  # it showed as a diverged run (exit 4), not as bad data
+    np.savez(tmp_path / "n.npz", x_train=x, y_train=np.zeros(4, np.int64))
+    with pytest.raises(DataError, match=r"x_train holds NaN or infinite values \(1\), the first in example 2"):
+        sources.load_npz(str(tmp_path / "n.npz"))
 
 
 def test_tfds_path_with_mock_data():
@@ -345,3 +377,6 @@ def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):
     (tmp_path / "e.csv").write_text("f1,f2,label\n1,2,a\n3,4\n")
     with pytest.raises(DataError, match="line 3: 2 columns where the header has 3"):
         sources.load_csv(str(tmp_path / "e.csv"), "label")
+    (tmp_path / "n.csv").write_text("f1,f2,label\n1,2,a\n3,NaN,b\n")  # float() reads it; training would diverge
+    with pytest.raises(DataError, match="line 3: column 'f2' is 'NaN'; features must be finite"):
+        sources.load_csv(str(tmp_path / "n.csv"), "label")

@@ -12,7 +12,9 @@ are: their modality); the pipeline module turns them into batches.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import math
 import os
 import pickle
 import struct
@@ -114,10 +116,13 @@ def read_idx_folder(folder: Path) -> dict | None:
 def read_npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
-            if "x_train" not in z or "y_train" not in z:
+            if "x_train" not in z:  # y_train may be left out: unlabelled inputs, for the tasks that need no labels
                 raise DataError(
                     f"{path} has arrays {sorted(z.files)}; expected x_train and y_train (and x_test, y_test)"
                 )
+            if "x_test" in z and ("y_test" in z) != ("y_train" in z):
+                raise DataError(f"{path} has arrays {sorted(z.files)}: x_test is labelled (y_test) exactly when "
+                                "x_train is (y_train)")
             return {k: z[k] if k in z else None for k in ("x_train", "y_train", "x_test", "y_test")}
     except DataError:
         raise
@@ -268,10 +273,43 @@ def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Array
     )
 
 
+def _labels(y, name: str, origin: str) -> np.ndarray:
+    """Class indices 0, 1, 2, ... as given (integers, or floats that are whole numbers), else a DataError: a
+    negative label failed inside the loss with a TensorFlow traceback, and 0.5 was cut to 0 in silence."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise DataError(f"{origin}: {name} has shape {y.shape}, one-hot rows; give class indices "
+                        f"(np.argmax({name}, axis=1))")
+    y = y.reshape(-1)
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all() or y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu" and len(y):
+        i = int(np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0]) if y.dtype.kind == "f" else 0
+        bad = y[i].item() if isinstance(y[i], np.generic) else y[i]
+        raise DataError(f"{origin}: {name} holds {bad!r} at index {i} ({y.dtype} labels); labels are class indices "
+                        "0, 1, 2, ... (class names: a csv file or an image_folder reads them)")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{origin}: {name} holds the label {y.min()} at index {int(np.argmin(y))}; labels are class "
+                        "indices from 0")
+    return y
+
+
 def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
-    y_train = np.asarray(found["y_train"]).reshape(-1)
-    y_test = None if found.get("y_test") is None else np.asarray(found["y_test"]).reshape(-1)
+    """The arrays read, checked. Inputs without labels (no y_train) get label 0 throughout and no class names:
+    DataSpec.num_classes 0, which the tasks that learn from labels refuse."""
+    if found.get("y_train") is None:
+        found = {**found, "y_train": np.zeros(len(found["x_train"]), np.int64),
+                 "y_test": None if found.get("x_test") is None else np.zeros(len(found["x_test"]), np.int64)}
+        return dataclasses.replace(_arrays(found, ["?"], origin), class_names=[])
+    y_train = _labels(found["y_train"], "y_train", origin)
+    y_test = None if found.get("y_test") is None else _labels(found["y_test"], "y_test", origin)
     x_train = np.asarray(found["x_train"])
+    for name in ("x_train", "x_test"):  # a NaN input would show as a diverged run
+        x = found.get(name)
+        if x is not None and np.asarray(x).dtype.kind in "fc" and not np.isfinite(x).all():
+            at = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(f"{origin}: {name} holds NaN or infinite values ({int((~np.isfinite(x)).sum()):,}), the "
+                            f"first in example {at[0]}; inputs must be finite (fill or drop them first)")
     if len(x_train) != len(y_train):
         raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
     if not classes:
@@ -326,6 +364,10 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
             features.append([float(v) for j, v in enumerate(row) if j != li])
         except ValueError as e:
             raise DataError(f"{p}, line {line}: feature columns must be numeric ({e})") from None
+        if not all(map(math.isfinite, features[-1])):  # float() reads "nan" and "inf": a diverged run, later
+            j = next(j for j, v in enumerate(row) if j != li and not math.isfinite(float(v)))
+            raise DataError(f"{p}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
+                            "numbers (fill or drop the row's missing values before training)")
         labels.append(row[li])
     classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
     index = {c: i for i, c in enumerate(classes)}
@@ -420,28 +462,29 @@ def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
 
 
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
-    """A folder with one sub-folder per class (`root/cat/1.png`), or `train/` and `test/` folders of those."""
+    """A folder with one sub-folder per class (`root/cat/1.png`), or `train/` and `test/` folders of those.
+    A folder of images without sub-folders is unlabelled (`root/1.png`, or `root/train/1.png`)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} (data.path)")
     splits = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() else {"train": root}
     classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
-    if not classes:
-        raise DataError(f"{splits['train']} has no class sub-folders; expected {splits['train']}/<class>/<image>")
+    labelled = bool(classes)
     out = {}
     for split, folder in splits.items():
         images, labels = [], []
-        for i, cls in enumerate(classes):
+        for i, cls in enumerate(classes or [""]):
             for f in sorted((folder / cls).glob("*")):
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
                 images.append(read_image(f, image_size))
                 labels.append(i)
         if not images:
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}")
+            layout = f"{folder}/<class>/<image>, or the images in {folder} itself (unlabelled)"
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}; expected {layout}")
         if len({im.shape for im in images}) > 1:
             raise DataError(f"images under {folder} differ in size; set data.image_size: [height, width]")
-        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.array(labels)
+        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.array(labels) if labelled else None
     out.setdefault("x_test", None)
     out.setdefault("y_test", None)
     return _arrays(out, classes, str(root))
