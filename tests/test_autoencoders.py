@@ -174,6 +174,33 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     assert cli("generate", run, "--label", "3").exit_code == 2
 
 
+def test_unlabelled_images_train_an_autoencoder_and_a_classifier_says_it_needs_labels(write_recipe, tmp_path):
+    """A folder of images without class folders (a user's own photos): the tasks that learn from the inputs
+    alone train on it; one that learns from labels is exit 3 before a run directory exists."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / split / f"{i}.png")
+    text = f"""
+data: {{dataset: image_folder, path: {tmp_path / 'photos'}, batch_size: 8}}
+model: {{arch: autoencoder, hidden: [8], code_size: 2}}
+train: {{epochs: 1}}
+"""
+    out = cli("train", write_recipe(text), "--runs-root", tmp_path / "runs", "--json", "-q")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["test"]["examples"] == 8 and result["test"]["probe_accuracy"] is None  # no labels to probe
+    enc = json.loads(cli("encode", result["run_dir"], "--json").stdout)
+    assert np.load(enc["out"]).shape == (8, 2) and "labels" not in enc  # no labels to write beside the codes
+    refused = cli("train", write_recipe(text.replace("arch: autoencoder, hidden: [8], code_size: 2", "arch: mlp"),
+                                        "mlp.yaml"), "--runs-root", tmp_path / "runs")
+    assert refused.exit_code == 3 and "has no class labels, and a classifier learns from them" in refused.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["recipe"]
+
+
 def test_denoising_conv_autoencoder_shows_its_noise(write_recipe, tmp_path):
     recipe = write_recipe(f"""
 name: tiny_dae

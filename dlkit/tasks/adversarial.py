@@ -40,6 +40,9 @@ class Adversarial(TwoPlayer):
     headlines = (Headline("classifier_score", "classifier score"),)
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
 
+    def needs_labels(self, recipe):
+        return f"a class-conditional GAN ({recipe.model.arch}) learns from them" if recipe.model.conditional else None
+
     def compile(self, model, recipe, steps_per_epoch, phase):
         # the top-k share anneals over generator steps, so it needs the epoch's length
         model.top_k_steps = round(recipe.model.top_k_epochs * steps_per_epoch) if recipe.model.top_k < 1 else 0

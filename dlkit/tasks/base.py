@@ -188,6 +188,12 @@ class Task:
     def load_data(self, recipe):
         return pipeline.load(recipe.data, recipe.seed, self.examples(recipe))
 
+    def needs_labels(self, recipe) -> str | None:
+        """What in this recipe learns from class labels (a classifier, a conditional GAN), or None when it
+        learns from the inputs alone: then unlabelled images (an npz without y_train, a folder of images
+        without class folders) train it too."""
+        return None
+
     def data_sources(self, recipe) -> list:
         """The recipe's sections that name a dataset (`dlkit validate` checks each can be found)."""
         return [recipe.data]

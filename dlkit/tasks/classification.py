@@ -23,6 +23,9 @@ class Classification(FitTask):
     summary = "inputs to one of K classes; test accuracy, per-class precision and recall, confusion matrix"
     default_loss = "sparse_categorical_crossentropy"
 
+    def needs_labels(self, recipe):
+        return "a classifier learns from them"
+
     def finish(self, ctx: FitContext, callbacks) -> dict:
         data, model = ctx.data, ctx.model
         if data.test is None:

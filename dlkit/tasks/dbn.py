@@ -52,6 +52,9 @@ class Dbn(Classification):
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain
 
+    def needs_labels(self, recipe):
+        return "a DBN is fine-tuned as a classifier"
+
     def phases(self, recipe):
         fine = Phase("finetune", recipe.train.epochs)
         if not recipe.model.pretrain:

@@ -199,5 +199,6 @@ def pictures(run, vae, data, seed: int) -> None:
 
     if s.y_test is not None and s.x_test is not None:
         test_codes = vae.codes(in_scale(s.x_test, scale))
-        plots.scatter(codes_2d(test_codes), s.y_test, data.spec.class_names, run.image("codes.png"),
+        labels = s.y_test if data.spec.num_classes > 1 else None  # unlabelled data: one colour
+        plots.scatter(codes_2d(test_codes), labels, data.spec.class_names, run.image("codes.png"),
                       "test codes (posterior means)", "code" if vae.latent_dim <= 2 else "principal component")

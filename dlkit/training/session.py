@@ -8,6 +8,7 @@ import functools
 from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
+from dlkit.errors import DataError
 from dlkit.tasks.base import Phase, Task
 
 
@@ -31,7 +32,13 @@ class Session:
     @functools.cached_property
     def data(self):
         """The task's data, read on first use (generating from a GAN needs none)."""
-        return self.task.load_data(self.recipe)
+        data = self.task.load_data(self.recipe)
+        reason = self.task.needs_labels(self.recipe)
+        if reason and data.spec.num_classes == 0:
+            raise DataError(f"{data.origin} has no class labels, and {reason}: give labelled data (an npz with "
+                            "y_train, or an image folder with a sub-folder per class), or pick a model that "
+                            "learns from the inputs alone (an autoencoder, a VAE, an RBM, an unconditional GAN)")
+        return data
 
     @property
     def steps_per_epoch(self) -> int:
