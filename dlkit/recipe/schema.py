@@ -55,18 +55,26 @@ def _dataset_name(v: str) -> str:
     return check_name(v, list(sources.DATASETS), "dataset")
 
 
-def check_path(section, readers: dict[str, str], key: str = "data.path"):
+def path_problems(section, readers: dict[str, str], key: str = "data.path") -> list[str]:
     """`path` is set exactly when the dataset reads one: a dataset that reads a user's file needs it, and one
     that does not would ignore it (a user who wrote only `path:` would have trained on the default dataset).
     `readers`: the datasets of this section that read a path, each with what the path should be."""
     if section.dataset in readers and not section.path:
-        raise ValueError(f"dataset {section.dataset!r} reads {key}; set {key} to {readers[section.dataset]}")
+        return [f"dataset {section.dataset!r} reads {key}; set {key} to {readers[section.dataset]}"]
     if section.path and section.dataset not in readers:
         names = ("one of " if len(readers) > 1 else "") + ", ".join(map(repr, readers))
         fix = (f"set the dataset to {names} to read it, or remove {key}" if readers
                else f"this task reads only its own dataset; remove {key}")
-        raise ValueError(f"dataset {section.dataset!r} does not read {key}, so {section.path!r} would be ignored: "
-                         f"{fix} (a built-in dataset's own files are looked for in {key[:-4]}dir)")
+        return [f"dataset {section.dataset!r} does not read {key}, so {section.path!r} would be ignored: {fix} "
+                f"(a built-in dataset's own files are looked for in {key[:-4]}dir)"]
+    return []
+
+
+def raise_all(section):
+    """A section's `cross_problems`, all in one error (pydantic stops at a model's first failing check)."""
+    found = section.cross_problems()
+    if found:
+        raise ValueError("; and ".join(found))
     return section
 
 
@@ -87,7 +95,10 @@ class DomainConfig(Section):
     label_column: str | None = None
 
     _dataset = field_validator("dataset")(_dataset_name)
-    _path = model_validator(mode="after")(lambda s: check_path(s, IMAGE_PATHS, "data.domain_b.path"))
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        return path_problems(self, IMAGE_PATHS, "data.domain_b.path")
 
 
 class DataCommon(Section):
@@ -108,7 +119,11 @@ class DataCommon(Section):
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
     test_limit: int | None = Field(None, ge=1)
 
-    _path = model_validator(mode="after")(lambda s: check_path(s, s.path_datasets))
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        """What the section's keys say together that no one key says alone; a task's section adds its own."""
+        return path_problems(self, self.path_datasets)
 
 
 class DataConfig(DataCommon):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from dlkit import plots
 from dlkit.config import check_name
@@ -64,11 +64,10 @@ class SeriesData(DataCommon):
 
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
 
-    @model_validator(mode="after")
-    def _splits(self):
-        if self.validation_split + self.test_split >= 0.9:
-            raise ValueError("validation_split + test_split leave under 10% of the rows for training")
-        return self
+    def cross_problems(self):
+        return super().cross_problems() + (
+            ["validation_split + test_split leave under 10% of the rows for training"]
+            if self.validation_split + self.test_split >= 0.9 else [])
 
 
 class ForecastTrain(FitTrain):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from dlkit.config import check_name
 from dlkit.data import pipeline
@@ -57,12 +57,10 @@ class PairsData(DataCommon):
 
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(PAIR_DATASETS), "dataset"))
 
-    @model_validator(mode="after")
-    def _columns(self):
-        if self.source_column == self.target_column:
-            raise ValueError(f"source_column and target_column are both {self.source_column}; a pair needs two "
-                             "different columns")
-        return self
+    def cross_problems(self):
+        return super().cross_problems() + (
+            [f"source_column and target_column are both {self.source_column}; a pair needs two different columns"]
+            if self.source_column == self.target_column else [])
 
 
 class TranslationTrain(FitTrain):
