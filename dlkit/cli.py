@@ -507,7 +507,8 @@ def _show_comparison(result, console) -> None:
 
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")
 def validate(
-    recipes: Annotated[list[Path], typer.Argument(metavar="RECIPE", help="One or more recipe files.")],
+    recipes: Annotated[list[Path], typer.Argument(
+        metavar="RECIPE", help="One or more recipe files, or folders: every .yaml recipe below each.")],
     set_: SetOption = None,
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     json_: JsonFlag = False,
@@ -516,6 +517,8 @@ def validate(
 
     console, errors = _console(stderr=json_), _console()
     results, worst = [], 0
+    # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
+    recipes = [p for r in recipes for p in (sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r] if r.is_dir() else [r])]
     for path in recipes:
         entry = {"recipe": str(path), "status": "ok"}
         try:

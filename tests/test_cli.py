@@ -65,6 +65,18 @@ def test_validate_ok_and_bad(write_recipe, tiny_recipe):
     assert data["status"] == "error" and data["recipes"][0]["exit_code"] == 2
 
 
+def test_validate_takes_a_folder_and_train_says_a_folder_is_not_a_recipe(tmp_path):
+    (tmp_path / "set" / "lessons").mkdir(parents=True)
+    (tmp_path / "set" / "b.yaml").write_text("model:\n  arch: cnn\n  dropot: 0.1\n")
+    (tmp_path / "set" / "lessons" / "a.yml").write_text("model: {arch: nope}\n")
+    (tmp_path / "set" / "notes.txt").write_text("not a recipe")
+    data = json.loads(run("validate", tmp_path / "set", "--json").stdout)
+    assert [Path(r["recipe"]).name for r in data["recipes"]] == ["b.yaml", "a.yml"]
+    assert [r["exit_code"] for r in data["recipes"]] == [2, 2]
+    result = run("train", tmp_path / "set")  # was "[Errno 21] Is a directory"
+    assert result.exit_code == 2 and "is a folder, not a recipe file (give one of its recipes (b.yaml)" in result.stderr
+
+
 def test_validate_build_shows_parameters(tiny_recipe):
     result = run("validate", "--build", tiny_recipe)
     assert result.exit_code == 0 and "12,770 parameters" in result.stdout

@@ -40,6 +40,12 @@ Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]
 
 
 def read_yaml(path: Path) -> tuple[Any, Locations]:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))
+        listed = ", ".join(inside[:5]) + (", ..." if len(inside) > 5 else "")
+        raise RecipeError([Problem("", f"{path} is a folder, not a recipe file",
+                                   hint=f"give one of its recipes ({listed}); `dlkit validate FOLDER` checks them all"
+                                   if inside else "it holds no .yaml file; give a recipe file")])
     try:
         if path.is_file() and path.stat().st_size > MAX_BYTES:
             raise RecipeError([Problem("", f"{path} is {path.stat().st_size:,} bytes; a recipe is at most "
