@@ -230,8 +230,8 @@ def generate(
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
-        "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG) or .npy array of images to "
-        "reconstruct; CycleGAN: images of domain A to translate to B. Repeatable.")] = None,
+        "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG), .npy array of images or "
+        "folder of them to reconstruct; CycleGAN: images of domain A to translate to B. Repeatable.")] = None,
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
     length: Annotated[Optional[int], typer.Option(metavar="N",
         help="Language models: how many tokens to sample (500).")] = None,
@@ -257,7 +257,8 @@ def generate(
 def predict(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished classifier, text classifier, translation or forecaster run directory.")],
     files: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="FILE", help="Image classifiers: PNG or JPEG files, or .npy arrays of uint8 images.")] = None,
+        metavar="FILE", help="Image classifiers: PNG or JPEG files, .npy arrays of images (pixel values 0-255), "
+        "or folders of them.")] = None,
     text: Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="Text to classify or translate. Repeatable.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Texts to classify or translate, one per line.")] = None,
     csv: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Forecasters: the series to forecast past the end of.")] = None,

@@ -195,6 +195,18 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     np.save(tmp_path / "small.npy", np.zeros((3, 5, 5), np.uint8))
     small = run("predict", result["run_dir"], tmp_path / "small.npy", "--json")
     assert small.exit_code == 2 and "an array of shape (3, 5, 5);" in json.loads(small.stdout)["error"]  # as given
+    # a folder: its images and arrays, in name order
+    (tmp_path / "inbox").mkdir()
+    for name in ("gray.png", "two.npy"):
+        (tmp_path / "inbox" / name).write_bytes((tmp_path / name).read_bytes())
+    (tmp_path / "inbox" / "notes.txt").write_text("not an image")
+    folder = json.loads(run("predict", result["run_dir"], tmp_path / "inbox", "--json").stdout)["predictions"]
+    assert [p["input"] for p in folder] == ["gray.png", "two.npy[0]", "two.npy[1]"]
+    assert [p["probabilities"] for p in folder] == [p["probabilities"] for p in preds[:1] + preds[2:]]
+    # an array in [0, 1] was cut to zeros as uint8: the model answered for black images
+    np.save(tmp_path / "unit.npy", digits[:1] / 255.0)
+    unit = run("predict", result["run_dir"], tmp_path / "unit.npy", "--json")
+    assert unit.exit_code == 2 and "whole numbers 0-255 (an image in [0, 1]: multiply it by 255)" in unit.stdout
     # options only other tasks read are refused, not dropped in silence
     for args, said in ((["predict", result["run_dir"], tmp_path / "gray.png", "--beam", "3"], "--beam is read by"),
                        (["predict", result["run_dir"], tmp_path / "gray.png", "--plot", tmp_path / "a.png"], "--plot"),

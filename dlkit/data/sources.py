@@ -426,7 +426,7 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     if len(shape) != 3:
         raise UsageError(f"this model reads feature vectors of shape {shape}, not images")
     out, names = [], []
-    for path in map(Path, paths):
+    for path in _image_files(paths):
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         if path.suffix == ".npy":
@@ -440,12 +440,33 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
             if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
                 raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
                                  f"{shape[1]} (N, H, W[, C]), uint8 0-255")
+            if arr.dtype.kind not in "iuf":
+                raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
+            if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255
+                                 and (arr == np.round(arr)).all()):
+                # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
+                raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
+                                 "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
             names += [f"{path.name}[{i}]" for i in range(len(arr))]
         else:
             arr = read_image(path, list(shape[:2]))[None]
             names.append(path.name)
         out.append(_to_channels(np.asarray(arr), shape[2]).astype(np.uint8))
     return np.concatenate(out), names
+
+
+def _image_files(paths) -> list[Path]:
+    """The paths given, each folder among them replaced by the image and .npy files in it (sorted)."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | {".npy"})
+            if not inside:
+                raise UsageError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))}, .npy)")
+            out += inside
+        else:
+            out.append(path)
+    return out
 
 
 def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
