@@ -31,6 +31,16 @@ def test_grid_values_are_typed_as_yaml():
             parse_grid(bad)
 
 
+def test_learning_rates_below_1e_4_reach_the_members(write_recipe):
+    # a member's --set carries Python's repr, 1e-05, which PyYAML's YAML 1.1 read as a string: every member
+    # of a sweep over small learning rates was refused as "not a valid number"
+    from dlkit.sweep import members
+
+    recipe = write_recipe("model: {arch: mlp}\n")
+    found = members(recipe, parse_grid(["train.optimizer.learning_rate=1e-5,2.5e-6"]), 1, [])
+    assert [m["recipe"]["train"]["optimizer"]["learning_rate"] for m in found] == [1e-5, 2.5e-6]
+
+
 def killed_after_its_last_checkpoint(run: Path) -> None:
     """What a member killed after its last epoch's checkpoint and before it finished leaves: no model.keras,
     no metrics.json, a manifest that still says running, and nobody holding its lock."""
