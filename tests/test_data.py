@@ -73,6 +73,25 @@ def test_missing_dataset_says_what_to_put_where(tmp_path, monkeypatch):
     assert info.value.exit_code == 3
 
 
+def test_a_data_dir_that_is_not_a_folder_is_an_error_not_the_next_place(tmp_path):
+    # the tests' DLKIT_DATA_DIR holds MNIST: a typo in data.dir read it from there in silence
+    from dlkit.data import series, text
+
+    typo = str(tmp_path / "datsets")
+    with pytest.raises(DataError, match=f"data.dir {typo} is not a folder"):
+        sources.locate(sources_cfg(dataset="mnist", dir=typo))
+    with pytest.raises(DataError, match="is not a folder"):
+        text.find("tinyshakespeare", typo)
+    with pytest.raises(DataError, match="is not a folder"):
+        series.find(sources_cfg(dataset="airline_passengers", dir=typo), local_only=True)
+
+
+def sources_cfg(**keys):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"path": None, "download": False, "limit": None, **keys})
+
+
 def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DLKIT_OFFLINE")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data.sources import local_dirs
 from dlkit.data.text import Vocabulary, rows_of
 from dlkit.errors import DataError, first_line
 
@@ -141,12 +142,7 @@ def read_file(path: Path, source_column: int, target_column: int) -> Pairs:
 
 
 def _candidates(data_dir: str | None) -> list[Path]:
-    dirs = []
-    for base in (data_dir, os.environ.get("DLKIT_DATA_DIR")):
-        if base:
-            base = Path(base).expanduser()
-            dirs += [base / FOLDER, base]
-    return dirs + [CACHE / FOLDER]
+    return local_dirs(data_dir, FOLDER) + [CACHE / FOLDER]
 
 
 def find(cfg) -> Path | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data.sources import local_dirs
 from dlkit.errors import DataError, first_line
 
 SERIES_SOURCES = {
@@ -45,11 +46,7 @@ def find(cfg, local_only: bool = False) -> Path | str:
         return path
     fname, _, url = SERIES_SOURCES[cfg.dataset]
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / cfg.dataset
-    dirs = []
-    for base in (cfg.dir, os.environ.get("DLKIT_DATA_DIR")):
-        if base:
-            dirs += [Path(base).expanduser() / cfg.dataset, Path(base).expanduser()]
-    dirs.append(cache)
+    dirs = local_dirs(cfg.dir, cfg.dataset) + [cache]
     for d in dirs:
         if (d / fname).is_file():
             return d / fname

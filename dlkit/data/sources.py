@@ -202,14 +202,23 @@ def read_builtin_folder(name: str, folder: Path) -> dict | None:
 # ---------------------------------------------------------------- lookup and download
 
 
-def search_dirs(name: str, data_dir: str | None) -> list[Path]:
+def local_dirs(data_dir: str | None, *folders: str) -> list[Path]:
+    """The folders a dataset's files are looked for in first: data.dir and $DLKIT_DATA_DIR, each with its
+    sub-folders named after the dataset, then itself. A data.dir that does not exist is an error: a typo in
+    it would have read the dataset from the next place in silence, or downloaded it."""
+    if data_dir and not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"data.dir {data_dir} is not a folder; point it at the folder that holds the dataset's "
+                        "files (or remove it: $DLKIT_DATA_DIR, the Keras cache and a download come next)")
     dirs = []
     for base in (data_dir, os.environ.get("DLKIT_DATA_DIR")):
         if base:
-            dirs += [Path(base).expanduser() / name, Path(base).expanduser()]
-    dirs.append(KERAS_CACHE / name)
-    dirs += BUILTINS[name]["system_dirs"]
+            base = Path(base).expanduser()
+            dirs += [base / f for f in dict.fromkeys(folders)] + [base]
     return dirs
+
+
+def search_dirs(name: str, data_dir: str | None) -> list[Path]:
+    return local_dirs(data_dir, name) + [KERAS_CACHE / name] + BUILTINS[name]["system_dirs"]
 
 
 DOWNLOAD_TIMEOUT = 60.0  # seconds a download may wait for the server at a time: connecting, or for more bytes

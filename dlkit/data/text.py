@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data.sources import local_dirs
 from dlkit.errors import DataError, first_line
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -169,12 +170,7 @@ CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 
 
 def _dirs(name: str, data_dir: str | None) -> list[Path]:
-    dirs = []
-    for base in (data_dir, os.environ.get("DLKIT_DATA_DIR")):
-        if base:
-            base = Path(base).expanduser()
-            dirs += [base / FOLDERS[name], base / name, base]
-    return dirs + [CACHE / FOLDERS[name]]
+    return local_dirs(data_dir, FOLDERS[name], name) + [CACHE / FOLDERS[name]]
 
 
 def _files_in(name: str, folder: Path) -> dict[str, list[Path]] | None:
