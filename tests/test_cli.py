@@ -91,7 +91,8 @@ def no_data(tmp_path, monkeypatch):
 
 
 def test_validate_missing_data_is_exit_3(write_recipe, tmp_path, no_data):
-    recipe = write_recipe(f"model: {{arch: mlp}}\ndata:\n  dir: {tmp_path}/none\n  download: false\n")
+    (tmp_path / "empty").mkdir()
+    recipe = write_recipe(f"model: {{arch: mlp}}\ndata:\n  dir: {tmp_path}/empty\n  download: false\n")
     result = run("validate", recipe)
     assert result.exit_code == 3 and "not found" in result.stderr
 
@@ -177,6 +178,15 @@ def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch)
     (run_dir,) = (tmp_path / "tiny").iterdir()
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert (run_dir / "checkpoints" / "last.keras").is_file() and (run_dir / "recipe.yaml").is_file()
+
+
+def test_a_monitored_name_the_epochs_do_not_log_is_exit_2(tiny_recipe, tmp_path):
+    # train.monitor kept no best.keras in silence; early stopping's was a Keras traceback (exit 1)
+    for key, value in (("train.monitor", "val_acc"), ("train.early_stopping", "{monitor: val_acc}")):
+        out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", f"{key}={value}", "--set", "train.epochs=1")
+        assert out.exit_code == 2, out.stderr
+        assert "'val_acc' is not a value the epochs log (" in out.stderr and "val_accuracy" in out.stderr
+        assert f"set {key.replace('early_stopping', 'early_stopping.monitor')} to one of those" in out.stderr
 
 
 def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):

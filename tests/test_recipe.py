@@ -25,6 +25,9 @@ MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  batch_size: 64\n", "train.batch_size", 3, "move it to data.batch_size."),
     ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
     ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
+    ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train", 2, "set train.monitor_mode: min or max"),
+    ("model: {arch: cnn}\ntrain:\n  early_stopping: {monitor: foo}\n", "train.early_stopping", 3,
+     "set train.early_stopping.mode: min or max"),
     # a path the dataset would not read (the default one): it trained on MNIST and ignored the user's file
     ("model: {arch: mlp}\ndata:\n  path: mine.csv\n", "data", 2,
      "'mine.csv' would be ignored: set the dataset to one of 'npz', 'image_folder', 'csv' to read it"),
@@ -69,6 +72,15 @@ def test_the_image_datasets_that_read_a_path_are_the_sources_that_do():
     from dlkit.recipe.schema import IMAGE_PATHS
 
     assert set(IMAGE_PATHS) == {name for name, ds in sources.DATASETS.items() if ds.reads_path}
+
+
+def test_the_way_a_monitored_value_improves():
+    from dlkit.recipe.schema import improves
+
+    names = ("val_loss", "val_mae", "val_rmse", "val_perplexity", "accuracy", "val_bleu", "psnr_db", "foo")
+    # val_mae was taken for a value to maximize: a forecaster's best.keras was its worst epoch
+    assert [improves(n) for n in names] == ["min"] * 4 + ["max"] * 3 + [None]
+    assert improves("foo", "max") == "max" and improves("val_loss", "max") == "max"
 
 
 def test_all_errors_reported_together(write_recipe):

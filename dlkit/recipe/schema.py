@@ -188,11 +188,36 @@ class OptimizerConfig(UnsetIsNone):
         return self
 
 
+# Words in a logged value's name that say which way it gets better. Keras's mode "auto" knows only its own
+# metric objects: it refused `val_acc` (an error after the first epoch), and dlkit's own guess took a
+# forecaster's val_mae for a value to maximize.
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance")
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou")
+
+
+def improves(name: str, mode: str = "auto") -> str | None:
+    """"min" or "max": which way the logged value `name` gets better (`mode` when it is not "auto"), or None
+    when its name does not say."""
+    if mode != "auto":
+        return mode
+    low = name.lower()
+    return "min" if any(w in low for w in LOWER_IS_BETTER) else "max" if any(w in low for w in HIGHER_IS_BETTER) \
+        else None
+
+
 class EarlyStopping(Section):
     monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"  # which way the monitored value improves; auto: by its name
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
     restore_best_weights: bool = True
+
+    @model_validator(mode="after")
+    def _mode(self):
+        if improves(self.monitor, self.mode) is None:
+            raise ValueError(f"monitor {self.monitor!r}: its name does not say whether it gets better up or down; "
+                             "set train.early_stopping.mode: min or max")
+        return self
 
 
 class CheckpointEvery(Section):
@@ -255,6 +280,7 @@ class Distribution(Section):
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
 _TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
+                "monitor_mode",
                 "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "run_eagerly", "steps_per_execution", "precision", "deterministic",
                 "tensorboard", "distribution")
 
@@ -324,11 +350,19 @@ class OneOptimizerTrain(TrainBase):
     optimizers: ModelOptimizer | None = Field(None, exclude=True)
     early_stopping: EarlyStopping | None = None
     monitor: str = "val_loss"  # what picks the best checkpoint (falls back to loss without validation)
+    monitor_mode: Literal["auto", "min", "max"] = "auto"  # which way it improves; auto: by its name
 
     not_used = {
         "loss": "this model computes its own loss (its metrics are logged each epoch)",
         "metrics": "this model logs its own measures each epoch",
     }
+
+    @model_validator(mode="after")
+    def _direction(self):
+        if improves(self.monitor, self.monitor_mode) is None:
+            raise ValueError(f"monitor {self.monitor!r}: its name does not say whether it gets better up or down; "
+                             "set train.monitor_mode: min or max")
+        return self
 
     @model_validator(mode="after")
     def _one_optimizer(self):

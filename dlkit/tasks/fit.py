@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from dlkit import optim
-from dlkit.recipe.schema import FitTrain
+from dlkit.recipe.schema import FitTrain, improves
 from dlkit.tasks.base import Callbacks, FitContext, Task
 
 
@@ -36,7 +36,7 @@ class FitTask(Task):
 
     def monitor(self, recipe, has_val, phase):
         monitor = _without_val(recipe.train.monitor, has_val)
-        return monitor, "min" if "loss" in monitor or "error" in monitor else "max"
+        return monitor, improves(monitor, recipe.train.monitor_mode)
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
@@ -46,11 +46,13 @@ class FitTask(Task):
         if train.early_stopping:
             es = train.early_stopping
             after.append(ResumableEarlyStopping(monitor=_without_val(es.monitor, has_val), patience=es.patience,
+                                                mode=improves(es.monitor, es.mode),
                                                 min_delta=es.min_delta, restore_best_weights=es.restore_best_weights,
                                                 rows=ctx.rows))
         if train.schedule.name == "plateau":
             sc = train.schedule
-            after.append(ResumableReduceLROnPlateau(monitor=ctx.monitor[0], factor=sc.factor, patience=sc.patience,
+            after.append(ResumableReduceLROnPlateau(monitor=ctx.monitor[0], mode=ctx.monitor[1], factor=sc.factor,
+                                                    patience=sc.patience,
                                                     min_lr=sc.min_learning_rate, verbose=0, rows=ctx.rows))
         return Callbacks(after=after)
 

@@ -1,8 +1,19 @@
-"""Keras's EarlyStopping and ReduceLROnPlateau, made to survive `dlkit resume`."""
+"""Keras's EarlyStopping and ReduceLROnPlateau, made to survive `dlkit resume`, and the check that what they
+and the best checkpoint monitor is a value the epochs log."""
 
 from __future__ import annotations
 
 import keras
+
+from dlkit.errors import Problem, RecipeError
+
+
+def not_logged(key: str, name: str, logs: dict) -> RecipeError:
+    """A monitored name the epochs do not log (`key` names it in the recipe). The names are known only once
+    an epoch has logged them: a misspelt one picked no best checkpoint and stopped nothing, in silence."""
+    logged = ", ".join(k for k in logs if k not in ("epoch", "learning_rate"))
+    return RecipeError([Problem(key, f"{name!r} is not a value the epochs log ({logged}); the run stopped after an "
+                                "epoch", hint=f"set {key} to one of those and train again")])
 
 
 class _Replaying:
@@ -26,6 +37,11 @@ class _Replaying:
 
 
 class ResumableEarlyStopping(_Replaying, keras.callbacks.EarlyStopping):
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.monitor not in logs:  # Keras warns and never stops
+            raise not_logged("train.early_stopping.monitor", self.monitor, logs)
+        super().on_epoch_end(epoch, logs)
+
     def _replay(self, epoch, logs):
         super()._replay(epoch, logs)
         self.stopped_epoch = 0

@@ -21,6 +21,7 @@ import numpy as np
 
 from dlkit import backend, keras_private
 from dlkit.rundir import PhaseDir, replace_atomic
+from dlkit.tasks.resumable import not_logged
 
 
 def to_floats(logs: dict | None) -> dict:
@@ -278,6 +279,8 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         position = (epoch + 1) * self.steps_per_epoch
         self.where.save_checkpoint(self.model.save,
                                    lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
+        if self.monitor and self.monitor not in row:  # no best.keras would ever be kept, in silence
+            raise not_logged("train.monitor", self.monitor, row)
         self._consider(row, save=True)
 
     def _consider(self, row, save: bool):
