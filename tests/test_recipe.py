@@ -26,6 +26,9 @@ MALFORMED = [
     ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
     ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
     ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train", 2, "set train.monitor_mode: min or max"),
+    # a key the schedule does not read did nothing
+    ("model: {arch: cnn}\ntrain:\n  schedule: {name: step, warmup_epochs: 2}\n", "train.schedule", 3,
+     "schedule 'step' does not read warmup_epochs (warmup_epochs is read by cosine); it reads step_epochs"),
     ("model: {arch: cnn}\ntrain:\n  early_stopping: {monitor: foo}\n", "train.early_stopping", 3,
      "set train.early_stopping.mode: min or max"),
     # a path the dataset would not read (the default one): it trained on MNIST and ignored the user's file

@@ -161,6 +161,24 @@ class ScheduleConfig(Section):
 
     _name = field_validator("name")(lambda v: check_name(v, catalog.SCHEDULES, "schedule"))
 
+    # the keys each schedule reads (dlkit.optim.schedule, and the plateau callback)
+    READS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": (), "step": ("step_epochs", "hold_epochs", "factor"), "exponential": ("decay_rate",),
+        "cosine": ("warmup_epochs", "final_fraction"), "plateau": ("factor", "patience", "min_learning_rate")}
+
+    @model_validator(mode="after")
+    def _keys_read(self):
+        # a key another schedule reads did nothing (warmup_epochs on a step schedule); one left at its default
+        # is no sign of a mistake, and a resolved recipe (recipe.yaml, `dlkit show`) lists every key so
+        unread = [k for k, f in type(self).model_fields.items()
+                  if k != "name" and k not in self.READS[self.name] and getattr(self, k) != f.default]
+        if unread:
+            readers = {k: [n for n, keys in self.READS.items() if k in keys] for k in unread}
+            said = "; ".join(f"{k} is read by {' and '.join(v)}" for k, v in readers.items())
+            reads = ", ".join(self.READS[self.name]) or "no other key"
+            raise ValueError(f"schedule {self.name!r} does not read {', '.join(unread)} ({said}); it reads {reads}")
+        return self
+
 
 class OptimizerConfig(UnsetIsNone):
     """Any keras.optimizers optimizer. Arguments left unset keep Keras' defaults."""
