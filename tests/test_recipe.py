@@ -26,6 +26,8 @@ MALFORMED = [
     ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
     ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
     ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train", 2, "set train.monitor_mode: min or max"),
+    ("model:\n  arch: mlp\n  initializer: {name: he_normal, stddev: 0.1}\n", "model.initializer", 3,
+     "initializer 'he_normal' takes no stddev (it takes no arguments); remove it"),  # was Keras's traceback
     # a key the schedule does not read did nothing
     ("model: {arch: cnn}\ntrain:\n  schedule: {name: step, warmup_epochs: 2}\n", "train.schedule", 3,
      "schedule 'step' does not read warmup_epochs (warmup_epochs is read by cosine); it reads step_epochs"),
@@ -75,6 +77,19 @@ def test_the_image_datasets_that_read_a_path_are_the_sources_that_do():
     from dlkit.recipe.schema import IMAGE_PATHS
 
     assert set(IMAGE_PATHS) == {name for name, ds in sources.DATASETS.items() if ds.reads_path}
+
+
+def test_the_initializer_arguments_are_the_keras_initializers_own():
+    import inspect
+
+    from dlkit import catalog
+    from dlkit.models.knobs import InitializerConfig
+    from dlkit.models.layers import initializer
+
+    arguments = set(InitializerConfig.model_fields) - {"name"}
+    for name, keras_name in catalog.INITIALIZERS.items():
+        takes = set(inspect.signature(type(initializer(InitializerConfig(name=name))).__init__).parameters)
+        assert set(InitializerConfig.TAKES.get(keras_name, ())) == takes & arguments, name
 
 
 def test_the_way_a_monitored_value_improves():

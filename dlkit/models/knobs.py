@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,10 +25,25 @@ class InitializerConfig(UnsetIsNone):
 
     _name = field_validator("name")(lambda v: check_name(v, catalog.INITIALIZERS, "initializer"))
 
+    # the arguments each Keras initializer takes of these (the others take none but a seed)
+    TAKES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": ("value",), "random_normal": ("mean", "stddev"), "truncated_normal": ("mean", "stddev"),
+        "random_uniform": ("minval", "maxval"), "orthogonal": ("gain",), "variance_scaling": ("scale",)}
+
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, v):
         return {"name": v} if isinstance(v, str) else v  # `he_normal` is short for {name: he_normal}
+
+    @model_validator(mode="after")
+    def _arguments_taken(self):
+        # Keras's own error came at build time, as a traceback: HeNormal takes no 'stddev'
+        takes = self.TAKES.get(catalog.INITIALIZERS[self.name], ())
+        bad = [k for k in type(self).model_fields if k != "name" and getattr(self, k) is not None and k not in takes]
+        if bad:
+            raise ValueError(f"initializer {self.name!r} takes no {', '.join(bad)} (it takes "
+                             f"{', '.join(takes) or 'no arguments'}); remove {'it' if len(bad) == 1 else 'them'}")
+        return self
 
 
 class RegularizerConfig(Section):
