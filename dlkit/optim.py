@@ -6,7 +6,6 @@ Tasks call these to compile their models: one optimizer per optimizer role, each
 
 from __future__ import annotations
 
-import inspect
 import math
 
 from dlkit import catalog
@@ -40,7 +39,7 @@ def schedule(cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
     return s.CosineDecay(learning_rate, decay_steps=max(1, total), alpha=cfg.final_fraction)
 
 
-def optimizer(train_cfg, steps_per_epoch: int, cfg=None, path: str = "train.optimizer"):
+def optimizer(train_cfg, steps_per_epoch: int, cfg=None):
     """A keras optimizer from an OptimizerConfig (train.optimizer unless `cfg` is given), with its schedule."""
     import keras
 
@@ -48,18 +47,6 @@ def optimizer(train_cfg, steps_per_epoch: int, cfg=None, path: str = "train.opti
     kwargs = cfg.model_dump(exclude={"name", "learning_rate", "schedule"})  # unset (None) fields are dropped
     if cfg.name == "momentum":
         kwargs.setdefault("momentum", 0.9)
-    cls = type(keras.optimizers.get(catalog.OPTIMIZERS[cfg.name]))
-    allowed = set(inspect.signature(cls.__init__).parameters) | set(
-        inspect.signature(keras.optimizers.Optimizer.__init__).parameters
-    )
-    bad = [k for k in kwargs if k not in allowed]
-    if bad:
-        raise RecipeError([
-            Problem(f"{path}.{k}", f"optimizer {cfg.name!r} ({cls.__name__}) takes no {k!r}",
-                    hint=f"remove it; {cls.__name__} takes: "
-                    + ", ".join(sorted(p for p in allowed - {"self", "kwargs", "name"} if not p.startswith("_"))))
-            for k in bad
-        ])
     kwargs["learning_rate"] = schedule(cfg.schedule or train_cfg.schedule, cfg.learning_rate, steps_per_epoch,
                                        train_cfg.epochs)
     return keras.optimizers.get({"class_name": catalog.OPTIMIZERS[cfg.name], "config": kwargs})

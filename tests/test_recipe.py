@@ -28,6 +28,9 @@ MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train", 2, "set train.monitor_mode: min or max"),
     ("model:\n  arch: mlp\n  initializer: {name: he_normal, stddev: 0.1}\n", "model.initializer", 3,
      "initializer 'he_normal' takes no stddev (it takes no arguments); remove it"),  # was Keras's traceback
+    # found only at train time, after `dlkit validate` had said ok
+    ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgd, beta_1: 0.9}\n", "train.optimizer", 3,
+     "optimizer 'sgd' takes no beta_1; remove it (sgd takes: learning_rate, momentum, nesterov, weight_decay"),
     # a key the schedule does not read did nothing
     ("model: {arch: cnn}\ntrain:\n  schedule: {name: step, warmup_epochs: 2}\n", "train.schedule", 3,
      "schedule 'step' does not read warmup_epochs (warmup_epochs is read by cosine); it reads step_epochs"),
@@ -90,6 +93,23 @@ def test_the_initializer_arguments_are_the_keras_initializers_own():
     for name, keras_name in catalog.INITIALIZERS.items():
         takes = set(inspect.signature(type(initializer(InitializerConfig(name=name))).__init__).parameters)
         assert set(InitializerConfig.TAKES.get(keras_name, ())) == takes & arguments, name
+
+
+def test_the_optimizer_arguments_are_the_keras_optimizers_own():
+    import inspect
+
+    import keras
+
+    from dlkit import catalog
+    from dlkit.recipe.schema import OptimizerConfig
+
+    arguments = {"momentum", "nesterov", "beta_1", "beta_2", "epsilon", "rho"}
+    assert arguments == set(OptimizerConfig.model_fields) - {"name", "learning_rate", "schedule", "weight_decay",
+                                                              "clipnorm", "clipvalue", "global_clipnorm"}
+    for name, keras_name in catalog.OPTIMIZERS.items():
+        takes = set(inspect.signature(type(keras.optimizers.get(keras_name)).__init__).parameters)
+        assert set(OptimizerConfig.TAKES[name]) == takes & arguments, name
+        assert {"weight_decay", "clipnorm", "clipvalue", "global_clipnorm"} <= takes, name
 
 
 def test_the_way_a_monitored_value_improves():

@@ -199,6 +199,27 @@ class OptimizerConfig(UnsetIsNone):
 
     _name = field_validator("name")(lambda v: check_name(v, catalog.OPTIMIZERS, "optimizer"))
 
+    # The arguments of these each Keras optimizer takes besides learning_rate, weight_decay and the clips, which
+    # all take (tests/test_recipe.py holds this to the Keras classes' signatures). A table, not a look at the
+    # classes: that would import Keras, and TensorFlow with it, for `dlkit validate`.
+    TAKES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sgd": ("momentum", "nesterov"), "momentum": ("momentum", "nesterov"), "adagrad": ("epsilon",),
+        "adadelta": ("epsilon", "rho"), "rmsprop": ("epsilon", "momentum", "rho"),
+        **dict.fromkeys(("adam", "adamw", "adamax", "nadam"), ("beta_1", "beta_2", "epsilon")),
+        "ftrl": (), "lion": ("beta_1", "beta_2"), "adafactor": ()}
+
+    @model_validator(mode="after")
+    def _arguments_taken(self):
+        # found at train time before, after `dlkit validate` had said ok
+        takes = self.TAKES[self.name] + ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+        bad = [k for k in ("momentum", "nesterov", "beta_1", "beta_2", "epsilon", "rho")
+               if getattr(self, k) is not None and k not in takes]
+        if bad:
+            raise ValueError(f"optimizer {self.name!r} takes no {', '.join(bad)}; remove "
+                             f"{'it' if len(bad) == 1 else 'them'} ({self.name} takes: learning_rate, "
+                             f"{', '.join(takes)})")
+        return self
+
     @model_validator(mode="after")
     def _one_clip(self):
         if self.clipnorm is not None and self.global_clipnorm is not None:

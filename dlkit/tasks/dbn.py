@@ -111,8 +111,7 @@ class Dbn(Classification):
             return super().compile(model, recipe, steps_per_epoch, phase)
         # the pretraining optimizer's schedule (its own, else constant) runs over the pretraining epochs
         train = recipe.train.model_copy(update={"epochs": recipe.train.pretrain_epochs, "schedule": ScheduleConfig()})
-        model.compile(optimizer=optim.optimizer(train, steps_per_epoch, recipe.train.pretrain_optimizer,
-                                                "train.pretrain_optimizer"),
+        model.compile(optimizer=optim.optimizer(train, steps_per_epoch, recipe.train.pretrain_optimizer),
                       **optim.compile_options(recipe.train, steps_per_epoch))
         return model
 

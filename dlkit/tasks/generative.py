@@ -74,8 +74,7 @@ class TwoPlayer(Task):
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         train = recipe.train
-        g, d = (optim.optimizer(train, steps_per_epoch, getattr(train.optimizers, role), f"train.optimizers.{role}")
-                for role in self.roles)
+        g, d = (optim.optimizer(train, steps_per_epoch, getattr(train.optimizers, role)) for role in self.roles)
         model.compile(g_optimizer=g, d_optimizer=d, **optim.compile_options(train, steps_per_epoch))
         return model
 
