@@ -29,7 +29,7 @@ MALFORMED = [
     ("model:\n  arch: mlp\n  initializer: {name: he_normal, stddev: 0.1}\n", "model.initializer", 3,
      "initializer 'he_normal' takes no stddev (it takes no arguments); remove it"),  # was Keras's traceback
     # found only at train time, after `dlkit validate` had said ok
-    ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgd, beta_1: 0.9}\n", "train.optimizer", 3,
+    ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgd, beta_1: 0.9}\n", "train.optimizer.beta_1", 3,
      "optimizer 'sgd' takes no beta_1; remove it (sgd takes: learning_rate, momentum, nesterov, weight_decay"),
     # a key the schedule does not read did nothing
     ("model: {arch: cnn}\ntrain:\n  schedule: {name: step, warmup_epochs: 2}\n", "train.schedule", 3,

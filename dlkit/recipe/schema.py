@@ -21,7 +21,8 @@ import typing
 from pathlib import Path
 from typing import Callable, ClassVar, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_serializer, model_validator
+from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator, model_serializer,
+                      model_validator)
 
 from dlkit import catalog
 from dlkit.config import Section, UnsetIsNone, check_name
@@ -208,17 +209,16 @@ class OptimizerConfig(UnsetIsNone):
         **dict.fromkeys(("adam", "adamw", "adamax", "nadam"), ("beta_1", "beta_2", "epsilon")),
         "ftrl": (), "lion": ("beta_1", "beta_2"), "adafactor": ()}
 
-    @model_validator(mode="after")
-    def _arguments_taken(self):
-        # found at train time before, after `dlkit validate` had said ok
-        takes = self.TAKES[self.name] + ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
-        bad = [k for k in ("momentum", "nesterov", "beta_1", "beta_2", "epsilon", "rho")
-               if getattr(self, k) is not None and k not in takes]
-        if bad:
-            raise ValueError(f"optimizer {self.name!r} takes no {', '.join(bad)}; remove "
-                             f"{'it' if len(bad) == 1 else 'them'} ({self.name} takes: learning_rate, "
+    @field_validator("momentum", "nesterov", "beta_1", "beta_2", "epsilon", "rho")
+    @classmethod
+    def _taken(cls, v, info: ValidationInfo):
+        # found at train time before, after `dlkit validate` had said ok; `name` is checked first
+        name = info.data.get("name")
+        if v is not None and name in cls.TAKES and info.field_name not in cls.TAKES[name]:
+            takes = ("learning_rate",) + cls.TAKES[name] + ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+            raise ValueError(f"optimizer {name!r} takes no {info.field_name}; remove it ({name} takes: "
                              f"{', '.join(takes)})")
-        return self
+        return v
 
     @model_validator(mode="after")
     def _one_clip(self):
