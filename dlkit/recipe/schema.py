@@ -244,6 +244,13 @@ def improves(name: str, mode: str = "auto") -> str | None:
         else None
 
 
+def direction_known(section, name: str, mode: str, key: str):
+    if improves(name, mode) is None:
+        raise ValueError(f"monitor {name!r}: its name does not say whether it gets better up or down; set {key}: "
+                         "min or max")
+    return section
+
+
 class EarlyStopping(Section):
     monitor: str = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"  # which way the monitored value improves; auto: by its name
@@ -251,12 +258,7 @@ class EarlyStopping(Section):
     min_delta: float = Field(0.0, ge=0)
     restore_best_weights: bool = True
 
-    @model_validator(mode="after")
-    def _mode(self):
-        if improves(self.monitor, self.mode) is None:
-            raise ValueError(f"monitor {self.monitor!r}: its name does not say whether it gets better up or down; "
-                             "set train.early_stopping.mode: min or max")
-        return self
+    _mode = model_validator(mode="after")(lambda s: direction_known(s, s.monitor, s.mode, "train.early_stopping.mode"))
 
 
 class CheckpointEvery(Section):
@@ -396,12 +398,8 @@ class OneOptimizerTrain(TrainBase):
         "metrics": "this model logs its own measures each epoch",
     }
 
-    @model_validator(mode="after")
-    def _direction(self):
-        if improves(self.monitor, self.monitor_mode) is None:
-            raise ValueError(f"monitor {self.monitor!r}: its name does not say whether it gets better up or down; "
-                             "set train.monitor_mode: min or max")
-        return self
+    _direction = model_validator(mode="after")(lambda s: direction_known(s, s.monitor, s.monitor_mode,
+                                                                          "train.monitor_mode"))
 
     @model_validator(mode="after")
     def _one_optimizer(self):
