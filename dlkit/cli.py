@@ -519,7 +519,8 @@ def validate(
     console, errors = _console(stderr=json_), _console()
     results, worst = [], 0
     # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
-    recipes = [p for r in recipes for p in (sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r] if r.is_dir() else [r])]
+    recipes = [p for r in recipes
+               for p in ((sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r]) if r.is_dir() else [r])]
     for path in recipes:
         entry = {"recipe": str(path), "status": "ok"}
         try:

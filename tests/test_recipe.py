@@ -23,7 +23,8 @@ def problems_of(path, overrides=()):
 MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  epocs: 3\n", "train.epocs", 3, "did you mean 'epochs'"),
     ("model: {arch: cnn}\ntrain:\n  batch_size: 64\n", "train.batch_size", 3, "move it to data.batch_size."),
-    ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3, "move it to train.optimizer.learning_rate."),
+    ("model:\n  arch: mlp\n  learning_rate: 0.1\n", "model.learning_rate", 3,
+     "move it to train.optimizer.learning_rate."),
     ("model:\n  arch: mlp\n  seed: 1\n", "model.seed", 3, "move it to the top level (seed)."),
     ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train", 2, "set train.monitor_mode: min or max"),
     ("model:\n  arch: mlp\n  initializer: {name: he_normal, stddev: 0.1}\n", "model.initializer", 3,

@@ -469,7 +469,8 @@ def _image_files(paths) -> list[Path]:
     out = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | {".npy"})
+            kinds = IMAGE_EXTENSIONS | {".npy"}
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in kinds)
             if not inside:
                 raise UsageError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))}, .npy)")
             out += inside

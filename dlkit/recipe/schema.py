@@ -21,8 +21,8 @@ import typing
 from pathlib import Path
 from typing import Callable, ClassVar, Literal, Union
 
-from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator, model_serializer,
-                      model_validator)
+from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_serializer, model_validator)
 
 from dlkit import catalog
 from dlkit.config import Section, UnsetIsNone, check_name

@@ -37,7 +37,8 @@ MEASURES = ("mae", "rmse", "mape", "smape")
 class SeriesData(DataCommon):
     path_datasets = {"csv": "the CSV file"}
 
-    dataset: str = Field(description="choose one of: csv (your file, in data.path), pjm_hourly_energy, airline_passengers")
+    dataset: str = Field(
+        description="choose one of: csv (your file, in data.path), pjm_hourly_energy, airline_passengers")
     time_column: str | list[str] | None = None  # default the first column; a list: year, month, day, hour, ...
     target_columns: list[str] | None = None  # what is forecast; default the last column
     feature_columns: list[str] = Field(default_factory=list)  # other numeric inputs
