@@ -34,9 +34,9 @@ def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = 
         raise UsageError(f"-n must be at least 1, received {n}")
     if length is not None and length < 1:
         raise UsageError(f"--length must be at least 1, received {length}")
-    for path in inputs:
-        if not Path(path).is_file():
-            raise UsageError(f"--input {path}: no such file")
+    for path in inputs:  # before the model loads; a folder's images are read by sources.read_images
+        if not Path(path).exists():
+            raise UsageError(f"--input {path}: no such file or folder")
     run, recipe, session, model = _open(run_dir, unsafe, prompt=prompt, length=length, temperature=temperature)
     length, temperature = 500 if length is None else length, 1.0 if temperature is None else temperature
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,

@@ -164,6 +164,10 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     given = cli("generate", run, "--input", digit, "--out", tmp_path / "mine.png", "--json")
     assert given.exit_code == 0, given.output
     assert json.loads(given.stdout)["n"] == 1 and (tmp_path / "mine.png").is_file()
+    (tmp_path / "inbox").mkdir()  # a folder of images, as predict takes (this pre-check refused it)
+    (tmp_path / "inbox" / "digit.png").write_bytes(digit.read_bytes())
+    folder = cli("generate", run, "--input", tmp_path / "inbox", "--out", tmp_path / "folder.png", "--json")
+    assert folder.exit_code == 0 and json.loads(folder.stdout)["n"] == 1, folder.output
     # read as `dlkit predict` reads images: a colour one with alpha, 30 x 30, made gray and resized
     Image.fromarray(np.full((30, 30, 4), 200, np.uint8)).save(tmp_path / "rgba.png")
     colour = cli("generate", run, "--input", tmp_path / "rgba.png", "--out", tmp_path / "rgba_out.png", "--json")

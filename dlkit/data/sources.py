@@ -118,7 +118,8 @@ def read_npz(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as z:
             if "x_train" not in z:  # y_train may be left out: unlabelled inputs, for the tasks that need no labels
                 raise DataError(
-                    f"{path} has arrays {sorted(z.files)}; expected x_train and y_train (and x_test, y_test)"
+                    f"{path} has arrays {sorted(z.files)}; expected x_train, y_train (left out: unlabelled) and "
+                    "optionally x_test, y_test"
                 )
             if "x_test" in z and ("y_test" in z) != ("y_train" in z):
                 raise DataError(f"{path} has arrays {sorted(z.files)}: x_test is labelled (y_test) exactly when "
