@@ -12,7 +12,6 @@ are: their modality); the pipeline module turns them into batches.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import math
 import os
@@ -307,25 +306,23 @@ def _labels(y, name: str, origin: str) -> np.ndarray:
 def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
     """The arrays read, checked. Inputs without labels (no y_train) get label 0 throughout and no class names:
     DataSpec.num_classes 0, which the tasks that learn from labels refuse."""
+    x_train, x_test = np.asarray(found["x_train"]), found.get("x_test")
+    for name, x in (("x_train", x_train), ("x_test", x_test)):  # a NaN input would show as a diverged run
+        bad = ~np.isfinite(x) if x is not None and np.asarray(x).dtype.kind in "fc" else None
+        if bad is not None and bad.any():
+            raise DataError(f"{origin}: {name} holds NaN or infinite values ({int(bad.sum()):,}), the first in "
+                            f"example {np.argwhere(bad)[0][0]}; inputs must be finite (fill or drop them first)")
     if found.get("y_train") is None:
-        found = {**found, "y_train": np.zeros(len(found["x_train"]), np.int64),
-                 "y_test": None if found.get("x_test") is None else np.zeros(len(found["x_test"]), np.int64)}
-        return dataclasses.replace(_arrays(found, ["?"], origin), class_names=[])
+        return Arrays(x_train, np.zeros(len(x_train), np.int64), x_test,
+                      None if x_test is None else np.zeros(len(x_test), np.int64), [], origin)
     y_train = _labels(found["y_train"], "y_train", origin)
     y_test = None if found.get("y_test") is None else _labels(found["y_test"], "y_test", origin)
-    x_train = np.asarray(found["x_train"])
-    for name in ("x_train", "x_test"):  # a NaN input would show as a diverged run
-        x = found.get(name)
-        if x is not None and np.asarray(x).dtype.kind in "fc" and not np.isfinite(x).all():
-            at = np.argwhere(~np.isfinite(x))[0]
-            raise DataError(f"{origin}: {name} holds NaN or infinite values ({int((~np.isfinite(x)).sum()):,}), the "
-                            f"first in example {at[0]}; inputs must be finite (fill or drop them first)")
     if len(x_train) != len(y_train):
         raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
     if not classes:
         n = int(max(y_train.max(), y_test.max() if y_test is not None else 0)) + 1
         classes = [str(i) for i in range(n)]
-    return Arrays(x_train, y_train, found.get("x_test"), y_test, classes, origin)
+    return Arrays(x_train, y_train, x_test, y_test, classes, origin)
 
 
 # ---------------------------------------------------------------- user formats

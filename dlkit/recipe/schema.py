@@ -547,14 +547,10 @@ def _where_else(cls, key: str, prefix: tuple = (), depth: int = 3) -> list[str]:
     for name, field in cls.model_fields.items():
         if name == key:
             found.append(".".join(prefix + (name,)))
-        inner = _model_in(field.annotation)
-        if inner is not None and depth > 1 and list not in map(typing.get_origin, _arms(field.annotation)):
+        inner = _model_in(field.annotation, lists=False)
+        if inner is not None and depth > 1:
             found += _where_else(inner, key, prefix + (name,), depth - 1)
     return found
-
-
-def _arms(annotation) -> list:
-    return list(typing.get_args(annotation)) + [annotation] if typing.get_origin(annotation) else [annotation]
 
 
 def _class_at(cls, loc: tuple):
@@ -571,12 +567,13 @@ def _class_at(cls, loc: tuple):
     return cls
 
 
-def _model_in(annotation):
+def _model_in(annotation, lists: bool = True):
+    """The section class an annotation holds (through Optional and unions; through lists unless not `lists`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (Union, types.UnionType, list):
+    if typing.get_origin(annotation) in (Union, types.UnionType) + ((list,) if lists else ()):
         for arg in typing.get_args(annotation):
-            found = _model_in(arg)
+            found = _model_in(arg, lists)
             if found is not None:
                 return found
     return None
