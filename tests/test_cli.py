@@ -259,3 +259,32 @@ def test_shell_completion_and_metavars_read_as_values():
     help_text = run("train", "--help").stdout
     assert "--set KEY=VALUE" in help_text and "--runs-root DIR" in help_text and "list[str]" not in help_text
     assert "--text TEXT" in run("predict", "--help").stdout and "--beam N" in run("evaluate", "--help").stdout
+
+
+def test_a_relative_data_path_is_kept_absolute_so_the_run_is_read_from_any_directory(tmp_path, monkeypatch):
+    """data.path (and data.dir) are read from the working directory, and the run's recipe.yaml keeps them
+    absolute: evaluate from another directory finds the data (before, it looked for data/mine.npz there)."""
+    import numpy as np
+    import yaml
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    rng = np.random.default_rng(0)
+    pixels = lambda n: rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)  # noqa: E731
+    np.savez(work / "data" / "mine.npz", x_train=pixels(64), y_train=rng.integers(0, 2, 64),
+             x_test=pixels(32), y_test=rng.integers(0, 2, 32))
+    (work / "mine.yaml").write_text("name: mine\ndata: {dataset: npz, path: data/mine.npz, batch_size: 32, "
+                                    "validation_split: 0}\nmodel: {arch: mlp, hidden: [8]}\ntrain: {epochs: 1}\n")
+    monkeypatch.chdir(work)
+    trained = run("train", "mine.yaml", "--runs-root", "runs", "--json", "-q")
+    assert trained.exit_code == 0, trained.output
+    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    saved = yaml.safe_load((work / run_dir / "recipe.yaml").read_text())["data"]
+    assert saved["path"] == str(work / "data" / "mine.npz")
+
+    monkeypatch.chdir(elsewhere)
+    measured = run("evaluate", work / run_dir, "--json")
+    assert measured.exit_code == 0, measured.output
+    ev = json.loads(measured.stdout)["metrics"]
+    assert ev["accuracy"] == pytest.approx(json.loads(trained.stdout)["test"]["accuracy"], abs=1e-6)

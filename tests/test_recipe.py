@@ -39,7 +39,7 @@ MALFORMED = [
      "set train.early_stopping.mode: min or max"),
     # a path the dataset would not read (the default one): it trained on MNIST and ignored the user's file
     ("model: {arch: mlp}\ndata:\n  path: mine.csv\n", "data", 2,
-     "'mine.csv' would be ignored: set the dataset to one of 'npz', 'image_folder', 'csv' to read it"),
+     "mine.csv' would be ignored: set the dataset to one of 'npz', 'image_folder', 'csv' to read it"),
     ("model: {arch: rnn_lm}\ndata:\n  path: book.txt\n", "data", 2, "set the dataset to 'text' to read it"),
     ("model: {arch: cnn_rnn_reader}\ndata:\n  path: x.npz\n", "data", 2, "this task reads only its own dataset"),
     ("model: {arch: cyclegan}\ndata:\n  domain_b: {path: b.npz}\n", "data.domain_b", 3,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import types
 import typing
@@ -79,6 +80,13 @@ def raise_all(section):
     return section
 
 
+def absolute(value: str | None) -> str | None:
+    """A relative data.dir or data.path is read from the working directory, as any command-line tool's would
+    be, and kept absolute in the resolved recipe (a run's recipe.yaml), so that `evaluate`, `resume` and
+    `report` find the data again from any directory. `~` is the user's home."""
+    return os.path.abspath(os.path.expanduser(value)) if value else value
+
+
 # the image datasets that read a user's file or folder (those with `reads_path` in sources.DATASETS)
 IMAGE_PATHS = {"npz": "the .npz file", "image_folder": "the folder of class sub-folders", "csv": "the CSV file"}
 
@@ -96,6 +104,7 @@ class DomainConfig(Section):
     label_column: str | None = None
 
     _dataset = field_validator("dataset")(_dataset_name)
+    _absolute = field_validator("dir", "path")(absolute)
     _together = model_validator(mode="after")(raise_all)
 
     def cross_problems(self) -> list[str]:
@@ -120,6 +129,7 @@ class DataCommon(Section):
     limit: int | None = Field(None, ge=1)  # keep only the first N training examples (quick runs)
     test_limit: int | None = Field(None, ge=1)
 
+    _absolute = field_validator("dir", "path")(absolute)
     _together = model_validator(mode="after")(raise_all)
 
     def cross_problems(self) -> list[str]:
