@@ -491,6 +491,19 @@ train: {{epochs: 1}}
     assert model.cycle_weight_b == 7  # unset: both cycles weigh cycle_weight
 
 
+@pytest.mark.parametrize("domain_b, key", [("{dataset: npz, path: missing.npz}", "data.domain_b.path"),
+                                            ("{dataset: mnist_m, dir: no_such_folder}", "data.domain_b.dir")])
+def test_domain_b_data_errors_name_domain_b_keys(digits16, tmp_path, monkeypatch, domain_b, key):
+    """Domain B's data errors name its keys: a missing file or folder was reported as data.path or data.dir,
+    domain A's keys, which were right."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cyc.yaml").write_text(f"name: cyc\ndata: {{dataset: npz, path: {digits16}, scale: symmetric, "
+                                       f"domain_b: {domain_b}}}\nmodel: {{arch: cyclegan}}\n")
+    out = CliRunner().invoke(app, ["train", "cyc.yaml", "--runs-root", "runs"])
+    assert out.exit_code == 3 and key in out.output, out.output
+    assert "data.path" not in out.output and "data.dir" not in out.output and not (tmp_path / "runs").exists()
+
+
 def test_gan_divergence_is_exit_4(digits16, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 

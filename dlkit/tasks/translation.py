@@ -9,6 +9,7 @@ never seen together. A grayscale domain is repeated to three channels when the o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from dlkit import images, metrics
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import DataSpec
-from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
@@ -69,6 +70,16 @@ def _pair(a, b):
     return (a[0], b[0]), (a[1], b[1])
 
 
+def _load_domain_b(cfg: DomainConfig):
+    """Domain B's arrays. The readers name the keys they read as `data`'s (data.path, data.dir); an error
+    about domain B names its own keys, data.domain_b.path, so the user is not sent to domain A's."""
+    try:
+        return sources.load(cfg)
+    except DataError as e:
+        keys = r"\bdata\.(path|dir|image_size|label_column)\b"
+        raise DataError(re.sub(keys, r"data.domain_b.\1", str(e))) from None
+
+
 class Translation(TwoPlayer):
     own_step = True
     name = "translation"
@@ -78,7 +89,7 @@ class Translation(TwoPlayer):
 
     def load_data(self, recipe):
         cfg = recipe.data
-        arrays_a, arrays_b = sources.load(cfg), sources.load(cfg.domain_b)
+        arrays_a, arrays_b = sources.load(cfg), _load_domain_b(cfg.domain_b)
         shape_a, shape_b = (pipeline.with_channel_axis(x.x_train[:1]).shape[1:] for x in (arrays_a, arrays_b))
         if len(shape_a) != 3 or len(shape_b) != 3 or shape_a[:2] != shape_b[:2]:
             raise RecipeError([Problem("data.domain_b", f"the two domains must be images of one size; they are "
