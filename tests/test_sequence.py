@@ -214,6 +214,33 @@ model: {{arch: rnn_forecaster, units: [2]}}
     np.testing.assert_allclose(frame.values[:, 0], [1.0, 3.0, 5.0, 7.0])
 
 
+def test_a_european_csv_separator_and_decimal_comma(write_recipe, tmp_path):
+    """data.separator and data.decimal read a file written with `;` and decimal commas; without them the
+    errors say which key to set (before: "no column 'date'", and a column of 1,5 called not numeric)."""
+    from dlkit.data import series
+    from dlkit.errors import DataError, RecipeError
+
+    csv = tmp_path / "eu.csv"
+    csv.write_text("date;load\n2020-01-01 00:00;1,5\n2020-01-01 01:00;2,5\n2020-01-01 02:00;4\n")
+    recipe = _recipe(write_recipe, f"""
+name: eu
+data: {{dataset: csv, path: {csv}, time_column: date, input_steps: 1, horizon: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+    with pytest.raises(DataError, match=r"columns are 'date;load'; the header reads as one column: .* "
+                                        r"set data.separator: ';'"):
+        series.read(recipe.data)
+    semicolons = recipe.data.model_copy(update={"separator": ";"})
+    with pytest.raises(DataError, match=r"'load' holds numbers written with a comma \('1,5'\); if the comma is the decimal mark, "
+                                        r"set data.decimal: ','"):
+        series.read(semicolons)
+    frame = series.read(semicolons.model_copy(update={"decimal": ","}))
+    np.testing.assert_allclose(frame.values[:, 0], [1.5, 2.5, 4.0])
+    with pytest.raises(RecipeError, match="separator and decimal are both ','"):
+        _recipe(write_recipe, f"name: eu\ndata: {{dataset: csv, path: {csv}, decimal: ','}}\n"
+                              "model: {arch: rnn_forecaster}\n")
+
+
 # ---------------------------------------------------------------- the vocabulary round trip
 
 

@@ -72,7 +72,8 @@ def read(cfg, path: Path | None = None) -> Frame:
 
     path = path or find(cfg)
     try:
-        df = pd.read_csv(path, skipinitialspace=True, na_values=cfg.missing_markers or None)
+        df = pd.read_csv(path, sep=cfg.separator, decimal=cfg.decimal, skipinitialspace=True,
+                         na_values=cfg.missing_markers or None)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
     where = f"{path}"
@@ -81,7 +82,13 @@ def read(cfg, path: Path | None = None) -> Frame:
     missing = [c for c in time_cols + (cfg.target_columns or []) + cfg.feature_columns + cfg.categorical_columns
                if c not in columns]
     if missing:
-        raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are {', '.join(columns)}")
+        hint = ""
+        if len(columns) == 1:  # the header read as one cell: the file is likely separated by something else
+            other = next((c for c in ";\t|," if c != cfg.separator and c in columns[0]), None)
+            hint = f"; the header reads as one column: if the file separates cells with {other!r}, set " \
+                   f"data.separator: {other!r}" if other else ""
+        raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are "
+                        f"{', '.join(map(repr, columns))}{hint}")
     try:
         if len(time_cols) == 1:
             times = pd.to_datetime(df[time_cols[0]])
@@ -92,6 +99,11 @@ def read(cfg, path: Path | None = None) -> Frame:
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     targets = cfg.target_columns or [c for c in columns if c not in time_cols][-1:]
     frame = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in targets + cfg.feature_columns})
+    for c in targets + cfg.feature_columns:
+        unread = df[c][df[c].notna() & frame[c].isna()].astype(str).str.strip()
+        if cfg.decimal == "." and len(unread) and unread.str.fullmatch(r"[-+]?\d*,\d+").all():
+            raise DataError(f"{where}: column {c!r} holds numbers written with a comma ({unread.iloc[0]!r}); if the "
+                            "comma is the decimal mark, set data.decimal: ','")
     bad = [c for c in targets + cfg.feature_columns if df[c].notna().any() and frame[c].isna().all()]
     if bad:
         raise DataError(f"{where}: column {', '.join(map(repr, bad))} is not numeric; list it in "

@@ -48,6 +48,8 @@ class SeriesData(DataCommon):
     duplicates: Literal["mean", "first", "last", "error"] = "mean"  # rows sharing a time
     missing: Literal["interpolate", "ffill", "error"] = "interpolate"  # gaps and empty cells; never NaN in training
     missing_markers: list[str] = Field(default_factory=list)  # cells that mean "missing" besides empty, NA, nan
+    separator: str = Field(",", min_length=1, max_length=1)  # between a row's cells: ",", ";", "\t", "|"
+    decimal: Literal[".", ","] = "."  # the decimal mark: "," in many European files (beside separator ";")
     input_steps: int = Field(24, ge=1)  # rows a window reads
     horizon: int = Field(24, ge=1)  # steps it forecasts
     stride: int = Field(1, ge=1)  # steps between training windows' starts
@@ -68,7 +70,9 @@ class SeriesData(DataCommon):
     def cross_problems(self):
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
-            if self.validation_split + self.test_split >= 0.9 else [])
+            if self.validation_split + self.test_split >= 0.9 else []) + (
+            [f"separator and decimal are both {self.decimal!r}; a file with decimal commas separates its cells "
+             "with another character (set separator: ';')"] if self.separator == self.decimal else [])
 
 
 class ForecastTrain(FitTrain):
