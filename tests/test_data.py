@@ -399,3 +399,16 @@ def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):
     (tmp_path / "n.csv").write_text("f1,f2,label\n1,2,a\n3,NaN,b\n")  # float() reads it; training would diverge
     with pytest.raises(DataError, match="line 3: column 'f2' is 'NaN'; features must be finite"):
         sources.load_csv(str(tmp_path / "n.csv"), "label")
+
+
+def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
+    """Files saved as "UTF-8 with BOM" (Excel, Notepad): the mark is not part of the first column's name,
+    the first sentence or the first character of a text (before, label_column: label was "no column")."""
+    from dlkit.data import pairs, text
+
+    (tmp_path / "d.csv").write_text("label,f1\na,1\nb,2\n", encoding="utf-8-sig")
+    assert sources.load_csv(str(tmp_path / "d.csv"), "label").class_names == ["a", "b"]
+    (tmp_path / "s.txt").write_text("Good film\t1\nBad\t0\n", encoding="utf-8-sig")
+    assert text.read_labelled_sentences(tmp_path / "s.txt")[0][0] == "Good film"
+    assert text.read_text(tmp_path / "s.txt").startswith("Good")
+    assert pairs._decode("Go.\tVa !\n".encode("utf-8-sig"), "p").startswith("Go.")

@@ -121,7 +121,7 @@ def read_pairs(raw: str, origin: str, source_column: int, target_column: int) ->
 
 def _decode(data: bytes, origin: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{origin} is not UTF-8 text ({e})") from None
 

@@ -350,7 +350,7 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {p}: {e}") from None

@@ -101,7 +101,7 @@ def read_labelled_sentences(path: Path) -> tuple[list[str], list[str]]:
     """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files). Lines are split on \\n
     only: the IMDB file holds U+0085 inside sentences, which str.splitlines() would break on."""
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
     texts, labels = [], []
@@ -122,7 +122,7 @@ def read_labelled_sentences(path: Path) -> tuple[list[str], list[str]]:
 def read_text(path: Path) -> str:
     try:
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
             return f.read()
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise DataError(f"cannot read text file {path}: {e}") from None
