@@ -412,3 +412,19 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     assert text.read_labelled_sentences(tmp_path / "s.txt")[0][0] == "Good film"
     assert text.read_text(tmp_path / "s.txt").startswith("Good")
     assert pairs._decode("Go.\tVa !\n".encode("utf-8-sig"), "p").startswith("Go.")
+
+
+def test_a_header_line_in_a_sentences_file(tmp_path):
+    """A `sentence<TAB>label` file that starts with a header line: data.header: true skips it; without it, the
+    line is refused rather than learnt as a sentence of a class of its own (before: a class named 'label')."""
+    from dlkit.data import text
+
+    f = tmp_path / "s.tsv"
+    f.write_text("sentence\tlabel\nGood\tpos\nFine\tpos\nBad\tneg\nAwful\tneg\n")
+    with pytest.raises(DataError, match=r"first line \('sentence', label 'label'\) looks like a header.*"
+                                        r"data.header: true"):
+        text.read_labelled_sentences(f)
+    assert text.read_labelled_sentences(f, header=True) == (["Good", "Fine", "Bad", "Awful"],
+                                                            ["pos", "pos", "neg", "neg"])
+    f.write_text("Good\tpos\nFine\tpos\nBad\tneg\nAwful\tneg\n")  # no header: read as it is
+    assert text.read_labelled_sentences(f)[1] == ["pos", "pos", "neg", "neg"]

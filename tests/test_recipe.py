@@ -41,6 +41,7 @@ MALFORMED = [
     ("model: {arch: mlp}\ndata:\n  path: mine.csv\n", "data", 2,
      "mine.csv' would be ignored: set the dataset to one of 'npz', 'image_folder', 'csv' to read it"),
     ("model: {arch: rnn_lm}\ndata:\n  path: book.txt\n", "data", 2, "set the dataset to 'text' to read it"),
+    ("model: {arch: rnn_classifier}\ndata:\n  header: true\n", "data", 2, "header: true is read from a tsv file only"),
     ("model: {arch: cnn_rnn_reader}\ndata:\n  path: x.npz\n", "data", 2, "this task reads only its own dataset"),
     ("model: {arch: cyclegan}\ndata:\n  domain_b: {path: b.npz}\n", "data.domain_b", 3,
      "does not read data.domain_b.path"),

@@ -11,6 +11,7 @@ read new text exactly as training did.
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import os
@@ -97,9 +98,10 @@ def rows_of(id_lists: list[list[int]], length: int) -> np.ndarray:
 # ---------------------------------------------------------------- published formats
 
 
-def read_labelled_sentences(path: Path) -> tuple[list[str], list[str]]:
-    """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files). Lines are split on \\n
-    only: the IMDB file holds U+0085 inside sentences, which str.splitlines() would break on."""
+def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str], list[str]]:
+    """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files); `header`: the first line
+    names the columns. Lines are split on \\n only: the IMDB file holds U+0085 inside sentences, which
+    str.splitlines() would break on."""
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -112,10 +114,18 @@ def read_labelled_sentences(path: Path) -> tuple[list[str], list[str]]:
         text, tab, label = line.rpartition("\t")
         if not tab or not label.strip():
             raise DataError(f"{path}:{n}: expected `sentence<TAB>label`, found {line[:80]!r}")
+        if header:
+            header = False
+            continue
         texts.append(text.strip())
         labels.append(label.strip())
     if not texts:
         raise DataError(f"{path} has no `sentence<TAB>label` lines")
+    counts = collections.Counter(labels)
+    if counts[labels[0]] == 1 and len(counts) > 2 and min(counts[k] for k in counts if k != labels[0]) > 1:
+        # a header line read as a sentence would be a class of its own, one example strong
+        raise DataError(f"{path}: the first line ({texts[0][:40]!r}, label {labels[0]!r}) looks like a header: its "
+                        "label is on no other line. Set data.header: true to skip it, or remove the line")
     return texts, labels
 
 
@@ -273,7 +283,7 @@ def sentences(cfg) -> Sentences:
         files = locate(cfg.dataset, cfg.dir, cfg.download)["train"]
     texts, labels = [], []
     for f in files:
-        t, lab = read_labelled_sentences(f)
+        t, lab = read_labelled_sentences(f, cfg.header)
         texts += t
         labels += lab
     written = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))

@@ -55,8 +55,14 @@ class SentenceData(VocabularyKeys):
     max_length: int = Field(64, ge=1)  # tokens per sentence: longer ones are cut, shorter padded at the end
     # datasets without a test set keep this share aside (a fixed draw: the same sentences for every seed)
     test_split: float = Field(0.2, ge=0, lt=1)
+    header: bool = False  # tsv: the file's first line names its columns, and is skipped
 
     _dataset = field_validator("dataset")(_sentence_dataset)
+
+    def cross_problems(self):
+        return super().cross_problems() + (
+            [f"header: true is read from a tsv file only; dataset {self.dataset!r} has none (remove it)"]
+            if self.header and self.dataset != "tsv" else [])
 
 
 def vocabulary(run):
