@@ -13,6 +13,7 @@ it came from.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import os
@@ -73,10 +74,11 @@ def path_problems(section, readers: dict[str, str], key: str = "data.path") -> l
 
 
 def raise_all(section):
-    """A section's `cross_problems`, all in one error (pydantic stops at a model's first failing check)."""
+    """A section's `cross_problems`, all in one error (pydantic stops at a model's first failing check), one
+    line each: each line is reported as a problem of its own."""
     found = section.cross_problems()
     if found:
-        raise ValueError("; and ".join(found))
+        raise ValueError("\n".join(found))
     return section
 
 
@@ -254,11 +256,12 @@ def improves(name: str, mode: str = "auto") -> str | None:
         else None
 
 
-def direction_known(section, name: str, mode: str, key: str):
-    if improves(name, mode) is None:
-        raise ValueError(f"monitor {name!r}: its name does not say whether it gets better up or down; set {key}: "
-                         "min or max")
-    return section
+def direction_problems(name: str, mode: str, key: str) -> list[str]:
+    """The problem with a monitored value whose direction neither its name nor `key` (its mode, beside the
+    monitor key) says."""
+    at = key.rsplit(".", 1)[0] + ".monitor"
+    return [f"{at}: its name {name!r} does not say whether it gets better up or down; set {key}: min or max"] \
+        if improves(name, mode) is None else []
 
 
 class EarlyStopping(Section):
@@ -268,7 +271,10 @@ class EarlyStopping(Section):
     min_delta: float = Field(0.0, ge=0)
     restore_best_weights: bool = True
 
-    _mode = model_validator(mode="after")(lambda s: direction_known(s, s.monitor, s.mode, "train.early_stopping.mode"))
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        return direction_problems(self.monitor, self.mode, "train.early_stopping.mode")
 
 
 class CheckpointEvery(Section):
@@ -363,12 +369,13 @@ class TrainBase(Section):
     tensorboard: bool = False
     distribution: Distribution = Distribution()  # none, or {strategy: data_parallel, devices: auto | N}
 
-    @model_validator(mode="after")
-    def _eager_or_compiled(self):
-        if self.run_eagerly and self.jit_compile is True:
-            raise ValueError("run_eagerly: true runs each step uncompiled, and jit_compile: true asks for XLA; set "
-                             "one (jit_compile: auto leaves it to run_eagerly)")
-        return self
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        """What the section's keys say together; a task's section adds its own (all reported at once)."""
+        return ["train.jit_compile: run_eagerly: true runs each step uncompiled, and jit_compile: true asks for XLA; "
+                "set one (jit_compile: auto leaves it to run_eagerly)"] if self.run_eagerly and self.jit_compile is True \
+            else []
 
     @field_validator("distribution", mode="before")
     @classmethod
@@ -408,8 +415,8 @@ class OneOptimizerTrain(TrainBase):
         "metrics": "this model logs its own measures each epoch",
     }
 
-    _direction = model_validator(mode="after")(lambda s: direction_known(s, s.monitor, s.monitor_mode,
-                                                                          "train.monitor_mode"))
+    def cross_problems(self) -> list[str]:
+        return super().cross_problems() + direction_problems(self.monitor, self.monitor_mode, "train.monitor_mode")
 
     @model_validator(mode="after")
     def _one_optimizer(self):
@@ -487,9 +494,9 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
             recipe = cls.model_validate(data)
         except ValidationError as e:
             problems += _problems(e, cls, locations)
+            problems += _hidden(e, cls, data, locations, problems, checks)
         else:
-            problems += [Problem(p.path, p.message, p.location or locate(locations, tuple(p.path.split("."))), p.hint)
-                         for p in (checks(recipe) if checks else [])]
+            problems += _checked(recipe, checks, locations)
             if not problems:
                 return recipe
     else:
@@ -516,6 +523,50 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
                          and p.path != "model"]
     problems.sort(key=lambda p: _line_order(p.location))
     raise RecipeError(problems, source)
+
+
+def _checked(recipe: Recipe, checks: Checks | None, locations: Locations) -> list[Problem]:
+    """The task's checks across sections, each problem at its key's line."""
+    return [Problem(p.path, p.message, p.location or locate(locations, tuple(p.path.split("."))), p.hint)
+            for p in (checks(recipe) if checks else [])]
+
+
+def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: list[Problem],
+            checks: Checks | None) -> list[Problem]:
+    """What the failing keys hid. Pydantic runs a section's cross-key checks only once every key in it is
+    valid, and the task's checks need a whole recipe; so the recipe is validated once more without its failing
+    keys (defaults stand in) and the problems this finds besides are added. A problem that names a removed
+    key, or the default standing in for it, is left out: the default may be its cause (a dataset removed for a
+    typo reads as 'mnist', which reads no data.path)."""
+    trimmed, removed = copy.deepcopy(data), []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        parent = functools.reduce(lambda d, k: d[k] if isinstance(d, (dict, list)) and _has(d, k) else None,
+                                  loc[:-1], trimmed)
+        if e["type"] != "missing" and len(loc) > 1 and isinstance(parent, dict) and loc[-1] in parent:
+            del parent[loc[-1]]
+            removed.append(loc)
+    if not removed:
+        return []
+    try:
+        again = _checked(cls.model_validate(trimmed), checks, locations)
+    except ValidationError as e:
+        again = _problems(e, cls, locations)
+    words = set()
+    for loc in removed:
+        owner = _class_at(cls, loc[:-1])
+        field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
+        words |= {str(loc[-1])} | ({str(field.default)} if field is not None and field.default is not None
+                                    and not isinstance(field.default, (bool, BaseModel)) else set())
+    gone = [".".join(str(p) for p in loc) for loc in removed]
+    seen = {(p.path, p.message) for p in found}
+    return [p for p in again if (p.path, p.message) not in seen
+            and not any(p.path == g or p.path.startswith(g + ".") for g in gone)
+            and not any(re.search(rf"(?<![\w.]){re.escape(w)}(?![\w])", p.message) for w in words)]
+
+
+def _has(container, key) -> bool:
+    return key in container if isinstance(container, dict) else isinstance(key, int) and -len(container) <= key < len(container)
 
 
 def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Problem]:
@@ -547,7 +598,10 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             hint = field.description if field is not None else None
         elif e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg}; received {e['input']!r}"
-        problems.append(Problem(path, msg, locate(locations, loc), hint))
+        for line in msg.split("\n"):  # raise_all's problems, one a line; one that starts with a key is the key's
+            key = re.match(r"((?:data|model|train)(?:\.\w+)+): (.*)", line)
+            at, text = (tuple(key[1].split(".")), key[2]) if key else (loc, line)
+            problems.append(Problem(".".join(str(p) for p in at), text, locate(locations, at), hint))
     return problems
 
 

@@ -6,7 +6,7 @@ reference.py (both need Keras, which task modules import only when they run)."""
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from dlkit import images, optim
 from dlkit.config import Section
@@ -47,13 +47,10 @@ class AdversarialTrain(TrainBase):
         "early_stopping": "no value tells when a GAN is done; " + _LOSSES_ARE_LOGGED,
     }
 
-    @model_validator(mode="after")
-    def _no_plateau(self):
-        for path, schedule in self.schedules():
-            if schedule.name == "plateau":
-                raise ValueError(f"{path}: the plateau schedule needs a monitored value, and an adversarial "
-                                 "model has none; use step, exponential or cosine")
-        return self
+    def cross_problems(self) -> list[str]:
+        return super().cross_problems() + [
+            f"{path}: the plateau schedule needs a monitored value, and an adversarial model has none; use step, "
+            "exponential or cosine" for path, schedule in self.schedules() if schedule.name == "plateau"]
 
     def schedules(self):
         yield from super().schedules()
