@@ -46,7 +46,7 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     run = finished(resolve_run(target, runs_root))
     run.read_json(run.eval)  # an unreadable file is said before the measuring, not after it
     ref = finished(resolve_run(reference, runs_root)) if reference else None
-    recipe = tasks.load_recipe(run.recipe)
+    recipe = tasks.load_run_recipe(run.recipe)
     tasks.refuse_unread(tasks.of(recipe), beam=beam, importance_samples=importance_samples)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)

@@ -180,7 +180,7 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
         raise UsageError(f"{target} exists; pass --force to replace it (after the new export has passed its check)")
     _require(fmt)
     run.read_json(run.root / "exports.json")  # an unreadable record is said before the export, as evaluate does
-    recipe = tasks.load_recipe(run.recipe)
+    recipe = tasks.load_run_recipe(run.recipe)
     session = Session.open(recipe)
     model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
     served, what = session.task.exported(run, recipe, model)

@@ -20,7 +20,7 @@ def _open(run_dir, unsafe: bool, **options):
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
-    recipe = tasks.load_recipe(run.recipe)
+    recipe = tasks.load_run_recipe(run.recipe)
     tasks.refuse_unread(tasks.of(recipe), **options)
     session = Session.open(recipe)
     return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)

@@ -72,7 +72,7 @@ def _existing(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
     found = []
     for run in sorted(parent.glob("*"), reverse=True) if parent.is_dir() else []:
         try:
-            found.append((tasks.load_recipe(run / "recipe.yaml").to_dict(), run))
+            found.append((tasks.load_run_recipe(run / "recipe.yaml").to_dict(), run))
         except Exception:  # noqa: BLE001 - a run whose recipe no longer loads is not a member
             continue
     return found

@@ -35,3 +35,20 @@ def test_dlkit_commands_explain_the_old_layout(command, tmp_path):
     assert out.exit_code == 2 and "Traceback" not in out.output
     text = " ".join(out.stderr.split())
     assert "run format 1" in text and "keras.saving.load_model" in text and "train the recipe again" in text
+
+
+def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
+    """A run's recipe.yaml lists every key; one written before data.test_split existed lacks it, and is read
+    with 0 (no test split carved, as it trained), not today's default 0.2: a resume keeps its training data."""
+    import yaml
+
+    from dlkit.tasks import load_recipe, load_run_recipe
+
+    saved = load_recipe(ROOT / "recipes" / "mlp_mnist.yaml").to_dict()
+    assert saved["data"].pop("test_split") == 0.2
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.test_split == 0
+    assert load_run_recipe(tmp_path / "recipe.yaml", ["train.epochs=3"]).train.epochs == 3
+    saved["data"]["test_split"] = 0.3
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.test_split == 0.3

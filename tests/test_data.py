@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import struct
 
@@ -315,6 +316,24 @@ def test_validation_split_limit_and_seeded_shuffle():
     assert not any(r.tobytes() in train_rows for r in d1.splits.x_val)
     d3 = pipeline.build(arrays(), c, seed=4)
     assert not np.array_equal(order1, np.concatenate([y.numpy() for _, y in d3.train]))
+
+
+def test_a_dataset_without_a_test_set_keeps_test_split_aside():
+    """An npz without x_test (a csv, an image folder without test/): data.test_split of it is the test split,
+    the same draw for every seed, apart from training and validation; 0 keeps none (before, none was kept,
+    and `dlkit evaluate` had no test split to measure)."""
+    own = dataclasses.replace(arrays(), x_test=None, y_test=None)
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    d1, d2 = (pipeline.build(own, cfg(validation_split=0.25, batch_size=8), seed=s) for s in (1, 2))
+    assert (d1.spec.num_train, d1.spec.num_val, d1.spec.num_test) == (24, 8, 8)
+    assert rows(d1.splits.x_test) == rows(d2.splits.x_test)  # the test split does not move with the seed
+    assert rows(d1.splits.x_val) != rows(d2.splits.x_val)
+    assert not rows(d1.splits.x_test) & (rows(d1.splits.x_train) | rows(d1.splits.x_val))
+    assert pipeline.build(own, cfg(test_split=0, validation_split=0, batch_size=8), seed=1).spec.num_test == 0
+    assert pipeline.build(arrays(), cfg(batch_size=8), seed=1).spec.num_test == 10  # its own test set
+    with pytest.raises(RecipeError, match="data.test_split"):
+        pipeline.build(dataclasses.replace(own, x_train=own.x_train[:2], y_train=own.y_train[:2]),
+                       cfg(test_split=0.1, validation_split=0, batch_size=8), seed=1)
 
 
 def test_augmentation_in_training_only():

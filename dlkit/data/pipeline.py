@@ -71,6 +71,16 @@ def split(arrays: Arrays, cfg, seed: int) -> Splits:
     x, y = arrays.x_train, arrays.y_train
     if cfg.limit:
         x, y = x[: cfg.limit], y[: cfg.limit]
+    x_test, y_test = arrays.x_test, arrays.y_test
+    test_split = getattr(cfg, "test_split", 0)
+    if x_test is None and test_split > 0:  # no test set of its own: a share aside, the same draw every run
+        n_test = int(round(len(x) * test_split))
+        if not 0 < n_test < len(x):
+            raise RecipeError([Problem("data.test_split", f"{test_split} of {len(x)} examples is {n_test}: it leaves "
+                                       "no test or no training examples", hint="set data.test_split: 0 to keep no "
+                                       "test split, or give more examples")])
+        order = np.random.default_rng(0).permutation(len(x))
+        x, y, x_test, y_test = x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
     x_val = y_val = None
     if cfg.validation_split > 0:
         n_val = max(1, int(round(len(x) * cfg.validation_split)))
@@ -79,7 +89,6 @@ def split(arrays: Arrays, cfg, seed: int) -> Splits:
         # a series keeps its order: validation is the end of the span, after everything trained on
         order = np.arange(len(x)) if modality.split == "chronological" else np.random.default_rng(seed).permutation(len(x))
         x, y, x_val, y_val = x[order[:-n_val]], y[order[:-n_val]], x[order[-n_val:]], y[order[-n_val:]]
-    x_test, y_test = arrays.x_test, arrays.y_test
     if x_test is not None and cfg.test_limit:
         x_test, y_test = x_test[: cfg.test_limit], y_test[: cfg.test_limit]
     fix = functools.partial(with_channel_axis, modality=modality)

@@ -150,6 +150,9 @@ class DataConfig(DataCommon):
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
+    # a dataset without a test set of its own (a csv, an npz without x_test, an image folder without test/)
+    # keeps this share aside as its test split: a fixed draw (seed 0), the same for every run
+    test_split: float = Field(0.2, ge=0, lt=1)
 
     not_used = {"domain_b": "a second domain is read by translation models only (arch: cyclegan)"}
 

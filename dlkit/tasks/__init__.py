@@ -77,6 +77,25 @@ def load_recipe(path: str | Path, overrides=()):
                                     checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe) + _precision(recipe))
 
 
+# Keys added since a run could have been trained, each with the value that trains as the run did before it
+# existed. A run's recipe.yaml lists every key of its sections, so one without the key predates it.
+ADDED_KEYS = {("data", "test_split"): 0}
+
+
+def load_run_recipe(path: str | Path, overrides=()):
+    """A run's own recipe.yaml, read as the run was trained: a key added since (ADDED_KEYS) that the file
+    lacks takes its old behaviour's value, not today's default (a resumed run keeps its data)."""
+    raw, _ = recipe_layer.load_raw(path)
+    model = raw.get("model")
+    arch = ARCHITECTURES.get(model.get("arch")) if isinstance(model, dict) else None
+    if arch is None:
+        return load_recipe(path, overrides)
+    classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
+    old = [f"{section}.{key}={value}" for (section, key), value in ADDED_KEYS.items()
+           if key in classes[section].model_fields and key not in (raw.get(section) or {})]
+    return load_recipe(path, [*old, *overrides])
+
+
 def _precision(recipe) -> list:
     """float16 needs its losses scaled (tiny gradients underflow in 16 bits): Keras's own step does it, the
     steps dlkit writes itself do not."""

@@ -43,8 +43,8 @@ class Classification(FitTask):
         data = data()
         ds = data.pipeline(request.split, recipe.data, recipe.seed, self.examples(recipe))
         if ds is None:
-            raise UsageError(f"run {run.root.name} has no {request.split!r} split (data.validation_split or the "
-                             "dataset's test set)")
+            raise UsageError(f"run {run.root.name} has no {request.split!r} split (data.validation_split, "
+                             "data.test_split or the dataset's test set)")
         y = {"test": data.splits.y_test, "val": data.splits.y_val, "train": data.splits.y_train}[request.split]
         start = time.perf_counter()
         keras_private.build_for(model, ds)  # a loaded model's metrics: built here, its test step traced once

@@ -123,7 +123,8 @@ def split_of(data, split: str):
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
         there = [name for name, part in (("val", s.x_val), ("train", s.x_train)) if part is not None]
-        raise UsageError(f"this run has no {split!r} split (data.validation_split or the dataset's test set); "
+        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split or the "
+                         "dataset's test set); "
                          f"choose another with --split {' or '.join(there)}")
     return x, y if data.spec.num_classes else None  # unlabelled inputs: no labels to write beside codes
 

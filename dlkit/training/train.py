@@ -120,7 +120,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
     finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
     reporter = reporter or Reporter()
     run = RunDir.open(run_dir)
-    recipe = tasks.load_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
+    recipe = tasks.load_run_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
     follower = _Follower.of_this_process()
     if follower:  # it resumes a copy of the run (every process needs the run directory: a shared disk, or a copy)
         reporter = follower.follow(run.root)
