@@ -581,6 +581,8 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     spec = DataSpec(input_shape=(), modality=modality.name, num_classes=len(arrays.class_names),
                     class_names=list(arrays.class_names))
     artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
+    if arrays.columns is not None:
+        artifacts["columns"] = arrays.columns
     return from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
 
 

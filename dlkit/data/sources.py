@@ -72,6 +72,7 @@ class Arrays:
     class_names: list[str]
     origin: str  # where the data was read from, for the manifest
     modality: str = "images"  # a key of dlkit.data.spec.MODALITIES
+    columns: dict | None = None  # a CSV's feature columns and label column by name (what `predict --csv` reads)
 
 
 # ---------------------------------------------------------------- published formats
@@ -380,7 +381,51 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
     index = {c: i for i, c in enumerate(classes)}
     x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    return Arrays(x, y, None, None, classes, str(p), modality="features")
+    return Arrays(x, y, None, None, classes, str(p), modality="features",
+                  columns={"features": [c for j, c in enumerate(header) if j != li], "label": label})
+
+
+def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.ndarray, list[str]]:
+    """Feature vectors to classify (`dlkit predict RUN --csv FILE`), one a row under a header, and a name for
+    each ("rows.csv:2", its line). `columns` (the training CSV's, a run artifact) picks the features by name
+    in training's order, so other columns, the label among them, may be there; a run without it (trained
+    on an npz) reads every column, `width` of them, in order."""
+    import csv
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read CSV file {path}: {e}") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one row of features")
+    header = [h.strip() for h in rows[0]]
+    if columns is not None:
+        missing = [c for c in columns["features"] if c not in header]
+        if missing:
+            raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the model reads "
+                            f"{', '.join(columns['features'])} (its training CSV's feature columns)")
+        picks = [header.index(c) for c in columns["features"]]
+    elif len(header) != width:
+        raise DataError(f"{path}: {len(header)} columns; the model reads feature vectors of {width} values, one a "
+                        "column in training's order")
+    else:
+        picks = list(range(width))
+    x = np.empty((len(rows) - 1, len(picks)), np.float32)
+    for i, row in enumerate(rows[1:]):
+        line = i + 2
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
+        for k, j in enumerate(picks):
+            try:
+                x[i, k] = float(row[j])
+            except ValueError:
+                raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}, not a number") from None
+            if not math.isfinite(x[i, k]):
+                raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite")
+    return x, [f"{path.name}:{i + 2}" for i in range(len(x))]
 
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -431,7 +476,8 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     a name for each ("a.npy[3]" for the rows of an array): files resized to (H, W), RGB to gray by luminance,
     gray repeated to RGB, alpha dropped."""
     if len(shape) != 3:
-        raise UsageError(f"this model reads feature vectors of shape {shape}, not images")
+        raise UsageError(f"this model reads feature vectors of shape {shape}, not images: give them as rows of a "
+                         "CSV file, dlkit predict RUN --csv FILE")
     out, names = [], []
     for path in _image_files(paths):
         if not path.is_file():

@@ -83,17 +83,30 @@ class Classification(FitTask):
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         """Labels and probabilities for image files (PNG, JPEG) or .npy arrays of uint8 images, read in the
-        run's input scale; a file of another size is resized, its colour converted to the model's channels."""
-        from dlkit.tasks.generative import in_scale, run_scale
+        run's input scale (a file of another size is resized, its colour converted to the model's channels),
+        or for a feature-vector model, the rows of a CSV file (--csv), its columns picked by name."""
+        from dlkit.data.sources import read_feature_rows, read_images
 
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        if len(shape) == 1:  # feature vectors: rows of a CSV file
+            if request.texts or request.inputs or request.csv is None:
+                raise UsageError(f"this model reads feature vectors of {shape[0]} values: give them as rows of a "
+                                 "CSV file with a header, dlkit predict RUN --csv FILE")
+            columns = run.read_artifact("columns") if run.artifact("columns").is_file() else None  # npz: none
+            x, names = read_feature_rows(request.csv, columns, shape[0])
+            return self._answer(run, model, x, names)
         if request.texts or request.csv is not None:
             raise UsageError("an image classifier reads image files (PNG, JPEG) or .npy arrays: dlkit predict RUN "
-                             "FILE...; --text is for text classifiers, --csv for forecasters")
+                             "FILE...; --text is for text classifiers, --csv for forecasters and feature vectors")
         if not request.inputs:
             raise UsageError("give the images to classify: dlkit predict RUN FILE... (PNG, JPEG or .npy)")
-        from dlkit.data.sources import read_images
+        x, names = read_images(request.inputs, shape)
+        return self._answer(run, model, x, names)
 
-        x, names = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]))
+    def _answer(self, run, model, x, names) -> dict:
+        """The label and probabilities of each input (in the run's scale: x * a + b)."""
+        from dlkit.tasks.generative import in_scale, run_scale
+
         probs = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         if not (np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)):  # scores, not probabilities
             z = np.exp(probs - probs.max(-1, keepdims=True))
