@@ -576,7 +576,6 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
     problems = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc)
         msg = e["msg"].removeprefix("Value error, ")
         hint = None
         if e["type"] == "extra_forbidden":
