@@ -409,8 +409,11 @@ def test_mismatched_counts_and_a_corrupt_npz_are_data_errors(tmp_path):
 
 
 def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):
-    (tmp_path / "d.csv").write_text("f1,f2,label\n1,2,a\n3,x,b\n")
-    with pytest.raises(DataError, match="line 3"):
+    (tmp_path / "d.csv").write_text("f1,f2,label\n1,2,a\n\n3,x,b\n")  # a blank line counts
+    with pytest.raises(DataError, match="line 4: column 'f2' is 'x', not a number"):
+        sources.load_csv(str(tmp_path / "d.csv"), "label")
+    (tmp_path / "d.csv").write_text("f1,f2,label\n1,2,a\n,4,b\n")
+    with pytest.raises(DataError, match="line 3: column 'f1' is empty: fill or drop"):
         sources.load_csv(str(tmp_path / "d.csv"), "label")
     (tmp_path / "e.csv").write_text("f1,f2,label\n1,2,a\n3,4\n")
     with pytest.raises(DataError, match="line 3: 2 columns where the header has 3"):

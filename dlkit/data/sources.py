@@ -343,46 +343,60 @@ def load_npz(path: str) -> Arrays:
     return arrays
 
 
-def load_csv(path: str, label_column: str | None) -> Arrays:
-    """Numeric feature columns and one label column (class indices or class names)."""
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row."""
     import csv
 
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [(line, r) for line, r in enumerate(csv.reader(f), start=1) if r]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read CSV file {path}: {e}") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one data row")
+    return rows
+
+
+def _features(path: Path, line: int, row: list[str], header: list[str], picks: list[int]) -> list[float]:
+    """The feature values of one CSV row (the columns `picks`): finite numbers, or an error naming the line
+    and column (float() reads "nan" and "inf", which would show as a diverged run, later)."""
+    if len(row) != len(header):
+        raise DataError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
+    out = []
+    for j in picks:
+        try:
+            value = float(row[j])
+        except ValueError:
+            what = "empty: fill or drop the row's missing values before training" if not row[j].strip() else \
+                f"{row[j]!r}, not a number: feature columns must be numeric"
+            raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}") from None
+        if not math.isfinite(value):
+            raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
+                            "numbers (fill or drop the row's missing values before training)")
+        out.append(value)
+    return out
+
+
+def load_csv(path: str, label_column: str | None) -> Arrays:
+    """Numeric feature columns and one label column (class indices or class names)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read CSV file {p}: {e}") from None
-    if len(rows) < 2:
-        raise DataError(f"{p}: expected a header row and at least one data row")
-    header = rows[0]
+    rows = _csv_rows(p)
+    header = rows[0][1]
     label = label_column or header[-1]
     if label not in header:
         raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
     li = header.index(label)
-    features, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"{p}, line {line}: {len(row)} columns where the header has {len(header)}")
-        try:
-            features.append([float(v) for j, v in enumerate(row) if j != li])
-        except ValueError as e:
-            raise DataError(f"{p}, line {line}: feature columns must be numeric ({e})") from None
-        if not all(map(math.isfinite, features[-1])):  # float() reads "nan" and "inf": a diverged run, later
-            j = next(j for j, v in enumerate(row) if j != li and not math.isfinite(float(v)))
-            raise DataError(f"{p}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
-                            "numbers (fill or drop the row's missing values before training)")
-        labels.append(row[li])
+    picks = [j for j in range(len(header)) if j != li]
+    features = [_features(p, line, row, header, picks) for line, row in rows[1:]]
+    labels = [row[li] for _, row in rows[1:]]
     classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
     index = {c: i for i, c in enumerate(classes)}
     x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
     return Arrays(x, y, None, None, classes, str(p), modality="features",
-                  columns={"features": [c for j, c in enumerate(header) if j != li], "label": label})
+                  columns={"features": [header[j] for j in picks], "label": label})
 
 
 def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.ndarray, list[str]]:
@@ -390,18 +404,10 @@ def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.
     each ("rows.csv:2", its line). `columns` (the training CSV's, a run artifact) picks the features by name
     in training's order, so other columns, the label among them, may be there; a run without it (trained
     on an npz) reads every column, `width` of them, in order."""
-    import csv
-
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read CSV file {path}: {e}") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: expected a header row and at least one row of features")
-    header = [h.strip() for h in rows[0]]
+    rows = _csv_rows(path)
+    header = [h.strip() for h in rows[0][1]]
     if columns is not None:
         missing = [c for c in columns["features"] if c not in header]
         if missing:
@@ -413,19 +419,8 @@ def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.
                         "column in training's order")
     else:
         picks = list(range(width))
-    x = np.empty((len(rows) - 1, len(picks)), np.float32)
-    for i, row in enumerate(rows[1:]):
-        line = i + 2
-        if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
-        for k, j in enumerate(picks):
-            try:
-                x[i, k] = float(row[j])
-            except ValueError:
-                raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}, not a number") from None
-            if not math.isfinite(x[i, k]):
-                raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite")
-    return x, [f"{path.name}:{i + 2}" for i in range(len(x))]
+    x = np.array([_features(path, line, row, header, picks) for line, row in rows[1:]], np.float32)
+    return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
