@@ -187,6 +187,12 @@ def test_a_monitored_name_the_epochs_do_not_log_is_exit_2(tiny_recipe, tmp_path)
         assert out.exit_code == 2, out.stderr
         assert "'val_acc' is not a value the epochs log (" in out.stderr and "val_accuracy" in out.stderr
         assert f"set {key.replace('early_stopping', 'early_stopping.monitor')} to one of those" in out.stderr
+        assert f"--set {key}={value}: " in out.stderr  # where it was set
+    # set in the recipe file: its line
+    lines = tiny_recipe.read_text().splitlines() + ["  monitor: val_acc"]
+    tiny_recipe.write_text("\n".join(lines) + "\n")
+    out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=1")
+    assert out.exit_code == 2 and f"{tiny_recipe}:{len(lines)}: train.monitor: 'val_acc'" in out.stderr, out.stderr
 
 
 def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):

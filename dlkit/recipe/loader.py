@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 
-from dlkit.errors import Problem, RecipeError
+from dlkit.errors import DlkitError, Problem, RecipeError
 from dlkit.recipe.source import MAX_SCALAR, Locations, locate, parse_yaml, read_yaml
 
 
@@ -97,6 +98,20 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
         node[keys[-1]] = value
         locations[keys] = f"--set {text}"
     return data, locations
+
+
+def located(err: RecipeError, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RecipeError:
+    """`err` with each problem that has no place given its key's line in the recipe (or its --set): problems
+    found after loading, such as a monitored name the epochs turn out not to log."""
+    try:
+        _, locations = load_raw(path, overrides)
+    except (DlkitError, OSError):  # the recipe changed or went since it was loaded: the problems as they are
+        return err
+    problems = [p if p.location else dataclasses.replace(p, location=locate(locations, tuple(p.path.split("."))))
+                for p in err.problems]
+    out = RecipeError(problems, str(path))
+    out.run_dir = err.run_dir
+    return out
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections, checks=None):

@@ -27,7 +27,9 @@ from pathlib import Path
 import yaml
 
 from dlkit import __version__, backend, keras_private, optim, plots, tasks
-from dlkit.errors import DivergedError, Interrupted, OutOfMemoryError, UsageError, is_out_of_memory, storage_error
+from dlkit import recipe as recipe_layer
+from dlkit.errors import (DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError, is_out_of_memory,
+                          storage_error)
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, write_atomic
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
@@ -60,9 +62,12 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         if follower:
             follower.close()
         raise storage_error(e, "writing the new run directory's first files") from None
-    if follower:
-        return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
-    return _run(run, session, phases, reporter, first=0, model=model)
+    try:
+        if follower:
+            return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
+        return _run(run, session, phases, reporter, first=0, model=model)
+    except RecipeError as e:  # found while training (a monitored name not logged): at its key's line
+        raise recipe_layer.located(e, recipe_path, overrides) from None
 
 
 class _Follower:
