@@ -231,8 +231,8 @@ model: {{arch: rnn_forecaster, units: [2]}}
                                         r"set data.separator: ';'"):
         series.read(recipe.data)
     semicolons = recipe.data.model_copy(update={"separator": ";"})
-    with pytest.raises(DataError, match=r"'load' holds numbers written with a comma \('1,5'\); if the comma is the decimal mark, "
-                                        r"set data.decimal: ','"):
+    with pytest.raises(DataError, match=r"'load' holds numbers written with a comma \('1,5'\); if the comma is "
+                                        r"the decimal mark, set data.decimal: ','"):
         series.read(semicolons)
     frame = series.read(semicolons.model_copy(update={"decimal": ","}))
     np.testing.assert_allclose(frame.values[:, 0], [1.5, 2.5, 4.0])

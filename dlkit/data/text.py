@@ -111,12 +111,12 @@ def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str]
         line = line.rstrip("\r")
         if not line.strip():
             continue
+        if header:  # the first line names the columns
+            header = False
+            continue
         text, tab, label = line.rpartition("\t")
         if not tab or not label.strip():
             raise DataError(f"{path}:{n}: expected `sentence<TAB>label`, found {line[:80]!r}")
-        if header:
-            header = False
-            continue
         texts.append(text.strip())
         labels.append(label.strip())
     if not texts:

@@ -376,9 +376,9 @@ class TrainBase(Section):
 
     def cross_problems(self) -> list[str]:
         """What the section's keys say together; a task's section adds its own (all reported at once)."""
+        both = self.run_eagerly and self.jit_compile is True
         return ["train.jit_compile: run_eagerly: true runs each step uncompiled, and jit_compile: true asks for XLA; "
-                "set one (jit_compile: auto leaves it to run_eagerly)"] if self.run_eagerly and self.jit_compile is True \
-            else []
+                "set one (jit_compile: auto leaves it to run_eagerly)"] if both else []
 
     @field_validator("distribution", mode="before")
     @classmethod
@@ -569,7 +569,10 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
 
 
 def _has(container, key) -> bool:
-    return key in container if isinstance(container, dict) else isinstance(key, int) and -len(container) <= key < len(container)
+    """Whether `container[key]` is there: a dict's key, or a list's index."""
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(key, int) and -len(container) <= key < len(container)
 
 
 def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Problem]:
