@@ -423,6 +423,23 @@ def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):
         sources.load_csv(str(tmp_path / "n.csv"), "label")
 
 
+def test_a_feature_csv_with_semicolons_and_decimal_commas(tmp_path):
+    """data.separator and data.decimal read a feature CSV written the European way; without them the errors
+    name the key to set (before: "no column 'label'", and "could not convert string to float")."""
+    f = tmp_path / "eu.csv"
+    f.write_text("f1;f2;label\n1,5;2;a\n-0,25;4;b\n")
+    with pytest.raises(DataError, match=r"header reads as one column.*set data.separator: ';'"):
+        sources.load_csv(str(f), None)
+    with pytest.raises(DataError, match=r"line 2: column 'f1' is '1,5', a number written with a comma: .*"
+                                        r"set data.decimal: ','"):
+        sources.load_csv(str(f), None, ";")
+    a = sources.load_csv(str(f), None, ";", ",")
+    np.testing.assert_allclose(a.x_train, [[1.5, 2], [-0.25, 4]])
+    assert a.class_names == ["a", "b"] and a.columns == {"features": ["f1", "f2"], "label": "label"}
+    x, names = sources.read_feature_rows(f, a.columns, 2, ";", ",")
+    np.testing.assert_allclose(x, a.x_train)
+
+
 def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     """Files saved as "UTF-8 with BOM" (Excel, Notepad): the mark is not part of the first column's name,
     the first sentence or the first character of a text (before, label_column: label was "no column")."""

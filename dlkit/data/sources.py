@@ -16,6 +16,7 @@ import gzip
 import math
 import os
 import pickle
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -343,13 +344,13 @@ def load_npz(path: str) -> Arrays:
     return arrays
 
 
-def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+def _csv_rows(path: Path, separator: str = ",") -> list[tuple[int, list[str]]]:
     """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row."""
     import csv
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(line, r) for line, r in enumerate(csv.reader(f), start=1) if r]
+            rows = [(line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1) if r]
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path}: {e}") from None
     if len(rows) < 2:
@@ -357,7 +358,8 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _features(path: Path, line: int, row: list[str], header: list[str], picks: list[int]) -> list[float]:
+def _features(path: Path, line: int, row: list[str], header: list[str], picks: list[int],
+              decimal: str = ".") -> list[float]:
     """The feature values of one CSV row (the columns `picks`): finite numbers, or an error naming the line
     and column (float() reads "nan" and "inf", which would show as a diverged run, later)."""
     if len(row) != len(header):
@@ -365,10 +367,14 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
     out = []
     for j in picks:
         try:
-            value = float(row[j])
+            value = float(row[j].replace(",", ".") if decimal == "," else row[j])
         except ValueError:
-            what = "empty: fill or drop the row's missing values before training" if not row[j].strip() else \
-                f"{row[j]!r}, not a number: feature columns must be numeric"
+            if not row[j].strip():
+                what = "empty: fill or drop the row's missing values before training"
+            elif decimal == "." and re.fullmatch(r"\s*[-+]?\d*,\d+\s*", row[j]):
+                what = f"{row[j]!r}, a number written with a comma: if the comma is the decimal mark, set data.decimal: ','"
+            else:
+                what = f"{row[j]!r}, not a number: feature columns must be numeric"
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}") from None
         if not math.isfinite(value):
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
@@ -377,19 +383,24 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
     return out
 
 
-def load_csv(path: str, label_column: str | None) -> Arrays:
+def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".") -> Arrays:
     """Numeric feature columns and one label column (class indices or class names)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
-    rows = _csv_rows(p)
+    rows = _csv_rows(p, separator)
     header = rows[0][1]
+    if len(header) == 1:  # the header read as one cell: the file separates its cells with something else
+        other = next((c for c in ";\t|," if c != separator and c in header[0]), None)
+        hint = f"; if the file separates cells with {other!r}, set data.separator: {other!r}" if other else ""
+        raise DataError(f"{p}: the header reads as one column, {header[0][:60]!r}: a feature CSV has feature "
+                        f"columns and a label column{hint}")
     label = label_column or header[-1]
     if label not in header:
         raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
     li = header.index(label)
     picks = [j for j in range(len(header)) if j != li]
-    features = [_features(p, line, row, header, picks) for line, row in rows[1:]]
+    features = [_features(p, line, row, header, picks, decimal) for line, row in rows[1:]]
     labels = [row[li] for _, row in rows[1:]]
     classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
     index = {c: i for i, c in enumerate(classes)}
@@ -399,14 +410,15 @@ def load_csv(path: str, label_column: str | None) -> Arrays:
                   columns={"features": [header[j] for j in picks], "label": label})
 
 
-def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.ndarray, list[str]]:
+def read_feature_rows(path: Path, columns: dict | None, width: int, separator: str = ",",
+                      decimal: str = ".") -> tuple[np.ndarray, list[str]]:
     """Feature vectors to classify (`dlkit predict RUN --csv FILE`), one a row under a header, and a name for
     each ("rows.csv:2", its line). `columns` (the training CSV's, a run artifact) picks the features by name
     in training's order, so other columns, the label among them, may be there; a run without it (trained
-    on an npz) reads every column, `width` of them, in order."""
+    on an npz) reads every column, `width` of them, in order. `separator` and `decimal`: the recipe's."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    rows = _csv_rows(path)
+    rows = _csv_rows(path, separator)
     header = [h.strip() for h in rows[0][1]]
     if columns is not None:
         missing = [c for c in columns["features"] if c not in header]
@@ -419,7 +431,7 @@ def read_feature_rows(path: Path, columns: dict | None, width: int) -> tuple[np.
                         "column in training's order")
     else:
         picks = list(range(width))
-    x = np.array([_features(path, line, row, header, picks) for line, row in rows[1:]], np.float32)
+    x = np.array([_features(path, line, row, header, picks, decimal) for line, row in rows[1:]], np.float32)
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
@@ -657,7 +669,8 @@ DATASETS = {
     "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",
                             lambda cfg: load_image_folder(cfg.path, cfg.image_size), reads_path=True),
     "csv": Dataset("a CSV file of numeric features and a label column (data.path)",
-                   lambda cfg: load_csv(cfg.path, cfg.label_column), reads_path=True),
+                   lambda cfg: load_csv(cfg.path, cfg.label_column, getattr(cfg, "separator", ","),
+                                        getattr(cfg, "decimal", ".")), reads_path=True),
 }
 
 

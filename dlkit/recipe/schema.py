@@ -82,6 +82,12 @@ def raise_all(section):
     return section
 
 
+def csv_format_problems(section) -> list[str]:
+    """A CSV's `separator` and `decimal` (data sections that read CSV files) must differ."""
+    return [f"separator and decimal are both {section.decimal!r}; a file with decimal commas separates its cells "
+            "with another character (set separator: ';')"] if section.separator == section.decimal else []
+
+
 def absolute(value: str | None) -> str | None:
     """A relative data.dir or data.path is read from the working directory, as any command-line tool's would
     be, and kept absolute in the resolved recipe (a run's recipe.yaml), so that `evaluate`, `resume` and
@@ -150,6 +156,8 @@ class DataConfig(DataCommon):
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
+    separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
+    decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
     # a dataset without a test set of its own (a csv, an npz without x_test, an image folder without test/)
     # keeps this share aside as its test split: a fixed draw (seed 0), the same for every run
     test_split: float = Field(0.2, ge=0, lt=1)
@@ -157,6 +165,12 @@ class DataConfig(DataCommon):
     not_used = {"domain_b": "a second domain is read by translation models only (arch: cyclegan)"}
 
     _dataset = field_validator("dataset")(_dataset_name)
+
+    def cross_problems(self) -> list[str]:
+        unread = [k for k in ("separator", "decimal") if k in self.model_fields_set and self.dataset != "csv"]
+        return super().cross_problems() + csv_format_problems(self) + (
+            [f"{' and '.join(unread)}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
+             f"{'them' if len(unread) > 1 else 'it'})"] if unread else [])
 
 
 # ---------------------------------------------------------------- training

@@ -93,7 +93,8 @@ class Classification(FitTask):
                 raise UsageError(f"this model reads feature vectors of {shape[0]} values: give them as rows of a "
                                  "CSV file with a header, dlkit predict RUN --csv FILE")
             columns = run.read_artifact("columns") if run.artifact("columns").is_file() else None  # npz: none
-            x, names = read_feature_rows(request.csv, columns, shape[0])
+            x, names = read_feature_rows(request.csv, columns, shape[0], getattr(recipe.data, "separator", ","),
+                                         getattr(recipe.data, "decimal", "."))
             return self._answer(run, model, x, names)
         if request.texts or request.csv is not None:
             raise UsageError("an image classifier reads image files (PNG, JPEG) or .npy arrays: dlkit predict RUN "

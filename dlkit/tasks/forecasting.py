@@ -26,7 +26,7 @@ from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain
+from dlkit.recipe.schema import DataCommon, FitTrain, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -70,9 +70,7 @@ class SeriesData(DataCommon):
     def cross_problems(self):
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
-            if self.validation_split + self.test_split >= 0.9 else []) + (
-            [f"separator and decimal are both {self.decimal!r}; a file with decimal commas separates its cells "
-             "with another character (set separator: ';')"] if self.separator == self.decimal else [])
+            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self)
 
 
 class ForecastTrain(FitTrain):
