@@ -167,7 +167,9 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        unread = [k for k in ("separator", "decimal") if k in self.model_fields_set and self.dataset != "csv"]
+        # one left at its default is no sign of a mistake: a resolved recipe (a run's recipe.yaml) lists every key
+        unread = [k for k in ("separator", "decimal")
+                  if getattr(self, k) != type(self).model_fields[k].default and self.dataset != "csv"]
         return super().cross_problems() + csv_format_problems(self) + (
             [f"{' and '.join(unread)}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else [])
