@@ -82,6 +82,8 @@ MALFORMED = [
     # no "optimizer 'adam' takes no momentum"
     ("model: {arch: mlp}\ndata:\n  dataset: npzz\n  path: x.npz\n", {("data.dataset", 3)}),
     ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgdd, momentum: 0.9}\n", {("train.optimizer.name", 3)}),
+    # a default of "," is not a word to drop problems by: the second problem's message has commas in it
+    ("model: {arch: mlp}\ndata:\n  separator: ';;'\n  path: x.csv\n", {("data.separator", 3), ("data", 2)}),
 ])
 def test_every_problem_of_a_section_at_once(write_recipe, text, expected):
     assert {(p.path, int(p.location.rsplit(":", 1)[1])) for p in problems_of(write_recipe(text))} == expected

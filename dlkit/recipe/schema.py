@@ -575,8 +575,10 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
     for loc in removed:
         owner = _class_at(cls, loc[:-1])
         field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
-        words |= {str(loc[-1])} | ({str(field.default)} if field is not None and field.default is not None
-                                    and not isinstance(field.default, (bool, BaseModel)) else set())
+        default = str(field.default) if field is not None else ""
+        # a default with no letter or digit in it (a separator's ",") would match any message
+        words |= {str(loc[-1])} | ({default} if re.search(r"[A-Za-z0-9]", default) and field.default is not None
+                                   and not isinstance(field.default, (bool, BaseModel)) else set())
     gone = [".".join(str(p) for p in loc) for loc in removed]
     seen = {(p.path, p.message) for p in found}
     return [p for p in again if (p.path, p.message) not in seen
