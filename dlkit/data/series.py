@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.data.sources import local_dirs
+from dlkit.data.sources import DECIMAL_COMMA, local_dirs, separator_in
 from dlkit.errors import DataError, first_line
 
 SERIES_SOURCES = {
@@ -84,7 +84,7 @@ def read(cfg, path: Path | None = None) -> Frame:
     if missing:
         hint = ""
         if len(columns) == 1:  # the header read as one cell: the file is likely separated by something else
-            other = next((c for c in ";\t|," if c != cfg.separator and c in columns[0]), None)
+            other = separator_in(columns[0], cfg.separator)
             hint = f"; the header reads as one column: if the file separates cells with {other!r}, set " \
                    f"data.separator: {other!r}" if other else ""
         raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are "
@@ -101,7 +101,7 @@ def read(cfg, path: Path | None = None) -> Frame:
     frame = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in targets + cfg.feature_columns})
     for c in targets + cfg.feature_columns:
         unread = df[c][df[c].notna() & frame[c].isna()].astype(str).str.strip()
-        if cfg.decimal == "." and len(unread) and unread.str.fullmatch(r"[-+]?\d*,\d+").all():
+        if cfg.decimal == "." and len(unread) and unread.str.fullmatch(DECIMAL_COMMA).all():
             raise DataError(f"{where}: column {c!r} holds numbers written with a comma ({unread.iloc[0]!r}); if the "
                             "comma is the decimal mark, set data.decimal: ','")
     bad = [c for c in targets + cfg.feature_columns if df[c].notna().any() and frame[c].isna().all()]

@@ -344,6 +344,15 @@ def load_npz(path: str) -> Arrays:
     return arrays
 
 
+# a number written with a decimal comma ("1,5"), as a file's cell holds it
+DECIMAL_COMMA = r"\s*[-+]?\d*,\d+\s*"
+
+
+def separator_in(header_cell: str, separator: str) -> str | None:
+    """The separator a CSV header read as one cell seems to use instead of `separator`, or None."""
+    return next((c for c in ";\t|," if c != separator and c in header_cell), None)
+
+
 def _csv_rows(path: Path, separator: str = ",") -> list[tuple[int, list[str]]]:
     """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row."""
     import csv
@@ -371,7 +380,7 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
         except ValueError:
             if not row[j].strip():
                 what = "empty: fill or drop the row's missing values before training"
-            elif decimal == "." and re.fullmatch(r"\s*[-+]?\d*,\d+\s*", row[j]):
+            elif decimal == "." and re.fullmatch(DECIMAL_COMMA, row[j]):
                 what = f"{row[j]!r}, a number written with a comma: if the comma is the decimal mark, set data.decimal: ','"
             else:
                 what = f"{row[j]!r}, not a number: feature columns must be numeric"
@@ -391,7 +400,7 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     rows = _csv_rows(p, separator)
     header = rows[0][1]
     if len(header) == 1:  # the header read as one cell: the file separates its cells with something else
-        other = next((c for c in ";\t|," if c != separator and c in header[0]), None)
+        other = separator_in(header[0], separator)
         hint = f"; if the file separates cells with {other!r}, set data.separator: {other!r}" if other else ""
         raise DataError(f"{p}: the header reads as one column, {header[0][:60]!r}: a feature CSV has feature "
                         f"columns and a label column{hint}")

@@ -82,6 +82,12 @@ def raise_all(section):
     return section
 
 
+def changed(section, keys) -> list[str]:
+    """The keys of `keys` whose value is not the field's default. A key left at its default is no sign of a
+    mistake where it is not read: a resolved recipe (a run's recipe.yaml, `dlkit show`) lists every key."""
+    return [k for k in keys if getattr(section, k) != type(section).model_fields[k].default]
+
+
 def csv_format_problems(section) -> list[str]:
     """A CSV's `separator` and `decimal` (data sections that read CSV files) must differ."""
     return [f"separator and decimal are both {section.decimal!r}; a file with decimal commas separates its cells "
@@ -167,9 +173,7 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        # one left at its default is no sign of a mistake: a resolved recipe (a run's recipe.yaml) lists every key
-        unread = [k for k in ("separator", "decimal")
-                  if getattr(self, k) != type(self).model_fields[k].default and self.dataset != "csv"]
+        unread = changed(self, ("separator", "decimal")) if self.dataset != "csv" else []
         return super().cross_problems() + csv_format_problems(self) + (
             [f"{' and '.join(unread)}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else [])
@@ -200,10 +204,8 @@ class ScheduleConfig(Section):
 
     @model_validator(mode="after")
     def _keys_read(self):
-        # a key another schedule reads did nothing (warmup_epochs on a step schedule); one left at its default
-        # is no sign of a mistake, and a resolved recipe (recipe.yaml, `dlkit show`) lists every key so
-        unread = [k for k, f in type(self).model_fields.items()
-                  if k != "name" and k not in self.READS[self.name] and getattr(self, k) != f.default]
+        # a key another schedule reads did nothing (warmup_epochs on a step schedule)
+        unread = changed(self, [k for k in type(self).model_fields if k != "name" and k not in self.READS[self.name]])
         if unread:
             readers = {k: [n for n, keys in self.READS.items() if k in keys] for k in unread}
             said = "; ".join(f"{k} is read by {' and '.join(v)}" for k, v in readers.items())
