@@ -307,26 +307,30 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
 
     rng = np.random.default_rng(0)
     x = rng.normal(3, 2, (80, 3))
-    rows = [f"{a:.4f},{b:.4f},{c:.4f},{'yes' if a > 3 else 'no'}" for a, b, c in x]
-    (tmp_path / "train.csv").write_text("a,b,c,label\n" + "\n".join(rows) + "\n")
+    plans = ["basic", "pro", "max", "pro"] * 20  # a categorical column, one-hot encoded
+    rows = [f"{a:.4f},{b:.4f},{p},{c:.4f},{'yes' if a > 3 else 'no'}" for (a, b, c), p in zip(x, plans)]
+    (tmp_path / "train.csv").write_text("a,b,plan,c,label\n" + "\n".join(rows) + "\n")
     (tmp_path / "r.yaml").write_text(f"name: tab\ndata: {{dataset: csv, path: {tmp_path / 'train.csv'}, "
-                                     "scale: standardize, batch_size: 16}\nmodel: {arch: mlp, hidden: [4]}\n"
-                                     "train: {epochs: 1}\n")
+                                     "scale: standardize, batch_size: 16, categorical_columns: [plan]}\n"
+                                     "model: {arch: mlp, hidden: [4]}\ntrain: {epochs: 1}\n")
     trained = run("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs", "--json", "-q")
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["test"]  # test_split: 16 of the 80 rows
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
     # the columns shuffled, the label kept: read by name
-    (tmp_path / "new.csv").write_text("label,c,a,b\n" + "\n".join(f"?,{c},{a},{b}" for a, b, c in x[:3]) + "\n")
+    (tmp_path / "new.csv").write_text("label,c,plan,a,b\n" + "\n".join(
+        f"?,{c},{p},{a},{b}" for (a, b, c), p in zip(x[:3], plans)) + "\n")
     out = run("predict", run_dir, "--csv", tmp_path / "new.csv", "--json")
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)["predictions"]
     assert [p["input"] for p in got] == ["new.csv:2", "new.csv:3", "new.csv:4"]
     a, b = scale_from_artifact(json.loads((run_dir / "artifacts" / "scale.json").read_text()))
     model = keras.saving.load_model(run_dir / "model.keras")
-    want = model.predict(np.round(x[:3], 4).astype("float32") * a + b, verbose=0)
+    one_hot = [[1, 0, 0], [0, 0, 1], [0, 1, 0]]  # basic, pro, max, over the values in order: basic, max, pro
+    features = np.concatenate([np.round(x[:3, :2], 4), one_hot, np.round(x[:3, 2:], 4)], axis=1)
+    want = model.predict(features.astype("float32") * a + b, verbose=0)
     np.testing.assert_allclose([list(p["probabilities"].values()) for p in got], want, atol=1e-5)
     (tmp_path / "few.csv").write_text("a,b\n1,2\n")
     missing = run("predict", run_dir, "--csv", tmp_path / "few.csv")
-    assert missing.exit_code == 3 and "no column 'c'" in missing.output
+    assert missing.exit_code == 3 and "no column 'plan', 'c'; the model reads a, b, plan, c" in missing.output
     assert run("predict", run_dir, tmp_path / "new.csv").exit_code == 2  # a file argument is for images

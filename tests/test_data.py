@@ -440,6 +440,36 @@ def test_a_feature_csv_with_semicolons_and_decimal_commas(tmp_path):
     np.testing.assert_allclose(x, a.x_train)
 
 
+def test_categorical_feature_columns_are_one_hot_encoded(tmp_path):
+    """data.categorical_columns: a column of names becomes one 0/1 column per value the file holds (numbers
+    in numeric order), in the column's place; a run's file to classify is encoded the same way, and a value
+    training never saw is an error with its line. Before, any word cell was "not a number", with no way out."""
+    f = tmp_path / "t.csv"
+    f.write_text("age, plan ,size,label\n30,pro,10,a\n40, basic,2,b\n50,pro,2,a\n")
+    with pytest.raises(DataError, match=r"line 2: column 'plan' is 'pro', not a number: .*list it in "
+                                        r"data.categorical_columns"):
+        sources.load_csv(str(f), None)
+    a = sources.load_csv(str(f), None, categorical=["plan", "size"])
+    assert a.columns == {"features": ["age", "plan=basic", "plan=pro", "size=2", "size=10"], "label": "label",
+                         "inputs": ["age", "plan", "size"], "categories": {"plan": ["basic", "pro"], "size": ["2", "10"]}}
+    np.testing.assert_array_equal(a.x_train, [[30, 0, 1, 0, 1], [40, 1, 0, 1, 0], [50, 0, 1, 1, 0]])
+    new = tmp_path / "new.csv"
+    new.write_text("size,label,plan,age\n2,?,basic,60\n10,?,pro,70\n")  # any order: read by name
+    x, _ = sources.read_feature_rows(new, a.columns, 5)
+    np.testing.assert_array_equal(x, [[60, 1, 0, 1, 0], [70, 0, 1, 0, 1]])
+    new.write_text("size,plan,age\n2,basic,60\n2,max,70\n")
+    with pytest.raises(DataError, match=r"line 3: column 'plan' is 'max', a value training never saw "
+                                        r"\(it saw 'basic', 'pro'\)"):
+        sources.read_feature_rows(new, a.columns, 5)
+    f.write_text("age,plan,label\n30,pro,a\n40,,b\n")
+    with pytest.raises(DataError, match="line 3: column 'plan' is empty: fill or drop"):
+        sources.load_csv(str(f), None, categorical=["plan"])
+    with pytest.raises(DataError, match=r"no column 'plna' \(data.categorical_columns\); columns are age, plan"):
+        sources.load_csv(str(f), None, categorical=["plna"])
+    with pytest.raises(DataError, match=r"'label' is the label column \(the last one\), not a feature"):
+        sources.load_csv(str(f), None, categorical=["label"])
+
+
 def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     """Files saved as "UTF-8 with BOM" (Excel, Notepad): the mark is not part of the first column's name,
     the first sentence or the first character of a text (before, label_column: label was "no column")."""

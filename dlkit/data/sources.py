@@ -368,13 +368,25 @@ def _csv_rows(path: Path, separator: str = ",") -> list[tuple[int, list[str]]]:
 
 
 def _features(path: Path, line: int, row: list[str], header: list[str], picks: list[int],
-              decimal: str = ".") -> list[float]:
+              decimal: str = ".", categories: dict[str, list[str]] | None = None,
+              training: bool = False) -> list[float]:
     """The feature values of one CSV row (the columns `picks`): finite numbers, or an error naming the line
-    and column (float() reads "nan" and "inf", which would show as a diverged run, later)."""
+    and column (float() reads "nan" and "inf", which would show as a diverged run, later). A column of
+    `categories` is one-hot encoded over its values, in their order. `training`: the file is the recipe's
+    (its errors may name recipe keys to set), not one read by a trained run."""
     if len(row) != len(header):
         raise DataError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
     out = []
     for j in picks:
+        values = (categories or {}).get(header[j])
+        if values is not None:
+            cell = row[j].strip()
+            if cell not in values:
+                what = "empty: fill or drop the row's missing values before training" if not cell else \
+                    f"{cell!r}, a value training never saw (it saw {', '.join(map(repr, values))})"
+                raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}")
+            out.extend(float(cell == v) for v in values)
+            continue
         try:
             value = float(row[j].replace(",", ".") if decimal == "," else row[j])
         except ValueError:
@@ -382,8 +394,11 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
                 what = "empty: fill or drop the row's missing values before training"
             elif decimal == "." and re.fullmatch(DECIMAL_COMMA, row[j]):
                 what = f"{row[j]!r}, a number written with a comma: if the comma is the decimal mark, set data.decimal: ','"
-            else:
+            elif not training:  # a file read by a trained run (predict): its columns are what they are
                 what = f"{row[j]!r}, not a number: feature columns must be numeric"
+            else:
+                what = (f"{row[j]!r}, not a number: feature columns must be numeric; if the column holds categories, "
+                        "list it in data.categorical_columns to one-hot encode it")
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}") from None
         if not math.isfinite(value):
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
@@ -392,13 +407,21 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
     return out
 
 
-def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".") -> Arrays:
-    """Numeric feature columns and one label column (class indices or class names)."""
+def _natural(value: str):
+    """A sort key that puts whole numbers first, in numeric order ("2" before "10"), then names."""
+    number = value.lstrip("-").isdigit()
+    return not number, int(value) if number else 0, value
+
+
+def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
+             categorical: list[str] | tuple = ()) -> Arrays:
+    """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
+    and one label column (class indices or class names)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
     rows = _csv_rows(p, separator)
-    header = rows[0][1]
+    header = [h.strip() for h in rows[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
     if len(header) == 1:  # the header read as one cell: the file separates its cells with something else
         other = separator_in(header[0], separator)
         hint = f"; if the file separates cells with {other!r}, set data.separator: {other!r}" if other else ""
@@ -407,16 +430,29 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     label = label_column or header[-1]
     if label not in header:
         raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
+    unknown = [c for c in categorical if c not in header]
+    if unknown:
+        raise DataError(f"{p}: no column {', '.join(map(repr, unknown))} (data.categorical_columns); columns are "
+                        f"{', '.join(header)}")
+    if label in categorical:
+        raise DataError(f"{p}: {label!r} is the label column{'' if label_column else ' (the last one)'}, not a "
+                        "feature: remove it from data.categorical_columns (class names need no encoding)")
     li = header.index(label)
     picks = [j for j in range(len(header)) if j != li]
-    features = [_features(p, line, row, header, picks, decimal) for line, row in rows[1:]]
+    categories = {c: sorted({row[header.index(c)].strip() for _, row in rows[1:]
+                             if len(row) > header.index(c)} - {""}, key=_natural) for c in categorical}
+    features = [_features(p, line, row, header, picks, decimal, categories, training=True) for line, row in rows[1:]]
     labels = [row[li] for _, row in rows[1:]]
-    classes = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    classes = sorted(set(labels), key=_natural)
     index = {c: i for i, c in enumerate(classes)}
     x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    return Arrays(x, y, None, None, classes, str(p), modality="features",
-                  columns={"features": [header[j] for j in picks], "label": label})
+    names = [name for j in picks for name in ([f"{header[j]}={v}" for v in categories[header[j]]]
+                                              if header[j] in categories else [header[j]])]
+    columns = {"features": names, "label": label}
+    if categories:  # the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike
+        columns.update(inputs=[header[j] for j in picks], categories=categories)
+    return Arrays(x, y, None, None, classes, str(p), modality="features", columns=columns)
 
 
 def read_feature_rows(path: Path, columns: dict | None, width: int, separator: str = ",",
@@ -430,17 +466,20 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     rows = _csv_rows(path, separator)
     header = [h.strip() for h in rows[0][1]]
     if columns is not None:
-        missing = [c for c in columns["features"] if c not in header]
+        inputs = columns.get("inputs", columns["features"])  # "features" names one-hot columns one per value
+        missing = [c for c in inputs if c not in header]
         if missing:
             raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the model reads "
-                            f"{', '.join(columns['features'])} (its training CSV's feature columns)")
-        picks = [header.index(c) for c in columns["features"]]
+                            f"{', '.join(inputs)} (its training CSV's feature columns)")
+        picks = [header.index(c) for c in inputs]
     elif len(header) != width:
         raise DataError(f"{path}: {len(header)} columns; the model reads feature vectors of {width} values, one a "
                         "column in training's order")
     else:
         picks = list(range(width))
-    x = np.array([_features(path, line, row, header, picks, decimal) for line, row in rows[1:]], np.float32)
+    categories = columns.get("categories") if columns else None
+    x = np.array([_features(path, line, row, header, picks, decimal, categories) for line, row in rows[1:]],
+                 np.float32)
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
@@ -677,9 +716,10 @@ DATASETS = {
                    lambda cfg: load_npz(cfg.path), reads_path=True),
     "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",
                             lambda cfg: load_image_folder(cfg.path, cfg.image_size), reads_path=True),
-    "csv": Dataset("a CSV file of numeric features and a label column (data.path)",
+    "csv": Dataset("a CSV file of feature columns (numbers, or data.categorical_columns) and a label column (data.path)",
                    lambda cfg: load_csv(cfg.path, cfg.label_column, getattr(cfg, "separator", ","),
-                                        getattr(cfg, "decimal", ".")), reads_path=True),
+                                        getattr(cfg, "decimal", "."), getattr(cfg, "categorical_columns", ())),
+                   reads_path=True),
 }
 
 

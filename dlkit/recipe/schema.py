@@ -85,7 +85,8 @@ def raise_all(section):
 def changed(section, keys) -> list[str]:
     """The keys of `keys` whose value is not the field's default. A key left at its default is no sign of a
     mistake where it is not read: a resolved recipe (a run's recipe.yaml, `dlkit show`) lists every key."""
-    return [k for k in keys if getattr(section, k) != type(section).model_fields[k].default]
+    fields = type(section).model_fields
+    return [k for k in keys if getattr(section, k) != fields[k].get_default(call_default_factory=True)]
 
 
 def csv_format_problems(section) -> list[str]:
@@ -164,6 +165,7 @@ class DataConfig(DataCommon):
     label_column: str | None = None  # csv: the label column; default the last one
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
+    categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
     # a dataset without a test set of its own (a csv, an npz without x_test, an image folder without test/)
     # keeps this share aside as its test split: a fixed draw (seed 0), the same for every run
     test_split: float = Field(0.2, ge=0, lt=1)
@@ -173,10 +175,15 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        unread = changed(self, ("separator", "decimal")) if self.dataset != "csv" else []
+        unread = changed(self, ("separator", "decimal", "categorical_columns")) if self.dataset != "csv" else []
+        twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})
         return super().cross_problems() + csv_format_problems(self) + (
             [f"{' and '.join(unread)}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
-             f"{'them' if len(unread) > 1 else 'it'})"] if unread else [])
+             f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
+            [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
+            [f"data.categorical_columns: {self.label_column!r} is data.label_column, not a feature (remove it from "
+             "categorical_columns: class names need no encoding)"] if self.label_column in self.categorical_columns
+            else [])
 
 
 # ---------------------------------------------------------------- training
