@@ -299,7 +299,8 @@ def test_a_relative_data_path_is_kept_absolute_so_the_run_is_read_from_any_direc
 def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     """A classifier trained on a feature CSV classifies the rows of another (--csv): its columns are picked by
     name, in training's order (the file's order and a label column do not matter), scaled as in training;
-    the probabilities are the model's own. Before, only images were read, and a CSV run had no test split."""
+    the probabilities are the model's own; a categorical column is one-hot encoded with training's values, and
+    an empty cell (data.missing: mean) is the training rows' mean. Before, only images were read."""
     import keras
     import numpy as np
 
@@ -309,9 +310,10 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     x = rng.normal(3, 2, (80, 3))
     plans = ["basic", "pro", "max", "pro"] * 20  # a categorical column, one-hot encoded
     rows = [f"{a:.4f},{b:.4f},{p},{c:.4f},{'yes' if a > 3 else 'no'}" for (a, b, c), p in zip(x, plans)]
+    rows[40] = ",".join(v if i != 1 else "" for i, v in enumerate(rows[40].split(",")))  # an empty b: its mean
     (tmp_path / "train.csv").write_text("a,b,plan,c,label\n" + "\n".join(rows) + "\n")
     (tmp_path / "r.yaml").write_text(f"name: tab\ndata: {{dataset: csv, path: {tmp_path / 'train.csv'}, "
-                                     "scale: standardize, batch_size: 16, categorical_columns: [plan]}\n"
+                                     "scale: standardize, batch_size: 16, categorical_columns: [plan], missing: mean}\n"
                                      "model: {arch: mlp, hidden: [4]}\ntrain: {epochs: 1}\n")
     trained = run("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs", "--json", "-q")
     assert trained.exit_code == 0, trained.output
@@ -319,7 +321,7 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
     # the columns shuffled, the label kept: read by name
     (tmp_path / "new.csv").write_text("label,c,plan,a,b\n" + "\n".join(
-        f"?,{c},{p},{a},{b}" for (a, b, c), p in zip(x[:3], plans)) + "\n")
+        f"?,{c},{p},{a},{b if i != 1 else ''}" for i, ((a, b, c), p) in enumerate(zip(x[:3], plans))) + "\n")
     out = run("predict", run_dir, "--csv", tmp_path / "new.csv", "--json")
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)["predictions"]
@@ -328,6 +330,7 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     model = keras.saving.load_model(run_dir / "model.keras")
     one_hot = [[1, 0, 0], [0, 0, 1], [0, 1, 0]]  # basic, pro, max, over the values in order: basic, max, pro
     features = np.concatenate([np.round(x[:3, :2], 4), one_hot, np.round(x[:3, 2:], 4)], axis=1)
+    features[1, 1] = json.loads((run_dir / "artifacts" / "columns.json").read_text())["fill"]["b"]  # empty there
     want = model.predict(features.astype("float32") * a + b, verbose=0)
     np.testing.assert_allclose([list(p["probabilities"].values()) for p in got], want, atol=1e-5)
     (tmp_path / "few.csv").write_text("a,b\n1,2\n")

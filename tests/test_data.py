@@ -470,6 +470,40 @@ def test_categorical_feature_columns_are_one_hot_encoded(tmp_path):
         sources.load_csv(str(f), None, categorical=["label"])
 
 
+def test_empty_cells_of_a_feature_csv_by_data_missing(tmp_path):
+    """data.missing: error names the line and the key; drop leaves the rows out and says how many; mean fills a
+    numeric cell with the column's mean over the training rows alone (not the test rows), an empty category
+    with none of its values, and keeps the means for predict. An empty label was a class named ''."""
+    f = tmp_path / "m.csv"
+    f.write_text("a,plan,label\n1,x,p\n,y,q\n3,,p\n100,x,q\n5,y,p\n")
+    with pytest.raises(DataError, match="line 3: column 'a' is empty: .*set data.missing: drop"):
+        sources.load_csv(str(f), None, categorical=["plan"])
+    dropped = sources.load_csv(str(f), None, categorical=["plan"], missing="drop")
+    np.testing.assert_array_equal(dropped.x_train, [[1, 1, 0], [100, 1, 0], [5, 0, 1]])
+    assert dropped.notes == ["data.missing: drop left out 2 of 5 rows of m.csv, those with an empty cell"]
+    arrays = sources.load_csv(str(f), None, categorical=["plan"], missing="mean")
+    assert np.isnan(arrays.x_train[1, 0]) and arrays.x_train[2, 1:].tolist() == [0, 0]
+    s = pipeline.split(arrays, cfg(dataset="csv", path=str(f), validation_split=0, test_split=0.2), seed=0)
+    assert s.x_test[:, 0].tolist() == [3]  # the seed-0 draw: the mean of 1, 100 and 5, not of the file's a
+    notes = []
+    columns = pipeline.mean_filled(s, arrays.columns, "m.csv", notes)
+    train_mean = (1 + 100 + 5) / 3
+    assert columns["fill"] == {"a": pytest.approx(train_mean)}
+    assert sorted(s.x_train[:, 0].tolist()) == pytest.approx([1, 5, train_mean, 100])
+    assert notes and "filled 1 empty cells" in notes[0]
+    new = tmp_path / "new.csv"
+    new.write_text("plan,a\n,\nx,2\n")
+    x, _ = sources.read_feature_rows(new, columns, 3)
+    np.testing.assert_allclose(x, [[train_mean, 0, 0], [2, 1, 0]])
+    f.write_text("a,label\n1,p\n2, \n")
+    with pytest.raises(DataError, match=r"line 3: the label \('label'\) is empty"):
+        sources.load_csv(str(f), None, missing="mean")
+    f.write_text("a,b,label\n,1,p\n,2,q\n")
+    arrays = sources.load_csv(str(f), None, missing="mean")
+    with pytest.raises(DataError, match="column 'a' has no value in the training rows"):
+        pipeline.mean_filled(pipeline.split(arrays, cfg(validation_split=0, test_split=0), 0), arrays.columns, "m", [])
+
+
 def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     """Files saved as "UTF-8 with BOM" (Excel, Notepad): the mark is not part of the first column's name,
     the first sentence or the first character of a text (before, label_column: label was "no column")."""

@@ -41,7 +41,7 @@ import numpy as np
 
 from dlkit.data.sources import Arrays
 from dlkit.data.spec import MODALITIES, DataSpec, Modality
-from dlkit.errors import Problem, RecipeError
+from dlkit.errors import DataError, Problem, RecipeError
 
 
 def as_given(x, y):
@@ -549,6 +549,7 @@ class Data:
     pipelines: Callable | None = field(default=None, repr=False)  # () -> {"feed", "train", "val", "test"}, anew
     feed: Feed | None = field(default=None, repr=False)  # the training split as fit takes it, from any position
     context: object = field(default=None, repr=False)  # what the task keeps beside the splits (a series' rows)
+    notes: list[str] = field(default_factory=list)  # what reading did that training says (rows left out, filled)
 
     def fresh(self) -> Data:
         """The same splits in new pipelines, whose shuffles start over: each phase of a run of several gets
@@ -577,13 +578,45 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     s = split(arrays, cfg, seed)
     if channels is not None:
         s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
+    columns, notes = arrays.columns, list(arrays.notes)
+    if columns is not None and getattr(cfg, "missing", "error") == "mean":
+        columns = mean_filled(s, columns, arrays.origin, notes)
     scale = input_scale(s.x_train, cfg, modality)
     spec = DataSpec(input_shape=(), modality=modality.name, num_classes=len(arrays.class_names),
                     class_names=list(arrays.class_names))
     artifacts = {"scale": scale_artifact(scale)} if scale is not None else {}
-    if arrays.columns is not None:
-        artifacts["columns"] = arrays.columns
-    return from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
+    if columns is not None:
+        artifacts["columns"] = columns
+    data = from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
+    data.notes = notes
+    return data
+
+
+def mean_filled(s: Splits, columns: dict, origin: str, notes: list[str]) -> dict:
+    """data.missing: mean: each empty cell of a numeric feature column (NaN), in every split, becomes the
+    column's mean over the training rows alone (so no test row shapes what the model trains on). The columns
+    artifact keeps the means (`fill`), for `dlkit predict --csv` to fill its own empty cells alike."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": the column named below
+        means = np.nanmean(s.x_train, axis=0)
+    names = columns["features"]
+    none = [n for n, m in zip(names, means) if np.isnan(m)]
+    if none:
+        raise DataError(f"{origin}: column {', '.join(map(repr, none))} has no value in the training rows: "
+                        "data.missing: mean has no mean to fill it with (drop the column, or fill it)")
+    filled = 0
+    for x in (s.x_train, s.x_val, s.x_test):
+        if x is not None:
+            rows, cols = np.nonzero(np.isnan(x))
+            x[rows, cols] = means[cols]
+            filled += len(rows)
+    if filled:
+        notes.append(f"data.missing: mean filled {filled} empty cells of numeric columns with their mean over the "
+                     f"{len(s.x_train)} training rows")
+    encoded = {f"{c}={v}" for c, values in columns.get("categories", {}).items() for v in values}
+    return {**columns, "fill": {n: float(m) for n, m in zip(names, means) if n not in encoded}}
 
 
 def from_splits(s: Splits, spec: DataSpec, cfg, seed: int, scale, modality: Modality, examples: Callable,

@@ -19,7 +19,7 @@ import pickle
 import re
 import struct
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -74,6 +74,7 @@ class Arrays:
     origin: str  # where the data was read from, for the manifest
     modality: str = "images"  # a key of dlkit.data.spec.MODALITIES
     columns: dict | None = None  # a CSV's feature columns and label column by name (what `predict --csv` reads)
+    notes: list[str] = field(default_factory=list)  # what reading did that the user should hear of (rows left out)
 
 
 # ---------------------------------------------------------------- published formats
@@ -369,29 +370,39 @@ def _csv_rows(path: Path, separator: str = ",") -> list[tuple[int, list[str]]]:
 
 def _features(path: Path, line: int, row: list[str], header: list[str], picks: list[int],
               decimal: str = ".", categories: dict[str, list[str]] | None = None,
-              training: bool = False) -> list[float]:
+              training: bool = False, fill: dict[str, float] | None = None) -> list[float]:
     """The feature values of one CSV row (the columns `picks`): finite numbers, or an error naming the line
     and column (float() reads "nan" and "inf", which would show as a diverged run, later). A column of
     `categories` is one-hot encoded over its values, in their order. `training`: the file is the recipe's
-    (its errors may name recipe keys to set), not one read by a trained run."""
+    (its errors may name recipe keys to set), not one read by a trained run. `fill` (data.missing: mean): an
+    empty cell is its column's value there (NaN while training, for the training rows' mean to replace), an
+    empty category none of its values (all its 0/1 inputs 0)."""
     if len(row) != len(header):
         raise DataError(f"{path}, line {line}: {len(row)} columns where the header has {len(header)}")
+    empty = ("empty: fill or drop the row's missing values, or set data.missing: drop (leave such rows out) or "
+             "mean" if training else "empty: the model needs a value there (a run trained with data.missing: mean "
+             "fills it)")
     out = []
     for j in picks:
         values = (categories or {}).get(header[j])
         if values is not None:
             cell = row[j].strip()
+            if not cell and fill is not None:
+                out.extend(0.0 for _ in values)
+                continue
             if cell not in values:
-                what = "empty: fill or drop the row's missing values before training" if not cell else \
-                    f"{cell!r}, a value training never saw (it saw {', '.join(map(repr, values))})"
+                what = empty if not cell else f"{cell!r}, a value training never saw (it saw {', '.join(map(repr, values))})"
                 raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}")
             out.extend(float(cell == v) for v in values)
+            continue
+        if fill is not None and not row[j].strip():
+            out.append(fill.get(header[j], math.nan))
             continue
         try:
             value = float(row[j].replace(",", ".") if decimal == "," else row[j])
         except ValueError:
             if not row[j].strip():
-                what = "empty: fill or drop the row's missing values before training"
+                what = empty
             elif decimal == "." and re.fullmatch(DECIMAL_COMMA, row[j]):
                 what = f"{row[j]!r}, a number written with a comma: if the comma is the decimal mark, set data.decimal: ','"
             elif not training:  # a file read by a trained run (predict): its columns are what they are
@@ -414,9 +425,11 @@ def _natural(value: str):
 
 
 def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
-             categorical: list[str] | tuple = ()) -> Arrays:
+             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
     """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
-    and one label column (class indices or class names)."""
+    and one label column (class indices or class names). `missing` (data.missing) is what an empty cell does:
+    `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the training
+    rows' mean (an empty category: all its 0/1 inputs 0)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
@@ -439,10 +452,24 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
                         "feature: remove it from data.categorical_columns (class names need no encoding)")
     li = header.index(label)
     picks = [j for j in range(len(header)) if j != li]
-    categories = {c: sorted({row[header.index(c)].strip() for _, row in rows[1:]
+    notes, data_rows = [], rows[1:]
+    if missing == "drop":
+        data_rows = [(line, row) for line, row in data_rows if len(row) != len(header) or all(c.strip() for c in row)]
+        if not data_rows:
+            raise DataError(f"{p}: every row has an empty cell, and data.missing: drop leaves them all out")
+        if len(data_rows) < len(rows) - 1:
+            notes.append(f"data.missing: drop left out {len(rows) - 1 - len(data_rows)} of {len(rows) - 1} rows of "
+                         f"{p.name}, those with an empty cell")
+    for line, row in data_rows:  # a class named "" would be learnt in silence
+        if len(row) == len(header) and not row[li].strip():
+            raise DataError(f"{p}, line {line}: the label ({label!r}) is empty: fill it or drop the row, or set "
+                            "data.missing: drop to leave such rows out")
+    categories = {c: sorted({row[header.index(c)].strip() for _, row in data_rows
                              if len(row) > header.index(c)} - {""}, key=_natural) for c in categorical}
-    features = [_features(p, line, row, header, picks, decimal, categories, training=True) for line, row in rows[1:]]
-    labels = [row[li] for _, row in rows[1:]]
+    fill = {} if missing == "mean" else None  # NaN: the training rows' mean, once the splits are drawn
+    features = [_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
+                for line, row in data_rows]
+    labels = [row[li] for _, row in data_rows]
     classes = sorted(set(labels), key=_natural)
     index = {c: i for i, c in enumerate(classes)}
     x = np.array(features, dtype=np.float32)
@@ -452,7 +479,7 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     columns = {"features": names, "label": label}
     if categories:  # the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike
         columns.update(inputs=[header[j] for j in picks], categories=categories)
-    return Arrays(x, y, None, None, classes, str(p), modality="features", columns=columns)
+    return Arrays(x, y, None, None, classes, str(p), modality="features", columns=columns, notes=notes)
 
 
 def read_feature_rows(path: Path, columns: dict | None, width: int, separator: str = ",",
@@ -477,8 +504,8 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
                         "column in training's order")
     else:
         picks = list(range(width))
-    categories = columns.get("categories") if columns else None
-    x = np.array([_features(path, line, row, header, picks, decimal, categories) for line, row in rows[1:]],
+    categories, fill = (columns.get("categories"), columns.get("fill")) if columns else (None, None)
+    x = np.array([_features(path, line, row, header, picks, decimal, categories, fill=fill) for line, row in rows[1:]],
                  np.float32)
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
@@ -718,7 +745,8 @@ DATASETS = {
                             lambda cfg: load_image_folder(cfg.path, cfg.image_size), reads_path=True),
     "csv": Dataset("a CSV file of feature columns (numbers, or data.categorical_columns) and a label column (data.path)",
                    lambda cfg: load_csv(cfg.path, cfg.label_column, getattr(cfg, "separator", ","),
-                                        getattr(cfg, "decimal", "."), getattr(cfg, "categorical_columns", ())),
+                                        getattr(cfg, "decimal", "."), getattr(cfg, "categorical_columns", ()),
+                                        getattr(cfg, "missing", "error")),
                    reads_path=True),
 }
 

@@ -166,6 +166,9 @@ class DataConfig(DataCommon):
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    # csv: an empty cell is an error, or its row is left out (drop), or it is the column's mean over the
+    # training rows (mean; an empty category: none of its values)
+    missing: Literal["error", "drop", "mean"] = "error"
     # a dataset without a test set of its own (a csv, an npz without x_test, an image folder without test/)
     # keeps this share aside as its test split: a fixed draw (seed 0), the same for every run
     test_split: float = Field(0.2, ge=0, lt=1)
@@ -175,10 +178,11 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        unread = changed(self, ("separator", "decimal", "categorical_columns")) if self.dataset != "csv" else []
+        unread = changed(self, ("separator", "decimal", "categorical_columns", "missing")) if self.dataset != "csv" \
+            else []
         twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})
         return super().cross_problems() + csv_format_problems(self) + (
-            [f"{' and '.join(unread)}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
+            [f"{' and '.join(filter(None, [', '.join(unread[:-1]), unread[-1]]))}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
             [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
             [f"data.categorical_columns: {self.label_column!r} is data.label_column, not a feature (remove it from "

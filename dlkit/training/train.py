@@ -301,6 +301,8 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     else:
         mid = None
     reporter.start(run.root, recipe, data.spec, model)
+    for note in data.notes:
+        reporter.message(note)
     wanted = recipe.train.steps_per_execution
     taken = optim.steps_per_execution(wanted, steps)
     if taken != wanted:
