@@ -51,6 +51,10 @@ class Domains:
     artifacts: dict = field(default_factory=dict)
 
     @property
+    def notes(self) -> list[str]:
+        return self.a.notes + self.b.notes
+
+    @property
     def scale(self):
         return self.a.scale
 
