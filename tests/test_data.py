@@ -504,6 +504,20 @@ def test_empty_cells_of_a_feature_csv_by_data_missing(tmp_path):
         pipeline.mean_filled(pipeline.split(arrays, cfg(validation_split=0, test_split=0), 0), arrays.columns, "m", [])
 
 
+def test_a_label_column_of_quantities_is_not_read_as_classes(tmp_path):
+    """A label column of numbers with fractions (prices) would have made each value a class; it is an error
+    with its line. A label with a class per two rows or fewer is read, with a note."""
+    f = tmp_path / "p.csv"
+    f.write_text("rooms,price\n3,250000\n2,199999.5\n4,310000\n")
+    with pytest.raises(DataError, match=r"line 3: the label \('price'\) is '199999.5', a number with a fraction"):
+        sources.load_csv(str(f), None)
+    rooms = sources.load_csv(str(f), "rooms")  # fractions in a feature column are numbers as any other
+    assert rooms.class_names == ["2", "3", "4"] and rooms.notes == [] and rooms.x_train[1, 0] == 199999.5
+    f.write_text("x,id\n" + "".join(f"{i},{i}\n" for i in range(30)))
+    assert sources.load_csv(str(f), None).notes == [
+        "the label column 'id' holds 30 classes for 30 rows: if that is not what you meant, set data.label_column"]
+
+
 def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     """Files saved as "UTF-8 with BOM" (Excel, Notepad): the mark is not part of the first column's name,
     the first sentence or the first character of a text (before, label_column: label was "no column")."""

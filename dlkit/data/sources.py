@@ -418,6 +418,19 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
     return out
 
 
+def _fractional(labels: list[str]) -> int | None:
+    """The index of the first label that is a number with a fraction, when every label is a number; else None."""
+    first = None
+    for i, v in enumerate(labels):
+        try:
+            number = float(v)
+        except ValueError:
+            return None
+        if first is None and math.isfinite(number) and not number.is_integer():
+            first = i
+    return first
+
+
 def _natural(value: str):
     """A sort key that puts whole numbers first, in numeric order ("2" before "10"), then names."""
     number = value.lstrip("-").isdigit()
@@ -471,6 +484,16 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
                 for line, row in data_rows]
     labels = [row[li] for _, row in data_rows]
     classes = sorted(set(labels), key=_natural)
+    quantity = _fractional(labels)
+    if quantity is not None:  # a price or a temperature: each value would be learnt as a class of its own
+        line = data_rows[quantity][0]
+        raise DataError(f"{p}, line {line}: the label ({label!r}) is {labels[quantity]!r}, a number with a fraction: "
+                        "a classifier's labels name classes (indices or names), and this column looks like a quantity "
+                        "to predict, which the feed-forward nets do not do (rnn_forecaster predicts the numbers of "
+                        "a series). If another column is the label, set data.label_column")
+    if len(classes) > max(20, len(labels) // 2):
+        notes.append(f"the label column {label!r} holds {len(classes)} classes for {len(labels)} rows: if that is "
+                     "not what you meant, set data.label_column")
     index = {c: i for i, c in enumerate(classes)}
     x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
