@@ -318,7 +318,9 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     trained = run("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs", "--json", "-q")
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["test"]  # test_split: 16 of the 80 rows
+    assert json.loads(trained.stdout)["data_notes"][0].startswith("data.missing: mean filled 1 empty cells")
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    assert json.loads((run_dir / "manifest.json").read_text())["data_notes"] == json.loads(trained.stdout)["data_notes"]
     # the columns shuffled, the label kept: read by name
     (tmp_path / "new.csv").write_text("label,c,plan,a,b\n" + "\n".join(
         f"?,{c},{p},{a},{b if i != 1 else ''}" for i, ((a, b, c), p) in enumerate(zip(x[:3], plans))) + "\n")

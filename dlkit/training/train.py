@@ -225,6 +225,8 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, ski
     several, earlier = len(phases) > 1, dict(earlier or {})
     start, fit_seconds, fit_cpu_seconds = time.perf_counter(), 0.0, 0.0
     result = {"name": session.recipe.name, "run_dir": str(run.root)}
+    if session.data.notes:  # what reading the data did (rows left out, cells filled): `--json` carries it too
+        result["data_notes"] = list(session.data.notes)
     if initial_epoch or skip:
         result["resumed_from_epoch"] = initial_epoch
         if skip:
@@ -475,7 +477,8 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
         "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
         "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
-        "task": session.task.name, "data_origin": session.data.origin, "data_spec": session.data.spec.to_dict(),
+        "task": session.task.name, "data_origin": session.data.origin, "data_notes": session.data.notes,
+        "data_spec": session.data.spec.to_dict(),
         "params": int(model.count_params()), "replicas": session.placement.replicas,
         "processes": backend.process_count(),
         "devices": session.placement.devices or None,
