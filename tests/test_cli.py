@@ -97,6 +97,18 @@ def test_validate_missing_data_is_exit_3(write_recipe, tmp_path, no_data):
     assert result.exit_code == 3 and "not found" in result.stderr
 
 
+def test_validate_reads_a_feature_csvs_header(write_recipe, tmp_path):
+    """The columns a recipe names in a feature CSV are checked against its header by `dlkit validate` (before,
+    it said ok, and training failed on reading the data)."""
+    (tmp_path / "t.csv").write_text("age,plan,churned\n30,pro,no\n")
+    text = f"model: {{arch: mlp}}\ndata: {{dataset: csv, path: {tmp_path / 't.csv'}, categorical_columns: [plan]"
+    assert run("validate", write_recipe(text + "}\n")).exit_code == 0
+    bad = run("validate", write_recipe(text + ", label_column: churn}\n"))
+    assert bad.exit_code == 3 and "no column 'churn' (data.label_column); columns are age, plan, churned" in bad.stderr
+    bad = run("validate", write_recipe(text.replace("[plan]", "[plna]") + "}\n"))
+    assert bad.exit_code == 3 and "no column 'plna' (data.categorical_columns)" in bad.stderr
+
+
 def test_train_bad_recipe_is_exit_2_and_makes_no_run(write_recipe, tmp_path):
     recipe = write_recipe("model: {arch: cnn}\ntrain: {epoch: 2}\n")
     result = run("train", recipe, "--runs-root", tmp_path / "runs", "--json")

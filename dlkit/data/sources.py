@@ -437,17 +437,9 @@ def _natural(value: str):
     return not number, int(value) if number else 0, value
 
 
-def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
-             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
-    """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
-    and one label column (class indices or class names). `missing` (data.missing) is what an empty cell does:
-    `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the training
-    rows' mean (an empty category: all its 0/1 inputs 0)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"CSV file not found: {p} (data.path)")
-    rows = _csv_rows(p, separator)
-    header = [h.strip() for h in rows[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
+def table_columns(p: Path, header: list[str], label_column: str | None, categorical, separator: str) -> str:
+    """The label column of a feature CSV's header, once the header is checked against the recipe's
+    label_column and categorical_columns (load_csv, and `dlkit validate`, which reads the header alone)."""
     if len(header) == 1:  # the header read as one cell: the file separates its cells with something else
         other = separator_in(header[0], separator)
         hint = f"; if the file separates cells with {other!r}, set data.separator: {other!r}" if other else ""
@@ -463,6 +455,37 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     if label in categorical:
         raise DataError(f"{p}: {label!r} is the label column{'' if label_column else ' (the last one)'}, not a "
                         "feature: remove it from data.categorical_columns (class names need no encoding)")
+    return label
+
+
+def table_header(cfg) -> str:
+    """A feature CSV's header checked without reading its rows (`dlkit validate`): its path, or a DataError."""
+    import csv
+
+    p = Path(cfg.path).expanduser()
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            header = next((r for r in csv.reader(f, delimiter=cfg.separator) if r), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"cannot read CSV file {p}: {e}") from None
+    if header is None:
+        raise DataError(f"{p}: expected a header row and at least one data row")
+    table_columns(p, [h.strip() for h in header], cfg.label_column, cfg.categorical_columns, cfg.separator)
+    return cfg.path
+
+
+def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
+             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+    """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
+    and one label column (class indices or class names). `missing` (data.missing) is what an empty cell does:
+    `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the training
+    rows' mean (an empty category: all its 0/1 inputs 0)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"CSV file not found: {p} (data.path)")
+    rows = _csv_rows(p, separator)
+    header = [h.strip() for h in rows[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
+    label = table_columns(p, header, label_column, categorical, separator)
     li = header.index(label)
     picks = [j for j in range(len(header)) if j != li]
     notes, data_rows = [], rows[1:]
@@ -800,5 +823,5 @@ def locate(cfg) -> str:
     if dataset(name).reads_path:
         if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
-        return cfg.path
+        return table_header(cfg) if name == "csv" and hasattr(cfg, "categorical_columns") else cfg.path
     return name
