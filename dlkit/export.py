@@ -6,7 +6,8 @@
 - `onnx`: an ONNX file (Keras converts through tf2onnx), for onnxruntime and the ONNX world.
 - `litert`: a LiteRT (TensorFlow Lite) flatbuffer, for phones and microcontrollers.
 
-What is exported is the task's deployable model (`Task.exported`): a classifier whole, a GAN's or a VAE's
+What is exported is the task's deployable model (`Task.exported`): a classifier whole (on raw inputs: its
+input scale as its first layer), a GAN's or a VAE's
 generator, a CycleGAN's A-to-B generator. Every export is loaded back after writing, by the runtime it is
 for (TensorFlow, onnxruntime, the LiteRT interpreter), and must give the Keras model's outputs on probe
 inputs drawn to the model's input signature; a file that does not is removed and the command fails (exit

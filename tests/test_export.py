@@ -30,16 +30,21 @@ def _digits(n=5):
     from dlkit.data import sources
 
     x = sources.load_builtin("mnist", str(DATA), allow_download=False).x_test[:n]
-    return x[..., None].astype("float32") / 255.0
+    return x[..., None].astype("float32")  # pixel values, 0 to 255
 
 
 def test_each_format_is_written_and_gives_the_models_predictions(trained):
-    """Each format's file, run by its own runtime outside dlkit, classifies real test digits as the Keras
-    model does; exports.json keeps each check's figures."""
+    """Each format's file, run by its own runtime outside dlkit, classifies real test digits given as raw
+    pixel values (0-255) as the Keras model does the digits scaled as training scaled them (the run's input
+    scale is the export's first layer); exports.json keeps each check's figures."""
     import keras
 
+    from dlkit.data.pipeline import scale_from_artifact
+
     x = _digits()
-    expected = keras.saving.load_model(trained / "model.keras").predict(x, verbose=0)
+    a, b = scale_from_artifact(json.loads((trained / "artifacts" / "scale.json").read_text()))
+    assert a.tolist() == pytest.approx([1 / 255]) and b.tolist() == [0]  # data.scale: unit
+    expected = keras.saving.load_model(trained / "model.keras").predict(x * a + b, verbose=0)
     for fmt in ("saved_model", "onnx", "litert"):
         out = run("export", trained, "--format", fmt, "--json")
         assert out.exit_code == 0, out.stdout + out.stderr
@@ -129,7 +134,7 @@ def test_what_each_task_exports():
     from dlkit.tasks import TASKS
 
     model = SimpleNamespace(sampler="G", decoder="D", generator_ab="AB")
-    run_ = SimpleNamespace(root=Path("runs/x"))
+    run_ = SimpleNamespace(root=Path("runs/x"), artifact=lambda name: Path("runs/x/artifacts/none.json"))
     recipe = SimpleNamespace(model=SimpleNamespace(arch="cnn"))
     assert TASKS["adversarial"].exported(run_, recipe, model)[0] == "G"
     assert TASKS["variational"].exported(run_, recipe, model)[0] == "D"

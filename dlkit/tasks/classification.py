@@ -81,6 +81,22 @@ class Classification(FitTask):
             per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
         return [table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
 
+    def exported(self, run, recipe, model):
+        """The classifier on raw inputs: the run's input scale (x * a + b, artifacts/scale.json) as its first
+        layer, so a deployment feeds pixel values (0-255) or a CSV's numbers as they are, not as dlkit's
+        pipeline scaled them. A model whose inputs are not scaled (token ids) is exported as it is."""
+        if not run.artifact("scale").is_file():
+            return super().exported(run, recipe, model)
+        import keras
+
+        from dlkit.tasks.generative import run_scale
+
+        a, b = run_scale(run)
+        inputs = keras.Input(shape=model.input_shape[1:], name="inputs")
+        outputs = model(keras.layers.Rescaling(scale=a, offset=b, name="input_scale")(inputs))
+        return (keras.Model(inputs, outputs, name=f"{model.name}_on_raw_inputs"),
+                f"the {recipe.model.arch} model on raw inputs (its input scale, x * a + b, as its first layer)")
+
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         """Labels and probabilities for image files (PNG, JPEG) or .npy arrays of uint8 images, read in the
         run's input scale (a file of another size is resized, its colour converted to the model's channels),
