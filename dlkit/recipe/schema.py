@@ -180,9 +180,10 @@ class DataConfig(DataCommon):
     def cross_problems(self) -> list[str]:
         unread = changed(self, ("separator", "decimal", "categorical_columns", "missing")) if self.dataset != "csv" \
             else []
+        keys = f"{', '.join(unread[:-1])} and {unread[-1]}" if len(unread) > 1 else "".join(unread)
         twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})
         return super().cross_problems() + csv_format_problems(self) + (
-            [f"{' and '.join(filter(None, [', '.join(unread[:-1]), unread[-1]]))}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
+            [f"{keys}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
             [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
             [f"data.categorical_columns: {self.label_column!r} is data.label_column, not a feature (remove it from "
