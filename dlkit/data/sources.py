@@ -354,16 +354,19 @@ def separator_in(header_cell: str, separator: str) -> str | None:
     return next((c for c in ";\t|," if c != separator and c in header_cell), None)
 
 
-def _csv_rows(path: Path, separator: str = ",") -> list[tuple[int, list[str]]]:
-    """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row."""
+def _csv_rows(path: Path, separator: str = ",", header_only: bool = False) -> list[tuple[int, list[str]]]:
+    """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row
+    (`header_only`: the header alone, the file read no further)."""
     import csv
+    import itertools
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1) if r]
-    except (UnicodeDecodeError, csv.Error) as e:
+            rows = ((line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1) if r)
+            rows = list(itertools.islice(rows, 1) if header_only else rows)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path}: {e}") from None
-    if len(rows) < 2:
+    if len(rows) < (1 if header_only else 2):
         raise DataError(f"{path}: expected a header row and at least one data row")
     return rows
 
@@ -460,17 +463,9 @@ def table_columns(p: Path, header: list[str], label_column: str | None, categori
 
 def table_header(cfg) -> str:
     """A feature CSV's header checked without reading its rows (`dlkit validate`): its path, or a DataError."""
-    import csv
-
     p = Path(cfg.path).expanduser()
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            header = next((r for r in csv.reader(f, delimiter=cfg.separator) if r), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"cannot read CSV file {p}: {e}") from None
-    if header is None:
-        raise DataError(f"{p}: expected a header row and at least one data row")
-    table_columns(p, [h.strip() for h in header], cfg.label_column, cfg.categorical_columns, cfg.separator)
+    header = [h.strip() for h in _csv_rows(p, cfg.separator, header_only=True)[0][1]]
+    table_columns(p, header, cfg.label_column, cfg.categorical_columns, cfg.separator)
     return cfg.path
 
 
@@ -500,8 +495,9 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
         if len(row) == len(header) and not row[li].strip():
             raise DataError(f"{p}, line {line}: the label ({label!r}) is empty: fill it or drop the row, or set "
                             "data.missing: drop to leave such rows out")
-    categories = {c: sorted({row[header.index(c)].strip() for _, row in data_rows
-                             if len(row) > header.index(c)} - {""}, key=_natural) for c in categorical}
+    at = {c: header.index(c) for c in categorical}
+    categories = {c: sorted({row[j].strip() for _, row in data_rows if len(row) > j} - {""}, key=_natural)
+                  for c, j in at.items()}
     fill = {} if missing == "mean" else None  # NaN: the training rows' mean, once the splits are drawn
     features = [_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
                 for line, row in data_rows]
