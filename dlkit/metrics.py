@@ -34,16 +34,29 @@ def per_class(matrix: np.ndarray, class_names: list[str]) -> dict:
     }
 
 
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance")
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou")
+
+
+def improves(name: str, mode: str = "auto") -> str | None:
+    """"min" or "max": which way the logged value `name` gets better (`mode` when it is not "auto"), or None
+    when its name does not say."""
+    if mode != "auto":
+        return mode
+    low = name.lower()
+    return "min" if any(w in low for w in LOWER_IS_BETTER) else "max" if any(w in low for w in HIGHER_IS_BETTER) \
+        else None
+
+
 def best_of(rows: list[dict]) -> dict:
-    """The best value of each metric over epochs: lowest for losses and errors, highest otherwise."""
+    """The best value of each metric over epochs: lowest for losses and errors (`improves`), highest otherwise."""
     out = {}
     for key in dict.fromkeys(k for r in rows for k in r):
         if key == "epoch" or key.endswith("learning_rate"):
             continue
         values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
         if values:
-            lower = "loss" in key or "error" in key
-            out[key] = min(values) if lower else max(values)
+            out[key] = min(values) if improves(key) == "min" else max(values)
     return out
 
 

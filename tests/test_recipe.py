@@ -153,6 +153,16 @@ def test_the_way_a_monitored_value_improves():
     assert improves("foo", "max") == "max" and improves("val_loss", "max") == "max"
 
 
+def test_the_best_epoch_of_each_metric_goes_its_own_way():
+    """The summary's `best` column: the lowest MAE and perplexity (they were the highest: a regression's
+    `best` mae was its first epoch's), the highest accuracy."""
+    from dlkit.metrics import best_of
+
+    rows = [{"epoch": 0, "mae": 9.0, "val_perplexity": 80.0, "accuracy": 0.5, "learning_rate": 0.1},
+            {"epoch": 1, "mae": 3.0, "val_perplexity": 60.0, "accuracy": 0.9, "learning_rate": 0.01}]
+    assert best_of(rows) == {"mae": 3.0, "val_perplexity": 60.0, "accuracy": 0.9}
+
+
 def test_all_errors_reported_together(write_recipe):
     recipe = write_recipe(
         "seed: x\nmodel:\n  arch: cnn\n  dropout: 2\ndata:\n  batchsize: 3\ntrain:\n  epochs: 0\n"

@@ -27,6 +27,7 @@ from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_
                       model_serializer, model_validator)
 
 from dlkit import catalog
+from dlkit.metrics import improves
 from dlkit.config import Section, UnsetIsNone, check_name
 from dlkit.data import sources
 from dlkit.errors import Problem, RecipeError
@@ -275,20 +276,6 @@ class OptimizerConfig(UnsetIsNone):
 # Words in a logged value's name that say which way it gets better. Keras's mode "auto" knows only its own
 # metric objects: it refused `val_acc` (an error after the first epoch), and dlkit's own guess took a
 # forecaster's val_mae for a value to maximize.
-LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance")
-HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou")
-
-
-def improves(name: str, mode: str = "auto") -> str | None:
-    """"min" or "max": which way the logged value `name` gets better (`mode` when it is not "auto"), or None
-    when its name does not say."""
-    if mode != "auto":
-        return mode
-    low = name.lower()
-    return "min" if any(w in low for w in LOWER_IS_BETTER) else "max" if any(w in low for w in HIGHER_IS_BETTER) \
-        else None
-
-
 def direction_problems(name: str, mode: str, key: str) -> list[str]:
     """The problem with a monitored value whose direction neither its name nor `key` (its mode, beside the
     monitor key) says."""
