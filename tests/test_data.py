@@ -509,13 +509,15 @@ def test_a_label_column_of_quantities_is_not_read_as_classes(tmp_path):
     with its line. A label with a class per two rows or fewer is read, with a note."""
     f = tmp_path / "p.csv"
     f.write_text("rooms,price\n3,250000\n2,199999.5\n4,310000\n")
-    with pytest.raises(DataError, match=r"line 3: the label \('price'\) is '199999.5', a number with a fraction"):
+    with pytest.raises(DataError, match=r"line 3: the label \('price'\) is '199999.5', a number with a fraction.*"
+                                        r"train arch mlp_regressor on it \(data.target_columns\)"):
         sources.load_csv(str(f), None)
     rooms = sources.load_csv(str(f), "rooms")  # fractions in a feature column are numbers as any other
     assert rooms.class_names == ["2", "3", "4"] and rooms.notes == [] and rooms.x_train[1, 0] == 199999.5
     f.write_text("x,id\n" + "".join(f"{i},{i}\n" for i in range(30)))
     assert sources.load_csv(str(f), None).notes == [
-        "the label column 'id' holds 30 classes for 30 rows: if that is not what you meant, set data.label_column"]
+        "the label column 'id' holds 30 classes for 30 rows: if that is not what you meant, set data.label_column "
+        "(or, for a quantity, train arch mlp_regressor)"]
 
 
 def test_a_byte_order_mark_is_not_read_as_text(tmp_path):

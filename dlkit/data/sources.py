@@ -440,49 +440,73 @@ def _natural(value: str):
     return not number, int(value) if number else 0, value
 
 
-def table_columns(p: Path, header: list[str], label_column: str | None, categorical, separator: str) -> str:
-    """The label column of a feature CSV's header, once the header is checked against the recipe's
-    label_column and categorical_columns (load_csv, and `dlkit validate`, which reads the header alone)."""
+def table_columns(p: Path, header: list[str], label_columns: list[str] | None, categorical, separator: str,
+                  key: str = "data.label_column") -> list[str]:
+    """The label columns of a feature CSV's header (the last column when the recipe names none), once the
+    header is checked against the recipe's `key` (data.label_column, or a regression's data.target_columns)
+    and categorical_columns (load_csv, and `dlkit validate`, which reads the header alone)."""
     if len(header) == 1:  # the header read as one cell: the file separates its cells with something else
         other = separator_in(header[0], separator)
         hint = f"; if the file separates cells with {other!r}, set data.separator: {other!r}" if other else ""
         raise DataError(f"{p}: the header reads as one column, {header[0][:60]!r}: a feature CSV has feature "
-                        f"columns and a label column{hint}")
-    label = label_column or header[-1]
-    if label not in header:
-        raise DataError(f"{p}: no column {label!r} (data.label_column); columns are {', '.join(header)}")
+                        f"columns and a {_noun(key)} column{hint}")
+    labels = list(label_columns or [header[-1]])
+    unknown = [c for c in labels if c not in header]
+    if unknown:
+        raise DataError(f"{p}: no column {', '.join(map(repr, unknown))} ({key}); columns are {', '.join(header)}")
     unknown = [c for c in categorical if c not in header]
     if unknown:
         raise DataError(f"{p}: no column {', '.join(map(repr, unknown))} (data.categorical_columns); columns are "
                         f"{', '.join(header)}")
-    if label in categorical:
-        raise DataError(f"{p}: {label!r} is the label column{'' if label_column else ' (the last one)'}, not a "
-                        "feature: remove it from data.categorical_columns (class names need no encoding)")
-    return label
+    both = [c for c in labels if c in categorical]
+    if both:
+        why = "class names need no encoding" if key == "data.label_column" else "targets are numbers"
+        raise DataError(f"{p}: {both[0]!r} is the {_noun(key)} column{'' if label_columns else ' (the last one)'}, "
+                        f"not a feature: remove it from data.categorical_columns ({why})")
+    if len(labels) == len(header):
+        raise DataError(f"{p}: every column is a {_noun(key)} ({key}); a feature CSV needs feature columns too")
+    return labels
 
 
-def table_header(cfg) -> str:
+def _noun(key: str) -> str:
+    return "label" if key == "data.label_column" else "target"
+
+
+def table_header(cfg, label_columns: list[str] | None, key: str = "data.label_column") -> str:
     """A feature CSV's header checked without reading its rows (`dlkit validate`): its path, or a DataError."""
     p = Path(cfg.path).expanduser()
     header = [h.strip() for h in _csv_rows(p, cfg.separator, header_only=True)[0][1]]
-    table_columns(p, header, cfg.label_column, cfg.categorical_columns, cfg.separator)
+    table_columns(p, header, label_columns, cfg.categorical_columns, cfg.separator, key)
     return cfg.path
 
 
-def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
-             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+@dataclass
+class Table:
+    """A feature CSV's rows read as feature vectors, with what a label or target reader needs of them."""
+
+    path: Path
+    header: list[str]
+    labels: list[int]  # the label (or target) columns' indices
+    rows: list[tuple[int, list[str]]]  # (line, cells) of the rows kept
+    x: np.ndarray
+    columns: dict  # the `columns` artifact: feature names (one-hot ones `name=value`), the file's inputs
+    notes: list[str]
+
+
+def read_table(path: str, label_columns: list[str] | None, separator: str = ",", decimal: str = ".",
+               categorical: list[str] | tuple = (), missing: str = "error", key: str = "data.label_column") -> Table:
     """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
-    and one label column (class indices or class names). `missing` (data.missing) is what an empty cell does:
-    `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the training
-    rows' mean (an empty category: all its 0/1 inputs 0)."""
+    beside the label columns (`key` names them in messages). `missing` (data.missing) is what an empty cell
+    does: `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the
+    training rows' mean (an empty category: all its 0/1 inputs 0). An empty label is an error, or its row
+    left out under `drop`."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
     rows = _csv_rows(p, separator)
     header = [h.strip() for h in rows[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
-    label = table_columns(p, header, label_column, categorical, separator)
-    li = header.index(label)
-    picks = [j for j in range(len(header)) if j != li]
+    labels = [header.index(c) for c in table_columns(p, header, label_columns, categorical, separator, key)]
+    picks = [j for j in range(len(header)) if j not in labels]
     notes, data_rows = [], rows[1:]
     if missing == "drop":
         data_rows = [(line, row) for line, row in data_rows if len(row) != len(header) or all(c.strip() for c in row)]
@@ -492,36 +516,85 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
             notes.append(f"data.missing: drop left out {len(rows) - 1 - len(data_rows)} of {len(rows) - 1} rows of "
                          f"{p.name}, those with an empty cell")
     for line, row in data_rows:  # a class named "" would be learnt in silence
-        if len(row) == len(header) and not row[li].strip():
-            raise DataError(f"{p}, line {line}: the label ({label!r}) is empty: fill it or drop the row, or set "
-                            "data.missing: drop to leave such rows out")
+        empty = next((j for j in labels if len(row) == len(header) and not row[j].strip()), None)
+        if empty is not None:
+            raise DataError(f"{p}, line {line}: the {_noun(key)} ({header[empty]!r}) is empty: fill it or drop the "
+                            "row, or set data.missing: drop to leave such rows out")
     at = {c: header.index(c) for c in categorical}
     categories = {c: sorted({row[j].strip() for _, row in data_rows if len(row) > j} - {""}, key=_natural)
                   for c, j in at.items()}
     fill = {} if missing == "mean" else None  # NaN: the training rows' mean, once the splits are drawn
-    features = [_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
-                for line, row in data_rows]
-    labels = [row[li] for _, row in data_rows]
+    x = np.array([_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
+                  for line, row in data_rows], dtype=np.float32)
+    names = [name for j in picks for name in ([f"{header[j]}={v}" for v in categories[header[j]]]
+                                              if header[j] in categories else [header[j]])]
+    columns = {"features": names}
+    if categories:  # the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike
+        columns.update(inputs=[header[j] for j in picks], categories=categories)
+    return Table(p, header, labels, data_rows, x, columns, notes)
+
+
+def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
+             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+    """A feature CSV (read_table) and its one label column: class indices or class names."""
+    t = read_table(path, [label_column] if label_column else None, separator, decimal, categorical, missing)
+    p, label = t.path, t.header[t.labels[0]]
+    labels = [row[t.labels[0]] for _, row in t.rows]
     classes = sorted(set(labels), key=_natural)
     quantity = _fractional(labels)
     if quantity is not None:  # a price or a temperature: each value would be learnt as a class of its own
-        line = data_rows[quantity][0]
+        line = t.rows[quantity][0]
         raise DataError(f"{p}, line {line}: the label ({label!r}) is {labels[quantity]!r}, a number with a fraction: "
                         "a classifier's labels name classes (indices or names), and this column looks like a quantity "
-                        "to predict, which the feed-forward nets do not do (rnn_forecaster predicts the numbers of "
-                        "a series). If another column is the label, set data.label_column")
+                        "to predict: train arch mlp_regressor on it (data.target_columns), or, if another column is "
+                        "the label, set data.label_column")
+    notes = list(t.notes)
     if len(classes) > max(20, len(labels) // 2):
         notes.append(f"the label column {label!r} holds {len(classes)} classes for {len(labels)} rows: if that is "
-                     "not what you meant, set data.label_column")
+                     "not what you meant, set data.label_column (or, for a quantity, train arch mlp_regressor)")
     index = {c: i for i, c in enumerate(classes)}
-    x = np.array(features, dtype=np.float32)
     y = np.array([index[v] for v in labels], dtype=np.int64)
-    names = [name for j in picks for name in ([f"{header[j]}={v}" for v in categories[header[j]]]
-                                              if header[j] in categories else [header[j]])]
-    columns = {"features": names, "label": label}
-    if categories:  # the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike
-        columns.update(inputs=[header[j] for j in picks], categories=categories)
-    return Arrays(x, y, None, None, classes, str(p), modality="features", columns=columns, notes=notes)
+    return Arrays(t.x, y, None, None, classes, str(p), modality="features", columns={**t.columns, "label": label},
+                  notes=notes)
+
+
+def load_targets_csv(path: str, target_columns: list[str] | None, separator: str = ",", decimal: str = ".",
+                     categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+    """A feature CSV (read_table) and its target columns, numbers to predict (a regression's): y is
+    (N, targets) float32. A target cell that is not a finite number is an error naming its line."""
+    t = read_table(path, target_columns, separator, decimal, categorical, missing, key="data.target_columns")
+    names = [t.header[j] for j in t.labels]
+    y = np.empty((len(t.rows), len(names)), np.float32)
+    for i, (line, row) in enumerate(t.rows):
+        for k, j in enumerate(t.labels):
+            cell = row[j].replace(",", ".") if decimal == "," else row[j]
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                comma = decimal == "." and re.fullmatch(DECIMAL_COMMA, row[j])
+                raise DataError(f"{t.path}, line {line}: the target ({names[k]!r}) is {row[j]!r}, not a finite number"
+                                + ("; if the comma is the decimal mark, set data.decimal: ','" if comma else
+                                   ": a regression predicts numbers (a column of class names is a classifier's "
+                                   "label: arch mlp, data.label_column)"))
+            y[i, k] = value
+    return Arrays(t.x, y, None, None, [], str(t.path), modality="features", columns={**t.columns, "targets": names},
+                  notes=list(t.notes))
+
+
+def load_diabetes() -> Arrays:
+    """Efron, Hastie, Johnstone and Tibshirani's diabetes table (2004): 442 patients, ten baseline measures (age,
+    sex, body mass index, blood pressure, six blood serum measures) and a measure of the disease's progression
+    a year later, the target. Read from scikit-learn's own copy, installed with it (no download), in its
+    original units: age in years, sex 1 or 2, and so on."""
+    from sklearn.datasets import load_diabetes as bundled
+
+    table = bundled(scaled=False)
+    names = [str(n) for n in table.feature_names]
+    return Arrays(np.asarray(table.data, np.float32), np.asarray(table.target, np.float32)[:, None], None, None, [],
+                  "scikit-learn's copy of the diabetes data (Efron et al. 2004)", modality="features",
+                  columns={"features": names, "targets": ["progression"]})
 
 
 def read_feature_rows(path: Path, columns: dict | None, width: int, separator: str = ",",
@@ -819,5 +892,6 @@ def locate(cfg) -> str:
     if dataset(name).reads_path:
         if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
-        return table_header(cfg) if name == "csv" and hasattr(cfg, "categorical_columns") else cfg.path
+        return table_header(cfg, [cfg.label_column] if cfg.label_column else None) \
+            if name == "csv" and hasattr(cfg, "categorical_columns") else cfg.path
     return name
