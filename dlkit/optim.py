@@ -71,7 +71,7 @@ def metrics(train_cfg):
 
     problems = []
     for i, name in enumerate(train_cfg.metrics):
-        if name in ("accuracy", "acc"):
+        if name in ("accuracy", "acc", "rmse"):
             continue
         try:
             keras.metrics.get(name)
@@ -80,7 +80,8 @@ def metrics(train_cfg):
                                     hint="use a keras.metrics name, e.g. accuracy, sparse_top_k_categorical_accuracy"))
     if problems:
         raise RecipeError(problems)
-    return list(train_cfg.metrics)
+    # "rmse", which Keras does not know by that name, logged as `rmse` (not root_mean_squared_error)
+    return [keras.metrics.RootMeanSquaredError(name="rmse") if name == "rmse" else name for name in train_cfg.metrics]
 
 
 def steps_per_epoch(num_train: int, batch_size: int, cap: int | None) -> int:

@@ -177,3 +177,22 @@ def bleu_by_length(curves: dict, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """A regression's predictions against the actual values, one panel per target (the first four), with the
+    line where they would be equal."""
+    plt = _pyplot()
+    k = min(len(names), 4)
+    fig, axes = plt.subplots(1, k, figsize=(5 * k, 4.8), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        a, p = actual[:, j], predicted[:, j]
+        lo, hi = float(min(a.min(), p.min())), float(max(a.max(), p.max()))
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="predicted = actual")
+        ax.scatter(a, p, s=8, alpha=0.6)
+        ax.set_xlabel(f"actual {names[j]}")
+        ax.set_ylabel(f"predicted {names[j]}")
+        ax.set_title(title if k == 1 else f"{title}: {names[j]}")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+    _save(fig, path)

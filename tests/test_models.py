@@ -240,6 +240,8 @@ SPECS = {
     "airline_passengers": DataSpec(input_shape=(12, 3), modality="series", target_shape=(12, 1)),
     "mnist_strings": DataSpec(input_shape=(28, 140, 1), target_shape=(6,), vocabulary_size=12),
     # Tatoeba's pairs of at most 15 words: 24 source tokens, 30 target ones ([START] or [END] included)
+    "diabetes": DataSpec(input_shape=(10,), modality="features", target_shape=(1,),
+                         target_scale={"mean": [152.1], "std": [77.0]}),
     "tatoeba_fra_eng": DataSpec(input_shape=(55,), modality="tokens", vocabulary_size=10000,
                                 source_vocabulary_size=10000, target_shape=(24, 30)),
 }
@@ -278,5 +280,7 @@ def test_shipped_recipes_build_and_compile(path):
     elif task.name == "text_translation":
         assert model.output_shape == (None, 30, 10000)
         assert [i.shape for i in model.inputs] == [(None, 24), (None, 30)]
+    elif task.name == "regression":  # the net, then its outputs put back in the target's units
+        assert model.output_shape == (None, 1) and model.layers[-1].name == "target_scale"
     else:
         assert task.name in ("classification", "dbn") and model.output_shape == (None, 10)

@@ -53,6 +53,9 @@ class DataSpec:
     num_classes: int = 0  # 0: the data has no class labels
     class_names: list[str] = field(default_factory=list)
     target_shape: tuple[int, ...] | None = None  # targets that are not class indices (a forecast horizon, ...)
+    # a regression's targets: each one's {"mean": [...], "std": [...]} over the training rows, which the model's
+    # last layer multiplies back (its net predicts standard deviations from the mean)
+    target_scale: dict | None = None
     vocabulary_size: int = 0  # tokens: how many ids the embedding takes (a translation's target side)
     source_vocabulary_size: int = 0  # translation: the source side's
     batch_size: int = 0  # > 0: every batch has exactly this many rows (a stateful recurrent model's)

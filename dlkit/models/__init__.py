@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp, perceptron, rbm,
-                          resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq, stackgan, transformer_translator, vae,
-                          vgg, wgan, wgan_gp)
+from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp,
+                          mlp_regressor, perceptron, rbm, resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq,
+                          stackgan, transformer_translator, vae, vgg, wgan, wgan_gp)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in map(Architecture.of, (perceptron, mlp, cnn, lenet5, vgg, resnet, autoencoder, vae, rbm, dbn, dcgan,
                                    cgan, wgan, wgan_gp, infogan, stackgan, cyclegan, rnn_classifier, rnn_lm,
-                                   rnn_forecaster, cnn_rnn_reader, seq2seq, transformer_translator))
+                                   rnn_forecaster, cnn_rnn_reader, seq2seq, transformer_translator, mlp_regressor))
 }
 
 

@@ -30,3 +30,35 @@ class PerceptronCriterion(keras.losses.Loss):
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class StandardizedError(keras.losses.Loss):
+    """A regression's loss on its errors in standard deviations, (y_true - y_pred) / std, with `std` each
+    target's over the training rows: squared (`mse`), absolute (`mae`) or Huber's (`huber`: squared within one
+    standard deviation, absolute beyond). The loss and its gradients are then the same for a price in cents or
+    in millions, as for targets standardized before training, while the model itself predicts in the targets'
+    units (its metrics, MAE and RMSE, read in those units). Each target weighs the same.
+
+    >>> StandardizedError([10.0], "mse")([[0.0]], [[20.0]])  # two standard deviations off: 4
+    """
+
+    def __init__(self, std, kind="mse", name="standardized_error", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if kind not in ("mse", "mae", "huber"):
+            raise ValueError(f"unknown kind {kind!r}: mse, mae or huber")
+        self.std, self.kind = [float(s) for s in std], kind
+
+    def call(self, y_true, y_pred):
+        error = (ops.cast(y_true, y_pred.dtype) - y_pred) / ops.convert_to_tensor(self.std, y_pred.dtype)
+        size = ops.abs(error)
+        if self.kind == "mse":
+            each = ops.square(error)
+        elif self.kind == "mae":
+            each = size
+        else:
+            each = ops.where(size <= 1.0, 0.5 * ops.square(error), size - 0.5)
+        return ops.mean(each, axis=-1)
+
+    def get_config(self):
+        return {"std": self.std, "kind": self.kind, "name": self.name, "reduction": self.reduction}

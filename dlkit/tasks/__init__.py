@@ -7,8 +7,8 @@ and `train` sections.
 
 Tasks now: classification, reconstruction (autoencoders), variational (the VAE), boltzmann (the RBM), dbn
 (RBMs pretrained, then a classifier), adversarial (image generation), translation (unpaired image-to-image),
-text_classification, language_model, forecasting and image_to_sequence (the recurrent models), and
-text_translation (encoder-decoder models, with attention).
+text_classification, language_model, forecasting and image_to_sequence (the recurrent models),
+text_translation (encoder-decoder models, with attention), and regression (a table's columns to numbers).
 Adding one takes a module here and a line in TASKS (or `register` from outside).
 """
 
@@ -28,6 +28,7 @@ from dlkit.tasks.forecasting import Forecasting
 from dlkit.tasks.image_to_sequence import ImageToSequence
 from dlkit.tasks.language_model import LanguageModel
 from dlkit.tasks.reconstruction import Reconstruction
+from dlkit.tasks.regression import Regression
 from dlkit.tasks.text_classification import TextClassification
 from dlkit.tasks.text_translation import TextTranslation
 from dlkit.tasks.translation import Translation
@@ -35,7 +36,7 @@ from dlkit.tasks.variational import Variational
 
 TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Reconstruction(), Variational(), Boltzmann(), Dbn(),
                                               Adversarial(), Translation(), TextClassification(), LanguageModel(),
-                                              Forecasting(), ImageToSequence(), TextTranslation())}
+                                              Forecasting(), ImageToSequence(), TextTranslation(), Regression())}
 
 
 def register(task: Task) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from dlkit import keras_private, metrics, plots
 from dlkit.errors import UsageError
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
-from dlkit.tasks.fit import FitTask
+from dlkit.tasks.fit import FitTask, on_raw_inputs
 
 
 class Classification(FitTask):
@@ -82,20 +82,8 @@ class Classification(FitTask):
         return [table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
 
     def exported(self, run, recipe, model):
-        """The classifier on raw inputs: the run's input scale (x * a + b, artifacts/scale.json) as its first
-        layer, so a deployment feeds pixel values (0-255) or a CSV's numbers as they are, not as dlkit's
-        pipeline scaled them. A model whose inputs are not scaled (token ids) is exported as it is."""
-        if not run.artifact("scale").is_file():
-            return super().exported(run, recipe, model)
-        import keras
-
-        from dlkit.tasks.generative import run_scale
-
-        a, b = run_scale(run)
-        inputs = keras.Input(shape=model.input_shape[1:], name="inputs")
-        outputs = model(keras.layers.Rescaling(scale=a, offset=b, name="input_scale")(inputs))
-        return (keras.Model(inputs, outputs, name=f"{model.name}_on_raw_inputs"),
-                f"the {recipe.model.arch} model on raw inputs (its input scale, x * a + b, as its first layer)")
+        """The classifier on raw inputs (on_raw_inputs); a model whose inputs are not scaled (token ids) as it is."""
+        return on_raw_inputs(run, recipe, model) or super().exported(run, recipe, model)
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         """Labels and probabilities for image files (PNG, JPEG) or .npy arrays of uint8 images, read in the

@@ -57,6 +57,23 @@ class FitTask(Task):
         return Callbacks(after=after)
 
 
+def on_raw_inputs(run, recipe, model):
+    """(the model on raw inputs, what it is in words) for `dlkit export`: the run's input scale (x * a + b,
+    artifacts/scale.json) as its first layer, so a deployment feeds pixel values (0-255) or a CSV's numbers as
+    they are, not as dlkit's pipeline scaled them. None for a run whose inputs are not scaled (token ids)."""
+    if not run.artifact("scale").is_file():
+        return None
+    import keras
+
+    from dlkit.tasks.generative import run_scale
+
+    a, b = run_scale(run)
+    inputs = keras.Input(shape=model.input_shape[1:], name="inputs")
+    outputs = model(keras.layers.Rescaling(scale=a, offset=b, name="input_scale")(inputs))
+    return (keras.Model(inputs, outputs, name=f"{model.name}_on_raw_inputs"),
+            f"the {recipe.model.arch} model on raw inputs (its input scale, x * a + b, as its first layer)")
+
+
 def _without_val(name: str, has_val: bool) -> str:
     """val_loss becomes loss when the run has no validation split."""
     return name[4:] if not has_val and name.startswith("val_") else name

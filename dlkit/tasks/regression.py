@@ -1,0 +1,251 @@
+"""Regression: a table's feature columns to one or more numbers (mlp_regressor).
+
+The targets are columns of a CSV file (data.target_columns, default the last column) or the built-in
+diabetes table. The net learns them in standard deviations from their mean over the training rows, and its
+last layer (`target_scale`, added here) multiplies them back, so the model predicts in the targets' own
+units: the metrics Keras prints (MAE, RMSE), `dlkit predict` and an exported model all read in those units.
+The loss (train.loss: mse, mae or huber) is on errors in standard deviations, so neither it nor its
+gradients grow with the targets' units (a price in cents), and each target weighs the same.
+
+A finished run, and `dlkit evaluate`, measure MAE, RMSE and R² (1 - squared error / the split's own
+variance) on the original scale, per target and overall, beside two baselines fitted on the training rows:
+their mean, and ordinary least squares on the same inputs (a linear model: what a net must beat to be
+worth its training). `predicted_vs_actual.png` draws each prediction against its true value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from dlkit import plots
+from dlkit.config import check_name
+from dlkit.data import pipeline
+from dlkit.errors import DataError, UsageError
+from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.fit import FitTask, on_raw_inputs
+
+REGRESSION_DATASETS = ("csv", "diabetes")
+MEASURES = ("mae", "rmse", "r2")
+CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "missing")
+
+
+class RegressionData(DataCommon):
+    path_datasets = {"csv": "the CSV file"}
+
+    dataset: str = Field(description="choose one of: csv (your file, in data.path), diabetes (built in)")
+    target_columns: list[str] | None = None  # csv: the columns to predict; default the last one
+    categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    # csv: an empty cell is an error, or its row is left out (drop), or (a feature's) the column's mean over
+    # the training rows (mean; an empty category: none of its values). An empty target is never filled.
+    missing: Literal["error", "drop", "mean"] = "error"
+    separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
+    decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
+    scale: Literal["standardize", "unit", "symmetric", "none"] = "standardize"  # the inputs, per column
+    test_split: float = Field(0.2, ge=0, lt=1)  # a fixed draw (seed 0), the same for every run
+    batch_size: int = Field(32, ge=1)
+
+    not_used = {
+        "augment": "augmentation is for images",
+        "image_size": "a table has no image size",
+        "label_column": "a regression's targets are data.target_columns, a list (default: the last column)",
+    }
+
+    _dataset = field_validator("dataset")(lambda v: check_name(v, list(REGRESSION_DATASETS), "dataset"))
+
+    @field_validator("target_columns", mode="before")
+    @classmethod
+    def _one_target(cls, v):
+        return [v] if isinstance(v, str) else v  # `target_columns: price` = [price]
+
+    def cross_problems(self):
+        unread = changed(self, CSV_KEYS) if self.dataset != "csv" else []
+        targets = self.target_columns or []
+        twice = sorted({c for c in [*targets, *self.categorical_columns]
+                        if targets.count(c) > 1 or self.categorical_columns.count(c) > 1})
+        both = [c for c in targets if c in self.categorical_columns]
+        return super().cross_problems() + csv_format_problems(self) + (
+            [f"data.{k}: read from a csv file only; dataset {self.dataset!r} has its own columns (remove it)"
+             for k in unread]) + (
+            ["data.target_columns: an empty list; name the columns to predict, or leave the key out for the last "
+             "column"] if self.target_columns == [] else []) + (
+            [f"data.target_columns: {', '.join(map(repr, twice))} listed twice"] if twice and not both else []) + (
+            [f"data.categorical_columns: {both[0]!r} is a target (data.target_columns), not a feature: remove it from "
+             "categorical_columns"] if both else [])
+
+
+class RegressionTrain(FitTrain):
+    # on errors in standard deviations of each target (dlkit.models.losses.StandardizedError)
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    metrics: list[str] = Field(default_factory=lambda: ["mae", "rmse"])  # in the targets' units
+
+
+def standardizer(y: np.ndarray) -> dict:
+    """Each target's mean and standard deviation over the training rows (1 where a target is constant)."""
+    y = np.asarray(y, np.float64)
+    std = y.std(axis=0)
+    return {"mean": y.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+
+
+class Regression(FitTask):
+    name = "regression"
+    headlines = (Headline("r2", "R2"), Headline("mae", "MAE", "min"))
+    summary = "a table's columns to numbers; MAE, RMSE, R² against the mean and least squares; `predict --csv`"
+    Data = RegressionData
+    Train = RegressionTrain
+
+    def locate(self, recipe) -> str:
+        from dlkit.data import sources
+
+        cfg = recipe.data
+        if cfg.dataset == "diabetes":
+            return "scikit-learn's copy of the diabetes data (installed with it)"
+        if not cfg.path or not __import__("pathlib").Path(cfg.path).exists():
+            raise DataError(f"data.path {cfg.path} does not exist")
+        return sources.table_header(cfg, cfg.target_columns, "data.target_columns")
+
+    def load_data(self, recipe):
+        from dlkit.data import sources
+
+        cfg = recipe.data
+        arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
+            cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing)
+        data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
+        data.spec = dataclasses.replace(data.spec, target_shape=(arrays.y_train.shape[1],),
+                                        target_scale=standardizer(data.splits.y_train))
+        return data
+
+    def build(self, recipe, spec, phase, earlier):
+        """The architecture's net, which predicts standard deviations from the mean, and after it the layer
+        that multiplies them back into the targets' units (y * std + mean)."""
+        import keras
+
+        net = super().build(recipe, spec, phase, earlier)
+        s = spec.target_scale
+        units = keras.layers.Rescaling(scale=s["std"], offset=s["mean"], dtype="float32", name="target_scale")
+        return keras.Model(net.inputs, units(net.outputs[0]), name=net.name)
+
+    def compile(self, model, recipe, steps_per_epoch, phase):
+        from dlkit import optim
+        from dlkit.models.losses import StandardizedError
+
+        cfg = recipe.train
+        std = np.ravel(model.get_layer("target_scale").scale).tolist()
+        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=StandardizedError(std, cfg.loss),
+                      metrics=optim.metrics(cfg), **optim.compile_options(cfg, steps_per_epoch))
+        return model
+
+    def finish(self, ctx: FitContext, callbacks) -> dict:
+        if ctx.data.test is None:
+            return {}
+        return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("predicted_vs_actual.png"))}
+
+    def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        image = run.image("predicted_vs_actual.png" if request.split == "test"
+                          else f"predicted_vs_actual_{request.split}.png")
+        return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe, image))
+
+    def report(self, result: dict) -> list:
+        from rich.table import Table
+
+        from dlkit.tasks.generative import split_heading
+
+        names = ["model", *result["baselines"]]
+        table = Table(title=f"{split_heading(result)}, {', '.join(result['targets'])}")
+        table.add_column("measure")
+        for n in names:
+            table.add_column(n, justify="right")
+        for k in MEASURES:
+            table.add_row(k, *(f"{(result if n == 'model' else result['baselines'][n])[k]:.4g}"
+                               for n in names))
+        out = [table]
+        if len(result["targets"]) > 1:
+            per = Table(title="per target (model)")
+            for col in ("target", *MEASURES):
+                per.add_column(col, justify="left" if col == "target" else "right")
+            for name, row in result["per_target"].items():
+                per.add_row(name, *(f"{row[k]:.4g}" for k in MEASURES))
+            out.append(per)
+        gain = result["vs_best_baseline"]
+        verdict = f"({100 * (1 - gain['mae_ratio']):+.1f}% better)" if gain["mae_ratio"] < 1 else "(worse)"
+        return out + [f"MAE against the better baseline ({gain['baseline']}): {gain['mae_ratio']:.3f} {verdict}",
+                      f"predictions against actual values: {result['plot']}"]
+
+    def exported(self, run, recipe, model):
+        """The regressor on raw inputs (on_raw_inputs); its outputs are in the targets' units already."""
+        return on_raw_inputs(run, recipe, model) or super().exported(run, recipe, model)
+
+    def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        """The targets of each row of a CSV file (--csv), its feature columns picked by name (the targets'
+        own columns, if the file has them, are not read)."""
+        from dlkit.data.sources import read_feature_rows
+        from dlkit.tasks.generative import in_scale, run_scale
+
+        if request.texts or request.inputs or request.csv is None:
+            raise UsageError("a regression reads rows of a CSV file with a header, its training columns by name: "
+                             "dlkit predict RUN --csv FILE")
+        columns = run.read_artifact("columns")
+        x, names = read_feature_rows(request.csv, columns, int(model.input_shape[-1]),
+                                     getattr(recipe.data, "separator", ","), getattr(recipe.data, "decimal", "."))
+        y = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
+        out = [{"input": name, **{t: float(v) for t, v in zip(columns["targets"], row)}} for name, row in zip(names, y)]
+        return {"status": "completed", "task": self.name, "run_dir": str(run.root), "targets": columns["targets"],
+                "predictions": out}
+
+    def report_prediction(self, result: dict) -> list:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("input", *result["targets"]):
+            table.add_column(col, justify="left" if col == "input" else "right")
+        for p in result["predictions"]:
+            table.add_row(p["input"], *(f"{p[t]:.6g}" for t in result["targets"]))
+        return [table]
+
+
+def scores(predicted: np.ndarray, actual: np.ndarray) -> dict:
+    """MAE, RMSE and R² (1 - the squared error / the squared deviation from the split's own mean) of (N, K)
+    predictions, over all targets (R²: their mean), and per target."""
+    diff = predicted - actual
+    spread = np.sum((actual - actual.mean(axis=0)) ** 2, axis=0)
+    r2 = np.where(spread > 0, 1 - np.sum(diff**2, axis=0) / np.where(spread > 0, spread, 1), np.nan)
+    per = {"mae": np.mean(np.abs(diff), axis=0), "rmse": np.sqrt(np.mean(diff**2, axis=0)), "r2": r2}
+    return {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff**2))),
+            "r2": float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
+            "per_target": [{k: float(per[k][j]) for k in MEASURES} for j in range(actual.shape[1])]}
+
+
+def baselines(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray) -> dict:
+    """Predictions for `x` by two models fitted on the training rows: their mean, and ordinary least squares
+    (with an intercept; numpy's lstsq, the minimum-norm solution where the columns are collinear)."""
+    y_train = np.asarray(y_train, np.float64)
+    design = np.hstack([np.asarray(x_train, np.float64), np.ones((len(x_train), 1))])
+    weights = np.linalg.lstsq(design, y_train, rcond=None)[0]
+    return {"mean": np.repeat(y_train.mean(axis=0)[None], len(x), axis=0),
+            "linear": np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))]) @ weights}
+
+
+def measure(model, data, split: str, recipe, image) -> dict:
+    from dlkit.tasks.generative import in_scale
+
+    s = data.splits
+    x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
+    if x is None:
+        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split)")
+    names = data.artifacts["columns"]["targets"]
+    actual = np.asarray(y, np.float64)
+    predicted = np.asarray(model.predict(in_scale(x, data.scale), verbose=0, batch_size=1024), np.float64)
+    model_scores = scores(predicted, actual)
+    base = {k: scores(v, actual) for k, v in baselines(s.x_train, s.y_train, x).items()}
+    best = min(base, key=lambda k: base[k]["mae"])
+    plots.predicted_vs_actual(actual, predicted, names, image, f"{recipe.name}: {split} split")
+    per_target = model_scores.pop("per_target")
+    for b in base.values():
+        b.pop("per_target")
+    return {"examples": int(len(x)), "targets": names, **model_scores, "per_target": dict(zip(names, per_target)),
+            "baselines": base, "plot": str(image),
+            "vs_best_baseline": {"baseline": best, "mae_ratio": model_scores["mae"] / max(base[best]["mae"], 1e-12)}}
