@@ -594,9 +594,9 @@ def list_(json_: JsonFlag = False):
 
 
 def _sequence_datasets() -> dict:
-    """The text and series datasets, which their tasks' own data sections name."""
+    """The text, series and table datasets, which their tasks' own data sections name."""
     from dlkit.data import series, text
-    from dlkit.tasks import language_model, text_classification, text_translation
+    from dlkit.tasks import language_model, regression, text_classification, text_translation
 
     out = {name: f"{src.description} [{'rnn_classifier' if src.kind == 'sentences' else 'rnn_lm'}]"
            for name, src in text.TEXT_SOURCES.items()}
@@ -607,6 +607,8 @@ def _sequence_datasets() -> dict:
     out["mnist_strings"] = "1 to 5 MNIST digits side by side, read out as the digit string [cnn_rnn_reader]"
     out["tatoeba_fra_eng"] = text_translation.PAIR_DATASETS["tatoeba_fra_eng"] + " [seq2seq]"
     out["tsv (pairs)"] = text_translation.PAIR_DATASETS["tsv"] + " [seq2seq]"
+    out["diabetes"] = regression.REGRESSION_DATASETS["diabetes"] + " [mlp_regressor]"
+    out["csv (targets)"] = regression.REGRESSION_DATASETS["csv"] + " [mlp_regressor]"
     return out
 
 

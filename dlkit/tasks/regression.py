@@ -29,7 +29,11 @@ from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_proble
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask, on_raw_inputs
 
-REGRESSION_DATASETS = ("csv", "diabetes")
+REGRESSION_DATASETS = {
+    "diabetes": "Efron et al.'s diabetes table: 442 patients, ten measures, the disease's progression a year on "
+                "(scikit-learn's copy)",
+    "csv": "a CSV file of feature columns and the columns to predict (data.path; data.target_columns)",
+}
 MEASURES = ("mae", "rmse", "r2")
 CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "missing")
 
