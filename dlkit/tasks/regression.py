@@ -16,6 +16,7 @@ worth its training). `predicted_vs_actual.png` draws each prediction against its
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -108,7 +109,7 @@ class Regression(FitTask):
         cfg = recipe.data
         if cfg.dataset == "diabetes":
             return "scikit-learn's copy of the diabetes data (installed with it)"
-        if not cfg.path or not __import__("pathlib").Path(cfg.path).exists():
+        if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
         return sources.table_header(cfg, cfg.target_columns, "data.target_columns")
 
