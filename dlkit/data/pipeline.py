@@ -625,7 +625,9 @@ def from_splits(s: Splits, spec: DataSpec, cfg, seed: int, scale, modality: Moda
     the spec's shapes and counts are filled in from the splits."""
     spec = dataclasses.replace(
         spec, input_shape=tuple(int(d) for d in s.x_train.shape[1:]), num_train=len(s.x_train),
-        num_val=0 if s.x_val is None else len(s.x_val), num_test=0 if s.x_test is None else len(s.x_test))
+        num_val=0 if s.x_val is None else len(s.x_val), num_test=0 if s.x_test is None else len(s.x_test),
+        class_counts=np.bincount(s.y_train, minlength=spec.num_classes).tolist()
+        if spec.num_classes and s.y_train.ndim == 1 and s.y_train.dtype.kind in "iu" else [])
 
     def pipe(x, y):
         return None if x is None else dataset(x, y, cfg, seed, scale, False, modality, examples)

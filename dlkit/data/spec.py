@@ -52,6 +52,7 @@ class DataSpec:
     modality: str = "images"
     num_classes: int = 0  # 0: the data has no class labels
     class_names: list[str] = field(default_factory=list)
+    class_counts: list[int] = field(default_factory=list)  # the training split's examples of each class
     target_shape: tuple[int, ...] | None = None  # targets that are not class indices (a forecast horizon, ...)
     # a regression's targets: each one's {"mean": [...], "std": [...]} over the training rows, which the model's
     # last layer multiplies back (its net predicts standard deviations from the mean)
