@@ -326,11 +326,13 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     (tmp_path / "train.csv").write_text("a,b,plan,c,label\n" + "\n".join(rows) + "\n")
     (tmp_path / "r.yaml").write_text(f"name: tab\ndata: {{dataset: csv, path: {tmp_path / 'train.csv'}, "
                                      "scale: standardize, batch_size: 16, categorical_columns: [plan], missing: mean}\n"
-                                     "model: {arch: mlp, hidden: [4]}\ntrain: {epochs: 1}\n")
+                                     "model: {arch: mlp, hidden: [4]}\ntrain: {epochs: 1, class_weight: {'yes': 3}}\n")
     trained = run("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs", "--json", "-q")
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["test"]  # test_split: 16 of the 80 rows
-    assert json.loads(trained.stdout)["data_notes"][0].startswith("data.missing: mean filled 1 empty cells")
+    notes = json.loads(trained.stdout)["data_notes"]
+    assert notes[0].startswith("data.missing: mean filled 1 empty cells")
+    assert notes[1] == "train.class_weight: the loss weighs the classes no: 1, yes: 3"
     run_dir = Path(json.loads(trained.stdout)["run_dir"])
     assert json.loads((run_dir / "manifest.json").read_text())["data_notes"] == json.loads(trained.stdout)["data_notes"]
     # the columns shuffled, the label kept: read by name
@@ -342,6 +344,7 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     assert [p["input"] for p in got] == ["new.csv:2", "new.csv:3", "new.csv:4"]
     a, b = scale_from_artifact(json.loads((run_dir / "artifacts" / "scale.json").read_text()))
     model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.loss.weights == [1.0, 3.0]  # the class-weighted loss, kept in the model file (resume reads it)
     one_hot = [[1, 0, 0], [0, 0, 1], [0, 1, 0]]  # basic, pro, max, over the values in order: basic, max, pro
     features = np.concatenate([np.round(x[:3, :2], 4), one_hot, np.round(x[:3, 2:], 4)], axis=1)
     features[1, 1] = json.loads((run_dir / "artifacts" / "columns.json").read_text())["fill"]["b"]  # empty there

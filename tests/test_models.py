@@ -227,6 +227,22 @@ def test_perceptron_rule_is_sgd_on_the_perceptron_criterion(write_recipe):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.kernel), before)
 
 
+def test_a_class_weighted_loss_is_keras_class_weight():
+    """ClassWeighted is Keras's `class_weight` (each example's term times its class's weight, summed over the
+    batch and divided by its size), whatever the loss inside: cross-entropy and the perceptron criterion."""
+    from dlkit.models.losses import ClassWeighted, PerceptronCriterion
+
+    y = np.array([0, 2, 1, 2])
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.25, 0.25]], "float32")
+    w = np.array([1.0, 4.0, 0.5])
+    keras_weighted = keras.losses.SparseCategoricalCrossentropy()(y, p, sample_weight=w[y])
+    assert float(ClassWeighted("sparse_categorical_crossentropy", w)(y, p)) == pytest.approx(float(keras_weighted))
+    inner = PerceptronCriterion()
+    assert float(ClassWeighted(inner, w)(y, p)) == pytest.approx(float(inner(y, p, sample_weight=w[y])))
+    again = ClassWeighted.from_config(ClassWeighted(inner, w).get_config())  # a saved model's loss, read back
+    assert float(again(y, p)) == pytest.approx(float(inner(y, p, sample_weight=w[y])))
+
+
 # ---------------------------------------------------------------- every shipped recipe builds
 
 

@@ -163,6 +163,32 @@ def test_the_best_epoch_of_each_metric_goes_its_own_way():
     assert best_of(rows) == {"mae": 3.0, "val_perplexity": 60.0, "accuracy": 0.9}
 
 
+def test_class_weights_by_name_index_or_balanced(write_recipe):
+    """train.class_weight: `balanced` is n / (k * n_c) over the training split; a mapping names classes by
+    name (or index), the rest weighing 1; a class the data lacks, a weight of 0 and the key on a model that is
+    not a classifier are errors at their lines."""
+    from dlkit.data.spec import DataSpec
+    from dlkit.errors import RecipeError
+    from dlkit.tasks.classification import class_weights
+
+    spec = DataSpec(input_shape=(4,), num_classes=3, class_names=["cat", "dog", "emu"], class_counts=[60, 30, 0])
+    r = load_recipe(write_recipe("model: {arch: mlp}\ntrain: {class_weight: balanced}\n"))
+    assert class_weights(r, spec) == [0.5, 1.0, 1.0]  # 90 / (3 * 60), 90 / (3 * 30); emu has no examples
+    r = load_recipe(write_recipe("model: {arch: mlp}\ntrain:\n  class_weight: {dog: 2.5, 2: 4}\n"))
+    assert class_weights(r, spec) == [1.0, 2.5, 4.0]
+    r = load_recipe(write_recipe("model: {arch: mlp}\ntrain:\n  class_weight: {dgo: 2.5}\n"))
+    with pytest.raises(RecipeError, match=r"train.class_weight.dgo: no class 'dgo' in the data.*cat, dog, emu"):
+        class_weights(r, spec)
+    with pytest.raises(RecipeError, match=r"recipe.yaml:3: train.class_weight.*above 0; dog: 0"):
+        load_recipe(write_recipe("model: {arch: mlp}\ntrain:\n  class_weight: {dog: 0}\n"))
+    with pytest.raises(RecipeError, match=r"recipe.yaml:3: train.class_weight: .*a class read as true: YAML reads "
+                                          r"yes, no, on, off, true and false as booleans; quote the class's name"):
+        load_recipe(write_recipe("model: {arch: mlp}\ntrain:\n  class_weight: {yes: 3}\n"))
+    with pytest.raises(RecipeError, match=r"recipe.yaml:2: train.class_weight: not used here \(class weights are a "
+                                          r"classifier's"):
+        load_recipe(write_recipe("model: {arch: autoencoder}\ntrain: {class_weight: balanced}\n"))
+
+
 def test_all_errors_reported_together(write_recipe):
     recipe = write_recipe(
         "seed: x\nmodel:\n  arch: cnn\n  dropout: 2\ndata:\n  batchsize: 3\ntrain:\n  epochs: 0\n"

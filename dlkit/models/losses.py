@@ -62,3 +62,29 @@ class StandardizedError(keras.losses.Loss):
 
     def get_config(self):
         return {"std": self.std, "kind": self.kind, "name": self.name, "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class ClassWeighted(keras.losses.Loss):
+    """A classifier's loss with each example's term multiplied by its class's weight (train.class_weight):
+    Keras's `fit(class_weight=...)` as part of the loss, so that it holds on every input pipeline (fit refuses
+    class weights for some, Grain's among them) and in the validation loss too, which early stopping and the
+    best checkpoint then read on the same weighted objective. `inner` is the loss as compiled without weights
+    (a name, a serialized loss or a Loss); labels are class indices.
+
+    >>> ClassWeighted("sparse_categorical_crossentropy", [1.0, 3.0])([1], [[0.5, 0.5]])  # 3 * log 2
+    """
+
+    def __init__(self, inner, weights, name="class_weighted", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.inner = keras.losses.get(inner) if not isinstance(inner, keras.losses.Loss) else inner
+        self.weights = [float(w) for w in weights]
+
+    def call(self, y_true, y_pred):
+        each = self.inner.call(y_true, y_pred) if isinstance(self.inner, keras.losses.Loss) else self.inner(y_true, y_pred)
+        index = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        return each * ops.take(ops.convert_to_tensor(self.weights, each.dtype), index)
+
+    def get_config(self):
+        return {"inner": keras.losses.serialize(self.inner), "weights": self.weights, "name": self.name,
+                "reduction": self.reduction}

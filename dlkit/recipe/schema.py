@@ -356,7 +356,7 @@ class Distribution(Section):
 
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
-_TRAIN_ORDER = ("epochs", "loss", "metrics", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
+_TRAIN_ORDER = ("epochs", "loss", "metrics", "class_weight", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
                 "monitor_mode",
                 "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "run_eagerly", "steps_per_execution", "precision", "deterministic",
                 "tensorboard", "distribution")
@@ -458,7 +458,40 @@ class FitTrain(OneOptimizerTrain):
     loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
     metrics: list[str] = ["accuracy"]
 
+    not_used = {"class_weight": "class weights are a classifier's (arch perceptron, mlp, cnn, lenet5, vgg, resnet, "
+                                "rnn_classifier)"}
+
+
+class ClassifierTrain(FitTrain):
+    """A classifier's train section: a FitTrain's, and the weight of each class in the loss."""
+
+    # `balanced` (each class's weight n / (k * its count), over the training split) or {class: weight}, a class
+    # by its name or index, the classes left out weighing 1
+    class_weight: Literal["balanced"] | dict[str, float] | None = None
+
     not_used = {}
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _names(cls, v):
+        if not isinstance(v, dict):
+            return v
+        if any(isinstance(k, bool) for k in v):  # YAML reads yes, no, on, off, true and false unquoted as booleans
+            said = ", ".join(str(k).lower() for k in v if isinstance(k, bool))
+            raise ValueError(f"a class read as {said}: YAML reads yes, no, on, off, true and false as booleans; quote "
+                             "the class's name ('yes': 3.0)")
+        return {str(k): w for k, w in v.items()}  # YAML reads `0: 2.0` as an int
+
+    @field_validator("class_weight")
+    @classmethod
+    def _positive(cls, v):
+        bad = {k: w for k, w in v.items() if not w > 0} if isinstance(v, dict) else {}
+        if bad:
+            raise ValueError(f"class weights must be above 0; {', '.join(f'{k}: {w}' for k, w in bad.items())} "
+                             "(leave a class out to weigh it 1)")
+        if v == {}:
+            raise ValueError("an empty mapping: name the classes to weigh ({cat: 2.0}), or use balanced")
+        return v
 
 
 class Recipe(Section):

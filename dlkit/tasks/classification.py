@@ -12,9 +12,46 @@ import time
 import numpy as np
 
 from dlkit import keras_private, metrics, plots
-from dlkit.errors import UsageError
+from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.recipe.schema import ClassifierTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
 from dlkit.tasks.fit import FitTask, on_raw_inputs
+
+
+def class_weights(recipe, spec) -> list[float] | None:
+    """Each class's weight in the loss by train.class_weight (None when unset): `balanced` gives class c
+    n / (k * n_c) over the training split (Keras's and scikit-learn's rule: every class weighs the same in
+    all; a class the split lacks weighs 1); a mapping names classes by name or index, the rest weighing 1."""
+    asked = getattr(recipe.train, "class_weight", None)  # a DBN's fine-tuning does not take it
+    if asked is None:
+        return None
+    names = spec.class_names or [str(i) for i in range(spec.num_classes)]
+    if asked == "balanced":
+        counts = np.asarray(spec.class_counts, np.float64)
+        return [float(sum(counts) / (len(counts) * c)) if c else 1.0 for c in counts]
+    index = {name: i for i, name in enumerate(names)}
+    index.update({str(i): i for i in range(len(names)) if str(i) not in index})  # an index, where no name is one
+    unknown = [k for k in asked if k not in index]
+    if unknown:
+        raise RecipeError([Problem(f"train.class_weight.{k}", f"no class {k!r} in the data", hint="its classes are "
+                                   f"{', '.join(names[:20])}{', ...' if len(names) > 20 else ''}") for k in unknown])
+    weights = [1.0] * len(names)
+    for k, w in asked.items():
+        weights[index[k]] = float(w)
+    return weights
+
+
+def weighed(recipe, data):
+    """The data, with a note of the class weights the loss will use (and a recipe error for a class the data
+    lacks, before anything is built)."""
+    weights = class_weights(recipe, data.spec)
+    if weights is not None:
+        names = data.spec.class_names or [str(i) for i in range(len(weights))]
+        shown = ", ".join(f"{n}: {w:.3g}" for n, w in list(zip(names, weights))[:12])
+        how = " (balanced)" if recipe.train.class_weight == "balanced" else ""
+        data.notes.append(f"train.class_weight{how}: the loss weighs the classes {shown}"
+                          f"{', ...' if len(weights) > 12 else ''}")
+    return data
 
 
 class Classification(FitTask):
@@ -22,9 +59,27 @@ class Classification(FitTask):
     headlines = (Headline("metrics.accuracy", "accuracy"), Headline("accuracy", "accuracy"))
     summary = "inputs to one of K classes; test accuracy, per-class precision and recall, confusion matrix"
     default_loss = "sparse_categorical_crossentropy"
+    Train = ClassifierTrain
 
     def needs_labels(self, recipe):
         return "a classifier learns from them"
+
+    def load_data(self, recipe):
+        return weighed(recipe, super().load_data(recipe))
+
+    def build(self, recipe, spec, phase, earlier):
+        model = super().build(recipe, spec, phase, earlier)
+        weights = class_weights(recipe, spec)
+        if weights is not None:  # for `loss`, when the fresh model is compiled (a loaded one keeps its loss)
+            model.dlkit_class_weights = tuple(weights)
+        return model
+
+    def loss(self, model, recipe):
+        from dlkit.models.losses import ClassWeighted
+
+        loss = super().loss(model, recipe)
+        weights = getattr(model, "dlkit_class_weights", None)
+        return loss if weights is None else ClassWeighted(loss, weights)
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         data, model = ctx.data, ctx.model

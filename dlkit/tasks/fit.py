@@ -20,16 +20,19 @@ class FitTask(Task):
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         cfg = recipe.train
+        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=self.loss(model, recipe),
+                      metrics=optim.metrics(cfg), **optim.compile_options(cfg, steps_per_epoch))
+        return model
+
+    def loss(self, model, recipe):
+        """The loss a freshly built model is compiled with: train.loss, else the architecture's, else the task's."""
+        cfg = recipe.train
         default = recipe.model.loss()
         if self.token_loss and cfg.loss is None and default is None:
             import keras
 
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
-        else:
-            loss = optim.loss(cfg, self.default_loss if default is None else default)
-        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=loss, metrics=optim.metrics(cfg),
-                      **optim.compile_options(cfg, steps_per_epoch))
-        return model
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+        return optim.loss(cfg, self.default_loss if default is None else default)
 
     def optimizers(self, model):
         return {"model": model.optimizer}

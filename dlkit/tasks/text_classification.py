@@ -20,7 +20,7 @@ from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import DataCommon
 from dlkit.tasks.base import PredictRequest
-from dlkit.tasks.classification import Classification
+from dlkit.tasks.classification import Classification, weighed
 
 SENTENCE_DATASETS = {"sentiment": "UCI Sentiment Labelled Sentences (Amazon, IMDB, Yelp): 3,000, positive/negative",
                      "tsv": "a file of `sentence<TAB>label` lines (data.path)",
@@ -126,8 +126,9 @@ class TextClassification(Classification):
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="tokens", num_classes=len(found.class_names),
                         class_names=found.class_names, vocabulary_size=vocab.size)
-        return pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"], self.examples(recipe),
-                                    found.origin, {"vocabulary": vocab.to_artifact()})
+        return weighed(recipe, pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"],
+                                                    self.examples(recipe), found.origin,
+                                                    {"vocabulary": vocab.to_artifact()}))
 
     def evaluate(self, run, recipe, model, data, request):
         same_vocabulary(run, data())
