@@ -458,8 +458,8 @@ class FitTrain(OneOptimizerTrain):
     loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
     metrics: list[str] = ["accuracy"]
 
-    not_used = {"class_weight": "class weights are a classifier's (arch perceptron, mlp, cnn, lenet5, vgg, resnet, "
-                                "rnn_classifier)"}
+    not_used = {"class_weight": "class weights are a classifier's: arch perceptron, mlp, cnn, lenet5, vgg, resnet, "
+                                "rnn_classifier"}
 
 
 class ClassifierTrain(FitTrain):
