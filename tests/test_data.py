@@ -547,3 +547,87 @@ def test_a_header_line_in_a_sentences_file(tmp_path):
                                                             ["pos", "pos", "neg", "neg"])
     f.write_text("Good\tpos\nFine\tpos\nBad\tneg\nAwful\tneg\n")  # no header: read as it is
     assert text.read_labelled_sentences(f)[1] == ["pos", "pos", "neg", "neg"]
+
+
+def test_pandas_reads_a_feature_csv_as_the_row_reader_does(tmp_path):
+    """A feature CSV read by pandas' C parser (read_table's fast path) gives the row reader's arrays, label
+    cells, column names, notes and lines, on tables made to be awkward: numbers written every way float()
+    reads them (spaces, signs, exponents, ints, decimal commas), categories with spaces around, labels that
+    look like numbers, quoted cells holding the separator, blank lines and lines of spaces, a byte-order mark;
+    and, now and then, what only the row reader may judge (an empty cell, a cell of spaces, "nan", "inf",
+    "1_000", a word in a number column, True/False, a short or a long row), where both raise the same error."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    numbers = st.one_of(st.integers(-10**6, 10**6).map(str),
+                        st.floats(-1e12, 1e12, allow_nan=False).map(repr),
+                        st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: f"{v:.3e}"),
+                        st.floats(0, 100, allow_nan=False).map(lambda v: f" {v:.4f} "),
+                        st.integers(0, 99).map(lambda v: f"+{v}"))
+    odd = st.sampled_from(["", "  ", "nan", "inf", "1_000", "abc", "True", "١٢"])
+    words = st.sampled_from(["basic", " pro ", "max", "2", "10", "a b"])
+    labels = st.sampled_from(["yes", "no", " maybe", "1", "2", "3.5"])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.function_scoped_fixture])
+    @given(n_numeric=st.integers(1, 3), categorical=st.booleans(), rows=st.integers(1, 8), data=st.data(),
+           separator=st.sampled_from([",", ";", "\t"]), comma=st.booleans(), bom=st.booleans(),
+           missing=st.sampled_from(["error", "drop", "mean"]))
+    def check(n_numeric, categorical, rows, data, separator, comma, bom, missing):
+        decimal = "," if comma and separator != "," else "."
+        header = [f"n{i}" for i in range(n_numeric)] + (["kind"] if categorical else []) + ["label"]
+        lines = []
+        for _ in range(rows):
+            cells = [data.draw(st.one_of(numbers, odd) if data.draw(st.integers(0, 9)) == 0 else numbers)
+                     for _ in range(n_numeric)]
+            if decimal == ",":
+                cells = [c.replace(".", ",") for c in cells]
+            if categorical:
+                cells.append(data.draw(words if data.draw(st.integers(0, 9)) else st.sampled_from(["", " "])))
+            cells.append(data.draw(labels))
+            shape = data.draw(st.integers(0, 19))
+            cells = cells[:-1] if shape == 0 else cells + ["9"] if shape == 1 else cells
+            lines.append(separator.join(f'"{c}"' if separator in c or '"' in c else c for c in cells))
+            if data.draw(st.integers(0, 9)) == 0:
+                lines.append(data.draw(st.sampled_from(["", "   "])))
+        path = tmp_path / "t.csv"
+        path.write_text(("\ufeff" if bom else "") + separator.join(header) + "\n" + "\n".join(lines) + "\n")
+
+        def read(fast):
+            try:
+                t = sources.read_table(str(path), None, separator, decimal, ["kind"] if categorical else [], missing,
+                                       fast=fast)
+            except DataError as e:
+                return str(e)
+            by_pandas.append(t.lines is None)
+            return t, [t.line(i) for i in range(len(t.x))]
+
+        fast, rows_read = read(True), read(False)
+        if isinstance(rows_read, str):
+            assert fast == rows_read
+            return
+        (f, f_lines), (r, r_lines) = fast, rows_read
+        np.testing.assert_array_equal(f.x, r.x)
+        assert (f.cells, f.columns, f.notes, f_lines) == (r.cells, r.columns, r.notes, r_lines)
+
+    by_pandas = []
+    check()
+    assert sum(by_pandas) >= 20, by_pandas  # the fast path was taken, and compared, that often at least
+
+
+def test_pandas_parses_numbers_as_float_does():
+    """The fast path's premise: pandas' default float parser gives float()'s double for every number
+    written with up to 25 digits and an exponent (300,000 of them), so the float32 features are the same."""
+    import io
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    written = []
+    for k in rng.integers(1, 26, 300_000):
+        digits = "".join(map(str, rng.integers(0, 10, k)))
+        at = rng.integers(0, k)
+        s = f"{'-' if rng.random() < 0.5 else ''}{digits[:at] or '0'}.{digits[at:]}"
+        written.append(s + (f"e{rng.integers(-40, 40)}" if rng.random() < 0.3 else ""))
+    parsed = pd.read_csv(io.StringIO("a\n" + "\n".join(written) + "\n"))["a"].to_numpy(np.float64)
+    np.testing.assert_array_equal(parsed, np.array([float(s) for s in written]))

@@ -354,16 +354,20 @@ def separator_in(header_cell: str, separator: str) -> str | None:
     return next((c for c in ";\t|," if c != separator and c in header_cell), None)
 
 
-def _csv_rows(path: Path, separator: str = ",", header_only: bool = False) -> list[tuple[int, list[str]]]:
-    """A CSV file's rows with their line numbers, blank lines left out: a header and at least one row
-    (`header_only`: the header alone, the file read no further)."""
+def _csv_rows(path: Path, separator: str = ",", header_only: bool = False,
+              limit: int | None = None) -> list[tuple[int, list[str]]]:
+    """A CSV file's rows with their line numbers, blank lines (and lines of spaces) left out: a header and at
+    least one row (`header_only`: the header alone; `limit`: the first rows, at most; the file read no further)."""
     import csv
     import itertools
 
+    limit = 1 if header_only else limit
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = ((line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1) if r)
-            rows = list(itertools.islice(rows, 1) if header_only else rows)
+            # a blank line, or one of spaces alone (one cell of whitespace), is no row
+            rows = ((line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1)
+                    if r and (len(r) > 1 or r[0].strip()))
+            rows = list(itertools.islice(rows, limit) if limit else rows)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path}: {e}") from None
     if len(rows) < (1 if header_only else 2):
@@ -487,26 +491,46 @@ class Table:
     path: Path
     header: list[str]
     labels: list[int]  # the label (or target) columns' indices
-    rows: list[tuple[int, list[str]]]  # (line, cells) of the rows kept
+    cells: list[list[str]]  # each label column's cells, row by row, as the file has them
     x: np.ndarray
     columns: dict  # the `columns` artifact: feature names (one-hot ones `name=value`), the file's inputs
     notes: list[str]
+    separator: str
+    lines: list[int] | None  # each row's line; None where pandas read the file (`line` finds them)
+
+    def line(self, i: int) -> int:
+        """The line of row i, for a message about it: a file pandas read had every row, so the row reader's
+        rows are the same ones."""
+        if self.lines is None:
+            self.lines = [line for line, _ in _csv_rows(self.path, self.separator)[1:]]
+        return self.lines[i]
 
 
 def read_table(path: str, label_columns: list[str] | None, separator: str = ",", decimal: str = ".",
-               categorical: list[str] | tuple = (), missing: str = "error", key: str = "data.label_column") -> Table:
+               categorical: list[str] | tuple = (), missing: str = "error", key: str = "data.label_column",
+               fast: bool = True) -> Table:
     """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
     beside the label columns (`key` names them in messages). `missing` (data.missing) is what an empty cell
     does: `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the
     training rows' mean (an empty category: all its 0/1 inputs 0). An empty label is an error, or its row
-    left out under `drop`."""
+    left out under `drop`.
+
+    A file with nothing to report is read by pandas' C parser (`fast`; 30 times quicker on a large table);
+    any doubt (an empty cell, a row of another length, a cell that is not a number) sends it to the row reader,
+    which reads it again and says what is wrong and on which line. Both give the same arrays."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"CSV file not found: {p} (data.path)")
-    rows = _csv_rows(p, separator)
-    header = [h.strip() for h in rows[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
+    head = _csv_rows(p, separator, limit=2)  # the header, and the first row (pandas cannot tell a long first row)
+    header = [h.strip() for h in head[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
     labels = [header.index(c) for c in table_columns(p, header, label_columns, categorical, separator, key)]
     picks = [j for j in range(len(header)) if j not in labels]
+    fits = len(head[1][1]) == len(header)
+    read = _pandas_table(p, header, labels, picks, separator, decimal, categorical) if fast and fits else None
+    if read is not None:
+        x, cells, categories = read
+        return Table(p, header, labels, cells, x, _table_columns(header, picks, categories), [], separator, None)
+    rows = _csv_rows(p, separator)
     notes, data_rows = [], rows[1:]
     if missing == "drop":
         data_rows = [(line, row) for line, row in data_rows if len(row) != len(header) or all(c.strip() for c in row)]
@@ -526,12 +550,70 @@ def read_table(path: str, label_columns: list[str] | None, separator: str = ",",
     fill = {} if missing == "mean" else None  # NaN: the training rows' mean, once the splits are drawn
     x = np.array([_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
                   for line, row in data_rows], dtype=np.float32)
+    cells = [[row[j] for _, row in data_rows] for j in labels]
+    return Table(p, header, labels, cells, x, _table_columns(header, picks, categories), notes, separator,
+                 [line for line, _ in data_rows])
+
+
+def _table_columns(header: list[str], picks: list[int], categories: dict[str, list[str]]) -> dict:
+    """The `columns` artifact of a table's features: their names (a one-hot column's `name=value`), and with
+    categories, the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike."""
     names = [name for j in picks for name in ([f"{header[j]}={v}" for v in categories[header[j]]]
                                               if header[j] in categories else [header[j]])]
     columns = {"features": names}
-    if categories:  # the file's columns (`inputs`) and their values, for `dlkit predict --csv` to encode alike
+    if categories:
         columns.update(inputs=[header[j] for j in picks], categories=categories)
-    return Table(p, header, labels, data_rows, x, columns, notes)
+    return columns
+
+
+def _pandas_table(p: Path, header: list[str], labels: list[int], picks: list[int], separator: str, decimal: str,
+                  categorical) -> tuple[np.ndarray, list[list[str]], dict] | None:
+    """(features, each label column's cells, each categorical column's values) of a table read by pandas' C
+    parser, or None where the row reader must judge: a repeated column name, an empty cell (or a short row,
+    which pandas fills with empty ones), a long row (but the first, which pandas cuts short without a word:
+    read_table checks it), a number column with a cell that is not a finite number
+    (pandas then reads the column as text; the row reader's float() reads "1_000" too), a file it cannot
+    parse. pandas' default float parser gives float()'s value for each number (tests/test_data.py checks)."""
+    import warnings
+
+    import pandas as pd
+
+    if len(set(header)) != len(header):
+        return None
+    text = set(labels) | {header.index(c) for c in categorical}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = pd.read_csv(p, sep=separator, decimal=decimal, header=0, names=header, index_col=False,
+                                dtype={header[j]: str for j in text}, keep_default_na=False, na_values=[""],
+                                skip_blank_lines=True, encoding="utf-8-sig", engine="c", on_bad_lines="error",
+                                low_memory=False)
+    except (ValueError, OSError, UnicodeError, pd.errors.ParserError):
+        return None
+    if frame.shape[1] != len(header) or not len(frame) or frame.isna().to_numpy().any():
+        return None
+    columns, categories = [], {}
+    for j in picks:
+        column = frame.iloc[:, j]
+        if j in text:  # categorical: stripped, as the row reader strips them; a cell of spaces is empty
+            values = column.str.strip().to_numpy(dtype=object)
+            names = sorted(set(values), key=_natural)
+            if "" in names:
+                return None
+            categories[header[j]] = names
+            columns.append((values[:, None] == np.array(names, dtype=object)[None, :]).astype(np.float32))
+            continue
+        if column.dtype.kind not in "fiu":  # text (a word, "nan", "1_000"), or True/False read as booleans
+            return None
+        numbers = column.to_numpy(np.float64)
+        if not np.isfinite(numbers).all():
+            return None
+        columns.append(numbers.astype(np.float32)[:, None])
+    cells = [frame.iloc[:, j].to_numpy(dtype=object).tolist() for j in labels]
+    if any(not c.strip() for column in cells for c in column):  # a label of spaces: empty, as the row reader says
+        return None
+    x = np.concatenate(columns, axis=1) if columns else np.zeros((len(frame), 0), np.float32)
+    return x, cells, categories
 
 
 def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
@@ -539,11 +621,11 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     """A feature CSV (read_table) and its one label column: class indices or class names."""
     t = read_table(path, [label_column] if label_column else None, separator, decimal, categorical, missing)
     p, label = t.path, t.header[t.labels[0]]
-    labels = [row[t.labels[0]] for _, row in t.rows]
+    labels = t.cells[0]
     classes = sorted(set(labels), key=_natural)
     quantity = _fractional(labels)
     if quantity is not None:  # a price or a temperature: each value would be learnt as a class of its own
-        line = t.rows[quantity][0]
+        line = t.line(quantity)
         raise DataError(f"{p}, line {line}: the label ({label!r}) is {labels[quantity]!r}, a number with a fraction: "
                         "a classifier's labels name classes (indices or names), and this column looks like a quantity "
                         "to predict: train arch mlp_regressor on it (data.target_columns), or, if another column is "
@@ -564,17 +646,17 @@ def load_targets_csv(path: str, target_columns: list[str] | None, separator: str
     (N, targets) float32. A target cell that is not a finite number is an error naming its line."""
     t = read_table(path, target_columns, separator, decimal, categorical, missing, key="data.target_columns")
     names = [t.header[j] for j in t.labels]
-    y = np.empty((len(t.rows), len(names)), np.float32)
-    for i, (line, row) in enumerate(t.rows):
-        for k, j in enumerate(t.labels):
-            cell = row[j].replace(",", ".") if decimal == "," else row[j]
+    y = np.empty((len(t.x), len(names)), np.float32)
+    for i in range(len(y)):  # row by row: the first line with a bad target is the one named
+        for k, cells in enumerate(t.cells):
+            raw = cells[i]
             try:
-                value = float(cell)
+                value = float(raw.replace(",", ".") if decimal == "," else raw)
             except ValueError:
                 value = math.nan
             if not math.isfinite(value):
-                comma = decimal == "." and re.fullmatch(DECIMAL_COMMA, row[j])
-                raise DataError(f"{t.path}, line {line}: the target ({names[k]!r}) is {row[j]!r}, not a finite number"
+                comma = decimal == "." and re.fullmatch(DECIMAL_COMMA, raw)
+                raise DataError(f"{t.path}, line {t.line(i)}: the target ({names[k]!r}) is {raw!r}, not a finite number"
                                 + ("; if the comma is the decimal mark, set data.decimal: ','" if comma else
                                    ": a regression predicts numbers (a column of class names is a classifier's "
                                    "label: arch mlp, data.label_column)"))
