@@ -1,6 +1,6 @@
 """Measures computed from predictions and features (numpy; scipy where noted).
 
-Classification: confusion matrix, per-class precision and recall, best value per metric.
+Classification: confusion matrix, per-class precision and recall. Any logged value: which way it improves, its best epoch.
 Sample quality (generative models, against a reference classifier):
 - Fréchet distance between the classifier's penultimate-layer features of generated and real test images
   (FID with the reference classifier's features in place of Inception's);
@@ -34,6 +34,9 @@ def per_class(matrix: np.ndarray, class_names: list[str]) -> dict:
     }
 
 
+# Words in a logged value's name that say which way it gets better. Keras's mode "auto" knows only its own
+# metric objects: it refused `val_acc` (an error after the first epoch), and dlkit's own guess took a
+# forecaster's val_mae for a value to maximize.
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance")
 HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou")
 

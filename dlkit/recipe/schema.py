@@ -27,10 +27,10 @@ from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_
                       model_serializer, model_validator)
 
 from dlkit import catalog
-from dlkit.metrics import improves
 from dlkit.config import Section, UnsetIsNone, check_name
 from dlkit.data import sources
 from dlkit.errors import Problem, RecipeError
+from dlkit.metrics import improves
 from dlkit.models import ARCHITECTURES, Architecture
 from dlkit.models.knobs import ModelBase
 from dlkit.recipe.source import Locations, locate
@@ -273,9 +273,6 @@ class OptimizerConfig(UnsetIsNone):
         return self
 
 
-# Words in a logged value's name that say which way it gets better. Keras's mode "auto" knows only its own
-# metric objects: it refused `val_acc` (an error after the first epoch), and dlkit's own guess took a
-# forecaster's val_mae for a value to maximize.
 def direction_problems(name: str, mode: str, key: str) -> list[str]:
     """The problem with a monitored value whose direction neither its name nor `key` (its mode, beside the
     monitor key) says."""
@@ -356,8 +353,8 @@ class Distribution(Section):
 
 
 # The order `dlkit show` and recipe.yaml list train keys in, whichever task's section they belong to.
-_TRAIN_ORDER = ("epochs", "loss", "metrics", "class_weight", "optimizer", "optimizers", "schedule", "early_stopping", "monitor",
-                "monitor_mode",
+_TRAIN_ORDER = ("epochs", "loss", "metrics", "class_weight", "optimizer", "optimizers", "schedule", "early_stopping",
+                "monitor", "monitor_mode",
                 "steps_per_epoch", "checkpoint_every", "on_nan", "jit_compile", "run_eagerly", "steps_per_execution", "precision", "deterministic",
                 "tensorboard", "distribution")
 

@@ -28,7 +28,7 @@ def class_weights(recipe, spec) -> list[float] | None:
     names = spec.class_names or [str(i) for i in range(spec.num_classes)]
     if asked == "balanced":
         counts = np.asarray(spec.class_counts, np.float64)
-        return [float(sum(counts) / (len(counts) * c)) if c else 1.0 for c in counts]
+        return [float(counts.sum() / (len(counts) * c)) if c else 1.0 for c in counts]
     index = {name: i for i, name in enumerate(names)}
     index.update({str(i): i for i in range(len(names)) if str(i) not in index})  # an index, where no name is one
     unknown = [k for k in asked if k not in index]

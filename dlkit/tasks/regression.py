@@ -134,15 +134,11 @@ class Regression(FitTask):
         units = keras.layers.Rescaling(scale=s["std"], offset=s["mean"], dtype="float32", name="target_scale")
         return keras.Model(net.inputs, units(net.outputs[0]), name=net.name)
 
-    def compile(self, model, recipe, steps_per_epoch, phase):
-        from dlkit import optim
+    def loss(self, model, recipe):
+        """train.loss on errors in standard deviations: the spread is the model's `target_scale` layer's."""
         from dlkit.models.losses import StandardizedError
 
-        cfg = recipe.train
-        std = np.ravel(model.get_layer("target_scale").scale).tolist()
-        model.compile(optimizer=optim.optimizer(cfg, steps_per_epoch), loss=StandardizedError(std, cfg.loss),
-                      metrics=optim.metrics(cfg), **optim.compile_options(cfg, steps_per_epoch))
-        return model
+        return StandardizedError(np.ravel(model.get_layer("target_scale").scale).tolist(), recipe.train.loss)
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         if ctx.data.test is None:
@@ -194,8 +190,8 @@ class Regression(FitTask):
             raise UsageError("a regression reads rows of a CSV file with a header, its training columns by name: "
                              "dlkit predict RUN --csv FILE")
         columns = run.read_artifact("columns")
-        x, names = read_feature_rows(request.csv, columns, int(model.input_shape[-1]),
-                                     getattr(recipe.data, "separator", ","), getattr(recipe.data, "decimal", "."))
+        x, names = read_feature_rows(request.csv, columns, int(model.input_shape[-1]), recipe.data.separator,
+                                     recipe.data.decimal)
         y = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         out = [{"input": name, **{t: float(v) for t, v in zip(columns["targets"], row)}} for name, row in zip(names, y)]
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "targets": columns["targets"],
