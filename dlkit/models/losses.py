@@ -81,7 +81,8 @@ class ClassWeighted(keras.losses.Loss):
         self.weights = [float(w) for w in weights]
 
     def call(self, y_true, y_pred):
-        each = self.inner.call(y_true, y_pred) if isinstance(self.inner, keras.losses.Loss) else self.inner(y_true, y_pred)
+        inner = self.inner.call if isinstance(self.inner, keras.losses.Loss) else self.inner
+        each = inner(y_true, y_pred)
         index = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         return each * ops.take(ops.convert_to_tensor(self.weights, each.dtype), index)
 
