@@ -354,14 +354,12 @@ def separator_in(header_cell: str, separator: str) -> str | None:
     return next((c for c in ";\t|," if c != separator and c in header_cell), None)
 
 
-def _csv_rows(path: Path, separator: str = ",", header_only: bool = False,
-              limit: int | None = None) -> list[tuple[int, list[str]]]:
+def _csv_rows(path: Path, separator: str = ",", limit: int | None = None) -> list[tuple[int, list[str]]]:
     """A CSV file's rows with their line numbers, blank lines (and lines of spaces) left out: a header and at
-    least one row (`header_only`: the header alone; `limit`: the first rows, at most; the file read no further)."""
+    least one row (`limit`: the first rows, at most, the file read no further; 1: the header alone)."""
     import csv
     import itertools
 
-    limit = 1 if header_only else limit
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             # a blank line, or one of spaces alone (one cell of whitespace), is no row
@@ -370,7 +368,7 @@ def _csv_rows(path: Path, separator: str = ",", header_only: bool = False,
             rows = list(itertools.islice(rows, limit) if limit else rows)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path}: {e}") from None
-    if len(rows) < (1 if header_only else 2):
+    if len(rows) < (1 if limit == 1 else 2):
         raise DataError(f"{path}: expected a header row and at least one data row")
     return rows
 
@@ -479,7 +477,7 @@ def _noun(key: str) -> str:
 def table_header(cfg, label_columns: list[str] | None, key: str = "data.label_column") -> str:
     """A feature CSV's header checked without reading its rows (`dlkit validate`): its path, or a DataError."""
     p = Path(cfg.path).expanduser()
-    header = [h.strip() for h in _csv_rows(p, cfg.separator, header_only=True)[0][1]]
+    header = [h.strip() for h in _csv_rows(p, cfg.separator, limit=1)[0][1]]
     table_columns(p, header, label_columns, cfg.categorical_columns, cfg.separator, key)
     return cfg.path
 
@@ -515,7 +513,8 @@ def read_table(path: str, label_columns: list[str] | None, separator: str = ",",
     training rows' mean (an empty category: all its 0/1 inputs 0). An empty label is an error, or its row
     left out under `drop`.
 
-    A file with nothing to report is read by pandas' C parser (`fast`; 30 times quicker on a large table);
+    A file with nothing to report is read by pandas' C parser (`fast`; 9 times quicker on a table of 200,000
+    rows, docs/benchmarks.md);
     any doubt (an empty cell, a row of another length, a cell that is not a number) sends it to the row reader,
     which reads it again and says what is wrong and on which line. Both give the same arrays."""
     p = Path(path).expanduser()
