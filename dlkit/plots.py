@@ -179,9 +179,10 @@ def bleu_by_length(curves: dict, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, names: list[str], path: Path, title: str) -> None:
+def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, names: list[str], path: Path, title: str,
+                        log: bool = False) -> None:
     """A regression's predictions against the actual values, one panel per target (the first four), with the
-    line where they would be equal."""
+    line where they would be equal; on log axes with `log` (positive values, a log transform's)."""
     plt = _pyplot()
     k = min(len(names), 4)
     fig, axes = plt.subplots(1, k, figsize=(5 * k, 4.8), squeeze=False)
@@ -190,6 +191,9 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, names: list[s
         lo, hi = float(min(a.min(), p.min())), float(max(a.max(), p.max()))
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="predicted = actual")
         ax.scatter(a, p, s=8, alpha=0.6)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_xlabel(f"actual {names[j]}")
         ax.set_ylabel(f"predicted {names[j]}")
         ax.set_title(title if k == 1 else f"{title}: {names[j]}")

@@ -164,6 +164,10 @@ def test_the_loss_is_on_errors_in_standard_deviations():
     assert float(StandardizedError(std, "huber")(true, pred)) == pytest.approx(np.mean(huber))
     assert float(StandardizedError([s * 1000 for s in std])(true * 1000, pred * 1000)) == pytest.approx(
         np.mean(errors**2), rel=1e-5)
+    logs = (np.log(true + 1) - np.log(pred + 1)) / np.array(std)  # log: relative errors, the same in any units
+    assert float(StandardizedError(std, "mse", log=True)(true + 1, pred + 1)) == pytest.approx(np.mean(logs**2))
+    assert float(StandardizedError(std, "mse", log=True)((true + 1) * 1000, (pred + 1) * 1000)) == pytest.approx(
+        np.mean(logs**2), rel=1e-5)
 
 
 def test_measures_by_hand():
@@ -178,3 +182,31 @@ def test_measures_by_hand():
     fitted = regression.baselines(x[:40], y[:40], x[40:])
     np.testing.assert_allclose(fitted["linear"], y[40:], rtol=1e-9)
     np.testing.assert_allclose(fitted["mean"], np.full((10, 1), y[:40].mean()))
+
+
+def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
+    """data.target_transform: log. On prices that are exp of a linear function of the features, a net with no
+    hidden layer is least squares on the logarithms: it reaches the linear baseline (fitted to the logarithms
+    too), its predictions are exp of its net's (above 0), and a target of 0 is an error at its line."""
+    from dlkit import models
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 2))
+    price = np.exp(11 + 0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.05 * rng.normal(size=400))  # 10^3 .. 10^6, skewed
+    f = tmp_path / "houses.csv"
+    f.write_text("rooms,age,price\n" + "".join(f"{a:.5f},{b:.5f},{p:.2f}\n" for (a, b), p in zip(x, price)))
+    recipe = write_recipe(f"name: log\ndata: {{dataset: csv, path: {f}, target_transform: log, batch_size: 16}}\n"
+                          "model: {arch: mlp_regressor, hidden: []}\n"
+                          "train: {epochs: 5, optimizer: {name: adam, learning_rate: 0.05}}\n")
+    result = train(recipe, [], runs_root=tmp_path / "runs")
+    test = result["test"]
+    linear = test["baselines"]["linear"]
+    assert linear["r2"] > 0.99 and test["vs_best_baseline"]["baseline"] == "linear"
+    assert test["mae"] <= 1.1 * linear["mae"] and test["r2"] > 0.98
+    model = models.load(f"{result['run_dir']}/model.keras")
+    assert model.layers[-1].name == "target_exp" and model.loss.log
+    low = model.predict(np.full((1, 2), -40.0), verbose=0)  # far below any training row: still a price above 0
+    assert low[0, 0] > 0
+    f.write_text("rooms,age,price\n1,2,3.5\n2,3,0\n")
+    with pytest.raises(DataError, match=r"line 3: the target \('price'\) is 0; data.target_transform: log"):
+        sources.load_targets_csv(str(f), ["price"], positive=True)

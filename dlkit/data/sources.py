@@ -640,9 +640,10 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
 
 
 def load_targets_csv(path: str, target_columns: list[str] | None, separator: str = ",", decimal: str = ".",
-                     categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+                     categorical: list[str] | tuple = (), missing: str = "error", positive: bool = False) -> Arrays:
     """A feature CSV (read_table) and its target columns, numbers to predict (a regression's): y is
-    (N, targets) float32. A target cell that is not a finite number is an error naming its line."""
+    (N, targets) float32. A target cell that is not a finite number, or with `positive` (a log transform's)
+    not above 0, is an error naming its line."""
     t = read_table(path, target_columns, separator, decimal, categorical, missing, key="data.target_columns")
     names = [t.header[j] for j in t.labels]
     y = np.empty((len(t.x), len(names)), np.float32)
@@ -659,6 +660,10 @@ def load_targets_csv(path: str, target_columns: list[str] | None, separator: str
                                 + ("; if the comma is the decimal mark, set data.decimal: ','" if comma else
                                    ": a regression predicts numbers (a column of class names is a classifier's "
                                    "label: arch mlp, data.label_column)"))
+            if positive and not np.float32(value) > 0:
+                raise DataError(f"{t.path}, line {t.line(i)}: the target ({names[k]!r}) is {raw}; "
+                                "data.target_transform: log takes targets above 0 only (remove the key, or the "
+                                "row)")
             y[i, k] = value
     return Arrays(t.x, y, None, None, [], str(t.path), modality="features", columns={**t.columns, "targets": names},
                   notes=list(t.notes))

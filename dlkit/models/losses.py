@@ -40,17 +40,26 @@ class StandardizedError(keras.losses.Loss):
     in millions, as for targets standardized before training, while the model itself predicts in the targets'
     units (its metrics, MAE and RMSE, read in those units). Each target weighs the same.
 
+    With `log` (data.target_transform: log) the errors are those of the logarithms, log y_true - log y_pred,
+    and `std` is the spread of the training targets' logarithms: a relative error, the same 10% off for a
+    price of 100 as for one of 100,000. The model's predictions are then positive (an `exp` is its last layer).
+
     >>> StandardizedError([10.0], "mse")([[0.0]], [[20.0]])  # two standard deviations off: 4
     """
 
-    def __init__(self, std, kind="mse", name="standardized_error", reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, std, kind="mse", log=False, name="standardized_error", reduction="sum_over_batch_size",
+                 dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if kind not in ("mse", "mae", "huber"):
             raise ValueError(f"unknown kind {kind!r}: mse, mae or huber")
-        self.std, self.kind = [float(s) for s in std], kind
+        self.std, self.kind, self.log = [float(s) for s in std], kind, bool(log)
 
     def call(self, y_true, y_pred):
-        error = (ops.cast(y_true, y_pred.dtype) - y_pred) / ops.convert_to_tensor(self.std, y_pred.dtype)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        if self.log:  # the floor keeps an exp that underflowed to 0 from a log of 0 (no target is below it)
+            floor = ops.convert_to_tensor(1e-30, y_pred.dtype)
+            y_true, y_pred = ops.log(ops.maximum(y_true, floor)), ops.log(ops.maximum(y_pred, floor))
+        error = (y_true - y_pred) / ops.convert_to_tensor(self.std, y_pred.dtype)
         size = ops.abs(error)
         if self.kind == "mse":
             each = ops.square(error)
@@ -61,7 +70,7 @@ class StandardizedError(keras.losses.Loss):
         return ops.mean(each, axis=-1)
 
     def get_config(self):
-        return {"std": self.std, "kind": self.kind, "name": self.name, "reduction": self.reduction}
+        return {"std": self.std, "kind": self.kind, "log": self.log, "name": self.name, "reduction": self.reduction}
 
 
 @keras.saving.register_keras_serializable(package="dlkit")

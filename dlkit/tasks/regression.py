@@ -7,10 +7,15 @@ units: the metrics Keras prints (MAE, RMSE), `dlkit predict` and an exported mod
 The loss (train.loss: mse, mae or huber) is on errors in standard deviations, so neither it nor its
 gradients grow with the targets' units (a price in cents), and each target weighs the same.
 
+`data.target_transform: log` (for positive, skewed targets: prices, incomes, counts of a disease) has the net
+learn the targets' logarithms, standardized alike, and an `exp` after `target_scale` gives the targets back:
+the loss is then on relative errors, and every prediction is above 0.
+
 A finished run, and `dlkit evaluate`, measure MAE, RMSE and R² (1 - squared error / the split's own
 variance) on the original scale, per target and overall, beside two baselines fitted on the training rows:
 their mean, and ordinary least squares on the same inputs (a linear model: what a net must beat to be
-worth its training). `predicted_vs_actual.png` draws each prediction against its true value.
+worth its training), both fitted to the logarithms under a log transform. `predicted_vs_actual.png` draws
+each prediction against its true value (on log axes under a log transform).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class RegressionData(DataCommon):
     missing: Literal["error", "drop", "mean"] = "error"
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
+    # log: the net learns log(target) and the model predicts exp of it (positive, skewed targets: prices)
+    target_transform: Literal["none", "log"] = "none"
     scale: Literal["standardize", "unit", "symmetric", "none"] = "standardize"  # the inputs, per column
     test_split: float = Field(0.2, ge=0, lt=1)  # a fixed draw (seed 0), the same for every run
     batch_size: int = Field(32, ge=1)
@@ -89,11 +96,12 @@ class RegressionTrain(FitTrain):
     metrics: list[str] = Field(default_factory=lambda: ["mae", "rmse"])  # in the targets' units
 
 
-def standardizer(y: np.ndarray) -> dict:
-    """Each target's mean and standard deviation over the training rows (1 where a target is constant)."""
-    y = np.asarray(y, np.float64)
+def standardizer(y: np.ndarray, transform: str = "none") -> dict:
+    """Each target's mean and standard deviation over the training rows (1 where a target is constant), of
+    its logarithm under `transform` log."""
+    y = np.log(np.asarray(y, np.float64)) if transform == "log" else np.asarray(y, np.float64)
     std = y.std(axis=0)
-    return {"mean": y.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+    return {"mean": y.mean(axis=0).tolist(), "std": np.where(std > 0, std, 1.0).tolist(), "transform": transform}
 
 
 class Regression(FitTask):
@@ -117,28 +125,38 @@ class Regression(FitTask):
         from dlkit.data import sources
 
         cfg = recipe.data
+        log = cfg.target_transform == "log"
         arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
-            cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing)
+            cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)
+        if log and not (arrays.y_train > 0).all():  # a csv's rows are checked as they are read, by line
+            raise DataError(f"data.target_transform: log takes targets above 0 only; {arrays.origin} has "
+                            f"{float(arrays.y_train.min()):g}")
         data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
         data.spec = dataclasses.replace(data.spec, target_shape=(arrays.y_train.shape[1],),
-                                        target_scale=standardizer(data.splits.y_train))
+                                        target_scale=standardizer(data.splits.y_train, cfg.target_transform))
         return data
 
     def build(self, recipe, spec, phase, earlier):
         """The architecture's net, which predicts standard deviations from the mean, and after it the layer
-        that multiplies them back into the targets' units (y * std + mean)."""
+        that multiplies them back into the targets' units (y * std + mean), then under a log transform the
+        `exp` that turns logarithms back into the targets."""
         import keras
 
         net = super().build(recipe, spec, phase, earlier)
         s = spec.target_scale
         units = keras.layers.Rescaling(scale=s["std"], offset=s["mean"], dtype="float32", name="target_scale")
-        return keras.Model(net.inputs, units(net.outputs[0]), name=net.name)
+        y = units(net.outputs[0])
+        if s.get("transform") == "log":
+            y = keras.layers.Activation("exponential", dtype="float32", name="target_exp")(y)
+        return keras.Model(net.inputs, y, name=net.name)
 
     def loss(self, model, recipe):
-        """train.loss on errors in standard deviations: the spread is the model's `target_scale` layer's."""
+        """train.loss on errors in standard deviations: the spread is the model's `target_scale` layer's; of
+        the logarithms where the model ends in `exp` (data.target_transform: log)."""
         from dlkit.models.losses import StandardizedError
 
-        return StandardizedError(np.ravel(model.get_layer("target_scale").scale).tolist(), recipe.train.loss)
+        log = any(layer.name == "target_exp" for layer in model.layers)
+        return StandardizedError(np.ravel(model.get_layer("target_scale").scale).tolist(), recipe.train.loss, log)
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         if ctx.data.test is None:
@@ -220,14 +238,17 @@ def scores(predicted: np.ndarray, actual: np.ndarray) -> dict:
             "per_target": [{k: float(per[k][j]) for k in MEASURES} for j in range(actual.shape[1])]}
 
 
-def baselines(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray) -> dict:
+def baselines(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, log: bool = False) -> dict:
     """Predictions for `x` by two models fitted on the training rows: their mean, and ordinary least squares
-    (with an intercept; numpy's lstsq, the minimum-norm solution where the columns are collinear)."""
-    y_train = np.asarray(y_train, np.float64)
+    (with an intercept; numpy's lstsq, the minimum-norm solution where the columns are collinear). With `log`
+    both are fitted to the targets' logarithms, as the net is, and give exp of theirs (the mean's is then the
+    geometric mean)."""
+    y_train = np.log(np.asarray(y_train, np.float64)) if log else np.asarray(y_train, np.float64)
     design = np.hstack([np.asarray(x_train, np.float64), np.ones((len(x_train), 1))])
     weights = np.linalg.lstsq(design, y_train, rcond=None)[0]
-    return {"mean": np.repeat(y_train.mean(axis=0)[None], len(x), axis=0),
-            "linear": np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))]) @ weights}
+    fitted = {"mean": np.repeat(y_train.mean(axis=0)[None], len(x), axis=0),
+              "linear": np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))]) @ weights}
+    return {k: np.exp(v) for k, v in fitted.items()} if log else fitted
 
 
 def measure(model, data, split: str, recipe, image) -> dict:
@@ -241,9 +262,10 @@ def measure(model, data, split: str, recipe, image) -> dict:
     actual = np.asarray(y, np.float64)
     predicted = np.asarray(model.predict(in_scale(x, data.scale), verbose=0, batch_size=1024), np.float64)
     model_scores = scores(predicted, actual)
-    base = {k: scores(v, actual) for k, v in baselines(s.x_train, s.y_train, x).items()}
+    log = recipe.data.target_transform == "log"
+    base = {k: scores(v, actual) for k, v in baselines(s.x_train, s.y_train, x, log).items()}
     best = min(base, key=lambda k: base[k]["mae"])
-    plots.predicted_vs_actual(actual, predicted, names, image, f"{recipe.name}: {split} split")
+    plots.predicted_vs_actual(actual, predicted, names, image, f"{recipe.name}: {split} split", log=log)
     per_target = model_scores.pop("per_target")
     for b in base.values():
         b.pop("per_target")
