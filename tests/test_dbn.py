@@ -107,3 +107,17 @@ def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(straight, write_reci
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
 
+
+
+def test_a_dbn_says_what_reading_its_data_did_once(tmp_path):
+    """Each phase trains on the same data: its notes (here, the rows data.missing left out) are printed once
+    a run, not once a phase."""
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.3f},{b:.3f},{int(a > b)}" for a, b in rng.uniform(size=(60, 2))] + [",0.5,1"]
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "r.yaml").write_text(
+        f"name: t\ndata: {{dataset: csv, path: {tmp_path / 't.csv'}, missing: drop, scale: unit}}\n"
+        "model: {arch: dbn, layers: [4]}\ntrain: {pretrain_epochs: 1, epochs: 1}\n")
+    out = cli("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs")
+    assert out.exit_code == 0, out.output
+    assert "phase 2/2: finetune" in out.output and out.output.count("data.missing: drop left out 1 of 61") == 1

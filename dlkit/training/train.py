@@ -222,7 +222,7 @@ def _run(run, session, phases, reporter, first: int, model=None, initial_epoch: 
 
 
 def _run_phases(run, session, phases, reporter, first, model, initial_epoch, skip, rows, earlier) -> dict:
-    several, earlier = len(phases) > 1, dict(earlier or {})
+    several, earlier, shown = len(phases) > 1, dict(earlier or {}), set()
     start, fit_seconds, fit_cpu_seconds = time.perf_counter(), 0.0, 0.0
     result = {"name": session.recipe.name, "run_dir": str(run.root)}
     if session.data.notes:  # what reading the data did (rows left out, cells filled): `--json` carries it too
@@ -246,7 +246,7 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, ski
             summary = result
         final = i == len(phases) - 1
         keeper, seconds, cpu_seconds = _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
-                                            earlier, result, summary, final)
+                                            earlier, result, summary, final, shown)
         fit_seconds, fit_cpu_seconds = fit_seconds + seconds, fit_cpu_seconds + cpu_seconds
         if not final:
             earlier[phase.name] = _close_phase(run, where, phase, model)
@@ -267,9 +267,11 @@ def _run_phases(run, session, phases, reporter, first, model, initial_epoch, ski
     return result
 
 
-def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows, earlier, result, summary, final):
+def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows, earlier, result, summary, final,
+         shown: set):
     """One phase's `fit`, with the core callbacks and the task's; the last phase also finishes the run.
-    Returns the history keeper and the fit's wall and CPU seconds."""
+    Returns the history keeper and the fit's wall and CPU seconds. `shown`: the data notes an earlier phase
+    printed (each is printed once a run)."""
     from dlkit.training import callbacks
 
     recipe, task = session.recipe, session.task
@@ -304,7 +306,9 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         mid = None
     reporter.start(run.root, recipe, data.spec, model)
     for note in data.notes:
-        reporter.message(note)
+        if note not in shown:
+            reporter.message(note)
+            shown.add(note)
     wanted = recipe.train.steps_per_execution
     taken = optim.steps_per_execution(wanted, steps)
     if taken != wanted:
