@@ -631,3 +631,26 @@ def test_pandas_parses_numbers_as_float_does():
                + (f"e{exponent[i]}" if exponent[i] % 3 == 0 else "") for i in range(n)]
     parsed = pd.read_csv(io.StringIO("a\n" + "\n".join(written) + "\n"))["a"].to_numpy(np.float64)
     np.testing.assert_array_equal(parsed, np.array([float(s) for s in written]))
+
+
+def test_a_category_only_outside_the_training_rows_is_no_input():
+    """A city no training row has would be a one-hot column of 0 in every training row, its weights left at
+    their random start: it is dropped from every split, its rows read as none of the column's values, and the
+    vocabulary is the training rows' (so `dlkit predict` refuses it)."""
+    columns = {"features": ["rooms", "city=lyon", "city=nice", "city=paris", "view=no", "view=sea"],
+               "inputs": ["rooms", "city", "view"], "categories": {"city": ["lyon", "nice", "paris"],
+                                                                    "view": ["no", "sea"]}}
+    train = np.array([[3, 1, 0, 0, 1, 0], [4, 0, 0, 1, 0, 1]], np.float32)
+    val = np.array([[2, 0, 1, 0, 1, 0]], np.float32)  # nice: not in training
+    test = np.array([[5, 0, 1, 0, 0, 1], [1, 1, 0, 0, 1, 0], [2, 0, 0, 1, 1, 0]], np.float32)
+    s = pipeline.Splits(train, np.zeros(2), val, np.zeros(1), test, np.zeros(3))
+    notes = []
+    kept = pipeline.unseen_categories(s, columns, notes)
+    assert kept["features"] == ["rooms", "city=lyon", "city=paris", "view=no", "view=sea"]
+    assert kept["categories"] == {"city": ["lyon", "paris"], "view": ["no", "sea"]} and kept["inputs"] == columns["inputs"]
+    np.testing.assert_array_equal(s.x_train, train[:, [0, 1, 3, 4, 5]])
+    np.testing.assert_array_equal(s.x_val, [[2, 0, 0, 1, 0]])  # nice: neither lyon nor paris
+    np.testing.assert_array_equal(s.x_test[0], [5, 0, 0, 0, 1])
+    assert notes == ["categories no training row has (city: 'nice') are no inputs: 1 validation row and 1 test row "
+                     "with them read as none of the column's values"]
+    assert pipeline.unseen_categories(s, kept, notes) is kept and len(notes) == 1  # every value seen: as it was

@@ -579,6 +579,8 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     if channels is not None:
         s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
     columns, notes = arrays.columns, list(arrays.notes)
+    if columns is not None and columns.get("categories") and s.x_train.ndim == 2:  # a table's one-hot columns
+        columns = unseen_categories(s, columns, notes)
     if columns is not None and getattr(cfg, "missing", "error") == "mean":
         columns = mean_filled(s, columns, arrays.origin, notes)
     scale = input_scale(s.x_train, cfg, modality)
@@ -590,6 +592,38 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     data = from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
     data.notes = notes
     return data
+
+
+def unseen_categories(s: Splits, columns: dict, notes: list[str]) -> dict:
+    """A category no training row has (a city only in the test rows) is no input: its one-hot column would be 0
+    in every row the model trains on, so its weights would keep their random start and shift whatever the rows
+    that have it predict. Its column is left out of every split, the rows that have it read as none of their
+    column's values (as an empty category does), and a note counts them. The vocabulary (the columns
+    artifact) is the training rows', so `dlkit predict` refuses such a value as one training never saw."""
+    names = columns["features"]
+    seen = np.asarray(s.x_train).any(axis=0) if len(s.x_train) else np.zeros(len(names), bool)
+    encoded = {f"{c}={v}": (c, v) for c, values in columns["categories"].items() for v in values}
+    unseen = [j for j, n in enumerate(names) if n in encoded and not seen[j]]
+    if not unseen:
+        return columns
+    keep = np.array([j not in unseen for j in range(len(names))])
+    counts = []
+    for split_name, attr in (("validation", "x_val"), ("test", "x_test")):
+        x = getattr(s, attr)
+        if x is not None:
+            rows = int(np.asarray(x)[:, unseen].any(axis=1).sum())
+            if rows:
+                counts.append(f"{rows} {split_name} row{'s' if rows != 1 else ''}")
+            setattr(s, attr, np.ascontiguousarray(np.asarray(x)[:, keep]))
+    s.x_train = np.ascontiguousarray(np.asarray(s.x_train)[:, keep])
+    dropped = [encoded[names[j]] for j in unseen]
+    by_column = {c: [v for c2, v in dropped if c2 == c] for c in dict.fromkeys(c for c, _ in dropped)}
+    said = "; ".join(f"{c}: {', '.join(map(repr, v))}" for c, v in by_column.items())
+    notes.append(f"categories no training row has ({said}) are no inputs: {' and '.join(counts) or 'no row'} with "
+                 "them read as none of the column's values")
+    return {**columns, "features": [n for j, n in enumerate(names) if keep[j]],
+            "categories": {c: [v for v in values if (c, v) not in dropped]
+                           for c, values in columns["categories"].items()}}
 
 
 def mean_filled(s: Splits, columns: dict, origin: str, notes: list[str]) -> dict:
