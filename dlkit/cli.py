@@ -609,6 +609,7 @@ def _sequence_datasets() -> dict:
     out["tsv (pairs)"] = text_translation.PAIR_DATASETS["tsv"] + " [seq2seq]"
     out["diabetes"] = regression.REGRESSION_DATASETS["diabetes"] + " [mlp_regressor]"
     out["csv (targets)"] = regression.REGRESSION_DATASETS["csv"] + " [mlp_regressor]"
+    out["npz (targets)"] = regression.REGRESSION_DATASETS["npz"] + " [mlp_regressor]"
     return out
 
 

@@ -185,28 +185,52 @@ def test_measures_by_hand():
 
 
 def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
-    """data.target_transform: log. On prices that are exp of a linear function of the features, a net with no
-    hidden layer is least squares on the logarithms: it reaches the linear baseline (fitted to the logarithms
-    too), its predictions are exp of its net's (above 0), and a target of 0 is an error at its line."""
+    """data.target_transform: log, on arrays in an npz. On prices that are exp of a linear function of the
+    features, a net with no hidden layer is least squares on the logarithms: it reaches the linear baseline
+    (fitted to the logarithms too), its predictions are exp of its net's (above 0), and `predict --csv` reads
+    every column in order. A target of 0 is an error at its line (csv) or index (npz)."""
+    from typer.testing import CliRunner
+
     from dlkit import models
+    from dlkit.cli import app
 
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(400, 2))
-    price = np.exp(11 + 0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.05 * rng.normal(size=400))  # 10^3 .. 10^6, skewed
-    f = tmp_path / "houses.csv"
-    f.write_text("rooms,age,price\n" + "".join(f"{a:.5f},{b:.5f},{p:.2f}\n" for (a, b), p in zip(x, price)))
-    recipe = write_recipe(f"name: log\ndata: {{dataset: csv, path: {f}, target_transform: log, batch_size: 16}}\n"
+    x = rng.normal(size=(500, 2))
+    price = np.exp(11 + 0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.05 * rng.normal(size=500))  # 10^3 .. 10^6, skewed
+    f = tmp_path / "houses.npz"
+    np.savez(f, x_train=x[:400], y_train=price[:400], x_test=x[400:], y_test=price[400:])
+    recipe = write_recipe(f"name: log\ndata: {{dataset: npz, path: {f}, target_transform: log, batch_size: 16}}\n"
                           "model: {arch: mlp_regressor, hidden: []}\n"
                           "train: {epochs: 5, optimizer: {name: adam, learning_rate: 0.05}}\n")
     result = train(recipe, [], runs_root=tmp_path / "runs")
     test = result["test"]
     linear = test["baselines"]["linear"]
+    assert test["examples"] == 100 and test["targets"] == ["y"]  # the npz's own test split
     assert linear["r2"] > 0.99 and test["vs_best_baseline"]["baseline"] == "linear"
     assert test["mae"] <= 1.1 * linear["mae"] and test["r2"] > 0.98
     model = models.load(f"{result['run_dir']}/model.keras")
     assert model.layers[-1].name == "target_exp" and model.loss.log
     low = model.predict(np.full((1, 2), -40.0), verbose=0)  # far below any training row: still a price above 0
     assert low[0, 0] > 0
-    f.write_text("rooms,age,price\n1,2,3.5\n2,3,0\n")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b\n0.5,-1\n")
+    out = CliRunner().invoke(app, ["predict", result["run_dir"], "--csv", str(rows), "--json"])
+    assert out.exit_code == 0, out.output
+    expected = np.exp(11 + 0.8 * 0.5 + 0.5)
+    assert json.loads(out.stdout)["predictions"][0]["y"] == pytest.approx(expected, rel=0.1)
+    np.savez(f, x_train=x[:3], y_train=[1.0, 0.0, 2.0])
+    with pytest.raises(DataError, match=r"y_train\[1, 0\] is 0, not above 0; data.target_transform: log"):
+        sources.load_targets_npz(str(f), positive=True)
+    np.savez(f, x_train=x[:3], y_train=[1.0, np.nan, 2.0])
+    with pytest.raises(DataError, match=r"y_train\[1, 0\] is nan, not a finite number"):
+        sources.load_targets_npz(str(f))
+    np.savez(f, x_train=x[:3, :, None], y_train=[1.0, 1.0, 2.0])
+    with pytest.raises(DataError, match=r"x_train has shape \(3, 2, 1\); mlp_regressor reads feature vectors"):
+        sources.load_targets_npz(str(f))
+    np.savez(f, x_train=x[:3])
+    with pytest.raises(DataError, match="has no y_train"):
+        sources.load_targets_npz(str(f))
+    csv = tmp_path / "houses.csv"
+    csv.write_text("rooms,age,price\n1,2,3.5\n2,3,0\n")
     with pytest.raises(DataError, match=r"line 3: the target \('price'\) is 0; data.target_transform: log"):
-        sources.load_targets_csv(str(f), ["price"], positive=True)
+        sources.load_targets_csv(str(csv), ["price"], positive=True)

@@ -669,6 +669,53 @@ def load_targets_csv(path: str, target_columns: list[str] | None, separator: str
                   notes=list(t.notes))
 
 
+def load_targets_npz(path: str, positive: bool = False) -> Arrays:
+    """A regression's arrays: x_train (N, F) feature vectors and y_train (N,) or (N, K) numbers to predict, and
+    optionally x_test, y_test (then the test split). The targets are named y, or y0, y1, ... Every value must be
+    a finite number, and with `positive` (a log transform's) a target above 0; the first that is not is named
+    by its example."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"npz file not found: {p} (data.path)")
+    found = read_npz(p)
+    if found["y_train"] is None:
+        raise DataError(f"{p} has no y_train: a regression learns the numbers it holds, one row (or one number) "
+                        "per row of x_train")
+    arrays = {}
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a = found[name]
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{p}: {name} holds {a.dtype} values; a regression's arrays hold numbers")
+        a = a.astype(np.float32)
+        if name.startswith("y") and a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise DataError(f"{p}: {name} has shape {a.shape}; mlp_regressor reads " + (
+                "feature vectors, (N, F)" if name.startswith("x") else "one number per example (N,), or K (N, K)"))
+        bad = ~np.isfinite(a) | ((a <= 0) if positive and name.startswith("y") else False)
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            what = ("not above 0; data.target_transform: log takes targets above 0 only"
+                    if np.isfinite(a[i, j]) else "not a finite number")
+            raise DataError(f"{p}: {name}[{i}, {j}] is {a[i, j]:g}, {what}")
+        arrays[name] = a
+    for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+        if x in arrays and len(arrays[x]) != len(arrays[y]):
+            raise DataError(f"{p}: {x} has {len(arrays[x])} rows but {y} {len(arrays[y])}")
+    if "x_test" in arrays and arrays["x_test"].shape[1:] != arrays["x_train"].shape[1:]:
+        raise DataError(f"{p}: x_test rows have {arrays['x_test'].shape[1]} features, x_train's "
+                        f"{arrays['x_train'].shape[1]}")
+    if "y_test" in arrays and arrays["y_test"].shape[1] != arrays["y_train"].shape[1]:
+        raise DataError(f"{p}: y_test rows have {arrays['y_test'].shape[1]} targets, y_train's "
+                        f"{arrays['y_train'].shape[1]}")
+    k = arrays["y_train"].shape[1]
+    return Arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"), [], str(p),
+                  modality="features", columns={"targets": ["y"] if k == 1 else [f"y{j}" for j in range(k)]})
+
+
 def load_diabetes() -> Arrays:
     """Efron, Hastie, Johnstone and Tibshirani's diabetes table (2004): 442 patients, ten baseline measures (age,
     sex, body mass index, blood pressure, six blood serum measures) and a measure of the disease's progression

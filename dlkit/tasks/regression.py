@@ -1,7 +1,7 @@
 """Regression: a table's feature columns to one or more numbers (mlp_regressor).
 
-The targets are columns of a CSV file (data.target_columns, default the last column) or the built-in
-diabetes table. The net learns them in standard deviations from their mean over the training rows, and its
+The targets are columns of a CSV file (data.target_columns, default the last column), an npz's y_train or
+the built-in diabetes table. The net learns them in standard deviations from their mean over the training rows, and its
 last layer (`target_scale`, added here) multiplies them back, so the model predicts in the targets' own
 units: the metrics Keras prints (MAE, RMSE), `dlkit predict` and an exported model all read in those units.
 The loss (train.loss: mse, mae or huber) is on errors in standard deviations, so neither it nor its
@@ -39,15 +39,17 @@ REGRESSION_DATASETS = {
     "diabetes": "Efron et al.'s diabetes table: 442 patients, ten measures, the disease's progression a year on "
                 "(scikit-learn's copy)",
     "csv": "a CSV file of feature columns and the columns to predict (data.path; data.target_columns)",
+    "npz": "arrays x_train (N, features), y_train (N,) or (N, targets)[, x_test, y_test] in a .npz file (data.path)",
 }
 MEASURES = ("mae", "rmse", "r2")
 CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "missing")
 
 
 class RegressionData(DataCommon):
-    path_datasets = {"csv": "the CSV file"}
+    path_datasets = {"csv": "the CSV file", "npz": "the .npz file"}
 
-    dataset: str = Field(description="choose one of: csv (your file, in data.path), diabetes (built in)")
+    dataset: str = Field(description="choose one of: csv (your file, in data.path), npz (your arrays, in data.path), "
+                                     "diabetes (built in)")
     target_columns: list[str] | None = None  # csv: the columns to predict; default the last one
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
     # csv: an empty cell is an error, or its row is left out (drop), or (a feature's) the column's mean over
@@ -81,7 +83,7 @@ class RegressionData(DataCommon):
                         if targets.count(c) > 1 or self.categorical_columns.count(c) > 1})
         both = [c for c in targets if c in self.categorical_columns]
         return super().cross_problems() + csv_format_problems(self) + (
-            [f"data.{k}: read from a csv file only; dataset {self.dataset!r} has its own columns (remove it)"
+            [f"data.{k}: read from a csv file only, not from dataset {self.dataset!r} (remove it)"
              for k in unread]) + (
             ["data.target_columns: an empty list; name the columns to predict, or leave the key out for the last "
              "column"] if self.target_columns == [] else []) + (
@@ -119,6 +121,8 @@ class Regression(FitTask):
             return "scikit-learn's copy of the diabetes data (installed with it)"
         if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
+        if cfg.dataset == "npz":
+            return str(Path(cfg.path).expanduser())
         return sources.table_header(cfg, cfg.target_columns, "data.target_columns")
 
     def load_data(self, recipe):
@@ -126,9 +130,12 @@ class Regression(FitTask):
 
         cfg = recipe.data
         log = cfg.target_transform == "log"
-        arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
-            cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)
-        if log and not (arrays.y_train > 0).all():  # a csv's rows are checked as they are read, by line
+        if cfg.dataset == "npz":
+            arrays = sources.load_targets_npz(cfg.path, log)
+        else:
+            arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
+                cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)
+        if log and not (arrays.y_train > 0).all():  # a csv's and an npz's are checked as they are read
             raise DataError(f"data.target_transform: log takes targets above 0 only; {arrays.origin} has "
                             f"{float(arrays.y_train.min()):g}")
         data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
@@ -200,7 +207,7 @@ class Regression(FitTask):
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         """The targets of each row of a CSV file (--csv), its feature columns picked by name (the targets'
-        own columns, if the file has them, are not read)."""
+        own columns, if the file has them, are not read); after training on an npz, every column, in order."""
         from dlkit.data.sources import read_feature_rows
         from dlkit.tasks.generative import in_scale, run_scale
 
@@ -208,8 +215,8 @@ class Regression(FitTask):
             raise UsageError("a regression reads rows of a CSV file with a header, its training columns by name: "
                              "dlkit predict RUN --csv FILE")
         columns = run.read_artifact("columns")
-        x, names = read_feature_rows(request.csv, columns, int(model.input_shape[-1]), recipe.data.separator,
-                                     recipe.data.decimal)
+        x, names = read_feature_rows(request.csv, columns if "features" in columns else None,
+                                     int(model.input_shape[-1]), recipe.data.separator, recipe.data.decimal)
         y = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         out = [{"input": name, **{t: float(v) for t, v in zip(columns["targets"], row)}} for name, row in zip(names, y)]
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "targets": columns["targets"],
