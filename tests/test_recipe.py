@@ -189,6 +189,22 @@ def test_class_weights_by_name_index_or_balanced(write_recipe):
         load_recipe(write_recipe("model: {arch: autoencoder}\ntrain: {class_weight: balanced}\n"))
 
 
+@pytest.mark.parametrize("text,path,message", [
+    ("train:\n  class_weight: heavy\n", "train.class_weight",
+     "Input should be 'balanced' or a valid dictionary; received 'heavy'"),
+    ("train:\n  class_weight: {dog: .inf}\n", "train.class_weight.dog", "Input should be a finite number; received inf"),
+    ("train:\n  distribution: {devices: many}\n", "train.distribution.devices",
+     "Input should be 'auto' or a valid integer; received 'many'"),
+])
+def test_a_value_no_branch_of_a_union_takes_is_one_problem(write_recipe, text, path, message):
+    """Not one problem a branch under pydantic's names for them (train.class_weight.literal['balanced'] and
+    train.class_weight.dict[str,float]): one at the key, saying what each branch takes, or, where a branch took
+    the value's type, that branch's problem at its own key."""
+    recipe = write_recipe("model: {arch: mlp}\n" + text)
+    problems = problems_of(recipe)
+    assert [(p.path, p.location, p.message) for p in problems] == [(path, f"{recipe}:3", message)]
+
+
 def test_all_errors_reported_together(write_recipe):
     recipe = write_recipe(
         "seed: x\nmodel:\n  arch: cnn\n  dropout: 2\ndata:\n  batchsize: 3\ntrain:\n  epochs: 0\n"

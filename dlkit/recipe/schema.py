@@ -624,9 +624,45 @@ def _has(container, key) -> bool:
     return isinstance(key, int) and -len(container) <= key < len(container)
 
 
+def _union_tag(root_cls, loc: tuple) -> int | None:
+    """Where in `loc` pydantic put the name of a union's branch (`devices: Literal["auto"] | int` fails as
+    devices.literal['auto'] and devices.int): the index after the field's own name, or None."""
+    for i in range(len(loc) - 1):
+        owner = _class_at(root_cls, loc[:i])
+        field = owner.model_fields.get(loc[i]) if owner is not None and isinstance(loc[i], str) else None
+        if field is None:
+            continue
+        args = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+        union = typing.get_origin(field.annotation) in (Union, types.UnionType) and len(args) > 1
+        if union and isinstance(loc[i + 1], str) and _model_in(field.annotation) is None:
+            return i + 1
+    return None
+
+
+def _one_per_union(errors: list[dict], root_cls) -> list[dict]:
+    """A value no branch of a union takes, one error rather than one a branch: where a branch took the value's
+    type and failed inside it (a mapping with a bad weight), that branch's errors at their own keys; else one
+    error that lists what each branch expected ("'auto' or a valid integer")."""
+    out, groups = [], {}
+    for e in errors:
+        at = _union_tag(root_cls, tuple(e["loc"]))
+        if at is None:
+            out.append(e)
+        else:
+            groups.setdefault(tuple(e["loc"][:at]), []).append((tuple(e["loc"][at + 1:]), e))
+    for key, branch in groups.items():
+        inner = [{**e, "loc": key + rest} for rest, e in branch if rest]
+        if inner:
+            out += inner
+            continue
+        wanted = list(dict.fromkeys(e["msg"].removeprefix("Input should be ") for _, e in branch))
+        out.append({**branch[0][1], "loc": key, "type": "union", "msg": "Input should be " + " or ".join(wanted)})
+    return out
+
+
 def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Problem]:
     problems = []
-    for e in err.errors():
+    for e in _one_per_union(err.errors(), root_cls):
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         hint = None
