@@ -167,6 +167,40 @@ model: {{arch: rnn_forecaster, units: [4]}}
     assert max(values[:240]) < 1e3 and scaler["shift"][0] < 1e3  # the huge test values never reached it
 
 
+def test_a_category_the_training_span_never_has_is_no_input(write_recipe, tmp_path):
+    """A value of a categorical column that first appears after the training span (a holiday in December) is
+    dropped: its one-hot column would be 0 through training, its weights never trained. A series to forecast
+    from is put in training's columns: a category it lacks is a column of 0s, one training never saw an error."""
+    from dlkit.data import series
+    from dlkit.errors import DataError
+
+    n = 100
+    times = np.arange(np.datetime64("2020-01-01T00"), np.datetime64("2020-01-01T00") + np.timedelta64(n, "h"))
+    kinds = ["work" if i % 3 else "rest" for i in range(n - 5)] + ["holiday"] * 5  # holiday: the test span's
+    csv = tmp_path / "series.csv"
+    csv.write_text("time,load,kind\n" + "".join(f"{t},{i % 7},{k}\n" for i, (t, k) in
+                                                  enumerate(zip(times.astype(str), kinds))))
+    recipe = _recipe(write_recipe, f"""
+name: cats
+data: {{dataset: csv, path: {csv}, target_columns: [load], categorical_columns: [kind], calendar: [hour], input_steps: 4,
+        horizon: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+    data = tasks.of(recipe).load_data(recipe)
+    columns = data.artifacts["scaler"]["columns"]
+    assert columns == ["load", "kind_rest", "kind_work", "hour_sin", "hour_cos"] and data.spec.input_shape == (4, 5)
+    assert data.notes == ["categories the training span never has (kind_holiday) are no inputs: 5 later rows with "
+                          "them read as none of the column's values"]
+    assert data.context.raw[-1, 1:3].tolist() == [0, 0]  # a holiday: neither rest nor work
+    csv.write_text("time,load,kind\n2021-01-01T00,3,work\n2021-01-01T01,4,work\n")  # no rest
+    frame = series.aligned(series.read(recipe.data, csv), recipe.data, columns, csv)
+    assert frame.columns == columns and frame.values[:, 1:3].tolist() == [[0, 1], [0, 1]]
+    csv.write_text("time,load,kind\n2021-01-01T00,3,work\n2021-01-01T01,4,holiday\n")
+    with pytest.raises(DataError, match=r"'kind_holiday': a category value training never saw \(it saw 'kind_rest', "
+                                        r"'kind_work'\)"):
+        series.aligned(series.read(recipe.data, csv), recipe.data, columns, csv)
+
+
 def test_forecast_measures_and_baselines_by_hand():
     """Persistence repeats the last value seen; seasonal naive takes the value one season before each
     target (a whole number of seasons back, before the window); sMAPE is the standard definition."""

@@ -154,3 +154,46 @@ def read(cfg, path: Path | None = None) -> Frame:
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
     return Frame(frame.index.to_numpy(), values, names, len(targets), where)
+
+
+def _one_hot(frame: Frame, cfg, columns: list[str] | None = None) -> tuple[int, int]:
+    """Where a frame's (or a list of its columns') one-hot columns are: after the targets and features, before
+    the calendar's sin and cos."""
+    names = frame.columns if columns is None else columns
+    return frame.targets + len(cfg.feature_columns), len(names) - 2 * len(cfg.calendar)
+
+
+def trained_categories(frame: Frame, cfg, span: slice, rows: int) -> tuple[Frame, str | None]:
+    """The frame without the one-hot columns of categories no row of the training `span` has (a value that
+    first appears later): their weights would never train, and would keep their random start for every later
+    row that has them. Those rows read as none of the column's values. Also returns a note saying so (counting
+    the rows among the first `rows`, those used), or None."""
+    first, end = _one_hot(frame, cfg)
+    unseen = [j for j in range(first, end) if not frame.values[span, j].any()]
+    if not unseen:
+        return frame, None
+    keep = [j for j in range(len(frame.columns)) if j not in unseen]
+    rows = int(frame.values[:rows][:, unseen].any(axis=1).sum())
+    note = (f"categories the training span never has ({', '.join(frame.columns[j] for j in unseen)}) are no "
+            f"inputs: {rows} later row{'s' if rows != 1 else ''} with them read as none of the column's values")
+    return Frame(frame.times, frame.values[:, keep], [frame.columns[j] for j in keep], frame.targets,
+                 frame.origin), note
+
+
+def aligned(frame: Frame, cfg, columns: list[str], where) -> Frame:
+    """A series to forecast from (`dlkit predict --csv`) in training's columns: a category training saw and
+    this file lacks is a column of 0s; a value training never saw, or other columns, are errors."""
+    if frame.columns == columns:
+        return frame
+    first, end = _one_hot(frame, cfg)
+    theirs_end = _one_hot(frame, cfg, columns)[1]
+    if frame.columns[:first] != columns[:first] or frame.columns[end:] != columns[theirs_end:]:
+        raise DataError(f"{where}: its columns give {frame.columns}; the run trained on {columns}")
+    new = [c for c in frame.columns[first:end] if c not in columns[first:theirs_end]]
+    if new:
+        raise DataError(f"{where}: {', '.join(map(repr, new))}: a category value training never saw (it saw "
+                        f"{', '.join(map(repr, columns[first:theirs_end]))})")
+    index = {c: j for j, c in enumerate(frame.columns)}
+    values = np.stack([frame.values[:, index[c]] if c in index else np.zeros(len(frame.values)) for c in columns],
+                      axis=1)
+    return Frame(frame.times, values, list(columns), frame.targets, frame.origin)

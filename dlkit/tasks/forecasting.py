@@ -178,6 +178,7 @@ class Forecasting(FitTask):
             rows = min(rows, cfg.limit)
         bounds = spans(rows, cfg)
         t0, t1 = bounds["train"]
+        frame, note = series.trained_categories(frame, cfg, slice(t0, t1), rows)
         scaler = fit_scaler(frame.values[t0:t1], cfg.scale)  # the training span's rows alone
         values = scaled(frame.values[:rows], scaler)
         made = {}
@@ -201,6 +202,7 @@ class Forecasting(FitTask):
                                     frame.origin, {"scaler": {**scaler, **columns}})
         data.context = Series(frame.values[:rows], frame.times[:rows], {k: made[k][1] for k in made}, scaler,
                              frame.targets)
+        data.notes += [note] if note else []
         return data
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
@@ -246,9 +248,7 @@ class Forecasting(FitTask):
         if not request.csv.is_file():
             raise UsageError(f"--csv {request.csv}: no such file")
         saved = run.read_artifact("scaler")
-        frame = series.read(recipe.data, request.csv)
-        if frame.columns != saved["columns"]:
-            raise DataError(f"{request.csv}: its columns give {frame.columns}; the run trained on {saved['columns']}")
+        frame = series.aligned(series.read(recipe.data, request.csv), recipe.data, saved["columns"], request.csv)
         steps = recipe.data.input_steps
         if len(frame.values) < steps:
             raise DataError(f"{request.csv}: {len(frame.values)} rows; a forecast reads the last {steps}")
