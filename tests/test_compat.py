@@ -39,15 +39,23 @@ def test_dlkit_commands_explain_the_old_layout(command, tmp_path):
 
 def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
     """A run's recipe.yaml lists every key; one written before data.test_split existed lacks it, and is read
-    with 0 (no test split carved, as it trained), not today's default 0.2: a resume keeps its training data."""
+    with 0 (no test split carved, as it trained), not today's default 0.2: a resume keeps its training data.
+    Likewise data.category_values: all, so a category only in its test rows is still the input it trained with."""
     import yaml
 
     from dlkit.tasks import load_recipe, load_run_recipe
 
     saved = load_recipe(ROOT / "recipes" / "mlp_mnist.yaml").to_dict()
     assert saved["data"].pop("test_split") == 0.2
+    assert saved["data"].pop("category_values") == "training"  # one input per value the training rows have
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
     assert load_run_recipe(tmp_path / "recipe.yaml").data.test_split == 0
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.category_values == "training"  # no categories: moot
+    table = {**saved, "data": {**saved["data"], "dataset": "csv", "path": str(tmp_path / "t.csv"),
+                               "categorical_columns": ["city"]}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(table))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.category_values == "all"  # per value in the file
+    saved["data"]["category_values"] = "training"
     assert load_run_recipe(tmp_path / "recipe.yaml", ["train.epochs=3"]).train.epochs == 3
     saved["data"]["test_split"] = 0.3
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))

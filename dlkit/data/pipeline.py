@@ -579,7 +579,8 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     if channels is not None:
         s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
     columns, notes = arrays.columns, list(arrays.notes)
-    if columns is not None and columns.get("categories") and s.x_train.ndim == 2:  # a table's one-hot columns
+    if columns is not None and columns.get("categories") and s.x_train.ndim == 2 and \
+            getattr(cfg, "category_values", "all") == "training":  # a table's one-hot columns
         columns = unseen_categories(s, columns, notes)
     if columns is not None and getattr(cfg, "missing", "error") == "mean":
         columns = mean_filled(s, columns, arrays.origin, notes)

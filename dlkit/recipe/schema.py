@@ -167,6 +167,9 @@ class DataConfig(DataCommon):
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    # csv: training: one input per category value the training rows have (a value only in later rows is no input,
+    # its weights would never train); all: one per value anywhere in the file, as runs before this key trained
+    category_values: Literal["training", "all"] = "training"
     # csv: an empty cell is an error, or its row is left out (drop), or it is the column's mean over the
     # training rows (mean; an empty category: none of its values)
     missing: Literal["error", "drop", "mean"] = "error"
@@ -179,7 +182,8 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        unread = changed(self, ("separator", "decimal", "categorical_columns", "missing")) if self.dataset != "csv" \
+        unread = changed(self, ("separator", "decimal", "categorical_columns", "category_values", "missing")) \
+            if self.dataset != "csv" \
             else []
         keys = f"{', '.join(unread[:-1])} and {unread[-1]}" if len(unread) > 1 else "".join(unread)
         twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})

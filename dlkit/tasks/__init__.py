@@ -79,8 +79,10 @@ def load_recipe(path: str | Path, overrides=()):
 
 
 # Keys added since a run could have been trained, each with the value that trains as the run did before it
-# existed. A run's recipe.yaml lists every key of its sections, so one without the key predates it.
-ADDED_KEYS = {("data", "test_split"): 0}
+# existed, and the runs that need it (by their section's keys). A run's recipe.yaml lists every key of its
+# sections, so one without the key predates it.
+ADDED_KEYS = {("data", "test_split"): (0, lambda section: True),
+              ("data", "category_values"): ("all", lambda section: bool(section.get("categorical_columns")))}
 
 
 def load_run_recipe(path: str | Path, overrides=()):
@@ -92,8 +94,9 @@ def load_run_recipe(path: str | Path, overrides=()):
     if arch is None:
         return load_recipe(path, overrides)
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
-    old = [f"{section}.{key}={value}" for (section, key), value in ADDED_KEYS.items()
-           if key in classes[section].model_fields and key not in (raw.get(section) or {})]
+    old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
+           if key in classes[section].model_fields and key not in (raw.get(section) or {})
+           and needs(raw.get(section) or {})]
     return load_recipe(path, [*old, *overrides])
 
 

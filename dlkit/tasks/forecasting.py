@@ -43,6 +43,9 @@ class SeriesData(DataCommon):
     target_columns: list[str] | None = None  # what is forecast; default the last column
     feature_columns: list[str] = Field(default_factory=list)  # other numeric inputs
     categorical_columns: list[str] = Field(default_factory=list)  # inputs one-hot encoded
+    # training: one input per category value the training span has (a value only in later rows is no input,
+    # its weights would never train); all: one per value anywhere in the file, as runs before this key trained
+    category_values: Literal["training", "all"] = "training"
     calendar: list[Literal["hour", "day_of_week", "day_of_year", "month"]] = Field(default_factory=list)  # (sin, cos)
     frequency: str | None = None  # a pandas frequency ("1h", "MS"): times missing from the file become gaps
     duplicates: Literal["mean", "first", "last", "error"] = "mean"  # rows sharing a time
@@ -178,7 +181,8 @@ class Forecasting(FitTask):
             rows = min(rows, cfg.limit)
         bounds = spans(rows, cfg)
         t0, t1 = bounds["train"]
-        frame, note = series.trained_categories(frame, cfg, slice(t0, t1), rows)
+        frame, note = series.trained_categories(frame, cfg, slice(t0, t1), rows) \
+            if cfg.category_values == "training" else (frame, None)
         scaler = fit_scaler(frame.values[t0:t1], cfg.scale)  # the training span's rows alone
         values = scaled(frame.values[:rows], scaler)
         made = {}

@@ -42,7 +42,7 @@ REGRESSION_DATASETS = {
     "npz": "arrays x_train (N, features), y_train (N,) or (N, targets)[, x_test, y_test] in a .npz file (data.path)",
 }
 MEASURES = ("mae", "rmse", "r2")
-CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "missing")
+CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "category_values", "missing")
 
 
 class RegressionData(DataCommon):
@@ -52,6 +52,9 @@ class RegressionData(DataCommon):
                                      "diabetes (built in)")
     target_columns: list[str] | None = None  # csv: the columns to predict; default the last one
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    # csv: training: one input per category value the training rows have (a value only in later rows is no input,
+    # its weights would never train); all: one per value anywhere in the file, as runs before this key trained
+    category_values: Literal["training", "all"] = "training"
     # csv: an empty cell is an error, or its row is left out (drop), or (a feature's) the column's mean over
     # the training rows (mean; an empty category: none of its values). An empty target is never filled.
     missing: Literal["error", "drop", "mean"] = "error"
