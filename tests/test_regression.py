@@ -205,7 +205,7 @@ def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
     result = train(recipe, [], runs_root=tmp_path / "runs")
     test = result["test"]
     linear = test["baselines"]["linear"]
-    assert test["examples"] == 100 and test["targets"] == ["y"]  # the npz's own test split
+    assert test["examples"] == 100 and test["targets"] == ["y"] and test["target_transform"] == "log"
     assert linear["r2"] > 0.99 and test["vs_best_baseline"]["baseline"] == "linear"
     assert test["mae"] <= 1.1 * linear["mae"] and test["r2"] > 0.98
     model = models.load(f"{result['run_dir']}/model.keras")
@@ -218,6 +218,9 @@ def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
     assert out.exit_code == 0, out.output
     expected = np.exp(11 + 0.8 * 0.5 + 0.5)
     assert json.loads(out.stdout)["predictions"][0]["y"] == pytest.approx(expected, rel=0.1)
+    shown = CliRunner().invoke(app, ["evaluate", result["run_dir"]])  # errors in the targets' units, not 1.2e+04
+    assert shown.exit_code == 0 and "geometric mean" in shown.output and "linear on logs" in shown.output
+    assert f"{test['mae']:.6g}" in shown.output and "e+0" not in shown.output
     np.savez(f, x_train=x[:3], y_train=[1.0, 0.0, 2.0])
     with pytest.raises(DataError, match=r"y_train\[1, 0\] is 0, not above 0; data.target_transform: log"):
         sources.load_targets_npz(str(f), positive=True)

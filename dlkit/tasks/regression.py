@@ -184,20 +184,21 @@ class Regression(FitTask):
         from dlkit.tasks.generative import split_heading
 
         names = ["model", *result["baselines"]]
+        logs = result.get("target_transform") == "log"  # the baselines were fitted to the logarithms
+        heads = {"mean": "geometric mean", "linear": "linear on logs"} if logs else {}
         table = Table(title=f"{split_heading(result)}, {', '.join(result['targets'])}")
         table.add_column("measure")
         for n in names:
-            table.add_column(n, justify="right")
+            table.add_column(heads.get(n, n), justify="right")
         for k in MEASURES:
-            table.add_row(k, *(f"{(result if n == 'model' else result['baselines'][n])[k]:.4g}"
-                               for n in names))
+            table.add_row(k, *(_figure(k, (result if n == 'model' else result['baselines'][n])[k]) for n in names))
         out = [table]
         if len(result["targets"]) > 1:
             per = Table(title="per target (model)")
             for col in ("target", *MEASURES):
                 per.add_column(col, justify="left" if col == "target" else "right")
             for name, row in result["per_target"].items():
-                per.add_row(name, *(f"{row[k]:.4g}" for k in MEASURES))
+                per.add_row(name, *(_figure(k, row[k]) for k in MEASURES))
             out.append(per)
         gain = result["vs_best_baseline"]
         verdict = f"({100 * (1 - gain['mae_ratio']):+.1f}% better)" if gain["mae_ratio"] < 1 else "(worse)"
@@ -234,6 +235,12 @@ class Regression(FitTask):
         for p in result["predictions"]:
             table.add_row(p["input"], *(f"{p[t]:.6g}" for t in result["targets"]))
         return [table]
+
+
+def _figure(measure: str, value: float) -> str:
+    """R² to 4 decimals; an error in the targets' units to 6 significant digits (a price's MAE as 59199, not
+    5.92e+04)."""
+    return f"{value:.4f}" if measure == "r2" else f"{value:.6g}"
 
 
 def scores(predicted: np.ndarray, actual: np.ndarray) -> dict:
@@ -279,6 +286,7 @@ def measure(model, data, split: str, recipe, image) -> dict:
     per_target = model_scores.pop("per_target")
     for b in base.values():
         b.pop("per_target")
-    return {"examples": int(len(x)), "targets": names, **model_scores, "per_target": dict(zip(names, per_target)),
+    return {"examples": int(len(x)), "targets": names, "target_transform": recipe.data.target_transform,
+            **model_scores, "per_target": dict(zip(names, per_target)),
             "baselines": base, "plot": str(image),
             "vs_best_baseline": {"baseline": best, "mae_ratio": model_scores["mae"] / max(base[best]["mae"], 1e-12)}}
