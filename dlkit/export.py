@@ -58,6 +58,10 @@ def _require(fmt: str) -> None:
     if fmt == "litert" and keras.backend.backend() not in ("tensorflow", "torch"):
         raise UsageError(f"Keras exports LiteRT from the TensorFlow or PyTorch backend, not "
                          f"{keras.backend.backend()}; run it as KERAS_BACKEND=tensorflow dlkit export ...")
+    if fmt == "onnx" and keras.backend.backend() == "jax" and importlib.util.find_spec("jax2onnx") is None:
+        raise UsageError("Keras exports ONNX from the JAX backend through jax2onnx, which is not installed here; "
+                         "run it as KERAS_BACKEND=tensorflow dlkit export ... (the run's model file is the same on "
+                         "either backend), or pip install jax2onnx")
     needs = {"onnx": ["tf2onnx", "onnxruntime"], "litert": ["ai_edge_litert"]}.get(fmt, [])
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:

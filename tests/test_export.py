@@ -98,6 +98,8 @@ def test_an_existing_export_is_kept_unless_forced_and_a_failed_check_leaves_noth
 def test_usage_errors(trained, tmp_path, monkeypatch):
     import importlib.util
 
+    import keras
+
     assert run("export", trained, "--format", "pickle").exit_code == 2
     wrong = run("export", trained, "--format", "litert", "--out", tmp_path / "model.bin")
     assert wrong.exit_code == 2 and ".tflite" in wrong.stderr
@@ -106,6 +108,10 @@ def test_usage_errors(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find(name, *a))
     no_tf = run("export", trained, "--format", "onnx", "--out", tmp_path / "x.onnx")
     assert no_tf.exit_code == 2 and "TensorFlow" in no_tf.stderr and not (tmp_path / "x.onnx").exists()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax2onnx" else find(name, *a))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")  # ONNX from JAX is jax2onnx's, not tf2onnx's
+    no_jax2onnx = run("export", trained, "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert no_jax2onnx.exit_code == 2 and "KERAS_BACKEND=tensorflow" in no_jax2onnx.stderr
 
 
 def test_a_recurrent_model_goes_to_litert_at_a_fixed_batch(tmp_path):
