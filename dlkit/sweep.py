@@ -149,6 +149,11 @@ def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: 
     return {"status": "planned", "recipe": name, "grid": grid, "runs": runs}
 
 
+def measures(test: dict) -> dict:
+    """A run's test figures that a sweep averages: its numbers, not the count of examples they are over."""
+    return {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "examples"}
+
+
 def summarize(name: str, grid: dict, done: list[dict]) -> dict:
     from dlkit.runs import read_object, row
 
@@ -158,7 +163,7 @@ def summarize(name: str, grid: dict, done: list[dict]) -> dict:
         metrics = {}
         if r is not None and (Path(m["run"]) / "metrics.json").is_file():
             test = (read_object(Path(m["run"]) / "metrics.json") or {}).get("test") or {}  # unreadable: row says
-            metrics = {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            metrics = measures(test)
         entry = {"point": m["point"], "seed": m["seed"], "action": m["action"],
                  "run_dir": str(m["run"]) if m["run"] else None, "status": r["status"] if r else "error", "headline": r["headline"] if r else None, "test": metrics,
                  "error": m.get("error")}

@@ -100,6 +100,13 @@ def test_a_sweep_finishes_its_killed_member(tiny_recipe, tmp_path):
     assert (stopped / "model.keras").is_file() and len(list((tmp_path / "tiny").iterdir())) == 1
 
 
+def test_a_sweep_averages_measures_not_counts():
+    from dlkit.sweep import measures
+
+    test = {"examples": 88, "targets": ["y"], "mae": 45.1, "r2": 0.47, "per_target": {"y": {"mae": 45.1}}, "ok": True}
+    assert measures(test) == {"mae": 45.1, "r2": 0.47}
+
+
 def test_a_bad_grid_value_runs_nothing(tiny_recipe, tmp_path):
     out = run("sweep", tiny_recipe, "--grid", "train.optimizer.learning_rate=0.1,-1", "--runs-root", tmp_path)
     assert out.exit_code == 2 and "learning_rate" in out.stderr
