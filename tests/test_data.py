@@ -654,3 +654,37 @@ def test_a_category_only_outside_the_training_rows_is_no_input():
     assert notes == ["categories no training row has (city: 'nice') are no inputs: 1 validation row and 1 test row "
                      "with them read as none of the column's values"]
     assert pipeline.unseen_categories(s, kept, notes) is kept and len(notes) == 1  # every value seen: as it was
+
+
+def augmented_batches(out=None):
+    """Four training batches of 16 random images, augmented: saved to `out`, or returned."""
+    from dlkit import backend
+
+    backend.setup()
+    backend.seed_everything(3)
+    cfg = DataConfig(dataset="npz", path="x.npz", batch_size=8, augment={"translation": 0.2, "flip": "horizontal"})
+    x = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 1)).astype(np.uint8)
+    batches = iter(pipeline.feed(x, np.zeros(16, np.int64), cfg, 3, None).epochs(0, None))
+    made = np.stack([next(batches)[0].numpy() for _ in range(4)])
+    return made if out is None else np.save(out, made)
+
+
+def test_augmentation_in_tf_data_is_the_same_under_jax(tmp_path):
+    """With TensorFlow installed and Keras on JAX, the training batches are still tf.data's, augmentation
+    included: each random layer runs on TensorFlow inside it (in a keras.Sequential, JAX's ops were handed
+    tf tensors, and training stopped with a traceback). The batches are those the TensorFlow backend makes."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", f"import test_data; test_data.augmented_batches({str(tmp_path / 'jax.npy')!r})"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jax, tf = np.load(tmp_path / "jax.npy"), augmented_batches()  # this process: TensorFlow's backend
+    plain = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 1)).astype(np.float32)
+    first = plain[pipeline.epoch_order(16, 3, 0, True)[:8]]
+    assert jax.shape == (4, 8, 8, 8, 1) and np.abs(jax[0] - first).max() > 0  # augmented
+    np.testing.assert_array_equal(jax, tf)

@@ -373,8 +373,13 @@ class TFFeed(Feed):
         ds = indices.map(as_is(tf, lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i))),
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment is not None:
-            ds = ds.map(as_is(tf, lambda xb, yb: (augment(xb, training=True), yb)),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            def augmented(xb):  # layer by layer: inside tf.data each random layer runs on TensorFlow, whatever
+                for layer in augment.layers:  # Keras's backend; their Sequential would hand JAX's ops tf tensors
+                    xb = layer(xb, training=True)
+                return xb
+
+            ds = ds.map(as_is(tf, lambda xb, yb: (augmented(xb), yb)), num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
         if scale is not None:
             a, b = (tf.constant(v) for v in scale)
             ds = ds.map(as_is(tf, lambda xb, yb: (xb * a + b, yb)), num_parallel_calls=tf.data.AUTOTUNE,
