@@ -38,7 +38,8 @@ def history(run_dir: str) -> dict:
 
 
 def recipes(root: Path) -> tuple[Path, Path]:
-    """The tiny classifier and DCGAN recipes the parts train."""
+    """The tiny classifier and DCGAN recipes the parts train (the DCGAN draws its grid mid-epoch: train.sample_every,
+    which on JAX needs the weights put back on the model between steps)."""
     data = Path(__file__).parent / "data"
     mlp = root / "mlp.yaml"
     mlp.write_text(f"""
@@ -57,7 +58,7 @@ train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.1, momentum: 0.9}}}
 name: gan
 data: {{dataset: npz, path: {root / 'd16.npz'}, scale: symmetric, validation_split: 0, batch_size: 32}}
 model: {{arch: dcgan, latent_dim: 8, generator: {{filters: [16, 8]}}, discriminator: {{filters: [8, 16]}}}}
-train: {{epochs: 2}}
+train: {{epochs: 2, sample_every: 3}}
 """)
     return mlp, gan
 

@@ -59,6 +59,10 @@ class SampleGrid(EpochGrid):
         steps = (self.params or {}).get("steps") or 0
         step = self.epoch * steps + batch + 1
         if self.every and step % self.every == 0:
+            # Keras on JAX keeps the weights off the model inside an epoch: put them back for the generator's draw
+            sync = getattr(self.model, "jax_state_sync", None)
+            if sync is not None:
+                sync()
             path = self.where.root / "samples" / f"step_{step:07d}.png"
             path.parent.mkdir(exist_ok=True)
             images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
