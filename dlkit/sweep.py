@@ -151,7 +151,8 @@ def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: 
 
 def measures(test: dict) -> dict:
     """A run's test figures that a sweep averages: its numbers, not the count of examples they are over."""
-    return {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "examples"}
+    return {k: v for k, v in test.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "examples"}
 
 
 def summarize(name: str, grid: dict, done: list[dict]) -> dict:

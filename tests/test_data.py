@@ -647,7 +647,8 @@ def test_a_category_only_outside_the_training_rows_is_no_input():
     notes = []
     kept = pipeline.unseen_categories(s, columns, notes)
     assert kept["features"] == ["rooms", "city=lyon", "city=paris", "view=no", "view=sea"]
-    assert kept["categories"] == {"city": ["lyon", "paris"], "view": ["no", "sea"]} and kept["inputs"] == columns["inputs"]
+    assert kept["categories"] == {"city": ["lyon", "paris"], "view": ["no", "sea"]}
+    assert kept["inputs"] == columns["inputs"]
     np.testing.assert_array_equal(s.x_train, train[:, [0, 1, 3, 4, 5]])
     np.testing.assert_array_equal(s.x_val, [[2, 0, 0, 1, 0]])  # nice: neither lyon nor paris
     np.testing.assert_array_equal(s.x_test[0], [5, 0, 0, 0, 1])
@@ -680,8 +681,8 @@ def test_augmentation_in_tf_data_is_the_same_under_jax(tmp_path):
     from conftest import ROOT
 
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}"}
-    out = subprocess.run([sys.executable, "-c", f"import test_data; test_data.augmented_batches({str(tmp_path / 'jax.npy')!r})"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    call = f"import test_data; test_data.augmented_batches({str(tmp_path / 'jax.npy')!r})"
+    out = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     jax, tf = np.load(tmp_path / "jax.npy"), augmented_batches()  # this process: TensorFlow's backend
     plain = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 1)).astype(np.float32)

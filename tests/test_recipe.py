@@ -192,7 +192,8 @@ def test_class_weights_by_name_index_or_balanced(write_recipe):
 @pytest.mark.parametrize("text,path,message", [
     ("train:\n  class_weight: heavy\n", "train.class_weight",
      "Input should be 'balanced' or a valid dictionary; received 'heavy'"),
-    ("train:\n  class_weight: {dog: .inf}\n", "train.class_weight.dog", "Input should be a finite number; received inf"),
+    ("train:\n  class_weight: {dog: .inf}\n", "train.class_weight.dog",
+     "Input should be a finite number; received inf"),
     ("train:\n  distribution: {devices: many}\n", "train.distribution.devices",
      "Input should be 'auto' or a valid integer; received 'many'"),
 ])

@@ -182,8 +182,8 @@ def test_a_category_the_training_span_never_has_is_no_input(write_recipe, tmp_pa
                                                   enumerate(zip(times.astype(str), kinds))))
     recipe = _recipe(write_recipe, f"""
 name: cats
-data: {{dataset: csv, path: {csv}, target_columns: [load], categorical_columns: [kind], calendar: [hour], input_steps: 4,
-        horizon: 1}}
+data: {{dataset: csv, path: {csv}, target_columns: [load], categorical_columns: [kind], calendar: [hour],
+        input_steps: 4, horizon: 1}}
 model: {{arch: rnn_forecaster, units: [2]}}
 """)
     data = tasks.of(recipe).load_data(recipe)

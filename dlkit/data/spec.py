@@ -55,7 +55,8 @@ class DataSpec:
     class_counts: list[int] = field(default_factory=list)  # the training split's examples of each class
     target_shape: tuple[int, ...] | None = None  # targets that are not class indices (a forecast horizon, ...)
     # a regression's targets: each one's {"mean": [...], "std": [...]} over the training rows, which the model's
-    # last layer multiplies back (its net predicts standard deviations from the mean)
+    # target_scale layer multiplies back (its net predicts standard deviations from the mean), and "transform":
+    # "log" when they are the logarithms' (data.target_transform; an exp layer follows), else "none"
     target_scale: dict | None = None
     vocabulary_size: int = 0  # tokens: how many ids the embedding takes (a translation's target side)
     source_vocabulary_size: int = 0  # translation: the source side's
