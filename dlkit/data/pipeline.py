@@ -607,7 +607,7 @@ def unseen_categories(s: Splits, columns: dict, notes: list[str]) -> dict:
     column's values (as an empty category does), and a note counts them. The vocabulary (the columns
     artifact) is the training rows', so `dlkit predict` refuses such a value as one training never saw."""
     names = columns["features"]
-    seen = np.asarray(s.x_train).any(axis=0) if len(s.x_train) else np.zeros(len(names), bool)
+    seen = s.x_train.any(axis=0)
     encoded = {f"{c}={v}": (c, v) for c, values in columns["categories"].items() for v in values}
     unseen = [j for j, n in enumerate(names) if n in encoded and not seen[j]]
     if not unseen:
@@ -617,11 +617,11 @@ def unseen_categories(s: Splits, columns: dict, notes: list[str]) -> dict:
     for split_name, attr in (("validation", "x_val"), ("test", "x_test")):
         x = getattr(s, attr)
         if x is not None:
-            rows = int(np.asarray(x)[:, unseen].any(axis=1).sum())
+            rows = int(x[:, unseen].any(axis=1).sum())
             if rows:
                 counts.append(f"{rows} {split_name} row{'s' if rows != 1 else ''}")
-            setattr(s, attr, np.ascontiguousarray(np.asarray(x)[:, keep]))
-    s.x_train = np.ascontiguousarray(np.asarray(s.x_train)[:, keep])
+            setattr(s, attr, np.ascontiguousarray(x[:, keep]))
+    s.x_train = np.ascontiguousarray(s.x_train[:, keep])
     dropped = [encoded[names[j]] for j in unseen]
     by_column = {c: [v for c2, v in dropped if c2 == c] for c in dict.fromkeys(c for c, _ in dropped)}
     said = "; ".join(f"{c}: {', '.join(map(repr, v))}" for c, v in by_column.items())

@@ -331,12 +331,18 @@ def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
 # ---------------------------------------------------------------- user formats
 
 
-def load_npz(path: str) -> Arrays:
-    """x_train, y_train[, x_test, y_test]: images when the inputs are (N, H, W[, C]), feature vectors when (N, F)."""
+def _user_npz(path: str) -> tuple[Path, dict]:
+    """data.path's .npz file and its arrays (read_npz), or a DataError saying it is not there."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"npz file not found: {p} (data.path)")
-    arrays = _arrays(read_npz(p), [], str(p))
+    return p, read_npz(p)
+
+
+def load_npz(path: str) -> Arrays:
+    """x_train, y_train[, x_test, y_test]: images when the inputs are (N, H, W[, C]), feature vectors when (N, F)."""
+    p, found = _user_npz(path)
+    arrays = _arrays(found, [], str(p))
     if arrays.x_train.ndim == 2:
         arrays.modality = "features"
     elif arrays.x_train.ndim not in (3, 4):
@@ -674,10 +680,7 @@ def load_targets_npz(path: str, positive: bool = False) -> Arrays:
     optionally x_test, y_test (then the test split). The targets are named y, or y0, y1, ... Every value must be
     a finite number, and with `positive` (a log transform's) a target above 0; the first that is not is named
     by its example."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"npz file not found: {p} (data.path)")
-    found = read_npz(p)
+    p, found = _user_npz(path)
     if found["y_train"] is None:
         raise DataError(f"{p} has no y_train: a regression learns the numbers it holds, one row (or one number) "
                         "per row of x_train")

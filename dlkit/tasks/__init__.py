@@ -94,9 +94,9 @@ def load_run_recipe(path: str | Path, overrides=()):
     if arch is None:
         return load_recipe(path, overrides)
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
+    written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
-           if key in classes[section].model_fields and key not in (raw.get(section) or {})
-           and needs(raw.get(section) or {})]
+           if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
     return load_recipe(path, [*old, *overrides])
 
 
