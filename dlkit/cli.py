@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted
+from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted, RecipeError
 
 app = typer.Typer(
     name="dlkit",
@@ -514,6 +514,7 @@ def validate(
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     json_: JsonFlag = False,
 ):
+    from dlkit.recipe import located
     from dlkit.tasks import load_recipe
 
     console, errors = _console(stderr=json_), _console()
@@ -527,12 +528,13 @@ def validate(
             recipe = load_recipe(path, set_ or ())
             entry["data"] = _check_data(recipe)
             if build:
-                from dlkit.training.session import Session
-
-                model = Session.open(recipe).model()
-                entry["params"] = int(model.count_params())
-                model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
+                entry.update(_build(recipe, console))
             console.print(f"[green]ok[/] {path} (data: {entry['data']}" + (f", {entry['params']:,} parameters)" if build else ")"))
+        except RecipeError as e:  # one found after loading (a model its inputs are too small for): at its line
+            e = located(e, path, set_ or ())
+            entry.update(status="error", exit_code=e.exit_code, error=str(e))
+            worst = worst or e.exit_code
+            errors.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
         except DlkitError as e:
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
             worst = worst or e.exit_code
@@ -541,6 +543,24 @@ def validate(
     if json_:
         _print_json({"status": "ok" if not worst else "error", "recipes": results})
     raise typer.Exit(worst)
+
+
+def _build(recipe, console) -> dict:
+    """Build every phase's model, in order (a DBN's RBMs, then the net they start), and print each one's
+    summary; the parameters are the last one's, the model a run ends with."""
+    from dlkit.training.session import Session
+
+    session = Session.open(recipe)
+    phases, earlier = session.task.phases(recipe), {}
+    for phase in phases:
+        if len(phases) > 1:
+            console.print(f"[bold]phase {phase.name}[/]")
+        earlier[phase.name] = model = session.model(phase, earlier)
+        model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
+    entry = {"params": int(model.count_params())}
+    if len(phases) > 1:
+        entry["phases"] = {name: int(m.count_params()) for name, m in earlier.items()}
+    return entry
 
 
 def _check_data(recipe) -> str:

@@ -82,6 +82,46 @@ def test_validate_build_shows_parameters(tiny_recipe):
     assert result.exit_code == 0 and "12,770 parameters" in result.stdout
 
 
+def test_problems_found_after_loading_are_at_their_lines_and_leave_no_run(write_recipe, tmp_path):
+    """A model the data's inputs are too small for (was Keras's traceback), and a class weight's class the data
+    lacks (was a problem with no line): exit 2 at the key's line, from train and validate --build, before any
+    run directory is made."""
+    too_small = write_recipe(TINY_MNIST.replace("[{filters: 4}]", "[{filters: 4}, {filters: 4, pool_size: 20}]"))
+    for args in (("train", too_small, "--runs-root", tmp_path / "runs"), ("validate", "--build", too_small)):
+        result = run(*args)
+        assert result.exit_code == 2
+        assert ("recipe.yaml:11: model.blocks.1.pool_size: block 1's max pooling pools 20x20, but its feature maps "
+                "are 14x14 by then") in " ".join(result.stderr.split())
+    weighted = write_recipe(TINY_MNIST + "  class_weight: {seven: 2}\n", "weighted.yaml")
+    result = run("train", weighted, "--runs-root", tmp_path / "runs")
+    assert result.exit_code == 2 and "weighted.yaml:16: train.class_weight.seven: no class 'seven'" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_keras_cannot_build_for_its_inputs_is_a_recipe_error(write_recipe, monkeypatch):
+    """The net under the architectures' own checks: Keras's shape error, with its layer and reason, at
+    `model`; here the conv stack's check is taken away to reach it."""
+    from dlkit.models import cnn
+
+    monkeypatch.setattr(cnn, "_check_fits", lambda *a, **k: None)
+    result = run("validate", "--build", write_recipe(TINY_MNIST.replace("{filters: 4}", "{filters: 4, pool_size: 29}")))
+    assert result.exit_code == 2
+    assert ("recipe.yaml:9: model: Keras could not build the model for inputs of shape (28, 28, 1): MaxPooling2D: "
+            "Computed output size would be zero or negative") in " ".join(result.stderr.split())
+    assert "\x1b" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_build_builds_each_phase_of_a_dbn(write_recipe):
+    """Was a traceback: a DBN's models are built phase by phase, each RBM then the net they start."""
+    recipe = write_recipe(TINY_MNIST.replace("arch: cnn\n  blocks: [{filters: 4}]\n  dense: [16]",
+                                             "arch: dbn\n  layers: [8, 4]"))
+    result = run("validate", "--build", "--json", recipe)
+    assert result.exit_code == 0, result.stderr
+    (entry,) = json.loads(result.stdout)["recipes"]
+    # 784x8 + 8 + 784 (+ 784 in its chain), 8x4 + 4 + 8 (+ 8), then 784x8 + 8 + 8x4 + 4 + 4x10 + 10
+    assert entry["phases"] == {"rbm1": 7848, "rbm2": 52, "finetune": 6366} and entry["params"] == 6366
+
+
 @pytest.fixture
 def no_data(tmp_path, monkeypatch):
     from dlkit.data import sources

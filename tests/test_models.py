@@ -155,6 +155,40 @@ def test_cnn_block_geometry(write_recipe):
     assert layers_of(model, keras.layers.AveragePooling2D) and layers_of(model, keras.layers.GlobalAveragePooling2D)
 
 
+@pytest.mark.parametrize("model,spec,key,says", [
+    # was Keras's traceback: "Computed output size would be zero or negative"
+    ("{arch: cnn, blocks: [{filters: 4, pool_size: 30}]}", MNIST, "model.blocks.0.pool_size",
+     "block 0's max pooling pools 30x30, but its feature maps are 28x28 by then"),
+    ("{arch: cnn, blocks: [{filters: 4, strides: 15}, {filters: 4, pool: avg}]}", MNIST, "model.blocks.1.pool_size",
+     "block 1's avg pooling pools 2x2, but its feature maps are 1x1 by then"),
+    ("{arch: lenet5, blocks: [{filters: 4, kernel_size: 11, dilation: 3, padding: valid}]}", MNIST,
+     "model.blocks.0.kernel_size", "block 0's convolution 1 a 11x11 kernel dilated by 3 spans 31 pixels, with "
+     "padding: valid, but its feature maps are 28x28"),
+    ("{arch: cnn, blocks: [{filters: 4, kernel_size: 5, padding: valid, convs: 7, pool: none}]}", MNIST,
+     "model.blocks.0.kernel_size", "block 0's convolution 7 a 5x5 kernel spans 5 pixels, with padding: valid, but "
+     "its feature maps are 4x4"),
+    ("{arch: vgg, widths: [4, 4, 4, 4, 4, 4]}", CIFAR, "model.widths",
+     "6 stages of 2x2 max pooling need images of at least 64x64; the data's are 32x32"),
+])
+def test_a_conv_stack_its_inputs_are_too_small_for_is_refused_at_its_key(write_recipe, model, spec, key, says):
+    from dlkit.errors import RecipeError
+
+    with pytest.raises(RecipeError) as e:
+        make(write_recipe, f"  {model}", spec=spec)
+    (p,) = e.value.problems
+    assert p.path == key and says in p.message
+
+
+def test_a_net_that_fits_its_inputs_exactly_builds(write_recipe):
+    """The edge of the check above: a valid 5x5 kernel on 5x5 maps gives 1x1, and pooling 2x2 over 2x2 gives 1x1."""
+    _, model = make(write_recipe, "  arch: cnn\n  blocks:\n    - {filters: 2, pool_size: 14}\n"
+                    "    - {filters: 2, strides: 2, pool: none}\n    - {filters: 2, pool_size: 1}\n")
+    assert model.layers[-1].output.shape == (None, 10)
+    _, lenet = make(write_recipe, "  arch: lenet5\n  blocks:\n    - {filters: 2, pool_size: 4}\n"
+                    "    - {filters: 2, kernel_size: 7, padding: valid, pool: none}\n")
+    assert [tuple(c.output.shape[1:3]) for c in layers_of(lenet, keras.layers.Conv2D)] == [(28, 28), (1, 1)]
+
+
 # ---------------------------------------------------------------- optimizers, clipping, schedules
 
 

@@ -68,6 +68,10 @@ MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  optimizer: {name: adamm}\n", "train.optimizer.name", 3, "did you mean 'adam'"),
     ("model: {arch: cnn}\ndata:\n  dataset: mnits\n", "data.dataset", 3, "did you mean 'mnist'"),
     ("model: {arch: resnet, depth: 21}\n", "model.depth", 1, "6n+2"),
+    # both were tracebacks at build time: Keras's ValueError, and an IndexError
+    ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, strides: 2, dilation: 2}\n", "model.blocks.0", 4,
+     "a block strides (2) or dilates (2), not both"),
+    ("model:\n  arch: resnet\n  widths: []\n", "model.widths", 3, "at least 1 item"),
     ("data: {dataset: mnist}\n", "model", None, "required"),
     ("model: {arch: cnn}\ndata:\n  augment: {rotaton: 0.1}\n", "data.augment.rotaton", 3, "did you mean 'rotation'"),
     ("model: {arch: cnn}\ndata:\n  dataset: npz\n", "data", 2, "data.path"),

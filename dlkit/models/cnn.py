@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
 
@@ -24,6 +24,14 @@ class ConvBlock(KnobOverrides):
     convs: int = Field(1, ge=1)  # convolutions in the block, all with these settings
     pool: Literal["max", "avg", "none"] = "max"
     pool_size: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _stride_or_dilation(self):
+        # Keras's own error came at build time, as a traceback
+        if self.strides > 1 and self.dilation > 1:
+            raise ValueError(f"a block strides ({self.strides}) or dilates ({self.dilation}), not both: Keras's "
+                             "convolutions take one or the other; set strides: 1 or dilation: 1")
+        return self
 
 
 class Config(ModelBase):
@@ -43,9 +51,10 @@ def features(x, config, conv_layer):
 
     from dlkit.models import layers
 
-    for block in config.blocks:
+    for b, block in enumerate(config.blocks):
         knobs = block.resolve(config)
         for i in range(block.convs):
+            _check_fits(x, b, block, i)
             x = conv_layer(
                 block.filters, block.kernel_size,
                 # only the first conv of a block strides; the rest keep the size
@@ -53,6 +62,7 @@ def features(x, config, conv_layer):
                 padding=block.padding, dilation_rate=block.dilation, **layers.weights(knobs),
             )(x)
             x = layers.finish(x, knobs, dropout=False)
+        _check_fits(x, b, block)
         if block.pool == "max":
             x = keras.layers.MaxPooling2D(block.pool_size)(x)
         elif block.pool == "avg":
@@ -60,6 +70,32 @@ def features(x, config, conv_layer):
         if knobs.dropout > 0:
             x = keras.layers.Dropout(knobs.dropout)(x)
     return x
+
+
+def _check_fits(x, b: int, block: ConvBlock, conv: int | None = None) -> None:
+    """Refuse, at its key, a block's convolution (`conv`, its index) or pooling (None) that the feature maps
+    `x` are too small for: Keras's own error was a traceback ("Computed output size would be zero or
+    negative"). Only a valid convolution and a pooling shrink a map to nothing; a same one keeps at least 1."""
+    from dlkit.errors import Problem, RecipeError
+
+    h, w = x.shape[1], x.shape[2]
+    if conv is not None:
+        span, what = block.dilation * (block.kernel_size - 1) + 1, f"convolution {conv + 1}"
+        if block.padding == "same" or min(h, w) >= span:
+            return
+        key, took = "kernel_size", (f"a {block.kernel_size}x{block.kernel_size} kernel"
+                                    + (f" dilated by {block.dilation}" if block.dilation > 1 else "")
+                                    + f" spans {span} pixels, with padding: valid")
+        fixes = "padding: same, or a smaller kernel_size or dilation"
+    else:
+        span = block.pool_size
+        if block.pool == "none" or min(h, w) >= span:
+            return
+        key, what, took = "pool_size", f"{block.pool} pooling", f"pools {span}x{span}"
+        fixes = "a smaller pool_size, or pool: none"
+    raise RecipeError([Problem(
+        f"model.blocks.{b}.{key}", f"block {b}'s {what} {took}, but its feature maps are {h}x{w} by then",
+        hint=f"{fixes}; or less shrinking before it: smaller strides or pool_size, or fewer blocks")])
 
 
 def head(x, config, spec):

@@ -18,7 +18,7 @@ TASK = "classification"
 class Config(ModelBase):
     arch: Literal["resnet"] = "resnet"
     depth: int = 20  # 6n+2: 20, 32, 44, 56, 110
-    widths: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)  # filters per stage
     initializer: InitializerConfig = InitializerConfig(name="he_normal")
     regularizer: RegularizerConfig | None = RegularizerConfig(l2=1e-4)  # the paper's weight decay
     batch_norm: BatchNorm = "before"

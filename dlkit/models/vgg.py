@@ -26,7 +26,15 @@ class Config(cnn.Config):
 
 
 def build(config: Config, spec):
-    if not config.blocks:
-        blocks = [cnn.ConvBlock(filters=w, convs=config.convs_per_stage) for w in config.widths]
-        config = config.model_copy(update={"blocks": blocks})
-    return cnn.build(config, spec, name="vgg")
+    from dlkit.errors import Problem, RecipeError
+
+    if config.blocks:
+        return cnn.build(config, spec, name="vgg")
+    blocks = [cnn.ConvBlock(filters=w, convs=config.convs_per_stage) for w in config.widths]
+    try:
+        return cnn.build(config.model_copy(update={"blocks": blocks}), spec, name="vgg")
+    except RecipeError:  # a stage's pooling got maps of 1 pixel: the blocks are the widths' (the recipe has none)
+        n, side = len(blocks), 2 ** len(blocks)
+        raise RecipeError([Problem("model.widths", f"{n} stages of 2x2 max pooling need images of at least "
+                                   f"{side}x{side}; the data's are {spec.input_shape[0]}x{spec.input_shape[1]}",
+                                   hint="fewer widths")]) from None

@@ -142,12 +142,12 @@ def locate(locations: Locations, path: KeyPath) -> str | None:
     """The location of `path`, or of its nearest ancestor that has one (a missing key has no line)."""
     path = tuple(path)
     while True:
-        # YAML keys are strings; indices are ints. Pydantic reports both as they are.
-        if path in locations:
-            return locations[path]
-        alt = tuple(str(p) if isinstance(p, int) else p for p in path)
-        if alt in locations:
-            return locations[alt]
+        # YAML keys are strings; indices are ints. Pydantic reports both as they are; a dotted path found after
+        # loading ("model.blocks.0.pool_size") has its indices as strings.
+        for alt in (path, tuple(str(p) if isinstance(p, int) else p for p in path),
+                    tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in path)):
+            if alt in locations:
+                return locations[alt]
         if not path:
             return None
         path = path[:-1]

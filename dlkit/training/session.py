@@ -5,10 +5,11 @@ train.distribution's several: dlkit.backend.place)."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
-from dlkit.errors import DataError
+from dlkit.errors import DataError, Problem, RecipeError, first_line
 from dlkit.tasks.base import Phase, Task
 
 
@@ -54,6 +55,24 @@ class Session:
         with self.placement.scope():
             if checkpoint is not None:
                 return models.load(checkpoint, unsafe, compile)
-            model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
+            try:
+                model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
+            except ValueError as e:  # Keras's shape inference: a model section its inputs do not fit
+                raise RecipeError([Problem(
+                    "model", f"Keras could not build the model for inputs of shape "
+                    f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
+                    hint="a smaller net for inputs this size, or larger inputs")]) from None
             self.task.initialize(model, self.recipe, self.data, phase)
             return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
+
+
+def keras_reason(e: ValueError) -> str:
+    """A Keras layer's build error in one line: "MaxPooling2D: Computed output size would be zero or negative.
+    Received: ..." from its paragraphs ("Exception encountered when calling MaxPooling2D.call()", the reason in
+    terminal bold, the arguments)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    head, _, rest = text.partition("\n\n")
+    called = re.fullmatch(r"Exception encountered when calling (\w+)\.call\(\)\.", head)
+    if called and rest.strip():
+        return f"{called.group(1)}: {first_line(ValueError(rest))}"
+    return first_line(e)

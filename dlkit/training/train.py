@@ -39,7 +39,15 @@ from dlkit.ui import PlainReporter, Reporter, make_console
 def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
     """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
     errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
-    reporter = reporter or Reporter()
+    try:
+        return _train(recipe_path, overrides, runs_root, reporter or Reporter())
+    except RecipeError as e:
+        # one found after loading (a class the data lacks, a model its inputs are too small for, a monitored
+        # name the epochs do not log): at its key's line
+        raise recipe_layer.located(e, recipe_path, overrides) from None
+
+
+def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
     recipe = tasks.load_recipe(recipe_path, overrides)
     session = Session.open(recipe)
     phases = session.task.phases(recipe)
@@ -62,12 +70,9 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
         if follower:
             follower.close()
         raise storage_error(e, "writing the new run directory's first files") from None
-    try:
-        if follower:
-            return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
-        return _run(run, session, phases, reporter, first=0, model=model)
-    except RecipeError as e:  # found while training (a monitored name not logged): at its key's line
-        raise recipe_layer.located(e, recipe_path, overrides) from None
+    if follower:
+        return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
+    return _run(run, session, phases, reporter, first=0, model=model)
 
 
 class _Follower:
