@@ -106,7 +106,10 @@ def _print_json(value) -> None:
 
 def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:
     """Report a user error without a traceback and pick its exit code."""
-    _console().print(f"[bold red]error[/]: {err}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message quotes the user's text, whose [brackets] rich would read as its markup and drop
+    _console().print(f"[bold red]error[/]: {escape(str(err))}", highlight=False, soft_wrap=True)
     if json_mode:
         status = {2: "error", 3: "data_error", 4: "diverged"}.get(err.exit_code, "error")
         _print_json({"status": status, "exit_code": err.exit_code, "error": str(err), **(extra or {})})
@@ -149,13 +152,15 @@ def train(
 
 def _training_command(run, quiet: bool, json_: bool) -> None:
     """What `train` and `resume` share: SIGTERM as Ctrl-C, exit codes, the interrupted run, --json."""
+    from rich.markup import escape
+
     from dlkit.ui import reporter_for
 
     _terminate_like_ctrl_c()
     try:
         result = run(reporter_for(quiet, json_))
     except Interrupted as e:
-        _console().print(f"[yellow]interrupted[/]: run directory {e.run_dir} is marked interrupted")
+        _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")
         if json_:
             _print_json({**e.result, "exit_code": EXIT_INTERRUPTED})
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -514,6 +519,8 @@ def validate(
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     json_: JsonFlag = False,
 ):
+    from rich.markup import escape
+
     from dlkit.recipe import located
     from dlkit.tasks import load_recipe
 
@@ -529,16 +536,17 @@ def validate(
             entry["data"] = _check_data(recipe)
             if build:
                 entry.update(_build(recipe, console))
-            console.print(f"[green]ok[/] {path} (data: {entry['data']}" + (f", {entry['params']:,} parameters)" if build else ")"))
+            console.print(f"[green]ok[/] {escape(str(path))} (data: {escape(entry['data'])}"
+                          + (f", {entry['params']:,} parameters)" if build else ")"))
         except RecipeError as e:  # one found after loading (a model its inputs are too small for): at its line
             e = located(e, path, set_ or ())
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
             worst = worst or e.exit_code
-            errors.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)
         except DlkitError as e:
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
             worst = worst or e.exit_code
-            errors.print(f"[bold red]error[/]: {e}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)
         results.append(entry)
     if json_:
         _print_json({"status": "ok" if not worst else "error", "recipes": results})

@@ -99,3 +99,18 @@ def build_for(model, batches) -> None:
     spec = getattr(batches, "element_spec", None)  # tf.data's
     if spec is not None and keras.backend.backend() == "tensorflow" and model._distribute_strategy is None:
         model._symbolic_build(data_batch=spec)
+
+
+def scored(loss, metrics: list, y, y_pred) -> None:
+    """Compute `loss` (compile's argument; None for none) or `metrics` (compile's list) on (y, y_pred) the
+    way `fit` does, through Keras's CompileLoss and CompileMetrics (which resolve a name for the targets'
+    shape and squeeze or expand ranks), on instances of their own: the model's are left untouched. Raises
+    what the first training step would raise."""
+    from keras.src.trainers.compile_utils import CompileLoss, CompileMetrics
+
+    if loss is not None:
+        CompileLoss(loss)(y, y_pred)
+    if metrics:
+        compiled = CompileMetrics(metrics, None)
+        compiled.build(y, y_pred)
+        compiled.update_state(y, y_pred)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -89,10 +90,10 @@ class PlainReporter(Reporter):
         self.console.print(text, markup=False, soft_wrap=True)
 
     def start(self, run_dir, recipe, spec, model) -> None:
-        self.console.print(f"run {run_dir}")
+        self.console.print(f"run {run_dir}", markup=False)
         self.console.print(f"recipe {recipe.name}: {recipe.model.arch} on {recipe.data.dataset} "
                            f"({spec.num_train} train, {spec.num_val} val, {spec.num_test} test), "
-                           f"{model.count_params():,} parameters")
+                           f"{model.count_params():,} parameters", markup=False)
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
 
     def epoch_end(self, epoch: int, logs: dict, seconds: float) -> None:
@@ -107,7 +108,7 @@ class RichReporter(PlainReporter):
     """Live epoch and step bars with the running loss and metrics."""
 
     def start(self, run_dir, recipe, spec, model) -> None:
-        self.console.rule(f"[bold]{recipe.name}[/] -> {run_dir}")
+        self.console.rule(f"[bold]{escape(recipe.name)}[/] -> {escape(str(run_dir))}")
         model.summary(print_fn=lambda line, **_: self.console.print(line, markup=False, highlight=False))
 
     def train_begin(self, epochs: int, steps: int, initial_epoch: int = 0) -> None:

@@ -111,6 +111,43 @@ def test_a_model_keras_cannot_build_for_its_inputs_is_a_recipe_error(write_recip
     assert "\x1b" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_recipe):
+    """Each was a traceback from inside the first training step: a classifier's class indices scored by mse
+    or top_k_categorical_accuracy. Each named loss and metric is tried on a few training examples, and every
+    one that fails is a problem at its line; the sparse_ forms, which take class indices, pass."""
+    recipe = write_recipe(TINY_MNIST + "  loss: mse\n  metrics: [accuracy, top_k_categorical_accuracy, auc]\n")
+    result = run("validate", "--build", recipe)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "3 problem(s)" in said
+    assert ("recipe.yaml:16: train.loss: 'mse' cannot take the targets (uint8 (3,)) and the model's outputs "
+            "(float32 (3, 10)): Incompatible shapes") in said
+    assert "recipe.yaml:17: train.metrics.1: 'top_k_categorical_accuracy' cannot take" in said
+    assert "recipe.yaml:17: train.metrics.2: 'auc' cannot take" in said
+    assert "the targets are class indices, which the sparse_ losses and metrics take" in said
+    fine = write_recipe(TINY_MNIST + "  loss: sparse_categorical_crossentropy\n"
+                        "  metrics: [accuracy, sparse_top_k_categorical_accuracy]\n", "fine.yaml")
+    assert run("validate", "--build", fine).exit_code == 0
+    # the error's [brackets] printed as they are, not read as rich's markup and dropped
+    result = run("train", fine, "--set", "train.metrics=[top_k_categorical_accuracy]")
+    assert result.exit_code == 2
+    assert "--set train.metrics=[top_k_categorical_accuracy]: train.metrics.0:" in result.stderr
+
+
+def test_jit_compile_true_that_keras_drops_is_a_note_with_the_reason(write_recipe, recwarn):
+    """On TensorFlow with deterministic ops, Keras compiles without XLA whatever it is asked: it said so in a
+    bare UserWarning. The run's notes say it, and how to have XLA."""
+    from dlkit.tasks import load_recipe
+    from dlkit.training.session import Session
+
+    recipe = load_recipe(write_recipe(TINY_MNIST), ["train.jit_compile=true"])
+    session = Session.open(recipe)
+    session.model(session.task.phases(recipe)[0])
+    assert session.data.notes == ["train.jit_compile: true, but Keras compiles this model without XLA: TensorFlow's "
+                                  "deterministic ops (train.deterministic: true) rule XLA out; set "
+                                  "train.deterministic: false to compile with it"]
+    assert not [w for w in recwarn if "jit_compile" in str(w.message)]
+
+
 def test_validate_build_builds_each_phase_of_a_dbn(write_recipe):
     """Was a traceback: a DBN's models are built phase by phase, each RBM then the net they start."""
     recipe = write_recipe(TINY_MNIST.replace("arch: cnn\n  blocks: [{filters: 4}]\n  dense: [16]",

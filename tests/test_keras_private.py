@@ -163,3 +163,16 @@ def test_build_for_has_evaluate_of_a_loaded_model_trace_its_step_once(tmp_path):
         figures.append(loaded.evaluate(batches, verbose=0, return_dict=True))
         counts.append(len(traces))
     assert counts == [2, 1] and figures[0] == figures[1]
+
+
+def test_scored_computes_a_loss_and_metrics_as_fit_does():
+    """Keras's CompileLoss and CompileMetrics resolve names for the targets: `accuracy` on class indices is
+    the sparse one, and the sparse losses take them; the dense forms raise."""
+    import pytest
+
+    y, y_pred = np.array([3, 1, 0]), np.full((3, 10), 0.1, "float32")
+    keras_private.scored("sparse_categorical_crossentropy", ["accuracy", "sparse_top_k_categorical_accuracy"], y, y_pred)
+    with pytest.raises(Exception, match="Incompatible shapes|broadcasting"):
+        keras_private.scored("mse", [], y, y_pred)
+    with pytest.raises(Exception):
+        keras_private.scored(None, ["top_k_categorical_accuracy"], y, y_pred)

@@ -96,6 +96,8 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
                 )
             node = child
         node[keys[-1]] = value
+        for old in [k for k in locations if k[:len(keys)] == keys]:  # what the file had there is gone
+            del locations[old]
         locations[keys] = f"--set {text}"
     return data, locations
 

@@ -217,6 +217,10 @@ class Task:
     def build(self, recipe, spec, phase: Phase, earlier: dict):
         return ARCHITECTURES[recipe.model.arch].build(recipe.model, spec)
 
+    def check_targets(self, model, recipe, data) -> None:
+        """Raise RecipeError if a loss or metric the recipe names cannot take the data's targets and the
+        freshly compiled model's outputs."""
+
     def initialize(self, model, recipe, data, phase: Phase) -> None:
         """A freshly built model's start from the data, if it has one (an RBM's visible biases are the data's
         log-odds); models loaded from checkpoints are left as they are."""

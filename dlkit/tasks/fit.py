@@ -34,6 +34,44 @@ class FitTask(Task):
             return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
         return optim.loss(cfg, self.default_loss if default is None else default)
 
+    def check_targets(self, model, recipe, data):
+        """The train.loss and train.metrics entries the recipe names itself (the task's defaults are known to
+        fit), each computed on a few training examples and the fresh model's outputs for them. One that cannot
+        take them (a classifier's class indices scored with mse or top_k_categorical_accuracy) is a problem at
+        its key; it was a traceback from inside the first training step."""
+        cfg = recipe.train
+        if not hasattr(cfg, "metrics"):
+            return
+        defaults = type(cfg).model_fields["metrics"].get_default(call_default_factory=True)
+        named = [(i, m) for i, m in enumerate(optim.metrics(cfg)) if cfg.metrics[i] not in defaults]
+        if cfg.loss is None and not named:
+            return
+        from dlkit import keras_private
+        from dlkit.errors import Problem, RecipeError
+
+        examples = _examples(model, data)
+        if examples is None:
+            return
+        y, y_pred = examples
+        seen = f"the targets ({_described(y)}) and the model's outputs ({_described(y_pred)})"
+        hint = ("the targets are class indices, which the sparse_ losses and metrics take: "
+                "sparse_categorical_crossentropy, sparse_top_k_categorical_accuracy"
+                if _class_indices(y, y_pred) else None)
+        problems = []
+        try:
+            keras_private.scored(model.loss if cfg.loss is not None else None, [], y, y_pred)
+        except Exception as e:  # noqa: BLE001 - whatever the loss raises on them, the first step would raise
+            problems.append(Problem("train.loss", f"{cfg.loss!r} cannot take {seen}: {_reason(e)}",
+                                    hint=hint or "leave train.loss unset for the task's own loss"))
+        for i, metric in named:
+            try:
+                keras_private.scored(None, [metric], y, y_pred)
+            except Exception as e:  # noqa: BLE001
+                problems.append(Problem(f"train.metrics.{i}", f"{cfg.metrics[i]!r} cannot take {seen}: {_reason(e)}",
+                                        hint=hint or "name a metric made for these targets, or remove it"))
+        if problems:
+            raise RecipeError(problems)
+
     def optimizers(self, model):
         return {"model": model.optimizer}
 
@@ -80,3 +118,49 @@ def on_raw_inputs(run, recipe, model):
 def _without_val(name: str, has_val: bool) -> str:
     """val_loss becomes loss when the run has no validation split."""
     return name[4:] if not has_val and name.startswith("val_") else name
+
+
+def _examples(model, data):
+    """A few of the training split's targets, as the first step sees them, and outputs of the model's shapes
+    and dtypes for them (zeros: whether a loss takes them depends on shapes, not values); None for a model
+    that does not declare its outputs. As many examples as no target or output dimension has, so that a
+    mismatch cannot broadcast by chance; a model with a fixed batch (a stateful RNN) gets its batch."""
+    import keras
+    import numpy as np
+
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None
+    y = keras.tree.map_structure(np.asarray, next(iter(data.train))[1])
+    dims = {d for t in keras.tree.flatten(y) + outputs for d in t.shape[1:]}
+    n = min(outputs[0].shape[0] or next(k for k in (3, 5, 7, 11, 13) if k not in dims),
+            len(keras.tree.flatten(y)[0]))
+    y_pred = [np.zeros((n, *o.shape[1:]), keras.backend.standardize_dtype(o.dtype)) for o in outputs]
+    return keras.tree.map_structure(lambda t: t[:n], y), y_pred[0] if len(y_pred) == 1 else y_pred
+
+
+def _described(t) -> str:
+    import keras
+
+    parts = [f"{keras.backend.standardize_dtype(a.dtype)} {tuple(a.shape)}" for a in keras.tree.flatten(t)]
+    return ", ".join(parts)
+
+
+def _class_indices(y, y_pred) -> bool:
+    """Whether `y` reads as class indices for `y_pred` (integers, one rank fewer)."""
+    import keras
+
+    if keras.tree.is_nested(y) or keras.tree.is_nested(y_pred):
+        return False
+    return "int" in keras.backend.standardize_dtype(y.dtype) and len(y.shape) == len(y_pred.shape) - 1
+
+
+def _reason(e: Exception) -> str:
+    """An error's first line, without TensorFlow's op prefix ("{{function_node __wrapped__Sub_device_...}}")
+    and suffix ("[Op:Sub] name: ")."""
+    import re
+
+    from dlkit.errors import first_line
+
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(e))
+    return re.sub(r"\s*\[Op:\w+\].*$", "", first_line(ValueError(text)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
@@ -63,7 +64,23 @@ class Session:
                     f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
                     hint="a smaller net for inputs this size, or larger inputs")]) from None
             self.task.initialize(model, self.recipe, self.data, phase)
-            return self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
+            with warnings.catch_warnings():  # said once, with the reason, in the run's notes
+                warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+                model = self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
+            self.task.check_targets(model, self.recipe, self.data)
+            if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
+                self.data.notes.append(_without_xla(self.recipe))
+            return model
+
+
+def _without_xla(recipe) -> str:
+    """Why Keras compiled the model without XLA although the recipe asked for it (its own warning gave none)."""
+    import keras
+
+    why = ("TensorFlow's deterministic ops (train.deterministic: true) rule XLA out; set train.deterministic: "
+           "false to compile with it" if keras.backend.backend() == "tensorflow" and recipe.train.deterministic
+           else "a layer of the model does not support XLA")
+    return f"train.jit_compile: true, but Keras compiles this model without XLA: {why}"
 
 
 def keras_reason(e: ValueError) -> str:
