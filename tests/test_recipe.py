@@ -72,6 +72,9 @@ MALFORMED = [
     ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, strides: 2, dilation: 2}\n", "model.blocks.0", 4,
      "a block strides (2) or dilates (2), not both"),
     ("model:\n  arch: resnet\n  widths: []\n", "model.widths", 3, "at least 1 item"),
+    # YAML's flow mapping read {patience:2} as a key "patience:2" with no value
+    ("model: {arch: cnn}\ntrain:\n  early_stopping: {patience:2}\n", "train.early_stopping.patience:2", 3,
+     "YAML reads 'patience:2' as one key, with no value: write 'patience: 2', with a space after the colon."),
     ("data: {dataset: mnist}\n", "model", None, "required"),
     ("model: {arch: cnn}\ndata:\n  augment: {rotaton: 0.1}\n", "data.augment.rotaton", 3, "did you mean 'rotation'"),
     ("model: {arch: cnn}\ndata:\n  dataset: npz\n", "data", 2, "data.path"),

@@ -680,7 +680,11 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
                 close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
                 there = _where_else(root_cls, str(loc[-1]))
                 msg = "unknown key"
-                if 0 < len(there) <= 2:  # train.batch_size, model.learning_rate: a real key, in another section
+                name, colon, value = str(loc[-1]).partition(":")
+                if colon and name.strip() in allowed:  # {steps:1}: YAML's flow mappings need a space after ':'
+                    hint = (f"YAML reads {loc[-1]!r} as one key, with no value: write '{name.strip()}: "
+                            f"{value.strip()}', with a space after the colon.")
+                elif 0 < len(there) <= 2:  # train.batch_size, model.learning_rate: a real key, in another section
                     hint = "move it to " + " or ".join(p if "." in p else f"the top level ({p})" for p in there) + "."
                 else:
                     hint = f"did you mean {close[0]!r}?" if close else "remove it."
