@@ -189,6 +189,41 @@ def test_a_net_that_fits_its_inputs_exactly_builds(write_recipe):
     assert [tuple(c.output.shape[1:3]) for c in layers_of(lenet, keras.layers.Conv2D)] == [(28, 28), (1, 1)]
 
 
+def test_the_conv_stack_check_refuses_exactly_what_keras_cannot_build(monkeypatch):
+    """Property-based, both ways: random conv blocks on random image sizes either build, or are refused at a
+    block's key; and each refused one, built with the check taken away, is one Keras cannot build."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dlkit.errors import RecipeError
+    from dlkit.models import cnn
+
+    blocks = st.lists(st.fixed_dictionaries({
+        "filters": st.just(1), "kernel_size": st.integers(1, 6), "strides": st.integers(1, 4),
+        "padding": st.sampled_from(["same", "valid"]), "dilation": st.just(1) | st.integers(2, 3),
+        "convs": st.integers(1, 2), "pool": st.sampled_from(["max", "avg", "none"]), "pool_size": st.integers(1, 5),
+    }).filter(lambda b: b["strides"] == 1 or b["dilation"] == 1), min_size=1, max_size=3)
+    check = cnn._check_fits
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(blocks=blocks, side=st.integers(3, 20))
+    def run(blocks, side):
+        config = cnn.Config(blocks=blocks, dense=[])
+        spec = DataSpec(input_shape=(side, side + 1, 1), num_classes=2, num_train=10)
+        monkeypatch.setattr(cnn, "_check_fits", check)
+        try:
+            cnn.build(config, spec)
+            return
+        except RecipeError as e:
+            (p,) = e.problems
+            assert p.path.startswith("model.blocks.") and p.path.endswith(("kernel_size", "pool_size"))
+        monkeypatch.setattr(cnn, "_check_fits", lambda *a, **k: None)
+        with pytest.raises(ValueError):
+            cnn.build(config, spec)
+
+    run()
+
+
 # ---------------------------------------------------------------- optimizers, clipping, schedules
 
 
