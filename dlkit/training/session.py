@@ -5,6 +5,7 @@ train.distribution's several: dlkit.backend.place)."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -59,9 +60,11 @@ class Session:
             try:
                 model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
             except ValueError as e:  # Keras's shape inference: a model section its inputs do not fit
+                if not _raised_in_keras(e):
+                    raise
                 raise RecipeError([Problem(
                     "model", f"Keras could not build the model for inputs of shape "
-                    f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
+                    f"{tuple(self.data.spec.input_shape)}: {_keras_reason(e)}",
                     hint="a smaller net for inputs this size, or larger inputs")]) from None
             self.task.initialize(model, self.recipe, self.data, phase)
             with warnings.catch_warnings():  # said once, with the reason, in the run's notes
@@ -83,7 +86,18 @@ def _without_xla(recipe) -> str:
     return f"train.jit_compile: true, but Keras compiles this model without XLA: {why}"
 
 
-def keras_reason(e: ValueError) -> str:
+def _raised_in_keras(e: BaseException) -> bool:
+    """Whether Keras raised it (a frame of its package on the way): dlkit's own ValueErrors are bugs, and keep
+    their tracebacks."""
+    tb = e.__traceback__
+    while tb is not None:
+        if f"{os.sep}keras{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _keras_reason(e: ValueError) -> str:
     """A Keras layer's build error in one line: "MaxPooling2D: Computed output size would be zero or negative.
     Received: ..." from its paragraphs ("Exception encountered when calling MaxPooling2D.call()", the reason in
     terminal bold, the arguments)."""
