@@ -95,6 +95,21 @@ def test_dense_and_conv_autoencoders_build(write_recipe):
     assert len(sparse.losses) == 1  # the penalty reaches the loss
 
 
+def test_codes_are_float32_under_a_mixed_precision(write_recipe):
+    """Was a TypeError at the end of a mixed_float16 run: the code layer computes in float16, which numpy's SVD
+    (the codes' picture) refuses."""
+    from dlkit.tasks.reconstruction import codes_2d, encoder
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build(load_recipe(write_recipe("model: {arch: autoencoder, hidden: [16], code_size: 4}\n")), MNIST)
+        assert model.get_layer("code").compute_dtype == "float16"
+        codes = encoder(model).predict(np.random.default_rng(0).random((8, 28, 28, 1), "float32"), verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert codes.dtype == np.float32 and codes_2d(codes).shape == (8, 2)
+
+
 @pytest.mark.parametrize("text,path,needle", [
     ("model: {arch: autoencoder, sparsity: {kind: kl}}\n", "model", "code_activation: sigmoid"),
     ("model: {arch: autoencoder, filters: [8]}\n", "model", "belongs to the conv encoder"),

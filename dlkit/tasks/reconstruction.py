@@ -130,10 +130,13 @@ def split_of(data, split: str):
 
 
 def encoder(model):
-    """The model's input to its code (the corruption layer, if any, is inactive outside training)."""
+    """The model's input to its code (the corruption layer, if any, is inactive outside training), in float32
+    whatever the run's precision: a mixed one computes the code in 16 bits, which numpy's SVD (the codes'
+    picture) refuses and `dlkit encode` would write."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("code").output)
+    code = model.get_layer("code").output
+    return keras.Model(model.inputs, keras.layers.Activation("linear", dtype="float32")(code))
 
 
 def reconstruction_rows(model, x, noisy: bool) -> list:
