@@ -110,6 +110,33 @@ def test_codes_are_float32_under_a_mixed_precision(write_recipe):
     assert codes.dtype == np.float32 and codes_2d(codes).shape == (8, 2)
 
 
+@pytest.mark.parametrize("sparsity", ["{kind: kl, target: 0.05, weight: 0.5}", "{kind: l1, weight: 0.01}"])
+def test_the_code_penalties_are_float32_under_a_mixed_precision(write_recipe, sparsity):
+    """Both were a TypeError in the first step of a mixed_float16 run (Keras adds a float16 activity penalty
+    to the float32 loss), and the KL one was inf there (1 - 1e-6 is 1 in float16)."""
+    from dlkit.models.corruption import L1Sparsity
+
+    recipe = load_recipe(write_recipe("model: {arch: autoencoder, hidden: [16], code_size: 4, code_activation: "
+                                      f"sigmoid, sparsity: {sparsity}}}\n"))
+    x = np.random.default_rng(0).random((8, 28, 28, 1), "float32")
+    penalties = {}
+    for policy in ("mixed_float16", "float32"):
+        keras.config.set_dtype_policy(policy)
+        try:
+            keras.utils.set_random_seed(1)
+            model = build(recipe, MNIST)
+            model(x)
+            (penalty,) = model.losses
+        finally:
+            keras.config.set_dtype_policy("float32")
+        assert keras.backend.standardize_dtype(penalty.dtype) == "float32"
+        penalties[policy] = float(penalty)
+    assert np.isfinite(penalties["mixed_float16"])
+    assert penalties["mixed_float16"] == pytest.approx(penalties["float32"], rel=0.02)
+    l1 = keras.regularizers.deserialize(keras.regularizers.serialize(L1Sparsity(0.25)))
+    assert isinstance(l1, L1Sparsity) and float(l1(np.array([[1.0, -2.0]], "float32"))) == 0.75
+
+
 @pytest.mark.parametrize("text,path,needle", [
     ("model: {arch: autoencoder, sparsity: {kind: kl}}\n", "model", "code_activation: sigmoid"),
     ("model: {arch: autoencoder, filters: [8]}\n", "model", "belongs to the conv encoder"),

@@ -63,14 +63,12 @@ class Config(coders.CoderConfig):
 
 
 def _code_penalty(config: Config):
-    import keras
-
-    from dlkit.models.corruption import KLSparsity
+    from dlkit.models.corruption import KLSparsity, L1Sparsity
 
     s = config.sparsity
     if s is None:
         return None
-    return KLSparsity(s.target, s.weight) if s.kind == "kl" else keras.regularizers.L1(s.weight)
+    return KLSparsity(s.target, s.weight) if s.kind == "kl" else L1Sparsity(s.weight)
 
 
 def build(config: Config, spec):

@@ -1,5 +1,5 @@
-"""Keras pieces of the autoencoders: the input corruption of a denoising autoencoder, and the KL sparsity
-penalty of a sparse one. Both are registered, so a model holding them saves and loads."""
+"""Keras pieces of the autoencoders: the input corruption of a denoising autoencoder, and the KL and L1
+sparsity penalties of a sparse one. All are registered, so a model holding them saves and loads."""
 
 from __future__ import annotations
 
@@ -61,9 +61,27 @@ class KLSparsity(keras.regularizers.Regularizer):
 
     def __call__(self, activations):
         rho = self.target
-        rho_hat = ops.clip(ops.mean(activations, axis=0), 1e-6, 1 - 1e-6)
+        # in float32 whatever the precision: in float16, 1 - 1e-6 rounds to 1 (log 0), and Keras adds the
+        # penalty to a float32 loss
+        rho_hat = ops.clip(ops.mean(ops.cast(activations, "float32"), axis=0), 1e-6, 1 - 1e-6)
         kl = rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat))
         return self.weight * ops.sum(kl)
 
     def get_config(self):
         return {"target": self.target, "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="dlkit")
+class L1Sparsity(keras.regularizers.Regularizer):
+    """The L1 code penalty: `weight` times the sum of the code's absolute values, as keras.regularizers.L1,
+    but in float32 whatever the precision (Keras adds a float16 activity penalty to the float32 loss with a
+    TypeError)."""
+
+    def __init__(self, weight: float = 0.01):
+        self.weight = float(weight)
+
+    def __call__(self, activations):
+        return self.weight * ops.sum(ops.abs(ops.cast(activations, "float32")))
+
+    def get_config(self):
+        return {"weight": self.weight}
