@@ -224,6 +224,18 @@ def test_the_conv_stack_check_refuses_exactly_what_keras_cannot_build(monkeypatc
     run()
 
 
+@pytest.mark.parametrize("arch", ["cnn", "perceptron"])
+def test_a_classifiers_probabilities_are_float32_under_a_mixed_precision(write_recipe, arch):
+    """Keras's mixed-precision guide: the hidden layers compute in 16 bits, the softmax in float32."""
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        _, model = make(write_recipe, f"  arch: {arch}\n")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.layers[1].compute_dtype == "bfloat16"  # a conv, or the perceptron's flatten
+    assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
+
+
 # ---------------------------------------------------------------- optimizers, clipping, schedules
 
 

@@ -54,13 +54,16 @@ def dense(x, units: int, knobs: LayerKnobs, dropout: bool = True):
 
 
 def classifier_head(x, spec, knobs: LayerKnobs):
-    """The output layer: class probabilities (softmax), initialised like the rest of the model."""
+    """The output layer: class probabilities (softmax), initialised like the rest of the model; in float32
+    under a mixed precision too, as Keras's mixed-precision guide has it (a float16 softmax rounds small
+    probabilities to 0 and large ones to 1)."""
     return keras.layers.Dense(
         spec.num_classes,
         activation="softmax",
         kernel_initializer=initializer(knobs.initializer),
         kernel_regularizer=regularizer(knobs.regularizer),
         name="predictions",
+        dtype="float32",
     )(x)
 
 

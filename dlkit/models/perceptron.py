@@ -42,6 +42,7 @@ def build(config: Config, spec):
         kernel_initializer=layers.initializer(config.initializer),
         kernel_regularizer=layers.regularizer(config.regularizer),
         name="scores" if config.rule == "perceptron" else "predictions",
+        dtype="float32",  # as every classifier's output (layers.classifier_head)
     )(h)
     return keras.Model(x, out, name="perceptron")
 
