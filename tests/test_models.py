@@ -224,16 +224,33 @@ def test_the_conv_stack_check_refuses_exactly_what_keras_cannot_build(monkeypatc
     run()
 
 
-@pytest.mark.parametrize("arch", ["cnn", "perceptron"])
-def test_a_classifiers_probabilities_are_float32_under_a_mixed_precision(write_recipe, arch):
-    """Keras's mixed-precision guide: the hidden layers compute in 16 bits, the softmax in float32."""
+_TOKENS = DataSpec(input_shape=(6,), modality="token_windows", vocabulary_size=9)
+_PAIRS = DataSpec(input_shape=(6,), modality="tokens", vocabulary_size=9, source_vocabulary_size=9, target_shape=(4, 5))
+
+
+@pytest.mark.parametrize("model,spec", [
+    ("{arch: cnn, blocks: [{filters: 2}], dense: []}", MNIST), ("{arch: perceptron}", MNIST),
+    ("{arch: autoencoder, hidden: [4], code_size: 2}", MNIST),
+    ("{arch: autoencoder, encoder: conv, filters: [2], code_size: 2}", MNIST),
+    ("{arch: rnn_forecaster, units: [3]}\ndata: {dataset: airline_passengers}",
+     DataSpec(input_shape=(5, 2), modality="series", target_shape=(2, 1))),
+    ("{arch: rnn_lm, units: [3], embedding_dim: 2}", _TOKENS),
+    ("{arch: seq2seq, units: [3], embedding_dim: 2, attention: luong}", _PAIRS),
+    ("{arch: transformer_translator, layers: 1, d_model: 8, heads: 1, ff_units: 4}", _PAIRS),
+    ("{arch: cnn_rnn_reader, blocks: [{filters: 2}], units: [3], code_size: 3}",
+     DataSpec(input_shape=(8, 16, 1), target_shape=(3,), vocabulary_size=5)),
+], ids=["cnn", "perceptron", "dense-autoencoder", "conv-autoencoder", "rnn_forecaster", "rnn_lm", "seq2seq",
+        "transformer", "cnn_rnn_reader"])
+def test_the_outputs_are_float32_under_a_mixed_precision(write_recipe, model, spec):
+    """Keras's mixed-precision guide: the hidden layers compute in 16 bits, the output (a softmax, logits, a
+    forecast, a reconstruction) in float32: a float16 softmax rounds small probabilities to 0."""
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        _, model = make(write_recipe, f"  arch: {arch}\n")
+        _, built = make(write_recipe, f"  {model}\n", spec=spec)
     finally:
         keras.config.set_dtype_policy("float32")
-    assert model.layers[1].compute_dtype == "bfloat16"  # a conv, or the perceptron's flatten
-    assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
+    assert "bfloat16" in {layer.compute_dtype for layer in built.layers}
+    assert [keras.backend.standardize_dtype(o.dtype) for o in built.outputs] == ["float32"]
 
 
 # ---------------------------------------------------------------- optimizers, clipping, schedules

@@ -33,5 +33,5 @@ def build(config: Config, spec):
     code = layers.dense(x, config.code_size, config)
     steps = keras.layers.RepeatVector(spec.target_shape[0], name="every_step")(code)
     x = stack(steps, config, return_sequences=True)
-    logits = keras.layers.Dense(spec.vocabulary_size, name="logits")(x)
+    logits = keras.layers.Dense(spec.vocabulary_size, name="logits", dtype="float32")(x)  # float32 when mixed
     return keras.Model(image, logits, name="cnn_rnn_reader")

@@ -71,9 +71,10 @@ def decode(config: CoderConfig, z, spec, inner, activation, name: str):
         d = z
         for layer in reversed(config.hidden):
             d = layers.dense(d, layer.units, layer.resolve(config))
-        out = keras.layers.Dense(math.prod(shape), activation=activation,
+        # the output in float32 under a mixed precision too (layers.classifier_head)
+        out = keras.layers.Dense(math.prod(shape), activation=activation, dtype="float32",
                                  kernel_initializer=layers.initializer(config.initializer))(d)
-        return keras.layers.Reshape(shape, name=name)(out)
+        return keras.layers.Reshape(shape, name=name, dtype="float32")(out)
     d = layers.dense(z, math.prod(inner), config, dropout=False)
     d = keras.layers.Reshape(inner)(d)
     for filters in reversed(config.filters):
@@ -81,4 +82,4 @@ def decode(config: CoderConfig, z, spec, inner, activation, name: str):
                                          **layers.weights(config))(d)
         d = layers.finish(d, config)
     return keras.layers.Conv2D(shape[-1], config.kernel_size, padding="same", activation=activation, name=name,
-                               kernel_initializer=layers.initializer(config.initializer))(d)
+                               kernel_initializer=layers.initializer(config.initializer), dtype="float32")(d)

@@ -22,6 +22,7 @@ def build(config: Config, spec):
     window = keras.Input(shape=spec.input_shape, name="window")
     x = head(stack(window, config, return_sequences=False), config)
     steps, targets = spec.target_shape
+    # the output in float32 under a mixed precision too (layers.classifier_head)
     x = keras.layers.Dense(steps * targets, kernel_initializer=layers.initializer(config.initializer),
-                           name="forecast")(x)
-    return keras.Model(window, keras.layers.Reshape((steps, targets))(x), name="rnn_forecaster")
+                           name="forecast", dtype="float32")(x)
+    return keras.Model(window, keras.layers.Reshape((steps, targets), dtype="float32")(x), name="rnn_forecaster")

@@ -43,5 +43,5 @@ def build(config: Config, spec, stateful: bool | None = None, batch_size: int | 
     x = stack(x, config, return_sequences=True, stateful=stateful)
     x = head(x, config)
     logits = keras.layers.Dense(spec.vocabulary_size, kernel_initializer=layers.initializer(config.initializer),
-                                name="logits")(x)
+                                name="logits", dtype="float32")(x)  # float32 under a mixed precision too
     return keras.Model(tokens, logits, name="rnn_lm")

@@ -193,7 +193,7 @@ def _head(config: Config, y, encoded, source, spec=None, model=None):
     width = config.units[-1] * (2 if config.bidirectional else 1)
     y = made("attentional", lambda: keras.layers.Dense(width, activation="tanh", name="attentional",
                                                        kernel_initializer=layers.initializer(config.initializer)))(y)
-    logits = made("logits", lambda: keras.layers.Dense(spec.vocabulary_size, name="logits",
+    logits = made("logits", lambda: keras.layers.Dense(spec.vocabulary_size, name="logits", dtype="float32",
                                                        kernel_initializer=layers.initializer(config.initializer)))(y)
     return logits, weights
 

@@ -159,7 +159,7 @@ def build(config: Config, spec):
             return out if scores else (out, None)
 
         y, _ = _decoder_block(b, y, lambda y, b=b: b["self"](y, y, use_causal_mask=True), cross)
-    logits = keras.layers.Dense(spec.vocabulary_size, name="logits")(y)
+    logits = keras.layers.Dense(spec.vocabulary_size, name="logits", dtype="float32")(y)  # float32 when mixed
     return keras.Model([source, target], logits, name="transformer_translator")
 
 
