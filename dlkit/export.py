@@ -189,17 +189,56 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
     session = Session.open(recipe)
     model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
     served, what = session.task.exported(run, recipe, model)
+    notes = []
+    if fmt == "litert" and _mixed(served):
+        served, mixed = _in_float32(served), served
+        notes.append(f"computes in float32: the run computed in 16 bits ({recipe.train.precision}), which LiteRT's "
+                     f"builtin runtime does not take (its weights are float32 either way); on probe inputs its outputs "
+                     f"are within {_difference(mixed, served):.2g} of the run's model")
 
-    record = write_checked(served, what, fmt, target)
+    record = write_checked(served, what, fmt, target, notes)
     exports = run.read_json(run.root / "exports.json")
     exports[fmt] = record
     run.write_json(run.root / "exports.json", exports)
     return {"status": "completed", "run_dir": str(run.root), **record}
 
 
-def write_checked(served, what: str, fmt: str, target: Path) -> dict:
+def _mixed(model) -> bool:
+    return any(layer.dtype_policy.name.startswith("mixed_") for layer in model._flatten_layers(include_self=False))
+
+
+def _difference(a, b) -> float:
+    """The largest difference between two models' outputs on probe inputs."""
+    import keras
+
+    inputs = _argument(probe_inputs(a))
+    ours, theirs = ([np.asarray(keras.ops.convert_to_numpy(t), np.float64)
+                     for t in keras.tree.flatten(m(inputs, training=False))] for m in (a, b))
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(ours, theirs))
+
+
+def _in_float32(model):
+    """The model with every layer's dtype policy float32 and the same weights (a mixed-precision model keeps its
+    variables in float32): its config, each "mixed_..." policy in it made "float32", read back."""
+    import keras
+
+    def as_float32(node):
+        if isinstance(node, dict):
+            if "DTypePolicy" in str(node.get("class_name")) and str(node.get("config", {}).get("name")).startswith("mixed_"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: as_float32(v) for k, v in node.items()}
+        return [as_float32(v) for v in node] if isinstance(node, list) else node
+
+    keras.config.set_dtype_policy("float32")  # for what the config leaves to the process's policy
+    copy = keras.saving.deserialize_keras_object(as_float32(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def write_checked(served, what: str, fmt: str, target: Path, notes: list | None = None) -> dict:
     """Export the Keras model `served` (`what` in words) to `target` in `fmt` and check it loaded back; an
-    existing `target` is replaced only once the new export has passed. Returns the export's record."""
+    existing `target` is replaced only once the new export has passed. Returns the export's record, with
+    `notes` first among its notes."""
     import keras
 
     scratch = target.parent / f".{target.name}.partial"  # written and checked here, then moved into place
@@ -211,7 +250,7 @@ def write_checked(served, what: str, fmt: str, target: Path) -> dict:
         raise StorageError(f"cannot write the export beside {target}: {e}") from None
     written = scratch / target.name
     start = time.perf_counter()
-    notes, batch = [], None
+    notes, batch = list(notes or ()), None
     try:
         try:
             diff = _check(served, fmt, written, what, None)

@@ -149,3 +149,30 @@ def test_what_each_task_exports():
     for name in ("text_translation", "boltzmann"):
         with pytest.raises(UsageError):
             TASKS[name].exported(run_, recipe, model)
+
+
+def test_a_mixed_precision_model_goes_to_litert_in_float32(tmp_path):
+    """LiteRT's builtin runtime refuses a model that computes in 16 bits (exit 7 was all a mixed-precision run
+    got); the export is a float32 copy with the same weights, and says how far its outputs are from the run's."""
+    import keras
+
+    from dlkit import export
+    from dlkit.data.spec import DataSpec
+    from dlkit.models import cnn
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        mixed = cnn.build(cnn.Config(blocks=[cnn.ConvBlock(filters=2)], dense=[4]),
+                          DataSpec(input_shape=(8, 8, 1), num_classes=3, num_train=10))
+        copy = export._in_float32(mixed)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert export._mixed(mixed) and not export._mixed(copy)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    for a, b in zip(mixed.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert 0 < export._difference(mixed, copy) < 1e-2  # 16-bit rounding, and no more
+    record = export.write_checked(copy, "its copy", "litert", tmp_path / "model.tflite", ["in float32"])
+    assert record["max_abs_diff"] < 1e-5 and record["notes"] == ["in float32"]
+    assert (tmp_path / "model.tflite").is_file()

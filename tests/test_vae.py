@@ -130,6 +130,24 @@ def test_vae_resume_is_exact(straight, write_recipe, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def test_the_vae_steps_under_mixed_bfloat16(write_recipe):
+    """Was a TypeError in its first step: the posterior's statistics in bfloat16 met the float32 KL weight.
+    They are float32 now, as the decoder's output is (an eager step, here)."""
+    from conftest import build
+    from dlkit.data.spec import DataSpec
+    from dlkit.tasks import load_recipe
+
+    recipe = load_recipe(write_recipe("model: {arch: vae, hidden: [8], latent_dim: 2}\n"
+                                      "train: {precision: mixed_bfloat16}\n"))
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        vae = build(recipe, DataSpec(input_shape=(16, 16, 1), num_classes=10, num_train=64))
+        logs = vae.train_step((np.random.default_rng(0).random((8, 16, 16, 1), "float32"), np.arange(8)))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert vae.encoder.layers[-2].compute_dtype == "bfloat16" and np.isfinite(float(logs["loss"]))
+
+
 @pytest.mark.slow  # `make test` checks the VAE's step on JAX against TensorFlow's in test_steps_agree.py
 def test_vae_trains_on_jax(write_recipe, tmp_path):
     recipe = write_recipe(TINY_VAE)

@@ -64,7 +64,9 @@ def generator(config: Config, shape, name: str):
     for mult in (2, 1):
         x = keras.layers.Conv2DTranspose(f * mult, 3, strides=2, padding="same", kernel_initializer=init())(x)
         x = keras.layers.Activation(config.activation)(_norm()(x))
-    out = keras.layers.Conv2D(shape[-1], 7, padding="same", activation="tanh", kernel_initializer=init())(x)
+    # float32 under a mixed precision too (gan.generator)
+    out = keras.layers.Conv2D(shape[-1], 7, padding="same", activation="tanh", kernel_initializer=init(),
+                              dtype="float32")(x)
     return keras.Model(x_in, out, name=name)
 
 
@@ -84,8 +86,8 @@ def discriminator(config: Config, shape, name: str):
     if config.discriminator == "image":
         x = keras.layers.Conv2D(f * 4, 4, strides=2, padding="same", kernel_initializer=init())(x)
         x = keras.layers.Flatten()(keras.layers.LeakyReLU(0.2)(_norm()(x)))
-        return keras.Model(x_in, keras.layers.Dense(1, kernel_initializer=init())(x), name=name)
-    out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=init())(x)
+        return keras.Model(x_in, keras.layers.Dense(1, kernel_initializer=init(), dtype="float32")(x), name=name)
+    out = keras.layers.Conv2D(1, 4, padding="same", kernel_initializer=init(), dtype="float32")(x)
     return keras.Model(x_in, out, name=name)
 
 

@@ -44,7 +44,9 @@ def spectral(layer, config: "GanConfig"):
     """The layer wrapped in Keras's SpectralNormalization when the discriminator asks for it."""
     import keras
 
-    return keras.layers.SpectralNormalization(layer) if config.discriminator.spectral_norm else layer
+    if not config.discriminator.spectral_norm:
+        return layer
+    return keras.layers.SpectralNormalization(layer, dtype=layer.dtype_policy)  # a float32 output stays so
 
 
 class GanConfig(ModelBase):
@@ -127,7 +129,9 @@ def generator(config: GanConfig, spec, extra_inputs: int):
     for filters in net.filters[1:] + [net.filters[-1]]:
         x = keras.layers.Conv2DTranspose(filters, net.kernel_size, strides=2, padding="same", **layers.weights(knobs))(x)
         x = layers.finish(x, knobs, dropout=False)
-    image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", name="image",
+    # the outputs of a GAN's nets in float32 under a mixed precision (layers.classifier_head): the losses
+    # and the gradient penalty mix them with float32 images and constants
+    image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", name="image", dtype="float32",
                                 kernel_initializer=layers.initializer(knobs.initializer))(x)
     return keras.Model(z, image, name="generator")
 
@@ -175,12 +179,12 @@ def build_gan(config: GanConfig, spec, name: str):
     codes = config.categorical_codes + config.continuous_codes
     g = generator(config, spec, extra_inputs=k + codes)
     image, features = discriminator_trunk(config, spec, label_channels=k)
-    logit = spectral(keras.layers.Dense(1, name="logit"), config)(features)
+    logit = spectral(keras.layers.Dense(1, name="logit", dtype="float32"), config)(features)
     outputs = logit
     if codes:
         # InfoGAN's Q head: a second output on the discriminator's trunk, predicting the codes
         h = keras.layers.Dense(128, activation="leaky_relu", name="q_hidden")(features)
-        outputs = [logit, keras.layers.Dense(codes, name="codes")(h)]
+        outputs = [logit, keras.layers.Dense(codes, name="codes", dtype="float32")(h)]
     d = keras.Model(image, outputs, name="discriminator")
     return GAN(generator=g, discriminator=d, generator_ema=ema_copy(g) if config.ema else None,
                settings=GanSettings.of(config, num_classes=k), name=name)

@@ -70,7 +70,7 @@ def build(config: Config, spec):
         x = keras.layers.Activation(knobs.activation)(keras.layers.Add()([x, y]))
     x = keras.layers.Conv2DTranspose(config.refiner.filters, 4, strides=2, padding="same", **layers.weights(knobs))(x)
     x = layers.finish(x, knobs, False)
-    image = keras.layers.Conv2D(c, 3, padding="same", activation="tanh", name="image",
+    image = keras.layers.Conv2D(c, 3, padding="same", activation="tanh", name="image", dtype="float32",
                                 kernel_initializer=layers.initializer(knobs.initializer))(x)
     stage2 = keras.Model([low, latent], image, name="stage2")
 
@@ -80,7 +80,8 @@ def build(config: Config, spec):
     def discriminator(net_config, net_spec, name):
         net = config.model_copy(update={"discriminator": net_config})
         image_in, features = gan.discriminator_trunk(net, net_spec, label_channels=k)
-        return keras.Model(image_in, gan.spectral(keras.layers.Dense(1, name="logit"), net)(features), name=name)
+        logit = gan.spectral(keras.layers.Dense(1, name="logit", dtype="float32"), net)(features)
+        return keras.Model(image_in, logit, name=name)
 
     return GAN(
         generator=composite, discriminator=discriminator(config.discriminator, spec, "discriminator"),

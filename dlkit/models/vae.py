@@ -45,7 +45,8 @@ def build(config: Config, spec):
     x_in = layers.inputs(spec)
     features, inner = coders.encode(config, x_in, spec)
     # mean and log-variance, started near the prior: small weights, zero biases
-    stats = keras.layers.Dense(2 * config.latent_dim, name="posterior",
+    # in float32 under a mixed precision too, as the decoder's output (coders.decode): the terms mix them
+    stats = keras.layers.Dense(2 * config.latent_dim, name="posterior", dtype="float32",
                                kernel_initializer=keras.initializers.GlorotUniform())(features)
     encoder = keras.Model(x_in, stats, name="encoder")
     z = keras.Input((config.latent_dim,), name="z")
