@@ -4,6 +4,7 @@ MNIST slice through the CLI (train, evaluate, encode, generate)."""
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -108,6 +109,26 @@ def test_codes_are_float32_under_a_mixed_precision(write_recipe):
     finally:
         keras.config.set_dtype_policy("float32")
     assert codes.dtype == np.float32 and codes_2d(codes).shape == (8, 2)
+
+
+def test_the_encoder_of_a_model_from_another_process_builds(write_recipe):
+    """`dlkit encode` of a run stopped with "The name "activation" is used 2 times": the loaded model has a layer
+    named "activation", and the fresh process's automatic name for the encoder's cast was "activation" too.
+    Keras's name counters are swapped for fresh ones here, as another process has them."""
+    from keras.src.backend.common import global_state
+
+    from dlkit.tasks.reconstruction import encoder
+
+    model = build(load_recipe(write_recipe("model: {arch: autoencoder, hidden: [16], code_size: 4, "
+                                           "batch_norm: before}\n")), MNIST)
+    assert "activation" in [layer.name for layer in model.layers]
+    counters = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
+    try:
+        codes = encoder(model)
+    finally:
+        global_state.set_global_attribute("object_name_uids", counters)
+    assert codes.output.shape == (None, 4)
 
 
 @pytest.mark.parametrize("sparsity", ["{kind: kl, target: 0.05, weight: 0.5}", "{kind: l1, weight: 0.01}"])

@@ -136,7 +136,8 @@ def encoder(model):
     import keras
 
     code = model.get_layer("code").output
-    return keras.Model(model.inputs, keras.layers.Activation("linear", dtype="float32")(code))
+    # named: an automatic name ("activation") may be one a layer of a model loaded in this process has
+    return keras.Model(model.inputs, keras.layers.Activation("linear", dtype="float32", name="code_float32")(code))
 
 
 def reconstruction_rows(model, x, noisy: bool) -> list:
