@@ -538,12 +538,9 @@ def validate(
                 entry.update(_build(recipe, console))
             console.print(f"[green]ok[/] {escape(str(path))} (data: {escape(entry['data'])}"
                           + (f", {entry['params']:,} parameters)" if build else ")"))
-        except RecipeError as e:  # one found after loading (a model its inputs are too small for): at its line
-            e = located(e, path, set_ or ())
-            entry.update(status="error", exit_code=e.exit_code, error=str(e))
-            worst = worst or e.exit_code
-            errors.print(f"[bold red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)
         except DlkitError as e:
+            if isinstance(e, RecipeError):  # one found after loading (a model too big for its inputs): at its line
+                e = located(e, path, set_ or ())
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
             worst = worst or e.exit_code
             errors.print(f"[bold red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -204,7 +204,7 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
 
 
 def _mixed(model) -> bool:
-    return any(layer.dtype_policy.name.startswith("mixed_") for layer in model._flatten_layers(include_self=False))
+    return any(layer.dtype_policy.name.startswith("mixed_") for layer in _layers(model))
 
 
 def _difference(a, b) -> float:
@@ -224,13 +224,18 @@ def _in_float32(model):
 
     def as_float32(node):
         if isinstance(node, dict):
-            if "DTypePolicy" in str(node.get("class_name")) and str(node.get("config", {}).get("name")).startswith("mixed_"):
+            policy = "DTypePolicy" in str(node.get("class_name"))
+            if policy and str(node.get("config", {}).get("name")).startswith("mixed_"):
                 return {**node, "config": {**node["config"], "name": "float32"}}
             return {k: as_float32(v) for k, v in node.items()}
         return [as_float32(v) for v in node] if isinstance(node, list) else node
 
+    process = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")  # for what the config leaves to the process's policy
-    copy = keras.saving.deserialize_keras_object(as_float32(keras.saving.serialize_keras_object(model)))
+    try:
+        copy = keras.saving.deserialize_keras_object(as_float32(keras.saving.serialize_keras_object(model)))
+    finally:
+        keras.config.set_dtype_policy(process)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -257,7 +257,8 @@ def test_gan_knobs_land(digits16, tmp_path):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="an eager step: train_step(data) is "
                     "TensorFlow's signature (JAX's takes the state too)")
 @pytest.mark.parametrize("model", [
-    "{arch: infogan, latent_dim: 4, generator: {filters: [4, 4]}, discriminator: {filters: [4, 4], spectral_norm: true}}",
+    "{arch: infogan, latent_dim: 4, generator: {filters: [4, 4]}, "
+    "discriminator: {filters: [4, 4], spectral_norm: true}}",
     "{arch: wgan_gp, latent_dim: 4, generator: {filters: [4, 4]}, discriminator: {filters: [4, 4]}}",
     "{arch: cyclegan, filters: 4, discriminator_filters: 4, residual_blocks: 1}",
 ], ids=["infogan", "wgan_gp", "cyclegan"])

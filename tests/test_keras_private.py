@@ -171,7 +171,8 @@ def test_scored_computes_a_loss_and_metrics_as_fit_does():
     import pytest
 
     y, y_pred = np.array([3, 1, 0]), np.full((3, 10), 0.1, "float32")
-    keras_private.scored("sparse_categorical_crossentropy", ["accuracy", "sparse_top_k_categorical_accuracy"], y, y_pred)
+    keras_private.scored("sparse_categorical_crossentropy", ["accuracy", "sparse_top_k_categorical_accuracy"],
+                         y, y_pred)
     with pytest.raises(Exception, match="Incompatible shapes|broadcasting"):
         keras_private.scored("mse", [], y, y_pred)
     with pytest.raises(Exception):
