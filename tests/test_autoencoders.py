@@ -119,12 +119,13 @@ def test_the_encoder_of_a_model_from_another_process_builds(write_recipe):
 
     from dlkit.tasks.reconstruction import encoder
 
-    model = build(load_recipe(write_recipe("model: {arch: autoencoder, hidden: [16], code_size: 4, "
-                                           "batch_norm: before}\n")), MNIST)
-    assert "activation" in [layer.name for layer in model.layers]
+    recipe = load_recipe(write_recipe("model: {arch: autoencoder, hidden: [16], code_size: 4, batch_norm: before}\n"))
     counters = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
     try:
+        global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))  # the training process
+        model = build(recipe, MNIST)
+        assert "activation" in [layer.name for layer in model.layers]
+        global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))  # the encoding one
         codes = encoder(model)
     finally:
         global_state.set_global_attribute("object_name_uids", counters)
