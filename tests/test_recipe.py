@@ -72,6 +72,9 @@ MALFORMED = [
     ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, strides: 2, dilation: 2}\n", "model.blocks.0", 4,
      "a block strides (2) or dilates (2), not both"),
     ("model:\n  arch: resnet\n  widths: []\n", "model.widths", 3, "at least 1 item"),
+    # a traceback at the first RBM's start (found by the slow build fuzz, tests/test_models.py)
+    ("model:\n  arch: dbn\n  layers: [64]\n  top_labels: true\n", "model", 1,
+     "top_labels needs two layers or more"),
     # YAML's flow mapping read {patience:2} as a key "patience:2" with no value
     ("model: {arch: cnn}\ntrain:\n  early_stopping: {patience:2}\n", "train.early_stopping.patience:2", 3,
      "YAML reads 'patience:2' as one key, with no value: write 'patience: 2', with a space after the colon."),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dlkit.models.knobs import ModelBase
 
@@ -29,6 +29,15 @@ class Config(ModelBase):
     persistent: bool = False
     chains: int = Field(100, ge=1)
     top_labels: bool = False  # the top RBM also sees the one-hot label (Hinton et al., 2006)
+
+    @model_validator(mode="after")
+    def _labels_need_a_layer_below(self):
+        # was a traceback at the first RBM's start: its visible units would be the pixels and the labels
+        if self.top_labels and len(self.layers) < 2:
+            raise ValueError("top_labels needs two layers or more: the top RBM learns the labels beside the "
+                             "features of the layer below it; add a layer (layers: [500, 2000]) or set "
+                             "top_labels: false")
+        return self
 
 
 def build_rbm(config: Config, visible: int, index: int):
