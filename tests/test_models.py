@@ -429,12 +429,15 @@ def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
     from dlkit.errors import DlkitError
     from dlkit.training.session import Session
 
-    sets = ["data.limit=64", "data.test_limit=32"]
+    for sets in (["data.limit=64", "data.test_limit=32"], []):  # a text or a series: too short for a batch
+        try:
+            data = Session.open(load_recipe(path, sets)).data  # read once: the model knobs do not change it
+            break
+        except DlkitError as e:
+            reason = e
+    else:
+        pytest.skip(f"its data: {reason}")
     base = load_recipe(path, sets).to_dict()
-    try:
-        data = Session.open(load_recipe(path, sets)).data  # read once: the model knobs do not change it
-    except DlkitError as e:
-        pytest.skip(f"its data: {e}")
     found = []
     for key, kind in _int_knobs(base["model"], ("model",)):
         for value in (0, 1, 2, 3, 7, 33) if kind == "int" else ([], [1], [1] * 6, [513]):
