@@ -35,6 +35,20 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return (cut if len(cut) > limit // 2 else line[:limit]) + "…"
 
 
+def keras_reason(e: BaseException) -> str:
+    """A Keras or TensorFlow error in one line, without terminal bold, TensorFlow's op prefix ("{{function_node
+    __wrapped__Sub_device_...}}") and suffix ("[Op:Sub] name: "); a layer's build error ("Exception encountered
+    when calling MaxPooling2D.call()", then the reason, then the arguments) as "MaxPooling2D: <the reason>"."""
+    import re
+
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", re.sub(r"\x1b\[[0-9;]*m", "", str(e))).strip()
+    head, _, rest = text.partition("\n\n")
+    called = re.fullmatch(r"Exception encountered when calling (\w+)\.call\(\)\.", head)
+    line = (f"{called.group(1)}: {first_line(ValueError(rest))}" if called and rest.strip()
+            else first_line(ValueError(text)))
+    return re.sub(r"\s*\[Op:\w+\].*$", "", line)
+
+
 class DlkitError(Exception):
     exit_code = EXIT_USAGE
     run_dir: str | None = None  # the run directory the error left behind, if any (a diverged run)

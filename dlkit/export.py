@@ -101,6 +101,13 @@ def _outputs(value) -> list[np.ndarray]:
     return [np.asarray(v) for v in value]
 
 
+def _model_outputs(model, argument) -> list[np.ndarray]:
+    """The Keras model's outputs for its call argument, as numpy arrays in order."""
+    import keras
+
+    return _outputs(keras.tree.map_structure(keras.ops.convert_to_numpy, model(argument, training=False)))
+
+
 def _argument(inputs: list):
     """A model's one call argument: its single input, or the list of them."""
     return inputs[0] if len(inputs) == 1 else list(inputs)
@@ -143,8 +150,7 @@ def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> flo
 
     inputs = probe_inputs(served, batch or PROBE_BATCH)
     # called before exporting too: Keras exports only a model that has been called (a loaded one has not)
-    expected = _outputs(keras.tree.map_structure(
-        keras.ops.convert_to_numpy, served(_argument(inputs), training=False)))
+    expected = _model_outputs(served, _argument(inputs))
     kwargs = {}
     if batch is not None:
         specs = [keras.InputSpec(shape=(batch, *t.shape[1:]), dtype=t.dtype, name=t.name) for t in served.inputs]
@@ -209,12 +215,9 @@ def _mixed(model) -> bool:
 
 def _difference(a, b) -> float:
     """The largest difference between two models' outputs on probe inputs."""
-    import keras
-
     inputs = _argument(probe_inputs(a))
-    ours, theirs = ([np.asarray(keras.ops.convert_to_numpy(t), np.float64)
-                     for t in keras.tree.flatten(m(inputs, training=False))] for m in (a, b))
-    return max(float(np.max(np.abs(x - y))) for x, y in zip(ours, theirs))
+    ours, theirs = (_model_outputs(m, inputs) for m in (a, b))
+    return max(float(np.max(np.abs(x.astype(np.float64) - y))) for x, y in zip(ours, theirs))
 
 
 def _in_float32(model):

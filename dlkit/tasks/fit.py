@@ -47,7 +47,7 @@ class FitTask(Task):
         if cfg.loss is None and not named:
             return
         from dlkit import keras_private
-        from dlkit.errors import Problem, RecipeError
+        from dlkit.errors import Problem, RecipeError, keras_reason
 
         examples = _examples(model, data)
         if examples is None:
@@ -61,13 +61,13 @@ class FitTask(Task):
         try:
             keras_private.scored(model.loss if cfg.loss is not None else None, [], y, y_pred)
         except Exception as e:  # noqa: BLE001 - whatever the loss raises on them, the first step would raise
-            problems.append(Problem("train.loss", f"{cfg.loss!r} cannot take {seen}: {_reason(e)}",
+            problems.append(Problem("train.loss", f"{cfg.loss!r} cannot take {seen}: {keras_reason(e)}",
                                     hint=hint or "leave train.loss unset for the task's own loss"))
         for i, metric in named:
             try:
                 keras_private.scored(None, [metric], y, y_pred)
             except Exception as e:  # noqa: BLE001
-                problems.append(Problem(f"train.metrics.{i}", f"{cfg.metrics[i]!r} cannot take {seen}: {_reason(e)}",
+                problems.append(Problem(f"train.metrics.{i}", f"{cfg.metrics[i]!r} cannot take {seen}: {keras_reason(e)}",
                                         hint=hint or "name a metric made for these targets, or remove it"))
         if problems:
             raise RecipeError(problems)
@@ -153,14 +153,3 @@ def _class_indices(y, y_pred) -> bool:
     if keras.tree.is_nested(y) or keras.tree.is_nested(y_pred):
         return False
     return "int" in keras.backend.standardize_dtype(y.dtype) and len(y.shape) == len(y_pred.shape) - 1
-
-
-def _reason(e: Exception) -> str:
-    """An error's first line, without TensorFlow's op prefix ("{{function_node __wrapped__Sub_device_...}}")
-    and suffix ("[Op:Sub] name: ")."""
-    import re
-
-    from dlkit.errors import first_line
-
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(e))
-    return re.sub(r"\s*\[Op:\w+\].*$", "", first_line(ValueError(text)))

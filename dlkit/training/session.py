@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import warnings
 from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
-from dlkit.errors import DataError, Problem, RecipeError, first_line
+from dlkit.errors import DataError, Problem, RecipeError, keras_reason
 from dlkit.tasks.base import Phase, Task
 
 
@@ -64,7 +63,7 @@ class Session:
                     raise
                 raise RecipeError([Problem(
                     "model", f"Keras could not build the model for inputs of shape "
-                    f"{tuple(self.data.spec.input_shape)}: {_keras_reason(e)}",
+                    f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
                     hint="a smaller net for inputs this size, or larger inputs")]) from None
             self.task.initialize(model, self.recipe, self.data, phase)
             with warnings.catch_warnings():  # said once, with the reason, in the run's notes
@@ -95,15 +94,3 @@ def _raised_in_keras(e: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _keras_reason(e: ValueError) -> str:
-    """A Keras layer's build error in one line: "MaxPooling2D: Computed output size would be zero or negative.
-    Received: ..." from its paragraphs ("Exception encountered when calling MaxPooling2D.call()", the reason in
-    terminal bold, the arguments)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-    head, _, rest = text.partition("\n\n")
-    called = re.fullmatch(r"Exception encountered when calling (\w+)\.call\(\)\.", head)
-    if called and rest.strip():
-        return f"{called.group(1)}: {first_line(ValueError(rest))}"
-    return first_line(e)
