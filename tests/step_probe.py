@@ -5,7 +5,10 @@ jax.value_and_grad over a StatelessScope) must agree.
 
     python tests/step_probe.py FOLDER RECIPE...
         for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
-        FOLDER/<stem>-<backend>.npz (the weights after the step, one batch)
+        FOLDER/<stem>-<backend>.npz (the weights after the step, one batch), with the loss scales after it
+        and the largest change of a trainable weight in FOLDER/<stem>-<backend>-scaling.npz. A stem `<arch>.<variant>` (a train.precision: mixed_float16
+        variant, say) starts from <arch>.weights.h5; its variant's LOSS_SCALES entry, if any, sets its loss
+        scales first.
 
 The test calls `probe` in its own process for TensorFlow (the suite's backend), pinning the randomness
 with pytest's monkeypatch so that nothing outlives the test, and runs this script for JAX.
@@ -19,8 +22,16 @@ from pathlib import Path
 import numpy as np
 
 
-def probe(recipe_path, init, out, patch=setattr):
-    """`patch(owner, name, value)` pins the randomness (setattr: for good, in a process of its own)."""
+# the loss scales a variant's step starts from: one that a first step of these models does not overflow
+# (Keras's initial 2**15 does, for the VAE: that step is skipped and the scale halved), and one that no
+# float16 gradient survives (its largest finite value is 65504)
+LOSS_SCALES = {"f16": 2.0 ** 8, "overflow": 2.0 ** 40}
+
+
+def probe(recipe_path, init, out, patch=setattr, loss_scale=None):
+    """`patch(owner, name, value)` pins the randomness (setattr: for good, in a process of its own).
+    `loss_scale` is set on each of the model's LossScaleOptimizers before the step, whose scales after it are
+    saved beside `out` (<out>-scaling.npz)."""
     import keras
     from keras import ops
 
@@ -54,10 +65,22 @@ def probe(recipe_path, init, out, patch=setattr):
     else:
         model.save_weights(init)
     np.savez(str(out).replace(".npz", "-init.npz"), *model.get_weights())
+    scaled = [o for o in (getattr(model, k, None) for k in ("optimizer", "g_optimizer", "d_optimizer"))
+              if isinstance(o, keras.optimizers.LossScaleOptimizer)]
+    for optimizer in scaled:
+        if not optimizer.built:  # as fit builds it (a VAE's, which Keras's compile wrapped)
+            optimizer.build(model.trainable_variables)
+        if loss_scale:
+            optimizer.dynamic_scale.assign(loss_scale)
+    before = [ops.convert_to_numpy(v) for v in model.trainable_weights]
     x, y = next(iter(data.train))
     x, y = keras.tree.map_structure(ops.convert_to_numpy, (x, y))
     model.fit(x, y, batch_size=len(y if not isinstance(y, tuple) else y[0]), epochs=1, verbose=0, shuffle=False)
     np.savez(out, *model.get_weights())
+    # the optimizers' loss scales after the step, and how far it moved a trainable weight (a skipped step
+    # still updates batch-norm statistics, in its forward pass)
+    moved = max(float(np.abs(ops.convert_to_numpy(v) - b).max()) for v, b in zip(model.trainable_weights, before))
+    np.savez(str(out).replace(".npz", "-scaling.npz"), scales=[float(o.dynamic_scale) for o in scaled], moved=moved)
 
 
 if __name__ == "__main__":
@@ -65,4 +88,6 @@ if __name__ == "__main__":
 
     folder = Path(sys.argv[1])
     for recipe in map(Path, sys.argv[2:]):
-        probe(recipe, folder / f"{recipe.stem}.weights.h5", folder / f"{recipe.stem}-{keras.backend.backend()}.npz")
+        arch, _, variant = recipe.stem.partition(".")
+        probe(recipe, folder / f"{arch}.weights.h5", folder / f"{recipe.stem}-{keras.backend.backend()}.npz",
+              loss_scale=LOSS_SCALES.get(variant))

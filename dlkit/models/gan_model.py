@@ -28,6 +28,10 @@ class Adversarial(StepModel):
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(optimizer=None, **kwargs)
+        if self.dtype_policy.name == "mixed_float16":  # each scales its losses, as Keras's compile has it
+            g_optimizer, d_optimizer = (o if isinstance(o, keras.optimizers.LossScaleOptimizer) else
+                                        keras.optimizers.LossScaleOptimizer(o, name=f"{o.name}_loss_scale")
+                                        for o in (g_optimizer, d_optimizer))
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         # the optimizers' variables are made now, not at the first step: Keras's JAX trainer threads them
         # through its stateless train function, and under a TensorFlow MirroredStrategy a variable cannot be
@@ -295,8 +299,7 @@ class GAN(Adversarial):
 
         for _ in range(self.n_critic):
             z, codes = self.latent(batch, y)
-            d_aux, grads = self.grad(lambda: d_objective(z, codes), d_vars)
-            self.d_optimizer.apply(grads, d_vars)
+            d_aux = self.descend(self.d_optimizer, lambda: d_objective(z, codes), d_vars)
             if self.clip_value:
                 for v in d_vars:
                     v.assign(ops.clip(v, -self.clip_value, self.clip_value))
@@ -319,8 +322,7 @@ class GAN(Adversarial):
                 total += self.info_weight * aux["info"]
             return total, aux
 
-        g_aux, grads = self.grad(g_objective, g_vars)
-        self.g_optimizer.apply(grads, g_vars)
+        g_aux = self.descend(self.g_optimizer, g_objective, g_vars)
         if self.generator_ema is not None:
             self.update_ema()
 
@@ -409,8 +411,7 @@ class CycleGAN(Adversarial):
             return g_loss, {"adversarial": adversarial, "cycle": cycle, "identity": identity,
                             "fake_a": fake_a, "fake_b": fake_b}
 
-        g_aux, grads = self.grad(g_objective, g_vars)
-        self.g_optimizer.apply(grads, g_vars)
+        g_aux = self.descend(self.g_optimizer, g_objective, g_vars)
         # the discriminators judge this step's translations (as before the generator update), held fixed
         fake_a, fake_b = ops.stop_gradient(g_aux["fake_a"]), ops.stop_gradient(g_aux["fake_b"])
 
@@ -423,8 +424,7 @@ class CycleGAN(Adversarial):
                             mse(self.discriminator_b(fake_b, training=True), 0.0))
             return d_loss, d_loss
 
-        d_loss, grads = self.grad(d_objective, d_vars)
-        self.d_optimizer.apply(grads, d_vars)
+        d_loss = self.descend(self.d_optimizer, d_objective, d_vars)
         adversarial, cycle, identity = g_aux["adversarial"], g_aux["cycle"], g_aux["identity"]
         for name, value in (("d_loss", d_loss), ("g_loss", adversarial), ("cycle_loss", cycle),
                             ("identity_loss", identity)):

@@ -50,6 +50,17 @@ class RBM(StepModel):
         self.track("reconstruction_error", "free_energy_gap",
                    *(["pseudo_log_likelihood"] if visible_kind == "bernoulli" else []))
 
+    # contrastive divergence's gradients are statistics of the chains, not a loss's: under mixed_float16 there
+    # is no loss to scale, so the optimizer is not wrapped in a LossScaleOptimizer, when compiled or loaded
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **{**kwargs, "auto_scale_loss": False})
+
+    def compile_from_config(self, config):
+        # Keras's own skips a model whose compile is its own; this is Keras's, with that compile
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def get_config(self):
         return {**super().get_config(), "visible": self.visible, "hidden": self.hidden,
                 "visible_kind": self.visible_kind, "cd_k": self.cd_k, "persistent": self.persistent,

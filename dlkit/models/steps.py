@@ -2,7 +2,8 @@
 written once, statefully, in `keras.ops`, for TensorFlow and JAX.
 
 `StepModel.grad` is the one backend-specific piece: a GradientTape on TensorFlow, `jax.value_and_grad`
-over a `StatelessScope` on JAX. On JAX the whole step runs inside a `StatelessScope` over the state Keras's
+over a `StatelessScope` on JAX. `StepModel.descend` takes one optimizer step with it, scaling the loss under
+`train.precision: mixed_float16` as Keras's own step does. On JAX the whole step runs inside a `StatelessScope` over the state Keras's
 jitted trainer threads through, so the stateful code works there too. The model's own `SeedGenerator` and
 every other random stream in it (dropout, noise layers) are saved with the model, so a checkpoint carries
 them and a resumed run draws what an uninterrupted one would.
@@ -86,8 +87,25 @@ class StepModel(keras.Model):
             logs = fn(data)
         return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
 
-    def grad(self, fn, variables):
-        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state."""
+    def descend(self, optimizer, fn, variables):
+        """One step of `optimizer` down the loss of fn() -> (loss, aux) with respect to `variables`; returns aux.
+
+        Under `train.precision: mixed_float16` the optimizer is Keras's LossScaleOptimizer, as Keras's own step
+        has it: the loss is multiplied by its scale before the gradients are taken (a float16 gradient smaller
+        than 6e-8 would be zero), and the optimizer divides them back, skipping a step whose gradients
+        overflowed and halving the scale, or doubling it after a run of finite steps."""
+        aux, grads = self.grad(fn, variables, scale=_loss_scale(optimizer))
+        if keras.backend.backend() == "jax" and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            _jax_apply(optimizer, grads, variables)  # its stateful apply branches with lax.cond: not in a trace
+        else:
+            optimizer.apply(grads, variables)
+        return aux
+
+    def grad(self, fn, variables, scale=None):
+        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state. The
+        gradients are of loss * scale when a (loss) scale is given."""
+        if scale is not None:
+            fn = _scaled(fn, scale)
         backend = keras.backend.backend()
         if backend == "tensorflow":
             import tensorflow as tf
@@ -112,6 +130,36 @@ class StepModel(keras.Model):
             return tape.gradient(out, x)
         _, grads = _jax_grad(self, lambda values: (ops.sum(fn(values[0])), None), [], [x])
         return grads[0]
+
+
+def _loss_scale(optimizer):
+    """A LossScaleOptimizer's current scale, read here, outside the gradient: on JAX the trainer's state is
+    visible in the step's StatelessScope, not in the one the gradient is traced in. None for any other."""
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    return optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
+
+
+def _scaled(fn, scale):
+    def scaled():
+        loss, aux = fn()
+        return ops.multiply(loss, ops.cast(scale, loss.dtype)), aux
+    return scaled
+
+
+def _jax_apply(optimizer, grads, variables):
+    """optimizer.apply for a LossScaleOptimizer on JAX, through its stateless_apply (its finite and overflow
+    branches are pure there) on the values the step's StatelessScope holds, assigned back to that scope."""
+    outer = keras_private.current_stateless_scope()
+
+    def current(v):
+        value = outer.get_current_value(v) if outer is not None else None
+        return v.value if value is None else value
+
+    new_values, new_state = optimizer.stateless_apply([current(v) for v in optimizer.variables], grads,
+                                                      [current(v) for v in variables])
+    for v, value in zip([*variables, *optimizer.variables], [*new_values, *new_state]):
+        v.assign(value)
 
 
 def replicas() -> int:

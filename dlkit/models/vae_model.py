@@ -116,8 +116,7 @@ class VAE(StepModel):
             loss = ops.mean(rec + weight * kl)
             return loss + sum(self.losses), (loss, rec, kl)
 
-        (loss, rec, kl), grads = self.grad(objective, variables)
-        self.optimizer.apply(grads, variables)
+        loss, rec, kl = self.descend(self.optimizer, objective, variables)
         return self._record(loss, rec, kl)
 
     def measure(self, data):

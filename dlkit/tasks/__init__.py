@@ -75,7 +75,7 @@ def sections(architecture: Architecture) -> dict:
 def load_recipe(path: str | Path, overrides=()):
     """Load, merge, override and validate a recipe, its data and train sections those of its task."""
     return recipe_layer.load_recipe(path, overrides, sections=sections,
-                                    checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe) + _precision(recipe))
+                                    checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe))
 
 
 # Keys added since a run could have been trained, each with the value that trains as the run did before it
@@ -98,18 +98,6 @@ def load_run_recipe(path: str | Path, overrides=()):
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
     return load_recipe(path, [*old, *overrides])
-
-
-def _precision(recipe) -> list:
-    """float16 needs its losses scaled (tiny gradients underflow in 16 bits): Keras's own step does it, the
-    steps dlkit writes itself do not."""
-    from dlkit.errors import Problem
-
-    if recipe.train.precision != "mixed_float16" or not of(recipe).own_step:
-        return []
-    return [Problem("train.precision", f"mixed_float16 needs loss scaling, which Keras's own training step does and "
-                    f"the {of(recipe).name} task's own step does not", hint="use mixed_bfloat16 (no scaling needed; "
-                    "Ampere-class GPUs and TPUs) or float32")]
 
 
 def _distribution(recipe) -> list:

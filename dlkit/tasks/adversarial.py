@@ -35,7 +35,6 @@ def independent_reals(splits, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Adversarial(TwoPlayer):
-    own_step = True
     name = "adversarial"
     headlines = (Headline("classifier_score", "classifier score"),)
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"

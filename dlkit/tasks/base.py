@@ -168,9 +168,6 @@ class Task:
     roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
     headlines: ClassVar[tuple[Headline, ...]] = ()  # what `dlkit runs` shows of a run, the first found
     validates: ClassVar[bool] = True  # fit is given the validation split
-    # trained by a step of dlkit's own (GANs, the VAE, RBMs), which does not scale its losses as Keras's
-    # step does for train.precision: mixed_float16
-    own_step: ClassVar[bool] = False
     # the command-line options only some tasks read (OPTIONS' keys): given to any other, they are refused
     options: ClassVar[frozenset[str]] = frozenset()
 

@@ -48,7 +48,6 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 
 class Boltzmann(FitTask):
-    own_step = True
     name = "boltzmann"
     options = frozenset({"importance_samples"})
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),

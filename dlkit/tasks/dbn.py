@@ -47,7 +47,6 @@ def _with_labels(h, y, num_classes):
 
 
 class Dbn(Classification):
-    own_step = True  # its RBM phases
     name = "dbn"
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain

@@ -85,7 +85,6 @@ def _load_domain_b(cfg: DomainConfig):
 
 
 class Translation(TwoPlayer):
-    own_step = True
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"

@@ -33,7 +33,6 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 
 class Variational(FitTask):
-    own_step = True
     name = "variational"
     options = frozenset({"importance_samples"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
