@@ -114,20 +114,27 @@ def test_a_model_keras_cannot_build_for_its_inputs_is_a_recipe_error(write_recip
 def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_recipe):
     """Each was a traceback from inside the first training step: a classifier's class indices scored by mse
     or top_k_categorical_accuracy. Each named loss and metric is tried on a few training examples, and every
-    one that fails is a problem at its line; the sparse_ forms, which take class indices, pass."""
-    recipe = write_recipe(TINY_MNIST + "  loss: mse\n  metrics: [accuracy, top_k_categorical_accuracy, auc]\n")
+    one that fails is a problem at its line; the sparse_ forms, which take class indices, pass. And
+    categorical_accuracy, which ran on class indices and logged 0.33 for three right answers of three, is
+    refused too."""
+    recipe = write_recipe(TINY_MNIST + "  loss: mse\n  metrics: [accuracy, top_k_categorical_accuracy, auc, "
+                          "CategoricalAccuracy]\n")
     result = run("validate", "--build", recipe)
     said = " ".join(result.stderr.split())
-    assert result.exit_code == 2 and "3 problem(s)" in said
+    assert result.exit_code == 2 and "4 problem(s)" in said
     assert ("recipe.yaml:16: train.loss: 'mse' cannot take the targets (uint8 (3,)) and the model's outputs "
             "(float32 (3, 10)): Incompatible shapes") in said
     assert "recipe.yaml:17: train.metrics.1: 'top_k_categorical_accuracy' cannot take" in said
     assert "recipe.yaml:17: train.metrics.2: 'auc' cannot take" in said
+    assert ("recipe.yaml:17: train.metrics.3: 'CategoricalAccuracy' reads one-hot targets, and the targets are "
+            "class indices (uint8 (3,)): it would log a wrong accuracy") in said and "sparse_categorical_accuracy" in said
     assert "the targets are class indices, which the sparse_ losses and metrics take" in said
     fine = write_recipe(TINY_MNIST + "  loss: sparse_categorical_crossentropy\n"
                         "  metrics: [accuracy, sparse_top_k_categorical_accuracy]\n", "fine.yaml")
     assert run("validate", "--build", fine).exit_code == 0
     # the error's [brackets] printed as they are, not read as rich's markup and dropped
+    result = run("train", fine, "--set", "train.metrics=[categorical_accuracy]")
+    assert result.exit_code == 2 and "train.metrics.0: 'categorical_accuracy' reads one-hot targets" in result.stderr
     result = run("train", fine, "--set", "train.metrics=[top_k_categorical_accuracy]")
     assert result.exit_code == 2
     assert "--set train.metrics=[top_k_categorical_accuracy]: train.metrics.0:" in result.stderr

@@ -64,6 +64,11 @@ class FitTask(Task):
             problems.append(Problem("train.loss", f"{cfg.loss!r} cannot take {seen}: {keras_reason(e)}",
                                     hint=hint or "leave train.loss unset for the task's own loss"))
         for i, metric in named:
+            if hint and _one_hot_accuracy(metric):  # it runs on class indices, and counts nearly every hit a miss
+                problems.append(Problem(f"train.metrics.{i}", f"{cfg.metrics[i]!r} reads one-hot targets, and the "
+                                        f"targets are class indices ({_described(y)}): it would log a wrong accuracy",
+                                        hint="use accuracy or sparse_categorical_accuracy"))
+                continue
             try:
                 keras_private.scored(None, [metric], y, y_pred)
             except Exception as e:  # noqa: BLE001
@@ -144,6 +149,17 @@ def _described(t) -> str:
 
     parts = [f"{keras.backend.standardize_dtype(a.dtype)} {tuple(a.shape)}" for a in keras.tree.flatten(t)]
     return ", ".join(parts)
+
+
+def _one_hot_accuracy(metric) -> bool:
+    """Whether a metric is Keras's categorical accuracy, which takes the argmax of one-hot targets: on class
+    indices (one per example) it computes without an error, and is wrong."""
+    import keras
+
+    if not isinstance(metric, str):
+        return False
+    found = keras.metrics.get(metric)  # an instance for a class's name or a function's
+    return isinstance(found, keras.metrics.CategoricalAccuracy) or found is keras.metrics.categorical_accuracy
 
 
 def _class_indices(y, y_pred) -> bool:
