@@ -350,6 +350,28 @@ def test_augmentation_in_training_only():
     assert sums_aug != sums_raw
 
 
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_augmented_batches_stay_float32_under_a_mixed_precision(precision, monkeypatch):
+    """train.precision sets Keras's policy before the data is read: the random layers computed in 16 bits,
+    and their batch met data.scale's float32 constants, a TypeError before the first step of any augmented
+    recipe (cnn_cifar10's) in 16 bits. They compute in float32, in tf.data and on the numpy path alike."""
+    import keras
+
+    from dlkit import backend
+
+    c = cfg(validation_split=0, batch_size=8, augment={"flip": "horizontal", "translation": 0.2, "rotation": 0.1,
+                                                       "zoom": 0.1, "contrast": 0.1})
+    keras.config.set_dtype_policy(precision)
+    try:
+        xt = np.asarray(next(iter(pipeline.build(arrays(), c, seed=0).train))[0])
+        monkeypatch.setattr(backend, "tensorflow", lambda: None)  # the numpy path, as on a JAX-only host
+        xn = np.asarray(next(iter(pipeline.build(arrays(), c, seed=0).train))[0])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    for x in (xt, xn):
+        assert x.dtype == np.float32 and x.shape == (8, 8, 8, 1) and np.isfinite(x).all()
+
+
 def test_augmentation_needs_images():
     a = sources.Arrays(np.ones((10, 3), np.float32), np.arange(10) % 2, None, None, ["a", "b"], "t")
     with pytest.raises(RecipeError, match="needs images"):

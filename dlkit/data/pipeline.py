@@ -135,21 +135,26 @@ def input_scale(x_train: np.ndarray, cfg, modality: Modality) -> tuple[np.ndarra
 
 
 def augmenter(cfg, seed: int, value_range=(0.0, 255.0)):
-    """The training-only augmentation stage, as a keras Sequential of random layers (or None)."""
+    """The training-only augmentation stage, as a keras Sequential of random layers (or None). In float32
+    whatever train.precision says: the images go on to be scaled in float32, and the model's first layer
+    casts its inputs to its own dtype (under a mixed policy a float16 batch met data.scale's float32
+    constants, a TypeError before the first step)."""
     import keras
 
     aug = cfg.augment
     stages = []
+    f32 = {"dtype": "float32"}
     if aug.flip:
-        stages.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+        stages.append(keras.layers.RandomFlip(aug.flip, seed=seed, **f32))
     if aug.translation:
-        stages.append(keras.layers.RandomTranslation(aug.translation, aug.translation, fill_mode="constant", seed=seed + 1))
+        stages.append(keras.layers.RandomTranslation(aug.translation, aug.translation, fill_mode="constant",
+                                                     seed=seed + 1, **f32))
     if aug.rotation:
-        stages.append(keras.layers.RandomRotation(aug.rotation, fill_mode="constant", seed=seed + 2))
+        stages.append(keras.layers.RandomRotation(aug.rotation, fill_mode="constant", seed=seed + 2, **f32))
     if aug.zoom:
-        stages.append(keras.layers.RandomZoom(aug.zoom, fill_mode="constant", seed=seed + 3))
+        stages.append(keras.layers.RandomZoom(aug.zoom, fill_mode="constant", seed=seed + 3, **f32))
     if aug.contrast:
-        stages.append(keras.layers.RandomContrast(aug.contrast, value_range=value_range, seed=seed + 4))
+        stages.append(keras.layers.RandomContrast(aug.contrast, value_range=value_range, seed=seed + 4, **f32))
     return keras.Sequential(stages, name="augment") if stages else None
 
 
