@@ -3,7 +3,7 @@ second stage as options) and `CycleGAN` (two of each), on a shared `Adversarial`
 
 Keras 3 style, on dlkit.models.steps.StepModel: the training `step` is written once, statefully, in
 `keras.ops`; loss trackers are listed in `metrics`; randomness comes from the model's `SeedGenerator`
-(saved with the model, so a checkpoint carries the RNG state); updates go through `optimizer.apply`.
+(saved with the model, so a checkpoint carries the RNG state); updates go through `StepModel.descend`.
 """
 
 from __future__ import annotations

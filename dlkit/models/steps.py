@@ -28,8 +28,9 @@ def check_backend(arch: str) -> None:
 
 
 class StepModel(keras.Model):
-    """Subclasses write `step(data) -> logs` (one training step: gradients through `grad`, updates through
-    `optimizer.apply`, trackers updated) and may write `measure(data) -> logs` (one evaluation step)."""
+    """Subclasses write `step(data) -> logs` (one training step: each optimizer's update through `descend`,
+    or gradients of their own through `optimizer.apply`, trackers updated) and may write `measure(data) ->
+    logs` (one evaluation step)."""
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -96,7 +97,8 @@ class StepModel(keras.Model):
         overflowed and halving the scale, or doubling it after a run of finite steps."""
         aux, grads = self.grad(fn, variables, scale=_loss_scale(optimizer))
         if keras.backend.backend() == "jax" and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            _jax_apply(optimizer, grads, variables)  # its stateful apply branches with lax.cond: not in a trace
+            # its stateful apply assigns inside lax.cond's branches: a leaked tracer in the traced step
+            _jax_apply(optimizer, grads, variables)
         else:
             optimizer.apply(grads, variables)
         return aux
