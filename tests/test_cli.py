@@ -130,7 +130,7 @@ def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_r
             "class indices (uint8 (3,)): it would log a wrong accuracy") in said and "sparse_categorical_accuracy" in said
     assert "the targets are class indices, which the sparse_ losses and metrics take" in said
     fine = write_recipe(TINY_MNIST + "  loss: sparse_categorical_crossentropy\n"
-                        "  metrics: [accuracy, sparse_top_k_categorical_accuracy]\n", "fine.yaml")
+                        "  metrics: [acc, sparse_top_k_categorical_accuracy]\n", "fine.yaml")
     assert run("validate", "--build", fine).exit_code == 0
     # the error's [brackets] printed as they are, not read as rich's markup and dropped
     result = run("train", fine, "--set", "train.metrics=[categorical_accuracy]")

@@ -158,7 +158,10 @@ def _one_hot_accuracy(metric) -> bool:
 
     if not isinstance(metric, str):
         return False
-    found = keras.metrics.get(metric)  # an instance for a class's name or a function's
+    try:
+        found = keras.metrics.get(metric)  # an instance for a class's name or a function's
+    except ValueError:  # a name only compile resolves ("acc"): not this one
+        return False
     return isinstance(found, keras.metrics.CategoricalAccuracy) or found is keras.metrics.categorical_accuracy
 
 
