@@ -6,9 +6,9 @@ jax.value_and_grad over a StatelessScope) must agree.
     python tests/step_probe.py FOLDER RECIPE...
         for each RECIPE: FOLDER/<stem>.weights.h5 (the initial weights, written if missing) and
         FOLDER/<stem>-<backend>.npz (the weights after the step, one batch), with the loss scales after it
-        and the largest change of a trainable weight in FOLDER/<stem>-<backend>-scaling.npz. A stem `<arch>.<variant>` (a train.precision: mixed_float16
-        variant, say) starts from <arch>.weights.h5; its variant's LOSS_SCALES entry, if any, sets its loss
-        scales first.
+        and the largest change of a trainable weight in FOLDER/<stem>-<backend>-scaling.npz. A stem
+        `<arch>.<variant>` (a train.precision: mixed_float16 variant, say) starts from <arch>.weights.h5;
+        its variant's LOSS_SCALES entry, if any, sets its loss scales first.
 
 The test calls `probe` in its own process for TensorFlow (the suite's backend), pinning the randomness
 with pytest's monkeypatch so that nothing outlives the test, and runs this script for JAX.

@@ -127,7 +127,8 @@ def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_r
     assert "recipe.yaml:17: train.metrics.1: 'top_k_categorical_accuracy' cannot take" in said
     assert "recipe.yaml:17: train.metrics.2: 'auc' cannot take" in said
     assert ("recipe.yaml:17: train.metrics.3: 'CategoricalAccuracy' reads one-hot targets, and the targets are "
-            "class indices (uint8 (3,)): it would log a wrong accuracy") in said and "sparse_categorical_accuracy" in said
+            "class indices (uint8 (3,)): it would log a wrong accuracy") in said
+    assert "use accuracy or sparse_categorical_accuracy" in said
     assert "the targets are class indices, which the sparse_ losses and metrics take" in said
     fine = write_recipe(TINY_MNIST + "  loss: sparse_categorical_crossentropy\n"
                         "  metrics: [acc, sparse_top_k_categorical_accuracy]\n", "fine.yaml")

@@ -3,8 +3,9 @@ written once, statefully, in `keras.ops`, for TensorFlow and JAX.
 
 `StepModel.grad` is the one backend-specific piece: a GradientTape on TensorFlow, `jax.value_and_grad`
 over a `StatelessScope` on JAX. `StepModel.descend` takes one optimizer step with it, scaling the loss under
-`train.precision: mixed_float16` as Keras's own step does. On JAX the whole step runs inside a `StatelessScope` over the state Keras's
-jitted trainer threads through, so the stateful code works there too. The model's own `SeedGenerator` and
+`train.precision: mixed_float16` as Keras's own step does. On JAX the whole step runs inside a
+`StatelessScope` over the state Keras's jitted trainer threads through, so the stateful code works there
+too. The model's own `SeedGenerator` and
 every other random stream in it (dropout, noise layers) are saved with the model, so a checkpoint carries
 them and a resumed run draws what an uninterrupted one would.
 """
