@@ -96,7 +96,8 @@ class StepModel(keras.Model):
         has it: the loss is multiplied by its scale before the gradients are taken (a float16 gradient smaller
         than 6e-8 would be zero), and the optimizer divides them back, skipping a step whose gradients
         overflowed and halving the scale, or doubling it after a run of finite steps."""
-        aux, grads = self.grad(fn, variables, scale=_loss_scale(optimizer))
+        scale = _loss_scale(optimizer)
+        aux, grads = self.grad(fn if scale is None else _scaled(fn, scale), variables)
         if keras.backend.backend() == "jax" and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             # its stateful apply assigns inside lax.cond's branches: a leaked tracer in the traced step
             _jax_apply(optimizer, grads, variables)
@@ -104,11 +105,8 @@ class StepModel(keras.Model):
             optimizer.apply(grads, variables)
         return aux
 
-    def grad(self, fn, variables, scale=None):
-        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state. The
-        gradients are of loss * scale when a (loss) scale is given."""
-        if scale is not None:
-            fn = _scaled(fn, scale)
+    def grad(self, fn, variables):
+        """(aux, gradients of loss wrt variables) for fn() -> (loss, aux); fn may update other state."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
             import tensorflow as tf
@@ -144,6 +142,7 @@ def _loss_scale(optimizer):
 
 
 def _scaled(fn, scale):
+    """fn() -> (loss, aux) with its loss multiplied by `scale`."""
     def scaled():
         loss, aux = fn()
         return ops.multiply(loss, ops.cast(scale, loss.dtype)), aux
@@ -154,15 +153,16 @@ def _jax_apply(optimizer, grads, variables):
     """optimizer.apply for a LossScaleOptimizer on JAX, through its stateless_apply (its finite and overflow
     branches are pure there) on the values the step's StatelessScope holds, assigned back to that scope."""
     outer = keras_private.current_stateless_scope()
-
-    def current(v):
-        value = outer.get_current_value(v) if outer is not None else None
-        return v.value if value is None else value
-
-    new_values, new_state = optimizer.stateless_apply([current(v) for v in optimizer.variables], grads,
-                                                      [current(v) for v in variables])
+    new_values, new_state = optimizer.stateless_apply([_current(outer, v) for v in optimizer.variables], grads,
+                                                      [_current(outer, v) for v in variables])
     for v, value in zip([*variables, *optimizer.variables], [*new_values, *new_state]):
         v.assign(value)
+
+
+def _current(scope, v):
+    """v's value in a StatelessScope (on JAX, the state Keras's trainer threads through the step), else its own."""
+    value = scope.get_current_value(v) if scope is not None else None
+    return v.value if value is None else value
 
 
 def replicas() -> int:
@@ -187,12 +187,8 @@ def _jax_grad(model, fn, variables, values):
     replaced = {id(v) for v in variables}
     others = [v for v in model.variables if id(v) not in replaced]
 
-    def current(v):
-        value = outer.get_current_value(v) if outer is not None else None
-        return v.value if value is None else value
-
     def pure(vals):
-        mapping = [(v, current(v)) for v in others] + list(zip(variables, vals))
+        mapping = [(v, _current(outer, v)) for v in others] + list(zip(variables, vals))
         with keras.StatelessScope(state_mapping=mapping) as inner:
             loss, aux = fn(vals)
         return loss, (aux, [inner.get_current_value(v) for v in others])
