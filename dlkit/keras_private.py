@@ -7,6 +7,8 @@ GAN's training step or a resume.
 
 from __future__ import annotations
 
+import contextlib
+
 
 def current_stateless_scope():
     """The innermost `keras.StatelessScope` being entered, or None (JAX: the adversarial steps read the
@@ -33,6 +35,33 @@ def seed_generators(model) -> list:
                 seen.add(id(generator.state))
                 found.append(generator)
     return found
+
+
+@contextlib.contextmanager
+def global_state_kept():
+    """Inside, build models that are then thrown away without moving the process's random streams or Keras's
+    automatic names: Python's and NumPy's global generators (Keras seeds new SeedGenerators from Python's),
+    Keras's global SeedGenerator (unseeded initializers draw from it) and its count of each layer name used.
+    Each is put back as it was on leaving, so the models built after are the ones built without the block."""
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+
+    python, numpy = random.getstate(), np.random.get_state()
+    generator = global_state.get_global_attribute("global_seed_generator")
+    seed = None if generator is None else generator.state.value * 1  # a copy: the state is assigned in place
+    names = global_state.get_global_attribute("object_name_uids")
+    names = None if names is None else names.copy()
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+        global_state.set_global_attribute("global_seed_generator", generator)
+        if generator is not None:
+            generator.state.assign(seed)
+        global_state.set_global_attribute("object_name_uids", names)
 
 
 def track_rnn_state(layer) -> None:

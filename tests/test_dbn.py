@@ -78,6 +78,49 @@ def test_the_unrolled_net_starts_from_the_rbms(write_recipe, tmp_path):
     assert [p.name for p in Session.open(random).task.phases(random)] == ["finetune"]
 
 
+def test_a_fine_tuning_recipe_error_is_said_before_pretraining(write_recipe, tmp_path):
+    """Was said after every RBM had trained, and left their half-made run behind: the fine-tuning net is
+    built and compiled (and thrown away) with the first RBM, before the run directory exists."""
+    recipe = write_recipe(TINY_DBN + "  metrics: [categorical_accuracy]\n")
+    out = cli("train", recipe, "--runs-root", tmp_path / "runs")
+    assert out.exit_code == 2, out.output
+    assert f"{recipe}:11: train.metrics.0: 'categorical_accuracy' reads one-hot targets" in out.stderr
+    assert "epoch 1/" not in out.output and not (tmp_path / "runs").exists()
+
+
+def test_checking_the_later_phases_leaves_their_starting_weights_alone(write_recipe, monkeypatch):
+    """The check builds models, which draws from the random streams and uses up layer names: both are put back,
+    so each later phase starts from the weights, and has the names, it had without the check."""
+    import contextlib
+
+    from dlkit import keras_private
+    from dlkit.tasks import load_recipe
+    from dlkit.training import train
+    from dlkit.training.session import Session
+
+    recipe = load_recipe(write_recipe(TINY_DBN), ["model.dropout=0.2"])
+
+    def later(first):
+        keras.backend.clear_session()  # the layer names' count starts again
+        session = Session.open(recipe)
+        phases = session.task.phases(recipe)
+        earlier = {phases[0].name: first(session, phases)}
+        for phase in phases[1:]:
+            earlier[phase.name] = session.model(phase, earlier)
+        models = [earlier[p.name] for p in phases[1:]]
+        return ([w.path for m in models for w in m.weights],
+                [keras.ops.convert_to_numpy(w) for m in models for w in m.weights])
+
+    names, weights = later(lambda session, phases: session.model(phases[0]))
+    checked_names, checked = later(train._first_model)
+    assert checked_names == names
+    for a, b in zip(weights, checked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(keras_private, "global_state_kept", contextlib.nullcontext)
+    moved_names, moved = later(train._first_model)  # the same check, leaving what it used up
+    assert moved_names != names and any(not np.array_equal(a, b) for a, b in zip(weights, moved, strict=True))
+
+
 def test_a_dbn_stopped_in_a_pretraining_phase_resumes_there(straight, write_recipe, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 

@@ -177,3 +177,25 @@ def test_scored_computes_a_loss_and_metrics_as_fit_does():
         keras_private.scored("mse", [], y, y_pred)
     with pytest.raises(Exception):
         keras_private.scored(None, ["top_k_categorical_accuracy"], y, y_pred)
+
+
+def test_global_state_kept_puts_back_the_streams_and_names():
+    import random
+
+    def draws():
+        return (random.random(), float(np.random.random()), keras.ops.convert_to_numpy(keras.random.normal((3,))),
+                keras.layers.Dense(1).name)
+
+    keras.backend.clear_session()  # the layer names' count starts again
+    keras.utils.set_random_seed(5)
+    keras.random.normal((1,))  # the global SeedGenerator exists and has moved
+    with keras_private.global_state_kept():
+        draws()
+        keras.layers.Dropout(0.5)  # a new SeedGenerator, seeded from Python's stream
+    kept = draws()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(5)
+    keras.random.normal((1,))
+    free = draws()
+    assert kept[:2] == free[:2] and kept[3] == free[3]
+    np.testing.assert_array_equal(kept[2], free[2])

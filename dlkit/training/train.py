@@ -1,8 +1,9 @@
 """`train(recipe_path, runs_root)` and `resume(run_dir)`: the entry points behind `dlkit train` and `dlkit
 resume`, called directly by tests.
 
-Order matters: the recipe is validated, the data read and the (first phase's) model built and compiled
-before the run directory exists, so a bad recipe or missing data never leaves a half-made run behind.
+Order matters: the recipe is validated, the data read and the first phase's model built and compiled (and
+every later phase's, as a check) before the run directory exists, so a bad recipe or missing data never
+leaves a half-made run behind.
 
 A run is one or more phases (dlkit.tasks.base.Phase), each one `fit`; the task supplies everything that
 differs by kind of learning (data, model, optimizers, callbacks, what a finished run writes), and this
@@ -51,7 +52,7 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
     recipe = tasks.load_recipe(recipe_path, overrides)
     session = Session.open(recipe)
     phases = session.task.phases(recipe)
-    model = session.model(phases[0])
+    model = _first_model(session, phases)
 
     follower = _Follower.of_this_process()
     run = RunDir.create(follower.scratch if follower else runs_root, recipe.name)
@@ -73,6 +74,23 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
     if follower:
         return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
     return _run(run, session, phases, reporter, first=0, model=model)
+
+
+def _first_model(session, phases):
+    """The first phase's model, built and compiled. Every later phase's model (a DBN's fine-tuned net) is built
+    and compiled too, from the ones before it as they start, and thrown away: a recipe error in a later phase
+    (a metric its targets do not fit) is said now, before the run directory exists, and not after the phases
+    before it have trained. Those builds leave the random streams and Keras's layer names as they were, so
+    each later phase still starts from the weights it would have had."""
+    model = session.model(phases[0])
+    if len(phases) > 1:
+        notes = list(session.data.notes)
+        earlier = {phases[0].name: model}
+        with keras_private.global_state_kept():
+            for phase in phases[1:]:
+                earlier[phase.name] = session.model(phase, earlier)
+        session.data.notes[:] = notes  # each phase says its own when it is built to train
+    return model
 
 
 class _Follower:
