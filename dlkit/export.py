@@ -37,6 +37,7 @@ FORMATS = {
     "litert": ("litert", "model.tflite", "ai_edge_litert"),
 }
 PROBE_BATCH = 4
+PROBE_LENGTH = 12  # a free axis but the batch (a sequence's time steps): long enough that a recurrence runs
 EXTRA = "pip install 'dlkit[export]' (make install does)"
 
 
@@ -69,8 +70,9 @@ def _require(fmt: str) -> None:
 
 
 def probe_inputs(model, batch: int = PROBE_BATCH, seed: int = 0) -> list[np.ndarray]:
-    """One batch per model input, drawn to its signature: integer inputs (token ids, labels) as ids every
-    embedding of the model accepts, float inputs from a standard normal."""
+    """One batch per model input, drawn to its signature (a free axis other than the batch, a sequence's
+    time steps, PROBE_LENGTH long): integer inputs (token ids, labels) as ids every embedding of the model
+    accepts, float inputs from a standard normal."""
     import keras
 
     rng = np.random.default_rng(seed)
@@ -78,7 +80,7 @@ def probe_inputs(model, batch: int = PROBE_BATCH, seed: int = 0) -> list[np.ndar
     high = min(embeddings) if embeddings else 2
     out = []
     for tensor in model.inputs:
-        shape = tuple(batch if i == 0 and d is None else (d or 1) for i, d in enumerate(tensor.shape))
+        shape = tuple(batch if i == 0 and d is None else (d or PROBE_LENGTH) for i, d in enumerate(tensor.shape))
         if "int" in str(tensor.dtype):
             out.append(rng.integers(0, high, shape).astype(str(tensor.dtype)))
         else:

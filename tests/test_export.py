@@ -132,6 +132,37 @@ def test_a_recurrent_model_goes_to_litert_at_a_fixed_batch(tmp_path):
     assert onnx["batch"] is None and [i["name"] for i in onnx["inputs"]] == ["ids", "extra"]
 
 
+def test_a_stateful_language_model_exports_its_stateless_twin(tmp_path):
+    """Was exit 7 in every format: the stateful model's export carried its state from call to call (and ONNX's
+    converter logged a traceback dropping the state's assignments), so it never gave the model's outputs. The
+    export is the model's stateless twin: the trained weights, each call's windows read from a zero state."""
+    import keras
+    import tensorflow as tf
+
+    from dlkit.training.train import train
+
+    (tmp_path / "lm.yaml").write_text(f"""
+name: lm
+data: {{dataset: ptb, dir: {DATA}, sequence_length: 5, batch_size: 4, shuffle_buffer: 0, level: word}}
+model: {{arch: rnn_lm, cell: lstm, units: [8], embedding_dim: 4, stateful: true}}
+train: {{epochs: 1, steps_per_epoch: 3}}
+""")
+    run_dir = Path(train(tmp_path / "lm.yaml", runs_root=tmp_path / "runs")["run_dir"])
+    out = run("export", run_dir, "--json")
+    assert out.exit_code == 0, out.output
+    written = json.loads(out.stdout)
+    assert "stateless" in written["model"] and written["inputs"][0]["shape"] == [None, None]
+    stateful = keras.saving.load_model(run_dir / "model.keras")
+    ids = np.random.default_rng(0).integers(2, 50, (4, 5)).astype("int32")  # the model's own batch of 4
+    from_zero = keras.ops.convert_to_numpy(stateful(ids))
+    carried = keras.ops.convert_to_numpy(stateful(ids))  # the same windows after the first call's state
+    assert np.abs(carried - from_zero).max() > 1e-4
+    served = tf.saved_model.load(written["path"])
+    for _ in range(2):  # the same answer each time: no state carried from call to call
+        np.testing.assert_allclose(served.serve(ids).numpy(), from_zero, atol=1e-5)
+    assert served.serve(ids[:1]).shape == (1, 5, from_zero.shape[-1])  # any batch size
+
+
 def test_what_each_task_exports():
     """GANs export the generator, VAEs the decoder; a translation model and an RBM say why they have none."""
     from types import SimpleNamespace

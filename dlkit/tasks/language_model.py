@@ -224,6 +224,18 @@ class LanguageModel(FitTask):
         keys = [k for k in result if k.startswith(("nats_per", "bits_per"))] + ["perplexity"]
         return measures(result, split_heading(result, "tokens"), present(result, keys))
 
+    def exported(self, run, recipe, model):
+        """A stateful model as its stateless twin (the same weights, any batch size): each call reads its
+        windows from a zero state. The stateful model itself would carry its state from call to call, so an
+        answer would hang on the calls before it, and only at the batch size it trained with."""
+        if not recipe.model.stateful:
+            return super().exported(run, recipe, model)
+        from dlkit.models import ARCHITECTURES
+
+        twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, _spec_of(model, vocabulary(run)), stateful=False)
+        copy_weights(model, twin)
+        return twin, f"the {recipe.model.arch} model, stateless (each call reads its windows from a zero state)"
+
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         if request.label is not None or request.code is not None or request.interpolate or request.inputs:
             raise UsageError("a language model samples text: --prompt, --length, --temperature, --seed")
