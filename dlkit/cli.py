@@ -200,7 +200,8 @@ def resume(
 @app.command(help=f"Measure a finished run (or a recipe's latest run): what its task measures.\n\n{EXIT_CODES_HELP}")
 def evaluate(
     target: Annotated[str, typer.Argument(metavar="RUN_DIR|RECIPE", help="A run directory, or a recipe file (its latest run).")],
-    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, val or train.")] = "test",
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="test, val or train; default test, or val for "
+                                                 "a run with no test split (the output says so).")] = None,
     reference: Annotated[Optional[str], typer.Option(metavar="RUN|RECIPE",
         help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", metavar="N", help="Generative runs: how many samples to measure.")] = 10000,
@@ -218,6 +219,8 @@ def evaluate(
     def show(result, console):
         from dlkit.tasks import TASKS
 
+        if result.get("note"):
+            console.print(f"note: {result['note']}", markup=False, highlight=False)
         _print_parts(console, TASKS[result["task"]].report(result))
 
     _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam), json_, show)

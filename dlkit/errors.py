@@ -58,6 +58,22 @@ class UsageError(DlkitError):
     exit_code = EXIT_USAGE
 
 
+class MissingSplit(UsageError):
+    """A split (test, val, train) the run does not have; `available` names those it has, in that order."""
+
+    def __init__(self, split: str, available, what: str = "split"):
+        self.split, self.available = split, list(available)
+        there = (f"; it has {' and '.join(self.available)}: --split {self.available[0]}" if self.available else "")
+        super().__init__(f"this run has no {split!r} {what} (data.validation_split, data.test_split or the "
+                         f"dataset's own test files){there}")
+
+    @classmethod
+    def of(cls, split: str, splits, what: str = "split") -> MissingSplit:
+        """For data whose splits are `splits` (x_test, x_val, x_train; None where it has none)."""
+        return cls(split, [name for name in ("test", "val", "train") if getattr(splits, f"x_{name}") is not None],
+                   what)
+
+
 @dataclass
 class Problem:
     """One thing wrong with a recipe: where it is, what is wrong, and how to fix it."""

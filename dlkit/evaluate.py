@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import tasks
-from dlkit.errors import UsageError
+from dlkit.errors import MissingSplit, UsageError
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EvalRequest
 
@@ -31,13 +31,15 @@ def finished(run: RunDir) -> RunDir:
     return run
 
 
-def evaluate(target, split: str = "test", runs_root="runs", reference=None, samples: int = 10000,
+def evaluate(target, split: str | None = None, runs_root="runs", reference=None, samples: int = 10000,
              importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
-    kept) and return it; `result["task"]` names the task whose `report` prints it."""
+    kept) and return it; `result["task"]` names the task whose `report` prints it. `split` None: the test
+    split, or for a run without one (a text cut into training and validation only) its validation split,
+    and the result's `note` says so."""
     from dlkit.training.session import Session
 
-    if split not in SPLITS:
+    if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     if samples < 1 or (importance_samples is not None and importance_samples < 1):
         raise UsageError(f"-n and -k count samples: at least 1, received {samples} and {importance_samples}")
@@ -50,8 +52,15 @@ def evaluate(target, split: str = "test", runs_root="runs", reference=None, samp
     tasks.refuse_unread(tasks.of(recipe), beam=beam, importance_samples=importance_samples)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
-    request = EvalRequest(split, ref, samples, importance_samples, unsafe, beam)
-    result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+    request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam)
+    try:
+        result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+    except MissingSplit as e:
+        if split is not None or "val" not in e.available:
+            raise
+        request.split = "val"
+        result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+        result["note"] = "this run has no test split: its validation split was measured"
     evals = run.read_json(run.eval)  # read again: another command may have added its result meanwhile
     evals[result.pop("key")] = result
     run.write_json(run.eval, evals)

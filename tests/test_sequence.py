@@ -16,6 +16,7 @@ import pytest
 from conftest import DATA, ROOT, build
 from dlkit import tasks
 from dlkit.data.spec import DataSpec
+from dlkit.errors import MissingSplit
 from dlkit.tasks import forecasting, language_model
 from dlkit.evaluate import evaluate
 from dlkit.training.train import train
@@ -333,7 +334,14 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     assert result["status"] == "completed" and (Path(result["run_dir"]) / "model.keras").is_file()
     measured = result.get("test") or result.get("val")
     if recipe in REPORTED:  # one recipe of each task measured again from model.keras, and printed
-        evaluated = evaluate(result["run_dir"], "test" if "test" in result else "val")
+        # by default the test split, or the validation split of a run without one (the Shakespeare text is cut
+        # into training and validation only), saying so
+        evaluated = evaluate(result["run_dir"])
+        assert evaluated["split"] == ("test" if "test" in result else "val")
+        assert ("note" in evaluated) == ("test" not in result)
+        if "test" not in result:  # asked for by name, it is not measured on another split
+            with pytest.raises(MissingSplit, match="it has val and train: --split val"):
+                evaluate(result["run_dir"], "test")
         from rich.console import Console
 
         console = Console(file=io.StringIO(), width=100)
@@ -452,6 +460,9 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert unknown.exit_code == 2 and "'€', '~'" in unknown.output, unknown.output  # not [UNK] in the text
     assert runner.invoke(app, ["generate", lm["run_dir"], "--out", "/proc/x.txt"]).exit_code == 5
     assert (Path(lm["run_dir"]) / "gradient_by_step.png").is_file()
+    # the slice is too short for 64 streams to leave a validation tail: only the training text to measure
+    no_test = runner.invoke(app, ["evaluate", lm["run_dir"]])
+    assert no_test.exit_code == 2 and "no 'test' split" in no_test.stderr and "it has train: --split train" in no_test.stderr
 
 
 def test_a_prompt_is_read_as_the_training_text_was():

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from dlkit import keras_private, metrics, plots
-from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.errors import Problem, RecipeError, MissingSplit, UsageError
 from dlkit.recipe.schema import ClassifierTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
 from dlkit.tasks.fit import FitTask, on_raw_inputs
@@ -98,8 +98,7 @@ class Classification(FitTask):
         data = data()
         ds = data.pipeline(request.split, recipe.data, recipe.seed, self.examples(recipe))
         if ds is None:
-            raise UsageError(f"run {run.root.name} has no {request.split!r} split (data.validation_split, "
-                             "data.test_split or the dataset's test set)")
+            raise MissingSplit.of(request.split, data.splits)
         y = {"test": data.splits.y_test, "val": data.splits.y_val, "train": data.splits.y_train}[request.split]
         start = time.perf_counter()
         keras_private.build_for(model, ds)  # a loaded model's metrics: built here, its test step traced once

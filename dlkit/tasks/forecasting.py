@@ -25,7 +25,7 @@ from dlkit import plots
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
-from dlkit.errors import DataError, UsageError
+from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
@@ -295,7 +295,7 @@ def measure(model, data, split: str, recipe, image) -> dict:
     s = data.splits
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
-        raise UsageError(f"this run has no {split!r} span (data.validation_split, data.test_split)")
+        raise MissingSplit.of(split, s, "span")
     ser, cfg = data.context, recipe.data
     starts = ser.starts[split][: len(x)]
     actual = unscaled(y.astype(np.float64), ser.scaler, ser.targets)

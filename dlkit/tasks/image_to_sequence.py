@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit.data import pipeline
-from dlkit.errors import UsageError
+from dlkit.errors import MissingSplit
 from dlkit.recipe.schema import DataConfig, FitTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, evaluation
 from dlkit.tasks.fit import FitTask
@@ -117,7 +117,7 @@ def measure(model, data, split: str, recipe) -> dict:
     s = data.splits
     y = {"test": s.y_test, "val": s.y_val, "train": s.y_train}[split]
     if ds is None or y is None:
-        raise UsageError(f"this run has no {split!r} split to read")
+        raise MissingSplit.of(split, s)
     predicted = np.argmax(np.asarray(model.predict(ds, verbose=0)), axis=-1)
     truth = [text(t) for t in y]
     read = [text(p) for p in predicted]

@@ -27,7 +27,7 @@ from dlkit import plots
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
-from dlkit.errors import DataError, Problem, UsageError
+from dlkit.errors import DataError, Problem, MissingSplit, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
 from dlkit.tasks.fit import FitTask
@@ -263,8 +263,7 @@ def measure(model, data, split: str, recipe) -> dict:
     s = data.splits
     x = {"test": s.x_test, "val": s.x_val, "train": s.x_train}[split]
     if x is None:
-        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split or the dataset's "
-                         "own files)")
+        raise MissingSplit.of(split, s)
     nats, tokens = 0.0, 0
     if recipe.model.stateful:
         from dlkit.models import ARCHITECTURES

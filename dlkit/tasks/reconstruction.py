@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from dlkit import images
-from dlkit.errors import Problem, UsageError
+from dlkit.errors import Problem, MissingSplit, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.fit import FitTask
@@ -122,10 +122,7 @@ def split_of(data, split: str):
     s = data.splits
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
-        there = [name for name, part in (("val", s.x_val), ("train", s.x_train)) if part is not None]
-        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split or the "
-                         "dataset's test set); "
-                         f"choose another with --split {' or '.join(there)}")
+        raise MissingSplit.of(split, s)
     return x, y if data.spec.num_classes else None  # unlabelled inputs: no labels to write beside codes
 
 

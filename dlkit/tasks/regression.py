@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from dlkit import plots
 from dlkit.config import check_name
 from dlkit.data import pipeline
-from dlkit.errors import DataError, UsageError
+from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask, on_raw_inputs
@@ -273,7 +273,7 @@ def measure(model, data, split: str, recipe, image) -> dict:
     s = data.splits
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
-        raise UsageError(f"this run has no {split!r} split (data.validation_split, data.test_split)")
+        raise MissingSplit.of(split, s)
     names = data.artifacts["columns"]["targets"]
     actual = np.asarray(y, np.float64)
     predicted = np.asarray(model.predict(in_scale(x, data.scale), verbose=0, batch_size=1024), np.float64)
