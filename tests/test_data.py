@@ -207,6 +207,10 @@ def test_partial_folder_is_skipped(tmp_path):
         shutil.copy(DATA / "mnist" / name, tmp_path / name)
     assert not sources.has_builtin_files("fashion_mnist", tmp_path)
     assert sources.read_idx(tmp_path / "t10k-images-idx3-ubyte.gz").shape == (500, 28, 28)
+    with pytest.raises(DataError) as info:  # the files it lacks are named beside it
+        sources.load_builtin("fashion_mnist", str(tmp_path), allow_download=False)
+    assert (f"    {tmp_path} (has 2 of the four files; not train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz)\n"
+            in str(info.value))
 
 
 def test_npz_csv_and_image_folder(tmp_path):

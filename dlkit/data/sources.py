@@ -260,6 +260,17 @@ def download(name: str) -> Path:
     return target
 
 
+def _partial(name: str, folder: Path) -> str:
+    """What a folder lacks of an IDX dataset's four files when it holds some of them (Fashion-MNIST's test set
+    alone): said beside it, so the missing file is named rather than the whole folder passed over."""
+    if name not in ("mnist", "fashion_mnist") or not folder.is_dir():
+        return ""
+    missing = [stem + ".gz" for stem in MNIST_FILES.values() if _find(folder, stem) is None]
+    if not missing or len(missing) == len(MNIST_FILES):
+        return ""
+    return f" (has {len(MNIST_FILES) - len(missing)} of the four files; not {', '.join(missing)})"
+
+
 def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
     dirs = search_dirs(name, data_dir)
     for folder in dirs:
@@ -276,7 +287,7 @@ def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Array
             failure = f"the download in {folder} has none of the expected files"
         except Exception as e:  # noqa: BLE001 - any network failure means the same to the user
             failure = f"the download failed ({type(e).__name__}: {first_line(e)})"
-    looked = "\n".join(f"    {d}" for d in dirs)
+    looked = "\n".join(f"    {d}{_partial(name, d)}" for d in dirs)
     raise DataError(
         f"dataset {name!r} not found, and {failure}.\n"
         f"  Looked in:\n{looked}\n"
