@@ -121,6 +121,33 @@ def test_beam_of_width_one_is_greedy(write_recipe):
     assert greedy.weights.shape[0] == 15
 
 
+@pytest.mark.parametrize("attention,cell,bidirectional", [
+    ("none", "gru", False), ("bahdanau", "lstm", True), ("luong", "rnn", False), ("transformer", "", False),
+])
+def test_the_greedy_model_writes_the_searchs_tokens(write_recipe, attention, cell, bidirectional):
+    """decoding.greedy_model, the search as one Keras model (what `dlkit export` writes), gives the tokens the
+    numpy greedy search gives for sources of several lengths, with sentences ending at different steps (END,
+    then padding, while the others go on)."""
+    recipe, model = _model(write_recipe, attention, cell, bidirectional)
+    logits = model.get_layer("logits")
+    logits.kernel.assign(np.asarray(logits.kernel) * 20)  # well-separated choices: no near-ties to round apart
+    src = np.concatenate([_sources(np.random.default_rng(k)) for k in range(3)])
+    arch = text_translation.architecture(recipe.model.arch)
+    encoder, step = arch.inference(model, recipe.model)
+    stepper = decoding.Stepper(encoder, step, arch.step_weights(recipe.model), rows=9)
+    start = np.asarray(logits.bias).copy()
+    for extra in np.arange(0, 20, 0.5):  # END made likelier until the sentences end at different steps
+        bias = start.copy()
+        bias[decoding.END] += extra
+        logits.bias.assign(bias)
+        searched = stepper.decode(src, 8).tokens
+        ended = [int(np.argmax(row == decoding.END)) if (row == decoding.END).any() else -1 for row in searched]
+        if max(ended) >= 0 and len(set(ended)) > 1:
+            break
+    assert max(ended) >= 0 and len(set(ended)) > 1, ended
+    np.testing.assert_array_equal(np.asarray(decoding.greedy_model(encoder, step, 8)(src)), searched)
+
+
 def _states(stepper, src):
     out = stepper.encoder.predict_on_batch(src)
     return [np.asarray(s) for s in out[1:]]
@@ -278,6 +305,32 @@ def test_finished_run_is_measured_on_decoded_text_and_reloads_the_same(luong_run
     answer = json.loads(out.stdout)
     assert [p["translation"] for p in answer["predictions"]] == [e["translation"] for e in test["examples"][:4]]
     assert (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_a_finished_run_exports_its_greedy_translation(luong_run, tmp_path):
+    """Was exit 2 ("exporting that search is not built"): the export is the greedy search in the graph, token
+    ids in and out; through the run's tokenizers it translates as `dlkit predict --beam 1` does."""
+    from pathlib import Path
+
+    import tensorflow as tf
+    from typer.testing import CliRunner
+
+    from dlkit import models
+    from dlkit.cli import app
+    from dlkit.rundir import RunDir
+
+    run = RunDir.open(Path(luong_run["run_dir"]))
+    for fmt, out in (("saved_model", tmp_path / "sm"), ("onnx", tmp_path / "t.onnx")):
+        result = CliRunner().invoke(app, ["export", str(run.root), "--format", fmt, "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["max_abs_diff"] == 0  # token ids: exactly the Keras model's
+    recipe = tasks.load_run_recipe(run.recipe)
+    source, target = text_translation.codecs(run)
+    translator = text_translation.Translator(models.load(run.model, compile=False), recipe, source, target)
+    texts = [e["source"] for e in luong_run["test"]["examples"][:4]]
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # held while serve runs: it owns the variables
+    ids = loaded.serve(translator.ids(texts)).numpy()
+    assert [target.text(row) for row in ids] == translator.translate(texts, 1, 0.0)[0]
 
 
 @pytest.mark.slow  # the step test above checks the Transformer's decoding in `make test`; this is the whole path

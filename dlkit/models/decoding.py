@@ -111,6 +111,54 @@ def beam(step: Callable, states: list, rows: int, width: int, max_length: int,
     return Decoded(tokens[np.arange(rows), pick], score[np.arange(rows), pick])
 
 
+def greedy_model(encoder, step_model, max_length: int, name: str = "greedy_translator"):
+    """Greedy decoding as one Keras model: source ids (B, S) -> target ids (B, max_length), the tokens
+    `greedy` writes (END, then padding after it). The loop is a `keras.ops.fori_loop` over the step model, so
+    `model.export` writes the whole search into the graph (a SavedModel's while loop), not only the step."""
+    import keras
+    from keras import ops
+
+    vocabulary = int(step_model.outputs[0].shape[-1])
+    n_states = len(encoder.outputs) - 1
+    banned = np.zeros(vocabulary, bool)
+    banned[[0, START]] = True  # never padding or [START], as log_softmax
+
+    class GreedySearch(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(name="greedy_search", **kwargs)
+            self.encoder, self.step_model = encoder, step_model
+
+        def call(self, source):
+            # copies, without the padding mask Keras attaches to the encoder's outputs: the step reads the source
+            # ids for its masking, as it does in the search (which calls it on arrays)
+            out = [ops.copy(o) for o in self.encoder(source)]
+            encoded, states = out[0], out[1:]
+            rows = ops.shape(source)[0]
+            never = ops.convert_to_tensor(banned)[None]
+            positions = ops.arange(vocabulary)[None]
+
+            def body(t, carry):
+                tokens, prev, done, states = carry
+                outs = self.step_model([prev, encoded, source, *states])
+                logits = ops.where(never, float("-inf"), ops.cast(outs[0][:, 0], "float32"))
+                # the first index of the largest logit (argmax's choice), and the step's column, in ops that
+                # every converter takes (TensorFlow's argmax goes through a bitcast ONNX lacks; one_hot of a
+                # scalar, rank 0, is not converted)
+                best = ops.max(logits, axis=-1, keepdims=True)
+                first = ops.min(ops.where(ops.equal(logits, best), positions, vocabulary), axis=-1)
+                pick = ops.where(done, 0, ops.cast(first, "int32"))
+                column = ops.cast(ops.equal(ops.arange(max_length), t), "int32")
+                tokens = tokens + column[None] * pick[:, None]
+                return tokens, pick[:, None], ops.logical_or(done, ops.equal(pick, END)), list(outs[1:1 + n_states])
+
+            start = (ops.zeros((rows, max_length), "int32"), ops.full((rows, 1), START, "int32"),
+                     ops.zeros((rows,), "bool"), states)
+            return ops.fori_loop(0, max_length, body, start)[0]
+
+    source = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), dtype="int32", name="source_ids")
+    return keras.Model(source, GreedySearch()(source), name=name)
+
+
 class Stepper:
     """A model's encoder and one-step decoder as the search's `step`, in fixed-shape chunks of `rows`
     sentences (beam search: rows * width decoder rows)."""

@@ -203,9 +203,16 @@ class TextTranslation(FitTask):
                         after=["by source length:"] + lines + [f"BLEU signature: {result['signature']['bleu']}"])
 
     def exported(self, run, recipe, model):
-        raise UsageError(f"{run.root}: a translation model translates by a search over its one-step decoder "
-                         "(dlkit predict --text); exporting that search is not built, and the teacher-forced "
-                         "model alone does not translate")
+        """Greedy translation as one model (decoding.greedy_model): source token ids in, target token ids out,
+        through the run's tokenizers (artifacts/source_tokenizer.json, target_tokenizer.json). The beam
+        search (`dlkit predict --beam`) stays outside the graph."""
+        from dlkit.models import decoding
+
+        arch = architecture(recipe.model.arch)
+        encoder, step = arch.inference(model, recipe.model)
+        served = decoding.greedy_model(encoder, step, int(model.inputs[1].shape[1]))
+        return served, (f"the {recipe.model.arch} model's greedy translation (source token ids in, target token ids "
+                        "out)")
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         from dlkit import plots
