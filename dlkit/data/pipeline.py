@@ -21,7 +21,7 @@ It only rearranges, so the same function serves tf.data and numpy.
 
 Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in numpy, in `Batcher`: batch
 j of epoch e is a pure function of (e, j), augmentation included (its random transforms are drawn from the
-seed and the batch's position). On a JAX accelerator a training split that fits (a quarter of the device's
+seed and the batch's position, as tf.data's are: `Augment`). On a JAX accelerator a training split that fits (a quarter of the device's
 memory at most) is kept on the device (`DeviceSplit`): the host sends each batch's indices (and its seed)
 and one compiled function gathers, casts, augments and scales the batch there, while the previous step runs.
 Elsewhere Grain's threads make the batches ahead of the training loop (`prefetched`; any thread may make any
@@ -291,6 +291,45 @@ class Augment:
                                             training=True)
         return xb
 
+    def in_tf_data(self, xb, seed):
+        """`apply` inside a tf.data graph, whatever Keras's backend: each layer on TensorFlow (as Keras runs
+        its preprocessing layers in tf.data), its k-th random draw seeded `seed + [0, k]`, which is what the
+        generator's state `seed` gives `apply`'s draws. The layers' own stateful generators, which tf.data
+        advanced as it made batches (ahead, in parallel), are not used: a run resumed inside an epoch was
+        augmented otherwise than an uninterrupted one."""
+        draws = _seed_draws()(seed)
+        for layer in self.layers.layers:
+            layer.backend.set_backend("tensorflow")
+            try:
+                xb = layer.transform_images(xb, layer.get_random_transformation(xb, training=True, seed=draws),
+                                            training=True)
+            finally:
+                layer.backend.reset()
+        return xb
+
+
+@functools.cache
+def _seed_draws():
+    import keras
+
+    class SeedDraws(keras.random.SeedGenerator):
+        """A SeedGenerator as the random ops see it (they ask it for `next()`), stateless: its k-th seed is
+        `seed + [0, k]`, where SeedGenerator.next counts on from the state `seed`. No variable: made per
+        batch inside a tf.data graph."""
+
+        def __init__(self, seed):  # noqa: not SeedGenerator's: it would make a state variable
+            self.start, self.count = seed, 0
+
+        def next(self, ordered=True):
+            from dlkit import backend
+
+            tf = backend.tensorflow()
+            out = self.start + tf.constant([0, self.count], self.start.dtype)
+            self.count += 1
+            return out
+
+    return SeedDraws
+
 
 def loader_threads() -> int:
     """How many threads prepare training batches ahead on the numpy path: half the cores, at most 8 (the
@@ -362,7 +401,8 @@ class TFFeed(Feed):
         self.xs, self.ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
         self.seed, self.shuffle = seed, cfg.shuffle_buffer > 0
         self.whole = backend.whole_batches()
-        self.stages = (modality.dtype, augment, scale, examples)
+        self.augment = None if augment is None else Augment(augment, seed)  # batch j of epoch e: seed(e, j)
+        self.stages = (modality.dtype, scale, examples)
 
     def _epoch(self, epoch, cap):
         tf, n = self.tf, self.n
@@ -370,21 +410,28 @@ class TFFeed(Feed):
                                   stateful=False)
         order.set_shape([n])
         batches = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size, drop_remainder=self.whole)
-        return batches.take(cap) if cap else batches
+        batches = batches.take(cap) if cap else batches
+        if self.augment is None:
+            return batches
+
+        def seeded(j, index):  # the batch's augmentation seed, from its position alone (as the Batcher's)
+            seed = tf.numpy_function(lambda e, k: self.augment.seed(int(e), int(k)).astype(np.int64), [epoch, j],
+                                     tf.int64, stateful=False)
+            seed.set_shape([2])
+            return index, seed
+
+        return batches.enumerate().map(as_is(tf, seeded))
 
     def _finish(self, indices):
         tf = self.tf
-        dtype, augment, scale, examples = self.stages
-        ds = indices.map(as_is(tf, lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i))),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if augment is not None:
-            def augmented(xb):  # layer by layer: inside tf.data each random layer runs on TensorFlow, whatever
-                for layer in augment.layers:  # Keras's backend; their Sequential would hand JAX's ops tf tensors
-                    xb = layer(xb, training=True)
-                return xb
-
-            ds = ds.map(as_is(tf, lambda xb, yb: (augmented(xb), yb)), num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
+        dtype, scale, examples = self.stages
+        if self.augment is None:
+            ds = indices.map(as_is(tf, lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i))),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            ds = indices.map(as_is(tf, lambda i, seed: (self.augment.in_tf_data(tf.cast(tf.gather(self.xs, i), dtype),
+                                                                                 seed), tf.gather(self.ys, i))),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if scale is not None:
             a, b = (tf.constant(v) for v in scale)
             ds = ds.map(as_is(tf, lambda xb, yb: (xb * a + b, yb)), num_parallel_calls=tf.data.AUTOTUNE,
