@@ -19,13 +19,14 @@ that validation lies after training in time). Scaling statistics come from the t
 (inputs, labels) into (inputs, targets), such as (x, y) for a classifier or (x, x) for an autoencoder.
 It only rearranges, so the same function serves tf.data and numpy.
 
-Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in numpy, in `Batcher`: batch
-j of epoch e is a pure function of (e, j), augmentation included (its random transforms are drawn from the
-seed and the batch's position, as tf.data's are: `Augment`). On a JAX accelerator a training split that fits (a quarter of the device's
-memory at most) is kept on the device (`DeviceSplit`): the host sends each batch's indices (and its seed)
-and one compiled function gathers, casts, augments and scales the batch there, while the previous step runs.
-Elsewhere Grain's threads make the batches ahead of the training loop (`prefetched`; any thread may make any
-batch, so the order they finish in changes nothing), or the loop's own thread where Grain is missing.
+Where TensorFlow is not installed (a JAX-only GPU host), the same stages run in numpy, in `Batcher`: batch j
+of epoch e is a pure function of (e, j), augmentation included (its random transforms are drawn from the
+seed and the batch's position, as tf.data's are: `Augment`). On a JAX accelerator a training split that fits
+(a quarter of the device's memory at most) is kept on the device (`DeviceSplit`): the host sends each
+batch's indices (and its seed) and one compiled function gathers, casts, augments and scales the batch
+there, while the previous step runs. Elsewhere Grain's threads make the batches ahead of the training loop
+(`prefetched`; any thread may make any batch, so the order they finish in changes nothing), or the loop's
+own thread where Grain is missing.
 """
 
 from __future__ import annotations
@@ -312,18 +313,19 @@ class Augment:
 def _seed_draws():
     import keras
 
+    from dlkit import backend
+
+    tf = backend.tensorflow()
+
     class SeedDraws(keras.random.SeedGenerator):
         """A SeedGenerator as the random ops see it (they ask it for `next()`), stateless: its k-th seed is
         `seed + [0, k]`, where SeedGenerator.next counts on from the state `seed`. No variable: made per
         batch inside a tf.data graph."""
 
-        def __init__(self, seed):  # noqa: not SeedGenerator's: it would make a state variable
+        def __init__(self, seed):  # SeedGenerator's own would make a state variable
             self.start, self.count = seed, 0
 
         def next(self, ordered=True):
-            from dlkit import backend
-
-            tf = backend.tensorflow()
             out = self.start + tf.constant([0, self.count], self.start.dtype)
             self.count += 1
             return out

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from dlkit import keras_private, metrics, plots
-from dlkit.errors import Problem, RecipeError, MissingSplit, UsageError
+from dlkit.errors import MissingSplit, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import ClassifierTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
 from dlkit.tasks.fit import FitTask, on_raw_inputs

@@ -27,7 +27,7 @@ from dlkit import plots
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
-from dlkit.errors import DataError, Problem, MissingSplit, UsageError
+from dlkit.errors import DataError, MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
 from dlkit.tasks.fit import FitTask

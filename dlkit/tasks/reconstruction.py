@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from dlkit import images
-from dlkit.errors import Problem, MissingSplit, UsageError
+from dlkit.errors import MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.fit import FitTask

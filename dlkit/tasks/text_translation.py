@@ -186,7 +186,8 @@ class TextTranslation(FitTask):
                                 f"differs from the run's artifacts/{side}.json (the data file or the tokenizers "
                                 "release changed); the model reads token ids of its own tokenizers only")
         if loaded.context.get(request.split) is None:
-            raise MissingSplit(request.split, [k for k in ("test", "val", "train") if loaded.context.get(k) is not None])
+            raise MissingSplit(request.split, [k for k in ("test", "val", "train")
+                                               if loaded.context.get(k) is not None])
         width = recipe.train.beam_width if request.beam is None else request.beam
         translator = Translator(model, recipe, source, target)
         return evaluation(self, run, request, lambda: measure(translator, loaded.context[request.split], width,
