@@ -58,6 +58,9 @@ class UsageError(DlkitError):
     exit_code = EXIT_USAGE
 
 
+SPLITS = ("test", "val", "train")  # a run's splits, as --split names them
+
+
 class MissingSplit(UsageError):
     """A split (test, val, train) the run does not have; `available` names those it has, in that order."""
 
@@ -70,8 +73,7 @@ class MissingSplit(UsageError):
     @classmethod
     def of(cls, split: str, splits, what: str = "split") -> MissingSplit:
         """For data whose splits are `splits` (x_test, x_val, x_train; None where it has none)."""
-        return cls(split, [name for name in ("test", "val", "train") if getattr(splits, f"x_{name}") is not None],
-                   what)
+        return cls(split, [name for name in SPLITS if getattr(splits, f"x_{name}") is not None], what)
 
 
 @dataclass

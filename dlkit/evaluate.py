@@ -7,11 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import tasks
-from dlkit.errors import MissingSplit, UsageError
+from dlkit.errors import SPLITS, MissingSplit, UsageError
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EvalRequest
-
-SPLITS = ("test", "val", "train")
 
 
 def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:

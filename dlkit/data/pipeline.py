@@ -427,13 +427,16 @@ class TFFeed(Feed):
     def _finish(self, indices):
         tf = self.tf
         dtype, scale, examples = self.stages
-        if self.augment is None:
-            ds = indices.map(as_is(tf, lambda i: (tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i))),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        else:
-            ds = indices.map(as_is(tf, lambda i, seed: (self.augment.in_tf_data(tf.cast(tf.gather(self.xs, i), dtype),
-                                                                                 seed), tf.gather(self.ys, i))),
-                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        def gathered(i):
+            return tf.cast(tf.gather(self.xs, i), dtype), tf.gather(self.ys, i)
+
+        def augmented(i, seed):  # _epoch gives each batch its seed beside its indices
+            xb, yb = gathered(i)
+            return self.augment.in_tf_data(xb, seed), yb
+
+        ds = indices.map(as_is(tf, gathered if self.augment is None else augmented),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if scale is not None:
             a, b = (tf.constant(v) for v in scale)
             ds = ds.map(as_is(tf, lambda xb, yb: (xb * a + b, yb)), num_parallel_calls=tf.data.AUTOTUNE,

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
-from dlkit.errors import DataError, MissingSplit, UsageError
+from dlkit.errors import SPLITS, DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
@@ -186,8 +186,7 @@ class TextTranslation(FitTask):
                                 f"differs from the run's artifacts/{side}.json (the data file or the tokenizers "
                                 "release changed); the model reads token ids of its own tokenizers only")
         if loaded.context.get(request.split) is None:
-            raise MissingSplit(request.split, [k for k in ("test", "val", "train")
-                                               if loaded.context.get(k) is not None])
+            raise MissingSplit(request.split, [k for k in SPLITS if loaded.context.get(k) is not None])
         width = recipe.train.beam_width if request.beam is None else request.beam
         translator = Translator(model, recipe, source, target)
         return evaluation(self, run, request, lambda: measure(translator, loaded.context[request.split], width,
