@@ -130,6 +130,31 @@ def build_for(model, batches) -> None:
         model._symbolic_build(data_batch=spec)
 
 
+def logged_names(model, y, y_pred) -> list[str]:
+    """The names of the values a compiled model's training steps log, in Keras's order: `loss`, each output's
+    loss when there are several, each compiled metric (prefixed with its output's name when there are several
+    outputs), then any metric of the model's own or its layers'. Keras knows them only once the first step
+    has built its CompileLoss and CompileMetrics on a batch; here they come from instances of their own,
+    built on (y, y_pred) as that step would build them: the model's are left untouched."""
+    from keras.src.trainers.compile_utils import CompileLoss, CompileMetrics
+
+    names = [] if model._loss_tracker is None else [model._loss_tracker.name]
+    compiled = model._compile_loss
+    if compiled is not None:
+        own_loss = CompileLoss(compiled._user_loss, compiled._user_loss_weights, output_names=compiled.output_names)
+        own_loss.build(y, y_pred)
+        names += [m.name for m in own_loss.metrics]
+    compiled = model._compile_metrics
+    if compiled is not None:
+        own_metrics = CompileMetrics(compiled._user_metrics, compiled._user_weighted_metrics,
+                                     output_names=compiled.output_names)
+        own_metrics.build(y, y_pred)
+        names += list(own_metrics.result())
+    known = {id(m) for m in (model._loss_tracker, model._compile_metrics)}
+    known |= {id(m) for m in (model._compile_loss.metrics if model._compile_loss is not None else ())}
+    return names + [m.name for m in model.metrics if id(m) not in known]
+
+
 def scored(loss, metrics: list, y, y_pred) -> None:
     """Compute `loss` (compile's argument; None for none) or `metrics` (compile's list) on (y, y_pred) the
     way `fit` does, through Keras's CompileLoss and CompileMetrics (which resolve a name for the targets'

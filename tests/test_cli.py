@@ -282,19 +282,35 @@ def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch)
     assert (run_dir / "checkpoints" / "last.keras").is_file() and (run_dir / "recipe.yaml").is_file()
 
 
-def test_a_monitored_name_the_epochs_do_not_log_is_exit_2(tiny_recipe, tmp_path):
-    # train.monitor kept no best.keras in silence; early stopping's was a Keras traceback (exit 1)
+def test_a_monitored_name_the_epochs_do_not_log_is_exit_2_before_training(tiny_recipe, tmp_path):
+    # train.monitor kept no best.keras in silence; early stopping's was a Keras traceback (exit 1); then both
+    # were said once the first epoch had logged, leaving that epoch's run directory behind
     for key, value in (("train.monitor", "val_acc"), ("train.early_stopping", "{monitor: val_acc}")):
         out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", f"{key}={value}", "--set", "train.epochs=1")
         assert out.exit_code == 2, out.stderr
-        assert "'val_acc' is not a value the epochs log (" in out.stderr and "val_accuracy" in out.stderr
+        assert "'val_acc' is not a value the epochs will log (loss, accuracy, val_loss, val_accuracy)" in out.stderr
         assert f"set {key.replace('early_stopping', 'early_stopping.monitor')} to one of those" in out.stderr
         assert f"--set {key}={value}: " in out.stderr  # where it was set
+        assert not (tmp_path / "tiny").exists()  # said before the run directory was made
     # set in the recipe file: its line
     lines = tiny_recipe.read_text().splitlines() + ["  monitor: val_acc"]
     tiny_recipe.write_text("\n".join(lines) + "\n")
     out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", "train.epochs=1")
     assert out.exit_code == 2 and f"{tiny_recipe}:{len(lines)}: train.monitor: 'val_acc'" in out.stderr, out.stderr
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_a_monitored_name_found_unlogged_after_an_epoch_is_still_exit_2(tiny_recipe, tmp_path, monkeypatch):
+    # the names a model logs are not always known before it trains (a model that declares no outputs): the
+    # epoch's own logs are the last check
+    from dlkit.tasks.fit import FitTask
+
+    monkeypatch.setattr(FitTask, "logged", lambda self, model, data: None)
+    for key, value in (("train.monitor", "val_acc"), ("train.early_stopping", "{monitor: val_acc}")):
+        out = run("train", tiny_recipe, "--runs-root", tmp_path, "--set", f"{key}={value}", "--set", "train.epochs=1")
+        assert out.exit_code == 2, out.stderr
+        assert "'val_acc' is not a value the epochs log (" in out.stderr and "val_accuracy" in out.stderr
+        assert "the run stopped after an epoch" in out.stderr
 
 
 def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):

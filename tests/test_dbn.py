@@ -88,6 +88,17 @@ def test_a_fine_tuning_recipe_error_is_said_before_pretraining(write_recipe, tmp
     assert "epoch 1/" not in out.output and not (tmp_path / "runs").exists()
 
 
+def test_a_misspelt_fine_tuning_monitor_is_said_before_pretraining(write_recipe, tmp_path):
+    """The fine-tuning's monitor names a value of its net's logs, not of an RBM's: said with the names it will
+    log, before any RBM trains (it was said after the first fine-tuning epoch)."""
+    recipe = write_recipe(TINY_DBN + "  early_stopping: {monitor: acuracy, mode: max}\n")
+    out = cli("train", recipe, "--runs-root", tmp_path / "runs")
+    assert out.exit_code == 2, out.output
+    assert (f"{recipe}:11: train.early_stopping.monitor: 'acuracy' is not a value the epochs will log (loss, "
+            "accuracy" in out.stderr), out.stderr
+    assert "epoch 1/" not in out.output and not (tmp_path / "runs").exists()
+
+
 def test_checking_the_later_phases_leaves_their_starting_weights_alone(write_recipe, monkeypatch):
     """The check builds models, which draws from the random streams and uses up layer names: both are put back,
     so each later phase starts from the weights, and has the names, it had without the check."""

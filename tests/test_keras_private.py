@@ -199,3 +199,38 @@ def test_global_state_kept_puts_back_the_streams_and_names():
     free = draws()
     assert kept[:2] == free[:2] and kept[3] == free[3]
     np.testing.assert_array_equal(kept[2], free[2])
+
+
+def test_logged_names_are_the_names_fit_logs():
+    """One output and two (each output's loss, and its metrics prefixed with its name), with a metric added
+    by a layer: the names predicted before training are the keys of fit's history, and the model's own
+    compiled loss and metrics are still unbuilt (fit builds them)."""
+    keras.utils.set_random_seed(0)
+
+    class Counted(keras.layers.Layer):  # a layer with a metric of its own
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seen = keras.metrics.Sum(name="seen")
+
+        def call(self, x):
+            self.seen.update_state(keras.ops.cast(keras.ops.shape(x)[0], "float32"))
+            return x
+
+    x = np.random.default_rng(0).random((8, 3)).astype("float32")
+    inputs = keras.Input((3,))
+    one = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    one.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
+    y_one = np.array([0, 1] * 4)
+    hidden = Counted()(keras.layers.Dense(4)(inputs))
+    two = keras.Model(inputs, {"kind": keras.layers.Dense(2, activation="softmax", name="kind")(hidden),
+                               "size": keras.layers.Dense(1, name="size")(hidden)})
+    two.compile("sgd", {"kind": "sparse_categorical_crossentropy", "size": "mse"},
+                metrics={"kind": ["accuracy"], "size": ["mae"]})
+    y_two = {"kind": y_one, "size": x[:, :1]}
+    for model, y in ((one, y_one), (two, y_two)):
+        y_pred = keras.tree.map_structure(lambda o: np.zeros((8, *o.shape[1:]), "float32"), model.output)
+        names = keras_private.logged_names(model, y, y_pred)
+        assert not model._compile_metrics.built and not model._compile_loss.built
+        history = model.fit(x, y, epochs=1, batch_size=4, verbose=0).history
+        assert sorted(names) == sorted(history), (names, list(history))
+    assert {"kind_loss", "size_loss", "kind_accuracy", "size_mae", "seen"} <= set(history)

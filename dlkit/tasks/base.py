@@ -218,6 +218,10 @@ class Task:
         """Raise RecipeError if a loss or metric the recipe names cannot take the data's targets and the
         freshly compiled model's outputs."""
 
+    def check_monitored(self, model, recipe, data, phase: Phase) -> None:
+        """Raise RecipeError if a name the phase's callbacks watch (train.monitor, an early stop's monitor) is
+        not one its epochs will log: known from the freshly compiled model, before anything trains."""
+
     def initialize(self, model, recipe, data, phase: Phase) -> None:
         """A freshly built model's start from the data, if it has one (an RBM's visible biases are the data's
         log-odds); models loaded from checkpoints are left as they are."""

@@ -78,6 +78,9 @@ class Boltzmann(FitTask):
     def monitor(self, recipe, has_val, phase):
         return None  # no loss to pick a best checkpoint by; `dlkit evaluate` estimates the likelihood
 
+    def also_logged(self, data, names):
+        return [f"test_{n}" for n in names] if data.test is not None else []  # SplitMeasures's
+
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.sample_grid import EpochGrid, SplitMeasures
 

@@ -117,6 +117,9 @@ class Dbn(Classification):
     def monitor(self, recipe, has_val, phase):
         return None if self._rbm_index(phase) is not None else super().monitor(recipe, has_val, phase)
 
+    def monitored(self, recipe, has_val, phase):
+        return {} if self._rbm_index(phase) is not None else super().monitored(recipe, has_val, phase)
+
     def callbacks(self, ctx: FitContext) -> Callbacks:
         if self._rbm_index(ctx.phase) is None:
             return super().callbacks(ctx)

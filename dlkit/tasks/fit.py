@@ -84,6 +84,48 @@ class FitTask(Task):
         monitor = _without_val(recipe.train.monitor, has_val)
         return monitor, improves(monitor, recipe.train.monitor_mode)
 
+    def monitored(self, recipe, has_val, phase) -> dict[str, str]:
+        """The logged names the phase's callbacks watch, by the recipe key naming each."""
+        found = {}
+        monitor = self.monitor(recipe, has_val, phase)
+        if monitor is not None:
+            found["train.monitor"] = monitor[0]
+        if recipe.train.early_stopping:
+            found["train.early_stopping.monitor"] = _without_val(recipe.train.early_stopping.monitor, has_val)
+        return found
+
+    def logged(self, model, data) -> list[str] | None:
+        """The names of what each epoch's training logs (without the val_ copies): a model with a step of
+        its own logs its trackers, any other what Keras names its compiled loss and metrics. None: not known."""
+        from dlkit import keras_private
+        from dlkit.models.steps import StepModel
+
+        if isinstance(model, StepModel):
+            return [m.name for m in model.metrics]
+        examples = _examples(model, data)
+        return None if examples is None else keras_private.logged_names(model, *examples)
+
+    def also_logged(self, data, names: list[str]) -> list[str]:
+        """What the task's callbacks add to each epoch's logs beside the model's own (a split's measures)."""
+        return []
+
+    def check_monitored(self, model, recipe, data, phase):
+        """A misspelt monitor (val_acuracy) was said only once the first epoch had logged, and left that
+        epoch's run directory behind; it is said now, before the run directory exists."""
+        monitored = self.monitored(recipe, data.val is not None, phase)
+        names = self.logged(model, data) if monitored else None
+        if names is None:
+            return
+        logged = [*names, *(f"val_{n}" for n in names if data.val is not None), *self.also_logged(data, names)]
+        from dlkit.errors import Problem, RecipeError
+
+        problems = [Problem(key, f"{name!r} is not a value the epochs will log ({', '.join(logged)})",
+                            hint=f"set {key} to one of those")
+                    for key, name in monitored.items()
+                    if name not in logged and not (key == "train.monitor" and name == "learning_rate")]
+        if problems:
+            raise RecipeError(problems)
+
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
 

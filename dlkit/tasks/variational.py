@@ -55,6 +55,9 @@ class Variational(FitTask):
                       **optim.compile_options(recipe.train, steps_per_epoch))
         return model
 
+    def also_logged(self, data, names):
+        return [f"test_{n}" for n in names] if data.test is not None else []  # SplitMeasures's
+
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.sample_grid import EpochGrid, SplitMeasures
 

@@ -70,6 +70,7 @@ class Session:
                 warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
                 model = self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
             self.task.check_targets(model, self.recipe, self.data)
+            self.task.check_monitored(model, self.recipe, self.data, phase)
             if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
                 self.data.notes.append(_without_xla(self.recipe))
             return model
