@@ -69,14 +69,31 @@ def setup():
 
         if tf is not None:
             tf.config.list_physical_devices()  # device discovery logs too (cuInit on GPU-less hosts)
-    if tf is not None:
-        import absl.logging
+    import absl.logging  # Keras's own messages go there when its interactive logging is off (--quiet)
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    if tf is not None:
         tf.get_logger().setLevel("ERROR")
     if keras.backend.backend() == "jax":
         compilation_cache()
     _ready = True
+
+
+@contextlib.contextmanager
+def keras_console(shown: bool):
+    """Keras's own console output (a dataset download's progress, which dlkit sends to stderr) off inside
+    when not `shown` (--quiet), and as it was after: Keras's interactive logging, off, sends its messages to
+    absl logging, which setup() keeps to errors. tensorflow-datasets' progress bars follow the same switch."""
+    import keras
+
+    was = keras.config.is_interactive_logging_enabled()
+    if not shown:
+        keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was:
+            keras.config.enable_interactive_logging()
 
 
 CACHE_MAX_BYTES = 2 * 2**30  # the compilation cache's bound: the least recently used programs go first

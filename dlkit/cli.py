@@ -145,7 +145,8 @@ def train(
         _join(coordinator, processes, process_id)
         from dlkit.training.train import train as train_fn
 
-        return train_fn(recipe, set_, runs_root, reporter)
+        with backend.keras_console(not quiet):
+            return train_fn(recipe, set_, runs_root, reporter)
 
     _training_command(run, quiet, json_)
 
@@ -192,7 +193,8 @@ def resume(
         _join(coordinator, processes, process_id)
         from dlkit.training.train import resume as resume_fn
 
-        return resume_fn(run_dir, epochs, reporter, unsafe)
+        with backend.keras_console(not quiet):
+            return resume_fn(run_dir, epochs, reporter, unsafe)
 
     _training_command(run, quiet, json_)
 

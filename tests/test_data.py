@@ -144,17 +144,18 @@ def test_download_lands_files_the_local_reader_reads(tmp_path, monkeypatch):
     assert calls == [sources.KERAS_DATASETS + "mnist.npz"] and a.x_train.shape == (5, 28, 28)
 
 
-def test_a_download_from_a_local_server_and_one_that_stalls(tmp_path, monkeypatch):
-    """The real download path (keras.utils.get_file over HTTP, from a server on this machine): the file lands
-    in the cache and is read; a server that goes silent mid-file is a data error after DOWNLOAD_TIMEOUT,
-    not a hang, and leaves no partial file."""
+@pytest.fixture
+def mnist_server(tmp_path, monkeypatch):
+    """A web server on this machine serving a small mnist.npz (64 training and 16 test digits, from the kept
+    slice) at /mnist.npz, and at /stall/mnist.npz its first 100 bytes and then silence; no proxy, an empty
+    $DLKIT_DATA_DIR and a Keras cache of the test's own. Yields the server's base URL."""
     import http.server
     import io
     import threading
 
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)
     payload = io.BytesIO()
-    np.savez(payload, x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.arange(5),
-             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.arange(2))
+    np.savez(payload, x_train=a.x_train[:64], y_train=a.y_train[:64], x_test=a.x_test[:16], y_test=a.y_test[:16])
     release = threading.Event()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -175,28 +176,60 @@ def test_a_download_from_a_local_server_and_one_that_stalls(tmp_path, monkeypatc
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("DLKIT_OFFLINE")
     monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr(sources, "KERAS_CACHE", tmp_path / "datasets")  # as ~/.keras/datasets
-    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT", 0.5)
     try:
-        monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{base}/stall/mnist.npz"})
-        with pytest.raises(DataError, match=f"no answer from {base}/stall/mnist.npz for 0.5 s"):
-            sources.load_builtin("mnist", None, allow_download=True)
-        assert not (tmp_path / "datasets" / "mnist" / "mnist.npz").exists()
-        monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{base}/mnist.npz"})
-        a = sources.load_builtin("mnist", None, allow_download=True)
-        assert a.x_train.shape == (5, 28, 28) and (tmp_path / "datasets" / "mnist" / "mnist.npz").is_file()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_download_from_a_local_server_and_one_that_stalls(mnist_server, tmp_path, monkeypatch):
+    """The real download path (keras.utils.get_file over HTTP, from a server on this machine): the file lands
+    in the cache and is read; a server that goes silent mid-file is a data error after DOWNLOAD_TIMEOUT,
+    not a hang, and leaves no partial file."""
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT", 0.5)
+    monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{mnist_server}/stall/mnist.npz"})
+    with pytest.raises(DataError, match=f"no answer from {mnist_server}/stall/mnist.npz for 0.5 s"):
+        sources.load_builtin("mnist", None, allow_download=True)
+    assert not (tmp_path / "datasets" / "mnist" / "mnist.npz").exists()
+    monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{mnist_server}/mnist.npz"})
+    a = sources.load_builtin("mnist", None, allow_download=True)
+    assert a.x_train.shape == (64, 28, 28) and (tmp_path / "datasets" / "mnist" / "mnist.npz").is_file()
     import socket
 
     assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
+def test_a_download_keeps_to_stderr_and_is_silent_under_quiet(mnist_server, write_recipe, tmp_path, monkeypatch):
+    """A download's progress is Keras's: it went to stdout, before --json's object, and --quiet showed it."""
+    import json
+    import shutil
+
+    import keras
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    monkeypatch.setitem(sources.BUILTINS["mnist"], "downloads", {"mnist.npz": f"{mnist_server}/mnist.npz"})
+    recipe = write_recipe("name: fetched\ndata: {dataset: mnist, batch_size: 32}\nmodel: {arch: mlp, hidden: [8]}\n"
+                          "train: {epochs: 1}\n")
+    for flag in ("--json", "-q"):
+        shutil.rmtree(tmp_path / "datasets", ignore_errors=True)  # downloaded afresh each time
+        out = CliRunner().invoke(app, ["train", str(recipe), "--runs-root", str(tmp_path / "runs"), flag])
+        assert out.exit_code == 0, out.output
+        assert (tmp_path / "datasets" / "mnist" / "mnist.npz").is_file()
+        if flag == "--json":
+            assert json.loads(out.stdout)["status"] == "completed"
+            assert f"Downloading data from {mnist_server}/mnist.npz" in out.stderr
+        else:
+            assert out.stdout == "" and out.stderr == "", (out.stdout, out.stderr)
+    assert keras.config.is_interactive_logging_enabled()  # as it was before the quiet run
 
 
 def test_partial_folder_is_skipped(tmp_path):
@@ -280,6 +313,29 @@ def test_tfds_path_with_mock_data():
         a = sources.load_tfds("mnist", None, allow_download=False)
     assert a.x_train.shape == (12, 28, 28, 1) and a.origin == "tfds:mnist"
     assert len(a.class_names) == 10 and a.y_train.max() < 10
+
+
+def test_tfds_progress_bars_are_off_under_quiet(monkeypatch):
+    """--quiet (backend.keras_console(False)) turns tensorflow-datasets' progress bars off while it reads,
+    and on again after."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    from dlkit import backend
+
+    seen = []
+    builder = tfds.builder
+
+    def watched(*args, **kwargs):
+        seen.append(tqdm_utils._active)
+        return builder(*args, **kwargs)
+
+    monkeypatch.setattr(tfds, "builder", watched)
+    with tfds.testing.mock_data(num_examples=4):
+        sources.load_tfds("mnist", None, allow_download=False)
+        with backend.keras_console(False):
+            sources.load_tfds("mnist", None, allow_download=False)
+    assert seen == [True, False] and tqdm_utils._active
 
 
 def test_tfds_unknown_name_is_a_data_error():

@@ -918,7 +918,12 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
     except ImportError as e:
         raise DataError(f"data.dataset tfds:{name} needs tensorflow-datasets, which this Python cannot import "
                         f"({e}); install dlkit with `make install`, or {instead}") from None
+    import keras
+
+    quiet = not keras.config.is_interactive_logging_enabled()  # --quiet (backend.keras_console)
     try:
+        if quiet:
+            tfds.disable_progress_bar()
         builder = tfds.builder(name, data_dir=data_dir)
         if allow_download:
             builder.download_and_prepare()
@@ -940,6 +945,9 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
             f"tensorflow-datasets could not provide {name!r}: {type(e).__name__}: {first_line(e, 200)}. "
             "Check the name (tfds.list_builders()), or prepare it under data.dir first."
         ) from None
+    finally:
+        if quiet:
+            tfds.enable_progress_bar()
     return out, classes
 
 
