@@ -381,6 +381,12 @@ def place(recipe) -> Placement:
     if backend not in ("jax", "tensorflow"):
         raise RecipeError([Problem("train.distribution", f"data_parallel runs on the jax or tensorflow backend, not "
                                    f"{backend}")])
+    if backend == "tensorflow" and getattr(recipe.model, "stateful", False):
+        raise RecipeError([Problem("train.distribution", "a stateful model (model.stateful: true) carries a state for "
+                                   "each row of the global batch, and TensorFlow's MirroredStrategy gives each device "
+                                   "only its share of the rows", hint="train it with KERAS_BACKEND=jax, whose data "
+                                   "parallelism keeps the global batch whole, or on one device, or set model.stateful: "
+                                   "false")])
     devices = _devices(backend)
     count = len(devices) if dist.devices == "auto" else dist.devices
     if count > len(devices):
@@ -401,6 +407,12 @@ def place(recipe) -> Placement:
         return Placement(names)
     names = [d.name for d in chosen]
     return Placement(names, _mirrored(tuple(names)))
+
+
+def mirrored() -> bool:
+    """Whether this runs inside a TensorFlow MirroredStrategy's scope (a data-parallel run's build and compile)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
 @functools.cache

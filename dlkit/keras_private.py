@@ -120,14 +120,63 @@ def attend(layer, query, key, value, mask):
 def build_for(model, batches) -> None:
     """Build what a compiled model still lacks for `fit` or `evaluate` on `batches` (its compiled loss,
     metrics and optimizer) from the shapes and dtypes of their tf.data element spec, with no data and no
-    trace. Keras does this itself before the first step under a distribution strategy and on JAX; on
-    TensorFlow on one device it leaves it to the first trace of the step, and TensorFlow traces a function
-    whose first trace made variables a second time. Nothing for other batches, backends or strategies."""
+    trace. TensorFlow only, where Keras gets it wrong:
+    - on one device it leaves this to the first trace of the step, and TensorFlow traces a function whose
+      first trace made variables a second time;
+    - under a MirroredStrategy it builds at the start of every fit and evaluate from their first batch,
+      averaged over the replicas, and a batch the replicas split unevenly (a validation split smaller than
+      one batch, of odd size) fails there with an AddN shape error. Here the build is made inside the
+      strategy's scope, and that per-call build from a batch is turned off for this model.
+    Nothing for other batches or backends."""
     import keras
 
     spec = getattr(batches, "element_spec", None)  # tf.data's
-    if spec is not None and keras.backend.backend() == "tensorflow" and model._distribute_strategy is None:
+    if spec is None or keras.backend.backend() != "tensorflow":
+        return
+    strategy = model._distribute_strategy
+    if strategy is None:
         model._symbolic_build(data_batch=spec)
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=spec)
+    model._maybe_symbolic_build = _already_built
+
+
+def _already_built(iterator=None, data_batch=None) -> None:
+    """Keras's TensorFlow trainer's `_maybe_symbolic_build`, for a model build_for has built."""
+
+
+def replicate_uneven_batches() -> None:
+    """On JAX, under a keras.distribution.DataParallel in one process: a batch the devices cannot split evenly
+    (the last of a split whose size they do not divide) goes whole to every device, which all compute it, as
+    one device would. Keras splits every batch over the devices and does not pad (keras-team/keras#21167),
+    so such a batch was an IndivisibleError in the first validation. Process-wide, once; other batches,
+    several processes and runs without a distribution are distributed as Keras does."""
+    import keras
+    from keras.src.backend.jax import trainer
+
+    if getattr(trainer._distribute_data, "dlkit", False):
+        return
+    keras_distribute = trainer._distribute_data
+
+    def distribute(data, layouts=None):
+        import jax
+
+        mesh = getattr(keras.distribution.distribution(), "device_mesh", None)
+        if (mesh is not None and jax.process_count() == 1 and mesh.devices.size > 1
+                and _uneven(data, mesh.devices.size)):  # `layouts`, Keras's from the first batch, would split it
+            whole = jax.sharding.NamedSharding(mesh.backend_mesh, jax.sharding.PartitionSpec())
+            return keras.tree.map_structure(lambda d: None if d is None else jax.device_put(d, whole), data)
+        return keras_distribute(data, layouts)
+
+    distribute.dlkit = True
+    trainer._distribute_data = distribute
+
+
+def _uneven(data, devices: int) -> bool:
+    import keras
+
+    return any(len(d.shape) and d.shape[0] % devices for d in keras.tree.flatten(data) if d is not None)
 
 
 def logged_names(model, y, y_pred) -> list[str]:

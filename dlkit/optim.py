@@ -99,9 +99,14 @@ def steps_per_execution(requested: int, steps_per_epoch: int) -> int:
 
 
 def compile_options(train, steps_per_epoch: int) -> dict:
-    """What every task's `model.compile` takes from the recipe's train section besides its optimizers."""
+    """What every task's `model.compile` takes from the recipe's train section besides its optimizers. Under
+    TensorFlow's MirroredStrategy one step a call: Keras's TensorFlow trainer fails there with more
+    (keras-team/keras#19246, "You must feed a value for placeholder tensor")."""
+    from dlkit import backend
+
+    steps = 1 if backend.mirrored() else steps_per_execution(train.steps_per_execution, steps_per_epoch)
     return {"jit_compile": False if train.run_eagerly else train.jit_compile, "run_eagerly": train.run_eagerly,
-            "steps_per_execution": steps_per_execution(train.steps_per_execution, steps_per_epoch)}
+            "steps_per_execution": steps}
 
 
 def _scaled_schedule_class():

@@ -4,7 +4,8 @@ one device and data-parallel on two, and prints what the test compares as one JS
     KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 python distributed_probe.py ROOT [PARTS]
     KERAS_BACKEND=tensorflow python distributed_probe.py ROOT [PARTS]     (two logical CPU devices made here)
 
-PARTS: comma-separated, of mlp (one device against two), resume (a two-device run stopped and resumed),
+PARTS: comma-separated, of mlp (one device against two), uneven (the same, with splits whose last batches the
+devices cannot share evenly, two steps a call), resume (a two-device run stopped and resumed),
 gan (a DCGAN on one device and two), families (the VAE and the RBM, each with a step of its own, on one device
 and two); all by default.
 
@@ -111,7 +112,7 @@ def main(root: Path, parts: set) -> None:
 
     from dlkit.training.train import resume, train
 
-    mlp, gan = recipes(root) if parts & {"mlp", "resume", "gan"} else (None, None)
+    mlp, gan = recipes(root) if parts & {"mlp", "resume", "gan", "uneven"} else (None, None)
     runs = root / "runs"
     out = {}
     if "resume" in parts and "mlp" not in parts:
@@ -122,6 +123,15 @@ def main(root: Path, parts: set) -> None:
         out["mlp"] = {"one": history(one["run_dir"]), "two": history(two["run_dir"]),
                       "test_one": one["test"], "test_two": two["test"],
                       "manifest_two": json.loads((Path(two["run_dir"]) / "manifest.json").read_text())}
+    if "uneven" in parts:
+        # evaluation splits with a batch the devices cannot share evenly (the validation split's 31, less than one
+        # batch; the test split's 63 = 32 + 31), two steps a call; the training split's 256 are whole batches
+        uneven = ["data.limit=287", "data.validation_split=0.108", "data.test_limit=63",
+                  "train.steps_per_execution=2", "train.epochs=1"]
+        one = train(mlp, uneven, runs_root=runs)
+        two = train(mlp, [TWO, *uneven], runs_root=runs)
+        out["uneven"] = {"one": history(one["run_dir"]), "two": history(two["run_dir"]),
+                         "test_one": one["test"], "test_two": two["test"]}
     if "resume" in parts:  # a distributed run stopped after one epoch and resumed: the uninterrupted one's epochs
         first = train(mlp, [TWO, "train.epochs=1"], runs_root=runs)
         out["resumed"] = history(resume(first["run_dir"], epochs=2)["run_dir"])

@@ -82,7 +82,7 @@ def test_two_devices_train_as_one(backend, tmp_path):
     # on JAX as on the JAX-only GPU host, without TensorFlow (the batches from the numpy pipeline); the VAE and
     # the RBM (test_the_families_on_two_devices) and a distributed run's resume (test_two_processes_train_as_one)
     # are `make test-slow`'s
-    out = probe(backend, tmp_path, "mlp,gan", tensorflow=backend != "jax")
+    out = probe(backend, tmp_path, "mlp,gan,uneven", tensorflow=backend != "jax")
     mlp = out["mlp"]
     manifest = mlp["manifest_two"]
     assert manifest["replicas"] == 2 and len(manifest["devices"]) == 2 and manifest["backend"] == backend
@@ -92,6 +92,13 @@ def test_two_devices_train_as_one(backend, tmp_path):
     for key in ("loss", "val_loss", "accuracy"):
         np.testing.assert_allclose(mlp["two"][key], mlp["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert abs(mlp["test_two"]["loss"] - mlp["test_one"]["loss"]) < 1e-5
+    # a last batch the devices cannot split evenly was an IndivisibleError on JAX (Keras does not pad:
+    # keras-team/keras#21167) and, in the validation split, an AddN shape error from Keras's per-evaluate build
+    # on TensorFlow; more than one step a call failed under MirroredStrategy (keras-team/keras#19246)
+    uneven = out["uneven"]
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(uneven["two"][key], uneven["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert abs(uneven["test_two"]["loss"] - uneven["test_one"]["loss"]) < 1e-5
     gan = out["gan"]
     assert all(np.isfinite(gan["two"][k]).all() for k in ("d_loss", "g_loss"))
     if backend == "jax":
@@ -209,3 +216,13 @@ def test_every_task_takes_float16_and_no_other_precision(tmp_path):
     recipe.write_text(recipe.read_text().replace("mixed_float16", "float64"))
     out = CliRunner().invoke(app, ["validate", str(recipe)])
     assert out.exit_code == 2 and f"{recipe}:6: train.precision" in out.stderr and "mixed_float16" in out.stderr
+
+
+def test_a_stateful_model_on_tensorflows_mirrored_strategy_is_a_recipe_error(write_recipe):
+    # it was a Keras traceback from the first step: each replica's share of the batch against the state's rows
+    recipe = write_recipe("name: lm\ndata: {dataset: text, path: x.txt, batch_size: 4, shuffle_buffer: 0}\n"
+                          "model: {arch: rnn_lm, stateful: true}\n")
+    out = CliRunner().invoke(app, ["train", str(recipe), "--devices", "2"])
+    assert out.exit_code == 2, out.output
+    assert "train.distribution: a stateful model (model.stateful: true)" in out.stderr
+    assert "KERAS_BACKEND=jax" in out.stderr

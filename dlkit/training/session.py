@@ -29,7 +29,12 @@ class Session:
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
         # process-wide, as Keras keeps it: every run sets its own (a float32 run after a mixed one is float32)
         keras.config.set_dtype_policy(recipe.train.precision)
-        return cls(recipe, tasks.of(recipe), backend.place(recipe))
+        placement = backend.place(recipe)
+        if keras.backend.backend() == "jax" and placement.replicas > 1:
+            from dlkit import keras_private
+
+            keras_private.replicate_uneven_batches()
+        return cls(recipe, tasks.of(recipe), placement)
 
     @functools.cached_property
     def data(self):

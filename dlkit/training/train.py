@@ -334,7 +334,11 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
             shown.add(note)
     wanted = recipe.train.steps_per_execution
     taken = optim.steps_per_execution(wanted, steps)
-    if taken != wanted:
+    if wanted > 1 and session.placement.strategy is not None:
+        reporter.message(f"train.steps_per_execution: 1 step a call, not {wanted}: Keras's TensorFlow trainer fails "
+                         "with more under a MirroredStrategy (keras-team/keras#19246); a data-parallel run on JAX "
+                         "takes the recipe's")
+    elif taken != wanted:
         reporter.message(f"train.steps_per_execution: {taken} steps a call, the largest up to {wanted} that divides "
                          f"an epoch's {steps} steps")
     result["params"] = int(model.count_params())
