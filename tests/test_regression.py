@@ -94,6 +94,12 @@ def test_evaluate_predict_and_export_of_a_regression_run(diabetes_run, tmp_path)
     rows.write_text("age,sex\n1,2\n")
     out = runner.invoke(app, ["predict", run, "--csv", str(rows)])
     assert out.exit_code == 3 and "no column 'bmi'" in out.output
+    # a number float64 holds and float32 does not was a prediction from inf; a folder was "no such file"
+    rows.write_text("s6,s5,s4,s3,s2,s1,bp,bmi,sex,age\n87,4.8598,4,38,93.2,157,101,32.1,2,1e300\n")
+    out = runner.invoke(app, ["predict", run, "--csv", str(rows)])
+    assert out.exit_code == 3 and "rows.csv, line 2: 1e+300 is beyond what the model's float32 inputs" in out.stderr
+    out = runner.invoke(app, ["predict", run, "--csv", str(tmp_path)])
+    assert out.exit_code == 2 and f"{tmp_path}: a folder, not a file" in out.stderr
     listed = runner.invoke(app, ["runs", "--runs-root", str(Path(run).parents[1]), "--json"])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout)["runs"][0]["headline"]["label"] == "test R2"

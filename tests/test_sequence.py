@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from conftest import DATA, ROOT, build
 from dlkit import tasks
 from dlkit.data.spec import DataSpec
-from dlkit.errors import MissingSplit
+from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.tasks import forecasting, language_model
 from dlkit.evaluate import evaluate
 from dlkit.training.train import train
@@ -249,6 +250,27 @@ model: {{arch: rnn_forecaster, units: [2]}}
     np.testing.assert_allclose(frame.values[:, 0], [1.0, 3.0, 5.0, 7.0])
 
 
+
+def test_a_time_that_does_not_read_is_named(write_recipe, tmp_path):
+    """One cell among times that read is named with its row; it was pandas's own message, cut off at "You
+    might want to try:", and a hint to change data.time_column, which was right."""
+    from dlkit.data import series
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("month,load\n2020-01,1\n2020-02,2\nsoon,3\n2020-04,4\nlater,5\n")
+    recipe = _recipe(write_recipe, f"""
+name: times
+data: {{dataset: csv, path: {csv}, time_column: month, input_steps: 1, horizon: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+    with pytest.raises(DataError, match=r"time column 'month' has 2 cells that are not times like the others, the "
+                                        r"first 'soon' \(data row 3\); correct them$"):
+        series.read(recipe.data)
+    csv.write_text("month,load\nnever,1\nagain,2\n")  # none reads: the column is not one of times
+    with pytest.raises(DataError, match="the time column month could not be read as times"):
+        series.read(recipe.data)
+
+
 def test_a_european_csv_separator_and_decimal_comma(write_recipe, tmp_path):
     """data.separator and data.decimal read a file written with `;` and decimal commas; without them the
     errors say which key to set (before: "no column 'date'", and a column of 1,5 called not numeric)."""
@@ -358,6 +380,16 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
         out = predict(result["run_dir"], csv=csv)
         horizon = shipped.data.horizon
         assert len(out["forecast"]) == horizon and out["forecast"][0]["time"] > out["last_time"]
+        # a number float64 holds and float32 does not: it was a forecast from inf, with numpy's overflow warning
+        lines = csv.read_text().splitlines()
+        huge = tmp_path / "huge.csv"
+        huge.write_text("\n".join(lines[:1] + [line.rsplit(",", 1)[0] + ",1e300" for line in lines[1:]]) + "\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with pytest.raises(DataError, match="holds values so far beyond the training rows' .* float32"):
+                predict(result["run_dir"], csv=huge)
+        with pytest.raises(UsageError, match="a folder, not a file"):
+            predict(result["run_dir"], csv=tmp_path)
     assert measured, result
     if "perplexity" in measured:
         assert math.isfinite(measured["perplexity"]) and measured["tokens"] > 0

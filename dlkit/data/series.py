@@ -9,6 +9,7 @@ The forecasting task (dlkit.tasks.forecasting) cuts it into chronological spans 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,17 @@ def read(cfg, path: Path | None = None) -> Frame:
         else:  # year, month, day, hour, ... given as columns, in that order
             times = pd.to_datetime(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
     except (ValueError, TypeError) as e:
+        if len(time_cols) == 1:  # a cell or two among times that read: name the first, not pandas's guess at a fix
+            column = df[time_cols[0]]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "could not infer format": the cells that do read are enough
+                unread = np.flatnonzero(column.notna().to_numpy() & pd.to_datetime(column, errors="coerce").isna())
+            if 0 < len(unread) < len(column):
+                first, n = f"{column.iloc[unread[0]]!r} (data row {unread[0] + 1})", len(unread)
+                what = f"a cell that is not a time like the others: {first}" if n == 1 else \
+                    f"{n} cells that are not times like the others, the first {first}"
+                raise DataError(f"{where}: time column {time_cols[0]!r} has {what}; correct "
+                                f"{'it' if n == 1 else 'them'}") from None
         raise DataError(f"{where}: the time column{'s' if len(time_cols) > 1 else ''} {', '.join(time_cols)} "
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     targets = cfg.target_columns or [c for c in columns if c not in time_cols][-1:]
@@ -148,8 +160,8 @@ def read(cfg, path: Path | None = None) -> Frame:
         raise DataError(f"{where}: non-finite values remain after data.missing: {cfg.missing}")
     for name in cfg.calendar:
         t = frame.index
-        angle, period = {"hour": (t.hour, 24), "day_of_week": (t.dayofweek, 7), "day_of_year": (t.dayofyear - 1, 366),
-                         "month": (t.month - 1, 12)}[name]
+        angle, period = {"hour": (t.hour, 24), "day_of_week": (t.day_of_week, 7),
+                         "day_of_year": (t.day_of_year - 1, 366), "month": (t.month - 1, 12)}[name]
         angle = 2 * np.pi * np.asarray(angle, np.float64) / period
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]

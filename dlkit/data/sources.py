@@ -751,7 +751,7 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     in training's order, so other columns, the label among them, may be there; a run without it (trained
     on an npz) reads every column, `width` of them, in order. `separator` and `decimal`: the recipe's."""
     if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     rows = _csv_rows(path, separator)
     header = [h.strip() for h in rows[0][1]]
     if columns is not None:
@@ -767,8 +767,15 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     else:
         picks = list(range(width))
     categories, fill = (columns.get("categories"), columns.get("fill")) if columns else (None, None)
-    x = np.array([_features(path, line, row, header, picks, decimal, categories, fill=fill) for line, row in rows[1:]],
-                 np.float32)
+    values = np.array([_features(path, line, row, header, picks, decimal, categories, fill=fill)
+                       for line, row in rows[1:]], np.float64)
+    with np.errstate(over="ignore"):
+        x = values.astype(np.float32)
+    beyond = np.argwhere(np.isfinite(values) & ~np.isfinite(x))
+    if len(beyond):  # 1e300 is a number, but the model would read inf
+        r, c = beyond[0]
+        raise DataError(f"{path}, line {rows[1 + r][0]}: {values[r, c]:g} is beyond what the model's float32 inputs "
+                        "hold (about 3.4e38)")
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 

@@ -99,7 +99,9 @@ def fit_scaler(rows: np.ndarray, kind: str) -> dict:
 
 
 def scaled(values: np.ndarray, scaler: dict) -> np.ndarray:
-    return ((values - np.asarray(scaler["shift"])) / np.asarray(scaler["scale"])).astype(np.float32)
+    """The rows as the model reads them, float32; a value float32 cannot hold comes out inf (callers check)."""
+    with np.errstate(over="ignore"):
+        return ((values - np.asarray(scaler["shift"])) / np.asarray(scaler["scale"])).astype(np.float32)
 
 
 def unscaled(values: np.ndarray, scaler: dict, columns: int) -> np.ndarray:
@@ -250,13 +252,18 @@ class Forecasting(FitTask):
         if request.csv is None:
             raise UsageError("give the series to forecast from: --csv FILE (the columns the run trained on)")
         if not request.csv.is_file():
-            raise UsageError(f"--csv {request.csv}: no such file")
+            what = "a folder, not a file" if request.csv.is_dir() else "no such file"
+            raise UsageError(f"--csv {request.csv}: {what}")
         saved = run.read_artifact("scaler")
         frame = series.aligned(series.read(recipe.data, request.csv), recipe.data, saved["columns"], request.csv)
         steps = recipe.data.input_steps
         if len(frame.values) < steps:
             raise DataError(f"{request.csv}: {len(frame.values)} rows; a forecast reads the last {steps}")
         x = scaled(frame.values[-steps:], saved)[None]
+        if not np.isfinite(x).all():  # 1e300 passes the file's own checks, then overflows float32 once scaled
+            column = frame.columns[int(np.argwhere(~np.isfinite(x[0]))[0][1])]
+            raise DataError(f"{request.csv}: column {column!r} holds values so far beyond the training rows' (up to "
+                            f"{np.abs(frame.values[-steps:]).max():g}) that the model's float32 inputs cannot hold them")
         y = unscaled(np.asarray(model.predict(x, verbose=0))[0], saved, saved["targets"])
         freq = saved["frequency"] or pd.infer_freq(pd.DatetimeIndex(frame.times[-min(len(frame.times), 50):]))
         if freq is None:
