@@ -38,9 +38,16 @@ def parse_grid(items: list[str]) -> dict[str, list]:
             parsed = yaml.load(f"[{values}]", Loader=Loader)  # a recipe's loader: 1e-2 is a number
         except yaml.YAMLError as e:
             raise UsageError(f"--grid {item!r}: the values do not read as YAML ({e})") from None
-        if key.strip() in grid:
-            raise UsageError(f"--grid {key.strip()} is given twice; list all its values in one --grid")
-        grid[key.strip()] = parsed
+        key = key.strip()
+        if key in grid:
+            raise UsageError(f"--grid {key} is given twice; list all its values in one --grid")
+        if key == "seed":
+            raise UsageError("--grid seed: the seeds are --seeds N's (the recipe's seed and the next N - 1)")
+        seen = [json.dumps(v, sort_keys=True) for v in parsed]
+        twice = next((v for v, text in zip(parsed, seen) if seen.count(text) > 1), None)
+        if twice is not None:  # the same point twice: two runs of one thing, summarized as two
+            raise UsageError(f"--grid {key}: {json.dumps(twice)} is listed twice; list each value once")
+        grid[key] = parsed
     return grid
 
 
@@ -49,6 +56,9 @@ def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: lis
     error before anything runs)."""
     base = tasks.load_recipe(recipe_path, overrides)
     keys = list(grid)
+    both = [k for k in keys if any(o.partition("=")[0].strip() == k for o in overrides)]
+    if both:  # the grid's value would win over the --set's, in silence
+        raise UsageError(f"{both[0]} is both --set and --grid; give its values in --grid alone")
     out, problems = [], []
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))

@@ -283,6 +283,10 @@ def test_set_overrides_with_yaml_types(write_recipe):
     assert r.data.cache is False and r.train.optimizer.learning_rate == 0.5
     (p,) = problems_of(recipe, ["train.epochs=lots"])
     assert p.path == "train.epochs" and p.location == "--set train.epochs=lots"
+    # a misspelt section the --set made is the --set's, not the line of the section above it in the file
+    recipe = write_recipe("model: {arch: mlp}\ntrain:\n  epochs: 2\n")
+    (p,) = problems_of(recipe, ["train.optimizr.learning_rate=1"])
+    assert p.path == "train.optimizr" and p.location == "--set train.optimizr.learning_rate=1", p
     with pytest.raises(RecipeError):
         parse_override("no-equals-sign")
 

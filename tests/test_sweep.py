@@ -4,6 +4,7 @@ seeds; a second call skips finished members and resumes an interrupted one."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def test_grid_values_are_typed_as_yaml():
     for bad in (["lr"], ["=1,2"], ["a=1", "a=2"]):
         with pytest.raises(UsageError):
             parse_grid(bad)
+    # the same point twice trained two runs of one thing and summarized them as two; seeds are --seeds's
+    for bad, said in ((["train.epochs=1,2,1"], "--grid train.epochs: 1 is listed twice"),
+                      (["model.dense=[16],[16]"], "--grid model.dense: [16] is listed twice"),
+                      (["seed=1,2"], "--seeds N")):
+        with pytest.raises(UsageError, match=re.escape(said)):
+            parse_grid(bad)
+
+
+def test_a_key_in_both_set_and_grid_is_a_usage_error(write_recipe):
+    # the grid's value won over the --set's, in silence
+    from dlkit.sweep import members
+
+    recipe = write_recipe("model: {arch: mlp}\n")
+    with pytest.raises(UsageError, match="data.batch_size is both --set and --grid"):
+        members(recipe, parse_grid(["data.batch_size=32,64"]), 1, ["data.batch_size=16"])
 
 
 def test_learning_rates_below_1e_4_reach_the_members(write_recipe):

@@ -87,8 +87,9 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
         node = data
         for i, key in enumerate(keys[:-1]):
             child = node.get(key)
-            if child is None:
+            if child is None:  # a section the --set makes: a problem with it (a misspelt name) is the --set's
                 child = node[key] = {}
+                locations.setdefault(keys[: i + 1], f"--set {text}")
             if not isinstance(child, dict):
                 raise RecipeError(
                     [Problem(".".join(keys[: i + 1]), f"--set {text}: this key holds a value, not a section",
