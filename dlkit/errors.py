@@ -129,6 +129,13 @@ def storage_error(e: OSError, what: str) -> StorageError:
                         "the checkpoints written before stay as they were")
 
 
+def unusable_path(e: OSError) -> StorageError:
+    """An OSError no reader or writer turned into its own error (a folder where a command writes a file), said
+    plainly: which path, and why."""
+    where = f"cannot use {e.filename}" if e.filename else "a file could not be used"
+    return StorageError(f"{where}: {e.strerror or e}")
+
+
 def is_out_of_memory(e: BaseException) -> bool:
     """TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED (JAX), or the host's MemoryError."""
     return isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError" or (

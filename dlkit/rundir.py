@@ -88,7 +88,7 @@ class PhaseDir:
             os.replace(tmp, self.last_checkpoint)
             if tmp_rng.exists():
                 os.replace(tmp_rng, self.rng_sidecar(self.last_checkpoint))
-            known = json.loads(self.checksums.read_text()) if self.checksums.is_file() else {}
+            known = read_json_object(self.checksums)
             write_atomic(self.checksums, json.dumps({"last": digest, "previous": known.get("last")}) + "\n")
         finally:
             tmp.unlink(missing_ok=True)
@@ -97,7 +97,7 @@ class PhaseDir:
     def verified_checkpoint(self) -> tuple[Path | None, list[str]]:
         """The newest checkpoint whose contents checksums.json vouches for (last.keras, else previous.keras),
         and warnings naming a damaged one; (None, warnings) when there is none."""
-        known = set(json.loads(self.checksums.read_text()).values()) if self.checksums.is_file() else set()
+        known = set(read_json_object(self.checksums).values())
         warnings = []
         for path in (self.last_checkpoint, self.previous_checkpoint):
             if not path.is_file():
@@ -138,7 +138,7 @@ class RunDir(PhaseDir):
         if not path.is_file():
             raise UsageError(f"{self.root} has no artifacts/{name}.json, which using its model needs; "
                              "train the recipe again")
-        return json.loads(path.read_text())
+        return read_json_object(path)
     eval = property(lambda self: self.root / "eval.json")
     samples = property(lambda self: self.root / "samples.png")  # generative models: the final grid
 

@@ -123,6 +123,52 @@ def test_a_run_file_changed_outside_dlkit_is_a_data_error_naming_it(tmp_path):
         assert error.startswith(str(file)) and advice in error, error
 
 
+def test_the_other_run_files_damaged_are_errors_naming_them(one_epoch_run, tmp_path):
+    """Each was a traceback: an artifact and checksums.json that do not read are exit 3 naming the file (a
+    checkpoint's random-stream sidecar and history.csv: test_a_damaged_sidecar_or_history_is_a_data_error); a
+    folder where a command writes a file (a picture, run.lock) is exit 5 naming it."""
+    import numpy as np
+
+    images = tmp_path / "digits.npy"
+    np.save(images, np.zeros((2, 28, 28), np.uint8))
+    cases = [("artifacts/scale.json", lambda p: p.write_text("{cut"), ["predict", images], 3, "is not valid JSON"),
+             ("checkpoints/checksums.json", lambda p: p.write_text("[1]"), ["resume", "--epochs", "2"], 3,
+              "holds a JSON list"),
+             ("confusion_matrix.png", lambda p: (p.unlink(), p.mkdir()), ["evaluate"], 5, "cannot use"),
+             ("run.lock", lambda p: (p.unlink(missing_ok=True), p.mkdir()), ["resume", "--epochs", "2"], 5,
+              "cannot use")]
+    for i, (name, damage, command, code, said) in enumerate(cases):
+        where = Path(one_epoch_run(tmp_path / str(i))["run_dir"])
+        damage(where / name)
+        out = runner.invoke(app, [command[0], str(where), *map(str, command[1:]), "--json"])
+        assert out.exit_code == code and json.loads(out.stdout)["error"].startswith(
+            str(where / name) if code == 3 else f"cannot use {where / name}"), (name, out.output)
+        assert said in out.stdout, (name, out.stdout)
+
+
+def test_a_damaged_sidecar_or_history_is_a_data_error(tmp_path):
+    """What `dlkit resume` reads besides the checkpoint: each was a traceback (BadZipFile, "Aborted!" from an
+    EOFError, float(None)); each is a data error naming the file."""
+    import keras
+    import pytest
+
+    from dlkit.errors import DataError
+    from dlkit.training.callbacks import load_rng_sidecar
+    from dlkit.training.train import _history_rows
+
+    sidecar = tmp_path / "last.rng.npz"
+    for damaged, error in ((b"", "EOFError"), (b"PK\x03\x04cut", "BadZipFile")):
+        sidecar.write_bytes(damaged)
+        with pytest.raises(DataError, match=f"{sidecar} is damaged \\({error}.*delete it to resume without it"):
+            load_rng_sidecar(None, {"model": keras.optimizers.SGD()}, sidecar)
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,accuracy\n1,0.5,0.8\n2,0.4\n")
+    with pytest.raises(DataError, match=f"{history}, line 3: a row that does not read"):
+        _history_rows(history)
+    history.write_text("epoch,loss,accuracy\n1,0.5,0.8\n2,0.4,\n")  # an empty cell: a value not logged
+    assert _history_rows(history) == [{"epoch": 1, "loss": 0.5, "accuracy": 0.8}, {"epoch": 2, "loss": 0.4}]
+
+
 def test_a_trained_run_is_listed_with_its_test_accuracy(one_epoch_run, tmp_path):
     result = one_epoch_run(tmp_path)
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]

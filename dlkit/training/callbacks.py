@@ -15,6 +15,7 @@ import csv
 import math
 import shutil
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -189,13 +190,21 @@ def load_rng_sidecar(model, optimizers: dict, sidecar) -> int:
     taken = steps_taken(optimizers)
     if not sidecar.is_file():
         return taken
-    with np.load(sidecar) as saved:
-        if int(saved["iterations"]) != taken:
-            return taken
-        states = [saved[f"arr_{i}"] for i in range(sum(k.startswith("arr_") for k in saved.files))]
-        if states:
-            rng.restore(model, states)
-        return int(saved["position"]) if "position" in saved.files else taken
+    try:
+        with np.load(sidecar) as saved:
+            if int(saved["iterations"]) != taken:
+                return taken
+            states = [saved[f"arr_{i}"] for i in range(sum(k.startswith("arr_") for k in saved.files))]
+            position = int(saved["position"]) if "position" in saved.files else taken
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # dlkit writes it whole
+        from dlkit.errors import DataError, first_line
+
+        raise DataError(f"{sidecar} is damaged ({type(e).__name__}: {first_line(e)}); restore it from a copy of "
+                        "the run, or delete it to resume without it: the resumed run then draws other dropout "
+                        "masks and noise than an uninterrupted one would") from None
+    if states:
+        rng.restore(model, states)
+    return position
 
 
 class MidEpochCheckpoint(keras.callbacks.Callback):

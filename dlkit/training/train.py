@@ -29,8 +29,8 @@ import yaml
 
 from dlkit import __version__, backend, keras_private, optim, plots, tasks
 from dlkit import recipe as recipe_layer
-from dlkit.errors import (DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError, is_out_of_memory,
-                          storage_error)
+from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError,
+                          is_out_of_memory, storage_error)
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, write_atomic
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
@@ -74,6 +74,24 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
     if follower:
         return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
     return _run(run, session, phases, reporter, first=0, model=model)
+
+
+def _history_rows(path: Path) -> list[dict]:
+    """history.csv's rows as numbers ([] where there is none). dlkit writes it whole, so a row that does not
+    read (a cell missing, a word) was changed or cut since: a data error naming it, not a traceback."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            try:
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""})
+            except (TypeError, ValueError):
+                raise DataError(f"{path}, line {reader.line_num}: a row that does not read as numbers under its "
+                                "header; dlkit writes the file whole, so it was changed or cut since: restore it "
+                                "from a copy of the run") from None
+    return rows
 
 
 def _first_model(session, phases):
@@ -208,11 +226,7 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
                              f"raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
         earlier[phase.name] = _close_phase(run, where, phase, model)  # it ended but was not marked so
         i += 1
-    rows = []
-    if where.history.is_file():
-        with open(where.history, newline="") as f:
-            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
-                    for r in csv.DictReader(f)][:done]
+    rows = _history_rows(where.history)[:done]
     if epochs is not None:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     history = run.read_json(run.manifest).get("resumed", [])
