@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import DATA, ROOT, straight_run
 from dlkit.cli import app
+from dlkit.errors import RecipeError
 from dlkit.models.vae_model import VAE, kl_to_standard_normal
 
 
@@ -89,6 +90,28 @@ train: {{epochs: 2, optimizer: {{name: adam, learning_rate: 0.003}}}}
 
 
 straight = straight_run(TINY_VAE)
+
+
+def test_the_names_a_vae_will_log_are_known_before_it_trains(straight, write_recipe):
+    """What a monitor may name is said before training (a misspelt one is a recipe error then): for the VAE,
+    a model with a step of its own, its trackers, their val_ copies and the test split's measures, which a
+    callback adds each epoch. The prediction is the trained run's history.csv columns."""
+    from dlkit import tasks
+    from dlkit.training.session import Session
+
+    recipe = tasks.load_recipe(write_recipe(TINY_VAE))
+    session = Session.open(recipe)
+    phase = session.task.phases(recipe)[0]
+    model = session.model(phase)
+    names = session.task.logged(model, session.data)
+    predicted = names + [f"val_{n}" for n in names] + session.task.also_logged(session.data, names)
+    columns = next(csv.reader(open(Path(straight["run_dir"]) / "history.csv")))
+    assert sorted(predicted) == sorted(c for c in columns if c not in ("epoch", "learning_rate"))
+    assert "test_elbo" in predicted
+    bad = tasks.load_recipe(write_recipe(TINY_VAE.replace("epochs: 2,", "epochs: 2, monitor: test_elb, "
+                                                                        "monitor_mode: max,")))
+    with pytest.raises(RecipeError, match="'test_elb' is not a value the epochs will log .*test_elbo"):
+        Session.open(bad).model(phase)
 
 
 def test_vae_trains_logs_nats_and_is_measured(straight):

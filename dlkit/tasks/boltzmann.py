@@ -53,6 +53,7 @@ class Boltzmann(FitTask):
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
                  Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))
     summary = "an energy-based model of binary inputs (RBM), trained by contrastive divergence; AIS log-likelihood"
+    measures_test_each_epoch = True
     Train = OneOptimizerTrain
 
     def check(self, recipe) -> list[Problem]:
@@ -77,9 +78,6 @@ class Boltzmann(FitTask):
 
     def monitor(self, recipe, has_val, phase):
         return None  # no loss to pick a best checkpoint by; `dlkit evaluate` estimates the likelihood
-
-    def also_logged(self, data, names):
-        return [f"test_{n}" for n in names] if data.test is not None else []  # SplitMeasures's
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.sample_grid import EpochGrid, SplitMeasures

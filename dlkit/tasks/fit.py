@@ -17,6 +17,7 @@ class FitTask(Task):
     default_loss: ClassVar[str]  # the loss when neither train.loss nor the architecture names one
     # token sequences padded with id 0: the default loss is cross-entropy on logits that skips the padding
     token_loss: ClassVar[bool] = False
+    measures_test_each_epoch: ClassVar[bool] = False  # its callbacks log the test split's measures (SplitMeasures)
 
     def compile(self, model, recipe, steps_per_epoch, phase):
         cfg = recipe.train
@@ -106,8 +107,9 @@ class FitTask(Task):
         return None if examples is None else keras_private.logged_names(model, *examples)
 
     def also_logged(self, data, names: list[str]) -> list[str]:
-        """What the task's callbacks add to each epoch's logs beside the model's own (a split's measures)."""
-        return []
+        """What the task's callbacks add to each epoch's logs beside the model's own: the model's measures on
+        the test split, `test_<name>`, for the tasks whose SplitMeasures takes them each epoch."""
+        return [f"test_{n}" for n in names] if self.measures_test_each_epoch and data.test is not None else []
 
     def check_monitored(self, model, recipe, data, phase):
         """A misspelt monitor (val_acuracy) was said only once the first epoch had logged, and left that

@@ -37,6 +37,7 @@ class Variational(FitTask):
     options = frozenset({"importance_samples"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
+    measures_test_each_epoch = True
     Train = OneOptimizerTrain
 
     def check(self, recipe) -> list[Problem]:
@@ -54,9 +55,6 @@ class Variational(FitTask):
         model.compile(optimizer=optim.optimizer(recipe.train, steps_per_epoch),
                       **optim.compile_options(recipe.train, steps_per_epoch))
         return model
-
-    def also_logged(self, data, names):
-        return [f"test_{n}" for n in names] if data.test is not None else []  # SplitMeasures's
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
         from dlkit.tasks.sample_grid import EpochGrid, SplitMeasures
