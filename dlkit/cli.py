@@ -652,7 +652,24 @@ def _sequence_datasets() -> dict:
 
 
 def main():
-    app()
+    """The `dlkit` command. With --json, a bad option or argument, which Click says before any command runs,
+    is also one JSON object on stdout (it was only Click's usage text on stderr)."""
+    if "--json" not in sys.argv[1:]:
+        return app()
+    # Click's UsageError (a missing argument, an unknown option, a bad value), from the Click Typer runs on
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as e:
+        e.show()
+        _print_json({"status": "error", "exit_code": e.exit_code, "error": e.format_message()})
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if type(e).__name__ != "Abort":
+            raise
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # a command's result (a dict) was printed: success
 
 
 if __name__ == "__main__":

@@ -385,6 +385,26 @@ def test_shell_completion_and_metavars_read_as_values():
     assert "--text TEXT" in run("predict", "--help").stdout and "--beam N" in run("evaluate", "--help").stdout
 
 
+def test_with_json_a_bad_command_line_is_one_json_object_too(tmp_path):
+    """A bad option or argument is Click's to say, before any command runs: it was only its usage text on
+    stderr, and a script reading --json's stdout got nothing. Run as the installed command (the console
+    script), which is where it is said."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("dlkit")
+    for args, said in ((["generate", str(tmp_path), "-n", "abc"], "Invalid value for '-n'"),
+                       (["train"], "Missing argument 'RECIPE'"), (["train", "x.yaml", "--nonsense"], "--nonsense")):
+        out = subprocess.run([str(script), *args, "--json"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and said in out.stderr, out
+        answer = json.loads(out.stdout)
+        assert answer["status"] == "error" and answer["exit_code"] == 2 and said in answer["error"]
+        plain = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
+        assert plain.returncode == 2 and plain.stdout == "" and said in plain.stderr
+    ok = subprocess.run([str(script), "list", "--json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "architectures" in json.loads(ok.stdout)
+
+
 def test_a_relative_data_path_is_kept_absolute_so_the_run_is_read_from_any_directory(tmp_path, monkeypatch):
     """data.path (and data.dir) are read from the working directory, and the run's recipe.yaml keeps them
     absolute: evaluate from another directory finds the data (before, it looked for data/mine.npz there)."""
