@@ -39,8 +39,10 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    if samples < 1 or (importance_samples is not None and importance_samples < 1):
-        raise UsageError(f"-n and -k count samples: at least 1, received {samples} and {importance_samples}")
+    if samples < 1:
+        raise UsageError(f"-n/--samples counts samples: at least 1, received {samples}")
+    if importance_samples is not None and importance_samples < 1:
+        raise UsageError(f"-k/--importance-samples counts samples: at least 1, received {importance_samples}")
     if beam is not None and beam < 1:
         raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {beam}")
     run = finished(resolve_run(target, runs_root))

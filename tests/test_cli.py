@@ -385,6 +385,14 @@ def test_shell_completion_and_metavars_read_as_values():
     assert "--text TEXT" in run("predict", "--help").stdout and "--beam N" in run("evaluate", "--help").stdout
 
 
+def test_evaluate_names_the_count_that_is_out_of_range(tmp_path):
+    # was "-n and -k count samples: at least 1, received 10000 and 0", whichever the user had given
+    for flag, said in (("-k", "-k/--importance-samples counts samples: at least 1, received 0"),
+                       ("-n", "-n/--samples counts samples: at least 1, received 0")):
+        out = run("evaluate", tmp_path, flag, "0")
+        assert out.exit_code == 2 and said in out.stderr, out.output
+
+
 def test_with_json_a_bad_command_line_is_one_json_object_too(tmp_path):
     """A bad option or argument is Click's to say, before any command runs: it was only its usage text on
     stderr, and a script reading --json's stdout got nothing. Run as the installed command (the console
