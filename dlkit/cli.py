@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted, RecipeError
+from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted, RecipeError, unusable_path
 
 app = typer.Typer(
     name="dlkit",
@@ -171,8 +171,6 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     except DlkitError as e:
         raise _fail(e, json_, {"run_dir": e.run_dir} if e.run_dir else None) from None
     except OSError as e:  # one no reader or writer caught (a folder where run.lock should be): not a traceback
-        from dlkit.errors import unusable_path
-
         raise _fail(unusable_path(e), json_) from None
     if json_:
         _print_json(result)
@@ -366,8 +364,6 @@ def report(
 def _answer(make, json_: bool, show) -> dict:
     """What the commands that answer once share: run, then one JSON object, or `show(result, console)`;
     a user error is its exit code and message."""
-    from dlkit.errors import unusable_path
-
     try:
         result = make()
     except DlkitError as e:
