@@ -240,6 +240,10 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     pickled = cli("generate", run, "--input", tmp_path / "objects.npy", "--json")  # was numpy's traceback
     assert pickled.exit_code == 2 and "not a numpy array file" in json.loads(pickled.stdout)["error"]
     assert cli("generate", run, "--label", "3").exit_code == 2
+    # a picture is PNG whatever its name: x.jpg held PNG bytes, which whatever opened it by its name misread
+    named = cli("generate", run, "--out", tmp_path / "grid.jpg")
+    assert named.exit_code == 2 and "pictures are written as PNG files; end the name in .png" in named.stderr
+    assert not (tmp_path / "grid.jpg").exists()
 
 
 def test_unlabelled_images_train_an_autoencoder_and_a_classifier_says_it_needs_labels(write_recipe, tmp_path):

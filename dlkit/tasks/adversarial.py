@@ -139,7 +139,7 @@ class Adversarial(TwoPlayer):
         samples = gan.sampler.predict(latent, verbose=0, batch_size=256)
         what = "interpolation" if request.interpolate else "samples"
         suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
-        path = output_path(request.out or run.root / f"{what}-seed{request.seed}{suffix}.png", request.force)
+        path = output_path(request.out or run.root / f"{what}-seed{request.seed}{suffix}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(samples, scale), rows), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n), "seed": request.seed,
                 "label": label, "code": code, "interpolate": request.interpolate}

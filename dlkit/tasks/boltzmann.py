@@ -170,7 +170,7 @@ class Boltzmann(FitTask):
         rng = np.random.default_rng(request.seed)
         v = rng.random((request.n, model.visible)).astype(np.float32)
         samples = chain_snapshots(model, v, steps=(1000,), seed=request.seed)
-        path = output_path(request.out or run.root / f"samples-seed{request.seed}.png", request.force)
+        path = output_path(request.out or run.root / f"samples-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(samples.reshape((-1, *shape)), UNIT),
                                     max(1, int(math.sqrt(request.n)))), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),

@@ -168,7 +168,7 @@ class Dbn(Classification):
         shape = tuple(model.input_shape[1:])
         path = output_path(request.out or run.root / (f"samples-seed{request.seed}"
                                                       + (f"-label{request.label}" if request.label is not None else "")
-                                                      + ".png"), request.force)
+                                                      + ".png"), request.force, png=True)
         images.save_png(images.grid(images.to_uint8(x.reshape((-1, *shape)).astype(np.float32), UNIT),
                                     max(1, int(math.sqrt(request.n)))), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),

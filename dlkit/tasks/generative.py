@@ -99,14 +99,17 @@ def diversity(fake: np.ndarray, real: np.ndarray) -> dict:
     return {"generated": f, "real": r, "ratio": f / max(r, 1e-12)}
 
 
-def output_path(path, force: bool):
+def output_path(path, force: bool, png: bool = False):
     """Where a command writes its output (--out): refused if it exists without `force`, and checked to be
-    writable before any work is done (its folder made, a probe file written and removed there)."""
+    writable before any work is done (its folder made, a probe file written and removed there). `png`: a
+    picture, which is written as PNG whatever the name, so the name must end in .png."""
     from pathlib import Path
 
     from dlkit.errors import StorageError
 
     path = Path(path)
+    if png and path.suffix.lower() != ".png":  # PNG bytes in x.jpg or x.txt would mislead whatever opens it
+        raise UsageError(f"{path}: pictures are written as PNG files; end the name in .png")
     if path.exists() and not force:
         raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
     try:

@@ -109,7 +109,7 @@ class Reconstruction(FitTask):
             pool = s.x_test if s.x_test is not None else s.x_train
             x = pool[np.random.default_rng(request.seed).choice(len(pool), min(request.n, len(pool)), replace=False)]
         rows = reconstruction_rows(model, in_scale(x, scale), noisy=recipe.model.noise is not None)
-        path = output_path(request.out or run.root / f"reconstructions-seed{request.seed}.png", request.force)
+        path = output_path(request.out or run.root / f"reconstructions-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(np.concatenate(rows), scale), len(rows)), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                 "seed": request.seed}

@@ -186,7 +186,7 @@ class Translation(TwoPlayer):
                              "translates test images (-n, --seed) or the images given (--input)")
         if request.inputs:
             x, _ = sources.read_images(request.inputs, tuple(int(d) for d in model.generator_ab.input_shape[1:]))
-            path = output_path(request.out or run.root / "translations-input.png", request.force)
+            path = output_path(request.out or run.root / "translations-input.png", request.force, png=True)
             scale = run_scale(run)
             fake = images.to_uint8(model.generator_ab.predict(in_scale(x, scale), verbose=0), scale)
             cols = min(8, len(x))  # up to 8 a row, each row of inputs above its translations; blank cells white
@@ -204,7 +204,7 @@ class Translation(TwoPlayer):
             pick = np.random.default_rng(request.seed).choice(len(x), min(request.n, len(x)), replace=False)
             real = in_scale(x[pick], domain.scale)
             rows += [real, g.predict(real, verbose=0)]
-        path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force)
+        path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(np.concatenate(rows), run_scale(run)), 4), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
                 "seed": request.seed, "translation": True}

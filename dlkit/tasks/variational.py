@@ -141,7 +141,7 @@ class Variational(FitTask):
         else:
             z = rng.standard_normal((request.n, model.latent_dim)).astype(np.float32)
             pictures_, rows, what = model.sample(z), max(1, int(math.sqrt(request.n))), "samples"
-        path = output_path(request.out or run.root / f"{what}-seed{request.seed}.png", request.force)
+        path = output_path(request.out or run.root / f"{what}-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(pictures_, scale), rows), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
                 "seed": request.seed, "interpolate": request.interpolate}
