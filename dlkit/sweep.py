@@ -69,7 +69,7 @@ def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: lis
                 resolved = tasks.load_recipe(recipe_path, sets).to_dict()
             except RecipeError as e:
                 problems.append(f"{point}: {e}")
-                continue
+                break  # the next seeds would say the same of this point
             out.append({"point": point, "seed": seed, "sets": sets, "recipe": resolved})
     if problems:
         raise UsageError("the grid has values the recipe does not take:\n" + "\n".join(problems[:10]))

@@ -38,6 +38,16 @@ def test_grid_values_are_typed_as_yaml():
             parse_grid(bad)
 
 
+def test_a_bad_grid_value_is_said_once_whatever_the_seeds(write_recipe):
+    # each of --seeds 3 said the same problem of the same point again
+    from dlkit.sweep import members
+
+    recipe = write_recipe("model: {arch: mlp}\n")
+    with pytest.raises(UsageError) as info:
+        members(recipe, parse_grid(["train.epochs=1,lots"]), 3, [])
+    assert str(info.value).count("problem(s) in recipe") == 1 and "received 'lots'" in str(info.value)
+
+
 def test_a_key_in_both_set_and_grid_is_a_usage_error(write_recipe):
     # the grid's value won over the --set's, in silence
     from dlkit.sweep import members
