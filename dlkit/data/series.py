@@ -90,19 +90,21 @@ def read(cfg, path: Path | None = None) -> Frame:
                    f"data.separator: {other!r}" if other else ""
         raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are "
                         f"{', '.join(map(repr, columns))}{hint}")
-    try:
+
+    def as_times(values, **kwargs):
         with warnings.catch_warnings():  # pandas's "could not infer format": times that read each on its own
             warnings.simplefilter("ignore", UserWarning)  # read all the same, and a user has no key to set
-            if len(time_cols) == 1:
-                times = pd.to_datetime(df[time_cols[0]])
-            else:  # year, month, day, hour, ... given as columns, in that order
-                times = pd.to_datetime(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
+            return pd.to_datetime(values, **kwargs)
+
+    try:
+        if len(time_cols) == 1:
+            times = as_times(df[time_cols[0]])
+        else:  # year, month, day, hour, ... given as columns, in that order
+            times = as_times(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
     except (ValueError, TypeError) as e:
         if len(time_cols) == 1:  # a cell or two among times that read: name the first, not pandas's guess at a fix
             column = df[time_cols[0]]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                unread = np.flatnonzero(column.notna().to_numpy() & pd.to_datetime(column, errors="coerce").isna())
+            unread = np.flatnonzero(column.notna().to_numpy() & as_times(column, errors="coerce").isna())
             if 0 < len(unread) < len(column):
                 first, n = f"{column.iloc[unread[0]]!r} (data row {unread[0] + 1})", len(unread)
                 what = f"a cell that is not a time like the others: {first}" if n == 1 else \
