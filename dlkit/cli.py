@@ -234,7 +234,8 @@ def evaluate(
                   f"\n\n{EXIT_CODES_HELP}")
 def generate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
-    n: Annotated[int, typer.Option("-n", metavar="N", help="How many samples.")] = 64,
+    n: Annotated[Optional[int], typer.Option("-n", metavar="N", help="How many samples, test images or "
+                                             "interpolation steps to draw (64; at most 10,000).")] = None,
     label: Annotated[Optional[int], typer.Option(metavar="K", help="Class to draw (conditional models).")] = None,
     code: Annotated[Optional[int], typer.Option(metavar="K", help="Categorical code to draw (InfoGAN).")] = None,
     seed: Annotated[int, typer.Option(metavar="SEED", min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,

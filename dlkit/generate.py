@@ -26,19 +26,27 @@ def _open(run_dir, unsafe: bool, **options):
     return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)
 
 
-def generate(run_dir, n: int = 64, label: int | None = None, code: int | None = None, seed: int = 0,
+MOST_SAMPLES = 10_000  # generate's -n: a 100 x 100 grid, a picture's worth
+
+
+def generate(run_dir, n: int | None = None, label: int | None = None, code: int | None = None, seed: int = 0,
              out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
              prompt: str | None = None, length: int | None = None, temperature: float | None = None) -> dict:
-    """`length` and `temperature` are a language model's (None: 500 tokens at temperature 1)."""
-    if n < 1:
-        raise UsageError(f"-n must be at least 1, received {n}")
+    """`n` counts the samples drawn into a picture (None: 64). `length` and `temperature` are a language
+    model's (None: 500 tokens at temperature 1)."""
+    if n is not None and not 1 <= n <= MOST_SAMPLES:
+        raise UsageError(f"-n counts the samples in one picture: 1 to {MOST_SAMPLES:,}, received {n}")
     if length is not None and length < 1:
         raise UsageError(f"--length must be at least 1, received {length}")
     for path in inputs:  # before the model loads; a folder's images are read by sources.read_images
         if not Path(path).exists():
             raise UsageError(f"--input {path}: no such file or folder")
-    run, recipe, session, model = _open(run_dir, unsafe, prompt=prompt, length=length, temperature=temperature)
-    length, temperature = 500 if length is None else length, 1.0 if temperature is None else temperature
+    if n is not None and inputs:
+        raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
+                         "however many")
+    run, recipe, session, model = _open(run_dir, unsafe, n=n, prompt=prompt, length=length, temperature=temperature)
+    n, length, temperature = (64 if n is None else n, 500 if length is None else length,
+                              1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
                               temperature)
     return session.task.generate(run, recipe, model, lambda: session.data, request)

@@ -28,6 +28,17 @@ def grid(images: np.ndarray, rows: int, pad: int = 2, min_side: int = 64) -> np.
     return out
 
 
+def bands(rows: list, width: int = 16) -> np.ndarray:
+    """Aligned rows of N uint8 images each (inputs, and what a model made of each) as one picture, wrapped
+    into bands of `width` columns: each band holds the rows' next `width` images one above the other, so
+    an image stays above its counterparts however large N is. The last band's empty cells are white."""
+    n = len(rows[0])
+    cols = min(width, n)
+    padded = [np.concatenate([r, np.full((-n % cols, *r.shape[1:]), 255, np.uint8)]) for r in rows]
+    tiles = [r[i:i + cols] for i in range(0, len(padded[0]), cols) for r in padded]
+    return grid(np.concatenate(tiles), len(tiles))
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 

@@ -223,6 +223,18 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     assert gen.exit_code == 0 and Path(json.loads(gen.stdout)["out"]).name == "reconstructions-seed0.png"
     from PIL import Image
 
+    # 20 test images wrap into bands of 16 columns, each band the inputs above their reconstructions (58 px
+    # cells); it was one row of inputs and one of reconstructions, as wide as -n, 560,000 px at 10,000
+    wide = cli("generate", run, "-n", "20", "--out", tmp_path / "twenty.png", "--json")
+    assert wide.exit_code == 0 and json.loads(wide.stdout)["n"] == 20, wide.output
+    with Image.open(tmp_path / "twenty.png") as im:
+        assert im.size == (16 * 58 + 2, 4 * 58 + 2)
+    for args, said in ((["-n", "10001"], "1 to 10,000, received 10001"), (["-n", "0"], "received 0"),
+                       (["-n", "3", "--input", tmp_path / "twenty.png"], "-n and --input do not go together")):
+        refused = cli("generate", run, *args, "--out", tmp_path / "refused.png")
+        assert refused.exit_code == 2 and said in refused.stderr, refused.output
+    assert not (tmp_path / "refused.png").exists()
+
     digit = tmp_path / "digit.png"
     Image.fromarray((np.arange(784).reshape(28, 28) % 256).astype("uint8")).save(digit)
     given = cli("generate", run, "--input", digit, "--out", tmp_path / "mine.png", "--json")

@@ -438,7 +438,7 @@ def test_cyclegan_trains_translates_and_is_measured(digits16, clf16, tmp_path):
     cifar = sources.load_builtin("cifar10", str(DATA), allow_download=False)
     b_path = tmp_path / "digits16_m.npz"
     np.savez(b_path, x_train=sources.blend_over_patches(a["x_train"][::-1], cifar.x_train, 1), y_train=a["y_train"][::-1],
-             x_test=sources.blend_over_patches(a["x_test"], cifar.x_test, 2), y_test=a["y_test"])
+             x_test=sources.blend_over_patches(a["x_test"][7:], cifar.x_test, 2), y_test=a["y_test"][7:])
     recipe = tmp_path / "cyc.yaml"
     recipe.write_text(f"""
 name: tiny_cyclegan
@@ -471,8 +471,14 @@ train: {{epochs: 2}}
     assert made["n"] == 10 and made["translation"] == "a_to_b"
     from PIL import Image
 
-    with Image.open(made["out"]) as im:  # 4 rows of 8 (inputs, translations, inputs, translations), 64 px each
-        assert im.size == (8 * 66 + 2, 4 * 66 + 2)
+    with Image.open(made["out"]) as im:  # one band of 10: inputs above their translations, 64 px each
+        assert im.size == (10 * 66 + 2, 2 * 66 + 2)
+    every = runner.invoke(app, ["generate", str(run), "-n", "10000", "--out", str(tmp_path / "all.png"), "--json"])
+    assert every.exit_code == 0, every.output
+    shown = json.loads(every.stdout)["n"]  # as many of each domain as the smaller test split (B's) holds
+    assert shown == len(a["x_test"]) - 7
+    with Image.open(tmp_path / "all.png") as im:  # bands of 16 of the rows A, A->B, B, B->A
+        assert im.size == (16 * 66 + 2, 4 * -(-shown // 16) * 66 + 2)
     res = runner.invoke(app, ["evaluate", str(run), "--reference", clf16, "--json"])
     assert res.exit_code == 0, res.stderr
     ev = json.loads(res.stdout)

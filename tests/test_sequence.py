@@ -490,6 +490,8 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert text[0] == text[1] != text[2] and text[0].startswith("ROMEO:") and len(text[0]) == 46
     assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", "-1"]).exit_code == 2
     assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2
+    many = runner.invoke(app, ["generate", lm["run_dir"], "-n", "3"])  # was dropped: one text, as if it took effect
+    assert many.exit_code == 2 and "-n is read by" in many.stderr and "task is language_model" in many.stderr
     unknown = runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO€€~", "--length", "4"])
     assert unknown.exit_code == 2 and "'€', '~'" in unknown.output, unknown.output  # not [UNK] in the text
     assert runner.invoke(app, ["generate", lm["run_dir"], "--out", "/proc/x.txt"]).exit_code == 5

@@ -52,6 +52,7 @@ class DigitValue(Task):
     summary = "a digit's value, as a number"
     Train = DigitValueTrain
     roles = ("model",)
+    options = frozenset({"n"})  # generate -n: how many test digits to value
     calls: list = []  # which hook ran, to show the training loop went through each
 
     def phases(self, recipe):

@@ -157,7 +157,7 @@ class EncodeRequest:
 
 
 OPTIONS = {"beam": "--beam", "plot": "--plot", "importance_samples": "-k", "prompt": "--prompt", "length": "--length",
-           "temperature": "--temperature"}  # Task.options' names, as typed
+           "temperature": "--temperature", "n": "-n"}  # Task.options' names, as typed
 
 
 class Task:

@@ -49,7 +49,7 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 class Boltzmann(FitTask):
     name = "boltzmann"
-    options = frozenset({"importance_samples"})
+    options = frozenset({"importance_samples", "n"})
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
                  Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))
     summary = "an energy-based model of binary inputs (RBM), trained by contrastive divergence; AIS log-likelihood"

@@ -50,6 +50,7 @@ class Dbn(Classification):
     name = "dbn"
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain
+    options = frozenset({"n"})  # generate's -n
 
     def needs_labels(self, recipe):
         return "a DBN is fine-tuned as a classifier"

@@ -40,6 +40,7 @@ class Reconstruction(FitTask):
     headlines = (Headline("psnr_db", "PSNR (dB)"), Headline("mse", "MSE", "min"))
     summary = "inputs to a code and back (autoencoders); reconstruction error, PSNR, a linear probe of the codes"
     Train = ReconstructionTrain
+    options = frozenset({"n"})  # generate's -n
     default_loss = "mean_squared_error"
 
     def examples(self, recipe):
@@ -110,7 +111,7 @@ class Reconstruction(FitTask):
             x = pool[np.random.default_rng(request.seed).choice(len(pool), min(request.n, len(pool)), replace=False)]
         rows = reconstruction_rows(model, in_scale(x, scale), noisy=recipe.model.noise is not None)
         path = output_path(request.out or run.root / f"reconstructions-seed{request.seed}.png", request.force, png=True)
-        images.save_png(images.grid(images.to_uint8(np.concatenate(rows), scale), len(rows)), path)
+        images.save_png(images.bands([images.to_uint8(r, scale) for r in rows]), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                 "seed": request.seed}
 

@@ -189,22 +189,17 @@ class Translation(TwoPlayer):
             path = output_path(request.out or run.root / "translations-input.png", request.force, png=True)
             scale = run_scale(run)
             fake = images.to_uint8(model.generator_ab.predict(in_scale(x, scale), verbose=0), scale)
-            cols = min(8, len(x))  # up to 8 a row, each row of inputs above its translations; blank cells white
-            blank = np.full((-len(x) % cols, *x.shape[1:]), 255, np.uint8)
-            a, b = np.concatenate([x, blank]), np.concatenate([fake, blank])
-            tiles = np.concatenate([np.concatenate([a[i:i + cols], b[i:i + cols]]) for i in range(0, len(a), cols)])
-            images.save_png(images.grid(tiles, 2 * len(a) // cols), path)
+            images.save_png(images.bands([x, fake]), path)
             return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                     "translation": "a_to_b"}
         d = data()
+        pools = [(s.x_test if s.x_test is not None else s.x_train) for s in (d.a.splits, d.b.splits)]
+        n = min(request.n, *map(len, pools))  # as many of each domain, so that the rows align
         rows = []
-        for domain, g in ((d.a, model.generator_ab), (d.b, model.generator_ba)):
-            s = domain.splits
-            x = s.x_test if s.x_test is not None else s.x_train
-            pick = np.random.default_rng(request.seed).choice(len(x), min(request.n, len(x)), replace=False)
-            real = in_scale(x[pick], domain.scale)
+        for x, domain, g in zip(pools, (d.a, d.b), (model.generator_ab, model.generator_ba)):
+            real = in_scale(x[np.random.default_rng(request.seed).choice(len(x), n, replace=False)], domain.scale)
             rows += [real, g.predict(real, verbose=0)]
         path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force, png=True)
-        images.save_png(images.grid(images.to_uint8(np.concatenate(rows), run_scale(run)), 4), path)
-        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
+        images.save_png(images.bands([images.to_uint8(r, run_scale(run)) for r in rows]), path)
+        return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n),
                 "seed": request.seed, "translation": True}

@@ -34,7 +34,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 class Variational(FitTask):
     name = "variational"
-    options = frozenset({"importance_samples"})
+    options = frozenset({"importance_samples", "n"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
     measures_test_each_epoch = True
