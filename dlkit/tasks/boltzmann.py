@@ -164,7 +164,7 @@ class Boltzmann(FitTask):
         if request.label is not None or request.code is not None or request.interpolate or request.inputs:
             raise UsageError("an RBM draws Gibbs chains from noise (-n, --seed); --label, --code, --interpolate and "
                              "--input do not apply")
-        shape = tuple(data().spec.input_shape)
+        shape = tuple(run.read_json(run.manifest)["data_spec"]["input_shape"])  # the run's own: no data to read
         if len(shape) != 3 or model.visible_kind != "bernoulli":
             raise UsageError("samples are drawn as pictures of binary images only")
         rng = np.random.default_rng(request.seed)
