@@ -22,7 +22,7 @@ from typing import Callable
 import yaml
 
 from dlkit import tasks
-from dlkit.errors import RecipeError, UsageError
+from dlkit.errors import Problem, RecipeError, UsageError
 from dlkit.recipe.source import Loader
 
 
@@ -59,7 +59,7 @@ def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: lis
     both = [k for k in keys if any(o.partition("=")[0].strip() == k for o in overrides)]
     if both:  # the grid's value would win over the --set's, in silence
         raise UsageError(f"{both[0]} is both --set and --grid; give its values in --grid alone")
-    out, problems = [], []
+    out, problems = [], {}
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
         for i in range(seeds):
@@ -68,12 +68,38 @@ def members(recipe_path: Path, grid: dict[str, list], seeds: int, overrides: lis
             try:
                 resolved = tasks.load_recipe(recipe_path, sets).to_dict()
             except RecipeError as e:
-                problems.append(f"{point}: {e}")
+                for p in e.problems:
+                    _note(problems, p, keys)
                 break  # the next seeds would say the same of this point
             out.append({"point": point, "seed": seed, "sets": sets, "recipe": resolved})
     if problems:
-        raise UsageError("the grid has values the recipe does not take:\n" + "\n".join(problems[:10]))
+        lines = [Problem(path, message, _where(where, values, grid), hint).render()
+                 for (where, path, message, hint), values in problems.items()]
+        raise UsageError(f"the grid has values the recipe {recipe_path} does not take:\n"
+                         + "\n".join("  - " + line for line in lines[:10])
+                         + (f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""))
     return out
+
+
+def _where(where: str, values: list, grid: dict) -> str:
+    """`--grid key=v1,v2` for the values a problem was found at, or `--grid key` when it was found at all of
+    them (a misspelt key)."""
+    if not where.startswith("--grid ") or len(values) == len(grid[where[7:]]) > 1:
+        return where
+    return f"{where}={','.join(values)}"
+
+
+def _note(problems: dict, p: Problem, keys: list[str]) -> None:
+    """Gathers a problem found at a grid point under what it says: one found at every value of a key (a
+    misspelt key) is said once, of the key; one of a value, once, however many points hold the value."""
+    where, value = p.location or "", None
+    if where.startswith("--set ") and where[6:].partition("=")[0] in keys:
+        key, _, value = where[6:].partition("=")
+        where, value = f"--grid {key}", json.loads(value)
+        value = value if isinstance(value, str) else json.dumps(value)  # as typed: lots, not "lots"
+    values = problems.setdefault((where, p.path, p.message, p.hint), [])
+    if value is not None and value not in values:
+        values.append(value)
 
 
 def _existing(runs_root: Path, name: str) -> list[tuple[dict, Path]]:

@@ -45,7 +45,24 @@ def test_a_bad_grid_value_is_said_once_whatever_the_seeds(write_recipe):
     recipe = write_recipe("model: {arch: mlp}\n")
     with pytest.raises(UsageError) as info:
         members(recipe, parse_grid(["train.epochs=1,lots"]), 3, [])
-    assert str(info.value).count("problem(s) in recipe") == 1 and "received 'lots'" in str(info.value)
+    assert str(info.value).count("received 'lots'") == 1
+    assert "  - --grid train.epochs=lots: train.epochs: Input should be a valid integer" in str(info.value)
+
+
+def test_a_grid_problem_is_said_once_of_its_key_or_value_whatever_the_other_keys(write_recipe):
+    # a misspelt key was said again at every point of the grid (6 here), each time naming one value
+    from dlkit.sweep import members
+
+    recipe = write_recipe("model: {arch: mlp}\n")
+    grid = parse_grid(["train.optimzer.learning_rate=0.1,0.01", "model.dropout=0.1,2,3", "train.epochs=1,2"])
+    with pytest.raises(UsageError) as info:
+        members(recipe, grid, 2, [])
+    said = str(info.value).splitlines()
+    assert said[1:] == [
+        "  - --grid train.optimzer.learning_rate: train.optimzer: unknown key (did you mean 'optimizer'? "
+        + said[1].partition("(did you mean 'optimizer'? ")[2],
+        "  - --grid model.dropout=2: model.dropout: Input should be less than 1; received 2",
+        "  - --grid model.dropout=3: model.dropout: Input should be less than 1; received 3"]
 
 
 def test_a_key_in_both_set_and_grid_is_a_usage_error(write_recipe):
