@@ -13,15 +13,19 @@ from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest
 
 
-def _open(run_dir, unsafe: bool, **options):
+def _open(run_dir, unsafe: bool, command: str, **options):
     """A finished run's recipe, task session and model: the model alone, without its optimizer's state,
-    which drawing, encoding and predicting do not use. `options` given that the run's task does not read
-    are refused first (tasks.refuse_unread)."""
+    which drawing, encoding and predicting do not use. A task without `command` (its Task method) says so
+    first; then `options` given that the run's task does not read are refused (tasks.refuse_unread)."""
+    from dlkit.tasks.base import Task
     from dlkit.training.session import Session
 
     run = finished(RunDir.open(run_dir))
     recipe = tasks.load_run_recipe(run.recipe)
-    tasks.refuse_unread(tasks.of(recipe), **options)
+    task = tasks.of(recipe)
+    if getattr(type(task), command) is getattr(Task, command):  # Task's own: the refusal, before any option's
+        raise task.lacking(run, command)
+    tasks.refuse_unread(task, **options)
     session = Session.open(recipe)
     return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)
 
@@ -44,7 +48,7 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     if n is not None and inputs:
         raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
                          "however many")
-    run, recipe, session, model = _open(run_dir, unsafe, n=n, prompt=prompt, length=length, temperature=temperature)
+    run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length, temperature=temperature)
     n, length, temperature = (64 if n is None else n, 500 if length is None else length,
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
@@ -57,7 +61,7 @@ def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: 
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    run, recipe, session, model = _open(run_dir, unsafe)
+    run, recipe, session, model = _open(run_dir, unsafe, "encode")
     return session.task.encode(run, recipe, model, lambda: session.data, EncodeRequest(split, out, force))
 
 
@@ -67,7 +71,7 @@ def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None 
     the end of a CSV."""
     from dlkit.tasks.base import PredictRequest
 
-    run, recipe, session, model = _open(run_dir, unsafe, beam=beam, plot=plot)
+    run, recipe, session, model = _open(run_dir, unsafe, "predict", beam=beam, plot=plot)
     request = PredictRequest(texts=list(texts), inputs=[Path(p) for p in inputs],
                              csv=Path(csv) if csv is not None else None, beam=beam,
                              plot=Path(plot) if plot is not None else None, force=force)

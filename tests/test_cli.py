@@ -336,7 +336,7 @@ def test_commands_that_read_a_model_load_it_without_its_optimizer(tiny_run):
     from dlkit import evaluate, generate, models
     from dlkit.training.session import Session
 
-    *_, alone = generate._open(tiny_run, unsafe=False)
+    *_, alone = generate._open(tiny_run, unsafe=False, command="predict")  # a classifier predicts
     assert getattr(alone, "optimizer", None) is None and not alone.compiled
     run = evaluate.finished(evaluate.resolve_run(tiny_run))
     full = Session.open(evaluate.tasks.load_recipe(run.recipe)).model(checkpoint=run.model)  # as evaluate loads it

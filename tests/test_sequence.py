@@ -492,6 +492,11 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2
     many = runner.invoke(app, ["generate", lm["run_dir"], "-n", "3"])  # was dropped: one text, as if it took effect
     assert many.exit_code == 2 and "-n is read by" in many.stderr and "task is language_model" in many.stderr
+    # a command the task has not is said so first, before an option it would not read
+    drawn = runner.invoke(app, ["generate", image_run["run_dir"], "-n", "5"])
+    assert drawn.exit_code == 2 and "classification runs have nothing to generate" in drawn.stderr, drawn.output
+    beamed = runner.invoke(app, ["predict", lm["run_dir"], "--beam", "3", "--text", "x"])
+    assert beamed.exit_code == 2 and "language_model runs have no `dlkit predict`" in beamed.stderr, beamed.output
     unknown = runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO€€~", "--length", "4"])
     assert unknown.exit_code == 2 and "'€', '~'" in unknown.output, unknown.output  # not [UNK] in the text
     assert runner.invoke(app, ["generate", lm["run_dir"], "--out", "/proc/x.txt"]).exit_code == 5

@@ -258,14 +258,22 @@ class Task:
         """What `dlkit evaluate` prints of a result: rich renderables or plain strings."""
         return []
 
+    def lacking(self, run: RunDir, command: str) -> UsageError:
+        """What a run of this task says to `dlkit generate`, `predict` or `encode` when the task has no such
+        method (Task's own, which raises this)."""
+        return UsageError(f"{run.root}: {self.name} runs " + {
+            "generate": "have nothing to generate; `dlkit generate` is for generative and reconstructing models "
+                        "(GANs, CycleGANs, autoencoders, VAEs, RBMs, DBNs, language models)",
+            "predict": "have no `dlkit predict`; it is for classifiers (images, text, feature rows), translation "
+                       "models, forecasters and regressions",
+            "encode": "have no codes; `dlkit encode` is for autoencoders and VAEs"}[command])
+
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:
-        raise UsageError(f"{run.root}: {self.name} runs have nothing to generate; `dlkit generate` is for "
-                         "generative and reconstructing models (GANs, translation models, autoencoders)")
+        raise self.lacking(run, "generate")
 
     def predict(self, run: RunDir, recipe, model, request: PredictRequest) -> dict:
         """What `dlkit predict` answers for new inputs (raw text, a CSV file), read with the run's artifacts."""
-        raise UsageError(f"{run.root}: {self.name} runs have no `dlkit predict`; it is for text classifiers and "
-                         "forecasters")
+        raise self.lacking(run, "predict")
 
     def report_prediction(self, result: dict) -> list:
         """What `dlkit predict` prints of a result: rich renderables or plain strings."""
@@ -277,4 +285,4 @@ class Task:
 
     def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
         """What `dlkit encode` writes: a split's codes."""
-        raise UsageError(f"{run.root}: {self.name} runs have no codes; `dlkit encode` is for autoencoders")
+        raise self.lacking(run, "encode")
