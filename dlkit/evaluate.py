@@ -9,7 +9,7 @@ from pathlib import Path
 from dlkit import tasks
 from dlkit.errors import SPLITS, MissingSplit, UsageError
 from dlkit.rundir import RunDir
-from dlkit.tasks.base import EvalRequest
+from dlkit.tasks.base import EvalRequest, check_beam
 
 
 def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
@@ -29,27 +29,28 @@ def finished(run: RunDir) -> RunDir:
     return run
 
 
-def evaluate(target, split: str | None = None, runs_root="runs", reference=None, samples: int = 10000,
+MOST_SAMPLES = 100_000  # evaluate's -n and -k: ten times the default -n, twenty times the largest -k measured
+
+
+def evaluate(target, split: str | None = None, runs_root="runs", reference=None, samples: int | None = None,
              importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it. `split` None: the test
     split, or for a run without one (a text cut into training and validation only) its validation split,
-    and the result's `note` says so."""
+    and the result's `note` says so. `samples` None: the task's default (tasks.base.EVAL_SAMPLES)."""
     from dlkit.training.session import Session
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    if samples < 1:
-        raise UsageError(f"-n/--samples counts samples: at least 1, received {samples}")
-    if importance_samples is not None and importance_samples < 1:
-        raise UsageError(f"-k/--importance-samples counts samples: at least 1, received {importance_samples}")
-    if beam is not None and beam < 1:
-        raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {beam}")
+    for flag, value in (("-n/--samples", samples), ("-k/--importance-samples", importance_samples)):
+        if value is not None and not 1 <= value <= MOST_SAMPLES:
+            raise UsageError(f"{flag} counts samples: 1 to {MOST_SAMPLES:,}, received {value}")
+    check_beam(beam)
     run = finished(resolve_run(target, runs_root))
     run.read_json(run.eval)  # an unreadable file is said before the measuring, not after it
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_run_recipe(run.recipe)
-    tasks.refuse_unread(tasks.of(recipe), beam=beam, importance_samples=importance_samples)
+    tasks.refuse_unread(tasks.of(recipe), samples=samples, beam=beam, importance_samples=importance_samples)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam)

@@ -256,7 +256,9 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     # options only other tasks read are refused, not dropped in silence
     for args, said in ((["predict", result["run_dir"], tmp_path / "gray.png", "--beam", "3"], "--beam is read by"),
                        (["predict", result["run_dir"], tmp_path / "gray.png", "--plot", tmp_path / "a.png"], "--plot"),
-                       (["evaluate", result["run_dir"], "-k", "50"], "-k is read by variational, boltzmann runs")):
+                       (["evaluate", result["run_dir"], "-k", "50"], "-k is read by variational, boltzmann runs"),
+                       # a classifier measured its test split as if -n had been taken
+                       (["evaluate", result["run_dir"], "-n", "500"], "-n/--samples is read by")):
         out = run(*args, "--json")
         assert out.exit_code == 2 and said in json.loads(out.stdout)["error"], out.stdout
     assert not (tmp_path / "a.png").exists()

@@ -299,6 +299,11 @@ def test_finished_run_is_measured_on_decoded_text_and_reloads_the_same(luong_run
     assert (run / "attention_maps.png").is_file() and (run / "bleu_by_length.png").is_file()
     greedy = evaluate(str(run), beam=1)
     assert greedy["decoding"] == "greedy" and greedy["bleu"] == pytest.approx(test["greedy_bleu"])
+    from dlkit.errors import UsageError
+    from dlkit.generate import predict
+
+    with pytest.raises(UsageError, match=r"--beam is the beam's width: 1 \(greedy\) to 64.*received 100000"):
+        predict(str(run), ["a cat"], beam=100000)  # was searched: 100,000 hypotheses a step
     sources = [e["source"] for e in test["examples"][:4]]
     cmd = [sys.executable, "-m", "dlkit.cli", "predict", str(run), "--json", "--plot", str(tmp_path / "a.png")]
     for s in sources:

@@ -134,6 +134,8 @@ def test_vae_trains_logs_nats_and_is_measured(straight):
     again = json.loads(cli("evaluate", run, "-k", "20", "--json").stdout)
     assert ev["nll"] == again["nll"] and ev["importance_samples"] == 20 and 0 <= ev["probe_accuracy"] <= 1
     assert set(json.loads((run / "eval.json").read_text())) == {"test_k20"}
+    alone = cli("evaluate", run, "-n", "500")  # -n counts what --reference measures: without it, unread
+    assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)
     assert np.load(codes["out"]).shape == (100, 2)
     assert cli("generate", run, "-n", "9", "--json").exit_code == 0

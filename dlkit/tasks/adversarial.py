@@ -15,7 +15,7 @@ import numpy as np
 from dlkit import images, metrics
 from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
 
 
@@ -64,7 +64,7 @@ class Adversarial(TwoPlayer):
     # ---------------------------------------------------------------- evaluate
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        gan, scale, n = model, run_scale(run), request.samples
+        gan, scale, n = model, run_scale(run), request.samples or EVAL_SAMPLES
         rng = np.random.default_rng(0)
         k = gan.num_classes or gan.categorical_codes
         asked = rng.integers(0, k, n) if k else None

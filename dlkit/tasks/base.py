@@ -116,7 +116,7 @@ def headline(task: Task, metrics: dict, evals: dict) -> dict | None:
 class EvalRequest:
     split: str = "test"
     reference: RunDir | None = None  # generative tasks: a classifier run that measures samples
-    samples: int = 10000  # how many samples the reference measures
+    samples: int | None = None  # how many samples a generative run draws to measure; None: EVAL_SAMPLES
     # likelihood models: samples of the importance-sampled estimate (a VAE's per example, an RBM's AIS runs);
     # None: the task's default
     importance_samples: int | None = None
@@ -156,7 +156,16 @@ class EncodeRequest:
     force: bool = False
 
 
-OPTIONS = {"beam": "--beam", "plot": "--plot", "importance_samples": "-k", "prompt": "--prompt", "length": "--length",
+EVAL_SAMPLES = 10_000  # evaluate's -n when not given
+MOST_BEAM = 64  # --beam and train.beam_width: a beam search's widest
+
+
+def check_beam(beam: int | None) -> None:
+    if beam is not None and not 1 <= beam <= MOST_BEAM:
+        raise UsageError(f"--beam is the beam's width: 1 (greedy) to {MOST_BEAM}, as train.beam_width takes, "
+                         f"received {beam}")
+
+OPTIONS = {"samples": "-n/--samples", "beam": "--beam", "plot": "--plot", "importance_samples": "-k", "prompt": "--prompt", "length": "--length",
            "temperature": "--temperature", "n": "-n"}  # Task.options' names, as typed
 
 

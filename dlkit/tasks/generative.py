@@ -67,7 +67,7 @@ class TwoPlayer(Task):
 
     Train = AdversarialTrain
     roles = ("generator", "discriminator")
-    options = frozenset({"n"})  # generate's -n
+    options = frozenset({"n", "samples"})  # generate's -n, evaluate's -n
     validates = False
 
     def compile(self, model, recipe, steps_per_epoch, phase):

@@ -24,7 +24,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, check_beam, evaluation
 from dlkit.tasks.fit import FitTask
 
 PAIR_DATASETS = {"tatoeba_fra_eng": "Tatoeba English-French sentence pairs (manythings.org's fra-eng.zip), 142,787",
@@ -65,7 +65,7 @@ class PairsData(DataCommon):
 
 class TranslationTrain(FitTrain):
     metrics: list[str] = Field(default_factory=list)  # the measures are BLEU and chrF on decoded text
-    beam_width: int = Field(5, ge=1, le=64)  # the finished run's decoding (1: greedy)
+    beam_width: int = Field(5, ge=1, le=MOST_BEAM)  # the finished run's decoding (1: greedy)
     length_penalty: float = Field(0.6, ge=0)  # GNMT's alpha; 0 ranks beams by summed log-probability
     attention_maps: int = Field(4, ge=0, le=12)  # test sentences drawn in attention_maps.png
 
@@ -224,9 +224,8 @@ class TextTranslation(FitTask):
         if not request.texts:
             raise UsageError("give the text to translate: --text \"...\" (repeatable) or --file FILE (one per line)")
         source, target = codecs(run)
+        check_beam(request.beam)
         width = recipe.train.beam_width if request.beam is None else request.beam
-        if width < 1:
-            raise UsageError(f"--beam is the beam's width: 1 (greedy) or more, received {width}")
         translator = Translator(model, recipe, source, target)
         hyps, _ = translator.translate(request.texts, width, recipe.train.length_penalty)
         plot = None

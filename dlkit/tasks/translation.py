@@ -19,7 +19,7 @@ from dlkit.data import pipeline, sources
 from dlkit.data.spec import DataSpec
 from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
 
 
@@ -138,7 +138,7 @@ class Translation(TwoPlayer):
         sa, sb, scale_a, scale_b = d.a.splits, d.b.splits, d.a.scale, d.b.scale
         xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
         xb, yb = (sb.x_test, sb.y_test) if sb.x_test is not None else (sb.x_train, sb.y_train)
-        n = request.samples
+        n = request.samples or EVAL_SAMPLES
         xa, ya, xb, yb = xa[:n], ya[:n], xb[:n], yb[:n]
         ab, aba, ba = translations(model, xa, xb, scale_a, scale_b)
         grid_path = run.root / "eval_translations.png"

@@ -23,7 +23,7 @@ import numpy as np
 from dlkit import images, optim
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
@@ -34,7 +34,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 class Variational(FitTask):
     name = "variational"
-    options = frozenset({"importance_samples", "n"})
+    options = frozenset({"importance_samples", "n", "samples"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
     measures_test_each_epoch = True
@@ -80,6 +80,9 @@ class Variational(FitTask):
     # ---------------------------------------------------------------- after training
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.samples is not None and request.reference is None:
+            raise UsageError("-n/--samples counts the samples --reference measures; without --reference a VAE "
+                             "measures the split's likelihood, with -k importance samples per example")
         data = data()
         x, y = split_of(data, request.split)
         xs = in_scale(x, data.scale)
@@ -96,14 +99,13 @@ class Variational(FitTask):
             return out
         from dlkit.tasks.reference import Reference
 
-        rng = np.random.default_rng(0)
-        fake = images.to_uint8(model.sample(rng.standard_normal((request.samples, model.latent_dim)).astype(np.float32)),
-                               data.scale)
-        real = x[: request.samples]
+        rng, n = np.random.default_rng(0), request.samples or EVAL_SAMPLES
+        fake = images.to_uint8(model.sample(rng.standard_normal((n, model.latent_dim)).astype(np.float32)), data.scale)
+        real = x[:n]
         s = data.splits  # real images of another split: the real-vs-real floor, with no example in both sets
         other = next((o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x), x[len(real):])
         measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real, other)
-        out.update(measured, samples=int(request.samples),
+        out.update(measured, samples=int(n),
                    diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
         out["key"] = "reference"
         return out
