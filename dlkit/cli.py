@@ -248,7 +248,7 @@ def generate(
         "folder of them to reconstruct; CycleGAN: images of domain A to translate to B. Repeatable.")] = None,
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
     length: Annotated[Optional[int], typer.Option(metavar="N",
-        help="Language models: how many tokens to sample (500).")] = None,
+        help="Language models: how many tokens to sample (500; at most 100,000).")] = None,
     temperature: Annotated[Optional[float], typer.Option(metavar="T",
         help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token "
         "(1).")] = None,

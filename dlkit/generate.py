@@ -31,6 +31,7 @@ def _open(run_dir, unsafe: bool, command: str, **options):
 
 
 MOST_SAMPLES = 10_000  # generate's -n: a 100 x 100 grid, a picture's worth
+MOST_TOKENS = 100_000  # generate's --length: a language model samples one token at a time
 
 
 def generate(run_dir, n: int | None = None, label: int | None = None, code: int | None = None, seed: int = 0,
@@ -40,8 +41,8 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     model's (None: 500 tokens at temperature 1)."""
     if n is not None and not 1 <= n <= MOST_SAMPLES:
         raise UsageError(f"-n counts the samples in one picture: 1 to {MOST_SAMPLES:,}, received {n}")
-    if length is not None and length < 1:
-        raise UsageError(f"--length must be at least 1, received {length}")
+    if length is not None and not 1 <= length <= MOST_TOKENS:
+        raise UsageError(f"--length counts the tokens to sample: 1 to {MOST_TOKENS:,}, received {length}")
     for path in inputs:  # before the model loads; a folder's images are read by sources.read_images
         if not Path(path).exists():
             raise UsageError(f"--input {path}: no such file or folder")

@@ -489,6 +489,8 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     text = [json.loads(s.stdout)["text"] for s in samples]
     assert text[0] == text[1] != text[2] and text[0].startswith("ROMEO:") and len(text[0]) == 46
     assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", "-1"]).exit_code == 2
+    endless = runner.invoke(app, ["generate", lm["run_dir"], "--length", "100001"])
+    assert endless.exit_code == 2 and "1 to 100,000, received 100001" in endless.stderr
     assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2
     many = runner.invoke(app, ["generate", lm["run_dir"], "-n", "3"])  # was dropped: one text, as if it took effect
     assert many.exit_code == 2 and "-n is read by" in many.stderr and "task is language_model" in many.stderr
