@@ -70,8 +70,9 @@ def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None 
             force: bool = False, inputs=()) -> dict:
     """What the run's model says of new inputs: labels for raw text or images, translations, a forecast past
     the end of a CSV."""
-    from dlkit.tasks.base import PredictRequest
+    from dlkit.tasks.base import PredictRequest, check_beam
 
+    check_beam(beam)
     run, recipe, session, model = _open(run_dir, unsafe, "predict", beam=beam, plot=plot)
     request = PredictRequest(texts=list(texts), inputs=[Path(p) for p in inputs],
                              csv=Path(csv) if csv is not None else None, beam=beam,

@@ -161,12 +161,15 @@ MOST_BEAM = 64  # --beam and train.beam_width: a beam search's widest
 
 
 def check_beam(beam: int | None) -> None:
+    """evaluate's and predict's --beam, said before the model loads."""
     if beam is not None and not 1 <= beam <= MOST_BEAM:
         raise UsageError(f"--beam is the beam's width: 1 (greedy) to {MOST_BEAM}, as train.beam_width takes, "
                          f"received {beam}")
 
-OPTIONS = {"samples": "-n/--samples", "beam": "--beam", "plot": "--plot", "importance_samples": "-k", "prompt": "--prompt", "length": "--length",
-           "temperature": "--temperature", "n": "-n"}  # Task.options' names, as typed
+
+# Task.options' names, as typed: generate's -n (n) and evaluate's (samples) are two options of one letter
+OPTIONS = {"n": "-n", "samples": "-n/--samples", "importance_samples": "-k", "beam": "--beam", "plot": "--plot",
+           "prompt": "--prompt", "length": "--length", "temperature": "--temperature"}
 
 
 class Task:

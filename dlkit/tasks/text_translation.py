@@ -24,7 +24,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, check_beam, evaluation
+from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
 PAIR_DATASETS = {"tatoeba_fra_eng": "Tatoeba English-French sentence pairs (manythings.org's fra-eng.zip), 142,787",
@@ -224,7 +224,6 @@ class TextTranslation(FitTask):
         if not request.texts:
             raise UsageError("give the text to translate: --text \"...\" (repeatable) or --file FILE (one per line)")
         source, target = codecs(run)
-        check_beam(request.beam)
         width = recipe.train.beam_width if request.beam is None else request.beam
         translator = Translator(model, recipe, source, target)
         hyps, _ = translator.translate(request.texts, width, recipe.train.length_penalty)
