@@ -28,7 +28,15 @@ def grid(images: np.ndarray, rows: int, pad: int = 2, min_side: int = 64) -> np.
     return out
 
 
-def bands(rows: list, width: int = 16) -> np.ndarray:
+BAND = 16  # columns of a picture that wraps: bands, and a strip of interpolation steps
+
+
+def strip_rows(n: int) -> int:
+    """Rows of a strip of n steps (an interpolation), read left to right, at most BAND steps a row."""
+    return max(1, -(-n // BAND))
+
+
+def bands(rows: list, width: int = BAND) -> np.ndarray:
     """Aligned rows of N uint8 images each (inputs, and what a model made of each) as one picture, wrapped
     into bands of `width` columns: each band holds the rows' next `width` images one above the other, so
     an image stays above its counterparts however large N is. The last band's empty cells are white."""

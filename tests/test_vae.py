@@ -140,6 +140,12 @@ def test_vae_trains_logs_nats_and_is_measured(straight):
     assert np.load(codes["out"]).shape == (100, 2)
     assert cli("generate", run, "-n", "9", "--json").exit_code == 0
     assert cli("generate", run, "--interpolate", "-n", "7").exit_code == 0 and (run / "interpolation-seed0.png").is_file()
+    # a long strip wraps at 16 steps a row, read left to right (it was one row, as wide as -n)
+    assert cli("generate", run, "--interpolate", "-n", "40", "--out", run / "long.png").exit_code == 0
+    from PIL import Image
+
+    with Image.open(run / "long.png") as im:  # 3 rows of 14 (the grid evens the rows), 58 px cells
+        assert im.size == (14 * 58 + 2, 3 * 58 + 2)
 
 
 def test_vae_resume_is_exact(straight, write_recipe, tmp_path):

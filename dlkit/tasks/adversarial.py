@@ -129,7 +129,7 @@ class Adversarial(TwoPlayer):
             # n points on the straight line between two noise vectors, everything else held fixed
             ends = latent_inputs(gan, 2, rng, **({key: np.full(2, chosen[0])} if chosen is not None else {}))
             t = np.linspace(0, 1, n, dtype=np.float32)[:, None]
-            latent, rows = (1 - t) * ends[0] + t * ends[1], 1
+            latent, rows = (1 - t) * ends[0] + t * ends[1], images.strip_rows(n)
         else:
             latent = latent_inputs(gan, n, rng, **({key: chosen} if chosen is not None else {}))
             by_class = k and fixed is None and n % k == 0
