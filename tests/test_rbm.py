@@ -134,3 +134,29 @@ def test_pcd_resume_is_exact(straight, write_recipe, tmp_path):
     b = keras.saving.load_model(Path(first["run_dir"]) / "model.keras").get_weights()
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_gibbs_chains_run_in_float32_without_overflow_warnings():
+    """The chains behind chains.png and `dlkit generate` are drawn in float32 (2.7 times faster a step than
+    float64); float32's exp overflows below -88, so the logistic is tanh's, silent and exact at the ends."""
+    import warnings
+
+    from dlkit.models.rbm_model import sigmoid_np
+    from dlkit.tasks.boltzmann import chain_snapshots
+
+    a = np.array([-1000, -88.8, -3, 0, 3, 1000], np.float32)
+    with np.errstate(over="ignore"):  # the reference: exp(1000) is inf even in float64, 1 / inf is 0
+        expected = 1 / (1 + np.exp(-a.astype(np.float64)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's RuntimeWarning on stderr, under -q too
+        got = sigmoid_np(a)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30)
+
+        class Strong:  # weights large enough to drive every unit far past float32's exp range
+            def numpy_parameters(self):
+                rng = np.random.default_rng(0)
+                return rng.normal(0, 50, (6, 4)), np.full(6, -200.0), np.full(4, 200.0)
+
+        chains = chain_snapshots(Strong(), np.ones((3, 6), np.float32), steps=(0, 1, 5))
+    assert chains.dtype == np.float32 and chains.shape == (9, 6) and np.all((chains >= 0) & (chains <= 1))

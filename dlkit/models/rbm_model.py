@@ -162,6 +162,12 @@ class RBM(StepModel):
                      for w in (self.kernel, self.visible_bias, self.hidden_bias))
 
 
+def sigmoid_np(a: np.ndarray) -> np.ndarray:
+    """The logistic function in numpy, in the input's dtype and without overflow (1 / (1 + exp(-a))
+    overflows float32's exp below a = -88): 0.5 (1 + tanh(a / 2))."""
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
 def free_energy_np(v, kernel, visible_bias, hidden_bias):
     return -v @ visible_bias - np.logaddexp(0, v @ kernel + hidden_bias).sum(-1)
 

@@ -137,6 +137,7 @@ class Dbn(Classification):
         """n samples: Gibbs chains in the top RBM (1,000 steps, the label units clamped to --label K when it was
         trained with labels), then down through each RBM's generative weights to the pixels."""
         from dlkit import models
+        from dlkit.models.rbm_model import sigmoid_np as sigmoid
 
         config = recipe.model
         if not config.pretrain:
@@ -147,9 +148,8 @@ class Dbn(Classification):
             raise UsageError("--label: this DBN's top RBM was trained without labels (model.top_labels)")
         rbms = [models.load(run.phase(f"rbm{i + 1}", True).model, compile=False) for i in range(len(config.layers))]
         rng = np.random.default_rng(request.seed)
-        kernel, b, c = rbms[-1].numpy_parameters()
-        sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
-        v = (rng.random((request.n, kernel.shape[0])) < 0.5).astype(np.float64)
+        kernel, b, c = (p.astype(np.float32) for p in rbms[-1].numpy_parameters())  # float32: as chain_snapshots
+        v = (rng.random((request.n, kernel.shape[0]), np.float32) < 0.5).astype(np.float32)
         # the top RBM's visible units: the layer below's (or the pixels), then the labels' when it learnt them
         below = config.layers[-2] if len(config.layers) > 1 else math.prod(model.input_shape[1:])
         labels = None
@@ -160,11 +160,11 @@ class Dbn(Classification):
         for _ in range(1000):
             if labels is not None:
                 v[:, below:] = labels
-            h = (rng.random((request.n, kernel.shape[1])) < sigmoid(v @ kernel + c)).astype(np.float64)
-            v = (rng.random(v.shape) < sigmoid(h @ kernel.T + b)).astype(np.float64)
+            h = (rng.random((request.n, kernel.shape[1]), np.float32) < sigmoid(v @ kernel + c)).astype(np.float32)
+            v = (rng.random(v.shape, np.float32) < sigmoid(h @ kernel.T + b)).astype(np.float32)
         x = v[:, :below] if len(rbms) > 1 else sigmoid(h @ kernel.T + b)[:, :below]
         for rbm in reversed(rbms[:-1]):  # down: each layer's mean given the one above
-            w, vb, _ = rbm.numpy_parameters()
+            w, vb, _ = (p.astype(np.float32) for p in rbm.numpy_parameters())
             x = sigmoid(x @ w.T + vb)
         shape = tuple(model.input_shape[1:])
         path = output_path(request.out or run.root / (f"samples-seed{request.seed}"
