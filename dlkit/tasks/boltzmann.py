@@ -180,7 +180,7 @@ class Boltzmann(FitTask):
 def chain_snapshots(rbm, v: np.ndarray, steps=(0, 1, 10, 100, 1000), seed: int = 0) -> np.ndarray:
     """Block Gibbs chains from the visible states `v` (a row each), as the visible means after each of
     `steps` steps: (len(v) * len(steps), visible), chain by chain, in numpy with its own generator. In
-    float32: the draws need only probabilities, and float64 took 2.7 times as long a step."""
+    float32: the draws need only probabilities, and float64 took 2.2 times as long (benchmarks/gibbs_speed.py)."""
     from dlkit.models.rbm_model import sigmoid_np as sigmoid
 
     kernel, b, c = (p.astype(np.float32) for p in rbm.numpy_parameters())
