@@ -144,6 +144,26 @@ def scaled_schedule_class():
     return _SCALED[0]
 
 
+def take_schedule(optimizer, source) -> bool:
+    """Give `optimizer` the learning-rate schedule of `source` (a freshly built optimizer of the same role),
+    keeping a rollback's factor (ScaledSchedule) on it; a plain rate, which spans nothing, is left as it is.
+    Whether the schedule changed. A compiled train function has the old one traced in."""
+    import keras
+
+    new, old = source.get_config()["learning_rate"], optimizer.get_config()["learning_rate"]
+    if not isinstance(new, dict) or new == old:
+        return False
+    schedule, scaled = keras.optimizers.schedules.deserialize(new), scaled_schedule_class()
+    if isinstance(old, dict) and old.get("config", {}).get("factor") is not None:
+        was = keras.optimizers.schedules.deserialize(old)
+        if isinstance(was, scaled):
+            if was.schedule.get_config() == schedule.get_config():
+                return False
+            schedule = scaled(schedule, was.factor)
+    optimizer.learning_rate = schedule
+    return True
+
+
 def scale_learning_rate(optimizer, factor: float) -> None:
     """Multiply an optimizer's learning rate by `factor` from now on: its variable when the rate is a number,
     else its schedule wrapped in a ScaledSchedule (a scaled one's factor multiplied). A model's compiled train

@@ -132,6 +132,28 @@ def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path)
     assert rates(resumed) == pytest.approx(rates(straight))  # without the replay: only after epoch 5
 
 
+def test_raising_the_epochs_stretches_a_schedule_that_spans_the_run(tiny_recipe, tmp_path):
+    """--epochs on a finished cosine run: the checkpoint's schedule had ended at its floor (0 here), so the
+    added epochs trained at rate 0; now the schedule is the new total's, at the step the run is at. A step
+    schedule with hold_epochs gets the cuts past the old end, as a run planned that long has them."""
+    def rates(result):
+        return [float(r["learning_rate"]) for r in csv.DictReader(open(Path(result["run_dir"]) / "history.csv"))]
+
+    lr, short = 0.01, ["data.limit=200", "train.steps_per_epoch=4", "train.optimizer.learning_rate=0.01"]
+    first = train(tiny_recipe, ["train.epochs=1", "train.schedule={name: cosine}", *short], runs_root=tmp_path / "a")
+    assert rates(first) == pytest.approx([0.0], abs=1e-12)
+    resumed = resume(first["run_dir"], epochs=3)
+    # a 3-epoch cosine at steps 8 and 12 of 12: lr (1 + cos(2 pi / 3)) / 2 and 0 (it was 0 and 0)
+    assert rates(resumed) == pytest.approx([0.0, lr * 0.25, 0.0], abs=1e-9)
+
+    step = ["train.schedule={name: step, hold_epochs: 1, step_epochs: 1, factor: 0.5}", *short]
+    straight = train(tiny_recipe, ["train.epochs=3", *step], runs_root=tmp_path / "b")
+    first = train(tiny_recipe, ["train.epochs=1", *step], runs_root=tmp_path / "c")
+    resumed = resume(first["run_dir"], epochs=3)
+    # each epoch logs the rate of its last step: held through the first, then halved per epoch (it stayed lr)
+    assert rates(resumed) == pytest.approx(rates(straight)) and rates(straight) == pytest.approx([lr, lr / 2, lr / 4])
+
+
 def test_a_float16_run_resumes_at_its_batch_though_loss_scaling_skipped_steps(tiny_recipe, tmp_path):
     # train.precision: mixed_float16 wraps the optimizer in Keras's LossScaleOptimizer, which does not count a
     # step whose scaled gradients overflowed: the optimizer's step count falls behind the batches taken, and
@@ -194,3 +216,23 @@ def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path,
     steps = -(-json.loads((Path(run["run_dir"]) / "manifest.json").read_text())["data_spec"]["num_train"] // 8)
     due = [p for p in range(1, 2 * steps + 1) if p % 4 == 0 and p % steps]  # the epochs' ends have their own
     assert [p for p in saved if p % steps] == due, (steps, saved)
+
+
+def test_a_stretched_schedule_keeps_a_rollbacks_factor():
+    """take_schedule gives an optimizer a freshly built one's schedule; a rollback's lower rate (a
+    ScaledSchedule) stays on it, and a plain rate, which spans nothing, is left alone."""
+    from dlkit import optim
+
+    def cosine(steps):
+        return keras.optimizers.schedules.CosineDecay(0.01, decay_steps=steps)
+
+    scaled = optim.scaled_schedule_class()
+    rolled_back = keras.optimizers.SGD(learning_rate=scaled(cosine(4), 0.5))
+    assert optim.take_schedule(rolled_back, keras.optimizers.SGD(learning_rate=cosine(12)))
+    schedule = keras.optimizers.schedules.deserialize(rolled_back.get_config()["learning_rate"])
+    assert isinstance(schedule, scaled) and schedule.factor == 0.5 and schedule.schedule.decay_steps == 12
+    assert float(schedule(8)) == pytest.approx(0.5 * 0.01 * 0.25, rel=1e-5)
+    assert not optim.take_schedule(rolled_back, keras.optimizers.SGD(learning_rate=cosine(12)))  # already so
+    plain = keras.optimizers.SGD(learning_rate=0.1)
+    assert not optim.take_schedule(plain, keras.optimizers.SGD(learning_rate=0.2))
+    assert float(keras.ops.convert_to_numpy(plain.learning_rate)) == pytest.approx(0.1)

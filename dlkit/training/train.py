@@ -227,6 +227,8 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         earlier[phase.name] = _close_phase(run, where, phase, model)  # it ended but was not marked so
         i += 1
     rows = _history_rows(where.history)[:done]
+    if epochs is not None and model is not None and i == len(phases) - 1:
+        _stretch_schedules(session, phases[i], earlier, model, reporter)
     if epochs is not None:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     history = run.read_json(run.manifest).get("resumed", [])
@@ -238,6 +240,21 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
     run.update_manifest(status="running", ended=None, pid=os.getpid(), resumed=history + [entry])
     return _run(run, session, phases, reporter, first=i, model=model, initial_epoch=done, skip=skip, rows=rows,
                 earlier=earlier)
+
+
+def _stretch_schedules(session, phase, earlier, model, reporter) -> None:
+    """--epochs raised the total: a learning-rate schedule that spans the run (cosine, step with hold_epochs)
+    is the one a fresh build of the phase compiles for the new total, not the checkpoint's, which ended at
+    the old total (a cosine at its floor: the added epochs would not have moved the weights). A rollback's
+    factor stays on it."""
+    from dlkit import keras_private, optim
+
+    with keras_private.global_state_kept():  # the throwaway build moves no random stream
+        fresh = session.task.optimizers(session.model(phase, earlier))
+    changed = [role for role, opt in session.task.optimizers(model).items() if optim.take_schedule(opt, fresh[role])]
+    if changed:
+        reporter.message(f"the learning-rate schedule now spans {phase.epochs} epochs: at this step it is where a "
+                         f"{phase.epochs}-epoch run's would be")
 
 
 def _close_phase(run, where, phase, model):
