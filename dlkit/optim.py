@@ -150,6 +150,7 @@ def take_schedule(optimizer, source) -> bool:
     Whether the schedule changed. A compiled train function has the old one traced in."""
     import keras
 
+    optimizer, source = (getattr(o, "inner_optimizer", o) for o in (optimizer, source))  # float16's loss scaling
     new, old = source.get_config()["learning_rate"], optimizer.get_config()["learning_rate"]
     if not isinstance(new, dict) or new == old:
         return False
