@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+from record import append_line, one_thread, timed_checkout  # benchmarks/, the script's folder, is on sys.path
 
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")  # one thread: the same figure on a busy machine and a quiet one
+one_thread()
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,15 +13,14 @@ command, machine) to benchmarks/results/gibbs_speed.jsonl.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import time
 from pathlib import Path
 
-from record import append_line, timed_checkout  # benchmarks/, the script's own folder, is on sys.path
+from record import append_line, one_thread, timed_checkout  # benchmarks/, the script's folder, is on sys.path
 
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")  # one thread: the same figure on a busy machine and a quiet one
+one_thread()
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +34,7 @@ def main() -> None:
     checkout = timed_checkout(args.checkout)
     import numpy as np
 
-    import dlkit.models.rbm_model  # noqa: F401  loaded wherever chains are drawn (the model is an RBM): not timed
+    importlib.import_module("dlkit.models.rbm_model")  # loaded wherever chains are drawn (an RBM's): not timed
     from dlkit.tasks.boltzmann import chain_snapshots
 
     rng = np.random.default_rng(0)

@@ -40,6 +40,12 @@ def commit(tree: Path) -> str:
     return head + ("+uncommitted dlkit changes" if dirty.stdout.strip() else "")
 
 
+def one_thread() -> None:
+    """One BLAS and OpenMP thread, set before numpy loads: the same figure on a busy machine and a quiet one."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def timed_checkout(path: str) -> Path:
     """A --checkout benchmark's dlkit: `path`'s (e.g. a `git worktree` of an older commit) goes first on
     sys.path and is imported from there, so that two commits are timed on one machine in one sitting."""

@@ -49,7 +49,8 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     if n is not None and inputs:
         raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
                          "however many")
-    run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length, temperature=temperature)
+    run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length,
+                                        temperature=temperature)
     n, length, temperature = (64 if n is None else n, 500 if length is None else length,
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,

@@ -138,7 +138,8 @@ def test_pcd_resume_is_exact(straight, write_recipe, tmp_path):
 
 def test_gibbs_chains_run_in_float32_without_overflow_warnings():
     """The chains behind chains.png and `dlkit generate` are drawn in float32 (2.2 times faster than float64,
-    benchmarks/gibbs_speed.py); float32's exp overflows below -88, so the logistic is tanh's, silent and exact at the ends."""
+    benchmarks/gibbs_speed.py); float32's exp overflows below -88, so the logistic is tanh's, silent and
+    exact at the ends."""
     import warnings
 
     from dlkit.models.rbm_model import sigmoid_np

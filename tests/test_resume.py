@@ -28,6 +28,11 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+def _rates(result) -> list[float]:
+    """The learning rate each epoch of a run logged."""
+    return [float(r["learning_rate"]) for r in csv.DictReader(open(Path(result["run_dir"]) / "history.csv"))]
+
+
 def test_resumed_classifier_matches_an_uninterrupted_run(tiny_recipe, straight_with_dropout, tmp_path):
     first = train(tiny_recipe, ["train.epochs=1", *DROPOUT], runs_root=tmp_path)
     result = resume(first["run_dir"], epochs=3)
@@ -125,33 +130,28 @@ def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path)
     first = train(tiny_recipe, ["train.epochs=2", *plateau], runs_root=tmp_path / "d")
     resumed = resume(first["run_dir"], epochs=5)
 
-    def rates(result):
-        return [float(r["learning_rate"]) for r in csv.DictReader(open(Path(result["run_dir"]) / "history.csv"))]
-
-    assert min(rates(straight)) == pytest.approx(0.5e-9)  # lowered once, after epoch 3
-    assert rates(resumed) == pytest.approx(rates(straight))  # without the replay: only after epoch 5
+    assert min(_rates(straight)) == pytest.approx(0.5e-9)  # lowered once, after epoch 3
+    assert _rates(resumed) == pytest.approx(_rates(straight))  # without the replay: only after epoch 5
 
 
 def test_raising_the_epochs_stretches_a_schedule_that_spans_the_run(tiny_recipe, tmp_path):
     """--epochs on a finished cosine run: the checkpoint's schedule had ended at its floor (0 here), so the
     added epochs trained at rate 0; now the schedule is the new total's, at the step the run is at. A step
     schedule with hold_epochs gets the cuts past the old end, as a run planned that long has them."""
-    def rates(result):
-        return [float(r["learning_rate"]) for r in csv.DictReader(open(Path(result["run_dir"]) / "history.csv"))]
-
     lr, short = 0.01, ["data.limit=200", "train.steps_per_epoch=4", "train.optimizer.learning_rate=0.01"]
     first = train(tiny_recipe, ["train.epochs=1", "train.schedule={name: cosine}", *short], runs_root=tmp_path / "a")
-    assert rates(first) == pytest.approx([0.0], abs=1e-12)
+    assert _rates(first) == pytest.approx([0.0], abs=1e-12)
     resumed = resume(first["run_dir"], epochs=3)
     # a 3-epoch cosine at steps 8 and 12 of 12: lr (1 + cos(2 pi / 3)) / 2 and 0 (it was 0 and 0)
-    assert rates(resumed) == pytest.approx([0.0, lr * 0.25, 0.0], abs=1e-9)
+    assert _rates(resumed) == pytest.approx([0.0, lr * 0.25, 0.0], abs=1e-9)
 
     step = ["train.schedule={name: step, hold_epochs: 1, step_epochs: 1, factor: 0.5}", *short]
     straight = train(tiny_recipe, ["train.epochs=3", *step], runs_root=tmp_path / "b")
     first = train(tiny_recipe, ["train.epochs=1", *step], runs_root=tmp_path / "c")
     resumed = resume(first["run_dir"], epochs=3)
     # each epoch logs the rate of its last step: held through the first, then halved per epoch (it stayed lr)
-    assert rates(resumed) == pytest.approx(rates(straight)) and rates(straight) == pytest.approx([lr, lr / 2, lr / 4])
+    assert _rates(resumed) == pytest.approx(_rates(straight))
+    assert _rates(straight) == pytest.approx([lr, lr / 2, lr / 4])
 
 
 def test_a_float16_run_resumes_at_its_batch_though_loss_scaling_skipped_steps(tiny_recipe, tmp_path):

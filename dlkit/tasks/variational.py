@@ -139,7 +139,8 @@ class Variational(FitTask):
             pool = s.x_test if s.x_test is not None else s.x_train
             ends = model.codes(in_scale(pool[rng.choice(len(pool), 2, replace=False)], scale))
             t = np.linspace(0, 1, request.n, dtype=np.float32)[:, None]
-            pictures_, rows, what = model.sample((1 - t) * ends[0] + t * ends[1]), images.strip_rows(request.n), "interpolation"
+            pictures_, what = model.sample((1 - t) * ends[0] + t * ends[1]), "interpolation"
+            rows = images.strip_rows(request.n)
         else:
             z = rng.standard_normal((request.n, model.latent_dim)).astype(np.float32)
             pictures_, rows, what = model.sample(z), max(1, int(math.sqrt(request.n))), "samples"
