@@ -152,16 +152,16 @@ def take_schedule(optimizer, source) -> bool:
 
     optimizer, source = (getattr(o, "inner_optimizer", o) for o in (optimizer, source))  # float16's loss scaling
     new, old = source.get_config()["learning_rate"], optimizer.get_config()["learning_rate"]
-    if not isinstance(new, dict) or new == old:
+    if not isinstance(new, dict):
         return False
-    schedule, scaled = keras.optimizers.schedules.deserialize(new), scaled_schedule_class()
-    if isinstance(old, dict) and old.get("config", {}).get("factor") is not None:
-        was = keras.optimizers.schedules.deserialize(old)
-        if isinstance(was, scaled):
-            if was.schedule.get_config() == schedule.get_config():
-                return False
-            schedule = scaled(schedule, was.factor)
-    optimizer.learning_rate = schedule
+    deserialize, scaled = keras.optimizers.schedules.deserialize, scaled_schedule_class()
+    fresh, was = deserialize(new), deserialize(old) if isinstance(old, dict) else None
+    factor = was.factor if isinstance(was, scaled) else None  # as scale_learning_rate left it
+    if factor is not None:
+        was = was.schedule
+    if was is not None and was.get_config() == fresh.get_config():
+        return False
+    optimizer.learning_rate = fresh if factor is None else scaled(fresh, factor)
     return True
 
 

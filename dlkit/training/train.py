@@ -247,8 +247,6 @@ def _stretch_schedules(session, phase, earlier, model, reporter) -> None:
     is the one a fresh build of the phase compiles for the new total, not the checkpoint's, which ended at
     the old total (a cosine at its floor: the added epochs would not have moved the weights). A rollback's
     factor stays on it."""
-    from dlkit import keras_private, optim
-
     with keras_private.global_state_kept():  # the throwaway build moves no random stream
         fresh = session.task.optimizers(session.model(phase, earlier))
     changed = [role for role, opt in session.task.optimizers(model).items() if optim.take_schedule(opt, fresh[role])]
