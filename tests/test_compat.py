@@ -60,3 +60,24 @@ def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
     saved["data"]["test_split"] = 0.3
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
     assert load_run_recipe(tmp_path / "recipe.yaml").data.test_split == 0.3
+
+
+def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
+    """`image_size` on MNIST, `label_column` on a non-CSV dataset: a recipe now refuses them (they did nothing),
+    but a run trained before that loads as it trained, the key unset, so evaluate and resume still open it."""
+    import yaml
+
+    from dlkit.errors import RecipeError
+    from dlkit.tasks import load_recipe, load_run_recipe
+
+    saved = load_recipe(ROOT / "recipes" / "cyclegan_mnist_m.yaml").to_dict()
+    saved["data"].update(image_size=[32, 32], label_column="y")
+    saved["data"]["domain_b"]["image_size"] = [32, 32]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(RecipeError, match="image_size: read by dataset image_folder only"):
+        load_recipe(tmp_path / "recipe.yaml")
+    run = load_run_recipe(tmp_path / "recipe.yaml")
+    assert run.data.image_size is None and run.data.label_column is None and run.data.domain_b.image_size is None
+    saved["data"].update(dataset="image_folder", path=str(tmp_path))  # read there: kept
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.image_size == [32, 32]

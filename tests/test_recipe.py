@@ -29,6 +29,8 @@ MALFORMED = [
     ("model: {arch: cnn}\ntrain:\n  monitor: val_foo\n", "train.monitor", 3, "set train.monitor_mode: min or max"),
     ("model:\n  arch: mlp\n  initializer: {name: he_normal, stddev: 0.1}\n", "model.initializer", 3,
      "initializer 'he_normal' takes no stddev (it takes no arguments); remove it"),  # was Keras's traceback
+    ("model:\n  arch: mlp\n  initializer: {name: random_uniform, minval: 0.1}\n", "model.initializer", 3,
+     "minval 0.1 is not below maxval 0.05"),
     # found only at train time, after `dlkit validate` had said ok
     ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgd, beta_1: 0.9}\n", "train.optimizer.beta_1", 3,
      "optimizer 'sgd' takes no beta_1; remove it (sgd takes: learning_rate, momentum, nesterov, weight_decay"),
@@ -61,6 +63,26 @@ MALFORMED = [
     ("model: {arch: cnn}\ndata:\n  validation_split: 1.5\n", "data.validation_split", 3, "less than 1"),
     ("model:\n  arch: cnn\n  dropout: 1.2\n", "model.dropout", 3, "less than 1"),
     ("model:\n  arch: cnn\n  activation: rleu\n", "model.activation", 3, "did you mean 'relu'"),
+    # names Keras met first at build time, under a hint about the inputs' size
+    ("model:\n  arch: autoencoder\n  code_activation: tahn\n", "model.code_activation", 3, "did you mean 'tanh'"),
+    ("model:\n  arch: rnn_forecaster\n  recurrent_initializer: orthogonl\n", "model.recurrent_initializer", 3,
+     "did you mean 'orthogonal'"),
+    ("model:\n  arch: dcgan\n  generator: {activation: rleu}\n", "model.generator.activation", 3,
+     "did you mean 'relu'"),
+    # the data's error in pandas's words, once the file had been read; an empty list read no time at all
+    ("model: {arch: rnn_forecaster}\ndata:\n  dataset: airline_passengers\n  frequency: H\n", "data.frequency", 4,
+     "'H' is not a pandas frequency; did you mean 'h'?"),
+    ("model: {arch: rnn_forecaster}\ndata:\n  dataset: airline_passengers\n  frequency: 0h\n", "data.frequency", 4,
+     "'0h' steps back or stands still"),
+    ("model: {arch: rnn_forecaster}\ndata:\n  dataset: airline_passengers\n  time_column: []\n",
+     "data.time_column", 4, "an empty name: name the time column"),
+    # keys one dataset alone reads, set for another: they were ignored (MNIST trained at 28 x 28)
+    ("model: {arch: lenet5}\ndata:\n  image_size: [32, 32]\n", "data", 2,
+     "image_size: read by dataset image_folder only (it resizes the folder's images); dataset 'mnist' reads none"),
+    ("model: {arch: mlp}\ndata:\n  label_column: y\n", "data", 2,
+     "label_column: read from a csv file only; dataset 'mnist' reads none"),
+    ("model: {arch: cyclegan}\ndata:\n  domain_b: {image_size: [28, 28]}\n", "data.domain_b", 3,
+     "image_size: read by dataset image_folder only (it resizes the folder's images); dataset 'mnist_m' reads none"),
     ("model:\n  arch: cnn\n  initializer: he_normall\n", "model.initializer.name", 3, "did you mean 'he_normal'"),
     ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, kernal_size: 3}\n", "model.blocks.0.kernal_size", 4,
      "did you mean 'kernel_size'"),

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.knobs import InitializerConfig, ModelBase
+from dlkit.models.knobs import Activation, InitializerConfig, ModelBase
 
 TASK = "translation"
 
@@ -34,7 +34,7 @@ class Config(ModelBase):
     cycle_weight_b: float | None = Field(None, ge=0)
     identity_weight: float = Field(5.0, ge=0)  # 0.5 * lambda in the paper
     initializer: InitializerConfig = InitializerConfig(name="random_normal", stddev=0.02)
-    activation: str = "relu"
+    activation: Activation = "relu"
 
 
 def _norm():

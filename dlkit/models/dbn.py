@@ -15,14 +15,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dlkit.models.knobs import ModelBase
+from dlkit.models.knobs import Activation, ModelBase
 
 TASK = "dbn"
 
 
 class Config(ModelBase):
     arch: Literal["dbn"] = "dbn"
-    activation: str = "sigmoid"  # the RBMs' units are logistic; the unrolled net keeps them
+    activation: Activation = "sigmoid"  # the RBMs' units are logistic; the unrolled net keeps them
     layers: list[int] = Field(default_factory=lambda: [500, 500, 2000], min_length=1)
     pretrain: bool = True  # false: the same network trained from random init
     cd_k: int = Field(1, ge=1)

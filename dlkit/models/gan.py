@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
+from dlkit.models.knobs import Activation, InitializerConfig, KnobOverrides, ModelBase
 
 
 
@@ -23,7 +23,7 @@ class GeneratorConfig(KnobOverrides):
 
     filters: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
     kernel_size: int = Field(4, ge=1)
-    activation: str | None = "relu"
+    activation: Activation | None = "relu"
     batch_norm: Literal["none", "before", "after"] | None = "before"
 
 
@@ -32,7 +32,7 @@ class DiscriminatorConfig(KnobOverrides):
 
     filters: list[int] = Field(default_factory=lambda: [64, 128], min_length=1)
     kernel_size: int = Field(4, ge=1)
-    activation: str | None = "leaky_relu"
+    activation: Activation | None = "leaky_relu"
     dropout: float | None = Field(0.3, ge=0, lt=1)
     batch_norm: Literal["none", "before", "after"] | None = "none"
     # divide every weight layer's kernel (the convs and the logit) by its largest singular value, estimated by

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from dlkit import catalog
 from dlkit.config import Section, UnsetIsNone, check_name
@@ -43,6 +43,12 @@ class InitializerConfig(UnsetIsNone):
         if bad:
             raise ValueError(f"initializer {self.name!r} takes no {', '.join(bad)} (it takes "
                              f"{', '.join(takes) or 'no arguments'}); remove {'it' if len(bad) == 1 else 'them'}")
+        # Keras draws from [minval, maxval) without a check: the other way round, or equal, drew nonsense
+        low = -0.05 if self.minval is None else self.minval  # Keras's RandomUniform defaults
+        high = 0.05 if self.maxval is None else self.maxval
+        if self.name == "random_uniform" and not low < high:
+            raise ValueError(f"random_uniform draws from [minval, maxval): minval {low} is not below maxval {high} "
+                             "(a bound left out is Keras's: -0.05, 0.05)")
         return self
 
 
@@ -53,7 +59,10 @@ class RegularizerConfig(Section):
     l2: float = Field(0.0, ge=0)
 
 
-Activation = str
+# A name from dlkit's catalog, checked when the recipe loads: a misspelt one was Keras's error at build time,
+# under a hint about the inputs' size.
+Activation = Annotated[str, AfterValidator(lambda v: check_name(v, catalog.ACTIVATIONS, "activation"))]
+InitializerName = Annotated[str, AfterValidator(lambda v: check_name(v, catalog.INITIALIZERS, "initializer"))]
 BatchNorm = Literal["none", "before", "after"]  # before or after the activation
 
 
@@ -66,8 +75,6 @@ class LayerKnobs(Section):
     dropout: float = Field(0.0, ge=0, lt=1)  # after each block; 0 turns it off
     batch_norm: BatchNorm = "none"
 
-    _act = field_validator("activation")(lambda v: check_name(v, catalog.ACTIVATIONS, "activation"))
-
 
 class KnobOverrides(UnsetIsNone):
     """The same knobs, unset by default: a block inherits what it leaves out from the model."""
@@ -77,10 +84,6 @@ class KnobOverrides(UnsetIsNone):
     regularizer: RegularizerConfig | None = None
     dropout: float | None = Field(None, ge=0, lt=1)
     batch_norm: BatchNorm | None = None
-
-    _act = field_validator("activation")(
-        lambda v: v if v is None else check_name(v, catalog.ACTIVATIONS, "activation")
-    )
 
     def resolve(self, model: LayerKnobs) -> LayerKnobs:
         own = {k: v for k, v in self if k in LayerKnobs.model_fields and v is not None}

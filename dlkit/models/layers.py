@@ -9,7 +9,9 @@ from dlkit import catalog
 from dlkit.models.knobs import InitializerConfig, LayerKnobs, RegularizerConfig
 
 
-def initializer(cfg: InitializerConfig):
+def initializer(cfg: InitializerConfig | str):
+    """A Keras initializer from the recipe's: a config with arguments, or a catalog name (`xavier_uniform`)."""
+    cfg = InitializerConfig(name=cfg) if isinstance(cfg, str) else cfg
     params = {k: v for k, v in cfg.model_dump(exclude={"name"}).items() if v is not None}
     if cfg.name == "constant":
         params.setdefault("value", 0.0)  # keras' Constant cannot be rebuilt from a config without one

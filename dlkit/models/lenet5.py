@@ -11,14 +11,14 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models import cnn
-from dlkit.models.knobs import InitializerConfig
+from dlkit.models.knobs import Activation, InitializerConfig
 
 TASK = "classification"
 
 
 class Config(cnn.Config):
     arch: Literal["lenet5"] = "lenet5"
-    activation: str = "tanh"
+    activation: Activation = "tanh"
     initializer: InitializerConfig = InitializerConfig(name="glorot_uniform")
     blocks: list[cnn.ConvBlock] = Field(
         default_factory=lambda: [

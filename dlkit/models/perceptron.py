@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dlkit.models.knobs import InitializerConfig, ModelBase
+from dlkit.models.knobs import Activation, InitializerConfig, ModelBase
 
 TASK = "classification"
 
@@ -19,7 +19,7 @@ class Config(ModelBase):
     arch: Literal["perceptron"] = "perceptron"
     rule: Literal["perceptron", "gradient"] = "perceptron"
     initializer: InitializerConfig = InitializerConfig(name="zeros")  # the classic rule starts from zero
-    activation: str = "linear"
+    activation: Activation = "linear"
 
     def loss(self):
         if self.rule == "gradient":

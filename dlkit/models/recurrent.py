@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dlkit.models.knobs import ModelBase
+from dlkit.models.knobs import InitializerName, ModelBase
 
 CELLS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -25,7 +25,7 @@ class RecurrentConfig(ModelBase):
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)  # on the recurrent state; > 0 leaves the cuDNN kernel
     dense: list[int] = Field(default_factory=list)  # dense layers after the recurrent ones (`activation` is theirs)
     # the recurrent layers' own initializer; the `initializer` knob is the input kernels' and dense layers'
-    recurrent_initializer: str = "orthogonal"
+    recurrent_initializer: InitializerName = "orthogonal"
 
     @model_validator(mode="after")
     def _no_batch_norm(self):
@@ -46,7 +46,7 @@ def recurrent_layer(config: RecurrentConfig, units: int, index: int, return_sequ
     kwargs = dict(units=units, return_sequences=return_sequences, stateful=stateful,
                   recurrent_dropout=config.recurrent_dropout,
                   kernel_initializer=layers.initializer(config.initializer),
-                  recurrent_initializer=config.recurrent_initializer,
+                  recurrent_initializer=layers.initializer(config.recurrent_initializer),
                   kernel_regularizer=layers.regularizer(config.regularizer), name=f"{config.cell}_{index}")
     if config.cell == "gru":
         kwargs["reset_after"] = True  # the cuDNN-compatible GRU

@@ -122,7 +122,7 @@ def _rnn(config: Config, units: int, name: str):
 
     kwargs = dict(units=units, return_sequences=True, return_state=True, recurrent_dropout=config.recurrent_dropout,
                   kernel_initializer=layers.initializer(config.initializer),
-                  recurrent_initializer=config.recurrent_initializer,
+                  recurrent_initializer=layers.initializer(config.recurrent_initializer),
                   kernel_regularizer=layers.regularizer(config.regularizer), name=name)
     if config.cell == "gru":
         kwargs["reset_after"] = True

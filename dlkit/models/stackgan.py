@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models.gan import DiscriminatorConfig, GanConfig, GeneratorConfig
-from dlkit.models.knobs import KnobOverrides
+from dlkit.models.knobs import Activation, KnobOverrides
 
 TASK = "adversarial"
 
@@ -25,7 +25,7 @@ class RefinerConfig(KnobOverrides):
 
     filters: int = Field(64, ge=1)
     residual_blocks: int = Field(2, ge=0)
-    activation: str | None = "relu"
+    activation: Activation | None = "relu"
     batch_norm: Literal["none", "before", "after"] | None = "before"
 
 

@@ -106,6 +106,17 @@ def absolute(value: str | None) -> str | None:
 # the image datasets that read a user's file or folder (those with `reads_path` in sources.DATASETS)
 IMAGE_PATHS = {"npz": "the .npz file", "image_folder": "the folder of class sub-folders", "csv": "the CSV file"}
 
+# keys of an image source that one dataset alone reads: that dataset, and what is said where another is set (they
+# were ignored there: an MNIST recipe with `image_size: [32, 32]` trained on 28 x 28 images)
+IMAGE_SOURCE_KEYS = {"image_size": ("image_folder", "read by dataset image_folder only (it resizes the folder's "
+                                                    "images)"),
+                     "label_column": ("csv", "read from a csv file only")}
+
+
+def unread_source_keys(section) -> list[str]:
+    """The keys of IMAGE_SOURCE_KEYS set (not at their default) where the section's dataset does not read them."""
+    return [k for k in changed(section, list(IMAGE_SOURCE_KEYS)) if section.dataset != IMAGE_SOURCE_KEYS[k][0]]
+
 
 class DomainConfig(Section):
     """Another image source: the second domain of an unpaired translation model (cyclegan)."""
@@ -124,7 +135,9 @@ class DomainConfig(Section):
     _together = model_validator(mode="after")(raise_all)
 
     def cross_problems(self) -> list[str]:
-        return path_problems(self, IMAGE_PATHS, "data.domain_b.path")
+        unread = [f"{k}: {IMAGE_SOURCE_KEYS[k][1]}; dataset {self.dataset!r} reads none (remove it)"
+                  for k in unread_source_keys(self)]
+        return path_problems(self, IMAGE_PATHS, "data.domain_b.path") + unread
 
 
 class DataCommon(Section):
@@ -185,12 +198,15 @@ class DataConfig(DataCommon):
         unread = changed(self, ("separator", "decimal", "categorical_columns", "category_values", "missing")) \
             if self.dataset != "csv" \
             else []
+        unread += [k for k in unread_source_keys(self) if k == "label_column"]
         keys = f"{', '.join(unread[:-1])} and {unread[-1]}" if len(unread) > 1 else "".join(unread)
         twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})
         return super().cross_problems() + csv_format_problems(self) + (
             [f"{keys}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
             [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
+            [f"image_size: {IMAGE_SOURCE_KEYS['image_size'][1]}; dataset {self.dataset!r} reads none (remove it)"]
+            if "image_size" in unread_source_keys(self) else []) + (
             [f"data.categorical_columns: {self.label_column!r} is data.label_column, not a feature (remove it from "
              "categorical_columns: class names need no encoding)"] if self.label_column in self.categorical_columns
             else [])

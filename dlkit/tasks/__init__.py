@@ -97,7 +97,18 @@ def load_run_recipe(path: str | Path, overrides=()):
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
-    return load_recipe(path, [*old, *overrides])
+    return load_recipe(path, [*old, *_once_ignored(written["data"]), *overrides])
+
+
+def _once_ignored(data: dict) -> list[str]:
+    """Overrides that unset the image source keys a run's dataset does not read (`image_size` on MNIST). Runs
+    trained before the recipe check refused them ignored them, so such a run loads as it trained."""
+    from dlkit.recipe.schema import IMAGE_SOURCE_KEYS
+
+    sources = {"data": data, "data.domain_b": data.get("domain_b")}
+    return [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
+            for key, (reader, _) in IMAGE_SOURCE_KEYS.items()
+            if source.get(key) is not None and source.get("dataset") != reader]
 
 
 def _distribution(recipe) -> list:

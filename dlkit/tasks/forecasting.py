@@ -70,6 +70,40 @@ class SeriesData(DataCommon):
 
     _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
 
+    @field_validator("time_column")
+    @classmethod
+    def _time_column(cls, v):
+        # an empty name or list read as "the first column", or as no column at all, once the file was read
+        names = v if isinstance(v, list) else [v]
+        if v is not None and (not names or not all(names)):
+            raise ValueError("an empty name: name the time column (Datetime), or the columns a time is assembled "
+                             "from ([year, month, day, hour]); leave it out for the first column")
+        return v
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, v):
+        """A pandas frequency that steps forward, checked when the recipe loads: an unknown one was the data's
+        error, in pandas's words, once the file had been read."""
+        import re
+        import warnings
+
+        from pandas.tseries.frequencies import to_offset
+
+        if v is None:
+            return v
+        try:
+            with warnings.catch_warnings():  # a deprecated alias ('d') still parses; the run says so once
+                warnings.simplefilter("ignore")
+                step = to_offset(v)
+        except ValueError as e:
+            guess = re.search(r"Did you mean (\S+?)\?", str(e))
+            raise ValueError(f"{v!r} is not a pandas frequency; {f'did you mean {guess[1]!r}? ' if guess else ''}"
+                             "write a count and a unit: 1h, 15min, 1D, W-MON, MS") from None
+        if step.n <= 0:
+            raise ValueError(f"{v!r} steps back or stands still; a frequency is a step forward in time (1h)")
+        return v
+
     def cross_problems(self):
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
