@@ -52,25 +52,19 @@ def optimizer(train_cfg, steps_per_epoch: int, cfg=None):
     return keras.optimizers.get({"class_name": catalog.OPTIMIZERS[cfg.name], "config": kwargs})
 
 
-def loss(train_cfg, default):
-    """train.loss if the recipe names one (checked against keras.losses), else `default`."""
-    import keras
-
-    if train_cfg.loss is None:
-        return default
-    try:
-        keras.losses.get(train_cfg.loss)
-    except ValueError:
-        raise RecipeError([Problem("train.loss", f"unknown loss {train_cfg.loss!r}",
-                                   hint="use a keras.losses name, e.g. sparse_categorical_crossentropy")]) from None
-    return train_cfg.loss
-
-
-def metrics(train_cfg):
+def _unknown_names(train_cfg) -> list[Problem]:
+    """train.loss and train.metrics entries the installed Keras has no loss or metric for, all together: the
+    one of them compiled first would otherwise hide the other."""
     import keras
 
     problems = []
-    for i, name in enumerate(train_cfg.metrics):
+    try:
+        if train_cfg.loss is not None:
+            keras.losses.get(train_cfg.loss)
+    except ValueError:
+        problems.append(Problem("train.loss", f"unknown loss {train_cfg.loss!r}",
+                                hint="use a keras.losses name, e.g. sparse_categorical_crossentropy"))
+    for i, name in enumerate(getattr(train_cfg, "metrics", ())):
         if name in ("accuracy", "acc", "rmse"):
             continue
         try:
@@ -78,6 +72,21 @@ def metrics(train_cfg):
         except ValueError:
             problems.append(Problem(f"train.metrics.{i}", f"unknown metric {name!r}",
                                     hint="use a keras.metrics name, e.g. accuracy, sparse_top_k_categorical_accuracy"))
+    return problems
+
+
+def loss(train_cfg, default):
+    """train.loss if the recipe names one (checked against keras.losses), else `default`."""
+    problems = _unknown_names(train_cfg)
+    if problems:
+        raise RecipeError(problems)
+    return default if train_cfg.loss is None else train_cfg.loss
+
+
+def metrics(train_cfg):
+    import keras
+
+    problems = _unknown_names(train_cfg)
     if problems:
         raise RecipeError(problems)
     # "rmse", which Keras does not know by that name, logged as `rmse` (not root_mean_squared_error)

@@ -139,6 +139,11 @@ def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_r
     result = run("train", fine, "--set", "train.metrics=[top_k_categorical_accuracy]")
     assert result.exit_code == 2
     assert "--set train.metrics=[top_k_categorical_accuracy]: train.metrics.0:" in result.stderr
+    # a name the installed Keras has no loss or metric for (the recipe's load leaves these to Keras's own tables)
+    result = run("validate", "--build", fine, "--set", "train.loss=no_such_loss", "--set", "train.metrics=[nope]")
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "train.loss: unknown loss 'no_such_loss'" in said, said
+    assert "train.metrics.0: unknown metric 'nope'" in said and "2 problem(s)" in said
 
 
 def test_jit_compile_true_that_keras_drops_is_a_note_with_the_reason(write_recipe, recwarn):

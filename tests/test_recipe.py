@@ -486,6 +486,35 @@ def test_random_recipes_and_overrides_give_recipe_errors_never_tracebacks(tmp_pa
     check()
 
 
+def _string_leaves(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _string_leaves(v, (*path, k))
+    elif isinstance(node, str):
+        yield ".".join(path)
+
+
+def test_every_name_in_a_shipped_recipes_model_and_train_is_checked_when_it_loads():
+    """Each string of a shipped recipe's model and train sections names something (an activation, an
+    initializer, a cell, an optimizer, a monitored measure): set to a name nothing has, the recipe is refused
+    as it loads, at that key. `model.code_activation` and `model.recurrent_initializer` were Keras's error at
+    build time, after `dlkit validate` had said ok. train.loss is looked up in the installed Keras's losses,
+    which `dlkit validate --build` imports (tests/test_cli.py)."""
+    accepted, checked = [], 0
+    for path in RECIPES:
+        base = load_recipe(path).to_dict()
+        for key in [k for section in ("model", "train") for k in _string_leaves(base[section], (section,))]:
+            if key == "train.loss":
+                continue
+            checked += 1
+            try:
+                load_recipe(path, [f"{key}=no_such_name"])
+                accepted.append(f"{path.stem}: {key}")
+            except RecipeError as e:
+                assert any(p.path.startswith(key.rsplit(".", 1)[0]) for p in e.problems), (key, str(e))
+    assert checked > 300 and not accepted, accepted
+
+
 def test_run_eagerly_reaches_compile_and_turns_xla_off(write_recipe):
     from dlkit import optim
 
