@@ -74,7 +74,7 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     saved["data"].update(image_size=[32, 32], label_column="y")
     saved["data"]["domain_b"]["image_size"] = [32, 32]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
-    with pytest.raises(RecipeError, match="image_size: read by dataset image_folder only"):
+    with pytest.raises(RecipeError, match="image_size: read by datasets image_folder and tfds:NAME only"):
         load_recipe(tmp_path / "recipe.yaml")
     run = load_run_recipe(tmp_path / "recipe.yaml")
     assert run.data.image_size is None and run.data.label_column is None and run.data.domain_b.image_size is None

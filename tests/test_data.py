@@ -318,6 +318,23 @@ def test_tfds_path_with_mock_data():
     assert len(a.class_names) == 10 and a.y_train.max() < 10
 
 
+def test_a_tfds_dataset_of_many_image_sizes_is_resized_to_data_image_size(write_recipe):
+    """tf_flowers holds photos of many sizes: np.stack's ValueError came out as a traceback. Now the sizes are
+    named with the fix, and `data.image_size`, which a recipe may set for a tfds dataset, resizes them."""
+    import tensorflow_datasets as tfds
+
+    from dlkit.tasks import load_recipe
+
+    with tfds.testing.mock_data(num_examples=6):
+        with pytest.raises(DataError, match=r"tfds:tf_flowers: its train images differ in size \(\d+x\d+x3 and .*"
+                                            r"set data.image_size: \[height, width\] to resize them"):
+            sources.load_tfds("tf_flowers", None, allow_download=False)
+        a = sources.load_tfds("tf_flowers", None, allow_download=False, image_size=[24, 32])
+    assert a.x_train.shape == (6, 24, 32, 3) and a.x_train.dtype == np.uint8 and len(a.class_names) == 5
+    recipe = load_recipe(write_recipe("model: {arch: cnn}\ndata: {dataset: 'tfds:tf_flowers', image_size: [24, 32]}\n"))
+    assert recipe.data.image_size == [24, 32]
+
+
 def test_tfds_progress_bars_are_off_under_quiet(monkeypatch):
     """--quiet (backend.keras_console(False)) turns tensorflow-datasets' progress bars off while it reads,
     and on again after."""

@@ -78,11 +78,11 @@ MALFORMED = [
      "data.time_column", 4, "an empty name: name the time column"),
     # keys one dataset alone reads, set for another: they were ignored (MNIST trained at 28 x 28)
     ("model: {arch: lenet5}\ndata:\n  image_size: [32, 32]\n", "data", 2,
-     "image_size: read by dataset image_folder only (it resizes the folder's images); dataset 'mnist' reads none"),
+     "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); dataset 'mnist' reads none"),
     ("model: {arch: mlp}\ndata:\n  label_column: y\n", "data", 2,
      "label_column: read from a csv file only; dataset 'mnist' reads none"),
     ("model: {arch: cyclegan}\ndata:\n  domain_b: {image_size: [28, 28]}\n", "data.domain_b", 3,
-     "image_size: read by dataset image_folder only (it resizes the folder's images); dataset 'mnist_m' reads none"),
+     "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); dataset 'mnist_m' reads none"),
     ("model:\n  arch: cnn\n  initializer: he_normall\n", "model.initializer.name", 3, "did you mean 'he_normal'"),
     ("model:\n  arch: cnn\n  blocks:\n    - {filters: 8, kernal_size: 3}\n", "model.blocks.0.kernal_size", 4,
      "did you mean 'kernel_size'"),

@@ -958,13 +958,25 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
     return out, classes
 
 
-def load_tfds(name: str, data_dir: str | None, allow_download: bool) -> Arrays:
-    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory."""
+def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size: list[int] | None = None) -> Arrays:
+    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory; each image resized
+    (bilinear, as an image folder's) to `image_size` where the recipe sets it. Most photo datasets hold images
+    of many sizes (tf_flowers), and those need it."""
     pairs, classes = tfds_pairs(name, data_dir, allow_download,
                                 "export the data to an .npz file (data.dataset: npz) on a machine that has it")
     out = {"x_test": None, "y_test": None}
     for split, items in pairs.items():
-        out[f"x_{split}"] = np.stack([x for x, _ in items])
+        images = [x for x, _ in items]
+        if image_size:
+            import tensorflow as tf  # tensorflow-datasets runs on it
+
+            images = [tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy() for x in images]
+        sizes = sorted({x.shape for x in images})
+        if len(sizes) > 1:
+            shown = " and ".join("x".join(map(str, shape)) for shape in sizes[:2])
+            raise DataError(f"tfds:{name}: its {split} images differ in size ({shown}, {len(sizes)} sizes in all); set "
+                            "data.image_size: [height, width] to resize them")
+        out[f"x_{split}"] = np.stack(images)
         out[f"y_{split}"] = np.array([y for _, y in items])
     return _arrays(out, classes, f"tfds:{name}")
 
@@ -1015,7 +1027,8 @@ DATASETS = {
     "mnist_m": Dataset("MNIST digits blended over CIFAR-10 patches, 28x28x3 (built from those two, MNIST-M style)",
                        lambda cfg: load_mnist_m(cfg.dir, cfg.download)),
     "tfds:NAME": Dataset("any tensorflow-datasets dataset with (image, label) pairs",
-                         lambda cfg: load_tfds(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)),
+                         lambda cfg: load_tfds(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download,
+                                                   cfg.image_size)),
     "npz": Dataset("arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
                    lambda cfg: load_npz(cfg.path), reads_path=True),
     "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",

@@ -106,16 +106,18 @@ def absolute(value: str | None) -> str | None:
 # the image datasets that read a user's file or folder (those with `reads_path` in sources.DATASETS)
 IMAGE_PATHS = {"npz": "the .npz file", "image_folder": "the folder of class sub-folders", "csv": "the CSV file"}
 
-# keys of an image source that one dataset alone reads: that dataset, and what is said where another is set (they
-# were ignored there: an MNIST recipe with `image_size: [32, 32]` trained on 28 x 28 images)
-IMAGE_SOURCE_KEYS = {"image_size": ("image_folder", "read by dataset image_folder only (it resizes the folder's "
-                                                    "images)"),
-                     "label_column": ("csv", "read from a csv file only")}
+# keys of an image source that some datasets alone read: whether a dataset does, and what is said where another is
+# set (they were ignored there: an MNIST recipe with `image_size: [32, 32]` trained on 28 x 28 images)
+IMAGE_SOURCE_KEYS = {
+    "image_size": (lambda dataset: dataset == "image_folder" or dataset.startswith("tfds:"),
+                   "read by datasets image_folder and tfds:NAME only (they resize their images to it)"),
+    "label_column": (lambda dataset: dataset == "csv", "read from a csv file only"),
+}
 
 
 def unread_source_keys(section) -> list[str]:
     """The keys of IMAGE_SOURCE_KEYS set (not at their default) where the section's dataset does not read them."""
-    return [k for k in changed(section, list(IMAGE_SOURCE_KEYS)) if section.dataset != IMAGE_SOURCE_KEYS[k][0]]
+    return [k for k in changed(section, list(IMAGE_SOURCE_KEYS)) if not IMAGE_SOURCE_KEYS[k][0](section.dataset)]
 
 
 class DomainConfig(Section):
@@ -175,7 +177,7 @@ class DataConfig(DataCommon):
     dataset: str = "mnist"
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     augment: Augment = Augment()
-    image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder: resize to [h, w]
+    image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder, tfds: resize to [h, w]
     label_column: str | None = None  # csv: the label column; default the last one
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")

@@ -107,8 +107,8 @@ def _once_ignored(data: dict) -> list[str]:
 
     sources = {"data": data, "data.domain_b": data.get("domain_b")}
     return [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
-            for key, (reader, _) in IMAGE_SOURCE_KEYS.items()
-            if source.get(key) is not None and source.get("dataset") != reader]
+            for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
+            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
 
 
 def _distribution(recipe) -> list:
