@@ -63,8 +63,9 @@ def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
 
 
 def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
-    """`image_size` on MNIST, `label_column` on a non-CSV dataset: a recipe now refuses them (they did nothing),
-    but a run trained before that loads as it trained, the key unset, so evaluate and resume still open it."""
+    """`image_size` on MNIST, `label_column` on a non-CSV dataset, `attention_maps` on a model without attention:
+    a recipe now refuses them (they did nothing), but a run trained before that loads as it trained, the key
+    back at its default, so evaluate and resume still open it."""
     import yaml
 
     from dlkit.errors import RecipeError
@@ -81,3 +82,9 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     saved["data"].update(dataset="image_folder", path=str(tmp_path))  # read there: kept
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
     assert load_run_recipe(tmp_path / "recipe.yaml").data.image_size == [32, 32]
+    seq2seq = load_recipe(ROOT / "recipes" / "seq2seq_fra_eng.yaml").to_dict()  # attention: none
+    seq2seq["train"]["attention_maps"] = 8
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(seq2seq))
+    with pytest.raises(RecipeError, match="a model without attention"):
+        load_recipe(tmp_path / "recipe.yaml")
+    assert load_run_recipe(tmp_path / "recipe.yaml").train.attention_maps == 4

@@ -76,6 +76,8 @@ MALFORMED = [
      "'0h' steps back or stands still"),
     ("model: {arch: rnn_forecaster}\ndata:\n  dataset: airline_passengers\n  time_column: []\n",
      "data.time_column", 4, "an empty name: name the time column"),
+    ("model: {arch: seq2seq}\ntrain:\n  attention_maps: 8\n", "train.attention_maps", 3,
+     "a model without attention (model.attention: none) draws no attention maps"),
     # keys one dataset alone reads, set for another: they were ignored (MNIST trained at 28 x 28)
     ("model: {arch: lenet5}\ndata:\n  image_size: [32, 32]\n", "data", 2,
      "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); dataset 'mnist' reads none"),

@@ -97,18 +97,24 @@ def load_run_recipe(path: str | Path, overrides=()):
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
-    return load_recipe(path, [*old, *_once_ignored(written["data"]), *overrides])
+    return load_recipe(path, [*old, *_once_ignored(raw), *overrides])
 
 
-def _once_ignored(data: dict) -> list[str]:
-    """Overrides that unset the image source keys a run's dataset does not read (`image_size` on MNIST). Runs
-    trained before the recipe check refused them ignored them, so such a run loads as it trained."""
+def _once_ignored(raw: dict) -> list[str]:
+    """Overrides that put back to their defaults the keys a run's recipe.yaml sets where nothing read them:
+    `image_size` on MNIST, `attention_maps` on a model without attention. Runs trained before the recipe
+    check refused them ignored them, so such a run loads as it trained."""
     from dlkit.recipe.schema import IMAGE_SOURCE_KEYS
+    from dlkit.tasks.text_translation import TranslationTrain
 
+    data, model, train = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("data", "model", "train"))
     sources = {"data": data, "data.domain_b": data.get("domain_b")}
-    return [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
-            for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
-            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
+    out = [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
+           for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
+           if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
+    if model.get("attention") == "none" and "attention_maps" in train:
+        out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
+    return out
 
 
 def _distribution(recipe) -> list:

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
-from dlkit.errors import SPLITS, DataError, MissingSplit, UsageError
+from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
 from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
@@ -94,6 +94,14 @@ class TextTranslation(FitTask):
     Train = TranslationTrain
     default_loss = "sparse_categorical_crossentropy"
     token_loss = True
+
+    def check(self, recipe) -> list[Problem]:
+        default = TranslationTrain.model_fields["attention_maps"].default
+        if recipe.model.attention == "none" and recipe.train.attention_maps != default:
+            return [Problem("train.attention_maps", "a model without attention (model.attention: none) draws no "
+                            "attention maps", hint="remove train.attention_maps, or set model.attention: bahdanau "
+                            "or luong")]
+        return []
 
     def locate(self, recipe) -> str:
         from dlkit.data import pairs
