@@ -63,9 +63,9 @@ def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
 
 
 def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
-    """`image_size` on MNIST, `label_column` on a non-CSV dataset, `attention_maps` on a model without attention:
-    a recipe now refuses them (they did nothing), but a run trained before that loads as it trained, the key
-    back at its default, so evaluate and resume still open it."""
+    """`image_size` on MNIST, `label_column` on a non-CSV dataset, `attention_maps` on a model without attention,
+    `label_smoothing` on a WGAN: a recipe now refuses them (they did nothing), but a run trained before that
+    loads as it trained, the key back at its default, so evaluate and resume still open it."""
     import yaml
 
     from dlkit.errors import RecipeError
@@ -88,3 +88,10 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     with pytest.raises(RecipeError, match="a model without attention"):
         load_recipe(tmp_path / "recipe.yaml")
     assert load_run_recipe(tmp_path / "recipe.yaml").train.attention_maps == 4
+    wgan = load_recipe(ROOT / "recipes" / "wgan_mnist.yaml").to_dict()
+    wgan["model"].update(label_smoothing=0.1, info_weight=2.0, top_k=1.0, top_k_epochs=3.0)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(wgan))
+    with pytest.raises(RecipeError, match="the wasserstein critic has no targets"):
+        load_recipe(tmp_path / "recipe.yaml")
+    model = load_run_recipe(tmp_path / "recipe.yaml").model
+    assert (model.label_smoothing, model.info_weight, model.top_k_epochs) == (0.0, 1.0, 0.0)

@@ -78,6 +78,12 @@ MALFORMED = [
      "data.time_column", 4, "an empty name: name the time column"),
     ("model: {arch: seq2seq}\ntrain:\n  attention_maps: 8\n", "train.attention_maps", 3,
      "a model without attention (model.attention: none) draws no attention maps"),
+    # a GAN's keys its other keys leave nothing to do
+    ("model: {arch: wgan, label_smoothing: 0.1}\n", "model", 1, "the wasserstein critic has no targets"),
+    ("model: {arch: dcgan, top_k_epochs: 5}\n", "model", 1, "and top_k is 1 (off): set top_k below 1"),
+    ("model: {arch: cgan, info_weight: 2}\n", "model", 1, "info_weight weighs InfoGAN's code loss, and this GAN"),
+    ("model: {arch: infogan, continuous_codes: 0, continuous_weight: 0.5}\n", "model", 1,
+     "continuous_weight weighs the continuous codes' share"),
     # keys one dataset alone reads, set for another: they were ignored (MNIST trained at 28 x 28)
     ("model: {arch: lenet5}\ndata:\n  image_size: [32, 32]\n", "data", 2,
      "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); dataset 'mnist' reads none"),

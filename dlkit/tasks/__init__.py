@@ -102,8 +102,8 @@ def load_run_recipe(path: str | Path, overrides=()):
 
 def _once_ignored(raw: dict) -> list[str]:
     """Overrides that put back to their defaults the keys a run's recipe.yaml sets where nothing read them:
-    `image_size` on MNIST, `attention_maps` on a model without attention. Runs trained before the recipe
-    check refused them ignored them, so such a run loads as it trained."""
+    `image_size` on MNIST, `attention_maps` on a model without attention, a GAN's idle keys. Runs trained
+    before the recipe check refused them ignored them, so such a run loads as it trained."""
     from dlkit.recipe.schema import IMAGE_SOURCE_KEYS
     from dlkit.tasks.text_translation import TranslationTrain
 
@@ -114,6 +114,11 @@ def _once_ignored(raw: dict) -> list[str]:
            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
     if model.get("attention") == "none" and "attention_maps" in train:
         out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
+    config = ARCHITECTURES[model["arch"]].config if model.get("arch") in ARCHITECTURES else None
+    if hasattr(config, "idle_keys"):  # a GAN's: label_smoothing under the wasserstein objective, ...
+        fields = config.model_fields
+        out += [f"model.{key}={fields[key].default}"
+                for key in config.model_construct(**{k: v for k, v in model.items() if k in fields}).idle_keys()]
     return out
 
 
