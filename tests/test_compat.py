@@ -95,3 +95,7 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
         load_recipe(tmp_path / "recipe.yaml")
     model = load_run_recipe(tmp_path / "recipe.yaml").model
     assert (model.label_smoothing, model.info_weight, model.top_k_epochs) == (0.0, 1.0, 0.0)
+    rbm = load_recipe(ROOT / "recipes" / "rbm_mnist.yaml").to_dict()
+    rbm["model"].update(persistent=False, chains=20)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(rbm))
+    assert load_run_recipe(tmp_path / "recipe.yaml").model.chains == 100

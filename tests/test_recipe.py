@@ -84,6 +84,10 @@ MALFORMED = [
     ("model: {arch: cgan, info_weight: 2}\n", "model", 1, "info_weight weighs InfoGAN's code loss, and this GAN"),
     ("model: {arch: infogan, continuous_codes: 0, continuous_weight: 0.5}\n", "model", 1,
      "continuous_weight weighs the continuous codes' share"),
+    ("model: {arch: rbm, chains: 50}\n", "model", 1, "chains is the number of PCD's persistent chains, and "
+     "persistent is false"),
+    ("model: {arch: dbn, persistent: false, chains: 50}\n", "model", 1, "and persistent is false"),
+    ("model: {arch: rbm, sparsity_target: 0.1}\n", "model", 1, "and sparsity_weight is 0 (no sparsity term)"),
     # keys one dataset alone reads, set for another: they were ignored (MNIST trained at 28 x 28)
     ("model: {arch: lenet5}\ndata:\n  image_size: [32, 32]\n", "data", 2,
      "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); dataset 'mnist' reads none"),

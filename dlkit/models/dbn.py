@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dlkit.models.knobs import Activation, ModelBase
+from dlkit.models.rbm import PCD_CHAINS
 
 TASK = "dbn"
 
@@ -29,6 +30,10 @@ class Config(ModelBase):
     persistent: bool = False
     chains: int = Field(100, ge=1)
     top_labels: bool = False  # the top RBM also sees the one-hot label (Hinton et al., 2006)
+
+    # (pretrain: false leaves cd_k, persistent and top_labels idle too, and is not said: it is the switch a
+    # recipe that extends a DBN flips, dbn_mnist_random.yaml, and those keys come with what it extends)
+    IDLE = (PCD_CHAINS,)
 
     @model_validator(mode="after")
     def _labels_need_a_layer_below(self):

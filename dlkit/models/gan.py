@@ -79,36 +79,26 @@ class GanConfig(ModelBase):
     top_k: float = Field(1.0, gt=0, le=1)
     top_k_epochs: float = Field(0.0, ge=0)
 
+    IDLE = (
+        ("label_smoothing", lambda c: c.objective == "wasserstein",
+         "label_smoothing softens the minimax objective's real targets; the wasserstein critic has no targets "
+         "(remove it)"),
+        ("top_k_epochs", lambda c: c.top_k >= 1,
+         "top_k_epochs is how long the share falls from 1 to top_k, and top_k is 1 (off): set top_k below 1 (0.5), "
+         "or remove top_k_epochs"),
+        ("info_weight", lambda c: not (c.categorical_codes or c.continuous_codes),
+         "info_weight weighs InfoGAN's code loss, and this GAN has no codes (categorical_codes and continuous_codes "
+         "are 0): set one, or remove info_weight"),
+        ("continuous_weight", lambda c: not c.continuous_codes,
+         "continuous_weight weighs the continuous codes' share of the code loss, and continuous_codes is 0: set it, "
+         "or remove continuous_weight"),
+    )
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.objective == "minimax" and (self.gp_weight or self.clip_value):
             raise ValueError("gp_weight and clip_value belong to the wasserstein objective")
-        idle = self.idle_keys()
-        if idle:
-            raise ValueError("\n".join(idle.values()))
         return self
-
-    def idle_keys(self) -> dict[str, str]:
-        """Keys set (off their defaults) where this GAN's other keys leave nothing for them to do, each with why:
-        each trained as if it were absent. (dlkit.tasks.load_run_recipe puts them back to their defaults in the
-        recipe of a run trained before this check.)"""
-        fields = type(self).model_fields
-        moved = {k for k in ("label_smoothing", "top_k_epochs", "info_weight", "continuous_weight")
-                 if getattr(self, k) != fields[k].default}
-        found = {}
-        if "label_smoothing" in moved and self.objective == "wasserstein":
-            found["label_smoothing"] = ("label_smoothing softens the minimax objective's real targets; the "
-                                        "wasserstein critic has no targets (remove it)")
-        if "top_k_epochs" in moved and self.top_k >= 1:
-            found["top_k_epochs"] = ("top_k_epochs is how long the share falls from 1 to top_k, and top_k is 1 "
-                                     "(off): set top_k below 1 (0.5), or remove top_k_epochs")
-        if "info_weight" in moved and not (self.categorical_codes or self.continuous_codes):
-            found["info_weight"] = ("info_weight weighs InfoGAN's code loss, and this GAN has no codes "
-                                    "(categorical_codes and continuous_codes are 0): set one, or remove info_weight")
-        if "continuous_weight" in moved and not self.continuous_codes:
-            found["continuous_weight"] = ("continuous_weight weighs the continuous codes' share of the code loss, "
-                                          "and continuous_codes is 0: set it, or remove continuous_weight")
-        return found
 
 
 # ---------------------------------------------------------------- networks

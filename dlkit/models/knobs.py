@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -95,6 +95,23 @@ class ModelBase(LayerKnobs):
 
     arch: str
 
+    # Keys the section's other keys can leave with nothing to do: (key, idle(config) -> bool, why). Set off its
+    # default where it is idle, a key is a recipe error, since it would train as if absent. (A run trained
+    # before a check here loads with the key back at its default: dlkit.tasks.load_run_recipe.)
+    IDLE: ClassVar[tuple[tuple[str, Callable[[Any], bool], str], ...]] = ()
+
     def loss(self):
         """The loss this architecture trains on when the recipe names none (None: the task's default)."""
         return None
+
+    def idle_keys(self) -> dict[str, str]:
+        """The keys of IDLE set off their defaults where they are idle, each with why."""
+        fields = type(self).model_fields
+        return {key: why for key, idle, why in self.IDLE if getattr(self, key) != fields[key].default and idle(self)}
+
+    @model_validator(mode="after")
+    def _none_idle(self):
+        idle = self.idle_keys()
+        if idle:
+            raise ValueError("\n".join(idle.values()))
+        return self

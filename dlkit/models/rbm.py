@@ -20,6 +20,12 @@ from dlkit.models.knobs import ModelBase
 TASK = "boltzmann"
 
 
+# an RBM's and a DBN's `chains`, which only persistent contrastive divergence reads (knobs.ModelBase.IDLE)
+PCD_CHAINS = ("chains", lambda c: not c.persistent,
+              "chains is the number of PCD's persistent chains, and persistent is false (CD starts each chain at "
+              "the data): set persistent: true, or remove chains")
+
+
 class Config(ModelBase):
     arch: Literal["rbm"] = "rbm"
     hidden: int = Field(500, ge=1)
@@ -30,6 +36,13 @@ class Config(ModelBase):
     binarize: Literal["dynamic", "none"] = "dynamic"  # bernoulli: a fresh Bernoulli draw of the data each step
     sparsity_target: float = Field(0.0, ge=0, lt=1)
     sparsity_weight: float = Field(0.0, ge=0)  # 0: no sparsity term
+
+    IDLE = (
+        PCD_CHAINS,
+        ("sparsity_target", lambda c: not c.sparsity_weight,
+         "sparsity_target is what sparsity_weight pulls toward, and sparsity_weight is 0 (no sparsity term): set a "
+         "weight (0.1), or remove sparsity_target"),
+    )
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -90,19 +90,20 @@ def load_run_recipe(path: str | Path, overrides=()):
     lacks takes its old behaviour's value, not today's default (a resumed run keeps its data)."""
     raw, _ = recipe_layer.load_raw(path)
     model = raw.get("model")
-    arch = ARCHITECTURES.get(model.get("arch")) if isinstance(model, dict) else None
+    arch = ARCHITECTURES.get(model.get("arch")) if isinstance(model, dict) and isinstance(model.get("arch"), str) \
+        else None
     if arch is None:
         return load_recipe(path, overrides)
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
-    return load_recipe(path, [*old, *_once_ignored(raw), *overrides])
+    return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides])
 
 
-def _once_ignored(raw: dict) -> list[str]:
+def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
     """Overrides that put back to their defaults the keys a run's recipe.yaml sets where nothing read them:
-    `image_size` on MNIST, `attention_maps` on a model without attention, a GAN's idle keys. Runs trained
+    `image_size` on MNIST, `attention_maps` on a model without attention, a model's IDLE keys. Runs trained
     before the recipe check refused them ignored them, so such a run loads as it trained."""
     from dlkit.recipe.schema import IMAGE_SOURCE_KEYS
     from dlkit.tasks.text_translation import TranslationTrain
@@ -114,12 +115,12 @@ def _once_ignored(raw: dict) -> list[str]:
            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
     if model.get("attention") == "none" and "attention_maps" in train:
         out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
-    config = ARCHITECTURES[model["arch"]].config if model.get("arch") in ARCHITECTURES else None
-    if hasattr(config, "idle_keys"):  # a GAN's: label_smoothing under the wasserstein objective, ...
-        fields = config.model_fields
-        out += [f"model.{key}={fields[key].default}"
-                for key in config.model_construct(**{k: v for k, v in model.items() if k in fields}).idle_keys()]
-    return out
+    fields = arch.config.model_fields  # knobs.ModelBase.IDLE: label_smoothing under the wasserstein objective, ...
+    try:
+        idle = arch.config.model_construct(**{k: v for k, v in model.items() if k in fields}).idle_keys()
+    except (TypeError, ValueError):  # a value of the wrong kind: the recipe check names it
+        idle = {}
+    return out + [f"model.{key}={fields[key].default}" for key in idle]
 
 
 def _distribution(recipe) -> list:
