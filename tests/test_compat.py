@@ -99,3 +99,6 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     rbm["model"].update(persistent=False, chains=20)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(rbm))
     assert load_run_recipe(tmp_path / "recipe.yaml").model.chains == 100
+    (tmp_path / "recipe.yaml").write_text("model: {arch: [wgan]}\n")  # was a TypeError (unhashable list)
+    with pytest.raises(RecipeError, match="model.arch: unknown architecture"):
+        load_run_recipe(tmp_path / "recipe.yaml")
