@@ -498,6 +498,10 @@ def test_random_recipes_and_overrides_give_recipe_errors_never_tracebacks(tmp_pa
     check()
 
 
+def test_attention_maps_0_on_a_model_without_attention_says_what_it_does(write_recipe):
+    assert load_recipe(write_recipe("model: {arch: seq2seq}\ntrain: {attention_maps: 0}\n")).train.attention_maps == 0
+
+
 def _string_leaves(node, path=()):
     if isinstance(node, dict):
         for k, v in node.items():

@@ -113,7 +113,7 @@ def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
     out = [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
            for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
-    if model.get("attention") == "none" and "attention_maps" in train:
+    if model.get("attention") == "none" and train.get("attention_maps"):
         out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
     fields = arch.config.model_fields  # knobs.ModelBase.IDLE: label_smoothing under the wasserstein objective, ...
     try:

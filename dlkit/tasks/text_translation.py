@@ -97,7 +97,8 @@ class TextTranslation(FitTask):
 
     def check(self, recipe) -> list[Problem]:
         default = TranslationTrain.model_fields["attention_maps"].default
-        if recipe.model.attention == "none" and recipe.train.attention_maps != default:
+        # 0 (draw none) says what such a model does anyway
+        if recipe.model.attention == "none" and recipe.train.attention_maps not in (0, default):
             return [Problem("train.attention_maps", "a model without attention (model.attention: none) draws no "
                             "attention maps", hint="remove train.attention_maps, or set model.attention: bahdanau "
                             "or luong")]
