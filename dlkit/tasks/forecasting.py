@@ -15,6 +15,8 @@ of a file.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,13 +87,10 @@ class SeriesData(DataCommon):
     def _frequency(cls, v):
         """A pandas frequency that steps forward, checked when the recipe loads: an unknown one was the data's
         error, in pandas's words, once the file had been read."""
-        import re
-        import warnings
-
-        from pandas.tseries.frequencies import to_offset
-
         if v is None:
             return v
+        from pandas.tseries.frequencies import to_offset  # only here: `import dlkit.cli` loads no pandas
+
         try:
             with warnings.catch_warnings():  # a deprecated alias ('d') still parses; the run says so once
                 warnings.simplefilter("ignore")
