@@ -44,8 +44,8 @@ def main() -> None:
         visible_bias = rng.normal(-1, 1, 784).astype(np.float32)
         hidden_bias = rng.normal(0, 0.1, 500).astype(np.float32)
 
-        def numpy_parameters(self):
-            return tuple(np.asarray(p, np.float64) for p in (self.kernel, self.visible_bias, self.hidden_bias))
+        def numpy_parameters(self, dtype=np.float64):
+            return tuple(np.asarray(p, dtype) for p in (self.kernel, self.visible_bias, self.hidden_bias))
 
     start = rng.random((args.chains, 784)).astype(np.float32)
     began = time.process_time()

@@ -155,9 +155,10 @@ def test_gibbs_chains_run_in_float32_without_overflow_warnings():
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30)
 
         class Strong:  # weights large enough to drive every unit far past float32's exp range
-            def numpy_parameters(self):
+            def numpy_parameters(self, dtype=np.float64):
                 rng = np.random.default_rng(0)
-                return rng.normal(0, 50, (6, 4)), np.full(6, -200.0), np.full(4, 200.0)
+                return tuple(np.asarray(p, dtype) for p in (rng.normal(0, 50, (6, 4)), np.full(6, -200.0),
+                                                            np.full(4, 200.0)))
 
         chains = chain_snapshots(Strong(), np.ones((3, 6), np.float32), steps=(0, 1, 5))
     assert chains.dtype == np.float32 and chains.shape == (9, 6) and np.all((chains >= 0) & (chains <= 1))

@@ -157,8 +157,9 @@ class RBM(StepModel):
 
     # ------------------------------------------------------------ after training (numpy, float64)
 
-    def numpy_parameters(self):
-        return tuple(np.asarray(ops.convert_to_numpy(w), np.float64)
+    def numpy_parameters(self, dtype=np.float64):
+        """kernel, visible bias and hidden bias as numpy arrays: float64 for AIS's sums, float32 for Gibbs chains."""
+        return tuple(np.asarray(ops.convert_to_numpy(w), dtype)
                      for w in (self.kernel, self.visible_bias, self.hidden_bias))
 
 

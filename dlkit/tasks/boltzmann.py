@@ -183,7 +183,7 @@ def chain_snapshots(rbm, v: np.ndarray, steps=(0, 1, 10, 100, 1000), seed: int =
     float32: the draws need only probabilities, and float64 took 2.2 times as long (benchmarks/gibbs_speed.py)."""
     from dlkit.models.rbm_model import sigmoid_np as sigmoid
 
-    kernel, b, c = (p.astype(np.float32) for p in rbm.numpy_parameters())
+    kernel, b, c = rbm.numpy_parameters(np.float32)
     rng = np.random.default_rng(seed)
     state, done, out = v.astype(np.float32), 0, {}
     mean = state

@@ -148,7 +148,7 @@ class Dbn(Classification):
             raise UsageError("--label: this DBN's top RBM was trained without labels (model.top_labels)")
         rbms = [models.load(run.phase(f"rbm{i + 1}", True).model, compile=False) for i in range(len(config.layers))]
         rng = np.random.default_rng(request.seed)
-        kernel, b, c = (p.astype(np.float32) for p in rbms[-1].numpy_parameters())  # float32: as chain_snapshots
+        kernel, b, c = rbms[-1].numpy_parameters(np.float32)  # float32: as chain_snapshots
         v = (rng.random((request.n, kernel.shape[0]), np.float32) < 0.5).astype(np.float32)
         # the top RBM's visible units: the layer below's (or the pixels), then the labels' when it learnt them
         below = config.layers[-2] if len(config.layers) > 1 else math.prod(model.input_shape[1:])
@@ -164,13 +164,13 @@ class Dbn(Classification):
             v = (rng.random(v.shape, np.float32) < sigmoid(h @ kernel.T + b)).astype(np.float32)
         x = v[:, :below] if len(rbms) > 1 else sigmoid(h @ kernel.T + b)[:, :below]
         for rbm in reversed(rbms[:-1]):  # down: each layer's mean given the one above
-            w, vb, _ = (p.astype(np.float32) for p in rbm.numpy_parameters())
+            w, vb, _ = rbm.numpy_parameters(np.float32)
             x = sigmoid(x @ w.T + vb)
         shape = tuple(model.input_shape[1:])
         path = output_path(request.out or run.root / (f"samples-seed{request.seed}"
                                                       + (f"-label{request.label}" if request.label is not None else "")
                                                       + ".png"), request.force, png=True)
-        images.save_png(images.grid(images.to_uint8(x.reshape((-1, *shape)).astype(np.float32), UNIT),
+        images.save_png(images.grid(images.to_uint8(x.reshape((-1, *shape)), UNIT),
                                     max(1, int(math.sqrt(request.n)))), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
                 "seed": request.seed, "label": request.label}
