@@ -286,11 +286,58 @@ def test_npz_csv_and_image_folder(tmp_path):
         sources.load_npz(str(tmp_path / "half.npz"))
 
 
+
+def test_an_image_folder_as_a_user_copies_it(tmp_path):
+    """Found by a sweep of odd folders: each of these was an error, a traceback or a silent loss before."""
+    from PIL import Image
+
+    def png(path, channels, side=8, fmt=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.full((side, side, channels), 200, np.uint8)
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path, fmt)
+
+    root = tmp_path / "photos"
+    for i in range(3):
+        png(root / "train" / "a" / f"{i}.png", 1)  # gray ...
+        png(root / "train" / "b" / f"{i}.webp", 4, fmt="WEBP")  # ... and RGBA WebP (not read before)
+    png(root / "train" / "a" / "2024" / "deeper.png", 1)  # a class's sub-folder: read, as Keras reads it
+    (root / "train" / "a" / ".DS_Store").write_bytes(b"\0Bud1")  # hidden: skipped without a word
+    (root / "train" / "a" / "._0.png").write_bytes(b"\0\5\26\7")  # a Mac's resource fork: was exit 3
+    (root / "train" / "b" / "notes.txt").write_text("shot in May")
+    (root / "train" / "c").mkdir()
+    (root / "train" / "README.md").write_text("my photos")
+    # train/ without test/ said "no images under .../test"
+    a = sources.load_image_folder(str(root), None)
+    assert a.x_train.shape == (7, 8, 8, 3) and a.x_test is None and a.class_names == ["a", "b", "c"]
+    assert a.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    notes = " | ".join(a.notes)
+    assert f"images under {root} mix 4 gray, 3 RGBA; all are read as RGB" in notes  # was "differ in size"
+    assert f"class folder {root / 'train' / 'c'} holds no images" in notes
+    assert "1 file(s) beside the class folders" in notes and "(README.md)" in notes
+    assert f"1 file(s) under {root} are not images dlkit reads, and were left out (1 .txt)" in notes
+
+    png(root / "test" / "d" / "0.png", 1)  # a class training never saw was not read, and not said
+    with pytest.raises(DataError, match=r"test has class folder\(s\) d that .*train does not"):
+        sources.load_image_folder(str(root), None)
+    (root / "test" / "d" / "0.png").rename(root / "test" / "d" / "0.png.bak")
+    (root / "test" / "d").rename(root / "test" / "a")
+    png(root / "test" / "a" / "big.png", 1, side=12)
+    with pytest.raises(DataError, match=r"differ in size \(8 x 8, 12 x 12; 2 sizes in all\); set data.image_size"):
+        sources.load_image_folder(str(root), None)
+    assert sources.load_image_folder(str(root), [8, 8]).x_test.shape == (1, 8, 8, 3)
+
+    for i in range(2):
+        png(tmp_path / "tiffs" / "x" / f"{i}.tiff", 3, fmt="TIFF")
+    with pytest.raises(DataError, match=r"the files there are of other types \(2 .tiff\): convert them to PNG"):
+        sources.load_image_folder(str(tmp_path / "tiffs"), None)
+
 @pytest.mark.parametrize("y,needle", [
     (np.array([0, 1, -1, 2]), "y_train holds the label -1 at index 2; labels are class indices from 0"),
     (np.array([0, 1, 1.5, 2]), "y_train holds 1.5 at index 2 .float64 labels."),
     (np.array(["cat", "dog", "cat", "dog"]), "y_train holds 'cat' at index 0"),
     (np.eye(4), r"y_train has shape \(4, 4\), one-hot rows; give class indices"),
+    # ids, not indices: 2**40 named that many classes, until the machine ran out of memory (24 GB)
+    (np.array([0, 1, 2**40, 2]), "y_train holds the label 1099511627776 at index 2: .* at most 100,000 classes"),
 ])
 def test_npz_labels_are_class_indices(tmp_path, y, needle):
     # a negative label failed inside the loss with a TensorFlow traceback; 1.5 was cut to 1 in silence
@@ -307,6 +354,49 @@ def test_npz_inputs_must_be_finite_and_whole_float_labels_are_read(tmp_path):
     np.savez(tmp_path / "n.npz", x_train=x, y_train=np.zeros(4, np.int64))
     with pytest.raises(DataError, match=r"x_train holds NaN or infinite values \(1\), the first in example 2"):
         sources.load_npz(str(tmp_path / "n.npz"))
+
+
+@pytest.mark.parametrize("x,needle", [
+    (np.full((4, 3), "a"), "x_train holds <U1 values; inputs are numbers"),  # numpy's min raised on strings
+    (np.ones((4, 3), np.complex64), "x_train holds complex64 values"),  # the imaginary part was dropped silently
+])
+def test_npz_inputs_are_numbers(tmp_path, x, needle):
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(4, np.int64))
+    with pytest.raises(DataError, match=needle):
+        sources.load_npz(str(tmp_path / "d.npz"))
+
+
+X4 = np.zeros((4, 5, 5), np.uint8)
+
+
+@pytest.mark.parametrize("arrays,needle", [  # each was a traceback: numpy's, or the model's at its first step
+    (dict(x_train=X4[:0], y_train=np.zeros(0)), r"x_train has shape \(0, 5, 5\), no examples"),
+    (dict(x_train=np.float32(3), y_train=np.zeros(4)), r"x_train has shape \(\), not one example per row"),
+    (dict(x_train=X4, y_train=np.zeros(4), x_test=X4[:, :3, :3], y_test=np.zeros(4)),
+     r"x_test's examples have shape \(3, 3\), x_train's \(5, 5\)"),
+    (dict(x_train=X4, y_train=np.zeros(4), x_test=X4[:0], y_test=np.zeros(0)),
+     r"x_test has shape \(0, 5, 5\), no examples.*leave x_test out to carve a test split"),
+    (dict(x_train=X4, y_train=np.zeros(4), x_test=X4, y_test=np.zeros(3)), "4 test inputs but 3 labels"),
+])
+def test_npz_arrays_must_hold_examples_of_one_shape(tmp_path, arrays, needle):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=needle):
+        sources.load_npz(str(tmp_path / "d.npz"))
+
+@pytest.mark.parametrize("data,needle", [
+    (b"", "is empty; expected an .npz file of named arrays"),
+    (b"hello world", r"is not an .npz file .a zip of .npy arrays.*; it begins b'hello '"),  # numpy: "pickled data"
+    (None, r"is one .npy array, not an .npz file of named arrays; save them with np.savez\(path, x_train="),
+])
+def test_a_file_that_is_not_an_npz_is_said_so(tmp_path, data, needle):
+    path = tmp_path / "d.npz"
+    if data is None:
+        with open(path, "wb") as f:
+            np.save(f, np.ones((4, 3)))
+    else:
+        path.write_bytes(data)
+    with pytest.raises(DataError, match=needle):
+        sources.load_npz(str(path))
 
 
 def test_tfds_path_with_mock_data():

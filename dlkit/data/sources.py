@@ -19,6 +19,7 @@ import pickle
 import re
 import struct
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -115,8 +116,21 @@ def read_idx_folder(folder: Path) -> dict | None:
     return out
 
 
+NPZ_HOW = "np.savez(path, x_train=..., y_train=...)"
+
+
 def read_npz(path: Path) -> dict:
     try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        # numpy reads a file that is not a zip as a pickle, and says so ("contains pickled data")
+        if not head:
+            raise DataError(f"{path} is empty; expected an .npz file of named arrays ({NPZ_HOW})")
+        if head == b"\x93NUMPY":
+            raise DataError(f"{path} is one .npy array, not an .npz file of named arrays; save them with {NPZ_HOW}")
+        if not head.startswith(b"PK"):
+            raise DataError(f"{path} is not an .npz file (a zip of .npy arrays, which {NPZ_HOW} writes); it "
+                            f"begins {head!r}")
         with np.load(path, allow_pickle=False) as z:
             if "x_train" not in z:  # y_train may be left out: unlabelled inputs, for the tasks that need no labels
                 raise DataError(
@@ -296,6 +310,9 @@ def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Array
     )
 
 
+MAX_CLASSES = 100_000  # class indices of an npz's labels: ImageNet-21k has 21,841 classes
+
+
 def _labels(y, name: str, origin: str) -> np.ndarray:
     """Class indices 0, 1, 2, ... as given (integers, or floats that are whole numbers), else a DataError: a
     negative label failed inside the loss with a TensorFlow traceback, and 0.5 was cut to 0 in silence."""
@@ -321,8 +338,24 @@ def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
     """The arrays read, checked. Inputs without labels (no y_train) get label 0 throughout and no class names:
     DataSpec.num_classes 0, which the tasks that learn from labels refuse."""
     x_train, x_test = np.asarray(found["x_train"]), found.get("x_test")
-    for name, x in (("x_train", x_train), ("x_test", x_test)):  # a NaN input would show as a diverged run
-        bad = ~np.isfinite(x) if x is not None and np.asarray(x).dtype.kind in "fc" else None
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if x is None:
+            continue
+        x = np.asarray(x)
+        # strings failed inside numpy's min, and complex numbers lost their imaginary part without a word
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{origin}: {name} holds {x.dtype} values; inputs are numbers (pixel values or "
+                            "features: bool, integer or float)")
+        if x.ndim < 2 or not len(x):  # each was a traceback: len() of a scalar, numpy's max of nothing
+            raise DataError(f"{origin}: {name} has shape {x.shape}, " + (
+                "no examples" if x.ndim >= 2 else "not one example per row") + "; expected images (N, H, W[, C]) "
+                "or feature vectors (N, F)" + ("; leave x_test out to carve a test split (data.test_split)"
+                                                if name == "x_test" and x.ndim >= 2 else ""))
+        if name == "x_test" and x.shape[1:] != x_train.shape[1:]:  # it met the model's weights as a traceback
+            raise DataError(f"{origin}: x_test's examples have shape {x.shape[1:]}, x_train's {x_train.shape[1:]}; "
+                            "the model is built for x_train's, and tested on the same")
+        # a NaN input would show as a diverged run
+        bad = ~np.isfinite(x) if x.dtype.kind == "f" else None
         if bad is not None and bad.any():
             raise DataError(f"{origin}: {name} holds NaN or infinite values ({int(bad.sum()):,}), the first in "
                             f"example {np.argwhere(bad)[0][0]}; inputs must be finite (fill or drop them first)")
@@ -333,7 +366,15 @@ def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
     y_test = None if found.get("y_test") is None else _labels(found["y_test"], "y_test", origin)
     if len(x_train) != len(y_train):
         raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
+    if y_test is not None and len(x_test) != len(y_test):
+        raise DataError(f"{origin}: {len(x_test)} test inputs but {len(y_test)} labels")
     if not classes:
+        for name, y in (("y_train", y_train), ("y_test", y_test)):
+            if y is not None and len(y) and y.max() >= MAX_CLASSES:  # 2**40 named 2**40 classes until memory ran out
+                raise DataError(f"{origin}: {name} holds the label {y.max()} at index {int(np.argmax(y))}: class "
+                                f"indices run from 0 to the number of classes - 1, and dlkit takes at most "
+                                f"{MAX_CLASSES:,} classes; number them from 0 (np.unique({name}, "
+                                "return_inverse=True)[1] gives such indices)")
         n = int(max(y_train.max(), y_test.max() if y_test is not None else 0)) + 1
         classes = [str(i) for i in range(n)]
     return Arrays(x_train, y_train, x_test, y_test, classes, origin)
@@ -779,7 +820,7 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}  # what tf.io.decode_image reads
 
 
 def tf_reason(message: str) -> str:
@@ -887,33 +928,99 @@ def _to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     raise UsageError(f"images with {have} channels; this model takes {channels}")
 
 
+def _visible(path: Path) -> bool:
+    """Not hidden: `.DS_Store`, a Mac's `._photo.png` resource forks, `.ipynb_checkpoints/` are no data."""
+    return not path.name.startswith(".")
+
+
+def _folder_images(folder: Path, left_out: Counter) -> list[Path]:
+    """The image files under a class folder, in its sub-folders too (as Keras's image_dataset_from_directory
+    reads them), sorted, hidden ones left out; `left_out` counts the other files by their type."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            f = Path(top) / name
+            if not _visible(f):
+                continue
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(f)
+            else:
+                left_out[f.suffix.lower() or "(no extension)"] += 1
+    return sorted(found)
+
+
+def _common_channels(images: dict[str, list[np.ndarray]], root: Path, notes: list[str]) -> None:
+    """Images of several kinds (gray, gray with alpha, RGB, RGBA) made one, in place: RGB where any has colour,
+    else gray; alpha dropped (as a model reads one channel count)."""
+    counts = Counter(im.shape[-1] for split in images.values() for im in split)
+    if len(counts) < 2:
+        return
+    target = 3 if any(c >= 3 for c in counts) else 1
+    names = {1: "gray", 2: "gray with alpha", 3: "RGB", 4: "RGBA"}
+    mix = ", ".join(f"{n} {names.get(c, f'{c}-channel')}" for c, n in sorted(counts.items()))
+    for split in images.values():
+        split[:] = [_to_channels(im, target).astype(np.uint8) for im in split]
+    notes.append(f"images under {root} mix {mix}; all are read as {names[target]}")
+
+
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
-    """A folder with one sub-folder per class (`root/cat/1.png`), or `train/` and `test/` folders of those.
-    A folder of images without sub-folders is unlabelled (`root/1.png`, or `root/train/1.png`)."""
+    """A folder with one sub-folder per class (`root/cat/1.png`, or deeper: `root/cat/2024/1.png`), or `train/`
+    and (optionally) `test/` folders of those. A folder of images without sub-folders is unlabelled (`root/1.png`,
+    or `root/train/1.png`). Hidden files are left out; files of other types are counted in a note."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} (data.path)")
-    splits = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() else {"train": root}
-    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
-    labelled = bool(classes)
-    out = {}
+    splits = {"train": root / "train"} if (root / "train").is_dir() else {"train": root}
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        splits["test"] = root / "test"
+    classes = sorted(d.name for d in splits["train"].iterdir() if d.is_dir() and _visible(d))
+    labelled, left_out, images, labels, notes = bool(classes), Counter(), {}, {}, []
     for split, folder in splits.items():
-        images, labels = [], []
+        if labelled and split == "test":  # a class only the test split has was never learnt, and was not read
+            extra = sorted(d.name for d in folder.iterdir() if d.is_dir() and _visible(d) and d.name not in classes)
+            if extra:
+                raise DataError(f"{folder} has class folder(s) {', '.join(extra)} that {splits['train']} does not; "
+                                f"the model learns the classes of the training folder ({', '.join(classes)})")
+        images[split], labels[split] = [], []
         for i, cls in enumerate(classes or [""]):
-            for f in sorted((folder / cls).glob("*")):
-                if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
-                images.append(read_image(f, image_size))
-                labels.append(i)
-        if not images:
+            files = _folder_images(folder / cls, left_out) if labelled else sorted(
+                f for f in folder.iterdir() if f.is_file() and _visible(f) and f.suffix.lower() in IMAGE_EXTENSIONS)
+            images[split] += [read_image(f, image_size) for f in files]
+            labels[split] += [i] * len(files)
+            if labelled and split == "train" and not files:
+                notes.append(f"class folder {folder / cls} holds no images: the model has an output for {cls!r} "
+                             "that no training example teaches")
+        if not labelled:
+            left_out.update(f.suffix.lower() or "(no extension)" for f in folder.iterdir()
+                            if f.is_file() and _visible(f) and f.suffix.lower() not in IMAGE_EXTENSIONS)
+        else:
+            beside = [f for f in folder.iterdir() if f.is_file() and _visible(f)]
+            if beside:
+                notes.append(f"{len(beside)} file(s) beside the class folders of {folder} left out "
+                             f"({beside[0].name}{', ...' if len(beside) > 1 else ''}): a labelled image is in its "
+                             "class's folder")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(left_out.items()))
+        if not images[split]:
             layout = f"{folder}/<class>/<image>, or the images in {folder} itself (unlabelled)"
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}; expected {layout}")
-        if len({im.shape for im in images}) > 1:
-            raise DataError(f"images under {folder} differ in size; set data.image_size: [height, width]")
-        out[f"x_{split}"], out[f"y_{split}"] = np.stack(images), np.array(labels) if labelled else None
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}; expected {layout}"
+                            + (f"; the files there are of other types ({kinds}): convert them to PNG" if kinds else ""))
+    if left_out:
+        notes.append(f"{sum(left_out.values())} file(s) under {root} are not images dlkit reads, and were left out "
+                     f"({kinds}); it reads {', '.join(sorted(IMAGE_EXTENSIONS))}")
+    sizes = Counter(f"{im.shape[0]} x {im.shape[1]}" for split in images.values() for im in split)
+    if len(sizes) > 1:
+        shown = ", ".join(size for size, _ in sizes.most_common(3))
+        raise DataError(f"images under {root} differ in size ({shown}{', ...' if len(sizes) > 3 else ''}; "
+                        f"{len(sizes)} sizes in all); set data.image_size: [height, width] to resize them")
+    _common_channels(images, root, notes)
+    out = {f"x_{split}": np.stack(ims) for split, ims in images.items()}
+    out.update({f"y_{split}": np.array(labels[split]) if labelled else None for split in images})
     out.setdefault("x_test", None)
     out.setdefault("y_test", None)
-    return _arrays(out, classes, str(root))
+    arrays = _arrays(out, classes, str(root))
+    arrays.notes.extend(notes)
+    return arrays
 
 
 def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str) -> tuple[dict, list[str]]:
