@@ -48,9 +48,11 @@ def bands(rows: list, width: int = BAND) -> np.ndarray:
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
+    """An (H, W, C) uint8 picture: gray (1 channel), gray and alpha (2), RGB (3), RGBA (4); of more channels
+    (a multispectral image's), the first three are shown as RGB."""
     from PIL import Image
 
-    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array[..., :3] if array.shape[-1] > 4 else array)
     tmp = path.with_name(f".{path.name}.tmp.png")
     img.save(tmp)
     tmp.replace(path)

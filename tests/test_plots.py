@@ -55,3 +55,36 @@ def test_one_layout_pass_writes_what_matplotlib_writes(tmp_path):
     plt.close(fig)
     ours, theirs = (np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("ours", "matplotlib"))
     assert ours.shape == theirs.shape == (300, 400, 4) and (ours == theirs).all()
+
+
+def test_a_confusion_matrix_of_many_classes_stays_a_readable_size(tmp_path):
+    # 1,001 classes (an npz labelled 3 and 1000) drew a 502-inch square, and the machine ran out of memory
+    n = 1001
+    plots.confusion_matrix(np.eye(n, dtype=np.int64), [str(i) for i in range(n)], tmp_path / "cm.png", "many")
+    assert Image.open(tmp_path / "cm.png").size == (2200, 2200)
+    plots.confusion_matrix(np.eye(3, dtype=np.int64), ["a", "b", "c"], tmp_path / "cm3.png", "few")
+    assert Image.open(tmp_path / "cm3.png").size == (400, 400)
+
+
+def test_codes_of_many_classes_are_coloured_by_index_without_a_legend(tmp_path, monkeypatch):
+    # tab20 repeated its colours past 20 classes, under a legend of every name
+    drawn, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (drawn.append(fig), save(fig, path)))
+    points = np.random.default_rng(0).normal(size=(200, 2))
+    plots.scatter(points, np.arange(200) % 50, [str(i) for i in range(50)], tmp_path / "many.png", "codes")
+    plots.scatter(points, np.arange(200) % 5, [str(i) for i in range(5)], tmp_path / "few.png", "codes")
+    many, few = drawn
+    assert many.axes[0].get_legend() is None and many.axes[1].get_ylabel() == "class index"
+    assert len(few.axes) == 1 and len(few.axes[0].get_legend().get_texts()) == 5
+
+
+
+def test_a_picture_of_more_than_four_channels_shows_the_first_three(tmp_path):
+    from dlkit import images
+
+    # five-band images (an npz's) trained, then Pillow refused their sample grid: a traceback
+    pixels = np.zeros((4, 4, 5), np.uint8)
+    pixels[..., 1] = 255
+    images.save_png(pixels, tmp_path / "p.png")
+    shown = Image.open(tmp_path / "p.png")
+    assert shown.mode == "RGB" and shown.getpixel((0, 0)) == (0, 255, 0)
