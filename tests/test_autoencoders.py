@@ -285,6 +285,30 @@ train: {{epochs: 1}}
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["recipe"]
 
 
+
+def test_feature_vectors_are_refused_by_the_models_that_read_images(write_recipe, tmp_path):
+    """An npz of (N, F) rows met a conv layer, or the reconstructions' picture, as a traceback (exit 1)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rows.npz", x_train=rng.normal(size=(16, 6)), y_train=np.arange(16) % 2)
+    for arch in ("autoencoder, hidden: [8], code_size: 2", "cnn"):
+        out = cli("train", write_recipe(f"""
+data: {{dataset: npz, path: {tmp_path / 'rows.npz'}, batch_size: 8}}
+model: {{arch: {arch}}}
+"""), "--runs-root", tmp_path / "runs")
+        name = arch.split(",")[0]
+        assert out.exit_code == 3, out.output
+        assert (f"rows.npz holds features (N, F), and {name} reads images (N, H, W, C): give it images, or pick a "
+                "model that reads features (perceptron, mlp, rbm, dbn)") in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_codes_of_a_one_example_split_are_drawn_in_two_dimensions():
+    from dlkit.tasks.reconstruction import codes_2d
+
+    # an npz whose x_test held one image: its codes' first principal component alone, then a scatter traceback
+    assert codes_2d(np.ones((1, 5))).shape == (1, 2)
+    assert codes_2d(np.arange(15.0).reshape(3, 5) ** 2).shape == (3, 2)
+
 def test_denoising_conv_autoencoder_shows_its_noise(write_recipe, tmp_path):
     recipe = write_recipe(f"""
 name: tiny_dae

@@ -135,6 +135,23 @@ def test_out_of_memory_is_exit_6_with_a_smaller_batch_suggested(tiny_recipe, tmp
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
 
 
+def test_out_of_memory_building_the_model_is_exit_6_before_any_run_directory(tiny_recipe, tmp_path, monkeypatch):
+    # a dense layer over 4 images of 2000 x 2000 (16 million inputs) was TensorFlow's traceback, exit 1
+    import tensorflow as tf
+
+    from dlkit.tasks.base import Task
+
+    def exhausted(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[16000000,128]")
+
+    monkeypatch.setattr(Task, "build", exhausted)
+    out = cli("train", tiny_recipe, "--runs-root", tmp_path, "--json", "-q")
+    assert out.exit_code == 6, out.output
+    error = json.loads(out.stdout)["error"]
+    assert "out of memory building" in error and "its weights do not fit" in error
+    assert not (tmp_path / "tiny").exists()
+
+
 @pytest.mark.slow
 def test_eight_runs_started_in_the_same_second_get_eight_complete_directories(tiny_recipe, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA, straight_run
+from conftest import DATA, ROOT, straight_run
 from dlkit.cli import app
 
 
@@ -175,3 +176,17 @@ def test_a_dbn_says_what_reading_its_data_did_once(tmp_path):
     out = cli("train", tmp_path / "r.yaml", "--runs-root", tmp_path / "runs")
     assert out.exit_code == 0, out.output
     assert "phase 2/2: finetune" in out.output and out.output.count("data.missing: drop left out 1 of 61") == 1
+
+
+
+def test_a_dbn_of_feature_vectors_says_it_draws_images_only():
+    from types import SimpleNamespace
+
+    from dlkit.errors import UsageError
+    from dlkit.tasks import TASKS, load_recipe
+    from dlkit.tasks.base import GenerateRequest
+
+    # a DBN trained on an npz of (N, 7) rows: its samples' picture was a traceback
+    recipe = load_recipe(ROOT / "recipes" / "dbn_mnist.yaml")
+    with pytest.raises(UsageError, match=r"this DBN learnt feature vectors \(7,\)"):
+        TASKS["dbn"].generate(None, recipe, SimpleNamespace(input_shape=(None, 7)), None, GenerateRequest(n=4))

@@ -28,12 +28,17 @@ class Architecture:
     build: Callable  # (config, spec) -> keras.Model
     task: str  # a key of dlkit.tasks.TASKS
     summary: str  # one line, for `dlkit list`
+    # the kinds of an image dataset's inputs it reads (dlkit.data.spec.MODALITIES' "images", "features"); empty:
+    # its task's data has one kind only
+    inputs: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, module) -> Architecture:
-        """The architecture a module declares (Config, build, TASK and its docstring's first line)."""
+        """The architecture a module declares (Config, build, TASK, INPUTS where it has them, and its docstring's
+        first line)."""
         name = module.Config.model_fields["arch"].default
-        return cls(name, module.Config, module.build, module.TASK, (module.__doc__ or "").strip().splitlines()[0])
+        return cls(name, module.Config, module.build, module.TASK, (module.__doc__ or "").strip().splitlines()[0],
+                   getattr(module, "INPUTS", ()))
 
 
 ARCHITECTURES: dict[str, Architecture] = {

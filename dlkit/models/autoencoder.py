@@ -21,6 +21,7 @@ from dlkit.models import coders
 from dlkit.models.knobs import Activation
 
 TASK = "reconstruction"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class NoiseConfig(Section):

@@ -11,6 +11,7 @@ from typing import Literal
 from dlkit.models.gan import GanConfig, build_gan
 
 TASK = "adversarial"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(GanConfig):

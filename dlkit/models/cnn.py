@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
 
 TASK = "classification"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class ConvBlock(KnobOverrides):

@@ -18,6 +18,7 @@ from pydantic import Field
 from dlkit.models.knobs import Activation, InitializerConfig, ModelBase
 
 TASK = "translation"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(ModelBase):

@@ -19,6 +19,7 @@ from dlkit.models.knobs import Activation, ModelBase
 from dlkit.models.rbm import PCD_CHAINS
 
 TASK = "dbn"
+INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
 
 
 class Config(ModelBase):

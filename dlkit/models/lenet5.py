@@ -14,6 +14,7 @@ from dlkit.models import cnn
 from dlkit.models.knobs import Activation, InitializerConfig
 
 TASK = "classification"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(cnn.Config):

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from dlkit.models.knobs import KnobOverrides, ModelBase
 
 TASK = "classification"
+INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
 
 
 class DenseLayer(KnobOverrides):

@@ -13,6 +13,7 @@ from typing import Literal
 from dlkit.models.knobs import Activation, InitializerConfig, ModelBase
 
 TASK = "classification"
+INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
 
 
 class Config(ModelBase):

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from dlkit.models.knobs import ModelBase
 
 TASK = "boltzmann"
+INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
 
 
 # an RBM's and a DBN's `chains`, which only persistent contrastive divergence reads (knobs.ModelBase.IDLE)

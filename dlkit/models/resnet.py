@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from dlkit.models.knobs import BatchNorm, InitializerConfig, ModelBase, RegularizerConfig
 
 TASK = "classification"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(ModelBase):

@@ -18,6 +18,7 @@ from dlkit.models.gan import DiscriminatorConfig, GanConfig, GeneratorConfig
 from dlkit.models.knobs import Activation, KnobOverrides
 
 TASK = "adversarial"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class RefinerConfig(KnobOverrides):

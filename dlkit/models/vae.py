@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from dlkit.models import coders
 
 TASK = "variational"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(coders.CoderConfig):

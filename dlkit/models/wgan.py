@@ -13,6 +13,7 @@ from pydantic import Field
 from dlkit.models.gan import DiscriminatorConfig, GanConfig, build_gan
 
 TASK = "adversarial"
+INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
 
 
 class Config(GanConfig):

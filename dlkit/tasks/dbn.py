@@ -146,6 +146,9 @@ class Dbn(Classification):
             raise UsageError("a DBN samples from its top RBM (-n, --seed, and --label when it learnt labels)")
         if request.label is not None and not config.top_labels:
             raise UsageError("--label: this DBN's top RBM was trained without labels (model.top_labels)")
+        if len(model.input_shape) != 4:  # its pixels' picture was a traceback
+            raise UsageError(f"samples are drawn as pictures of images; this DBN learnt feature vectors "
+                             f"{model.input_shape[1:]}")
         rbms = [models.load(run.phase(f"rbm{i + 1}", True).model, compile=False) for i in range(len(config.layers))]
         rng = np.random.default_rng(request.seed)
         kernel, b, c = rbms[-1].numpy_parameters(np.float32)  # float32: as chain_snapshots

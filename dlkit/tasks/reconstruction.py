@@ -172,7 +172,8 @@ def codes_2d(codes: np.ndarray) -> np.ndarray:
         return codes if codes.shape[1] == 2 else np.concatenate([codes, np.zeros_like(codes)], axis=1)
     centred = codes - codes.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
+    points = centred @ vt[:2].T
+    return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))  # one code has one component: a test split of one
 
 
 def measure(model, data, split: str, image_path, title: str) -> dict:

@@ -10,7 +10,8 @@ import warnings
 from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
-from dlkit.errors import DataError, Problem, RecipeError, keras_reason
+from dlkit.data.spec import MODALITIES
+from dlkit.errors import DataError, OutOfMemoryError, Problem, RecipeError, is_out_of_memory, keras_reason
 from dlkit.tasks.base import Phase, Task
 
 
@@ -40,6 +41,14 @@ class Session:
     def data(self):
         """The task's data, read on first use (generating from a GAN needs none)."""
         data = self.task.load_data(self.recipe)
+        arch = models.ARCHITECTURES[self.recipe.model.arch]
+        if arch.inputs and data.spec.modality not in arch.inputs:  # a conv layer met (N, F) as a traceback
+            shape = MODALITIES[data.spec.modality].shape
+            readers = [a.name for a in models.ARCHITECTURES.values() if data.spec.modality in a.inputs]
+            reads = arch.inputs[0]
+            raise DataError(f"{data.origin} holds {data.spec.modality} {shape}, and {arch.name} reads {reads} "
+                            f"{MODALITIES[reads].shape}: give it {reads}, or pick a model that reads "
+                            f"{data.spec.modality} ({', '.join(readers)})")
         reason = self.task.needs_labels(self.recipe)
         if reason and data.spec.num_classes == 0:
             raise DataError(f"{data.origin} has no class labels, and {reason}: give labelled data (an npz with "
@@ -70,6 +79,14 @@ class Session:
                     "model", f"Keras could not build the model for inputs of shape "
                     f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
                     hint="a smaller net for inputs this size, or larger inputs")]) from None
+            except Exception as e:  # its weights alone do not fit (a dense layer over 2000 x 2000 images)
+                if not is_out_of_memory(e):
+                    raise
+                raise OutOfMemoryError(
+                    f"out of memory building {self.recipe.model.arch} for inputs of shape "
+                    f"{tuple(self.data.spec.input_shape)} ({type(e).__name__}): its weights do not fit. Try a "
+                    "smaller model (fewer units or filters, more pooling before a dense layer), or smaller inputs "
+                    "(data.image_size resizes an image folder's)") from None
             self.task.initialize(model, self.recipe, self.data, phase)
             with warnings.catch_warnings():  # said once, with the reason, in the run's notes
                 warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
