@@ -377,6 +377,7 @@ X4 = np.zeros((4, 5, 5), np.uint8)
     (dict(x_train=X4, y_train=np.zeros(4), x_test=X4[:0], y_test=np.zeros(0)),
      r"x_test has shape \(0, 5, 5\), no examples.*leave x_test out to carve a test split"),
     (dict(x_train=X4, y_train=np.zeros(4), x_test=X4, y_test=np.zeros(3)), "4 test inputs but 3 labels"),
+    (dict(x_train=X4, y_train=np.zeros(4), y_test=np.zeros(3)), "y_test labels test inputs, and there is no x_test"),
 ])
 def test_npz_arrays_must_hold_examples_of_one_shape(tmp_path, arrays, needle):
     np.savez(tmp_path / "d.npz", **arrays)
@@ -724,6 +725,34 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     assert text.read_text(tmp_path / "s.txt").startswith("Good")
     assert pairs._decode("Go.\tVa !\n".encode("utf-8-sig"), "p").startswith("Go.")
 
+
+def test_classic_mac_line_ends_are_lines(tmp_path):
+    """A file whose lines end in \\r alone read as one line: one sentence of one class trained a classifier, and
+    one pair a translator, without a word."""
+    from dlkit.data import pairs, text
+
+    (tmp_path / "s.txt").write_bytes(b"Good film\t1\rBad\t0\rFine\t1\r")
+    assert text.read_labelled_sentences(tmp_path / "s.txt") == (["Good film", "Bad", "Fine"], ["1", "0", "1"])
+    assert pairs.read_pairs("Go.\tVa !\rHi.\tSalut !\r", "p", 0, 1).sources == ["Go.", "Hi."]
+    # \r\n as before, and a \r inside a line of a \n file stays in it
+    assert text.lines_of("a\r\nb\r\n") == ["a\r", "b\r", ""] and text.lines_of("a\rb\nc") == ["a\rb", "c"]
+
+
+def test_a_classifier_refuses_data_of_one_class(write_recipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    # it trained, to 100% accuracy: an npz labelled 0 throughout, a sentences file of one label
+    np.savez(tmp_path / "one.npz", x_train=np.zeros((8, 3), np.float32), y_train=np.zeros(8))
+    (tmp_path / "one.txt").write_text("".join(f"sentence {i}\tpos\n" for i in range(8)))
+    for data, model in ((f"{{dataset: npz, path: {tmp_path / 'one.npz'}}}", "{arch: mlp}"),
+                        (f"{{dataset: tsv, path: {tmp_path / 'one.txt'}}}", "{arch: rnn_classifier}")):
+        out = CliRunner().invoke(app, ["train", str(write_recipe(f"data: {data}\nmodel: {model}\n")),
+                                       "--runs-root", str(tmp_path / "runs")])
+        assert out.exit_code == 3, out.output
+        assert "holds one class only" in out.stderr and "a classifier tells two or more apart" in out.stderr
+    assert not (tmp_path / "runs").exists()
 
 def test_a_header_line_in_a_sentences_file(tmp_path):
     """A `sentence<TAB>label` file that starts with a header line: data.header: true skips it; without it, the

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dlkit.data.sources import local_dirs
-from dlkit.data.text import Vocabulary, rows_of
+from dlkit.data.text import Vocabulary, lines_of, rows_of
 from dlkit.errors import DataError, first_line
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
@@ -101,7 +101,7 @@ def read_pairs(raw: str, origin: str, source_column: int, target_column: int) ->
     """`a<TAB>b[<TAB>...]` lines; a line short of the columns is an error naming it."""
     sources, targets = [], []
     need = max(source_column, target_column) + 1
-    for n, line in enumerate(raw.split("\n"), start=1):
+    for n, line in enumerate(lines_of(raw), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             continue

@@ -137,6 +137,9 @@ def read_npz(path: Path) -> dict:
                     f"{path} has arrays {sorted(z.files)}; expected x_train, y_train (left out: unlabelled) and "
                     "optionally x_test, y_test"
                 )
+            if "y_test" in z and "x_test" not in z:
+                raise DataError(f"{path} has arrays {sorted(z.files)}: y_test labels test inputs, and there is no "
+                                "x_test; add x_test, or leave y_test out")
             if "x_test" in z and ("y_test" in z) != ("y_train" in z):
                 raise DataError(f"{path} has arrays {sorted(z.files)}: x_test is labelled (y_test) exactly when "
                                 "x_train is (y_train)")

@@ -98,16 +98,22 @@ def rows_of(id_lists: list[list[int]], length: int) -> np.ndarray:
 # ---------------------------------------------------------------- published formats
 
 
+def lines_of(raw: str) -> list[str]:
+    """A file's lines, split on \\n (\\r\\n's \\r is stripped by the reader), or on \\r alone in a file that has no
+    \\n (classic Mac line ends, which read as one line holding every sentence)."""
+    return raw.split("\r" if "\r" in raw and "\n" not in raw else "\n")
+
+
 def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str], list[str]]:
     """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files); `header`: the first line
-    names the columns. Lines are split on \\n only: the IMDB file holds U+0085 inside sentences, which
-    str.splitlines() would break on."""
+    names the columns. Lines are split on \\n (lines_of), not by str.splitlines(): the IMDB file holds U+0085
+    inside sentences, which splitlines() would break on."""
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
     texts, labels = [], []
-    for n, line in enumerate(raw.split("\n"), start=1):
+    for n, line in enumerate(lines_of(raw), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             continue

@@ -180,6 +180,7 @@ class Task:
     roles: ClassVar[tuple[str, ...]] = ("model",)  # optimizer roles; the first steps once per batch
     headlines: ClassVar[tuple[Headline, ...]] = ()  # what `dlkit runs` shows of a run, the first found
     validates: ClassVar[bool] = True  # fit is given the validation split
+    classifies: ClassVar[bool] = False  # it tells classes apart: data of one class is refused
     # the command-line options only some tasks read (OPTIONS' keys): given to any other, they are refused
     options: ClassVar[frozenset[str]] = frozenset()
 

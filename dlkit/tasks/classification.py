@@ -60,6 +60,7 @@ class Classification(FitTask):
     summary = "inputs to one of K classes; test accuracy, per-class precision and recall, confusion matrix"
     default_loss = "sparse_categorical_crossentropy"
     Train = ClassifierTrain
+    classifies = True
 
     def needs_labels(self, recipe):
         return "a classifier learns from them"

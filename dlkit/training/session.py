@@ -54,6 +54,9 @@ class Session:
             raise DataError(f"{data.origin} has no class labels, and {reason}: give labelled data (an npz with "
                             "y_train, or an image folder with a sub-folder per class), or pick a model that "
                             "learns from the inputs alone (an autoencoder, a VAE, an RBM, an unconditional GAN)")
+        if self.task.classifies and data.spec.num_classes == 1:  # it trained, to a trivial 100% accuracy
+            raise DataError(f"{data.origin} holds one class only ({data.spec.class_names[0]!r}), and a classifier "
+                            "tells two or more apart: give it examples of another class too")
         return data
 
     @property
