@@ -726,6 +726,12 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
     assert pairs._decode("Go.\tVa !\n".encode("utf-8-sig"), "p").startswith("Go.")
 
 
+def test_a_folder_given_to_predict_leaves_hidden_files_out(tmp_path):
+    # predict read a Mac's ._0.png beside 0.png, and stopped at it (exit 3)
+    for name in ("0.png", "._0.png", ".DS_Store", "1.npy", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in sources._image_files([tmp_path])] == ["0.png", "1.npy"]
+
 def test_classic_mac_line_ends_are_lines(tmp_path):
     """A file whose lines end in \\r alone read as one line: one sentence of one class trained a classifier, and
     one pair a translator, without a word."""

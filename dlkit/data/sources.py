@@ -904,12 +904,13 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
 
 
 def _image_files(paths) -> list[Path]:
-    """The paths given, each folder among them replaced by the image and .npy files in it (sorted)."""
+    """The paths given, each folder among them replaced by the image and .npy files in it (sorted; hidden ones, a
+    Mac's `._photo.png`, left out as training leaves them out)."""
     out = []
     for path in map(Path, paths):
         if path.is_dir():
             kinds = IMAGE_EXTENSIONS | {".npy"}
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in kinds)
+            inside = sorted(p for p in path.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in kinds)
             if not inside:
                 raise UsageError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))}, .npy)")
             out += inside
