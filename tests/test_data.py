@@ -454,6 +454,23 @@ def test_tfds_unknown_name_is_a_data_error():
         sources.load_tfds("no_such_dataset_xyz", None, allow_download=False)
 
 
+@pytest.mark.parametrize("name,wants,needle", [  # read from each dataset's info: nothing is downloaded
+    ("imdb_reviews", "images", "inputs are text, not images: a text classifier reads it"),  # np.stack's traceback
+    ("speech_commands", "images", r"inputs \(audio\) have shape \(None,\), not images"),  # "differ in size"
+    ("celeb_a", "images", "has no .input, label. pairs"),  # these two were "check the name"
+    ("titanic", "images", "inputs are a dict of 13 features .age, boat, body, cabin, ...., not images"),
+    ("mnist", "text", r"inputs \(image\) are not text: shape \(28, 28, 1\), uint8"),
+])
+def test_a_tfds_dataset_of_other_inputs_says_what_it_holds(tmp_path, name, wants, needle):
+    from dlkit.data import text
+
+    with pytest.raises(DataError, match=f"tfds:{name}'?s? {needle}" if wants == "images" else needle):
+        if wants == "images":
+            sources.load_tfds(name, str(tmp_path), allow_download=False)
+        else:
+            text.tfds_sentences(name, str(tmp_path), allow_download=False)
+
+
 def arrays(n=40):
     rng = np.random.default_rng(1)
     return sources.Arrays(rng.integers(0, 256, (n, 8, 8), dtype=np.uint8), np.arange(n) % 4,

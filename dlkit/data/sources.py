@@ -1027,10 +1027,38 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     return arrays
 
 
-def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str) -> tuple[dict, list[str]]:
+def _tfds_keys(name: str, info, wants: str) -> tuple[str, str]:
+    """The input and label keys of a tensorflow-datasets dataset of (input, label) pairs whose inputs are what
+    `wants` says ("images", "text"), read from its info before anything is downloaded; else a DataError
+    saying what the dataset holds (before, text met np.stack as a traceback, audio was said to be "images of
+    different sizes", and a dataset without pairs was "check the name")."""
+    keys = info.supervised_keys
+    if not keys:
+        raise DataError(f"tfds:{name} has no (input, label) pairs (tensorflow-datasets gives it no supervised_keys); "
+                        f"dlkit reads {wants} with class labels from a tfds:NAME dataset")
+    if not isinstance(keys[0], str):
+        raise DataError(f"tfds:{name}'s inputs are a dict of {len(keys[0])} features ({', '.join(list(keys[0])[:4])}"
+                        f"{', ...' if len(keys[0]) > 4 else ''}), not {wants}; export them to a CSV file (data.dataset: "
+                        "csv) to train on them")
+    feature = info.features[keys[0]]
+    text = np.dtype(feature.np_dtype).kind in "OSU"
+    if wants == "images" and text:
+        raise DataError(f"tfds:{name}'s inputs are text, not images: a text classifier reads it (model.arch: "
+                        f"rnn_classifier with data.dataset: tfds:{name})")
+    if wants == "images" and len(feature.shape) not in (2, 3):
+        raise DataError(f"tfds:{name}'s inputs ({keys[0]}) have shape {tuple(feature.shape)}, not images (height, "
+                        "width[, channels])")
+    if wants == "text" and not text:
+        raise DataError(f"tfds:{name}'s inputs ({keys[0]}) are not text: shape {tuple(feature.shape)}, "
+                        f"{np.dtype(feature.np_dtype).name}")
+    return keys[0], keys[1]
+
+
+def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str,
+               wants: str = "images") -> tuple[dict, list[str]]:
     """A tensorflow-datasets dataset of (input, label) pairs read whole into memory: {split: [(x, y), ...]}
-    for train and (where it has one) test, and its class names. `instead` says what to use where
-    tensorflow-datasets cannot be imported."""
+    for train and (where it has one) test, and its class names. `wants`: the inputs it must hold ("images",
+    "text"). `instead` says what to use where tensorflow-datasets cannot be imported."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -1043,6 +1071,7 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         if quiet:
             tfds.disable_progress_bar()
         builder = tfds.builder(name, data_dir=data_dir)
+        _, label_key = _tfds_keys(name, builder.info, wants)
         if allow_download:
             builder.download_and_prepare()
         out = {}
@@ -1054,7 +1083,7 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
                     raise
                 continue  # a dataset without a test split
             out[split] = list(tfds.as_numpy(ds))
-        label = builder.info.features["label"]
+        label = builder.info.features[label_key]
         classes = list(label.names) if hasattr(label, "names") else []
     except DataError:
         raise

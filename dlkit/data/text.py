@@ -267,7 +267,7 @@ def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sen
     from dlkit.data.sources import tfds_pairs
 
     pairs, names = tfds_pairs(name, data_dir, allow_download,
-                              "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)")
+                              "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)", "text")
     parts = {split: ([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t, _ in items],
                      np.array([int(y) for _, y in items], np.int64)) for split, items in pairs.items()}
     names = names or [str(i) for i in range(int(parts["train"][1].max()) + 1)]
