@@ -243,3 +243,16 @@ def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
     csv.write_text("rooms,age,price\n1,2,3.5\n2,3,0\n")
     with pytest.raises(DataError, match=r"line 3: the target \('price'\) is 0; data.target_transform: log"):
         sources.load_targets_csv(str(csv), ["price"], positive=True)
+
+
+@pytest.mark.parametrize("arrays,needle", [  # each was read as if it held data to learn or test
+    (dict(x_train=np.zeros((0, 3)), y_train=np.zeros(0)), r"x_train has shape \(0, 3\): no examples"),
+    (dict(x_train=np.zeros((5, 0)), y_train=np.zeros(5)), r"x_train has shape \(5, 0\): no features"),
+    (dict(x_train=np.zeros((5, 3)), y_train=np.zeros((5, 0))), r"y_train has shape \(5, 0\): no targets"),
+    (dict(x_train=np.zeros((5, 3)), y_train=np.zeros(5), x_test=np.zeros((0, 3)), y_test=np.zeros(0)),
+     r"x_test has shape \(0, 3\): no examples; leave x_test and y_test out to carve a test split"),
+])
+def test_a_regression_npz_of_no_rows_or_columns_is_said(tmp_path, arrays, needle):
+    np.savez(tmp_path / "r.npz", **arrays)
+    with pytest.raises(DataError, match=needle):
+        sources.load_targets_npz(str(tmp_path / "r.npz"))

@@ -753,6 +753,11 @@ def load_targets_npz(path: str, positive: bool = False) -> Arrays:
         if a.ndim != 2:
             raise DataError(f"{p}: {name} has shape {a.shape}; mlp_regressor reads " + (
                 "feature vectors, (N, F)" if name.startswith("x") else "one number per example (N,), or K (N, K)"))
+        if not a.size:  # no rows (or no columns) trained on nothing, or tested nothing, without a word
+            raise DataError(f"{p}: {name} has shape {a.shape}: no " + ("examples" if not len(a) else
+                            "features" if name.startswith("x") else "targets") + (
+                            "; leave x_test and y_test out to carve a test split (data.test_split)"
+                            if name.endswith("test") and not len(a) else ""))
         bad = ~np.isfinite(a) | ((a <= 0) if positive and name.startswith("y") else False)
         if bad.any():
             i, j = (int(v) for v in np.argwhere(bad)[0])
