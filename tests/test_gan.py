@@ -536,6 +536,18 @@ def test_domain_b_data_errors_name_domain_b_keys(digits16, tmp_path, monkeypatch
     assert "data.path" not in out.output and "data.dir" not in out.output and not (tmp_path / "runs").exists()
 
 
+
+def test_domains_of_channels_that_do_not_repeat_into_each_other_are_a_recipe_error(tmp_path):
+    # five-band images against RGB ones: domain B's 3 channels were repeated 5 times, a traceback at the first step
+    np.savez(tmp_path / "a.npz", x_train=np.zeros((8, 8, 8, 5), np.uint8))
+    np.savez(tmp_path / "b.npz", x_train=np.zeros((8, 8, 8, 3), np.uint8))
+    (tmp_path / "cyc.yaml").write_text(f"name: cyc\ndata: {{dataset: npz, path: {tmp_path / 'a.npz'}, domain_b: "
+                                       f"{{dataset: npz, path: {tmp_path / 'b.npz'}}}}}\nmodel: {{arch: cyclegan}}\n")
+    out = CliRunner().invoke(app, ["train", str(tmp_path / "cyc.yaml"), "--runs-root", str(tmp_path / "runs")])
+    assert out.exit_code == 2, out.output
+    assert "data.domain_b: the two domains' images have 5 and 3 channels" in out.output
+    assert not (tmp_path / "runs").exists()
+
 def test_gan_divergence_is_exit_4(digits16, tmp_path, monkeypatch):
     from dlkit.training import callbacks
 

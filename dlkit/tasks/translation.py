@@ -98,6 +98,11 @@ class Translation(TwoPlayer):
             raise RecipeError([Problem("data.domain_b", f"the two domains must be images of one size; they are "
                                        f"{shape_a} and {shape_b}",
                                        hint="set data.domain_b.image_size (image folders) or pick matching datasets")])
+        if shape_a[-1] != shape_b[-1] and 1 not in (shape_a[-1], shape_b[-1]):  # 5 and 3 met as a traceback
+            raise RecipeError([Problem("data.domain_b", f"the two domains' images have {shape_a[-1]} and "
+                                       f"{shape_b[-1]} channels; a gray domain (1 channel) is repeated to the "
+                                       "other's, and any other two must match",
+                                       hint="pick datasets whose images have the same channels")])
         channels = max(shape_a[-1], shape_b[-1])
         b_cfg = cfg.model_copy(update={"limit": cfg.domain_b.limit, "test_limit": cfg.domain_b.test_limit})
         a = pipeline.build(arrays_a, cfg, recipe.seed, channels=channels)
