@@ -55,12 +55,12 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam)
     try:
-        result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+        result = session.task.evaluate(run, recipe, model, lambda: session.data_of(run), request)
     except MissingSplit as e:
         if split is not None or "val" not in e.available:
             raise
         request.split = "val"
-        result = session.task.evaluate(run, recipe, model, lambda: session.data, request)
+        result = session.task.evaluate(run, recipe, model, lambda: session.data_of(run), request)
         result["note"] = "this run has no test split: its validation split was measured"
     evals = run.read_json(run.eval)  # read again: another command may have added its result meanwhile
     evals[result.pop("key")] = result

@@ -55,7 +55,7 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
                               temperature)
-    return session.task.generate(run, recipe, model, lambda: session.data, request)
+    return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 
 def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: bool = False) -> dict:
@@ -64,7 +64,7 @@ def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     run, recipe, session, model = _open(run_dir, unsafe, "encode")
-    return session.task.encode(run, recipe, model, lambda: session.data, EncodeRequest(split, out, force))
+    return session.task.encode(run, recipe, model, lambda: session.data_of(run), EncodeRequest(split, out, force))
 
 
 def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None = None, plot=None,

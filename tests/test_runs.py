@@ -282,3 +282,28 @@ def test_tensorboard_logs_every_value_the_epochs_logged(tiny_recipe, tmp_path):
     history = (Path(result["run_dir"]) / "history.csv").read_text().splitlines()
     assert [s for s, _ in loss] == [1, 2]
     assert abs(loss[1][1] - float(history[2].split(",")[history[0].split(",").index("loss")])) < 1e-5
+
+
+def test_a_data_file_changed_since_the_run_trained_is_said_not_met_as_a_traceback(write_recipe, tmp_path):
+    """A user regenerated the npz a run trained on: images of another size or more classes met the model at
+    evaluate, generate, encode or resume as a Keras or TensorFlow traceback."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=rng.normal(size=(32, 6)), y_train=np.arange(32) % 2)
+    recipe = write_recipe(f"data: {{dataset: npz, path: {data}, batch_size: 8}}\nmodel: {{arch: mlp, hidden: [4]}}\n"
+                          "train: {epochs: 1}\n")
+    out = CliRunner().invoke(app, ["train", str(recipe), "--runs-root", str(tmp_path / "runs"), "--json", "-q"])
+    assert out.exit_code == 0, out.output
+    run = json.loads(out.stdout)["run_dir"]
+    np.savez(data, x_train=rng.normal(size=(32, 7)), y_train=np.arange(32) % 2)
+    for command in (["evaluate", run], ["resume", run, "--epochs", "2"]):
+        out = CliRunner().invoke(app, command)
+        assert out.exit_code == 3, out.output
+        assert "now holds inputs of shape (7,), and the run trained on inputs of shape (6,)" in out.stderr
+    np.savez(data, x_train=rng.normal(size=(32, 6)), y_train=np.arange(32) % 3)
+    out = CliRunner().invoke(app, ["evaluate", run])
+    assert out.exit_code == 3 and "now holds 3 classes, and the run trained on 2 classes" in out.stderr
+    np.savez(data, x_train=rng.normal(size=(32, 6)), y_train=np.arange(32) % 2)
+    assert CliRunner().invoke(app, ["evaluate", run]).exit_code == 0  # the data put back

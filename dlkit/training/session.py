@@ -59,6 +59,22 @@ class Session:
                             "tells two or more apart: give it examples of another class too")
         return data
 
+    def data_of(self, run):
+        """The data, checked against what the run trained on (its manifest's data_spec): a file changed since
+        (images of another size, more classes) is a DataError saying what changed, where evaluating, drawing or
+        resuming met it as a traceback inside the model."""
+        data = self.data
+        trained = run.read_json(run.manifest).get("data_spec") or {}
+        for key, say in (("input_shape", "inputs of shape {}"), ("num_classes", "{} classes")):
+            then, now = trained.get(key), getattr(data.spec, key)
+            if key == "input_shape":  # a list in JSON
+                then, now = None if then is None else tuple(then), tuple(now)
+            if then is not None and then != now:
+                raise DataError(f"{data.origin} now holds {say.format(now)}, and the run trained on "
+                                f"{say.format(then)}: the data changed since {run.root} was trained; put back the "
+                                "data it trained on (its recipe.yaml names it), or train a new run on this data")
+        return data
+
     @property
     def steps_per_epoch(self) -> int:
         return optim.steps_per_epoch(self.data.spec.num_train, self.recipe.data.batch_size,

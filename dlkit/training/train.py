@@ -190,7 +190,8 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
     from dlkit.training.callbacks import load_rng_sidecar
 
     session = Session.open(recipe)
-    task, steps = session.task, session.steps_per_epoch  # reads the data first, as training did
+    session.data_of(run)  # read first, as training did, and checked against what the run trained on
+    task, steps = session.task, session.steps_per_epoch
     phases = task.phases(recipe)
     several = len(phases) > 1
     completed = run.read_json(run.manifest).get("phases_completed", [])
