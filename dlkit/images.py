@@ -52,7 +52,8 @@ def save_png(array: np.ndarray, path: Path) -> None:
     (a multispectral image's), the first three are shown as RGB."""
     from PIL import Image
 
-    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array[..., :3] if array.shape[-1] > 4 else array)
+    channels = array.shape[-1]
+    img = Image.fromarray(array[..., 0] if channels == 1 else array[..., :3] if channels > 4 else array)
     tmp = path.with_name(f".{path.name}.tmp.png")
     img.save(tmp)
     tmp.replace(path)

@@ -942,21 +942,27 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _folder_images(folder: Path, left_out: Counter) -> list[Path]:
-    """The image files under a class folder, in its sub-folders too (as Keras's image_dataset_from_directory
-    reads them), sorted, hidden ones left out; `left_out` counts the other files by their type."""
+def _folder_images(folder: Path, left_out: Counter, deep: bool = True) -> list[Path]:
+    """The image files in a folder, sorted, hidden ones left out; `deep`: in its sub-folders too (a class
+    folder's, as Keras's image_dataset_from_directory reads them). `left_out` counts the other files by type."""
+    if deep:
+        files = []
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            files += [Path(top) / name for name in names]
+    else:
+        files = [f for f in folder.iterdir() if f.is_file()]
     found = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            f = Path(top) / name
-            if not _visible(f):
-                continue
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(f)
-            else:
-                left_out[f.suffix.lower() or "(no extension)"] += 1
+    for f in filter(_visible, files):
+        if f.suffix.lower() in IMAGE_EXTENSIONS:
+            found.append(f)
+        else:
+            left_out[f.suffix.lower() or "(no extension)"] += 1
     return sorted(found)
+
+
+def _kinds(left_out: Counter) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(left_out.items()))
 
 
 def _common_channels(images: dict[str, list[np.ndarray]], root: Path, notes: list[str]) -> None:
@@ -992,31 +998,26 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
                 raise DataError(f"{folder} has class folder(s) {', '.join(extra)} that {splits['train']} does not; "
                                 f"the model learns the classes of the training folder ({', '.join(classes)})")
         images[split], labels[split] = [], []
-        for i, cls in enumerate(classes or [""]):
-            files = _folder_images(folder / cls, left_out) if labelled else sorted(
-                f for f in folder.iterdir() if f.is_file() and _visible(f) and f.suffix.lower() in IMAGE_EXTENSIONS)
+        for i, cls in enumerate(classes or [""]):  # unlabelled: the images in the folder itself
+            files = _folder_images(folder / cls, left_out, deep=labelled)
             images[split] += [read_image(f, image_size) for f in files]
             labels[split] += [i] * len(files)
             if labelled and split == "train" and not files:
                 notes.append(f"class folder {folder / cls} holds no images: the model has an output for {cls!r} "
                              "that no training example teaches")
-        if not labelled:
-            left_out.update(f.suffix.lower() or "(no extension)" for f in folder.iterdir()
-                            if f.is_file() and _visible(f) and f.suffix.lower() not in IMAGE_EXTENSIONS)
-        else:
-            beside = [f for f in folder.iterdir() if f.is_file() and _visible(f)]
-            if beside:
-                notes.append(f"{len(beside)} file(s) beside the class folders of {folder} left out "
-                             f"({beside[0].name}{', ...' if len(beside) > 1 else ''}): a labelled image is in its "
-                             "class's folder")
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(left_out.items()))
+        beside = [f for f in folder.iterdir() if f.is_file() and _visible(f)] if labelled else []
+        if beside:
+            notes.append(f"{len(beside)} file(s) beside the class folders of {folder} left out "
+                         f"({beside[0].name}{', ...' if len(beside) > 1 else ''}): a labelled image is in its "
+                         "class's folder")
         if not images[split]:
             layout = f"{folder}/<class>/<image>, or the images in {folder} itself (unlabelled)"
             raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}; expected {layout}"
-                            + (f"; the files there are of other types ({kinds}): convert them to PNG" if kinds else ""))
+                            + (f"; the files there are of other types ({_kinds(left_out)}): convert them to PNG"
+                               if left_out else ""))
     if left_out:
         notes.append(f"{sum(left_out.values())} file(s) under {root} are not images dlkit reads, and were left out "
-                     f"({kinds}); it reads {', '.join(sorted(IMAGE_EXTENSIONS))}")
+                     f"({_kinds(left_out)}); it reads {', '.join(sorted(IMAGE_EXTENSIONS))}")
     sizes = Counter(f"{im.shape[0]} x {im.shape[1]}" for split in images.values() for im in split)
     if len(sizes) > 1:
         shown = ", ".join(size for size, _ in sizes.most_common(3))
@@ -1032,8 +1033,8 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     return arrays
 
 
-def _tfds_keys(name: str, info, wants: str) -> tuple[str, str]:
-    """The input and label keys of a tensorflow-datasets dataset of (input, label) pairs whose inputs are what
+def _tfds_label_key(name: str, info, wants: str) -> str:
+    """The label key of a tensorflow-datasets dataset of (input, label) pairs whose inputs are what
     `wants` says ("images", "text"), read from its info before anything is downloaded; else a DataError
     saying what the dataset holds (before, text met np.stack as a traceback, audio was said to be "images of
     different sizes", and a dataset without pairs was "check the name")."""
@@ -1056,7 +1057,7 @@ def _tfds_keys(name: str, info, wants: str) -> tuple[str, str]:
     if wants == "text" and not text:
         raise DataError(f"tfds:{name}'s inputs ({keys[0]}) are not text: shape {tuple(feature.shape)}, "
                         f"{np.dtype(feature.np_dtype).name}")
-    return keys[0], keys[1]
+    return keys[1]
 
 
 def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str,
@@ -1076,7 +1077,7 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         if quiet:
             tfds.disable_progress_bar()
         builder = tfds.builder(name, data_dir=data_dir)
-        _, label_key = _tfds_keys(name, builder.info, wants)
+        label_key = _tfds_label_key(name, builder.info, wants)
         if allow_download:
             builder.download_and_prepare()
         out = {}
