@@ -155,11 +155,13 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     """What `train` and `resume` share: SIGTERM as Ctrl-C, exit codes, the interrupted run, --json."""
     from rich.markup import escape
 
-    from dlkit.ui import reporter_for
+    from dlkit.ui import reporter_for, showing
 
     _terminate_like_ctrl_c()
     try:
-        result = run(reporter_for(quiet, json_))
+        reporter = reporter_for(quiet, json_)
+        with showing(None if quiet else reporter.console):  # the long loops after the epochs (test measures)
+            result = run(reporter)
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")
         if json_:
@@ -216,6 +218,7 @@ def evaluate(
     beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
     runs_root: RunsRoot = Path("runs"),
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
@@ -228,7 +231,8 @@ def evaluate(
             console.print(f"note: {result['note']}", markup=False, highlight=False)
         _print_parts(console, TASKS[result["task"]].report(result))
 
-    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam), json_, show)
+    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam), json_, show,
+            quiet)
 
 
 @app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
@@ -252,6 +256,7 @@ def generate(
     temperature: Annotated[Optional[float], typer.Option(metavar="T",
         help="Language models: divides the logits; below 1 is safer, above 1 wilder, 0 the likeliest token "
         "(1).")] = None,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
@@ -263,7 +268,7 @@ def generate(
         return f"wrote {result['out']}"
 
     _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe, prompt,
-                               length, temperature), json_, says)
+                               length, temperature), json_, says, quiet)
 
 
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "
@@ -280,6 +285,7 @@ def predict(
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
     plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Translation models with attention: a PNG of the attention maps.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
@@ -295,7 +301,7 @@ def predict(
                 raise UsageError(f"--file {file}: {e}") from None
         return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force, files or ())
 
-    _answer(make, json_, _show_predictions)
+    _answer(make, json_, _show_predictions, quiet)
 
 
 def _show_predictions(result, console) -> None:
@@ -317,13 +323,14 @@ def encode(
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help=".npy file to write; default RUN_DIR/codes_SPLIT.npy. "
                                                 "Labels go beside it as <name>.labels.npy.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
     from dlkit.generate import encode as encode_fn
 
     _write(lambda: encode_fn(run_dir, split, out, force, unsafe), json_,
-           lambda result: f"wrote {result['out']} {tuple(result['shape'])}")
+           lambda result: f"wrote {result['out']} {tuple(result['shape'])}", quiet)
 
 
 @app.command(help="Write a finished run's model in a deployable format through Keras's model.export: a TensorFlow "
@@ -336,6 +343,7 @@ def export(
     out: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Where to write; default RUN_DIR/export/saved_model, "
                                                 "model.onnx or model.tflite.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export (once the new one has passed its check).")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
@@ -345,7 +353,7 @@ def export(
     _write(lambda: export_fn(run_dir, format_, out, force, unsafe), json_,
            lambda r: f"wrote {r['path']} ({r['format']}, {r['model']}, {size_text(r['size_bytes'])}); reloaded with "
                      f"{r['checked_with']}: outputs within {r['max_abs_diff']:.2g} of the Keras model's"
-                     + "".join(f"; it {note}" for note in r["notes"]))
+                     + "".join(f"; it {note}" for note in r["notes"]), quiet)
 
 
 @app.command(help="One self-contained HTML page of a run: status and headline, the measures, evaluations and exports, "
@@ -363,25 +371,35 @@ def report(
            lambda r: f"wrote {r['out']} ({r['size_bytes'] / 1e3:.0f} kB, {len(r['pictures'])} pictures)")
 
 
-def _answer(make, json_: bool, show) -> dict:
-    """What the commands that answer once share: run, then one JSON object, or `show(result, console)`;
-    a user error is its exit code and message."""
+def _answer(make, json_: bool, show, quiet: bool = False) -> dict:
+    """What the commands that answer once share: run, showing how far its long loops are on stderr (not with
+    --quiet), then one JSON object, or `show(result, console)` (not with --quiet); a user error is its exit
+    code and message; Ctrl-C and SIGTERM are exit 130, as they are for `train`."""
+    from dlkit import ui
+
+    _terminate_like_ctrl_c()
     try:
-        result = make()
+        with ui.showing(None if quiet else _console()):
+            result = make()
+    except KeyboardInterrupt:
+        _console().print("[yellow]interrupted[/]")
+        if json_:
+            _print_json({"status": "interrupted", "exit_code": EXIT_INTERRUPTED})
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except DlkitError as e:
         raise _fail(e, json_) from None
     except OSError as e:  # one no reader or writer caught: its path and why, not a traceback
         raise _fail(unusable_path(e), json_) from None
     if json_:
         _print_json(result)
-    else:
+    elif not quiet:
         show(result, _console(stderr=False))
     return result
 
 
-def _write(make, json_: bool, says) -> None:
-    """`generate` and `encode`: one line saying what was written."""
-    _answer(make, json_, lambda result, console: console.print(says(result), markup=False))
+def _write(make, json_: bool, says, quiet: bool = False) -> None:
+    """`generate`, `encode`, `export` and `report`: one line saying what was written."""
+    _answer(make, json_, lambda result, console: console.print(says(result), markup=False), quiet)
 
 
 @app.command(help="A recipe over a grid of values and seeds, each point a normal run; a summary with the mean and "

@@ -6,9 +6,11 @@ One Reporter per run. It is driven by `ProgressCallback` while Keras' own output
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from rich.console import Console
+from rich.errors import LiveError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -172,3 +174,85 @@ def reporter_for(quiet: bool, json_mode: bool) -> Reporter:
         return Reporter(console)
     return RichReporter(console) if console.is_terminal else PlainReporter(console)
 
+
+
+# ---------------------------------------------------------------- a command's long work
+
+class _Shown:
+    """Where a command shows its long work (`work`), while `showing` holds: a live bar on a terminal, else a line
+    at least every `every` seconds, as training's progress is shown."""
+
+    def __init__(self, console: Console, every: float):
+        self.console, self.every = console, every
+        self.progress = None  # the live bars on a terminal, while some work runs
+
+    def bars(self) -> Progress:
+        if self.progress is None:
+            bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+            bars.start()
+            self.progress = bars
+        return self.progress
+
+
+_shown: list[_Shown] = []  # the innermost `showing`, if any
+
+
+@contextlib.contextmanager
+def showing(console: Console | None, every: float | None = None):
+    """While a command runs: where the long loops it calls (`work`) show how far they are. None: nowhere
+    (--quiet). A library caller that never enters this sees nothing. `every`: $DLKIT_PROGRESS_SECONDS (30)."""
+    import os
+
+    if console is None:
+        yield
+        return
+    shown = _Shown(console, float(os.environ.get("DLKIT_PROGRESS_SECONDS", 30)) if every is None else every)
+    _shown.append(shown)
+    try:
+        yield
+    finally:
+        _shown.remove(shown)
+        if shown.progress is not None:
+            shown.progress.stop()
+
+
+@contextlib.contextmanager
+def work(description: str, total: int, unit: str = ""):
+    """A long loop's progress, advanced by the function this yields (`advance(n)`: n more of `total` done).
+    Shown while a command is `showing`: a bar on a terminal, else a line at least every so many seconds (none
+    for work shorter than that)."""
+    import time
+
+    if not _shown:
+        yield lambda n=1: None
+        return
+    shown = _shown[-1]
+    if shown.console.is_terminal:
+        try:
+            bars = shown.bars()
+        except LiveError:  # the epochs' own bars are live (work inside an epoch): they show how far it is
+            yield lambda n=1: None
+            return
+        task = bars.add_task(description, total=total)
+        try:
+            yield lambda n=1: bars.advance(task, n)
+        finally:
+            bars.remove_task(task)
+            if not bars.tasks:  # gone before the answer is printed
+                bars.stop()
+                shown.progress = None
+        return
+    start = last = time.monotonic()
+    done = 0
+
+    def advance(n=1):
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= shown.every and done < total:
+            last = now
+            left = (total - done) * (now - start) / done
+            shown.console.print(f"{description}: {done:,}/{total:,}{unit}  {int(left // 60)}:{int(left % 60):02d} left",
+                                markup=False, soft_wrap=True)
+    yield advance

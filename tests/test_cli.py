@@ -333,6 +333,34 @@ def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):
     assert (Path(out["run_dir"]) / "confusion_matrix_val.png").is_file()
 
 
+def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
+    """The commands that answer once take -q (no progress and no table: the result is in eval.json) and end
+    on Ctrl-C or SIGTERM as `train` does: exit 130, and with --json one object saying so."""
+    import os
+    import signal
+    import time
+
+    from dlkit import backend, evaluate
+
+    result = one_epoch_run(tmp_path / "runs")
+    out = run("evaluate", result["run_dir"], "-q")
+    assert out.exit_code == 0 and out.stdout == "" and out.stderr == ""
+    assert "test" in json.loads((Path(result["run_dir"]) / "eval.json").read_text())
+
+    def killed(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal lands here
+        pytest.fail("SIGTERM did not end the command")
+
+    monkeypatch.setattr(evaluate, "evaluate", killed)
+    try:
+        out = run("evaluate", result["run_dir"], "--json")
+    finally:
+        backend.interrupt_requested.clear()  # the flag training checks: later tests in this process train on
+    assert out.exit_code == 130 and json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
+    assert "interrupted" in out.stderr
+
+
 def test_commands_that_read_a_model_load_it_without_its_optimizer(tiny_run):
     """generate, encode, predict and export load the model alone: its weights, not its optimizer's state,
     which they never use; evaluate and resume load both."""

@@ -48,6 +48,9 @@ def test_ais_matches_the_exact_log_partition_of_an_enumerable_rbm():
     assert ais["log_z"] == pytest.approx(exact, abs=0.1)
     assert ais["log_z_low"] <= exact + 0.05 and ais["log_z_high"] >= exact - 0.05  # within its +/- 3 errors
     rough = ais_log_partition(kernel, b, c, base, runs=100, steps=100, seed=0)
+    heard = []  # how far it is, for `dlkit evaluate`'s progress: the temperatures passed, a hundred at a time
+    ais_log_partition(kernel, b, c, base, runs=2, steps=250, seed=0, advance=heard.append)
+    assert heard == [100, 100, 50]
     assert abs(rough["log_z"] - exact) > abs(ais["log_z"] - exact)  # fewer temperatures, a worse estimate
     # the test log-likelihood from it, against the exact one, on a few states
     v = all_states(12)[::409]

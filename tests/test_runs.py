@@ -208,6 +208,37 @@ def test_plain_reporter_waits_its_interval():
     assert "epoch 1/2  step 5/10" in buf.getvalue() and "loss=0.5000" in buf.getvalue()
 
 
+def test_long_work_is_shown_only_where_a_command_shows_it():
+    """`ui.work`, a long loop's progress (AIS, importance sampling, beam search): nothing for a library caller;
+    under a command, a line at least every so many seconds off a terminal, a live bar on one, gone at the end."""
+    import io
+
+    from rich.console import Console
+
+    from dlkit import ui
+
+    with ui.work("annealing", 3, " temperatures") as advance:  # no command: nowhere to show it
+        advance(2)
+    buf = io.StringIO()
+    with ui.showing(Console(file=buf, width=200), every=3600):
+        with ui.work("annealing", 3, " temperatures") as advance:
+            advance(2)
+    assert buf.getvalue() == ""  # an hour has not passed
+    with ui.showing(Console(file=buf, width=200), every=0):
+        with ui.work("annealing", 3, " temperatures") as advance:
+            advance(2)
+            advance()
+    assert buf.getvalue() == "annealing: 2/3 temperatures  0:00 left\n"  # not at the end: the answer follows
+    tty = io.StringIO()
+    with ui.showing(Console(file=tty, width=100, force_terminal=True)):
+        with ui.work("annealing", 4) as advance:
+            advance(3)
+            bars = ui._shown[-1].progress
+            assert [(t.description, t.completed, t.total) for t in bars.tasks] == [("annealing", 3, 4)]
+        assert bars.tasks == [] and not bars.live.is_started  # gone when its work ends, before the answer
+    assert "annealing" in tty.getvalue()
+
+
 def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     """`dlkit predict RUN FILE...`: PNG files (a colour one converted to gray, a larger one resized) and an
     .npy array, labels and probabilities as the model gives them for the same pixels."""

@@ -115,7 +115,9 @@ def test_beam_of_width_one_is_greedy(write_recipe):
     rng = np.random.default_rng(3)
     src = np.concatenate([_sources(rng) for _ in range(5)])  # 15 sentences in chunks of 4: the last padded
     stepper = decoding.Stepper(*seq2seq.inference(model, recipe.model), attention=True, rows=4)
-    greedy = stepper.decode(src, 8, width=1)
+    heard = []  # how far it is, for `dlkit evaluate`'s progress: the sentences decoded, a chunk at a time
+    greedy = stepper.decode(src, 8, width=1, advance=heard.append)
+    assert heard == [4, 4, 4, 3]
     rows = decoding.beam(lambda p, s: _step_fn(stepper, src[:4], p, s), _states(stepper, src[:4]), 4, 1, 8)
     np.testing.assert_array_equal(rows.tokens, greedy.tokens[:4])
     assert greedy.weights.shape[0] == 15

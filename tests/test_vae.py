@@ -74,6 +74,9 @@ def test_importance_bound_approaches_the_exact_log_likelihood_from_below():
     bounds = {k: np.mean([vae.importance_bound(x, k, seed=s).mean() for s in range(n)]) for k, n in seeds.items()}
     assert bounds[1] < bounds[10] < bounds[100] < bounds[1000] <= exact.mean() + 0.01  # rises with k, stays below
     assert bounds[1000] == pytest.approx(exact.mean(), abs=0.02)
+    heard = []  # how far it is, for `dlkit evaluate`'s progress: the examples done, a batch at a time
+    vae.importance_bound(x, 10, rows=20, advance=heard.append)
+    assert heard == [2, 2, 2]
     # k = 1 is the ELBO: its average over draws is reconstruction + KL from the model's own step
     elbo = np.mean([-(keras.ops.convert_to_numpy(r) + keras.ops.convert_to_numpy(k_)).mean()
                     for r, k_ in (vae.terms(x) for _ in range(400))])

@@ -166,8 +166,10 @@ class Stepper:
     def __init__(self, encoder, step_model, attention: bool, rows: int = 64):
         self.encoder, self.step_model, self.attention, self.rows = encoder, step_model, attention, rows
 
-    def decode(self, sources: np.ndarray, max_length: int, width: int = 1, length_penalty: float = 0.0) -> Decoded:
-        """Every source (N, S) decoded; `width` 1 is greedy (and keeps the attention weights)."""
+    def decode(self, sources: np.ndarray, max_length: int, width: int = 1, length_penalty: float = 0.0,
+               advance=None) -> Decoded:
+        """Every source (N, S) decoded; `width` 1 is greedy (and keeps the attention weights). `advance(n)`, if
+        given, hears of the sources decoded."""
         parts = []
         for i in range(0, len(sources), self.rows):
             chunk = sources[i:i + self.rows]
@@ -190,6 +192,8 @@ class Stepper:
             else:
                 d = beam(step, states, self.rows, width, max_length, length_penalty)
             parts.append(Decoded(d.tokens[:n], d.scores[:n], None if d.weights is None else d.weights[:n]))
+            if advance is not None:
+                advance(n)
         weights = None if parts[0].weights is None else _stack_maps([p.weights for p in parts])
         return Decoded(np.concatenate([p.tokens for p in parts]), np.concatenate([p.scores for p in parts]), weights)
 

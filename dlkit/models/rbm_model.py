@@ -193,14 +193,15 @@ def ais_schedule(steps: int = 14500) -> np.ndarray:
 
 
 def ais_log_partition(kernel, visible_bias, hidden_bias, base_visible_bias, runs: int = 100, steps: int = 14500,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, advance=None) -> dict:
     """Annealed importance sampling of log Z for a Bernoulli RBM (Salakhutdinov & Murray, 2008).
 
     The base model has no weights and visible biases `base_visible_bias` (the data's marginals), so
     log Z_A = sum log(1 + exp(b_A)) + H log 2 and it is sampled exactly. The chains then move through
     p_beta(v) proportional to exp((1 - beta) v.b_A + beta v.b) prod_j (1 + exp(beta (c_j + v.W_j))), with the
     hidden units summed out of the weights, by Gibbs steps at each beta. Returns log Z (the log of the
-    mean importance weight) and its spread: log(mean -/+ 3 standard errors), as the paper reports it."""
+    mean importance weight) and its spread: log(mean -/+ 3 standard errors), as the paper reports it.
+    `advance(n)`, if given, hears of the temperatures passed, a hundred at a time."""
     rng = np.random.default_rng(seed)
     betas = ais_schedule(steps)
     hidden = kernel.shape[1]
@@ -218,7 +219,7 @@ def ais_log_partition(kernel, visible_bias, hidden_bias, base_visible_bias, runs
 
     v = draw(np.broadcast_to(base32, (runs, len(visible_bias))))
     log_w = np.zeros(runs)
-    for previous, beta in zip(betas[:-1], betas[1:]):
+    for i, (previous, beta) in enumerate(zip(betas[:-1], betas[1:]), 1):
         products = v @ weights
         inputs = products[:, :hidden] + hidden_bias
         # log p*_beta(v) - log p*_previous(v): the unnormalized log probabilities, hidden units summed out
@@ -227,6 +228,8 @@ def ais_log_partition(kernel, visible_bias, hidden_bias, base_visible_bias, runs
         h = draw((beta * inputs).astype(np.float32))
         b32 = np.float32(beta)
         v = draw((1 - b32) * base32 + b32 * (h @ kernel_t + visible32))
+        if advance is not None and (i % 100 == 0 or i == len(betas) - 1):
+            advance(i - (i - 1) // 100 * 100)  # the temperatures since the last call
     top = log_w.max()
     w = np.exp(log_w - top)
     mean, error = w.mean(), w.std(ddof=1) / math.sqrt(runs) if runs > 1 else 0.0

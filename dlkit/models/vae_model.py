@@ -133,10 +133,11 @@ class VAE(StepModel):
 
     # ------------------------------------------------------------ after training (numpy in, numpy out)
 
-    def importance_bound(self, x: np.ndarray, k: int, seed: int = 0, rows: int = 8192) -> np.ndarray:
+    def importance_bound(self, x: np.ndarray, k: int, seed: int = 0, rows: int = 8192, advance=None) -> np.ndarray:
         """The importance-weighted bound on log p(x) (Burda et al., 2016) per example, in nats:
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x). k = 1 is the ELBO's one-sample estimate; it rises
-        toward log p(x) as k grows. Computed with logsumexp, about `rows` decoder inputs at a time."""
+        toward log p(x) as k grows. Computed with logsumexp, about `rows` decoder inputs at a time. `advance(n)`,
+        if given, hears of the examples done."""
         rng = np.random.default_rng(seed)
         per_batch = max(1, rows // k)  # images at a time
         chunk = min(k, rows)  # samples of each image at a time
@@ -158,6 +159,8 @@ class VAE(StepModel):
             w = np.concatenate(log_w, axis=1)
             top = w.max(axis=1, keepdims=True)
             out.append(top[:, 0] + np.log(np.mean(np.exp(w - top), axis=1)))
+            if advance is not None:
+                advance(b)
         return np.concatenate(out)
 
     def sample(self, z: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from dlkit import images, optim
+from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
@@ -120,8 +120,9 @@ class Boltzmann(FitTask):
         params = model.numpy_parameters()
         runs = request.importance_samples or 100
         base = log_odds(data.splits.x_train)
-        ais = ais_log_partition(*params, base, runs=runs, seed=0)
-        check = ais_log_partition(*params, base, runs=runs, steps=1450, seed=1)
+        with ui.work(f"log Z by AIS, {runs} runs", 14500 + 1450, " temperatures") as advance:
+            ais = ais_log_partition(*params, base, runs=runs, seed=0, advance=advance)
+            check = ais_log_partition(*params, base, runs=runs, steps=1450, seed=1, advance=advance)
         log_p = -free_energy_np(v, *params) - ais["log_z"]
         out = {"status": "completed", "task": self.name, "key": f"{request.split}_ais{runs}", "run_dir": str(run.root),
                "split": request.split, "examples": int(len(x)), "log_likelihood": float(log_p.mean()),

@@ -23,12 +23,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from dlkit import plots
+from dlkit import plots, ui
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
+from dlkit.rundir import write_atomic
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
@@ -250,7 +251,7 @@ class LanguageModel(FitTask):
             out = output_path(request.out, request.force)
         text = sample(model, recipe, vocab, request.prompt or "", request.length, request.temperature, request.seed)
         if out is not None:
-            out.write_text(text)
+            write_atomic(out, text)  # an interrupt leaves the old file or none, never part of the text
         return {"status": "completed", "run_dir": str(run.root), "text": text, "out": out and str(out),
                 "prompt": request.prompt or "", "length": request.length, "temperature": request.temperature,
                 "seed": request.seed}
@@ -272,15 +273,19 @@ def measure(model, data, split: str, recipe) -> dict:
         twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, data.spec, stateful=True, batch_size=1)
         copy_weights(model, twin)
         T = recipe.data.sequence_length
-        for i in range(0, len(stream) - 1, T):
-            chunk = stream[i:i + T + 1][None]
-            n, t = token_measures(np.asarray(twin.predict_on_batch(chunk[:, :-1])), chunk[:, 1:])
-            nats, tokens = nats + n, tokens + t
+        with ui.work(f"reading the {split} text as one stream", len(stream) - 1, " tokens") as advance:
+            for i in range(0, len(stream) - 1, T):
+                chunk = stream[i:i + T + 1][None]
+                n, t = token_measures(np.asarray(twin.predict_on_batch(chunk[:, :-1])), chunk[:, 1:])
+                nats, tokens = nats + n, tokens + t
+                advance(chunk.shape[1] - 1)
         return summary(nats, tokens, recipe.data.level)
-    for i in range(0, len(x), 256):
-        xb = x[i:i + 256]
-        n, t = token_measures(np.asarray(model.predict_on_batch(xb[:, :-1])), xb[:, 1:])
-        nats, tokens = nats + n, tokens + t
+    with ui.work(f"reading the {split} windows", len(x), " windows") as advance:
+        for i in range(0, len(x), 256):
+            xb = x[i:i + 256]
+            n, t = token_measures(np.asarray(model.predict_on_batch(xb[:, :-1])), xb[:, 1:])
+            nats, tokens = nats + n, tokens + t
+            advance(len(xb))
     return summary(nats, tokens, recipe.data.level)
 
 
@@ -334,17 +339,19 @@ def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, s
     ids = [i for i in vocab.ids(prompt)] or [int(rng.integers(2, vocab.size))]
     out = list(ids)
     logits = np.asarray(twin.predict_on_batch(np.asarray([ids], np.int32)))[0, -1]
-    for _ in range(length):
-        logits = logits.astype(np.float64)
-        logits[:2] = -np.inf  # never [PAD] or [UNK]
-        if temperature == 0:
-            nxt = int(np.argmax(logits))
-        else:
-            z = logits / temperature
-            p = np.exp(z - z.max())
-            nxt = int(rng.choice(len(p), p=p / p.sum()))
-        out.append(nxt)
-        logits = np.asarray(twin.predict_on_batch(np.asarray([[nxt]], np.int32)))[0, -1]
+    with ui.work("sampling", length, " tokens") as advance:
+        for _ in range(length):
+            logits = logits.astype(np.float64)
+            logits[:2] = -np.inf  # never [PAD] or [UNK]
+            if temperature == 0:
+                nxt = int(np.argmax(logits))
+            else:
+                z = logits / temperature
+                p = np.exp(z - z.max())
+                nxt = int(rng.choice(len(p), p=p / p.sum()))
+            out.append(nxt)
+            logits = np.asarray(twin.predict_on_batch(np.asarray([[nxt]], np.int32)))[0, -1]
+            advance()
     return vocab.text(out)
 
 

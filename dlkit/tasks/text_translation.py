@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from dlkit import ui
 from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
@@ -235,7 +236,9 @@ class TextTranslation(FitTask):
         source, target = codecs(run)
         width = recipe.train.beam_width if request.beam is None else request.beam
         translator = Translator(model, recipe, source, target)
-        hyps, _ = translator.translate(request.texts, width, recipe.train.length_penalty)
+        with ui.work(f"translating ({'greedy' if width == 1 else f'beam {width}'})", len(request.texts),
+                     " sentences") as advance:
+            hyps, _ = translator.translate(request.texts, width, recipe.train.length_penalty, advance)
         plot = None
         if request.plot is not None:
             if recipe.model.attention == "none":
@@ -286,11 +289,12 @@ class Translator:
     def ids(self, texts: list[str]) -> np.ndarray:
         return self.source.padded(texts, self.source_length)
 
-    def decode(self, texts: list[str], width: int, length_penalty: float):
-        return self.stepper.decode(self.ids(texts), self.target_length, width, length_penalty)
+    def decode(self, texts: list[str], width: int, length_penalty: float, advance=None):
+        return self.stepper.decode(self.ids(texts), self.target_length, width, length_penalty, advance)
 
-    def translate(self, texts: list[str], width: int, length_penalty: float) -> tuple[list[str], np.ndarray]:
-        d = self.decode(texts, width, length_penalty)
+    def translate(self, texts: list[str], width: int, length_penalty: float,
+                  advance=None) -> tuple[list[str], np.ndarray]:
+        d = self.decode(texts, width, length_penalty, advance)
         return [self.target.text(row) for row in d.tokens], d.tokens
 
     def maps(self, texts: list[str], width: int, length_penalty: float) -> list:
@@ -353,12 +357,14 @@ def measure(translator: Translator, split: tuple[list[str], list[list[str]]], wi
 
     sources, refs = split
     refs = [[translator.target.normalize(r) for r in rs] for rs in refs]
-    hyps, _ = translator.translate(sources, width, length_penalty)
+    searches = f"beam {width} and greedy" if width > 1 else "greedy"
+    with ui.work(f"translating ({searches})", len(sources) * (2 if width > 1 else 1), " sentences") as advance:
+        hyps, _ = translator.translate(sources, width, length_penalty, advance)
+        greedy = translator.translate(sources, 1, 0.0, advance)[0] if width > 1 else None
     result = {"sentences": len(sources), "references": sum(len(r) for r in refs),
               "decoding": f"beam {width}, length penalty {length_penalty}" if width > 1 else "greedy",
               **corpus_scores(hyps, refs)}
-    if width > 1:
-        greedy, _ = translator.translate(sources, 1, 0.0)
+    if greedy is not None:
         result["greedy_bleu"] = corpus_scores(greedy, refs)["bleu"]
     by = {}
     for i, s in enumerate(sources):

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from dlkit import images, optim
+from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
@@ -153,7 +153,8 @@ class Variational(FitTask):
 def likelihood(vae, x: np.ndarray, k: int, seed: int) -> dict:
     """The importance-sampled bound on log p(x), as a negative log-likelihood in nats and in bits per
     dimension, averaged over the examples."""
-    bound = vae.importance_bound(x, k, seed=seed)
+    with ui.work(f"log p(x) by importance sampling, k={k:,}", len(x), " examples") as advance:
+        bound = vae.importance_bound(x, k, seed=seed, advance=advance)
     nll = float(-bound.mean())
     dims = int(np.prod(x.shape[1:]))
     return {"nll": nll, "nll_std_error": float(bound.std(ddof=1) / math.sqrt(len(bound))) if len(bound) > 1 else 0.0,
