@@ -71,8 +71,14 @@ def _save(fig, path: Path) -> None:
     once the layout is done, which spares that draw (a third of a figure's time) and changes no pixel."""
     fig.tight_layout()
     fig.set_layout_engine(None)
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # whole or not at all: an interrupt leaves no part
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:

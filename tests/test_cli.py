@@ -361,6 +361,29 @@ def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
     assert "interrupted" in out.stderr
 
 
+def test_an_interrupt_inside_a_write_leaves_no_part_of_the_file(tmp_path, monkeypatch):
+    """A command's figures and codes are written whole or not at all: Ctrl-C while one is written leaves the
+    file as it was (here: absent), and no temporary file beside it."""
+    import matplotlib.figure
+    import numpy as np
+
+    from dlkit import plots
+    from dlkit.tasks import reconstruction
+
+    def cut(path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, path, **kw: cut(path))
+    with pytest.raises(KeyboardInterrupt):
+        plots.confusion_matrix(np.eye(2, dtype=int), ["a", "b"], tmp_path / "confusion_matrix.png", "t")
+    monkeypatch.setattr(np, "save", cut)
+    request = type("Request", (), {"out": None, "force": False, "split": "test"})()
+    with pytest.raises(KeyboardInterrupt):
+        reconstruction.save_codes(type("Run", (), {"root": tmp_path})(), np.zeros((2, 3)), None, request)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_commands_that_read_a_model_load_it_without_its_optimizer(tiny_run):
     """generate, encode, predict and export load the model alone: its weights, not its optimizer's state,
     which they never use; evaluate and resume load both."""

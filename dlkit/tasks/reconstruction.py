@@ -22,6 +22,7 @@ from pydantic import Field
 from dlkit import images
 from dlkit.errors import MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import FitTrain
+from dlkit.rundir import replace_atomic
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, present, run_scale, split_heading
@@ -206,11 +207,12 @@ def save_codes(run, codes: np.ndarray, labels, request) -> dict:
     if request.out is not None and Path(request.out).suffix != ".npy":
         raise UsageError(f"--out {request.out}: codes are written as a NumPy .npy file; end the name in .npy")
     path = output_path(request.out or run.root / f"codes_{request.split}.npy", request.force)
-    np.save(path, codes)
+    # each file whole or not at all: an interrupt leaves no part of one
+    replace_atomic(path, lambda tmp: np.save(tmp, codes))
     out = {"status": "completed", "run_dir": str(run.root), "split": request.split, "out": str(path),
            "shape": list(codes.shape)}
     if labels is not None:
         label_path = path.with_name(path.stem + ".labels.npy")
-        np.save(label_path, np.asarray(labels))
+        replace_atomic(label_path, lambda tmp: np.save(tmp, np.asarray(labels)))
         out["labels"] = str(label_path)
     return out
