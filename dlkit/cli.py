@@ -594,6 +594,11 @@ def _build(recipe, console) -> dict:
     entry = {"params": int(model.count_params())}
     if len(phases) > 1:
         entry["phases"] = {name: int(m.count_params()) for name, m in earlier.items()}
+    notes = list(dict.fromkeys(session.data.notes))  # what reading the data did, as `train` says it
+    for note in notes:
+        console.print(note, markup=False, soft_wrap=True)
+    if notes:
+        entry["data_notes"] = notes
     return entry
 
 

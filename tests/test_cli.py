@@ -80,6 +80,9 @@ def test_validate_takes_a_folder_and_train_says_a_folder_is_not_a_recipe(tmp_pat
 def test_validate_build_shows_parameters(tiny_recipe):
     result = run("validate", "--build", tiny_recipe)
     assert result.exit_code == 0 and "12,770 parameters" in result.stdout
+    # and what reading the data did, as train says it: here a key MNIST's own test set leaves unread
+    result = run("validate", "--build", "--json", tiny_recipe, "--set", "data.test_split=0.5")
+    assert json.loads(result.stdout)["recipes"][0]["data_notes"][0].startswith("data.test_split: 0.5 was not read")
 
 
 def test_problems_found_after_loading_are_at_their_lines_and_leave_no_run(write_recipe, tmp_path):

@@ -99,6 +99,12 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     rbm["model"].update(persistent=False, chains=20)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(rbm))
     assert load_run_recipe(tmp_path / "recipe.yaml").model.chains == 100
+    sparse = load_recipe(ROOT / "recipes" / "sparse_ae_mnist.yaml").to_dict()
+    sparse["model"]["sparsity"].update(kind="l1", target=0.2)  # an L1 penalty reads no target
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(sparse))
+    with pytest.raises(RecipeError, match="model.sparsity.target: 0.2 is the mean code activation the KL penalty"):
+        load_recipe(tmp_path / "recipe.yaml")
+    assert load_run_recipe(tmp_path / "recipe.yaml").model.sparsity.target == 0.05
     (tmp_path / "recipe.yaml").write_text("model: {arch: [wgan]}\n")  # was a TypeError (unhashable list)
     with pytest.raises(RecipeError, match="model.arch: unknown architecture"):
         load_run_recipe(tmp_path / "recipe.yaml")

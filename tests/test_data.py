@@ -287,6 +287,31 @@ def test_npz_csv_and_image_folder(tmp_path):
 
 
 
+def test_a_split_key_the_data_does_not_read_is_said(tmp_path, write_recipe):
+    """data.test_split (and a language model's validation_split) carve a split only where the data has none;
+    set where the data has its own (an npz's x_test, the Penn Treebank's files), training said nothing and
+    the key did nothing. Now a note says so; the default, or data without that split, says nothing."""
+    from dlkit import tasks
+
+    np.savez(tmp_path / "own.npz", x_train=np.ones((10, 4), np.float32), y_train=np.arange(10) % 2,
+             x_test=np.ones((3, 4), np.float32), y_test=np.array([0, 1, 0]))
+    np.savez(tmp_path / "none.npz", x_train=np.ones((10, 4), np.float32), y_train=np.arange(10) % 2)
+    data = pipeline.load(DataConfig(dataset="npz", path=str(tmp_path / "own.npz"), test_split=0.3), 0)
+    assert len(data.splits.x_test) == 3 and data.notes == [
+        "data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split carves one "
+        "only where the data has none; remove it)"]
+    assert pipeline.load(DataConfig(dataset="npz", path=str(tmp_path / "own.npz")), 0).notes == []  # the default
+    data = pipeline.load(DataConfig(dataset="npz", path=str(tmp_path / "none.npz"), test_split=0.3), 0)
+    assert len(data.splits.x_test) == 3 and data.notes == []  # read: the carve
+    recipe = tasks.load_recipe(write_recipe(f"""
+name: lm
+data: {{dataset: ptb, dir: {DATA}, level: word, validation_split: 0.2, test_split: 0.1, limit: 2000}}
+model: {{arch: rnn_lm, units: [8], embedding_dim: 4}}
+"""))
+    notes = tasks.of(recipe).load_data(recipe).notes
+    assert [n.split(":")[0] for n in notes] == ["data.validation_split", "data.test_split"]
+
+
 def test_an_image_folder_as_a_user_copies_it(tmp_path):
     """Found by a sweep of odd folders: each of these was an error, a traceback or a silent loss before."""
     from PIL import Image

@@ -640,7 +640,7 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     s = split(arrays, cfg, seed)
     if channels is not None:
         s.x_train, s.x_val, s.x_test = (_with_channels(x, channels) for x in (s.x_train, s.x_val, s.x_test))
-    columns, notes = arrays.columns, list(arrays.notes)
+    columns, notes = arrays.columns, list(arrays.notes) + unread_splits(cfg, test=arrays.x_test is not None)
     if columns is not None and columns.get("categories") and s.x_train.ndim == 2 and \
             getattr(cfg, "category_values", "all") == "training":  # a table's one-hot columns
         columns = unseen_categories(s, columns, notes)
@@ -655,6 +655,17 @@ def build(arrays: Arrays, cfg, seed: int, examples: Callable = as_given, channel
     data = from_splits(s, spec, cfg, seed, scale, modality, examples, arrays.origin, artifacts)
     data.notes = notes
     return data
+
+
+def unread_splits(cfg, test: bool, val: bool = False) -> list[str]:
+    """The notes for data.test_split and data.validation_split set (off their defaults, above 0) where the data
+    has that split of its own (`test`, `val`): an MNIST's test set, an npz's x_test, an image folder's test/,
+    the Penn Treebank's ptb.valid.txt. Whether it has one is known only once its files are read."""
+    fields = type(cfg).model_fields
+    return [f"data.{key}: {getattr(cfg, key)} was not read: the data has its own {name} split, which is used "
+            f"({key} carves one only where the data has none; remove it)"
+            for key, name, own in (("validation_split", "validation", val), ("test_split", "test", test))
+            if own and key in fields and 0 < getattr(cfg, key) != fields[key].default]
 
 
 def unseen_categories(s: Splits, columns: dict, notes: list[str]) -> dict:

@@ -44,6 +44,15 @@ class SparsityConfig(Section):
     weight: float = Field(1e-4, gt=0)  # l1: per unit activation; kl: on the summed divergence (try 0.1 to 3)
     target: float = Field(0.05, gt=0, lt=1)  # kl: the mean activation each code unit should have
 
+    @model_validator(mode="after")
+    def _target_read(self):
+        # an L1 penalty has no target: one set beside it trained as if absent
+        if self.kind == "l1" and self.target != type(self).model_fields["target"].default:
+            raise ValueError(f"model.sparsity.target: {self.target} is the mean code activation the KL penalty "
+                             "pulls toward, and kind l1 reads no target: set kind: kl (with code_activation: "
+                             "sigmoid), or remove target")
+        return self
+
 
 class Config(coders.CoderConfig):
     arch: Literal["autoencoder"] = "autoencoder"

@@ -115,6 +115,11 @@ def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
            if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
     if model.get("attention") == "none" and train.get("attention_maps"):
         out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
+    sparsity = model.get("sparsity")
+    if isinstance(sparsity, dict) and sparsity.get("kind", "l1") == "l1" and "target" in sparsity:
+        from dlkit.models.autoencoder import SparsityConfig  # an L1 penalty's target, read by none
+
+        out.append(f"model.sparsity.target={SparsityConfig.model_fields['target'].default}")
     fields = arch.config.model_fields  # knobs.ModelBase.IDLE: label_smoothing under the wasserstein objective, ...
     try:
         idle = arch.config.model_construct(**{k: v for k, v in model.items() if k in fields}).idle_keys()

@@ -195,6 +195,7 @@ class LanguageModel(FitTask):
                                     self.examples(recipe), found.origin, {"vocabulary": vocab.to_artifact()})
         data.spec.input_shape = (T,)
         data.context = {"train": ids, "val": val, "test": test}  # the streams, for a stateful model's measures
+        data.notes = pipeline.unread_splits(cfg, test=found.test is not None, val=found.val is not None)
         return data
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
