@@ -329,6 +329,7 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
     (root / "train" / "a" / ".DS_Store").write_bytes(b"\0Bud1")  # hidden: skipped without a word
     (root / "train" / "a" / "._0.png").write_bytes(b"\0\5\26\7")  # a Mac's resource fork: was exit 3
     (root / "train" / "b" / "notes.txt").write_text("shot in May")
+    (root / "train" / "b" / "moved.png").symlink_to(tmp_path / "store" / "gone.png")  # was exit 3, "cannot decode"
     (root / "train" / "c").mkdir()
     (root / "train" / "README.md").write_text("my photos")
     # train/ without test/ said "no images under .../test"
@@ -339,7 +340,7 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
     assert f"images under {root} mix 4 gray, 3 RGBA; all are read as RGB" in notes  # was "differ in size"
     assert f"class folder {root / 'train' / 'c'} holds no images" in notes
     assert "1 file(s) beside the class folders" in notes and "(README.md)" in notes
-    assert f"1 file(s) under {root} are not images dlkit reads, and were left out (1 .txt)" in notes
+    assert f"2 file(s) under {root} are not images dlkit reads, and were left out (1 .txt, 1 broken link(s))" in notes
 
     png(root / "test" / "d" / "0.png", 1)  # a class training never saw was not read, and not said
     with pytest.raises(DataError, match=r"test has class folder\(s\) d that .*train does not"):

@@ -942,6 +942,9 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
+BROKEN = "broken link(s)"  # what _folder_images counts a link whose target is gone as
+
+
 def _folder_images(folder: Path, left_out: Counter, deep: bool = True) -> list[Path]:
     """The image files in a folder, sorted, hidden ones left out; `deep`: in its sub-folders too (a class
     folder's, as Keras's image_dataset_from_directory reads them). `left_out` counts the other files by type."""
@@ -951,10 +954,12 @@ def _folder_images(folder: Path, left_out: Counter, deep: bool = True) -> list[P
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             files += [Path(top) / name for name in names]
     else:
-        files = [f for f in folder.iterdir() if f.is_file()]
+        files = [f for f in folder.iterdir() if not f.is_dir()]  # files, and links whose target is gone
     found = []
     for f in filter(_visible, files):
-        if f.suffix.lower() in IMAGE_EXTENSIONS:
+        if f.is_symlink() and not f.exists():  # its target gone (a link into a store since moved): no image
+            left_out[BROKEN] += 1
+        elif f.suffix.lower() in IMAGE_EXTENSIONS:
             found.append(f)
         else:
             left_out[f.suffix.lower() or "(no extension)"] += 1
@@ -1013,7 +1018,8 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
         if not images[split]:
             layout = f"{folder}/<class>/<image>, or the images in {folder} itself (unlabelled)"
             raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {folder}; expected {layout}"
-                            + (f"; the files there are of other types ({_kinds(left_out)}): convert them to PNG"
+                            + (f"; the files there are of other types ({_kinds(left_out)}): "
+                               + ("convert them to PNG" if set(left_out) - {BROKEN} else "each link's target is gone")
                                if left_out else ""))
     if left_out:
         notes.append(f"{sum(left_out.values())} file(s) under {root} are not images dlkit reads, and were left out "
