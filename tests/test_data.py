@@ -312,6 +312,33 @@ model: {{arch: rnn_lm, units: [8], embedding_dim: 4}}
     assert [n.split(":")[0] for n in notes] == ["data.validation_split", "data.test_split"]
 
 
+def test_a_share_that_rounds_to_no_sentence_is_said(tmp_path, write_recipe):
+    """A translation's or a text classifier's test_split and validation_split of too few sentences round to
+    none: the run trained without that split and said nothing (a file of one pair repeated had no test)."""
+    from dlkit import tasks
+
+    (tmp_path / "pairs.tsv").write_text("Go.\tVa !\n" * 3 + "Hi.\tSalut !\n")
+    recipe = tasks.load_recipe(write_recipe(f"""
+name: few
+data: {{dataset: tsv, path: {tmp_path / "pairs.tsv"}}}
+model: {{arch: seq2seq, units: [4], embedding_dim: 4}}
+"""))
+    assert tasks.of(recipe).load_data(recipe).notes == [
+        "data.test_split: 0.1 of 2 distinct source sentences rounds to none, so this run has no test split (raise "
+        "test_split, or give more distinct source sentences)",
+        "data.validation_split: 0.1 of 2 distinct source sentences rounds to none, so this run has no validation "
+        "split (raise validation_split, or give more distinct source sentences)"]
+    (tmp_path / "labelled.tsv").write_text("".join(f"line {i}\t{i % 2}\n" for i in range(4)))
+    recipe = tasks.load_recipe(write_recipe(f"""
+name: few
+data: {{dataset: tsv, path: {tmp_path / "labelled.tsv"}, test_split: 0.1}}
+model: {{arch: rnn_classifier, units: [4], embedding_dim: 4}}
+"""))
+    notes = tasks.of(recipe).load_data(recipe).notes
+    assert [n.split(" rounds")[0] for n in notes] == ["data.test_split: 0.1 of 4 sentences",
+                                                      "data.validation_split: 0.1 of 4 sentences"]
+
+
 def test_an_image_folder_as_a_user_copies_it(tmp_path):
     """Found by a sweep of odd folders: each of these was an error, a traceback or a silent loss before."""
     from PIL import Image

@@ -668,6 +668,15 @@ def unread_splits(cfg, test: bool, val: bool = False) -> list[str]:
             if own and key in fields and 0 < getattr(cfg, key) != fields[key].default]
 
 
+def none_carved(cfg, carved: dict[str, tuple[int, int]], unit: str) -> list[str]:
+    """The notes for a share set above 0 that rounds to no example: `carved` maps test_split and
+    validation_split to (what it was a share of, what it held), counted in `unit`."""
+    names = {"test_split": "test", "validation_split": "validation"}
+    return [f"data.{key}: {getattr(cfg, key)} of {n:,} {unit} rounds to none, so this run has no {names[key]} "
+            f"split (raise {key}, or give more {unit})"
+            for key, (n, got) in carved.items() if getattr(cfg, key) > 0 and got == 0]
+
+
 def unseen_categories(s: Splits, columns: dict, notes: list[str]) -> dict:
     """A category no training row has (a city only in the test rows) is no input: its one-hot column would be 0
     in every row the model trains on, so its weights would keep their random start and shift whatever the rows

@@ -95,6 +95,7 @@ class TextClassification(Classification):
 
         cfg = recipe.data
         found = text.sentences(cfg)
+        pool = len(found.texts)  # the sentences a test share is drawn from (without a test set of its own)
         if found.test_texts is not None:  # the dataset's own test set: appended, then indexed like the rest
             n_train = len(found.texts)
             found.texts = found.texts + found.test_texts
@@ -126,9 +127,13 @@ class TextClassification(Classification):
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="tokens", num_classes=len(found.class_names),
                         class_names=found.class_names, vocabulary_size=vocab.size)
-        return weighed(recipe, pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"],
-                                                    self.examples(recipe), found.origin,
-                                                    {"vocabulary": vocab.to_artifact()}))
+        data = pipeline.from_splits(splits, spec, cfg, recipe.seed, None, MODALITIES["tokens"], self.examples(recipe),
+                                    found.origin, {"vocabulary": vocab.to_artifact()})
+        own_test = found.test_texts is not None
+        data.notes = pipeline.unread_splits(cfg, test=own_test) + pipeline.none_carved(
+            cfg, {**({} if own_test else {"test_split": (pool, len(test))}),
+                  "validation_split": (len(rest), len(val))}, "sentences")
+        return weighed(recipe, data)
 
     def evaluate(self, run, recipe, model, data, request):
         same_vocabulary(run, data())

@@ -165,6 +165,10 @@ class TextTranslation(FitTask):
         data.spec.target_shape = (s_len, t_len)
         data.context = {split: pairs.references([src[i] for i in index], [tgt[i] for i in index])
                         for split, index in (("train", train), ("val", val), ("test", test)) if len(index)}
+        # a share of too few distinct sources rounds to none: said, not a run found without its split at the end
+        data.notes = pipeline.none_carved(cfg, {"test_split": (len(set(src)), len(test)),
+                                                "validation_split": (len(set(rest_src)), len(val))},
+                                          "distinct source sentences")
         return data
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
