@@ -641,6 +641,10 @@ def list_(json_: JsonFlag = False):
         "activations": {k: "" for k in catalog.ACTIVATIONS},
         "augmentations": {k: f"keras.layers.{v} (training only)" for k, v in catalog.AUGMENTATIONS.items()},
         "schedules": {k: "" for k in catalog.SCHEDULES},
+        # train.loss and train.metrics: Keras's snake_case names (its class names, MeanSquaredError, are taken too)
+        "losses": {k: "" for k in sorted(n for n in catalog.LOSSES if n.islower())},
+        "metrics": {k: {"acc": "accuracy", "rmse": "root_mean_squared_error, logged as rmse"}.get(k, "")
+                    for k in sorted(n for n in catalog.METRICS if n.islower())},
     }
     if json_:
         _print_json({k: list(v) for k, v in groups.items()})

@@ -43,6 +43,7 @@ def test_list():
         assert word in result.stdout
     data = json.loads(run("list", "--json").stdout)
     assert "he_normal" in data["initializers"] and "cnn" in data["architectures"]
+    assert "huber" in data["losses"] and "f1_score" in data["metrics"] and "rmse" in data["metrics"]
 
 
 def test_show_prints_resolved_recipe(write_recipe):

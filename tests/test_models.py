@@ -52,6 +52,21 @@ def test_augmentations_and_regularizers_exist_in_keras():
         assert hasattr(keras.regularizers, cls)
 
 
+def test_the_loss_and_metric_names_are_the_installed_keras_own():
+    """catalog.LOSSES and METRICS, which a recipe's train.loss and train.metrics are checked against without
+    importing Keras, are exactly the names keras.losses.get and keras.metrics.get resolve (less the abstract
+    bases; metrics: and compile's "acc", and dlkit's "rmse"): a Keras upgrade that adds or drops one fails here."""
+    from keras.src import losses, metrics
+
+    assert catalog.LOSSES == set(losses.ALL_OBJECTS_DICT) - {"Loss", "LossFunctionWrapper"}
+    assert catalog.METRICS == (set(metrics.ALL_OBJECTS_DICT) | {"acc", "rmse"}) - {
+        "Metric", "metric", "MeanMetricWrapper", "mean_metric_wrapper"}
+    for name in ("huber", "CategoricalCrossentropy", "kld"):
+        assert keras.losses.get(name) is not None
+    for name in ("f1_score", "AUC", "r2_score"):
+        assert keras.metrics.get(name) is not None
+
+
 # ---------------------------------------------------------------- parameter counts of the presets
 
 

@@ -477,6 +477,26 @@ class FitTrain(OneOptimizerTrain):
     loss: str | None = None  # default: the task's (or the architecture's own, e.g. the perceptron rule)
     metrics: list[str] = ["accuracy"]
 
+    # names checked here, with their lines, without importing Keras (catalog.LOSSES and METRICS are its own); a
+    # task's section that narrows `loss` (a Literal) or `metrics` keeps these checks
+    @field_validator("loss", check_fields=False)
+    @classmethod
+    def _a_loss(cls, v):
+        why = catalog.unknown(v, catalog.LOSSES, "loss", "sparse_categorical_crossentropy") if isinstance(v, str) \
+            else None
+        if why:
+            raise ValueError(why)
+        return v
+
+    @field_validator("metrics", check_fields=False)
+    @classmethod
+    def _metric_names(cls, v):
+        found = [f"train.metrics.{i}: {why}" for i, why in
+                 enumerate(catalog.unknown(m, catalog.METRICS, "metric", "accuracy") for m in v) if why]
+        if found:
+            raise ValueError("\n".join(found))  # one problem an entry, each at its own line
+        return v
+
     not_used = {"class_weight": "class weights are a classifier's: arch perceptron, mlp, cnn, lenet5, vgg, resnet, "
                                 "rnn_classifier"}
 
