@@ -132,7 +132,10 @@ def storage_error(e: OSError, what: str) -> StorageError:
 def unusable_path(e: OSError) -> StorageError:
     """An OSError no reader or writer turned into its own error (a folder where a command writes a file), said
     plainly: which path, and why."""
-    where = f"cannot use {e.filename}" if e.filename else "a file could not be used"
+    # a rename's (a temporary file moved onto its target, as every write that must be whole is made) names the
+    # target, the path the user has, second
+    path = e.filename2 or e.filename
+    where = f"cannot use {path}" if path else "a file could not be used"
     return StorageError(f"{where}: {e.strerror or e}")
 
 
