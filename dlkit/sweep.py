@@ -13,8 +13,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -124,6 +126,8 @@ def _state(run: Path) -> str:
         return "failed"
     if status == "running":
         return "busy"  # another process trains it now
+    if not any(run.glob("**/checkpoints/*.keras")):
+        return "train"  # stopped before its first checkpoint: nothing to resume (`resume` says so), so anew
     return "resume"  # interrupted, or stopped (killed)
 
 
@@ -149,19 +153,35 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     for m in todo:
         m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)
         m["action"] = "train" if m["run"] is None else _state(m["run"])
+        m["run"] = None if m["action"] == "train" else m["run"]  # a new run (one stopped early is left as it is)
     if dry_run:
         return plan(name, grid, todo, recipe_path, runs_root)
+
+    # The members run in sessions of their own, so a Ctrl-C at the terminal reaches the sweep alone; the sweep
+    # then sends each running member one SIGTERM (it closes its run as interrupted, which the next sweep
+    # resumes), waits for them, starts no other, and ends as interrupted (exit 130). SIGTERM to the sweep (a
+    # batch system's) does the same: before, the running member trained on to its end, and one the sweep's own
+    # kill left behind went on training alone.
+    live, lock, stopping = set(), threading.Lock(), threading.Event()
 
     def go(m: dict) -> dict:
         if m["action"] in ("done", "failed", "busy"):
             say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {m['point']} seed {m['seed']} "
                 f"({m['run']})")
             return m
-        proc = subprocess.run(_command(m, recipe_path, runs_root), capture_output=True, text=True)
+        with lock:
+            if stopping.is_set():
+                return m
+            proc = subprocess.Popen(_command(m, recipe_path, runs_root), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+            live.add(proc)
+        stdout, stderr = proc.communicate()
+        with lock:
+            live.discard(proc)
         try:
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result = json.loads(stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            result = {"status": "error", "error": proc.stderr.strip()[-500:]}
+            result = {"status": "error", "error": stderr.strip()[-500:]}
         m["exit_code"] = proc.returncode
         m["run"] = Path(result["run_dir"]) if result.get("run_dir") else m["run"]
         m["error"] = result.get("error")
@@ -170,8 +190,18 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
             f"{' ' + str(m['run']) if m['run'] else ''}")
         return m
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
         done = list(pool.map(go, todo))
+    except KeyboardInterrupt:
+        with lock:
+            stopping.set()
+            for proc in live:
+                proc.send_signal(signal.SIGTERM)
+        say(f"interrupted: {len(live)} running member(s) asked to stop; run the sweep again to resume them")
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return summarize(name, grid, done)
 
 

@@ -154,3 +154,66 @@ def test_a_bad_grid_value_runs_nothing(tiny_recipe, tmp_path):
     out = run("sweep", tiny_recipe, "--grid", "train.optimizer.learning_rate=0.1,-1", "--runs-root", tmp_path)
     assert out.exit_code == 2 and "learning_rate" in out.stderr
     assert not (tmp_path / "tiny").exists()
+
+
+MEMBER = """
+import json, signal, sys, time
+from pathlib import Path
+where, name = Path(sys.argv[1]), sys.argv[2].replace("=", "_")
+def stop(*_):
+    (where / f"{name}.stopped").write_text("")
+    print(json.dumps({"status": "interrupted"}))
+    sys.exit(130)
+signal.signal(signal.SIGTERM, stop)
+(where / f"{name}.started").write_text("")
+time.sleep(60)
+"""
+
+
+def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny_recipe, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM to a sweep: each running member is sent SIGTERM (it closes its run as interrupted),
+    no other member starts, and the sweep ends interrupted. Before, the running members trained on to their
+    end, and one left behind by a kill went on alone. (Members here: a stand-in that waits to be stopped.)"""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from dlkit import sweep
+
+    monkeypatch.setattr(sweep, "_command", lambda m, recipe, root: [sys.executable, "-c", MEMBER, str(tmp_path),
+                                                                    *m["sets"]])
+
+    def interrupt_once_two_run():
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("*.started"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    said = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=interrupt_once_two_run, daemon=True).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sweep.sweep(tiny_recipe, ["train.epochs=1,2,3"], parallel=2, runs_root=tmp_path / "runs", say=said.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - start < 40  # not the members' 60 s
+    assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 2
+    assert said[0] == "interrupted: 2 running member(s) asked to stop; run the sweep again to resume them"
+    assert sum("interrupted (exit 130)" in line for line in said) == 2
+
+
+def test_a_member_stopped_before_its_first_checkpoint_is_trained_anew(tiny_recipe, tmp_path):
+    """`resume` refuses a run with no checkpoint (nothing to resume), so such a member was an error in every
+    later sweep; it is trained anew, its stopped run left as it was."""
+    from dlkit import sweep
+
+    early = tmp_path / "tiny" / "20261201-000000"
+    (early / "checkpoints").mkdir(parents=True)
+    (early / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
+    assert sweep._state(early) == "train"
+    (early / "checkpoints" / "last.keras").write_bytes(b"")
+    assert sweep._state(early) == "resume"
