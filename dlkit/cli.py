@@ -363,12 +363,13 @@ def report(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (finished or not).")],
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The page to write; default RUN_DIR/report.html.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
     from dlkit.report import report as report_fn
 
     _write(lambda: report_fn(run_dir, out, force), json_,
-           lambda r: f"wrote {r['out']} ({r['size_bytes'] / 1e3:.0f} kB, {len(r['pictures'])} pictures)")
+           lambda r: f"wrote {r['out']} ({r['size_bytes'] / 1e3:.0f} kB, {len(r['pictures'])} pictures)", quiet)
 
 
 def _answer(make, json_: bool, show, quiet: bool = False) -> dict:
@@ -546,6 +547,7 @@ def validate(
         metavar="RECIPE", help="One or more recipe files, or folders: every .yaml recipe below each.")],
     set_: SetOption = None,
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
     from rich.markup import escape
@@ -554,6 +556,7 @@ def validate(
     from dlkit.tasks import load_recipe
 
     console, errors = _console(stderr=json_), _console()
+    console.quiet = quiet  # --quiet: the errors alone (`dlkit validate -q recipes/ && ...`)
     results, worst = [], 0
     # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
     recipes = [p for r in recipes

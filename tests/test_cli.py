@@ -64,6 +64,8 @@ def test_validate_ok_and_bad(write_recipe, tiny_recipe):
     assert "bad.yaml:3" in result.stderr and "model.dropot" in result.stderr and "dropout" in result.stderr
     data = json.loads(run("validate", bad, "--json").stdout)
     assert data["status"] == "error" and data["recipes"][0]["exit_code"] == 2
+    quiet = run("validate", "-q", tiny_recipe, bad)  # for scripts: the errors alone
+    assert quiet.exit_code == 2 and quiet.stdout == "" and "bad.yaml:3" in quiet.stderr and "\nok " not in "\n" + quiet.stderr
 
 
 def test_validate_takes_a_folder_and_train_says_a_folder_is_not_a_recipe(tmp_path):
