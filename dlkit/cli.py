@@ -373,15 +373,25 @@ def report(
 
 
 def _answer(make, json_: bool, show, quiet: bool = False) -> dict:
-    """What the commands that answer once share: run, showing how far its long loops are on stderr (not with
-    --quiet), then one JSON object, or `show(result, console)` (not with --quiet); a user error is its exit
+    """What the commands that answer once share: run (`_interruptible`), then one JSON object, or
+    `show(result, console)` (not with --quiet)."""
+    result = _interruptible(make, json_, quiet)
+    if json_:
+        _print_json(result)
+    elif not quiet:
+        show(result, _console(stderr=False))
+    return result
+
+
+def _interruptible(make, json_: bool, quiet: bool):
+    """`make()`, showing how far its long loops are on stderr (not with --quiet); a user error is its exit
     code and message; Ctrl-C and SIGTERM are exit 130, as they are for `train`."""
     from dlkit import ui
 
     _terminate_like_ctrl_c()
     try:
         with ui.showing(None if quiet else _console()):
-            result = make()
+            return make()
     except KeyboardInterrupt:
         _console().print("[yellow]interrupted[/]")
         if json_:
@@ -391,11 +401,6 @@ def _answer(make, json_: bool, show, quiet: bool = False) -> dict:
         raise _fail(e, json_) from None
     except OSError as e:  # one no reader or writer caught: its path and why, not a traceback
         raise _fail(unusable_path(e), json_) from None
-    if json_:
-        _print_json(result)
-    elif not quiet:
-        show(result, _console(stderr=False))
-    return result
 
 
 def _write(make, json_: bool, says, quiet: bool = False) -> None:
@@ -550,17 +555,26 @@ def validate(
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
+    console, errors = _console(stderr=json_), _console()
+    console.quiet = quiet  # --quiet: the errors alone (`dlkit validate -q recipes/ && ...`)
+    results = []
+    # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
+    recipes = [p for r in recipes
+               for p in ((sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r]) if r.is_dir() else [r])]
+    _interruptible(lambda: _validate_each(recipes, set_, build, console, errors, results), json_, quiet)
+    worst = next((r["exit_code"] for r in results if r["status"] == "error"), 0)
+    if json_:
+        _print_json({"status": "ok" if not worst else "error", "recipes": results})
+    raise typer.Exit(worst)
+
+
+def _validate_each(recipes, set_, build: bool, console, errors, results: list) -> None:
+    """`validate`'s work, one recipe at a time, each one's entry added to `results` as it is checked."""
     from rich.markup import escape
 
     from dlkit.recipe import located
     from dlkit.tasks import load_recipe
 
-    console, errors = _console(stderr=json_), _console()
-    console.quiet = quiet  # --quiet: the errors alone (`dlkit validate -q recipes/ && ...`)
-    results, worst = [], 0
-    # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
-    recipes = [p for r in recipes
-               for p in ((sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r]) if r.is_dir() else [r])]
     for path in recipes:
         entry = {"recipe": str(path), "status": "ok"}
         try:
@@ -574,12 +588,8 @@ def validate(
             if isinstance(e, RecipeError):  # one found after loading (a model too big for its inputs): at its line
                 e = located(e, path, set_ or ())
             entry.update(status="error", exit_code=e.exit_code, error=str(e))
-            worst = worst or e.exit_code
             errors.print(f"[bold red]error[/]: {escape(str(e))}", highlight=False, soft_wrap=True)
         results.append(entry)
-    if json_:
-        _print_json({"status": "ok" if not worst else "error", "recipes": results})
-    raise typer.Exit(worst)
 
 
 def _build(recipe, console) -> dict:
