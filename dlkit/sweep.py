@@ -186,7 +186,10 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
         m["run"] = Path(result["run_dir"]) if result.get("run_dir") else m["run"]
         m["error"] = result.get("error")
         verb = {"train": "trained", "resume": "resumed"}[m["action"]]
-        say(f"{verb}: {m['point']} seed {m['seed']}: {result.get('status')} (exit {proc.returncode})"
+        # a member stopped by a signal before its own handler was set (as it started) says nothing itself
+        how = (f"exit {proc.returncode}" if proc.returncode >= 0 else
+               f"stopped by {signal.Signals(-proc.returncode).name} as it started")
+        say(f"{verb}: {m['point']} seed {m['seed']}: {result.get('status')} ({how})"
             f"{' ' + str(m['run']) if m['run'] else ''}")
         return m
 

@@ -164,7 +164,8 @@ def stop(*_):
     (where / f"{name}.stopped").write_text("")
     print(json.dumps({"status": "interrupted"}))
     sys.exit(130)
-signal.signal(signal.SIGTERM, stop)
+if not name.endswith("2"):  # the second member is stopped as it starts, before it would set a handler
+    signal.signal(signal.SIGTERM, stop)
 (where / f"{name}.started").write_text("")
 time.sleep(60)
 """
@@ -201,9 +202,10 @@ def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny
     finally:
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 40  # not the members' 60 s
-    assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 2
+    assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 1
     assert said[0] == "interrupted: 2 running member(s) asked to stop; run the sweep again to resume them"
-    assert sum("interrupted (exit 130)" in line for line in said) == 2
+    assert sum("interrupted (exit 130)" in line for line in said) == 1
+    assert sum("error (stopped by SIGTERM as it started)" in line for line in said) == 1
 
 
 def test_a_member_stopped_before_its_first_checkpoint_is_trained_anew(tiny_recipe, tmp_path):
