@@ -231,8 +231,8 @@ def evaluate(
             console.print(f"note: {result['note']}", markup=False, highlight=False)
         _print_parts(console, TASKS[result["task"]].report(result))
 
-    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam), json_, show,
-            quiet)
+    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam),
+            json_, show, quiet)
 
 
 @app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."

@@ -175,7 +175,6 @@ def reporter_for(quiet: bool, json_mode: bool) -> Reporter:
     return RichReporter(console) if console.is_terminal else PlainReporter(console)
 
 
-
 # ---------------------------------------------------------------- a command's long work
 
 class _Shown:
@@ -195,7 +194,7 @@ class _Shown:
         return self.progress
 
 
-_shown: list[_Shown] = []  # the innermost `showing`, if any
+_shown: list[_Shown] = []  # the `showing`s entered, the innermost last
 
 
 @contextlib.contextmanager
@@ -243,16 +242,18 @@ def work(description: str, total: int, unit: str = ""):
                 bars.stop()
                 shown.progress = None
         return
-    start = last = time.monotonic()
-    done = 0
+    done, first, last = 0, None, 0.0  # first: (when, how many done) at the first advance; last: the last line's time
 
     def advance(n=1):
-        nonlocal done, last
+        nonlocal done, last, first
         done += n
         now = time.monotonic()
+        if first is None:  # the first step holds start-up costs (a decoder's, a model's tracing): the rate and
+            first, last = (now, done), now  # the interval count from its end
+            return
         if now - last >= shown.every and done < total:
             last = now
-            left = (total - done) * (now - start) / done
+            left = (total - done) * (now - first[0]) / (done - first[1])
             shown.console.print(f"{description}: {done:,}/{total:,}{unit}  {int(left // 60)}:{int(left % 60):02d} left",
                                 markup=False, soft_wrap=True)
     yield advance

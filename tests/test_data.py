@@ -360,7 +360,16 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
     (root / "train" / "c").mkdir()
     (root / "train" / "README.md").write_text("my photos")
     # train/ without test/ said "no images under .../test"
-    a = sources.load_image_folder(str(root), None)
+    import io
+
+    from rich.console import Console
+
+    from dlkit import ui
+
+    said = io.StringIO()
+    with ui.showing(Console(file=said, width=300), every=0):  # as a command shows its progress off a terminal
+        a = sources.load_image_folder(str(root), None)
+    assert f"reading {root / 'train'}: 6/7 images" in said.getvalue()
     assert a.x_train.shape == (7, 8, 8, 3) and a.x_test is None and a.class_names == ["a", "b", "c"]
     assert a.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1]
     notes = " | ".join(a.notes)
