@@ -880,33 +880,42 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
         raise UsageError(f"this model reads feature vectors of shape {shape}, not images: give them as rows of a "
                          "CSV file, dlkit predict RUN --csv FILE")
     out, names = [], []
-    for path in _image_files(paths):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        if path.suffix == ".npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise UsageError(f"{path}: not a numpy array file ({first_line(e)})") from None
-            given = arr.shape
-            arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
-            arr = arr[..., None] if arr.ndim == 3 else arr
-            if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
-                raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
-                                 f"{shape[1]} (N, H, W[, C]), uint8 0-255")
-            if arr.dtype.kind not in "iuf":
-                raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
-            if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255
-                                 and (arr == np.round(arr)).all()):
-                # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
-                raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
-                                 "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
-            names += [f"{path.name}[{i}]" for i in range(len(arr))]
-        else:
-            arr = read_image(path, list(shape[:2]))[None]
-            names.append(path.name)
-        out.append(_to_channels(np.asarray(arr), shape[2]).astype(np.uint8))
+    files = _image_files(paths)
+    with ui.work("reading the inputs", len(files), " files") as advance:  # a folder of photos: said as it goes
+        for path in files:
+            out.append(_input_images(path, shape, names))
+            advance()
     return np.concatenate(out), names
+
+
+def _input_images(path: Path, shape: tuple[int, ...], names: list[str]) -> np.ndarray:
+    """One file's images (an image file's one, an array file's N) as uint8 (N, H, W, C) for a model of input
+    `shape`, its name for each added to `names`."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{path}: not a numpy array file ({first_line(e)})") from None
+        given = arr.shape
+        arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
+        arr = arr[..., None] if arr.ndim == 3 else arr
+        if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
+            raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
+                             f"{shape[1]} (N, H, W[, C]), uint8 0-255")
+        if arr.dtype.kind not in "iuf":
+            raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255
+                             and (arr == np.round(arr)).all()):
+            # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
+            raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
+                             "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
+        names += [f"{path.name}[{i}]" for i in range(len(arr))]
+    else:
+        arr = read_image(path, list(shape[:2]))[None]
+        names.append(path.name)
+    return _to_channels(np.asarray(arr), shape[2]).astype(np.uint8)
 
 
 def _image_files(paths) -> list[Path]:
