@@ -689,9 +689,51 @@ def _sequence_datasets() -> dict:
     return out
 
 
+def _given_twice(argv: list[str]) -> str | None:
+    """What is wrong with `argv` (the words after `dlkit`) where it gives an option that takes one value twice:
+    Click keeps the last silently, so `evaluate RUN --split test ... --split val` measured val alone. None if
+    no such option is given twice. (Flags given twice mean what they mean once; --set, --grid are lists.)"""
+    import typer.main
+
+    # Typer's own Click (typer._click): its classes are read by what they have, not imported
+    sub = getattr(typer.main.get_command(app), "commands", {}).get(argv[0]) if argv else None
+    if sub is None:
+        return None
+    options = [p for p in sub.params if p.param_type_name == "option" and not p.multiple and not p.is_flag
+               and not p.count]
+    given: dict[str, list[str]] = {}
+    words = iter(argv[1:])
+    for word in words:
+        if word == "--":
+            break
+        for option in options:
+            names = option.opts + option.secondary_opts
+            if word in names:  # --split val
+                value = next(words, "")
+            elif word.startswith("--") and word.split("=", 1)[0] in names:  # --split=val
+                value = word.split("=", 1)[1]
+            elif not word.startswith("--") and word[:2] in names and len(word) > 2:  # -n5
+                value = word[2:]
+            else:
+                continue
+            given.setdefault(option.opts[0], []).append(value)
+            break
+    twice = {name: values for name, values in given.items() if len(values) > 1}
+    if not twice:
+        return None
+    name, values = next(iter(twice.items()))
+    return (f"{name} is given {len(values)} times ({', then '.join(map(repr, values))}); it takes one value: give "
+            "it once")
+
+
 def main():
     """The `dlkit` command. With --json, a bad option or argument, which Click says before any command runs,
-    is also one JSON object on stdout (it was only Click's usage text on stderr)."""
+    is also one JSON object on stdout (it was only Click's usage text on stderr); so is an option given twice."""
+    twice = _given_twice(sys.argv[1:])
+    if twice is not None:
+        from dlkit.errors import UsageError
+
+        sys.exit(_fail(UsageError(twice), "--json" in sys.argv[1:]).exit_code)
     if "--json" not in sys.argv[1:]:
         return app()
     # Click's UsageError (a missing argument, an unknown option, a bad value), from the Click Typer runs on

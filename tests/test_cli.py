@@ -468,7 +468,10 @@ def test_with_json_a_bad_command_line_is_one_json_object_too(tmp_path):
 
     script = Path(sys.executable).with_name("dlkit")
     for args, said in ((["generate", str(tmp_path), "-n", "abc"], "Invalid value for '-n'"),
-                       (["train"], "Missing argument 'RECIPE'"), (["train", "x.yaml", "--nonsense"], "--nonsense")):
+                       (["train"], "Missing argument 'RECIPE'"), (["train", "x.yaml", "--nonsense"], "--nonsense"),
+                       # Click kept the last silently: the val split was measured alone
+                       (["evaluate", str(tmp_path), "--split", "test", "--split", "val"],
+                        "--split is given 2 times ('test', then 'val'); it takes one value: give it once")):
         out = subprocess.run([str(script), *args, "--json"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and said in out.stderr, out
         answer = json.loads(out.stdout)
@@ -477,6 +480,16 @@ def test_with_json_a_bad_command_line_is_one_json_object_too(tmp_path):
         assert plain.returncode == 2 and plain.stdout == "" and said in plain.stderr
     ok = subprocess.run([str(script), "list", "--json"], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "architectures" in json.loads(ok.stdout)
+
+
+def test_an_option_of_one_value_given_twice_is_found_in_each_of_its_spellings():
+    from dlkit.cli import _given_twice
+
+    assert "--samples is given 3 times ('5', then '6', then '7')" in _given_twice(
+        ["evaluate", "r", "-n", "5", "--samples=6", "-n7"])
+    assert _given_twice(["train", "r.yaml", "--set", "a=1", "--set", "b=2", "-q", "-q", "--json"]) is None  # lists, flags
+    assert _given_twice(["generate", "r", "--prompt", "--seed 3", "--seed", "4"]) is None  # a value, not an option
+    assert _given_twice(["nonsense", "--x", "1", "--x", "2"]) is None and _given_twice([]) is None  # Click's to say
 
 
 def test_a_relative_data_path_is_kept_absolute_so_the_run_is_read_from_any_directory(tmp_path, monkeypatch):
