@@ -11,7 +11,7 @@ import pytest
 
 from conftest import DATA
 from dlkit.data import pipeline, sources
-from dlkit.errors import DataError, RecipeError
+from dlkit.errors import DataError, OutOfMemoryError, RecipeError
 from dlkit.recipe.schema import DataConfig
 
 
@@ -469,6 +469,26 @@ def test_tfds_path_with_mock_data():
         a = sources.load_tfds("mnist", None, allow_download=False)
     assert a.x_train.shape == (12, 28, 28, 1) and a.origin == "tfds:mnist"
     assert len(a.class_names) == 10 and a.y_train.max() < 10
+
+
+def test_a_tfds_dataset_is_read_only_as_far_as_the_recipe_keeps_it(monkeypatch):
+    """data.limit and data.test_limit: only the first N examples are read (all were, then cut: a limit of 1,000
+    on a dataset of a million read the million); and a split that would not fit in memory is refused before it
+    is read (the kernel killed the process partway, without a word)."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        whole = sources.load_tfds("mnist", None, allow_download=False)
+        a = sources.load_tfds("mnist", None, allow_download=False, limit=5, test_limit=3)
+        assert a.x_train.shape == (5, 28, 28, 1) and a.x_test.shape == (3, 28, 28, 1)
+        np.testing.assert_array_equal(a.x_train, whole.x_train[:5])  # the first five, as data.limit keeps them
+        monkeypatch.setattr(sources, "_free_memory", lambda: 2**30)  # 1 GB free: MNIST's 60,000 would fit
+        sources.load_tfds("mnist", None, allow_download=False, limit=5)
+        with pytest.raises(OutOfMemoryError, match=r"tfds:mnist's train split, 60,000 images of 1000 x 1000 x 1, "
+                                                   r"takes 55.9 GB in memory, and this machine has 1.0 GB free: set "
+                                                   r"data.limit"):
+            # (mock data has no split sizes: the limit is the count here; a prepared dataset's info gives it)
+            sources.load_tfds("mnist", None, allow_download=False, image_size=[1000, 1000], limit=60_000)
 
 
 def test_a_tfds_dataset_of_many_image_sizes_is_resized_to_data_image_size(write_recipe):

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from dlkit import ui
-from dlkit.errors import DataError, UsageError, first_line
+from dlkit.errors import DataError, OutOfMemoryError, UsageError, first_line
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -1082,11 +1082,15 @@ def _tfds_label_key(name: str, info, wants: str) -> str:
     return keys[1]
 
 
-def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str,
-               wants: str = "images") -> tuple[dict, list[str]]:
-    """A tensorflow-datasets dataset of (input, label) pairs read whole into memory: {split: [(x, y), ...]}
-    for train and (where it has one) test, and its class names. `wants`: the inputs it must hold ("images",
-    "text"). `instead` says what to use where tensorflow-datasets cannot be imported."""
+def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str, wants: str = "images",
+               first: dict[str, int | None] | None = None, each=None,
+               shape=None) -> tuple[dict, list[str]]:
+    """A tensorflow-datasets dataset of (input, label) pairs read into memory: {split: [(x, y), ...]} for train
+    and (where it has one) test, and its class names. `wants`: the inputs it must hold ("images", "text").
+    `instead` says what to use where tensorflow-datasets cannot be imported. `first`: {split: read only its
+    first N examples (data.limit, data.test_limit)}; `each(x)`: made of each input as it is read (a resize), so
+    that memory holds what is kept, not the dataset's full-size inputs; `shape(feature)`: an input's shape as
+    kept (None where unknown), to refuse a split that would not fit in memory before reading it."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -1110,10 +1114,19 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
                 if split == "train":
                     raise
                 continue  # a dataset without a test split
-            out[split] = list(tfds.as_numpy(ds))
+            n = builder.info.splits[split].num_examples if split in builder.info.splits else 0
+            if (first or {}).get(split):
+                ds, n = ds.take(first[split]), min(n, first[split]) if n else first[split]
+            kept = shape(builder.info.features[builder.info.supervised_keys[0]]) if shape else None
+            _fits_in_memory(name, split, n, kept)
+            out[split] = []
+            with ui.work(f"reading tfds:{name} {split}", n, " examples") as advance:
+                for x, y in tfds.as_numpy(ds):
+                    out[split].append((each(x) if each else x, y))
+                    advance()
         label = builder.info.features[label_key]
         classes = list(label.names) if hasattr(label, "names") else []
-    except DataError:
+    except (DataError, OutOfMemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not available"
         raise DataError(
@@ -1126,19 +1139,55 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
     return out, classes
 
 
-def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size: list[int] | None = None) -> Arrays:
-    """Any tensorflow-datasets dataset of (image, label) pairs, read whole into memory; each image resized
-    (bilinear, as an image folder's) to `image_size` where the recipe sets it. Most photo datasets hold images
-    of many sizes (tf_flowers), and those need it."""
+def _free_memory() -> int | None:
+    """The bytes this machine can give without swapping (Linux's MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _fits_in_memory(name: str, split: str, n: int, shape: tuple[int, ...] | None) -> None:
+    """Refuse, before reading, a split whose uint8 inputs would take more than 90% of the free memory: the
+    kernel would kill the process partway (no error, no word) rather than say so."""
+    free = _free_memory()
+    if not (shape and n and free):
+        return
+    need = n * math.prod(shape)
+    if need > 0.9 * free:
+        raise OutOfMemoryError(
+            f"tfds:{name}'s {split} split, {n:,} images of {' x '.join(map(str, shape))}, takes {need / 2**30:.1f} GB "
+            f"in memory, and this machine has {free / 2**30:.1f} GB free: set data.limit (its first N examples are "
+            "read, and data.test_limit for the test split) or a smaller data.image_size")
+
+
+def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size: list[int] | None = None,
+              limit: int | None = None, test_limit: int | None = None) -> Arrays:
+    """Any tensorflow-datasets dataset of (image, label) pairs, read into memory; each image resized (bilinear,
+    as an image folder's) to `image_size` where the recipe sets it, as it is read. Most photo datasets hold
+    images of many sizes (tf_flowers), and those need it. `limit`, `test_limit`: only the first N of each split
+    are read (the N a recipe's data.limit and data.test_limit keep), not the whole dataset."""
+    resize = None
+    if image_size:
+        import tensorflow as tf  # tensorflow-datasets runs on it
+
+        def resize(x):
+            return tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy()
+
+    def kept(feature):  # (H, W, C) as kept, or None where the dataset's sizes vary and none is set
+        h, w, c = (tuple(feature.shape) + (1,))[:3] if len(feature.shape) == 2 else tuple(feature.shape)
+        h, w = image_size or (h, w)
+        return (h, w, c) if None not in (h, w, c) else None
+
     pairs, classes = tfds_pairs(name, data_dir, allow_download,
-                                "export the data to an .npz file (data.dataset: npz) on a machine that has it")
+                                "export the data to an .npz file (data.dataset: npz) on a machine that has it",
+                                first={"train": limit, "test": test_limit}, each=resize, shape=kept)
     out = {"x_test": None, "y_test": None}
     for split, items in pairs.items():
         images = [x for x, _ in items]
-        if image_size:
-            import tensorflow as tf  # tensorflow-datasets runs on it
-
-            images = [tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy() for x in images]
         sizes = sorted({x.shape for x in images})
         if len(sizes) > 1:
             shown = " and ".join("x".join(map(str, shape)) for shape in sizes[:2])
@@ -1196,7 +1245,7 @@ DATASETS = {
                        lambda cfg: load_mnist_m(cfg.dir, cfg.download)),
     "tfds:NAME": Dataset("any tensorflow-datasets dataset with (image, label) pairs",
                          lambda cfg: load_tfds(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download,
-                                                   cfg.image_size)),
+                                                   cfg.image_size, cfg.limit, cfg.test_limit)),
     "npz": Dataset("arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
                    lambda cfg: load_npz(cfg.path), reads_path=True),
     "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",
