@@ -1170,12 +1170,10 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size:
     as an image folder's) to `image_size` where the recipe sets it, as it is read. Most photo datasets hold
     images of many sizes (tf_flowers), and those need it. `limit`, `test_limit`: only the first N of each split
     are read (the N a recipe's data.limit and data.test_limit keep), not the whole dataset."""
-    resize = None
-    if image_size:
+    def resize(x):
         import tensorflow as tf  # tensorflow-datasets runs on it
 
-        def resize(x):
-            return tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy()
+        return tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy()
 
     def kept(feature):  # (H, W, C) as kept, or None where the dataset's sizes vary and none is set
         h, w, c = (tuple(feature.shape) + (1,))[:3] if len(feature.shape) == 2 else tuple(feature.shape)
@@ -1184,7 +1182,8 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size:
 
     pairs, classes = tfds_pairs(name, data_dir, allow_download,
                                 "export the data to an .npz file (data.dataset: npz) on a machine that has it",
-                                first={"train": limit, "test": test_limit}, each=resize, shape=kept)
+                                first={"train": limit, "test": test_limit}, each=resize if image_size else None,
+                                shape=kept)
     out = {"x_test": None, "y_test": None}
     for split, items in pairs.items():
         images = [x for x, _ in items]
