@@ -108,3 +108,18 @@ def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     (tmp_path / "recipe.yaml").write_text("model: {arch: [wgan]}\n")  # was a TypeError (unhashable list)
     with pytest.raises(RecipeError, match="model.arch: unknown architecture"):
         load_run_recipe(tmp_path / "recipe.yaml")
+
+
+def test_a_damaged_run_recipe_is_said_as_the_runs_own_file(tmp_path):
+    """A cut recipe.yaml in a run said "model: required key is missing (add a model section ...)", as if the user
+    had written it; it is the resolved recipe the run wrote, and the error says so, and where it came from."""
+    import json
+
+    from dlkit.errors import RecipeError
+    from dlkit.tasks import load_run_recipe
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"recipe_file": "recipes/cnn_mnist.yaml"}))
+    (tmp_path / "recipe.yaml").write_text((ROOT / "recipes" / "cnn_mnist.yaml").read_text()[:60])
+    with pytest.raises(RecipeError, match=r"in recipe .*recipe.yaml, the resolved recipe this run wrote as it began "
+                                          r"\(from recipes/cnn_mnist.yaml\):\n  - .*model: required key is missing"):
+        load_run_recipe(tmp_path / "recipe.yaml")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import recipe as recipe_layer
-from dlkit.errors import UsageError
+from dlkit.errors import RecipeError, UsageError
 from dlkit.models import ARCHITECTURES, Architecture
 from dlkit.tasks.adversarial import Adversarial
 from dlkit.tasks.base import Task
@@ -87,7 +87,25 @@ ADDED_KEYS = {("data", "test_split"): (0, lambda section: True),
 
 def load_run_recipe(path: str | Path, overrides=()):
     """A run's own recipe.yaml, read as the run was trained: a key added since (ADDED_KEYS) that the file
-    lacks takes its old behaviour's value, not today's default (a resumed run keeps its data)."""
+    lacks takes its old behaviour's value, not today's default (a resumed run keeps its data). A problem in it
+    is said as the run's file, not the user's (a cut file said "add a model section"), with the recipe the run
+    was trained from."""
+    try:
+        return _load_run_recipe(Path(path), overrides)
+    except RecipeError as e:
+        if e.source is None or not str(e.source).endswith("recipe.yaml"):
+            raise
+        import json
+
+        try:
+            origin = json.loads((Path(path).parent / "manifest.json").read_text()).get("recipe_file")
+        except (OSError, ValueError, AttributeError):
+            origin = None
+        raise RecipeError(e.problems, f"{e.source}, the resolved recipe this run wrote as it began"
+                          + (f" (from {origin})" if origin else "")) from None
+
+
+def _load_run_recipe(path: Path, overrides):
     raw, _ = recipe_layer.load_raw(path)
     model = raw.get("model")
     arch = ARCHITECTURES.get(model.get("arch")) if isinstance(model, dict) and isinstance(model.get("arch"), str) \
