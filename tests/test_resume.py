@@ -99,6 +99,24 @@ def test_resume_refuses_what_it_cannot_do(one_epoch_run, tmp_path):
         resume(bare, epochs=2)
 
 
+def test_a_run_stopped_while_it_finished_is_finished_by_resume(one_epoch_run, tmp_path):
+    """Ctrl-C after the last epoch, while the run measured its test split (a translation's beam search takes
+    seconds to minutes): it was marked interrupted with model.keras written, and resume refused it ("finished 1
+    of its 1 epochs; raise --epochs"), so it never got its test measures or its `completed`. Now resume
+    finishes it from that model.keras, whose weights it keeps."""
+    done = one_epoch_run(tmp_path)
+    run_dir = Path(done["run_dir"])
+    saved = [w.copy() for w in keras.saving.load_model(run_dir / "model.keras").get_weights()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "interrupted", "run_dir": str(run_dir)}))
+    result = resume(run_dir)
+    assert result["status"] == "completed" and result["test"]["accuracy"] == pytest.approx(done["test"]["accuracy"])
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+    for a, b in zip(saved, keras.saving.load_model(run_dir / "model.keras").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_command(one_epoch_run, tmp_path):
     runner = CliRunner()
     done = one_epoch_run(tmp_path)

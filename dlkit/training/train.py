@@ -222,6 +222,11 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
             break
         if i == len(phases) - 1 and not run.model.is_file():
             break  # killed after its last epoch's checkpoint, before it was finished: finish it now
+        if i == len(phases) - 1 and run.read_json(run.manifest).get("status") != "completed":
+            # stopped while it finished (its test measures, a translation's beam search): finish it now, from the
+            # model.keras it saved, which early stopping may have set back to the best epoch's weights
+            model = session.model(phase, earlier, checkpoint=run.model, unsafe=unsafe)
+            break
         if i == len(phases) - 1:
             raise UsageError(f"{run.root} has finished {done} of its {phase.epochs} epochs; to train it further, "
                              f"raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
