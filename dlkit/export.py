@@ -274,9 +274,7 @@ def write_checked(served, what: str, fmt: str, target: Path, notes: list | None 
             diff = _check(served, fmt, written, what, batch)
             notes.append("takes a batch of exactly 1 (at any batch size its recurrent loop would need TensorFlow's "
                          "select ops, which LiteRT's builtin runtime lacks)")
-        if target.exists():
-            _remove(target)
-        written.rename(target)
+        _replace(target, written)
     finally:
         _remove(scratch)
     return {
@@ -313,6 +311,22 @@ def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _replace(target: Path, written: Path) -> None:
+    """`written` moved to `target`; an export already there is moved aside first and removed only once the new
+    one is in place, so that an interrupt between the two leaves the old one, never neither."""
+    aside = target.parent / f".{target.name}.replaced"
+    if target.exists():
+        _remove(aside)
+        target.rename(aside)
+    try:
+        written.rename(target)
+    except BaseException:
+        if aside.exists() and not target.exists():
+            aside.rename(target)
+        raise
+    _remove(aside)
 
 
 def _remove(path: Path) -> None:

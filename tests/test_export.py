@@ -95,6 +95,31 @@ def test_an_existing_export_is_kept_unless_forced_and_a_failed_check_leaves_noth
     assert target.read_bytes()[:20] != b"the user's own file"
 
 
+def test_an_interrupt_as_an_export_replaces_another_keeps_one_of_them(tmp_path):
+    """The old export was removed and then the new one moved in: Ctrl-C between the two left neither."""
+    from pathlib import Path
+
+    from dlkit import export
+
+    target, written = tmp_path / "model.onnx", tmp_path / "new.onnx"
+    target.write_bytes(b"old")
+    written.write_bytes(b"new")
+    rename = Path.rename
+
+    def cut(self, to):
+        if self == written:
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Path, "rename", cut)
+        with pytest.raises(KeyboardInterrupt):
+            export._replace(target, written)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "new.onnx"]
+    export._replace(target, written)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
 def test_usage_errors(trained, tmp_path, monkeypatch):
     import importlib.util
 
