@@ -15,9 +15,26 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dlkit.errors import UsageError
+
 
 def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
+
+
+def progress_seconds() -> float:
+    """$DLKIT_PROGRESS_SECONDS: how often, at least, progress is said off a terminal (30 s unset); a value that
+    is no number of seconds is a usage error, not a traceback."""
+    import os
+
+    text = os.environ.get("DLKIT_PROGRESS_SECONDS", "30")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"DLKIT_PROGRESS_SECONDS={text!r}: expected seconds, a number 0 or more (unset: 30)")
+    return seconds
 
 
 def fmt(value) -> str:
@@ -55,10 +72,8 @@ class PlainReporter(Reporter):
     would otherwise print nothing for many minutes."""
 
     def __init__(self, console: Console | None = None, every: float | None = None):
-        import os
-
         super().__init__(console)
-        self.every = float(os.environ.get("DLKIT_PROGRESS_SECONDS", 30)) if every is None else every
+        self.every = progress_seconds() if every is None else every
         self.epochs = self.steps = 0
         self.epoch = 0
         self.epoch_start = self.last_line = 0.0
@@ -201,12 +216,10 @@ _shown: list[_Shown] = []  # the `showing`s entered, the innermost last
 def showing(console: Console | None, every: float | None = None):
     """While a command runs: where the long loops it calls (`work`) show how far they are. None: nowhere
     (--quiet). A library caller that never enters this sees nothing. `every`: $DLKIT_PROGRESS_SECONDS (30)."""
-    import os
-
     if console is None:
         yield
         return
-    shown = _Shown(console, float(os.environ.get("DLKIT_PROGRESS_SECONDS", 30)) if every is None else every)
+    shown = _Shown(console, progress_seconds() if every is None else every)
     _shown.append(shown)
     try:
         yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dlkit.cli import app
@@ -206,6 +207,14 @@ def test_plain_reporter_waits_its_interval():
     reporter.every = 0
     reporter.batch(4, {"loss": 0.5})
     assert "epoch 1/2  step 5/10" in buf.getvalue() and "loss=0.5000" in buf.getvalue()
+
+
+@pytest.mark.parametrize("value", ["abc", "-3", "inf"])
+def test_a_bad_progress_interval_is_a_usage_error_not_a_traceback(value, monkeypatch, tiny_recipe, tmp_path):
+    monkeypatch.setenv("DLKIT_PROGRESS_SECONDS", value)
+    out = run("train", tiny_recipe, "--runs-root", tmp_path)  # was float()'s ValueError
+    assert out.exit_code == 2 and f"DLKIT_PROGRESS_SECONDS={value!r}: expected seconds" in out.stderr
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_long_work_is_shown_only_where_a_command_shows_it():
