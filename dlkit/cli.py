@@ -729,6 +729,7 @@ def _given_twice(argv: list[str]) -> str | None:
 def main():
     """The `dlkit` command. With --json, a bad option or argument, which Click says before any command runs,
     is also one JSON object on stdout (it was only Click's usage text on stderr); so is an option given twice."""
+    _terminate_like_ctrl_c()  # from the start: a Ctrl-C during the imports sets the flag the long loops check
     twice = _given_twice(sys.argv[1:])
     if twice is not None:
         from dlkit.errors import UsageError

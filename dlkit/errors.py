@@ -6,6 +6,7 @@ A user mistake raises a `DlkitError` subclass; the CLI prints it without a trace
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -143,6 +144,12 @@ def is_out_of_memory(e: BaseException) -> bool:
     """TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED (JAX), or the host's MemoryError."""
     return isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError" or (
         "RESOURCE_EXHAUSTED" in str(e)[:2000] and "memory" in str(e)[:2000].lower())
+
+# Set by dlkit.cli's SIGINT/SIGTERM handler, which also raises KeyboardInterrupt where the signal lands. Where
+# that is swallowed (numpy converting a JAX array, an import's bare except), the long loops still stop: training
+# checks it between steps (callbacks.InterruptCheck, as backend.interrupt_requested), ui.work at each advance.
+interrupt_requested = threading.Event()
+
 
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM during training; the run directory was closed as `interrupted`. Not a user error:

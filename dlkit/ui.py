@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dlkit.errors import UsageError
+from dlkit.errors import UsageError, interrupt_requested
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -229,6 +229,13 @@ def showing(console: Console | None, every: float | None = None):
             shown.progress.stop()
 
 
+def stop_if_asked() -> None:
+    """KeyboardInterrupt if Ctrl-C or SIGTERM came (errors.interrupt_requested) though its own KeyboardInterrupt
+    was swallowed where it landed (a Ctrl-C during an import ran a VAE's 90-s measure to its end)."""
+    if interrupt_requested.is_set():
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def work(description: str, total: int, unit: str = ""):
     """A long loop's progress, advanced by the function this yields (`advance(n)`: n more of `total` done).
@@ -237,18 +244,22 @@ def work(description: str, total: int, unit: str = ""):
     import time
 
     if not _shown:
-        yield lambda n=1: None
+        yield lambda n=1: stop_if_asked()
         return
     shown = _shown[-1]
     if shown.console.is_terminal:
         try:
             bars = shown.bars()
         except LiveError:  # the epochs' own bars are live (work inside an epoch): they show how far it is
-            yield lambda n=1: None
+            yield lambda n=1: stop_if_asked()
             return
         task = bars.add_task(description, total=total)
+
+        def advance_bar(n=1):
+            stop_if_asked()
+            bars.advance(task, n)
         try:
-            yield lambda n=1: bars.advance(task, n)
+            yield advance_bar
         finally:
             bars.remove_task(task)
             if not bars.tasks:  # gone before the answer is printed
@@ -259,6 +270,7 @@ def work(description: str, total: int, unit: str = ""):
 
     def advance(n=1):
         nonlocal done, last, first
+        stop_if_asked()
         done += n
         now = time.monotonic()
         if first is None:  # the first step holds start-up costs (a decoder's, a model's tracing): the rate and

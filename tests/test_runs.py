@@ -247,6 +247,17 @@ def test_long_work_is_shown_only_where_a_command_shows_it():
             assert [(t.description, t.completed, t.total) for t in bars.tasks] == [("annealing", 3, 4)]
         assert bars.tasks == [] and not bars.live.is_started  # gone when its work ends, before the answer
     assert "annealing" in tty.getvalue()
+    # Ctrl-C whose KeyboardInterrupt was swallowed where it landed (an import's bare except): the flag the
+    # signal handler also sets stops the loop at its next step
+    from dlkit.errors import interrupt_requested
+
+    interrupt_requested.set()
+    try:
+        for where in (None, Console(file=io.StringIO()), Console(file=io.StringIO(), force_terminal=True)):
+            with ui.showing(where), ui.work("annealing", 4) as advance, pytest.raises(KeyboardInterrupt):
+                advance()
+    finally:
+        interrupt_requested.clear()
 
 
 def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
