@@ -145,6 +145,7 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError" or (
         "RESOURCE_EXHAUSTED" in str(e)[:2000] and "memory" in str(e)[:2000].lower())
 
+
 # Set by dlkit.cli's SIGINT/SIGTERM handler, which also raises KeyboardInterrupt where the signal lands. Where
 # that is swallowed (numpy converting a JAX array, an import's bare except), the long loops still stop: training
 # checks it between steps (callbacks.InterruptCheck, as backend.interrupt_requested), ui.work at each advance.

@@ -481,7 +481,7 @@ class FitTrain(OneOptimizerTrain):
     # task's section that narrows `loss` (a Literal) or `metrics` keeps these checks
     @field_validator("loss", check_fields=False)
     @classmethod
-    def _a_loss(cls, v):
+    def _loss_name(cls, v):
         why = catalog.unknown(v, catalog.LOSSES, "loss", "sparse_categorical_crossentropy") if isinstance(v, str) \
             else None
         if why:
