@@ -95,9 +95,18 @@ def killed_then_resumed(recipe: Path, runs_root: Path, stage: str, nth: int, epo
     args = [sys.executable, "-c", CHILD, stage, str(nth), "train", str(recipe), "--runs-root", str(runs_root), "-q"]
     child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if stage == "time":
-        while not list(runs_root.glob("*/*/checkpoints/checksums.json")) and child.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.1 * nth)
+        # `nth` tenths of the time between two checkpoints after the first: a moment inside the run on a slow
+        # machine or a fast one (a fixed 1.0 s fell after a quiet VM's run had ended)
+        def sums():
+            found = list(runs_root.glob("*/*/checkpoints/checksums.json"))
+            return found[0].stat().st_mtime_ns if found else None
+
+        while sums() is None and child.poll() is None:
+            time.sleep(0.005)
+        first, start = sums(), time.monotonic()
+        while sums() == first and child.poll() is None:
+            time.sleep(0.005)
+        time.sleep((time.monotonic() - start) * nth / 10)
         child.send_signal(signal.SIGKILL)
     _, err = child.communicate(timeout=600)
     assert child.returncode == -signal.SIGKILL, f"the child was not killed ({child.returncode}): {err[-2000:]}"
