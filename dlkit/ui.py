@@ -45,6 +45,11 @@ def fmt(value) -> str:
     return str(value)
 
 
+def clock(seconds: float) -> str:
+    """Minutes and seconds, as a time left is said: 1:05."""
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 def fmt_logs(logs: dict) -> str:
     return "  ".join(f"{k}={fmt(v)}" for k, v in logs.items())
 
@@ -100,7 +105,7 @@ class PlainReporter(Reporter):
         rate = done / max(now - self.epoch_start, 1e-9)
         left = max(self.steps - done, 0) / rate
         self.console.print(f"epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  {rate:.2f} steps/s  "
-                           f"{int(left // 60)}:{int(left % 60):02d} left in the epoch  {fmt_logs(logs or {})}",
+                           f"{clock(left)} left in the epoch  {fmt_logs(logs or {})}",
                            markup=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
@@ -279,6 +284,6 @@ def work(description: str, total: int, unit: str = ""):
         if now - last >= shown.every and done < total:
             last = now
             left = (total - done) * (now - first[0]) / (done - first[1])
-            shown.console.print(f"{description}: {done:,}/{total:,}{unit}  {int(left // 60)}:{int(left % 60):02d} left",
-                                markup=False, soft_wrap=True)
+            shown.console.print(f"{description}: {done:,}/{total:,}{unit}  {clock(left)} left", markup=False,
+                                soft_wrap=True)
     yield advance

@@ -883,14 +883,16 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     files = _image_files(paths)
     with ui.work("reading the inputs", len(files), " files") as advance:  # a folder of photos: said as it goes
         for path in files:
-            out.append(_input_images(path, shape, names))
+            images, named = _input_images(path, shape)
+            out.append(images)
+            names += named
             advance()
     return np.concatenate(out), names
 
 
-def _input_images(path: Path, shape: tuple[int, ...], names: list[str]) -> np.ndarray:
+def _input_images(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     """One file's images (an image file's one, an array file's N) as uint8 (N, H, W, C) for a model of input
-    `shape`, its name for each added to `names`."""
+    `shape`, and a name for each."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     if path.suffix == ".npy":
@@ -911,11 +913,11 @@ def _input_images(path: Path, shape: tuple[int, ...], names: list[str]) -> np.nd
             # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
             raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
                              "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
-        names += [f"{path.name}[{i}]" for i in range(len(arr))]
+        names = [f"{path.name}[{i}]" for i in range(len(arr))]
     else:
         arr = read_image(path, list(shape[:2]))[None]
-        names.append(path.name)
-    return _to_channels(np.asarray(arr), shape[2]).astype(np.uint8)
+        names = [path.name]
+    return _to_channels(np.asarray(arr), shape[2]).astype(np.uint8), names
 
 
 def _image_files(paths) -> list[Path]:
@@ -1066,8 +1068,8 @@ def _tfds_label_key(name: str, info, wants: str) -> str:
                         f"dlkit reads {wants} with class labels from a tfds:NAME dataset")
     if not isinstance(keys[0], str):
         raise DataError(f"tfds:{name}'s inputs are a dict of {len(keys[0])} features ({', '.join(list(keys[0])[:4])}"
-                        f"{', ...' if len(keys[0]) > 4 else ''}), not {wants}; export them to a CSV file (data.dataset: "
-                        "csv) to train on them")
+                        f"{', ...' if len(keys[0]) > 4 else ''}), not {wants}; export them to a CSV file "
+                        "(data.dataset: csv) to train on them")
     feature = info.features[keys[0]]
     text = np.dtype(feature.np_dtype).kind in "OSU"
     if wants == "images" and text:
@@ -1106,6 +1108,7 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         label_key = _tfds_label_key(name, builder.info, wants)
         if allow_download:
             builder.download_and_prepare()
+        kept = shape(builder.info.features[builder.info.supervised_keys[0]]) if shape else None
         out = {}
         for split in ("train", "test"):
             try:
@@ -1117,7 +1120,6 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
             n = builder.info.splits[split].num_examples if split in builder.info.splits else 0
             if (first or {}).get(split):
                 ds, n = ds.take(first[split]), min(n, first[split]) if n else first[split]
-            kept = shape(builder.info.features[builder.info.supervised_keys[0]]) if shape else None
             _fits_in_memory(name, split, n, kept)
             out[split] = []
             with ui.work(f"reading tfds:{name} {split}", n, " examples") as advance:
@@ -1176,8 +1178,8 @@ def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size:
         return tf.cast(tf.image.resize(x, image_size), tf.uint8).numpy()
 
     def kept(feature):  # (H, W, C) as kept, or None where the dataset's sizes vary and none is set
-        h, w, c = (tuple(feature.shape) + (1,))[:3] if len(feature.shape) == 2 else tuple(feature.shape)
-        h, w = image_size or (h, w)
+        h, w, *c = feature.shape
+        h, w, c = *(image_size or (h, w)), (c or [1])[0]
         return (h, w, c) if None not in (h, w, c) else None
 
     pairs, classes = tfds_pairs(name, data_dir, allow_download,

@@ -95,12 +95,11 @@ class TextClassification(Classification):
 
         cfg = recipe.data
         found = text.sentences(cfg)
-        pool = len(found.texts)  # the sentences a test share is drawn from (without a test set of its own)
+        pool = len(found.texts)  # the training sentences (a test share is drawn from them where there is no test set)
         if found.test_texts is not None:  # the dataset's own test set: appended, then indexed like the rest
-            n_train = len(found.texts)
             found.texts = found.texts + found.test_texts
             found.labels = np.concatenate([found.labels, found.test_labels])
-            test, rest = np.arange(n_train, len(found.texts)), np.arange(n_train)
+            test, rest = np.arange(pool, len(found.texts)), np.arange(pool)
         else:
             # a fixed draw for the test set (seed 0), the recipe's seed for validation: runs of several seeds
             # are measured on the same sentences

@@ -194,7 +194,8 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
     task, steps = session.task, session.steps_per_epoch
     phases = task.phases(recipe)
     several = len(phases) > 1
-    completed = run.read_json(run.manifest).get("phases_completed", [])
+    manifest = run.read_json(run.manifest)
+    completed = manifest.get("phases_completed", [])
     i = next(k for k, p in enumerate(phases) if p.name not in completed or k == len(phases) - 1)
     earlier = {p.name: session.model(p, checkpoint=run.phase(p.name, several).model, unsafe=unsafe)
                for p in phases[:i]}
@@ -222,7 +223,7 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
             break
         if i == len(phases) - 1 and not run.model.is_file():
             break  # killed after its last epoch's checkpoint, before it was finished: finish it now
-        if i == len(phases) - 1 and run.read_json(run.manifest).get("status") != "completed":
+        if i == len(phases) - 1 and manifest.get("status") != "completed":
             # stopped while it finished (its test measures, a translation's beam search): finish it now, from the
             # model.keras it saved, which early stopping may have set back to the best epoch's weights
             model = session.model(phase, earlier, checkpoint=run.model, unsafe=unsafe)
