@@ -30,7 +30,7 @@ figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #e4e6ee; } figcaption { color: #5a6275; font-size: 13px; }
 .status-completed { color: #1a7f37; } .status-failed, .status-diverged { color: #c62828; }
 """
-MANIFEST_KEYS = ("task", "started", "finished", "host", "device", "backend", "dlkit", "keras", "tensorflow", "jax",
+MANIFEST_KEYS = ("task", "started", "ended", "host", "device", "backend", "dlkit", "keras", "tensorflow", "jax",
                  "python", "seed", "git_commit", "recipe_file", "data_origin")
 HISTORY_ROWS = 200  # longer histories show their first and last rows
 
@@ -121,6 +121,11 @@ def render(run: RunDir) -> str:
         parts.append(f'<p class="headline">{_e(headline["label"])}: <b>{_number(headline["value"])}</b> '
                      f'<span class="sub">({_e(headline["source"])})</span></p>')
     parts.append("<h2>Run</h2>" + _table([(k, str(manifest[k])) for k in MANIFEST_KEYS if manifest.get(k) is not None]))
+    resumed = [r for r in manifest.get("resumed") or () if isinstance(r, dict)]
+    if resumed:
+        parts.append("<h2>Resumed</h2>" + _table(
+            [(r.get("at"), r.get("from_epoch"), r.get("phase", ""), r.get("backend", ""), r.get("device", ""),
+              r.get("host", "")) for r in resumed], ("at", "from epoch", "phase", "backend", "device", "host")))
     for section, title in (("test", "Test"), ("val", "Validation"), ("final", "Last epoch"), ("best", "Best epoch")):
         if isinstance(metrics.get(section), dict) and metrics[section]:
             parts.append(f"<h2>{title}</h2>" + _measures(metrics[section]))

@@ -4,18 +4,22 @@ and the whole train / interrupt / resume / evaluate cycle under JAX with `import
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import keras
 from conftest import ROOT, no_tensorflow_env
 from dlkit import backend
+from dlkit.cli import app
 from dlkit.data import pipeline, sources
 from dlkit.errors import RecipeError
 from dlkit.tasks import load_recipe
@@ -142,6 +146,7 @@ import json, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from dlkit import backend
+from dlkit.cli import app
 from dlkit.data import pipeline
 from dlkit.tasks import load_recipe
 from test_no_tensorflow import _arrays
@@ -275,8 +280,25 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
     manifest = json.loads((Path(first["run_dir"]) / "manifest.json").read_text())
     assert manifest["backend"] == "jax" and manifest["tensorflow"] is None
     assert manifest["compilation_cache"] == str(cache)
-    resumed = json.loads(_dlkit(env, "resume", first["run_dir"], "--epochs", "2", "-q", "--json").stdout)
-    assert resumed["epochs_completed"] == 2
+    assert manifest["jax"] == jax.__version__
+    elsewhere = tmp_path / "copied" / "tiny" / Path(first["run_dir"]).name  # the run, brought to a TensorFlow host
+    shutil.copytree(first["run_dir"], elsewhere)
+    same = _dlkit(env, "resume", first["run_dir"], "--epochs", "2", "--json")
+    resumed = json.loads(same.stdout)
+    assert resumed["epochs_completed"] == 2 and "resumes on" not in same.stderr
+    entry = json.loads((Path(first["run_dir"]) / "manifest.json").read_text())["resumed"][0]
+    assert entry["backend"] == "jax" and entry["device"] == manifest["device"]
+
+    # resumed on the other backend: it trains on, says its numbers are not those of one backend, and the
+    # manifest and the report say where each session ran
+    there = CliRunner().invoke(app, ["resume", str(elsewhere), "--epochs", "2", "--json"])
+    assert there.exit_code == 0, there.stderr
+    assert "was trained on jax" in there.stderr and "resumes on tensorflow" in there.stderr
+    entry = json.loads((elsewhere / "manifest.json").read_text())["resumed"][0]
+    assert entry["backend"] == "tensorflow" and entry["tensorflow"] and entry["jax"] is None
+    assert CliRunner().invoke(app, ["report", str(elsewhere), "-q"]).exit_code == 0
+    page = (elsewhere / "report.html").read_text()
+    assert "<h2>Resumed</h2>" in page and "<td>tensorflow</td>" in page and "<td>ended</td>" in page
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras", compile=False).get_weights()
     b = keras.saving.load_model(Path(resumed["run_dir"]) / "model.keras", compile=False).get_weights()
     for x, y in zip(a, b, strict=True):

@@ -238,8 +238,15 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         _stretch_schedules(session, phases[i], earlier, model, reporter)
     if epochs is not None:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    history = run.read_json(run.manifest).get("resumed", [])
-    entry = {"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv}
+    history = manifest.get("resumed", [])
+    here = _software_and_machine()
+    before = next((h for h in reversed(history) if "backend" in h), manifest)  # the session that trained last
+    if any(before.get(k) != here[k] for k in ("backend", "device")):
+        reporter.message(f"warning: {run.root} was trained on {before.get('backend')} ({before.get('device')}) and "
+                         f"resumes on {here['backend']} ({here['device']}): it goes on from the checkpoint's weights, "
+                         f"optimizer state, random streams and data order, but not bit for bit as it would on the "
+                         f"backend and device it was trained on")
+    entry = {"from_epoch": done, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, **here}
     if skip:
         entry["from_step"] = done * steps + skip
     if several:
@@ -535,14 +542,24 @@ def _git_commit(where: Path) -> str | None:
         return None
 
 
-def _manifest(recipe, recipe_path, session, model, phases) -> dict:
+def _software_and_machine() -> dict:
+    """What a session of training runs on: the versions that make its numbers, its backend, device and host.
+    The manifest holds the first session's; each resume records its own."""
     import keras
 
     tf = backend.tensorflow()
+    jax = sys.modules.get("jax") if keras.backend.backend() == "jax" else None
+    return {"dlkit": __version__, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
+            "jax": jax and jax.__version__, "python": platform.python_version(), "backend": keras.backend.backend(),
+            "device": backend.describe_device(), "host": platform.node()}
+
+
+def _manifest(recipe, recipe_path, session, model, phases) -> dict:
+    import keras
+
     manifest = {
-        "dlkit": __version__, "format": FORMAT, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
-        "python": platform.python_version(), "backend": keras.backend.backend(), "device": backend.describe_device(),
-        "host": platform.node(), "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
+        **_software_and_machine(), "format": FORMAT,
+        "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
         "task": session.task.name, "data_origin": session.data.origin, "data_notes": session.data.notes,
         "data_spec": session.data.spec.to_dict(),
