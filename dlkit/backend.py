@@ -423,6 +423,34 @@ def _mirrored(devices: tuple[str, ...]):
     return tensorflow().distribute.MirroredStrategy(list(devices))
 
 
+# The CPU thread counts a process's libraries read from the environment as they start: numpy's BLAS
+# (OpenBLAS, MKL) and OpenMP, and TensorFlow's two thread pools
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS")
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container or `taskset` narrows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def thread_settings() -> dict[str, str] | None:
+    """The thread counts set in this process's environment (THREAD_VARIABLES), or None: each library's own."""
+    return {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ} or None
+
+
+def share_of_cores(processes: int, environ: dict[str, str], cores: int | None = None) -> tuple[dict[str, str], int]:
+    """The environment for one of `processes` run at a time on this machine, and its thread count: each gets
+    cores // processes (at least 1) for every THREAD_VARIABLES count the user has not set. Every library
+    otherwise starts a thread per core in every process, and they contend: two RBM runs at a time on 2 cores
+    took 6.4 times as long as with one thread each (docs/benchmarks.md), OpenBLAS's waiting threads most."""
+    share = max(1, (cores or cpu_cores()) // processes)
+    return {**{k: str(share) for k in THREAD_VARIABLES}, **environ}, share
+
+
 def describe_device() -> str:
     import keras
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Callable
 
 import yaml
 
-from dlkit import tasks
+from dlkit import backend, tasks
 from dlkit.errors import Problem, RecipeError, UsageError
 from dlkit.recipe.source import Loader
 
@@ -154,8 +155,15 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
         m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)
         m["action"] = "train" if m["run"] is None else _state(m["run"])
         m["run"] = None if m["action"] == "train" else m["run"]  # a new run (one stopped early is left as it is)
+    # K members at a time share the cores: each gets cores // K threads for its libraries, unless the user
+    # set a count (backend.share_of_cores); one at a time, a member has every core, as `dlkit train` has
+    environ, threads = backend.share_of_cores(parallel, dict(os.environ)) if parallel > 1 else (None, None)
     if dry_run:
-        return plan(name, grid, todo, recipe_path, runs_root)
+        return {**plan(name, grid, todo, recipe_path, runs_root), "threads_per_member": threads}
+    if threads is not None:
+        said = [k for k in backend.THREAD_VARIABLES if k in os.environ]
+        say(f"{parallel} members at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
+            + (f" ({', '.join(said)} as you set)" if said else ""))
 
     # The members run in sessions of their own, so a Ctrl-C at the terminal reaches the sweep alone; the sweep
     # then sends each running member one SIGTERM (it closes its run as interrupted, which the next sweep
@@ -173,7 +181,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
             if stopping.is_set():
                 return m
             proc = subprocess.Popen(_command(m, recipe_path, runs_root), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True, env=environ)
             live.add(proc)
         stdout, stderr = proc.communicate()
         with lock:
@@ -205,7 +213,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
-    return summarize(name, grid, done)
+    return {**summarize(name, grid, done), "threads_per_member": threads}
 
 
 def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: Path) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dlkit import backend
 from dlkit.cli import app
 from dlkit.errors import UsageError
 from dlkit.sweep import parse_grid
@@ -93,17 +94,25 @@ def killed_after_its_last_checkpoint(run: Path) -> None:
     (run / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "ended": None}))
 
 
-def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, tmp_path):
+def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, tmp_path, monkeypatch):
     args = ["sweep", tiny_recipe, "--grid", "model.dense=[16]", "--seeds", "2", "--parallel", "2",
             "--runs-root", tmp_path, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3", "--json"]
+    for name in backend.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own count is kept; the others are the members' share
+    share = max(1, backend.cpu_cores() // 2)
     planned = json.loads(run(*args, "--dry-run").stdout)  # nothing there yet: two trainings, nothing run
     assert planned["status"] == "planned" and [r["action"] for r in planned["runs"]] == ["train", "train"]
+    assert planned["threads_per_member"] == share
     assert planned["runs"][1]["command"][-2:] == ["--set", "seed=8"] and not (tmp_path / "tiny").exists()
     first = run(*args)
     assert first.exit_code == 0, first.stdout
     result = json.loads(first.stdout)
     runs = result["runs"]
     assert [r["seed"] for r in runs] == [7, 8] and all(r["action"] == "train" for r in runs)
+    for r in runs:  # each member ran with its share of the cores, as its manifest records
+        threads = json.loads((Path(r["run_dir"]) / "manifest.json").read_text())["cpu_threads"]
+        assert threads == {**{k: str(share) for k in backend.THREAD_VARIABLES}, "OMP_NUM_THREADS": "1"}
     accuracies = [json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["test"]["accuracy"] for r in runs]
     row = result["summary"][0]
     assert row["point"] == {"model.dense": [16]} and row["completed"] == 2
@@ -203,7 +212,8 @@ def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny
         signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 40  # not the members' 60 s
     assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 1
-    assert said[0] == "interrupted: 2 running member(s) asked to stop; run the sweep again to resume them"
+    assert said[0].startswith("2 members at a time on ")  # and each one's threads
+    assert said[1] == "interrupted: 2 running member(s) asked to stop; run the sweep again to resume them"
     assert sum("interrupted (exit 130)" in line for line in said) == 1
     assert sum("error (stopped by SIGTERM as it started)" in line for line in said) == 1
 
@@ -219,3 +229,11 @@ def test_a_member_stopped_before_its_first_checkpoint_is_trained_anew(tiny_recip
     assert sweep._state(early) == "train"
     (early / "checkpoints" / "last.keras").write_bytes(b"")
     assert sweep._state(early) == "resume"
+
+
+def test_members_run_at_a_time_share_the_cores():
+    """K members at a time get cores // K threads each (at least one) for every count the user left unset."""
+    env, share = backend.share_of_cores(3, {"PATH": "/bin"}, cores=8)
+    assert share == 2 and env["PATH"] == "/bin" and all(env[k] == "2" for k in backend.THREAD_VARIABLES)
+    env, share = backend.share_of_cores(4, {"OPENBLAS_NUM_THREADS": "3"}, cores=2)
+    assert share == 1 and env["OPENBLAS_NUM_THREADS"] == "3" and env["TF_NUM_INTRAOP_THREADS"] == "1"

@@ -551,7 +551,7 @@ def _software_and_machine() -> dict:
     jax = sys.modules.get("jax") if keras.backend.backend() == "jax" else None
     return {"dlkit": __version__, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
             "jax": jax and jax.__version__, "python": platform.python_version(), "backend": keras.backend.backend(),
-            "device": backend.describe_device(), "host": platform.node()}
+            "device": backend.describe_device(), "host": platform.node(), "cpu_threads": backend.thread_settings()}
 
 
 def _manifest(recipe, recipe_path, session, model, phases) -> dict:
