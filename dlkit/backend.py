@@ -445,8 +445,9 @@ def thread_settings() -> dict[str, str] | None:
 def share_of_cores(processes: int, environ: dict[str, str], cores: int | None = None) -> tuple[dict[str, str], int]:
     """The environment for one of `processes` run at a time on this machine, and its thread count: each gets
     cores // processes (at least 1) for every THREAD_VARIABLES count the user has not set. Every library
-    otherwise starts a thread per core in every process, and they contend: two RBM runs at a time on 2 cores
-    took 6.4 times as long as with one thread each (docs/benchmarks.md), OpenBLAS's waiting threads most."""
+    otherwise starts a thread per core in every process, and they contend: a sweep of two RBM members at a time
+    on 2 cores took 19.6 to 49.9 s over five rounds with a thread per core each, 17.5 to 19.5 s with one each
+    (docs/benchmarks.md)."""
     share = max(1, (cores or cpu_cores()) // processes)
     return {**{k: str(share) for k in THREAD_VARIABLES}, **environ}, share
 
