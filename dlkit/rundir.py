@@ -2,7 +2,8 @@
 
     runs/<recipe name>/<YYYYmmdd-HHMMSS>[-N]/
         recipe.yaml          the resolved recipe (defaults filled, overrides applied)
-        manifest.json        versions, backend, device, seed, git commit, command, times, status, phases
+        manifest.json        versions, backend, device, threads, seed, git commit, command, times, status,
+                             phases, and each resume (when, from which epoch, on what)
         artifacts/<name>.json  what using the model needs besides it: the input scaling, a vocabulary, ...
         history.csv          one row per epoch, written as training goes
         metrics.json         final, best and test metrics, parameters, wall time, throughput
