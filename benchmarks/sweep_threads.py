@@ -25,6 +25,7 @@ from pathlib import Path
 
 from record import ROOT, commit, machine  # benchmarks/, the script's own folder, is on sys.path
 
+# backend.THREAD_VARIABLES, written out: an older checkout timed here may not have it
 THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
            "TF_NUM_INTEROP_THREADS")
 

@@ -146,7 +146,6 @@ import json, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from dlkit import backend
-from dlkit.cli import app
 from dlkit.data import pipeline
 from dlkit.tasks import load_recipe
 from test_no_tensorflow import _arrays
