@@ -476,7 +476,8 @@ def _show_sweep(result, console) -> None:
 
 
 @app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "
-                  "their task's headline figure); `dlkit runs compare RUN RUN...` shows the recipe keys that differ and "
+                  "their task's headline figure); `dlkit runs compare RUN RUN...` shows the recipe keys that differ, what "
+                  "the runs ran on where it differs (backend, device, host, versions) and "
                   f"the measures side by side.\n\n{EXIT_CODES_HELP}")
 def runs(
     args: Annotated[Optional[list[str]], typer.Argument(
@@ -533,7 +534,9 @@ def _show_comparison(result, console) -> None:
     from dlkit.ui import fmt
 
     names = [Path(r).parent.name + "/" + Path(r).name for r in result["runs"]]
-    for title, rows in (("recipe keys that differ", result["recipe_differences"]), ("measures", result["measures"])):
+    for title, rows in (("recipe keys that differ", result["recipe_differences"]),
+                        ("what they ran on, where it differs", result["machine_differences"]),
+                        ("measures", result["measures"])):
         table = Table(title=title)
         table.add_column("key")
         for n in names:

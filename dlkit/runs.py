@@ -107,16 +107,26 @@ def flat(value, prefix: str = "") -> dict:
     return {prefix[:-1]: value}
 
 
+# What a run's manifest says it ran on: `runs compare` shows those that differ (a GPU host's run and a laptop's)
+MACHINE_KEYS = ("backend", "device", "host", "replicas", "processes", "cpu_threads", "dlkit", "keras", "tensorflow",
+                "jax", "python", "git_commit")
+
+
 def compare(targets: list[str]) -> dict:
-    """The recipes' keys that differ between runs (resolved recipes, as each run saved it) and their measures
-    side by side: final and best epoch values, test measures, evaluations and the headline."""
+    """The recipes' keys that differ between runs (resolved recipes, as each run saved it), what they ran on
+    where it differs (MACHINE_KEYS, and the resumes), and their measures side by side: final and best epoch
+    values, test measures, evaluations and the headline."""
     import yaml
 
     if len(targets) < 2:
         raise UsageError("give two runs or more to compare: dlkit runs compare RUN RUN...")
     runs = [RunDir.open(t) for t in targets]
-    recipes, measures = [], []
+    recipes, measures, machines = [], [], []
     for run in runs:
+        manifest = run.read_json(run.manifest)
+        machines.append({**{k: manifest.get(k) for k in MACHINE_KEYS}, "resumed": "; ".join(
+            f"from epoch {r.get('from_epoch')}" + (f" on {r['backend']} ({r.get('device')})" if "backend" in r else "")
+            for r in manifest.get("resumed") or () if isinstance(r, dict)) or None})
         try:
             recipes.append(flat(yaml.safe_load(run.recipe.read_text()) or {}))
         except (OSError, yaml.YAMLError) as e:
@@ -136,6 +146,8 @@ def compare(targets: list[str]) -> dict:
     differ = {k: [r.get(k) for r in recipes] for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str)
                                                                        for r in recipes}) > 1}
     mkeys = list(dict.fromkeys(k for m in measures for k in m))
-    return {"runs": [str(r.root) for r in runs], "recipe_differences": differ,
+    ran = {k: [m[k] for m in machines] for k in machines[0]
+           if len({json.dumps(m[k], sort_keys=True, default=str) for m in machines}) > 1}
+    return {"runs": [str(r.root) for r in runs], "recipe_differences": differ, "machine_differences": ran,
             "measures": {k: [m.get(k) for m in measures] for k in mkeys},
             "headline": [row(r.root)["headline"] for r in runs]}

@@ -77,13 +77,22 @@ def test_runs_compare_shows_only_the_keys_that_differ(tmp_path):
     b = _fake(tmp_path, "cnn", "20261130-110000", "classification", "completed",
               "name: cnn\nseed: 2\ntrain: {epochs: 3, optimizer: {name: sgd}}\n",
               {"final": {"loss": 0.3}, "test": {"accuracy": 0.8}})
+    for d, where in ((a, {"backend": "jax", "device": "jax:gpu:H200 x1", "keras": "3.15.1",
+                          "resumed": [{"from_epoch": 2, "backend": "tensorflow", "device": "tensorflow:CPU"}]}),
+                     (b, {"backend": "tensorflow", "device": "tensorflow:CPU", "keras": "3.15.1"})):
+        manifest = json.loads((d / "manifest.json").read_text())
+        (d / "manifest.json").write_text(json.dumps({**manifest, **where}))
     out = run("runs", "compare", a, b, "--json")
     assert out.exit_code == 0
     result = json.loads(out.stdout)
     assert result["recipe_differences"] == {"seed": [1, 2], "train.optimizer.name": ["adam", "sgd"]}
     assert result["measures"]["test.accuracy"] == [0.9, 0.8] and result["measures"]["final.loss"] == [0.2, 0.3]
+    assert result["machine_differences"] == {  # the same Keras is not a difference
+        "backend": ["jax", "tensorflow"], "device": ["jax:gpu:H200 x1", "tensorflow:CPU"],
+        "resumed": ["from epoch 2 on tensorflow (tensorflow:CPU)", None]}
     plain = run("runs", "compare", a, b)
     assert "train.optimizer.name" in plain.stdout and "train.epochs" not in plain.stdout
+    assert "jax:gpu:H200 x1" in plain.stdout and "keras" not in plain.stdout
 
 
 def test_runs_errors_are_exit_2(tmp_path):
