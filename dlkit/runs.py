@@ -107,6 +107,12 @@ def flat(value, prefix: str = "") -> dict:
     return {prefix[:-1]: value}
 
 
+def _differing(rows: list[dict], keys) -> dict:
+    """Each of `keys` whose values are not the same in every row, with the rows' values."""
+    return {k: [r.get(k) for r in rows] for k in keys
+            if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in rows}) > 1}
+
+
 # What a run's manifest says it ran on: `runs compare` shows those that differ (a GPU host's run and a laptop's)
 MACHINE_KEYS = ("backend", "device", "host", "replicas", "processes", "cpu_threads", "dlkit", "keras", "tensorflow",
                 "jax", "python", "git_commit")
@@ -142,12 +148,9 @@ def compare(targets: list[str]) -> dict:
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     numbers[f"eval.{key}.{k}"] = v
         measures.append(numbers)
-    keys = sorted(set().union(*recipes))
-    differ = {k: [r.get(k) for r in recipes] for k in keys if len({json.dumps(r.get(k), sort_keys=True, default=str)
-                                                                       for r in recipes}) > 1}
     mkeys = list(dict.fromkeys(k for m in measures for k in m))
-    ran = {k: [m[k] for m in machines] for k in machines[0]
-           if len({json.dumps(m[k], sort_keys=True, default=str) for m in machines}) > 1}
-    return {"runs": [str(r.root) for r in runs], "recipe_differences": differ, "machine_differences": ran,
+    return {"runs": [str(r.root) for r in runs],
+            "recipe_differences": _differing(recipes, sorted(set().union(*recipes))),
+            "machine_differences": _differing(machines, machines[0]),
             "measures": {k: [m.get(k) for m in measures] for k in mkeys},
             "headline": [row(r.root)["headline"] for r in runs]}
