@@ -18,13 +18,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from dlkit import errors
-
 _ready = False
 _cluster = None  # the Cluster this process joined (several processes, JAX), or None: one process
 _alone = False  # inside alone(): this process works by itself though it joined a cluster
-# Set by dlkit.cli's SIGTERM/SIGINT handler; training checks it between steps (callbacks.InterruptCheck).
-interrupt_requested = errors.interrupt_requested
 
 
 @contextlib.contextmanager

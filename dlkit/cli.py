@@ -86,10 +86,10 @@ def _terminate_like_ctrl_c() -> None:
     while numpy converts a device array, and numpy swallows the KeyboardInterrupt raised there."""
     import signal
 
-    from dlkit import backend
+    from dlkit.errors import interrupt_requested
 
     def handler(signum, frame):
-        backend.interrupt_requested.set()
+        interrupt_requested.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)

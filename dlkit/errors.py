@@ -148,7 +148,7 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 # Set by dlkit.cli's SIGINT/SIGTERM handler, which also raises KeyboardInterrupt where the signal lands. Where
 # that is swallowed (numpy converting a JAX array, an import's bare except), the long loops still stop: training
-# checks it between steps (callbacks.InterruptCheck, as backend.interrupt_requested), ui.work at each advance.
+# checks it between steps (callbacks.InterruptCheck), ui.work at each advance (both by ui.stop_if_asked).
 interrupt_requested = threading.Event()
 
 

@@ -347,7 +347,8 @@ def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
     import signal
     import time
 
-    from dlkit import backend, evaluate
+    from dlkit import evaluate
+    from dlkit.errors import interrupt_requested
 
     result = one_epoch_run(tmp_path / "runs")
     out = run("evaluate", result["run_dir"], "-q")
@@ -363,7 +364,7 @@ def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
     try:
         out = run("evaluate", result["run_dir"], "--json")
     finally:
-        backend.interrupt_requested.clear()  # the flag training checks: later tests in this process train on
+        interrupt_requested.clear()  # the flag training checks: later tests in this process train on
     assert out.exit_code == 130 and json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
     assert "interrupted" in out.stderr
 

@@ -20,7 +20,7 @@ import zipfile
 import keras
 import numpy as np
 
-from dlkit import backend, keras_private
+from dlkit import backend, keras_private, ui
 from dlkit.rundir import PhaseDir, replace_atomic
 from dlkit.tasks.resumable import not_logged
 
@@ -119,8 +119,7 @@ class InterruptCheck(keras.callbacks.Callback):
     async_safe = True
 
     def on_train_batch_end(self, batch, logs=None):
-        if backend.interrupt_requested.is_set():
-            raise KeyboardInterrupt
+        ui.stop_if_asked()
 
     on_epoch_end = on_train_batch_end
 
