@@ -389,9 +389,58 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
     assert sources.load_image_folder(str(root), [8, 8]).x_test.shape == (1, 8, 8, 3)
 
     for i in range(2):
-        png(tmp_path / "tiffs" / "x" / f"{i}.tiff", 3, fmt="TIFF")
-    with pytest.raises(DataError, match=r"the files there are of other types \(2 .tiff\): convert them to PNG"):
-        sources.load_image_folder(str(tmp_path / "tiffs"), None)
+        (tmp_path / "drawings" / "x").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "drawings" / "x" / f"{i}.svg").write_text("<svg/>")
+    with pytest.raises(DataError, match=r"the files there are of other types \(2 .svg\): convert them to PNG"):
+        sources.load_image_folder(str(tmp_path / "drawings"), None)
+
+
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tensorflow", "pillow"])
+def test_tiff_and_16_bit_images_read_as_tensorflow_reads_png(tmp_path, monkeypatch, tensorflow):
+    """TIFF was left out of an image folder ("convert them to PNG"); on a host without TensorFlow (the JAX GPU
+    host) Pillow's own conversion read a 16-bit PNG as white, and clipped a float image. Now both backends read
+    the same pixels: a 16-bit image's high byte (as TensorFlow's PNG decoder), a float one's [0, 1] as 0-255."""
+    from PIL import Image
+
+    from dlkit import backend
+
+    if not tensorflow:
+        monkeypatch.setattr(backend, "tensorflow", lambda: None)
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65536, (6, 5)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    Image.fromarray(deep).save(tmp_path / "deep.tif")
+    for name in ("deep.png", "deep.tif"):
+        assert (sources.read_image(tmp_path / name, None)[..., 0] == deep >> 8).all(), name
+
+    rgb = rng.integers(0, 256, (6, 5, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.tiff", compression="tiff_lzw")
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert (sources.read_image(tmp_path / "rgb.tiff", None) == rgb).all()
+    # resized as the folder's PNGs are, on either backend
+    assert (sources.read_image(tmp_path / "rgb.tiff", [3, 4]) == sources.read_image(tmp_path / "rgb.png", [3, 4])).all()
+    pages = [Image.fromarray(np.full((6, 5), v, np.uint8)) for v in (10, 20)]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    assert (sources.read_image(tmp_path / "pages.tif", None) == 10).all()  # the first page, as a GIF's first frame
+
+    unit = rng.random((6, 5)).astype(np.float32)
+    Image.fromarray(unit, "F").save(tmp_path / "unit.tif")
+    assert (sources.read_image(tmp_path / "unit.tif", None)[..., 0] == np.round(unit * 255)).all()
+    Image.fromarray(unit * 4 - 1, "F").save(tmp_path / "wide.tif")
+    with pytest.raises(DataError, match=r"wide.tif: its float pixels run from -0.6\d* to 2.9\d*; dlkit reads a float "
+                                        r"image's pixels in \[0, 1\]"):
+        sources.read_image(tmp_path / "wide.tif", None)
+    Image.fromarray(rng.integers(0, 9, (6, 5)).astype(np.int32), "I").save(tmp_path / "counts.tif")
+    with pytest.raises(DataError, match=r"counts.tif: its pixels are 32-bit integers"):
+        sources.read_image(tmp_path / "counts.tif", None)
+
+    folder = tmp_path / "scans"
+    for i, cls in enumerate(("a", "b")):
+        (folder / cls).mkdir(parents=True)
+        Image.fromarray(deep + i).save(folder / cls / "0.tif")
+        Image.fromarray(rgb).save(folder / cls / "1.png")
+    read = sources.load_image_folder(str(folder), None)
+    assert read.x_train.shape == (4, 6, 5, 3) and read.y_train.tolist() == [0, 0, 1, 1] and not read.notes[1:]
 
 @pytest.mark.parametrize("y,needle", [
     (np.array([0, 1, -1, 2]), "y_train holds the label -1 at index 2; labels are class indices from 0"),

@@ -829,7 +829,8 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}  # what tf.io.decode_image reads
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+PILLOW_ONLY = {".tif", ".tiff"}  # what tf.io.decode_image does not read: Pillow decodes it on every backend
 
 
 def tf_reason(message: str) -> str:
@@ -841,28 +842,24 @@ def tf_reason(message: str) -> str:
 
 
 def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
-    """One image file as uint8 (H, W, C), resized (bilinear) to image_size; TensorFlow decodes where it is
-    installed, Pillow where not."""
+    """One image file as uint8 (H, W, C), resized (bilinear) to image_size. TensorFlow decodes where it is
+    installed; Pillow decodes where it is not, and decodes TIFF everywhere, to the same pixels: 16-bit images
+    keep their high byte, as TensorFlow's PNG decoder does (a 16-bit PNG read by Pillow's own conversion came out
+    white), and float images (a TIFF) in [0, 1] are scaled to 0-255."""
     from dlkit import backend
 
     tf = backend.tensorflow()
-    if tf is None:
-        from PIL import Image, UnidentifiedImageError
+    if tf is None or f.suffix.lower() in PILLOW_ONLY:
+        from PIL import Image
 
-        try:
-            with Image.open(f) as im:
-                im.seek(0)  # the first frame of an animation, as tf's expand_animations=False
-                # to the channels tf.io.decode_image gives: 1 (gray), 2 (gray + alpha), 3 or 4 (with alpha)
-                to = {"1": "L", "I": "L", "I;16": "L", "F": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
-                      "HSV": "RGB", "P": "RGBA" if "transparency" in im.info else "RGB", "PA": "RGBA"}
-                mode = to.get(im.mode, im.mode)
-                im = im.convert(mode) if mode != im.mode else im
-                if image_size:
-                    im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-                img = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"cannot decode image {f}: {e}") from None
-        return img[..., None] if img.ndim == 2 else img
+        im = _pillow_image(f)
+        if image_size and tf is None:
+            im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+        img = np.asarray(im, dtype=np.uint8)
+        img = img[..., None] if img.ndim == 2 else img
+        if image_size and tf is not None:  # resized as TensorFlow resizes the folder's other images
+            img = tf.cast(tf.image.resize(img, image_size), tf.uint8).numpy()
+        return img
     try:
         img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
     except tf.errors.OpError as e:
@@ -870,6 +867,47 @@ def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
     if image_size:
         img = tf.cast(tf.image.resize(img, image_size), tf.uint8)
     return img.numpy()
+
+
+SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _pillow_image(f: Path):
+    """An image file decoded by Pillow into 8-bit channels: its first frame (of an animation, or of a TIFF's
+    pages, as tf's expand_animations=False), with the channels tf.io.decode_image gives: 1 (gray), 2 (gray +
+    alpha), 3 or 4 (with alpha)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            im.seek(0)
+            im.load()
+            if im.mode in SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):  # 16-bit gray: the high byte
+                pixels = np.asarray(im).astype(np.int64)
+                return Image.fromarray((pixels.clip(0, 65535) >> 8).astype(np.uint8), "L")
+            if im.mode == "F":
+                return Image.fromarray(_unit_floats(f, np.asarray(im)), "L")
+            if im.mode == "I":  # 32-bit integers (a TIFF): no scale to read them by
+                raise DataError(f"cannot read image {f}: its pixels are 32-bit integers; dlkit reads images of 8- "
+                                "or 16-bit channels, or of floats in [0, 1] (convert it to 16-bit or to PNG)")
+            to = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+                  "P": "RGBA" if "transparency" in im.info else "RGB", "PA": "RGBA"}
+            mode = to.get(im.mode, im.mode)
+            return im.convert(mode) if mode != im.mode else im.copy()
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(f"cannot decode image {f}: {e}") from None
+
+
+def _unit_floats(f: Path, pixels: np.ndarray) -> np.ndarray:
+    """A float image's pixels in [0, 1] as uint8 0-255; other values are refused, naming them (Pillow's own
+    conversion clipped them in silence)."""
+    if not np.isfinite(pixels).all():
+        raise DataError(f"cannot read image {f}: its float pixels hold NaN or infinite values")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 1:
+        raise DataError(f"cannot read image {f}: its float pixels run from {low:g} to {high:g}; dlkit reads a "
+                        "float image's pixels in [0, 1] (scale it to [0, 1], or save it as 8- or 16-bit)")
+    return np.round(pixels * 255).astype(np.uint8)
 
 
 def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
