@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.files import replace_atomic
+
 
 def to_uint8(images: np.ndarray, scale: tuple) -> np.ndarray:
     """Undo the pipeline's scaling (x * a + b) back to 0..255 pixels."""
@@ -54,9 +56,7 @@ def save_png(array: np.ndarray, path: Path) -> None:
 
     channels = array.shape[-1]
     img = Image.fromarray(array[..., 0] if channels == 1 else array[..., :3] if channels > 4 else array)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
+    replace_atomic(Path(path), lambda tmp: img.save(tmp, "PNG"))
 
 
 def save_gif(frames: list[Path], path: Path, ms_per_frame: int = 400) -> None:
@@ -67,7 +67,8 @@ def save_gif(frames: list[Path], path: Path, ms_per_frame: int = 400) -> None:
         return
     images = [Image.open(f).convert("RGB") for f in frames]
     durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 4]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    replace_atomic(Path(path), lambda tmp: images[0].save(tmp, "GIF", save_all=True, append_images=images[1:],
+                                                         duration=durations, loop=0))
 
 
 def mean_pairwise_distance(x: np.ndarray, max_items: int = 256) -> float:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.files import replace_atomic
+
 
 def _pyplot():
     import matplotlib
@@ -71,13 +73,9 @@ def _save(fig, path: Path) -> None:
     once the layout is done, which spares that draw (a third of a figure's time) and changes no pixel."""
     fig.tight_layout()
     fig.set_layout_engine(None)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # whole or not at all: an interrupt leaves no part
-    try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(path)
+    try:  # whole or not at all: an interrupt leaves no part
+        replace_atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=100))
     finally:
-        tmp.unlink(missing_ok=True)
         _pyplot().close(fig)
 
 

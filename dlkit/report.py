@@ -16,7 +16,8 @@ import html
 from pathlib import Path
 
 from dlkit.errors import StorageError, UsageError
-from dlkit.rundir import RunDir, write_atomic
+from dlkit.files import write_atomic
+from dlkit.rundir import RunDir
 from dlkit.runs import flat, row
 
 STYLE = """

@@ -23,11 +23,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 from dlkit.errors import DataError, UsageError, first_line, storage_error
+from dlkit.files import fsync_file, replace_atomic, write_atomic
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
@@ -267,49 +267,12 @@ def strict_json(value):
     return value
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in the folder durable (POSIX: the folder's entry is data too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder (replace_atomic): after a crash the target is the old
-    or the new text, never a part of it."""
-    replace_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def replace_atomic(path: Path, write) -> None:
-    """`write(tmp)` writes the file under a temporary name beside `path` (same suffix); it is fsynced, renamed
-    over `path`, and the folder fsynced: a crash never leaves a half-written file."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        fsync_file(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_model_atomic(model, path: Path) -> None:

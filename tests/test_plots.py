@@ -88,3 +88,41 @@ def test_a_picture_of_more_than_four_channels_shows_the_first_three(tmp_path):
     images.save_png(pixels, tmp_path / "p.png")
     shown = Image.open(tmp_path / "p.png")
     assert shown.mode == "RGB" and shown.getpixel((0, 0)) == (0, 255, 0)
+
+
+def test_a_picture_stopped_as_it_is_written_leaves_the_one_before_and_no_part(tmp_path, monkeypatch):
+    """Ctrl-C (or a full disk) while a figure, a grid or progress.gif was written: the GIF was written in place,
+    a cut-off file where the last one was, and a grid left its temporary `.p.png.tmp.png` in the run directory.
+    Each goes through files.replace_atomic now."""
+    import matplotlib.figure
+
+    from dlkit import images
+
+    frame = tmp_path / "frame.png"
+    images.save_png(np.zeros((4, 4, 1), np.uint8), frame)
+    writers = {
+        "curves.png": lambda: plots.learning_curves([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}],
+                                                    tmp_path / "curves.png"),
+        "grid.png": lambda: images.save_png(np.full((4, 4, 3), 99, np.uint8), tmp_path / "grid.png"),
+        "progress.gif": lambda: images.save_gif([frame, frame], tmp_path / "progress.gif"),
+    }
+    for write in writers.values():
+        write()
+    before = {name: (tmp_path / name).read_bytes() for name in writers}
+
+    def cut_off(self, target, *args, **kwargs):  # a part written, then the interrupt
+        with open(target, "wb") as f:
+            f.write(b"\x89PNG\r\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", cut_off)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", cut_off)
+    for name, write in writers.items():
+        try:
+            write()
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError(f"{name}: the interrupt did not reach the writer")
+        assert (tmp_path / name).read_bytes() == before[name], name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*writers, "frame.png"])

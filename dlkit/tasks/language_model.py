@@ -28,8 +28,8 @@ from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, Problem, UsageError
+from dlkit.files import write_atomic
 from dlkit.recipe.schema import FitTrain
-from dlkit.rundir import write_atomic
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary

@@ -21,8 +21,8 @@ from pydantic import Field
 
 from dlkit import images
 from dlkit.errors import MissingSplit, Problem, UsageError
+from dlkit.files import replace_atomic
 from dlkit.recipe.schema import FitTrain
-from dlkit.rundir import replace_atomic
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, present, run_scale, split_heading

@@ -3,6 +3,7 @@ statistic and warnings beside it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 
 from dlkit import images
+from dlkit.files import replace_atomic
 from dlkit.rundir import PhaseDir, RunDir
 
 
@@ -30,7 +32,7 @@ class EpochGrid(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.frames:
-            self.final.write_bytes(self.frames[-1].read_bytes())
+            replace_atomic(self.final, lambda tmp: shutil.copyfile(self.frames[-1], tmp))
             images.save_gif(self.frames, self.where.progress_gif)
 
 

@@ -21,7 +21,8 @@ import keras
 import numpy as np
 
 from dlkit import backend, keras_private, ui
-from dlkit.rundir import PhaseDir, replace_atomic
+from dlkit.files import replace_atomic
+from dlkit.rundir import PhaseDir
 from dlkit.tasks.resumable import not_logged
 
 
@@ -301,12 +302,14 @@ class CheckpointAndHistory(keras.callbacks.Callback):
 
     def _write_history(self):
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.where.history.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.rows)
-        tmp.replace(self.where.history)
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys)
+                w.writeheader()
+                w.writerows(self.rows)
+
+        replace_atomic(self.where.history, write)
 
 
 class TensorBoardWriter(keras.callbacks.Callback):

@@ -31,7 +31,8 @@ from dlkit import __version__, backend, keras_private, optim, plots, tasks
 from dlkit import recipe as recipe_layer
 from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError,
                           is_out_of_memory, storage_error)
-from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, write_atomic
+from dlkit.files import write_atomic
+from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
 from dlkit.ui import PlainReporter, Reporter, make_console

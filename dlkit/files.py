@@ -1,0 +1,48 @@
+"""Files written whole or not at all. Every file dlkit writes that a user keeps (a run's JSON, its checkpoints,
+history.csv, its figures and pictures, an export) goes through `replace_atomic`: written under a temporary name
+beside its place, fsynced, then renamed over it, so that a crash, a full disk or Ctrl-C leaves the old file or
+the new one, never a part of one, and no temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in the folder durable (POSIX: the folder's entry is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomic(path: Path, write) -> None:
+    """`write(tmp)` writes the file under a temporary name beside `path` (same suffix); it is fsynced, renamed
+    over `path`, and the folder fsynced: a crash never leaves a half-written file."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be shared
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder (replace_atomic): after a crash the target is the old
+    or the new text, never a part of it."""
+    replace_atomic(path, lambda tmp: tmp.write_text(text))
