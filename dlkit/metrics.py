@@ -36,9 +36,13 @@ def per_class(matrix: np.ndarray, class_names: list[str]) -> dict:
 
 # Words in a logged value's name that say which way it gets better. Keras's mode "auto" knows only its own
 # metric objects: it refused `val_acc` (an error after the first epoch), and dlkit's own guess took a
-# forecaster's val_mae for a value to maximize.
-LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance")
-HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou")
+# forecaster's val_mae for a value to maximize. The word that ends last in the name says it (the head of the
+# compound: `reconstruction_error`, `reconstruction_accuracy`), the longer where two end together
+# (`negative_log_likelihood` against `likelihood`).
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "perplexity", "crossentropy", "kl", "hinge", "distance",
+                   "reconstruction", "nll", "negative_log_likelihood", "bits", "bits_per_dim", "penalty")
+HIGHER_IS_BETTER = ("acc", "accuracy", "auc", "precision", "recall", "bleu", "chrf", "psnr", "f1", "score", "iou",
+                    "elbo", "likelihood", "diversity")
 
 
 def improves(name: str, mode: str = "auto") -> str | None:
@@ -47,15 +51,19 @@ def improves(name: str, mode: str = "auto") -> str | None:
     if mode != "auto":
         return mode
     low = name.lower()
-    return "min" if any(w in low for w in LOWER_IS_BETTER) else "max" if any(w in low for w in HIGHER_IS_BETTER) \
-        else None
+    found = [(low.rfind(w) + len(w), len(w), way) for words, way in ((LOWER_IS_BETTER, "min"), (HIGHER_IS_BETTER, "max"))
+             for w in words if w in low]
+    return max(found)[2] if found else None
 
 
 def best_of(rows: list[dict]) -> dict:
-    """The best value of each metric over epochs: lowest for losses and errors (`improves`), highest otherwise."""
+    """The best value of each metric over its epochs, each on its own (they may come from different epochs):
+    lowest for losses and errors, highest for accuracies and likelihoods (`improves`). A value whose name does
+    not say which way is better (a GAN's `wasserstein`, an RBM's `free_energy_gap`) has no best and is left out;
+    before, it was taken at its highest, and a VAE's best `reconstruction` (-log p(x|z)) was its worst."""
     out = {}
     for key in dict.fromkeys(k for r in rows for k in r):
-        if key == "epoch" or key.endswith("learning_rate"):
+        if key == "epoch" or key.endswith("learning_rate") or improves(key) is None:
             continue
         values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
         if values:

@@ -196,6 +196,12 @@ def test_the_way_a_monitored_value_improves():
     names = ("val_loss", "val_mae", "val_rmse", "val_perplexity", "accuracy", "val_bleu", "psnr_db", "foo")
     # val_mae was taken for a value to maximize: a forecaster's best.keras was its worst epoch
     assert [improves(n) for n in names] == ["min"] * 4 + ["max"] * 3 + [None]
+    # what the other families log: a VAE's reconstruction term (-log p(x|z)) and NLL go down, its ELBO and an
+    # RBM's pseudo-log-likelihood up; the word that ends last decides a compound; a GAN's critic estimate says no way
+    names = {"val_reconstruction": "min", "test_nll": "min", "bits_per_dim": "min", "gradient_penalty": "min",
+             "elbo": "max", "pseudo_log_likelihood": "max", "negative_log_likelihood": "min",
+             "reconstruction_error": "min", "reconstruction_accuracy": "max", "wasserstein": None}
+    assert {n: improves(n) for n in names} == names
     assert improves("foo", "max") == "max" and improves("val_loss", "max") == "max"
 
 
@@ -207,6 +213,11 @@ def test_the_best_epoch_of_each_metric_goes_its_own_way():
     rows = [{"epoch": 0, "mae": 9.0, "val_perplexity": 80.0, "accuracy": 0.5, "learning_rate": 0.1},
             {"epoch": 1, "mae": 3.0, "val_perplexity": 60.0, "accuracy": 0.9, "learning_rate": 0.01}]
     assert best_of(rows) == {"mae": 3.0, "val_perplexity": 60.0, "accuracy": 0.9}
+    # a VAE's best reconstruction term was its highest (its worst epoch's); a value whose name says no way has
+    # no best (it was taken at its highest)
+    rows = [{"epoch": 0, "reconstruction": 615.2, "elbo": -622.7, "wasserstein": 1.5},
+            {"epoch": 1, "reconstruction": 389.9, "elbo": -407.8, "wasserstein": 0.5}]
+    assert best_of(rows) == {"reconstruction": 389.9, "elbo": -407.8}
 
 
 def test_class_weights_by_name_index_or_balanced(write_recipe):
