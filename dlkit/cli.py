@@ -274,10 +274,10 @@ def generate(
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "
                   f"files, a text classifier's for raw text, a translation model's translation, a forecaster's next steps past the end of a CSV file, a feature-vector classifier's labels for the rows of one, a regression's numbers for them.\n\n{EXIT_CODES_HELP}")
 def predict(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished classifier, text classifier, translation, forecaster or regression run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished classifier, text classifier, translation, digit-string reader, forecaster or regression run directory.")],
     files: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="FILE", help="Image classifiers: PNG or JPEG files, .npy arrays of images (pixel values 0-255), "
-        "or folders of them.")] = None,
+        metavar="FILE", help="Image classifiers and digit-string readers: image files (PNG, JPEG, TIFF, ...), .npy "
+        "arrays of images (pixel values 0-255), or folders of them.")] = None,
     text: Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="Text to classify or translate. Repeatable.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", metavar="FILE", help="Texts to classify or translate, one per line.")] = None,
     csv: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Forecasters: the series to forecast past the end of. Feature-vector classifiers and regressions: the rows to classify or predict, under a header.")] = None,

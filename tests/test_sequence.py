@@ -374,6 +374,7 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
         assert f"{evaluated['split']} split" in console.file.getvalue()
     if recipe == "digit_strings_mnist":
         assert 0 <= measured["sequence_accuracy"] <= 1 and measured["examples"] == 50
+        _reader_predicts(result["run_dir"], tmp_path)
     shipped = tasks.load_recipe(ROOT / "recipes" / f"{recipe}.yaml")
     if tasks.of(shipped).name == "forecasting":  # forecast past the end of the very file it read
         from dlkit.generate import predict
@@ -395,6 +396,36 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     assert measured, result
     if "perplexity" in measured:
         assert math.isfinite(measured["perplexity"]) and measured["tokens"] > 0
+
+
+def _reader_predicts(run_dir, tmp_path):
+    """`dlkit predict` of a digit-string reader (it had none): an image of two digits is set at the left of the
+    model's black strip, as training composed its strings, and read to its string with a probability; one
+    twice the size is scaled to the strip's height first; one wider than the strip is refused."""
+    from PIL import Image
+
+    from dlkit.data import sources
+    from dlkit.generate import predict
+
+    digits = sources.load_builtin("mnist", str(DATA), False).x_test[:2]
+    pair = np.concatenate(list(digits), axis=1)  # 28 x 56: two digits side by side
+    Image.fromarray(pair).save(tmp_path / "pair.png")
+    Image.fromarray(pair).resize((112, 56), Image.Resampling.BILINEAR).save(tmp_path / "pair_large.png")
+    strip = np.zeros((1, 28, 140), np.uint8)
+    strip[0, :, :56] = pair
+    np.save(tmp_path / "strips.npy", np.concatenate([strip, strip]))
+    out = predict(run_dir, inputs=[tmp_path / "pair.png", tmp_path / "pair_large.png", tmp_path / "strips.npy"])
+    read = {p["input"]: p for p in out["predictions"]}
+    assert list(read) == ["pair.png", "pair_large.png", "strips.npy[0]", "strips.npy[1]"]
+    for p in read.values():
+        assert p["digits"] == "" or p["digits"].isdigit() and len(p["digits"]) <= 6  # 6 steps: 5 digits and the end
+        assert 0 < p["probability"] <= 1
+    assert read["pair.png"] == {**read["strips.npy[0]"], "input": "pair.png"}  # the strip training composes
+    Image.fromarray(np.concatenate([pair] * 3, axis=1)).save(tmp_path / "six.png")
+    with pytest.raises(UsageError, match=r"six.png: 28 x 168 pixels, 168 wide .* wider than the 140 it reads"):
+        predict(run_dir, inputs=[tmp_path / "six.png"])
+    with pytest.raises(UsageError, match="a digit-string reader reads images"):
+        predict(run_dir, texts=["12"])
 
 
 # ---------------------------------------------------------------- on JAX, without TensorFlow

@@ -910,10 +910,13 @@ def _unit_floats(f: Path, pixels: np.ndarray) -> np.ndarray:
     return np.round(pixels * 255).astype(np.uint8)
 
 
-def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+def read_images(paths, shape: tuple[int, ...], strip: bool = False) -> tuple[np.ndarray, list[str]]:
     """uint8 (N, H, W, C) images for a model of input `shape` (`dlkit predict`'s and `generate --input`'s), and
     a name for each ("a.npy[3]" for the rows of an array): files resized to (H, W), RGB to gray by luminance,
-    gray repeated to RGB, alpha dropped."""
+    gray repeated to RGB, alpha dropped. `strip`: the model reads a strip (an image-to-sequence reader's row of
+    digits), and each image keeps its aspect instead, scaled to the strip's height H and set at the left of a
+    black strip W wide, as the training strings were composed (a 28 x 56 image of two digits fills the first 56
+    columns of 140); one wider than the strip is an error."""
     if len(shape) != 3:
         raise UsageError(f"this model reads feature vectors of shape {shape}, not images: give them as rows of a "
                          "CSV file, dlkit predict RUN --csv FILE")
@@ -921,29 +924,34 @@ def read_images(paths, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
     files = _image_files(paths)
     with ui.work("reading the inputs", len(files), " files") as advance:  # a folder of photos: said as it goes
         for path in files:
-            images, named = _input_images(path, shape)
+            images, named = _input_images(path, shape, strip)
             out.append(images)
             names += named
             advance()
     return np.concatenate(out), names
 
 
-def _input_images(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False) -> tuple[np.ndarray, list[str]]:
     """One file's images (an image file's one, an array file's N) as uint8 (N, H, W, C) for a model of input
-    `shape`, and a name for each."""
+    `shape`, and a name for each; `strip` as read_images."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    height, width, channels = shape
+    fits = (lambda w: w <= width) if strip else (lambda w: w == width)
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise UsageError(f"{path}: not a numpy array file ({first_line(e)})") from None
         given = arr.shape
-        arr = arr[None] if arr.ndim in (2, 3) and arr.shape[:2] == shape[:2] else arr
+        # one image (H, W) or (H, W, C); else N of them (a (28, 28, 28) array is 28 MNIST digits, not one image
+        # of 28 channels)
+        one = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4, channels))
+        arr = arr[None] if one and arr.shape[0] == height and fits(arr.shape[1]) else arr
         arr = arr[..., None] if arr.ndim == 3 else arr
-        if arr.ndim != 4 or arr.shape[1:3] != shape[:2]:
-            raise UsageError(f"{path}: an array of shape {given}; this model takes images of {shape[0]} x "
-                             f"{shape[1]} (N, H, W[, C]), uint8 0-255")
+        if arr.ndim != 4 or arr.shape[1] != height or not fits(arr.shape[2]):
+            raise UsageError(f"{path}: an array of shape {given}; this model takes images of {height} x "
+                             f"{f'up to {width}' if strip else width} (N, H, W[, C]), uint8 0-255")
         if arr.dtype.kind not in "iuf":
             raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
         if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255
@@ -952,10 +960,23 @@ def _input_images(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, list[
             raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
                              "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
         names = [f"{path.name}[{i}]" for i in range(len(arr))]
-    else:
-        arr = read_image(path, list(shape[:2]))[None]
+    elif strip:
+        arr = read_image(path, None)
+        h, w = arr.shape[:2]
+        if h != height:  # to the strip's height, its aspect kept
+            arr = read_image(path, [height, max(1, round(w * height / h))])
+        if arr.shape[1] > width:
+            raise UsageError(f"{path}: {h} x {w} pixels, {arr.shape[1]} wide at this model's height of {height}: "
+                             f"wider than the {width} it reads (crop it, or give fewer digits)")
+        arr = arr[None]
         names = [path.name]
-    return _to_channels(np.asarray(arr), shape[2]).astype(np.uint8), names
+    else:
+        arr = read_image(path, [height, width])[None]
+        names = [path.name]
+    arr = _to_channels(np.asarray(arr), channels).astype(np.uint8)
+    if arr.shape[2] < width:  # a strip: black after the image, as after a training string's last digit
+        arr = np.concatenate([arr, np.zeros((len(arr), height, width - arr.shape[2], channels), np.uint8)], axis=2)
+    return arr, names
 
 
 def _image_files(paths) -> list[Path]:

@@ -278,7 +278,7 @@ class Task:
             "generate": "have nothing to generate; `dlkit generate` is for generative and reconstructing models "
                         "(GANs, CycleGANs, autoencoders, VAEs, RBMs, DBNs, language models)",
             "predict": "have no `dlkit predict`; it is for classifiers (images, text, feature rows), translation "
-                       "models, forecasters and regressions",
+                       "models, digit-string readers, forecasters and regressions",
             "encode": "have no codes; `dlkit encode` is for autoencoders and VAEs"}[command])
 
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:

@@ -13,9 +13,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit.data import pipeline
-from dlkit.errors import MissingSplit
+from dlkit.errors import MissingSplit, UsageError
 from dlkit.recipe.schema import DataConfig, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
 from dlkit.tasks.fit import FitTask
 
 END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
@@ -102,6 +102,43 @@ class ImageToSequence(FitTask):
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe))
+
+    def predict(self, run, recipe, model, request: PredictRequest) -> dict:
+        """Each image's digit string as the model reads it: image files (PNG, JPEG, TIFF, ...), folders of them
+        or .npy arrays of uint8 images, white digits on black as MNIST draws them; each is scaled to the model's
+        height, its aspect kept, and set at the left of its black strip, as the training strings were. The
+        string is read up to the end token; its probability is the product of each position's, the end's too."""
+        from dlkit.data.sources import read_images
+        from dlkit.tasks.generative import in_scale, run_scale
+
+        if request.texts or request.csv is not None:
+            raise UsageError("a digit-string reader reads images: dlkit predict RUN FILE...; --text is for text "
+                             "models, --csv for forecasters and feature rows")
+        if not request.inputs:
+            raise UsageError("give the images to read: dlkit predict RUN FILE... (PNG, JPEG, TIFF or .npy; white "
+                             "digits on black, as MNIST's)")
+        x, names = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]), strip=True)
+        logits = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = z / z.sum(-1, keepdims=True)
+        out = []
+        for name, p in zip(names, probs):
+            tokens = p.argmax(-1)
+            read = text(tokens)
+            upto = min(len(read) + 1, len(tokens))  # the digits and the token that ended them
+            out.append({"input": name, "digits": read,
+                        "probability": round(float(np.prod(p[np.arange(upto), tokens[:upto]])), 6)})
+        return {"status": "completed", "task": self.name, "run_dir": str(run.root), "predictions": out}
+
+    def report_prediction(self, result: dict) -> list:
+        from rich.table import Table
+
+        table = Table()
+        for col in ("input", "digits", "probability"):
+            table.add_column(col, overflow="fold", justify="right" if col == "probability" else "left")
+        for p in result["predictions"]:
+            table.add_row(p["input"], p["digits"] or "(none)", f"{p['probability']:.4f}")
+        return [table]
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading
