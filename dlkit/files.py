@@ -1,7 +1,8 @@
-"""Files written whole or not at all. Every file dlkit writes that a user keeps (a run's JSON, its checkpoints,
-history.csv, its figures and pictures, an export) goes through `replace_atomic`: written under a temporary name
-beside its place, fsynced, then renamed over it, so that a crash, a full disk or Ctrl-C leaves the old file or
-the new one, never a part of one, and no temporary file behind."""
+"""Files written whole or not at all. The files of a run (its JSON, checkpoints, history.csv, figures and
+pictures) and what `generate` and `encode` write go through `replace_atomic`: written under a temporary name
+beside their place, fsynced, then renamed over it, so that a crash, a full disk or Ctrl-C leaves the old file or
+the new one, never a part of one, and no temporary file behind. (An export, a file or a folder, is written
+beside its place and renamed the same way, by export.py.)"""
 
 from __future__ import annotations
 

@@ -51,8 +51,8 @@ def improves(name: str, mode: str = "auto") -> str | None:
     if mode != "auto":
         return mode
     low = name.lower()
-    found = [(low.rfind(w) + len(w), len(w), way) for words, way in ((LOWER_IS_BETTER, "min"), (HIGHER_IS_BETTER, "max"))
-             for w in words if w in low]
+    found = [(low.rfind(w) + len(w), len(w), way)
+             for words, way in ((LOWER_IS_BETTER, "min"), (HIGHER_IS_BETTER, "max")) for w in words if w in low]
     return max(found)[2] if found else None
 
 

@@ -127,7 +127,8 @@ def render(run: RunDir) -> str:
         parts.append("<h2>Resumed</h2>" + _table(
             [(r.get("at"), r.get("from_epoch"), r.get("phase", ""), r.get("backend", ""), r.get("device", ""),
               r.get("host", "")) for r in resumed], ("at", "from epoch", "phase", "backend", "device", "host")))
-    for section, title in (("test", "Test"), ("val", "Validation"), ("final", "Last epoch"), ("best", "Best of each measure, over the epochs")):
+    for section, title in (("test", "Test"), ("val", "Validation"), ("final", "Last epoch"),
+                           ("best", "Best of each measure, over the epochs")):
         if isinstance(metrics.get(section), dict) and metrics[section]:
             parts.append(f"<h2>{title}</h2>" + _measures(metrics[section]))
     others = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) and k not in ("name", "run_dir")}
