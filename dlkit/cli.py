@@ -316,12 +316,17 @@ def _print_parts(console, parts) -> None:
         console.print(part, markup=False) if isinstance(part, str) else console.print(part)
 
 
-@app.command(help=f"Write the codes of a split's inputs (autoencoders), with their labels beside them.\n\n{EXIT_CODES_HELP}")
+@app.command(help=f"Write the codes of a split's inputs (autoencoders, VAEs, RBMs), with their labels beside them, or "
+                  f"of the images given.\n\n{EXIT_CODES_HELP}")
 def encode(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished autoencoder run directory.")],
-    split: Annotated[str, typer.Option(metavar="SPLIT", help="test, val or train.")] = "test",
-    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help=".npy file to write; default RUN_DIR/codes_SPLIT.npy. "
-                                                "Labels go beside it as <name>.labels.npy.")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished autoencoder, VAE or RBM run directory.")],
+    files: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="FILE", help="Images to encode in place of a split: image files, .npy arrays of images (pixel values "
+        "0-255) or folders of them, read as dlkit predict reads them.")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="test (the default), val or train.")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help=".npy file to write; default RUN_DIR/codes_SPLIT.npy "
+                                                "(codes_inputs.npy for FILEs). A split's labels go beside it as "
+                                                "<name>.labels.npy, the FILEs' names as <name>.names.txt.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
@@ -329,7 +334,7 @@ def encode(
 ):
     from dlkit.generate import encode as encode_fn
 
-    _write(lambda: encode_fn(run_dir, split, out, force, unsafe), json_,
+    _write(lambda: encode_fn(run_dir, split, out, force, unsafe, files or ()), json_,
            lambda result: f"wrote {result['out']} {tuple(result['shape'])}", quiet)
 
 

@@ -58,13 +58,20 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 
-def encode(run_dir, split: str = "test", out=None, force: bool = False, unsafe: bool = False) -> dict:
+def encode(run_dir, split: str | None = None, out=None, force: bool = False, unsafe: bool = False,
+           inputs=()) -> dict:
+    """The codes of a split's inputs (the test split's by default), or of the images given in its place."""
     from dlkit.evaluate import SPLITS
 
+    if inputs and split is not None:
+        raise UsageError("--split and FILE... do not go together: the codes are of a split of the run's data, or of "
+                         "the images given")
+    split = split or "test"
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     run, recipe, session, model = _open(run_dir, unsafe, "encode")
-    return session.task.encode(run, recipe, model, lambda: session.data_of(run), EncodeRequest(split, out, force))
+    request = EncodeRequest(split, out, force, [Path(p) for p in inputs])
+    return session.task.encode(run, recipe, model, lambda: session.data_of(run), request)
 
 
 def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None = None, plot=None,

@@ -212,6 +212,23 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     codes, labels = np.load(written["out"]), np.load(written["labels"])
     assert codes.shape == (200, 8) and labels.shape == (200,) and labels[:3].tolist() == [7, 2, 1]
     assert cli("encode", run, "--split", "test").exit_code == 2  # would overwrite
+    # the codes of images of one's own (there was only a split's): the same pixels as a file or an array, the
+    # same codes as in the split, the names beside them
+    from PIL import Image
+
+    from dlkit.data import sources
+
+    firsts = sources.load_builtin("mnist", str(DATA), False).x_test[:3]
+    Image.fromarray(firsts[0]).save(tmp_path / "seven.png")
+    np.save(tmp_path / "three.npy", firsts)
+    mine = cli("encode", run, tmp_path / "seven.png", tmp_path / "three.npy", "--json")
+    assert mine.exit_code == 0, mine.output
+    written = json.loads(mine.stdout)
+    assert Path(written["out"]).name == "codes_inputs.npy" and written["split"] is None
+    np.testing.assert_allclose(np.load(written["out"]), codes[[0, 0, 1, 2]], rtol=1e-5, atol=1e-6)
+    assert Path(written["names"]).read_text() == "seven.png\nthree.npy[0]\nthree.npy[1]\nthree.npy[2]\n"
+    both = cli("encode", run, tmp_path / "seven.png", "--split", "val")
+    assert both.exit_code == 2 and "--split and FILE... do not go together" in both.stderr
     npz = cli("encode", run, "--out", tmp_path / "codes.npz")  # np.save would have written codes.npz.npy
     assert npz.exit_code == 2 and "end the name in .npy" in npz.stderr
     (tmp_path / "a-file").write_text("")

@@ -94,7 +94,7 @@ train: {{epochs: 2, optimizer: {{name: sgd, learning_rate: 0.05, momentum: 0.5, 
 straight = straight_run(TINY_RBM)
 
 
-def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch):
+def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch, tmp_path):
     run = Path(straight["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     for key in ("reconstruction_error", "pseudo_log_likelihood", "free_energy_gap", "val_reconstruction_error",
@@ -124,6 +124,11 @@ def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch):
     monkeypatch.setattr(Session, "data", property(absent))
     assert cli("generate", run, "-n", "4").exit_code == 0 and (run / "samples-seed0.png").is_file()
     assert cli("encode", run).exit_code == 3  # which does read the data
+    from PIL import Image  # images of one's own need the run alone
+
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "white.png")
+    mine = cli("encode", run, tmp_path / "white.png", "--json")
+    assert mine.exit_code == 0 and np.load(json.loads(mine.stdout)["out"]).shape == (1, 16), mine.output
 
 
 def test_pcd_resume_is_exact(straight, write_recipe, tmp_path):

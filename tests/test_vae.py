@@ -141,6 +141,17 @@ def test_vae_trains_logs_nats_and_is_measured(straight):
     assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)
     assert np.load(codes["out"]).shape == (100, 2)
+    # an image of one's own: the posterior mean of its gray levels (the split's are its fixed binarization)
+    from PIL import Image
+
+    from dlkit.data import sources
+
+    first = sources.load_builtin("mnist", str(DATA), False).x_test[0]
+    Image.fromarray(first).save(run / "first.png")
+    mine = json.loads(cli("encode", run, run / "first.png", "--out", run / "mine.npy", "--json").stdout)
+    model = keras.saving.load_model(run / "model.keras")
+    np.testing.assert_allclose(np.load(mine["out"]), model.codes(first[None, ..., None] / np.float32(255)),
+                               rtol=1e-5, atol=1e-6)
     assert cli("generate", run, "-n", "9", "--json").exit_code == 0
     assert cli("generate", run, "--interpolate", "-n", "7").exit_code == 0 and (run / "interpolation-seed0.png").is_file()
     # a long strip wraps at 16 steps a row, read left to right (it was one row, as wide as -n)

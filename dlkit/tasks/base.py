@@ -154,6 +154,7 @@ class EncodeRequest:
     split: str = "test"
     out: Path | None = None
     force: bool = False
+    inputs: list[Path] = field(default_factory=list)  # image files, .npy arrays or folders, in place of a split
 
 
 EVAL_SAMPLES = 10_000  # evaluate's -n when not given

@@ -29,7 +29,7 @@ from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
-from dlkit.tasks.reconstruction import save_codes, split_of
+from dlkit.tasks.reconstruction import inputs_to_encode, save_codes, split_of
 
 UNIT = (np.float32(1 / 255), np.float32(0))  # pictures in [0, 1] to 0..255
 
@@ -152,9 +152,8 @@ class Boltzmann(FitTask):
             ("AIS runs x temperatures", f"{result['ais_runs']} x {result['ais_steps']}")])
 
     def encode(self, run, recipe, model, data, request) -> dict:
-        d = data()
-        x, y = split_of(d, request.split)
-        return save_codes(run, model.predict(in_scale(x, d.scale), verbose=0, batch_size=500), y, request)
+        x, y, names = inputs_to_encode(run, data, request)
+        return save_codes(run, model.predict(x, verbose=0, batch_size=500), y, request, names)
 
     def exported(self, run, recipe, model):
         raise UsageError(f"{run.root}: an RBM has no forward model to export (it samples by Gibbs steps); its "

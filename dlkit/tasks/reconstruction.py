@@ -91,9 +91,8 @@ class Reconstruction(FitTask):
                         after=[f"codes: {result['codes_image']}"])
 
     def encode(self, run, recipe, model, data, request) -> dict:
-        x, y = split_of(data(), request.split)
-        codes = encoder(model).predict(in_scale(x, data().scale), verbose=0, batch_size=500)
-        return save_codes(run, codes, y, request)
+        x, y, names = inputs_to_encode(run, data, request)
+        return save_codes(run, encoder(model).predict(x, verbose=0, batch_size=500), y, request, names)
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """Reconstructions of n test images (picked by the seed) or of given images: rows of inputs,
@@ -126,6 +125,23 @@ def split_of(data, split: str):
     if x is None:
         raise MissingSplit.of(split, s)
     return x, y if data.spec.num_classes else None  # unlabelled inputs: no labels to write beside codes
+
+
+def inputs_to_encode(run, data, request):
+    """What `dlkit encode` encodes, in the model's scale: a split's inputs and their labels (None where it has
+    none), or the images given (files, .npy arrays, folders, read as `dlkit predict` reads them) and their names."""
+    if not request.inputs:
+        d = data()
+        x, y = split_of(d, request.split)
+        return in_scale(x, d.scale), y, None
+    from dlkit.data.sources import read_images
+
+    shape = tuple(run.read_json(run.manifest)["data_spec"]["input_shape"])  # the run's own: no data to read
+    if len(shape) != 3:
+        raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, not images: encode a split "
+                         "of its data (dlkit encode RUN --split test|val|train)")
+    x, names = read_images(request.inputs, shape)
+    return in_scale(x, run_scale(run)), None, names
 
 
 def encoder(model):
@@ -200,19 +216,26 @@ def measure(model, data, split: str, image_path, title: str) -> dict:
     return out
 
 
-def save_codes(run, codes: np.ndarray, labels, request) -> dict:
-    """codes to --out (.npy); the split's labels beside them as <out stem>.labels.npy when it has any."""
+def save_codes(run, codes: np.ndarray, labels, request, names: list[str] | None = None) -> dict:
+    """codes to --out (.npy); the split's labels beside them as <out stem>.labels.npy when it has any, or the
+    names of the images given, one a line, as <out stem>.names.txt."""
     from pathlib import Path
 
     if request.out is not None and Path(request.out).suffix != ".npy":
         raise UsageError(f"--out {request.out}: codes are written as a NumPy .npy file; end the name in .npy")
-    path = output_path(request.out or run.root / f"codes_{request.split}.npy", request.force)
+    given = names is not None
+    path = output_path(request.out or run.root / f"codes_{'inputs' if given else request.split}.npy", request.force)
+    beside = path.with_name(path.stem + (".names.txt" if given else ".labels.npy"))
+    if given:  # checked before anything is written: codes without their names would be no use
+        output_path(beside, request.force)
     # each file whole or not at all: an interrupt leaves no part of one
     replace_atomic(path, lambda tmp: np.save(tmp, codes))
-    out = {"status": "completed", "run_dir": str(run.root), "split": request.split, "out": str(path),
-           "shape": list(codes.shape)}
-    if labels is not None:
-        label_path = path.with_name(path.stem + ".labels.npy")
-        replace_atomic(label_path, lambda tmp: np.save(tmp, np.asarray(labels)))
-        out["labels"] = str(label_path)
+    out = {"status": "completed", "run_dir": str(run.root), "split": None if given else request.split,
+           "out": str(path), "shape": list(codes.shape)}
+    if given:
+        replace_atomic(beside, lambda tmp: tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8"))
+        out["names"] = str(beside)
+    elif labels is not None:
+        replace_atomic(beside, lambda tmp: np.save(tmp, np.asarray(labels)))
+        out["labels"] = str(beside)
     return out

@@ -27,7 +27,7 @@ from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, G
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
-from dlkit.tasks.reconstruction import codes_2d, linear_probe, save_codes, split_of
+from dlkit.tasks.reconstruction import codes_2d, inputs_to_encode, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
 
@@ -120,9 +120,8 @@ class Variational(FitTask):
             ("classifier_score", "classifier score"), ("class_coverage", "class coverage"))))
 
     def encode(self, run, recipe, model, data, request) -> dict:
-        d = data()
-        x, y = split_of(d, request.split)
-        return save_codes(run, model.codes(in_scale(x, d.scale)), y, request)
+        x, y, names = inputs_to_encode(run, data, request)
+        return save_codes(run, model.codes(x), y, request, names)
 
     def exported(self, run, recipe, model):
         return model.decoder, "the decoder (latent codes to images)"
