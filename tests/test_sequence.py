@@ -530,6 +530,8 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert drawn.exit_code == 2 and "classification runs have nothing to generate" in drawn.stderr, drawn.output
     beamed = runner.invoke(app, ["predict", lm["run_dir"], "--beam", "3", "--text", "x"])
     assert beamed.exit_code == 2 and "language_model runs have no `dlkit predict`" in beamed.stderr, beamed.output
+    coded = runner.invoke(app, ["encode", lm["run_dir"]])  # RBMs encode too; it named autoencoders and VAEs
+    assert coded.exit_code == 2 and "is for autoencoders, VAEs and RBMs" in coded.stderr, coded.output
     unknown = runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO€€~", "--length", "4"])
     assert unknown.exit_code == 2 and "'€', '~'" in unknown.output, unknown.output  # not [UNK] in the text
     assert runner.invoke(app, ["generate", lm["run_dir"], "--out", "/proc/x.txt"]).exit_code == 5

@@ -280,7 +280,7 @@ class Task:
                         "(GANs, CycleGANs, autoencoders, VAEs, RBMs, DBNs, language models)",
             "predict": "have no `dlkit predict`; it is for classifiers (images, text, feature rows), translation "
                        "models, digit-string readers, forecasters and regressions",
-            "encode": "have no codes; `dlkit encode` is for autoencoders and VAEs"}[command])
+            "encode": "have no codes; `dlkit encode` is for autoencoders, VAEs and RBMs"}[command])
 
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:
         raise self.lacking(run, "generate")
