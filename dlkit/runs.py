@@ -118,6 +118,14 @@ MACHINE_KEYS = ("backend", "device", "host", "replicas", "processes", "cpu_threa
                 "jax", "python", "git_commit")
 
 
+def _machine(manifest: dict) -> dict:
+    """What a run ran on (MACHINE_KEYS), and each resume in a line: its epoch, and its backend where recorded."""
+    resumes = [r for r in manifest.get("resumed") or () if isinstance(r, dict)]
+    said = [f"from epoch {r.get('from_epoch')}" + (f" on {r['backend']} ({r.get('device')})" if "backend" in r else "")
+            for r in resumes]
+    return {**{k: manifest.get(k) for k in MACHINE_KEYS}, "resumed": "; ".join(said) or None}
+
+
 def compare(targets: list[str]) -> dict:
     """The recipes' keys that differ between runs (resolved recipes, as each run saved it), what they ran on
     where it differs (MACHINE_KEYS, and the resumes), and their measures side by side: final and best epoch
@@ -129,10 +137,7 @@ def compare(targets: list[str]) -> dict:
     runs = [RunDir.open(t) for t in targets]
     recipes, measures, machines = [], [], []
     for run in runs:
-        manifest = run.read_json(run.manifest)
-        machines.append({**{k: manifest.get(k) for k in MACHINE_KEYS}, "resumed": "; ".join(
-            f"from epoch {r.get('from_epoch')}" + (f" on {r['backend']} ({r.get('device')})" if "backend" in r else "")
-            for r in manifest.get("resumed") or () if isinstance(r, dict)) or None})
+        machines.append(_machine(run.read_json(run.manifest)))
         try:
             recipes.append(flat(yaml.safe_load(run.recipe.read_text()) or {}))
         except (OSError, yaml.YAMLError) as e:

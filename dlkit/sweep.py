@@ -161,7 +161,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     if dry_run:
         return {**plan(name, grid, todo, recipe_path, runs_root), "threads_per_member": threads}
     if threads is not None:
-        said = [k for k in backend.THREAD_VARIABLES if k in os.environ]
+        said = backend.thread_settings()
         say(f"{parallel} members at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
             + (f" ({', '.join(said)} as you set)" if said else ""))
 

@@ -169,8 +169,9 @@ class Classification(FitTask):
 
         probs = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
         if not (np.all(probs >= 0) and np.allclose(probs.sum(-1), 1.0, atol=1e-3)):  # scores, not probabilities
-            z = np.exp(probs - probs.max(-1, keepdims=True))
-            probs = z / z.sum(-1, keepdims=True)
+            from scipy.special import softmax
+
+            probs = softmax(probs, axis=-1)
         classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [str(i) for i in range(probs.shape[1])]
         out = [{"input": name, "label": classes[int(np.argmax(p))],
                 "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)}} for name, p in zip(names, probs)]

@@ -108,6 +108,8 @@ class ImageToSequence(FitTask):
         or .npy arrays of uint8 images, white digits on black as MNIST draws them; each is scaled to the model's
         height, its aspect kept, and set at the left of its black strip, as the training strings were. The
         string is read up to the end token; its probability is the product of each position's, the end's too."""
+        from scipy.special import softmax
+
         from dlkit.data.sources import read_images
         from dlkit.tasks.generative import in_scale, run_scale
 
@@ -118,9 +120,8 @@ class ImageToSequence(FitTask):
             raise UsageError("give the images to read: dlkit predict RUN FILE... (PNG, JPEG, TIFF or .npy; white "
                              "digits on black, as MNIST's)")
         x, names = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]), strip=True)
-        logits = np.asarray(model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256), np.float64)
-        z = np.exp(logits - logits.max(-1, keepdims=True))
-        probs = z / z.sum(-1, keepdims=True)
+        logits = model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256)
+        probs = softmax(np.asarray(logits, np.float64), axis=-1)
         out = []
         for name, p in zip(names, probs):
             tokens = p.argmax(-1)
