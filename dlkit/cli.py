@@ -217,6 +217,9 @@ def evaluate(
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
     beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
+    data: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Classifiers: measure on your own labelled data "
+        "instead of a split: a folder of class folders (PATH/<class>/<image>) for an image model, a CSV with the "
+        "training CSV's columns for a feature model.")] = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
@@ -231,7 +234,7 @@ def evaluate(
             console.print(f"note: {result['note']}", markup=False, highlight=False)
         _print_parts(console, TASKS[result["task"]].report(result))
 
-    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam),
+    _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam, data),
             json_, show, quiet)
 
 

@@ -33,11 +33,14 @@ MOST_SAMPLES = 100_000  # evaluate's -n and -k: ten times the default -n, twenty
 
 
 def evaluate(target, split: str | None = None, runs_root="runs", reference=None, samples: int | None = None,
-             importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None) -> dict:
+             importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None,
+             data: str | Path | None = None) -> dict:
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it. `split` None: the test
     split, or for a run without one (a text cut into training and validation only) its validation split,
-    and the result's `note` says so. `samples` None: the task's default (tasks.base.EVAL_SAMPLES)."""
+    and the result's `note` says so. `samples` None: the task's default (tasks.base.EVAL_SAMPLES). `data`: a
+    classifier's labelled folder or CSV of one's own, measured in place of a split, its result keyed
+    `data:<absolute path>`."""
     from dlkit.training.session import Session
 
     if split is not None and split not in SPLITS:
@@ -46,18 +49,24 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
         if value is not None and not 1 <= value <= MOST_SAMPLES:
             raise UsageError(f"{flag} counts samples: 1 to {MOST_SAMPLES:,}, received {value}")
     check_beam(beam)
+    if data is not None and split is not None:
+        raise UsageError("--data and --split each say what to measure: give one")
+    if data is not None and not Path(data).expanduser().exists():  # said before the model loads
+        raise UsageError(f"{data}: no such file or folder (--data)")
     run = finished(resolve_run(target, runs_root))
     run.read_json(run.eval)  # an unreadable file is said before the measuring, not after it
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_run_recipe(run.recipe)
-    tasks.refuse_unread(tasks.of(recipe), samples=samples, beam=beam, importance_samples=importance_samples)
+    tasks.refuse_unread(tasks.of(recipe), samples=samples, beam=beam, importance_samples=importance_samples,
+                        data=data)
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
-    request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam)
+    request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam,
+                          None if data is None else Path(data))
     try:
         result = session.task.evaluate(run, recipe, model, lambda: session.data_of(run), request)
     except MissingSplit as e:
-        if split is not None or "val" not in e.available:
+        if split is not None or data is not None or "val" not in e.available:
             raise
         request.split = "val"
         result = session.task.evaluate(run, recipe, model, lambda: session.data_of(run), request)

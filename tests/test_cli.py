@@ -340,6 +340,74 @@ def test_evaluate_run_and_recipe(tiny_recipe, tiny_run, tmp_path):
     assert (Path(out["run_dir"]) / "confusion_matrix_val.png").is_file()
 
 
+def test_evaluate_on_a_labelled_folder_of_ones_own(tiny_run, tmp_path):
+    """`evaluate --data FOLDER` measures an image classifier on class folders of image files, read as predict
+    reads them: the run's own test split written out as PNGs measures as `evaluate` measures that split. A
+    folder of some classes, in colour and at twice the size, is read too, and the result says which classes
+    had no examples. The result is keyed by the folder in eval.json, beside the splits', and is no headline."""
+    import numpy as np
+    from PIL import Image
+
+    from dlkit.data import sources
+    from dlkit.runs import row
+
+    out = copy_run(tiny_run, tmp_path / "runs")
+    a = sources.load_builtin("mnist", str(ROOT / "tests" / "data"), allow_download=False)
+    split, some = tmp_path / "split", tmp_path / "some"
+    for i in range(200):  # TINY_MNIST's test split: the first 200 test digits
+        (split / str(a.y_test[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a.x_test[i]).save(split / str(a.y_test[i]) / f"{i}.png")
+        if a.y_test[i] in (0, 1):
+            (some / str(a.y_test[i])).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a.x_test[i]).convert("RGB").resize((56, 56)).save(some / str(a.y_test[i]) / f"{i}.jpg")
+    (split / "README.txt").write_text("digits by class")
+    result = run("evaluate", out["run_dir"], "--data", split, "--json")
+    assert result.exit_code == 0, result.output
+    ev = json.loads(result.stdout)
+    assert ev["examples"] == 200 and ev["data"] == str(split)
+    for k, v in out["test"].items():
+        assert ev["metrics"][k] == pytest.approx(v, abs=1e-5), k
+    assert ev["note"].startswith("1 file(s) beside the class folders of") and "README.txt" in ev["note"]
+    assert Path(ev["confusion_matrix_image"]).is_file()
+    some_ev = json.loads(run("evaluate", out["run_dir"], "--data", some, "--json").stdout)
+    zeros_ones = int(np.isin(a.y_test[:200], (0, 1)).sum())
+    assert some_ev["examples"] == zeros_ones and np.sum(some_ev["confusion_matrix"], axis=1)[2:].sum() == 0
+    assert some_ev["note"] == ("8 of the run's 10 classes have no examples here (2, 3, 4, 5, 6, 7, 8, 9): their "
+                               "recall is not measured")
+    assert some_ev["accuracy_from_predictions"] > 0.5  # a 0 or a 1, at twice the size and in colour, is still read
+    evals = json.loads((Path(out["run_dir"]) / "eval.json").read_text())
+    assert {f"data:{split}", f"data:{some}"} <= set(evals) and evals[f"data:{split}"]["examples"] == 200
+    headline = row(Path(out["run_dir"]))["headline"]
+    assert not headline["source"].startswith("eval.json:data:")  # one's own folder's figure is not the test split's
+
+
+def test_evaluate_data_errors(tiny_run, tmp_path):
+    """What --data cannot measure is said, each before anything is written: a class the run does not know, a
+    file in place of a folder, a path that is not there (before the model loads), --split beside it, and a
+    task that does not read it."""
+    from dlkit import tasks
+    from dlkit.errors import UsageError
+
+    (tmp_path / "cats" / "cat").mkdir(parents=True)
+    (tmp_path / "cats" / "3").mkdir()
+    before = (tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None
+    out = run("evaluate", tiny_run, "--data", tmp_path / "cats")
+    assert out.exit_code == 3 and "has class folder(s) cat that the run does not know; its classes are 0, 1, 2" in out.stderr
+    out = run("evaluate", tiny_run, "--data", tmp_path / "cats" / "3")
+    assert out.exit_code == 3 and "has no class folders; expected" in out.stderr
+    (tmp_path / "rows.csv").write_text("a,label\n1,0\n")
+    out = run("evaluate", tiny_run, "--data", tmp_path / "rows.csv")
+    assert out.exit_code == 2 and "an image classifier is measured on a folder of class folders" in out.stderr
+    out = run("evaluate", tiny_run, "--data", tmp_path / "nowhere")
+    assert out.exit_code == 2 and "nowhere: no such file or folder (--data)" in out.stderr
+    out = run("evaluate", tiny_run, "--data", tmp_path / "cats", "--split", "val")
+    assert out.exit_code == 2 and "--data and --split each say what to measure" in out.stderr
+    assert ((tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None) == before
+    for name in ("reconstruction", "text_classification", "adversarial", "regression"):
+        with pytest.raises(UsageError, match="--data is read by classification runs only"):
+            tasks.refuse_unread(tasks.TASKS[name], data="x")
+
+
 def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
     """The commands that answer once take -q (no progress and no table: the result is in eval.json) and end
     on Ctrl-C or SIGTERM as `train` does: exit 130, and with --json one object saying so."""
@@ -528,7 +596,8 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     """A classifier trained on a feature CSV classifies the rows of another (--csv): its columns are picked by
     name, in training's order (the file's order and a label column do not matter), scaled as in training;
     the probabilities are the model's own; a categorical column is one-hot encoded with training's values, and
-    an empty cell (data.missing: mean) is the training rows' mean. Before, only images were read."""
+    an empty cell (data.missing: mean) is the training rows' mean. Before, only images were read. `evaluate
+    --data` reads a labelled CSV's rows alike, its label column by name."""
     import keras
     import numpy as np
 
@@ -570,3 +639,19 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     missing = run("predict", run_dir, "--csv", tmp_path / "few.csv")
     assert missing.exit_code == 3 and "no column 'plan', 'c'; the model reads a, b, plan, c" in missing.output
     assert run("predict", run_dir, tmp_path / "new.csv").exit_code == 2  # a file argument is for images
+    # evaluate --data: a labelled CSV, its columns in another order, measured on its rows as predict reads them
+    labels = ["yes" if v > 3 else "no" for v in x[:40, 0]]
+    (tmp_path / "labelled.csv").write_text("label,c,plan,a,b\n" + "\n".join(
+        f"{y},{f3},{p},{f1},{f2}" for y, (f1, f2, f3), p in zip(labels, x[:40], plans)) + "\n")
+    ev = run("evaluate", run_dir, "--data", tmp_path / "labelled.csv", "--json")
+    assert ev.exit_code == 0, ev.output
+    ev = json.loads(ev.stdout)
+    codes = {"basic": [1, 0, 0], "max": [0, 1, 0], "pro": [0, 0, 1]}
+    rows = np.array([[f1, f2, *codes[p], f3] for (f1, f2, f3), p in zip(x[:40], plans)], "float32")
+    predicted = np.argmax(model.predict(rows * a + b, verbose=0), axis=-1)
+    truth = np.array([y == "yes" for y in labels])
+    assert ev["examples"] == 40 and ev["metrics"]["accuracy"] == pytest.approx(np.mean(predicted == truth), abs=1e-6)
+    assert ev["per_class"]["yes"]["support"] == int(truth.sum())
+    (tmp_path / "unknown.csv").write_text("a,b,plan,c,label\n1,2,pro,3,yes\n1,2,pro,3,maybe\n")
+    out = run("evaluate", run_dir, "--data", tmp_path / "unknown.csv")
+    assert out.exit_code == 3 and "line 3: the label ('label') is 'maybe', not one of the run's classes (no, yes)" in out.stderr

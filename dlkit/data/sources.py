@@ -979,6 +979,82 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False) -> tu
     return arr, names
 
 
+def read_labelled_images(path: Path, shape: tuple[int, ...], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A labelled folder to measure a trained image classifier on (`dlkit evaluate RUN --data FOLDER`): uint8
+    (N, H, W, C) images for a model of input `shape`, read as read_images reads them (resized, colour converted),
+    their class indices among the run's `classes`, and notes. The layout is training's: `path/<class>/<image>`,
+    a class folder's sub-folders read too; a folder holding `test/` (a dataset's root) is measured on its
+    `test/`. A class folder the run does not know is an error; the run's classes need not all be there."""
+    if not path.is_dir():
+        raise UsageError(f"{path}: {'a file' if path.exists() else 'no such folder'}; an image classifier is "
+                         "measured on a folder of class folders, FOLDER/<class>/<image>")
+    notes = []
+    if (path / "test").is_dir() and "test" not in classes:
+        path = path / "test"
+        notes.append(f"measured on {path}, the test split of the folder given")
+    found = sorted(d.name for d in path.iterdir() if d.is_dir() and _visible(d))
+    shown = f"{', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}"
+    if not found:
+        raise DataError(f"{path} has no class folders; expected {path}/<class>/<image>, each class one of the run's "
+                        f"({shown})")
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise DataError(f"{path} has class folder(s) {', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''} "
+                        f"that the run does not know; its classes are {shown}")
+    left_out = Counter()
+    files = [(classes.index(name), _folder_images(path / name, left_out)) for name in found]
+    height, width, channels = shape
+    images, labels = [], []
+    with ui.work(f"reading {path}", sum(len(f) for _, f in files), " images") as advance:
+        for label, paths in files:
+            for f in paths:
+                images.append(_to_channels(read_image(f, [height, width]), channels).astype(np.uint8))
+                advance()
+            labels += [label] * len(paths)
+    if not images:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in the class folders of {path}"
+                        + (f"; the files there are of other types ({_kinds(left_out)})" if left_out else ""))
+    beside = [f for f in path.iterdir() if f.is_file() and _visible(f)]
+    if beside:
+        notes.append(f"{len(beside)} file(s) beside the class folders of {path} left out ({beside[0].name}"
+                     f"{', ...' if len(beside) > 1 else ''}): a labelled image is in its class's folder")
+    if left_out:
+        notes.append(f"{sum(left_out.values())} file(s) under {path} are not images dlkit reads, and were left out "
+                     f"({_kinds(left_out)})")
+    return np.stack(images), np.array(labels, np.int64), notes
+
+
+def read_labelled_rows(path: Path, columns: dict | None, width: int, classes: list[str], separator: str = ",",
+                       decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """A labelled CSV to measure a trained feature classifier on (`dlkit evaluate RUN --data FILE`): its feature
+    vectors, read as `dlkit predict --csv` reads them (read_feature_rows), and the class index of each row's
+    label among the run's `classes`. The label column is training's (`columns["label"]`); a run trained on an
+    npz, which names no columns, reads the last column as the label and the others as the features."""
+    if not path.is_file():
+        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a feature "
+                         "classifier is measured on a CSV file with its feature columns and a label column")
+    rows = _csv_rows(path, separator)
+    header = [h.strip() for h in rows[0][1]]
+    label = columns.get("label", header[-1]) if columns else header[-1]
+    if label not in header:
+        raise DataError(f"{path}: no label column {label!r} (the run's training CSV's); columns are {', '.join(header)}")
+    if columns is None and len(header) - 1 != width:
+        raise DataError(f"{path}: {len(header) - 1} feature columns beside the label ({label!r}, the last column); the "
+                        f"model reads feature vectors of {width} values, one a column in training's order")
+    x, _ = read_feature_rows(path, columns or {"features": header[:-1]}, width, separator, decimal)
+    at, index = header.index(label), {c: i for i, c in enumerate(classes)}
+    y = np.empty(len(x), np.int64)
+    for i, (line, row) in enumerate(rows[1:]):
+        cell = row[at] if at < len(row) else ""
+        found = index.get(cell, index.get(cell.strip()))
+        if found is None:
+            shown = f"{', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}"
+            raise DataError(f"{path}, line {line}: the label ({label!r}) is {cell!r}, not one of the run's classes "
+                            f"({shown})")
+        y[i] = found
+    return x, y
+
+
 def _image_files(paths) -> list[Path]:
     """The paths given, each folder among them replaced by the image and .npy files in it (sorted; hidden ones, a
     Mac's `._photo.png`, left out as training leaves them out)."""

@@ -122,6 +122,7 @@ class EvalRequest:
     importance_samples: int | None = None
     unsafe: bool = False  # load the reference's model.keras outside Keras's safe mode (--unsafe)
     beam: int | None = None  # translation models: the beam's width (1: greedy); None: the recipe's
+    data: Path | None = None  # classifiers: a labelled folder or CSV of one's own, measured in place of a split
 
 
 @dataclass
@@ -170,7 +171,7 @@ def check_beam(beam: int | None) -> None:
 
 # Task.options' names, as typed: generate's -n (n) and evaluate's (samples) are two options of one letter
 OPTIONS = {"n": "-n", "samples": "-n/--samples", "importance_samples": "-k", "beam": "--beam", "plot": "--plot",
-           "prompt": "--prompt", "length": "--length", "temperature": "--temperature"}
+           "prompt": "--prompt", "length": "--length", "temperature": "--temperature", "data": "--data"}
 
 
 class Task:

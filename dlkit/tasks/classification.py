@@ -7,7 +7,9 @@ metrics, per-class precision and recall and the confusion matrix of any split.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +56,13 @@ def weighed(recipe, data):
     return data
 
 
+def _slug(path: Path) -> str:
+    """A file name's part for a folder or file measured: its name and a digest of the whole path, so two
+    folders of one name (two `test` folders) draw two pictures."""
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40] or "root"
+    return f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
 class Classification(FitTask):
     name = "classification"
     headlines = (Headline("metrics.accuracy", "accuracy"), Headline("accuracy", "accuracy"))
@@ -61,6 +70,7 @@ class Classification(FitTask):
     default_loss = "sparse_categorical_crossentropy"
     Train = ClassifierTrain
     classifies = True
+    options = frozenset({"data"})  # evaluate's --data
 
     def needs_labels(self, recipe):
         return "a classifier learns from them"
@@ -96,6 +106,8 @@ class Classification(FitTask):
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
         if request.reference is not None:
             raise UsageError("--reference is for generative runs: it names the classifier that measures their samples")
+        if request.data is not None:
+            return self._evaluate_on(run, recipe, model, request.data)
         data = data()
         ds = data.pipeline(request.split, recipe.data, recipe.seed, self.examples(recipe))
         if ds is None:
@@ -116,15 +128,56 @@ class Classification(FitTask):
             "confusion_matrix_image": str(image), "wall_time_s": round(time.perf_counter() - start, 3),
         }
 
-    def report(self, result: dict) -> list:
-        from pathlib import Path
+    def _evaluate_on(self, run, recipe, model, path) -> dict:
+        """evaluate's --data: the run measured on a labelled folder of images (FOLDER/<class>/<image>) or, for
+        a feature-vector model, a CSV with its feature columns and label column, read as `dlkit predict` reads
+        inputs and scaled as training scaled its own."""
+        from dlkit.data.sources import read_labelled_images, read_labelled_rows
+        from dlkit.tasks.generative import in_scale, run_scale
 
+        path = Path(path).expanduser().absolute()
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [
+            str(i) for i in range(int(model.output_shape[-1]))]
+        notes = []
+        if len(shape) == 3:
+            x, y, notes = read_labelled_images(path, shape, classes)
+            x = in_scale(x, run_scale(run))
+        elif len(shape) == 1:
+            columns = run.read_artifact("columns") if run.artifact("columns").is_file() else None  # npz: none
+            x, y = read_labelled_rows(path, columns, shape[0], classes, getattr(recipe.data, "separator", ","),
+                                      getattr(recipe.data, "decimal", "."))
+            x = in_scale(x, run_scale(run))
+        else:
+            raise UsageError(f"--data reads images or feature vectors; this model reads inputs of shape {shape}")
+        absent = [c for i, c in enumerate(classes) if not np.any(y == i)]
+        if absent:
+            notes.append(f"{len(absent)} of the run's {len(classes)} classes have no examples here "
+                         f"({', '.join(absent[:10])}{', ...' if len(absent) > 10 else ''}): their recall is not measured")
+        start = time.perf_counter()
+        batch = recipe.data.batch_size
+        measured = {k: float(v) for k, v in model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True).items()}
+        y_pred = np.argmax(model.predict(x, batch_size=batch, verbose=0), axis=-1)
+        matrix = metrics.confusion(y, y_pred, len(classes))
+        image = run.confusion_matrix(f"data_{_slug(path)}")
+        plots.confusion_matrix(matrix, classes, image, f"{recipe.name}: {path}")
+        out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
+               "data": str(path), "examples": int(len(y)), "metrics": measured,
+               "accuracy_from_predictions": float(np.mean(y_pred == y)),
+               "per_class": metrics.per_class(matrix, classes), "confusion_matrix": matrix.tolist(),
+               "confusion_matrix_image": str(image), "wall_time_s": round(time.perf_counter() - start, 3)}
+        if notes:
+            out["note"] = "; ".join(notes)
+        return out
+
+    def report(self, result: dict) -> list:
         from rich.table import Table
 
         from dlkit.ui import fmt
 
         run = Path(result["run_dir"])
-        table = Table(title=f"{run.parent.name}/{run.name}: {result['split']} split, {result['examples']} examples")
+        measured = f"{result['split']} split" if "data" not in result else result["data"]
+        table = Table(title=f"{run.parent.name}/{run.name}: {measured}, {result['examples']} examples")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for k, v in result["metrics"].items():

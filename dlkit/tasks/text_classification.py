@@ -84,6 +84,7 @@ class TextClassification(Classification):
     name = "text_classification"
     summary = "sentences to one of K classes; accuracy, per-class precision and recall; `predict --text`"
     Data = SentenceData
+    options = frozenset()  # evaluate's --data reads images and feature rows, not sentences
 
     def locate(self, recipe) -> str:
         from dlkit.data import text
