@@ -554,3 +554,22 @@ def test_run_eagerly_reaches_compile_and_turns_xla_off(write_recipe):
     assert optim.compile_options(eager, 10) == {"jit_compile": False, "run_eagerly": True, "steps_per_execution": 1}
     plain = load_recipe(write_recipe("model: {arch: mlp}\n")).train
     assert optim.compile_options(plain, 10)["run_eagerly"] is False
+
+
+def test_an_environment_variable_in_a_data_path_is_read_and_the_path_it_makes_kept(tmp_path, monkeypatch, write_recipe):
+    """`$NAME` and `${NAME}` in data.path and data.dir are environment variables, as a shell reads them, and the
+    resolved recipe (a run's recipe.yaml) keeps the path they make. One that is not set is a recipe error at
+    its line (it was a path of its own, `./$DATA/mine.npz`, not found); a path that is there as written (a
+    folder with a `$` in its name) is read as written."""
+    monkeypatch.setenv("DLKIT_T_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("DLKIT_T_NONE", raising=False)
+    r = load_recipe(write_recipe("model: {arch: mlp}\ndata: {dataset: npz, path: $DLKIT_T_DATA/mine.npz, "
+                                 "dir: '${DLKIT_T_DATA}'}\n"))
+    assert r.data.path == str(tmp_path / "data" / "mine.npz") and r.data.dir == str(tmp_path / "data")
+    problems = problems_of(write_recipe("model: {arch: mlp}\ndata:\n  dataset: npz\n  path: ${DLKIT_T_NONE}/a.npz\n"))
+    assert [(p.path, p.location.rsplit(":", 1)[1]) for p in problems] == [("data.path", "4")]
+    assert problems[0].message.startswith("$DLKIT_T_NONE is not set in the environment ('${DLKIT_T_NONE}/a.npz')")
+    literal = tmp_path / "a$DLKIT_T_NONE"
+    literal.mkdir()
+    assert load_recipe(write_recipe(f"model: {{arch: cnn}}\ndata: {{dataset: mnist, dir: '{literal}'}}\n")).data.dir \
+        == str(literal)

@@ -96,11 +96,25 @@ def csv_format_problems(section) -> list[str]:
             "with another character (set separator: ';')"] if section.separator == section.decimal else []
 
 
+ENV_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")  # $NAME or ${NAME}, as a shell reads them
+
+
 def absolute(value: str | None) -> str | None:
     """A relative data.dir or data.path is read from the working directory, as any command-line tool's would
     be, and kept absolute in the resolved recipe (a run's recipe.yaml), so that `evaluate`, `resume` and
-    `report` find the data again from any directory. `~` is the user's home."""
-    return os.path.abspath(os.path.expanduser(value)) if value else value
+    `report` find the data again from any directory. `~` is the user's home, and `$NAME` or `${NAME}` an
+    environment variable (`$DATA/train.csv`); one that is not set is an error, not a path of its own. A path
+    that is there as written (a folder named `a$b`, or a run's resolved recipe naming it) is read as written."""
+    if not value:
+        return value
+    path = os.path.expanduser(value)
+    if "$" in path and not os.path.exists(path):
+        unset = [a or b for a, b in ENV_VARIABLE.findall(path) if (a or b) not in os.environ]
+        if unset:
+            raise ValueError(f"${unset[0]} is not set in the environment ({value!r}): set it (export "
+                             f"{unset[0]}=...), or write the path out")
+        path = os.path.expanduser(os.path.expandvars(path))
+    return os.path.abspath(path)
 
 
 # the image datasets that read a user's file or folder (those with `reads_path` in sources.DATASETS)
@@ -628,8 +642,9 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
     """What the failing keys hid. Pydantic runs a section's cross-key checks only once every key in it is
     valid, and the task's checks need a whole recipe; so the recipe is validated once more without its failing
     keys (defaults stand in) and the problems this finds besides are added. A problem that names a removed
-    key, or the default standing in for it, is left out: the default may be its cause (a dataset removed for a
-    typo reads as 'mnist', which reads no data.path)."""
+    key (by its name, or its dotted path: "reads data.path; set data.path" where data.path failed), or the
+    default standing in for it, is left out: the default may be its cause (a dataset removed for a typo reads
+    as 'mnist', which reads no data.path)."""
     trimmed, removed = copy.deepcopy(data), []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -650,8 +665,9 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
         field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
         default = str(field.default) if field is not None else ""
         # a default with no letter or digit in it (a separator's ",") would match any message
-        words |= {str(loc[-1])} | ({default} if re.search(r"[A-Za-z0-9]", default) and field.default is not None
-                                   and not isinstance(field.default, (bool, BaseModel)) else set())
+        words |= {str(loc[-1]), ".".join(map(str, loc))} | (
+            {default} if re.search(r"[A-Za-z0-9]", default) and field.default is not None
+            and not isinstance(field.default, (bool, BaseModel)) else set())
     gone = [".".join(str(p) for p in loc) for loc in removed]
     seen = {(p.path, p.message) for p in found}
     return [p for p in again if (p.path, p.message) not in seen
