@@ -595,6 +595,40 @@ def test_evaluate_refuses_a_vocabulary_that_changed(sentiment_run, tmp_path):
         evaluate(run)
 
 
+def test_evaluate_a_text_classifier_on_labelled_sentences_of_ones_own(sentiment_run, tmp_path):
+    """`evaluate --data FILE` reads `sentence<TAB>label` lines through the run's vocabulary, each label a class's
+    name or its index: the run's own test sentences written so measure as its test split. A header line is
+    left out with a note, the share of tokens the vocabulary lacks is said, and a label that is no class is
+    exit 3 at its line."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+    from dlkit.data import text
+
+    result = sentiment_run
+    run = Path(shutil.copytree(result["run_dir"], tmp_path / "run"))  # the shared run stays as it was
+    recipe = tasks.load_run_recipe(run / "recipe.yaml")
+    found = text.sentences(recipe.data)
+    test = np.random.default_rng(0).permutation(len(found.texts))[: round(len(found.texts) * 0.2)]  # the fixed draw
+    names = found.class_names  # negative, positive: written as names and as the file's 0 and 1
+    lines = [f"{found.texts[i]}\t{names[found.labels[i]] if k % 2 else found.labels[i]}" for k, i in enumerate(test)]
+    (tmp_path / "mine.txt").write_text("sentence\tsentiment\n" + "\n".join(lines) + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "mine.txt"), "--json"])
+    assert out.exit_code == 0, out.output
+    ev = json.loads(out.stdout)
+    assert ev["examples"] == len(test) == 60
+    for k, v in result["test"].items():
+        assert ev["metrics"][k] == pytest.approx(v, abs=1e-5), k
+    assert ev["note"].startswith("line 1 of mine.txt ('sentence', label 'sentiment') read as a header and left out")
+    assert "are not in the run's vocabulary, and were read as [UNK]" in ev["note"]
+    (tmp_path / "bad.txt").write_text("Good phone.\tpositive\nBad phone.\t0\nFine.\tneutral\nMeh.\t1\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "bad.txt")])
+    assert out.exit_code == 3
+    assert "bad.txt:3: the label 'neutral' is not one of the run's classes (negative, positive)" in out.stderr
+
+
 def test_sequence_recipe_errors_come_together_with_their_lines(write_recipe):
     """Keys of another task's data section, a stateful model with shuffling and a series without its file
     are recipe errors with file:line and a hint, all at once."""

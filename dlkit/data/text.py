@@ -104,15 +104,15 @@ def lines_of(raw: str) -> list[str]:
     return raw.split("\r" if "\r" in raw and "\n" not in raw else "\n")
 
 
-def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str], list[str]]:
-    """`sentence<TAB>label` per line (the UCI Sentiment Labelled Sentences files); `header`: the first line
-    names the columns. Lines are split on \\n (lines_of), not by str.splitlines(): the IMDB file holds U+0085
-    inside sentences, which splitlines() would break on."""
+def labelled_lines(path: Path, header: bool = False) -> list[tuple[int, str, str]]:
+    """(line number, sentence, label) of each `sentence<TAB>label` line of a file, blank lines left out;
+    `header`: the first line names the columns and is skipped. Lines are split on \\n (lines_of), not by
+    str.splitlines(): the IMDB file holds U+0085 inside sentences, which splitlines() would break on."""
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
-    texts, labels = [], []
+    out = []
     for n, line in enumerate(lines_of(raw), start=1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -123,10 +123,17 @@ def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str]
         text, tab, label = line.rpartition("\t")
         if not tab or not label.strip():
             raise DataError(f"{path}:{n}: expected `sentence<TAB>label`, found {line[:80]!r}")
-        texts.append(text.strip())
-        labels.append(label.strip())
-    if not texts:
+        out.append((n, text.strip(), label.strip()))
+    if not out:
         raise DataError(f"{path} has no `sentence<TAB>label` lines")
+    return out
+
+
+def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str], list[str]]:
+    """The sentences and labels of a `sentence<TAB>label` file (labelled_lines; the UCI Sentiment Labelled
+    Sentences files); a first line that looks like a header, where `header` does not say so, is refused."""
+    lines = labelled_lines(path, header)
+    texts, labels = [t for _, t, _ in lines], [label for *_, label in lines]
     counts = collections.Counter(labels)
     if counts[labels[0]] == 1 and len(counts) > 2 and min(counts[k] for k in counts if k != labels[0]) > 1:
         # a header line read as a sentence would be a class of its own, one example strong

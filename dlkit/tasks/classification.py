@@ -128,28 +128,32 @@ class Classification(FitTask):
             "confusion_matrix_image": str(image), "wall_time_s": round(time.perf_counter() - start, 3),
         }
 
-    def _evaluate_on(self, run, recipe, model, path) -> dict:
-        """evaluate's --data: the run measured on a labelled folder of images (FOLDER/<class>/<image>) or, for
-        a feature-vector model, a CSV with its feature columns and label column, read as `dlkit predict` reads
-        inputs and scaled as training scaled its own."""
+    def labelled(self, run, recipe, model, path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """evaluate --data's model inputs (scaled as training scaled its own), their class indices among the
+        run's `classes`, and notes: a labelled folder of images (FOLDER/<class>/<image>) or, for a
+        feature-vector model, a CSV with its feature columns and label column, read as `dlkit predict` reads
+        inputs."""
         from dlkit.data.sources import read_labelled_images, read_labelled_rows
         from dlkit.tasks.generative import in_scale, run_scale
 
-        path = Path(path).expanduser().absolute()
         shape = tuple(int(d) for d in model.input_shape[1:])
-        classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [
-            str(i) for i in range(int(model.output_shape[-1]))]
-        notes = []
         if len(shape) == 3:
             x, y, notes = read_labelled_images(path, shape, classes)
-            x = in_scale(x, run_scale(run))
         elif len(shape) == 1:
             columns = run.read_artifact("columns") if run.artifact("columns").is_file() else None  # npz: none
             x, y = read_labelled_rows(path, columns, shape[0], classes, getattr(recipe.data, "separator", ","),
                                       getattr(recipe.data, "decimal", "."))
-            x = in_scale(x, run_scale(run))
+            notes = []
         else:
             raise UsageError(f"--data reads images or feature vectors; this model reads inputs of shape {shape}")
+        return in_scale(x, run_scale(run)), y, notes
+
+    def _evaluate_on(self, run, recipe, model, path) -> dict:
+        """evaluate --data: the run measured on labelled data of one's own (`labelled`)."""
+        path = Path(path).expanduser().absolute()
+        classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [
+            str(i) for i in range(int(model.output_shape[-1]))]
+        x, y, notes = self.labelled(run, recipe, model, path, classes)
         absent = [c for i, c in enumerate(classes) if not np.any(y == i)]
         if absent:
             notes.append(f"{len(absent)} of the run's {len(classes)} classes have no examples here "
@@ -176,7 +180,7 @@ class Classification(FitTask):
         from dlkit.ui import fmt
 
         run = Path(result["run_dir"])
-        measured = f"{result['split']} split" if "data" not in result else result["data"]
+        measured = f"{result['split']} split" if "data" not in result else Path(result["data"]).name
         table = Table(title=f"{run.parent.name}/{run.name}: {measured}, {result['examples']} examples")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -187,7 +191,8 @@ class Classification(FitTask):
             per.add_column(col, justify="right" if col != "class" else "left")
         for name, row in result["per_class"].items():
             per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
-        return [table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
+        return ([f"data: {result['data']}"] if "data" in result else []) + [
+            table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
 
     def exported(self, run, recipe, model):
         """The classifier on raw inputs (on_raw_inputs); a model whose inputs are not scaled (token ids) as it is."""

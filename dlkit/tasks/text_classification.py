@@ -84,7 +84,6 @@ class TextClassification(Classification):
     name = "text_classification"
     summary = "sentences to one of K classes; accuracy, per-class precision and recall; `predict --text`"
     Data = SentenceData
-    options = frozenset()  # evaluate's --data reads images and feature rows, not sentences
 
     def locate(self, recipe) -> str:
         from dlkit.data import text
@@ -136,8 +135,40 @@ class TextClassification(Classification):
         return weighed(recipe, data)
 
     def evaluate(self, run, recipe, model, data, request):
-        same_vocabulary(run, data())
+        if request.data is None:  # --data is read through the run's own vocabulary, the training text not read
+            same_vocabulary(run, data())
         return super().evaluate(run, recipe, model, data, request)
+
+    def labelled(self, run, recipe, model, path, classes):
+        """evaluate --data: a file of `sentence<TAB>label` lines (the `tsv` dataset's, UCI's), each label a
+        class's name or its index (sentiment's 0 and 1), read through the run's vocabulary. A first line whose
+        label is no class and on no other line is a header, skipped with a note."""
+        from dlkit.data import text
+
+        if not path.is_file():
+            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a text "
+                             "classifier is measured on a file of `sentence<TAB>label` lines")
+        lines, notes = text.labelled_lines(path), []
+        index = {c: i for i, c in enumerate(classes)}
+        index.update({str(i): i for i in range(len(classes)) if str(i) not in index})  # an index, where no name is one
+        first = lines[0][2]
+        if first not in index and len(lines) > 1 and sum(label == first for *_, label in lines) == 1:
+            notes.append(f"line {lines[0][0]} of {path.name} ({lines[0][1][:40]!r}, label {first!r}) read as a header "
+                         "and left out: its label is no class of the run's")
+            lines = lines[1:]
+        for n, _, label in lines:
+            if label not in index:
+                shown = f"{', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}"
+                raise DataError(f"{path}:{n}: the label {label!r} is not one of the run's classes ({shown}), by name "
+                                f"or index (0 to {len(classes) - 1})")
+        vocab = vocabulary(run)
+        texts = [t for _, t, _ in lines]
+        ids = vocab.ids_batch(texts)
+        tokens, unknown = sum(map(len, ids)), sum(i == 1 for row in ids for i in row)
+        if unknown:
+            notes.append(f"{unknown:,} of the {tokens:,} tokens ({unknown / tokens:.1%}) are not in the run's "
+                         "vocabulary, and were read as [UNK]")
+        return text.rows_of(ids, recipe.data.max_length), np.array([index[label] for *_, label in lines]), notes
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         if request.inputs:
