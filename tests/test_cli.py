@@ -403,8 +403,8 @@ def test_evaluate_data_errors(tiny_run, tmp_path):
     out = run("evaluate", tiny_run, "--data", tmp_path / "cats", "--split", "val")
     assert out.exit_code == 2 and "--data and --split each say what to measure" in out.stderr
     assert ((tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None) == before
-    for name in ("reconstruction", "dbn", "adversarial", "regression"):
-        with pytest.raises(UsageError, match="--data is read by classification, text_classification runs only"):
+    for name in ("reconstruction", "dbn", "adversarial", "forecasting"):
+        with pytest.raises(UsageError, match="--data is read by classification, text_classification, regression runs only"):
             tasks.refuse_unread(tasks.TASKS[name], data="x")
 
 

@@ -105,6 +105,39 @@ def test_evaluate_predict_and_export_of_a_regression_run(diabetes_run, tmp_path)
     assert json.loads(listed.stdout)["runs"][0]["headline"]["label"] == "test R2"
 
 
+def test_evaluate_a_regression_on_a_csv_of_ones_own(diabetes_run, tmp_path):
+    """`evaluate --data FILE` reads a CSV's feature and target columns by name, in any order: the run's own test
+    rows written so measure as its test split, the baselines fitted on its training rows. A target that is not
+    a number, or a target column missing, is exit 3 naming it."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    run = shutil.copytree(diabetes_run["run_dir"], tmp_path / "run")  # the shared run stays as it was
+    recipe = tasks.load_run_recipe(run / "recipe.yaml")
+    s = tasks.of(recipe).load_data(recipe).splits
+    names = json.loads((run / "artifacts" / "columns.json").read_text())["features"]
+    rows = [",".join([repr(float(y[0])), *(repr(float(v)) for v in x[::-1])]) for x, y in zip(s.x_test, s.y_test)]
+    (tmp_path / "mine.csv").write_text(",".join(["progression", *names[::-1]]) + "\n" + "\n".join(rows) + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "mine.csv"), "--json"])
+    assert out.exit_code == 0, out.output
+    ev, test = json.loads(out.stdout), diabetes_run["test"]
+    assert ev["data"] == str(tmp_path / "mine.csv") and ev["examples"] == 88 and "split" not in ev
+    for k in ("mae", "rmse", "r2"):
+        assert ev[k] == pytest.approx(test[k], rel=1e-5), k
+        for b in ("mean", "linear"):
+            assert ev["baselines"][b][k] == pytest.approx(test["baselines"][b][k], rel=1e-6), (b, k)
+    assert Path(ev["plot"]).is_file() and Path(ev["plot"]).name.startswith("predicted_vs_actual_data_mine_")
+    (tmp_path / "bad.csv").write_text(",".join(["progression", *names]) + "\n" + "1," * 10 + "2\nn/a" + ",1" * 10 + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "bad.csv")])
+    assert out.exit_code == 3 and "bad.csv, line 3: the target ('progression') is 'n/a', not a finite number" in out.stderr
+    (tmp_path / "none.csv").write_text(",".join(names) + "\n" + ",".join("1" * 10) + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "none.csv")])
+    assert out.exit_code == 3 and "no target column 'progression'; the run predicts progression" in out.stderr
+
+
 def test_a_csv_of_targets(tmp_path):
     """Target columns by name (one, given as a string, or several), categorical features one-hot, empty
     feature cells filled by data.missing; a target that is not a number is an error with its line."""

@@ -829,6 +829,41 @@ def read_feature_rows(path: Path, columns: dict | None, width: int, separator: s
     return x, [f"{path.name}:{line}" for line, _ in rows[1:]]
 
 
+def read_target_rows(path: Path, columns: dict, width: int, separator: str = ",",
+                     decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """A CSV to measure a trained regression on (`dlkit evaluate RUN --data FILE`): its feature vectors, read
+    as `dlkit predict --csv` reads them (read_feature_rows), and (N, K) float targets from the run's target
+    columns (`columns["targets"]`), by name. A run trained on an npz names no feature columns: the columns
+    other than the targets are its features, in order."""
+    if not path.is_file():
+        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a regression is "
+                         "measured on a CSV file with its feature columns and its target columns")
+    rows = _csv_rows(path, separator)
+    header = [h.strip() for h in rows[0][1]]
+    targets = columns["targets"]
+    missing = [t for t in targets if t not in header]
+    if missing:
+        raise DataError(f"{path}: no target column {', '.join(map(repr, missing))}; the run predicts "
+                        f"{', '.join(targets)}, and is measured against them")
+    features = columns if "features" in columns else {"features": [h for h in header if h not in targets]}
+    if "features" not in columns and len(features["features"]) != width:
+        raise DataError(f"{path}: {len(features['features'])} columns beside the targets ({', '.join(targets)}); the "
+                        f"model reads feature vectors of {width} values, one a column in training's order")
+    x, _ = read_feature_rows(path, features, width, separator, decimal)
+    at = [header.index(t) for t in targets]
+    y = np.empty((len(x), len(targets)), np.float64)
+    for i, (line, row) in enumerate(rows[1:]):
+        for k, j in enumerate(at):
+            raw = row[j].strip() if j < len(row) else ""
+            try:
+                y[i, k] = float(raw.replace(",", ".") if decimal == "," else raw)
+            except ValueError:
+                y[i, k] = math.nan
+            if not math.isfinite(y[i, k]):
+                raise DataError(f"{path}, line {line}: the target ({targets[k]!r}) is {raw!r}, not a finite number")
+    return x, y
+
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PILLOW_ONLY = {".tif", ".tiff"}  # what tf.io.decode_image does not read: Pillow decodes it on every backend
 

@@ -74,8 +74,26 @@ def evaluation(task: Task, run: RunDir, request: EvalRequest, measure: Callable[
                          "own data")
     start = time.perf_counter()
     measured = measure()
-    return {"status": "completed", "task": task.name, "key": request.split, "run_dir": str(run.root),
-            "split": request.split, **measured, "wall_time_s": round(time.perf_counter() - start, 3)}
+    measured_on = {"key": request.split, "split": request.split} if request.data is None else {
+        "key": f"data:{data_path(request.data)}", "data": str(data_path(request.data))}
+    return {"status": "completed", "task": task.name, "key": measured_on["key"], "run_dir": str(run.root),
+            **{k: v for k, v in measured_on.items() if k != "key"}, **measured,
+            "wall_time_s": round(time.perf_counter() - start, 3)}
+
+
+def data_path(path) -> Path:
+    """evaluate --data's path as its result names it: absolute, `~` expanded."""
+    return Path(path).expanduser().absolute()
+
+
+def data_slug(path) -> str:
+    """A file name's part for evaluate --data's pictures: the data's name and a digest of its whole path, so
+    two folders of one name (two `test` folders) draw two pictures."""
+    import hashlib
+
+    path = data_path(path)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40] or "root"
+    return f"data_{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ metrics, per-class precision and recall and the confusion matrix of any split.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 from dlkit import keras_private, metrics, plots
 from dlkit.errors import MissingSplit, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import ClassifierTrain
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug
 from dlkit.tasks.fit import FitTask, on_raw_inputs
 
 
@@ -54,13 +53,6 @@ def weighed(recipe, data):
         data.notes.append(f"train.class_weight{how}: the loss weighs the classes {shown}"
                           f"{', ...' if len(weights) > 12 else ''}")
     return data
-
-
-def _slug(path: Path) -> str:
-    """A file name's part for a folder or file measured: its name and a digest of the whole path, so two
-    folders of one name (two `test` folders) draw two pictures."""
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40] or "root"
-    return f"{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
 class Classification(FitTask):
@@ -150,7 +142,7 @@ class Classification(FitTask):
 
     def _evaluate_on(self, run, recipe, model, path) -> dict:
         """evaluate --data: the run measured on labelled data of one's own (`labelled`)."""
-        path = Path(path).expanduser().absolute()
+        path = data_path(path)
         classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [
             str(i) for i in range(int(model.output_shape[-1]))]
         x, y, notes = self.labelled(run, recipe, model, path, classes)
@@ -163,7 +155,7 @@ class Classification(FitTask):
         measured = {k: float(v) for k, v in model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True).items()}
         y_pred = np.argmax(model.predict(x, batch_size=batch, verbose=0), axis=-1)
         matrix = metrics.confusion(y, y_pred, len(classes))
-        image = run.confusion_matrix(f"data_{_slug(path)}")
+        image = run.confusion_matrix(data_slug(path))
         plots.confusion_matrix(matrix, classes, image, f"{recipe.name}: {path}")
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
                "data": str(path), "examples": int(len(y)), "metrics": measured,

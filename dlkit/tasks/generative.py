@@ -5,6 +5,8 @@ reference.py (both need Keras, which task modules import only when they run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from pydantic import Field
 
@@ -149,7 +151,10 @@ def present(result: dict, keys) -> list:
 
 
 def split_heading(result: dict, counted: str = "examples") -> str:
-    return f"{result['split']} split, {result[counted]:,} {counted}"
+    """What an evaluation measured, for its table's title: "test split, 200 examples", or the name of the file
+    evaluate --data read ("houses.csv, 40 examples")."""
+    measured = f"{result['split']} split" if "data" not in result else Path(result["data"]).name
+    return f"{measured}, {result[counted]:,} {counted}"
 
 
 def report_table(result: dict, keys: tuple[str, ...]) -> list:

@@ -32,7 +32,7 @@ from dlkit.config import check_name
 from dlkit.data import pipeline
 from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask, on_raw_inputs
 
 REGRESSION_DATASETS = {
@@ -172,10 +172,28 @@ class Regression(FitTask):
             return {}
         return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("predicted_vs_actual.png"))}
 
+    options = frozenset({"data"})  # evaluate's --data
+
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.data is not None:
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, data, request.data))
         image = run.image("predicted_vs_actual.png" if request.split == "test"
                           else f"predicted_vs_actual_{request.split}.png")
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe, image))
+
+    def _measure_on(self, run, recipe, model, data, path) -> dict:
+        """evaluate --data: the run measured on a CSV of one's own with its feature and target columns, by name;
+        the baselines are fitted on the run's training rows, as for a split (read again for it)."""
+        from dlkit.data.sources import read_target_rows
+        from dlkit.tasks.generative import in_scale, run_scale
+
+        path = data_path(path)
+        columns = run.read_artifact("columns")
+        x, y = read_target_rows(path, columns, int(model.input_shape[-1]), recipe.data.separator,
+                                recipe.data.decimal)
+        training = data()
+        return scored(model, in_scale(x, run_scale(run)), x, y, training, recipe,
+                      run.image(f"predicted_vs_actual_{data_slug(path)}.png"), f"{recipe.name}: {path}")
 
     def report(self, result: dict) -> list:
         from rich.table import Table
@@ -191,7 +209,7 @@ class Regression(FitTask):
             table.add_column(heads.get(n, n), justify="right")
         for k in MEASURES:
             table.add_row(k, *(_figure(k, (result if n == 'model' else result['baselines'][n])[k]) for n in names))
-        out = [table]
+        out = ([f"data: {result['data']}"] if "data" in result else []) + [table]
         if len(result["targets"]) > 1:
             per = Table(title="per target (model)")
             for col in ("target", *MEASURES):
@@ -274,14 +292,22 @@ def measure(model, data, split: str, recipe, image) -> dict:
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
         raise MissingSplit.of(split, s)
+    return scored(model, in_scale(x, data.scale), x, y, data, recipe, image, f"{recipe.name}: {split} split")
+
+
+def scored(model, inputs, x, y, data, recipe, image, title: str) -> dict:
+    """The model's scores on `inputs` (in its scale; `x` as read, for the baselines) against targets `y`, beside
+    those of the baselines fitted on `data`'s training rows, and its picture of predictions against actual
+    values."""
+    s = data.splits
     names = data.artifacts["columns"]["targets"]
     actual = np.asarray(y, np.float64)
-    predicted = np.asarray(model.predict(in_scale(x, data.scale), verbose=0, batch_size=1024), np.float64)
+    predicted = np.asarray(model.predict(inputs, verbose=0, batch_size=1024), np.float64)
     model_scores = scores(predicted, actual)
     log = recipe.data.target_transform == "log"
     base = {k: scores(v, actual) for k, v in baselines(s.x_train, s.y_train, x, log).items()}
     best = min(base, key=lambda k: base[k]["mae"])
-    plots.predicted_vs_actual(actual, predicted, names, image, f"{recipe.name}: {split} split", log=log)
+    plots.predicted_vs_actual(actual, predicted, names, image, title, log=log)
     per_target = model_scores.pop("per_target")
     for b in base.values():
         b.pop("per_target")
