@@ -56,6 +56,28 @@ def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
     assert Path(json.loads(gen.stdout)["out"]).name == "samples-seed0-label3.png"
 
 
+def test_a_dbn_is_measured_on_a_labelled_folder_as_any_image_classifier(straight, tmp_path):
+    """evaluate --data: the fine-tuned net reads class folders of images, in the unit scale it trained in; its
+    own test digits written as PNGs measure as its test split."""
+    import shutil
+
+    from PIL import Image
+
+    from dlkit.data import sources
+
+    run = shutil.copytree(straight["run_dir"], tmp_path / "run")  # the shared run stays as it was
+    a = sources.load_builtin("mnist", str(DATA), allow_download=False)
+    for i in range(100):  # TINY_DBN's test split: the first 100 test digits
+        (tmp_path / "digits" / str(a.y_test[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a.x_test[i]).save(tmp_path / "digits" / str(a.y_test[i]) / f"{i}.png")
+    ev = cli("evaluate", run, "--data", tmp_path / "digits", "--json")
+    assert ev.exit_code == 0, ev.output
+    ev = json.loads(ev.stdout)
+    assert ev["task"] == "dbn" and ev["examples"] == 100
+    for k, v in straight["test"].items():
+        assert ev["metrics"][k] == pytest.approx(v, abs=1e-5), k
+
+
 def test_the_unrolled_net_starts_from_the_rbms(write_recipe, tmp_path):
     from dlkit.tasks import load_recipe
     from dlkit.training.session import Session

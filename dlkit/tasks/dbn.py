@@ -50,7 +50,7 @@ class Dbn(Classification):
     name = "dbn"
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain
-    options = frozenset({"n"})  # generate's -n
+    options = frozenset({"n", "data"})  # generate's -n, evaluate's --data (its fine-tuned classifier reads images)
 
     def needs_labels(self, recipe):
         return "a DBN is fine-tuned as a classifier"
