@@ -540,6 +540,28 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     no_test = runner.invoke(app, ["evaluate", lm["run_dir"]])
     assert no_test.exit_code == 2 and "no 'test' split" in no_test.stderr
     assert "it has train: --split train" in no_test.stderr
+    # evaluate --data: a text of one's own, read through the run's vocabulary as one stream, the state carried
+    # from window to window: as the model reads the whole text in one sequence from a zero state
+    from dlkit import models
+    from dlkit.models import ARCHITECTURES
+    from dlkit.rundir import RunDir
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text((DATA / "tinyshakespeare" / "input.txt").read_text()[:1200] + "€")
+    out = runner.invoke(app, ["evaluate", lm["run_dir"], "--data", str(mine), "--json"])
+    assert out.exit_code == 0, out.output
+    ev = json.loads(out.stdout)
+    recipe = tasks.load_run_recipe(Path(lm["run_dir"]) / "recipe.yaml")
+    vocab = language_model.vocabulary(RunDir(lm["run_dir"]))
+    ids = np.asarray(vocab.ids(mine.read_text()), np.int32)
+    whole = ARCHITECTURES["rnn_lm"].build(recipe.model, language_model._spec_of(None, vocab), stateful=False)
+    language_model.copy_weights(models.load(Path(lm["run_dir"]) / "model.keras", compile=False), whole)
+    nats, tokens = language_model.token_measures(np.asarray(whole.predict(ids[None, :-1], verbose=0)), ids[None, 1:])
+    assert ev["tokens"] == tokens == 1200 and ev["nats_per_char"] == pytest.approx(nats / tokens, rel=1e-4)
+    assert ev["note"].startswith("1 of the 1,201 tokens (0.1%) are not in the run's vocabulary")  # the €
+    (tmp_path / "short.txt").write_text("ROMEO")
+    short = runner.invoke(app, ["evaluate", lm["run_dir"], "--data", str(tmp_path / "short.txt")])
+    assert short.exit_code == 3 and "5 tokens, fewer than one window" in short.stderr
 
 
 def test_a_prompt_is_read_as_the_training_text_was():

@@ -30,7 +30,7 @@ from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, Problem, UsageError
 from dlkit.files import write_atomic
 from dlkit.recipe.schema import FitTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, evaluation
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
 
@@ -131,7 +131,7 @@ class ResetStates:
 
 class LanguageModel(FitTask):
     name = "language_model"
-    options = frozenset({"prompt", "length", "temperature"})
+    options = frozenset({"prompt", "length", "temperature", "data"})  # generate's, and evaluate's --data
     headlines = (Headline("nats_per_char", "nats/char", "min"), Headline("perplexity", "perplexity", "min"))
     summary = "each token predicts the next (characters or words); bits per character, perplexity; sampled text"
     Data = StreamData
@@ -217,8 +217,37 @@ class LanguageModel(FitTask):
         return out
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.data is not None:  # read through the run's own vocabulary, the training text not read
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, request.data))
         same_vocabulary(run, data())
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe))
+
+    def _measure_on(self, run, recipe, model, path) -> dict:
+        """evaluate --data: a text file of one's own (UTF-8, as dataset `text` reads it; a Penn Treebank
+        model's with each line end read as `<eos>`, as its corpus is) measured as a split is, through the
+        run's vocabulary. The note says what share of its tokens the vocabulary lacks."""
+        from dlkit.data import text
+
+        path = data_path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a language "
+                             "model is measured on a text file")
+        raw = text.read_text(path)
+        if recipe.data.dataset == "ptb":
+            raw = text.ptb_stream(raw)
+        vocab = vocabulary(run)
+        ids = np.asarray(vocab.ids(raw), np.int32)
+        T = recipe.data.sequence_length
+        if len(ids) < T + 1:
+            raise DataError(f"{path}: {len(ids)} tokens, fewer than one window of the model's reading "
+                            f"(data.sequence_length {T} + 1)")
+        spec = _spec_of(model, vocab)
+        out = measured(model, recipe, spec, windows(ids, T, None), ids, path.name)
+        unknown = int(np.sum(ids == 1))
+        if unknown:
+            out["note"] = (f"{unknown:,} of the {len(ids):,} tokens ({unknown / len(ids):.1%}) are not in the run's "
+                           "vocabulary, and were read as [UNK]")
+        return out
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading
@@ -266,22 +295,27 @@ def measure(model, data, split: str, recipe) -> dict:
     x = {"test": s.x_test, "val": s.x_val, "train": s.x_train}[split]
     if x is None:
         raise MissingSplit.of(split, s)
+    return measured(model, recipe, data.spec, x, data.context[split], f"the {split}")
+
+
+def measured(model, recipe, spec, x: np.ndarray, stream: np.ndarray, what: str) -> dict:
+    """measure's figures for a text: its windows `x` (a stateless model's) or its token ids `stream` (a
+    stateful model's), `what` naming it in the progress line ("the test": "reading the test text ...")."""
     nats, tokens = 0.0, 0
     if recipe.model.stateful:
         from dlkit.models import ARCHITECTURES
 
-        stream = data.context[split]
-        twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, data.spec, stateful=True, batch_size=1)
+        twin = ARCHITECTURES[recipe.model.arch].build(recipe.model, spec, stateful=True, batch_size=1)
         copy_weights(model, twin)
         T = recipe.data.sequence_length
-        with ui.work(f"reading the {split} text as one stream", len(stream) - 1, " tokens") as advance:
+        with ui.work(f"reading {what} text as one stream", len(stream) - 1, " tokens") as advance:
             for i in range(0, len(stream) - 1, T):
                 chunk = stream[i:i + T + 1][None]
                 n, t = token_measures(np.asarray(twin.predict_on_batch(chunk[:, :-1])), chunk[:, 1:])
                 nats, tokens = nats + n, tokens + t
                 advance(chunk.shape[1] - 1)
         return summary(nats, tokens, recipe.data.level)
-    with ui.work(f"reading the {split} windows", len(x), " windows") as advance:
+    with ui.work(f"reading {what} windows", len(x), " windows") as advance:
         for i in range(0, len(x), 256):
             xb = x[i:i + 256]
             n, t = token_measures(np.asarray(model.predict_on_batch(xb[:, :-1])), xb[:, 1:])
