@@ -405,7 +405,7 @@ def test_evaluate_data_errors(tiny_run, tmp_path):
     assert ((tiny_run / "eval.json").read_text() if (tiny_run / "eval.json").exists() else None) == before
     for name in ("reconstruction", "variational", "adversarial", "forecasting"):
         with pytest.raises(UsageError, match="--data is read by classification, dbn, text_classification, language_model, "
-                                             "regression runs only; this run's task is " + name):
+                                             "text_translation, regression runs only; this run's task is " + name):
             tasks.refuse_unread(tasks.TASKS[name], data="x")
 
 

@@ -319,6 +319,35 @@ def test_finished_run_is_measured_on_decoded_text_and_reloads_the_same(luong_run
     assert (tmp_path / "a.png").stat().st_size > 0
 
 
+def test_a_translation_run_is_measured_on_pairs_of_ones_own(luong_run, tmp_path):
+    """evaluate --data: a pairs file in the recipe's columns, read through the run's tokenizers: its own test
+    pairs written so score as its test split (greedy here), each source translated once against all its
+    references; a pair longer than training's max_words is counted in a note."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+
+    run = shutil.copytree(luong_run["run_dir"], tmp_path / "run")  # the shared run stays as it was
+    recipe = tasks.load_run_recipe(run / "recipe.yaml")
+    sources, refs = tasks.of(recipe).load_data(recipe).context["test"]
+    at = (recipe.data.source_column, recipe.data.target_column)
+    lines = ["\t".join(s if c == at[0] else r for c in sorted(at)) for s, rs in zip(sources, refs) for r in rs]
+    long = " ".join(["word"] * (recipe.data.max_words + 1))
+    (tmp_path / "mine.txt").write_text("\n".join(lines) + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "mine.txt"), "--beam", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    ev, test = json.loads(out.stdout), luong_run["test"]
+    assert ev["sentences"] == 40 and ev["references"] == test["references"] and "note" not in ev
+    assert ev["decoding"] == "greedy" and ev["bleu"] == pytest.approx(test["greedy_bleu"])
+    (tmp_path / "long.txt").write_text("\n".join(lines[:3] + ["\t".join([long, long])]) + "\n")
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "long.txt"), "--beam", "1", "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["note"].startswith("1 of the 4 pairs have a side longer than")
+    assert {f"data:{tmp_path / 'mine.txt'}", f"data:{tmp_path / 'long.txt'}"} <= set(
+        json.loads((run / "eval.json").read_text()))
+
+
 def test_a_finished_run_exports_its_greedy_translation(luong_run, tmp_path):
     """Was exit 2 ("exporting that search is not built"): the export is the greedy search in the graph, token
     ids in and out; through the run's tokenizers it translates as `dlkit predict --beam 1` does."""

@@ -25,7 +25,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain
-from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 
 PAIR_DATASETS = {"tatoeba_fra_eng": "Tatoeba English-French sentence pairs (manythings.org's fra-eng.zip), 142,787",
@@ -88,7 +88,7 @@ def codecs(run):
 
 class TextTranslation(FitTask):
     name = "text_translation"
-    options = frozenset({"beam", "plot"})
+    options = frozenset({"beam", "plot", "data"})
     headlines = (Headline("bleu", "BLEU"),)
     summary = "sentence pairs, source to target (seq2seq, attention); BLEU and chrF, beam search; `predict --text`"
     Data = PairsData
@@ -192,6 +192,8 @@ class TextTranslation(FitTask):
         return out
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.data is not None:  # read through the run's own tokenizers, the training pairs not read
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, request))
         loaded = data()
         source, target = codecs(run)
         for side in ("source_tokenizer", "target_tokenizer"):
@@ -205,6 +207,28 @@ class TextTranslation(FitTask):
         translator = Translator(model, recipe, source, target)
         return evaluation(self, run, request, lambda: measure(translator, loaded.context[request.split], width,
                                                               recipe.train.length_penalty))
+
+    def _measure_on(self, run, recipe, model, request: EvalRequest) -> dict:
+        """evaluate --data: a file of sentence pairs of one's own (the recipe's columns; a zip of one, as
+        manythings.org's), translated and scored as a split is; a source said several times is translated once
+        against all its references. Pairs longer than training's `max_words` are kept, and counted in a note."""
+        from dlkit.data import pairs
+
+        path = data_path(request.data)
+        if not path.is_file():
+            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a translation "
+                             "model is measured on a file of `source<TAB>target` lines")
+        cfg = recipe.data
+        found = pairs.read_file(path, cfg.source_column, cfg.target_column)
+        source, target = codecs(run)
+        width = recipe.train.beam_width if request.beam is None else request.beam
+        out = measure(Translator(model, recipe, source, target), pairs.references(found.sources, found.targets),
+                      width, recipe.train.length_penalty)
+        longer = sum(max(pairs.words(a), pairs.words(b)) > cfg.max_words for a, b in zip(found.sources, found.targets))
+        if longer:
+            out["note"] = (f"{longer:,} of the {len(found.sources):,} pairs have a side longer than the {cfg.max_words} "
+                           "words of any training pair (data.max_words); they are measured too")
+        return out
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading
