@@ -217,11 +217,11 @@ def evaluate(
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,
     beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
-    data: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Classifiers, regressions, language and translation "
-        "models: measure on data of your own instead of a split: a folder of class folders (PATH/<class>/<image>) "
-        "for an image model, a CSV with the training CSV's columns for a feature model or a regression, a file of "
-        "sentence<TAB>label lines for a text classifier, a text file for a language model, source<TAB>target lines "
-        "for a translation model.")] = None,
+    data: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Measure on data of your own instead of a split: a "
+        "folder of class folders (PATH/<class>/<image>) for an image classifier, a CSV with the training CSV's "
+        "columns for a feature classifier or a regression, a file of sentence<TAB>label lines for a text "
+        "classifier, a text file for a language model, source<TAB>target lines for a translation model, images "
+        "(a file, .npy or folder) for an autoencoder.")] = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,

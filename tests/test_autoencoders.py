@@ -236,6 +236,23 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     assert unwritable.exit_code == 5 and f"cannot write {tmp_path / 'a-file' / 'codes.npy'}" in unwritable.stderr
     assert not list(tmp_path.glob("codes*")) and (tmp_path / "a-file").is_file()  # nothing written
 
+    # evaluate --data: images of one's own measured as a split is (the split's 200 test digits as an array give
+    # its figures), without labels, the worst reconstructed named: noise among digits first
+    np.save(tmp_path / "test200.npy", sources.load_builtin("mnist", str(DATA), False).x_test[:200])
+    ev = cli("evaluate", run, "--data", tmp_path / "test200.npy", "--json")
+    assert ev.exit_code == 0, ev.output
+    ev = json.loads(ev.stdout)
+    for k in ("loss", "mse", "psnr_db"):
+        assert ev[k] == pytest.approx(test[k], rel=1e-4), k
+    assert ev["examples"] == 200 and ev["probe_accuracy"] is None and len(ev["worst"]) == 10
+    assert [w["mse"] for w in ev["worst"]] == sorted((w["mse"] for w in ev["worst"]), reverse=True)
+    (tmp_path / "mixed").mkdir()
+    for i, pixels in enumerate(firsts):
+        Image.fromarray(pixels).save(tmp_path / "mixed" / f"digit{i}.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "mixed" / "noise.png")
+    ev = json.loads(cli("evaluate", run, "--data", tmp_path / "mixed", "--json").stdout)
+    assert ev["examples"] == 4 and ev["worst"][0]["input"] == "noise.png" and Path(ev["codes_image"]).is_file()
+
     gen = cli("generate", run, "-n", "6", "--json")
     assert gen.exit_code == 0 and Path(json.loads(gen.stdout)["out"]).name == "reconstructions-seed0.png"
     from PIL import Image

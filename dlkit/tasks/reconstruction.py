@@ -23,7 +23,7 @@ from dlkit import images
 from dlkit.errors import MissingSplit, Problem, UsageError
 from dlkit.files import replace_atomic
 from dlkit.recipe.schema import FitTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, present, run_scale, split_heading
 
@@ -41,7 +41,7 @@ class Reconstruction(FitTask):
     headlines = (Headline("psnr_db", "PSNR (dB)"), Headline("mse", "MSE", "min"))
     summary = "inputs to a code and back (autoencoders); reconstruction error, PSNR, a linear probe of the codes"
     Train = ReconstructionTrain
-    options = frozenset({"n"})  # generate's -n
+    options = frozenset({"n", "data"})  # generate's -n, evaluate's --data
     default_loss = "mean_squared_error"
 
     def examples(self, recipe):
@@ -80,15 +80,36 @@ class Reconstruction(FitTask):
         if request.reference is not None:
             raise UsageError("--reference is for generative runs that draw new samples; an autoencoder is measured "
                              "by its reconstructions")
+        if request.data is not None:
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, request.data))
         data = data()
         image = run.image("codes.png" if request.split == "test" else f"codes_{request.split}.png")
         measured = measure(model, data, request.split, image, f"{recipe.name}: {request.split} codes")
         return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
                 "split": request.split, **measured}
 
+    def _measure_on(self, run, recipe, model, path) -> dict:
+        """evaluate --data: images of one's own (a folder's, an image file, a .npy array, read as `encode` and
+        `predict` read them) reconstructed and measured as a split is, without labels (no linear probe); the
+        worst reconstructed are named, the likeliest to be unlike what the model learnt."""
+        from dlkit.data.sources import read_images
+
+        path = data_path(path)
+        shape = tuple(int(d) for d in model.input_shape[1:])
+        x, names = read_images([path], shape)
+        scale = run_scale(run)
+        out = measured_images(model, in_scale(x, scale), scale, None, run.image(f"codes_{data_slug(path)}.png"),
+                              f"{recipe.name}: {path.name} codes")
+        errors = out.pop("errors")
+        worst = np.argsort(-errors, kind="stable")[:10]
+        out["worst"] = [{"input": names[i], "mse": float(errors[i])} for i in worst]
+        return out
+
     def report(self, result: dict) -> list:
+        worst = [f"  {w['input']}: MSE {w['mse']:.4g}" for w in result.get("worst", ())]
         return measures(result, split_heading(result), present(result, ("loss", "mse", "psnr_db", "probe_accuracy")),
-                        after=[f"codes: {result['codes_image']}"])
+                        after=([f"data: {result['data']}"] if "data" in result else [])
+                        + (["worst reconstructed:"] + worst if worst else []) + [f"codes: {result['codes_image']}"])
 
     def encode(self, run, recipe, model, data, request) -> dict:
         x, y, names = inputs_to_encode(run, data, request)
@@ -194,24 +215,39 @@ def codes_2d(codes: np.ndarray) -> np.ndarray:
 
 
 def measure(model, data, split: str, image_path, title: str) -> dict:
-    from dlkit import plots
-
     x, y = split_of(data, split)
-    xs = in_scale(x, data.scale)
-    measured = model.evaluate(xs, xs, verbose=0, batch_size=500, return_dict=True)
-    reconstruction = model.predict(xs, verbose=0, batch_size=500)
-    data_range = float(np.mean(np.asarray(data.scale[0]) * 255.0))  # uint8 inputs: 0..255 in model scale
-    codes_of = encoder(model)
-    codes = codes_of.predict(xs, verbose=0, batch_size=500)
-    out = {"examples": int(len(x)), "loss": float(measured["loss"]),
-           "mse": float(((xs - reconstruction) ** 2).mean()), "psnr_db": psnr(xs, reconstruction, data_range),
-           "probe_accuracy": None, "codes_image": str(image_path)}
     labelled = data.spec.num_classes > 1 and y is not None
-    if labelled:
+
+    def probe(codes, codes_of):
         train_codes = codes if split == "train" else codes_of.predict(in_scale(data.splits.x_train, data.scale),
                                                                       verbose=0, batch_size=500)
-        out["probe_accuracy"] = linear_probe(train_codes, data.splits.y_train, codes, y)
-    plots.scatter(codes_2d(codes), y if labelled else None, data.spec.class_names, image_path, title,
+        return linear_probe(train_codes, data.splits.y_train, codes, y)
+
+    out = measured_images(model, in_scale(x, data.scale), data.scale, (y, data.spec.class_names, probe)
+                          if labelled else None, image_path, title)
+    out.pop("errors")
+    return out
+
+
+def measured_images(model, xs: np.ndarray, scale, labels, image_path, title: str) -> dict:
+    """The reconstruction measures of images `xs` (in the model's `scale`), each image's squared error
+    (`errors`), and their codes' picture; `labels`: (y, class names, probe(codes, encoder) -> accuracy) to colour
+    the codes and fit the linear probe, or None."""
+    from dlkit import plots
+
+    measured = model.evaluate(xs, xs, verbose=0, batch_size=500, return_dict=True)
+    reconstruction = model.predict(xs, verbose=0, batch_size=500)
+    data_range = float(np.mean(np.asarray(scale[0]) * 255.0))  # uint8 inputs: 0..255 in model scale
+    codes_of = encoder(model)
+    codes = codes_of.predict(xs, verbose=0, batch_size=500)
+    errors = ((xs - reconstruction) ** 2).reshape(len(xs), -1).mean(1)
+    out = {"examples": int(len(xs)), "loss": float(measured["loss"]),
+           "mse": float(((xs - reconstruction) ** 2).mean()), "psnr_db": psnr(xs, reconstruction, data_range),
+           "probe_accuracy": None, "codes_image": str(image_path), "errors": errors}
+    y, names, probe = labels if labels is not None else (None, [], None)
+    if probe is not None:
+        out["probe_accuracy"] = probe(codes, codes_of)
+    plots.scatter(codes_2d(codes), y, names, image_path, title,
                   "code" if codes.shape[1] <= 2 else "principal component")
     return out
 
