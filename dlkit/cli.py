@@ -220,8 +220,8 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Measure on data of your own instead of a split: a "
         "folder of class folders (PATH/<class>/<image>) for an image classifier, a CSV with the training CSV's "
         "columns for a feature classifier or a regression, a file of sentence<TAB>label lines for a text "
-        "classifier, a text file for a language model, source<TAB>target lines for a translation model, images "
-        "(a file, .npy or folder) for an autoencoder.")] = None,
+        "classifier, a text file for a language model, a CSV of its series for a forecaster, source<TAB>target "
+        "lines for a translation model, images (a file, .npy or folder) for an autoencoder.")] = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,

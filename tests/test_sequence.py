@@ -218,6 +218,29 @@ def test_forecast_measures_and_baselines_by_hand():
     assert e["smape"] == pytest.approx(100 * (20 / 210 + 20 / 190) / 2)
 
 
+def test_a_window_less_than_a_season_in_is_left_out_of_the_scores(tmp_path):
+    """A window starting less than a season into the series has no season-ago rows: its seasonal-naive
+    forecast read rows from the series' end (numpy's negative index), in silence. Such windows are left out of
+    every forecast's scores, and a note counts them."""
+    from types import SimpleNamespace
+
+    raw = np.arange(40, dtype=float)[:, None] * 2 + 1
+    times = np.datetime64("2020-01-01T00") + np.arange(40) * np.timedelta64(1, "h")
+    ser = forecasting.Series(raw, times, {}, {"shift": [0.0], "scale": [1.0]}, 1)
+    starts = np.array([1, 3, 5, 10])
+    x = raw[starts[:, None] - 1][:, :, :1].astype(np.float32)
+    y = raw[starts[:, None] + np.arange(2)[None, :]]
+    model = SimpleNamespace(predict=lambda x, **kw: np.zeros((len(x), 2, 1)))
+    recipe = SimpleNamespace(name="s", data=SimpleNamespace(horizon=2, season=4))
+    out = forecasting.scored(model, x, y, ser, starts, recipe, tmp_path / "f.png", "t")
+    assert out["windows"] == 2 and out["note"].startswith("2 of the 4 windows start less than a season (data.season "
+                                                          "4 rows)")
+    kept = raw[[5, 6, 10, 11], 0].reshape(2, 2)  # the targets of the windows at 5 and 10
+    seasonal = raw[[1, 2, 6, 7], 0].reshape(2, 2)  # a season (4 rows) before each
+    assert out["baselines"]["seasonal_naive"]["mae"] == pytest.approx(np.mean(np.abs(kept - seasonal)))
+    assert out["model"]["mae"] == pytest.approx(np.mean(kept))
+
+
 def test_series_policies(tmp_path, write_recipe):
     """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
     missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""
@@ -393,6 +416,18 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
                 predict(result["run_dir"], csv=huge)
         with pytest.raises(UsageError, match="a folder, not a file"):
             predict(result["run_dir"], csv=tmp_path)
+        # evaluate --data: the rows the test span's windows read, as a file of one's own, measure as the span does
+        if recipe == "airline_lstm":
+            test = evaluate(result["run_dir"])
+            cfg = shipped.data
+            back = max(cfg.input_steps, cfg.season or 0)
+            rows = lines[1:][len(lines) - 1 - int(round((len(lines) - 1) * cfg.test_split)) - back:]
+            (tmp_path / "later.csv").write_text("\n".join(lines[:1] + rows) + "\n")
+            mine = evaluate(result["run_dir"], data=tmp_path / "later.csv")
+            assert mine["windows"] == test["windows"] and mine["span"] == test["span"] and "note" not in mine
+            assert mine["model"]["mae"] == pytest.approx(test["model"]["mae"], rel=1e-6)
+            for name, scores in test["baselines"].items():
+                assert mine["baselines"][name]["mae_per_step"] == pytest.approx(scores["mae_per_step"], rel=1e-6)
     assert measured, result
     if "perplexity" in measured:
         assert math.isfinite(measured["perplexity"]) and measured["tokens"] > 0

@@ -29,7 +29,7 @@ from dlkit.data import pipeline
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain, csv_format_problems
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 
 SERIES_DATASETS = ("csv", "pjm_hourly_energy", "airline_passengers")
@@ -249,9 +249,38 @@ class Forecasting(FitTask):
             return {}
         return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("forecast.png"))}
 
+    options = frozenset({"data"})  # evaluate's --data
+
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.data is not None:
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, request.data))
         image = run.image("forecast.png" if request.split == "test" else f"forecast_{request.split}.png")
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe, image))
+
+    def _measure_on(self, run, recipe, model, path) -> dict:
+        """evaluate --data: a series of one's own (a CSV of the columns the run trained on, as `predict --csv`
+        reads it; later months, another meter) measured as a split is: every window of the file, stride 1,
+        scaled by the run's training scaler, against persistence and seasonal-naive forecasts of the same
+        windows."""
+        from dlkit.data import series
+
+        path = data_path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a forecaster "
+                             "is measured on a CSV file of its series")
+        saved, cfg = run.read_artifact("scaler"), recipe.data
+        frame = series.aligned(series.read(cfg, path), cfg, saved["columns"], path)
+        starts = window_starts(0, len(frame.values), cfg.input_steps, cfg.horizon, 1)
+        if not len(starts):
+            raise DataError(f"{path}: {len(frame.values)} rows, fewer than one window (input_steps {cfg.input_steps} "
+                            f"+ horizon {cfg.horizon})")
+        x, y = windows(scaled(frame.values, saved), starts, cfg.input_steps, cfg.horizon, saved["targets"])
+        if not np.isfinite(x).all():  # as predict: a value far beyond training's overflows float32 once scaled
+            raise DataError(f"{path}: values so far beyond the training rows' (up to {np.abs(frame.values).max():g}) "
+                            "that the model's float32 inputs cannot hold them")
+        ser = Series(frame.values, frame.times, {"data": starts}, saved, saved["targets"])
+        return scored(model, x, y, ser, starts, recipe, run.image(f"forecast_{data_slug(path)}.png"),
+                      f"{recipe.name}: {path.name}")
 
     def report(self, result: dict) -> list:
         from rich.table import Table
@@ -336,15 +365,33 @@ def measure(model, data, split: str, recipe, image) -> dict:
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
         raise MissingSplit.of(split, s, "span")
-    ser, cfg = data.context, recipe.data
-    starts = ser.starts[split][: len(x)]
+    return scored(model, x, y, data.context, data.context.starts[split][: len(x)], recipe, image,
+                  f"{recipe.name}: {split} span")
+
+
+def scored(model, x, y, ser, starts, recipe, image, title: str) -> dict:
+    """measure's figures for windows (x, y) of the series `ser` whose targets start at rows `starts`. With a
+    season, a window that starts less than a season into the series has no season-ago rows for the
+    seasonal-naive forecast (numpy read them from the series' end, in silence): the windows it leaves out are
+    counted in a note, and every forecast is scored on the rest."""
+    cfg, note = recipe.data, None
+    if cfg.season and starts.min() < cfg.season:
+        keep = starts >= cfg.season
+        if not keep.any():
+            raise DataError(f"{len(starts)} windows, each starting less than a season (data.season {cfg.season} "
+                            "rows) into the series: the seasonal-naive forecast has no rows to read")
+        note = (f"{int((~keep).sum())} of the {len(starts)} windows start less than a season (data.season "
+                f"{cfg.season} rows) into the series, before any season-ago row the seasonal-naive forecast reads: "
+                "they are left out, and every forecast is scored on the other windows")
+        x, y, starts = x[keep], y[keep], starts[keep]
     actual = unscaled(y.astype(np.float64), ser.scaler, ser.targets)
     forecast = unscaled(np.asarray(model.predict(x, verbose=0, batch_size=1024), np.float64), ser.scaler, ser.targets)
     naive = baselines(ser.raw, starts, cfg.horizon, ser.targets, cfg.season)
     scores = {k: errors(v, actual) for k, v in naive.items()}
     best = min(scores, key=lambda k: scores[k]["mae"])
     model_scores = errors(forecast, actual)
-    plots.forecast(ser.times, starts, actual, forecast, naive[best], best, image, f"{recipe.name}: {split} span")
+    plots.forecast(ser.times, starts, actual, forecast, naive[best], best, image, title)
     return {"windows": int(len(x)), "horizon": cfg.horizon, "model": model_scores, "baselines": scores,
             "vs_best_baseline": {"baseline": best, "mae_ratio": model_scores["mae"] / max(scores[best]["mae"], 1e-12)},
-            "span": [_time(ser.times[starts[0]]), _time(ser.times[starts[-1] + cfg.horizon - 1])], "plot": str(image)}
+            "span": [_time(ser.times[starts[0]]), _time(ser.times[starts[-1] + cfg.horizon - 1])], "plot": str(image),
+            **({"note": note} if note else {})}
