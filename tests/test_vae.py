@@ -137,6 +137,19 @@ def test_vae_trains_logs_nats_and_is_measured(straight):
     again = json.loads(cli("evaluate", run, "-k", "20", "--json").stdout)
     assert ev["nll"] == again["nll"] and ev["importance_samples"] == 20 and 0 <= ev["probe_accuracy"] <= 1
     assert set(json.loads((run / "eval.json").read_text())) == {"test_k20"}
+    # evaluate --data: the test split's digits as an array of one's own, binarized with the test split's draw,
+    # measure as the split does
+    from dlkit.data import sources
+
+    np.save(run / "digits.npy", sources.load_builtin("mnist", str(DATA), False).x_test[:100])
+    mine = cli("evaluate", run, "--data", run / "digits.npy", "-k", "20", "--json")
+    assert mine.exit_code == 0, mine.output
+    mine = json.loads(mine.stdout)
+    assert mine["examples"] == 100 and "probe_accuracy" not in mine
+    for k in ("nll", "elbo", "reconstruction", "kl"):
+        assert mine[k] == pytest.approx(ev[k], rel=1e-5), k
+    both = cli("evaluate", run, "--data", run / "digits.npy", "--reference", run)
+    assert both.exit_code == 2 and "--data measures the likelihood of your images" in both.stderr
     alone = cli("evaluate", run, "-n", "500")  # -n counts what --reference measures: without it, unread
     assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)

@@ -96,6 +96,9 @@ class Reconstruction(FitTask):
 
         path = data_path(path)
         shape = tuple(int(d) for d in model.input_shape[1:])
+        if len(shape) != 3:
+            raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
+                             "measure a split of its data instead (--split test|val|train)")
         x, names = read_images([path], shape)
         scale = run_scale(run)
         out = measured_images(model, in_scale(x, scale), scale, None, run.image(f"codes_{data_slug(path)}.png"),

@@ -23,7 +23,7 @@ import numpy as np
 from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
@@ -34,7 +34,7 @@ FINISH_K = 100  # importance samples for the figure a finished run records (eval
 
 class Variational(FitTask):
     name = "variational"
-    options = frozenset({"importance_samples", "n", "samples"})
+    options = frozenset({"importance_samples", "n", "samples", "data"})
     headlines = (Headline("nll", "NLL (nats)", "min"),)
     summary = "a latent-variable model of the inputs (VAE); ELBO and importance-sampled log-likelihood in nats"
     measures_test_each_epoch = True
@@ -83,6 +83,11 @@ class Variational(FitTask):
         if request.samples is not None and request.reference is None:
             raise UsageError("-n/--samples counts the samples --reference measures; without --reference a VAE "
                              "measures the split's likelihood, with -k importance samples per example")
+        if request.data is not None:
+            if request.reference is not None:
+                raise UsageError("--data measures the likelihood of your images; --reference measures samples "
+                                 "against the run's own test split: give one")
+            return self._measure_on(run, recipe, model, request)
         data = data()
         x, y = split_of(data, request.split)
         xs = in_scale(x, data.scale)
@@ -108,6 +113,25 @@ class Variational(FitTask):
         out.update(measured, samples=int(n),
                    diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
         out["key"] = "reference"
+        return out
+
+    def _measure_on(self, run, recipe, model, request: EvalRequest) -> dict:
+        """evaluate --data: images of one's own (read as `encode` and `predict` read them) measured as the test
+        split is: a model of binarized images reads them binarized once with the test split's draw, the ELBO and
+        its terms, and the importance-sampled bound on log p(x) with -k samples each (no linear probe: there are
+        no labels)."""
+        from dlkit.data.sources import read_images
+        from dlkit.tasks.binary import binarized
+
+        path = data_path(request.data)
+        x, _ = read_images([path], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))  # the run's own
+        if recipe.model.binarize == "dynamic":
+            x = binarized(x, recipe.seed + 102)  # as binarize_evaluation_splits draws the test split's
+        xs = in_scale(x, run_scale(run))
+        out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
+               "data": str(path), "examples": int(len(x))}
+        out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
+        out.update(likelihood(model, xs, request.importance_samples or 1000, seed=0))
         return out
 
     def report(self, result: dict) -> list:
