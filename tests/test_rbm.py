@@ -113,6 +113,15 @@ def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch, tmp_path
     assert -600 < measured["log_likelihood"] < -50  # 784 pixels; a coin per pixel would give -543
     assert measured["log_likelihood_low"] <= measured["log_likelihood"] <= measured["log_likelihood_high"]
     assert "log Z (AIS)" in cli("evaluate", run, "-k", "10").stdout
+    # evaluate --data: the test digits as an array of one's own, binarized with the test split's draw, measure
+    # as the split does (the same AIS: its base is the training split's pixel rates)
+    from dlkit.data import sources
+
+    np.save(tmp_path / "digits.npy", sources.load_builtin("mnist", str(DATA), False).x_test[:100])
+    mine = cli("evaluate", run, "--data", tmp_path / "digits.npy", "-k", "10", "--json")
+    assert mine.exit_code == 0, mine.output
+    split = json.loads((run / "eval.json").read_text())["test_ais10"]
+    assert json.loads(mine.stdout)["log_likelihood"] == pytest.approx(split["log_likelihood"], rel=1e-9)
     assert np.load(json.loads(cli("encode", run, "--json").stdout)["out"]).shape == (100, 16)
     from dlkit.errors import DataError
     from dlkit.training.session import Session

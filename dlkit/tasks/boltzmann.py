@@ -25,7 +25,7 @@ import numpy as np
 from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
@@ -49,7 +49,7 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 class Boltzmann(FitTask):
     name = "boltzmann"
-    options = frozenset({"importance_samples", "n"})
+    options = frozenset({"importance_samples", "n", "data"})
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
                  Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))
     summary = "an energy-based model of binary inputs (RBM), trained by contrastive divergence; AIS log-likelihood"
@@ -114,8 +114,13 @@ class Boltzmann(FitTask):
             raise UsageError("--reference scores generated samples; an RBM is measured by its log-likelihood")
         if model.visible_kind != "bernoulli":
             raise UsageError("the AIS estimate is for Bernoulli visible units; this RBM's are Gaussian")
-        data = data()
-        x, _ = split_of(data, request.split)
+        data = data()  # the training split's pixel rates are AIS's base model, --data or not
+        if request.data is None:
+            x, _ = split_of(data, request.split)
+            measured = {"key": f"{request.split}_ais{request.importance_samples or 100}", "split": request.split}
+        else:
+            x, path = self._images(run, recipe, request.data), data_path(request.data)
+            measured = {"key": f"data:{path}", "data": str(path)}
         v = in_scale(x, data.scale).reshape(len(x), -1).astype(np.float64)
         params = model.numpy_parameters()
         runs = request.importance_samples or 100
@@ -124,8 +129,8 @@ class Boltzmann(FitTask):
             ais = ais_log_partition(*params, base, runs=runs, seed=0, advance=advance)
             check = ais_log_partition(*params, base, runs=runs, steps=1450, seed=1, advance=advance)
         log_p = -free_energy_np(v, *params) - ais["log_z"]
-        out = {"status": "completed", "task": self.name, "key": f"{request.split}_ais{runs}", "run_dir": str(run.root),
-               "split": request.split, "examples": int(len(x)), "log_likelihood": float(log_p.mean()),
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), **measured,
+               "examples": int(len(x)), "log_likelihood": float(log_p.mean()),
                "nll": float(-log_p.mean()),
                # log Z's spread carried over: a larger log Z gives a lower log-likelihood
                "log_likelihood_low": float(log_p.mean() + ais["log_z"] - ais["log_z_high"]),
@@ -136,9 +141,22 @@ class Boltzmann(FitTask):
         out["warnings"] = [w for w in (
             f"AIS with a tenth of the temperatures gives log Z {check['log_z'] - ais['log_z']:+.2f} nats away: the "
             "annealing may be too short" if abs(check["log_z"] - ais["log_z"]) > 1.0 else None,
-            f"a {request.split} image gets log p = {out['max_log_p']:.2f} > 0: log Z is underestimated"
+            f"an image gets log p = {out['max_log_p']:.2f} > 0: log Z is underestimated"
             if out["max_log_p"] > 0 else None) if w]
         return out
+
+    def _images(self, run, recipe, path) -> np.ndarray:
+        """evaluate --data's images (read as `encode` and `predict` read them), binarized once with the test
+        split's draw where the model reads binary images."""
+        from dlkit.data.sources import read_images
+        from dlkit.tasks.binary import binarized
+
+        shape = tuple(run.read_json(run.manifest)["data_spec"]["input_shape"])  # the run's own
+        if len(shape) != 3:
+            raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
+                             "measure a split of its data instead (--split test|val|train)")
+        x, _ = read_images([data_path(path)], shape)
+        return binarized(x, recipe.seed + 102) if recipe.model.binarize == "dynamic" else x
 
     def report(self, result: dict) -> list:
         from dlkit.ui import fmt
