@@ -234,6 +234,8 @@ def evaluate(
 
         if result.get("note"):
             console.print(f"note: {result['note']}", markup=False, highlight=False)
+        if result.get("data"):  # --data: the whole path (a table's title names the file alone)
+            console.print(f"data: {result['data']}", markup=False, highlight=False)
         _print_parts(console, TASKS[result["task"]].report(result))
 
     _answer(lambda: evaluate_fn(target, split, runs_root, reference, samples, importance_samples, unsafe, beam, data),

@@ -38,9 +38,9 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
     """Measure the run, record the result in its eval.json (earlier results of other splits or kinds are
     kept) and return it; `result["task"]` names the task whose `report` prints it. `split` None: the test
     split, or for a run without one (a text cut into training and validation only) its validation split,
-    and the result's `note` says so. `samples` None: the task's default (tasks.base.EVAL_SAMPLES). `data`: a
-    classifier's labelled folder or CSV of one's own, measured in place of a split, its result keyed
-    `data:<absolute path>`."""
+    and the result's `note` says so. `samples` None: the task's default (tasks.base.EVAL_SAMPLES). `data`: data of
+    one's own (a labelled folder or CSV, a text, pairs, a series, images: what the run's task reads), measured
+    in place of a split, its result keyed `data:<absolute path>`."""
     from dlkit.training.session import Session
 
     if split is not None and split not in SPLITS:

@@ -140,7 +140,7 @@ class EvalRequest:
     importance_samples: int | None = None
     unsafe: bool = False  # load the reference's model.keras outside Keras's safe mode (--unsafe)
     beam: int | None = None  # translation models: the beam's width (1: greedy); None: the recipe's
-    data: Path | None = None  # classifiers: a labelled folder or CSV of one's own, measured in place of a split
+    data: Path | None = None  # data of one's own, measured in place of a split (the tasks whose options hold "data")
 
 
 @dataclass

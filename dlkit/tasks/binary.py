@@ -7,15 +7,34 @@ from __future__ import annotations
 import numpy as np
 
 
+TEST_DRAW = 102  # the test split's binarization is drawn with the recipe's seed + this
+
+
 def binarized(x: np.ndarray, seed: int) -> np.ndarray:
     """uint8 images drawn once to 0 or 255, each pixel on with probability intensity / 255."""
     rng = np.random.default_rng(seed)
     return np.where(rng.random(x.shape) < x / 255.0, 255, 0).astype(np.uint8)
 
 
+def own_images(run, recipe, path) -> np.ndarray:
+    """evaluate --data's images for a likelihood model (VAE, RBM), uint8, read as `encode` and `predict` read
+    them, in the run's own input shape; a model of binary images reads them binarized once with the test
+    split's draw (binarize_evaluation_splits'), so the run's test images given as a file measure as the split."""
+    from dlkit.data.sources import read_images
+    from dlkit.errors import UsageError
+    from dlkit.tasks.base import data_path
+
+    shape = tuple(run.read_json(run.manifest)["data_spec"]["input_shape"])
+    if len(shape) != 3:
+        raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
+                         "measure a split of its data instead (--split test|val|train)")
+    x, _ = read_images([data_path(path)], shape)
+    return binarized(x, recipe.seed + TEST_DRAW) if recipe.model.binarize == "dynamic" else x
+
+
 def binarize_evaluation_splits(data, seed: int):
     """The data with its validation and test images binarized once (new pipelines over them)."""
     s = data.splits
     s.x_val = None if s.x_val is None else binarized(s.x_val, seed + 101)
-    s.x_test = None if s.x_test is None else binarized(s.x_test, seed + 102)
+    s.x_test = None if s.x_test is None else binarized(s.x_test, seed + TEST_DRAW)
     return data.fresh()

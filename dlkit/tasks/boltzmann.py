@@ -26,7 +26,7 @@ from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
-from dlkit.tasks.binary import binarize_evaluation_splits
+from dlkit.tasks.binary import binarize_evaluation_splits, own_images
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
 from dlkit.tasks.reconstruction import inputs_to_encode, save_codes, split_of
@@ -119,7 +119,7 @@ class Boltzmann(FitTask):
             x, _ = split_of(data, request.split)
             measured = {"key": f"{request.split}_ais{request.importance_samples or 100}", "split": request.split}
         else:
-            x, path = self._images(run, recipe, request.data), data_path(request.data)
+            x, path = own_images(run, recipe, request.data), data_path(request.data)
             measured = {"key": f"data:{path}", "data": str(path)}
         v = in_scale(x, data.scale).reshape(len(x), -1).astype(np.float64)
         params = model.numpy_parameters()
@@ -144,19 +144,6 @@ class Boltzmann(FitTask):
             f"an image gets log p = {out['max_log_p']:.2f} > 0: log Z is underestimated"
             if out["max_log_p"] > 0 else None) if w]
         return out
-
-    def _images(self, run, recipe, path) -> np.ndarray:
-        """evaluate --data's images (read as `encode` and `predict` read them), binarized once with the test
-        split's draw where the model reads binary images."""
-        from dlkit.data.sources import read_images
-        from dlkit.tasks.binary import binarized
-
-        shape = tuple(run.read_json(run.manifest)["data_spec"]["input_shape"])  # the run's own
-        if len(shape) != 3:
-            raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
-                             "measure a split of its data instead (--split test|val|train)")
-        x, _ = read_images([data_path(path)], shape)
-        return binarized(x, recipe.seed + 102) if recipe.model.binarize == "dynamic" else x
 
     def report(self, result: dict) -> list:
         from dlkit.ui import fmt

@@ -169,11 +169,11 @@ class Classification(FitTask):
     def report(self, result: dict) -> list:
         from rich.table import Table
 
+        from dlkit.tasks.generative import split_heading
         from dlkit.ui import fmt
 
         run = Path(result["run_dir"])
-        measured = f"{result['split']} split" if "data" not in result else Path(result["data"]).name
-        table = Table(title=f"{run.parent.name}/{run.name}: {measured}, {result['examples']} examples")
+        table = Table(title=f"{run.parent.name}/{run.name}: {split_heading(result)}")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for k, v in result["metrics"].items():
@@ -183,8 +183,7 @@ class Classification(FitTask):
             per.add_column(col, justify="right" if col != "class" else "left")
         for name, row in result["per_class"].items():
             per.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
-        return ([f"data: {result['data']}"] if "data" in result else []) + [
-            table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
+        return [table, per, f"confusion matrix: {result['confusion_matrix_image']}"]
 
     def exported(self, run, recipe, model):
         """The classifier on raw inputs (on_raw_inputs); a model whose inputs are not scaled (token ids) as it is."""

@@ -200,6 +200,7 @@ class Forecasting(FitTask):
     Data = SeriesData
     Train = ForecastTrain
     default_loss = "mean_squared_error"
+    options = frozenset({"data"})  # evaluate's --data
 
     def locate(self, recipe) -> str:
         from dlkit.data import series
@@ -248,8 +249,6 @@ class Forecasting(FitTask):
         if ctx.data.test is None:
             return {}
         return {"test": measure(ctx.model, ctx.data, "test", ctx.recipe, ctx.run.image("forecast.png"))}
-
-    options = frozenset({"data"})  # evaluate's --data
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
         if request.data is not None:

@@ -111,8 +111,7 @@ class Reconstruction(FitTask):
     def report(self, result: dict) -> list:
         worst = [f"  {w['input']}: MSE {w['mse']:.4g}" for w in result.get("worst", ())]
         return measures(result, split_heading(result), present(result, ("loss", "mse", "psnr_db", "probe_accuracy")),
-                        after=([f"data: {result['data']}"] if "data" in result else [])
-                        + (["worst reconstructed:"] + worst if worst else []) + [f"codes: {result['codes_image']}"])
+                        after=(["worst reconstructed:"] + worst if worst else []) + [f"codes: {result['codes_image']}"])
 
     def encode(self, run, recipe, model, data, request) -> dict:
         x, y, names = inputs_to_encode(run, data, request)

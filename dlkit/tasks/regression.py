@@ -209,7 +209,7 @@ class Regression(FitTask):
             table.add_column(heads.get(n, n), justify="right")
         for k in MEASURES:
             table.add_row(k, *(_figure(k, (result if n == 'model' else result['baselines'][n])[k]) for n in names))
-        out = ([f"data: {result['data']}"] if "data" in result else []) + [table]
+        out = [table]
         if len(result["targets"]) > 1:
             per = Table(title="per target (model)")
             for col in ("target", *MEASURES):

@@ -120,16 +120,12 @@ class Variational(FitTask):
         split is: a model of binarized images reads them binarized once with the test split's draw, the ELBO and
         its terms, and the importance-sampled bound on log p(x) with -k samples each (no linear probe: there are
         no labels)."""
-        from dlkit.data.sources import read_images
-        from dlkit.tasks.binary import binarized
+        from dlkit.tasks.binary import own_images
 
         path = data_path(request.data)
-        x, _ = read_images([path], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))  # the run's own
-        if recipe.model.binarize == "dynamic":
-            x = binarized(x, recipe.seed + 102)  # as binarize_evaluation_splits draws the test split's
-        xs = in_scale(x, run_scale(run))
+        xs = in_scale(own_images(run, recipe, path), run_scale(run))
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
-               "data": str(path), "examples": int(len(x))}
+               "data": str(path), "examples": int(len(xs))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
         out.update(likelihood(model, xs, request.importance_samples or 1000, seed=0))
         return out
