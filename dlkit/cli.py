@@ -291,7 +291,9 @@ def predict(
     beam: Annotated[Optional[int], typer.Option(metavar="N",
         help="Translation models: the beam's width (1: greedy); default the recipe's train.beam_width.")] = None,
     plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Translation models with attention: a PNG of the attention maps.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE.csv", help="Also write the predictions to this CSV "
+        "file, one row each (a class's probability in column probabilities.<class>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --plot or --out if it exists.")] = False,
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
@@ -306,7 +308,7 @@ def predict(
                 texts += [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"--file {file}: {e}") from None
-        return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force, files or ())
+        return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force, files or (), out)
 
     _answer(make, json_, _show_predictions, quiet)
 
@@ -315,6 +317,8 @@ def _show_predictions(result, console) -> None:
     from dlkit.tasks import TASKS
 
     _print_parts(console, TASKS[result["task"]].report_prediction(result))
+    if result.get("out"):
+        console.print(f"written to {result['out']}", markup=False, highlight=False)
 
 
 def _print_parts(console, parts) -> None:

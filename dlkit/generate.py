@@ -75,14 +75,47 @@ def encode(run_dir, split: str | None = None, out=None, force: bool = False, uns
 
 
 def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None = None, plot=None,
-            force: bool = False, inputs=()) -> dict:
+            force: bool = False, inputs=(), out=None) -> dict:
     """What the run's model says of new inputs: labels for raw text or images, translations, a forecast past
-    the end of a CSV."""
+    the end of a CSV. `out`: a .csv file the predictions are written to as well, one row each
+    (prediction_table), checked writable before the model predicts; replaced only with `force`."""
+    from dlkit.files import write_atomic
     from dlkit.tasks.base import PredictRequest, check_beam
+    from dlkit.tasks.generative import output_path
 
     check_beam(beam)
+    if out is not None and Path(out).suffix.lower() != ".csv":
+        raise UsageError(f"--out {out}: predictions are written as a CSV file; end the name in .csv")
     run, recipe, session, model = _open(run_dir, unsafe, "predict", beam=beam, plot=plot)
+    target = output_path(out, force) if out is not None else None
     request = PredictRequest(texts=list(texts), inputs=[Path(p) for p in inputs],
                              csv=Path(csv) if csv is not None else None, beam=beam,
                              plot=Path(plot) if plot is not None else None, force=force)
-    return session.task.predict(run, recipe, model, request)
+    result = session.task.predict(run, recipe, model, request)
+    if target is not None:
+        write_atomic(target, prediction_table(result))  # whole or not at all, as every file dlkit writes
+        result["out"] = str(target)
+    return result
+
+
+def prediction_table(result: dict) -> str:
+    """A predict answer's rows (its `predictions`, or a forecast's steps) as CSV text under a header: a
+    nested value one column per key (`probabilities.cat`), a list as JSON, a column a row lacks left empty."""
+    import csv
+    import io
+    import json
+
+    rows = []
+    for row in result.get("predictions") or result.get("forecast") or []:
+        flat = {}
+        for k, v in row.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{c}": w for c, w in v.items()})
+            else:
+                flat[k] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+        rows.append(flat)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

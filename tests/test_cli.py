@@ -381,6 +381,17 @@ def test_evaluate_on_a_labelled_folder_of_ones_own(tiny_run, tmp_path):
     assert not headline["source"].startswith("eval.json:data:")  # one's own folder's figure is not the test split's
 
 
+def test_a_prediction_table_flattens_each_answer_into_rows():
+    """predict --out's CSV of any task's answer: nested values one column a key, lists as JSON, a forecast's
+    steps as its rows, a column a row lacks left empty."""
+    from dlkit.generate import prediction_table
+
+    forecast = {"forecast": [{"time": "2020-01-01T00", "load": 1.5}, {"time": "2020-01-01T01", "load": 2.0}]}
+    assert prediction_table(forecast) == "time,load\n2020-01-01T00,1.5\n2020-01-01T01,2.0\n"
+    mixed = {"predictions": [{"text": "a, b", "tokens": [1, 2]}, {"text": "c", "extra": {"x": 1}}]}
+    assert prediction_table(mixed) == 'text,tokens,extra.x\n"a, b","[1, 2]",\nc,,1\n'
+
+
 def test_evaluate_data_errors(tiny_run, tmp_path):
     """What --data cannot measure is said, each before anything is written: a class the run does not know, a
     file in place of a folder, a path that is not there (before the model loads), --split beside it, and a
@@ -637,6 +648,20 @@ def test_predict_reads_feature_rows_from_a_csv_by_column_name(tmp_path):
     features[1, 1] = json.loads((run_dir / "artifacts" / "columns.json").read_text())["fill"]["b"]  # empty there
     want = model.predict(features.astype("float32") * a + b, verbose=0)
     np.testing.assert_allclose([list(p["probabilities"].values()) for p in got], want, atol=1e-5)
+    # --out: the same answer as a CSV file, one row each, a class's probability in a column of its own
+    out = run("predict", run_dir, "--csv", tmp_path / "new.csv", "--out", tmp_path / "preds.csv", "--json")
+    assert out.exit_code == 0, out.output
+    import csv
+
+    table = list(csv.DictReader(open(tmp_path / "preds.csv")))
+    assert json.loads(out.stdout)["out"] == str(tmp_path / "preds.csv") and len(table) == 3
+    assert list(table[0]) == ["input", "label", "probabilities.no", "probabilities.yes"]
+    assert [(r["input"], r["label"], float(r["probabilities.yes"])) for r in table] == [
+        (p["input"], p["label"], p["probabilities"]["yes"]) for p in got]
+    again = run("predict", run_dir, "--csv", tmp_path / "new.csv", "--out", tmp_path / "preds.csv")
+    assert again.exit_code == 2 and "preds.csv exists; choose another --out or pass --force" in again.stderr
+    named = run("predict", run_dir, "--csv", tmp_path / "new.csv", "--out", tmp_path / "preds.json")
+    assert named.exit_code == 2 and "end the name in .csv" in named.stderr and not (tmp_path / "preds.json").exists()
     (tmp_path / "few.csv").write_text("a,b\n1,2\n")
     missing = run("predict", run_dir, "--csv", tmp_path / "few.csv")
     assert missing.exit_code == 3 and "no column 'plan', 'c'; the model reads a, b, plan, c" in missing.output
