@@ -46,4 +46,4 @@ def replace_atomic(path: Path, write) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder (replace_atomic): after a crash the target is the old
     or the new text, never a part of it."""
-    replace_atomic(path, lambda tmp: tmp.write_text(text))
+    replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))  # not the locale's: a French translation

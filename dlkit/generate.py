@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import tasks
-from dlkit.errors import UsageError
+from dlkit.errors import StorageError, UsageError
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest
@@ -93,7 +93,10 @@ def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None 
                              plot=Path(plot) if plot is not None else None, force=force)
     result = session.task.predict(run, recipe, model, request)
     if target is not None:
-        write_atomic(target, prediction_table(result))  # whole or not at all, as every file dlkit writes
+        try:
+            write_atomic(target, prediction_table(result))  # whole or not at all, as every file dlkit writes
+        except OSError as e:  # the folder was checked writable; a full disk can still refuse the file
+            raise StorageError(f"cannot write {target}: {e.strerror or e}") from None
         result["out"] = str(target)
     return result
 
