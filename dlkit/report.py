@@ -56,12 +56,23 @@ def _table(rows: list[tuple], header: tuple | None = None) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _plain(value) -> str:
+    """One item of a listed measure as text, unescaped (its table cell escapes it once): a number as _number
+    writes it, a mapping as `key value` pairs (an autoencoder's worst reconstructed, a translation's examples)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(value)
+    return str(value)
+
+
 def _measures(values: dict) -> str:
     """A dict of measures as key/value rows: numbers and short text; long lists are summarized."""
     rows = []
     for key, value in flat(values).items():
-        if isinstance(value, list):
-            value = f"[{len(value)} values]" if len(value) > 12 else ", ".join(_number(v) for v in value)
+        if isinstance(value, list):  # joined unescaped: its cell escapes it (each item was escaped twice)
+            between = "; " if any(isinstance(v, dict) for v in value) else ", "
+            value = f"[{len(value)} values]" if len(value) > 12 else between.join(_plain(v) for v in value)
         elif isinstance(value, str) and len(value) > 200:
             value = value[:200] + "..."
         rows.append((key, value))

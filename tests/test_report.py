@@ -46,6 +46,19 @@ def test_the_page_holds_the_run_and_needs_nothing_else(trained):
     assert run("report", trained.parent).exit_code == 2  # not a run directory
 
 
+def test_a_listed_measure_is_escaped_once():
+    """An evaluation's short lists (an RBM's warnings, an autoencoder's worst reconstructed images under
+    --data, a translation's examples) read as text in their cell: each item was escaped, then the whole cell
+    again, so a quote showed as &#x27; on the page and a mapping as Python's repr."""
+    from dlkit.report import _measures
+
+    page = _measures({"warnings": ["log p > 0: 'check' <it>"], "steps": [1, 2.5],
+                      "worst": [{"input": "a&b.png", "mse": 0.25}, {"input": "c.png", "mse": 0.125}]})
+    assert "<td>log p &gt; 0: &#x27;check&#x27; &lt;it&gt;</td>" in page and "&amp;" not in page.replace("a&amp;b", "")
+    assert "<td>1, 2.5</td>" in page
+    assert "<td>input a&amp;b.png, mse 0.25; input c.png, mse 0.125</td>" in page
+
+
 def test_a_run_that_died_is_reported_as_stopped(trained, tmp_path):
     import shutil
 
