@@ -16,10 +16,11 @@ def binarized(x: np.ndarray, seed: int) -> np.ndarray:
     return np.where(rng.random(x.shape) < x / 255.0, 255, 0).astype(np.uint8)
 
 
-def own_images(run, recipe, path) -> np.ndarray:
-    """evaluate --data's images for a likelihood model (VAE, RBM), uint8, read as `encode` and `predict` read
-    them, in the run's own input shape; a model of binary images reads them binarized once with the test
-    split's draw (binarize_evaluation_splits'), so the run's test images given as a file measure as the split."""
+def own_images(run, recipe, path) -> tuple[np.ndarray, list[str]]:
+    """evaluate --data's images for an autoencoder, a VAE or an RBM, uint8, and their names, read as `encode`
+    and `predict` read them, in the run's own input shape; a model of binary images reads them binarized once
+    with the test split's draw (binarize_evaluation_splits'), so the run's test images given as a file
+    measure as the split."""
     from dlkit.data.sources import read_images
     from dlkit.errors import UsageError
     from dlkit.tasks.base import data_path
@@ -28,8 +29,9 @@ def own_images(run, recipe, path) -> np.ndarray:
     if len(shape) != 3:
         raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
                          "measure a split of its data instead (--split test|val|train)")
-    x, _ = read_images([data_path(path)], shape)
-    return binarized(x, recipe.seed + TEST_DRAW) if recipe.model.binarize == "dynamic" else x
+    x, names = read_images([data_path(path)], shape)
+    binary = getattr(recipe.model, "binarize", None) == "dynamic"  # an autoencoder's model has no such key
+    return (binarized(x, recipe.seed + TEST_DRAW) if binary else x), names
 
 
 def binarize_evaluation_splits(data, seed: int):

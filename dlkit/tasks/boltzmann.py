@@ -119,7 +119,7 @@ class Boltzmann(FitTask):
             x, _ = split_of(data, request.split)
             measured = {"key": f"{request.split}_ais{request.importance_samples or 100}", "split": request.split}
         else:
-            x, path = own_images(run, recipe, request.data), data_path(request.data)
+            x, path = own_images(run, recipe, request.data)[0], data_path(request.data)
             measured = {"key": f"data:{path}", "data": str(path)}
         v = in_scale(x, data.scale).reshape(len(x), -1).astype(np.float64)
         params = model.numpy_parameters()

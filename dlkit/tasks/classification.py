@@ -55,6 +55,17 @@ def weighed(recipe, data):
     return data
 
 
+def classified(measured: dict, y, y_pred, num_classes: int, class_names: list[str], image, title: str) -> dict:
+    """What an evaluation of a classifier reports beside its place (a split, or evaluate --data's path): the
+    examples, Keras's `measured` metrics, the accuracy of the predictions `y_pred` against `y`, per-class
+    precision and recall, and the confusion matrix, drawn at `image`."""
+    matrix = metrics.confusion(y, y_pred, num_classes)
+    plots.confusion_matrix(matrix, class_names, image, title)
+    return {"examples": int(len(y)), "metrics": measured, "accuracy_from_predictions": float(np.mean(y_pred == y)),
+            "per_class": metrics.per_class(matrix, class_names), "confusion_matrix": matrix.tolist(),
+            "confusion_matrix_image": str(image)}
+
+
 class Classification(FitTask):
     name = "classification"
     headlines = (Headline("metrics.accuracy", "accuracy"), Headline("accuracy", "accuracy"))
@@ -109,16 +120,11 @@ class Classification(FitTask):
         keras_private.build_for(model, ds)  # a loaded model's metrics: built here, its test step traced once
         measured = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
         y_pred = np.argmax(model.predict(ds, verbose=0), axis=-1)
-        matrix = metrics.confusion(y, y_pred, data.spec.num_classes)
-        image = run.confusion_matrix(request.split)
-        plots.confusion_matrix(matrix, data.spec.class_names, image, f"{recipe.name}: {request.split} split")
-        return {
-            "status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
-            "split": request.split, "examples": int(len(y)), "metrics": measured,
-            "accuracy_from_predictions": float(np.mean(y_pred == y)),
-            "per_class": metrics.per_class(matrix, data.spec.class_names), "confusion_matrix": matrix.tolist(),
-            "confusion_matrix_image": str(image), "wall_time_s": round(time.perf_counter() - start, 3),
-        }
+        return {"status": "completed", "task": self.name, "key": request.split, "run_dir": str(run.root),
+                "split": request.split, **classified(measured, y, y_pred, data.spec.num_classes, data.spec.class_names,
+                                                      run.confusion_matrix(request.split),
+                                                      f"{recipe.name}: {request.split} split"),
+                "wall_time_s": round(time.perf_counter() - start, 3)}
 
     def labelled(self, run, recipe, model, path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """evaluate --data's model inputs (scaled as training scaled its own), their class indices among the
@@ -154,14 +160,10 @@ class Classification(FitTask):
         batch = recipe.data.batch_size
         measured = {k: float(v) for k, v in model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True).items()}
         y_pred = np.argmax(model.predict(x, batch_size=batch, verbose=0), axis=-1)
-        matrix = metrics.confusion(y, y_pred, len(classes))
-        image = run.confusion_matrix(data_slug(path))
-        plots.confusion_matrix(matrix, classes, image, f"{recipe.name}: {path}")
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
-               "data": str(path), "examples": int(len(y)), "metrics": measured,
-               "accuracy_from_predictions": float(np.mean(y_pred == y)),
-               "per_class": metrics.per_class(matrix, classes), "confusion_matrix": matrix.tolist(),
-               "confusion_matrix_image": str(image), "wall_time_s": round(time.perf_counter() - start, 3)}
+               "data": str(path), **classified(measured, y, y_pred, len(classes), classes,
+                                               run.confusion_matrix(data_slug(path)), f"{recipe.name}: {path}"),
+               "wall_time_s": round(time.perf_counter() - start, 3)}
         if notes:
             out["note"] = "; ".join(notes)
         return out

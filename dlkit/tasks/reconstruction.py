@@ -92,14 +92,10 @@ class Reconstruction(FitTask):
         """evaluate --data: images of one's own (a folder's, an image file, a .npy array, read as `encode` and
         `predict` read them) reconstructed and measured as a split is, without labels (no linear probe); the
         worst reconstructed are named, the likeliest to be unlike what the model learnt."""
-        from dlkit.data.sources import read_images
+        from dlkit.tasks.binary import own_images
 
         path = data_path(path)
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        if len(shape) != 3:
-            raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
-                             "measure a split of its data instead (--split test|val|train)")
-        x, names = read_images([path], shape)
+        x, names = own_images(run, recipe, path)
         scale = run_scale(run)
         out = measured_images(model, in_scale(x, scale), scale, None, run.image(f"codes_{data_slug(path)}.png"),
                               f"{recipe.name}: {path.name} codes")

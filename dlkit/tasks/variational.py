@@ -123,7 +123,7 @@ class Variational(FitTask):
         from dlkit.tasks.binary import own_images
 
         path = data_path(request.data)
-        xs = in_scale(own_images(run, recipe, path), run_scale(run))
+        xs = in_scale(own_images(run, recipe, path)[0], run_scale(run))
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
                "data": str(path), "examples": int(len(xs))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
