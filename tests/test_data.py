@@ -371,7 +371,7 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
         a = sources.load_image_folder(str(root), None)
     assert f"reading {root / 'train'}: 6/7 images" in said.getvalue()
     assert a.x_train.shape == (7, 8, 8, 3) and a.x_test is None and a.class_names == ["a", "b", "c"]
-    assert a.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert sorted(a.y_train.tolist()) == [0, 0, 0, 0, 1, 1, 1]  # in a fixed shuffled order: see the next test
     notes = " | ".join(a.notes)
     assert f"images under {root} mix 4 gray, 3 RGBA; all are read as RGB" in notes  # was "differ in size"
     assert f"class folder {root / 'train' / 'c'} holds no images" in notes
@@ -440,7 +440,7 @@ def test_tiff_and_16_bit_images_read_as_tensorflow_reads_png(tmp_path, monkeypat
         Image.fromarray(deep + i).save(folder / cls / "0.tif")
         Image.fromarray(rgb).save(folder / cls / "1.png")
     read = sources.load_image_folder(str(folder), None)
-    assert read.x_train.shape == (4, 6, 5, 3) and read.y_train.tolist() == [0, 0, 1, 1] and not read.notes[1:]
+    assert read.x_train.shape == (4, 6, 5, 3) and sorted(read.y_train.tolist()) == [0, 0, 1, 1] and not read.notes[1:]
 
 @pytest.mark.parametrize("y,needle", [
     (np.array([0, 1, -1, 2]), "y_train holds the label -1 at index 2; labels are class indices from 0"),
@@ -876,9 +876,34 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
 
 def test_a_folder_given_to_predict_leaves_hidden_files_out(tmp_path):
     # predict read a Mac's ._0.png beside 0.png, and stopped at it (exit 3)
-    for name in ("0.png", "._0.png", ".DS_Store", "1.npy", "notes.txt"):
+    for name in ("0.png", "._0.png", ".DS_Store", "1.npy", "notes.txt", "3/2.png", ".ipynb_checkpoints/0.png",
+                 "3/2024/._4.png", "3/2024/4.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    assert [p.name for p in sources._image_files([tmp_path])] == ["0.png", "1.npy"]
+    # a folder of class folders (a dataset's test/) is read with its sub-folders, each image named by its path
+    # in the folder given (it was "a folder without images")
+    assert [name for _, name in sources._image_files([tmp_path])] == ["0.png", "1.npy", "3/2.png", "3/2024/4.png"]
+    assert sources._image_files([tmp_path / "3" / "2.png"]) == [(tmp_path / "3" / "2.png", "2.png")]
+
+
+def test_an_image_folder_limit_keeps_every_class(tmp_path):
+    """An image folder's files are listed class by class; its examples come in a fixed shuffled order, so that
+    data.limit's and data.test_limit's first N (and a sample of a split's first images) hold every class: a
+    limit of 8 kept the first class's images alone."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(4):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(np.full((4, 4), 60 * c + i, np.uint8)).save(tmp_path / split / f"c{c}" / f"{i}.png")
+    data = pipeline.load(DataConfig(dataset="image_folder", path=str(tmp_path), limit=8, test_limit=8,
+                                    validation_split=0), 0).splits
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        assert len(y) == 8 and set(y.tolist()) == {0, 1, 2, 3}, y
+        np.testing.assert_array_equal(x[:, 0, 0, 0] // 60, y)  # each image with its own label
+    again = pipeline.load(DataConfig(dataset="image_folder", path=str(tmp_path), validation_split=0), 0).splits
+    np.testing.assert_array_equal(again.x_train[:8], data.x_train)  # the same order every time
 
 def test_classic_mac_line_ends_are_lines(tmp_path):
     """A file whose lines end in \\r alone read as one line: one sentence of one class trained a classifier, and

@@ -958,17 +958,20 @@ def read_images(paths, shape: tuple[int, ...], strip: bool = False) -> tuple[np.
     out, names = [], []
     files = _image_files(paths)
     with ui.work("reading the inputs", len(files), " files") as advance:  # a folder of photos: said as it goes
-        for path in files:
-            images, named = _input_images(path, shape, strip)
+        for path, name in files:
+            images, named = _input_images(path, shape, strip, name)
             out.append(images)
             names += named
             advance()
     return np.concatenate(out), names
 
 
-def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False) -> tuple[np.ndarray, list[str]]:
+def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False,
+                  name: str | None = None) -> tuple[np.ndarray, list[str]]:
     """One file's images (an image file's one, an array file's N) as uint8 (N, H, W, C) for a model of input
-    `shape`, and a name for each; `strip` as read_images."""
+    `shape`, and a name for each (`name`, the file's name by default; `name[i]` for an array's); `strip` as
+    read_images."""
+    name = name or path.name
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     height, width, channels = shape
@@ -994,7 +997,7 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False) -> tu
             # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
             raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
                              "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
-        names = [f"{path.name}[{i}]" for i in range(len(arr))]
+        names = [f"{name}[{i}]" for i in range(len(arr))]
     elif strip:
         arr = read_image(path, None)
         h, w = arr.shape[:2]
@@ -1004,10 +1007,10 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False) -> tu
             raise UsageError(f"{path}: {h} x {w} pixels, {arr.shape[1]} wide at this model's height of {height}: "
                              f"wider than the {width} it reads (crop it, or give fewer digits)")
         arr = arr[None]
-        names = [path.name]
+        names = [name]
     else:
         arr = read_image(path, [height, width])[None]
-        names = [path.name]
+        names = [name]
     arr = _to_channels(np.asarray(arr), channels).astype(np.uint8)
     if arr.shape[2] < width:  # a strip: black after the image, as after a training string's last digit
         arr = np.concatenate([arr, np.zeros((len(arr), height, width - arr.shape[2], channels), np.uint8)], axis=2)
@@ -1090,19 +1093,24 @@ def read_labelled_rows(path: Path, columns: dict | None, width: int, classes: li
     return x, y
 
 
-def _image_files(paths) -> list[Path]:
-    """The paths given, each folder among them replaced by the image and .npy files in it (sorted; hidden ones, a
-    Mac's `._photo.png`, left out as training leaves them out)."""
+def _image_files(paths) -> list[tuple[Path, str]]:
+    """The paths given, each folder among them replaced by the image and .npy files in it and in its sub-folders
+    (a folder of class folders, as image_folder trains on), sorted, each with the name its images go by: a
+    file's name, or its path within the folder given (`3/0001.png`). Hidden files and folders (a Mac's
+    `._photo.png`, `.ipynb_checkpoints/`) are left out, as training leaves them out."""
     out = []
     for path in map(Path, paths):
         if path.is_dir():
             kinds = IMAGE_EXTENSIONS | {".npy"}
-            inside = sorted(p for p in path.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in kinds)
+            inside = sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file()
+                            and p.suffix.lower() in kinds
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not inside:
-                raise UsageError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))}, .npy)")
-            out += inside
+                raise UsageError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))}, .npy), "
+                                 "in it or in its sub-folders")
+            out += [(path / p, p.as_posix()) for p in inside]
         else:
-            out.append(path)
+            out.append((path, path.name))
     return out
 
 
@@ -1169,7 +1177,8 @@ def _common_channels(images: dict[str, list[np.ndarray]], root: Path, notes: lis
 def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     """A folder with one sub-folder per class (`root/cat/1.png`, or deeper: `root/cat/2024/1.png`), or `train/`
     and (optionally) `test/` folders of those. A folder of images without sub-folders is unlabelled (`root/1.png`,
-    or `root/train/1.png`). Hidden files are left out; files of other types are counted in a note."""
+    or `root/train/1.png`). Hidden files are left out; files of other types are counted in a note. Each split's
+    examples come in a fixed shuffled order, not class by class."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} (data.path)")
@@ -1218,8 +1227,12 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
         raise DataError(f"images under {root} differ in size ({shown}{', ...' if len(sizes) > 3 else ''}; "
                         f"{len(sizes)} sizes in all); set data.image_size: [height, width] to resize them")
     _common_channels(images, root, notes)
-    out = {f"x_{split}": np.stack(ims) for split, ims in images.items()}
-    out.update({f"y_{split}": np.array(labels[split]) if labelled else None for split in images})
+    # the examples in an order a fixed seed draws, not class by class as the folders list them (as Keras's
+    # image_dataset_from_directory shuffles them): data.limit's first N, data.test_limit's and a sample of a
+    # split's first images hold every class
+    orders = {split: np.random.default_rng(0).permutation(len(ims)) for split, ims in images.items()}
+    out = {f"x_{split}": np.stack(ims)[orders[split]] for split, ims in images.items()}
+    out.update({f"y_{split}": np.array(labels[split])[orders[split]] if labelled else None for split in images})
     out.setdefault("x_test", None)
     out.setdefault("y_test", None)
     arrays = _arrays(out, classes, str(root))
