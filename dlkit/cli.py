@@ -221,7 +221,8 @@ def evaluate(
         "folder of class folders (PATH/<class>/<image>) for an image classifier, a CSV with the training CSV's "
         "columns for a feature classifier or a regression, a file of sentence<TAB>label lines for a text "
         "classifier, a text file for a language model, a CSV of its series for a forecaster, source<TAB>target "
-        "lines for a translation model, images (a file, .npy or folder) for an autoencoder, a VAE or an RBM.")] = None,
+        "lines for a translation model, images (a file, .npy or folder) for an autoencoder, a VAE or an RBM, and to "
+        "measure a GAN's samples against.")] = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,

@@ -377,6 +377,51 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert "is a run of task 'adversarial', not an image classifier" in not_a_classifier.stderr
 
 
+def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, tmp_path):
+    """--data: the samples are measured against one's own images, read as predict reads them; a folder of class
+    folders is read class by class, so its halves (the images measured against, the real-vs-real floor's) are
+    drawn in a shuffled order, or the floor would be the distance of digits 0-4 to digits 5-9."""
+    from dlkit import images
+    from dlkit.tasks.reference import Reference
+    from dlkit.rundir import RunDir
+
+    dcgan, runner = str(gan_run("dcgan")), CliRunner()
+    a = np.load(digits16)
+    x, y = np.concatenate([a["x_train"], a["x_test"]]), np.concatenate([a["y_train"], a["y_test"]])
+    order = np.argsort(y, kind="stable")
+    folder = tmp_path / "mine"
+    for i in order:
+        (folder / str(y[i])).mkdir(parents=True, exist_ok=True)
+        images.save_png(x[i][..., None], folder / str(y[i]) / f"{i:04d}.png")
+    res = runner.invoke(app, ["evaluate", dcgan, "--data", str(folder), "--reference", clf16, "-n", "150", "--json"])
+    assert res.exit_code == 0, res.stderr
+    ev = json.loads(res.stdout)
+    assert ev["data"] == str(folder) and ev["real_examples"] == 150 and ev["real_frechet_samples"] == 150
+    assert ev["training_frechet_distance"] > 0  # where a generator that made its training digits would sit
+    assert json.loads((Path(dcgan) / "eval.json").read_text())[f"data:{folder}"]["frechet_distance"] == ev["frechet_distance"]
+    ref = Reference(RunDir.open(Path(clf16)))
+    half = len(x) // 2
+    sorted_floor = ref.floor(150, ref.predict(x[order][:150])[0], ref.predict(x[order][half: half + 150])[0])
+    assert ev["real_frechet_distance"] < sorted_floor["real_frechet_distance"] / 3, (ev, sorted_floor)
+    table = runner.invoke(app, ["evaluate", dcgan, "--data", str(folder), "-n", "100"])
+    assert table.exit_code == 0 and "100 samples against mine, 100 images" in " ".join(table.stdout.split())
+    black = tmp_path / "black.npy"  # the images measured against are the ones given: their spread is none
+    np.save(black, np.zeros((10, 16, 16), np.uint8))
+    plain = json.loads(runner.invoke(app, ["evaluate", dcgan, "--data", str(black), "-n", "20", "--json"]).stdout)
+    assert plain["diversity"]["real"] == 0 and plain["real_examples"] == 5 and "frechet_distance" not in plain
+    moved = digits16.rename(tmp_path / "away.npz")  # the training data gone: measured all the same, and said
+    try:
+        away = json.loads(runner.invoke(app, ["evaluate", dcgan, "--data", str(folder), "--reference", clf16, "-n",
+                                              "50", "--json"]).stdout)
+    finally:
+        moved.rename(digits16)
+    assert "training_frechet_distance" not in away and away["frechet_distance"] > 0
+    assert any(w.startswith("the run's training data could not be read") for w in away["warnings"]), away
+    np.save(black, np.zeros((1, 16, 16), np.uint8))
+    one = runner.invoke(app, ["evaluate", dcgan, "--data", str(black), "--json"])
+    assert one.exit_code == 2 and "two or more" in json.loads(one.stdout)["error"]
+
+
 # ---------------------------------------------------------------- the measures themselves
 
 

@@ -117,7 +117,7 @@ def test_the_names_a_vae_will_log_are_known_before_it_trains(straight, write_rec
         Session.open(bad).model(phase)
 
 
-def test_vae_trains_logs_nats_and_is_measured(straight):
+def test_vae_trains_logs_nats_and_is_measured(straight, tiny_run):
     run = Path(straight["run_dir"])
     rows = list(csv.DictReader(open(run / "history.csv")))
     for key in ("elbo", "reconstruction", "kl", "val_elbo", "test_elbo", "test_reconstruction", "test_kl"):
@@ -148,8 +148,12 @@ def test_vae_trains_logs_nats_and_is_measured(straight):
     assert mine["examples"] == 100 and "probe_accuracy" not in mine
     for k in ("nll", "elbo", "reconstruction", "kl"):
         assert mine[k] == pytest.approx(ev[k], rel=1e-5), k
-    both = cli("evaluate", run, "--data", run / "digits.npy", "--reference", run)
-    assert both.exit_code == 2 and "--data measures the likelihood of your images" in both.stderr
+    # with --reference, samples are measured against those digits too: half of them, the other half the floor
+    both = cli("evaluate", run, "--data", run / "digits.npy", "--reference", tiny_run, "-n", "50", "-k", "20", "--json")
+    assert both.exit_code == 0, both.output
+    both = json.loads(both.stdout)
+    assert both["nll"] == mine["nll"] and both["real_examples"] == both["real_frechet_samples"] == 50
+    assert both["frechet_distance"] > both["real_frechet_distance"] > 0 and both["samples"] == 50
     alone = cli("evaluate", run, "-n", "500")  # -n counts what --reference measures: without it, unread
     assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)

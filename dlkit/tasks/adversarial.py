@@ -4,8 +4,8 @@ discriminator, each with its own optimizer.
 Learns from (images, labels) batches (labels feed conditional models); nothing is validated during fit.
 Each epoch writes a fixed-noise sample grid and logs a diversity statistic; the run ends with samples.png
 and progress.gif. `dlkit evaluate` measures samples (diversity, and with --reference a classifier's
-Fréchet distance, classifier score, coverage, label or code accuracy); `dlkit generate` draws grids and
-latent interpolations.
+Fréchet distance, classifier score, coverage, label or code accuracy) against the test split's images, or
+with --data against images of one's own; `dlkit generate` draws grids and latent interpolations.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from dlkit import images, metrics
-from dlkit.errors import UsageError
+from dlkit.errors import DataError, UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
-from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
-from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
+from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
+                                   run_scale)
 
 
 def draw(gan, latent: np.ndarray) -> np.ndarray:
@@ -26,17 +27,17 @@ def draw(gan, latent: np.ndarray) -> np.ndarray:
 
 def independent_reals(splits, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to n real test images to measure samples against, and up to n other real images (training ones),
-    none of them the same example, for the real-vs-real floor. Without a test split, the training split's
-    two halves."""
+    none of them the same example, for the real-vs-real floor, each a fixed draw of its split. Without a test
+    split, the training split's two halves."""
     if splits.x_test is not None:
-        return splits.x_test[:n], splits.x_train[:n]
-    half = min(n, len(splits.x_train) // 2)
-    return splits.x_train[:half], splits.x_train[half: 2 * half]
+        return drawn(splits.x_test, n), drawn(splits.x_train, n)
+    return own_halves(splits.x_train, n)
 
 
 class Adversarial(TwoPlayer):
     name = "adversarial"
     headlines = (Headline("classifier_score", "classifier score"),)
+    options = frozenset({"n", "samples", "data"})  # generate's -n, evaluate's -n and --data
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
 
     def needs_labels(self, recipe):
@@ -70,11 +71,17 @@ class Adversarial(TwoPlayer):
         asked = rng.integers(0, k, n) if k else None
         extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
         fake = images.to_uint8(draw(gan, latent_inputs(gan, n, rng, **extra)), scale)
-        splits = data().splits
-        real, other_real = independent_reals(splits, n)
-        out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
-               "run_dir": str(run.root), "samples": int(n), "real_examples": int(len(real)),
-               "diversity": diversity(in_scale(fake, scale), in_scale(real, scale))}
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), "samples": int(n)}
+        if request.data is None:
+            real, other_real = independent_reals(data().splits, n)
+            out["key"] = "samples" if request.reference is None else "reference"
+        else:  # images of one's own, read as `predict` reads them, in the shape the generator makes
+            from dlkit.data.sources import read_images
+
+            path = data_path(request.data)
+            real, other_real = own_halves(read_images([path], fake.shape[1:])[0], n)
+            out.update(key=f"data:{path}", data=str(path))
+        out.update(real_examples=int(len(real)), diversity=diversity(in_scale(fake, scale), in_scale(real, scale)))
         grid_path = run.root / "eval_samples.png"
         images.save_png(images.grid(fake[:64], 8), grid_path)
         out["grid"] = str(grid_path)
@@ -82,7 +89,15 @@ class Adversarial(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real, other_real)
+        training, unread = None, None
+        if request.data is not None:  # where a generator that made its training images would sit
+            try:
+                training = drawn(data().splits.x_train, n)
+            except DataError as e:
+                unread = f"the run's training data could not be read ({e}): no training-vs-yours distance"
+        measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real, other_real,
+                                                                                          training)
+        measured["warnings"] += [unread] if unread else []
         out.update(measured)
         num_classes = len(measured["class_histogram"])
         if gan.num_classes:
@@ -93,8 +108,9 @@ class Adversarial(TwoPlayer):
         return out
 
     def report(self, result: dict) -> list:
-        return report_table(result, ("frechet_distance", "real_frechet_distance", "classifier_score",
-                                     "real_classifier_score", "class_coverage", "label_accuracy", "code_accuracy"))
+        return report_table(result, ("frechet_distance", "real_frechet_distance", "training_frechet_distance",
+                                     "classifier_score", "real_classifier_score", "class_coverage", "label_accuracy",
+                                     "code_accuracy"))
 
     # ---------------------------------------------------------------- generate
 

@@ -102,6 +102,27 @@ def diversity(fake: np.ndarray, real: np.ndarray) -> dict:
     return {"generated": f, "real": r, "ratio": f / max(r, 1e-12)}
 
 
+def drawn(x: np.ndarray, n: int) -> np.ndarray:
+    """Up to n of the examples x, a fixed seed's draw kept in their order: the same ones each time, and of every
+    class where x is stored class by class (an npz sorted by label), where x[:n] would be the first classes."""
+    if len(x) <= n:
+        return x
+    return x[np.sort(np.random.default_rng(0).choice(len(x), n, replace=False))]
+
+
+def own_halves(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """evaluate --data's real images for a generative model's samples: one's own images (uint8) in an order a
+    fixed seed draws (a folder of class folders is read class by class), cut in two halves of up to n each.
+    The samples are measured against the first; the second, with no image of the first, gives the
+    real-vs-real floor. Fewer than two images is an error."""
+    if len(x) < 2:
+        raise UsageError(f"{len(x)} real image: measuring samples against real images takes two or more (half of "
+                         "them measure the samples, the other half the real-vs-real floor)")
+    x = x[np.random.default_rng(0).permutation(len(x))]
+    half = len(x) // 2
+    return x[:min(n, half)], x[half: half + min(n, half)]
+
+
 def output_path(path, force: bool, png: bool = False):
     """Where a command writes its output (--out): refused if it exists without `force`, and checked to be
     writable before any work is done (its folder made, a probe file written and removed there). `png`: a
@@ -159,6 +180,7 @@ def split_heading(result: dict, counted: str = "examples") -> str:
 
 def report_table(result: dict, keys: tuple[str, ...]) -> list:
     """The rows of a generative evaluation that are present, as a rich table, then the grid's path."""
-    return measures(result, f"{result['samples']} samples",
+    against = f" against {Path(result['data']).name}, {result['real_examples']:,} images" if "data" in result else ""
+    return measures(result, f"{result['samples']} samples{against}",
                     [("diversity (generated / real)", result["diversity"]["ratio"]), *present(result, keys)],
                     after=[f"sample grid: {result['grid']}"])

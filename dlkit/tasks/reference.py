@@ -47,14 +47,17 @@ class Reference:
         """(features, probabilities) of uint8 images."""
         return self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)
 
-    def sample_quality(self, fake: np.ndarray, real: np.ndarray, other_real: np.ndarray) -> tuple[dict, np.ndarray]:
+    def sample_quality(self, fake: np.ndarray, real: np.ndarray, other_real: np.ndarray,
+                       training: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         """Generated against real uint8 images: Fréchet distance of the features, classifier score of both,
         class coverage and histogram; and the class predicted for each generated image.
 
         The Fréchet distance of finite samples is biased upward, more the fewer there are, so a bare figure
         cannot be read: `other_real`, real images independent of `real` (none of them the same example),
         gives the real-vs-real distance at the same sample count (`real_frechet_distance`, the floor a
-        perfect generator would sit at), and a small count gets a warning."""
+        perfect generator would sit at), and a small count gets a warning. `training`: the run's training images,
+        where `real` are not of its data (evaluate --data): their distance to `real` at the same count
+        (`training_frechet_distance`) is where a generator that made its training images would sit."""
         from dlkit import metrics
 
         if self.image_shape[:2] != tuple(fake.shape[1:3]):
@@ -73,6 +76,9 @@ class Reference:
             "class_histogram": np.bincount(predicted, minlength=num_classes).tolist(),
         }
         out.update(self.floor(len(f_feat), r_feat, self.predict(other_real[: len(f_feat)])[0]))
+        if training is not None:
+            out["training_frechet_distance"] = metrics.feature_distance(
+                self.predict(training[: len(f_feat)])[0], r_feat)
         return out, predicted
 
     @staticmethod

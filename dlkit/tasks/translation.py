@@ -20,7 +20,7 @@ from dlkit.data.spec import DataSpec
 from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
-from dlkit.tasks.generative import TwoPlayer, diversity, in_scale, output_path, report_table, run_scale
+from dlkit.tasks.generative import TwoPlayer, diversity, drawn, in_scale, output_path, report_table, run_scale
 
 
 
@@ -162,7 +162,7 @@ class Translation(TwoPlayer):
         # recovers its source digit score a distance near 0 against those same digits: the translations are
         # measured against real A images none of B's test images was made from (A's training split), and the
         # real-vs-real floor is A's test images against those, at the same count
-        independent = sa.x_train[: len(ba)]
+        independent = drawn(sa.x_train, len(ba))
         ind_feat = ref.predict(independent)[0]
         out.update({"reference_run": str(request.reference.root),
                     "frechet_distance": metrics.feature_distance(ba_feat, ind_feat)})  # B->A against real A

@@ -11,7 +11,8 @@ A finished run writes samples.png, reconstructions.png, interpolation.png (betwe
 traversals.png (one latent dimension at a time, the most used first) and, for a 2-D latent, manifold.png;
 and measures the test split's importance-sampled bound on log p(x) with k = 100 samples per image.
 `dlkit evaluate` gives the bound for any k (`-k`; 1,000 or more for a headline figure) in nats and bits per
-dimension, and with `--reference` scores samples as for the GANs.
+dimension, and with `--reference` scores samples as for the GANs (against the split's images, or with --data
+against one's own).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import diversity, in_scale, measures, output_path, present, run_scale, split_heading
+from dlkit.tasks.generative import (diversity, drawn, in_scale, measures, output_path, own_halves, present, run_scale,
+                                   split_heading)
 from dlkit.tasks.reconstruction import codes_2d, inputs_to_encode, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
@@ -84,9 +86,6 @@ class Variational(FitTask):
             raise UsageError("-n/--samples counts the samples --reference measures; without --reference a VAE "
                              "measures the split's likelihood, with -k importance samples per example")
         if request.data is not None:
-            if request.reference is not None:
-                raise UsageError("--data measures the likelihood of your images; --reference measures samples "
-                                 "against the run's own test split: give one")
             return self._measure_on(run, recipe, model, request)
         data = data()
         x, y = split_of(data, request.split)
@@ -102,17 +101,12 @@ class Variational(FitTask):
         out["key"] = f"{request.split}_k{k}"
         if request.reference is None:
             return out
-        from dlkit.tasks.reference import Reference
-
-        rng, n = np.random.default_rng(0), request.samples or EVAL_SAMPLES
-        fake = images.to_uint8(model.sample(rng.standard_normal((n, model.latent_dim)).astype(np.float32)), data.scale)
-        real = x[:n]
-        s = data.splits  # real images of another split: the real-vs-real floor, with no example in both sets
-        other = next((o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x), x[len(real):])
-        measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real, other)
-        out.update(measured, samples=int(n),
-                   diversity=diversity(in_scale(fake, data.scale), in_scale(real, data.scale)))
-        out["key"] = "reference"
+        n, s = request.samples or EVAL_SAMPLES, data.splits
+        # real images of another split: the real-vs-real floor, with no example in both sets (the split's two
+        # halves where it is the only one)
+        others = [o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x]
+        real, other = (drawn(x, n), drawn(others[0], n)) if others else own_halves(x, n)
+        out.update(samples_against(model, data.scale, real, other, request), key="reference")
         return out
 
     def _measure_on(self, run, recipe, model, request: EvalRequest) -> dict:
@@ -122,12 +116,15 @@ class Variational(FitTask):
         no labels)."""
         from dlkit.tasks.binary import own_images
 
-        path = data_path(request.data)
-        xs = in_scale(own_images(run, recipe, path)[0], run_scale(run))
+        path, scale = data_path(request.data), run_scale(run)
+        x = own_images(run, recipe, path)[0]
+        xs = in_scale(x, scale)
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
                "data": str(path), "examples": int(len(xs))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
         out.update(likelihood(model, xs, request.importance_samples or 1000, seed=0))
+        if request.reference is not None:  # samples against your images: half of them, the other half the floor
+            out.update(samples_against(model, scale, *own_halves(x, request.samples or EVAL_SAMPLES), request))
         return out
 
     def report(self, result: dict) -> list:
@@ -167,6 +164,18 @@ class Variational(FitTask):
         images.save_png(images.grid(images.to_uint8(pictures_, scale), rows), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
                 "seed": request.seed, "interpolate": request.interpolate}
+
+
+def samples_against(vae, scale, real: np.ndarray, other: np.ndarray, request: EvalRequest) -> dict:
+    """-n samples from the prior (the same draw each time) measured by the reference classifier against `real`
+    uint8 images, `other` ones (none of them in `real`) giving the real-vs-real floor; and their diversity."""
+    from dlkit.tasks.reference import Reference
+
+    rng, n = np.random.default_rng(0), request.samples or EVAL_SAMPLES
+    fake = images.to_uint8(vae.sample(rng.standard_normal((n, vae.latent_dim)).astype(np.float32)), scale)
+    measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real, other)
+    return {**measured, "samples": int(n), "real_examples": int(len(real)),
+            "diversity": diversity(in_scale(fake, scale), in_scale(real, scale))}
 
 
 def likelihood(vae, x: np.ndarray, k: int, seed: int) -> dict:
