@@ -422,6 +422,24 @@ def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, t
     assert one.exit_code == 2 and "two or more" in json.loads(one.stdout)["error"]
 
 
+def test_the_real_images_measured_against_hold_every_class():
+    """A dataset stored class by class (an npz sorted by label): the real images a GAN's samples are measured
+    against, and the floor's, are fixed draws of their splits, of every class and none in both sets; x[:n]
+    was the first classes alone."""
+    from types import SimpleNamespace
+
+    from dlkit.tasks.adversarial import independent_reals
+
+    sorted_by_class = SimpleNamespace(x_train=np.arange(1000), x_test=np.arange(1000, 1500))  # class: value // 100
+    for splits in (sorted_by_class, SimpleNamespace(x_train=np.arange(1000), x_test=None)):
+        real, other = independent_reals(splits, 200)
+        assert len(real) == len(other) == 200 and not set(real.tolist()) & set(other.tolist())
+        for x in (real, other):
+            assert len(set((x // 100 % 10).tolist())) >= (5 if x.min() >= 1000 else 9), x
+    real, other = independent_reals(sorted_by_class, 200)
+    np.testing.assert_array_equal(independent_reals(sorted_by_class, 200)[0], real)  # the same draw each time
+
+
 # ---------------------------------------------------------------- the measures themselves
 
 
