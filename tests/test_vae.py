@@ -154,6 +154,12 @@ def test_vae_trains_logs_nats_and_is_measured(straight, tiny_run):
     both = json.loads(both.stdout)
     assert both["nll"] == mine["nll"] and both["real_examples"] == both["real_frechet_samples"] == 50
     assert both["frechet_distance"] > both["real_frechet_distance"] > 0 and both["samples"] == 50
+    # against the digits as read, gray as the decoder's means are, not binarized as the likelihood reads them
+    from dlkit import images
+    from dlkit.tasks.generative import own_halves
+
+    half = own_halves(np.load(run / "digits.npy")[..., None], 50)[0]
+    assert both["diversity"]["real"] == pytest.approx(images.mean_pairwise_distance(half / np.float32(255)), rel=1e-5)
     alone = cli("evaluate", run, "-n", "500")  # -n counts what --reference measures: without it, unread
     assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)

@@ -16,11 +16,12 @@ def binarized(x: np.ndarray, seed: int) -> np.ndarray:
     return np.where(rng.random(x.shape) < x / 255.0, 255, 0).astype(np.uint8)
 
 
-def own_images(run, recipe, path) -> tuple[np.ndarray, list[str]]:
+def own_images(run, recipe, path, as_read: bool = False) -> tuple[np.ndarray, list[str]]:
     """evaluate --data's images for an autoencoder, a VAE or an RBM, uint8, and their names, read as `encode`
     and `predict` read them, in the run's own input shape; a model of binary images reads them binarized once
     with the test split's draw (binarize_evaluation_splits'), so the run's test images given as a file
-    measure as the split."""
+    measure as the split. `as_read`: as read, not binarized (what a VAE's samples, its decoder's means, are
+    measured against)."""
     from dlkit.data.sources import read_images
     from dlkit.errors import UsageError
     from dlkit.tasks.base import data_path
@@ -30,8 +31,14 @@ def own_images(run, recipe, path) -> tuple[np.ndarray, list[str]]:
         raise UsageError(f"this run's model reads feature vectors of {shape[0]} values, and --data takes images: "
                          "measure a split of its data instead (--split test|val|train)")
     x, names = read_images([data_path(path)], shape)
+    return (x if as_read else as_tested(recipe, x)), names
+
+
+def as_tested(recipe, x: np.ndarray) -> np.ndarray:
+    """Images as the model's test split holds them: binarized with the test split's draw for a model of
+    binary images, else as they are."""
     binary = getattr(recipe.model, "binarize", None) == "dynamic"  # an autoencoder's model has no such key
-    return (binarized(x, recipe.seed + TEST_DRAW) if binary else x), names
+    return binarized(x, recipe.seed + TEST_DRAW) if binary else x
 
 
 def binarize_evaluation_splits(data, seed: int):

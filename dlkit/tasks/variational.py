@@ -113,18 +113,20 @@ class Variational(FitTask):
         """evaluate --data: images of one's own (read as `encode` and `predict` read them) measured as the test
         split is: a model of binarized images reads them binarized once with the test split's draw, the ELBO and
         its terms, and the importance-sampled bound on log p(x) with -k samples each (no linear probe: there are
-        no labels)."""
-        from dlkit.tasks.binary import own_images
+        no labels); with --reference, samples measured against the images as read (own_halves)."""
+        from dlkit.tasks.binary import as_tested, own_images
 
         path, scale = data_path(request.data), run_scale(run)
-        x = own_images(run, recipe, path)[0]
-        xs = in_scale(x, scale)
+        read = own_images(run, recipe, path, as_read=True)[0]
+        xs = in_scale(as_tested(recipe, read), scale)
         out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
                "data": str(path), "examples": int(len(xs))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
         out.update(likelihood(model, xs, request.importance_samples or 1000, seed=0))
-        if request.reference is not None:  # samples against your images: half of them, the other half the floor
-            out.update(samples_against(model, scale, *own_halves(x, request.samples or EVAL_SAMPLES), request))
+        if request.reference is not None:
+            # samples (the decoder's means, gray) against your images as read, not binarized: half of them, the
+            # other half the floor
+            out.update(samples_against(model, scale, *own_halves(read, request.samples or EVAL_SAMPLES), request))
         return out
 
     def report(self, result: dict) -> list:
