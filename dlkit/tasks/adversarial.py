@@ -65,23 +65,27 @@ class Adversarial(TwoPlayer):
     # ---------------------------------------------------------------- evaluate
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        gan, scale, n = model, run_scale(run), request.samples or EVAL_SAMPLES
+        gan, scale = model, run_scale(run)
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root)}
+        if request.data is None:
+            n = request.samples or EVAL_SAMPLES
+            real, other_real = independent_reals(data().splits, n)
+            out["key"] = "samples" if request.reference is None else "reference"
+        else:  # images of one's own, read as `predict` reads them; -n by default as many as half of them
+            from dlkit.data.sources import read_images
+
+            path = data_path(request.data)
+            mine = read_images([path], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))[0]
+            n = request.samples or min(EVAL_SAMPLES, max(1, len(mine) // 2))
+            real, other_real = own_halves(mine, n)
+            out.update(key=f"data:{path}", data=str(path))
         rng = np.random.default_rng(0)
         k = gan.num_classes or gan.categorical_codes
         asked = rng.integers(0, k, n) if k else None
         extra = {("labels" if gan.num_classes else "categorical"): asked} if k else {}
         fake = images.to_uint8(draw(gan, latent_inputs(gan, n, rng, **extra)), scale)
-        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), "samples": int(n)}
-        if request.data is None:
-            real, other_real = independent_reals(data().splits, n)
-            out["key"] = "samples" if request.reference is None else "reference"
-        else:  # images of one's own, read as `predict` reads them, in the shape the generator makes
-            from dlkit.data.sources import read_images
-
-            path = data_path(request.data)
-            real, other_real = own_halves(read_images([path], fake.shape[1:])[0], n)
-            out.update(key=f"data:{path}", data=str(path))
-        out.update(real_examples=int(len(real)), diversity=diversity(in_scale(fake, scale), in_scale(real, scale)))
+        out.update(samples=int(n), real_examples=int(len(real)),
+                   diversity=diversity(in_scale(fake, scale), in_scale(real, scale)))
         grid_path = run.root / "eval_samples.png"
         images.save_png(images.grid(fake[:64], 8), grid_path)
         out["grid"] = str(grid_path)

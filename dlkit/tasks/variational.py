@@ -106,7 +106,7 @@ class Variational(FitTask):
         # halves where it is the only one)
         others = [o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x]
         real, other = (drawn(x, n), drawn(others[0], n)) if others else own_halves(x, n)
-        out.update(samples_against(model, data.scale, real, other, request), key="reference")
+        out.update(samples_against(model, data.scale, real, other, request, n), key="reference")
         return out
 
     def _measure_on(self, run, recipe, model, request: EvalRequest) -> dict:
@@ -126,7 +126,8 @@ class Variational(FitTask):
         if request.reference is not None:
             # samples (the decoder's means, gray) against your images as read, not binarized: half of them, the
             # other half the floor
-            out.update(samples_against(model, scale, *own_halves(read, request.samples or EVAL_SAMPLES), request))
+            n = request.samples or min(EVAL_SAMPLES, max(1, len(read) // 2))
+            out.update(samples_against(model, scale, *own_halves(read, n), request, n))
         return out
 
     def report(self, result: dict) -> list:
@@ -168,12 +169,12 @@ class Variational(FitTask):
                 "seed": request.seed, "interpolate": request.interpolate}
 
 
-def samples_against(vae, scale, real: np.ndarray, other: np.ndarray, request: EvalRequest) -> dict:
-    """-n samples from the prior (the same draw each time) measured by the reference classifier against `real`
+def samples_against(vae, scale, real: np.ndarray, other: np.ndarray, request: EvalRequest, n: int) -> dict:
+    """n samples from the prior (the same draw each time) measured by the reference classifier against `real`
     uint8 images, `other` ones (none of them in `real`) giving the real-vs-real floor; and their diversity."""
     from dlkit.tasks.reference import Reference
 
-    rng, n = np.random.default_rng(0), request.samples or EVAL_SAMPLES
+    rng = np.random.default_rng(0)
     fake = images.to_uint8(vae.sample(rng.standard_normal((n, vae.latent_dim)).astype(np.float32)), scale)
     measured, _ = Reference(request.reference, request.unsafe).sample_quality(fake, real, other)
     return {**measured, "samples": int(n), "real_examples": int(len(real)),
