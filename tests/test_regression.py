@@ -218,7 +218,7 @@ def test_measures_by_hand():
     assert s["r2"] == pytest.approx(1 - 1 / 2) and np.isnan(s["per_target"][1]["r2"])
     x = np.random.default_rng(0).normal(size=(50, 3))
     y = x @ np.array([[1.0], [-2.0], [0.5]]) + 7
-    fitted = regression.baselines(x[:40], y[:40], x[40:])
+    fitted = regression.baselines(regression.fit_baselines(x[:40], y[:40]), x[40:])
     np.testing.assert_allclose(fitted["linear"], y[40:], rtol=1e-9)
     np.testing.assert_allclose(fitted["mean"], np.full((10, 1), y[:40].mean()))
 
@@ -260,6 +260,24 @@ def test_a_log_transform_learns_relative_errors(write_recipe, tmp_path):
     shown = CliRunner().invoke(app, ["evaluate", result["run_dir"]])  # errors in the targets' units, not 1.2e+04
     assert shown.exit_code == 0 and "geometric mean" in shown.output and "linear on logs" in shown.output
     assert f"{test['mae']:.6g}" in shown.output and "e+0" not in shown.output
+    # the training data gone: --data measures against the baselines the run kept, fitted to the logarithms;
+    # a run from before they were kept fits them again from its training data, which must then be there
+    (tmp_path / "test_rows.csv").write_text("a,b,y\n" + "".join(f"{a!r},{b!r},{p!r}\n" for (a, b), p in
+                                                                 zip(x[400:].tolist(), price[400:].tolist())))
+    f.rename(tmp_path / "moved.npz")
+    mine = CliRunner().invoke(app, ["evaluate", result["run_dir"], "--data", str(tmp_path / "test_rows.csv"), "--json"])
+    assert mine.exit_code == 0, mine.output
+    mine = json.loads(mine.stdout)
+    for k in ("mae", "rmse", "r2"):
+        assert mine[k] == pytest.approx(test[k], rel=1e-5), k
+        assert mine["baselines"]["linear"][k] == pytest.approx(linear[k], rel=1e-6), k  # float32 inputs there
+    (Path(result["run_dir"]) / "artifacts" / "baselines.json").unlink()
+    gone = CliRunner().invoke(app, ["evaluate", result["run_dir"], "--data", str(tmp_path / "test_rows.csv")])
+    assert gone.exit_code == 3 and "houses.npz" in gone.stderr, gone.output
+    (tmp_path / "moved.npz").rename(f)
+    again = json.loads(CliRunner().invoke(app, ["evaluate", result["run_dir"], "--data", str(tmp_path / "test_rows.csv"),
+                                                "--json"]).stdout)
+    assert again["baselines"] == mine["baselines"]
     np.savez(f, x_train=x[:3], y_train=[1.0, 0.0, 2.0])
     with pytest.raises(DataError, match=r"y_train\[1, 0\] is 0, not above 0; data.target_transform: log"):
         sources.load_targets_npz(str(f), positive=True)

@@ -143,6 +143,9 @@ class Regression(FitTask):
         data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
         data.spec = dataclasses.replace(data.spec, target_shape=(arrays.y_train.shape[1],),
                                         target_scale=standardizer(data.splits.y_train, cfg.target_transform))
+        # kept in the run (artifacts/baselines.json): evaluate --data measures against them without the
+        # training rows
+        data.artifacts["baselines"] = fit_baselines(data.splits.x_train, data.splits.y_train, log)
         return data
 
     def build(self, recipe, spec, phase, earlier):
@@ -182,8 +185,9 @@ class Regression(FitTask):
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe, image))
 
     def _measure_on(self, run, recipe, model, data, path) -> dict:
-        """evaluate --data: the run measured on a CSV of one's own with its feature and target columns, by name;
-        the baselines are fitted on the run's training rows, as for a split (read again for it)."""
+        """evaluate --data: the run measured on a CSV of one's own with its feature and target columns, by name,
+        beside the baselines the run fitted on its training rows (artifacts/baselines.json; a run trained
+        before it kept them has them fitted again from its training data)."""
         from dlkit.data.sources import read_target_rows
         from dlkit.tasks.generative import in_scale, run_scale
 
@@ -191,8 +195,8 @@ class Regression(FitTask):
         columns = run.read_artifact("columns")
         x, y = read_target_rows(path, columns, int(model.input_shape[-1]), recipe.data.separator,
                                 recipe.data.decimal)
-        training = data()
-        return scored(model, in_scale(x, run_scale(run)), x, y, training, recipe,
+        fit = run.read_artifact("baselines") if run.artifact("baselines").is_file() else data().artifacts["baselines"]
+        return scored(model, in_scale(x, run_scale(run)), x, y, fit, columns["targets"], recipe,
                       run.image(f"predicted_vs_actual_{data_slug(path)}.png"), f"{recipe.name}: {path}")
 
     def report(self, result: dict) -> list:
@@ -272,17 +276,24 @@ def scores(predicted: np.ndarray, actual: np.ndarray) -> dict:
             "per_target": [{k: float(per[k][j]) for k in MEASURES} for j in range(actual.shape[1])]}
 
 
-def baselines(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, log: bool = False) -> dict:
-    """Predictions for `x` by two models fitted on the training rows: their mean, and ordinary least squares
-    (with an intercept; numpy's lstsq, the minimum-norm solution where the columns are collinear). With `log`
-    both are fitted to the targets' logarithms, as the net is, and give exp of theirs (the mean's is then the
-    geometric mean)."""
+def fit_baselines(x_train: np.ndarray, y_train: np.ndarray, log: bool = False) -> dict:
+    """Two models fitted on the training rows, as a run keeps them (artifacts/baselines.json): their mean, and
+    ordinary least squares (the weights of the features, then the intercept; numpy's lstsq, the minimum-norm
+    solution where the columns are collinear). With `log` both are fitted to the targets' logarithms, as the
+    net is."""
     y_train = np.log(np.asarray(y_train, np.float64)) if log else np.asarray(y_train, np.float64)
     design = np.hstack([np.asarray(x_train, np.float64), np.ones((len(x_train), 1))])
-    weights = np.linalg.lstsq(design, y_train, rcond=None)[0]
-    fitted = {"mean": np.repeat(y_train.mean(axis=0)[None], len(x), axis=0),
+    return {"log": log, "mean": y_train.mean(axis=0).tolist(),
+            "weights": np.linalg.lstsq(design, y_train, rcond=None)[0].tolist()}
+
+
+def baselines(fit: dict, x: np.ndarray) -> dict:
+    """The fitted baselines' predictions for `x`; under a log transform exp of theirs (the mean's is then the
+    geometric mean)."""
+    mean, weights = np.asarray(fit["mean"], np.float64), np.asarray(fit["weights"], np.float64)
+    fitted = {"mean": np.repeat(mean[None], len(x), axis=0),
               "linear": np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))]) @ weights}
-    return {k: np.exp(v) for k, v in fitted.items()} if log else fitted
+    return {k: np.exp(v) for k, v in fitted.items()} if fit["log"] else fitted
 
 
 def measure(model, data, split: str, recipe, image) -> dict:
@@ -292,20 +303,19 @@ def measure(model, data, split: str, recipe, image) -> dict:
     x, y = {"test": (s.x_test, s.y_test), "val": (s.x_val, s.y_val), "train": (s.x_train, s.y_train)}[split]
     if x is None:
         raise MissingSplit.of(split, s)
-    return scored(model, in_scale(x, data.scale), x, y, data, recipe, image, f"{recipe.name}: {split} split")
+    fit, names = data.artifacts["baselines"], data.artifacts["columns"]["targets"]
+    return scored(model, in_scale(x, data.scale), x, y, fit, names, recipe, image, f"{recipe.name}: {split} split")
 
 
-def scored(model, inputs, x, y, data, recipe, image, title: str) -> dict:
-    """The model's scores on `inputs` (in its scale; `x` as read, for the baselines) against targets `y`, beside
-    those of the baselines fitted on `data`'s training rows, and its picture of predictions against actual
-    values."""
-    s = data.splits
-    names = data.artifacts["columns"]["targets"]
+def scored(model, inputs, x, y, fit: dict, names: list[str], recipe, image, title: str) -> dict:
+    """The model's scores on `inputs` (in its scale; `x` as read, for the baselines) against targets `y` (named
+    `names`), beside those of the baselines `fit` (fit_baselines'), and its picture of predictions against
+    actual values."""
     actual = np.asarray(y, np.float64)
     predicted = np.asarray(model.predict(inputs, verbose=0, batch_size=1024), np.float64)
     model_scores = scores(predicted, actual)
     log = recipe.data.target_transform == "log"
-    base = {k: scores(v, actual) for k, v in baselines(s.x_train, s.y_train, x, log).items()}
+    base = {k: scores(v, actual) for k, v in baselines(fit, x).items()}
     best = min(base, key=lambda k: base[k]["mae"])
     plots.predicted_vs_actual(actual, predicted, names, image, title, log=log)
     per_target = model_scores.pop("per_target")
