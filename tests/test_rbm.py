@@ -132,12 +132,21 @@ def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch, tmp_path
     # drawing needs the run alone (the picture's shape is in its manifest), not the data it trained on
     monkeypatch.setattr(Session, "data", property(absent))
     assert cli("generate", run, "-n", "4").exit_code == 0 and (run / "samples-seed0.png").is_file()
+    # nor does evaluate --data: AIS's base model is the training pixel rates the run kept
+    gone = cli("evaluate", run, "--data", tmp_path / "digits.npy", "-k", "10", "--json")
+    assert gone.exit_code == 0, gone.output
+    assert json.loads(gone.stdout)["log_likelihood"] == pytest.approx(split["log_likelihood"], rel=1e-9)
     assert cli("encode", run).exit_code == 3  # which does read the data
     from PIL import Image  # images of one's own need the run alone
 
     Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "white.png")
     mine = cli("encode", run, tmp_path / "white.png", "--json")
     assert mine.exit_code == 0 and np.load(json.loads(mine.stdout)["out"]).shape == (1, 16), mine.output
+    # a run trained before the base model was kept reads it from its training data, the same
+    monkeypatch.undo()
+    (run / "artifacts" / "ais_base.json").unlink()
+    older = cli("evaluate", run, "--data", tmp_path / "digits.npy", "-k", "10", "--json")
+    assert json.loads(older.stdout)["log_likelihood"] == pytest.approx(split["log_likelihood"], rel=1e-9)
 
 
 def test_pcd_resume_is_exact(straight, write_recipe, tmp_path):

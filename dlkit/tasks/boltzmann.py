@@ -28,7 +28,7 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
 from dlkit.tasks.binary import binarize_evaluation_splits, own_images
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import in_scale, measures, output_path, split_heading
+from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading
 from dlkit.tasks.reconstruction import inputs_to_encode, save_codes, split_of
 
 UNIT = (np.float32(1 / 255), np.float32(0))  # pictures in [0, 1] to 0..255
@@ -65,7 +65,10 @@ class Boltzmann(FitTask):
 
     def load_data(self, recipe):
         data = super().load_data(recipe)
-        return binarize_evaluation_splits(data, recipe.seed) if recipe.model.binarize == "dynamic" else data
+        data = binarize_evaluation_splits(data, recipe.seed) if recipe.model.binarize == "dynamic" else data
+        # AIS's base model, kept in the run (artifacts/ais_base.json): evaluate --data needs no training data
+        data.artifacts["ais_base"] = {"log_odds": log_odds(data.splits.x_train).tolist()}
+        return data
 
     def initialize(self, model, recipe, data, phase):
         if model.visible_kind == "bernoulli":
@@ -114,17 +117,22 @@ class Boltzmann(FitTask):
             raise UsageError("--reference scores generated samples; an RBM is measured by its log-likelihood")
         if model.visible_kind != "bernoulli":
             raise UsageError("the AIS estimate is for Bernoulli visible units; this RBM's are Gaussian")
-        data = data()  # the training split's pixel rates are AIS's base model, --data or not
+        # AIS's base model: the training split's pixel rates, as the run kept them (a run trained before it kept
+        # them reads its training data again)
         if request.data is None:
+            data = data()
             x, _ = split_of(data, request.split)
             measured = {"key": f"{request.split}_ais{request.importance_samples or 100}", "split": request.split}
+            scale, base = data.scale, log_odds(data.splits.x_train)
         else:
             x, path = own_images(run, recipe, request.data)[0], data_path(request.data)
             measured = {"key": f"data:{path}", "data": str(path)}
-        v = in_scale(x, data.scale).reshape(len(x), -1).astype(np.float64)
+            scale = run_scale(run)
+            base = (np.asarray(run.read_artifact("ais_base")["log_odds"]) if run.artifact("ais_base").is_file()
+                    else log_odds(data().splits.x_train))
+        v = in_scale(x, scale).reshape(len(x), -1).astype(np.float64)
         params = model.numpy_parameters()
         runs = request.importance_samples or 100
-        base = log_odds(data.splits.x_train)
         with ui.work(f"log Z by AIS, {runs} runs", 14500 + 1450, " temperatures") as advance:
             ais = ais_log_partition(*params, base, runs=runs, seed=0, advance=advance)
             check = ais_log_partition(*params, base, runs=runs, steps=1450, seed=1, advance=advance)
