@@ -59,6 +59,18 @@ def test_a_listed_measure_is_escaped_once():
     assert "<td>input a&amp;b.png, mse 0.25; input c.png, mse 0.125</td>" in page
 
 
+def test_an_evaluation_table_shows_counts_as_whole_numbers():
+    from rich.console import Console
+
+    from dlkit.tasks.generative import measures
+
+    console = Console(file=io.StringIO(), width=100)
+    console.print(measures({"run_dir": "/runs/r/1"}, "test split", [("examples", np.int64(12000)), ("samples k", 50),
+                                                                   ("accuracy", 0.25)])[0])
+    shown = console.file.getvalue()
+    assert "│ 12,000 │" in shown and "│     50 │" in shown and "│ 0.2500 │" in shown and "50.0000" not in shown, shown
+
+
 def test_a_run_that_died_is_reported_as_stopped(trained, tmp_path):
     import shutil
 

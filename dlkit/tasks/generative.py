@@ -149,7 +149,8 @@ def output_path(path, force: bool, png: bool = False):
 
 def measures(result: dict, heading: str, rows, after=()) -> list:
     """What an evaluation prints: a rich table titled with the run and `heading`, one row per (label, value)
-    (a number is formatted, text is shown as it is), then the `after` lines and the result's warnings."""
+    (a count as a whole number, another number formatted, text shown as it is), then the `after` lines and the
+    result's warnings."""
     from pathlib import Path
 
     from rich.table import Table
@@ -161,7 +162,8 @@ def measures(result: dict, heading: str, rows, after=()) -> list:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for label, value in rows:
-        table.add_row(label, value if isinstance(value, str) else fmt(float(value)))
+        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)  # 50 examples, not 50.0000
+        table.add_row(label, value if isinstance(value, str) else f"{value:,}" if whole else fmt(float(value)))
     return [table, *after, *[f"warning: {w}" for w in result.get("warnings", ())]]
 
 
