@@ -398,6 +398,7 @@ def test_the_recurrent_recipes_train_on_the_slices(recipe, tmp_path):
     if recipe == "digit_strings_mnist":
         assert 0 <= measured["sequence_accuracy"] <= 1 and measured["examples"] == 50
         _reader_predicts(result["run_dir"], tmp_path)
+        _reader_measures_images_of_ones_own(result["run_dir"], tmp_path)
     shipped = tasks.load_recipe(ROOT / "recipes" / f"{recipe}.yaml")
     if tasks.of(shipped).name == "forecasting":  # forecast past the end of the very file it read
         from dlkit.generate import predict
@@ -461,6 +462,43 @@ def _reader_predicts(run_dir, tmp_path):
         predict(run_dir, inputs=[tmp_path / "six.png"])
     with pytest.raises(UsageError, match="a digit-string reader reads images"):
         predict(run_dir, texts=["12"])
+
+
+def _reader_measures_images_of_ones_own(run_dir, tmp_path):
+    """evaluate --data: the run's own test strings written as PNG files, each named by its digits, measure as
+    its test split does, the misread ones named; a name without digits, a string longer than the model reads
+    and an array's rows (no names) are exit 3, naming the file."""
+    import re
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dlkit.cli import app
+    from dlkit.tasks import image_to_sequence as its
+
+    recipe = tasks.load_run_recipe(Path(run_dir) / "recipe.yaml")
+    s = tasks.of(recipe).load_data(recipe).splits
+    for i, (x, y) in enumerate(zip(s.x_test, s.y_test)):
+        (tmp_path / "strings").mkdir(exist_ok=True)
+        Image.fromarray(np.squeeze(x)).save(tmp_path / "strings" / f"{its.text(y)}_{i:02d}.png")
+    split, mine = evaluate(run_dir), evaluate(run_dir, data=tmp_path / "strings")
+    for k in ("examples", "sequence_accuracy", "digit_accuracy", "sequence_accuracy_by_length"):
+        assert mine[k] == split[k], k
+    wrong = [m["input"] for m in mine["misread"]]
+    assert len(wrong) == min(10, round(50 * (1 - mine["sequence_accuracy"])))
+    assert all(m["true"] == m["input"].split("_")[0] != m["read"] for m in mine["misread"])
+    one = np.squeeze(s.x_test[0])
+    for name, needle in (("cat.png", "cat.png: its name does not start with the digits it shows"),
+                         ("1234567.png", "1234567.png: 7 digits, and this model reads strings of at most 5"),
+                         ("rows.npy", r"rows.npy\[0\]: an array's images have no names")):
+        (tmp_path / name.split(".")[0]).mkdir()
+        target = tmp_path / name.split(".")[0] / name
+        if name.endswith(".npy"):
+            np.save(target, one[None])
+        else:
+            Image.fromarray(one).save(target)
+        out = CliRunner().invoke(app, ["evaluate", run_dir, "--data", str(target.parent)])
+        assert out.exit_code == 3 and re.search(needle, out.stderr), out.output
 
 
 # ---------------------------------------------------------------- on JAX, without TensorFlow

@@ -5,17 +5,21 @@ The strings are composed from MNIST's own splits, training strings from training
 from test digits (a fixed draw each: the same images for every run). Each target is the digits' tokens
 (1..10 for 0..9), an end token (11), then padding (0), which the loss skips. The measure is whole-sequence
 accuracy: the string read up to the end token equals the true one, digit for digit and length too.
+`dlkit evaluate --data` measures images of one's own, each named by the digits it shows (4071.png).
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit.data import pipeline
-from dlkit.errors import MissingSplit, UsageError
+from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataConfig, FitTrain
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, evaluation
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 
 END = 11  # tokens: 0 padding, 1..10 the digits 0..9, 11 the end
@@ -100,8 +104,39 @@ class ImageToSequence(FitTask):
     def finish(self, ctx: FitContext, callbacks) -> dict:
         return {} if ctx.data.test is None else {"test": measure(ctx.model, ctx.data, "test", ctx.recipe)}
 
+    options = frozenset({"data"})  # evaluate's --data
+
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
+        if request.data is not None:
+            return evaluation(self, run, request, lambda: self._measure_on(run, recipe, model, request.data))
         return evaluation(self, run, request, lambda: measure(model, data(), request.split, recipe))
+
+    def _measure_on(self, run, recipe, model, path) -> dict:
+        """evaluate --data: images named by the digit string they show, an image file or a folder of them (its
+        sub-folders too), read as `predict` reads them and measured as the test split is. The string is the
+        file name's leading digits (`4071.png`, `4071_b.png`: the convention of keras-io's captcha reader);
+        the misread images are named."""
+        from dlkit.data.sources import read_images
+        from dlkit.tasks.generative import in_scale, run_scale
+
+        path = data_path(path)
+        x, names = read_images([path], tuple(int(d) for d in model.input_shape[1:]), strip=True)
+        y = np.zeros((len(names), recipe.data.max_digits + 1), np.int64)
+        for i, name in enumerate(names):
+            where = path / name if path.is_dir() else path.parent / name  # a folder's images: their path in it
+            if name.endswith("]"):  # a row of an .npy array: no name of its own
+                raise DataError(f"{where}: an array's images have no names; --data reads image files each named by "
+                                "its digits (4071.png)")
+            digits = re.match(r"\d*", PurePosixPath(name).name).group()
+            if not digits:
+                raise DataError(f"{where}: its name does not start with the digits it shows; --data reads image "
+                                "files each named by its digits (4071.png, or 4071_b.png)")
+            if len(digits) > recipe.data.max_digits:
+                raise DataError(f"{where}: {len(digits)} digits, and this model reads strings of at most "
+                                f"{recipe.data.max_digits} (data.max_digits)")
+            y[i, :len(digits) + 1] = [int(c) + 1 for c in digits] + [END]
+        logits = model.predict(in_scale(x, run_scale(run)), verbose=0, batch_size=256)
+        return scored(np.argmax(np.asarray(logits), axis=-1), y, names)
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:
         """Each image's digit string as the model reads it: image files (PNG, JPEG, TIFF, ...), folders of them
@@ -147,7 +182,8 @@ class ImageToSequence(FitTask):
         lines = [f"  {n} digits: {v:.4f}" for n, v in result["sequence_accuracy_by_length"].items()]
         return measures(result, split_heading(result), present(result, ("sequence_accuracy", "digit_accuracy",
                                                                         "examples")),
-                        after=["by length:"] + lines)
+                        after=["by length:"] + lines + [f"misread: {m['input']} read as {m['read'] or '(none)'}"
+                                                        for m in result.get("misread", [])])
 
 
 def measure(model, data, split: str, recipe) -> dict:
@@ -156,7 +192,12 @@ def measure(model, data, split: str, recipe) -> dict:
     y = {"test": s.y_test, "val": s.y_val, "train": s.y_train}[split]
     if ds is None or y is None:
         raise MissingSplit.of(split, s)
-    predicted = np.argmax(np.asarray(model.predict(ds, verbose=0)), axis=-1)
+    return scored(np.argmax(np.asarray(model.predict(ds, verbose=0)), axis=-1), y)
+
+
+def scored(predicted: np.ndarray, y: np.ndarray, names: list[str] | None = None) -> dict:
+    """Whole-sequence and digit accuracy of the read tokens against the true ones, by string length, and ten
+    examples: the first ten read, or with `names` the first ten misread, by name."""
     truth = [text(t) for t in y]
     read = [text(p) for p in predicted]
     right = np.array([a == b for a, b in zip(truth, read)])
@@ -164,7 +205,9 @@ def measure(model, data, split: str, recipe) -> dict:
     digits = y > 0
     digits &= y != END
     digit_right = (predicted == y) & digits
+    examples = ([{"true": a, "read": b} for a, b in list(zip(truth, read))[:10]] if names is None else
+                [{"input": n, "true": a, "read": b} for n, a, b, ok in zip(names, truth, read, right) if not ok][:10])
     return {"examples": int(len(y)), "sequence_accuracy": float(right.mean()),
             "digit_accuracy": float(digit_right.sum() / max(digits.sum(), 1)),
             "sequence_accuracy_by_length": {str(n): float(right[lengths == n].mean()) for n in sorted(set(lengths))},
-            "examples_read": [{"true": a, "read": b} for a, b in list(zip(truth, read))[:10]]}
+            "examples_read" if names is None else "misread": examples}
