@@ -62,6 +62,41 @@ def test_a_run_trained_before_a_key_existed_reads_as_it_was_trained(tmp_path):
     assert load_run_recipe(tmp_path / "recipe.yaml").data.test_split == 0.3
 
 
+def test_an_image_folder_run_from_before_its_order_was_shuffled_reads_it_class_by_class(tmp_path):
+    """data.folder_order: a run's recipe.yaml written before the key existed (an image folder, or a CycleGAN's
+    domain_b one) reads its folders class by class, as it trained: the same carved validation and test images,
+    the same data.limit, the same epochs on resume. A new recipe, and any other dataset, are unchanged."""
+    import yaml
+
+    from dlkit.data import pipeline
+    from dlkit.tasks import load_recipe, load_run_recipe
+    from PIL import Image
+
+    for c in range(3):
+        (tmp_path / "photos" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((4, 4), 10 * c + i, np.uint8)).save(tmp_path / "photos" / f"c{c}" / f"{i}.png")
+    (tmp_path / "mine.yaml").write_text(f"extends: {ROOT / 'recipes' / 'mlp_mnist.yaml'}\n"
+                                        f"data: {{dataset: image_folder, path: {tmp_path / 'photos'}}}\n")
+    saved = load_recipe(tmp_path / "mine.yaml").to_dict()
+    assert saved["data"].pop("folder_order") == "shuffled"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    old = load_run_recipe(tmp_path / "recipe.yaml")
+    assert old.data.folder_order == "listed" and load_recipe(tmp_path / "mine.yaml").data.folder_order == "shuffled"
+    listed = pipeline.load(old.data.model_copy(update={"limit": 6, "test_split": 0, "validation_split": 0}), 0)
+    assert listed.splits.y_train.tolist() == [0, 0, 0, 0, 1, 1]  # as a run from before read it
+    mnist = load_recipe(ROOT / "recipes" / "mlp_mnist.yaml").to_dict()
+    del mnist["data"]["folder_order"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(mnist))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.folder_order == "shuffled"  # not an image folder: moot
+    cyc = load_recipe(ROOT / "recipes" / "cyclegan_mnist_m.yaml").to_dict()
+    cyc["data"]["domain_b"].update(dataset="image_folder", path=str(tmp_path / "photos"))
+    del cyc["data"]["domain_b"]["folder_order"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(cyc))
+    run = load_run_recipe(tmp_path / "recipe.yaml")
+    assert run.data.domain_b.folder_order == "listed" and run.data.folder_order == "shuffled"  # A is mnist
+
+
 def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     """`image_size` on MNIST, `label_column` on a non-CSV dataset, `attention_maps` on a model without attention,
     `label_smoothing` on a WGAN: a recipe now refuses them (they did nothing), but a run trained before that

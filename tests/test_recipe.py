@@ -94,6 +94,8 @@ MALFORMED = [
      "dataset 'mnist' reads none"),
     ("model: {arch: mlp}\ndata:\n  label_column: y\n", "data", 2,
      "label_column: read from a csv file only; dataset 'mnist' reads none"),
+    ("model: {arch: mlp}\ndata:\n  folder_order: listed\n", "data", 2,
+     "folder_order: read by dataset image_folder only (the order of its images); dataset 'mnist' reads none"),
     ("model: {arch: cyclegan}\ndata:\n  domain_b: {image_size: [28, 28]}\n", "data.domain_b", 3,
      "image_size: read by datasets image_folder and tfds:NAME only (they resize their images to it); "
      "dataset 'mnist_m' reads none"),

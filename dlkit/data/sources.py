@@ -1174,11 +1174,12 @@ def _common_channels(images: dict[str, list[np.ndarray]], root: Path, notes: lis
     notes.append(f"images under {root} mix {mix}; all are read as {names[target]}")
 
 
-def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
+def load_image_folder(path: str, image_size: list[int] | None, order: str = "shuffled") -> Arrays:
     """A folder with one sub-folder per class (`root/cat/1.png`, or deeper: `root/cat/2024/1.png`), or `train/`
     and (optionally) `test/` folders of those. A folder of images without sub-folders is unlabelled (`root/1.png`,
     or `root/train/1.png`). Hidden files are left out; files of other types are counted in a note. Each split's
-    examples come in a fixed shuffled order, not class by class."""
+    examples come in a fixed shuffled order, not class by class (`order` "listed": class by class, as the
+    folders list them, as runs before data.folder_order read them)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root} (data.path)")
@@ -1230,7 +1231,8 @@ def load_image_folder(path: str, image_size: list[int] | None) -> Arrays:
     # the examples in an order a fixed seed draws, not class by class as the folders list them (as Keras's
     # image_dataset_from_directory shuffles them): data.limit's first N, data.test_limit's and a sample of a
     # split's first images hold every class
-    orders = {split: np.random.default_rng(0).permutation(len(ims)) for split, ims in images.items()}
+    orders = {split: np.random.default_rng(0).permutation(len(ims)) if order == "shuffled" else np.arange(len(ims))
+              for split, ims in images.items()}
     out = {f"x_{split}": np.stack(ims)[orders[split]] for split, ims in images.items()}
     out.update({f"y_{split}": np.array(labels[split])[orders[split]] if labelled else None for split in images})
     out.setdefault("x_test", None)
@@ -1433,7 +1435,8 @@ DATASETS = {
     "npz": Dataset("arrays x_train, y_train[, x_test, y_test] in a .npz file (data.path)",
                    lambda cfg: load_npz(cfg.path), reads_path=True),
     "image_folder": Dataset("a folder with one sub-folder of images per class (data.path)",
-                            lambda cfg: load_image_folder(cfg.path, cfg.image_size), reads_path=True),
+                            lambda cfg: load_image_folder(cfg.path, cfg.image_size, getattr(cfg, "folder_order", "shuffled")),
+                            reads_path=True),
     "csv": Dataset("a CSV file of feature columns (numbers, or data.categorical_columns) and a label column (data.path)",
                    lambda cfg: load_csv(cfg.path, cfg.label_column, getattr(cfg, "separator", ","),
                                         getattr(cfg, "decimal", "."), getattr(cfg, "categorical_columns", ()),

@@ -126,6 +126,8 @@ IMAGE_SOURCE_KEYS = {
     "image_size": (lambda dataset: dataset == "image_folder" or dataset.startswith("tfds:"),
                    "read by datasets image_folder and tfds:NAME only (they resize their images to it)"),
     "label_column": (lambda dataset: dataset == "csv", "read from a csv file only"),
+    "folder_order": (lambda dataset: dataset == "image_folder", "read by dataset image_folder only (the order of its "
+                     "images)"),
 }
 
 
@@ -145,6 +147,7 @@ class DomainConfig(Section):
     test_limit: int | None = Field(None, ge=1)
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)
     label_column: str | None = None
+    folder_order: Literal["shuffled", "listed"] = "shuffled"  # image_folder: as DataConfig's
 
     _dataset = field_validator("dataset")(_dataset_name)
     _absolute = field_validator("dir", "path")(absolute)
@@ -192,6 +195,9 @@ class DataConfig(DataCommon):
     scale: Literal["unit", "symmetric", "standardize", "none"] = "unit"  # [0,1], [-1,1], zero mean/unit var
     augment: Augment = Augment()
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)  # image_folder, tfds: resize to [h, w]
+    # image_folder: each split's images in a fixed shuffled order (shuffled), or as the folders list them, class by
+    # class (listed: how runs before this key read them)
+    folder_order: Literal["shuffled", "listed"] = "shuffled"
     label_column: str | None = None  # csv: the label column; default the last one
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
@@ -221,8 +227,8 @@ class DataConfig(DataCommon):
             [f"{keys}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
              f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
             [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
-            [f"image_size: {IMAGE_SOURCE_KEYS['image_size'][1]}; dataset {self.dataset!r} reads none (remove it)"]
-            if "image_size" in unread_source_keys(self) else []) + (
+            [f"{k}: {IMAGE_SOURCE_KEYS[k][1]}; dataset {self.dataset!r} reads none (remove it)"
+             for k in unread_source_keys(self) if k != "label_column"]) + (
             [f"data.categorical_columns: {self.label_column!r} is data.label_column, not a feature (remove it from "
              "categorical_columns: class names need no encoding)"] if self.label_column in self.categorical_columns
             else [])

@@ -82,7 +82,18 @@ def load_recipe(path: str | Path, overrides=()):
 # existed, and the runs that need it (by their section's keys). A run's recipe.yaml lists every key of its
 # sections, so one without the key predates it.
 ADDED_KEYS = {("data", "test_split"): (0, lambda section: True),
-              ("data", "category_values"): ("all", lambda section: bool(section.get("categorical_columns")))}
+              ("data", "category_values"): ("all", lambda section: bool(section.get("categorical_columns"))),
+              ("data", "folder_order"): ("listed", lambda section: section.get("dataset") == "image_folder"),
+              ("data", "domain_b.folder_order"): ("listed", lambda section: isinstance(section.get("domain_b"), dict)
+                                                  and section["domain_b"].get("dataset") == "image_folder")}
+
+
+def _lacks(section: dict, key: str) -> bool:
+    """Whether a written section lacks `key` (dotted: within a sub-section it has, as data.domain_b)."""
+    *parents, last = key.split(".")
+    for parent in parents:
+        section = section.get(parent) if isinstance(section, dict) else None
+    return isinstance(section, dict) and last not in section
 
 
 def load_run_recipe(path: str | Path, overrides=()):
@@ -115,7 +126,8 @@ def _load_run_recipe(path: Path, overrides):
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
-           if key in classes[section].model_fields and key not in written[section] and needs(written[section])]
+           if key.split(".")[0] in classes[section].model_fields and _lacks(written[section], key)
+           and needs(written[section])]
     return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides])
 
 
@@ -123,14 +135,15 @@ def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
     """Overrides that put back to their defaults the keys a run's recipe.yaml sets where nothing read them:
     `image_size` on MNIST, `attention_maps` on a model without attention, a model's IDLE keys. Runs trained
     before the recipe check refused them ignored them, so such a run loads as it trained."""
-    from dlkit.recipe.schema import IMAGE_SOURCE_KEYS
+    from dlkit.recipe.schema import IMAGE_SOURCE_KEYS, DataConfig
     from dlkit.tasks.text_translation import TranslationTrain
 
     data, model, train = (raw.get(k) if isinstance(raw.get(k), dict) else {} for k in ("data", "model", "train"))
     sources = {"data": data, "data.domain_b": data.get("domain_b")}
-    out = [f"{prefix}.{key}=null" for prefix, source in sources.items() if isinstance(source, dict)
-           for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
-           if source.get(key) is not None and not reads(str(source.get("dataset", "")))]
+    default = {key: DataConfig.model_fields[key].default for key in IMAGE_SOURCE_KEYS}
+    out = [f"{prefix}.{key}={'null' if default[key] is None else default[key]}" for prefix, source in sources.items()
+           if isinstance(source, dict) for key, (reads, _) in IMAGE_SOURCE_KEYS.items()
+           if source.get(key) not in (None, default[key]) and not reads(str(source.get("dataset", "")))]
     if model.get("attention") == "none" and train.get("attention_maps"):
         out.append(f"train.attention_maps={TranslationTrain.model_fields['attention_maps'].default}")
     sparsity = model.get("sparsity")
