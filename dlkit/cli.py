@@ -211,8 +211,8 @@ def evaluate(
     reference: Annotated[Optional[str], typer.Option(metavar="RUN|RECIPE",
         help="Generative runs: a dlkit classifier run (or its recipe) whose features and predictions measure the samples.")] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", "-n", metavar="N", help="Generative runs: how many "
-                                                   "samples to measure (10,000, or with --data half the images given "
-                                                   "if fewer; at most 100,000).")] = None,
+                                                   "samples to measure, 2 to 100,000 (default 10,000, or with --data "
+                                                   "half the images given if fewer).")] = None,
     importance_samples: Annotated[Optional[int], typer.Option(
         "--importance-samples", "-k", metavar="K", help="Likelihood models: a VAE's samples per example of the importance-sampled "
         "bound on log p(x) (default 1000; 5000 for a headline figure), an RBM's AIS runs (default 100).")] = None,

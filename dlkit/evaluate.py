@@ -45,9 +45,11 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    for flag, value in (("-n/--samples", samples), ("-k/--importance-samples", importance_samples)):
-        if value is not None and not 1 <= value <= MOST_SAMPLES:
-            raise UsageError(f"{flag} counts samples: 1 to {MOST_SAMPLES:,}, received {value}")
+    # -n from 2: one sample has no spread to measure (its diversity, a Gaussian's covariance for the Fréchet
+    # distance: -n 1 was a traceback from scipy)
+    for flag, value, least in (("-n/--samples", samples, 2), ("-k/--importance-samples", importance_samples, 1)):
+        if value is not None and not least <= value <= MOST_SAMPLES:
+            raise UsageError(f"{flag} counts samples: {least} to {MOST_SAMPLES:,}, received {value}")
     check_beam(beam)
     if data is not None and split is not None:
         raise UsageError("--data and --split each say what to measure: give one")

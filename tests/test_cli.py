@@ -535,8 +535,10 @@ def test_evaluate_names_the_count_that_is_out_of_range(tmp_path):
     # was "-n and -k count samples: at least 1, received 10000 and 0", whichever the user had given
     # and a count past 100,000 (a typed zero too many) was drawn in full: 10^7 samples are 31 GB of MNIST
     for flag, value, said in (("-k", "0", "-k/--importance-samples counts samples: 1 to 100,000, received 0"),
-                              ("-n", "0", "-n/--samples counts samples: 1 to 100,000, received 0"),
-                              ("-n", "10000000", "-n/--samples counts samples: 1 to 100,000, received 10000000"),
+                              ("-n", "0", "-n/--samples counts samples: 2 to 100,000, received 0"),
+                              # one sample has no spread: a Fréchet distance's covariance was a scipy traceback
+                              ("-n", "1", "-n/--samples counts samples: 2 to 100,000, received 1"),
+                              ("-n", "10000000", "-n/--samples counts samples: 2 to 100,000, received 10000000"),
                               ("-k", "100001", "received 100001"),
                               ("--beam", "65", "--beam is the beam's width: 1 (greedy) to 64")):
         out = run("evaluate", tmp_path, flag, value)

@@ -417,9 +417,10 @@ def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, t
         moved.rename(digits16)
     assert "training_frechet_distance" not in away and away["frechet_distance"] > 0
     assert any(w.startswith("the run's training data could not be read") for w in away["warnings"]), away
-    np.save(black, np.zeros((1, 16, 16), np.uint8))
-    one = runner.invoke(app, ["evaluate", dcgan, "--data", str(black), "--json"])
-    assert one.exit_code == 2 and "two or more" in json.loads(one.stdout)["error"]
+    np.save(black, np.zeros((3, 16, 16), np.uint8))  # halves of one image have no spread: was a scipy traceback
+    three = runner.invoke(app, ["evaluate", dcgan, "--data", str(black), "--reference", clf16, "--json"])
+    assert three.exit_code == 2 and "3 real image(s): measuring samples against real images takes four or more" \
+        in json.loads(three.stdout)["error"]
 
 
 def test_the_real_images_measured_against_hold_every_class():

@@ -114,10 +114,10 @@ def own_halves(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """evaluate --data's real images for a generative model's samples: one's own images (uint8) in an order a
     fixed seed draws (a folder of class folders is read class by class), cut in two halves of up to n each.
     The samples are measured against the first; the second, with no image of the first, gives the
-    real-vs-real floor. Fewer than two images is an error."""
-    if len(x) < 2:
-        raise UsageError(f"{len(x)} real image: measuring samples against real images takes two or more (half of "
-                         "them measure the samples, the other half the real-vs-real floor)")
+    real-vs-real floor. Fewer than four images is an error (a half of one has no spread to measure)."""
+    if len(x) < 4:
+        raise UsageError(f"{len(x)} real image(s): measuring samples against real images takes four or more (half "
+                         "of them measure the samples, the other half the real-vs-real floor, two or more each)")
     x = x[np.random.default_rng(0).permutation(len(x))]
     half = len(x) // 2
     return x[:min(n, half)], x[half: half + min(n, half)]
