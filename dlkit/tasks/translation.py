@@ -144,7 +144,10 @@ class Translation(TwoPlayer):
         xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
         xb, yb = (sb.x_test, sb.y_test) if sb.x_test is not None else (sb.x_train, sb.y_train)
         n = request.samples or EVAL_SAMPLES
-        xa, ya, xb, yb = xa[:n], ya[:n], xb[:n], yb[:n]
+        # a fixed draw of up to n of each (the same indices where the two hold as many: MNIST-M's test images are
+        # MNIST's, in order), of every class where a domain is stored class by class
+        ia, ib = drawn(np.arange(len(xa)), n), drawn(np.arange(len(xb)), n)
+        xa, ya, xb, yb = xa[ia], ya[ia], xb[ib], yb[ib]
         ab, aba, ba = translations(model, xa, xb, scale_a, scale_b)
         grid_path = run.root / "eval_translations.png"
         images.save_png(images.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
