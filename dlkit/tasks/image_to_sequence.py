@@ -80,6 +80,7 @@ class ImageToSequence(FitTask):
     Train = ReaderTrain
     default_loss = "sparse_categorical_crossentropy"
     token_loss = True
+    options = frozenset({"data"})  # evaluate's --data
 
     def locate(self, recipe) -> str:
         from dlkit.data import sources
@@ -103,8 +104,6 @@ class ImageToSequence(FitTask):
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
         return {} if ctx.data.test is None else {"test": measure(ctx.model, ctx.data, "test", ctx.recipe)}
-
-    options = frozenset({"data"})  # evaluate's --data
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
         if request.data is not None:
