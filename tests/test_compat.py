@@ -67,10 +67,10 @@ def test_an_image_folder_run_from_before_its_order_was_shuffled_reads_it_class_b
     domain_b one) reads its folders class by class, as it trained: the same carved validation and test images,
     the same data.limit, the same epochs on resume. A new recipe, and any other dataset, are unchanged."""
     import yaml
+    from PIL import Image
 
     from dlkit.data import pipeline
     from dlkit.tasks import load_recipe, load_run_recipe
-    from PIL import Image
 
     for c in range(3):
         (tmp_path / "photos" / f"c{c}").mkdir(parents=True)

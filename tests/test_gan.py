@@ -382,8 +382,8 @@ def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, t
     folders is read class by class, so its halves (the images measured against, the real-vs-real floor's) are
     drawn in a shuffled order, or the floor would be the distance of digits 0-4 to digits 5-9."""
     from dlkit import images
-    from dlkit.tasks.reference import Reference
     from dlkit.rundir import RunDir
+    from dlkit.tasks.reference import Reference
 
     dcgan, runner = str(gan_run("dcgan")), CliRunner()
     a = np.load(digits16)

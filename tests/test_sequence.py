@@ -478,8 +478,8 @@ def _reader_measures_images_of_ones_own(run_dir, tmp_path):
 
     recipe = tasks.load_run_recipe(Path(run_dir) / "recipe.yaml")
     s = tasks.of(recipe).load_data(recipe).splits
+    (tmp_path / "strings").mkdir()
     for i, (x, y) in enumerate(zip(s.x_test, s.y_test)):
-        (tmp_path / "strings").mkdir(exist_ok=True)
         Image.fromarray(np.squeeze(x)).save(tmp_path / "strings" / f"{its.text(y)}_{i:02d}.png")
     split, mine = evaluate(run_dir), evaluate(run_dir, data=tmp_path / "strings")
     for k in ("examples", "sequence_accuracy", "digit_accuracy", "sequence_accuracy_by_length"):
