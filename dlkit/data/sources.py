@@ -794,15 +794,22 @@ def load_diabetes() -> Arrays:
                   columns={"features": names, "targets": ["progression"]})
 
 
+def a_file(path: Path, what: str = "") -> Path:
+    """`path`, a file to read; else a UsageError saying it is a folder or is not there, then `what` is read
+    instead ("a forecaster is measured on a CSV file of its series")."""
+    if not path.is_file():
+        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}"
+                         + (f"; {what}" if what else ""))
+    return path
+
+
 def read_feature_rows(path: Path, columns: dict | None, width: int, separator: str = ",",
                       decimal: str = ".") -> tuple[np.ndarray, list[str]]:
     """Feature vectors to classify (`dlkit predict RUN --csv FILE`), one a row under a header, and a name for
     each ("rows.csv:2", its line). `columns` (the training CSV's, a run artifact) picks the features by name
     in training's order, so other columns, the label among them, may be there; a run without it (trained
     on an npz) reads every column, `width` of them, in order. `separator` and `decimal`: the recipe's."""
-    if not path.is_file():
-        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
-    rows = _csv_rows(path, separator)
+    rows = _csv_rows(a_file(path), separator)
     header = [h.strip() for h in rows[0][1]]
     if columns is not None:
         inputs = columns.get("inputs", columns["features"])  # "features" names one-hot columns one per value
@@ -835,10 +842,8 @@ def read_target_rows(path: Path, columns: dict, width: int, separator: str = ","
     as `dlkit predict --csv` reads them (read_feature_rows), and (N, K) float targets from the run's target
     columns (`columns["targets"]`), by name. A run trained on an npz names no feature columns: the columns
     other than the targets are its features, in order."""
-    if not path.is_file():
-        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a regression is "
-                         "measured on a CSV file with its feature columns and its target columns")
-    rows = _csv_rows(path, separator)
+    rows = _csv_rows(a_file(path, "a regression is measured on a CSV file with its feature columns and its target "
+                            "columns"), separator)
     header = [h.strip() for h in rows[0][1]]
     targets = columns["targets"]
     missing = [t for t in targets if t not in header]
@@ -1068,10 +1073,8 @@ def read_labelled_rows(path: Path, columns: dict | None, width: int, classes: li
     vectors, read as `dlkit predict --csv` reads them (read_feature_rows), and the class index of each row's
     label among the run's `classes`. The label column is training's (`columns["label"]`); a run trained on an
     npz, which names no columns, reads the last column as the label and the others as the features."""
-    if not path.is_file():
-        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a feature "
-                         "classifier is measured on a CSV file with its feature columns and a label column")
-    rows = _csv_rows(path, separator)
+    rows = _csv_rows(a_file(path, "a feature classifier is measured on a CSV file with its feature columns and a "
+                            "label column"), separator)
     header = [h.strip() for h in rows[0][1]]
     label = columns.get("label", header[-1]) if columns else header[-1]
     if label not in header:

@@ -15,7 +15,7 @@ import numpy as np
 from dlkit import images, metrics
 from dlkit.errors import DataError, UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
-from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
                                    run_scale)
 
@@ -74,11 +74,10 @@ class Adversarial(TwoPlayer):
         else:  # images of one's own, read as `predict` reads them; -n by default as many as half of them
             from dlkit.data.sources import read_images
 
-            path = data_path(request.data)
-            mine = read_images([path], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))[0]
+            out.update(own_data(request.data))
+            mine = read_images([out["data"]], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))[0]
             n = request.samples or min(EVAL_SAMPLES, max(1, len(mine) // 2))
             real, other_real = own_halves(mine, n)
-            out.update(key=f"data:{path}", data=str(path))
         rng = np.random.default_rng(0)
         k = gan.num_classes or gan.categorical_codes
         asked = rng.integers(0, k, n) if k else None

@@ -74,16 +74,21 @@ def evaluation(task: Task, run: RunDir, request: EvalRequest, measure: Callable[
                          "own data")
     start = time.perf_counter()
     measured = measure()
-    measured_on = {"key": request.split, "split": request.split} if request.data is None else {
-        "key": f"data:{data_path(request.data)}", "data": str(data_path(request.data))}
-    return {"status": "completed", "task": task.name, "key": measured_on["key"], "run_dir": str(run.root),
-            **{k: v for k, v in measured_on.items() if k != "key"}, **measured,
+    measured_on = {"key": request.split, "split": request.split} if request.data is None else own_data(request.data)
+    return {"status": "completed", "task": task.name, "run_dir": str(run.root), **measured_on, **measured,
             "wall_time_s": round(time.perf_counter() - start, 3)}
 
 
 def data_path(path) -> Path:
     """evaluate --data's path as its result names it: absolute, `~` expanded."""
     return Path(path).expanduser().absolute()
+
+
+def own_data(path) -> dict:
+    """Where an evaluate --data result goes and what it names: its eval.json key, `data:<absolute path>`, and
+    the path."""
+    path = data_path(path)
+    return {"key": f"data:{path}", "data": str(path)}
 
 
 def data_slug(path) -> str:

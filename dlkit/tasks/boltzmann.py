@@ -25,7 +25,7 @@ import numpy as np
 from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
+from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.binary import binarize_evaluation_splits, own_images
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading
@@ -125,8 +125,7 @@ class Boltzmann(FitTask):
             measured = {"key": f"{request.split}_ais{request.importance_samples or 100}", "split": request.split}
             scale, base = data.scale, log_odds(data.splits.x_train)
         else:
-            x, path = own_images(run, recipe, request.data)[0], data_path(request.data)
-            measured = {"key": f"data:{path}", "data": str(path)}
+            x, measured = own_images(run, recipe, request.data)[0], own_data(request.data)
             scale = run_scale(run)
             base = (np.asarray(run.read_artifact("ais_base")["log_odds"]) if run.artifact("ais_base").is_file()
                     else log_odds(data().splits.x_train))

@@ -15,7 +15,7 @@ import numpy as np
 from dlkit import keras_private, metrics, plots
 from dlkit.errors import MissingSplit, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import ClassifierTrain
-from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug
+from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, own_data
 from dlkit.tasks.fit import FitTask, on_raw_inputs
 
 
@@ -160,9 +160,9 @@ class Classification(FitTask):
         batch = recipe.data.batch_size
         measured = {k: float(v) for k, v in model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True).items()}
         y_pred = np.argmax(model.predict(x, batch_size=batch, verbose=0), axis=-1)
-        out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
-               "data": str(path), **classified(measured, y, y_pred, len(classes), classes,
-                                               run.confusion_matrix(data_slug(path)), f"{recipe.name}: {path}"),
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), **own_data(path),
+               **classified(measured, y, y_pred, len(classes), classes, run.confusion_matrix(data_slug(path)),
+                            f"{recipe.name}: {path}"),
                "wall_time_s": round(time.perf_counter() - start, 3)}
         if notes:
             out["note"] = "; ".join(notes)

@@ -261,12 +261,10 @@ class Forecasting(FitTask):
         reads it; later months, another meter) measured as a split is: every window of the file, stride 1,
         scaled by the run's training scaler, against persistence and seasonal-naive forecasts of the same
         windows."""
-        from dlkit.data import series
+        from dlkit.data import series, sources
 
         path = data_path(path)
-        if not path.is_file():
-            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a forecaster "
-                             "is measured on a CSV file of its series")
+        sources.a_file(path, "a forecaster is measured on a CSV file of its series")
         saved, cfg = run.read_artifact("scaler"), recipe.data
         frame = series.aligned(series.read(cfg, path), cfg, saved["columns"], path)
         starts = window_starts(0, len(frame.values), cfg.input_steps, cfg.horizon, 1)

@@ -32,7 +32,7 @@ from dlkit.files import write_atomic
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, evaluation
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, vocabulary
+from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, unknown_note, vocabulary
 
 STREAM_DATASETS = {"tinyshakespeare": "Tiny Shakespeare, 1.1M characters", "ptb": "Penn Treebank (Mikolov's LM files)",
                    "text": "a plain UTF-8 text file (data.path)"}
@@ -226,12 +226,10 @@ class LanguageModel(FitTask):
         """evaluate --data: a text file of one's own (UTF-8, as dataset `text` reads it; a Penn Treebank
         model's with each line end read as `<eos>`, as its corpus is) measured as a split is, through the
         run's vocabulary. The note says what share of its tokens the vocabulary lacks."""
-        from dlkit.data import text
+        from dlkit.data import sources, text
 
         path = data_path(path)
-        if not path.is_file():
-            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a language "
-                             "model is measured on a text file")
+        sources.a_file(path, "a language model is measured on a text file")
         raw = text.read_text(path)
         if recipe.data.dataset == "ptb":
             raw = text.ptb_stream(raw)
@@ -243,11 +241,8 @@ class LanguageModel(FitTask):
                             f"(data.sequence_length {T} + 1)")
         spec = _spec_of(model, vocab)
         out = measured(model, recipe, spec, windows(ids, T, None), ids, path.name)
-        unknown = int(np.sum(ids == 1))
-        if unknown:
-            out["note"] = (f"{unknown:,} of the {len(ids):,} tokens ({unknown / len(ids):.1%}) are not in the run's "
-                           "vocabulary, and were read as [UNK]")
-        return out
+        unknown = unknown_note(int(np.sum(ids == 1)), len(ids))
+        return {**out, "note": unknown} if unknown else out
 
     def report(self, result: dict) -> list:
         from dlkit.tasks.generative import measures, present, split_heading

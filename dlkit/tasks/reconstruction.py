@@ -238,9 +238,8 @@ def measured_images(model, xs: np.ndarray, scale, labels, image_path, title: str
     data_range = float(np.mean(np.asarray(scale[0]) * 255.0))  # uint8 inputs: 0..255 in model scale
     codes_of = encoder(model)
     codes = codes_of.predict(xs, verbose=0, batch_size=500)
-    errors = ((xs - reconstruction) ** 2).reshape(len(xs), -1).mean(1)
-    out = {"examples": int(len(xs)), "loss": float(measured["loss"]),
-           "mse": float(((xs - reconstruction) ** 2).mean()), "psnr_db": psnr(xs, reconstruction, data_range),
+    errors = ((xs - reconstruction) ** 2).reshape(len(xs), -1).mean(1)  # each image's; their mean is the MSE
+    out = {"examples": int(len(xs)), "loss": float(measured["loss"]), "mse": float(errors.mean()), "psnr_db": psnr(xs, reconstruction, data_range),
            "probe_accuracy": None, "codes_image": str(image_path), "errors": errors}
     y, names, probe = labels if labels is not None else (None, [], None)
     if probe is not None:

@@ -71,6 +71,14 @@ def vocabulary(run):
     return Vocabulary.from_artifact(run.read_artifact("vocabulary"))
 
 
+def unknown_note(unknown: int, tokens: int) -> str | None:
+    """evaluate --data's note on a text's tokens the run's vocabulary lacks (id 1, [UNK]), if any."""
+    if not unknown:
+        return None
+    return (f"{unknown:,} of the {tokens:,} tokens ({unknown / tokens:.1%}) are not in the run's vocabulary, and were "
+            "read as [UNK]")
+
+
 def same_vocabulary(run, data) -> None:
     """`dlkit evaluate` reads the data again, its vocabulary learnt again from the same training text: it
     must be the run's own (a different tokenizers release could split text otherwise)."""
@@ -143,11 +151,9 @@ class TextClassification(Classification):
         """evaluate --data: a file of `sentence<TAB>label` lines (the `tsv` dataset's, UCI's), each label a
         class's name or its index (sentiment's 0 and 1), read through the run's vocabulary. A first line whose
         label is no class and on no other line is a header, skipped with a note."""
-        from dlkit.data import text
+        from dlkit.data import sources, text
 
-        if not path.is_file():
-            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a text "
-                             "classifier is measured on a file of `sentence<TAB>label` lines")
+        sources.a_file(path, "a text classifier is measured on a file of `sentence<TAB>label` lines")
         lines, notes = text.labelled_lines(path), []
         index = {c: i for i, c in enumerate(classes)}
         index.update({str(i): i for i in range(len(classes)) if str(i) not in index})  # an index, where no name is one
@@ -164,10 +170,8 @@ class TextClassification(Classification):
         vocab = vocabulary(run)
         texts = [t for _, t, _ in lines]
         ids = vocab.ids_batch(texts)
-        tokens, unknown = sum(map(len, ids)), sum(i == 1 for row in ids for i in row)
-        if unknown:
-            notes.append(f"{unknown:,} of the {tokens:,} tokens ({unknown / tokens:.1%}) are not in the run's "
-                         "vocabulary, and were read as [UNK]")
+        unknown = unknown_note(sum(i == 1 for row in ids for i in row), sum(map(len, ids)))
+        notes += [unknown] if unknown else []
         return text.rows_of(ids, recipe.data.max_length), np.array([index[label] for *_, label in lines]), notes
 
     def predict(self, run, recipe, model, request: PredictRequest) -> dict:

@@ -212,12 +212,10 @@ class TextTranslation(FitTask):
         """evaluate --data: a file of sentence pairs of one's own (the recipe's columns; a zip of one, as
         manythings.org's), translated and scored as a split is; a source said several times is translated once
         against all its references. Pairs longer than training's `max_words` are kept, and counted in a note."""
-        from dlkit.data import pairs
+        from dlkit.data import pairs, sources
 
         path = data_path(request.data)
-        if not path.is_file():
-            raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}; a translation "
-                             "model is measured on a file of `source<TAB>target` lines")
+        sources.a_file(path, "a translation model is measured on a file of `source<TAB>target` lines")
         cfg = recipe.data
         found = pairs.read_file(path, cfg.source_column, cfg.target_column)
         source, target = codecs(run)

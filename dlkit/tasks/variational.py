@@ -24,7 +24,7 @@ import numpy as np
 from dlkit import images, optim, ui
 from dlkit.errors import Problem, UsageError
 from dlkit.recipe.schema import OneOptimizerTrain
-from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path
+from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import (diversity, drawn, in_scale, measures, output_path, own_halves, present, run_scale,
@@ -116,11 +116,11 @@ class Variational(FitTask):
         no labels); with --reference, samples measured against the images as read (own_halves)."""
         from dlkit.tasks.binary import as_tested, own_images
 
-        path, scale = data_path(request.data), run_scale(run)
-        read = own_images(run, recipe, path, as_read=True)[0]
+        scale = run_scale(run)
+        read = own_images(run, recipe, request.data, as_read=True)[0]
         xs = in_scale(as_tested(recipe, read), scale)
-        out = {"status": "completed", "task": self.name, "key": f"data:{path}", "run_dir": str(run.root),
-               "data": str(path), "examples": int(len(xs))}
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), **own_data(request.data),
+               "examples": int(len(xs))}
         out.update({k: float(v) for k, v in model.evaluate(xs, verbose=0, batch_size=500, return_dict=True).items()})
         out.update(likelihood(model, xs, request.importance_samples or 1000, seed=0))
         if request.reference is not None:
