@@ -223,7 +223,8 @@ def evaluate(
         "columns for a feature classifier or a regression, a file of sentence<TAB>label lines for a text "
         "classifier, a text file for a language model, a CSV of its series for a forecaster, source<TAB>target "
         "lines for a translation model, images (a file, .npy or folder) for an autoencoder, a VAE or an RBM, and to "
-        "measure a GAN's samples against, images named by their digits (4071.png) for a digit-string reader.")] = None,
+        "measure a GAN's samples against, a folder of A/ and B/ images for a CycleGAN, images named by their digits "
+        "(4071.png) for a digit-string reader.")] = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
     json_: JsonFlag = False,

@@ -172,8 +172,8 @@ train: {{epochs: 1, steps_per_epoch: 1, checkpoint_every: null, run_eagerly: tru
     real = translation.translations
 
     def perfect(model, xa, xb, scale_a, scale_b):
-        ab, aba, _ = real(model, xa, xb, scale_a, scale_b)
-        return ab, aba, xa.copy()  # each B test image's own source digit: B's test images are A's, coloured
+        ab, aba, _, bab = real(model, xa, xb, scale_a, scale_b)
+        return ab, aba, xa.copy(), bab  # each B test image's own source digit: B's test images are A's, coloured
 
     monkeypatch.setattr(translation, "translations", perfect)
     res = CliRunner().invoke(app, ["evaluate", run, "--reference", setup["clf"]["run_dir"], "-n", str(N), "--json"])
@@ -182,6 +182,35 @@ train: {{epochs: 1, steps_per_epoch: 1, checkpoint_every: null, run_eagerly: tru
     assert ev["frechet_distance"] == pytest.approx(ev["real_frechet_distance"], rel=1e-6)
     assert ev["frechet_distance"] > 0.05 * ev["real_frechet_distance"] + 1e-3  # not the 0 a leak would give
     assert ev["translated_accuracy"] == pytest.approx(ev["source_accuracy"])
+
+    # --data: A/ holds 2N test digits, B/ N training digits coloured; a perfect B->A gives back B's own source
+    # digits, which none of A's are: it sits where real training digits do against those test digits, near
+    # the run's training_frechet_distance, well above the test digits' own floor; noise sits far above both
+    mine = tmp_path / "mine"
+    (mine / "A").mkdir(parents=True), (mine / "B").mkdir()
+    np.save(mine / "A" / "a.npy", setup["x_test"][: 2 * N])
+    sources_of_b = setup["x_train"][N: 2 * N]
+    np.save(mine / "B" / "b.npy", colour(sources_of_b))
+    in_colour = np.repeat(sources_of_b[..., None], 3, -1)  # as the run's generators take and make them
+
+    noise = np.random.default_rng(0).integers(0, 256, in_colour.shape, dtype=np.uint8)
+    measured = {}
+    for name, b_to_a in (("perfect", in_colour), ("noise", noise)):
+        def made(model, xa, xb, scale_a, scale_b, b_to_a=b_to_a):
+            ab, aba, _, bab = real(model, xa, xb, scale_a, scale_b)
+            return ab, aba, b_to_a.copy(), bab
+
+        monkeypatch.setattr(translation, "translations", made)
+        res = CliRunner().invoke(app, ["evaluate", run, "--reference", setup["clf"]["run_dir"], "--data", str(mine),
+                                       "--json"])
+        assert res.exit_code == 0, res.output
+        measured[name] = json.loads(res.stdout)
+    ev = measured["perfect"]
+    assert ev["samples"] == ev["real_frechet_samples"] == N and (ev["a_examples"], ev["b_examples"]) == (2 * N, N)
+    assert 0.5 * ev["training_frechet_distance"] < ev["frechet_distance"] < 2 * ev["training_frechet_distance"], ev
+    assert ev["frechet_distance"] > 1.5 * ev["real_frechet_distance"], ev
+    assert measured["noise"]["frechet_distance"] > 10 * ev["frechet_distance"], measured
+    assert measured["noise"]["real_frechet_distance"] == ev["real_frechet_distance"]
 
 
 def test_matched_accuracy_when_two_codes_share_a_class():

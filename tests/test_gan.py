@@ -549,6 +549,79 @@ train: {{epochs: 2}}
     for key in ("translated_accuracy", "cycled_accuracy", "untranslated_accuracy", "source_accuracy"):
         assert 0 <= ev[key] <= 1
     assert ev["frechet_distance"] >= 0 and ev["samples"] == 64
+    assert 0 < ev["cycle_error_a"] < 1 and 0 < ev["cycle_error_b"] < 1
+
+    # --data: the run's own test images of both domains, as files in A/ and B/ (A's gray, made colour as the
+    # generator takes them), measure the round trips the split measured
+    b = np.load(b_path)
+    mine = tmp_path / "mine"
+    for name, x in (("A", a["x_test"]), ("B", b["x_test"])):
+        (mine / name).mkdir(parents=True)
+        np.save(mine / name / "x.npy", x)
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--json"])
+    assert res.exit_code == 0, res.output
+    own = json.loads(res.stdout)
+    assert (own["a_examples"], own["b_examples"]) == (64, 57) and own["data"] == str(mine)
+    assert own["cycle_error_a"] == pytest.approx(ev["cycle_error_a"], rel=1e-5)
+    assert own["cycle_error_b"] == pytest.approx(ev["cycle_error_b"], rel=1e-5)
+    for d in "AB":  # each domain's five worst, worst first
+        worst = [w["cycle_error"] for w in own["worst"] if w["input"].startswith(f"{d}/x.npy[")]
+        assert len(worst) == 5 and worst == sorted(worst, reverse=True) and worst[0] > own[f"cycle_error_{d.lower()}"]
+    assert Path(own["grid"]).is_file() and f"data:{mine}" in json.loads((run / "eval.json").read_text())
+    shown = runner.invoke(app, ["evaluate", str(run), "--data", str(mine)], env={"COLUMNS": "200"})
+    assert "mine, 64 A, 57 B images" in shown.output and "cycle error B->A->B" in shown.output, shown.output
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--reference", clf16, "-n", "20", "--json"])
+    assert res.exit_code == 0, res.output
+    own = json.loads(res.stdout)  # 20 B->A against 20 of the first half of 20 A images, the floor the second
+    assert own["samples"] == own["real_frechet_samples"] == 10 and own["a_examples"] == 20
+    assert own["frechet_distance"] > 0 and own["real_frechet_distance"] > 0 and own["training_frechet_distance"] > 0
+    b_path.rename(tmp_path / "gone.npz")  # the training data gone: the training figure alone is left out
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--reference", clf16, "-n", "20", "--json"])
+    assert res.exit_code == 0, res.output
+    gone = json.loads(res.stdout)
+    assert "training_frechet_distance" not in gone and gone["frechet_distance"] == pytest.approx(own["frechet_distance"])
+    assert any("the run's training data could not be read" in w for w in gone["warnings"])
+    for few, (n_a, n_b), said in (("few_a", (3, 5), "3 real image(s): measuring samples against real images takes "
+                                   "four or more"), ("few_b", (8, 1), "1 image; --reference measures B->A translations")):
+        for name, x in (("A", a["x_test"][:n_a]), ("B", b["x_test"][:n_b])):
+            (tmp_path / few / name).mkdir(parents=True)
+            np.save(tmp_path / few / name / "x.npy", x)
+        res = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / few), "--reference", clf16])
+        assert res.exit_code == 2 and said in res.output, res.output
+    assert not list(run.glob("eval_translations_data_few*"))  # refused before anything was drawn
+    (mine / "B" / "x.npy").rename(mine / "x.npy")  # A alone: its round trip; --reference needs B
+    (mine / "B").rmdir()
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "cycle_error_b" not in json.loads(res.stdout) and json.loads(res.stdout)["a_examples"] == 64
+    for args, said in ((["--reference", clf16], "has no B/ folder: --reference measures B->A translations"),
+                       ([], "")):
+        res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine / "x.npy" if not args else mine), *args])
+        assert res.exit_code == 2 and (said or "a file; a translation model is measured on a folder holding A/ and "
+                                               "B/") in res.output, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine / "A")])
+    assert res.exit_code == 2 and "no A/ or B/ folder in it" in res.output, res.output
+
+
+def test_round_trips_go_each_way_through_their_own_generators():
+    """A->B inverts an image, B->A darkens it by a quarter of the range: A->B->A of a mid-gray 100 is 155 darkened
+    to 91 (an error of 9/255), B->A->B of 100 is 100 darkened to 36 then inverted to 219 (119/255); an image
+    given back as it was is 0, black against white 1."""
+    from types import SimpleNamespace
+
+    from dlkit.tasks.translation import cycle_errors, translations
+
+    gen = lambda f: SimpleNamespace(predict=lambda x, **_: f(x))  # noqa: E731
+    model = SimpleNamespace(generator_ab=gen(lambda x: -x), generator_ba=gen(lambda x: x - 0.5))
+    scale = (np.float32(1 / 127.5), np.float32(-1.0))  # symmetric: 0..255 to -1..1
+    x = np.full((2, 4, 4, 3), 100, np.uint8)
+    ab, aba, ba, bab = translations(model, x, x, scale, scale)
+    assert (ab == 155).all() and (aba == 91).all() and (ba == 36).all() and (bab == 219).all()
+    np.testing.assert_allclose(cycle_errors(x, aba), [9 / 255] * 2, rtol=1e-6)
+    np.testing.assert_allclose(cycle_errors(x, bab), [119 / 255] * 2, rtol=1e-6)
+    assert cycle_errors(x, x).tolist() == [0, 0]
+    assert cycle_errors(np.zeros_like(x), np.full_like(x, 255)).tolist() == [1, 1]
+    assert translations(model, x, None, scale, scale)[2:] == (None, None)
 
 
 def test_cyclegan_whole_image_discriminator(digits16, tmp_path):

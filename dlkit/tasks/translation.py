@@ -3,7 +3,8 @@
 The data is two sources: domain A is `data`'s dataset and domain B `data.domain_b`, each split and shuffled
 on its own (with seeds seed and seed + 1), zipped into ((x_a, x_b), (y_a, y_b)) batches; the pairs are
 never seen together. A grayscale domain is repeated to three channels when the other is in colour.
-`dlkit evaluate` classifies translated (B->A) and cycled (A->B->A) test images with a reference classifier;
+`dlkit evaluate` measures the round trips (A->B->A, B->A->B) of test images, or of one's own (--data: a
+folder of A/ and B/ images), and with a reference classifier the translated (B->A) and cycled images;
 `dlkit generate` translates test images both ways.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -19,17 +21,51 @@ from dlkit.data import pipeline, sources
 from dlkit.data.spec import DataSpec
 from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
-from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline
-from dlkit.tasks.generative import TwoPlayer, diversity, drawn, in_scale, output_path, report_table, run_scale
+from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
+                              own_data)
+from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, measures, output_path, own_halves, present,
+                                    report_table, run_scale)
 
 
 
 def translations(model, xa, xb, scale_a, scale_b):
-    """uint8 A->B, A->B->A and B->A translations of real uint8 images (tests put known images here)."""
-    ab = model.generator_ab.predict(in_scale(xa, scale_a), verbose=0, batch_size=256)
-    aba = images.to_uint8(model.generator_ba.predict(ab, verbose=0, batch_size=256), scale_a)
-    ba = images.to_uint8(model.generator_ba.predict(in_scale(xb, scale_b), verbose=0, batch_size=256), scale_a)
-    return images.to_uint8(ab, scale_b), aba, ba
+    """uint8 A->B, A->B->A, B->A and B->A->B translations of real uint8 images (tests put known images here).
+    A domain not given (None) has None for its two."""
+    ab = aba = ba = bab = None
+    if xa is not None:
+        ab = model.generator_ab.predict(in_scale(xa, scale_a), verbose=0, batch_size=256)
+        aba = images.to_uint8(model.generator_ba.predict(ab, verbose=0, batch_size=256), scale_a)
+        ab = images.to_uint8(ab, scale_b)
+    if xb is not None:
+        ba = model.generator_ba.predict(in_scale(xb, scale_b), verbose=0, batch_size=256)
+        bab = images.to_uint8(model.generator_ab.predict(ba, verbose=0, batch_size=256), scale_b)
+        ba = images.to_uint8(ba, scale_a)
+    return ab, aba, ba, bab
+
+
+def cycle_errors(x: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Each image's round-trip error: the mean absolute difference of a real uint8 image and what it became
+    there and back (A->B->A), as a share of the 0-255 range (0: given back exactly; the cycle loss's L1)."""
+    return np.abs(back.astype(np.float32) - x.astype(np.float32)).mean(axis=(1, 2, 3)) / 255
+
+
+# evaluate --data's folders of the two domains: A/ and B/, or the CycleGAN datasets' own testA/ and testB/
+DOMAIN_FOLDERS = {"a": ("A", "testA"), "b": ("B", "testB")}
+WORST = 5  # evaluate --data names each domain's worst round trips
+
+
+def domain_folders(path) -> dict:
+    """evaluate --data's folder per domain ("a", "b": the first of its DOMAIN_FOLDERS there, else None). One
+    domain alone is measured alone; neither is a usage error saying the layout."""
+    layout = ("a folder holding A/ and B/, the two domains' images (or testA/ and testB/, as the CycleGAN datasets "
+              "are laid out); either alone measures that domain's round trip")
+    if not path.is_dir():
+        raise UsageError(f"{path}: a file; a translation model is measured on {layout}")
+    found = {d: next((path / name for name in names if (path / name).is_dir()), None)
+             for d, names in DOMAIN_FOLDERS.items()}
+    if not any(found.values()):
+        raise UsageError(f"{path}: no A/ or B/ folder in it; a translation model is measured on {layout}")
+    return found
 
 class TranslationData(DataConfig):
     domain_b: DomainConfig  # the second domain; this section's dataset is the first
@@ -88,6 +124,7 @@ class Translation(TwoPlayer):
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
+    options = TwoPlayer.options | {"data"}  # and evaluate's --data
     Data = TranslationData
 
     def load_data(self, recipe):
@@ -138,7 +175,10 @@ class Translation(TwoPlayer):
         return Callbacks(before=[grid])
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        """Translated (B->A) and cycled (A->B->A) test images, classified by the reference."""
+        """Translated (B->A) and cycled (A->B->A) test images, classified by the reference; each domain's
+        round-trip error."""
+        if request.data is not None:
+            return self._evaluate_on(run, model, data, request)
         d = data()
         sa, sb, scale_a, scale_b = d.a.splits, d.b.splits, d.a.scale, d.b.scale
         xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
@@ -148,12 +188,13 @@ class Translation(TwoPlayer):
         # MNIST's, in order), of every class where a domain is stored class by class
         ia, ib = drawn(np.arange(len(xa)), n), drawn(np.arange(len(xb)), n)
         xa, ya, xb, yb = xa[ia], ya[ia], xb[ib], yb[ib]
-        ab, aba, ba = translations(model, xa, xb, scale_a, scale_b)
+        ab, aba, ba, bab = translations(model, xa, xb, scale_a, scale_b)
         grid_path = run.root / "eval_translations.png"
         images.save_png(images.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
         out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
                "run_dir": str(run.root), "samples": int(len(xa)), "grid": str(grid_path),
-               "diversity": diversity(in_scale(ba, scale_a), in_scale(xa, scale_a))}
+               "diversity": diversity(in_scale(ba, scale_a), in_scale(xa, scale_a)),
+               "cycle_error_a": float(cycle_errors(xa, aba).mean()), "cycle_error_b": float(cycle_errors(xb, bab).mean())}
         if request.reference is None:
             return out
         from dlkit.tasks.reference import Reference
@@ -179,9 +220,77 @@ class Translation(TwoPlayer):
         out.update(ref.floor(len(ba_feat), ind_feat, real_feat))  # real A test images against the same set
         return out
 
+    def _evaluate_on(self, run, model, data, request: EvalRequest) -> dict:
+        """evaluate --data: images of one's own, a folder's A/ and B/ (either alone will do), read as `generate
+        --input` reads them; up to -n of each, a fixed draw, translated there and back. Measured: each domain's
+        round-trip error, the worst round trips named; with --reference (both domains), the B->A translations'
+        Fréchet distance to the first of the A images' two shuffled halves, the second half giving the floor,
+        and the run's training A images' distance to it (no labels are read: no accuracies)."""
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), **own_data(request.data)}
+        folders = domain_folders(Path(out["data"]))
+        n = request.samples or EVAL_SAMPLES
+        given, names = {}, {}
+        for d, g in (("a", model.generator_ab), ("b", model.generator_ba)):
+            if folders[d] is not None:
+                x, named = sources.read_images([folders[d]], tuple(int(k) for k in g.input_shape[1:]))
+                keep = drawn(np.arange(len(x)), n)
+                given[d], names[d] = x[keep], [f"{folders[d].name}/{named[i]}" for i in keep]
+        xa, xb = given.get("a"), given.get("b")
+        if request.reference is not None:  # what it needs is said before anything is measured or drawn
+            from dlkit.tasks.reference import Reference
+
+            if len(given) < 2:
+                raise UsageError(f"{out['data']} has no {'A' if xa is None else 'B'}/ folder: --reference measures B->A "
+                                 "translations against real A images, and needs both domains' (A/ and B/, or testA/ "
+                                 "and testB/)")
+            if len(xb) < 2:
+                raise UsageError(f"{folders['b']}: {len(xb)} image; --reference measures B->A translations, two or more "
+                                 "(one has no spread to measure)")
+            # B->A against the first of A's shuffled halves, as many translations as that half holds, the
+            # second half against it as the floor
+            count = min(len(xb), len(xa) // 2)
+            real, other_real = own_halves(xa, count)
+            ref = Reference(request.reference, request.unsafe)
+        scale_a, scale_b = run_scale(run), run_scale(run, "scale_b")
+        ab, aba, ba, bab = translations(model, xa, xb, scale_a, scale_b)
+        rows, worst = [], []
+        for d, x, there, back in (("a", xa, ab, aba), ("b", xb, ba, bab)):
+            if x is None:
+                continue
+            errors = cycle_errors(x, back)
+            out[f"cycle_error_{d}"], out[f"{d}_examples"] = float(errors.mean()), int(len(x))
+            # each domain's own worst: the two domains' errors are of different images, not of one scale
+            worst += [{"input": names[d][i], "cycle_error": float(errors[i])}
+                      for i in np.argsort(-errors, kind="stable")[:WORST]]
+            rows.append((x, there))
+        out["worst"] = worst
+        shown = min(8, *(len(x) for x, _ in rows))  # rows A, A->B, B, B->A of as many images each
+        grid_path = run.image(f"eval_translations_{data_slug(out['data'])}.png")
+        images.save_png(images.bands([r[:shown] for pair in rows for r in pair]), grid_path)
+        out["grid"] = str(grid_path)
+        if request.reference is None:
+            return out
+        real_feat = ref.predict(real)[0]
+        out.update({"reference_run": str(request.reference.root), "samples": int(count),
+                    "frechet_distance": metrics.feature_distance(ref.predict(ba[:count])[0], real_feat)})
+        out.update(ref.floor(count, real_feat, ref.predict(other_real)[0]))
+        try:  # where a translator giving back the run's own training A images would sit
+            training = drawn(data().a.splits.x_train, count)
+            out["training_frechet_distance"] = metrics.feature_distance(ref.predict(training)[0], real_feat)
+        except DataError as e:
+            out["warnings"].append(f"the run's training data could not be read ({e}): no training-vs-yours distance")
+        return out
+
     def report(self, result: dict) -> list:
-        return report_table(result, ("frechet_distance", "real_frechet_distance", "translated_accuracy", "cycled_accuracy",
-                                     "untranslated_accuracy", "source_accuracy"))
+        keys = ("frechet_distance", "real_frechet_distance", "training_frechet_distance", "translated_accuracy",
+                "cycled_accuracy", "untranslated_accuracy", "source_accuracy",
+                ("cycle_error_a", "cycle error A->B->A"), ("cycle_error_b", "cycle error B->A->B"))
+        if "data" not in result:
+            return report_table(result, keys)
+        counts = ", ".join(f"{result[f'{d}_examples']:,} {d.upper()}" for d in "ab" if f"{d}_examples" in result)
+        worst = [f"  {w['input']}: {w['cycle_error']:.4g}" for w in result["worst"]]
+        return measures(result, f"{Path(result['data']).name}, {counts} images", present(result, keys),
+                        after=["worst round trips (cycle error):", *worst, f"translations: {result['grid']}"])
 
     def exported(self, run, recipe, model):
         return model.generator_ab, "the A-to-B generator"
