@@ -259,7 +259,10 @@ def generate(
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
         "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG), .npy array of images or "
-        "folder of them to reconstruct; CycleGAN: images of domain A to translate to B. Repeatable.")] = None,
+        "folder of them to reconstruct; CycleGAN: images of domain A to translate to B (or of --from's). "
+        "Repeatable.")] = None,
+    domain: Annotated[Optional[str], typer.Option("--from", metavar="A|B", help="CycleGAN: the domain the --input "
+        "images are of, translated to the other (A).")] = None,
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Language models: the text to continue.")] = None,
     length: Annotated[Optional[int], typer.Option(metavar="N",
         help="Language models: how many tokens to sample (500; at most 100,000).")] = None,
@@ -278,7 +281,7 @@ def generate(
         return f"wrote {result['out']}"
 
     _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe, prompt,
-                               length, temperature), json_, says, quiet)
+                               length, temperature, domain), json_, says, quiet)
 
 
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "

@@ -36,9 +36,11 @@ MOST_TOKENS = 100_000  # generate's --length: a language model samples one token
 
 def generate(run_dir, n: int | None = None, label: int | None = None, code: int | None = None, seed: int = 0,
              out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
-             prompt: str | None = None, length: int | None = None, temperature: float | None = None) -> dict:
+             prompt: str | None = None, length: int | None = None, temperature: float | None = None,
+             domain: str | None = None) -> dict:
     """`n` counts the samples drawn into a picture (None: 64). `length` and `temperature` are a language
-    model's (None: 500 tokens at temperature 1)."""
+    model's (None: 500 tokens at temperature 1). `domain`: a translation model's, the domain the `inputs` are
+    of, "A" or "B" (None: A)."""
     if n is not None and not 1 <= n <= MOST_SAMPLES:
         raise UsageError(f"-n counts the samples in one picture: 1 to {MOST_SAMPLES:,}, received {n}")
     if length is not None and not 1 <= length <= MOST_TOKENS:
@@ -49,12 +51,17 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     if n is not None and inputs:
         raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
                          "however many")
+    if domain is not None and domain.upper() not in ("A", "B"):
+        raise UsageError(f"--from {domain}: a translation model's domains are A and B")
+    if domain is not None and not inputs:
+        raise UsageError("--from names the domain of the --input images; without --input a translation model "
+                         "translates test images of both domains")
     run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length,
-                                        temperature=temperature)
+                                        temperature=temperature, domain=domain)
     n, length, temperature = (64 if n is None else n, 500 if length is None else length,
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
-                              temperature)
+                              temperature, (domain or "A").upper())
     return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 

@@ -363,6 +363,8 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     prompt = runner.invoke(app, ["generate", dcgan, "--prompt", "hi", "--json"])  # a language model's option
     assert prompt.exit_code == 2
     assert "--prompt is read by language_model runs only" in json.loads(prompt.stdout)["error"]
+    origin = runner.invoke(app, ["generate", dcgan, "--input", __file__, "--from", "B"])  # a CycleGAN's option
+    assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
 
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
         res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])
@@ -537,6 +539,25 @@ train: {{epochs: 2}}
 
     with Image.open(made["out"]) as im:  # one band of 10: inputs above their translations, 64 px each
         assert im.size == (10 * 66 + 2, 2 * 66 + 2)
+    # --from B: B's images translated by the B->A generator (the same images read as A go through A->B)
+    np.save(tmp_path / "six_b.npy", np.load(b_path)["x_test"][:6])
+    pictures = {}
+    for domain in ("A", "b"):
+        made = runner.invoke(app, ["generate", str(run), "--input", str(tmp_path / "six_b.npy"), "--from", domain,
+                                   "--force", "--json"])  # A's picture replaces ten.npy's
+        assert made.exit_code == 0, made.output
+        made = json.loads(made.stdout)
+        assert made["n"] == 6 and made["translation"] == {"A": "a_to_b", "b": "b_to_a"}[domain]
+        with Image.open(made["out"]) as im:
+            pictures[domain] = np.asarray(im)
+    assert made["out"] == str(run / "translations-input-b_to_a.png")
+    assert pictures["A"].shape == pictures["b"].shape == (2 * 66 + 2, 6 * 66 + 2, 3)
+    np.testing.assert_array_equal(pictures["A"][:66], pictures["b"][:66])  # the inputs, as given
+    assert np.abs(pictures["A"][66:].astype(int) - pictures["b"][66:]).mean() > 5  # translated by another generator
+    for args, said in ((["--input", str(tmp_path / "six_b.npy"), "--from", "C"], "--from C: a translation model's "
+                        "domains are A and B"), (["--from", "B"], "--from names the domain of the --input images")):
+        res = runner.invoke(app, ["generate", str(run), *args])
+        assert res.exit_code == 2 and said in res.output, res.output
     every = runner.invoke(app, ["generate", str(run), "-n", "10000", "--out", str(tmp_path / "all.png"), "--json"])
     assert every.exit_code == 0, every.output
     shown = json.loads(every.stdout)["n"]  # as many of each domain as the smaller test split (B's) holds

@@ -124,7 +124,7 @@ class Translation(TwoPlayer):
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
-    options = TwoPlayer.options | {"data"}  # and evaluate's --data
+    options = TwoPlayer.options | {"data", "domain"}  # and evaluate's --data, generate's --from
     Data = TranslationData
 
     def load_data(self, recipe):
@@ -264,9 +264,12 @@ class Translation(TwoPlayer):
                       for i in np.argsort(-errors, kind="stable")[:WORST]]
             rows.append((x, there))
         out["worst"] = worst
-        shown = min(8, *(len(x) for x, _ in rows))  # rows A, A->B, B, B->A of as many images each
+        # rows A, A->B, B, B->A of as many images each, a fixed draw (a folder of class folders is read class by
+        # class: its first eight would be all of one class)
+        shown = min(8, *(len(x) for x, _ in rows))
+        picks = [drawn(np.arange(len(x)), shown) for x, _ in rows]
         grid_path = run.image(f"eval_translations_{data_slug(out['data'])}.png")
-        images.save_png(images.bands([r[:shown] for pair in rows for r in pair]), grid_path)
+        images.save_png(images.bands([r[pick] for pair, pick in zip(rows, picks) for r in pair]), grid_path)
         out["grid"] = str(grid_path)
         if request.reference is None:
             return out
@@ -297,18 +300,20 @@ class Translation(TwoPlayer):
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A. With --input,
-        the images given, as domain A: rows of them and their A->B translations."""
+        the images given, as domain A (or --from's): rows of them and their translations to the other."""
         if request.label is not None or request.code is not None or request.interpolate:
             raise UsageError("--label, --code and --interpolate are for GANs drawing from noise; a translation model "
                              "translates test images (-n, --seed) or the images given (--input)")
-        if request.inputs:
-            x, _ = sources.read_images(request.inputs, tuple(int(d) for d in model.generator_ab.input_shape[1:]))
-            path = output_path(request.out or run.root / "translations-input.png", request.force, png=True)
-            scale = run_scale(run)
-            fake = images.to_uint8(model.generator_ab.predict(in_scale(x, scale), verbose=0), scale)
+        if request.inputs:  # each domain read and scaled as its own
+            g, scales, name = ((model.generator_ab, ("scale", "scale_b"), "translations-input.png")
+                               if request.domain == "A" else
+                               (model.generator_ba, ("scale_b", "scale"), "translations-input-b_to_a.png"))
+            x, _ = sources.read_images(request.inputs, tuple(int(d) for d in g.input_shape[1:]))
+            path = output_path(request.out or run.root / name, request.force, png=True)
+            fake = images.to_uint8(g.predict(in_scale(x, run_scale(run, scales[0])), verbose=0), run_scale(run, scales[1]))
             images.save_png(images.bands([x, fake]), path)
             return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
-                    "translation": "a_to_b"}
+                    "translation": "a_to_b" if request.domain == "A" else "b_to_a"}
         d = data()
         pools = [(s.x_test if s.x_test is not None else s.x_train) for s in (d.a.splits, d.b.splits)]
         n = min(request.n, *map(len, pools))  # as many of each domain, so that the rows align
