@@ -59,8 +59,10 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
     run.read_json(run.eval)  # an unreadable file is said before the measuring, not after it
     ref = finished(resolve_run(reference, runs_root)) if reference else None
     recipe = tasks.load_run_recipe(run.recipe)
-    tasks.refuse_unread(tasks.of(recipe), samples=samples, beam=beam, importance_samples=importance_samples,
-                        data=data)
+    task = tasks.of(recipe)
+    tasks.refuse_unread(task, samples=samples, beam=beam, importance_samples=importance_samples, data=data)
+    if split not in (None, "test") and task.test_split_only:  # it was ignored: the test split measured
+        raise UsageError(f"--split {split}: {task.test_split_only}; leave --split out")
     session = Session.open(recipe)  # the same seed carves the same splits as training
     model = session.model(checkpoint=run.model, unsafe=unsafe)
     request = EvalRequest(split or "test", ref, samples, importance_samples, unsafe, beam,

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from conftest import DATA, build
 from dlkit import metrics
 from dlkit.cli import app
+from dlkit.runs import row
 from dlkit.training.train import train
 
 METRICS = {
@@ -372,11 +373,17 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
         ev = json.loads(res.stdout)
         assert ev["frechet_distance"] >= 0 and 1 <= ev["classifier_score"] <= 10
         assert 0 <= ev["class_coverage"] <= 1 and 0 <= ev[key] <= 1 and sum(ev["class_histogram"]) == 200
+        # `dlkit runs` shows it: the samples were measured against the test split (it showed none before)
+        assert ev["split"] == "test"
+        assert row(Path(run))["headline"] == {"label": "test classifier score", "value": ev["classifier_score"],
+                                              "better": "max", "split": "test", "source": "eval.json:reference"}
     plain = json.loads(runner.invoke(app, ["evaluate", dcgan, "-n", "100", "--json"]).stdout)
     assert "frechet_distance" not in plain and plain["diversity"]["real"] > 0 and Path(plain["grid"]).is_file()
     not_a_classifier = runner.invoke(app, ["evaluate", dcgan, "--reference", info])  # a GAN run as the reference
     assert not_a_classifier.exit_code == 2, not_a_classifier.output
     assert "is a run of task 'adversarial', not an image classifier" in not_a_classifier.stderr
+    other = runner.invoke(app, ["evaluate", dcgan, "--split", "train"])  # was ignored: the test split measured
+    assert other.exit_code == 2 and "--split train: a GAN's samples are measured against the test split's" in other.stderr
 
 
 def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, tmp_path):
@@ -571,6 +578,10 @@ train: {{epochs: 2}}
         assert 0 <= ev[key] <= 1
     assert ev["frechet_distance"] >= 0 and ev["samples"] == 64
     assert 0 < ev["cycle_error_a"] < 1 and 0 < ev["cycle_error_b"] < 1
+    assert ev["split"] == "test" and row(run)["headline"]["label"] == "test B->A accuracy"
+    other = runner.invoke(app, ["evaluate", str(run), "--split", "val"])
+    assert other.exit_code == 2 and "--split val: a CycleGAN translates the test images" in other.output
+    assert row(run)["headline"]["value"] == ev["translated_accuracy"]
 
     # --data: the run's own test images of both domains, as files in A/ and B/ (A's gray, made colour as the
     # generator takes them), measure the round trips the split measured

@@ -37,9 +37,12 @@ def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
     a = _fake(tmp_path, "cnn", "20261130-100000", "classification", "completed",
               "name: cnn\nseed: 1\nmodel: {arch: cnn}\n",
               {"epochs_completed": 3, "wall_time_s": 60.0, "test": {"accuracy": 0.91, "loss": 0.3}})
+    # a GAN's evaluation as `evaluate --reference` writes it; one written before it named its split has none
     _fake(tmp_path, "gan", "20261130-110000", "adversarial", "completed", "name: gan\n",
           {"epochs_completed": 2, "wall_time_s": 30.0},
-          {"test": {"split": "test", "classifier_score": 7.5}})
+          {"reference": {"classifier_score": 7.5}, "data:/mine": {"data": "/mine", "classifier_score": 2.0}})
+    _fake(tmp_path, "cyc", "20261130-150000", "translation", "completed", "name: cyc\n",  # no test split
+          {"epochs_completed": 1}, {"reference": {"split": "train", "translated_accuracy": 0.8}})
     _fake(tmp_path, "lm", "20261130-120000", "language_model", "completed", "name: lm\n",
           {"epochs_completed": 1, "val": {"nats_per_char": 1.6, "perplexity": 5.0}})
     dead = _fake(tmp_path, "cnn", "20261130-130000", "classification", "running", "name: cnn\nseed: 2\n")
@@ -54,11 +57,12 @@ def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
     assert out.exit_code == 0
     rows = {r["run_dir"]: r for r in json.loads(out.stdout)["runs"]}
     assert [Path(r).name for r in rows] == ["20261130-100000", "20261130-110000", "20261130-120000",
-                                            "20261130-130000", "20261130-140000"]  # by start time
+                                            "20261130-130000", "20261130-140000", "20261130-150000"]  # by start time
     first = rows[str(a)]
     assert first["status"] == "completed" and first["epochs"] == 3 and first["wall_time_s"] == 60.0
     assert first["headline"]["label"] == "test accuracy" and first["headline"]["value"] == 0.91
     assert rows[str(tmp_path / "gan" / "20261130-110000")]["headline"]["value"] == 7.5  # from eval.json
+    assert rows[str(tmp_path / "cyc" / "20261130-150000")]["headline"] is None  # of training images: not a test figure
     lm = rows[str(tmp_path / "lm" / "20261130-120000")]["headline"]
     assert lm["label"] == "val nats/char" and lm["better"] == "min"
     assert rows[str(dead)]["status"] == "stopped" and rows[str(dead)]["epochs"] == 2  # nobody holds its lock

@@ -38,6 +38,8 @@ class Adversarial(TwoPlayer):
     name = "adversarial"
     headlines = (Headline("classifier_score", "classifier score"),)
     options = frozenset({"n", "samples", "data"})  # generate's -n, evaluate's -n and --data
+    test_split_only = ("a GAN's samples are measured against the test split's images (the training images' two "
+                       "halves where there is no test split), or with --data against images of your own")
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
 
     def needs_labels(self, recipe):
@@ -69,8 +71,11 @@ class Adversarial(TwoPlayer):
         out = {"status": "completed", "task": self.name, "run_dir": str(run.root)}
         if request.data is None:
             n = request.samples or EVAL_SAMPLES
-            real, other_real = independent_reals(data().splits, n)
-            out["key"] = "samples" if request.reference is None else "reference"
+            splits = data().splits
+            real, other_real = independent_reals(splits, n)
+            # the split the samples are measured against (`dlkit runs` shows a test split's figure as the headline)
+            out.update(key="samples" if request.reference is None else "reference",
+                       split="test" if splits.x_test is not None else "train")
         else:  # images of one's own, read as `predict` reads them; -n by default as many as half of them
             from dlkit.data.sources import read_images
 

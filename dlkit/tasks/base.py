@@ -122,7 +122,10 @@ def headline(task: Task, metrics: dict, evals: dict) -> dict | None:
             measures = measures[part]
         return measures if isinstance(measures, (int, float)) and not isinstance(measures, bool) else None
 
-    places = [(f"eval.json:{k}", v.get("split"), v) for k, v in reversed(list(evals.items())) if isinstance(v, dict)]
+    # a GAN's or a CycleGAN's evaluation (keyed "reference" or "samples") names the split its real images are of;
+    # one written before it did was of the test split wherever the data had one
+    places = [(f"eval.json:{k}", v.get("split", "test" if k in ("reference", "samples") else None), v)
+              for k, v in reversed(list(evals.items())) if isinstance(v, dict)]
     places += [("metrics.json", split, metrics.get(split)) for split in ("test", "val")]
     for h in task.headlines:
         for source, split, measures in places:
@@ -210,6 +213,9 @@ class Task:
     classifies: ClassVar[bool] = False  # it tells classes apart: data of one class is refused
     # the command-line options only some tasks read (OPTIONS' keys): given to any other, they are refused
     options: ClassVar[frozenset[str]] = frozenset()
+    # a task whose evaluation measures against the test split alone: what it measures, said when evaluate's
+    # --split names another (None: it measures the split named)
+    test_split_only: ClassVar[str | None] = None
 
     def check(self, recipe) -> list[Problem]:
         """What the sections cannot see alone: problems across them (a sigmoid output with data not in

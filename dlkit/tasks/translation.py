@@ -125,6 +125,8 @@ class Translation(TwoPlayer):
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
     options = TwoPlayer.options | {"data", "domain"}  # and evaluate's --data, generate's --from
+    test_split_only = ("a CycleGAN translates the test images of both domains (the training images where there "
+                       "are none), or with --data images of your own")
     Data = TranslationData
 
     def load_data(self, recipe):
@@ -192,7 +194,8 @@ class Translation(TwoPlayer):
         grid_path = run.root / "eval_translations.png"
         images.save_png(images.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
         out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
-               "run_dir": str(run.root), "samples": int(len(xa)), "grid": str(grid_path),
+               "run_dir": str(run.root), "split": "test" if sa.x_test is not None and sb.x_test is not None else "train",
+               "samples": int(len(xa)), "grid": str(grid_path),
                "diversity": diversity(in_scale(ba, scale_a), in_scale(xa, scale_a)),
                "cycle_error_a": float(cycle_errors(xa, aba).mean()), "cycle_error_b": float(cycle_errors(xb, bab).mean())}
         if request.reference is None:
