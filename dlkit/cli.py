@@ -365,6 +365,8 @@ def export(
     out: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Where to write; default RUN_DIR/export/saved_model, "
                                                 "model.onnx or model.tflite.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export (once the new one has passed its check).")] = False,
+    domain: Annotated[Optional[str], typer.Option("--from", metavar="A|B", help="CycleGAN: the domain the exported "
+        "generator translates from (A); B writes the B-to-A generator, as model_b_to_a.onnx and the like.")] = None,
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
@@ -372,7 +374,7 @@ def export(
     from dlkit.export import export as export_fn
     from dlkit.export import size_text
 
-    _write(lambda: export_fn(run_dir, format_, out, force, unsafe), json_,
+    _write(lambda: export_fn(run_dir, format_, out, force, unsafe, domain), json_,
            lambda r: f"wrote {r['path']} ({r['format']}, {r['model']}, {size_text(r['size_bytes'])}); reloaded with "
                      f"{r['checked_with']}: outputs within {r['max_abs_diff']:.2g} of the Keras model's"
                      + "".join(f"; it {note}" for note in r["notes"]), quiet)

@@ -8,7 +8,7 @@
 
 What is exported is the task's deployable model (`Task.exported`): a classifier whole (on raw inputs: its
 input scale as its first layer), a GAN's or a VAE's
-generator, a CycleGAN's A-to-B generator. Every export is loaded back after writing, by the runtime it is
+generator, a CycleGAN's A-to-B generator (or with `domain` "B" its B-to-A one). Every export is loaded back after writing, by the runtime it is
 for (TensorFlow, onnxruntime, the LiteRT interpreter), and must give the Keras model's outputs on probe
 inputs drawn to the model's input signature; a file that does not is removed and the command fails (exit
 7). The check's figures are kept in the run's `exports.json`. Nothing is overwritten without `--force`, and a
@@ -173,18 +173,27 @@ def _check(served, fmt: str, written: Path, what: str, batch: int | None) -> flo
     return _compare(expected, got, fmt, what)
 
 
-def destination(run: RunDir, fmt: str, out: Path | None) -> Path:
-    return Path(out) if out is not None else run.root / "export" / FORMATS[fmt][1]
+def destination(run: RunDir, fmt: str, out: Path | None, suffix: str = "") -> Path:
+    """Where an export goes: `out`, else its format's default under RUN/export/, `suffix` before the extension
+    (a CycleGAN's B-to-A generator: model_b_to_a.onnx)."""
+    if out is not None:
+        return Path(out)
+    name = Path(FORMATS[fmt][1])
+    return run.root / "export" / f"{name.stem}{suffix}{name.suffix}"
 
 
-def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = False) -> dict:
-    """Write the run's deployable model in `fmt`, check it loaded back, and return what was written."""
+def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = False, domain: str | None = None) -> dict:
+    """Write the run's deployable model in `fmt`, check it loaded back, and return what was written. `domain`:
+    a translation model's, the domain its exported generator translates from ("A" or "B"; None: A)."""
+    from dlkit.tasks.base import domain_of
     from dlkit.training.session import Session
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    domain = domain_of(domain)
+    suffix = "_b_to_a" if domain == "B" else ""  # the A-to-B generator keeps the names it always had
     run = finished(RunDir.open(run_dir))
-    target = destination(run, fmt, out)
+    target = destination(run, fmt, out, suffix)
     if fmt == "litert" and target.suffix != ".tflite":
         raise UsageError(f"--out {target}: a LiteRT model's file name ends in .tflite")
     if fmt == "onnx" and target.suffix != ".onnx":
@@ -194,9 +203,10 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
     _require(fmt)
     run.read_json(run.root / "exports.json")  # an unreadable record is said before the export, as evaluate does
     recipe = tasks.load_run_recipe(run.recipe)
+    tasks.refuse_unread(tasks.of(recipe), domain=domain)
     session = Session.open(recipe)
     model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
-    served, what = session.task.exported(run, recipe, model)
+    served, what = session.task.exported(run, recipe, model, **({"domain": domain} if domain else {}))
     notes = []
     if fmt == "litert" and _mixed(served):
         served, mixed = _in_float32(served), served
@@ -206,7 +216,7 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
 
     record = write_checked(served, what, fmt, target, notes)
     exports = run.read_json(run.root / "exports.json")
-    exports[fmt] = record
+    exports[fmt + suffix] = record
     run.write_json(run.root / "exports.json", exports)
     return {"status": "completed", "run_dir": str(run.root), **record}
 

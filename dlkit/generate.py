@@ -10,7 +10,7 @@ from dlkit import tasks
 from dlkit.errors import StorageError, UsageError
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
-from dlkit.tasks.base import EncodeRequest, GenerateRequest
+from dlkit.tasks.base import EncodeRequest, GenerateRequest, domain_of
 
 
 def _open(run_dir, unsafe: bool, command: str, **options):
@@ -51,8 +51,7 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     if n is not None and inputs:
         raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
                          "however many")
-    if domain is not None and domain.upper() not in ("A", "B"):
-        raise UsageError(f"--from {domain}: a translation model's domains are A and B")
+    domain = domain_of(domain)
     if domain is not None and not inputs:
         raise UsageError("--from names the domain of the --input images; without --input a translation model "
                          "translates test images of both domains")
@@ -61,7 +60,7 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     n, length, temperature = (64 if n is None else n, 500 if length is None else length,
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
-                              temperature, (domain or "A").upper())
+                              temperature, domain or "A")
     return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 

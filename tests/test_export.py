@@ -196,12 +196,13 @@ def test_what_each_task_exports():
     from dlkit.errors import UsageError
     from dlkit.tasks import TASKS
 
-    model = SimpleNamespace(sampler="G", decoder="D", generator_ab="AB")
+    model = SimpleNamespace(sampler="G", decoder="D", generator_ab="AB", generator_ba="BA")
     run_ = SimpleNamespace(root=Path("runs/x"), artifact=lambda name: Path("runs/x/artifacts/none.json"))
     recipe = SimpleNamespace(model=SimpleNamespace(arch="cnn"))
     assert TASKS["adversarial"].exported(run_, recipe, model)[0] == "G"
     assert TASKS["variational"].exported(run_, recipe, model)[0] == "D"
     assert TASKS["translation"].exported(run_, recipe, model)[0] == "AB"
+    assert TASKS["translation"].exported(run_, recipe, model, domain="B") == ("BA", "the B-to-A generator")
     assert TASKS["classification"].exported(run_, recipe, model)[0] is model
     with pytest.raises(UsageError):
         TASKS["boltzmann"].exported(run_, recipe, model)

@@ -366,6 +366,8 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert "--prompt is read by language_model runs only" in json.loads(prompt.stdout)["error"]
     origin = runner.invoke(app, ["generate", dcgan, "--input", __file__, "--from", "B"])  # a CycleGAN's option
     assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
+    origin = runner.invoke(app, ["export", dcgan, "--from", "B"])
+    assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
 
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
         res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])
@@ -561,6 +563,18 @@ train: {{epochs: 2}}
     assert pictures["A"].shape == pictures["b"].shape == (2 * 66 + 2, 6 * 66 + 2, 3)
     np.testing.assert_array_equal(pictures["A"][:66], pictures["b"][:66])  # the inputs, as given
     assert np.abs(pictures["A"][66:].astype(int) - pictures["b"][66:]).mean() > 5  # translated by another generator
+    # export --from B: the B->A generator, beside the A->B one's names
+    exported = runner.invoke(app, ["export", str(run), "--format", "onnx", "--from", "B", "--json"])
+    assert exported.exit_code == 0, exported.output
+    exported = json.loads(exported.stdout)
+    assert exported["path"] == str(run / "export" / "model_b_to_a.onnx") and exported["model"] == "the B-to-A generator"
+    import onnxruntime
+
+    probe = np.random.default_rng(1).uniform(-1, 1, (3, 16, 16, 3)).astype("float32")
+    session = onnxruntime.InferenceSession(exported["path"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: probe})[0]
+    np.testing.assert_allclose(onnx_out, again.generator_ba.predict(probe, verbose=0), atol=1e-4)
+    assert list(json.loads((run / "exports.json").read_text())) == ["onnx_b_to_a"]
     for args, said in ((["--input", str(tmp_path / "six_b.npy"), "--from", "C"], "--from C: a translation model's "
                         "domains are A and B"), (["--from", "B"], "--from names the domain of the --input images")):
         res = runner.invoke(app, ["generate", str(run), *args])

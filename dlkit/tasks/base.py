@@ -79,6 +79,13 @@ def evaluation(task: Task, run: RunDir, request: EvalRequest, measure: Callable[
             "wall_time_s": round(time.perf_counter() - start, 3)}
 
 
+def domain_of(value: str | None) -> str | None:
+    """--from's domain of a translation model, "A" or "B" (None: not given); anything else is a usage error."""
+    if value is not None and value.upper() not in ("A", "B"):
+        raise UsageError(f"--from {value}: a translation model's domains are A and B")
+    return None if value is None else value.upper()
+
+
 def data_path(path) -> Path:
     """evaluate --data's path as its result names it: absolute, `~` expanded."""
     return Path(path).expanduser().absolute()

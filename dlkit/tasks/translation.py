@@ -124,7 +124,7 @@ class Translation(TwoPlayer):
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
-    options = TwoPlayer.options | {"data", "domain"}  # and evaluate's --data, generate's --from
+    options = TwoPlayer.options | {"data", "domain"}  # and evaluate's --data, generate's and export's --from
     test_split_only = ("a CycleGAN translates the test images of both domains (the training images where there "
                        "are none), or with --data images of your own")
     Data = TranslationData
@@ -298,8 +298,10 @@ class Translation(TwoPlayer):
         return measures(result, f"{Path(result['data']).name}, {counts} images", present(result, keys),
                         after=["worst round trips (cycle error):", *worst, f"translations: {result['grid']}"])
 
-    def exported(self, run, recipe, model):
-        return model.generator_ab, "the A-to-B generator"
+    def exported(self, run, recipe, model, domain: str = "A"):
+        """The generator from `domain` (export's --from) to the other."""
+        return (model.generator_ab, "the A-to-B generator") if domain == "A" else (model.generator_ba,
+                                                                                 "the B-to-A generator")
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A. With --input,
