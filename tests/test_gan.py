@@ -610,6 +610,22 @@ train: {{epochs: 2}}
     assert (own["a_examples"], own["b_examples"]) == (64, 57) and own["data"] == str(mine)
     assert own["cycle_error_a"] == pytest.approx(ev["cycle_error_a"], rel=1e-5)
     assert own["cycle_error_b"] == pytest.approx(ev["cycle_error_b"], rel=1e-5)
+    # the same images as PNGs in class folders (A/7/000.png): their labels give the split's accuracies
+    labelled = tmp_path / "labelled"
+    for name, x, y in (("A", a["x_test"], a["y_test"]), ("B", b["x_test"], a["y_test"][7:])):
+        for i, (image, label) in enumerate(zip(x, y)):
+            (labelled / name / str(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(labelled / name / str(label) / f"{i:03d}.png")
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(labelled), "--reference", clf16, "--json"])
+    assert res.exit_code == 0, res.output
+    by_class = json.loads(res.stdout)
+    for key in ("translated_accuracy", "cycled_accuracy", "untranslated_accuracy", "source_accuracy"):
+        assert by_class[key] == pytest.approx(ev[key]), key
+    Image.fromarray(b["x_test"][0]).save(labelled / "B" / "loose.png")  # B not all in class folders: unlabelled
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(labelled), "--reference", clf16, "--json"])
+    by_class = json.loads(res.stdout)
+    assert by_class["b_examples"] == 58 and "translated_accuracy" not in by_class and "untranslated_accuracy" not in by_class
+    assert by_class["cycled_accuracy"] == pytest.approx(ev["cycled_accuracy"])
     for d in "AB":  # each domain's five worst, worst first
         worst = [w["cycle_error"] for w in own["worst"] if w["input"].startswith(f"{d}/x.npy[")]
         assert len(worst) == 5 and worst == sorted(worst, reverse=True) and worst[0] > own[f"cycle_error_{d.lower()}"]

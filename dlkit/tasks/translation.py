@@ -49,6 +49,28 @@ def cycle_errors(x: np.ndarray, back: np.ndarray) -> np.ndarray:
     return np.abs(back.astype(np.float32) - x.astype(np.float32)).mean(axis=(1, 2, 3)) / 255
 
 
+def accuracies(ref, xa, ya, aba, xb, yb, ba) -> dict:
+    """The reference classifier's accuracies on the domains whose labels are given (None: not): B->A
+    translations (translated: they keep the digit's class), B as it is (untranslated: the gap translation
+    closes), A->B->A (cycled) and real A (source: the reference's own level)."""
+    hit = lambda x, y: float((ref.predict(x)[1].argmax(1) == y).mean())  # noqa: E731
+    out = {}
+    if yb is not None:
+        out.update(translated_accuracy=hit(ba, yb), untranslated_accuracy=hit(xb, yb))
+    if ya is not None:
+        out.update(cycled_accuracy=hit(aba, ya), source_accuracy=hit(xa, ya))
+    return out
+
+
+def folder_labels(names: list[str], classes: list[str] | None) -> np.ndarray | None:
+    """The class indices of images read from a folder of class folders (named `3/0001.png` by read_images,
+    each first folder one of the run's `classes`), or None where any image is not in one (a flat folder)."""
+    tops = [name.split("/", 1)[0] if "/" in name else None for name in names]
+    if not classes or not all(top in classes for top in tops):
+        return None
+    return np.array([classes.index(top) for top in tops])
+
+
 # evaluate --data's folders of the two domains: A/ and B/, or the CycleGAN datasets' own testA/ and testB/
 DOMAIN_FOLDERS = {"a": ("A", "testA"), "b": ("B", "testB")}
 WORST = 5  # evaluate --data names each domain's worst round trips
@@ -203,8 +225,7 @@ class Translation(TwoPlayer):
         from dlkit.tasks.reference import Reference
 
         ref = Reference(request.reference, request.unsafe)
-        real_feat, real_prob = ref.predict(xa)
-        ba_feat, ba_prob = ref.predict(ba)
+        real_feat, ba_feat = ref.predict(xa)[0], ref.predict(ba)[0]
         # A domain B made from A's own images (MNIST-M blends MNIST's test digits) would let a B->A that
         # recovers its source digit score a distance near 0 against those same digits: the translations are
         # measured against real A images none of B's test images was made from (A's training split), and the
@@ -214,12 +235,7 @@ class Translation(TwoPlayer):
         out.update({"reference_run": str(request.reference.root),
                     "frechet_distance": metrics.feature_distance(ba_feat, ind_feat)})  # B->A against real A
         if d.a.spec.num_classes and d.b.spec.num_classes:  # the accuracies read the domains' labels
-            out.update({
-                "translated_accuracy": float((ba_prob.argmax(1) == yb).mean()),  # B->A keeps the digit's class
-                "cycled_accuracy": float((ref.predict(aba)[1].argmax(1) == ya).mean()),  # A->B->A
-                "untranslated_accuracy": float((ref.predict(xb)[1].argmax(1) == yb).mean()),  # B as it is
-                "source_accuracy": float((real_prob.argmax(1) == ya).mean()),  # real A: the reference's level
-            })
+            out.update(accuracies(ref, xa, ya, aba, xb, yb, ba))
         out.update(ref.floor(len(ba_feat), ind_feat, real_feat))  # real A test images against the same set
         return out
 
@@ -228,16 +244,19 @@ class Translation(TwoPlayer):
         --input` reads them; up to -n of each, a fixed draw, translated there and back. Measured: each domain's
         round-trip error, the worst round trips named; with --reference (both domains), the B->A translations'
         Fréchet distance to the first of the A images' two shuffled halves, the second half giving the floor,
-        and the run's training A images' distance to it (no labels are read: no accuracies)."""
+        and the run's training A images' distance to it; and where a domain's folder is a folder of class
+        folders (A/3/0001.png, the run's classes), its labels are read and the split's accuracies measured."""
         out = {"status": "completed", "task": self.name, "run_dir": str(run.root), **own_data(request.data)}
         folders = domain_folders(Path(out["data"]))
+        classes = run.read_json(run.manifest)["data_spec"].get("class_names")
         n = request.samples or EVAL_SAMPLES
-        given, names = {}, {}
+        given, names, labels = {}, {}, {}
         for d, g in (("a", model.generator_ab), ("b", model.generator_ba)):
             if folders[d] is not None:
                 x, named = sources.read_images([folders[d]], tuple(int(k) for k in g.input_shape[1:]))
-                keep = drawn(np.arange(len(x)), n)
+                keep, y = drawn(np.arange(len(x)), n), folder_labels(named, classes)
                 given[d], names[d] = x[keep], [f"{folders[d].name}/{named[i]}" for i in keep]
+                labels[d] = None if y is None else y[keep]
         xa, xb = given.get("a"), given.get("b")
         if request.reference is not None:  # what it needs is said before anything is measured or drawn
             from dlkit.tasks.reference import Reference
@@ -279,6 +298,7 @@ class Translation(TwoPlayer):
         real_feat = ref.predict(real)[0]
         out.update({"reference_run": str(request.reference.root), "samples": int(count),
                     "frechet_distance": metrics.feature_distance(ref.predict(ba[:count])[0], real_feat)})
+        out.update(accuracies(ref, xa, labels["a"], aba, xb, labels["b"], ba))
         out.update(ref.floor(count, real_feat, ref.predict(other_real)[0]))
         try:  # where a translator giving back the run's own training A images would sit
             training = drawn(data().a.splits.x_train, count)
