@@ -296,8 +296,10 @@ class Translation(TwoPlayer):
         if request.reference is None:
             return out
         real_feat = ref.predict(real)[0]
+        # a fixed draw of the translations: a folder of class folders is read class by class, and its first
+        # `count` would be its first classes
         out.update({"reference_run": str(request.reference.root), "samples": int(count),
-                    "frechet_distance": metrics.feature_distance(ref.predict(ba[:count])[0], real_feat)})
+                    "frechet_distance": metrics.feature_distance(ref.predict(drawn(ba, count))[0], real_feat)})
         out.update(accuracies(ref, xa, labels["a"], aba, xb, labels["b"], ba))
         out.update(ref.floor(count, real_feat, ref.predict(other_real)[0]))
         try:  # where a translator giving back the run's own training A images would sit
