@@ -7,8 +7,8 @@
 - `litert`: a LiteRT (TensorFlow Lite) flatbuffer, for phones and microcontrollers.
 
 What is exported is the task's deployable model (`Task.exported`): a classifier whole (on raw inputs: its
-input scale as its first layer), a GAN's or a VAE's
-generator, a CycleGAN's A-to-B generator (or with `domain` "B" its B-to-A one). Every export is loaded back after writing, by the runtime it is
+input scale as its first layer), a GAN's or a VAE's generator, a CycleGAN's A-to-B generator (or with `domain`
+"B" its B-to-A one). Every export is loaded back after writing, by the runtime it is
 for (TensorFlow, onnxruntime, the LiteRT interpreter), and must give the Keras model's outputs on probe
 inputs drawn to the model's input signature; a file that does not is removed and the command fails (exit
 7). The check's figures are kept in the run's `exports.json`. Nothing is overwritten without `--force`, and a

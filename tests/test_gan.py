@@ -610,6 +610,12 @@ train: {{epochs: 2}}
     assert (own["a_examples"], own["b_examples"]) == (64, 57) and own["data"] == str(mine)
     assert own["cycle_error_a"] == pytest.approx(ev["cycle_error_a"], rel=1e-5)
     assert own["cycle_error_b"] == pytest.approx(ev["cycle_error_b"], rel=1e-5)
+    for d in "AB":  # each domain's five worst, worst first
+        worst = [w["cycle_error"] for w in own["worst"] if w["input"].startswith(f"{d}/x.npy[")]
+        assert len(worst) == 5 and worst == sorted(worst, reverse=True) and worst[0] > own[f"cycle_error_{d.lower()}"]
+    assert Path(own["grid"]).is_file() and f"data:{mine}" in json.loads((run / "eval.json").read_text())
+    shown = runner.invoke(app, ["evaluate", str(run), "--data", str(mine)], env={"COLUMNS": "200"})
+    assert "mine, 64 A, 57 B images" in shown.output and "cycle error B->A->B" in shown.output, shown.output
     # the same images as PNGs in class folders (A/7/000.png): their labels give the split's accuracies
     labelled = tmp_path / "labelled"
     for name, x, y in (("A", a["x_test"], a["y_test"]), ("B", b["x_test"], a["y_test"][7:])):
@@ -623,15 +629,10 @@ train: {{epochs: 2}}
         assert by_class[key] == pytest.approx(ev[key]), key
     Image.fromarray(b["x_test"][0]).save(labelled / "B" / "loose.png")  # B not all in class folders: unlabelled
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(labelled), "--reference", clf16, "--json"])
+    assert res.exit_code == 0, res.output
     by_class = json.loads(res.stdout)
     assert by_class["b_examples"] == 58 and "translated_accuracy" not in by_class and "untranslated_accuracy" not in by_class
     assert by_class["cycled_accuracy"] == pytest.approx(ev["cycled_accuracy"])
-    for d in "AB":  # each domain's five worst, worst first
-        worst = [w["cycle_error"] for w in own["worst"] if w["input"].startswith(f"{d}/x.npy[")]
-        assert len(worst) == 5 and worst == sorted(worst, reverse=True) and worst[0] > own[f"cycle_error_{d.lower()}"]
-    assert Path(own["grid"]).is_file() and f"data:{mine}" in json.loads((run / "eval.json").read_text())
-    shown = runner.invoke(app, ["evaluate", str(run), "--data", str(mine)], env={"COLUMNS": "200"})
-    assert "mine, 64 A, 57 B images" in shown.output and "cycle error B->A->B" in shown.output, shown.output
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--reference", clf16, "-n", "20", "--json"])
     assert res.exit_code == 0, res.output
     own = json.loads(res.stdout)  # 20 B->A against 20 of the first half of 20 A images, the floor the second
@@ -656,11 +657,10 @@ train: {{epochs: 2}}
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--json"])
     assert res.exit_code == 0, res.output
     assert "cycle_error_b" not in json.loads(res.stdout) and json.loads(res.stdout)["a_examples"] == 64
-    for args, said in ((["--reference", clf16], "has no B/ folder: --reference measures B->A translations"),
-                       ([], "")):
-        res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine / "x.npy" if not args else mine), *args])
-        assert res.exit_code == 2 and (said or "a file; a translation model is measured on a folder holding A/ and "
-                                               "B/") in res.output, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine), "--reference", clf16])
+    assert res.exit_code == 2 and "has no B/ folder: --reference measures B->A translations" in res.output, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine / "x.npy")])
+    assert res.exit_code == 2 and "a file; a translation model is measured on a folder holding A/ and B/" in res.output
     res = runner.invoke(app, ["evaluate", str(run), "--data", str(mine / "A")])
     assert res.exit_code == 2 and "no A/ or B/ folder in it" in res.output, res.output
 

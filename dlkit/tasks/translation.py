@@ -53,7 +53,9 @@ def accuracies(ref, xa, ya, aba, xb, yb, ba) -> dict:
     """The reference classifier's accuracies on the domains whose labels are given (None: not): B->A
     translations (translated: they keep the digit's class), B as it is (untranslated: the gap translation
     closes), A->B->A (cycled) and real A (source: the reference's own level)."""
-    hit = lambda x, y: float((ref.predict(x)[1].argmax(1) == y).mean())  # noqa: E731
+    def hit(x, y):
+        return float((ref.predict(x)[1].argmax(1) == y).mean())
+
     out = {}
     if yb is not None:
         out.update(translated_accuracy=hit(ba, yb), untranslated_accuracy=hit(xb, yb))
@@ -88,6 +90,7 @@ def domain_folders(path) -> dict:
     if not any(found.values()):
         raise UsageError(f"{path}: no A/ or B/ folder in it; a translation model is measured on {layout}")
     return found
+
 
 class TranslationData(DataConfig):
     domain_b: DomainConfig  # the second domain; this section's dataset is the first
@@ -322,8 +325,9 @@ class Translation(TwoPlayer):
 
     def exported(self, run, recipe, model, domain: str = "A"):
         """The generator from `domain` (export's --from) to the other."""
-        return (model.generator_ab, "the A-to-B generator") if domain == "A" else (model.generator_ba,
-                                                                                 "the B-to-A generator")
+        if domain == "B":
+            return model.generator_ba, "the B-to-A generator"
+        return model.generator_ab, "the A-to-B generator"
 
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         """n test images of each domain (picked by the seed), translated. Rows: A, A->B, B, B->A. With --input,
@@ -337,7 +341,8 @@ class Translation(TwoPlayer):
                                (model.generator_ba, ("scale_b", "scale"), "translations-input-b_to_a.png"))
             x, _ = sources.read_images(request.inputs, tuple(int(d) for d in g.input_shape[1:]))
             path = output_path(request.out or run.root / name, request.force, png=True)
-            fake = images.to_uint8(g.predict(in_scale(x, run_scale(run, scales[0])), verbose=0), run_scale(run, scales[1]))
+            scale_in, scale_out = (run_scale(run, artifact) for artifact in scales)
+            fake = images.to_uint8(g.predict(in_scale(x, scale_in), verbose=0), scale_out)
             images.save_png(images.bands([x, fake]), path)
             return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                     "translation": "a_to_b" if request.domain == "A" else "b_to_a"}
