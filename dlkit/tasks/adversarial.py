@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from dlkit import images, metrics
-from dlkit.errors import DataError, UsageError
+from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
-                                   run_scale)
+                                   run_scale, training_draw)
 
 
 def draw(gan, latent: np.ndarray) -> np.ndarray:
@@ -77,10 +77,10 @@ class Adversarial(TwoPlayer):
             out.update(key="samples" if request.reference is None else "reference",
                        split="test" if splits.x_test is not None else "train")
         else:  # images of one's own, read as `predict` reads them; -n by default as many as half of them
-            from dlkit.data.sources import read_images
+            from dlkit.tasks.binary import own_images
 
             out.update(own_data(request.data))
-            mine = read_images([out["data"]], tuple(run.read_json(run.manifest)["data_spec"]["input_shape"]))[0]
+            mine = own_images(run, recipe, request.data, as_read=True)[0]
             n = request.samples or min(EVAL_SAMPLES, max(1, len(mine) // 2))
             real, other_real = own_halves(mine, n)
         rng = np.random.default_rng(0)
@@ -97,15 +97,10 @@ class Adversarial(TwoPlayer):
             return out
         from dlkit.tasks.reference import Reference
 
-        training, unread = None, None
-        if request.data is not None:  # where a generator that made its training images would sit
-            try:
-                training = drawn(data().splits.x_train, n)
-            except DataError as e:
-                unread = f"the run's training data could not be read ({e}): no training-vs-yours distance"
+        training, unread = (None, []) if request.data is None else training_draw(lambda: data().splits.x_train, n)
         measured, predicted = Reference(request.reference, request.unsafe).sample_quality(fake, real, other_real,
                                                                                           training)
-        measured["warnings"] += [unread] if unread else []
+        measured["warnings"] += unread
         out.update(measured)
         num_classes = len(measured["class_histogram"])
         if gan.num_classes:

@@ -13,7 +13,7 @@ from pydantic import Field
 from dlkit import images, optim
 from dlkit.config import Section
 from dlkit.data.pipeline import scale_from_artifact
-from dlkit.errors import UsageError
+from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import OptimizerConfig, TrainBase
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import Callbacks, FitContext, Task
@@ -121,6 +121,16 @@ def own_halves(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     x = x[np.random.default_rng(0).permutation(len(x))]
     half = len(x) // 2
     return x[:min(n, half)], x[half: half + min(n, half)]
+
+
+def training_draw(read, n: int) -> tuple[np.ndarray | None, list[str]]:
+    """evaluate --data's training images, measured beside one's own: a fixed draw of up to n of the run's
+    training split (`read()` reads it), where a generator giving back its training images would sit; or None
+    and a warning where the run's training data can no longer be read."""
+    try:
+        return drawn(read(), n), []
+    except DataError as e:
+        return None, [f"the run's training data could not be read ({e}): no training-vs-yours distance"]
 
 
 def output_path(path, force: bool, png: bool = False):

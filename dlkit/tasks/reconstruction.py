@@ -239,8 +239,9 @@ def measured_images(model, xs: np.ndarray, scale, labels, image_path, title: str
     codes_of = encoder(model)
     codes = codes_of.predict(xs, verbose=0, batch_size=500)
     errors = ((xs - reconstruction) ** 2).reshape(len(xs), -1).mean(1)  # each image's; their mean is the MSE
-    out = {"examples": int(len(xs)), "loss": float(measured["loss"]), "mse": float(errors.mean()), "psnr_db": psnr(xs, reconstruction, data_range),
-           "probe_accuracy": None, "codes_image": str(image_path), "errors": errors}
+    out = {"examples": int(len(xs)), "loss": float(measured["loss"]), "mse": float(errors.mean()),
+           "psnr_db": psnr(xs, reconstruction, data_range), "probe_accuracy": None, "codes_image": str(image_path),
+           "errors": errors}
     y, names, probe = labels if labels is not None else (None, [], None)
     if probe is not None:
         out["probe_accuracy"] = probe(codes, codes_of)

@@ -31,6 +31,7 @@ class Reference:
         head = next((layer for layer in self.classifier.layers if layer.name == "predictions"),
                     self.classifier.layers[-1])
         self.features = keras.Model(self.classifier.inputs, [head.input, self.classifier.outputs[0]])
+        self._answered = []  # (images, (features, probabilities)) of the arrays predicted
 
     @property
     def image_shape(self):
@@ -44,8 +45,14 @@ class Reference:
         return x * self.scale[0] + self.scale[1]
 
     def predict(self, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(features, probabilities) of uint8 images."""
-        return self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)
+        """(features, probabilities) of uint8 images; an array given again (the same object: a CycleGAN's
+        translations give both a distance and an accuracy) is answered from the first time, not run again."""
+        for seen, answer in self._answered:
+            if seen is images_uint8:
+                return answer
+        answer = self.features.predict(self.as_input(images_uint8), verbose=0, batch_size=500)
+        self._answered.append((images_uint8, answer))
+        return answer
 
     def sample_quality(self, fake: np.ndarray, real: np.ndarray, other_real: np.ndarray,
                        training: np.ndarray | None = None) -> tuple[dict, np.ndarray]:

@@ -24,7 +24,7 @@ from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
                               own_data)
 from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, measures, output_path, own_halves, present,
-                                    report_table, run_scale)
+                                    report_table, run_scale, training_draw)
 
 
 
@@ -305,11 +305,11 @@ class Translation(TwoPlayer):
                     "frechet_distance": metrics.feature_distance(ref.predict(drawn(ba, count))[0], real_feat)})
         out.update(accuracies(ref, xa, labels["a"], aba, xb, labels["b"], ba))
         out.update(ref.floor(count, real_feat, ref.predict(other_real)[0]))
-        try:  # where a translator giving back the run's own training A images would sit
-            training = drawn(data().a.splits.x_train, count)
+        # where a translator giving back the run's own training A images would sit
+        training, unread = training_draw(lambda: data().a.splits.x_train, count)
+        if training is not None:
             out["training_frechet_distance"] = metrics.feature_distance(ref.predict(training)[0], real_feat)
-        except DataError as e:
-            out["warnings"].append(f"the run's training data could not be read ({e}): no training-vs-yours distance")
+        out["warnings"] += unread
         return out
 
     def report(self, result: dict) -> list:
