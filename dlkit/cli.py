@@ -28,6 +28,7 @@ SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a recipe field: --set train.epochs=3 (value typed as YAML). Repeatable."),
 ]
+RECIPE_HELP = "The recipe YAML file, or the name of a recipe dlkit ships (`dlkit list`): cnn_mnist, lessons/opt_sgd."
 RunsRoot = Annotated[Path, typer.Option("--runs-root", metavar="DIR", help="Folder that holds run directories.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
@@ -118,7 +119,7 @@ def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.
 
 @app.command(help=f"Train a recipe into a new run directory.\n\n{EXIT_CODES_HELP}")
 def train(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
     set_: SetOption = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
@@ -133,6 +134,7 @@ def train(
     process_id: ProcessIdOption = None,
 ):
     from dlkit import backend
+    from dlkit.recipe import recipe_file, shipped
     from dlkit.tasks import load_recipe
 
     set_ = list(set_ or ()) + (["train.tensorboard=true"] if tensorboard else [])
@@ -141,6 +143,9 @@ def train(
 
     def run(reporter):
         load_recipe(recipe, set_)  # a bad recipe is reported before TensorFlow loads
+        path = recipe_file(recipe)
+        if path != recipe and path == shipped.find(str(recipe)):  # a name dlkit ships: say which file that is
+            reporter.message(f"recipe {path} (shipped with dlkit)")
         backend.setup()  # before anything imports TensorFlow, so its start-up log stays quiet
         _join(coordinator, processes, process_id)
         from dlkit.training.train import train as train_fn
@@ -205,7 +210,8 @@ def resume(
 
 @app.command(help=f"Measure a finished run (or a recipe's latest run): what its task measures.\n\n{EXIT_CODES_HELP}")
 def evaluate(
-    target: Annotated[str, typer.Argument(metavar="RUN_DIR|RECIPE", help="A run directory, or a recipe file (its latest run).")],
+    target: Annotated[str, typer.Argument(metavar="RUN_DIR|RECIPE", help="A run directory, or a recipe file or "
+                                          "shipped recipe's name (its latest run).")],
     split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="test, val or train; default test, or val for "
                                                  "a run with no test split (the output says so).")] = None,
     reference: Annotated[Optional[str], typer.Option(metavar="RUN|RECIPE",
@@ -436,7 +442,7 @@ def _write(make, json_: bool, says, quiet: bool = False) -> None:
                   "standard deviation over seeds. Run again, it skips finished runs and resumes interrupted ones."
                   f"\n\n{EXIT_CODES_HELP}")
 def sweep(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", "-g", metavar="KEY=V1,V2", help="A recipe key and its values, typed as YAML. Repeatable: the "
         "sweep is their product.")] = None,
@@ -576,7 +582,8 @@ def _show_comparison(result, console) -> None:
 @app.command(help=f"Check recipes (schema and data) without training.\n\n{EXIT_CODES_HELP}")
 def validate(
     recipes: Annotated[list[Path], typer.Argument(
-        metavar="RECIPE", help="One or more recipe files, or folders: every .yaml recipe below each.")],
+        metavar="RECIPE", help="One or more recipe files (or shipped recipes' names), or folders: every .yaml recipe "
+                               "below each.")],
     set_: SetOption = None,
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     quiet: QuietFlag = False,
@@ -651,7 +658,7 @@ def _check_data(recipe) -> str:
 
 @app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")
 def show(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
     set_: SetOption = None,
 ):
     import yaml
@@ -665,12 +672,17 @@ def show(
     sys.stdout.write(yaml.safe_dump(r.to_dict(), sort_keys=False))
 
 
-@app.command(name="list", help="List architectures, tasks, datasets, optimizers, initializers, regularizers, augmentations.")
+@app.command(name="list", help="List the recipes dlkit ships (`dlkit train NAME` trains one in any folder), "
+                              "architectures, tasks, datasets, optimizers, initializers, regularizers, augmentations.")
 def list_(json_: JsonFlag = False):
+    from rich.markup import escape
+
     from dlkit import catalog, models, tasks
     from dlkit.data import sources
+    from dlkit.recipe import shipped
 
     groups = {
+        "recipes": _shipped_recipes(),
         "architectures": {name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
         "datasets": {**{name: d.description for name, d in sources.DATASETS.items()}, **_sequence_datasets()},
@@ -691,9 +703,27 @@ def list_(json_: JsonFlag = False):
         return
     out = _console(stderr=False)
     for group, items in groups.items():
-        out.print(f"[bold]{group}[/]")
+        where = f" (in {shipped.folder()}: `dlkit train NAME`, or `extends: NAME` in a recipe of yours)" \
+            if group == "recipes" and items else ""
+        out.print(f"[bold]{group}[/]{escape(where)}", highlight=False, soft_wrap=True)
         for name, text in items.items():
             out.print(f"  {name:<18} {text}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _shipped_recipes() -> dict:
+    """Each shipped recipe's name: the first sentence of its opening comment and its architecture."""
+    from dlkit.recipe import load_raw, shipped
+
+    out = {}
+    for name in shipped.names():
+        path = shipped.find(name)
+        try:
+            model = load_raw(path)[0].get("model")
+        except DlkitError:
+            model = None
+        arch = model.get("arch") if isinstance(model, dict) else None
+        out[name] = shipped.describe(path) + (f" [{arch}]" if isinstance(arch, str) else "")
+    return out
 
 
 def _sequence_datasets() -> dict:

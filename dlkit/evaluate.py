@@ -7,19 +7,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlkit import tasks
-from dlkit.errors import SPLITS, MissingSplit, UsageError
+from dlkit.errors import SPLITS, MissingSplit, RecipeError, UsageError
+from dlkit.recipe import recipe_file, shipped
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EvalRequest, check_beam
 
 
 def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
-    """A run directory as given, or the latest finished run of a recipe file."""
+    """A run directory as given, or the latest finished run of a recipe file (or of a recipe dlkit ships, by
+    name: `dlkit evaluate cnn_mnist`)."""
     path = Path(target)
     if path.is_dir():
         return RunDir.open(path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return RunDir.open(RunDir.latest(runs_root, tasks.load_recipe(path).name).root)
-    raise UsageError(f"{target} is neither a run directory nor a recipe file")
+    try:
+        recipe = recipe_file(path)
+    except RecipeError:
+        recipe = path
+    if recipe.suffix in (".yaml", ".yml") and recipe.is_file():
+        return RunDir.open(RunDir.latest(runs_root, tasks.load_recipe(recipe).name).root)
+    near = shipped.close(str(target))
+    raise UsageError(f"{target} is neither a run directory nor a recipe file"
+                     + (f" (did you mean {near}, a recipe dlkit ships?)" if near else ""))
 
 
 def finished(run: RunDir) -> RunDir:

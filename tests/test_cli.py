@@ -44,6 +44,27 @@ def test_list():
     data = json.loads(run("list", "--json").stdout)
     assert "he_normal" in data["initializers"] and "cnn" in data["architectures"]
     assert "huber" in data["losses"] and "f1_score" in data["metrics"] and "rmse" in data["metrics"]
+    assert "lessons/opt_sgd" in data["recipes"]
+    assert len(data["recipes"]) == len(list((ROOT / "recipes").rglob("*.yaml")))
+    wide = runner.invoke(app, ["list"], env={"COLUMNS": "250"}).stdout
+    assert f"recipes (in {ROOT / 'recipes'}: `dlkit train NAME`" in wide
+    assert "cnn_mnist          A small CNN on MNIST: two conv stages with batch norm, dropout, Adam with a cosine " \
+           "schedule. [cnn]" in wide
+    assert "A small Transformer encoder-decoder (Vaswani et al. 2017) on the same data" in wide  # not cut at "al."
+
+
+def test_a_shipped_recipe_by_name(tmp_path, monkeypatch):
+    """In a folder without recipes/, `train` and `evaluate` take a shipped recipe's name; `train` says which
+    file that is (here its data is missing: exit 3, and no run directory)."""
+    monkeypatch.chdir(tmp_path)
+    result = run("train", "mlp_mnist", "--set", f"data.dir={tmp_path / 'none'}", "--set", "data.download=false")
+    assert result.exit_code == 3 and "data.dir" in result.stderr
+    assert f"recipe {ROOT / 'recipes' / 'mlp_mnist.yaml'} (shipped with dlkit)" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    result = run("evaluate", "mlp_mnist")
+    assert result.exit_code == 2 and "no finished run of 'mlp_mnist' under runs/mlp_mnist" in result.stderr
+    result = run("evaluate", "mlp_mnst")
+    assert result.exit_code == 2 and "did you mean mlp_mnist, a recipe dlkit ships?" in result.stderr
 
 
 def test_show_prints_resolved_recipe(write_recipe):

@@ -324,6 +324,51 @@ def test_extends_missing_target_and_cycle(write_recipe):
     assert "cycle" in p.message and "a.yaml" in p.message
 
 
+def test_a_shipped_recipe_is_found_by_its_name_in_any_folder(tmp_path, monkeypatch):
+    """`dlkit train cnn_mnist` (or the README's `recipes/gan_mnist.yaml`) in a folder without the repository's
+    recipes/ trains the recipe dlkit ships; a file of the user's own that the name means comes first."""
+    from dlkit.recipe import recipe_file, shipped
+
+    monkeypatch.chdir(tmp_path)
+    recipes = Path(__file__).parents[1] / "recipes"
+    assert recipe_file("cnn_mnist") == recipes / "cnn_mnist.yaml"
+    assert load_recipe("recipes/gan_mnist.yaml").name == "gan_mnist"
+    momentum = load_recipe("lessons/opt_momentum")  # extends opt_sgd.yaml, which extends ../mlp_mnist.yaml
+    assert (momentum.name, momentum.model.arch, momentum.data.limit) == ("opt_momentum", "mlp", 12000)
+    (tmp_path / "cnn_mnist.yaml").write_text("name: mine\nmodel: {arch: mlp}\n")
+    assert load_recipe("cnn_mnist").name == load_recipe("cnn_mnist.yaml").name == "mine"
+    assert load_recipe("recipes/cnn_mnist.yaml").name == "cnn_mnist"
+    for path in ("../recipes/cnn_mnist.yaml", str(tmp_path / "recipes" / "cnn_mnist.yaml"), "gan_mnist/x"):
+        assert shipped.find(path) is None, path
+    (p,) = problems_of("cnn_mnst.yaml")
+    assert "recipe file not found: cnn_mnst.yaml" in p.message
+    assert p.hint == "did you mean cnn_mnist, a recipe dlkit ships?"
+    (p,) = problems_of("my_own.yaml")
+    assert "`dlkit list` shows them" in p.hint
+    assert list(shipped.names()) == sorted(str(p.relative_to(recipes).with_suffix("")) for p in RECIPES)
+
+
+def test_a_recipe_extends_a_shipped_one_by_name(write_recipe):
+    """`extends: cnn_mnist` in a recipe of one's own: a path relative to it first, then the recipe dlkit ships;
+    the keys it inherits point at the shipped file's lines."""
+    from dlkit.recipe import load_raw
+
+    mine = write_recipe("extends: cnn_mnist\nname: mine\ntrain: {epochs: 1}\nmodel:\n  dropot: 0.3\n", "mine.yaml")
+    (p,) = problems_of(mine)
+    assert p.path == "model.dropot" and p.location.endswith("mine.yaml:5")
+    mine.write_text("extends: cnn_mnist.yaml\nname: mine\ntrain: {epochs: 1}\n")
+    r = load_recipe(mine)
+    assert (r.name, r.model.arch, r.model.blocks[1].filters, r.train.epochs) == ("mine", "cnn", 64, 1)
+    locations = load_raw(mine)[1]
+    assert locations[("model", "blocks")].endswith("recipes/cnn_mnist.yaml:12")
+    assert locations[("train", "epochs")].endswith("mine.yaml:3")
+    write_recipe("name: local\nmodel: {arch: mlp}\n", "cnn_mnist.yaml")
+    assert load_recipe(mine).model.arch == "mlp"  # the folder's own cnn_mnist.yaml comes first
+    typo = write_recipe("extends: cnn_mnst\n", "typo.yaml")
+    (p,) = problems_of(typo)
+    assert p.path == "extends" and p.location.endswith("typo.yaml:1") and p.hint.endswith("did you mean cnn_mnist?")
+
+
 def test_set_overrides_with_yaml_types(write_recipe):
     recipe = write_recipe("model: {arch: mlp}\n")
     r = load_recipe(recipe, ["train.epochs=3", "model.hidden=[8, 4]", "data.cache=false",

@@ -9,6 +9,7 @@ from typing import Any
 
 
 from dlkit.errors import DlkitError, Problem, RecipeError
+from dlkit.recipe import shipped
 from dlkit.recipe.source import MAX_SCALAR, Locations, locate, parse_yaml, read_yaml
 
 
@@ -63,10 +64,14 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
                      "write extends: base.yaml (relative to this recipe)")]
         )
     parent_path = path.parent / parent
+    if not parent_path.is_file():  # else a shipped recipe of that name (`extends: cnn_mnist`)
+        parent_path = shipped.find(parent) or parent_path
     if not parent_path.is_file():
+        near = shipped.close(parent)
         raise RecipeError(
             [Problem("extends", f"base recipe not found: {parent_path}", locate(locations, ("extends",)),
-                     "the path is relative to the recipe that extends it")]
+                     "the path is relative to the recipe that extends it, or names a recipe dlkit ships: "
+                     + (f"did you mean {near}?" if near else "`dlkit list` shows them"))]
         )
     if parent_path.resolve() in chain + (path,):
         cycle = " -> ".join(p.name for p in chain + (path, parent_path.resolve()))
@@ -79,9 +84,26 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
     return _merge(base, data), merged_locations
 
 
+def recipe_file(text: str | Path) -> Path:
+    """The recipe file a command's RECIPE names: the file where there is one (NAME may leave out `.yaml`), else
+    the recipe dlkit ships under that name (`cnn_mnist`, `lessons/opt_sgd`, `recipes/gan_mnist.yaml` outside
+    the repository)."""
+    path = Path(text)
+    for candidate in (path, path.with_name(path.name + ".yaml")) if path.name else (path,):
+        if candidate.exists():
+            return candidate
+    found = shipped.find(str(text))
+    if found is not None:
+        return found
+    near = shipped.close(str(text))
+    raise RecipeError([Problem("", f"recipe file not found: {path}",
+                               hint=f"did you mean {near}, a recipe dlkit ships?" if near else
+                               "check the path, or name a recipe dlkit ships: `dlkit list` shows them")])
+
+
 def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, Locations]:
-    """The merged recipe as plain data, with the location of every key."""
-    data, locations = _read_with_extends(Path(path), ())
+    """The merged recipe as plain data, with the location of every key. `path` may name a shipped recipe."""
+    data, locations = _read_with_extends(recipe_file(path), ())
     for text in overrides:
         keys, value = parse_override(text)
         node = data

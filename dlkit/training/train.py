@@ -42,6 +42,7 @@ def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None
     """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
     errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
     try:
+        recipe_path = recipe_layer.recipe_file(recipe_path)  # a shipped recipe's name: its file, in the manifest
         return _train(recipe_path, overrides, runs_root, reporter or Reporter())
     except RecipeError as e:
         # one found after loading (a class the data lacks, a model its inputs are too small for, a monitored
