@@ -221,6 +221,8 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     firsts = sources.load_builtin("mnist", str(DATA), False).x_test[:3]
     Image.fromarray(firsts[0]).save(tmp_path / "seven.png")
     np.save(tmp_path / "three.npy", firsts)
+    said = cli("predict", run, tmp_path / "seven.png")  # the commands that answer for images of one's own
+    assert said.exit_code == 2 and f"`dlkit generate {run} --input FILES`; `dlkit encode {run} FILES`" in said.stderr
     mine = cli("encode", run, tmp_path / "seven.png", tmp_path / "three.npy", "--json")
     assert mine.exit_code == 0, mine.output
     written = json.loads(mine.stdout)

@@ -561,6 +561,8 @@ train: {{epochs: 2}}
             pictures[domain] = np.asarray(im)
     assert made["out"] == str(run / "translations-input-b_to_a.png")
     assert pictures["A"].shape == pictures["b"].shape == (2 * 66 + 2, 6 * 66 + 2, 3)
+    said = runner.invoke(app, ["predict", str(run), str(tmp_path / "six_b.npy")])  # the command that translates
+    assert said.exit_code == 2 and f"with `dlkit generate {run} --input FILES` (add --from B" in said.stderr
     np.testing.assert_array_equal(pictures["A"][:66], pictures["b"][:66])  # the inputs, as given
     assert np.abs(pictures["A"][66:].astype(int) - pictures["b"][66:]).mean() > 5  # translated by another generator
     # export --from B: the B->A generator, beside the A->B one's names

@@ -223,6 +223,9 @@ class Task:
     # a task whose evaluation measures against the test split alone: what it measures, said when evaluate's
     # --split names another (None: it measures the split named)
     test_split_only: ClassVar[str | None] = None
+    # a task without `dlkit predict` whose answer for inputs of one's own is another command's: that command
+    # ({run}: the run directory)
+    predict_instead: ClassVar[str | None] = None
 
     def check(self, recipe) -> list[Problem]:
         """What the sections cannot see alone: problems across them (a sigmoid output with data not in
@@ -317,8 +320,9 @@ class Task:
         return UsageError(f"{run.root}: {self.name} runs " + {
             "generate": "have nothing to generate; `dlkit generate` is for generative and reconstructing models "
                         "(GANs, CycleGANs, autoencoders, VAEs, RBMs, DBNs, language models)",
-            "predict": "have no `dlkit predict`; it is for classifiers (images, text, feature rows), translation "
-                       "models, digit-string readers, forecasters and regressions",
+            "predict": "have no `dlkit predict`; it is for classifiers (images, text, feature rows), text "
+                       "translation models, digit-string readers, forecasters and regressions"
+                       + (f". {self.predict_instead.format(run=run.root)}" if self.predict_instead else ""),
             "encode": "have no codes; `dlkit encode` is for autoencoders, VAEs and RBMs"}[command])
 
     def generate(self, run: RunDir, recipe, model, data: Callable, request: GenerateRequest) -> dict:

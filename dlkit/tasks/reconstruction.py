@@ -41,6 +41,8 @@ class Reconstruction(FitTask):
     headlines = (Headline("psnr_db", "PSNR (dB)"), Headline("mse", "MSE", "min"))
     summary = "inputs to a code and back (autoencoders); reconstruction error, PSNR, a linear probe of the codes"
     Train = ReconstructionTrain
+    predict_instead = ("An autoencoder reconstructs images of your own with `dlkit generate {run} --input FILES`; "
+                       "`dlkit encode {run} FILES` writes their codes")
     options = frozenset({"n", "data"})  # generate's -n, evaluate's --data
     default_loss = "mean_squared_error"
 

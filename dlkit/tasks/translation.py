@@ -153,6 +153,8 @@ class Translation(TwoPlayer):
     test_split_only = ("a CycleGAN translates the test images of both domains (the training images where there "
                        "are none), or with --data images of your own")
     Data = TranslationData
+    predict_instead = ("A CycleGAN translates images of your own with `dlkit generate {run} --input FILES` (add "
+                       "--from B for B to A)")
 
     def load_data(self, recipe):
         cfg = recipe.data
