@@ -362,8 +362,12 @@ def test_a_recipe_extends_a_shipped_one_by_name(write_recipe):
     locations = load_raw(mine)[1]
     assert locations[("model", "blocks")].endswith("recipes/cnn_mnist.yaml:12")
     assert locations[("train", "epochs")].endswith("mine.yaml:3")
-    write_recipe("name: local\nmodel: {arch: mlp}\n", "cnn_mnist.yaml")
+    local = write_recipe("name: local\nmodel: {arch: mlp}\n", "cnn_mnist.yaml")
     assert load_recipe(mine).model.arch == "mlp"  # the folder's own cnn_mnist.yaml comes first
+    mine.write_text("extends: cnn_mnist\nname: mine\n")  # NAME is NAME.yaml beside it too
+    assert load_recipe(mine).model.arch == "mlp"
+    local.write_text("extends: cnn_mnist\nname: local\n")  # never itself: dlkit's cnn_mnist
+    assert load_recipe(local).model.arch == load_recipe(mine).model.arch == "cnn"
     typo = write_recipe("extends: cnn_mnst\n", "typo.yaml")
     (p,) = problems_of(typo)
     assert p.path == "extends" and p.location.endswith("typo.yaml:1") and p.hint.endswith("did you mean cnn_mnist?")

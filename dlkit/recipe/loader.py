@@ -64,8 +64,11 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
                      "write extends: base.yaml (relative to this recipe)")]
         )
     parent_path = path.parent / parent
-    if not parent_path.is_file():  # else a shipped recipe of that name (`extends: cnn_mnist`)
-        parent_path = shipped.find(parent) or parent_path
+    # a file beside this one (NAME may leave out .yaml; never this file itself: `extends: cnn_mnist` in a
+    # cnn_mnist.yaml of one's own means dlkit's), else the recipe dlkit ships of that name
+    beside = [p for p in (parent_path, parent_path.with_name(parent_path.name + ".yaml"))
+              if p.is_file() and p.resolve() != path]
+    parent_path = beside[0] if beside else shipped.find(parent) or parent_path
     if not parent_path.is_file():
         near = shipped.close(parent)
         raise RecipeError(
