@@ -29,6 +29,19 @@ SetOption = Annotated[
     typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a recipe field: --set train.epochs=3 (value typed as YAML). Repeatable."),
 ]
 RECIPE_HELP = "The recipe YAML file, or the name of a recipe dlkit ships (`dlkit list`): cnn_mnist, lessons/opt_sgd."
+
+
+def _complete_recipe(ctx, param, incomplete: str) -> list:
+    """Tab completion of a RECIPE: the shipped recipes whose names start with what is typed, each with what it
+    trains (zsh and fish show it); none, and the shell completes file names (Typer's scripts fall back to them)."""
+    from click.shell_completion import CompletionItem
+
+    from dlkit.recipe import shipped
+
+    return [CompletionItem(name, help=shipped.describe(shipped.find(name)))
+            for name in shipped.names() if name.startswith(incomplete)]
+
+
 RunsRoot = Annotated[Path, typer.Option("--runs-root", metavar="DIR", help="Folder that holds run directories.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or tables, only errors.")]
@@ -119,7 +132,7 @@ def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.
 
 @app.command(help=f"Train a recipe into a new run directory.\n\n{EXIT_CODES_HELP}")
 def train(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP, shell_complete=_complete_recipe)],
     set_: SetOption = None,
     runs_root: RunsRoot = Path("runs"),
     quiet: QuietFlag = False,
@@ -442,7 +455,7 @@ def _write(make, json_: bool, says, quiet: bool = False) -> None:
                   "standard deviation over seeds. Run again, it skips finished runs and resumes interrupted ones."
                   f"\n\n{EXIT_CODES_HELP}")
 def sweep(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP, shell_complete=_complete_recipe)],
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", "-g", metavar="KEY=V1,V2", help="A recipe key and its values, typed as YAML. Repeatable: the "
         "sweep is their product.")] = None,
@@ -583,7 +596,7 @@ def _show_comparison(result, console) -> None:
 def validate(
     recipes: Annotated[list[Path], typer.Argument(
         metavar="RECIPE", help="One or more recipe files (or shipped recipes' names), or folders: every .yaml recipe "
-                               "below each.")],
+                               "below each.", shell_complete=_complete_recipe)],
     set_: SetOption = None,
     build: Annotated[bool, typer.Option("--build", help="Also read the data, build the model and show its summary.")] = False,
     quiet: QuietFlag = False,
@@ -658,7 +671,7 @@ def _check_data(recipe) -> str:
 
 @app.command(help="Print the resolved recipe as YAML: defaults filled, extends merged, --set applied.")
 def show(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP)],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP, shell_complete=_complete_recipe)],
     set_: SetOption = None,
 ):
     import yaml

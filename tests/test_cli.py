@@ -53,6 +53,18 @@ def test_list():
     assert "A small Transformer encoder-decoder (Vaswani et al. 2017) on the same data" in wide  # not cut at "al."
 
 
+def test_tab_completes_the_shipped_recipes_names():
+    """`dlkit train cnn_m<TAB>`: the shipped recipes of that prefix; a prefix no name has gets nothing, and
+    Typer's completion scripts then complete file names."""
+    def complete(words):
+        env = {"_DLKIT_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        return runner.invoke(app, [], env=env, prog_name="dlkit").stdout.split()
+
+    assert complete("dlkit train cnn_m") == ["cnn_mnist", "cnn_mnist_fast"]
+    assert complete("dlkit validate lessons/opt_r") == ["lessons/opt_rmsprop"]
+    assert complete("dlkit show ./my") == complete("dlkit train recipes/") == []
+
+
 def test_a_shipped_recipe_by_name(tmp_path, monkeypatch):
     """In a folder without recipes/, `train` and `evaluate` take a shipped recipe's name; `train` says which
     file that is (here its data is missing: exit 3, and no run directory)."""
