@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlkit.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted, RecipeError, unusable_path
+from dlkit.errors import (EXIT_CODES_HELP, EXIT_INTERRUPTED, DlkitError, Interrupted, RecipeError, UsageError,
+                          unusable_path)
 
 app = typer.Typer(
     name="dlkit",
@@ -323,7 +324,6 @@ def predict(
     json_: JsonFlag = False,
     unsafe: UnsafeFlag = False,
 ):
-    from dlkit.errors import UsageError
     from dlkit.generate import predict as predict_fn
 
     def make():
@@ -529,7 +529,6 @@ def runs(
     json_: JsonFlag = False,
 ):
     from dlkit import runs as runs_layer
-    from dlkit.errors import UsageError
 
     args = list(args or [])
     if args and args[0] == "compare":
@@ -685,9 +684,21 @@ def show(
     sys.stdout.write(yaml.safe_dump(r.to_dict(), sort_keys=False))
 
 
+LIST_GROUPS = ("recipes", "architectures", "tasks", "datasets", "optimizers", "initializers", "regularizers",
+               "activations", "augmentations", "schedules", "losses", "metrics")
+
+
 @app.command(name="list", help="List the recipes dlkit ships (`dlkit train NAME` trains one in any folder), "
-                              "architectures, tasks, datasets, optimizers, initializers, regularizers, augmentations.")
-def list_(json_: JsonFlag = False):
+                              "architectures, tasks, datasets, optimizers, initializers, regularizers, augmentations, "
+                              "...; or one of these groups (`dlkit list optimizers`).")
+def list_(
+    group: Annotated[Optional[str], typer.Argument(
+        metavar="GROUP", help=f"Only this group: {', '.join(LIST_GROUPS)}.",
+        shell_complete=lambda ctx, param, incomplete: [g for g in LIST_GROUPS if g.startswith(incomplete)])] = None,
+    json_: JsonFlag = False,
+):
+    import difflib
+
     from rich.markup import escape
 
     from dlkit import catalog, models, tasks
@@ -711,6 +722,12 @@ def list_(json_: JsonFlag = False):
         "metrics": {k: {"acc": "accuracy", "rmse": "root_mean_squared_error, logged as rmse"}.get(k, "")
                     for k in sorted(n for n in catalog.METRICS if n.islower())},
     }
+    if group is not None:
+        if group not in groups:
+            near = difflib.get_close_matches(group, LIST_GROUPS, n=1, cutoff=0.6)
+            raise _fail(UsageError(f"no group {group!r} to list; " + (f"did you mean {near[0]!r}? " if near else "")
+                                   + f"the groups are: {', '.join(LIST_GROUPS)}"), json_)
+        groups = {group: groups[group]}
     if json_:
         _print_json({k: list(v) for k, v in groups.items()})
         return
@@ -802,8 +819,6 @@ def main():
     _terminate_like_ctrl_c()  # from the start: a Ctrl-C during the imports sets the flag the long loops check
     twice = _given_twice(sys.argv[1:])
     if twice is not None:
-        from dlkit.errors import UsageError
-
         sys.exit(_fail(UsageError(twice), "--json" in sys.argv[1:]).exit_code)
     if "--json" not in sys.argv[1:]:
         return app()

@@ -51,6 +51,14 @@ def test_list():
     assert "cnn_mnist          A small CNN on MNIST: two conv stages with batch norm, dropout, Adam with a cosine " \
            "schedule. [cnn]" in wide
     assert "A small Transformer encoder-decoder (Vaswani et al. 2017) on the same data" in wide  # not cut at "al."
+    from dlkit.cli import LIST_GROUPS
+
+    assert tuple(data) == LIST_GROUPS
+    assert json.loads(run("list", "schedules", "--json").stdout) == {"schedules": data["schedules"]}
+    one = run("list", "optimizers")
+    assert one.exit_code == 0 and one.stdout.startswith("optimizers\n  sgd ") and "he_normal" not in one.stdout
+    wrong = run("list", "optimizer", "--json")
+    assert wrong.exit_code == 2 and "did you mean 'optimizers'?" in json.loads(wrong.stdout)["error"]
 
 
 def test_tab_completes_the_shipped_recipes_names():
