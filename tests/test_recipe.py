@@ -338,6 +338,11 @@ def test_a_shipped_recipe_is_found_by_its_name_in_any_folder(tmp_path, monkeypat
     (tmp_path / "cnn_mnist.yaml").write_text("name: mine\nmodel: {arch: mlp}\n")
     assert load_recipe("cnn_mnist").name == load_recipe("cnn_mnist.yaml").name == "mine"
     assert load_recipe("recipes/cnn_mnist.yaml").name == "cnn_mnist"
+    (tmp_path / "gan_mnist").mkdir()  # a folder of one's own named as a shipped recipe is not a recipe
+    assert load_recipe("gan_mnist").name == "gan_mnist"
+    (tmp_path / "mine").mkdir()
+    (p,) = problems_of("mine")
+    assert "mine is a folder, not a recipe file" in p.message
     for path in ("../recipes/cnn_mnist.yaml", str(tmp_path / "recipes" / "cnn_mnist.yaml"), "gan_mnist/x"):
         assert shipped.find(path) is None, path
     (p,) = problems_of("cnn_mnst.yaml")

@@ -93,11 +93,13 @@ def recipe_file(text: str | Path) -> Path:
     the repository)."""
     path = Path(text)
     for candidate in (path, path.with_name(path.name + ".yaml")) if path.name else (path,):
-        if candidate.exists():
+        if candidate.is_file():
             return candidate
     found = shipped.find(str(text))
-    if found is not None:
+    if found is not None:  # a folder of that name (runs kept by recipe name) is no recipe: the shipped one is
         return found
+    if path.exists():  # a folder: reading it says so, and what it holds
+        return path
     near = shipped.close(str(text))
     raise RecipeError([Problem("", f"recipe file not found: {path}",
                                hint=f"did you mean {near}, a recipe dlkit ships?" if near else
