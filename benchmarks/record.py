@@ -1,11 +1,12 @@
 """Run one dlkit command with --json and append its result to a results file, with the git commit, the
 command and the machine: how the figures in docs/benchmarks.md are recorded.
 
-    python benchmarks/record.py FILE.jsonl -- dlkit ARGS...
+    python benchmarks/record.py FILE.jsonl [--cwd DIR] -- dlkit ARGS...
     e.g. python benchmarks/record.py benchmarks/results/unsupervised.jsonl -- \\
          dlkit evaluate runs/vae_mnist/<run> -k 5000
 
-The command runs as `python -m dlkit.cli ARGS --json` (DLKIT_DATA_DIR defaults to ../shared/data); its CPU
+The command runs as `python -m dlkit.cli ARGS --json` (DLKIT_DATA_DIR defaults to ../shared/data) in the
+repository, or in DIR (`--cwd`: a dlkit installed from its wheel, run outside the checkout); its CPU
 time (children's) and wall time are recorded beside its result, with the DLKIT_, JAX_, XLA_ and KERAS_
 environment variables it ran under.
 """
@@ -93,17 +94,28 @@ def append_line(results: str, checkout: Path, rows: list) -> None:
         f.write(json.dumps(line) + "\n")
 
 
+def _imported_from(cwd: Path) -> str:
+    """Where `python -m dlkit.cli` in `cwd` imports dlkit from (an installed wheel's site-packages, or not)."""
+    return subprocess.run([sys.executable, "-c", "import dlkit; print(dlkit.__file__)"], cwd=cwd,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def main():
-    if len(sys.argv) < 4 or sys.argv[2] != "--" or sys.argv[3] != "dlkit":
+    argv, cwd = sys.argv[1:], ROOT
+    if argv[1:2] == ["--cwd"] and len(argv) > 2:
+        cwd = Path(argv[2]).resolve()
+        argv = argv[:1] + argv[3:]
+    if len(argv) < 3 or argv[1] != "--" or argv[2] != "dlkit":
         sys.exit(__doc__)
-    out, args = Path(sys.argv[1]), sys.argv[4:]
+    out, args = Path(argv[0]), argv[3:]
     env = {**os.environ, "DLKIT_DATA_DIR": os.environ.get("DLKIT_DATA_DIR", str(ROOT.parent / "shared" / "data"))}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dlkit.cli", *args, "--json"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "dlkit.cli", *args, "--json"], env=env, cwd=cwd,
                           capture_output=True, text=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(done.stdout) if done.stdout.strip() else {"status": "error", "error": done.stderr[-1000:]}
     line = {"commit": commit(ROOT), "command": "dlkit " + " ".join(args),
+            **({"cwd": str(cwd), "dlkit_from": _imported_from(cwd)} if cwd != ROOT else {}),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "exit_code": done.returncode,
             "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("DLKIT_", "JAX_", "XLA_", "KERAS_"))},
             "process_wall_s": round(time.perf_counter() - start, 1),
