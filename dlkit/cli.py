@@ -672,15 +672,21 @@ def _check_data(recipe) -> str:
 def show(
     recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP, shell_complete=_complete_recipe)],
     set_: SetOption = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout: the recipe file "
+                                        "read (a shipped recipe's, for its name) and the resolved recipe.")] = False,
 ):
     import yaml
 
+    from dlkit.recipe import recipe_file
     from dlkit.tasks import load_recipe
 
     try:
         r = load_recipe(recipe, set_ or ())
     except DlkitError as e:
-        raise _fail(e, False) from None
+        raise _fail(e, json_) from None
+    if json_:
+        _print_json({"status": "ok", "recipe_file": str(recipe_file(recipe)), "recipe": r.to_dict()})
+        return
     sys.stdout.write(yaml.safe_dump(r.to_dict(), sort_keys=False))
 
 

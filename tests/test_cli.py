@@ -95,6 +95,12 @@ def test_show_prints_resolved_recipe(write_recipe):
     assert result.exit_code == 0
     shown = yaml.safe_load(result.stdout)
     assert shown["train"]["epochs"] == 7 and shown["data"]["batch_size"] == 128 and shown["name"] == "r"
+    data = json.loads(run("show", recipe, "--set", "train.epochs=7", "--json").stdout)
+    assert data == {"status": "ok", "recipe_file": str(recipe), "recipe": shown}
+    data = json.loads(run("show", "lessons/opt_adam", "--json").stdout)  # for scripts: the file a name stands for
+    assert data["recipe_file"] == str(ROOT / "recipes" / "lessons" / "opt_adam.yaml")
+    bad = run("show", "lessons/opt_adm", "--json")
+    assert bad.exit_code == 2 and "did you mean lessons/opt_adam" in json.loads(bad.stdout)["error"]
 
 
 def test_validate_ok_and_bad(write_recipe, tiny_recipe):
