@@ -601,10 +601,14 @@ def validate(
     quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
+    from dlkit.recipe import shipped
+
     console, errors = _console(stderr=json_), _console()
     console.quiet = quiet  # --quiet: the errors alone (`dlkit validate -q recipes/ && ...`)
     results = []
-    # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend)
+    # a folder stands for the recipes below it (recipes/lessons/ holds some that others extend); outside the
+    # repository, `recipes/` and `lessons/` are the shipped ones
+    recipes = [r if r.exists() else shipped.find_folder(str(r)) or r for r in recipes]
     recipes = [p for r in recipes
                for p in ((sorted({*r.rglob("*.yaml"), *r.rglob("*.yml")}) or [r]) if r.is_dir() else [r])]
     _interruptible(lambda: _validate_each(recipes, set_, build, console, errors, results), json_, quiet)

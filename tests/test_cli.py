@@ -85,6 +85,9 @@ def test_a_shipped_recipe_by_name(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "no finished run of 'mlp_mnist' under runs/mlp_mnist" in result.stderr
     result = run("evaluate", "mlp_mnst")
     assert result.exit_code == 2 and "did you mean mlp_mnist, a recipe dlkit ships?" in result.stderr
+    checked = json.loads(run("validate", "lessons/", "--json").stdout)["recipes"]  # a shipped folder: its recipes
+    assert [r["recipe"] for r in checked] == [str(p) for p in sorted((ROOT / "recipes" / "lessons").glob("*.yaml"))]
+    assert {r["status"] for r in checked} == {"ok"}
 
 
 def test_show_prints_resolved_recipe(write_recipe):

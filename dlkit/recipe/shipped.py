@@ -49,6 +49,18 @@ def find(text: str) -> Path | None:
     return root / f"{name}.yaml"
 
 
+def find_folder(text: str) -> Path | None:
+    """The shipped folder `text` names (`recipes`, `lessons`, `recipes/lessons`), or None: `dlkit validate
+    recipes/` checks every shipped recipe outside the repository too."""
+    root = folder()
+    path = PurePosixPath(str(text).replace("\\", "/"))
+    if root is None or path.is_absolute() or ".." in path.parts:
+        return None
+    parts = path.parts[1:] if path.parts[:1] == ("recipes",) else path.parts
+    found = root.joinpath(*parts)
+    return found if found.is_dir() and any(found.rglob("*.yaml")) else None
+
+
 def close(text: str) -> str | None:
     """The shipped recipe whose name is nearest to `text`'s, where one is near (a misspelt name)."""
     name = _name(text)
