@@ -270,13 +270,19 @@ def evaluate(
 def generate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
     n: Annotated[Optional[int], typer.Option("-n", metavar="N", help="How many samples, test images or "
-                                             "interpolation steps to draw (64; at most 10,000).")] = None,
+                                             "interpolation steps to draw (64; at most 10,000, or 100,000 with "
+                                             "--out-dir).")] = None,
     label: Annotated[Optional[int], typer.Option(metavar="K", help="Class to draw (conditional models).")] = None,
     code: Annotated[Optional[int], typer.Option(metavar="K", help="Categorical code to draw (InfoGAN).")] = None,
     seed: Annotated[int, typer.Option(metavar="SEED", min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", metavar="DIR", help="GANs, CycleGANs, "
+        "autoencoders: each image a PNG file of its own in DIR (new or empty), for other tools (clean-fid, "
+        "torch-fidelity), instead of one picture: samples (a conditional GAN's in a folder per class), "
+        "translations or reconstructions (of --input images: under their names).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (or an earlier --out-dir's "
+                                                        "images).")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(
         "--input", "-i", metavar="FILE", help="Autoencoders: an image (PNG, JPEG), .npy array of images or "
         "folder of them to reconstruct; CycleGAN: images of domain A to translate to B (or of --from's). "
@@ -298,10 +304,12 @@ def generate(
     def says(result):
         if "text" in result:  # a language model's sample: the text itself, and where it went with --out
             return result["text"] + (f"\n(wrote {result['out']})" if result["out"] else "")
+        if "out_dir" in result:
+            return f"wrote {result['files']:,} images in {result['out_dir']}"
         return f"wrote {result['out']}"
 
     _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe, prompt,
-                               length, temperature, domain), json_, says, quiet)
+                               length, temperature, domain, out_dir), json_, says, quiet)
 
 
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "

@@ -31,18 +31,23 @@ def _open(run_dir, unsafe: bool, command: str, **options):
 
 
 MOST_SAMPLES = 10_000  # generate's -n: a 100 x 100 grid, a picture's worth
+MOST_FILES = 100_000  # generate's -n with --out-dir: twice the 50,000 samples of a CIFAR-10 Fréchet distance
 MOST_TOKENS = 100_000  # generate's --length: a language model samples one token at a time
 
 
 def generate(run_dir, n: int | None = None, label: int | None = None, code: int | None = None, seed: int = 0,
              out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
              prompt: str | None = None, length: int | None = None, temperature: float | None = None,
-             domain: str | None = None) -> dict:
+             domain: str | None = None, out_dir=None) -> dict:
     """`n` counts the samples drawn into a picture (None: 64). `length` and `temperature` are a language
     model's (None: 500 tokens at temperature 1). `domain`: a translation model's, the domain the `inputs` are
-    of, "A" or "B" (None: A)."""
-    if n is not None and not 1 <= n <= MOST_SAMPLES:
-        raise UsageError(f"-n counts the samples in one picture: 1 to {MOST_SAMPLES:,}, received {n}")
+    of, "A" or "B" (None: A). `out_dir`: each image a PNG file of its own in this folder, for other tools (a
+    Fréchet distance by clean-fid or torch-fidelity), in place of the picture; up to MOST_FILES of them."""
+    most, what = (MOST_FILES, "images to write") if out_dir is not None else (MOST_SAMPLES, "samples in one picture")
+    if n is not None and not 1 <= n <= most:
+        raise UsageError(f"-n counts the {what}: 1 to {most:,}, received {n}")
+    if out_dir is not None and out is not None:
+        raise UsageError("--out names the picture and --out-dir the folder of images written in its place: give one")
     if length is not None and not 1 <= length <= MOST_TOKENS:
         raise UsageError(f"--length counts the tokens to sample: 1 to {MOST_TOKENS:,}, received {length}")
     for path in inputs:  # before the model loads; a folder's images are read by sources.read_images
@@ -56,11 +61,15 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
         raise UsageError("--from names the domain of the --input images; without --input a translation model "
                          "translates test images of both domains")
     run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length,
-                                        temperature=temperature, domain=domain)
+                                        temperature=temperature, domain=domain, out_dir=out_dir)
+    if out_dir is not None:
+        from dlkit.tasks.generative import output_dir
+
+        out_dir = output_dir(out_dir, force)  # said before any work
     n, length, temperature = (64 if n is None else n, 500 if length is None else length,
                               1.0 if temperature is None else temperature)
     request = GenerateRequest(n, label, code, seed, out, interpolate, force, [Path(p) for p in inputs], prompt, length,
-                              temperature, domain or "A")
+                              temperature, domain or "A", out_dir)
     return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 

@@ -388,6 +388,73 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert other.exit_code == 2 and "--split train: a GAN's samples are measured against the test split's" in other.stderr
 
 
+def test_generate_writes_each_sample_for_other_tools(gan_run, clf16, tmp_path, monkeypatch):
+    """--out-dir: each sample a PNG of its own (for clean-fid, torch-fidelity), the samples the picture draws; a
+    conditional GAN's in a folder per class named as the run's classes, which `evaluate --data` reads labels
+    from. The folder is written whole or not at all, and a folder of one's own is never replaced."""
+    from PIL import Image
+
+    from dlkit import images
+    from dlkit.generate import generate
+    from dlkit.models.gan import latent_inputs
+    from dlkit.rundir import RunDir
+    from dlkit.tasks.generative import run_scale
+
+    runner, cgan, dcgan = CliRunner(), gan_run("cgan"), gan_run("dcgan")
+    out = tmp_path / "samples"
+    made = runner.invoke(app, ["generate", str(cgan), "-n", "30", "--seed", "4", "--out-dir", str(out), "--json"])
+    assert made.exit_code == 0, made.output
+    made = json.loads(made.stdout)
+    assert (made["files"], made["out_dir"], made["n"], made["seed"]) == (30, str(out), 30, 4)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == \
+        sorted(f"{i % 10}/{i:05d}.png" for i in range(30))
+    gan = keras.saving.load_model(cgan / "model.keras")
+    z = latent_inputs(gan, 30, np.random.default_rng(4), labels=np.arange(30) % 10)
+    drawn = images.to_uint8(gan.sampler.predict(z, verbose=0), run_scale(RunDir(cgan)))
+    for i in (0, 13, 29):
+        with Image.open(out / str(i % 10) / f"{i:05d}.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), drawn[i][..., 0])
+    # a classifier measured on them: the class folders give the labels (the marker file is not an image)
+    measured = runner.invoke(app, ["evaluate", clf16, "--data", str(out), "--json"])
+    assert measured.exit_code == 0, measured.output
+    assert json.loads(measured.stdout)["examples"] == 30
+
+    again = runner.invoke(app, ["generate", str(cgan), "-n", "4", "--out-dir", str(out)])
+    assert again.exit_code == 2 and "holds an earlier --out-dir's images" in again.stderr
+    again = runner.invoke(app, ["generate", str(dcgan), "-n", "4", "--out-dir", str(out), "--force"])
+    assert again.exit_code == 0, again.output  # replaced whole: none of the 30 is left
+    assert sorted(p.name for p in out.iterdir()) == [".dlkit-generate.json", *(f"{i:05d}.png" for i in range(4))]
+    assert json.loads((out / ".dlkit-generate.json").read_text())["run_dir"] == str(dcgan)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    kept = runner.invoke(app, ["generate", str(dcgan), "--out-dir", str(mine), "--force"])
+    assert kept.exit_code == 2 and "holds files dlkit did not write" in kept.stderr
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    for args, said in ((["-n", "100001", "--out-dir", str(tmp_path / "x")],
+                        "-n counts the images to write: 1 to 100,000"),
+                       (["-n", "10001"], "-n counts the samples in one picture: 1 to 10,000"),
+                       (["--out-dir", str(tmp_path / "x"), "--out", str(tmp_path / "x.png")], "give one")):
+        res = runner.invoke(app, ["generate", str(dcgan), *args])
+        assert res.exit_code == 2 and said in res.stderr, res.output
+    assert not (tmp_path / "x").exists()
+
+    def fail(picture, path, calls=[]):  # a disk that fills up at every fifth image
+        calls.append(path)
+        if len(calls) % 5 == 0:
+            raise OSError(28, "No space left on device")
+        save_png(picture, path)
+
+    save_png = images.save_png
+    monkeypatch.setattr(images, "save_png", fail)
+    with pytest.raises(OSError):
+        generate(dcgan, n=8, out_dir=tmp_path / "full")
+    with pytest.raises(OSError):  # replacing an earlier folder: it is left as it was
+        generate(dcgan, n=8, out_dir=out, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "samples"]  # no half folder, no temporary one
+    assert len(list(out.glob("*.png"))) == 4
+
+
 def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, tmp_path):
     """--data: the samples are measured against one's own images, read as predict reads them; a folder of class
     folders is read class by class, so its halves (the images measured against, the real-vs-real floor's) are
@@ -561,6 +628,20 @@ train: {{epochs: 2}}
             pictures[domain] = np.asarray(im)
     assert made["out"] == str(run / "translations-input-b_to_a.png")
     assert pictures["A"].shape == pictures["b"].shape == (2 * 66 + 2, 6 * 66 + 2, 3)
+    # --out-dir: each translation a PNG of its own, under its input's name; the ones the picture shows
+    each = runner.invoke(app, ["generate", str(run), "--input", str(tmp_path / "six_b.npy"), "--from", "B",
+                               "--out-dir", str(tmp_path / "to_a"), "--json"])
+    assert each.exit_code == 0, each.output
+    assert json.loads(each.stdout)["translation"] == "b_to_a"
+    assert sorted(p.relative_to(tmp_path / "to_a").as_posix() for p in (tmp_path / "to_a").rglob("*.png")) == \
+        [f"six_b/{i:05d}.png" for i in range(6)]
+    for i in range(6):  # the picture's translation row, its cells enlarged 4 times
+        with Image.open(tmp_path / "to_a" / "six_b" / f"{i:05d}.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), pictures["b"][68:132, 2 + 66 * i: 66 + 66 * i:4][::4])
+    split = runner.invoke(app, ["generate", str(run), "-n", "3", "--out-dir", str(tmp_path / "split"), "--json"])
+    assert split.exit_code == 0 and json.loads(split.stdout)["files"] == 12
+    assert sorted(p.parent.name for p in (tmp_path / "split").rglob("*.png")) == \
+        ["a"] * 3 + ["a_to_b"] * 3 + ["b"] * 3 + ["b_to_a"] * 3
     said = runner.invoke(app, ["predict", str(run), str(tmp_path / "six_b.npy")])  # the command that translates
     assert said.exit_code == 2 and f"with `dlkit generate {run} --input FILES` (add --from B" in said.stderr
     np.testing.assert_array_equal(pictures["A"][:66], pictures["b"][:66])  # the inputs, as given

@@ -172,6 +172,7 @@ class GenerateRequest:
     length: int = 500  # language models: how many tokens to sample
     temperature: float = 1.0  # language models: logits / temperature (0: the likeliest token every step)
     domain: str = "A"  # translation models: the domain the inputs are of ("A" or "B"), translated to the other
+    out_dir: Path | None = None  # each image a PNG of its own in this folder (generative.output_dir), not a picture
 
 
 @dataclass
@@ -206,7 +207,7 @@ def check_beam(beam: int | None) -> None:
 # Task.options' names, as typed: generate's -n (n) and evaluate's (samples) are two options of one letter
 OPTIONS = {"n": "-n", "samples": "-n/--samples", "importance_samples": "-k", "beam": "--beam", "plot": "--plot",
            "prompt": "--prompt", "length": "--length", "temperature": "--temperature", "data": "--data",
-           "domain": "--from"}
+           "domain": "--from", "out_dir": "--out-dir"}
 
 
 class Task:

@@ -5,6 +5,7 @@ reference.py (both need Keras, which task modules import only when they run)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,91 @@ def output_path(path, force: bool, png: bool = False):
         raise StorageError(f"cannot write {path}: {e.strerror or e}; choose another --out, in a folder you can "
                            "write to") from None
     return path
+
+
+MARK = ".dlkit-generate.json"  # what wrote a --out-dir folder: the one kind of folder --force may replace
+
+
+def output_dir(path, force: bool):
+    """Where `generate --out-dir` writes its images: a new or empty folder, or with `force` one an earlier
+    --out-dir wrote (its MARK); never a folder of the user's own files, which a replacement would lose. Its
+    parent is checked to be writable before any work is done."""
+    import tempfile
+
+    from dlkit.errors import StorageError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out-dir {path}: a file is there; give a folder to write the images in")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / MARK).is_file():
+            raise UsageError(f"--out-dir {path} holds files dlkit did not write; choose a new or empty folder "
+                             "(--force replaces only a folder an earlier --out-dir wrote)")
+        if not force:
+            raise UsageError(f"--out-dir {path} holds an earlier --out-dir's images; choose another folder or pass "
+                             "--force to replace them")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.dlkit-probe-")).rmdir()
+    except OSError as e:
+        raise StorageError(f"cannot write in {path.parent}: {e.strerror or e}; choose another --out-dir, in a "
+                           "folder you can write to") from None
+    return path
+
+
+def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) -> dict:
+    """uint8 images, each a PNG of its own under `path` by its name (`7/00012.png`: sub-folders as the name has
+    them), the folder written whole or not at all: beside its place under a temporary name, each file synced,
+    then renamed into place (an earlier --out-dir's folder it replaces is removed after). MARK records `about`
+    (the run, the seed, ...) and the names. What `generate --out-dir` returns."""
+    import json
+    import shutil
+    import tempfile
+
+    from dlkit.files import fsync_dir, fsync_file
+
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.dlkit-"))
+    old = None
+    try:
+        for picture, name in zip(pictures, names):
+            file = tmp / name
+            file.parent.mkdir(parents=True, exist_ok=True)
+            images.save_png(picture, file)  # itself written whole (replace_atomic) and synced
+        (tmp / MARK).write_text(json.dumps({**about, "files": names}, indent=1) + "\n", encoding="utf-8")
+        fsync_file(tmp / MARK)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the images are meant to be shared
+        if path.is_dir() and any(path.iterdir()):  # an earlier --out-dir's (output_dir checked): set aside
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.dlkit-old-"))
+            os.replace(path, old)
+        os.replace(tmp, path)  # over an empty folder too
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old, path)  # the earlier images back in place
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return {"out_dir": str(path), "files": len(names)}
+
+
+def input_names(names: list[str]) -> list[str]:
+    """The PNG names of `generate --out-dir`'s results for inputs read by their names (sources.read_images):
+    `3/0001.png` keeps its folders, `photo.jpg` becomes `photo.png`, an array's `a.npy[7]` is `a/00007.png`; a
+    name given twice (two folders' `1.png`) gets `-2`, `-3`."""
+    import re
+
+    out, seen = [], set()
+    for name in names:
+        row = re.fullmatch(r"(.*)\.npy\[(\d+)\]", name)
+        base = f"{row[1]}/{int(row[2]):05d}" if row else str(Path(name).with_suffix(""))
+        candidate, k = f"{base}.png", 1
+        while candidate in seen:
+            k += 1
+            candidate = f"{base}-{k}.png"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def measures(result: dict, heading: str, rows, after=()) -> list:

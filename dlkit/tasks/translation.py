@@ -23,8 +23,8 @@ from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
                               own_data)
-from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, measures, output_path, own_halves, present,
-                                    report_table, run_scale, training_draw)
+from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, input_names, measures, output_path,
+                                    own_halves, present, report_table, run_scale, training_draw, write_each)
 
 
 
@@ -149,7 +149,8 @@ class Translation(TwoPlayer):
     name = "translation"
     headlines = (Headline("translated_accuracy", "B->A accuracy"),)
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
-    options = TwoPlayer.options | {"data", "domain"}  # and evaluate's --data, generate's and export's --from
+    options = TwoPlayer.options | {"data", "domain", "out_dir"}  # and evaluate's --data, generate's and export's
+    # --from, generate's --out-dir
     test_split_only = ("a CycleGAN translates the test images of both domains (the training images where there "
                        "are none), or with --data images of your own")
     Data = TranslationData
@@ -341,13 +342,19 @@ class Translation(TwoPlayer):
             g, scales, name = ((model.generator_ab, ("scale", "scale_b"), "translations-input.png")
                                if request.domain == "A" else
                                (model.generator_ba, ("scale_b", "scale"), "translations-input-b_to_a.png"))
-            x, _ = sources.read_images(request.inputs, tuple(int(d) for d in g.input_shape[1:]))
-            path = output_path(request.out or run.root / name, request.force, png=True)
+            x, names = sources.read_images(request.inputs, tuple(int(d) for d in g.input_shape[1:]))
+            path = None if request.out_dir else output_path(request.out or run.root / name, request.force, png=True)
             scale_in, scale_out = (run_scale(run, artifact) for artifact in scales)
             fake = images.to_uint8(g.predict(in_scale(x, scale_in), verbose=0), scale_out)
+            direction = "a_to_b" if request.domain == "A" else "b_to_a"
+            if request.out_dir:  # each translation under its input's name (class folders kept)
+                about = {"run_dir": str(run.root), "n": int(len(x)), "translation": direction,
+                         "inputs": [str(p) for p in request.inputs]}
+                return {"status": "completed", **about,
+                        **write_each(request.out_dir, fake, input_names(names), about)}
             images.save_png(images.bands([x, fake]), path)
             return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
-                    "translation": "a_to_b" if request.domain == "A" else "b_to_a"}
+                    "translation": direction}
         d = data()
         pools = [(s.x_test if s.x_test is not None else s.x_train) for s in (d.a.splits, d.b.splits)]
         n = min(request.n, *map(len, pools))  # as many of each domain, so that the rows align
@@ -355,6 +362,13 @@ class Translation(TwoPlayer):
         for x, domain, g in zip(pools, (d.a, d.b), (model.generator_ab, model.generator_ba)):
             real = in_scale(x[np.random.default_rng(request.seed).choice(len(x), n, replace=False)], domain.scale)
             rows += [real, g.predict(real, verbose=0)]
+        if request.out_dir:  # the test images of each domain and their translations, side by side by name
+            width = max(5, len(str(n - 1)))
+            folders = ("a", "a_to_b", "b", "b_to_a")
+            names = [f"{folder}/{i:0{width}d}.png" for folder in folders for i in range(n)]
+            about = {"run_dir": str(run.root), "n": int(n), "seed": request.seed, "translation": True}
+            return {"status": "completed", **about, **write_each(
+                request.out_dir, np.concatenate([images.to_uint8(r, run_scale(run)) for r in rows]), names, about)}
         path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.bands([images.to_uint8(r, run_scale(run)) for r in rows]), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n),
