@@ -277,10 +277,10 @@ def generate(
     seed: Annotated[int, typer.Option(metavar="SEED", min=0, max=2**32 - 1, help="Seed of the noise.")] = 0,
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="PNG to write; default RUN_DIR/samples-seedS.png.")] = None,
     interpolate: Annotated[bool, typer.Option("--interpolate", help="A strip between two noise vectors.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", metavar="DIR", help="GANs, CycleGANs, "
-        "autoencoders: each image a PNG file of its own in DIR (new or empty), for other tools (clean-fid, "
-        "torch-fidelity), instead of one picture: samples (a conditional GAN's in a folder per class), "
-        "translations or reconstructions (of --input images: under their names).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", metavar="DIR", help="Each image a PNG file "
+        "of its own in DIR (new or empty), for other tools (clean-fid, torch-fidelity), instead of one picture: "
+        "samples (a conditional model's in a folder per class), translations or reconstructions (of --input "
+        "images: under their names).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (or an earlier --out-dir's "
                                                         "images).")] = False,
     inputs: Annotated[Optional[list[Path]], typer.Option(

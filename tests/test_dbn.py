@@ -54,6 +54,10 @@ def test_dbn_pretrains_each_layer_then_fine_tunes(straight):
     gen = cli("generate", run, "-n", "4", "--label", "3", "--json")
     assert gen.exit_code == 0, gen.output
     assert Path(json.loads(gen.stdout)["out"]).name == "samples-seed0-label3.png"
+    each = cli("generate", run, "-n", "20", "--out-dir", run / "each", "--json")  # a folder per class learnt
+    assert each.exit_code == 0, each.output
+    assert sorted(p.relative_to(run / "each").as_posix() for p in (run / "each").rglob("*.png")) == \
+        sorted(f"{i % 10}/{i:05d}.png" for i in range(20))
 
 
 def test_a_dbn_is_measured_on_a_labelled_folder_as_any_image_classifier(straight, tmp_path):

@@ -132,6 +132,9 @@ def test_rbm_trains_draws_and_is_measured_by_ais(straight, monkeypatch, tmp_path
     # drawing needs the run alone (the picture's shape is in its manifest), not the data it trained on
     monkeypatch.setattr(Session, "data", property(absent))
     assert cli("generate", run, "-n", "4").exit_code == 0 and (run / "samples-seed0.png").is_file()
+    each = cli("generate", run, "-n", "4", "--out-dir", tmp_path / "chains")  # a PNG per chain
+    assert each.exit_code == 0 and sorted(p.name for p in (tmp_path / "chains").glob("*.png")) == [
+        f"{i:05d}.png" for i in range(4)], each.output
     # nor does evaluate --data: AIS's base model is the training pixel rates the run kept
     gone = cli("evaluate", run, "--data", tmp_path / "digits.npy", "-k", "10", "--json")
     assert gone.exit_code == 0, gone.output

@@ -176,6 +176,15 @@ def test_vae_trains_logs_nats_and_is_measured(straight, tiny_run):
     np.testing.assert_allclose(np.load(mine["out"]), model.codes(first[None, ..., None] / np.float32(255)),
                                rtol=1e-5, atol=1e-6)
     assert cli("generate", run, "-n", "9", "--json").exit_code == 0
+    # --out-dir: the picture's nine samples, each a PNG of its own (the grid: 3 x 3 cells of 56 px, 2x enlarged)
+    each = cli("generate", run, "-n", "9", "--out-dir", run / "each", "--json")
+    assert each.exit_code == 0 and json.loads(each.stdout)["files"] == 9, each.output
+    with Image.open(run / "samples-seed0.png") as grid:
+        grid = np.asarray(grid)
+    for i in (0, 4, 8):
+        with Image.open(run / "each" / f"{i:05d}.png") as im:
+            r, q = divmod(i, 3)
+            np.testing.assert_array_equal(np.asarray(im), grid[2 + 58 * r: 58 + 58 * r:2, 2 + 58 * q: 58 + 58 * q:2])
     assert cli("generate", run, "--interpolate", "-n", "7").exit_code == 0 and (run / "interpolation-seed0.png").is_file()
     # a long strip wraps at 16 steps a row, read left to right (it was one row, as wide as -n)
     assert cli("generate", run, "--interpolate", "-n", "40", "--out", run / "long.png").exit_code == 0

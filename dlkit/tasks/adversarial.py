@@ -17,7 +17,7 @@ from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
-                                   run_scale, training_draw, write_each)
+                                   run_scale, training_draw, write_samples)
 
 
 def draw(gan, latent: np.ndarray) -> np.ndarray:
@@ -117,20 +117,6 @@ class Adversarial(TwoPlayer):
 
     # ---------------------------------------------------------------- generate
 
-    @staticmethod
-    def _write_samples(run, gan, samples, chosen, request: GenerateRequest) -> dict:
-        """`generate --out-dir`: each sample a PNG of its own; a class-conditional model's in a folder per
-        class, named as the run's classes (`3/00012.png`), the layout `evaluate --data` reads labels from."""
-        width = max(5, len(str(len(samples) - 1)))
-        names = [f"{i:0{width}d}.png" for i in range(len(samples))]
-        if gan.num_classes and not request.interpolate:
-            classes = run.read_json(run.manifest)["data_spec"]["class_names"] or [
-                str(c) for c in range(gan.num_classes)]
-            names = [f"{classes[c]}/{name}" for c, name in zip(chosen, names)]
-        about = {"run_dir": str(run.root), "n": len(samples), "seed": request.seed, "label": request.label,
-                 "code": request.code, "interpolate": request.interpolate}
-        return {"status": "completed", **about, **write_each(request.out_dir, samples, names, about)}
-
     def exported(self, run, recipe, model):
         return model.sampler, "the generator (latent inputs to images in the model's scale)"
 
@@ -170,8 +156,10 @@ class Adversarial(TwoPlayer):
             if by_class:
                 latent = latent[np.argsort(chosen, kind="stable")]  # a row per class
         samples = gan.sampler.predict(latent, verbose=0, batch_size=256)
-        if request.out_dir is not None:
-            return self._write_samples(run, gan, images.to_uint8(samples, scale), chosen, request)
+        if request.out_dir is not None:  # a class-conditional model's in a folder per class
+            return write_samples(run, images.to_uint8(samples, scale), request,
+                                 chosen if gan.num_classes and not request.interpolate else None, gan.num_classes,
+                                 label=label, code=code, interpolate=request.interpolate)
         what = "interpolation" if request.interpolate else "samples"
         suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
         path = output_path(request.out or run.root / f"{what}-seed{request.seed}{suffix}.png", request.force, png=True)

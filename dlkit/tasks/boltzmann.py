@@ -28,7 +28,7 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.binary import binarize_evaluation_splits, own_images
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading
+from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading, write_samples
 from dlkit.tasks.reconstruction import inputs_to_encode, save_codes, split_of
 
 UNIT = (np.float32(1 / 255), np.float32(0))  # pictures in [0, 1] to 0..255
@@ -49,7 +49,7 @@ def log_odds(x_train: np.ndarray) -> np.ndarray:
 
 class Boltzmann(FitTask):
     name = "boltzmann"
-    options = frozenset({"importance_samples", "n", "data"})
+    options = frozenset({"importance_samples", "n", "data", "out_dir"})
     headlines = (Headline("log_likelihood", "AIS log-likelihood (nats)"),
                  Headline("pseudo_log_likelihood", "pseudo-log-likelihood"))
     summary = "an energy-based model of binary inputs (RBM), trained by contrastive divergence; AIS log-likelihood"
@@ -182,6 +182,8 @@ class Boltzmann(FitTask):
         rng = np.random.default_rng(request.seed)
         v = rng.random((request.n, model.visible)).astype(np.float32)
         samples = chain_snapshots(model, v, steps=(1000,), seed=request.seed)
+        if request.out_dir is not None:
+            return write_samples(run, images.to_uint8(samples.reshape((-1, *shape)), UNIT), request)
         path = output_path(request.out or run.root / f"samples-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(samples.reshape((-1, *shape)), UNIT),
                                     max(1, int(math.sqrt(request.n)))), path)

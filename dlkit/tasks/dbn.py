@@ -26,7 +26,7 @@ from dlkit.recipe.schema import FitTrain, OptimizerConfig, ScheduleConfig
 from dlkit.tasks.base import Callbacks, FitContext, GenerateRequest, Phase
 from dlkit.tasks.boltzmann import UNIT, filter_images
 from dlkit.tasks.classification import Classification
-from dlkit.tasks.generative import output_path
+from dlkit.tasks.generative import output_path, write_samples
 
 
 class DbnTrain(FitTrain):
@@ -50,7 +50,7 @@ class Dbn(Classification):
     name = "dbn"
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain
-    options = frozenset({"n", "data"})  # generate's -n, evaluate's --data (its fine-tuned classifier reads images)
+    options = frozenset({"n", "data", "out_dir"})  # generate's -n, evaluate's --data (its fine-tuned classifier reads images)
 
     def needs_labels(self, recipe):
         return "a DBN is fine-tuned as a classifier"
@@ -170,6 +170,10 @@ class Dbn(Classification):
             w, vb, _ = rbm.numpy_parameters(np.float32)
             x = sigmoid(x @ w.T + vb)
         shape = tuple(model.input_shape[1:])
+        if request.out_dir is not None:  # with labels learnt, in a folder per class
+            return write_samples(run, images.to_uint8(x.reshape((-1, *shape)), UNIT), request,
+                                 chosen if labels is not None else None, len(labels[0]) if labels is not None else 0,
+                                 label=request.label)
         path = output_path(request.out or run.root / (f"samples-seed{request.seed}"
                                                       + (f"-label{request.label}" if request.label is not None else "")
                                                       + ".png"), request.force, png=True)

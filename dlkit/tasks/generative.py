@@ -224,6 +224,19 @@ def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) 
     return {"out_dir": str(path), "files": len(names)}
 
 
+def write_samples(run: RunDir, pictures: np.ndarray, request, labels=None, classes: int = 0, **about) -> dict:
+    """`generate --out-dir` of samples (uint8): `00000.png`, ... in the order drawn; with `labels`, a
+    conditional model's class of each (of `classes`), in a folder per class named as the run's classes
+    (`3/00013.png`), the layout `evaluate --data` reads labels from. What generate returns."""
+    width = max(5, len(str(len(pictures) - 1)))
+    names = [f"{i:0{width}d}.png" for i in range(len(pictures))]
+    if labels is not None:
+        named = run.read_json(run.manifest)["data_spec"]["class_names"] or [str(c) for c in range(classes)]
+        names = [f"{named[c]}/{name}" for c, name in zip(labels, names)]
+    about = {"run_dir": str(run.root), "n": len(pictures), "seed": request.seed, **about}
+    return {"status": "completed", **about, **write_each(request.out_dir, pictures, names, about)}
+
+
 def input_names(names: list[str]) -> list[str]:
     """The PNG names of `generate --out-dir`'s results for inputs read by their names (sources.read_images):
     `3/0001.png` keeps its folders, `photo.jpg` becomes `photo.png`, an array's `a.npy[7]` is `a/00007.png`; a
