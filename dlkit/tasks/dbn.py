@@ -50,7 +50,8 @@ class Dbn(Classification):
     name = "dbn"
     summary = "stacked RBMs pretrained greedily, then fine-tuned as a classifier (deep belief net)"
     Train = DbnTrain
-    options = frozenset({"n", "data", "out_dir"})  # generate's -n, evaluate's --data (its fine-tuned classifier reads images)
+    # generate's -n and --out-dir, evaluate's --data (its fine-tuned classifier reads images)
+    options = frozenset({"n", "data", "out_dir"})
 
     def needs_labels(self, recipe):
         return "a DBN is fine-tuned as a classifier"
