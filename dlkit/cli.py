@@ -265,10 +265,12 @@ def evaluate(
             json_, show, quiet)
 
 
-@app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions."
+@app.command(help=f"Write what a generative run makes: a grid of samples, a latent interpolation, translations, reconstructions "
+                  "(or each image a file of its own, --out-dir), a language model's text."
                   f"\n\n{EXIT_CODES_HELP}")
 def generate(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of a generative or reconstructing model (GAN, translation, autoencoder).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory of a generative or reconstructing "
+                                            "model (GAN, CycleGAN, autoencoder, VAE, RBM, DBN, language model).")],
     n: Annotated[Optional[int], typer.Option("-n", metavar="N", help="How many samples, test images or "
                                              "interpolation steps to draw (64; at most 10,000, or 100,000 with "
                                              "--out-dir).")] = None,
