@@ -229,17 +229,18 @@ train: {{epochs: 3, optimizer: {{name: adam, learning_rate: 0.003}}}}
     assert sorted(p.relative_to(tmp_path / "rec").as_posix() for p in (tmp_path / "rec").rglob("*.png")) == \
         ["seven.png", "three/00000.png", "three/00001.png", "three/00002.png"]
     with Image.open(tmp_path / "rec" / "seven.png") as a, Image.open(tmp_path / "rec" / "three" / "00000.png") as b:
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same digit, as a file or an array
-        import keras
+        seven, three = np.asarray(a), np.asarray(b)
+    np.testing.assert_array_equal(seven, three)  # the same digit, as a file or an array
+    import keras
 
-        from dlkit import images
-        from dlkit.rundir import RunDir
-        from dlkit.tasks.generative import in_scale, run_scale
+    from dlkit import images
+    from dlkit.rundir import RunDir
+    from dlkit.tasks.generative import in_scale, run_scale
 
-        scale = run_scale(RunDir(run))  # the model's reconstruction of it
-        model = keras.saving.load_model(run / "model.keras")
-        made = images.to_uint8(model.predict(in_scale(firsts[:1, ..., None], scale), verbose=0), scale)
-        np.testing.assert_array_equal(np.asarray(a), made[0, ..., 0])
+    scale = run_scale(RunDir(run))  # the model's reconstruction of it
+    model = keras.saving.load_model(run / "model.keras")
+    made = images.to_uint8(model.predict(in_scale(firsts[:1, ..., None], scale), verbose=0), scale)
+    np.testing.assert_array_equal(seven, made[0, ..., 0])
     mine = cli("encode", run, tmp_path / "seven.png", tmp_path / "three.npy", "--json")
     assert mine.exit_code == 0, mine.output
     written = json.loads(mine.stdout)

@@ -439,13 +439,14 @@ def test_generate_writes_each_sample_for_other_tools(gan_run, clf16, tmp_path, m
         assert res.exit_code == 2 and said in res.stderr, res.output
     assert not (tmp_path / "x").exists()
 
-    def fail(picture, path, calls=[]):  # a disk that fills up at every fifth image
+    save_png, calls = images.save_png, []
+
+    def fail(picture, path):  # a disk that fills up at every fifth image
         calls.append(path)
         if len(calls) % 5 == 0:
             raise OSError(28, "No space left on device")
         save_png(picture, path)
 
-    save_png = images.save_png
     monkeypatch.setattr(images, "save_png", fail)
     with pytest.raises(OSError):
         generate(dcgan, n=8, out_dir=tmp_path / "full")
