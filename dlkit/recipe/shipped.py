@@ -52,11 +52,9 @@ def find(text: str) -> Path | None:
 def find_folder(text: str) -> Path | None:
     """The shipped folder `text` names (`recipes`, `lessons`, `recipes/lessons`), or None: `dlkit validate
     recipes/` checks every shipped recipe outside the repository too."""
-    root = folder()
-    path = PurePosixPath(str(text).replace("\\", "/"))
-    if root is None or path.is_absolute() or ".." in path.parts:
+    root, parts = folder(), _within(text)
+    if root is None or parts is None:
         return None
-    parts = path.parts[1:] if path.parts[:1] == ("recipes",) else path.parts
     found = root.joinpath(*parts)
     return found if found.is_dir() and any(found.rglob("*.yaml")) else None
 
@@ -70,15 +68,22 @@ def close(text: str) -> str | None:
     return found[0] if found else None
 
 
-def _name(text: str) -> str | None:
+def _within(text: str) -> tuple[str, ...] | None:
+    """`text`'s path below the shipped folder (a leading `recipes/` dropped), or None for one that cannot be
+    there (absolute, or through `..`)."""
     path = PurePosixPath(str(text).replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or not path.parts:
+    if path.is_absolute() or ".." in path.parts:
         return None
-    if path.parts[0] == "recipes" and len(path.parts) > 1:
-        path = PurePosixPath(*path.parts[1:])
-    if path.suffix in SUFFIXES:
-        path = path.with_suffix("")
-    return path.as_posix()
+    return path.parts[1:] if path.parts[:1] == ("recipes",) else path.parts
+
+
+def _name(text: str) -> str | None:
+    """The shipped name `text` would be (`recipes/lessons/opt_sgd.yaml`: `lessons/opt_sgd`), or None."""
+    parts = _within(text)
+    if not parts:
+        return None
+    path = PurePosixPath(*parts)
+    return (path.with_suffix("") if path.suffix in SUFFIXES else path).as_posix()
 
 
 def describe(path: Path) -> str:

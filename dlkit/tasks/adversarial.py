@@ -17,7 +17,7 @@ from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
-                                   run_scale, training_draw, write_samples)
+                                   run_scale, training_draw, write_images)
 
 
 def draw(gan, latent: np.ndarray) -> np.ndarray:
@@ -157,9 +157,10 @@ class Adversarial(TwoPlayer):
                 latent = latent[np.argsort(chosen, kind="stable")]  # a row per class
         samples = gan.sampler.predict(latent, verbose=0, batch_size=256)
         if request.out_dir is not None:  # a class-conditional model's in a folder per class
-            return write_samples(run, images.to_uint8(samples, scale), request,
-                                 chosen if gan.num_classes and not request.interpolate else None, gan.num_classes,
-                                 label=label, code=code, interpolate=request.interpolate)
+            return write_images(run, images.to_uint8(samples, scale), request.out_dir,
+                                labels=chosen if gan.num_classes and not request.interpolate else None,
+                                classes=gan.num_classes, seed=request.seed, label=label, code=code,
+                                interpolate=request.interpolate)
         what = "interpolation" if request.interpolate else "samples"
         suffix = f"-label{label}" if label is not None else f"-code{code}" if code is not None else ""
         path = output_path(request.out or run.root / f"{what}-seed{request.seed}{suffix}.png", request.force, png=True)

@@ -28,7 +28,7 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.binary import binarize_evaluation_splits, own_images
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading, write_samples
+from dlkit.tasks.generative import in_scale, measures, output_path, run_scale, split_heading, write_images
 from dlkit.tasks.reconstruction import inputs_to_encode, save_codes, split_of
 
 UNIT = (np.float32(1 / 255), np.float32(0))  # pictures in [0, 1] to 0..255
@@ -183,7 +183,8 @@ class Boltzmann(FitTask):
         v = rng.random((request.n, model.visible)).astype(np.float32)
         samples = chain_snapshots(model, v, steps=(1000,), seed=request.seed)
         if request.out_dir is not None:
-            return write_samples(run, images.to_uint8(samples.reshape((-1, *shape)), UNIT), request)
+            return write_images(run, images.to_uint8(samples.reshape((-1, *shape)), UNIT), request.out_dir,
+                                seed=request.seed)
         path = output_path(request.out or run.root / f"samples-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(samples.reshape((-1, *shape)), UNIT),
                                     max(1, int(math.sqrt(request.n)))), path)

@@ -26,7 +26,7 @@ from dlkit.recipe.schema import FitTrain, OptimizerConfig, ScheduleConfig
 from dlkit.tasks.base import Callbacks, FitContext, GenerateRequest, Phase
 from dlkit.tasks.boltzmann import UNIT, filter_images
 from dlkit.tasks.classification import Classification
-from dlkit.tasks.generative import output_path, write_samples
+from dlkit.tasks.generative import output_path, write_images
 
 
 class DbnTrain(FitTrain):
@@ -172,9 +172,9 @@ class Dbn(Classification):
             x = sigmoid(x @ w.T + vb)
         shape = tuple(model.input_shape[1:])
         if request.out_dir is not None:  # with labels learnt, in a folder per class
-            return write_samples(run, images.to_uint8(x.reshape((-1, *shape)), UNIT), request,
-                                 chosen if labels is not None else None, len(labels[0]) if labels is not None else 0,
-                                 label=request.label)
+            return write_images(run, images.to_uint8(x.reshape((-1, *shape)), UNIT), request.out_dir,
+                                labels=chosen if config.top_labels else None,
+                                classes=classes if config.top_labels else 0, seed=request.seed, label=request.label)
         path = output_path(request.out or run.root / (f"samples-seed{request.seed}"
                                                       + (f"-label{request.label}" if request.label is not None else "")
                                                       + ".png"), request.force, png=True)

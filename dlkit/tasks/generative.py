@@ -224,17 +224,24 @@ def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) 
     return {"out_dir": str(path), "files": len(names)}
 
 
-def write_samples(run: RunDir, pictures: np.ndarray, request, labels=None, classes: int = 0, **about) -> dict:
-    """`generate --out-dir` of samples (uint8): `00000.png`, ... in the order drawn; with `labels`, a
-    conditional model's class of each (of `classes`), in a folder per class named as the run's classes
-    (`3/00013.png`), the layout `evaluate --data` reads labels from. What generate returns."""
-    width = max(5, len(str(len(pictures) - 1)))
-    names = [f"{i:0{width}d}.png" for i in range(len(pictures))]
+def numbered(n: int) -> list[str]:
+    """`00000.png`, ... for n images in the order made (more digits where n needs them)."""
+    width = max(5, len(str(n - 1)))
+    return [f"{i:0{width}d}.png" for i in range(n)]
+
+
+def write_images(run: RunDir, pictures: np.ndarray, out_dir: Path, names=None, labels=None, classes: int = 0,
+                 **about) -> dict:
+    """`generate --out-dir` (write_each) of uint8 images and what generate returns: named `names` (inputs' own,
+    input_names), else numbered in the order made; with `labels`, a conditional model's class of each (of
+    `classes`), in a folder per class named as the run's classes (`3/00013.png`), the layout `evaluate --data`
+    reads labels from. `about` (the seed, ...) goes into the result and the folder's MARK."""
+    names = numbered(len(pictures)) if names is None else names
     if labels is not None:
         named = run.read_json(run.manifest)["data_spec"]["class_names"] or [str(c) for c in range(classes)]
         names = [f"{named[c]}/{name}" for c, name in zip(labels, names)]
-    about = {"run_dir": str(run.root), "n": len(pictures), "seed": request.seed, **about}
-    return {"status": "completed", **about, **write_each(request.out_dir, pictures, names, about)}
+    about = {"run_dir": str(run.root), "n": len(pictures), **about}
+    return {"status": "completed", **about, **write_each(out_dir, pictures, names, about)}
 
 
 def input_names(names: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import (in_scale, input_names, measures, output_path, present, run_scale, split_heading,
-                                    write_each)
+                                    write_images)
 
 
 class ReconstructionTrain(FitTrain):
@@ -127,21 +127,19 @@ class Reconstruction(FitTask):
             from dlkit.data.sources import read_images
 
             x, names = read_images(request.inputs, tuple(int(d) for d in model.input_shape[1:]))
+            names = input_names(names)
         else:
             s = data().splits
             pool = s.x_test if s.x_test is not None else s.x_train
             x = pool[np.random.default_rng(request.seed).choice(len(pool), min(request.n, len(pool)), replace=False)]
-            width = max(5, len(str(len(x) - 1)))
-            names = [f"{i:0{width}d}.png" for i in range(len(x))]
+            names = None  # numbered
         path = None if request.out_dir else output_path(
             request.out or run.root / f"reconstructions-seed{request.seed}.png", request.force, png=True)
         rows = reconstruction_rows(model, in_scale(x, scale), noisy=recipe.model.noise is not None)
         if request.out_dir:  # each reconstruction under its input's name
-            about = {"run_dir": str(run.root), "n": int(len(x)), "seed": None if request.inputs else request.seed,
-                     "inputs": [str(p) for p in request.inputs]}
-            return {"status": "completed", **about, **write_each(
-                request.out_dir, images.to_uint8(rows[-1], scale),
-                input_names(names) if request.inputs else names, about)}
+            return write_images(run, images.to_uint8(rows[-1], scale), request.out_dir, names,
+                                seed=None if request.inputs else request.seed,
+                                inputs=[str(p) for p in request.inputs])
         images.save_png(images.bands([images.to_uint8(r, scale) for r in rows]), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                 "seed": request.seed}

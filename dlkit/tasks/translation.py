@@ -23,8 +23,9 @@ from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
                               own_data)
-from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, input_names, measures, output_path,
-                                    own_halves, present, report_table, run_scale, training_draw, write_each)
+from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, input_names, measures, numbered,
+                                    output_path, own_halves, present, report_table, run_scale, training_draw,
+                                    write_images)
 
 
 
@@ -348,10 +349,8 @@ class Translation(TwoPlayer):
             fake = images.to_uint8(g.predict(in_scale(x, scale_in), verbose=0), scale_out)
             direction = "a_to_b" if request.domain == "A" else "b_to_a"
             if request.out_dir:  # each translation under its input's name (class folders kept)
-                about = {"run_dir": str(run.root), "n": int(len(x)), "translation": direction,
-                         "inputs": [str(p) for p in request.inputs]}
-                return {"status": "completed", **about,
-                        **write_each(request.out_dir, fake, input_names(names), about)}
+                return write_images(run, fake, request.out_dir, input_names(names), translation=direction,
+                                    inputs=[str(p) for p in request.inputs])
             images.save_png(images.bands([x, fake]), path)
             return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(len(x)),
                     "translation": direction}
@@ -362,14 +361,13 @@ class Translation(TwoPlayer):
         for x, domain, g in zip(pools, (d.a, d.b), (model.generator_ab, model.generator_ba)):
             real = in_scale(x[np.random.default_rng(request.seed).choice(len(x), n, replace=False)], domain.scale)
             rows += [real, g.predict(real, verbose=0)]
+        scale = run_scale(run)
+        pictures = [images.to_uint8(r, scale) for r in rows]
         if request.out_dir:  # the test images of each domain and their translations, side by side by name
-            width = max(5, len(str(n - 1)))
-            folders = ("a", "a_to_b", "b", "b_to_a")
-            names = [f"{folder}/{i:0{width}d}.png" for folder in folders for i in range(n)]
-            about = {"run_dir": str(run.root), "n": int(n), "seed": request.seed, "translation": True}
-            return {"status": "completed", **about, **write_each(
-                request.out_dir, np.concatenate([images.to_uint8(r, run_scale(run)) for r in rows]), names, about)}
+            names = [f"{folder}/{name}" for folder in ("a", "a_to_b", "b", "b_to_a") for name in numbered(n)]
+            return write_images(run, np.concatenate(pictures), request.out_dir, names, n=int(n), seed=request.seed,
+                                translation=True)
         path = output_path(request.out or run.root / f"translations-seed{request.seed}.png", request.force, png=True)
-        images.save_png(images.bands([images.to_uint8(r, run_scale(run)) for r in rows]), path)
+        images.save_png(images.bands(pictures), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(n),
                 "seed": request.seed, "translation": True}

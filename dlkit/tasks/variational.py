@@ -28,7 +28,7 @@ from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, G
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.generative import (diversity, drawn, in_scale, measures, output_path, own_halves, present, run_scale,
-                                   split_heading, write_samples)
+                                   split_heading, write_images)
 from dlkit.tasks.reconstruction import codes_2d, inputs_to_encode, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
@@ -164,7 +164,8 @@ class Variational(FitTask):
             z = rng.standard_normal((request.n, model.latent_dim)).astype(np.float32)
             pictures_, rows, what = model.sample(z), max(1, int(math.sqrt(request.n))), "samples"
         if request.out_dir is not None:
-            return write_samples(run, images.to_uint8(pictures_, scale), request, interpolate=request.interpolate)
+            return write_images(run, images.to_uint8(pictures_, scale), request.out_dir, seed=request.seed,
+                                interpolate=request.interpolate)
         path = output_path(request.out or run.root / f"{what}-seed{request.seed}.png", request.force, png=True)
         images.save_png(images.grid(images.to_uint8(pictures_, scale), rows), path)
         return {"status": "completed", "run_dir": str(run.root), "out": str(path), "n": int(request.n),
