@@ -528,6 +528,72 @@ def _show_sweep(result, console) -> None:
                       f"{r['error'] or ''}".rstrip(), markup=False)
 
 
+@app.command(help="A search over the recipe keys a recipe's tune section names, each trial a normal run with "
+                  "values Optuna chose (TPE, or random draws), judged by its train.monitor at its best epoch; a "
+                  "table of the trials, the best first. Run again, it goes on where it stopped, finished trials "
+                  f"kept.\n\n{EXIT_CODES_HELP}")
+def tune(
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help=RECIPE_HELP, shell_complete=_complete_recipe)],
+    trials: Annotated[Optional[int], typer.Option(
+        metavar="N", help="Trials in all, those run before included (default: the recipe's tune.trials).")] = None,
+    parallel: Annotated[int, typer.Option(metavar="K", help="Trials at a time (separate processes).")] = 1,
+    set_: SetOption = None,
+    runs_root: RunsRoot = Path("runs"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which trials the runs hold, which would be "
+                                          "finished and how many would be new; run nothing.")] = False,
+    json_: JsonFlag = False,
+):
+    from dlkit import tune as tune_layer
+
+    console = _console(stderr=True)
+
+    def make():
+        return tune_layer.tune(recipe, trials, parallel, runs_root, set_ or (),
+                               say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run)
+
+    result = _answer(make, json_, _show_tune)
+    if result["status"] not in ("completed", "planned"):
+        raise typer.Exit(1)
+
+
+def _show_tune(result, console) -> None:
+    from rich.table import Table
+
+    from dlkit.ui import fmt
+
+    keys, planned = list(result["space"]), result["status"] == "planned"
+    better = min if result["direction"] == "min" else max
+    judged = sorted((t for t in result["trials"] if t.get("value") is not None), key=lambda t: t["value"],
+                    reverse=better is max)
+    rest = [t for t in result["trials"] if t.get("value") is None]
+    title = (f"tune of {result['recipe']}: the plan, nothing run ({result['new_trials']} new trial(s) to run)"
+             if planned else f"tune of {result['recipe']}: {result['monitor']}, "
+             f"{'lower' if result['direction'] == 'min' else 'higher'} is better")
+    if result["trials"]:
+        # a key by its last part where that is unique (learning_rate, not train.optimizer.learning_rate)
+        last = [k.rsplit(".", 1)[-1] for k in keys]
+        table = Table(title=title)
+        for col in ["trial", *[s if last.count(s) == 1 else k for k, s in zip(keys, last)], result["monitor"],
+                    "status", "run"]:
+            table.add_column(col, justify="right" if col != "run" else "left", no_wrap=col == "run")
+        for t in judged + rest:
+            value = "" if t.get("value") is None else fmt(t["value"])
+            state = t["action"] if planned else t.get("status", "")
+            table.add_row(str(t["number"]), *[fmt(t["params"][k]) if isinstance(t["params"][k], float) else
+                                              json.dumps(t["params"][k]) for k in keys],
+                          value, state, Path(t["run_dir"]).name if t["run_dir"] else "")
+        console.print(table)
+    else:
+        console.print(title, markup=False)
+    best = result.get("best")
+    if best is not None:
+        console.print(f"best: trial {best['number']}, {result['monitor']} {fmt(best['value'])}: {best['run_dir']}",
+                      markup=False, soft_wrap=True)
+    for t in result["trials"]:
+        if t.get("error"):
+            console.print(f"trial {t['number']}: {t['error']}", markup=False, soft_wrap=True)
+
+
 @app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "
                   "their task's headline figure); `dlkit runs compare RUN RUN...` shows the recipe keys that differ, what "
                   "the runs ran on where it differs (backend, device, host, versions) and "

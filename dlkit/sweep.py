@@ -105,7 +105,7 @@ def _note(problems: dict, p: Problem, keys: list[str]) -> None:
         values.append(value)
 
 
-def _existing(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
+def existing_runs(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
     """(resolved recipe, run dir) of every run of the recipe under the root, newest first."""
     parent = runs_root / name
     found = []
@@ -117,7 +117,7 @@ def _existing(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
     return found
 
 
-def _state(run: Path) -> str:
+def run_state(run: Path) -> str:
     from dlkit.runs import row
 
     status = row(run)["status"]
@@ -132,7 +132,7 @@ def _state(run: Path) -> str:
     return "resume"  # interrupted, or stopped (killed)
 
 
-def _command(member: dict, recipe_path: Path, runs_root: Path) -> list[str]:
+def member_command(member: dict, recipe_path: Path, runs_root: Path) -> list[str]:
     """The command a member's action runs: `resume` of its run, or `train` of the recipe with its --set."""
     cli = [sys.executable, "-m", "dlkit.cli"]
     if member["action"] == "resume":
@@ -150,10 +150,10 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     grid = parse_grid(grid_items)
     todo = members(recipe_path, grid, seeds, list(overrides))
     name = todo[0]["recipe"]["name"]
-    existing = _existing(runs_root, name)
+    existing = existing_runs(runs_root, name)
     for m in todo:
         m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)
-        m["action"] = "train" if m["run"] is None else _state(m["run"])
+        m["action"] = "train" if m["run"] is None else run_state(m["run"])
         m["run"] = None if m["action"] == "train" else m["run"]  # a new run (one stopped early is left as it is)
     # K members at a time share the cores: each gets cores // K threads for its libraries, unless the user
     # set a count (backend.share_of_cores); one at a time, a member has every core, as `dlkit train` has
@@ -165,27 +165,49 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
         say(f"{parallel} members at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
             + (f" ({', '.join(said)} as you set)" if said else ""))
 
-    # The members run in sessions of their own, so a Ctrl-C at the terminal reaches the sweep alone; the sweep
-    # then sends each running member one SIGTERM (it closes its run as interrupted, which the next sweep
-    # resumes), waits for them, starts no other, and ends as interrupted (exit 130). SIGTERM to the sweep (a
-    # batch system's) does the same: before, the running member trained on to its end, and one the sweep's own
-    # kill left behind went on training alone.
-    live, lock, stopping = set(), threading.Lock(), threading.Event()
+    runner = Members(recipe_path, runs_root, environ, say)
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        done = list(pool.map(runner.run, todo))
+    except KeyboardInterrupt:
+        runner.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return {**summarize(name, grid, done), "threads_per_member": threads}
 
-    def go(m: dict) -> dict:
+
+class Members:
+    """Members run as `dlkit train` (or `dlkit resume`) processes, `run` one to its end in the calling thread.
+
+    The members run in sessions of their own, so a Ctrl-C at the terminal reaches the sweep alone; the sweep
+    then calls `stop`: each running member is sent one SIGTERM (it closes its run as interrupted, which the
+    next sweep resumes), and no other starts; the sweep waits for them and ends as interrupted (exit 130).
+    SIGTERM to the sweep (a batch system's) does the same: before, the running member trained on to its end,
+    and one the sweep's own kill left behind went on training alone."""
+
+    def __init__(self, recipe_path: Path, runs_root: Path, environ: dict | None, say: Callable[[str], None],
+                 command: str = "sweep"):
+        self.recipe_path, self.runs_root, self.environ, self.say = recipe_path, runs_root, environ, say
+        self.command = command  # what to run again, said when stopped
+        self.live, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
+
+    def run(self, m: dict) -> dict:
+        """Run member `m` (its action, run, sets, and `label`, or point and seed), and add to it what came of it:
+        exit_code, run (the run directory) and error."""
+        label = m.get("label") or f"{m['point']} seed {m['seed']}"
         if m["action"] in ("done", "failed", "busy"):
-            say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {m['point']} seed {m['seed']} "
-                f"({m['run']})")
+            self.say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {label} ({m['run']})")
             return m
-        with lock:
-            if stopping.is_set():
+        with self.lock:
+            if self.stopping.is_set():
                 return m
-            proc = subprocess.Popen(_command(m, recipe_path, runs_root), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True, env=environ)
-            live.add(proc)
+            proc = subprocess.Popen(member_command(m, self.recipe_path, self.runs_root), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True, env=self.environ)
+            self.live.add(proc)
         stdout, stderr = proc.communicate()
-        with lock:
-            live.discard(proc)
+        with self.lock:
+            self.live.discard(proc)
         try:
             result = json.loads(stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -197,23 +219,17 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
         # a member stopped by a signal before its own handler was set (as it started) says nothing itself
         how = (f"exit {proc.returncode}" if proc.returncode >= 0 else
                f"stopped by {signal.Signals(-proc.returncode).name} as it started")
-        say(f"{verb}: {m['point']} seed {m['seed']}: {result.get('status')} ({how})"
-            f"{' ' + str(m['run']) if m['run'] else ''}")
+        self.say(f"{verb}: {label}: {result.get('status')} ({how}){' ' + str(m['run']) if m['run'] else ''}")
         return m
 
-    pool = ThreadPoolExecutor(max_workers=parallel)
-    try:
-        done = list(pool.map(go, todo))
-    except KeyboardInterrupt:
-        with lock:
-            stopping.set()
-            for proc in live:
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping.set()
+            for proc in self.live:
                 proc.send_signal(signal.SIGTERM)
-        say(f"interrupted: {len(live)} running member(s) asked to stop; run the sweep again to resume them")
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return {**summarize(name, grid, done), "threads_per_member": threads}
+            count = len(self.live)
+        self.say(f"interrupted: {count} running member(s) asked to stop; run the {self.command} again to "
+                 "resume them")
 
 
 def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: Path) -> dict:
@@ -221,7 +237,7 @@ def plan(name: str, grid: dict, todo: list[dict], recipe_path: Path, runs_root: 
     run; or none: done, failed, busy) and the command that action runs."""
     runs = [{"point": m["point"], "seed": m["seed"], "action": m["action"],
              "run_dir": str(m["run"]) if m["run"] else None,
-             "command": _command(m, recipe_path, runs_root) if m["action"] in ("train", "resume") else None}
+             "command": member_command(m, recipe_path, runs_root) if m["action"] in ("train", "resume") else None}
             for m in todo]
     return {"status": "planned", "recipe": name, "grid": grid, "runs": runs}
 

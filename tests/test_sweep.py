@@ -192,7 +192,7 @@ def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny
 
     from dlkit import sweep
 
-    monkeypatch.setattr(sweep, "_command", lambda m, recipe, root: [sys.executable, "-c", MEMBER, str(tmp_path),
+    monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", MEMBER, str(tmp_path),
                                                                     *m["sets"]])
 
     def interrupt_once_two_run():
@@ -226,9 +226,9 @@ def test_a_member_stopped_before_its_first_checkpoint_is_trained_anew(tiny_recip
     early = tmp_path / "tiny" / "20261201-000000"
     (early / "checkpoints").mkdir(parents=True)
     (early / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
-    assert sweep._state(early) == "train"
+    assert sweep.run_state(early) == "train"
     (early / "checkpoints" / "last.keras").write_bytes(b"")
-    assert sweep._state(early) == "resume"
+    assert sweep.run_state(early) == "resume"
 
 
 def test_members_run_at_a_time_share_the_cores():

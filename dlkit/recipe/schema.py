@@ -21,9 +21,9 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Union
+from typing import Annotated, Callable, ClassVar, Literal, Union
 
-from pydantic import (BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator,
+from pydantic import (AfterValidator, BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator,
                       model_serializer, model_validator)
 
 from dlkit import catalog
@@ -553,6 +553,76 @@ class ClassifierTrain(FitTrain):
         return v
 
 
+# ---------------------------------------------------------------- tune
+
+class SearchRange(UnsetIsNone):
+    """One recipe key's values in `tune.space`: a range from `low` to `high` (whole numbers when both are;
+    log-spaced with `log: true`; in steps of `step`), or a list of `choices`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool | None = None  # unset: evenly spaced
+    step: int | float | None = Field(None, gt=0)
+    choices: list | None = None
+
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        if self.choices is not None:
+            extra = [k for k in ("low", "high", "step") if getattr(self, k) is not None] + (["log"] if self.log else [])
+            if extra:
+                return [f"choices is a list of values; {', '.join(extra)} belong(s) to a range (low, high): give one "
+                        "or the other"]
+            return [] if len(self.choices) >= 2 else [
+                "choices: list at least two values (one value is no search: set it in the recipe itself)"]
+        if self.low is None or self.high is None:
+            return ["give a range, low and high ({low: 1.0e-4, high: 1.0e-2, log: true}), or choices: [a, b]"]
+        out = []
+        if not self.low < self.high:
+            out.append(f"low must be below high, received low {self.low} and high {self.high}")
+        if self.log and self.low <= 0:
+            out.append(f"a log range starts above 0, received low {self.low}")
+        whole = self.integers
+        if self.log and self.step is not None and not (whole and self.step == 1):
+            out.append("a range is log-spaced or in steps, not both: remove step or log")
+        if whole and self.step is not None and not isinstance(self.step, int):
+            out.append(f"low and high are whole numbers, so step is one too; received {self.step} (write low: 0.0 "
+                       "for a range of real numbers)")
+        return out
+
+    @property
+    def integers(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+# keys a search may not vary: what names the runs and the seeds their trials share, and the search itself
+UNTUNABLE = ("name", "seed", "tune", "extends")
+
+
+def _space_key(key: str) -> str:
+    if key.split(".")[0] in UNTUNABLE or not all(key.split(".")):
+        raise ValueError(f"{key!r} is not a key a search varies: name a recipe key by its dotted path "
+                         "(train.optimizer.learning_rate, model.dense); the trials share the recipe's name and seed")
+    return key
+
+
+class Tune(Section):
+    """`dlkit tune`: how many trials, how the next one's values are chosen, and the space searched. A trial is
+    a normal run of the recipe at one point of the space, judged by its `train.monitor` at its best epoch."""
+
+    trials: int = Field(20, ge=1, le=10_000)
+    sampler: Literal["tpe", "random"] = "tpe"
+    space: dict[Annotated[str, AfterValidator(_space_key)], SearchRange]
+
+    @field_validator("space")
+    @classmethod
+    def _some(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("name at least one recipe key and its range: {train.optimizer.learning_rate: "
+                             "{low: 1.0e-4, high: 1.0e-2, log: true}}")
+        return v
+
+
 class Recipe(Section):
     name: str
     seed: int = Field(42, ge=0, lt=2**32)
@@ -568,6 +638,14 @@ class Recipe(Section):
     data: DataConfig = DataConfig()
     model: ModelBase
     train: TrainBase = TrainBase()
+    tune: Tune | None = None  # what `dlkit tune` searches; `dlkit train` trains the recipe's own values
+
+    @model_serializer(mode="wrap")
+    def _no_tune(self, handler):  # a recipe without a search is saved as before, without `tune: null`
+        out = handler(self)
+        if out.get("tune", 0) is None:
+            del out["tune"]
+        return out
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -727,7 +805,7 @@ def _one_per_union(errors: list[dict], root_cls) -> list[dict]:
 def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Problem]:
     problems = []
     for e in _one_per_union(err.errors(), root_cls):
-        loc = tuple(e["loc"])
+        loc = tuple(p for p in e["loc"] if p != "[key]")  # a mapping's key that failed: said at the key
         msg = e["msg"].removeprefix("Value error, ")
         hint = None
         if e["type"] == "extra_forbidden":

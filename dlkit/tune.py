@@ -1,0 +1,329 @@
+"""`dlkit tune`: a search over the recipe keys its `tune` section names, each trial a normal run.
+
+The recipe says what is searched:
+
+    tune:
+      trials: 20
+      space:
+        train.optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+        model.dense: {choices: [[64], [128], [256, 128]]}
+
+Optuna chooses each trial's values (its TPE sampler, or random draws), seeded by the recipe's seed, and is
+told what came of each: the trial run's `train.monitor` at its best epoch (the value that picks its
+checkpoints/best.keras, `val_loss` unless the recipe says otherwise). A trial runs as `dlkit train` with the
+values as `--set`s (`--parallel K` at a time, through the sweep's members), so each is a run like any other:
+`dlkit evaluate`, `report`, `runs compare` and `resume` take it.
+
+The runs are the search's memory, as they are a sweep's: run again, `dlkit tune` finds the recipe's runs at
+points of the space (its other keys as they are now), hands the finished ones to Optuna, resumes an
+interrupted one, and runs only the trials still wanting, so `--trials 40` after 20 runs 20 more. A diverged or
+failed trial is a failed trial, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable
+
+from dlkit import backend, tasks
+from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.metrics import improves
+from dlkit.recipe.loader import load_raw
+from dlkit.recipe.source import locate
+from dlkit.sweep import Members, existing_runs, member_command, run_state
+
+ABSENT = object()
+
+
+def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="runs", overrides: list[str] = (),
+         say: Callable[[str], None] = lambda line: None, dry_run: bool = False) -> dict:
+    """Run the trials still wanting and summarize every trial; `dry_run`: only what would be done."""
+    recipe_path, runs_root, overrides = Path(recipe_path), Path(runs_root), list(overrides)
+    if parallel < 1 or (trials is not None and trials < 1):
+        raise UsageError(f"--trials and --parallel count: at least 1, received {trials} and {parallel}")
+    base = tasks.load_recipe(recipe_path, overrides)
+    if base.tune is None:
+        raise UsageError(f"{recipe_path} has no tune section: name the keys to search and their ranges, e.g.\n"
+                         "tune:\n  trials: 20\n  space:\n"
+                         "    train.optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+                         "(docs/recipes.md, the tune section)")
+    space = {k: v.model_dump() for k, v in base.tune.space.items()}
+    monitor, direction = objective(base)
+    check_space(recipe_path, overrides, space)
+    wanted = trials if trials is not None else base.tune.trials
+    search = Search(recipe_path, overrides, base, space)
+
+    found = search.found(runs_root)
+    pending = [t for t in found if t["action"] in ("resume", "train")]
+    new = max(0, wanted - len(found))
+    environ, threads = backend.share_of_cores(parallel, dict(os.environ)) if parallel > 1 else (None, None)
+    head = {"recipe": base.name, "monitor": monitor, "direction": direction, "sampler": base.tune.sampler,
+            "space": space, "trials_wanted": wanted, "threads_per_member": threads}
+    for t in found:  # what the runs say so far
+        if t["action"] in ("done", "failed", "busy"):
+            _settle(t, monitor)
+    if dry_run:
+        for t in pending:
+            t["command"] = member_command(t, recipe_path, runs_root)
+        trials = [{"number": i, **_public(t)} for i, t in enumerate(found)]
+        return {"status": "planned", **head, "trials": trials, "new_trials": new}
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = search.study(direction, base.tune.sampler, base.seed + len(found), parallel)
+    for t in found:  # finished and failed trials are told; the others run first
+        if t["action"] in ("done", "failed"):
+            study.add_trial(search.frozen(t))
+    if threads is not None:
+        said = backend.thread_settings()
+        say(f"{parallel} trials at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
+            + (f" ({', '.join(said)} as you set)" if said else ""))
+    say(f"tune of {base.name}: {len(found)} trial(s) found, {len(pending)} to finish, {new} new; judged by "
+        f"{monitor} ({'lower' if direction == 'min' else 'higher'} is better)")
+
+    runner = Members(recipe_path, runs_root, environ, say, command="tune")
+    queue = [t["params"] for t in pending] + [None] * new
+    done = [t for t in found if t["action"] in ("done", "failed", "busy")]
+    pool, running = ThreadPoolExecutor(max_workers=parallel), {}
+    try:
+        while queue or running:
+            while queue and len(running) < parallel:
+                fixed = queue.pop(0)
+                if fixed is not None:
+                    study.enqueue_trial(search.to_optuna(fixed))
+                trial = study.ask(search.distributions)
+                t = search.member(search.from_optuna(trial.params), runs_root)
+                running[pool.submit(runner.run, t)] = (trial, t)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                trial, t = running.pop(future)
+                t = future.result()
+                _settle(t, monitor)
+                if t["value"] is not None:
+                    study.tell(trial, t["value"])
+                else:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                done.append(t)
+    except KeyboardInterrupt:
+        runner.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return summarize(head, done)
+
+
+def objective(recipe) -> tuple[str, str]:
+    """(train.monitor, "min" | "max"): what judges a trial, and which way it gets better."""
+    monitor = getattr(recipe.train, "monitor", None)
+    if monitor is None:
+        raise UsageError(f"dlkit tune judges each trial by its train.monitor, the value that picks its best "
+                         f"checkpoint; a {recipe.model.arch} run has none (its epochs log no measure of its "
+                         "quality to pick by): compare its runs with `dlkit sweep` and `dlkit evaluate` instead")
+    return monitor, improves(monitor, getattr(recipe.train, "monitor_mode", "auto"))
+
+
+def check_space(recipe_path: Path, overrides: list[str], space: dict) -> None:
+    """Every end of every range and every choice is a value the recipe takes at its key, all problems said at
+    once at the space's lines, before anything runs."""
+    _, locations = load_raw(recipe_path, overrides)
+    problems, seen = [], set()
+    for key, rng in space.items():
+        values = rng["choices"] if rng.get("choices") is not None else [rng["low"], rng["high"]]
+        for value in values:
+            try:
+                tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(value)}"])
+            except RecipeError as e:
+                for p in e.problems:
+                    said = (key, p.path, p.message)
+                    if said in seen:  # a misspelt key, said of each value: once
+                        continue
+                    seen.add(said)
+                    # a key the recipe has not is said of the key; a value it does not take, with the value
+                    message = (p.message if p.message.startswith("unknown key") else f"{json.dumps(value)}: {p.message}"
+                               ) if p.path == key else f"{p.path}: {p.message}"
+                    problems.append(Problem(f"tune.space.{key}", message,
+                                            locate(locations, ("tune", "space", key)), p.hint))
+    if problems:
+        raise RecipeError(problems, str(recipe_path))
+
+
+class Search:
+    """The space as Optuna's distributions, and the way between a trial's values and a member run."""
+
+    def __init__(self, recipe_path: Path, overrides: list[str], base, space: dict):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        self.recipe_path, self.overrides, self.space = recipe_path, overrides, space
+        self.base = _without(base.to_dict(), space)
+        # each choice as a resolved recipe holds it ([64] as [{units: 64}]), to know a run's choice by
+        self.resolved = {key: [_text(_get(tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(c)}"])
+                                          .to_dict(), key)) for c in r["choices"]]
+                         for key, r in space.items() if r.get("choices") is not None}
+        self.distributions = {}
+        for key, r in space.items():
+            if r.get("choices") is not None:  # Optuna's choices are plain values: each list or mapping as JSON
+                self.distributions[key] = CategoricalDistribution([_text(c) for c in r["choices"]])
+            elif isinstance(r["low"], int) and isinstance(r["high"], int):
+                self.distributions[key] = IntDistribution(r["low"], r["high"], log=bool(r.get("log")),
+                                                          step=r.get("step") or 1)
+            else:
+                self.distributions[key] = FloatDistribution(float(r["low"]), float(r["high"]), log=bool(r.get("log")),
+                                                            step=r.get("step"))
+
+    def study(self, direction: str, sampler: str, seed: int, parallel: int):
+        import optuna
+
+        chosen = (optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else
+                  optuna.samplers.TPESampler(seed=seed, constant_liar=parallel > 1))
+        return optuna.create_study(direction="minimize" if direction == "min" else "maximize", sampler=chosen)
+
+    def to_optuna(self, params: dict) -> dict:
+        """A trial's values as Optuna holds them (a choice as its JSON)."""
+        return {k: _text(v) if "choices" in self.space[k] else v for k, v in params.items()}
+
+    def from_optuna(self, params: dict) -> dict:
+        return {k: json.loads(v) if "choices" in self.space[k] else v for k, v in params.items()}
+
+    def point(self, recipe: dict) -> dict | None:
+        """A run's values at the space's keys, if it is a run of this search: its other keys as the recipe's
+        are now, and each value in its range (a range narrowed since leaves it out)."""
+        if _without(recipe, self.space) != self.base:
+            return None
+        params = {}
+        for key, r in self.space.items():
+            value = _get(recipe, key)
+            if key in self.resolved:
+                if _text(value) not in self.resolved[key]:
+                    return None
+                value = r["choices"][self.resolved[key].index(_text(value))]
+            elif value is ABSENT or not _inside(value, r):
+                return None
+            params[key] = value
+        return params
+
+    def found(self, runs_root: Path) -> list[dict]:
+        """The search's trials so far, oldest first: the newest run at each point, with its action (done,
+        failed, busy; resume; train: stopped before its first checkpoint, trained anew)."""
+        points = {}
+        for recipe, run in existing_runs(runs_root, self.base["name"]):  # newest first
+            params = self.point(recipe)
+            if params is not None:
+                points.setdefault(json.dumps(params, sort_keys=True), (params, run))
+        out = []
+        for params, run in sorted(points.values(), key=lambda pr: pr[1].name):
+            action = run_state(run)
+            out.append(self._trial(params, None if action == "train" else run, action))
+        return out
+
+    def member(self, params: dict, runs_root: Path) -> dict:
+        """The trial at `params` as a sweep member: trained, or its run resumed or taken as it is where the
+        point has one (two trials at one point are one run)."""
+        for recipe, run in existing_runs(runs_root, self.base["name"]):
+            if self.point(recipe) == params:
+                action = run_state(run)
+                return self._trial(params, None if action == "train" else run, action)
+        return self._trial(params, None, "train")
+
+    def _trial(self, params: dict, run, action: str) -> dict:
+        sets = self.overrides + [f"{k}={json.dumps(v)}" for k, v in params.items()]
+        label = "trial " + ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+        return {"params": params, "sets": sets, "run": run, "action": action, "label": label}
+
+    def frozen(self, t: dict):
+        """A finished or failed trial as Optuna records one."""
+        import optuna
+
+        state = optuna.trial.TrialState.COMPLETE if t["value"] is not None else optuna.trial.TrialState.FAIL
+        return optuna.trial.create_trial(params=self.to_optuna(t["params"]), distributions=self.distributions,
+                                         value=t["value"], state=state)
+
+
+def _text(value) -> str:
+    """A choice as Optuna holds it: its JSON, keys sorted (a run's recipe may list a mapping's keys in
+    another order)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _settle(t: dict, monitor: str) -> None:
+    """The trial's value (its monitor at its best epoch) and status from its run, or why it has none."""
+    from dlkit.runs import read_object, row
+
+    t.setdefault("error", None)
+    t["value"], t["status"] = None, "error"
+    run = Path(t["run"]) if t.get("run") else None
+    if run is None or not run.is_dir():
+        return
+    t["status"] = row(run)["status"]
+    metrics = read_object(run / "metrics.json") if (run / "metrics.json").is_file() else None
+    if t["status"] != "completed" or not metrics:
+        return
+    judged = metrics.get("monitor") or monitor
+    value = (metrics.get("best") or {}).get(judged)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        t["status"], t["error"] = "unjudged", f"the run logged no {judged} to judge it by"
+        return
+    t["value"], t["judged_by"] = float(value), judged
+    if judged != monitor:  # no validation split: the monitor falls back to the training loss
+        t["error"] = f"judged by {judged}: the run had no {monitor}"
+
+
+def summarize(head: dict, done: list[dict]) -> dict:
+    """Every trial, numbered in the order their runs began (a trial that made no run last), and the best."""
+    trials = sorted((_public(t) for t in done), key=lambda t: (t["run_dir"] is None, Path(t["run_dir"] or "").name))
+    for number, t in enumerate(trials):
+        t["number"] = number
+    judged = [t for t in trials if t.get("value") is not None]
+    best = None
+    if judged:
+        best = (min if head["direction"] == "min" else max)(judged, key=lambda t: t["value"])
+    status = "completed" if best is not None else "failed"
+    return {"status": status, **head, "best": best, "trials": trials}
+
+
+def _public(t: dict) -> dict:
+    out = {"params": t["params"], "action": t["action"],
+           "run_dir": str(t["run"]) if t.get("run") else None}
+    for k in ("status", "value", "judged_by", "error", "command"):
+        if k in t:
+            out[k] = t[k]
+    return out
+
+
+def _without(recipe: dict, space: dict) -> dict:
+    """The recipe without its tune section and the space's keys: what every trial of the search shares."""
+    out = copy.deepcopy(recipe)
+    out.pop("tune", None)
+    for key in space:
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _get(recipe: dict, key: str):
+    node = recipe
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return ABSENT
+        node = node[p]
+    return node
+
+
+def _inside(value, r: dict) -> bool:
+    """Whether a run's value lies in a range of the space: between its ends, on its steps."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    if isinstance(r["low"], int) and isinstance(r["high"], int) and not isinstance(value, int):
+        return False
+    if not r["low"] <= value <= r["high"]:
+        return False
+    step = r.get("step")
+    return step is None or abs((value - r["low"]) / step - round((value - r["low"]) / step)) < 1e-6

@@ -1,0 +1,177 @@
+"""`dlkit tune`: a recipe's tune section searched by Optuna, each trial a normal run judged by its
+train.monitor at its best epoch; a failed trial is a failed trial and the search goes on; run again, the
+runs are the search's memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from dlkit.cli import app
+from tests.conftest import TINY_MNIST
+from tests.test_sweep import killed_after_its_last_checkpoint
+
+runner = CliRunner()
+
+# an optimizer that trains and one that diverges (exit 4), and two widths
+ADAM, SGD = {"name": "adam", "learning_rate": 0.005}, {"name": "sgd", "learning_rate": 1.0e+30}
+TUNED = TINY_MNIST + f"""\
+tune:
+  trials: 2
+  space:
+    train.optimizer: {{choices: [{json.dumps(ADAM)}, {json.dumps(SGD)}]}}
+    model.dense: {{choices: [[16], [8]]}}
+"""
+
+
+def run(*args, **kw):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"}, **kw)
+
+
+def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_runs(write_recipe, tmp_path):
+    recipe = write_recipe(TUNED)
+    args = ["tune", recipe, "--runs-root", tmp_path, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3",
+            "--json"]
+    first = run(*args, "--parallel", "2")
+    assert first.exit_code == 0, first.stdout
+    result = json.loads(first.stdout)
+    assert result["status"] == "completed" and result["monitor"] == "val_loss" and result["direction"] == "min"
+    trials = result["trials"]
+    assert [t["number"] for t in trials] == [0, 1] and all(t["action"] == "train" for t in trials)
+    chosen = [t["params"]["train.optimizer"] for t in trials]
+    assert sorted(chosen, key=json.dumps) == [ADAM, SGD]  # the seed's two draws differ: one trains, one diverges
+    good = next(t for t in trials if t["params"]["train.optimizer"] == ADAM)
+    bad = next(t for t in trials if t is not good)
+    metrics = json.loads((Path(good["run_dir"]) / "metrics.json").read_text())
+    assert good["status"] == "completed" and good["value"] == metrics["best"]["val_loss"]
+    assert bad["status"] == "diverged" and bad["value"] is None and bad["run_dir"]
+    assert result["best"] == good
+    for t in trials:  # each trial is a run of the recipe at its point, tune section and all
+        kept = yaml.safe_load((Path(t["run_dir"]) / "recipe.yaml").read_text())
+        assert {k: kept["train"]["optimizer"][k] for k in ADAM} == t["params"]["train.optimizer"]
+        assert kept["model"]["dense"] == t["params"]["model.dense"]
+        assert kept["tune"]["trials"] == 2
+
+    # run again with more trials: the two runs are the two first trials, told to the sampler, not run again
+    planned = json.loads(run(*args, "--trials", "3", "--dry-run").stdout)
+    assert planned["status"] == "planned" and planned["new_trials"] == 1
+    assert [(t["action"], t["run_dir"], t.get("value")) for t in planned["trials"]] == [
+        ("done" if t is good else "failed", t["run_dir"], t["value"]) for t in trials]
+
+    # run again as it was: nothing to run, the table of the trials, the best first, and the best's run
+    again = run(*args[:-1])
+    assert again.exit_code == 0, again.stdout
+    lines = again.stdout.splitlines()
+    assert "tune of tiny: val_loss, lower is better" in again.stdout and "0 new" in again.stderr
+    rows = [line for line in lines if "completed" in line or "diverged" in line]
+    assert len(rows) == 2 and "completed" in rows[0] and Path(good["run_dir"]).name in rows[0]
+    assert f"best: trial {good['number']}, val_loss " in again.stdout and good["run_dir"] in again.stdout
+
+    # the good trial killed after its last checkpoint: the plan resumes that run, no new trial for it
+    killed_after_its_last_checkpoint(Path(good["run_dir"]))
+    plan = json.loads(run(*args, "--dry-run").stdout)
+    assert plan["new_trials"] == 0
+    resumed = next(t for t in plan["trials"] if t["run_dir"] == good["run_dir"])
+    assert resumed["action"] == "resume" and resumed["command"][-4:] == ["resume", good["run_dir"], "--json", "-q"]
+    shown = run(*args[:-1], "--dry-run")  # the table: the trials, what each would do
+    assert shown.exit_code == 0 and "resume" in shown.stdout and "0 new trial(s)" in shown.stdout
+
+    # a change to a key outside the space makes them another search's runs
+    other = json.loads(run(*args, "--set", "data.batch_size=25", "--dry-run").stdout)
+    assert other["trials"] == [] and other["new_trials"] == 2
+
+
+def test_a_search_is_checked_whole_before_anything_runs(write_recipe, tmp_path):
+    """The section's own mistakes and every end of every range the recipe would not take, all at once, each at
+    its line; nothing runs and no run directory is made."""
+    bad = write_recipe(TINY_MNIST + """\
+tune:
+  trials: 0
+  space:
+    train.optimizer.learning_rate: {low: 1.0e-2, high: 1.0e-4, log: true}
+    model.dense: {choices: [[16]]}
+    train.epochs: {low: 1, high: 3, step: 0.5}
+""")
+    out = run("validate", bad)
+    assert out.exit_code == 2
+    said = out.stdout + out.stderr
+    at = TINY_MNIST.count("\n")  # the line before `tune:`
+    for line, text in ((at + 2, "tune.trials"),
+                       (at + 4, "tune.space.train.optimizer.learning_rate: low must be below high"),
+                       (at + 5, "tune.space.model.dense: choices: list at least two values"),
+                       (at + 6, "tune.space.train.epochs: low and high are whole numbers, so step is one too")):
+        assert f"recipe.yaml:{line}: {text}" in said, said
+
+    keys = write_recipe(TINY_MNIST + """\
+tune:
+  space:
+    model.dropuot: {low: 0.0, high: 0.5}
+    train.optimizer.learning_rate: {low: -1.0, high: 0.1}
+    seed: {low: 1, high: 3}
+""", name="keys.yaml")
+    out = run("tune", keys, "--runs-root", tmp_path / "runs")
+    said = out.stdout + out.stderr
+    assert out.exit_code == 2 and f"keys.yaml:{at + 5}: tune.space.seed: 'seed' is not a key a search varies" in said, said
+    keys.write_text(keys.read_text().replace("    seed: {low: 1, high: 3}\n", ""))
+    out = run("tune", keys, "--runs-root", tmp_path / "runs")
+    said = out.stdout + out.stderr
+    assert out.exit_code == 2 and said.count("model.dropuot") == 1, said  # a misspelt key: once, not per value
+    assert f"keys.yaml:{at + 3}: tune.space.model.dropuot: unknown key (did you mean 'dropout'?" in said
+    assert f"keys.yaml:{at + 4}: tune.space.train.optimizer.learning_rate: -1.0: " in said
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_recipe_without_a_search_or_a_measure_to_judge_by_is_refused(tiny_recipe, write_recipe, tmp_path):
+    out = run("tune", tiny_recipe, "--runs-root", tmp_path / "runs")
+    assert out.exit_code == 2 and "has no tune section" in out.stdout + out.stderr
+    gan = write_recipe("""\
+model: {arch: dcgan}
+tune: {space: {train.generator_optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-3}}}
+""", name="gan.yaml")
+    out = run("tune", gan, "--runs-root", tmp_path / "runs", "--json")
+    assert out.exit_code == 2 and "a dcgan run has none" in json.loads(out.stdout)["error"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_best_is_the_highest_where_the_monitor_gets_better_up(write_recipe):
+    from dlkit import tasks, tune
+
+    recipe = write_recipe(TUNED.replace("train:\n", "train:\n  monitor: val_accuracy\n"))
+    assert tune.objective(tasks.load_recipe(recipe)) == ("val_accuracy", "max")
+    trials = [{"params": {}, "action": "done", "run": Path(f"/r/2026120{i}"), "status": "completed", "value": v}
+              for i, v in enumerate([0.7, 0.9, 0.8])]
+    result = tune.summarize({"direction": "max"}, trials + [{"params": {}, "action": "train", "run": None,
+                                                             "status": "error", "value": None}])
+    assert result["best"]["value"] == 0.9 and result["best"]["number"] == 1 and result["trials"][-1]["number"] == 3
+    assert tune.summarize({"direction": "min"}, trials)["best"]["value"] == 0.7
+
+
+def test_a_run_is_a_trial_of_the_search_at_a_point_of_its_space(write_recipe):
+    """A run's point: its value at each key of the space (a choice known by its resolved form), its other keys
+    as the recipe's are now; outside the space, or another recipe, none."""
+    from dlkit import tasks, tune
+
+    recipe = write_recipe(TUNED + "    train.epochs: {low: 1, high: 4}\n")
+    base = tasks.load_recipe(recipe)
+    search = tune.Search(recipe, [], base, {k: v.model_dump() for k, v in base.tune.space.items()})
+
+    def run_at(*sets):
+        return tasks.load_recipe(recipe, list(sets)).to_dict()
+
+    at = run_at(f"train.optimizer={json.dumps(SGD)}", "model.dense=[8]", "train.epochs=3")
+    assert search.point(at) == {"train.optimizer": SGD, "model.dense": [8], "train.epochs": 3}
+    assert search.point(run_at("train.epochs=5")) is None  # outside the range
+    assert search.point(run_at("model.dense=[32]")) is None  # not a choice
+    assert search.point(run_at("data.batch_size=25")) is None  # another recipe
+    assert search.point(run_at("tune.trials=7")) is not None  # the search's own section is not the recipe's
+
+    # an MLP's `hidden: [64, 32]` is resolved as [{units: 64}, {units: 32}]: the run is still at that choice
+    mlp = write_recipe(TINY_MNIST.replace("  arch: cnn\n  blocks: [{filters: 4}]\n  dense: [16]\n", "  arch: mlp\n")
+                       + "tune:\n  space:\n    model.hidden: {choices: [[32], [64, 32]]}\n", name="mlp.yaml")
+    base = tasks.load_recipe(mlp)
+    search = tune.Search(mlp, [], base, {k: v.model_dump() for k, v in base.tune.space.items()})
+    resolved = tasks.load_recipe(mlp, ["model.hidden=[64, 32]"]).to_dict()
+    assert resolved["model"]["hidden"] != [64, 32] and search.point(resolved) == {"model.hidden": [64, 32]}
