@@ -587,8 +587,12 @@ def _show_tune(result, console) -> None:
         console.print(title, markup=False)
     best = result.get("best")
     if best is not None:
+        import shlex
+
         console.print(f"best: trial {best['number']}, {result['monitor']} {fmt(best['value'])}: {best['run_dir']}",
                       markup=False, soft_wrap=True)
+        console.print("its values: " + " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}"
+                                                for k, v in best["params"].items()), markup=False, soft_wrap=True)
     for t in result["trials"]:
         if t.get("error"):
             console.print(f"trial {t['number']}: {t['error']}", markup=False, soft_wrap=True)

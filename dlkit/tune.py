@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlkit import backend, tasks
-from dlkit.errors import Problem, RecipeError, UsageError
+from dlkit.errors import EXIT_USAGE, Problem, RecipeError, UsageError
 from dlkit.metrics import improves
 from dlkit.recipe.loader import load_raw
 from dlkit.recipe.source import locate
@@ -89,7 +89,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     runner = Members(recipe_path, runs_root, environ, say, command="tune")
     queue = [t["params"] for t in pending] + [None] * new
     done = [t for t in found if t["action"] in ("done", "failed", "busy")]
-    pool, running = ThreadPoolExecutor(max_workers=parallel), {}
+    pool, running, stopped = ThreadPoolExecutor(max_workers=parallel), {}, None
     try:
         while queue or running:
             while queue and len(running) < parallel:
@@ -109,11 +109,18 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                 else:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 done.append(t)
+            refused = [t for t in done if t.get("exit_code") == EXIT_USAGE]
+            if not any(t.get("value") is not None for t in done) and len(refused) >= 2 and \
+                    refused[-1]["error"] == refused[-2]["error"]:
+                queue, stopped = [], refused[-1]["error"]  # refused alike at two points: the recipe's error
     except KeyboardInterrupt:
         runner.stop()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
+    if stopped is not None:
+        raise UsageError(f"the search stopped: its first trials, at different values, were refused alike, so the "
+                         f"recipe is at fault, not the values (fix it and run the tune again):\n{stopped}")
     return summarize(head, done)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -69,6 +70,8 @@ def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_r
     rows = [line for line in lines if "completed" in line or "diverged" in line]
     assert len(rows) == 2 and "completed" in rows[0] and Path(good["run_dir"]).name in rows[0]
     assert f"best: trial {good['number']}, val_loss " in again.stdout and good["run_dir"] in again.stdout
+    dense = json.dumps(good["params"]["model.dense"])
+    assert f"its values: --set 'train.optimizer={json.dumps(ADAM)}' --set 'model.dense={dense}'" in again.stdout
 
     # the good trial killed after its last checkpoint: the plan resumes that run, no new trial for it
     killed_after_its_last_checkpoint(Path(good["run_dir"]))
@@ -175,3 +178,86 @@ def test_a_run_is_a_trial_of_the_search_at_a_point_of_its_space(write_recipe):
     search = tune.Search(mlp, [], base, {k: v.model_dump() for k, v in base.tune.space.items()})
     resolved = tasks.load_recipe(mlp, ["model.hidden=[64, 32]"]).to_dict()
     assert resolved["model"]["hidden"] != [64, 32] and search.point(resolved) == {"model.hidden": [64, 32]}
+
+
+STAND_IN = """
+import json, os, signal, sys, time
+from pathlib import Path
+where, mark = Path(sys.argv[1]), os.getpid()
+def stop(*_):
+    (where / f"{mark}.stopped").write_text("")
+    print(json.dumps({"status": "interrupted"}))
+    sys.exit(130)
+signal.signal(signal.SIGTERM, stop)
+(where / f"{mark}.started").write_text("")
+time.sleep(60)
+"""
+
+
+def test_an_interrupted_tune_stops_its_running_trials_and_asks_no_other(write_recipe, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM to a tune: each running trial is sent SIGTERM (it closes its run as interrupted, which
+    the next tune resumes), no other trial starts, and the tune ends interrupted. (Trials here: a stand-in
+    that waits to be stopped.)"""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from dlkit import sweep, tune
+
+    monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", STAND_IN, str(tmp_path)])
+
+    def interrupt_once_two_run():
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("*.started"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # both have set their handlers
+        os.kill(os.getpid(), signal.SIGINT)
+
+    said = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=interrupt_once_two_run, daemon=True).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune.tune(write_recipe(TUNED), trials=4, parallel=2, runs_root=tmp_path / "runs", say=said.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - start < 40  # not the trials' 60 s
+    assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 2
+    assert "interrupted: 2 running member(s) asked to stop; run the tune again to resume them" in said
+
+
+def test_trials_refused_alike_stop_the_search_as_the_recipes_error(write_recipe, tmp_path, monkeypatch):
+    """A mistake only the built model shows (a monitor the epochs do not log) refuses every trial alike: after
+    two such trials at two points the search stops with that error (exit 2), rather than run them all. One
+    refused at its own values (a choice the model cannot be built with) is a failed trial, and it goes on."""
+    import sys
+
+    from dlkit import sweep
+
+    said = ("1 problem(s) in recipe r.yaml:\\n  - r.yaml:3: train.monitor: 'val_acc' is not a value the epochs will "
+            "log (loss, accuracy, val_loss, val_accuracy)")
+    refuse = f"import json, sys; print(json.dumps({{'status': 'error', 'error': {said!r}}})); sys.exit(2)"
+    started = []
+
+    def command(m, recipe, root):
+        started.append(m["params"])
+        return [sys.executable, "-c", refuse]
+
+    monkeypatch.setattr(sweep, "member_command", command)
+    out = run("tune", write_recipe(TUNED), "--trials", "4", "--runs-root", tmp_path / "runs", "--json")
+    assert out.exit_code == 2 and len(started) == 2 and started[0] != started[1]
+    error = json.loads(out.stdout)["error"]
+    assert error.startswith("the search stopped: its first trials, at different values, were refused alike")
+    assert error.endswith(said)
+
+    refuse_one = refuse.replace(repr(said), "sys.argv[1]")  # each trial refused with its own values
+    monkeypatch.setattr(sweep, "member_command",
+                        lambda m, recipe, root: started.append(m) or [sys.executable, "-c", refuse_one, json.dumps(m["params"])])
+    started.clear()
+    out = run("tune", write_recipe(TUNED), "--trials", "3", "--runs-root", tmp_path / "runs", "--json")
+    result = json.loads(out.stdout)
+    assert out.exit_code == 1 and len(started) == 3 and result["status"] == "failed" and result["best"] is None
+    assert all(t["status"] == "error" and t["error"] == json.dumps(t["params"]) for t in result["trials"])
