@@ -111,7 +111,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                 done.append(t)
             refused = [t for t in done if t.get("exit_code") == EXIT_USAGE]
             if not any(t.get("value") is not None for t in done) and len(refused) >= 2 and \
-                    refused[-1]["error"] == refused[-2]["error"]:
+                    refused[-1]["error"] == refused[-2]["error"] and refused[-1]["params"] != refused[-2]["params"]:
                 queue, stopped = [], refused[-1]["error"]  # refused alike at two points: the recipe's error
     except KeyboardInterrupt:
         runner.stop()
@@ -281,7 +281,12 @@ def _settle(t: dict, monitor: str) -> None:
 
 def summarize(head: dict, done: list[dict]) -> dict:
     """Every trial, numbered in the order their runs began (a trial that made no run last), and the best."""
-    trials = sorted((_public(t) for t in done), key=lambda t: (t["run_dir"] is None, Path(t["run_dir"] or "").name))
+    seen, trials = set(), []
+    for t in done:  # two trials Optuna put at one point are one run
+        if t.get("run") is None or str(t["run"]) not in seen:
+            seen.add(str(t.get("run")))
+            trials.append(_public(t))
+    trials.sort(key=lambda t: (t["run_dir"] is None, Path(t["run_dir"] or "").name))
     for number, t in enumerate(trials):
         t["number"] = number
     judged = [t for t in trials if t.get("value") is not None]

@@ -73,6 +73,16 @@ def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_r
     dense = json.dumps(good["params"]["model.dense"])
     assert f"its values: --set 'train.optimizer={json.dumps(ADAM)}' --set 'model.dense={dense}'" in again.stdout
 
+    # a trial Optuna puts at a point that has a run is that run, not trained again
+    from dlkit import tasks, tune
+
+    base = tasks.load_recipe(recipe, args[5:8:2])
+    search = tune.Search(recipe, list(args[5:8:2]), base, {k: v.model_dump() for k, v in base.tune.space.items()})
+    again_at = search.member(good["params"], tmp_path)
+    assert again_at["action"] == "done" and str(again_at["run"]) == good["run_dir"]
+    assert tune.summarize({"direction": "min"}, [{**good, "run": Path(good["run_dir"])}] * 2)["trials"] == [
+        {**good, "number": 0}]
+
     # the good trial killed after its last checkpoint: the plan resumes that run, no new trial for it
     killed_after_its_last_checkpoint(Path(good["run_dir"]))
     plan = json.loads(run(*args, "--dry-run").stdout)
