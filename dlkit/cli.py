@@ -541,6 +541,9 @@ def tune(
     runs_root: RunsRoot = Path("runs"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which trials the runs hold, which would be "
                                           "finished and how many would be new; run nothing.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A PNG of the trials: the monitor by trial "
+                                                 "and against each key's values.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
     json_: JsonFlag = False,
 ):
     from dlkit import tune as tune_layer
@@ -549,7 +552,8 @@ def tune(
 
     def make():
         return tune_layer.tune(recipe, trials, parallel, runs_root, set_ or (),
-                               say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run)
+                               say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run,
+                               plot=plot, force=force)
 
     result = _answer(make, json_, _show_tune)
     if result["status"] not in ("completed", "planned"):
@@ -596,6 +600,8 @@ def _show_tune(result, console) -> None:
     for t in result["trials"]:
         if t.get("error"):
             console.print(f"trial {t['number']}: {t['error']}", markup=False, soft_wrap=True)
+    if result.get("plot"):
+        console.print(f"the trials drawn: {result['plot']}", markup=False, soft_wrap=True)
 
 
 @app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "

@@ -210,3 +210,69 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, names: list[s
         ax.legend(loc="upper left")
         ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def search(trials: list[dict], space: dict, monitor: str, direction: str, path: Path, title: str) -> None:
+    """A search's trials: the monitor against the trial's number with the best so far, then one panel a key
+    of the space, the monitor against the key's value (a log axis for a log range, a choice at its place in
+    the list). The best trial is a star; a trial without a value (failed, diverged) a cross on the bottom
+    edge of the first panel."""
+    plt = _pyplot()
+    import json
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    judged = [t for t in trials if t.get("value") is not None]
+    best = (min if direction == "min" else max)(judged, key=lambda t: t["value"]) if judged else None
+    keys = list(space)
+    cols = min(4, 1 + len(keys))
+    nrows = -(-(1 + len(keys)) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False)
+    ax = axes.flat[0]
+    ax.plot([t["number"] for t in judged], [t["value"] for t in judged], "o", color="C0", label="trial")
+    running, line = None, []
+    for t in sorted(judged, key=lambda t: t["number"]):
+        if running is None or (t["value"] < running if direction == "min" else t["value"] > running):
+            running = t["value"]
+        line.append((t["number"], running))
+    if line:
+        ax.step(*zip(*line), where="post", color="C1", label="best so far")
+    failed = [t["number"] for t in trials if t.get("value") is None]
+    if failed:
+        ax.plot(failed, [0] * len(failed), "x", color="C3", label="no value", clip_on=False,
+                transform=ax.get_xaxis_transform())
+    ax.set_xlabel("trial")
+    ax.set_ylabel(monitor)
+    ax.set_title(f"{monitor} by trial")
+    ax.legend()
+    for ax, key in zip(axes.flat[1:], keys):
+        r = space[key]
+        if r.get("choices") is not None:
+            texts = [json.dumps(c) for c in r["choices"]]
+            place = {json.dumps(c, sort_keys=True): i for i, c in enumerate(r["choices"])}
+            x = [place[json.dumps(t["params"][key], sort_keys=True)] for t in judged]
+            ax.set_xticks(range(len(texts)), [s if len(s) <= 18 else s[:17] + "…" for s in texts], rotation=20)
+        else:
+            x = [t["params"][key] for t in judged]
+            if r.get("log"):
+                ax.set_xscale("log")
+        ax.plot(x, [t["value"] for t in judged], "o", color="C0")
+        if best is not None:
+            ax.plot(x[judged.index(best)], best["value"], "*", color="C1", markersize=14)
+        ax.set_xlabel(key)
+        ax.set_ylabel(monitor)
+    values = [t["value"] for t in judged]
+    spread = values and min(values) > 0 and max(values) > 5 * min(values)  # a few bad trials would flatten the rest
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if spread:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    for ax in axes.flat[1 + len(keys):]:
+        ax.set_visible(False)
+    if best is not None:
+        axes.flat[0].plot(best["number"], best["value"], "*", color="C1", markersize=14)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -40,11 +40,17 @@ ABSENT = object()
 
 
 def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="runs", overrides: list[str] = (),
-         say: Callable[[str], None] = lambda line: None, dry_run: bool = False) -> dict:
-    """Run the trials still wanting and summarize every trial; `dry_run`: only what would be done."""
+         say: Callable[[str], None] = lambda line: None, dry_run: bool = False, plot: Path | None = None,
+         force: bool = False) -> dict:
+    """Run the trials still wanting and summarize every trial; `dry_run`: only what would be done. `plot`: a
+    picture of the trials (plots.search), written at the end."""
     recipe_path, runs_root, overrides = Path(recipe_path), Path(runs_root), list(overrides)
     if parallel < 1 or (trials is not None and trials < 1):
         raise UsageError(f"--trials and --parallel count: at least 1, received {trials} and {parallel}")
+    if plot is not None:
+        from dlkit.tasks.generative import output_path
+
+        plot = output_path(plot, force, png=True, option="--plot")  # refused before any trial runs
     base = tasks.load_recipe(recipe_path, overrides)
     if base.tune is None:
         raise UsageError(f"{recipe_path} has no tune section: name the keys to search and their ranges, e.g.\n"
@@ -70,7 +76,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
         for t in pending:
             t["command"] = member_command(t, recipe_path, runs_root)
         trials = [{"number": i, **_public(t)} for i, t in enumerate(found)]
-        return {"status": "planned", **head, "trials": trials, "new_trials": new}
+        return _drawn({"status": "planned", **head, "trials": trials, "new_trials": new}, plot)
 
     import optuna
 
@@ -121,7 +127,18 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     if stopped is not None:
         raise UsageError(f"the search stopped: its first trials, at different values, were refused alike, so the "
                          f"recipe is at fault, not the values (fix it and run the tune again):\n{stopped}")
-    return summarize(head, done)
+    return _drawn(summarize(head, done), plot)
+
+
+def _drawn(result: dict, plot: Path | None) -> dict:
+    """The result, with the picture of its trials drawn at `plot` (its path in the result), if asked for."""
+    if plot is not None:
+        from dlkit import plots
+
+        plots.search(result["trials"], result["space"], result["monitor"], result["direction"], plot,
+                     f"tune of {result['recipe']}: {len(result['trials'])} trials")
+        result["plot"] = str(plot)
+    return result
 
 
 def objective(recipe) -> tuple[str, str]:

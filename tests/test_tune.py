@@ -62,6 +62,17 @@ def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_r
     assert [(t["action"], t["run_dir"], t.get("value")) for t in planned["trials"]] == [
         ("done" if t is good else "failed", t["run_dir"], t["value"]) for t in trials]
 
+    # the trials drawn: the monitor by trial, and against each key's values; an existing picture is kept
+    from PIL import Image
+
+    picture = tmp_path / "search.png"
+    drawn = json.loads(run(*args, "--dry-run", "--plot", picture).stdout)
+    assert drawn["plot"] == str(picture) and Image.open(picture).size == (3 * 450, 340)  # three panels
+    kept = picture.read_bytes()
+    out = run(*args, "--plot", picture)
+    assert out.exit_code == 2 and "search.png exists; choose another --plot or pass --force" in out.stdout
+    assert picture.read_bytes() == kept
+
     # run again as it was: nothing to run, the table of the trials, the best first, and the best's run
     again = run(*args[:-1])
     assert again.exit_code == 0, again.stdout

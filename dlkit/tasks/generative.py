@@ -134,10 +134,10 @@ def training_draw(read, n: int) -> tuple[np.ndarray | None, list[str]]:
         return None, [f"the run's training data could not be read ({e}): no training-vs-yours distance"]
 
 
-def output_path(path, force: bool, png: bool = False):
-    """Where a command writes its output (--out): refused if it exists without `force`, and checked to be
-    writable before any work is done (its folder made, a probe file written and removed there). `png`: a
-    picture, which is written as PNG whatever the name, so the name must end in .png."""
+def output_path(path, force: bool, png: bool = False, option: str = "--out"):
+    """Where a command writes its output (`option`: --out, --plot): refused if it exists without `force`, and
+    checked to be writable before any work is done (its folder made, a probe file written and removed there).
+    `png`: a picture, which is written as PNG whatever the name, so the name must end in .png."""
     from pathlib import Path
 
     from dlkit.errors import StorageError
@@ -146,15 +146,15 @@ def output_path(path, force: bool, png: bool = False):
     if png and path.suffix.lower() != ".png":  # PNG bytes in x.jpg or x.txt would mislead whatever opens it
         raise UsageError(f"{path}: pictures are written as PNG files; end the name in .png")
     if path.exists() and not force:
-        raise UsageError(f"{path} exists; choose another --out or pass --force to replace it")
+        raise UsageError(f"{path} exists; choose another {option} or pass --force to replace it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.parent / f".{path.name}.dlkit-probe"
         probe.touch()
         probe.unlink()
     except OSError as e:
-        raise StorageError(f"cannot write {path}: {e.strerror or e}; choose another --out, in a folder you can "
-                           "write to") from None
+        raise StorageError(f"cannot write {path}: {e.strerror or e}; choose another {option}, in a folder you "
+                           "can write to") from None
     return path
 
 

@@ -271,7 +271,7 @@ class TextTranslation(FitTask):
                 raise UsageError(f"{run.root}: this model has no attention to plot (model.attention: none)")
             from dlkit.tasks.generative import output_path
 
-            plot = output_path(request.plot, request.force, png=True)
+            plot = output_path(request.plot, request.force, png=True, option="--plot")
             plots.attention_maps(translator.maps(request.texts, width, recipe.train.length_penalty), plot,
                                  f"{recipe.name}: attention")
         too_long = [t for t in request.texts if len(source.ids(t)) > translator.source_length]
