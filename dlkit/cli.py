@@ -602,6 +602,8 @@ def _show_tune(result, console) -> None:
             console.print(f"trial {t['number']}: {t['error']}", markup=False, soft_wrap=True)
     if result.get("plot"):
         console.print(f"the trials drawn: {result['plot']}", markup=False, soft_wrap=True)
+    for warning in result.get("warnings", []):
+        console.print(f"warning: {warning}", markup=False, soft_wrap=True)
 
 
 @app.command(help="The runs under the runs root side by side: `dlkit runs [NAME]` lists them (status, epochs, wall time, "

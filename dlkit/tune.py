@@ -68,7 +68,11 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     new = max(0, wanted - len(found))
     environ, threads = backend.share_of_cores(parallel, dict(os.environ)) if parallel > 1 else (None, None)
     head = {"recipe": base.name, "monitor": monitor, "direction": direction, "sampler": base.tune.sampler,
-            "space": space, "trials_wanted": wanted, "threads_per_member": threads}
+            "space": space, "trials_wanted": wanted, "threads_per_member": threads, "warnings": []}
+    if not monitor.startswith("val_"):  # a training value favours the trial that fits its training data best
+        head["warnings"].append(f"the trials are judged by {monitor}, a value of the training data, which favours "
+                                "the values that fit it closest, not those that generalize: judge by a "
+                                "validation value (train.monitor: val_loss, with data.validation_split above 0)")
     for t in found:  # what the runs say so far
         if t["action"] in ("done", "failed", "busy"):
             _settle(t, monitor)
@@ -89,6 +93,8 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
         said = backend.thread_settings()
         say(f"{parallel} trials at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
             + (f" ({', '.join(said)} as you set)" if said else ""))
+    for warning in head["warnings"]:
+        say(f"warning: {warning}")
     say(f"tune of {base.name}: {len(found)} trial(s) found, {len(pending)} to finish, {new} new; judged by "
         f"{monitor} ({'lower' if direction == 'min' else 'higher'} is better)")
 

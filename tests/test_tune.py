@@ -173,6 +173,15 @@ def test_the_best_is_the_highest_where_the_monitor_gets_better_up(write_recipe):
     assert tune.summarize({"direction": "min"}, trials)["best"]["value"] == 0.7
 
 
+def test_trials_judged_by_a_training_value_are_warned_of(write_recipe, tmp_path):
+    recipe = write_recipe(TUNED)
+    plan = json.loads(run("tune", recipe, "--runs-root", tmp_path / "runs", "--dry-run", "--json").stdout)
+    assert plan["warnings"] == []
+    plan = json.loads(run("tune", recipe, "--runs-root", tmp_path / "runs", "--dry-run", "--json",
+                          "--set", "train.monitor=loss").stdout)
+    assert plan["monitor"] == "loss" and "judged by loss, a value of the training data" in plan["warnings"][0]
+
+
 def test_a_run_is_a_trial_of_the_search_at_a_point_of_its_space(write_recipe):
     """A run's point: its value at each key of the space (a choice known by its resolved form), its other keys
     as the recipe's are now; outside the space, or another recipe, none."""
