@@ -476,19 +476,25 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what each member would do (train, resume its "
                                           "interrupted run, or nothing: done, failed, busy) and the command it "
                                           "would run; run nothing.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
     from dlkit import sweep as sweep_layer
 
-    console = _console(stderr=True)
+    say = _saying(quiet)
 
     def make():
-        return sweep_layer.sweep(recipe, grid or [], seeds, parallel, runs_root, set_ or (),
-                                 say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run)
+        return sweep_layer.sweep(recipe, grid or [], seeds, parallel, runs_root, set_ or (), say=say, dry_run=dry_run)
 
-    result = _answer(make, json_, _show_sweep_plan if dry_run else _show_sweep)
+    result = _answer(make, json_, _show_sweep_plan if dry_run else _show_sweep, quiet)
     if result["status"] not in ("completed", "planned"):
         raise typer.Exit(1)
+
+
+def _saying(quiet: bool):
+    """`sweep`'s and `tune`'s line a member on stderr as each starts and ends; nothing with --quiet."""
+    console = _console(stderr=True)
+    return (lambda line: None) if quiet else (lambda line: console.print(line, markup=False, soft_wrap=True))
 
 
 def _show_sweep_plan(result, console) -> None:
@@ -544,18 +550,18 @@ def tune(
     plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A PNG of the trials: the monitor by trial "
                                                  "and against each key's values.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --plot if it exists.")] = False,
+    quiet: QuietFlag = False,
     json_: JsonFlag = False,
 ):
     from dlkit import tune as tune_layer
 
-    console = _console(stderr=True)
+    say = _saying(quiet)
 
     def make():
-        return tune_layer.tune(recipe, trials, parallel, runs_root, set_ or (),
-                               say=lambda line: console.print(line, markup=False, soft_wrap=True), dry_run=dry_run,
-                               plot=plot, force=force)
+        return tune_layer.tune(recipe, trials, parallel, runs_root, set_ or (), say=say, dry_run=dry_run, plot=plot,
+                               force=force)
 
-    result = _answer(make, json_, _show_tune)
+    result = _answer(make, json_, _show_tune, quiet)
     if result["status"] not in ("completed", "planned"):
         raise typer.Exit(1)
 

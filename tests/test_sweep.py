@@ -120,8 +120,9 @@ def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, 
     assert row["accuracy"]["std"] == pytest.approx(statistics.stdev(accuracies))
     assert row["headline"]["label"] == "test accuracy"
 
-    again = json.loads(run(*args).stdout)  # nothing new: both finished
-    assert [r["action"] for r in again["runs"]] == ["done", "done"]
+    quiet = run(*args, "-q")  # nothing new: both finished, and with --quiet not a line said of them
+    again = json.loads(quiet.stdout)
+    assert [r["action"] for r in again["runs"]] == ["done", "done"] and quiet.stderr == ""
     assert len(list((tmp_path / "tiny").iterdir())) == 2
 
     # the second member was killed: the sweep resumes that run (the resume itself:

@@ -282,6 +282,9 @@ def test_trials_refused_alike_stop_the_search_as_the_recipes_error(write_recipe,
     error = json.loads(out.stdout)["error"]
     assert error.startswith("the search stopped: its first trials, at different values, were refused alike")
     assert error.endswith(said)
+    quiet = run("tune", write_recipe(TUNED), "--trials", "4", "--runs-root", tmp_path / "runs", "-q")
+    assert quiet.exit_code == 2 and quiet.stdout == "" and "trained:" not in quiet.stderr  # errors only
+    assert quiet.stderr.startswith("error: the search stopped")
 
     refuse_one = refuse.replace(repr(said), "sys.argv[1]")  # each trial refused with its own values
     monkeypatch.setattr(sweep, "member_command",
