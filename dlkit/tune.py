@@ -58,6 +58,10 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                          "    train.optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
                          "(docs/recipes.md, the tune section)")
     space = {k: v.model_dump() for k, v in base.tune.space.items()}
+    both = [k for k in space if any(o.partition("=")[0].strip() == k for o in overrides)]
+    if both:  # the trial's value would win over the --set's, in silence
+        raise UsageError(f"{both[0]} is both --set and a key of tune.space; search it, or set it and take it out "
+                         "of the space")
     monitor, direction = objective(base)
     check_space(recipe_path, overrides, space)
     wanted = trials if trials is not None else base.tune.trials

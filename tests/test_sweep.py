@@ -181,37 +181,46 @@ time.sleep(60)
 """
 
 
-def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny_recipe, tmp_path, monkeypatch):
-    """Ctrl-C or SIGTERM to a sweep: each running member is sent SIGTERM (it closes its run as interrupted),
-    no other member starts, and the sweep ends interrupted. Before, the running members trained on to their
-    end, and one left behind by a kill went on alone. (Members here: a stand-in that waits to be stopped.)"""
+def interrupted_once_two_started(folder: Path, call, settle: float = 0.0) -> float:
+    """Run `call()`, which must end in KeyboardInterrupt, with a SIGINT sent to this process once two stand-in
+    members have marked `folder` (`*.started`) and `settle` seconds more have passed; its seconds."""
     import os
     import signal
-    import sys
     import threading
     import time
 
-    from dlkit import sweep
-
-    monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", MEMBER, str(tmp_path),
-                                                                    *m["sets"]])
-
     def interrupt_once_two_run():
         deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("*.started"))) < 2 and time.monotonic() < deadline:
+        while len(list(folder.glob("*.started"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+        time.sleep(settle)
         os.kill(os.getpid(), signal.SIGINT)
 
-    said = []
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_once_two_run, daemon=True).start()
     start = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
-            sweep.sweep(tiny_recipe, ["train.epochs=1,2,3"], parallel=2, runs_root=tmp_path / "runs", say=said.append)
+            call()
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert time.monotonic() - start < 40  # not the members' 60 s
+    return time.monotonic() - start
+
+
+def test_an_interrupted_sweep_stops_its_running_members_and_starts_no_other(tiny_recipe, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM to a sweep: each running member is sent SIGTERM (it closes its run as interrupted),
+    no other member starts, and the sweep ends interrupted. Before, the running members trained on to their
+    end, and one left behind by a kill went on alone. (Members here: a stand-in that waits to be stopped.)"""
+    import sys
+
+    from dlkit import sweep
+
+    monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", MEMBER, str(tmp_path),
+                                                                    *m["sets"]])
+    said = []
+    seconds = interrupted_once_two_started(tmp_path, lambda: sweep.sweep(
+        tiny_recipe, ["train.epochs=1,2,3"], parallel=2, runs_root=tmp_path / "runs", say=said.append))
+    assert seconds < 40  # not the members' 60 s
     assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 1
     assert said[0].startswith("2 members at a time on ")  # and each one's threads
     assert said[1] == "interrupted: 2 running member(s) asked to stop; run the sweep again to resume them"

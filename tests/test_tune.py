@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from dlkit.cli import app
 from tests.conftest import TINY_MNIST
-from tests.test_sweep import killed_after_its_last_checkpoint
+from tests.test_sweep import interrupted_once_two_started, killed_after_its_last_checkpoint
 
 runner = CliRunner()
 
@@ -173,8 +172,10 @@ def test_the_best_is_the_highest_where_the_monitor_gets_better_up(write_recipe):
     assert tune.summarize({"direction": "min"}, trials)["best"]["value"] == 0.7
 
 
-def test_trials_judged_by_a_training_value_are_warned_of(write_recipe, tmp_path):
+def test_a_key_searched_and_set_is_refused_and_a_training_value_judging_is_warned_of(write_recipe, tmp_path):
     recipe = write_recipe(TUNED)
+    out = run("tune", recipe, "--runs-root", tmp_path / "runs", "--dry-run", "--set", "model.dense=[4]")
+    assert out.exit_code == 2 and "model.dense is both --set and a key of tune.space" in out.stderr
     plan = json.loads(run("tune", recipe, "--runs-root", tmp_path / "runs", "--dry-run", "--json").stdout)
     assert plan["warnings"] == []
     plan = json.loads(run("tune", recipe, "--runs-root", tmp_path / "runs", "--dry-run", "--json",
@@ -228,33 +229,15 @@ def test_an_interrupted_tune_stops_its_running_trials_and_asks_no_other(write_re
     """Ctrl-C or SIGTERM to a tune: each running trial is sent SIGTERM (it closes its run as interrupted, which
     the next tune resumes), no other trial starts, and the tune ends interrupted. (Trials here: a stand-in
     that waits to be stopped.)"""
-    import os
-    import signal
     import sys
-    import threading
-    import time
 
     from dlkit import sweep, tune
 
     monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", STAND_IN, str(tmp_path)])
-
-    def interrupt_once_two_run():
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("*.started"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # both have set their handlers
-        os.kill(os.getpid(), signal.SIGINT)
-
     said = []
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=interrupt_once_two_run, daemon=True).start()
-    start = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            tune.tune(write_recipe(TUNED), trials=4, parallel=2, runs_root=tmp_path / "runs", say=said.append)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert time.monotonic() - start < 40  # not the trials' 60 s
+    seconds = interrupted_once_two_started(tmp_path, lambda: tune.tune(
+        write_recipe(TUNED), trials=4, parallel=2, runs_root=tmp_path / "runs", say=said.append), settle=0.5)
+    assert seconds < 40  # not the trials' 60 s
     assert len(list(tmp_path.glob("*.started"))) == 2 and len(list(tmp_path.glob("*.stopped"))) == 2
     assert "interrupted: 2 running member(s) asked to stop; run the tune again to resume them" in said
 
