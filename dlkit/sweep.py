@@ -193,8 +193,8 @@ class Members:
         self.live, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
 
     def run(self, m: dict) -> dict:
-        """Run member `m` (its action, run, sets, and `label`, or point and seed), and add to it what came of it:
-        exit_code, run (the run directory) and error."""
+        """Run member `m` (its action, run, sets, and `label`, or point and seed; `env`: variables of its own),
+        and add to it what came of it: exit_code, run (the run directory) and error."""
         label = m.get("label") or f"{m['point']} seed {m['seed']}"
         if m["action"] in ("done", "failed", "busy"):
             self.say(f"{m['action'] if m['action'] != 'done' else 'finished already'}: {label} ({m['run']})")
@@ -202,8 +202,9 @@ class Members:
         with self.lock:
             if self.stopping.is_set():
                 return m
+            env = {**(self.environ or os.environ), **m["env"]} if m.get("env") else self.environ  # its own too
             proc = subprocess.Popen(member_command(m, self.recipe_path, self.runs_root), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True, env=self.environ)
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
             self.live.add(proc)
         stdout, stderr = proc.communicate()
         with self.lock:

@@ -92,7 +92,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     study = search.study(direction, base.tune.sampler, base.seed + len(found), parallel)
     for t in found:  # finished and failed trials are told; the others run first
         if t["action"] in ("done", "failed"):
-            study.add_trial(search.frozen(t))
+            study.add_trial(search.frozen(t, monitor))
     if threads is not None:
         said = backend.thread_settings()
         say(f"{parallel} trials at a time on {backend.cpu_cores()} CPU cores: {threads} thread(s) each"
@@ -114,13 +114,20 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                     study.enqueue_trial(search.to_optuna(fixed))
                 trial = study.ask(search.distributions)
                 t = search.member(search.from_optuna(trial.params), runs_root)
+                if base.tune.prune is not None:
+                    t["env"] = {backend.TUNE_PRUNE_VARIABLE: json.dumps(prune_rule(done, monitor, direction,
+                                                                                   base.tune.prune))}
                 running[pool.submit(runner.run, t)] = (trial, t)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 trial, t = running.pop(future)
                 t = future.result()
                 _settle(t, monitor)
-                if t["value"] is not None:
+                for epoch, value in _curve(t, monitor).items():  # what the pruner and TPE know of a pruned one
+                    trial.report(value, epoch)
+                if t.get("pruned"):
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                elif t["value"] is not None:
                     study.tell(trial, t["value"])
                 else:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -268,13 +275,63 @@ class Search:
         label = "trial " + ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
         return {"params": params, "sets": sets, "run": run, "action": action, "label": label}
 
-    def frozen(self, t: dict):
-        """A finished or failed trial as Optuna records one."""
-        import optuna
+    def frozen(self, t: dict, monitor: str):
+        """A finished, pruned or failed trial as Optuna records one."""
+        from optuna.trial import TrialState, create_trial
 
-        state = optuna.trial.TrialState.COMPLETE if t["value"] is not None else optuna.trial.TrialState.FAIL
-        return optuna.trial.create_trial(params=self.to_optuna(t["params"]), distributions=self.distributions,
-                                         value=t["value"], state=state)
+        state = (TrialState.PRUNED if t.get("pruned") else TrialState.COMPLETE if t["value"] is not None else
+                 TrialState.FAIL)
+        return create_trial(params=self.to_optuna(t["params"]), distributions=self.distributions,
+                            value=t["value"] if state == TrialState.COMPLETE else None, state=state,
+                            intermediate_values=_curve(t, monitor))
+
+
+def _curve(t: dict, monitor: str) -> dict[int, float]:
+    """A trial's monitored value at each epoch, from its run's history.csv ({} for a run of several phases,
+    or none)."""
+    import csv
+
+    history = Path(t["run"]) / "history.csv" if t.get("run") else None
+    if history is None or not history.is_file():
+        return {}
+    out = {}
+    try:
+        with open(history, newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    value = float(row.get(monitor) or "nan")
+                    epoch = int(row["epoch"])
+                except (KeyError, ValueError):
+                    continue
+                if value == value and abs(value) != float("inf"):
+                    out[epoch] = value
+    except OSError:
+        return {}
+    return out
+
+
+def prune_rule(done: list[dict], monitor: str, direction: str, prune) -> dict:
+    """The median stopping rule a trial is handed: per epoch, the median over the finished (not pruned)
+    trials of their best monitored value up to that epoch, for the epochs at least `startup_trials` of them
+    reached (none before that many have finished)."""
+    import statistics
+
+    better = min if direction == "min" else max
+    curves = []
+    for t in done:
+        if t.get("status") != "completed":
+            continue
+        curve, best, running = _curve(t, monitor), None, {}
+        for epoch in sorted(curve):
+            best = curve[epoch] if best is None else better(best, curve[epoch])
+            running[epoch] = best
+        curves.append(running)
+    medians = {}
+    for epoch in sorted({e for c in curves for e in c}):
+        values = [c[epoch] for c in curves if epoch in c]
+        if len(values) >= prune.startup_trials:
+            medians[epoch] = statistics.median(values)
+    return {"monitor": monitor, "warmup_epochs": prune.warmup_epochs, "medians": medians}
 
 
 def _text(value) -> str:
@@ -302,6 +359,8 @@ def _settle(t: dict, monitor: str) -> None:
         t["status"], t["error"] = "unjudged", f"the run logged no {judged} to judge it by"
         return
     t["value"], t["judged_by"] = float(value), judged
+    if metrics.get("pruned"):
+        t["status"], t["pruned"] = "pruned", metrics["pruned"]
     if judged != monitor:  # no validation split: the monitor falls back to the training loss
         t["error"] = f"judged by {judged}: the run had no {monitor}"
 
@@ -316,7 +375,7 @@ def summarize(head: dict, done: list[dict]) -> dict:
     trials.sort(key=lambda t: (t["run_dir"] is None, Path(t["run_dir"] or "").name))
     for number, t in enumerate(trials):
         t["number"] = number
-    judged = [t for t in trials if t.get("value") is not None]
+    judged = [t for t in trials if t.get("value") is not None and t.get("status") != "pruned"]
     best = None
     if judged:
         best = (min if head["direction"] == "min" else max)(judged, key=lambda t: t["value"])
@@ -327,7 +386,7 @@ def summarize(head: dict, done: list[dict]) -> dict:
 def _public(t: dict) -> dict:
     out = {"params": t["params"], "action": t["action"],
            "run_dir": str(t["run"]) if t.get("run") else None}
-    for k in ("status", "value", "judged_by", "error", "command"):
+    for k in ("status", "value", "judged_by", "pruned", "error", "command"):
         if k in t:
             out[k] = t[k]
     return out

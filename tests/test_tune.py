@@ -277,3 +277,67 @@ def test_trials_refused_alike_stop_the_search_as_the_recipes_error(write_recipe,
     result = json.loads(out.stdout)
     assert out.exit_code == 1 and len(started) == 3 and result["status"] == "failed" and result["best"] is None
     assert all(t["status"] == "error" and t["error"] == json.dumps(t["params"]) for t in result["trials"])
+
+
+def test_a_trial_is_pruned_by_the_median_rule_it_is_handed(tiny_recipe, tmp_path, monkeypatch):
+    """A trial handed the median rule (as `dlkit tune` hands it, in the environment) stops after the first
+    epoch past the warm-up whose best monitored value so far is worse than the median there, and ends as a
+    finished run that says so; without the variable nothing changes."""
+    from dlkit import backend
+    from dlkit.training.train import train
+
+    rule = {"monitor": "val_loss", "warmup_epochs": 1, "medians": {"1": 0.0, "2": 0.0}}  # no loss is below 0
+    monkeypatch.setenv(backend.TUNE_PRUNE_VARIABLE, json.dumps(rule))
+    result = train(tiny_recipe, ["train.epochs=3", "train.steps_per_epoch=2"], runs_root=tmp_path)
+    assert result["status"] == "completed" and result["epochs_completed"] == 2  # epoch 1 was the warm-up
+    assert result["pruned"] == {"epoch": 2, "val_loss": result["best"]["val_loss"], "median": 0.0}
+    assert json.loads((Path(result["run_dir"]) / "metrics.json").read_text())["pruned"]["epoch"] == 2
+
+    monkeypatch.setenv(backend.TUNE_PRUNE_VARIABLE, json.dumps({**rule, "medians": {"1": 99.0, "2": 99.0}}))
+    kept_on = train(tiny_recipe, ["train.epochs=3", "train.steps_per_epoch=2"], runs_root=tmp_path)
+    assert kept_on["epochs_completed"] == 3 and "pruned" not in kept_on
+
+
+def test_the_median_rule_is_of_the_finished_trials_best_so_far(tmp_path):
+    from types import SimpleNamespace
+
+    from dlkit import tune
+
+    def trial(name, status, losses):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "history.csv").write_text("epoch,loss,val_loss\n" + "".join(
+            f"{i + 1},0.5,{v}\n" for i, v in enumerate(losses)))
+        return {"run": run, "status": status}
+
+    done = [trial("a", "completed", [3.0, 1.0, 2.0]), trial("b", "completed", [2.0, 2.5]),
+            trial("c", "completed", [1.0, 0.5, 0.4]), trial("d", "pruned", [0.1]), trial("e", "diverged", [0.1])]
+    rule = tune.prune_rule(done, "val_loss", "min", SimpleNamespace(startup_trials=2, warmup_epochs=1))
+    # epoch 1: 3, 2, 1; epoch 2 (best so far): 1, 2, 0.5; epoch 3: 1 and 0.4 (two trials reached it)
+    assert rule == {"monitor": "val_loss", "warmup_epochs": 1, "medians": {1: 2.0, 2: 1.0, 3: 0.7}}
+    assert tune.prune_rule(done, "val_loss", "min", SimpleNamespace(startup_trials=3, warmup_epochs=0))["medians"] \
+        == {1: 2.0, 2: 1.0}
+
+    pruned = {"params": {}, "action": "done", "run": Path("/r/2"), "status": "pruned", "value": 0.05}
+    fine = {"params": {}, "action": "done", "run": Path("/r/1"), "status": "completed", "value": 0.2}
+    assert tune.summarize({"direction": "min"}, [fine, pruned])["best"]["value"] == 0.2  # stopped early: not best
+
+
+def test_tune_hands_each_trial_the_rule_of_the_trials_before(write_recipe, tmp_path, monkeypatch):
+    import sys
+
+    from dlkit import backend, sweep
+
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    stand_in = (f"import json, os, sys; from pathlib import Path; Path({str(seen)!r}, str(os.getpid())).write_text("
+                f"os.environ.get({backend.TUNE_PRUNE_VARIABLE!r}, 'none')); print(json.dumps({{'status': 'error'}}))")
+    monkeypatch.setattr(sweep, "member_command", lambda m, recipe, root: [sys.executable, "-c", stand_in])
+    recipe = write_recipe(TUNED.replace("  trials: 2\n", "  trials: 2\n  prune: {startup_trials: 3}\n"))
+    run("tune", recipe, "--runs-root", tmp_path / "runs", "--json")
+    handed = [json.loads(p.read_text()) for p in seen.iterdir()]
+    assert handed == [{"monitor": "val_loss", "warmup_epochs": 1, "medians": {}}] * 2  # none finished yet
+    for p in seen.iterdir():
+        p.unlink()
+    run("tune", write_recipe(TUNED), "--runs-root", tmp_path / "runs", "--json")
+    assert [p.read_text() for p in seen.iterdir()] == ["none", "none"]  # no prune section: no rule

@@ -606,12 +606,22 @@ def _space_key(key: str) -> str:
     return key
 
 
+class Prune(Section):
+    """`tune.prune`: the median stopping rule. A trial stops after an epoch past `warmup_epochs` whose best
+    monitored value so far is worse than the median of the finished trials' at that epoch, once at least
+    `startup_trials` have finished."""
+
+    startup_trials: int = Field(5, ge=1)
+    warmup_epochs: int = Field(1, ge=0)
+
+
 class Tune(Section):
     """`dlkit tune`: how many trials, how the next one's values are chosen, and the space searched. A trial is
     a normal run of the recipe at one point of the space, judged by its `train.monitor` at its best epoch."""
 
     trials: int = Field(20, ge=1, le=10_000)
     sampler: Literal["tpe", "random"] = "tpe"
+    prune: Prune | None = None  # unset: every trial trains its epochs
     space: dict[Annotated[str, AfterValidator(_space_key)], SearchRange]
 
     @field_validator("space")

@@ -125,6 +125,53 @@ class InterruptCheck(keras.callbacks.Callback):
     on_epoch_end = on_train_batch_end
 
 
+class Pruning(keras.callbacks.Callback):
+    """`dlkit tune`'s median stopping rule, for a trial it runs: stop after an epoch past the warm-up whose
+    best monitored value so far is worse than the median of the earlier finished trials' at that epoch
+    (Golovin et al., Google Vizier, 2017; Optuna's MedianPruner). The tune hands the rule to the trial
+    process in the environment (backend.TUNE_PRUNE_VARIABLE: {"monitor", "warmup_epochs", "medians": {epoch:
+    value}}), so a
+    trial's recipe is the recipe at its point and nothing else; the run then ends as a finished run whose
+    metrics.json says where it was pruned (`pruned`)."""
+
+    def __init__(self, monitor: str, mode: str, medians: dict, warmup_epochs: int, rows: list[dict]):
+        super().__init__()
+        self.monitor, self.mode, self.warmup = monitor, mode, warmup_epochs
+        self.medians = {int(k): float(v) for k, v in medians.items()}
+        self.best, self.pruned = None, None
+        for row in rows:  # a resumed trial: the epochs before count
+            self._see(row.get(monitor))
+
+    @classmethod
+    def from_environment(cls, monitor: tuple[str, str] | None, rows: list[dict]) -> Pruning | None:
+        import json
+        import os
+
+        said = os.environ.get(backend.TUNE_PRUNE_VARIABLE)
+        if not said or monitor is None:
+            return None
+        rule = json.loads(said)
+        if rule.get("monitor") != monitor[0]:  # a phase that monitors another value (a DBN's pretraining)
+            return None
+        return cls(monitor[0], monitor[1], rule.get("medians", {}), int(rule.get("warmup_epochs", 0)), rows)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+    def _see(self, value) -> None:
+        if value is not None and math.isfinite(float(value)) and (self.best is None or self._better(float(value),
+                                                                                                     self.best)):
+            self.best = float(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._see((logs or {}).get(self.monitor))
+        median = self.medians.get(epoch + 1)
+        if epoch + 1 > self.warmup and median is not None and self.best is not None and self._better(median,
+                                                                                                        self.best):
+            self.pruned = {"epoch": epoch + 1, self.monitor: self.best, "median": median}
+            self.model.stop_training = True
+
+
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training when the loss turns NaN or inf. Checks every `every` steps and at each epoch end."""
 

@@ -356,6 +356,9 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     cap, steps = recipe.train.steps_per_epoch, session.steps_per_epoch
     progress = callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch)
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper, progress, *extra.after]
+    pruning = callbacks.Pruning.from_environment(monitor, keeper.rows) if final else None
+    if pruning is not None:  # a trial of `dlkit tune` with its median rule: after the epoch is kept
+        cbs.append(pruning)
     if backend.process_count() > 1 and (extra.before or extra.after):
         local = callbacks.ProcessLocal(model)
         cbs = [local.enter, *cbs, local.leave]
@@ -410,6 +413,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                 break
             initial_epoch, skip = back
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        if pruning is not None and pruning.pruned is not None:
+            result["pruned"] = pruning.pruned
+            reporter.message(f"pruned by dlkit tune's median rule after epoch {pruning.pruned['epoch']}: best "
+                             f"{pruning.monitor} {pruning.best:.4g}, the earlier trials' median {pruning.pruned['median']:.4g}")
         summary["epoch_seconds"] = progress.seconds  # the first holds the compilation: throughput is in the later
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
