@@ -424,11 +424,11 @@ def _mirrored(devices: tuple[str, ...]):
     return tensorflow().distribute.MirroredStrategy(list(devices))
 
 
-# The CPU thread counts a process's libraries read from the environment as they start: numpy's BLAS
-# (OpenBLAS, MKL) and OpenMP, and TensorFlow's two thread pools
 # `dlkit tune` hands a trial its median stopping rule in this variable (training.callbacks.Pruning reads it)
 TUNE_PRUNE_VARIABLE = "DLKIT_TUNE_PRUNE"
 
+# The CPU thread counts a process's libraries read from the environment as they start: numpy's BLAS
+# (OpenBLAS, MKL) and OpenMP, and TensorFlow's two thread pools
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS")
 

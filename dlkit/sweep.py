@@ -178,10 +178,11 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
 
 
 class Members:
-    """Members run as `dlkit train` (or `dlkit resume`) processes, `run` one to its end in the calling thread.
+    """Members run as `dlkit train` (or `dlkit resume`) processes, `run` one to its end in the calling thread:
+    a sweep's grid points, a tune's trials.
 
     The members run in sessions of their own, so a Ctrl-C at the terminal reaches the sweep alone; the sweep
-    then calls `stop`: each running member is sent one SIGTERM (it closes its run as interrupted, which the
+    (or the tune) then calls `stop`: each running member is sent one SIGTERM (it closes its run as interrupted, which the
     next sweep resumes), and no other starts; the sweep waits for them and ends as interrupted (exit 130).
     SIGTERM to the sweep (a batch system's) does the same: before, the running member trained on to its end,
     and one the sweep's own kill left behind went on training alone."""

@@ -129,10 +129,9 @@ class Pruning(keras.callbacks.Callback):
     """`dlkit tune`'s median stopping rule, for a trial it runs: stop after an epoch past the warm-up whose
     best monitored value so far is worse than the median of the earlier finished trials' at that epoch
     (Golovin et al., Google Vizier, 2017; Optuna's MedianPruner). The tune hands the rule to the trial
-    process in the environment (backend.TUNE_PRUNE_VARIABLE: {"monitor", "warmup_epochs", "medians": {epoch:
-    value}}), so a
-    trial's recipe is the recipe at its point and nothing else; the run then ends as a finished run whose
-    metrics.json says where it was pruned (`pruned`)."""
+    process in the environment (backend.TUNE_PRUNE_VARIABLE: {"monitor", "warmup_epochs", "medians":
+    {epoch: value}}), so a trial's recipe is the recipe at its point and nothing else; the run then ends as a
+    finished run whose metrics.json says where it was pruned (`pruned`)."""
 
     def __init__(self, monitor: str, mode: str, medians: dict, warmup_epochs: int, rows: list[dict]):
         super().__init__()

@@ -416,7 +416,8 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         if pruning is not None and pruning.pruned is not None:
             result["pruned"] = pruning.pruned
             reporter.message(f"pruned by dlkit tune's median rule after epoch {pruning.pruned['epoch']}: best "
-                             f"{pruning.monitor} {pruning.best:.4g}, the earlier trials' median {pruning.pruned['median']:.4g}")
+                             f"{pruning.monitor} {pruning.best:.4g}, the earlier trials' median "
+                             f"{pruning.pruned['median']:.4g}")
         summary["epoch_seconds"] = progress.seconds  # the first holds the compilation: throughput is in the later
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
