@@ -105,15 +105,22 @@ def _note(problems: dict, p: Problem, keys: list[str]) -> None:
         values.append(value)
 
 
-def existing_runs(runs_root: Path, name: str) -> list[tuple[dict, Path]]:
-    """(resolved recipe, run dir) of every run of the recipe under the root, newest first."""
+def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list[tuple[dict, Path]]:
+    """(resolved recipe, run dir) of every run of the recipe under the root, newest first. `known`: the
+    recipes read before, by run directory, read again only where they are not there (a run's recipe.yaml is
+    written as it starts and not changed after)."""
     parent = runs_root / name
     found = []
     for run in sorted(parent.glob("*"), reverse=True) if parent.is_dir() else []:
+        if known is not None and run in known:
+            found.append((known[run], run))
+            continue
         try:
             found.append((tasks.load_run_recipe(run / "recipe.yaml").to_dict(), run))
         except Exception:  # noqa: BLE001 - a run whose recipe no longer loads is not a member
             continue
+        if known is not None:
+            known[run] = found[-1][0]
     return found
 
 

@@ -17,7 +17,8 @@ values as `--set`s (`--parallel K` at a time, through the sweep's members), so e
 The runs are the search's memory, as they are a sweep's: run again, `dlkit tune` finds the recipe's runs at
 points of the space (its other keys as they are now), hands the finished ones to Optuna, resumes an
 interrupted one, and runs only the trials still wanting, so `--trials 40` after 20 runs 20 more. A diverged or
-failed trial is a failed trial, and the search goes on.
+failed trial is a failed trial, and the search goes on. With `tune.prune`, each trial is handed the median
+stopping rule of the trials finished before it (prune_rule; training.callbacks.Pruning applies it).
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ class Search:
 
         self.recipe_path, self.overrides, self.space = recipe_path, overrides, space
         self.base = _without(base.to_dict(), space)
+        self.known = {}  # the runs' recipes read so far, by run directory: a trial asked looks among them all
         # each choice as a resolved recipe holds it ([64] as [{units: 64}]), to know a run's choice by
         self.resolved = {key: [_text(_get(tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(c)}"])
                                           .to_dict(), key)) for c in r["choices"]]
@@ -251,7 +253,7 @@ class Search:
         """The search's trials so far, oldest first: the newest run at each point, with its action (done,
         failed, busy; resume; train: stopped before its first checkpoint, trained anew)."""
         points = {}
-        for recipe, run in existing_runs(runs_root, self.base["name"]):  # newest first
+        for recipe, run in existing_runs(runs_root, self.base["name"], self.known):  # newest first
             params = self.point(recipe)
             if params is not None:
                 points.setdefault(json.dumps(params, sort_keys=True), (params, run))
@@ -264,7 +266,7 @@ class Search:
     def member(self, params: dict, runs_root: Path) -> dict:
         """The trial at `params` as a sweep member: trained, or its run resumed or taken as it is where the
         point has one (two trials at one point are one run)."""
-        for recipe, run in existing_runs(runs_root, self.base["name"]):
+        for recipe, run in existing_runs(runs_root, self.base["name"], self.known):
             if self.point(recipe) == params:
                 action = run_state(run)
                 return self._trial(params, None if action == "train" else run, action)

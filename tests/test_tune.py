@@ -31,7 +31,8 @@ def run(*args, **kw):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"}, **kw)
 
 
-def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_runs(write_recipe, tmp_path):
+def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_runs(write_recipe, tmp_path,
+                                                                                   monkeypatch):
     recipe = write_recipe(TUNED)
     args = ["tune", recipe, "--runs-root", tmp_path, "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3",
             "--json"]
@@ -88,8 +89,12 @@ def test_tune_judges_each_trial_goes_on_past_a_failed_one_and_resumes_from_the_r
 
     base = tasks.load_recipe(recipe, args[5:8:2])
     search = tune.Search(recipe, list(args[5:8:2]), base, {k: v.model_dump() for k, v in base.tune.space.items()})
+    read, load = [], tasks.load_run_recipe
+    monkeypatch.setattr(tasks, "load_run_recipe", lambda *a, **k: read.append(a) or load(*a, **k))
     again_at = search.member(good["params"], tmp_path)
     assert again_at["action"] == "done" and str(again_at["run"]) == good["run_dir"]
+    search.member(bad["params"], tmp_path)
+    assert len(read) == 2  # each run's recipe read once, not once a trial asked
     assert tune.summarize({"direction": "min"}, [{**good, "run": Path(good["run_dir"])}] * 2)["trials"] == [
         {**good, "number": 0}]
 
