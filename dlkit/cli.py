@@ -723,6 +723,10 @@ def _validate_each(recipes, set_, build: bool, console, errors, results: list) -
         entry = {"recipe": str(path), "status": "ok"}
         try:
             recipe = load_recipe(path, set_ or ())
+            if recipe.tune is not None:  # every end of the search's ranges, as `dlkit tune` checks them
+                from dlkit.tune import check_space
+
+                check_space(Path(path), list(set_ or ()), {k: v.model_dump() for k, v in recipe.tune.space.items()})
             entry["data"] = _check_data(recipe)
             if build:
                 entry.update(_build(recipe, console))

@@ -160,13 +160,9 @@ def _drawn(result: dict, plot: Path | None) -> dict:
 
 
 def objective(recipe) -> tuple[str, str]:
-    """(train.monitor, "min" | "max"): what judges a trial, and which way it gets better."""
-    monitor = getattr(recipe.train, "monitor", None)
-    if monitor is None:
-        raise UsageError(f"dlkit tune judges each trial by its train.monitor, the value that picks its best "
-                         f"checkpoint; a {recipe.model.arch} run has none (its epochs log no measure of its "
-                         "quality to pick by): compare its runs with `dlkit sweep` and `dlkit evaluate` instead")
-    return monitor, improves(monitor, getattr(recipe.train, "monitor_mode", "auto"))
+    """(train.monitor, "min" | "max"): what judges a trial, and which way it gets better. (A recipe whose
+    task has no monitor cannot hold a tune section: tasks._tuned.)"""
+    return recipe.train.monitor, improves(recipe.train.monitor, recipe.train.monitor_mode)
 
 
 def check_space(recipe_path: Path, overrides: list[str], space: dict) -> None:

@@ -150,6 +150,9 @@ tune:
     assert f"keys.yaml:{at + 3}: tune.space.model.dropuot: unknown key (did you mean 'dropout'?" in said
     assert f"keys.yaml:{at + 4}: tune.space.train.optimizer.learning_rate: -1.0: " in said
     assert not (tmp_path / "runs").exists()
+    validated = run("validate", keys)  # `dlkit validate` checks the space as `dlkit tune` does
+    assert validated.exit_code == 2 and f"keys.yaml:{at + 3}: tune.space.model.dropuot: unknown key" in validated.stderr
+    assert f"keys.yaml:{at + 4}: tune.space.train.optimizer.learning_rate: -1.0: " in validated.stderr
 
 
 def test_a_recipe_without_a_search_or_a_measure_to_judge_by_is_refused(tiny_recipe, write_recipe, tmp_path):
@@ -160,8 +163,11 @@ model: {arch: dcgan}
 tune: {space: {train.generator_optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-3}}}
 """, name="gan.yaml")
     out = run("tune", gan, "--runs-root", tmp_path / "runs", "--json")
-    assert out.exit_code == 2 and "a dcgan run has none" in json.loads(out.stdout)["error"]
+    error = json.loads(out.stdout)["error"]
+    assert out.exit_code == 2 and "gan.yaml:2: tune: a dcgan run has no train.monitor to judge a trial by" in error
     assert not (tmp_path / "runs").exists()
+    out = run("validate", gan)  # said by every command that reads the recipe
+    assert out.exit_code == 2 and "gan.yaml:2: tune: a dcgan run has no train.monitor" in out.stderr
 
 
 def test_the_best_is_the_highest_where_the_monitor_gets_better_up(write_recipe):

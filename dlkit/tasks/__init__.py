@@ -75,7 +75,8 @@ def sections(architecture: Architecture) -> dict:
 def load_recipe(path: str | Path, overrides=()):
     """Load, merge, override and validate a recipe, its data and train sections those of its task."""
     return recipe_layer.load_recipe(path, overrides, sections=sections,
-                                    checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe))
+                                    checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe)
+                                    + _tuned(recipe))
 
 
 # Keys added since a run could have been trained, each with the value that trains as the run did before it
@@ -157,6 +158,18 @@ def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
     except (TypeError, ValueError):  # a value of the wrong kind: the recipe check names it
         idle = {}
     return out + [f"model.{key}={fields[key].default}" for key in idle]
+
+
+def _tuned(recipe) -> list:
+    """A tune section on a task with nothing to judge a trial by (no train.monitor: the GANs, CycleGAN) would
+    do nothing but fail `dlkit tune`: said at its line by every command."""
+    from dlkit.errors import Problem
+
+    if recipe.tune is None or hasattr(recipe.train, "monitor"):
+        return []
+    return [Problem("tune", f"a {recipe.model.arch} run has no train.monitor to judge a trial by (its epochs log "
+                            "no measure of its quality to pick the best by)",
+                    hint="remove the tune section; compare such runs with `dlkit sweep` and `dlkit evaluate`")]
 
 
 def _distribution(recipe) -> list:
