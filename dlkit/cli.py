@@ -572,9 +572,8 @@ def _show_tune(result, console) -> None:
     from dlkit.ui import fmt
 
     keys, planned = list(result["space"]), result["status"] == "planned"
-    better = min if result["direction"] == "min" else max
     judged = sorted((t for t in result["trials"] if t.get("value") is not None), key=lambda t: t["value"],
-                    reverse=better is max)
+                    reverse=result["direction"] == "max")
     rest = [t for t in result["trials"] if t.get("value") is None]
     title = (f"tune of {result['recipe']}: the plan, nothing run ({result['new_trials']} new trial(s) to run)"
              if planned else f"tune of {result['recipe']}: {result['monitor']}, "
@@ -724,9 +723,9 @@ def _validate_each(recipes, set_, build: bool, console, errors, results: list) -
         try:
             recipe = load_recipe(path, set_ or ())
             if recipe.tune is not None:  # every end of the search's ranges, as `dlkit tune` checks them
-                from dlkit.tune import check_space
+                from dlkit.tune import check_space, space_of
 
-                check_space(Path(path), list(set_ or ()), {k: v.model_dump() for k, v in recipe.tune.space.items()})
+                check_space(Path(path), list(set_ or ()), space_of(recipe))
             entry["data"] = _check_data(recipe)
             if build:
                 entry.update(_build(recipe, console))
@@ -814,7 +813,7 @@ def list_(
     from dlkit.recipe import shipped
 
     groups = {
-        "recipes": _shipped_recipes(),
+        "recipes": None,  # read from the recipe files, and only where asked for (below)
         "architectures": {name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
         "datasets": {**{name: d.description for name, d in sources.DATASETS.items()}, **_sequence_datasets()},
@@ -836,6 +835,8 @@ def list_(
             raise _fail(UsageError(f"no group {group!r} to list; " + (f"did you mean {near[0]!r}? " if near else "")
                                    + f"the groups are: {', '.join(LIST_GROUPS)}"), json_)
         groups = {group: groups[group]}
+    if "recipes" in groups:
+        groups["recipes"] = _shipped_recipes()
     if json_:
         _print_json({k: list(v) for k, v in groups.items()})
         return

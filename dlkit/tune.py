@@ -58,15 +58,15 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                          "tune:\n  trials: 20\n  space:\n"
                          "    train.optimizer.learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
                          "(docs/recipes.md, the tune section)")
-    space = {k: v.model_dump() for k, v in base.tune.space.items()}
+    space = space_of(base)
     both = [k for k in space if any(o.partition("=")[0].strip() == k for o in overrides)]
     if both:  # the trial's value would win over the --set's, in silence
         raise UsageError(f"{both[0]} is both --set and a key of tune.space; search it, or set it and take it out "
                          "of the space")
     monitor, direction = objective(base)
-    check_space(recipe_path, overrides, space)
+    resolved = check_space(recipe_path, overrides, space)
     wanted = trials if trials is not None else base.tune.trials
-    search = Search(recipe_path, overrides, base, space)
+    search = Search(recipe_path, overrides, base, space, resolved)
 
     found = search.found(runs_root)
     pending = [t for t in found if t["action"] in ("resume", "train")]
@@ -165,16 +165,24 @@ def objective(recipe) -> tuple[str, str]:
     return recipe.train.monitor, improves(recipe.train.monitor, recipe.train.monitor_mode)
 
 
-def check_space(recipe_path: Path, overrides: list[str], space: dict) -> None:
+def space_of(recipe) -> dict:
+    """The recipe's tune.space as plain data: each key's range or choices."""
+    return {k: v.model_dump() for k, v in recipe.tune.space.items()}
+
+
+def check_space(recipe_path: Path, overrides: list[str], space: dict) -> dict:
     """Every end of every range and every choice is a value the recipe takes at its key, all problems said at
-    once at the space's lines, before anything runs."""
+    once at the space's lines, before anything runs. Returns each choice as a resolved recipe holds it
+    ([64] as [{units: 64}]; _text), by key: what a run's choice is known by."""
     _, locations = load_raw(recipe_path, overrides)
-    problems, seen = [], set()
+    problems, seen, resolved = [], set(), {}
     for key, rng in space.items():
         values = rng["choices"] if rng.get("choices") is not None else [rng["low"], rng["high"]]
         for value in values:
             try:
-                tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(value)}"])
+                recipe = tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(value)}"])
+                if rng.get("choices") is not None:
+                    resolved.setdefault(key, []).append(_text(_get(recipe.to_dict(), key)))
             except RecipeError as e:
                 for p in e.problems:
                     said = (key, p.path, p.message)
@@ -188,21 +196,20 @@ def check_space(recipe_path: Path, overrides: list[str], space: dict) -> None:
                                             locate(locations, ("tune", "space", key)), p.hint))
     if problems:
         raise RecipeError(problems, str(recipe_path))
+    return resolved
 
 
 class Search:
     """The space as Optuna's distributions, and the way between a trial's values and a member run."""
 
-    def __init__(self, recipe_path: Path, overrides: list[str], base, space: dict):
+    def __init__(self, recipe_path: Path, overrides: list[str], base, space: dict, resolved: dict | None = None):
+        """`resolved`: check_space's, each choice as a resolved recipe holds it (None: found here)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         self.recipe_path, self.overrides, self.space = recipe_path, overrides, space
         self.base = _without(base.to_dict(), space)
         self.known = {}  # the runs' recipes read so far, by run directory: a trial asked looks among them all
-        # each choice as a resolved recipe holds it ([64] as [{units: 64}]), to know a run's choice by
-        self.resolved = {key: [_text(_get(tasks.load_recipe(recipe_path, overrides + [f"{key}={json.dumps(c)}"])
-                                          .to_dict(), key)) for c in r["choices"]]
-                         for key, r in space.items() if r.get("choices") is not None}
+        self.resolved = check_space(recipe_path, overrides, space) if resolved is None else resolved
         self.distributions = {}
         for key, r in space.items():
             if r.get("choices") is not None:  # Optuna's choices are plain values: each list or mapping as JSON
@@ -286,10 +293,15 @@ class Search:
 
 def _curve(t: dict, monitor: str) -> dict[int, float]:
     """A trial's monitored value at each epoch, from its run's history.csv ({} for a run of several phases,
-    or none)."""
+    or none), read once a trial: kept in it as `curve` (a finished run's history does not change)."""
+    if "curve" not in t:
+        t["curve"] = _read_curve(Path(t["run"]) / "history.csv" if t.get("run") else None, monitor)
+    return t["curve"]
+
+
+def _read_curve(history: Path | None, monitor: str) -> dict[int, float]:
     import csv
 
-    history = Path(t["run"]) / "history.csv" if t.get("run") else None
     if history is None or not history.is_file():
         return {}
     out = {}

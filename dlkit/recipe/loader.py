@@ -66,8 +66,7 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
     parent_path = path.parent / parent
     # a file beside this one (NAME may leave out .yaml; never this file itself: `extends: cnn_mnist` in a
     # cnn_mnist.yaml of one's own means dlkit's), else the recipe dlkit ships of that name
-    beside = [p for p in (parent_path, parent_path.with_name(parent_path.name + ".yaml"))
-              if p.is_file() and p.resolve() != path]
+    beside = [p for p in _files(parent_path) if p.resolve() != path]
     parent_path = beside[0] if beside else shipped.find(parent) or parent_path
     if not parent_path.is_file():
         near = shipped.close(parent)
@@ -87,14 +86,19 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
     return _merge(base, data), merged_locations
 
 
+def _files(path: Path) -> list[Path]:
+    """The files a recipe's NAME stands for, of `NAME` and `NAME.yaml`, in that order."""
+    return [p for p in ((path, path.with_name(path.name + ".yaml")) if path.name else (path,)) if p.is_file()]
+
+
 def recipe_file(text: str | Path) -> Path:
     """The recipe file a command's RECIPE names: the file where there is one (NAME may leave out `.yaml`), else
     the recipe dlkit ships under that name (`cnn_mnist`, `lessons/opt_sgd`, `recipes/gan_mnist.yaml` outside
     the repository)."""
     path = Path(text)
-    for candidate in (path, path.with_name(path.name + ".yaml")) if path.name else (path,):
-        if candidate.is_file():
-            return candidate
+    files = _files(path)
+    if files:
+        return files[0]
     found = shipped.find(str(text))
     if found is not None:  # a folder of that name (runs kept by recipe name) is no recipe: the shipped one is
         return found

@@ -138,8 +138,6 @@ def output_path(path, force: bool, png: bool = False, option: str = "--out"):
     """Where a command writes its output (`option`: --out, --plot): refused if it exists without `force`, and
     checked to be writable before any work is done (its folder made, a probe file written and removed there).
     `png`: a picture, which is written as PNG whatever the name, so the name must end in .png."""
-    from pathlib import Path
-
     from dlkit.errors import StorageError
 
     path = Path(path)
