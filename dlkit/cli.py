@@ -814,7 +814,9 @@ def list_(
 
     groups = {
         "recipes": None,  # read from the recipe files, and only where asked for (below)
-        "architectures": {name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
+        "architectures": {**{name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
+                          **{name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
+                             for name, ep in models.installed().items() if name not in models.ARCHITECTURES}},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
         "datasets": {**{name: d.description for name, d in sources.DATASETS.items()}, **_sequence_datasets()},
         "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")

@@ -5,13 +5,17 @@
 - `TASK`, the name of the task it trains as (see dlkit.tasks): what examples it learns from, its optimizer
   roles, and what finishing, evaluating and generating mean for it.
 
-Adding an architecture takes one module and one line in `ARCHITECTURES` (or `register` from outside).
+Adding an architecture takes one module and one line in `ARCHITECTURES`. From outside dlkit, the same module
+is a recipe's plugin (dlkit.recipe.plugins: a file or a module the recipe lists) or an installed package's
+entry point in the group `dlkit.architectures` (`find` loads it when a recipe names it); `register` is the
+call underneath.
 These modules import Keras only inside `build`, so validating a recipe never waits for TensorFlow, and
 nothing here imports the recipe or task layers above.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,11 +53,79 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+BUILT_IN = frozenset(ARCHITECTURES)
+ENTRY_POINTS = "dlkit.architectures"  # an installed package's architectures: `NAME = "package.module"`
+FROM_PACKAGES: dict[str, dict] = {}  # the installed packages' architectures loaded, by name: where each came from
+
+
 def register(architecture: Architecture) -> None:
     """Add an architecture from outside dlkit (a plugin, a test); its `task` must be registered too."""
     if architecture.config.model_fields["arch"].default != architecture.name:
         raise ValueError(f"{architecture.name}: its Config's `arch` default must be {architecture.name!r}")
     ARCHITECTURES[architecture.name] = architecture
+
+
+def of_module(module, origin: str) -> Architecture:
+    """The architecture a plugin module declares, with the face of the modules here (`Config` on ModelBase,
+    its `arch` a Literal with the name as default; `build`; `TASK`; `INPUTS` where it has them). A module
+    that lacks part of it raises ValueError saying what, in `origin`'s words (a file, a module, a package's
+    entry point); so does one that takes the name of an architecture dlkit ships."""
+    from dlkit.models.knobs import ModelBase
+
+    config = getattr(module, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, ModelBase)):
+        raise ValueError(f"{origin} declares no architecture: it needs `class Config(ModelBase)` (from "
+                         "dlkit.models.knobs), `build(config, spec)` and `TASK`, as dlkit/models/mlp.py has them")
+    name = config.model_fields["arch"].default
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{origin}: its Config needs `arch: Literal[\"NAME\"] = \"NAME\"`, the name recipes "
+                         "give as model.arch")
+    missing = [what for what, ok in (("build(config, spec)", callable(getattr(module, "build", None))),
+                                     ("TASK (the task it trains as, e.g. \"classification\")",
+                                      isinstance(getattr(module, "TASK", None), str))) if not ok]
+    if missing:
+        raise ValueError(f"{origin}: architecture {name!r} lacks {' and '.join(missing)}")
+    if name in BUILT_IN:
+        raise ValueError(f"{origin}: {name!r} is the name of an architecture dlkit ships; give yours another "
+                         "(its Config's arch)")
+    return Architecture.of(module)
+
+
+@functools.cache
+def installed() -> dict:
+    """The architectures installed packages declare (entry points of the group ENTRY_POINTS), by name, not
+    loaded: a package's code runs only when a recipe names one of its architectures."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in BUILT_IN}
+
+
+def names() -> list[str]:
+    """Every architecture a recipe may name without a `plugins` key: dlkit's, those registered, installed ones."""
+    return list(ARCHITECTURES) + [n for n in installed() if n not in ARCHITECTURES]
+
+
+def find(name: str) -> Architecture | None:
+    """The architecture of that name: registered (dlkit's, a recipe's plugins'), else an installed package's,
+    loaded and registered now; None where there is none. An installed one that does not load raises
+    ValueError saying why."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    ep = installed().get(name)
+    if ep is None:
+        return None
+    origin = f"the package entry point {ep.name} = {ep.value!r} ({ENTRY_POINTS})"
+    try:
+        loaded = ep.load()
+    except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
+        raise ValueError(f"{origin} does not import: {type(e).__name__}: {e}") from None
+    architecture = loaded if isinstance(loaded, Architecture) else of_module(loaded, origin)
+    if architecture.name != name:
+        raise ValueError(f"{origin} declares architecture {architecture.name!r}, not {name!r}")
+    register(architecture)
+    FROM_PACKAGES[name] = {"architecture": name, "entry_point": f"{ep.name} = {ep.value}",
+                           "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}
+    return architecture
 
 
 def describe() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 
 from dlkit.errors import DlkitError, Problem, RecipeError
-from dlkit.recipe import shipped
+from dlkit.recipe import plugins, shipped
 from dlkit.recipe.source import MAX_SCALAR, Locations, locate, parse_yaml, read_yaml
 
 
@@ -55,6 +55,8 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
         raise RecipeError(
             [Problem("", f"a recipe must be a mapping of keys, got {type(data).__name__}", locate(locations, ()))]
         )
+    if isinstance(data.get("plugins"), list):  # a file a recipe lists is beside it, as its extends is
+        data["plugins"] = [plugins.resolve(entry, path.parent) for entry in data["plugins"]]
     parent = data.pop("extends", None)
     if parent is None:
         return data, locations
@@ -148,13 +150,26 @@ def located(err: RecipeError, path: str | Path, overrides: list[str] | tuple[str
     return out
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections, checks=None):
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections, checks=None,
+                plugin_files: dict[str, Path] | None = None):
     """Load, merge, override and validate a recipe. Raises RecipeError listing every problem.
 
     `sections(architecture)` gives the data and train section classes of the architecture's task, and
     `checks(recipe)` its problems across sections; callers above this layer use dlkit.tasks.load_recipe,
-    which passes the registered tasks' own."""
-    from dlkit.recipe.schema import validate
+    which passes the registered tasks' own. The recipe's plugins are imported first (`plugin_files`: a run's
+    copies of them, by the path the recipe lists)."""
+    from dlkit.recipe.schema import _line_order, validate
 
     data, locations = load_raw(path, overrides)
-    return validate(data, locations, str(path), sections, checks)
+    problems = plugins.load(data.get("plugins"), locations, plugin_files)
+    try:
+        recipe = validate(data, locations, str(path), sections, checks)
+    except RecipeError as e:
+        if not problems:
+            raise
+        # a plugin that did not load leaves its architecture unknown: said once, as the plugin's problem
+        rest = [p for p in e.problems if not (p.path == "model.arch" and p.message.startswith("unknown architecture"))]
+        raise RecipeError(sorted(problems + rest, key=lambda p: _line_order(p.location)), e.source) from None
+    if problems:
+        raise RecipeError(problems, str(path))
+    return recipe

@@ -31,8 +31,10 @@ from dlkit.config import Section, UnsetIsNone, check_name
 from dlkit.data import sources
 from dlkit.errors import Problem, RecipeError
 from dlkit.metrics import improves
-from dlkit.models import ARCHITECTURES, Architecture
+from dlkit import models
+from dlkit.models import Architecture
 from dlkit.models.knobs import ModelBase
+from dlkit.recipe import plugins
 from dlkit.recipe.source import Locations, locate
 
 # ---------------------------------------------------------------- data
@@ -633,6 +635,9 @@ class Tune(Section):
         return v
 
 
+PluginEntry = Annotated[str, AfterValidator(plugins.checked)]  # (`plugins` is the Recipe's field, below)
+
+
 class Recipe(Section):
     name: str
     seed: int = Field(42, ge=0, lt=2**32)
@@ -645,16 +650,20 @@ class Recipe(Section):
             raise ValueError(f"a run name is one folder name: letters, digits, '.', '_' and '-', starting with a "
                              f"letter or digit, at most 100 characters; received {v[:120]!r}")
         return v
+    # Python files (absolute once loaded) and modules whose architectures model.arch may name (recipe/plugins.py)
+    plugins: list[PluginEntry] = []
     data: DataConfig = DataConfig()
     model: ModelBase
     train: TrainBase = TrainBase()
     tune: Tune | None = None  # what `dlkit tune` searches; `dlkit train` trains the recipe's own values
 
     @model_serializer(mode="wrap")
-    def _no_tune(self, handler):  # a recipe without a search is saved as before, without `tune: null`
+    def _as_before(self, handler):  # a recipe without a search or plugins is saved as before: no `tune: null`
         out = handler(self)
         if out.get("tune", 0) is None:
             del out["tune"]
+        if out.get("plugins", 0) == []:
+            del out["plugins"]
         return out
 
     def to_dict(self) -> dict:
@@ -687,9 +696,13 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
     problems: list[Problem] = []
     model = data.get("model")
     arch = model.get("arch") if isinstance(model, dict) else None
-    if isinstance(arch, str) and arch in ARCHITECTURES:
-        architecture = ARCHITECTURES[arch]
-        cls = recipe_class(architecture.config, **sections(architecture))
+    try:
+        architecture = models.find(arch) if isinstance(arch, str) else None
+        cls = recipe_class(architecture.config, **sections(architecture)) if architecture else None
+    except ValueError as e:  # an installed package's that does not load, a plugin's naming no task dlkit has
+        architecture, cls = None, None
+        problems.append(Problem("model.arch", str(e), locate(locations, ("model", "arch"))))
+    if cls is not None:
         try:
             recipe = cls.model_validate(data)
         except ValidationError as e:
@@ -702,15 +715,16 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
     else:
         if model is None:
             problems.append(Problem("model", "required key is missing", locate(locations, ()),
-                                    f"add a model section with its arch, one of: {', '.join(ARCHITECTURES)}"))
+                                    f"add a model section with its arch, one of: {', '.join(models.names())}"))
         elif not isinstance(model, dict):
             problems.append(Problem("model", "model must be a section with at least `arch`", locate(locations, ("model",))))
         elif isinstance(model, dict) and arch is None:
             problems.append(Problem("model.arch", "required key is missing", locate(locations, ("model",)),
-                                    f"choose one of: {', '.join(ARCHITECTURES)}"))
-        else:
-            close = difflib.get_close_matches(str(arch), list(ARCHITECTURES), n=1)
-            hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(ARCHITECTURES)}"
+                                    f"choose one of: {', '.join(models.names())}"))
+        elif not problems:
+            close = difflib.get_close_matches(str(arch), models.names(), n=1)
+            hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(models.names())}" \
+                + " (or one of your own: from a file or module the recipe's plugins list, or an installed package)"
             problems.append(Problem("model.arch", f"unknown architecture {arch!r}", locate(locations, ("model", "arch")),
                                     hint))
         # Without an architecture there is no task to say which data and train keys exist: check the rest with

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlkit import models
 from dlkit import recipe as recipe_layer
 from dlkit.errors import RecipeError, UsageError
 from dlkit.models import ARCHITECTURES, Architecture
+from dlkit.recipe import plugins
 from dlkit.tasks.adversarial import Adversarial
 from dlkit.tasks.base import Task
 from dlkit.tasks.boltzmann import Boltzmann
@@ -72,9 +74,10 @@ def sections(architecture: Architecture) -> dict:
     return {"data_cls": task.Data, "train_cls": task.Train}
 
 
-def load_recipe(path: str | Path, overrides=()):
-    """Load, merge, override and validate a recipe, its data and train sections those of its task."""
-    return recipe_layer.load_recipe(path, overrides, sections=sections,
+def load_recipe(path: str | Path, overrides=(), plugin_files: dict[str, Path] | None = None):
+    """Load, merge, override and validate a recipe, its data and train sections those of its task
+    (`plugin_files`: a run's copies of its plugins, recipe.plugins)."""
+    return recipe_layer.load_recipe(path, overrides, sections=sections, plugin_files=plugin_files,
                                     checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe)
                                     + _tuned(recipe))
 
@@ -117,19 +120,36 @@ def load_run_recipe(path: str | Path, overrides=()):
                           + (f" (from {origin})" if origin else "")) from None
 
 
+def plugin_copies(run: Path) -> dict[str, Path]:
+    """The copies a run keeps of its recipe's plugin files (its plugins/ folder), by the path the recipe
+    lists: the code the run trained with, loaded in place of the file as it is now (or is no longer)."""
+    import json
+
+    try:
+        kept = json.loads((run / "manifest.json").read_text()).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k["file"]: run / k["copy"] for k in kept if isinstance(k, dict) and isinstance(k.get("file"), str)
+            and isinstance(k.get("copy"), str) and (run / k["copy"]).is_file()}
+
+
 def _load_run_recipe(path: Path, overrides):
-    raw, _ = recipe_layer.load_raw(path)
+    raw, locations = recipe_layer.load_raw(path)
+    copies = plugin_copies(path.parent)
+    plugins.load(raw.get("plugins"), locations, copies)  # its problems are said by load_recipe
     model = raw.get("model")
-    arch = ARCHITECTURES.get(model.get("arch")) if isinstance(model, dict) and isinstance(model.get("arch"), str) \
-        else None
+    try:
+        arch = models.find(model["arch"]) if isinstance(model, dict) and isinstance(model.get("arch"), str) else None
+    except ValueError:  # said by load_recipe
+        arch = None
     if arch is None:
-        return load_recipe(path, overrides)
+        return load_recipe(path, overrides, copies)
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key.split(".")[0] in classes[section].model_fields and _lacks(written[section], key)
            and needs(written[section])]
-    return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides])
+    return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides], copies)
 
 
 def _once_ignored(raw: dict, arch: Architecture) -> list[str]:

@@ -66,7 +66,9 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
     try:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         run.write_artifacts(session.data.artifacts)
-        run.write_json(run.manifest, _manifest(recipe, recipe_path, session, model, phases))
+        kept = _keep_plugins(run, recipe)
+        run.write_json(run.manifest, {**_manifest(recipe, recipe_path, session, model, phases),
+                                      **({"plugins": kept} if kept else {})})
     except OSError as e:  # nothing trained yet: no half-made run directory is left behind
         run.unlock()
         run.discard()
@@ -562,6 +564,25 @@ def _software_and_machine() -> dict:
     return {"dlkit": __version__, "keras": keras.__version__, "tensorflow": tf and tf.__version__,
             "jax": jax and jax.__version__, "python": platform.python_version(), "backend": keras.backend.backend(),
             "device": backend.describe_device(), "host": platform.node(), "cpu_threads": backend.thread_settings()}
+
+
+def _keep_plugins(run: RunDir, recipe) -> list[dict]:
+    """A copy of each plugin file the recipe imported, as it was imported, in the run's plugins/ (what the
+    run's recipe is loaded with from now on: tasks.plugin_copies), and the manifest's record of them and of
+    the plugin modules and packages it used."""
+    from dlkit.files import replace_atomic
+    from dlkit.recipe import plugins
+
+    kept, names = [], set()
+    for source in plugins.sources(recipe.plugins):
+        stem, n = Path(source.path).stem, 1
+        while (name := f"{stem}.py" if n == 1 else f"{stem}-{n}.py") in names:  # two files of one name
+            n += 1
+        names.add(name)
+        (run.root / "plugins").mkdir(exist_ok=True)
+        replace_atomic(run.root / "plugins" / name, lambda tmp: tmp.write_bytes(source.data))
+        kept.append({"file": source.path, "copy": f"plugins/{name}", "sha256": source.sha256})
+    return kept + plugins.provenance(recipe.plugins, recipe.model.arch)
 
 
 def _manifest(recipe, recipe_path, session, model, phases) -> dict:

@@ -1,0 +1,192 @@
+"""A recipe's `plugins`: the Python files and modules whose architectures it may name as `model.arch`.
+
+Each is imported as the recipe loads, before the schema reads its `model` section, and the architecture it
+declares (the face of dlkit/models' modules: `Config`, `build`, `TASK`) is registered. A file is imported
+once per content: the same file read again, or a run's copy of it, is the module already imported. A run
+keeps a copy of each file it imported (its plugins/ folder, the manifest's `plugins`), and a run's recipe
+is loaded with those copies (`files`), so the run is evaluated, resumed and exported with the code it
+trained with. Problems are the recipe's, at the entry's line: a file not found, one that does not import
+(its own error, at its own line), one that declares no architecture or one of dlkit's names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit import models
+from dlkit.errors import Problem
+from dlkit.recipe.source import Locations, locate
+
+MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+HINT = ("a plugin is a Python file (`my_arch.py`, relative to the recipe that lists it) or an importable module "
+        "(`mypackage.my_arch`) declaring Config, build and TASK, as docs/examples/convmixer.py does")
+
+
+class NotFound(ValueError):
+    """A plugin's file or module that is not there (said with HINT: where it is looked for)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A plugin file as it was imported: its path as listed, its bytes and their sha256."""
+
+    path: str
+    data: bytes
+    sha256: str
+
+
+IMPORTED: dict[str, Source] = {}  # the bytes each listed file was imported from, by its path as listed
+
+
+def is_file(entry: str) -> bool:
+    """A file's entry (`x.py`, `dir/x`), rather than a module's dotted name."""
+    return entry.endswith(".py") or "/" in entry or os.sep in entry
+
+
+def resolve(entry, folder: Path | None = None):
+    """A file's entry made absolute: `~` and `$NAME` expanded, a relative path read from `folder` (the recipe
+    that names it; the working directory for a --set's). A module's name, or anything else, as it is."""
+    if not isinstance(entry, str) or not is_file(entry):
+        return entry
+    path = os.path.expanduser(os.path.expandvars(entry))
+    return os.path.normpath(os.path.join(folder or os.getcwd(), path))
+
+
+def problem(entry: str) -> str | None:
+    """What is wrong with an entry's form (the schema's check), or None."""
+    if not entry.strip():
+        return "an empty plugin entry"
+    if not is_file(entry) and not MODULE.fullmatch(entry):
+        return f"{entry!r} is neither a Python file (NAME.py) nor a module's dotted name"
+    return None
+
+
+def checked(entry: str) -> str:
+    """The schema's check of an entry: its form, and a file's path made absolute."""
+    wrong = problem(entry)
+    if wrong:
+        raise ValueError(f"{wrong}; {HINT}")
+    return resolve(entry)
+
+
+def load(entries, locations: Locations, files: dict[str, Path] | None = None) -> list[Problem]:
+    """Import each entry of a recipe's `plugins` and register the architecture it declares; the problems,
+    each at its entry's line. `files`: {path as listed: file to import in its place} (a run's copies)."""
+    if not isinstance(entries, list):  # the schema says what it should be
+        return []
+    problems, declared = [], {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, str) or problem(entry):
+            continue
+        entry = resolve(entry)
+        where = locate(locations, ("plugins", i))
+        try:
+            module, origin = (_import_file(entry, (files or {}).get(entry)) if is_file(entry)
+                              else _import_module(entry))
+            architecture = models.of_module(module, origin)
+        except ValueError as e:
+            problems.append(Problem(f"plugins.{i}", str(e), where, HINT if isinstance(e, NotFound) else None))
+            continue
+        other = declared.setdefault(architecture.name, origin)
+        if other != origin:
+            problems.append(Problem(f"plugins.{i}", f"{origin} declares architecture {architecture.name!r}, as "
+                                    f"{other} does", where, "list one of them"))
+            continue
+        models.register(architecture)
+    return problems
+
+
+def _import_file(entry: str, instead: Path | None):
+    path = Path(instead or entry)
+    origin = f"plugin {entry}" + (f" (the run's copy, {path})" if instead else "")
+    if not path.is_file():
+        raise NotFound(f"plugin file not found: {path}")
+    if path.suffix != ".py":
+        raise ValueError(f"plugin {path} is not a Python file (NAME.py)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read plugin {path}: {e.strerror or e}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    IMPORTED[entry] = Source(entry, data, digest)
+    name = f"_dlkit_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest[:12]}"
+    if name in sys.modules:  # this content, imported already (a run's copy of the file, a recipe loaded again)
+        return sys.modules[name], origin
+    _quiet_keras()
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as `import` does, so its classes' module resolves while it runs
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # noqa: BLE001 - the plugin's own error, said as its own
+        del sys.modules[name]
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ValueError(f"{origin} does not import: {_said(e, path)}") from None
+    return module, origin
+
+
+def _import_module(entry: str):
+    origin = f"plugin module {entry}"
+    _quiet_keras()
+    try:
+        return importlib.import_module(entry), origin
+    except ModuleNotFoundError as e:
+        if e.name and entry.startswith(e.name):
+            raise NotFound(f"no module named {e.name!r}: install the package that has {entry}, or put its "
+                           "folder on PYTHONPATH (a file of your own: name it as NAME.py)") from None
+        raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
+    except Exception as e:  # noqa: BLE001 - the plugin's own error
+        raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
+
+
+def _quiet_keras() -> None:
+    """Keras imported dlkit's way (its start-up logs off) before a plugin's `import keras` imports it noisily."""
+    from dlkit import backend
+
+    backend.setup()
+
+
+def _said(e: BaseException, path: Path | None) -> str:
+    """The error a plugin raised as it imported, at the line of the plugin's (or its module's) that raised it."""
+    if isinstance(e, SyntaxError):
+        return f"{e.filename}:{e.lineno}: {e.msg}"
+    frames = traceback.extract_tb(e.__traceback__)
+    mine = [f for f in frames if path is None or Path(f.filename) == path]
+    at = f" ({mine[-1].filename}:{mine[-1].lineno})" if mine else ""
+    return f"{type(e).__name__}: {e}{at}"
+
+
+def sources(entries: list[str]) -> list[Source]:
+    """The files among a loaded recipe's plugins, as they were imported (what a run keeps a copy of)."""
+    return [IMPORTED[e] for e in entries if is_file(e) and e in IMPORTED]
+
+
+def provenance(entries: list[str], arch: str) -> list[dict]:
+    """What a run's manifest says of the code outside dlkit it trained with: each plugin module's file and
+    its package's version, and the installed package an architecture came from (an entry point). The
+    files are recorded by the trainer as it keeps their copies."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    out = []
+    for entry in entries:
+        if is_file(entry) or entry not in sys.modules:
+            continue
+        dists = packages_distributions().get(entry.partition(".")[0], [])
+        try:
+            release = f"{dists[0]} {version(dists[0])}" if dists else None
+        except PackageNotFoundError:
+            release = None
+        out.append({"module": entry, "path": getattr(sys.modules[entry], "__file__", None), "package": release})
+    if arch in models.FROM_PACKAGES:
+        out.append(models.FROM_PACKAGES[arch])
+    return out
+

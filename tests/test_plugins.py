@@ -1,0 +1,202 @@
+"""Architectures of one's own: a recipe's `plugins` (Python files beside it, or modules) and installed
+packages' entry points add architectures a recipe names as model.arch; a run keeps a copy of each plugin file
+and is evaluated with the code it trained with; a plugin that does not load is a recipe problem at its line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlkit import models
+from dlkit.cli import app
+from tests.conftest import DATA, ROOT
+
+runner = CliRunner()
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"})
+
+
+@pytest.fixture(autouse=True)
+def registry_kept():
+    """The architectures registered by a test's plugins are gone after it, as in a new process."""
+    kept, origins = dict(models.ARCHITECTURES), dict(models.FROM_PACKAGES)
+    yield
+    models.ARCHITECTURES.clear()
+    models.ARCHITECTURES.update(kept)
+    models.FROM_PACKAGES.clear()
+    models.FROM_PACKAGES.update(origins)
+    models.installed.cache_clear()
+
+
+def test_the_example_plugin_trains_and_its_run_is_evaluated_with_the_code_it_trained_with(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for f in ("convmixer.py", "convmixer_cifar10.yaml"):  # the docs' example, as a user has it
+        shutil.copy(EXAMPLES / f, folder / f)
+    recipe, plugin = folder / "convmixer_cifar10.yaml", folder / "convmixer.py"
+    sets = ["data.dir=" + str(DATA / "cifar10"), "data.limit=200", "data.test_limit=50", "data.batch_size=50",
+            "train.epochs=1", "model.dim=8", "model.depth=1"]
+    trained = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json",
+                  *[a for s in sets for a in ("--set", s)])
+    assert trained.exit_code == 0, trained.stdout
+    result = json.loads(trained.stdout)
+    run_dir = Path(result["run_dir"])
+    kept = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert kept["plugins"] == [str(plugin)] and kept["model"]["arch"] == "convmixer"  # the path, made absolute
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    import hashlib
+
+    assert manifest["plugins"] == [{"file": str(plugin), "copy": "plugins/convmixer.py",
+                                    "sha256": hashlib.sha256(plugin.read_bytes()).hexdigest()}]
+    assert (run_dir / "plugins" / "convmixer.py").read_bytes() == plugin.read_bytes()
+
+    plugin.unlink()  # the user's file gone: the run's copy is the code it trained with (its LayerScale layer)
+    models.ARCHITECTURES.pop("convmixer")
+    measured = run("evaluate", run_dir, "--quiet", "--json")
+    assert measured.exit_code == 0, measured.stdout
+    assert json.loads(measured.stdout)["metrics"]["accuracy"] == pytest.approx(result["test"]["accuracy"])
+    assert models.ARCHITECTURES["convmixer"].build.__module__.startswith("_dlkit_plugin_convmixer_")
+
+    again = run("train", recipe, "--runs-root", tmp_path / "runs")  # the recipe itself needs the file
+    assert again.exit_code == 2
+    assert f"convmixer_cifar10.yaml:6: plugins.0: plugin file not found: {plugin}" in again.output
+    assert len(list((tmp_path / "runs" / "convmixer_cifar10").iterdir())) == 1  # no run begun
+
+
+def test_plugins_that_do_not_load_are_said_at_their_lines_with_the_recipes_other_problems(tmp_path):
+    example = (EXAMPLES / "convmixer.py").read_text()
+    files = {"syntax.py": "def broken(:\n", "raises.py": "x = 1\nraise RuntimeError('no GPU here')\n",
+             "empty.py": '"""no architecture"""\n', "clash.py": example.replace('"convmixer"', '"mlp"'),
+             "convmixer.py": example, "twin.py": example}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "recipe.yaml").write_text("""\
+name: bad
+plugins:
+  - syntax.py
+  - raises.py
+  - empty.py
+  - clash.py
+  - missing.py
+  - no_such_package.models
+  - convmixer.py
+  - twin.py
+  - not a module
+data: {dataset: mnist}
+model: {arch: convmixer, dim: 0}
+train: {epochz: 1}
+""")
+    out = run("validate", tmp_path / "recipe.yaml")
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    said = [line.strip() for line in out.output.splitlines() if line.strip().startswith("- ")]
+    at = {line.split(": ")[0].rsplit(":", 1)[1]: line for line in said}  # by the recipe's line number
+    assert list(at) == ["3", "4", "5", "6", "7", "8", "10", "11", "13", "14"]  # every problem, in line order
+    assert f"plugins.0: plugin {tmp_path}/syntax.py does not import: {tmp_path}/syntax.py:1: invalid syntax" in at["3"]
+    assert f"RuntimeError: no GPU here ({tmp_path}/raises.py:2)" in at["4"]
+    assert "empty.py declares no architecture: it needs `class Config(ModelBase)`" in at["5"]
+    assert "'mlp' is the name of an architecture dlkit ships" in at["6"]
+    assert f"plugin file not found: {tmp_path}/missing.py" in at["7"]
+    assert "no module named 'no_such_package': install the package" in at["8"]
+    assert f"twin.py declares architecture 'convmixer', as plugin {tmp_path}/convmixer.py does" in at["10"]
+    assert "'not a module' is neither a Python file (NAME.py) nor a module's dotted name" in at["11"]
+    assert "model.dim: Input should be greater than or equal to 1" in at["13"]  # the plugin's own section read
+    assert "train.epochz: unknown key" in at["14"]
+    assert "unknown architecture" not in out.output  # convmixer loaded; and a plugin that failed is said once
+
+    (tmp_path / "gone.yaml").write_text("name: g\nplugins: [missing.py]\nmodel: {arch: mine}\n")
+    out = run("validate", tmp_path / "gone.yaml")  # its architecture unknown for it: said once, as the plugin's
+    assert out.exit_code == 2 and "1 problem(s)" in out.output and "gone.yaml:2: plugins.0: plugin file not found" \
+        in out.output
+
+    (tmp_path / "task.yaml").write_text("name: t\nplugins: [task.py]\nmodel: {arch: convmixer}\n")
+    (tmp_path / "task.py").write_text(example.replace('TASK = "classification"', 'TASK = "telepathy"'))
+    out = run("validate", tmp_path / "task.yaml")
+    assert out.exit_code == 2
+    assert "task.yaml:3: model.arch: architecture 'convmixer' declares task 'telepathy', which is not registered" \
+        in out.output
+
+
+TINY = '''\
+"""A tiny MLP from a package."""
+from typing import Literal
+
+from dlkit.models.knobs import ModelBase
+
+TASK = "classification"
+
+
+class Config(ModelBase):
+    arch: Literal["tinymlp"] = "tinymlp"
+    units: int = 8
+
+
+def build(config, spec):
+    import keras
+
+    from dlkit.models import layers
+
+    x = layers.inputs(spec)
+    h = keras.layers.Dense(config.units, activation="relu")(keras.layers.Flatten()(x))
+    return keras.Model(x, layers.classifier_head(h, spec, config))
+'''
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch) -> Path:
+    """An installed package (its dist-info on sys.path) declaring two architectures by entry point: one that
+    loads and one whose module raises as it imports."""
+    site = tmp_path / "site"
+    (site / "tinypkg").mkdir(parents=True)
+    (site / "tinypkg" / "__init__.py").write_text("")
+    (site / "tinypkg" / "tiny.py").write_text(TINY)
+    (site / "tinypkg" / "broken.py").write_text("raise ImportError('needs libfoo')\n")
+    info = site / "tinypkg-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[dlkit.architectures]\ntinymlp = tinypkg.tiny\nbroken = tinypkg.broken\n")
+    monkeypatch.syspath_prepend(str(site))
+    models.installed.cache_clear()
+    yield site
+    for name in [m for m in sys.modules if m.startswith("tinypkg")]:
+        del sys.modules[name]
+
+
+def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plugin(package, tmp_path):
+    assert json.loads(run("list", "architectures", "--json").stdout)["architectures"][-2:] == ["tinymlp", "broken"]
+    assert "tinymlp            from the installed package tinypkg (tinypkg.tiny)" in run("list", "architectures").stdout
+    assert "tinypkg.tiny" not in sys.modules
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(f"name: tiny\ndata: {{dataset: mnist, dir: {DATA}, limit: 200, test_limit: 50}}\n"
+                      "model: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n")
+    trained = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json")
+    assert trained.exit_code == 0, trained.stdout
+    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["plugins"] == [{"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny",
+                                    "package": "tinypkg 0.3"}]
+    assert run("evaluate", run_dir, "--quiet").exit_code == 0
+
+    recipe.write_text(recipe.read_text().replace("arch: tinymlp", "arch: broken"))
+    out = run("validate", recipe)
+    assert out.exit_code == 2
+    assert ("tiny.yaml:3: model.arch: the package entry point broken = 'tinypkg.broken' (dlkit.architectures) "
+            "does not import: ImportError: needs libfoo") in out.output
+
+    # the same module named by a recipe's plugins rather than found by its entry point
+    models.ARCHITECTURES.pop("tinymlp")
+    (package / "tinypkg-0.3.dist-info" / "entry_points.txt").write_text("")
+    models.installed.cache_clear()
+    recipe.write_text(recipe.read_text().replace("arch: broken", "arch: tinymlp") + "plugins: [tinypkg.tiny]\n")
+    shown = run("show", recipe)
+    assert shown.exit_code == 0, shown.stdout
+    assert yaml.safe_load(shown.stdout)["plugins"] == ["tinypkg.tiny"]
