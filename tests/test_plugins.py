@@ -117,6 +117,16 @@ train: {epochz: 1}
     assert out.exit_code == 2 and "1 problem(s)" in out.output and "gone.yaml:2: plugins.0: plugin file not found" \
         in out.output
 
+    (tmp_path / "buggy.yaml").write_text(f"name: b\nplugins: [buggy.py]\ndata: {{dataset: mnist, dir: {DATA}, limit: "
+                                         "100}\nmodel: {arch: convmixer}\n")
+    (tmp_path / "buggy.py").write_text(example.replace("x = keras.layers.GlobalAveragePooling2D()(x)",
+                                                       "x = kears.layers.GlobalAveragePooling2D()(x)"))
+    line = next(i for i, text in enumerate(files["convmixer.py"].splitlines(), 1) if "GlobalAveragePooling2D" in text)
+    out = run("validate", tmp_path / "buggy.yaml", "--build")  # its build's bug: where, not a traceback
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert ("buggy.yaml:4: model.arch: the build of 'convmixer' (a plugin's) raised NameError: name 'kears' is not "
+            f"defined ({tmp_path}/buggy.py:{line}, in build)") in out.output
+
     (tmp_path / "task.yaml").write_text("name: t\nplugins: [task.py]\nmodel: {arch: convmixer}\n")
     (tmp_path / "task.py").write_text(example.replace('TASK = "classification"', 'TASK = "telepathy"'))
     out = run("validate", tmp_path / "task.yaml")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
 from dlkit.data.spec import MODALITIES
-from dlkit.errors import DataError, OutOfMemoryError, Problem, RecipeError, is_out_of_memory, keras_reason
+from dlkit.errors import (DataError, OutOfMemoryError, Problem, RecipeError, first_line, is_out_of_memory,
+                          keras_reason)
 from dlkit.tasks.base import Phase, Task
 
 
@@ -91,16 +92,22 @@ class Session:
                 return models.load(checkpoint, unsafe, compile)
             try:
                 model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
-            except ValueError as e:  # Keras's shape inference: a model section its inputs do not fit
-                if not _raised_in_keras(e):
+            except Exception as e:
+                if isinstance(e, ValueError) and _raised_in_keras(e):
+                    # Keras's shape inference: a model section its inputs do not fit
+                    raise RecipeError([Problem(
+                        "model", f"Keras could not build the model for inputs of shape "
+                        f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
+                        hint="a smaller net for inputs this size, or larger inputs")]) from None
+                plugin = _plugin_frame(e, self.recipe.model.arch)
+                if plugin is not None:  # a bug in an architecture of the user's own: where, not a traceback
+                    raise RecipeError([Problem(
+                        "model.arch", f"the build of {self.recipe.model.arch!r} (a plugin's) raised "
+                        f"{type(e).__name__}: {first_line(e)} ({plugin.filename}:{plugin.lineno}, in "
+                        f"{plugin.name})", hint="fix the plugin's code there")]) from None
+                if isinstance(e, ValueError) or not is_out_of_memory(e):
                     raise
-                raise RecipeError([Problem(
-                    "model", f"Keras could not build the model for inputs of shape "
-                    f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
-                    hint="a smaller net for inputs this size, or larger inputs")]) from None
-            except Exception as e:  # its weights alone do not fit (a dense layer over 2000 x 2000 images)
-                if not is_out_of_memory(e):
-                    raise
+                # its weights alone do not fit (a dense layer over 2000 x 2000 images)
                 raise OutOfMemoryError(
                     f"out of memory building {self.recipe.model.arch} for inputs of shape "
                     f"{tuple(self.data.spec.input_shape)} ({type(e).__name__}): its weights do not fit. Try a "
@@ -115,6 +122,18 @@ class Session:
             if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
                 self.data.notes.append(_without_xla(self.recipe))
             return model
+
+
+def _plugin_frame(e: BaseException, arch: str):
+    """The last frame of the traceback in the file of a plugin architecture's `build` (None: dlkit's own
+    architecture, or an error raised elsewhere)."""
+    import traceback
+
+    if arch in models.BUILT_IN or arch not in models.ARCHITECTURES:
+        return None
+    code = getattr(models.ARCHITECTURES[arch].build, "__code__", None)
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if code is not None and f.filename == code.co_filename]
+    return mine[-1] if mine else None
 
 
 def _without_xla(recipe) -> str:
