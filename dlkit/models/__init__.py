@@ -41,8 +41,8 @@ class Architecture:
         """The architecture a module declares (Config, build, TASK, INPUTS where it has them, and its docstring's
         first line)."""
         name = module.Config.model_fields["arch"].default
-        return cls(name, module.Config, module.build, module.TASK, (module.__doc__ or "").strip().splitlines()[0],
-                   getattr(module, "INPUTS", ()))
+        summary = next(iter((module.__doc__ or "").strip().splitlines()), "")  # a plugin may have no docstring
+        return cls(name, module.Config, module.build, module.TASK, summary, getattr(module, "INPUTS", ()))
 
 
 ARCHITECTURES: dict[str, Architecture] = {

@@ -140,7 +140,7 @@ def _import_module(entry: str):
     try:
         return importlib.import_module(entry), origin
     except ModuleNotFoundError as e:
-        if e.name and entry.startswith(e.name):
+        if e.name and (entry == e.name or entry.startswith(e.name + ".")):  # the module itself, not one it imports
             raise NotFound(f"no module named {e.name!r}: install the package that has {entry}, or put its "
                            "folder on PYTHONPATH (a file of your own: name it as NAME.py)") from None
         raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
@@ -189,4 +189,3 @@ def provenance(entries: list[str], arch: str) -> list[dict]:
     if arch in models.FROM_PACKAGES:
         out.append(models.FROM_PACKAGES[arch])
     return out
-

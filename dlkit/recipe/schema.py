@@ -26,12 +26,11 @@ from typing import Annotated, Callable, ClassVar, Literal, Union
 from pydantic import (AfterValidator, BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator,
                       model_serializer, model_validator)
 
-from dlkit import catalog
+from dlkit import catalog, models
 from dlkit.config import Section, UnsetIsNone, check_name
 from dlkit.data import sources
 from dlkit.errors import Problem, RecipeError
 from dlkit.metrics import improves
-from dlkit import models
 from dlkit.models import Architecture
 from dlkit.models.knobs import ModelBase
 from dlkit.recipe import plugins
