@@ -110,8 +110,10 @@ def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list
     recipes read before, by run directory, read again only where they are not there (a run's recipe.yaml is
     written as it starts and not changed after)."""
     parent = runs_root / name
-    found = []
+    found, digests = [], {}
     for run in sorted(parent.glob("*"), reverse=True) if parent.is_dir() else []:
+        if _other_code(run, digests):
+            continue
         if known is not None and run in known:
             found.append((known[run], run))
             continue
@@ -122,6 +124,29 @@ def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list
         if known is not None:
             known[run] = found[-1][0]
     return found
+
+
+def _other_code(run: Path, digests: dict) -> bool:
+    """Whether the run trained with other code than its recipe's plugin files hold now (the sha256 its
+    manifest records of each against the file's): its recipe reads the same, but it is not a run of the
+    recipe as it is. `digests`: the files' hashes, read once a call."""
+    import hashlib
+
+    try:
+        kept = json.loads((run / "manifest.json").read_text()).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    for k in kept:
+        if not (isinstance(k, dict) and isinstance(k.get("file"), str) and "sha256" in k):
+            continue
+        if k["file"] not in digests:
+            try:
+                digests[k["file"]] = hashlib.sha256(Path(k["file"]).read_bytes()).hexdigest()
+            except OSError:
+                digests[k["file"]] = None  # gone: the recipe that lists it does not load
+        if digests[k["file"]] not in (None, k["sha256"]):
+            return True
+    return False
 
 
 def run_state(run: Path) -> str:
