@@ -121,6 +121,13 @@ train: {epochz: 1}
     assert "train.epochz: unknown key" in at["14"]
     assert "unknown architecture" not in out.output  # convmixer loaded; and a plugin that failed is said once
 
+    (tmp_path / "ok.yaml").write_text("name: ok\nplugins: [convmixer.py]\nmodel: {arch: convmixer}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../ok.yaml\nname: child\nmodel: {dim: 4}\n")
+    shown = run("show", tmp_path / "sub" / "child.yaml")  # the file is where the recipe that lists it is
+    assert shown.exit_code == 0, shown.output
+    assert yaml.safe_load(shown.stdout)["plugins"] == [str(tmp_path / "convmixer.py")]
+
     (tmp_path / "gone.yaml").write_text("name: g\nplugins: [missing.py]\nmodel: {arch: mine}\n")
     out = run("validate", tmp_path / "gone.yaml")  # its architecture unknown for it: said once, as the plugin's
     assert out.exit_code == 2 and "1 problem(s)" in out.output and "gone.yaml:2: plugins.0: plugin file not found" \
