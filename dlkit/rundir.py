@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from dlkit.files import fsync_file, replace_atomic, write_atomic
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
 FORMAT = 2  # 2: artifacts/ (format 1, dlkit 0.1.0, kept the input scaling in manifest.json)
+# the names of the files dlkit writes a run's files under before renaming them into place: a checkpoint's
+# (PhaseDir.save_checkpoint) and files.replace_atomic's (mkstemp's `.NAME.` + 8 characters + NAME's suffix)
+TEMPORARY = re.compile(r"\.last-tmp-\d+\.(keras|rng\.npz)|\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
 
 
 class PhaseDir:
@@ -165,6 +169,19 @@ class RunDir(PhaseDir):
         except OSError as e:
             raise storage_error(e, f"creating a run directory under {parent}") from None
         raise UsageError(f"could not create a run directory under {parent}")
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove the temporary files a process killed as it wrote them (SIGKILL, a power cut: nothing of its
+        own ran) left in the run: a checkpoint's, up to the model's size, and any file's of replace_atomic.
+        Called with the run's lock held, so no live process writes them; only names dlkit gives its temporary
+        files, never a file of the user's. Returns what it removed."""
+        gone = []
+        for path in sorted(self.root.rglob(".*")):
+            m = TEMPORARY.fullmatch(path.name)
+            if m and path.is_file() and (m["name"] is None or m["suffix"] == (Path(m["name"]).suffix or ".tmp")):
+                path.unlink(missing_ok=True)
+                gone.append(path)
+        return gone
 
     def lock(self) -> None:
         """Hold the run's lock (run.lock, an flock) while this process trains it: a second `dlkit resume` of a

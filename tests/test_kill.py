@@ -112,8 +112,11 @@ def killed_then_resumed(recipe: Path, runs_root: Path, stage: str, nth: int, epo
     assert child.returncode == -signal.SIGKILL, f"the child was not killed ({child.returncode}): {err[-2000:]}"
     (run,) = runs_root.glob("*/*")
     assert json.loads((run / "manifest.json").read_text())["status"] == "running"  # it never got to say more
+    if stage == "written":  # killed with the new checkpoint under its temporary name
+        assert [p.name for p in run.rglob(".last-tmp-*.keras")] == [f".last-tmp-{child.pid}.keras"]
     result = resume(run, epochs=epochs)
     assert result["status"] == "completed" and result["epochs_completed"] == epochs
+    assert not list(run.rglob(".*"))  # nothing half-written left behind
     return run
 
 

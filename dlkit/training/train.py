@@ -182,6 +182,10 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
         run = RunDir.open(follower.scratch / run.root.name)
     run.lock()
     try:
+        gone = run.remove_leftovers()  # what a killed process was writing: the lock says none is now
+        if gone:
+            reporter.message(f"removed {len(gone)} temporary file(s) a killed process left half-written in the "
+                             f"run ({', '.join(str(p.relative_to(run.root)) for p in gone[:3])})")
         if follower:
             return follower.run(lambda: _resume(run, recipe, epochs, reporter, unsafe))
         return _resume(run, recipe, epochs, reporter, unsafe)
