@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import keras
@@ -454,6 +455,40 @@ def test_generate_writes_each_sample_for_other_tools(gan_run, clf16, tmp_path, m
         generate(dcgan, n=8, out_dir=out, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "samples"]  # no half folder, no temporary one
     assert len(list(out.glob("*.png"))) == 4
+
+
+def test_an_out_dir_write_killed_midway_is_put_right_by_the_next(tmp_path):
+    """A `generate --out-dir` killed (SIGKILL) as it wrote leaves its temporary folders beside the target; the
+    next one puts them right before it looks: the earlier images it had set aside back in place, or removed
+    where the new ones had arrived, its unfinished new images removed, and a live process's left alone."""
+    import subprocess
+    import sys
+
+    from dlkit.errors import UsageError
+    from dlkit.tasks.generative import MARK, output_dir
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True).stdout)  # a process that has ended
+    out = tmp_path / "samples"
+    earlier = tmp_path / f".samples.dlkit-old-{pid}-abc123"  # killed between setting aside and renaming in
+    earlier.mkdir()
+    (earlier / MARK).write_text("{}")
+    (earlier / "00000.png").write_bytes(b"earlier")
+    partial = tmp_path / f".samples.dlkit-{pid}-def456"
+    partial.mkdir()
+    (partial / "00000.png").write_bytes(b"half")
+    live = tmp_path / f".samples.dlkit-{os.getpid()}-ghi789"  # a write still going on
+    live.mkdir()
+    with pytest.raises(UsageError, match="holds an earlier --out-dir's images"):  # as before the killed write
+        output_dir(out, force=False)
+    assert (out / "00000.png").read_bytes() == b"earlier" and (out / MARK).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "samples"]
+
+    replaced = tmp_path / f".samples.dlkit-old-{pid}-jkl000"  # killed after the new images were renamed in
+    replaced.mkdir()
+    (replaced / "00000.png").write_bytes(b"older")
+    assert output_dir(out, force=True) == out
+    assert not replaced.exists() and (out / "00000.png").read_bytes() == b"earlier"
 
 
 def test_evaluate_samples_against_images_of_ones_own(gan_run, clf16, digits16, tmp_path):

@@ -168,6 +168,8 @@ def output_dir(path, force: bool):
     from dlkit.errors import StorageError
 
     path = Path(path)
+    if path.parent.is_dir():
+        _recover(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out-dir {path}: a file is there; give a folder to write the images in")
     if path.is_dir() and any(path.iterdir()):
@@ -186,6 +188,43 @@ def output_dir(path, force: bool):
     return path
 
 
+def _temporary(path: Path, kind: str = "") -> str:
+    """The prefix of write_each's temporary folders beside `path`: the new images (`kind` ""), an earlier
+    --out-dir's set aside (`old-`), each with the writing process's id, which says when one is stale."""
+    return f".{path.name}.dlkit-{kind}{os.getpid()}-"
+
+
+def _recover(path: Path) -> None:
+    """What a `generate --out-dir` killed as it wrote (SIGKILL, a power cut: nothing of its own ran) left
+    beside `path`, put right: an earlier --out-dir's images it had set aside go back in place where the new
+    ones never arrived (else, replaced, they go), and the new images it had not finished are removed. Only
+    folders of processes no longer running on this machine."""
+    import glob
+    import re
+    import shutil
+
+    for folder in sorted(path.parent.glob(f".{glob.escape(path.name)}.dlkit-*")):
+        m = re.fullmatch(rf"\.{re.escape(path.name)}\.dlkit-(old-)?(\d+)-\w+", folder.name)
+        if not (m and folder.is_dir() and not _running(int(m[2]))):
+            continue
+        if m[1] and not (path.exists() and (not path.is_dir() or any(path.iterdir()))):
+            if path.is_dir():
+                path.rmdir()
+            os.replace(folder, path)  # the earlier images back, as they were before the killed write
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        return True
+    return True
+
+
 def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) -> dict:
     """uint8 images, each a PNG of its own under `path` by its name (`7/00012.png`: sub-folders as the name has
     them), the folder written whole or not at all: beside its place under a temporary name, each file synced,
@@ -197,7 +236,7 @@ def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) 
 
     from dlkit.files import fsync_dir, fsync_file
 
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.dlkit-"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary(path)))
     old = None
     try:
         for picture, name in zip(pictures, names):
@@ -208,7 +247,7 @@ def write_each(path: Path, pictures: np.ndarray, names: list[str], about: dict) 
         fsync_file(tmp / MARK)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the images are meant to be shared
         if path.is_dir() and any(path.iterdir()):  # an earlier --out-dir's (output_dir checked): set aside
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.dlkit-old-"))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary(path, "old-")))
             os.replace(path, old)
         os.replace(tmp, path)  # over an empty folder too
         fsync_dir(path.parent)
