@@ -647,7 +647,8 @@ def _show_runs(result, console) -> None:
     for r in result["runs"]:
         h = r["headline"]
         wall = "" if r["wall_time_s"] is None else f"{r['wall_time_s'] / 60:.1f} min"
-        rows.append((r["name"], r["run"], r["status"], "" if r["epochs"] is None else str(r["epochs"]), wall,
+        status = r["status"] + (" (pruned)" if r.get("pruned") else "")  # a tune stopped it: fewer epochs
+        rows.append((r["name"], r["run"], status, "" if r["epochs"] is None else str(r["epochs"]), wall,
                      h["label"] if h else "-", fmt(h["value"]) if h else "-"))
     if not console.is_terminal:
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]

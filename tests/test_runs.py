@@ -45,6 +45,8 @@ def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
           {"epochs_completed": 1}, {"reference": {"split": "train", "translated_accuracy": 0.8}})
     _fake(tmp_path, "lm", "20261130-120000", "language_model", "completed", "name: lm\n",
           {"epochs_completed": 1, "val": {"nats_per_char": 1.6, "perplexity": 5.0}})
+    pruned = _fake(tmp_path, "tuned", "20261130-160000", "classification", "completed", "name: tuned\n",
+                   {"epochs_completed": 2, "pruned": {"epoch": 2, "val_loss": 0.9, "median": 0.5}})
     dead = _fake(tmp_path, "cnn", "20261130-130000", "classification", "running", "name: cnn\nseed: 2\n")
     (dead / "history.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n")
     live = _fake(tmp_path, "cnn", "20261130-140000", "classification", "running", "name: cnn\n")
@@ -57,7 +59,8 @@ def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
     assert out.exit_code == 0
     rows = {r["run_dir"]: r for r in json.loads(out.stdout)["runs"]}
     assert [Path(r).name for r in rows] == ["20261130-100000", "20261130-110000", "20261130-120000",
-                                            "20261130-130000", "20261130-140000", "20261130-150000"]  # by start time
+                                            "20261130-130000", "20261130-140000", "20261130-150000",
+                                            "20261130-160000"]  # by start time
     first = rows[str(a)]
     assert first["status"] == "completed" and first["epochs"] == 3 and first["wall_time_s"] == 60.0
     assert first["headline"]["label"] == "test accuracy" and first["headline"]["value"] == 0.91
@@ -67,11 +70,15 @@ def test_runs_table_reads_status_epochs_and_each_tasks_headline(tmp_path):
     assert lm["label"] == "val nats/char" and lm["better"] == "min"
     assert rows[str(dead)]["status"] == "stopped" and rows[str(dead)]["epochs"] == 2  # nobody holds its lock
     assert rows[str(live)]["status"] == "running"
+    assert rows[str(pruned)]["status"] == "completed" and rows[str(pruned)]["pruned"]["epoch"] == 2
+    assert rows[str(a)]["pruned"] is None
 
     only = json.loads(run("runs", "cnn", "--runs-root", tmp_path, "--json").stdout)["runs"]
     assert {r["name"] for r in only} == {"cnn"} and len(only) == 3
     plain = run("runs", "--runs-root", tmp_path)
     assert plain.exit_code == 0 and "test accuracy" in plain.stdout and "stopped" in plain.stdout
+    assert [line.split()[2:4] for line in plain.stdout.splitlines() if line.startswith("tuned")] == [
+        ["completed", "(pruned)"]]  # a tune stopped it early, and says so
 
 
 def test_runs_compare_shows_only_the_keys_that_differ(tmp_path):
