@@ -28,8 +28,12 @@ def run(*args):
 @pytest.fixture(autouse=True)
 def registry_kept():
     """The architectures registered by a test's plugins are gone after it, as in a new process."""
-    kept, origins = dict(models.ARCHITECTURES), dict(models.FROM_PACKAGES)
+    from dlkit import tasks
+
+    kept, origins, kinds = dict(models.ARCHITECTURES), dict(models.FROM_PACKAGES), dict(tasks.TASKS)
     yield
+    tasks.TASKS.clear()
+    tasks.TASKS.update(kinds)
     models.ARCHITECTURES.clear()
     models.ARCHITECTURES.update(kept)
     models.FROM_PACKAGES.clear()
@@ -225,3 +229,55 @@ def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plug
     shown = run("show", recipe)
     assert shown.exit_code == 0, shown.stdout
     assert yaml.safe_load(shown.stdout)["plugins"] == ["tinypkg.tiny"]
+
+
+OWN_TASK = '''\
+"""A classifier that trains as a task of its own."""
+from typing import Literal
+
+from dlkit import tasks
+from dlkit.models.knobs import ModelBase
+from dlkit.tasks.classification import Classification
+
+
+class Sorting(Classification):
+    name = "sorting"
+    summary = "classification under another name"
+
+
+tasks.register(Sorting())
+TASK = "sorting"
+
+
+class Config(ModelBase):
+    arch: Literal["sorter"] = "sorter"
+
+
+def build(config, spec):
+    import keras
+
+    from dlkit.models import layers
+
+    x = layers.inputs(spec)
+    return keras.Model(x, layers.classifier_head(keras.layers.Flatten()(x), spec, config))
+'''
+
+
+def test_a_plugin_registers_a_task_of_its_own(tmp_path):
+    from dlkit import tasks
+
+    (tmp_path / "sorter.py").write_text(OWN_TASK)
+    recipe = tmp_path / "own.yaml"
+    recipe.write_text(f"name: own\nplugins: [sorter.py]\ndata: {{dataset: mnist, dir: {DATA}, limit: 100, "
+                      "test_limit: 20}\nmodel: {arch: sorter}\ntrain: {epochs: 1}\n")
+    trained = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json")
+    assert trained.exit_code == 0, trained.output
+    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    assert json.loads((run_dir / "manifest.json").read_text())["task"] == "sorting"
+    tasks.TASKS.pop("sorting")  # as in another process: the run's copy, imported, registers it again
+    for name in [m for m in sys.modules if m.startswith("_dlkit_plugin_sorter_")]:
+        del sys.modules[name]
+    measured = run("evaluate", run_dir, "--quiet", "--json")
+    assert measured.exit_code == 0, measured.output
+    assert json.loads(measured.stdout)["task"] == "sorting" and "sorting" in tasks.TASKS
+
