@@ -231,12 +231,9 @@ def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plug
     assert yaml.safe_load(shown.stdout)["plugins"] == ["tinypkg.tiny"]
 
 
-OWN_TASK = '''\
-"""A classifier that trains as a task of its own."""
-from typing import Literal
-
+# the tiny MLP, trained as a task of its own, which the plugin registers as it is imported
+OWN_TASK = TINY.replace('"tinymlp"', '"sorter"').replace('TASK = "classification"', '''\
 from dlkit import tasks
-from dlkit.models.knobs import ModelBase
 from dlkit.tasks.classification import Classification
 
 
@@ -246,21 +243,7 @@ class Sorting(Classification):
 
 
 tasks.register(Sorting())
-TASK = "sorting"
-
-
-class Config(ModelBase):
-    arch: Literal["sorter"] = "sorter"
-
-
-def build(config, spec):
-    import keras
-
-    from dlkit.models import layers
-
-    x = layers.inputs(spec)
-    return keras.Model(x, layers.classifier_head(keras.layers.Flatten()(x), spec, config))
-'''
+TASK = "sorting"''')
 
 
 def test_a_plugin_registers_a_task_of_its_own(tmp_path):
