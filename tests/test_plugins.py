@@ -25,6 +25,14 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"})
 
 
+def trained(recipe: Path, text: str, runs_root: Path) -> Path:
+    """`text` written as the recipe, trained quietly: its run directory."""
+    recipe.write_text(text)
+    out = run("train", recipe, "--runs-root", runs_root, "--quiet", "--json")
+    assert out.exit_code == 0, out.output
+    return Path(json.loads(out.stdout)["run_dir"])
+
+
 @pytest.fixture(autouse=True)
 def registry_kept():
     """The architectures registered by a test's plugins are gone after it, as in a new process."""
@@ -205,11 +213,8 @@ def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plug
     assert "tinypkg.tiny" not in sys.modules
 
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(f"name: tiny\ndata: {{dataset: mnist, dir: {DATA}, limit: 200, test_limit: 50}}\n"
-                      "model: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n")
-    trained = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json")
-    assert trained.exit_code == 0, trained.stdout
-    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    run_dir = trained(recipe, f"name: tiny\ndata: {{dataset: mnist, dir: {DATA}, limit: 200, test_limit: 50}}\n"
+                      "model: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n", tmp_path / "runs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["plugins"] == [{"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny",
                                     "package": "tinypkg 0.3"}]
@@ -250,12 +255,8 @@ def test_a_plugin_registers_a_task_of_its_own(tmp_path):
     from dlkit import tasks
 
     (tmp_path / "sorter.py").write_text(OWN_TASK)
-    recipe = tmp_path / "own.yaml"
-    recipe.write_text(f"name: own\nplugins: [sorter.py]\ndata: {{dataset: mnist, dir: {DATA}, limit: 100, "
-                      "test_limit: 20}\nmodel: {arch: sorter}\ntrain: {epochs: 1}\n")
-    trained = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json")
-    assert trained.exit_code == 0, trained.output
-    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    run_dir = trained(tmp_path / "own.yaml", f"name: own\nplugins: [sorter.py]\ndata: {{dataset: mnist, dir: {DATA}, "
+                      "limit: 100, test_limit: 20}\nmodel: {arch: sorter}\ntrain: {epochs: 1}\n", tmp_path / "runs")
     assert json.loads((run_dir / "manifest.json").read_text())["task"] == "sorting"
     tasks.TASKS.pop("sorting")  # as in another process: the run's copy, imported, registers it again
     for name in [m for m in sys.modules if m.startswith("_dlkit_plugin_sorter_")]:
