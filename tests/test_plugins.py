@@ -155,6 +155,17 @@ train: {epochz: 1}
     assert ("buggy.yaml:4: model.arch: the build of 'convmixer' (a plugin's) raised NameError: name 'kears' is not "
             f"defined ({tmp_path}/buggy.py:{line}, in build)") in out.output
 
+    (tmp_path / "loud.py").write_text(example.replace("TASK = ", "print('hello from the plugin')\nTASK = "))
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    for plugin in ("loud.py", "exits.py"):
+        (tmp_path / "loud.yaml").write_text(f"name: l\nplugins: [{plugin}]\nmodel: {{arch: convmixer}}\n")
+        out = run("validate", tmp_path / "loud.yaml", "--json")
+        answer = json.loads(out.stdout)  # stdout is the answer alone; what the plugin prints goes to stderr
+        if plugin == "loud.py":
+            assert out.exit_code == 0 and answer["status"] == "ok" and "hello from the plugin" in out.stderr
+        else:  # a sys.exit as it imports is its error, not dlkit's exit
+            assert out.exit_code == 2 and "exits.py does not import: SystemExit: 3" in out.stdout
+
     (tmp_path / "task.yaml").write_text("name: t\nplugins: [task.py]\nmodel: {arch: convmixer}\n")
     (tmp_path / "task.py").write_text(example.replace('TASK = "classification"', 'TASK = "telepathy"'))
     out = run("validate", tmp_path / "task.yaml")
@@ -181,6 +192,7 @@ def build(config, spec):
 
     from dlkit.models import layers
 
+    print("building the tiny MLP")  # not on stdout, which is the command's answer (--json)
     x = layers.inputs(spec)
     h = keras.layers.Dense(config.units, activation="relu")(keras.layers.Flatten()(x))
     return keras.Model(x, layers.classifier_head(h, spec, config))

@@ -11,6 +11,7 @@ trained with. Problems are the recipe's, at the entry's line: a file not found, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -125,10 +126,11 @@ def _import_file(entry: str, instead: Path | None):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # as `import` does, so its classes' module resolves while it runs
     try:
-        spec.loader.exec_module(module)
-    except BaseException as e:  # noqa: BLE001 - the plugin's own error, said as its own
+        with contextlib.redirect_stdout(sys.stderr):  # what it prints is not the command's answer (--json)
+            spec.loader.exec_module(module)
+    except BaseException as e:  # noqa: BLE001 - the plugin's own error (a sys.exit too), said as its own
         del sys.modules[name]
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        if isinstance(e, KeyboardInterrupt):
             raise
         raise ValueError(f"{origin} does not import: {_said(e, path)}") from None
     return module, origin
@@ -138,13 +140,14 @@ def _import_module(entry: str):
     origin = f"plugin module {entry}"
     _quiet_keras()
     try:
-        return importlib.import_module(entry), origin
+        with contextlib.redirect_stdout(sys.stderr):
+            return importlib.import_module(entry), origin
     except ModuleNotFoundError as e:
         if e.name and (entry == e.name or entry.startswith(e.name + ".")):  # the module itself, not one it imports
             raise NotFound(f"no module named {e.name!r}: install the package that has {entry}, or put its "
                            "folder on PYTHONPATH (a file of your own: name it as NAME.py)") from None
         raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
-    except Exception as e:  # noqa: BLE001 - the plugin's own error
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the plugin's own error
         raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
 
 

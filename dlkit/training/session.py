@@ -4,8 +4,10 @@ train.distribution's several: dlkit.backend.place)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -91,7 +93,8 @@ class Session:
             if checkpoint is not None:
                 return models.load(checkpoint, unsafe, compile)
             try:
-                model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
+                with contextlib.redirect_stdout(sys.stderr):  # a plugin's prints are not the answer (--json)
+                    model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
             except Exception as e:
                 if isinstance(e, ValueError) and _raised_in_keras(e):
                     # Keras's shape inference: a model section its inputs do not fit
