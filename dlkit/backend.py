@@ -424,7 +424,7 @@ def _mirrored(devices: tuple[str, ...]):
     return tensorflow().distribute.MirroredStrategy(list(devices))
 
 
-# `dlkit tune` hands a trial its median stopping rule in this variable (training.callbacks.Pruning reads it)
+# `dlkit tune` hands a trial its stopping rule (median or halving) in this variable (callbacks.Pruning reads it)
 TUNE_PRUNE_VARIABLE = "DLKIT_TUNE_PRUNE"
 
 # The CPU thread counts a process's libraries read from the environment as they start: numpy's BLAS

@@ -79,7 +79,7 @@ def row(run: Path) -> dict:
         figure = headline(task, metrics, evals)
     return {"name": run.parent.name, "run": run.name, "started": manifest.get("started"), "status": status,
             "task": manifest.get("task"), "epochs": _epochs(run, metrics), "wall_time_s": metrics.get("wall_time_s"),
-            # a tune's trial stopped by the median rule: a finished run, of fewer epochs ({epoch, monitor, median})
+            # a tune's trial stopped by its stopping rule: a finished run, of fewer epochs (where, and what it lost to)
             "pruned": metrics.get("pruned") if isinstance(metrics.get("pruned"), dict) else None,
             "headline": figure, "run_dir": str(run)}
 

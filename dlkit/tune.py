@@ -17,8 +17,9 @@ values as `--set`s (`--parallel K` at a time, through the sweep's members), so e
 The runs are the search's memory, as they are a sweep's: run again, `dlkit tune` finds the recipe's runs at
 points of the space (its other keys as they are now), hands the finished ones to Optuna, resumes an
 interrupted one, and runs only the trials still wanting, so `--trials 40` after 20 runs 20 more. A diverged or
-failed trial is a failed trial, and the search goes on. With `tune.prune`, each trial is handed the median
-stopping rule of the trials finished before it (prune_rule; training.callbacks.Pruning applies it).
+failed trial is a failed trial, and the search goes on. With `tune.prune`, each trial is handed the stopping
+rule (the median rule, or successive halving's rungs) of the trials finished before it (prune_rule;
+training.callbacks.Pruning applies it).
 """
 
 from __future__ import annotations
@@ -321,27 +322,36 @@ def _read_curve(history: Path | None, monitor: str) -> dict[int, float]:
 
 
 def prune_rule(done: list[dict], monitor: str, direction: str, prune) -> dict:
-    """The median stopping rule a trial is handed: per epoch, the median over the finished (not pruned)
-    trials of their best monitored value up to that epoch, for the epochs at least `startup_trials` of them
-    reached (none before that many have finished)."""
+    """The stopping rule a trial is handed, from the trials before it: their best monitored value up to each
+    epoch. `median`: per epoch, the median over the finished (not pruned) trials, for the epochs at least
+    `startup_trials` of them reached. `halving`: per rung (min_epochs times a power of reduction_factor),
+    every value at that rung of the trials that reached it, pruned ones too (ASHA ranks a trial among all
+    that got as far); none before `startup_trials` trials have finished."""
     import statistics
 
     better = min if direction == "min" else max
-    curves = []
+    curves, counted = [], ("completed",) if prune.rule == "median" else ("completed", "pruned")
     for t in done:
-        if t.get("status") != "completed":
+        if t.get("status") not in counted:
             continue
         curve, best, running = _curve(t, monitor), None, {}
         for epoch in sorted(curve):
             best = curve[epoch] if best is None else better(best, curve[epoch])
             running[epoch] = best
         curves.append(running)
+    if prune.rule == "halving":
+        rungs, epoch = {}, prune.min_epochs
+        while len(curves) >= prune.startup_trials and any(epoch in c for c in curves):
+            rungs[epoch] = [c[epoch] for c in curves if epoch in c]
+            epoch *= prune.reduction_factor
+        return {"monitor": monitor, "rule": "halving", "reduction_factor": prune.reduction_factor,
+                "min_epochs": prune.min_epochs, "rungs": rungs}
     medians = {}
     for epoch in sorted({e for c in curves for e in c}):
         values = [c[epoch] for c in curves if epoch in c]
         if len(values) >= prune.startup_trials:
             medians[epoch] = statistics.median(values)
-    return {"monitor": monitor, "warmup_epochs": prune.warmup_epochs, "medians": medians}
+    return {"monitor": monitor, "rule": "median", "warmup_epochs": prune.warmup_epochs, "medians": medians}
 
 
 def _text(value) -> str:

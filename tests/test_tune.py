@@ -122,6 +122,7 @@ tune:
     train.optimizer.learning_rate: {low: 1.0e-2, high: 1.0e-4, log: true}
     model.dense: {choices: [[16]]}
     train.epochs: {low: 1, high: 3, step: 0.5}
+  prune: {rule: halving, warmup_epochs: 2}
 """)
     out = run("validate", bad)
     assert out.exit_code == 2
@@ -130,7 +131,8 @@ tune:
     for line, text in ((at + 2, "tune.trials"),
                        (at + 4, "tune.space.train.optimizer.learning_rate: low must be below high"),
                        (at + 5, "tune.space.model.dense: choices: list at least two values"),
-                       (at + 6, "tune.space.train.epochs: low and high are whole numbers, so step is one too")):
+                       (at + 6, "tune.space.train.epochs: low and high are whole numbers, so step is one too"),
+                       (at + 7, "tune.prune: warmup_epochs is read by rule median only, not by rule halving")):
         assert f"recipe.yaml:{line}: {text}" in said, said
 
     keys = write_recipe(TINY_MNIST + """\
@@ -290,7 +292,7 @@ def test_trials_refused_alike_stop_the_search_as_the_recipes_error(write_recipe,
     assert all(t["status"] == "error" and t["error"] == json.dumps(t["params"]) for t in result["trials"])
 
 
-def test_a_trial_is_pruned_by_the_median_rule_it_is_handed(tiny_recipe, tmp_path, monkeypatch):
+def test_a_trial_is_pruned_by_the_rule_it_is_handed(tiny_recipe, tmp_path, monkeypatch):
     """A trial handed the median rule (as `dlkit tune` hands it, in the environment) stops after the first
     epoch past the warm-up whose best monitored value so far is worse than the median there, and ends as a
     finished run that says so; without the variable nothing changes."""
@@ -308,8 +310,15 @@ def test_a_trial_is_pruned_by_the_median_rule_it_is_handed(tiny_recipe, tmp_path
     kept_on = train(tiny_recipe, ["train.epochs=3", "train.steps_per_epoch=2"], runs_root=tmp_path)
     assert kept_on["epochs_completed"] == 3 and "pruned" not in kept_on
 
+    # successive halving: at its rung, the best half of four (three before it, none worse than 0) go on
+    halving = {"monitor": "val_loss", "rule": "halving", "reduction_factor": 2, "rungs": {"1": [0.0, 0.0, 0.0]}}
+    monkeypatch.setenv(backend.TUNE_PRUNE_VARIABLE, json.dumps(halving))
+    cut = train(tiny_recipe, ["train.epochs=3", "train.steps_per_epoch=2"], runs_root=tmp_path)
+    assert cut["epochs_completed"] == 1 and cut["pruned"] == {
+        "epoch": 1, "val_loss": cut["best"]["val_loss"], "rule": "halving", "cutoff": 0.0, "of": 4}
 
-def test_the_median_rule_is_of_the_finished_trials_best_so_far(tmp_path):
+
+def test_the_rules_are_of_the_earlier_trials_best_so_far(tmp_path):
     from types import SimpleNamespace
 
     from dlkit import tune
@@ -323,11 +332,20 @@ def test_the_median_rule_is_of_the_finished_trials_best_so_far(tmp_path):
 
     done = [trial("a", "completed", [3.0, 1.0, 2.0]), trial("b", "completed", [2.0, 2.5]),
             trial("c", "completed", [1.0, 0.5, 0.4]), trial("d", "pruned", [0.1]), trial("e", "diverged", [0.1])]
-    rule = tune.prune_rule(done, "val_loss", "min", SimpleNamespace(startup_trials=2, warmup_epochs=1))
+    median = SimpleNamespace(rule="median", startup_trials=2, warmup_epochs=1)
+    rule = tune.prune_rule(done, "val_loss", "min", median)
     # epoch 1: 3, 2, 1; epoch 2 (best so far): 1, 2, 0.5; epoch 3: 1 and 0.4 (two trials reached it)
-    assert rule == {"monitor": "val_loss", "warmup_epochs": 1, "medians": {1: 2.0, 2: 1.0, 3: 0.7}}
-    assert tune.prune_rule(done, "val_loss", "min", SimpleNamespace(startup_trials=3, warmup_epochs=0))["medians"] \
-        == {1: 2.0, 2: 1.0}
+    assert rule == {"monitor": "val_loss", "rule": "median", "warmup_epochs": 1, "medians": {1: 2.0, 2: 1.0, 3: 0.7}}
+    assert tune.prune_rule(done, "val_loss", "min", SimpleNamespace(rule="median", startup_trials=3,
+                                                                     warmup_epochs=0))["medians"] == {1: 2.0, 2: 1.0}
+    # halving ranks a trial among every one that reached the rung, the pruned one too, not the diverged one;
+    # rungs 1, 2, 4: none reached 4
+    halving = SimpleNamespace(rule="halving", startup_trials=2, min_epochs=1, reduction_factor=2)
+    assert tune.prune_rule(done, "val_loss", "min", halving) == {
+        "monitor": "val_loss", "rule": "halving", "reduction_factor": 2, "min_epochs": 1,
+        "rungs": {1: [3.0, 2.0, 1.0, 0.1], 2: [1.0, 2.0, 0.5]}}
+    halving.startup_trials = 5  # four have finished (completed or pruned)
+    assert tune.prune_rule(done, "val_loss", "min", halving)["rungs"] == {}
 
     pruned = {"params": {}, "action": "done", "run": Path("/r/2"), "status": "pruned", "value": 0.05}
     fine = {"params": {}, "action": "done", "run": Path("/r/1"), "status": "completed", "value": 0.2}
@@ -347,7 +365,7 @@ def test_tune_hands_each_trial_the_rule_of_the_trials_before(write_recipe, tmp_p
     recipe = write_recipe(TUNED.replace("  trials: 2\n", "  trials: 2\n  prune: {startup_trials: 3}\n"))
     run("tune", recipe, "--runs-root", tmp_path / "runs", "--json")
     handed = [json.loads(p.read_text()) for p in seen.iterdir()]
-    assert handed == [{"monitor": "val_loss", "warmup_epochs": 1, "medians": {}}] * 2  # none finished yet
+    assert handed == [{"monitor": "val_loss", "rule": "median", "warmup_epochs": 1, "medians": {}}] * 2  # none done
     for p in seen.iterdir():
         p.unlink()
     run("tune", write_recipe(TUNED), "--runs-root", tmp_path / "runs", "--json")

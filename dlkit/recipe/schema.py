@@ -608,12 +608,24 @@ def _space_key(key: str) -> str:
 
 
 class Prune(Section):
-    """`tune.prune`: the median stopping rule. A trial stops after an epoch past `warmup_epochs` whose best
-    monitored value so far is worse than the median of the finished trials' at that epoch, once at least
-    `startup_trials` have finished."""
+    """`tune.prune`, once at least `startup_trials` have finished. `rule: median`: a trial stops after an
+    epoch past `warmup_epochs` whose best monitored value so far is worse than the median of the finished
+    trials' at that epoch. `rule: halving` (asynchronous successive halving, ASHA): at each rung, epochs
+    `min_epochs` times a power of `reduction_factor`, a trial goes on only if its best so far is in the best
+    1/`reduction_factor` of the trials' that reached that rung before it, itself among them."""
 
+    rule: Literal["median", "halving"] = "median"
     startup_trials: int = Field(5, ge=1)
-    warmup_epochs: int = Field(1, ge=0)
+    warmup_epochs: int = Field(1, ge=0)  # median
+    min_epochs: int = Field(1, ge=1)  # halving: the first rung
+    reduction_factor: int = Field(3, ge=2)  # halving: one in this many goes on at each rung
+
+    _together = model_validator(mode="after")(raise_all)
+
+    def cross_problems(self) -> list[str]:
+        other = {"median": ("min_epochs", "reduction_factor"), "halving": ("warmup_epochs",)}[self.rule]
+        return [f"{key} is read by rule {'halving' if self.rule == 'median' else 'median'} only, not by rule "
+                f"{self.rule}; remove it" for key in changed(self, other)]
 
 
 class Tune(Section):

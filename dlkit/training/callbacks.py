@@ -126,17 +126,22 @@ class InterruptCheck(keras.callbacks.Callback):
 
 
 class Pruning(keras.callbacks.Callback):
-    """`dlkit tune`'s median stopping rule, for a trial it runs: stop after an epoch past the warm-up whose
-    best monitored value so far is worse than the median of the earlier finished trials' at that epoch
-    (Golovin et al., Google Vizier, 2017; Optuna's MedianPruner). The tune hands the rule to the trial
-    process in the environment (backend.TUNE_PRUNE_VARIABLE: {"monitor", "warmup_epochs", "medians":
-    {epoch: value}}), so a trial's recipe is the recipe at its point and nothing else; the run then ends as a
-    finished run whose metrics.json says where it was pruned (`pruned`)."""
+    """`dlkit tune`'s stopping rule, for a trial it runs (tune.prune_rule). `median`: stop after an epoch past
+    the warm-up whose best monitored value so far is worse than the median of the earlier finished trials'
+    at that epoch (Golovin et al., Google Vizier, 2017; Optuna's MedianPruner). `halving`: at each rung epoch
+    the earlier trials reached, go on only if the best so far is among the best 1/reduction_factor of theirs
+    and its own (asynchronous successive halving: Li et al., ASHA, 2020; Optuna's SuccessiveHalvingPruner).
+    The tune hands the rule to the trial process in the environment (backend.TUNE_PRUNE_VARIABLE), so a
+    trial's recipe is the recipe at its point and nothing else; the run then ends as a finished run whose
+    metrics.json says where it was pruned (`pruned`)."""
 
-    def __init__(self, monitor: str, mode: str, medians: dict, warmup_epochs: int, rows: list[dict]):
+    def __init__(self, monitor: str, mode: str, rule: dict, rows: list[dict]):
         super().__init__()
-        self.monitor, self.mode, self.warmup = monitor, mode, warmup_epochs
-        self.medians = {int(k): float(v) for k, v in medians.items()}
+        self.monitor, self.mode, self.rule = monitor, mode, rule.get("rule", "median")
+        self.warmup = int(rule.get("warmup_epochs", 0))
+        self.medians = {int(k): float(v) for k, v in rule.get("medians", {}).items()}
+        self.rungs = {int(k): [float(x) for x in v] for k, v in rule.get("rungs", {}).items()}
+        self.factor = int(rule.get("reduction_factor", 3))
         self.best, self.pruned = None, None
         for row in rows:  # a resumed trial: the epochs before count
             self._see(row.get(monitor))
@@ -152,7 +157,7 @@ class Pruning(keras.callbacks.Callback):
         rule = json.loads(said)
         if rule.get("monitor") != monitor[0]:  # a phase that monitors another value (a DBN's pretraining)
             return None
-        return cls(monitor[0], monitor[1], rule.get("medians", {}), int(rule.get("warmup_epochs", 0)), rows)
+        return cls(monitor[0], monitor[1], rule, rows)
 
     def _better(self, a: float, b: float) -> bool:
         return a < b if self.mode == "min" else a > b
@@ -164,10 +169,22 @@ class Pruning(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._see((logs or {}).get(self.monitor))
-        median = self.medians.get(epoch + 1)
-        if epoch + 1 > self.warmup and median is not None and self.best is not None and self._better(median,
-                                                                                                        self.best):
-            self.pruned = {"epoch": epoch + 1, self.monitor: self.best, "median": median}
+        if self.best is None:
+            return
+        done = epoch + 1
+        if self.rule == "halving":
+            if done not in self.rungs:
+                return
+            ranked = sorted(self.rungs[done] + [self.best], reverse=self.mode == "max")
+            cutoff = ranked[max(len(ranked) // self.factor, 1) - 1]  # the last that goes on
+            if self._better(cutoff, self.best):
+                self.pruned = {"epoch": done, self.monitor: self.best, "rule": "halving", "cutoff": cutoff,
+                               "of": len(ranked)}
+        else:
+            median = self.medians.get(done)
+            if done > self.warmup and median is not None and self._better(median, self.best):
+                self.pruned = {"epoch": done, self.monitor: self.best, "median": median}
+        if self.pruned:
             self.model.stop_training = True
 
 

@@ -363,7 +363,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     progress = callbacks.ProgressCallback(reporter, phase.epochs, steps, optimizers, initial_epoch)
     cbs = [callbacks.InterruptCheck(), guard, *extra.before, keeper, progress, *extra.after]
     pruning = callbacks.Pruning.from_environment(monitor, keeper.rows) if final else None
-    if pruning is not None:  # a trial of `dlkit tune` with its median rule: after the epoch is kept
+    if pruning is not None:  # a trial of `dlkit tune` with its stopping rule: after the epoch is kept
         cbs.append(pruning)
     if backend.process_count() > 1 and (extra.before or extra.after):
         local = callbacks.ProcessLocal(model)
@@ -421,9 +421,11 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if pruning is not None and pruning.pruned is not None:
             result["pruned"] = pruning.pruned
-            reporter.message(f"pruned by dlkit tune's median rule after epoch {pruning.pruned['epoch']}: best "
-                             f"{pruning.monitor} {pruning.best:.4g}, the earlier trials' median "
-                             f"{pruning.pruned['median']:.4g}")
+            p = pruning.pruned
+            lost_to = (f"the earlier trials' median {p['median']:.4g}" if "median" in p else
+                       f"the worst of the best 1/{pruning.factor} of the {p['of']} trials at this rung {p['cutoff']:.4g}")
+            reporter.message(f"pruned by dlkit tune's {'median rule' if 'median' in p else 'successive halving'} after "
+                             f"epoch {p['epoch']}: best {pruning.monitor} {pruning.best:.4g}, {lost_to}")
         summary["epoch_seconds"] = progress.seconds  # the first holds the compilation: throughput is in the later
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
