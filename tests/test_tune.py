@@ -318,6 +318,27 @@ def test_a_trial_is_pruned_by_the_rule_it_is_handed(tiny_recipe, tmp_path, monke
         "epoch": 1, "val_loss": cut["best"]["val_loss"], "rule": "halving", "cutoff": 0.0, "of": 4}
 
 
+def test_successive_halving_keeps_the_best_share_at_each_rung():
+    from types import SimpleNamespace
+
+    from dlkit.training.callbacks import Pruning
+
+    def after(value, rungs, mode="min", epoch=1, factor=2):
+        rule = {"monitor": "val_loss", "rule": "halving", "reduction_factor": factor, "rungs": rungs}
+        pruning = Pruning("val_loss", mode, rule, [])
+        pruning.set_model(SimpleNamespace(stop_training=False))
+        pruning.on_epoch_end(epoch - 1, {"val_loss": value})
+        return pruning.pruned, pruning.model.stop_training
+
+    assert after(0.5, {"1": [0.1, 0.9, 0.8]}) == (None, False)  # 2nd of 4: the best half goes on
+    assert after(0.85, {"1": [0.1, 0.9, 0.8]}) == ({"epoch": 1, "val_loss": 0.85, "rule": "halving", "cutoff": 0.8,
+                                                    "of": 4}, True)
+    assert after(0.5, {"1": [0.9, 0.1]}, mode="max")[0]["cutoff"] == 0.9  # higher is better: one of three goes on
+    assert after(0.2, {"1": [0.1, 0.3]}, factor=3)[1] is True  # the best third of three is one: 0.1
+    assert after(0.99, {"1": [0.1]}, epoch=2) == (None, False)  # not a rung
+    assert after(0.99, {}) == (None, False)  # the first to reach the rung
+
+
 def test_the_rules_are_of_the_earlier_trials_best_so_far(tmp_path):
     from types import SimpleNamespace
 
