@@ -154,6 +154,12 @@ train: {epochz: 1}
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert ("buggy.yaml:4: model.arch: the build of 'convmixer' (a plugin's) raised NameError: name 'kears' is not "
             f"defined ({tmp_path}/buggy.py:{line}, in build)") in out.output
+    (tmp_path / "buggy.py").write_text(example.replace("x = keras.layers.GlobalAveragePooling2D()(x)",
+                                                       "x = keras.layers.Reshape((7,))(x)"))
+    out = run("validate", tmp_path / "buggy.yaml", "--build")  # Keras's own error, and the plugin's line
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "buggy.yaml:4: model: Keras could not build the model for inputs of shape (28, 28, 1): " in out.output
+    assert f"({tmp_path}/buggy.py:{line}, in build)" in out.output
 
     (tmp_path / "loud.py").write_text(example.replace("TASK = ", "print('hello from the plugin')\nTASK = "))
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")

@@ -96,26 +96,26 @@ class Session:
                 with contextlib.redirect_stdout(sys.stderr):  # a plugin's prints are not the answer (--json)
                     model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
             except Exception as e:
+                plugin = _plugin_frame(e, self.recipe.model.arch)  # an architecture of the user's own
+                where = f" ({plugin.filename}:{plugin.lineno}, in {plugin.name})" if plugin else ""
                 if isinstance(e, ValueError) and _raised_in_keras(e):
                     # Keras's shape inference: a model section its inputs do not fit
                     raise RecipeError([Problem(
                         "model", f"Keras could not build the model for inputs of shape "
-                        f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}",
+                        f"{tuple(self.data.spec.input_shape)}: {keras_reason(e)}{where}",
                         hint="a smaller net for inputs this size, or larger inputs")]) from None
-                plugin = _plugin_frame(e, self.recipe.model.arch)
-                if plugin is not None:  # a bug in an architecture of the user's own: where, not a traceback
+                if not isinstance(e, ValueError) and is_out_of_memory(e):
+                    # its weights alone do not fit (a dense layer over 2000 x 2000 images)
+                    raise OutOfMemoryError(
+                        f"out of memory building {self.recipe.model.arch} for inputs of shape "
+                        f"{tuple(self.data.spec.input_shape)} ({type(e).__name__}): its weights do not fit. Try a "
+                        "smaller model (fewer units or filters, more pooling before a dense layer), or smaller inputs "
+                        "(data.image_size resizes an image folder's)") from None
+                if plugin is not None:  # a bug in it: where, not a traceback
                     raise RecipeError([Problem(
                         "model.arch", f"the build of {self.recipe.model.arch!r} (a plugin's) raised "
-                        f"{type(e).__name__}: {first_line(e)} ({plugin.filename}:{plugin.lineno}, in "
-                        f"{plugin.name})", hint="fix the plugin's code there")]) from None
-                if isinstance(e, ValueError) or not is_out_of_memory(e):
-                    raise
-                # its weights alone do not fit (a dense layer over 2000 x 2000 images)
-                raise OutOfMemoryError(
-                    f"out of memory building {self.recipe.model.arch} for inputs of shape "
-                    f"{tuple(self.data.spec.input_shape)} ({type(e).__name__}): its weights do not fit. Try a "
-                    "smaller model (fewer units or filters, more pooling before a dense layer), or smaller inputs "
-                    "(data.image_size resizes an image folder's)") from None
+                        f"{type(e).__name__}: {first_line(e)}{where}", hint="fix the plugin's code there")]) from None
+                raise
             self.task.initialize(model, self.recipe, self.data, phase)
             with warnings.catch_warnings():  # said once, with the reason, in the run's notes
                 warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
