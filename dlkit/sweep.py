@@ -126,6 +126,17 @@ def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list
     return found
 
 
+def other_code(runs_root: Path, name: str) -> str | None:
+    """What to say of the recipe's runs that trained with other code than its plugin files hold now (not
+    counted by existing_runs), or None where there are none."""
+    parent, digests = runs_root / name, {}
+    runs = [run for run in sorted(parent.glob("*")) if _other_code(run, digests)] if parent.is_dir() else []
+    if not runs:
+        return None
+    return (f"{len(runs)} run(s) of {name} trained with other code than its plugin files hold now (edited since; "
+            f"the newest {runs[-1]}) are not counted: their points are trained again")
+
+
 def _other_code(run: Path, digests: dict) -> bool:
     """Whether the run trained with other code than its recipe's plugin files hold now (the sha256 its
     manifest records of each against the file's): its recipe reads the same, but it is not a run of the
@@ -190,6 +201,9 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     # K members at a time share the cores: each gets cores // K threads for its libraries, unless the user
     # set a count (backend.share_of_cores); one at a time, a member has every core, as `dlkit train` has
     environ, threads = backend.share_of_cores(parallel, dict(os.environ)) if parallel > 1 else (None, None)
+    edited = other_code(runs_root, name)
+    if edited:
+        say(f"note: {edited}")
     if dry_run:
         return {**plan(name, grid, todo, recipe_path, runs_root), "threads_per_member": threads}
     if threads is not None:

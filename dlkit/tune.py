@@ -36,7 +36,7 @@ from dlkit.errors import EXIT_USAGE, Problem, RecipeError, UsageError
 from dlkit.metrics import improves
 from dlkit.recipe.loader import load_raw
 from dlkit.recipe.source import locate
-from dlkit.sweep import Members, existing_runs, member_command, run_state
+from dlkit.sweep import Members, existing_runs, member_command, other_code, run_state
 
 ABSENT = object()
 
@@ -79,6 +79,9 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
         head["warnings"].append(f"the trials are judged by {monitor}, a value of the training data, which favours "
                                 "the values that fit it closest, not those that generalize: judge by a "
                                 "validation value (train.monitor: val_loss, with data.validation_split above 0)")
+    edited = other_code(runs_root, base.name)
+    if edited:
+        head["warnings"].append(edited)
     for t in found:  # what the runs say so far
         if t["action"] in ("done", "failed", "busy"):
             _settle(t, monitor)

@@ -71,12 +71,15 @@ def test_the_example_plugin_trains_and_its_run_is_evaluated_with_the_code_it_tra
                                     "sha256": hashlib.sha256(plugin.read_bytes()).hexdigest()}]
     assert (run_dir / "plugins" / "convmixer.py").read_bytes() == plugin.read_bytes()
 
-    from dlkit.sweep import existing_runs  # what sweep and tune know their runs by
+    from dlkit.sweep import existing_runs, other_code  # what sweep and tune know their runs by, and say
 
     assert [r for _, r in existing_runs(tmp_path / "runs", "convmixer_cifar10")] == [run_dir]
+    assert other_code(tmp_path / "runs", "convmixer_cifar10") is None
     code = plugin.read_text()
     plugin.write_text(code.replace("layer_scale: float = Field(0.1", "layer_scale: float = Field(0.2"))
     assert existing_runs(tmp_path / "runs", "convmixer_cifar10") == []  # its recipe reads the same; its code not
+    assert other_code(tmp_path / "runs", "convmixer_cifar10").startswith(
+        "1 run(s) of convmixer_cifar10 trained with other code than its plugin files hold now")
     plugin.write_text(code)
     assert len(existing_runs(tmp_path / "runs", "convmixer_cifar10")) == 1
 
