@@ -141,7 +141,7 @@ def _other_code(run: Path, digests: dict) -> bool:
     """Whether the run trained with other code than its recipe's plugin files hold now (the sha256 its
     manifest records of each against the file's): its recipe reads the same, but it is not a run of the
     recipe as it is. `digests`: the files' hashes, read once a call."""
-    import hashlib
+    from dlkit.recipe import plugins
 
     try:
         kept = json.loads((run / "manifest.json").read_text()).get("plugins") or []
@@ -150,11 +150,8 @@ def _other_code(run: Path, digests: dict) -> bool:
     for k in kept:
         if not (isinstance(k, dict) and isinstance(k.get("file"), str) and "sha256" in k):
             continue
-        if k["file"] not in digests:
-            try:
-                digests[k["file"]] = hashlib.sha256(Path(k["file"]).read_bytes()).hexdigest()
-            except OSError:
-                digests[k["file"]] = None  # gone: the recipe that lists it does not load
+        if k["file"] not in digests:  # None where it is gone: the recipe that lists it does not load
+            digests[k["file"]] = plugins.fingerprint(Path(k["file"]))
         if digests[k["file"]] not in (None, k["sha256"]):
             return True
     return False

@@ -286,3 +286,42 @@ def test_a_plugin_registers_a_task_of_its_own(tmp_path):
     assert measured.exit_code == 0, measured.output
     assert json.loads(measured.stdout)["task"] == "sorting" and "sorting" in tasks.TASKS
 
+
+def test_a_folder_plugin_is_a_package_and_the_run_keeps_all_of_it(tmp_path):
+    """A plugin of several files: a folder whose __init__.py declares the architecture, its parts imported
+    relatively; the run keeps every .py of it, and sweep and tune see an edit to any part."""
+    from dlkit.sweep import existing_runs
+
+    blocks = tmp_path / "blocks"
+    blocks.mkdir()
+    head, body = TINY.split("def build(config, spec):")
+    (blocks / "__init__.py").write_text(head.replace("from typing import Literal", "from typing import Literal\n\n"
+                                                                                  "from .arch import build"))
+    (blocks / "arch.py").write_text("from .layers import hidden\n\n\ndef build(config, spec):" + body.replace(
+        'h = keras.layers.Dense(config.units, activation="relu")(keras.layers.Flatten()(x))', "h = hidden(x, config)"))
+    (blocks / "layers.py").write_text("import keras\n\n\ndef hidden(x, config):\n"
+                                      '    return keras.layers.Dense(config.units, activation="relu")'
+                                      "(keras.layers.Flatten()(x))\n")
+    runs = tmp_path / "runs"
+    run_dir = trained(tmp_path / "pkg.yaml", f"name: pkg\nplugins: [blocks/]\ndata: {{dataset: mnist, dir: {DATA}, "
+                      "limit: 100, test_limit: 20}\nmodel: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n", runs)
+    assert sorted(p.relative_to(run_dir / "plugins").as_posix() for p in (run_dir / "plugins").rglob("*.py")) == [
+        "blocks/__init__.py", "blocks/arch.py", "blocks/layers.py"]
+    (kept,) = json.loads((run_dir / "manifest.json").read_text())["plugins"]
+    assert kept["file"] == str(blocks) and kept["copy"] == "plugins/blocks"
+
+    layers = (blocks / "layers.py").read_text()
+    (blocks / "layers.py").write_text(layers.replace('"relu"', '"tanh"'))  # an edit to one part
+    assert existing_runs(runs, "pkg") == []
+    shutil.rmtree(blocks)  # the run's copy is what it trained with
+    models.ARCHITECTURES.pop("tinymlp")
+    for name in [m for m in sys.modules if m.startswith("_dlkit_plugin_blocks_")]:
+        del sys.modules[name]
+    assert run("evaluate", run_dir, "--quiet").exit_code == 0
+
+    (tmp_path / "loose").mkdir()  # a folder of files, no package
+    (tmp_path / "loose" / "arch.py").write_text(layers)
+    (tmp_path / "loose.yaml").write_text("name: l\nplugins: [loose/]\nmodel: {arch: mlp}\n")
+    out = run("validate", tmp_path / "loose.yaml")
+    assert out.exit_code == 2 and f"loose.yaml:2: plugins.0: plugin folder {tmp_path}/loose has no __init__.py" \
+        in out.output

@@ -27,8 +27,9 @@ from dlkit.errors import Problem
 from dlkit.recipe.source import Locations, locate
 
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-HINT = ("a plugin is a Python file (`my_arch.py`, relative to the recipe that lists it) or an importable module "
-        "(`mypackage.my_arch`) declaring Config, build and TASK, as docs/examples/convmixer.py does")
+HINT = ("a plugin is a Python file (`my_arch.py`, relative to the recipe that lists it), a folder holding a package "
+        "(`my_models/`), or an importable module (`mypackage.my_arch`), declaring Config, build and TASK, as "
+        "docs/examples/convmixer.py does")
 
 
 class NotFound(ValueError):
@@ -37,18 +38,47 @@ class NotFound(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """A plugin file as it was imported: its path as listed, its bytes and their sha256."""
+    """A plugin as it was imported: its path as listed, its files' bytes (by their path inside a folder
+    plugin; a file plugin's one file under its own name), whether it is a folder, and the sha256 (digest)."""
 
     path: str
-    data: bytes
+    files: dict
+    folder: bool
     sha256: str
 
 
-IMPORTED: dict[str, Source] = {}  # the bytes each listed file was imported from, by its path as listed
+IMPORTED: dict[str, Source] = {}  # what each listed file or folder was imported from, by its path as listed
+
+
+def read(path: Path) -> dict:
+    """A plugin's Python files and their bytes: a file's own, or every .py under a folder (a package), by its
+    path inside it."""
+    if not path.is_dir():
+        return {path.name: path.read_bytes()}
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*.py"))
+            if "__pycache__" not in p.parts}
+
+
+def digest(files: dict, folder: bool) -> str:
+    """The sha256 a run records of its plugin: a file's bytes', or a folder's files' by path."""
+    if not folder:
+        return hashlib.sha256(next(iter(files.values()))).hexdigest()
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name] + b"\0")
+    return h.hexdigest()
+
+
+def fingerprint(path: Path) -> str | None:
+    """The digest of a plugin file or folder as it is now (None: not there, or not readable)."""
+    try:
+        return digest(read(path), path.is_dir())
+    except OSError:
+        return None
 
 
 def is_file(entry: str) -> bool:
-    """A file's entry (`x.py`, `dir/x`), rather than a module's dotted name."""
+    """A file's or a folder's entry (`x.py`, `dir/x`, `models/`), rather than a module's dotted name."""
     return entry.endswith(".py") or "/" in entry or os.sep in entry
 
 
@@ -108,28 +138,35 @@ def load(entries, locations: Locations, files: dict[str, Path] | None = None) ->
 def _import_file(entry: str, instead: Path | None):
     path = Path(instead or entry)
     origin = f"plugin {entry}" + (f" (the run's copy, {path})" if instead else "")
-    if not path.is_file():
+    folder = path.is_dir()
+    if not (folder or path.is_file()):
         raise NotFound(f"plugin file not found: {path}")
-    if path.suffix != ".py":
+    if folder and not (path / "__init__.py").is_file():
+        raise ValueError(f"plugin folder {path} has no __init__.py: a folder plugin is a package whose "
+                         "__init__.py declares the architecture (its other files imported relatively: "
+                         "`from .layers import ...`)")
+    if not folder and path.suffix != ".py":
         raise ValueError(f"plugin {path} is not a Python file (NAME.py)")
     try:
-        data = path.read_bytes()
+        files = read(path)
     except OSError as e:
         raise ValueError(f"cannot read plugin {path}: {e.strerror or e}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    IMPORTED[entry] = Source(entry, data, digest)
-    name = f"_dlkit_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest[:12]}"
+    sha = digest(files, folder)
+    IMPORTED[entry] = Source(entry, files, folder, sha)
+    name = f"_dlkit_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{sha[:12]}"
     if name in sys.modules:  # this content, imported already (a run's copy of the file, a recipe loaded again)
         return sys.modules[name], origin
     _quiet_keras()
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = (importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
+            if folder else importlib.util.spec_from_file_location(name, path))
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # as `import` does, so its classes' module resolves while it runs
+    sys.modules[name] = module  # as `import` does, so its classes' module (and a package's parts) resolve
     try:
         with contextlib.redirect_stdout(sys.stderr):  # what it prints is not the command's answer (--json)
             spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001 - the plugin's own error (a sys.exit too), said as its own
-        del sys.modules[name]
+        for part in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[part]
         if isinstance(e, KeyboardInterrupt):
             raise
         raise ValueError(f"{origin} does not import: {_said(e, path)}") from None
@@ -145,7 +182,7 @@ def _import_module(entry: str):
     except ModuleNotFoundError as e:
         if e.name and (entry == e.name or entry.startswith(e.name + ".")):  # the module itself, not one it imports
             raise NotFound(f"no module named {e.name!r}: install the package that has {entry}, or put its "
-                           "folder on PYTHONPATH (a file of your own: name it as NAME.py)") from None
+                           "folder on PYTHONPATH (a file of your own: name it as NAME.py; a folder: as NAME/)") from None
         raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the plugin's own error
         raise ValueError(f"{origin} does not import: {_said(e, None)}") from None
@@ -163,13 +200,14 @@ def _said(e: BaseException, path: Path | None) -> str:
     if isinstance(e, SyntaxError):
         return f"{e.filename}:{e.lineno}: {e.msg}"
     frames = traceback.extract_tb(e.__traceback__)
-    mine = [f for f in frames if path is None or Path(f.filename) == path]
+    mine = [f for f in frames if path is None or Path(f.filename) == path or Path(f.filename).is_relative_to(path)]
     at = f" ({mine[-1].filename}:{mine[-1].lineno})" if mine else ""
     return f"{type(e).__name__}: {e}{at}"
 
 
 def sources(entries: list[str]) -> list[Source]:
-    """The files among a loaded recipe's plugins, as they were imported (what a run keeps a copy of)."""
+    """The files and folders among a loaded recipe's plugins, as they were imported (what a run keeps a copy
+    of)."""
     return [IMPORTED[e] for e in entries if is_file(e) and e in IMPORTED]
 
 

@@ -130,7 +130,7 @@ def plugin_copies(run: Path) -> dict[str, Path]:
     except (OSError, ValueError, AttributeError):
         return {}
     return {k["file"]: run / k["copy"] for k in kept if isinstance(k, dict) and isinstance(k.get("file"), str)
-            and isinstance(k.get("copy"), str) and (run / k["copy"]).is_file()}
+            and isinstance(k.get("copy"), str) and (run / k["copy"]).exists()}
 
 
 def _load_run_recipe(path: Path, overrides):

@@ -573,7 +573,7 @@ def _software_and_machine() -> dict:
 
 
 def _keep_plugins(run: RunDir, recipe) -> list[dict]:
-    """A copy of each plugin file the recipe imported, as it was imported, in the run's plugins/ (what the
+    """A copy of each plugin file (or folder) the recipe imported, as it was imported, in the run's plugins/ (what the
     run's recipe is loaded with from now on: tasks.plugin_copies), and the manifest's record of them and of
     the plugin modules and packages it used."""
     from dlkit.files import replace_atomic
@@ -581,12 +581,14 @@ def _keep_plugins(run: RunDir, recipe) -> list[dict]:
 
     kept, names = [], set()
     for source in plugins.sources(recipe.plugins):
-        stem, n = Path(source.path).stem, 1
-        while (name := f"{stem}.py" if n == 1 else f"{stem}-{n}.py") in names:  # two files of one name
+        stem, n, end = Path(source.path).stem, 1, "" if source.folder else ".py"
+        while (name := f"{stem}{end}" if n == 1 else f"{stem}-{n}{end}") in names:  # two of one name
             n += 1
         names.add(name)
-        (run.root / "plugins").mkdir(exist_ok=True)
-        replace_atomic(run.root / "plugins" / name, lambda tmp: tmp.write_bytes(source.data))
+        for inside, data in source.files.items():  # a file's one, or a folder's every .py
+            target = run.root / "plugins" / name / inside if source.folder else run.root / "plugins" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomic(target, lambda tmp, data=data: tmp.write_bytes(data))
         kept.append({"file": source.path, "copy": f"plugins/{name}", "sha256": source.sha256})
     return kept + plugins.provenance(recipe.plugins, recipe.model.arch)
 
