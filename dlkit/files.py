@@ -7,6 +7,7 @@ beside its place and renamed the same way, by export.py.)"""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,11 +26,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# replace_atomic's temporary names: mkstemp's `.NAME.` + 8 characters + NAME's suffix (`.tmp` for none)
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
+
+
+def _temporary_suffix(path: Path) -> str:
+    return path.suffix or ".tmp"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one replace_atomic writes under before renaming it into place (what a process
+    killed midway leaves behind)."""
+    m = _TEMPORARY.fullmatch(name)
+    return m is not None and m["suffix"] == _temporary_suffix(Path(m["name"]))
+
+
 def replace_atomic(path: Path, write) -> None:
     """`write(tmp)` writes the file under a temporary name beside `path` (same suffix); it is fsynced, renamed
     over `path`, and the folder fsynced: a crash never leaves a half-written file."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_temporary_suffix(path))
     os.close(fd)
     tmp = Path(name)
     try:

@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 
 from dlkit.errors import DataError, UsageError, first_line, storage_error
-from dlkit.files import fsync_file, replace_atomic, write_atomic
+from dlkit.files import fsync_file, is_temporary, replace_atomic, write_atomic
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Bumped when the layout changes; runs of another format get a clear error, not a half-working command.
 FORMAT = 2  # 2: artifacts/ (format 1, dlkit 0.1.0, kept the input scaling in manifest.json)
-# the names of the files dlkit writes a run's files under before renaming them into place: a checkpoint's
-# (PhaseDir.save_checkpoint) and files.replace_atomic's (mkstemp's `.NAME.` + 8 characters + NAME's suffix)
-TEMPORARY = re.compile(r"\.last-tmp-\d+\.(keras|rng\.npz)|\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
+# the name a checkpoint is written under before it is renamed into place (PhaseDir.save_checkpoint)
+CHECKPOINT_TEMPORARY = re.compile(r"\.last-tmp-\d+\.(keras|rng\.npz)")
 
 
 class PhaseDir:
@@ -177,8 +176,7 @@ class RunDir(PhaseDir):
         files, never a file of the user's. Returns what it removed."""
         gone = []
         for path in sorted(self.root.rglob(".*")):
-            m = TEMPORARY.fullmatch(path.name)
-            if m and path.is_file() and (m["name"] is None or m["suffix"] == (Path(m["name"]).suffix or ".tmp")):
+            if (CHECKPOINT_TEMPORARY.fullmatch(path.name) or is_temporary(path.name)) and path.is_file():
                 path.unlink(missing_ok=True)
                 gone.append(path)
         return gone

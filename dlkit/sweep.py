@@ -112,10 +112,10 @@ def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list
     parent = runs_root / name
     found, digests = [], {}
     for run in sorted(parent.glob("*"), reverse=True) if parent.is_dir() else []:
-        if _other_code(run, digests):
-            continue
-        if known is not None and run in known:
+        if known is not None and run in known:  # read, and its code checked, by an earlier call
             found.append((known[run], run))
+            continue
+        if _other_code(run, digests):
             continue
         try:
             found.append((tasks.load_run_recipe(run / "recipe.yaml").to_dict(), run))
@@ -143,13 +143,7 @@ def _other_code(run: Path, digests: dict) -> bool:
     recipe as it is. `digests`: the files' hashes, read once a call."""
     from dlkit.recipe import plugins
 
-    try:
-        kept = json.loads((run / "manifest.json").read_text()).get("plugins") or []
-    except (OSError, ValueError, AttributeError):
-        return False
-    for k in kept:
-        if not (isinstance(k, dict) and isinstance(k.get("file"), str) and "sha256" in k):
-            continue
+    for k in plugins.kept(run):
         if k["file"] not in digests:  # None where it is gone: the recipe that lists it does not load
             digests[k["file"]] = plugins.fingerprint(Path(k["file"]))
         if digests[k["file"]] not in (None, k["sha256"]):

@@ -77,6 +77,19 @@ def fingerprint(path: Path) -> str | None:
         return None
 
 
+def kept(run: Path) -> list[dict]:
+    """A run's records of the plugin files and folders it kept copies of (its manifest's `plugins`: file,
+    copy, sha256); [] where there are none or the manifest does not read."""
+    import json
+
+    try:
+        records = json.loads((run / "manifest.json").read_text()).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [k for k in records if isinstance(k, dict) and isinstance(k.get("file"), str)
+            and isinstance(k.get("copy"), str) and isinstance(k.get("sha256"), str)]
+
+
 def is_file(entry: str) -> bool:
     """A file's or a folder's entry (`x.py`, `dir/x`, `models/`), rather than a module's dotted name."""
     return entry.endswith(".py") or "/" in entry or os.sep in entry

@@ -123,14 +123,7 @@ def load_run_recipe(path: str | Path, overrides=()):
 def plugin_copies(run: Path) -> dict[str, Path]:
     """The copies a run keeps of its recipe's plugin files (its plugins/ folder), by the path the recipe
     lists: the code the run trained with, loaded in place of the file as it is now (or is no longer)."""
-    import json
-
-    try:
-        kept = json.loads((run / "manifest.json").read_text()).get("plugins") or []
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {k["file"]: run / k["copy"] for k in kept if isinstance(k, dict) and isinstance(k.get("file"), str)
-            and isinstance(k.get("copy"), str) and (run / k["copy"]).exists()}
+    return {k["file"]: run / k["copy"] for k in plugins.kept(run) if (run / k["copy"]).exists()}
 
 
 def _load_run_recipe(path: Path, overrides):

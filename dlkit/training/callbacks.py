@@ -187,6 +187,17 @@ class Pruning(keras.callbacks.Callback):
         if self.pruned:
             self.model.stop_training = True
 
+    def said(self) -> str:
+        """The run's message where the rule stopped it: after which epoch, and what it lost to."""
+        p = self.pruned
+        if "median" in p:
+            rule, lost_to = "median rule", f"the earlier trials' median {p['median']:.4g}"
+        else:
+            rule, lost_to = "successive halving", (f"the worst of the best 1/{self.factor} of the {p['of']} trials "
+                                                   f"at this rung {p['cutoff']:.4g}")
+        return (f"pruned by dlkit tune's {rule} after epoch {p['epoch']}: best {self.monitor} {self.best:.4g}, "
+                f"{lost_to}")
+
 
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops training when the loss turns NaN or inf. Checks every `every` steps and at each epoch end."""

@@ -421,11 +421,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if pruning is not None and pruning.pruned is not None:
             result["pruned"] = pruning.pruned
-            p = pruning.pruned
-            lost_to = (f"the earlier trials' median {p['median']:.4g}" if "median" in p else
-                       f"the worst of the best 1/{pruning.factor} of the {p['of']} trials at this rung {p['cutoff']:.4g}")
-            reporter.message(f"pruned by dlkit tune's {'median rule' if 'median' in p else 'successive halving'} after "
-                             f"epoch {p['epoch']}: best {pruning.monitor} {pruning.best:.4g}, {lost_to}")
+            reporter.message(pruning.said())
         summary["epoch_seconds"] = progress.seconds  # the first holds the compilation: throughput is in the later
         if guard.diverged_at is None:
             plots.learning_curves(keeper.rows, where.learning_curves)
