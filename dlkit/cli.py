@@ -819,7 +819,10 @@ def list_(
                           **{name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
                              for name, ep in models.installed().items() if name not in models.ARCHITECTURES}},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
-        "datasets": {**{name: d.description for name, d in sources.DATASETS.items()}, **_sequence_datasets()},
+        "datasets": {**{name: d.description for name, d in sources.DATASETS.items()},
+                     **{name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
+                        for name, ep in sources.installed().items() if name not in sources.DATASETS},
+                     **_sequence_datasets()},
         "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")
                        for k, v in catalog.OPTIMIZERS.items()},
         "initializers": {k: f"keras.initializers {v}" for k, v in catalog.INITIALIZERS.items()},

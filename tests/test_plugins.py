@@ -1,6 +1,7 @@
-"""Architectures of one's own: a recipe's `plugins` (Python files beside it, or modules) and installed
-packages' entry points add architectures a recipe names as model.arch; a run keeps a copy of each plugin file
-and is evaluated with the code it trained with; a plugin that does not load is a recipe problem at its line."""
+"""Architectures and datasets of one's own: a recipe's `plugins` (Python files beside it, or modules) and
+installed packages' entry points add architectures a recipe names as model.arch and datasets it names as
+data.dataset; a run keeps a copy of each plugin file and is evaluated with the code it trained with; a plugin
+that does not load is a recipe problem at its line."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from dlkit import models
 from dlkit.cli import app
+from dlkit.data import sources
 from tests.conftest import DATA, ROOT
 
 runner = CliRunner()
@@ -38,8 +40,16 @@ def registry_kept():
     """The architectures registered by a test's plugins are gone after it, as in a new process."""
     from dlkit import tasks
 
+    from dlkit.data import sources
+
     kept, origins, kinds = dict(models.ARCHITECTURES), dict(models.FROM_PACKAGES), dict(tasks.TASKS)
+    datasets, data_origins = dict(sources.DATASETS), dict(sources.FROM_PACKAGES)
     yield
+    sources.DATASETS.clear()
+    sources.DATASETS.update(datasets)
+    sources.FROM_PACKAGES.clear()
+    sources.FROM_PACKAGES.update(data_origins)
+    sources.installed.cache_clear()
     tasks.TASKS.clear()
     tasks.TASKS.update(kinds)
     models.ARCHITECTURES.clear()
@@ -208,10 +218,32 @@ def build(config, spec):
 '''
 
 
+# a dataset of three classes of 6 x 6 images, each class a blob in its own place, made as it is read
+BLOBS = '''\
+"""Three blobs, 6 x 6."""
+import numpy as np
+from pydantic import BaseModel, Field
+
+DATASET = "blobs"
+
+
+class Data(BaseModel):
+    examples: int = Field(120, ge=3)
+
+
+def load(data):
+    rng = np.random.default_rng(0)
+    y = np.arange(data.examples) % 3
+    x = rng.normal(0, 0.3, (data.examples, 6, 6)).astype("float32")
+    x[np.arange(data.examples), 2 * y, 2 * y] += 3.0
+    return {"x_train": x, "y_train": y, "class_names": ["top", "middle", "bottom"]}
+'''
+
+
 @pytest.fixture
 def package(tmp_path, monkeypatch) -> Path:
-    """An installed package (its dist-info on sys.path) declaring two architectures by entry point: one that
-    loads and one whose module raises as it imports."""
+    """An installed package (its dist-info on sys.path) declaring two architectures by entry point, one that
+    loads and one whose module raises as it imports, and a dataset."""
     site = tmp_path / "site"
     (site / "tinypkg").mkdir(parents=True)
     (site / "tinypkg" / "__init__.py").write_text("")
@@ -220,9 +252,12 @@ def package(tmp_path, monkeypatch) -> Path:
     info = site / "tinypkg-0.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text("[dlkit.architectures]\ntinymlp = tinypkg.tiny\nbroken = tinypkg.broken\n")
+    (site / "tinypkg" / "blobs.py").write_text(BLOBS)
+    (info / "entry_points.txt").write_text("[dlkit.architectures]\ntinymlp = tinypkg.tiny\nbroken = tinypkg.broken\n"
+                                           "[dlkit.datasets]\nblobs = tinypkg.blobs\n")
     monkeypatch.syspath_prepend(str(site))
     models.installed.cache_clear()
+    sources.installed.cache_clear()
     yield site
     for name in [m for m in sys.modules if m.startswith("tinypkg")]:
         del sys.modules[name]
@@ -231,15 +266,21 @@ def package(tmp_path, monkeypatch) -> Path:
 def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plugin(package, tmp_path):
     assert json.loads(run("list", "architectures", "--json").stdout)["architectures"][-2:] == ["tinymlp", "broken"]
     assert "tinymlp            from the installed package tinypkg (tinypkg.tiny)" in run("list", "architectures").stdout
-    assert "tinypkg.tiny" not in sys.modules
+    assert "blobs              from the installed package tinypkg (tinypkg.blobs)" in run("list", "datasets").stdout
+    assert "tinypkg.tiny" not in sys.modules and "tinypkg.blobs" not in sys.modules
 
-    recipe = tmp_path / "tiny.yaml"
-    run_dir = trained(recipe, f"name: tiny\ndata: {{dataset: mnist, dir: {DATA}, limit: 200, test_limit: 50}}\n"
+    recipe = tmp_path / "tiny.yaml"  # the package's architecture on the package's dataset, its own key set
+    run_dir = trained(recipe, "name: tiny\ndata: {dataset: blobs, examples: 150, batch_size: 30}\n"
                       "model: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n", tmp_path / "runs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["plugins"] == [{"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny",
-                                    "package": "tinypkg 0.3"}]
-    assert run("evaluate", run_dir, "--quiet").exit_code == 0
+    assert manifest["plugins"] == [
+        {"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny", "package": "tinypkg 0.3"},
+        {"dataset": "blobs", "entry_point": "blobs = tinypkg.blobs", "package": "tinypkg 0.3"}]
+    # its 150 examples: a test split of 30 carved (test_split 0.2), then 12 for validation; its class names
+    assert manifest["data_spec"]["class_names"] == ["top", "middle", "bottom"]
+    assert sum(manifest["data_spec"]["class_counts"]) == 108
+    measured = run("evaluate", run_dir, "--quiet", "--json")
+    assert measured.exit_code == 0 and json.loads(measured.stdout)["examples"] == 30
 
     recipe.write_text(recipe.read_text().replace("arch: tinymlp", "arch: broken"))
     out = run("validate", recipe)
@@ -325,3 +366,138 @@ def test_a_folder_plugin_is_a_package_and_the_run_keeps_all_of_it(tmp_path):
     out = run("validate", tmp_path / "loose.yaml")
     assert out.exit_code == 2 and f"loose.yaml:2: plugins.0: plugin folder {tmp_path}/loose has no __init__.py" \
         in out.output
+
+
+def test_the_example_dataset_plugin_trains_as_an_npz_of_the_same_arrays_would(tmp_path):
+    """docs/examples/hdf5_dataset.py reads MNIST digits from an HDF5 file laid out as USPS's (a group per split,
+    images as rows): the run is the one an .npz of the same arrays gives, and it is evaluated with the run's
+    copy of the plugin once the file is gone."""
+    import h5py
+    import numpy as np
+
+    digits = sources.load_builtin("mnist", str(DATA), allow_download=False)
+    x, y, x_test, y_test = digits.x_train[:300], digits.y_train[:300], digits.x_test[:60], digits.y_test[:60]
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    with h5py.File(tmp_path / "digits.h5", "w") as f:
+        f["train/data"], f["train/target"] = x.reshape(300, -1), y
+        f["test/data"], f["test/target"] = x_test.reshape(60, -1), y_test
+        f["names"] = np.array(names, dtype="S")
+    np.savez(tmp_path / "digits.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for f in ("hdf5_dataset.py", "cnn_usps_hdf5.yaml"):  # the docs' example, as a user has it
+        shutil.copy(EXAMPLES / f, folder / f)
+    (folder / "npz.yaml").write_text("extends: cnn_usps_hdf5.yaml\nname: npz\nplugins: []\n")
+    small = ["data.batch_size=50", "data.scale=unit", "train.epochs=1", "model.blocks=[{filters: 4, convs: 1}]",
+             "model.dense=[8]"]
+
+    def train(recipe, *sets):
+        out = run("train", recipe, "--runs-root", tmp_path / "runs", "--quiet", "--json",
+                  *[a for s in small + list(sets) for a in ("--set", s)])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    from_h5 = train(folder / "cnn_usps_hdf5.yaml", f"data.path={tmp_path / 'digits.h5'}", "data.shape=[28, 28]",
+                    "data.class_names=names")
+    from_npz = train(folder / "npz.yaml", f"data={{dataset: npz, path: {tmp_path / 'digits.npz'}, batch_size: 50, "
+                     "scale: unit}")
+    assert from_h5["final"] == pytest.approx(from_npz["final"], rel=1e-5)
+    assert from_h5["test"] == pytest.approx(from_npz["test"], rel=1e-5)
+    run_dir = Path(from_h5["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["data_spec"]["class_names"] == names and manifest["data_spec"]["input_shape"] == [28, 28, 1]
+    assert manifest["data_origin"] == f"{tmp_path / 'digits.h5'} (dataset 'hdf5')"
+    assert manifest["plugins"][0]["copy"] == "plugins/hdf5_dataset.py"
+
+    (folder / "hdf5_dataset.py").unlink()  # as in another process, with the plugin's file gone
+    sources.DATASETS.pop("hdf5")
+    for name in [m for m in sys.modules if m.startswith("_dlkit_plugin_hdf5_dataset_")]:
+        del sys.modules[name]
+    measured = run("evaluate", run_dir, "--quiet", "--json")
+    assert measured.exit_code == 0, measured.output
+    assert json.loads(measured.stdout)["metrics"]["accuracy"] == pytest.approx(from_h5["test"]["accuracy"])
+
+
+# a dataset plugin whose `mode` key says how it fails
+FAILING = '''\
+import numpy as np
+from pydantic import BaseModel
+
+DATASET = "failing"
+
+
+class Data(BaseModel):
+    mode: str = "ok"
+
+
+def load(data):
+    x, y = np.zeros((20, 4), "float32"), np.arange(20) % 2
+    if data.mode == "raises":
+        return {"x_train": x[99]}
+    if data.mode == "extra":
+        return {"x_train": x, "y_train": y, "x_val": x}
+    if data.mode == "names":
+        return {"x_train": x, "y_train": y, "class_names": ["only"]}
+    if data.mode == "text":
+        return "x_train"
+    return {"x_train": x, "y_train": y}
+'''
+
+
+def test_dataset_plugins_problems_are_said_at_their_lines_and_a_load_that_fails_is_a_data_error(tmp_path):
+    failing_line = next(i for i, text in enumerate(FAILING.splitlines(), 1) if "x[99]" in text)
+    files = {"failing.py": FAILING, "twin.py": FAILING,
+             "shipped.py": FAILING.replace('"failing"', '"mnist"'),
+             "badname.py": FAILING.replace('DATASET = "failing"', 'DATASET = "My Data"'),
+             "noload.py": 'DATASET = "noload"\n',
+             "clash.py": FAILING.replace('"failing"', '"clash"').replace("mode: str", "batch_size: int = 3\n    mode: str"),
+             "reads.py": FAILING.replace('"failing"', '"reads"') + 'READS_PATH = "the .bin file"\n'}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "recipe.yaml").write_text("""\
+name: bad
+plugins: [failing.py, twin.py, shipped.py, badname.py, noload.py, clash.py, reads.py]
+data:
+  dataset: failing
+  mode: 3
+  modes: raises
+model: {arch: mlp}
+""")
+    out = run("validate", tmp_path / "recipe.yaml")
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    said = [line.strip() for line in out.output.splitlines() if line.strip().startswith("- ")]
+    assert f"recipe.yaml:2: plugins.1: plugin {tmp_path}/twin.py declares dataset 'failing', as plugin " \
+           f"{tmp_path}/failing.py does" in said[0]
+    assert "plugins.2: plugin" in said[1] and "'mnist' is the name of a dataset dlkit ships" in said[1]
+    assert "plugins.3: plugin" in said[2] and "DATASET = 'My Data'; a dataset's name is lowercase" in said[2]
+    assert "plugins.4: plugin" in said[3] and "dataset 'noload' lacks load(data)" in said[3]
+    assert "recipe.yaml:5: data.mode: Input should be a valid string" in said[4]  # its own keys, checked as dlkit's
+    assert "recipe.yaml:6: data.modes: unknown key (did you mean 'mode'?" in said[5]
+    assert len(said) == 6
+
+    def problems(text):
+        (tmp_path / "one.yaml").write_text(f"name: one\nplugins: [clash.py, reads.py, failing.py]\n{text}model: {{arch: mlp}}\n")
+        out = run("validate", tmp_path / "one.yaml")
+        assert out.exit_code == 2 and "Traceback" not in out.output
+        return out.output
+
+    assert (f"one.yaml:3: data.dataset: dataset 'clash' (plugin {tmp_path}/clash.py) declares its own key "
+            "batch_size, which dlkit's data section has already") in problems("data: {dataset: clash}\n")
+    assert "dataset 'reads' reads data.path; set data.path to the .bin file" in problems("data: {dataset: reads}\n")
+    assert "dataset 'failing' does not read data.path" in problems(f"data: {{dataset: failing, path: {tmp_path}}}\n")
+
+    runs = tmp_path / "runs"
+    for mode, message in [
+        ("raises", f"dataset 'failing' (plugin {tmp_path}/failing.py) could not read its data: IndexError: index 99 "
+                   f"is out of bounds for axis 0 with size 20 ({tmp_path}/failing.py:{failing_line})"),
+        ("extra", "its load gave back 'x_val', which dlkit does not read; it gives back x_train, y_train, x_test, "
+                  "y_test, class_names"),
+        ("names", "a label is 1, but class_names names 1 classes"),
+        ("text", "its load gave back str; it gives back a dict of arrays"),
+    ]:
+        (tmp_path / "fails.yaml").write_text(f"name: fails\nplugins: [failing.py]\ndata: {{dataset: failing, mode: "
+                                             f"{mode}}}\nmodel: {{arch: mlp}}\ntrain: {{epochs: 1}}\n")
+        out = run("train", tmp_path / "fails.yaml", "--runs-root", runs)
+        assert out.exit_code == 3 and "Traceback" not in out.output, out.output
+        assert message in " ".join(out.output.split()), out.output
+    assert not runs.exists() or not any(runs.rglob("manifest.json"))  # nothing half-made

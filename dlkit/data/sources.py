@@ -7,11 +7,13 @@ files to put where. Everything here returns numpy arrays (`Arrays`, which also s
 are: their modality); the pipeline module turns them into batches.
 
 `DATASETS`, at the end, is the one table of dataset names: the recipe schema, `dlkit list` and
-`dlkit validate` all read it.
+`dlkit validate` all read it. Datasets from outside dlkit join it there (`register`): a recipe's plugin that
+declares one (`DATASET`, `load`), or an installed package's entry point in the group `dlkit.datasets`.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -1421,6 +1423,11 @@ class Dataset:
     description: str
     load: Callable  # (data section) -> Arrays
     reads_path: bool = False  # reads data.path (a user's file or folder)
+    # a dataset from outside dlkit (a recipe's plugin, an installed package): where it was declared, what its
+    # data.path should be where it reads one, and the pydantic class of its own `data:` keys (None: none)
+    origin: str = ""
+    path_is: str = ""
+    keys: type | None = None
 
 
 DATASETS = {
@@ -1476,4 +1483,162 @@ def locate(cfg) -> str:
             raise DataError(f"data.path {cfg.path} does not exist")
         return table_header(cfg, [cfg.label_column] if cfg.label_column else None) \
             if name == "csv" and hasattr(cfg, "categorical_columns") else cfg.path
-    return name
+    origin = dataset(name).origin
+    return f"{name} ({origin})" if origin else name
+
+
+# ---------------------------------------------------------------- datasets from outside dlkit
+
+SHIPPED = frozenset(DATASETS)
+ENTRY_POINTS = "dlkit.datasets"  # an installed package's datasets: `NAME = "package.module"`
+FROM_PACKAGES: dict[str, dict] = {}  # the installed packages' datasets loaded, by name: where each came from
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
+RETURNED = ("x_train", "y_train", "x_test", "y_test", "class_names")  # what a plugin's load may give back
+PLUGIN_FACE = ("`DATASET = \"NAME\"` and `load(data)` giving back x_train[, y_train, x_test, y_test, class_names], "
+               "as docs/examples/hdf5_dataset.py has them")
+
+
+def register(name: str, dataset: Dataset) -> None:
+    """Add a dataset from outside dlkit (a plugin, a test) to the one table."""
+    DATASETS[name] = dataset
+
+
+def of_module(module, origin: str) -> tuple[str, Dataset] | None:
+    """The dataset a plugin module declares (None: it declares none): `DATASET`, its name; `load(data)`,
+    given the validated `data:` section, giving back its arrays as an npz holds them (x_train, y_train[,
+    x_test, y_test]) and optionally `class_names`; `Data`, a pydantic model of its own `data:` keys; `READS_PATH`,
+    what data.path should be where it reads one; `DESCRIPTION` (else its docstring's first line). A module
+    that lacks part of it, or takes a name dlkit ships, raises ValueError saying what, in `origin`'s words."""
+    from pydantic import BaseModel
+
+    name = getattr(module, "DATASET", None)
+    if name is None:
+        return None
+    if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
+        raise ValueError(f"{origin}: DATASET = {name!r}; a dataset's name is lowercase letters, digits and _, "
+                         "starting with a letter (the name recipes give as data.dataset)")
+    if name in SHIPPED:
+        raise ValueError(f"{origin}: {name!r} is the name of a dataset dlkit ships; give yours another (its DATASET)")
+    read = getattr(module, "load", None)
+    if not callable(read):
+        raise ValueError(f"{origin}: dataset {name!r} lacks load(data), which gives back its arrays; a dataset "
+                         f"plugin declares {PLUGIN_FACE}")
+    keys = getattr(module, "Data", None)
+    if keys is not None and not (isinstance(keys, type) and issubclass(keys, BaseModel)):
+        raise ValueError(f"{origin}: dataset {name!r}'s Data is not a pydantic model; its own data: keys are "
+                         "`class Data(pydantic.BaseModel)` with a field per key")
+    path_is = getattr(module, "READS_PATH", "")
+    if not isinstance(path_is, str):
+        raise ValueError(f"{origin}: READS_PATH is what data.path should be (\"the .h5 file\"), a string")
+    summary = getattr(module, "DESCRIPTION", None) or next(iter((module.__doc__ or "").strip().splitlines()), "")
+    return name, Dataset(f"{summary} ({origin})".lstrip(), _plugged(name, read, origin, keys, path_is), bool(path_is),
+                         origin, path_is, keys)
+
+
+def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is: str) -> Callable:
+    """A plugin's `load` as the table's: what it gives back checked as an npz's arrays are, its errors said as
+    data errors (exit 3) at the line of its file that raised them, what it prints sent to stderr."""
+    import contextlib
+    import sys
+    import types
+
+    def load(cfg) -> Arrays:
+        if keys is not None and any(not hasattr(cfg, k) for k in keys.model_fields):  # data.domain_b's section
+            cfg = types.SimpleNamespace(**{**keys().model_dump(), **dict(cfg)})
+        where = f"dataset {name!r} ({origin})"
+        path = getattr(cfg, "path", None)
+        if path_is and path and not Path(path).exists():  # before its code meets it (h5py's message is long)
+            raise DataError(f"data.path {path} does not exist ({where} reads {path_is})")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                got = read(cfg)
+        except (DataError, OutOfMemoryError, UsageError, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            raise OutOfMemoryError(f"{where} ran out of memory reading its data; read less of it (data.limit, "
+                                   "which its load is given)") from None
+        except Exception as e:  # noqa: BLE001 - the plugin's own error, said as its own with its line
+            said = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) \
+                else first_line(e)  # a KeyError's str() quotes its message
+            raise DataError(f"{where} could not read its data: {type(e).__name__}: {said}{_line_of(e, read)}") from None
+        if isinstance(got, Arrays):
+            return got
+        try:
+            found = dict(got)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: its load gave back {type(got).__name__}; it gives back a dict of arrays "
+                            f"({', '.join(RETURNED)})") from None
+        unknown = [k for k in found if k not in RETURNED]
+        if unknown or "x_train" not in found:
+            raise DataError(f"{where}: its load gave back " + (f"{', '.join(map(repr, unknown))}, which dlkit does "
+                            "not read" if unknown else "no x_train") + f"; it gives back {', '.join(RETURNED)} "
+                            "(x_train alone for inputs without labels; the validation split is carved from x_train)")
+        classes = found.pop("class_names", None) or []
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+            raise DataError(f"{where}: its class_names is not a list of strings")
+        arrays = _arrays(found, list(classes), f"{getattr(cfg, 'path', None) or name} (dataset {name!r})")
+        if classes and found.get("y_train") is not None:
+            top = max(int(arrays.y_train.max(initial=0)), int(arrays.y_test.max(initial=0)) if arrays.y_test is not None else 0)
+            if top >= len(classes):
+                raise DataError(f"{where}: a label is {top}, but class_names names {len(classes)} classes")
+        if arrays.x_train.ndim == 2:
+            arrays.modality = "features"
+        elif arrays.x_train.ndim not in (3, 4):
+            raise DataError(f"{where}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
+                            "feature vectors (N, F)")
+        return arrays
+
+    return load
+
+
+def _line_of(e: BaseException, fn: Callable) -> str:
+    """` (file:line)` of the last frame of the traceback in the file that defines `fn` ('' where none is)."""
+    import traceback
+
+    code = getattr(fn, "__code__", None)
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if code is not None and f.filename == code.co_filename]
+    return f" ({mine[-1].filename}:{mine[-1].lineno})" if mine else ""
+
+
+@functools.cache
+def installed() -> dict:
+    """The datasets installed packages declare (entry points of the group ENTRY_POINTS), by name, not loaded:
+    a package's code runs only when a recipe names one of its datasets."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in SHIPPED}
+
+
+def plugin_paths() -> dict[str, str]:
+    """The datasets from outside dlkit that read data.path, each with what the path should be."""
+    return {name: d.path_is for name, d in DATASETS.items() if d.path_is}
+
+
+def names() -> list[str]:
+    """Every dataset name a recipe may give without a `plugins` key: dlkit's, those registered, installed ones."""
+    return list(DATASETS) + [n for n in installed() if n not in DATASETS]
+
+
+def find(name: str) -> Dataset | None:
+    """The dataset of that name: in the table (dlkit's, a recipe's plugins'), else an installed package's,
+    loaded and registered now; None where there is none. An installed one that does not load raises
+    ValueError saying why."""
+    if name in DATASETS or name.startswith("tfds:"):
+        return dataset(name)
+    ep = installed().get(name)
+    if ep is None:
+        return None
+    origin = f"the package entry point {ep.name} = {ep.value!r} ({ENTRY_POINTS})"
+    try:
+        declared = of_module(ep.load(), origin)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
+        raise ValueError(f"{origin} does not import: {type(e).__name__}: {first_line(e)}") from None
+    if declared is None or declared[0] != name:
+        raise ValueError(f"{origin} declares " + (f"dataset {declared[0]!r}, not {name!r}" if declared
+                                                   else f"no dataset: a dataset plugin declares {PLUGIN_FACE}"))
+    register(*declared)
+    FROM_PACKAGES[name] = {"dataset": name, "entry_point": f"{ep.name} = {ep.value}",
+                           "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}
+    return declared[1]

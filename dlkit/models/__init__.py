@@ -75,7 +75,8 @@ def of_module(module, origin: str) -> Architecture:
     config = getattr(module, "Config", None)
     if not (isinstance(config, type) and issubclass(config, ModelBase)):
         raise ValueError(f"{origin} declares no architecture: it needs `class Config(ModelBase)` (from "
-                         "dlkit.models.knobs), `build(config, spec)` and `TASK`, as dlkit/models/mlp.py has them")
+                         "dlkit.models.knobs), `build(config, spec)` and `TASK`, as dlkit/models/mlp.py has them "
+                         "(or, declaring a dataset, `DATASET` and `load(data)`)")
     name = config.model_fields["arch"].default
     if not isinstance(name, str) or not name:
         raise ValueError(f"{origin}: its Config needs `arch: Literal[\"NAME\"] = \"NAME\"`, the name recipes "

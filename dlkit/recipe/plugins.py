@@ -1,12 +1,15 @@
-"""A recipe's `plugins`: the Python files and modules whose architectures it may name as `model.arch`.
+"""A recipe's `plugins`: the Python files and modules whose architectures it may name as `model.arch`, and
+whose datasets as `data.dataset`.
 
-Each is imported as the recipe loads, before the schema reads its `model` section, and the architecture it
-declares (the face of dlkit/models' modules: `Config`, `build`, `TASK`) is registered. A file is imported
+Each is imported as the recipe loads, before the schema reads its sections, and the architecture it declares
+(the face of dlkit/models' modules: `Config`, `build`, `TASK`) or the dataset (`DATASET`, `load`, and
+optionally its own `data:` keys, `Data`: dlkit.data.sources.of_module) is registered. A file is imported
 once per content: the same file read again, or a run's copy of it, is the module already imported. A run
 keeps a copy of each file it imported (its plugins/ folder, the manifest's `plugins`), and a run's recipe
 is loaded with those copies (`files`), so the run is evaluated, resumed and exported with the code it
 trained with. Problems are the recipe's, at the entry's line: a file not found, one that does not import
-(its own error, at its own line), one that declares no architecture or one of dlkit's names.
+(its own error, at its own line), one that declares neither an architecture nor a dataset, or one of dlkit's
+names.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlkit import models
+from dlkit.data import sources as datasets
 from dlkit.errors import Problem
 from dlkit.recipe.source import Locations, locate
 
 MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 HINT = ("a plugin is a Python file (`my_arch.py`, relative to the recipe that lists it), a folder holding a package "
-        "(`my_models/`), or an importable module (`mypackage.my_arch`), declaring Config, build and TASK, as "
-        "docs/examples/convmixer.py does")
+        "(`my_models/`), or an importable module (`mypackage.my_arch`), declaring an architecture (Config, build and "
+        "TASK, as docs/examples/convmixer.py does) or a dataset (DATASET and load, as docs/examples/hdf5_dataset.py "
+        "does)")
 
 
 class NotFound(ValueError):
@@ -135,16 +140,23 @@ def load(entries, locations: Locations, files: dict[str, Path] | None = None) ->
         try:
             module, origin = (_import_file(entry, (files or {}).get(entry)) if is_file(entry)
                               else _import_module(entry))
-            architecture = models.of_module(module, origin)
+            dataset = datasets.of_module(module, origin)
+            architecture = models.of_module(module, origin) if dataset is None or hasattr(module, "Config") else None
         except ValueError as e:
             problems.append(Problem(f"plugins.{i}", str(e), where, HINT if isinstance(e, NotFound) else None))
             continue
-        other = declared.setdefault(architecture.name, origin)
-        if other != origin:
-            problems.append(Problem(f"plugins.{i}", f"{origin} declares architecture {architecture.name!r}, as "
-                                    f"{other} does", where, "list one of them"))
+        named = ([("architecture", architecture.name)] if architecture else []) + (
+            [("dataset", dataset[0])] if dataset else [])
+        twice = [(kind, name, declared[kind, name]) for kind, name in named
+                 if declared.setdefault((kind, name), origin) != origin]
+        if twice:
+            problems += [Problem(f"plugins.{i}", f"{origin} declares {kind} {name!r}, as {other} does", where,
+                                 "list one of them") for kind, name, other in twice]
             continue
-        models.register(architecture)
+        if architecture:
+            models.register(architecture)
+        if dataset:
+            datasets.register(*dataset)
     return problems
 
 
@@ -224,10 +236,10 @@ def sources(entries: list[str]) -> list[Source]:
     return [IMPORTED[e] for e in entries if is_file(e) and e in IMPORTED]
 
 
-def provenance(entries: list[str], arch: str) -> list[dict]:
+def provenance(entries: list[str], arch: str, data: tuple[str, ...] = ()) -> list[dict]:
     """What a run's manifest says of the code outside dlkit it trained with: each plugin module's file and
-    its package's version, and the installed package an architecture came from (an entry point). The
-    files are recorded by the trainer as it keeps their copies."""
+    its package's version, and the installed package an architecture or a dataset came from (an entry point).
+    The files are recorded by the trainer as it keeps their copies."""
     from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
     out = []
@@ -242,4 +254,4 @@ def provenance(entries: list[str], arch: str) -> list[dict]:
         out.append({"module": entry, "path": getattr(sys.modules[entry], "__file__", None), "package": release})
     if arch in models.FROM_PACKAGES:
         out.append(models.FROM_PACKAGES[arch])
-    return out
+    return out + [datasets.FROM_PACKAGES[name] for name in dict.fromkeys(data) if name in datasets.FROM_PACKAGES]

@@ -57,7 +57,8 @@ class Augment(UnsetIsNone):
 def _dataset_name(v: str) -> str:
     if v.startswith("tfds:") and len(v) > 5:
         return v
-    return check_name(v, list(sources.DATASETS), "dataset")
+    sources.find(v)  # an installed package's dataset, loaded (its ValueError, where it does not load, is the key's)
+    return check_name(v, sources.names(), "dataset")
 
 
 def path_problems(section, readers: dict[str, str], key: str = "data.path") -> list[str]:
@@ -157,7 +158,12 @@ class DomainConfig(Section):
     def cross_problems(self) -> list[str]:
         unread = [f"{k}: {IMAGE_SOURCE_KEYS[k][1]}; dataset {self.dataset!r} reads none (remove it)"
                   for k in unread_source_keys(self)]
-        return path_problems(self, IMAGE_PATHS, "data.domain_b.path") + unread
+        keys = sources.dataset(self.dataset).keys
+        needs = [k for k, f in keys.model_fields.items() if f.is_required()] if keys else []
+        own = ([f"data.domain_b.dataset: dataset {self.dataset!r} needs its own key{'s' * (len(needs) > 1)} "
+                f"{', '.join(needs)}, which domain_b does not hold (it reads a plugin's dataset with its keys' "
+                "defaults); give them defaults, or make domain B a file dlkit reads"] if needs else [])
+        return path_problems(self, {**IMAGE_PATHS, **sources.plugin_paths()}, "data.domain_b.path") + unread + own
 
 
 class DataCommon(Section):
@@ -166,6 +172,7 @@ class DataCommon(Section):
 
     augments: ClassVar[bool] = False  # the section has `augment` (images)
     path_datasets: ClassVar[dict[str, str]] = {}  # the datasets that read data.path, and what it should be
+    plugged: ClassVar[bool] = False  # reads the datasets from outside dlkit (arrays: images, feature vectors)
 
     dataset: str  # the task's section says which names it takes
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
@@ -183,13 +190,14 @@ class DataCommon(Section):
 
     def cross_problems(self) -> list[str]:
         """What the section's keys say together that no one key says alone; a task's section adds its own."""
-        return path_problems(self, self.path_datasets)
+        return path_problems(self, {**self.path_datasets, **(sources.plugin_paths() if self.plugged else {})})
 
 
 class DataConfig(DataCommon):
     """Images and feature vectors."""
 
     augments: ClassVar[bool] = True
+    plugged: ClassVar[bool] = True
     path_datasets: ClassVar[dict[str, str]] = IMAGE_PATHS
 
     dataset: str = "mnist"
@@ -699,6 +707,32 @@ def recipe_class(model_cls: type, data_cls: type, train_cls: type) -> type[Recip
     )
 
 
+def with_dataset_keys(data_cls: type, section) -> type:
+    """The task's data class, with the own keys of the dataset the `data:` section names where it is a plugin's
+    that has some (its `Data`); ValueError where one of them is a key the class has already."""
+    name = section.get("dataset") if isinstance(section, dict) else None
+    if not (isinstance(name, str) and getattr(data_cls, "plugged", False)):
+        return data_cls
+    try:
+        found = sources.find(name)
+    except ValueError:  # an installed one that does not load: its data.dataset validator says so
+        return data_cls
+    return data_cls if found is None or found.keys is None else _keyed(data_cls, found.keys, name)
+
+
+@functools.cache
+def _keyed(data_cls: type, keys: type, name: str) -> type:
+    taken = sorted(set(keys.model_fields) & set(data_cls.model_fields))
+    if taken:
+        raise ValueError(f"dataset {name!r} ({sources.dataset(name).origin}) declares its own key"
+                         f"{'s' * (len(taken) > 1)} {', '.join(taken)}, which dlkit's data section has already: "
+                         "rename them in its Data (dlkit's own keys reach its load as they are)")
+    # dlkit's keys first (as `dlkit show` lists them), then the dataset's; the section's config (strict, no
+    # unknown key) is dlkit's whatever the dataset's class says
+    return type(f"{data_cls.__name__}[{name}]", (keys, data_cls), {"model_config": data_cls.model_config,
+                                                                   "__module__": __name__})
+
+
 def validate(data: dict, locations: Locations, source: str | None, sections: Sections,
              checks: Checks | None = None) -> Recipe:
     data = dict(data)
@@ -709,10 +743,18 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
     arch = model.get("arch") if isinstance(model, dict) else None
     try:
         architecture = models.find(arch) if isinstance(arch, str) else None
-        cls = recipe_class(architecture.config, **sections(architecture)) if architecture else None
+        classes = sections(architecture) if architecture else None
     except ValueError as e:  # an installed package's that does not load, a plugin's naming no task dlkit has
-        architecture, cls = None, None
+        architecture, classes = None, None
         problems.append(Problem("model.arch", str(e), locate(locations, ("model", "arch"))))
+    cls = None
+    if classes is not None:
+        try:
+            classes = {**classes, "data_cls": with_dataset_keys(classes["data_cls"], data.get("data"))}
+        except ValueError as e:  # a plugin dataset's own keys that dlkit's data section has already
+            problems.append(Problem("data.dataset", str(e), locate(locations, ("data", "dataset"))))
+        else:
+            cls = recipe_class(architecture.config, **classes)
     if cls is not None:
         try:
             recipe = cls.model_validate(data)

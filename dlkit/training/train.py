@@ -586,7 +586,9 @@ def _keep_plugins(run: RunDir, recipe) -> list[dict]:
             target.parent.mkdir(parents=True, exist_ok=True)
             replace_atomic(target, lambda tmp, data=data: tmp.write_bytes(data))
         kept.append({"file": source.path, "copy": f"plugins/{name}", "sha256": source.sha256})
-    return kept + plugins.provenance(recipe.plugins, recipe.model.arch)
+    domain_b = getattr(recipe.data, "domain_b", None)
+    datasets = (recipe.data.dataset,) + ((domain_b.dataset,) if domain_b is not None else ())
+    return kept + plugins.provenance(recipe.plugins, recipe.model.arch, datasets)
 
 
 def _manifest(recipe, recipe_path, session, model, phases) -> dict:
