@@ -1630,11 +1630,10 @@ def find(name: str) -> Dataset | None:
         return None
     origin = f"the package entry point {ep.name} = {ep.value!r} ({ENTRY_POINTS})"
     try:
-        declared = of_module(ep.load(), origin)
-    except ValueError:
-        raise
+        module = ep.load()
     except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
         raise ValueError(f"{origin} does not import: {type(e).__name__}: {first_line(e)}") from None
+    declared = of_module(module, origin)
     if declared is None or declared[0] != name:
         raise ValueError(f"{origin} declares " + (f"dataset {declared[0]!r}, not {name!r}" if declared
                                                    else f"no dataset: a dataset plugin declares {PLUGIN_FACE}"))
