@@ -440,6 +440,8 @@ def load(data):
         return {"x_train": x, "y_train": y, "class_names": ["only"]}
     if data.mode == "text":
         return "x_train"
+    if data.mode == "unpaired":
+        return {"x_train": x, "y_train": y, "x_test": x}
     return {"x_train": x, "y_train": y}
 '''
 
@@ -491,9 +493,11 @@ model: {arch: mlp}
         ("raises", f"dataset 'failing' (plugin {tmp_path}/failing.py) could not read its data: IndexError: index 99 "
                    f"is out of bounds for axis 0 with size 20 ({tmp_path}/failing.py:{failing_line})"),
         ("extra", "its load gave back 'x_val', which dlkit does not read; it gives back x_train, y_train, x_test, "
-                  "y_test, class_names"),
+                  "y_test, class_names, target_names"),
         ("names", "a label is 1, but class_names names 1 classes"),
         ("text", "its load gave back str; it gives back a dict of arrays"),
+        ("unpaired", "its load gave back x_test, x_train, y_train: x_test is labelled (y_test) exactly when x_train "
+                     "is (y_train)"),
     ]:
         (tmp_path / "fails.yaml").write_text(f"name: fails\nplugins: [failing.py]\ndata: {{dataset: failing, mode: "
                                              f"{mode}}}\nmodel: {{arch: mlp}}\ntrain: {{epochs: 1}}\n")
@@ -501,3 +505,53 @@ model: {arch: mlp}
         assert out.exit_code == 3 and "Traceback" not in out.output, out.output
         assert message in " ".join(out.output.split()), out.output
     assert not runs.exists() or not any(runs.rglob("manifest.json"))  # nothing half-made
+
+
+# a table of numbers to predict, which the regression task reads as such; its own key, `rows`
+PRICES = '''\
+import numpy as np
+from pydantic import BaseModel, Field
+
+DATASET = "prices"
+
+
+class Data(BaseModel):
+    rows: int = Field(200, ge=10)
+
+
+def load(data):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(data.rows, 3)).astype("float32")
+    y = np.stack([x @ [1.0, -2.0, 0.5] + 10.0, x[:, 0] * 3.0 + 20.0], axis=1)
+    return {"x_train": x[:-40], "y_train": y[:-40], "x_test": x[-40:], "y_test": y[-40:],
+            "target_names": ["price", "rent"]}
+'''
+
+
+def test_a_dataset_plugin_gives_a_regression_its_numbers_to_predict(tmp_path):
+    import numpy as np
+
+    (tmp_path / "prices.py").write_text(PRICES)
+    rng = np.random.default_rng(1)  # the plugin's arrays, written as an .npz
+    x = rng.normal(size=(160, 3)).astype("float32")
+    y = np.stack([x @ [1.0, -2.0, 0.5] + 10.0, x[:, 0] * 3.0 + 20.0], axis=1)
+    np.savez(tmp_path / "prices.npz", x_train=x[:-40], y_train=y[:-40], x_test=x[-40:], y_test=y[-40:])
+    model = "model: {arch: mlp_regressor, hidden: [4]}\ntrain: {epochs: 2}\n"
+
+    def train(name, data):
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nplugins: [prices.py]\ndata: {data}\n{model}")
+        return run("train", tmp_path / f"{name}.yaml", "--runs-root", tmp_path / "runs", "--quiet", "--json")
+
+    plugged = train("plugged", "{dataset: prices, rows: 160, batch_size: 16}")
+    assert plugged.exit_code == 0, plugged.output
+    from_npz = train("from_npz", f"{{dataset: npz, path: {tmp_path / 'prices.npz'}, batch_size: 16}}")
+    assert from_npz.exit_code == 0, from_npz.output
+    a, b = json.loads(plugged.stdout), json.loads(from_npz.stdout)
+    assert a["test"]["mae"] == pytest.approx(b["test"]["mae"], rel=1e-5) and a["test"]["examples"] == 40
+    assert a["test"]["r2"] == pytest.approx(b["test"]["r2"], rel=1e-5)
+    assert sorted(a["test"]["per_target"]) == ["price", "rent"]  # the names it gave its targets
+
+    model = "model: {arch: mlp}\n"
+    out = train("classified", "{dataset: prices}").output  # the same numbers are no class labels
+    assert "its load gave back target_names, the names of numbers to predict, which a regression reads (arch: " \
+           "mlp_regressor)" in " ".join(out.split()) and "Traceback" not in out

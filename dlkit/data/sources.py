@@ -739,12 +739,17 @@ def load_targets_npz(path: str, positive: bool = False) -> Arrays:
     a finite number, and with `positive` (a log transform's) a target above 0; the first that is not is named
     by its example."""
     p, found = _user_npz(path)
-    if found["y_train"] is None:
+    return _target_arrays(found, str(p), positive)
+
+
+def _target_arrays(found: dict, p: str, positive: bool, names: list[str] | None = None) -> Arrays:
+    """A regression's arrays (load_targets_npz), checked; read from `p`; `names`: the targets' (else y, y0, ...)."""
+    if found.get("y_train") is None:
         raise DataError(f"{p} has no y_train: a regression learns the numbers it holds, one row (or one number) "
                         "per row of x_train")
     arrays = {}
     for name in ("x_train", "y_train", "x_test", "y_test"):
-        a = found[name]
+        a = found.get(name)
         if a is None:
             continue
         a = np.asarray(a)
@@ -778,8 +783,10 @@ def load_targets_npz(path: str, positive: bool = False) -> Arrays:
         raise DataError(f"{p}: y_test rows have {arrays['y_test'].shape[1]} targets, y_train's "
                         f"{arrays['y_train'].shape[1]}")
     k = arrays["y_train"].shape[1]
+    if names is not None and len(names) != k:
+        raise DataError(f"{p}: {len(names)} target_names for {k} targets (y_train's columns)")
     return Arrays(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"), [], str(p),
-                  modality="features", columns={"targets": ["y"] if k == 1 else [f"y{j}" for j in range(k)]})
+                  modality="features", columns={"targets": names or (["y"] if k == 1 else [f"y{j}" for j in range(k)])})
 
 
 def load_diabetes() -> Arrays:
@@ -1428,6 +1435,7 @@ class Dataset:
     origin: str = ""
     path_is: str = ""
     keys: type | None = None
+    targets: Callable | None = None  # (data section, positive) -> a regression's Arrays: a plugin's, read so
 
 
 DATASETS = {
@@ -1493,7 +1501,8 @@ SHIPPED = frozenset(DATASETS)
 ENTRY_POINTS = "dlkit.datasets"  # an installed package's datasets: `NAME = "package.module"`
 FROM_PACKAGES: dict[str, dict] = {}  # the installed packages' datasets loaded, by name: where each came from
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
-RETURNED = ("x_train", "y_train", "x_test", "y_test", "class_names")  # what a plugin's load may give back
+# what a plugin's load may give back: its arrays, and the names of its classes or of its targets (a regression's)
+RETURNED = ("x_train", "y_train", "x_test", "y_test", "class_names", "target_names")
 PLUGIN_FACE = ("`DATASET = \"NAME\"` and `load(data)` giving back x_train[, y_train, x_test, y_test, class_names], "
                "as docs/examples/hdf5_dataset.py has them")
 
@@ -1531,21 +1540,26 @@ def of_module(module, origin: str) -> tuple[str, Dataset] | None:
     if not isinstance(path_is, str):
         raise ValueError(f"{origin}: READS_PATH is what data.path should be (\"the .h5 file\"), a string")
     summary = getattr(module, "DESCRIPTION", None) or next(iter((module.__doc__ or "").strip().splitlines()), "")
-    return name, Dataset(f"{summary} ({origin})".lstrip(), _plugged(name, read, origin, keys, path_is), bool(path_is),
-                         origin, path_is, keys)
+    load, targets = _plugged(name, read, origin, keys, path_is)
+    return name, Dataset(f"{summary} ({origin})".lstrip(), load, bool(path_is), origin, path_is, keys, targets)
 
 
-def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is: str) -> Callable:
+def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is: str) -> tuple[Callable, Callable]:
     """A plugin's `load` as the table's: what it gives back checked as an npz's arrays are, its errors said as
-    data errors (exit 3) at the line of its file that raised them, what it prints sent to stderr."""
+    data errors (exit 3) at the line of its file that raised them, what it prints sent to stderr. Two readings
+    of it: class labels (the image and feature-vector models: `load`) and numbers to predict (a regression's:
+    `targets(cfg, positive)`)."""
     import contextlib
     import sys
     import types
 
-    def load(cfg) -> Arrays:
+    where = f"dataset {name!r} ({origin})"
+
+    def gather(cfg, other: str, reader: str) -> tuple[dict, str]:
+        """What the plugin's load gives back, checked; `other`, the names the reading at hand does not take
+        (`reader` does)."""
         if keys is not None and any(not hasattr(cfg, k) for k in keys.model_fields):  # data.domain_b's section
             cfg = types.SimpleNamespace(**{**keys().model_dump(), **dict(cfg)})
-        where = f"dataset {name!r} ({origin})"
         path = getattr(cfg, "path", None)
         if path_is and path and not Path(path).exists():  # before its code meets it (h5py's message is long)
             raise DataError(f"data.path {path} does not exist ({where} reads {path_is})")
@@ -1561,8 +1575,6 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
             said = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) \
                 else first_line(e)  # a KeyError's str() quotes its message
             raise DataError(f"{where} could not read its data: {type(e).__name__}: {said}{_line_of(e, read)}") from None
-        if isinstance(got, Arrays):
-            return got
         try:
             found = dict(got)
         except (TypeError, ValueError):
@@ -1572,11 +1584,29 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         if unknown or "x_train" not in found:
             raise DataError(f"{where}: its load gave back " + (f"{', '.join(map(repr, unknown))}, which dlkit does "
                             "not read" if unknown else "no x_train") + f"; it gives back {', '.join(RETURNED)} "
-                            "(x_train alone for inputs without labels; the validation split is carved from x_train)")
-        classes = found.pop("class_names", None) or []
-        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
-            raise DataError(f"{where}: its class_names is not a list of strings")
-        arrays = _arrays(found, list(classes), f"{getattr(cfg, 'path', None) or name} (dataset {name!r})")
+                            "(the validation split is carved from x_train)")
+        if found.get(other) is not None:
+            raise DataError(f"{where}: its load gave back {other}, " + (
+                "the names of numbers to predict, which a regression reads (arch: mlp_regressor); a classifier's "
+                "labels are class indices" if other == "target_names" else
+                "the names of class labels, which a classifier reads; a regression predicts numbers") +
+                f" ({reader} reads this dataset here)")
+        given = {k for k, v in found.items() if v is not None}
+        if "y_test" in given and "x_test" not in given or "x_test" in given and ("y_test" in given) != ("y_train" in given):
+            raise DataError(f"{where}: its load gave back {', '.join(sorted(given))}: x_test is labelled (y_test) "
+                            "exactly when x_train is (y_train), and y_test only beside x_test")
+        return found, f"{path or name} (dataset {name!r})"
+
+    def names(found: dict, key: str) -> list[str]:
+        given = found.pop(key, None) or []
+        if not isinstance(given, (list, tuple)) or not all(isinstance(c, str) for c in given):
+            raise DataError(f"{where}: its {key} is not a list of strings")
+        return list(given)
+
+    def load(cfg) -> Arrays:
+        found, read_from = gather(cfg, "target_names", "a model of class labels")
+        classes = names(found, "class_names")
+        arrays = _arrays(found, classes, read_from)
         if classes and found.get("y_train") is not None:
             top = max(int(arrays.y_train.max(initial=0)), int(arrays.y_test.max(initial=0)) if arrays.y_test is not None else 0)
             if top >= len(classes):
@@ -1588,7 +1618,11 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
                             "feature vectors (N, F)")
         return arrays
 
-    return load
+    def targets(cfg, positive: bool = False) -> Arrays:
+        found, read_from = gather(cfg, "class_names", "a regression")
+        return _target_arrays(found, read_from, positive, names(found, "target_names") or None)
+
+    return load, targets
 
 
 def _line_of(e: BaseException, fn: Callable) -> str:
@@ -1607,6 +1641,11 @@ def installed() -> dict:
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in SHIPPED}
+
+
+def plugin_names() -> list[str]:
+    """The datasets from outside dlkit a recipe may name: the plugins' registered, and installed packages'."""
+    return [n for n in names() if n not in SHIPPED]
 
 
 def plugin_paths() -> dict[str, str]:

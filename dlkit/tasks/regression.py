@@ -45,8 +45,17 @@ MEASURES = ("mae", "rmse", "r2")
 CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "category_values", "missing")
 
 
+def _dataset_name(v: str) -> str:
+    from dlkit.data import sources
+
+    if v not in REGRESSION_DATASETS:
+        sources.find(v)  # an installed package's dataset, loaded (its ValueError, where it does not load, is the key's)
+    return check_name(v, [*REGRESSION_DATASETS, *sources.plugin_names()], "dataset")
+
+
 class RegressionData(DataCommon):
     path_datasets = {"csv": "the CSV file", "npz": "the .npz file"}
+    plugged = True  # a plugin's dataset: its x_train feature vectors and y_train numbers
 
     dataset: str = Field(description="choose one of: csv (your file, in data.path), npz (your arrays, in data.path), "
                                      "diabetes (built in)")
@@ -72,7 +81,7 @@ class RegressionData(DataCommon):
         "label_column": "a regression's targets are data.target_columns, a list (default: the last column)",
     }
 
-    _dataset = field_validator("dataset")(lambda v: check_name(v, list(REGRESSION_DATASETS), "dataset"))
+    _dataset = field_validator("dataset")(_dataset_name)
 
     @field_validator("target_columns", mode="before")
     @classmethod
@@ -122,6 +131,8 @@ class Regression(FitTask):
         cfg = recipe.data
         if cfg.dataset == "diabetes":
             return "scikit-learn's copy of the diabetes data (installed with it)"
+        if cfg.dataset not in REGRESSION_DATASETS:  # a plugin's
+            return sources.locate(cfg)
         if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
         if cfg.dataset == "npz":
@@ -135,6 +146,8 @@ class Regression(FitTask):
         log = cfg.target_transform == "log"
         if cfg.dataset == "npz":
             arrays = sources.load_targets_npz(cfg.path, log)
+        elif cfg.dataset not in REGRESSION_DATASETS:  # a plugin's: its arrays read as numbers to predict
+            arrays = sources.dataset(cfg.dataset).targets(cfg, log)
         else:
             arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
                 cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)
