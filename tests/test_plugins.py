@@ -555,3 +555,43 @@ def test_a_dataset_plugin_gives_a_regression_its_numbers_to_predict(tmp_path):
     out = train("classified", "{dataset: prices}").output  # the same numbers are no class labels
     assert "its load gave back target_names, the names of numbers to predict, which a regression reads (arch: " \
            "mlp_regressor)" in " ".join(out.split()) and "Traceback" not in out
+
+
+def test_what_a_dataset_plugins_load_gives_back_is_read_as_an_npz_is():
+    """The table's reading of a plugin's load, unit by unit: names as numpy strings (an HDF5 file's bytes), and
+    what is refused, each a DataError naming the dataset."""
+    import types
+
+    import numpy as np
+
+    from dlkit.errors import DataError
+
+    given = {}
+    module = types.ModuleType("given")
+    module.DATASET, module.load = "given", lambda data: dict(given)
+    name, entry = sources.of_module(module, "plugin given.py")
+    cfg = types.SimpleNamespace(path=None)
+    x, y = np.zeros((6, 2, 2), "uint8"), np.array([0, 1, 2, 0, 1, 2])
+
+    given.update(x_train=x, y_train=y, class_names=np.array([b"a", b"b", b"c"]))
+    arrays = entry.load(cfg)
+    assert arrays.class_names == ["a", "b", "c"] and arrays.modality == "images" and arrays.x_test is None
+    given.update(class_names=None, x_train=x.reshape(6, 4))  # no names: indices; rows: feature vectors
+    arrays = entry.load(cfg)
+    assert arrays.class_names == ["0", "1", "2"] and arrays.modality == "features"
+    given.update(class_names="abc")
+    with pytest.raises(DataError, match=r"dataset 'given' \(plugin given.py\): its class_names is not a list"):
+        entry.load(cfg)
+    given.update(class_names=None, y_train=np.array([0, 1, 2, 0, 1, 0.5]))
+    with pytest.raises(DataError, match="y_train holds 0.5 at index 5"):
+        entry.load(cfg)
+    given.update(y_train=y.astype(float) * 1.5)  # numbers to predict: a regression reads them
+    targets = entry.targets(cfg, False)
+    assert targets.y_train.shape == (6, 1) and targets.columns == {"targets": ["y"]}
+    given.update(target_names=["price", "rent"])
+    with pytest.raises(DataError, match="2 target_names for 1 targets"):
+        entry.targets(cfg, False)
+    given.update(target_names=None, x_train=x)
+    with pytest.raises(DataError, match=r"x_train has shape \(6, 2, 2\); mlp_regressor reads feature vectors"):
+        entry.targets(cfg, False)
+    assert name == "given" and entry.description == "(plugin given.py)" and not entry.reads_path

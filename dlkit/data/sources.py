@@ -1598,10 +1598,12 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         return found, f"{path or name} (dataset {name!r})"
 
     def names(found: dict, key: str) -> list[str]:
-        given = found.pop(key, None) or []
-        if not isinstance(given, (list, tuple)) or not all(isinstance(c, str) for c in given):
+        given = found.pop(key, None)
+        if isinstance(given, np.ndarray):  # numpy's strings (an HDF5 file's bytes: decoded)
+            given = [c.decode() if isinstance(c, bytes) else c for c in given.tolist()]
+        if given is not None and not (isinstance(given, (list, tuple)) and all(isinstance(c, str) for c in given)):
             raise DataError(f"{where}: its {key} is not a list of strings")
-        return list(given)
+        return list(given or [])
 
     def load(cfg) -> Arrays:
         found, read_from = gather(cfg, "target_names", "a model of class labels")
