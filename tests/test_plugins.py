@@ -6,6 +6,7 @@ that does not load is a recipe problem at its line."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -595,3 +596,80 @@ def test_what_a_dataset_plugins_load_gives_back_is_read_as_an_npz_is():
     with pytest.raises(DataError, match=r"x_train has shape \(6, 2, 2\); mlp_regressor reads feature vectors"):
         entry.targets(cfg, False)
     assert name == "given" and entry.description == "(plugin given.py)" and not entry.reads_path
+
+
+# sentences, a text and sentence pairs, as a plugin's `kind` key asks: made up as they are read
+CORPUS = '''\
+from pydantic import BaseModel
+
+DATASET = "corpus"
+
+
+class Data(BaseModel):
+    kind: str = "sentences"
+
+
+def load(data):
+    good, bad = ["a fine day", "what a joy", "so good"] * 6, ["a grim day", "what a bore", "so bad"] * 6
+    if data.kind == "sentences":
+        return {"x_train": good + bad, "y_train": [1] * 18 + [0] * 18, "x_test": ["fine", "grim"],
+                "y_test": [1, 0], "class_names": ["neg", "pos"]}
+    if data.kind == "text":
+        return {"x_train": good + bad, "x_test": " ".join(bad)}
+    if data.kind == "pairs":
+        return {"x_train": good + bad + ["  ", "lost"], "y_train": [s.upper() for s in good + bad] + ["X", " "]}
+    if data.kind == "unlabelled":
+        return {"x_train": good}
+    return {"x_train": good + bad, "y_train": [1] * 36, "class_names": ["only"]}
+'''
+
+
+def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_path):
+    """The recurrent and translation tasks read a plugin's dataset as theirs: labelled sentences, one text, and
+    sentence pairs; their data is made as a file's would be (vocabulary, windows, codecs), and what does not fit
+    the task is said."""
+    from dlkit import tasks
+
+    (tmp_path / "corpus.py").write_text(CORPUS)
+
+    def recipe(arch, data, *sets):
+        (tmp_path / "r.yaml").write_text(f"name: r\nplugins: [corpus.py]\ndata: {data}\nmodel: {{arch: {arch}}}\n")
+        loaded = tasks.load_recipe(tmp_path / "r.yaml", list(sets))
+        return loaded, tasks.of(loaded)
+
+    r, task = recipe("rnn_classifier", "{dataset: corpus, validation_split: 0.25, batch_size: 4}")
+    data = task.load_data(r)
+    assert data.spec.class_names == ["neg", "pos"] and data.spec.num_classes == 2
+    assert sum(data.spec.class_counts) == 27 and data.splits.x_test.shape[0] == 2  # its own test split
+    assert "corpus.py" in task.locate(r)
+
+    r, task = recipe("rnn_lm", "{dataset: corpus, kind: text, sequence_length: 5, batch_size: 2, shuffle_buffer: 0, "
+                     "level: word}")
+    data = task.load_data(r)  # the list read as lines of one text; its words the vocabulary
+    assert data.test is not None and data.spec.input_shape == (5,)
+
+    r, task = recipe("seq2seq", "{dataset: corpus, kind: pairs, test_split: 0.34, validation_split: 0.5}")
+    data = task.load_data(r)  # the two pairs with an empty side left out; split by distinct source
+    assert len(data.splits.x_train) + len(data.splits.x_val) + len(data.splits.x_test) == 36
+
+    from dlkit.errors import DataError, RecipeError
+
+    for arch, kind, said in [
+        ("rnn_classifier", "unlabelled", "its load gave back no y_train; a sentence classifier learns each sentence's "
+                                         "class"),
+        ("rnn_lm", "sentences", "its load gave back y_train; a language model reads this dataset here, and does not "
+                                "read it"),
+        ("seq2seq", "sentences", "its load gave back x_test; a translation model (its test split is drawn by distinct "
+                                 "source sentence, data.test_split) reads this dataset here"),
+        ("seq2seq", "text", "its load gave back x_test"),
+        ("rnn_classifier", "pairs", "y_train holds 'A FINE DAY' at index 0 (<U11 labels); labels are class indices 0, "
+                                    "1, 2, ... (class names: a plugin's load gives them as class_names)"),
+        ("rnn_classifier", "names", "a label is 1, but class_names names 1 classes"),
+    ]:
+        extra = ", shuffle_buffer: 0" if arch == "rnn_lm" else ""
+        r, task = recipe(arch, f"{{dataset: corpus, kind: {kind}{extra}}}")
+        with pytest.raises(DataError, match=re.escape(said)):
+            task.load_data(r)
+    with pytest.raises(RecipeError, match=re.escape("source_column: the columns of a file's lines; dataset 'corpus' "
+                                                    "gives its pairs as x_train and y_train (remove it)")):
+        recipe("seq2seq", "{dataset: corpus, kind: pairs, source_column: 2}")

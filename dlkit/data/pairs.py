@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data import sources as tables
 from dlkit.data.sources import local_dirs
-from dlkit.data.text import Vocabulary, lines_of, rows_of
+from dlkit.data.text import Vocabulary, lines_of, plugged, rows_of
 from dlkit.errors import DataError, first_line
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
@@ -179,6 +180,8 @@ def locate(cfg) -> Path:
 
 
 def where(cfg) -> str:
+    if plugged(cfg):
+        return tables.locate(cfg)
     found = find(cfg)
     if found:
         return str(found)
@@ -188,7 +191,28 @@ def where(cfg) -> str:
 
 
 def load(cfg) -> Pairs:
+    if entry := plugged(cfg):
+        return plugin_pairs(entry, cfg)
     return read_file(locate(cfg), cfg.source_column, cfg.target_column)
+
+
+def plugin_pairs(entry, cfg) -> Pairs:
+    """A plugin's dataset read as sentence pairs: x_train the source sentences, y_train their translations
+    (the test and validation splits are drawn by distinct source, from these); pairs with an empty side are
+    left out, as a file's are."""
+    found, origin = entry.gathered(cfg, ("x_test", "y_test", "class_names", "target_names"), "a translation model "
+                                   "(its test split is drawn by distinct source sentence, data.test_split)")
+    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+    if found.get("y_train") is None:
+        raise DataError(f"{where}: its load gave back no y_train; a translation model learns from pairs: x_train "
+                        "the source sentences, y_train their translations")
+    src, tgt = (tables.strings(found[k], k, where) for k in ("x_train", "y_train"))
+    if len(src) != len(tgt):
+        raise DataError(f"{where}: {len(src)} source sentences in x_train but {len(tgt)} translations in y_train")
+    kept = [(s.strip(), t.strip()) for s, t in zip(src, tgt) if s.strip() and t.strip()]
+    if not kept:
+        raise DataError(f"{where} has no sentence pairs")
+    return Pairs([s for s, _ in kept], [t for _, t in kept], origin)
 
 
 def words(text: str) -> int:

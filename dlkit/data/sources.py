@@ -319,7 +319,10 @@ def load_builtin(name: str, data_dir: str | None, allow_download: bool) -> Array
 MAX_CLASSES = 100_000  # class indices of an npz's labels: ImageNet-21k has 21,841 classes
 
 
-def _labels(y, name: str, origin: str) -> np.ndarray:
+NAMES_FROM = "a csv file or an image_folder reads them"  # where a dataset's class names come from, for the error
+
+
+def class_indices(y, name: str, origin: str, names_from: str = NAMES_FROM) -> np.ndarray:
     """Class indices 0, 1, 2, ... as given (integers, or floats that are whole numbers), else a DataError: a
     negative label failed inside the loss with a TensorFlow traceback, and 0.5 was cut to 0 in silence."""
     y = np.asarray(y)
@@ -333,14 +336,14 @@ def _labels(y, name: str, origin: str) -> np.ndarray:
         i = int(np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))[0]) if y.dtype.kind == "f" else 0
         bad = y[i].item() if isinstance(y[i], np.generic) else y[i]
         raise DataError(f"{origin}: {name} holds {bad!r} at index {i} ({y.dtype} labels); labels are class indices "
-                        "0, 1, 2, ... (class names: a csv file or an image_folder reads them)")
+                        f"0, 1, 2, ... (class names: {names_from})")
     if len(y) and y.min() < 0:
         raise DataError(f"{origin}: {name} holds the label {y.min()} at index {int(np.argmin(y))}; labels are class "
                         "indices from 0")
     return y
 
 
-def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
+def _arrays(found: dict, classes: list[str], origin: str, names_from: str = NAMES_FROM) -> Arrays:
     """The arrays read, checked. Inputs without labels (no y_train) get label 0 throughout and no class names:
     DataSpec.num_classes 0, which the tasks that learn from labels refuse."""
     x_train, x_test = np.asarray(found["x_train"]), found.get("x_test")
@@ -368,8 +371,8 @@ def _arrays(found: dict, classes: list[str], origin: str) -> Arrays:
     if found.get("y_train") is None:
         return Arrays(x_train, np.zeros(len(x_train), np.int64), x_test,
                       None if x_test is None else np.zeros(len(x_test), np.int64), [], origin)
-    y_train = _labels(found["y_train"], "y_train", origin)
-    y_test = None if found.get("y_test") is None else _labels(found["y_test"], "y_test", origin)
+    y_train = class_indices(found["y_train"], "y_train", origin, names_from)
+    y_test = None if found.get("y_test") is None else class_indices(found["y_test"], "y_test", origin, names_from)
     if len(x_train) != len(y_train):
         raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
     if y_test is not None and len(x_test) != len(y_test):
@@ -1436,6 +1439,9 @@ class Dataset:
     path_is: str = ""
     keys: type | None = None
     targets: Callable | None = None  # (data section, positive) -> a regression's Arrays: a plugin's, read so
+    # (data section, the names the reading does not take, the reader) -> what a plugin's load gave back, checked
+    # as every reading needs (its keys, its splits paired), and where it was read from: the text readings' start
+    gathered: Callable | None = None
 
 
 DATASETS = {
@@ -1497,12 +1503,15 @@ def locate(cfg) -> str:
 
 # ---------------------------------------------------------------- datasets from outside dlkit
 
-SHIPPED = frozenset(DATASETS)
+SHIPPED = tuple(DATASETS)  # dlkit's own, in the order `dlkit list` gives them
 ENTRY_POINTS = "dlkit.datasets"  # an installed package's datasets: `NAME = "package.module"`
 FROM_PACKAGES: dict[str, dict] = {}  # the installed packages' datasets loaded, by name: where each came from
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # what a plugin's load may give back: its arrays, and the names of its classes or of its targets (a regression's)
 RETURNED = ("x_train", "y_train", "x_test", "y_test", "class_names", "target_names")
+PLUGIN_NAMES = "a plugin's load gives them as class_names"
+UNREAD = {"target_names": ", the names of numbers to predict, which a regression reads (arch: mlp_regressor)",
+          "class_names": ", the names of class labels, which a classifier reads"}
 PLUGIN_FACE = ("`DATASET = \"NAME\"` and `load(data)` giving back x_train[, y_train, x_test, y_test, class_names], "
                "as docs/examples/hdf5_dataset.py has them")
 
@@ -1540,24 +1549,26 @@ def of_module(module, origin: str) -> tuple[str, Dataset] | None:
     if not isinstance(path_is, str):
         raise ValueError(f"{origin}: READS_PATH is what data.path should be (\"the .h5 file\"), a string")
     summary = getattr(module, "DESCRIPTION", None) or next(iter((module.__doc__ or "").strip().splitlines()), "")
-    load, targets = _plugged(name, read, origin, keys, path_is)
-    return name, Dataset(f"{summary} ({origin})".lstrip(), load, bool(path_is), origin, path_is, keys, targets)
+    load, targets, gathered = _plugged(name, read, origin, keys, path_is)
+    return name, Dataset(f"{summary} ({origin})".lstrip(), load, bool(path_is), origin, path_is, keys, targets,
+                         gathered)
 
 
-def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is: str) -> tuple[Callable, Callable]:
+def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is: str) -> tuple[Callable, ...]:
     """A plugin's `load` as the table's: what it gives back checked as an npz's arrays are, its errors said as
     data errors (exit 3) at the line of its file that raised them, what it prints sent to stderr. Two readings
-    of it: class labels (the image and feature-vector models: `load`) and numbers to predict (a regression's:
-    `targets(cfg, positive)`)."""
+    of it here: class labels (the image and feature-vector models: `load`) and numbers to predict (a
+    regression's: `targets(cfg, positive)`); and what both start from (`gathered`), which the text readings
+    (dlkit.data.text, dlkit.data.pairs) start from too."""
     import contextlib
     import sys
     import types
 
     where = f"dataset {name!r} ({origin})"
 
-    def gather(cfg, other: str, reader: str) -> tuple[dict, str]:
-        """What the plugin's load gives back, checked; `other`, the names the reading at hand does not take
-        (`reader` does)."""
+    def gather(cfg, other: tuple[str, ...], reader: str) -> tuple[dict, str]:
+        """What the plugin's load gives back, checked, and where it was read from; `other`, the names the
+        reading at hand (`reader`'s) does not take."""
         if keys is not None and any(not hasattr(cfg, k) for k in keys.model_fields):  # data.domain_b's section
             cfg = types.SimpleNamespace(**{**keys().model_dump(), **dict(cfg)})
         path = getattr(cfg, "path", None)
@@ -1581,16 +1592,14 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
             raise DataError(f"{where}: its load gave back {type(got).__name__}; it gives back a dict of arrays "
                             f"({', '.join(RETURNED)})") from None
         unknown = [k for k in found if k not in RETURNED]
-        if unknown or "x_train" not in found:
+        if unknown or found.get("x_train") is None:
             raise DataError(f"{where}: its load gave back " + (f"{', '.join(map(repr, unknown))}, which dlkit does "
                             "not read" if unknown else "no x_train") + f"; it gives back {', '.join(RETURNED)} "
                             "(the validation split is carved from x_train)")
-        if found.get(other) is not None:
-            raise DataError(f"{where}: its load gave back {other}, " + (
-                "the names of numbers to predict, which a regression reads (arch: mlp_regressor); a classifier's "
-                "labels are class indices" if other == "target_names" else
-                "the names of class labels, which a classifier reads; a regression predicts numbers") +
-                f" ({reader} reads this dataset here)")
+        for key in other:
+            if found.get(key) is not None:
+                raise DataError(f"{where}: its load gave back {key}{UNREAD.get(key, '')}; {reader} reads this dataset "
+                                "here, and does not read it")
         given = {k for k, v in found.items() if v is not None}
         if "y_test" in given and "x_test" not in given or "x_test" in given and ("y_test" in given) != ("y_train" in given):
             raise DataError(f"{where}: its load gave back {', '.join(sorted(given))}: x_test is labelled (y_test) "
@@ -1599,20 +1608,14 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
 
     def names(found: dict, key: str) -> list[str]:
         given = found.pop(key, None)
-        if isinstance(given, np.ndarray):  # numpy's strings (an HDF5 file's bytes: decoded)
-            given = [c.decode() if isinstance(c, bytes) else c for c in given.tolist()]
-        if given is not None and not (isinstance(given, (list, tuple)) and all(isinstance(c, str) for c in given)):
-            raise DataError(f"{where}: its {key} is not a list of strings")
-        return list(given or [])
+        return [] if given is None else strings(given, key, where)
 
     def load(cfg) -> Arrays:
-        found, read_from = gather(cfg, "target_names", "a model of class labels")
+        found, read_from = gather(cfg, ("target_names",), "a model of class labels")
         classes = names(found, "class_names")
-        arrays = _arrays(found, classes, read_from)
+        arrays = _arrays(found, classes, read_from, PLUGIN_NAMES)
         if classes and found.get("y_train") is not None:
-            top = max(int(arrays.y_train.max(initial=0)), int(arrays.y_test.max(initial=0)) if arrays.y_test is not None else 0)
-            if top >= len(classes):
-                raise DataError(f"{where}: a label is {top}, but class_names names {len(classes)} classes")
+            named_classes(classes, [arrays.y_train, arrays.y_test], where)
         if arrays.x_train.ndim == 2:
             arrays.modality = "features"
         elif arrays.x_train.ndim not in (3, 4):
@@ -1621,10 +1624,41 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         return arrays
 
     def targets(cfg, positive: bool = False) -> Arrays:
-        found, read_from = gather(cfg, "class_names", "a regression")
+        found, read_from = gather(cfg, ("class_names",), "a regression")
         return _target_arrays(found, read_from, positive, names(found, "target_names") or None)
 
-    return load, targets
+    return load, targets, gather
+
+
+def named_classes(classes: list[str], labels, where: str) -> None:
+    """A DataError where a label (of any of `labels`, None skipped) is past the classes a plugin named."""
+    top = max((int(y.max(initial=0)) for y in labels if y is not None), default=0)
+    if top >= len(classes):
+        raise DataError(f"{where}: a label is {top}, but class_names names {len(classes)} classes")
+
+
+def named(v: str, own) -> str:
+    """A data.dataset value checked: one of the section's `own` names, or a dataset from outside dlkit (an
+    installed package's, loaded now: its ValueError, where it does not load, is the key's)."""
+    from dlkit.config import check_name
+
+    if v not in own:
+        find(v)
+    return check_name(v, [*own, *plugin_names()], "dataset")
+
+
+def strings(given, key: str, where: str) -> list[str]:
+    """A plugin's list of strings (numpy's too; bytes, an HDF5 file's, decoded as UTF-8), or a DataError."""
+    if isinstance(given, np.ndarray):
+        given = given.tolist()
+    if isinstance(given, (list, tuple)):
+        try:
+            given = [c.decode() if isinstance(c, bytes) else c for c in given]
+        except UnicodeDecodeError as e:
+            raise DataError(f"{where}: its {key} holds bytes that are not UTF-8 ({e})") from None
+        if all(isinstance(c, str) for c in given):
+            return given
+    raise DataError(f"{where}: its {key} is not a list of strings")
 
 
 def _line_of(e: BaseException, fn: Callable) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data import sources
 from dlkit.data.sources import local_dirs
 from dlkit.errors import DataError, first_line
 
@@ -282,9 +283,54 @@ def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sen
     return Sentences(parts["train"][0], parts["train"][1], names, f"tfds:{name}", test[0], test[1])
 
 
+def plugged(cfg):
+    """The table entry of the plugin's dataset a text section names (None: one of dlkit's)."""
+    entry = sources.find(cfg.dataset) if not cfg.dataset.startswith("tfds:") else None
+    return entry if entry is not None and entry.gathered is not None else None
+
+
+def plugin_sentences(entry, cfg) -> Sentences:
+    """A plugin's dataset read as labelled sentences: x_train strings, y_train class indices, and x_test and
+    y_test where it has a test split of its own; class_names where it knows them."""
+    found, origin = entry.gathered(cfg, ("target_names",), "a sentence classifier")
+    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+    if found.get("y_train") is None:
+        raise DataError(f"{where}: its load gave back no y_train; a sentence classifier learns each sentence's "
+                        "class (y_train: class indices, one per sentence of x_train)")
+    split = {}
+    for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+        if found.get(x) is not None:
+            texts, labels = sources.strings(found[x], x, where), sources.class_indices(found[y], y, origin, sources.PLUGIN_NAMES)
+            if len(texts) != len(labels):
+                raise DataError(f"{where}: {len(texts)} sentences in {x} but {len(labels)} labels in {y}")
+            split[x] = (texts, labels)
+    names = sources.strings(found["class_names"], "class_names", where) if found.get("class_names") is not None \
+        else [str(i) for i in range(max(int(y.max(initial=0)) for _, y in split.values()) + 1)]
+    sources.named_classes(names, [y for _, y in split.values()], where)
+    test = split.get("x_test", (None, None))
+    return Sentences(*split["x_train"], names, origin, test[0], test[1])
+
+
+def plugin_stream(entry, cfg) -> Stream:
+    """A plugin's dataset read as a language model's text: x_train one string (or a list of strings, read as
+    the lines of one text), and x_test where it has a test text of its own."""
+    found, origin = entry.gathered(cfg, ("y_train", "y_test", "class_names", "target_names"), "a language model")
+    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+
+    def text(key):
+        given = found.get(key)
+        if given is None or isinstance(given, str):
+            return given
+        return "\n".join(sources.strings(given, key, where))
+
+    return Stream(text("x_train"), None, text("x_test"), origin)
+
+
 def sentences(cfg) -> Sentences:
-    """Labelled sentences: a built-in dataset, tensorflow-datasets' (`tfds:imdb_reviews`), or a user's
-    `sentence<TAB>label` file (dataset: tsv)."""
+    """Labelled sentences: a built-in dataset, tensorflow-datasets' (`tfds:imdb_reviews`), a user's
+    `sentence<TAB>label` file (dataset: tsv), or a plugin's dataset."""
+    if entry := plugged(cfg):
+        return plugin_sentences(entry, cfg)
     if cfg.dataset.startswith("tfds:"):
         return tfds_sentences(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)
     if cfg.dataset == "tsv":
@@ -307,7 +353,10 @@ def sentences(cfg) -> Sentences:
 
 
 def stream(cfg) -> Stream:
-    """A language model's text: a built-in corpus, or a user's plain text file (dataset: text)."""
+    """A language model's text: a built-in corpus, a user's plain text file (dataset: text), or a plugin's
+    dataset."""
+    if entry := plugged(cfg):
+        return plugin_stream(entry, cfg)
     if cfg.dataset == "text":
         path = Path(cfg.path).expanduser()
         if not path.is_file():
@@ -325,6 +374,8 @@ def where(cfg) -> str:
     """Where a text `data:` section's files would be read from, without reading them (dlkit validate)."""
     if cfg.dataset.startswith("tfds:"):
         return cfg.dataset
+    if plugged(cfg):
+        return sources.locate(cfg)
     if cfg.dataset in ("tsv", "text"):
         if not Path(cfg.path).expanduser().is_file():
             raise DataError(f"data.path {cfg.path} does not exist")

@@ -57,8 +57,7 @@ class Augment(UnsetIsNone):
 def _dataset_name(v: str) -> str:
     if v.startswith("tfds:") and len(v) > 5:
         return v
-    sources.find(v)  # an installed package's dataset, loaded (its ValueError, where it does not load, is the key's)
-    return check_name(v, sources.names(), "dataset")
+    return sources.named(v, sources.SHIPPED)
 
 
 def path_problems(section, readers: dict[str, str], key: str = "data.path") -> list[str]:

@@ -24,8 +24,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit import plots, ui
-from dlkit.config import check_name
-from dlkit.data import pipeline
+from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, Problem, UsageError
 from dlkit.files import write_atomic
@@ -40,6 +39,7 @@ STREAM_DATASETS = {"tinyshakespeare": "Tiny Shakespeare, 1.1M characters", "ptb"
 
 class StreamData(VocabularyKeys):
     path_datasets = {"text": "a UTF-8 text file"}
+    plugged = True  # a plugin's dataset: its x_train text
 
     dataset: str = "tinyshakespeare"
     level: Literal["word", "char"] = "char"
@@ -52,7 +52,7 @@ class StreamData(VocabularyKeys):
     limit: int | None = Field(None, ge=1)  # keep only the first N tokens of the training text (quick runs)
     test_limit: int | None = Field(None, ge=1)  # and of the test text
 
-    _dataset = field_validator("dataset")(lambda v: check_name(v, list(STREAM_DATASETS), "dataset"))
+    _dataset = field_validator("dataset")(lambda v: sources.named(v, list(STREAM_DATASETS)))
 
 
 class LanguageModelTrain(FitTrain):

@@ -28,8 +28,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit import plots
-from dlkit.config import check_name
-from dlkit.data import pipeline
+from dlkit.data import pipeline, sources
 from dlkit.errors import DataError, MissingSplit, UsageError
 from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
@@ -43,14 +42,6 @@ REGRESSION_DATASETS = {
 }
 MEASURES = ("mae", "rmse", "r2")
 CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "category_values", "missing")
-
-
-def _dataset_name(v: str) -> str:
-    from dlkit.data import sources
-
-    if v not in REGRESSION_DATASETS:
-        sources.find(v)  # an installed package's dataset, loaded (its ValueError, where it does not load, is the key's)
-    return check_name(v, [*REGRESSION_DATASETS, *sources.plugin_names()], "dataset")
 
 
 class RegressionData(DataCommon):
@@ -81,7 +72,7 @@ class RegressionData(DataCommon):
         "label_column": "a regression's targets are data.target_columns, a list (default: the last column)",
     }
 
-    _dataset = field_validator("dataset")(_dataset_name)
+    _dataset = field_validator("dataset")(lambda v: sources.named(v, list(REGRESSION_DATASETS)))
 
     @field_validator("target_columns", mode="before")
     @classmethod
@@ -126,8 +117,6 @@ class Regression(FitTask):
     Train = RegressionTrain
 
     def locate(self, recipe) -> str:
-        from dlkit.data import sources
-
         cfg = recipe.data
         if cfg.dataset == "diabetes":
             return "scikit-learn's copy of the diabetes data (installed with it)"
@@ -140,8 +129,6 @@ class Regression(FitTask):
         return sources.table_header(cfg, cfg.target_columns, "data.target_columns")
 
     def load_data(self, recipe):
-        from dlkit.data import sources
-
         cfg = recipe.data
         log = cfg.target_transform == "log"
         if cfg.dataset == "npz":

@@ -14,8 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from dlkit.config import check_name
-from dlkit.data import pipeline
+from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
 from dlkit.recipe.schema import DataCommon
@@ -28,7 +27,7 @@ SENTENCE_DATASETS = {"sentiment": "UCI Sentiment Labelled Sentences (Amazon, IMD
 
 
 def _sentence_dataset(v: str) -> str:
-    return v if v.startswith("tfds:") and len(v) > 5 else check_name(v, ["sentiment", "tsv"], "dataset")
+    return v if v.startswith("tfds:") and len(v) > 5 else sources.named(v, ["sentiment", "tsv"])
 
 
 class VocabularyKeys(DataCommon):
@@ -49,6 +48,7 @@ class VocabularyKeys(DataCommon):
 
 class SentenceData(VocabularyKeys):
     path_datasets = {"tsv": "the file of sentence<TAB>label lines"}
+    plugged = True  # a plugin's dataset: its x_train sentences and y_train classes
 
     dataset: str = "sentiment"
     batch_size: int = Field(32, ge=1)

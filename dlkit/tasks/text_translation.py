@@ -20,11 +20,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit import ui
-from dlkit.config import check_name
-from dlkit.data import pipeline
+from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain
+from dlkit.recipe.schema import DataCommon, FitTrain, changed
 from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -35,6 +34,7 @@ BUCKETS = ((1, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 15), (16, 20), (21, 1
 
 class PairsData(DataCommon):
     path_datasets = {"tsv": "the file of source<TAB>target lines"}
+    plugged = True  # a plugin's dataset: its x_train sources and y_train translations
 
     dataset: str = "tatoeba_fra_eng"
     source_column: int = Field(0, ge=0)  # columns of a line, from 0 (fra.txt: English, then French)
@@ -56,12 +56,15 @@ class PairsData(DataCommon):
         "label_column": "pairs have a source_column and a target_column",
     }
 
-    _dataset = field_validator("dataset")(lambda v: check_name(v, list(PAIR_DATASETS), "dataset"))
+    _dataset = field_validator("dataset")(lambda v: sources.named(v, list(PAIR_DATASETS)))
 
     def cross_problems(self):
+        columns = changed(self, ("source_column", "target_column")) if self.dataset not in PAIR_DATASETS else []
         return super().cross_problems() + (
             [f"source_column and target_column are both {self.source_column}; a pair needs two different columns"]
-            if self.source_column == self.target_column else [])
+            if self.source_column == self.target_column else []) + (
+            [f"{' and '.join(columns)}: the columns of a file's lines; dataset {self.dataset!r} gives its pairs as "
+             "x_train and y_train (remove " + ("them" if len(columns) > 1 else "it") + ")"] if columns else [])
 
 
 class TranslationTrain(FitTrain):
