@@ -629,6 +629,7 @@ def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_p
     sentence pairs; their data is made as a file's would be (vocabulary, windows, codecs), and what does not fit
     the task is said."""
     from dlkit import tasks
+    from dlkit.errors import DataError
 
     (tmp_path / "corpus.py").write_text(CORPUS)
 
@@ -652,7 +653,26 @@ def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_p
     data = task.load_data(r)  # the two pairs with an empty side left out; split by distinct source
     assert len(data.splits.x_train) + len(data.splits.x_val) + len(data.splits.x_test) == 36
 
-    from dlkit.errors import DataError, RecipeError
+    # the docs' example of a text dataset: a JSON Lines file of sentences labelled by name, and its test file
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for f in ("jsonl_sentences.py", "sentiment_jsonl.yaml"):
+        shutil.copy(EXAMPLES / f, folder / f)
+    rows = [{"text": f"{word} {n}", "label": label} for n in range(12)
+            for word, label in (("good", "positive"), ("bad", "negative"), ("meh", "neutral"))]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "good", "label": "positive"}) + "\n")
+    r = tasks.load_recipe(folder / "sentiment_jsonl.yaml", [f"data.path={tmp_path / 'r.jsonl'}", "data.limit=30",
+                                                           f"data.test_path={tmp_path / 't.jsonl'}"])
+    data = tasks.of(r).load_data(r)
+    assert data.spec.class_names == ["negative", "neutral", "positive"] and len(data.splits.x_test) == 1
+    assert sum(data.spec.class_counts) == 27  # the first 30 lines (data.limit), 3 of them for validation
+    (tmp_path / "r.jsonl").write_text('{"text": "good"}\n')
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'r.jsonl'}:1: KeyError: 'label' (fields: text_field "
+                                                  "'text', label_field 'label')")):
+        tasks.of(r).load_data(r)
+
+    from dlkit.errors import RecipeError
 
     for arch, kind, said in [
         ("rnn_classifier", "unlabelled", "its load gave back no y_train; a sentence classifier learns each sentence's "
