@@ -472,6 +472,9 @@ model: {arch: mlp}
     assert f"recipe.yaml:2: plugins.1: plugin {tmp_path}/twin.py declares dataset 'failing', as plugin " \
            f"{tmp_path}/failing.py does" in said[0]
     assert "plugins.2: plugin" in said[1] and "'mnist' is the name of a dataset dlkit ships" in said[1]
+    # no task's own dataset may be a plugin's: a recipe that names one means dlkit's
+    listed = {name.split(" (")[0] for name in json.loads(run("list", "datasets", "--json").stdout)["datasets"]}
+    assert listed - set(sources.plugin_names()) == set(sources.RESERVED)
     assert "plugins.3: plugin" in said[2] and "DATASET = 'My Data'; a dataset's name is lowercase" in said[2]
     assert "plugins.4: plugin" in said[3] and "dataset 'noload' lacks load(data)" in said[3]
     assert "recipe.yaml:5: data.mode: Input should be a valid string" in said[4]  # its own keys, checked as dlkit's

@@ -1504,6 +1504,10 @@ def locate(cfg) -> str:
 # ---------------------------------------------------------------- datasets from outside dlkit
 
 SHIPPED = tuple(DATASETS)  # dlkit's own, in the order `dlkit list` gives them
+# every dataset name a task of dlkit's reads as its own (the text, series and regression tasks' too): a recipe
+# that gives one means dlkit's, so no plugin may take it (tests/test_plugins.py holds it to `dlkit list datasets`)
+RESERVED = frozenset(SHIPPED) | {"sentiment", "tsv", "tinyshakespeare", "ptb", "text", "pjm_hourly_energy",
+                                 "airline_passengers", "mnist_strings", "tatoeba_fra_eng", "diabetes"}
 ENTRY_POINTS = "dlkit.datasets"  # an installed package's datasets: `NAME = "package.module"`
 FROM_PACKAGES: dict[str, dict] = {}  # the installed packages' datasets loaded, by name: where each came from
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -1535,7 +1539,7 @@ def of_module(module, origin: str) -> tuple[str, Dataset] | None:
     if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
         raise ValueError(f"{origin}: DATASET = {name!r}; a dataset's name is lowercase letters, digits and _, "
                          "starting with a letter (the name recipes give as data.dataset)")
-    if name in SHIPPED:
+    if name in RESERVED:
         raise ValueError(f"{origin}: {name!r} is the name of a dataset dlkit ships; give yours another (its DATASET)")
     read = getattr(module, "load", None)
     if not callable(read):
@@ -1676,7 +1680,7 @@ def installed() -> dict:
     a package's code runs only when a recipe names one of its datasets."""
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in SHIPPED}
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in RESERVED}
 
 
 def plugin_names() -> list[str]:
