@@ -601,7 +601,7 @@ def test_what_a_dataset_plugins_load_gives_back_is_read_as_an_npz_is():
     assert name == "given" and entry.description == "(plugin given.py)" and not entry.reads_path
 
 
-# sentences, a text and sentence pairs, as a plugin's `kind` key asks: made up as they are read
+# sentences, a text, sentence pairs and a series, as a plugin's `kind` key asks: made up as they are read
 CORPUS = '''\
 from pydantic import BaseModel
 
@@ -623,14 +623,24 @@ def load(data):
         return {"x_train": good + bad + ["  ", "lost"], "y_train": [s.upper() for s in good + bad] + ["X", " "]}
     if data.kind == "unlabelled":
         return {"x_train": good}
+    if data.kind == "series":  # a table of hours: a load with a marker of a missing value
+        import numpy as np
+        import pandas as pd
+
+        hours = pd.date_range("2024-01-01", periods=60, freq="h")
+        load = (100 + 10 * np.sin(np.arange(60) / 4)).round(1).astype(object)
+        load[7] = "?"
+        return {"x_train": pd.DataFrame({"when": hours.astype(str), "load": load, "site": ["a", "b"] * 30})}
+    if data.kind == "columns":
+        return {"x_train": {"when": ["2024-01-01"], "load": [1.0, 2.0]}}
     return {"x_train": good + bad, "y_train": [1] * 36, "class_names": ["only"]}
 '''
 
 
-def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_path):
-    """The recurrent and translation tasks read a plugin's dataset as theirs: labelled sentences, one text, and
-    sentence pairs; their data is made as a file's would be (vocabulary, windows, codecs), and what does not fit
-    the task is said."""
+def test_a_dataset_plugin_gives_the_sequence_models_sentences_a_text_pairs_and_a_series(tmp_path):
+    """The recurrent and translation tasks read a plugin's dataset as theirs: labelled sentences, one text,
+    sentence pairs and a table of times; their data is made as a file's would be (vocabulary, windows, codecs,
+    spans), and what does not fit the task is said."""
     from dlkit import tasks
     from dlkit.errors import DataError
 
@@ -655,6 +665,12 @@ def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_p
     r, task = recipe("seq2seq", "{dataset: corpus, kind: pairs, test_split: 0.34, validation_split: 0.5}")
     data = task.load_data(r)  # the two pairs with an empty side left out; split by distinct source
     assert len(data.splits.x_train) + len(data.splits.x_val) + len(data.splits.x_test) == 36
+
+    r, task = recipe("rnn_forecaster", "{dataset: corpus, kind: series, time_column: when, target_columns: [load], "
+                     "categorical_columns: [site], missing_markers: ['?'], input_steps: 6, horizon: 2}")
+    data = task.load_data(r)  # its table read as a CSV's rows: the marker a gap, filled; the site one-hot
+    assert data.splits.x_train.shape[1:] == (6, 3) and data.artifacts["scaler"]["columns"] == ["load", "site_a",
+                                                                                                "site_b"]
 
     # the docs' example of a text dataset: a JSON Lines file of sentences labelled by name, and its test file
     folder = tmp_path / "mine"
@@ -685,6 +701,11 @@ def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_p
         ("seq2seq", "sentences", "its load gave back x_test; a translation model (its test split is drawn by distinct "
                                  "source sentence, data.test_split) reads this dataset here"),
         ("seq2seq", "text", "its load gave back x_test"),
+        ("rnn_forecaster", "sentences", "its load gave back y_train; a forecaster (its spans are cut by time"),
+        ("rnn_forecaster", "text", "its load gave back x_test"),
+        ("rnn_forecaster", "unlabelled", "its x_train is list; a forecaster reads a table: a pandas DataFrame"),
+        ("rnn_forecaster", "columns", "its x_train's columns do not make a table (All arrays must be of the same "
+                                      "length)"),
         ("rnn_classifier", "pairs", "y_train holds 'A FINE DAY' at index 0 (<U11 labels); labels are class indices 0, "
                                     "1, 2, ... (class names: a plugin's load gives them as class_names)"),
         ("rnn_classifier", "names", "a label is 1, but class_names names 1 classes"),
@@ -696,3 +717,6 @@ def test_a_dataset_plugin_gives_the_text_models_sentences_a_text_and_pairs(tmp_p
     with pytest.raises(RecipeError, match=re.escape("source_column: the columns of a file's lines; dataset 'corpus' "
                                                     "gives its pairs as x_train and y_train (remove it)")):
         recipe("seq2seq", "{dataset: corpus, kind: pairs, source_column: 2}")
+    with pytest.raises(RecipeError, match=re.escape("separator: how a CSV file's cells are written; dataset 'corpus' "
+                                                    "gives its table as x_train (remove it)")):
+        recipe("rnn_forecaster", "{dataset: corpus, kind: series, separator: ';'}")

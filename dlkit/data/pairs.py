@@ -27,7 +27,7 @@ import numpy as np
 
 from dlkit.data import sources as tables
 from dlkit.data.sources import local_dirs
-from dlkit.data.text import Vocabulary, lines_of, plugged, rows_of
+from dlkit.data.text import Vocabulary, lines_of, rows_of
 from dlkit.errors import DataError, first_line
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
@@ -180,7 +180,7 @@ def locate(cfg) -> Path:
 
 
 def where(cfg) -> str:
-    if plugged(cfg):
+    if tables.plugin(cfg.dataset):
         return tables.locate(cfg)
     found = find(cfg)
     if found:
@@ -191,7 +191,7 @@ def where(cfg) -> str:
 
 
 def load(cfg) -> Pairs:
-    if entry := plugged(cfg):
+    if entry := tables.plugin(cfg.dataset):
         return plugin_pairs(entry, cfg)
     return read_file(locate(cfg), cfg.source_column, cfg.target_column)
 

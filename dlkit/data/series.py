@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.data import sources
 from dlkit.data.sources import DECIMAL_COMMA, local_dirs, separator_in
 from dlkit.errors import DataError, first_line
 
@@ -39,7 +40,10 @@ class Frame:
 
 def find(cfg, local_only: bool = False) -> Path | str:
     """The CSV a `data:` section names: data.path, or a built-in dataset's file looked for locally and
-    downloaded into the Keras cache when allowed (`local_only`: say it would be, as `dlkit validate` does)."""
+    downloaded into the Keras cache when allowed (`local_only`: say it would be, as `dlkit validate` does); a
+    plugin's dataset: where it reads from (sources.locate)."""
+    if sources.plugin(cfg.dataset):
+        return sources.locate(cfg)
     if cfg.dataset == "csv":
         path = Path(cfg.path).expanduser()
         if not path.is_file():
@@ -71,13 +75,16 @@ def read(cfg, path: Path | None = None) -> Frame:
     same columns (`dlkit predict --csv`)."""
     import pandas as pd
 
-    path = path or find(cfg)
-    try:
-        df = pd.read_csv(path, sep=cfg.separator, decimal=cfg.decimal, skipinitialspace=True,
-                         na_values=cfg.missing_markers or None)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
-    where = f"{path}"
+    if path is None and (entry := sources.plugin(cfg.dataset)):
+        df, where = plugin_table(entry, cfg)
+    else:
+        path = path or find(cfg)
+        try:
+            df = pd.read_csv(path, sep=cfg.separator, decimal=cfg.decimal, skipinitialspace=True,
+                             na_values=cfg.missing_markers or None)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
+        where = f"{path}"
     columns = list(df.columns)
     time_cols = cfg.time_column if isinstance(cfg.time_column, list) else [cfg.time_column or columns[0]]
     missing = [c for c in time_cols + (cfg.target_columns or []) + cfg.feature_columns + cfg.categorical_columns
@@ -170,6 +177,30 @@ def read(cfg, path: Path | None = None) -> Frame:
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
     return Frame(frame.index.to_numpy(), values, names, len(targets), where)
+
+
+def plugin_table(entry, cfg):
+    """A plugin's dataset read as a series: x_train the table (a pandas DataFrame, or a dict of columns), its
+    columns named as the recipe's time_column, target_columns and the rest name them, read as a CSV's are
+    (cells in data.missing_markers are missing); and where it came from."""
+    import pandas as pd
+
+    found, origin = entry.gathered(cfg, ("y_train", "x_test", "y_test", "class_names", "target_names"),
+                                   "a forecaster (its spans are cut by time: validation_split, test_split)")
+    table = found["x_train"]
+    if isinstance(table, dict):
+        try:
+            table = pd.DataFrame(table)
+        except ValueError as e:  # columns of different lengths
+            raise DataError(f"dataset {cfg.dataset!r} ({entry.origin}): its x_train's columns do not make a table "
+                            f"({first_line(e)})") from None
+    if not isinstance(table, pd.DataFrame):
+        raise DataError(f"dataset {cfg.dataset!r} ({entry.origin}): its x_train is {type(table).__name__}; a "
+                        "forecaster reads a table: a pandas DataFrame (or a dict of columns), its columns named as "
+                        "data.time_column, data.target_columns and the rest name them")
+    if cfg.missing_markers:
+        table = table.replace(list(cfg.missing_markers), np.nan)
+    return table.reset_index(drop=True), origin
 
 
 def _one_hot(frame: Frame, cfg, columns: list[str] | None = None) -> tuple[int, int]:

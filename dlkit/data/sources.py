@@ -1683,6 +1683,15 @@ def installed() -> dict:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in RESERVED}
 
 
+def plugin(name: str) -> Dataset | None:
+    """The table entry of a dataset from outside dlkit of that name (an installed package's loaded now), or
+    None: one of dlkit's (any task's), or none at all."""
+    if name in RESERVED or name.startswith("tfds:"):
+        return None
+    entry = find(name)
+    return entry if entry is not None and entry.gathered is not None else None
+
+
 def plugin_names() -> list[str]:
     """The datasets from outside dlkit a recipe may name: the plugins' registered, and installed packages'."""
     return [n for n in names() if n not in SHIPPED]

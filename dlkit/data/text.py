@@ -283,12 +283,6 @@ def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sen
     return Sentences(parts["train"][0], parts["train"][1], names, f"tfds:{name}", test[0], test[1])
 
 
-def plugged(cfg):
-    """The table entry of the plugin's dataset a text section names (None: one of dlkit's)."""
-    entry = sources.find(cfg.dataset) if not cfg.dataset.startswith("tfds:") else None
-    return entry if entry is not None and entry.gathered is not None else None
-
-
 def plugin_sentences(entry, cfg) -> Sentences:
     """A plugin's dataset read as labelled sentences: x_train strings, y_train class indices, and x_test and
     y_test where it has a test split of its own; class_names where it knows them."""
@@ -329,7 +323,7 @@ def plugin_stream(entry, cfg) -> Stream:
 def sentences(cfg) -> Sentences:
     """Labelled sentences: a built-in dataset, tensorflow-datasets' (`tfds:imdb_reviews`), a user's
     `sentence<TAB>label` file (dataset: tsv), or a plugin's dataset."""
-    if entry := plugged(cfg):
+    if entry := sources.plugin(cfg.dataset):
         return plugin_sentences(entry, cfg)
     if cfg.dataset.startswith("tfds:"):
         return tfds_sentences(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)
@@ -355,7 +349,7 @@ def sentences(cfg) -> Sentences:
 def stream(cfg) -> Stream:
     """A language model's text: a built-in corpus, a user's plain text file (dataset: text), or a plugin's
     dataset."""
-    if entry := plugged(cfg):
+    if entry := sources.plugin(cfg.dataset):
         return plugin_stream(entry, cfg)
     if cfg.dataset == "text":
         path = Path(cfg.path).expanduser()
@@ -374,7 +368,7 @@ def where(cfg) -> str:
     """Where a text `data:` section's files would be read from, without reading them (dlkit validate)."""
     if cfg.dataset.startswith("tfds:"):
         return cfg.dataset
-    if plugged(cfg):
+    if sources.plugin(cfg.dataset):
         return sources.locate(cfg)
     if cfg.dataset in ("tsv", "text"):
         if not Path(cfg.path).expanduser().is_file():

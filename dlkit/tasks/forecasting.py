@@ -24,11 +24,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dlkit import plots
-from dlkit.config import check_name
-from dlkit.data import pipeline
+from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, csv_format_problems
+from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -38,6 +37,7 @@ MEASURES = ("mae", "rmse", "mape", "smape")
 
 class SeriesData(DataCommon):
     path_datasets = {"csv": "the CSV file"}
+    plugged = True  # a plugin's dataset: its x_train table
 
     dataset: str = Field(
         description="choose one of: csv (your file, in data.path), pjm_hourly_energy, airline_passengers")
@@ -70,7 +70,7 @@ class SeriesData(DataCommon):
         "label_column": "a forecaster's targets are data.target_columns",
     }
 
-    _dataset = field_validator("dataset")(lambda v: check_name(v, list(SERIES_DATASETS), "dataset"))
+    _dataset = field_validator("dataset")(lambda v: sources.named(v, list(SERIES_DATASETS)))
 
     @field_validator("time_column")
     @classmethod
@@ -104,9 +104,12 @@ class SeriesData(DataCommon):
         return v
 
     def cross_problems(self):
+        unread = changed(self, ("separator", "decimal")) if self.dataset not in SERIES_DATASETS else []
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
-            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self)
+            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self) + (
+            [f"{' and '.join(unread)}: how a CSV file's cells are written; dataset {self.dataset!r} gives its "
+             "table as x_train (remove " + ("them" if len(unread) > 1 else "it") + ")"] if unread else [])
 
 
 class ForecastTrain(FitTrain):
