@@ -1,4 +1,5 @@
-"""The base of every recipe section: strict pydantic models, and the one way a name is checked.
+"""The base of every recipe section: strict pydantic models, and the one way a name is checked; and the one
+way an installed package's entry point (an architecture's, a dataset's) is loaded.
 
 Every layer that declares a recipe section (data, models, tasks, the recipe itself) builds on `Section`, so
 the rules are the same everywhere: no silent "3" -> 3 coercion, and a typo'd key is an error, never
@@ -38,3 +39,18 @@ def check_name(value: str, choices, what: str) -> str:
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(f"unknown {what} {value!r}; {hint}expected one of: {', '.join(choices)}")
+
+
+def entry_point(ep, group: str) -> tuple[object, str, dict]:
+    """An installed package's entry point (of `group`) loaded: what it names, how a message calls it, and what
+    a run's manifest records of it (the entry point, the package and its version). An error of the package's
+    code as it imports is a ValueError saying so, in those words."""
+    from dlkit.errors import first_line
+
+    origin = f"the package entry point {ep.name} = {ep.value!r} ({group})"
+    try:
+        loaded = ep.load()
+    except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
+        raise ValueError(f"{origin} does not import: {type(e).__name__}: {first_line(e)}") from None
+    return loaded, origin, {"entry_point": f"{ep.name} = {ep.value}",
+                            "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}

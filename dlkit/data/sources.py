@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from dlkit import ui
+from dlkit.config import entry_point
 from dlkit.errors import DataError, OutOfMemoryError, UsageError, first_line
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
@@ -403,11 +404,15 @@ def _user_npz(path: str) -> tuple[Path, dict]:
 def load_npz(path: str) -> Arrays:
     """x_train, y_train[, x_test, y_test]: images when the inputs are (N, H, W[, C]), feature vectors when (N, F)."""
     p, found = _user_npz(path)
-    arrays = _arrays(found, [], str(p))
+    return _of_shape(_arrays(found, [], str(p)), str(p))
+
+
+def _of_shape(arrays: Arrays, where: str) -> Arrays:
+    """Arrays whose inputs are images (N, H, W[, C]), or feature vectors (N, F) (their modality set so)."""
     if arrays.x_train.ndim == 2:
         arrays.modality = "features"
     elif arrays.x_train.ndim not in (3, 4):
-        raise DataError(f"{p}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
+        raise DataError(f"{where}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
                         "feature vectors (N, F)")
     return arrays
 
@@ -1620,12 +1625,7 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         arrays = _arrays(found, classes, read_from, PLUGIN_NAMES)
         if classes and found.get("y_train") is not None:
             named_classes(classes, [arrays.y_train, arrays.y_test], where)
-        if arrays.x_train.ndim == 2:
-            arrays.modality = "features"
-        elif arrays.x_train.ndim not in (3, 4):
-            raise DataError(f"{where}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
-                            "feature vectors (N, F)")
-        return arrays
+        return _of_shape(arrays, where)
 
     def targets(cfg, positive: bool = False) -> Arrays:
         found, read_from = gather(cfg, ("class_names",), "a regression")
@@ -1716,16 +1716,11 @@ def find(name: str) -> Dataset | None:
     ep = installed().get(name)
     if ep is None:
         return None
-    origin = f"the package entry point {ep.name} = {ep.value!r} ({ENTRY_POINTS})"
-    try:
-        module = ep.load()
-    except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
-        raise ValueError(f"{origin} does not import: {type(e).__name__}: {first_line(e)}") from None
+    module, origin, record = entry_point(ep, ENTRY_POINTS)
     declared = of_module(module, origin)
     if declared is None or declared[0] != name:
         raise ValueError(f"{origin} declares " + (f"dataset {declared[0]!r}, not {name!r}" if declared
                                                    else f"no dataset: a dataset plugin declares {PLUGIN_FACE}"))
     register(*declared)
-    FROM_PACKAGES[name] = {"dataset": name, "entry_point": f"{ep.name} = {ep.value}",
-                           "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}
+    FROM_PACKAGES[name] = {"dataset": name, **record}
     return declared[1]

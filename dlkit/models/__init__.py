@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dlkit.config import entry_point
 from dlkit.models import (autoencoder, cgan, cnn, cnn_rnn_reader, cyclegan, dbn, dcgan, infogan, lenet5, mlp,
                           mlp_regressor, perceptron, rbm, resnet, rnn_classifier, rnn_forecaster, rnn_lm, seq2seq,
                           stackgan, transformer_translator, vae, vgg, wgan, wgan_gp)
@@ -115,17 +116,12 @@ def find(name: str) -> Architecture | None:
     ep = installed().get(name)
     if ep is None:
         return None
-    origin = f"the package entry point {ep.name} = {ep.value!r} ({ENTRY_POINTS})"
-    try:
-        loaded = ep.load()
-    except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
-        raise ValueError(f"{origin} does not import: {type(e).__name__}: {e}") from None
+    loaded, origin, record = entry_point(ep, ENTRY_POINTS)
     architecture = loaded if isinstance(loaded, Architecture) else of_module(loaded, origin)
     if architecture.name != name:
         raise ValueError(f"{origin} declares architecture {architecture.name!r}, not {name!r}")
     register(architecture)
-    FROM_PACKAGES[name] = {"architecture": name, "entry_point": f"{ep.name} = {ep.value}",
-                           "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}
+    FROM_PACKAGES[name] = {"architecture": name, **record}
     return architecture
 
 
