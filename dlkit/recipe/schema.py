@@ -171,7 +171,7 @@ class DataCommon(Section):
 
     augments: ClassVar[bool] = False  # the section has `augment` (images)
     path_datasets: ClassVar[dict[str, str]] = {}  # the datasets that read data.path, and what it should be
-    plugged: ClassVar[bool] = False  # reads the datasets from outside dlkit (arrays: images, feature vectors)
+    plugged: ClassVar[bool] = False  # takes a dataset from outside dlkit (a plugin's), which its task reads its way
 
     dataset: str  # the task's section says which names it takes
     dir: str | None = None  # where local files live; else $DLKIT_DATA_DIR, then the download cache
