@@ -418,6 +418,27 @@ def test_the_example_dataset_plugin_trains_as_an_npz_of_the_same_arrays_would(tm
     assert measured.exit_code == 0, measured.output
     assert json.loads(measured.stdout)["metrics"]["accuracy"] == pytest.approx(from_h5["test"]["accuracy"])
 
+    # evaluate --data: another file of the format, read by the run's copy of the plugin (its test split, the
+    # labels matched to the run's classes by name); here the run's own file, whose test split is the run's
+    on_file = run("evaluate", run_dir, "--data", tmp_path / "digits.h5", "--quiet", "--json")
+    assert on_file.exit_code == 0, on_file.output
+    result = json.loads(on_file.stdout)
+    assert result["examples"] == 60 and result["accuracy_from_predictions"] == pytest.approx(
+        from_h5["test"]["accuracy"], abs=1e-6) and "the file's test split" in result["note"]
+    keep = np.isin(y_test, [1, 4, 7])  # a file of three of the run's classes, numbered and named its own way
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["train/data"], f["train/target"] = x.reshape(300, -1)[:3], np.arange(3)
+        f["test/data"] = x_test[keep].reshape(int(keep.sum()), -1)
+        f["test/target"] = np.searchsorted([1, 4, 7], y_test[keep])
+        f["names"] = np.array(["one", "four", "seven"], dtype="S")
+    on_other = run("evaluate", run_dir, "--data", tmp_path / "other.h5", "--quiet", "--json")
+    assert on_other.exit_code == 0, on_other.output
+    other = json.loads(on_other.stdout)
+    assert other["examples"] == int(keep.sum())
+    assert [c for c, row in other["per_class"].items() if row["support"]] == ["one", "four", "seven"]
+    assert [row["support"] for c, row in other["per_class"].items() if row["support"]] == [
+        int((y_test == k).sum()) for k in (1, 4, 7)]
+
 
 # a dataset plugin whose `mode` key says how it fails
 FAILING = '''\

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dlkit import keras_private, metrics, plots
-from dlkit.errors import MissingSplit, Problem, RecipeError, UsageError
+from dlkit.errors import DataError, MissingSplit, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import ClassifierTrain
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, own_data
 from dlkit.tasks.fit import FitTask, on_raw_inputs
@@ -130,12 +130,17 @@ class Classification(FitTask):
         """evaluate --data's model inputs (scaled as training scaled its own), their class indices among the
         run's `classes`, and notes: a labelled folder of images (FOLDER/<class>/<image>) or, for a
         feature-vector model, a CSV with its feature columns and label column, read as `dlkit predict` reads
-        inputs."""
+        inputs; or, for a run that read a plugin's dataset from a file, a file of that format
+        (`plugin_labelled`)."""
+        from dlkit.data import sources
         from dlkit.data.sources import read_labelled_images, read_labelled_rows
         from dlkit.tasks.generative import in_scale, run_scale
 
         shape = tuple(int(d) for d in model.input_shape[1:])
-        if len(shape) == 3:
+        entry = sources.plugin(recipe.data.dataset)
+        if entry is not None and entry.reads_path:  # a file in the format of the plugin's dataset the run read
+            x, y, notes = plugin_labelled(entry, recipe, path, shape, classes)
+        elif len(shape) == 3:
             x, y, notes = read_labelled_images(path, shape, classes)
         elif len(shape) == 1:
             columns = run.read_artifact("columns") if run.artifact("columns").is_file() else None  # npz: none
@@ -238,3 +243,31 @@ class Classification(FitTask):
         for p in result["predictions"]:
             table.add_row(p[key], p["label"], f"{p['probabilities'][p['label']]:.4f}")
         return [table]
+
+
+def plugin_labelled(entry, recipe, path: Path, shape: tuple, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
+    """evaluate --data for a run trained on a plugin's dataset that reads a file: `path` read by the plugin (the
+    run's copy) as the run's file was, its own keys as the run had them; its test split where it gives one, else
+    all its examples; its labels matched to the run's classes by name where it names them. Raw inputs, with a
+    channel axis where the model's images have one."""
+    from dlkit.data import pipeline
+
+    arrays = entry.load(recipe.data.model_copy(update={"path": str(path), "limit": None, "test_limit": None}))
+    labelled = arrays.x_test is not None
+    x, y = (arrays.x_test, arrays.y_test) if labelled else (arrays.x_train, arrays.y_train)
+    if arrays.y_test is None and labelled or not arrays.class_names:
+        raise DataError(f"{path}: dataset {recipe.data.dataset!r} read it as inputs without labels; --data measures "
+                        "a classifier against labelled examples")
+    if arrays.class_names != classes and all(name in classes for name in arrays.class_names):
+        y = np.array([classes.index(arrays.class_names[i]) for i in y], np.int64)  # the run's numbering
+    elif arrays.class_names != classes and any(not name.isdigit() for name in arrays.class_names):
+        unknown = [n for n in arrays.class_names if n not in classes]
+        raise DataError(f"{path}: classes {', '.join(map(repr, unknown[:5]))} are not the run's "
+                        f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})")
+    if len(y) and int(y.max()) >= len(classes):
+        raise DataError(f"{path}: a label is {int(y.max())}; the run has {len(classes)} classes")
+    x = pipeline.with_channel_axis(x)
+    if tuple(x.shape[1:]) != shape:
+        raise DataError(f"{path}: its examples have shape {tuple(x.shape[1:])}; the model reads {shape}")
+    return x, y, [f"{len(y)} examples: the file's {'test split' if labelled else 'examples, all of them'}, read by "
+                  f"dataset {recipe.data.dataset!r}"]
