@@ -816,13 +816,10 @@ def list_(
     groups = {
         "recipes": None,  # read from the recipe files, and only where asked for (below)
         "architectures": {**{name: f"{a.summary} [{a.task}]" for name, a in models.ARCHITECTURES.items()},
-                          **{name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
-                             for name, ep in models.installed().items() if name not in models.ARCHITECTURES}},
+                          **_from_packages(models.installed(), models.ARCHITECTURES)},
         "tasks": {name: t.summary for name, t in tasks.TASKS.items()},
         "datasets": {**{name: d.description for name, d in sources.DATASETS.items()},
-                     **{name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
-                        for name, ep in sources.installed().items() if name not in sources.DATASETS},
-                     **_sequence_datasets()},
+                     **_from_packages(sources.installed(), sources.DATASETS), **_sequence_datasets()},
         "optimizers": {k: f"keras.optimizers {v}" + (" (momentum 0.9)" if k == "momentum" else "")
                        for k, v in catalog.OPTIMIZERS.items()},
         "initializers": {k: f"keras.initializers {v}" for k, v in catalog.INITIALIZERS.items()},
@@ -853,6 +850,13 @@ def list_(
         out.print(f"[bold]{group}[/]{escape(where)}", highlight=False, soft_wrap=True)
         for name, text in items.items():
             out.print(f"  {name:<18} {text}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _from_packages(entry_points: dict, loaded) -> dict:
+    """`dlkit list`'s lines for what installed packages offer by entry point and is not loaded yet (not imported
+    to be listed): each with its package and module."""
+    return {name: f"from the installed package {ep.dist.name if ep.dist else '?'} ({ep.value})"
+            for name, ep in entry_points.items() if name not in loaded}
 
 
 def _shipped_recipes() -> dict:

@@ -36,6 +36,16 @@ def first_line(e: BaseException, limit: int = 300) -> str:
     return (cut if len(cut) > limit // 2 else line[:limit]) + "…"
 
 
+def frame_in(e: BaseException, fn):
+    """The last frame of `e`'s traceback in the file that defines the function `fn` (a plugin's `build` or
+    `load`): where in the user's own code it was raised; None where no frame is there."""
+    import traceback
+
+    code = getattr(fn, "__code__", None)
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if code is not None and f.filename == code.co_filename]
+    return mine[-1] if mine else None
+
+
 def keras_reason(e: BaseException) -> str:
     """A Keras or TensorFlow error in one line, without terminal bold, TensorFlow's op prefix ("{{function_node
     __wrapped__Sub_device_...}}") and suffix ("[Op:Sub] name: "); a layer's build error ("Exception encountered

@@ -30,7 +30,7 @@ import numpy as np
 
 from dlkit import ui
 from dlkit.config import entry_point
-from dlkit.errors import DataError, OutOfMemoryError, UsageError, first_line
+from dlkit.errors import DataError, OutOfMemoryError, UsageError, first_line, frame_in
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -1594,7 +1594,9 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         except Exception as e:  # noqa: BLE001 - the plugin's own error, said as its own with its line
             said = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) \
                 else first_line(e)  # a KeyError's str() quotes its message
-            raise DataError(f"{where} could not read its data: {type(e).__name__}: {said}{_line_of(e, read)}") from None
+            frame = frame_in(e, read)
+            at = f" ({frame.filename}:{frame.lineno})" if frame else ""
+            raise DataError(f"{where} could not read its data: {type(e).__name__}: {said}{at}") from None
         try:
             found = dict(got)
         except (TypeError, ValueError):
@@ -1663,15 +1665,6 @@ def strings(given, key: str, where: str) -> list[str]:
         if all(isinstance(c, str) for c in given):
             return given
     raise DataError(f"{where}: its {key} is not a list of strings")
-
-
-def _line_of(e: BaseException, fn: Callable) -> str:
-    """` (file:line)` of the last frame of the traceback in the file that defines `fn` ('' where none is)."""
-    import traceback
-
-    code = getattr(fn, "__code__", None)
-    mine = [f for f in traceback.extract_tb(e.__traceback__) if code is not None and f.filename == code.co_filename]
-    return f" ({mine[-1].filename}:{mine[-1].lineno})" if mine else ""
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dlkit import backend, models, optim, tasks
 from dlkit.data.spec import MODALITIES
-from dlkit.errors import (DataError, OutOfMemoryError, Problem, RecipeError, first_line, is_out_of_memory,
+from dlkit.errors import (DataError, OutOfMemoryError, Problem, RecipeError, first_line, frame_in, is_out_of_memory,
                           keras_reason)
 from dlkit.tasks.base import Phase, Task
 
@@ -130,13 +130,9 @@ class Session:
 def _plugin_frame(e: BaseException, arch: str):
     """The last frame of the traceback in the file of a plugin architecture's `build` (None: dlkit's own
     architecture, or an error raised elsewhere)."""
-    import traceback
-
     if arch in models.BUILT_IN or arch not in models.ARCHITECTURES:
         return None
-    code = getattr(models.ARCHITECTURES[arch].build, "__code__", None)
-    mine = [f for f in traceback.extract_tb(e.__traceback__) if code is not None and f.filename == code.co_filename]
-    return mine[-1] if mine else None
+    return frame_in(e, models.ARCHITECTURES[arch].build)
 
 
 def _without_xla(recipe) -> str:
