@@ -473,6 +473,21 @@ def describe_device() -> str:
     return backend
 
 
+def compiled(fn):
+    """`fn` compiled once, for a small function of tensors that is called eagerly again and again (an
+    optimizer's learning-rate schedule, read at each epoch's end). On JAX an eager call of a Keras function
+    with an `ops.cond` in it (a schedule's warm-up) traces and compiles the cond anew every time, since its
+    branches are new Python functions at each call: on a GPU that costs about what a whole MNIST epoch does.
+    Elsewhere `fn` itself (TensorFlow's and PyTorch's eager ops compile nothing)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
 def gradient(fn, x):
     """d fn(x) / d x for a scalar function of one tensor (numpy in, numpy out), on the backend Keras runs on:
     the one place dlkit differentiates by hand (a language model's gradient per time step)."""

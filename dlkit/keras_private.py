@@ -25,6 +25,16 @@ def stop_training(callback) -> None:
     callback._model.stop_training = True
 
 
+def learning_rate_schedule(optimizer):
+    """The LearningRateSchedule an optimizer's rate follows (float16's LossScaleOptimizer: its inner
+    optimizer's), or None for a plain rate. The public `learning_rate` evaluates it, eagerly."""
+    import keras
+
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = optimizer._learning_rate
+    return schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else None
+
+
 def seed_generators(model) -> list:
     """Every `keras.random.SeedGenerator` held by the model and the layers inside it (dropout, noise, the
     model's own), each once, in a fixed order. Keras saves variables but not these generators' states."""

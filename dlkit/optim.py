@@ -7,6 +7,7 @@ Tasks call these to compile their models: one optimizer per optimizer role, each
 from __future__ import annotations
 
 import math
+import weakref
 
 from dlkit import catalog
 from dlkit.errors import Problem, RecipeError
@@ -172,6 +173,26 @@ def take_schedule(optimizer, source) -> bool:
         return False
     optimizer.learning_rate = fresh if factor is None else scaled(fresh, factor)
     return True
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # schedule -> its compiled evaluation (backend.compiled)
+
+
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate now, as `optimizer.learning_rate` gives it, but with a schedule
+    compiled once (backend.compiled) and given the step count, not evaluated eagerly: on JAX that compiled
+    a warm-up schedule's cond anew at every read, twice an epoch (docs/benchmarks.md, "On one GPU")."""
+    import keras
+
+    from dlkit import backend, keras_private
+
+    schedule = keras_private.learning_rate_schedule(optimizer)
+    if schedule is None:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    if schedule not in _COMPILED:  # through a weak reference: the entry goes with its schedule
+        _COMPILED[schedule] = backend.compiled(lambda step, ref=weakref.ref(schedule): ref()(step))
+    steps = getattr(optimizer, "inner_optimizer", optimizer).iterations  # the schedule's own count
+    return float(keras.ops.convert_to_numpy(_COMPILED[schedule](steps.value)))
 
 
 def scale_learning_rate(optimizer, factor: float) -> None:

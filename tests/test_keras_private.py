@@ -234,3 +234,14 @@ def test_logged_names_are_the_names_fit_logs():
         history = model.fit(x, y, epochs=1, batch_size=4, verbose=0).history
         assert sorted(names) == sorted(history), (names, list(history))
     assert {"kind_loss", "size_loss", "kind_accuracy", "size_mae", "seen"} <= set(history)
+
+
+def test_learning_rate_schedule_is_the_one_the_optimizer_follows():
+    import keras
+
+    from dlkit.keras_private import learning_rate_schedule
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    assert learning_rate_schedule(keras.optimizers.Adam(schedule)) is schedule
+    assert learning_rate_schedule(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))) is schedule
+    assert learning_rate_schedule(keras.optimizers.Adam(0.01)) is None

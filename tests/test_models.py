@@ -318,6 +318,70 @@ def test_schedules(write_recipe):
     assert lr_at(m, 10) == pytest.approx(0.1) and lr_at(m, 30) == pytest.approx(0.0, abs=1e-6)
 
 
+def rates_read(steps=(0, 5, 10, 29)) -> list:
+    """(dlkit's read, Keras's own) of the learning rate of optimizers with a warm-up cosine schedule, a
+    rollback's ScaledSchedule on it, float16's loss scaling around it, and a plain rate, at several steps."""
+    from dlkit import optim
+
+    def warm():
+        return keras.optimizers.schedules.CosineDecay(0.0, 20, alpha=0.01, warmup_target=0.1, warmup_steps=10)
+
+    optimizers = [keras.optimizers.Adam(warm()), keras.optimizers.SGD(optim.scaled_schedule_class()(warm(), 0.5)),
+                  keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(warm())), keras.optimizers.SGD(0.03)]
+    out = []
+    for opt in optimizers:
+        opt.build([keras.Variable(np.zeros(2, "float32"))])
+        for step in steps:
+            getattr(opt, "inner_optimizer", opt).iterations.assign(step)
+            out.append((optim.current_learning_rate(opt), float(keras.ops.convert_to_numpy(opt.learning_rate))))
+    return out
+
+
+def test_the_learning_rate_read_is_the_optimizers_own():
+    """What history.csv's learning_rate column holds (optim.current_learning_rate) is the optimizer's current
+    rate, for a schedule (with a warm-up, scaled after a rollback, under float16's loss scaling) and a plain
+    rate, at each step."""
+    read = rates_read()
+    assert len({round(theirs, 6) for _, theirs in read}) >= 7  # the steps give different rates
+    for ours, theirs in read:
+        assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-9)
+
+
+JAX_RATES = """
+import json, jax, jax.monitoring, test_models
+compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+first = test_models.rates_read(steps=(0,))
+before = len(compiles)
+read = test_models.rates_read(steps=(3, 7, 12, 25)) + test_models.rates_read(steps=(1, 2))
+ours = len(compiles) - before
+print(json.dumps({"read": read, "compiles": ours}))
+"""
+
+
+def test_reading_a_scheduled_rate_under_jax_compiles_once_per_schedule(tmp_path):
+    """On JAX, Keras's eager read of a warm-up schedule compiled its cond anew at every read (twice an epoch,
+    about what a whole GPU epoch of MNIST takes; docs/benchmarks.md): dlkit's read compiles the schedule once.
+    After one read of each, reading at other steps compiles only the Keras reads' conds beside it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", JAX_RATES], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for ours, theirs in got["read"]:
+        assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-9)
+    # new schedules (rates_read builds them anew): dlkit's read compiles each once, Keras's each time
+    keras_reads = 3 * 6  # three schedules, six steps
+    assert got["compiles"] >= keras_reads and got["compiles"] <= keras_reads + 3 * 2
+
+
 # ---------------------------------------------------------------- the perceptron rule
 
 

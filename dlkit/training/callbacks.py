@@ -20,7 +20,7 @@ import zipfile
 import keras
 import numpy as np
 
-from dlkit import backend, keras_private, ui
+from dlkit import backend, keras_private, optim, ui
 from dlkit.files import replace_atomic
 from dlkit.rundir import PhaseDir
 from dlkit.tasks.resumable import not_logged
@@ -33,7 +33,7 @@ def to_floats(logs: dict | None) -> dict:
 def learning_rates(optimizers: dict) -> dict:
     """The current rate of each optimizer role: `learning_rate` for a model with one optimizer, else
     `<role>_learning_rate` (generator_learning_rate, discriminator_learning_rate, ...)."""
-    rate = lambda opt: float(keras.ops.convert_to_numpy(opt.learning_rate))  # noqa: E731
+    rate = optim.current_learning_rate
     if len(optimizers) == 1:
         return {"learning_rate": rate(next(iter(optimizers.values())))}
     return {f"{role}_learning_rate": rate(opt) for role, opt in optimizers.items()}
