@@ -150,16 +150,24 @@ from dlkit.data import pipeline
 from dlkit.tasks import load_recipe
 from test_no_tensorflow import _arrays
 
+out = {}
 cfg = load_recipe(__import__("pathlib").Path(sys.argv[1]), ["data.batch_size=16", "data.scale=symmetric",
                   "data.augment={flip: horizontal, translation: 0.3, rotation: 0.1}"]).data
 def take(feed, epoch, skip, count):
     it = iter(feed.rest(epoch, skip, None))
     return [tuple(np.asarray(v) for v in next(it)) for _ in range(count)]
-host = pipeline.build(_arrays(), cfg, seed=3).feed
+built = pipeline.build(_arrays(), cfg, seed=3)
+host = built.feed
 backend.accelerator_memory = lambda: 2**30  # JAX's CPU device stands in for an accelerator
-device = pipeline.build(_arrays(), cfg, seed=3).feed
+on_device = pipeline.build(_arrays(), cfg, seed=3)
+device = on_device.feed
+# the test split (20 examples: a short last batch) kept on the device too, its batches the host's
+evals = [(built.test[i], on_device.test[i]) for i in range(len(built.test))]
+out["eval_types"] = sorted({type(v).__module__.split(".")[0].removesuffix("lib") for _, d in evals for v in d})
+out["eval"] = len(evals) == 2 and all(np.array_equal(h[1], np.asarray(d[1])) and
+                                      float(np.abs(h[0] - np.asarray(d[0])).max()) < 1e-6 for h, d in evals)
 assert device.fits_device() and device.epochs(0, None).device is not None
-out = {"types": sorted({type(v).__module__.split(".")[0].removesuffix("lib") for v in device.epochs(0, None)[0]})}
+out.update(types=sorted({type(v).__module__.split(".")[0].removesuffix("lib") for v in device.epochs(0, None)[0]}))
 pairs = [(take(host, e, s, 4 - s), take(device, e, s, 4 - s)) for e, s in ((0, 0), (1, 0), (1, 2))]
 out["x"] = max(float(np.abs(a[0] - b[0]).max()) for h, d in pairs for a, b in zip(h, d, strict=True))
 out["y"] = all(np.array_equal(a[1], b[1]) for h, d in pairs for a, b in zip(h, d, strict=True))
@@ -182,6 +190,7 @@ def _device_augment(tiny_recipe, tmp_path, *extra) -> dict:
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["types"] == ["jax"]  # the batch is made on the device
+    assert got["eval_types"] == ["jax"] and got["eval"]  # and an evaluation split's, as the host makes it
     assert got["x"] < 1e-5 and got["y"]  # the same augmented batches (on the host made by Grain's threads)
     assert got["moved"] > 0.01  # and they are augmented: every batch differs from the plain one
     return got
@@ -189,7 +198,8 @@ def _device_augment(tiny_recipe, tmp_path, *extra) -> dict:
 
 def test_augmented_split_on_a_jax_device_matches_the_host(tiny_recipe, tmp_path):
     """Under JAX an augmented split is kept on the device too: one compiled function gathers, augments
-    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position."""
+    (with the batch's own seed) and scales each batch, and gives what the host path gives, from any position.
+    A test split is kept there as well, and read in the host's batches."""
     _device_augment(tiny_recipe, tmp_path)
 
 

@@ -24,7 +24,8 @@ of epoch e is a pure function of (e, j), augmentation included (its random trans
 seed and the batch's position, as tf.data's are: `Augment`). On a JAX accelerator a training split that fits
 (a quarter of the device's memory at most) is kept on the device (`DeviceSplit`): the host sends each
 batch's indices (and its seed) and one compiled function gathers, casts, augments and scales the batch
-there, while the previous step runs. Elsewhere Grain's threads make the batches ahead of the training loop
+there, while the previous step runs; a validation or test split that fits is kept there too, read each
+epoch without a batch made on the host. Elsewhere Grain's threads make the batches ahead of the training loop
 (`prefetched`; any thread may make any batch, so the order they finish in changes nothing), or the loop's
 own thread where Grain is missing.
 """
@@ -576,11 +577,12 @@ def dataset(x, y, cfg, seed: int, scale, training: bool, modality: Modality = MO
     if training:
         return feed(x, y, cfg, seed, scale, modality, examples).first()
     tf = backend.tensorflow()
-    if tf is None:
+    if tf is None:  # on a JAX accelerator from the split kept there, when it fits (made once: read every epoch)
         array_batches_type, _ = _array_batches_class()
         batcher, steps = Batcher(x, y, cfg.batch_size, seed, scale, modality.dtype, False, None, examples), \
             batch_count(len(x), cfg.batch_size)
-        return array_batches_type(batcher, steps, 0, steps)
+        device = DeviceSplit(x, y, batcher.dtype, batcher.scale) if DeviceSplit.fits(x, y) else None
+        return array_batches_type(batcher, steps, 0, steps, device)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cfg.cache:
         ds = ds.cache()
