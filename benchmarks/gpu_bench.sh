@@ -3,7 +3,9 @@
 # (recipes/cnn_mnist.yaml) at batch 128 and 512, the time-to-99% recipe (recipes/cnn_mnist_fast.yaml) over
 # three seeds, and dlkit's DCGAN step (recipes/gan_mnist.yaml) at batch 256. Each measurement is a fresh
 # process; plain and dlkit alternate. Everything lands in $OUT (one JSON line per run in results.jsonl, and a
-# summary table with the ratios in summary.txt).
+# summary table with the ratios in summary.txt). Knobs: BATCHES, EPOCHS (the cnn's), FAST_EPOCHS (3, the
+# recipe's), SEEDS, GAN=0 (no DCGAN step), BREAKDOWN=BATCH (first, benchmarks/epoch_end.py: where dlkit's cnn
+# epoch goes besides its steps, into epoch_end.jsonl), DEADLINE (seconds).
 #
 # Prepare here:  ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil  (Grain and what it needs);
 #                mkdir -p .gpudata/mnist; cp ../shared/data/mnist/*.gz .gpudata/mnist/
@@ -16,6 +18,9 @@ OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}
 DATA=$(cd "${DATA:-.gpudata/mnist}" && pwd) || exit 1  # absolute: the runs start in benchmarks/
 EPOCHS=${EPOCHS:-4}
+FAST_EPOCHS=${FAST_EPOCHS:-3}  # the race is the recipe's own: its schedule spans 3 epochs
+GAN=${GAN:-1}                  # 0: no DCGAN step
+BREAKDOWN=${BREAKDOWN:-}       # a batch size: first, where dlkit's epoch goes besides its steps (epoch_end.py)
 BATCHES=${BATCHES:-"128 512"}
 FAST_BATCH=${FAST_BATCH:-250}
 SEEDS=${SEEDS:-"0 1 2"}
@@ -51,7 +56,9 @@ budget() {  # seconds a run may take: what is left before the deadline, at most 
 measure() {  # side workload batch [--set ...]; skipped once the deadline is near, cut at what is left
   local line budget
   budget=$(budget) || { log "skipped (deadline): $*"; return; }
-  line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$EPOCHS" "${@:4}" \
+  local epochs=$EPOCHS
+  [ "$2" = fast ] && epochs=$FAST_EPOCHS
+  line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$epochs" "${@:4}" \
          2>>"$OUT/stderr.txt" | tail -1)
   if [ -n "$line" ]; then echo "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
   else log "$1 $2 batch $3 failed or cut (stderr.txt)"; fi
@@ -71,14 +78,19 @@ gan() {  # side: dlkit's DCGAN step, or the same step hand-written for JAX
   log "$1 dcgan step batch $GAN_BATCH: ${line:-failed or cut}"
 }
 
+if [ -n "$BREAKDOWN" ] && budget=$(budget); then  # each epoch's parts, as JSON lines; the last, their medians
+  timeout "$budget" $PY benchmarks/epoch_end.py recipes/cnn_mnist.yaml "$EPOCHS" --set "data.batch_size=$BREAKDOWN" \
+    --set "data.dir=$(dirname "$DATA")" >"$OUT/epoch_end.jsonl" 2>>"$OUT/stderr.txt"
+  log "where dlkit's cnn epoch goes, batch $BREAKDOWN: $(tail -1 "$OUT/epoch_end.jsonl")"
+fi
+
 # most wanted first, so that a run cut by the deadline still answers the targets: one round of every
 # comparison, then the other seeds and the second rounds (plain and dlkit in the other order)
 for b in $BATCHES; do measure plain cnn "$b"; measure dlkit cnn "$b"; done
 first=${SEEDS%% *}
 measure dlkit fast "$FAST_BATCH" --set "seed=$first"
 measure plain fast "$FAST_BATCH"
-gan plain-jax
-gan dlkit
+if [ "$GAN" = 1 ]; then gan plain-jax; gan dlkit; fi
 for s in ${SEEDS#"$first"}; do measure dlkit fast "$FAST_BATCH" --set "seed=$s"; done
 for b in $BATCHES; do measure dlkit cnn "$b"; measure plain cnn "$b"; done
 measure dlkit fast "$FAST_BATCH" --set "seed=$first" --set train.precision=mixed_bfloat16  # if time is left
