@@ -46,7 +46,14 @@ export KERAS_BACKEND=${KERAS_BACKEND:-jax}
 export DLKIT_COMPILATION_CACHE=${DLKIT_COMPILATION_CACHE:-off}
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" >"$OUT/jax.txt" 2>&1
-log "host: $(cat "$OUT/jax.txt"); commit ${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+COMMIT=${COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+gpu=$(nvidia-smi -L 2>/dev/null | head -1 | cut -d'(' -f1 | xargs)
+MACHINE="${gpu:-no GPU}, $(nproc) cores, jax+keras $(tr -d '[]' <"$OUT/jax.txt" | cut -c1-60)"
+log "host: $(cat "$OUT/jax.txt"); commit $COMMIT"
+stamp() {  # a result line with the commit, the command and the machine it came from
+  local json=$1
+  echo "${json%\}}, \"commit\": \"$COMMIT\", \"command\": \"benchmarks/gpu_bench.sh (BATCHES=$BATCHES EPOCHS=$EPOCHS FAST_EPOCHS=$FAST_EPOCHS)\", \"machine\": \"${MACHINE//\"/}\"}"
+}
 
 budget() {  # seconds a run may take: what is left before the deadline, at most 240; fails under 40
   local left=$((DEADLINE - ($(date +%s) - T0)))
@@ -60,7 +67,7 @@ measure() {  # side workload batch [--set ...]; skipped once the deadline is nea
   [ "$2" = fast ] && epochs=$FAST_EPOCHS
   line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$epochs" "${@:4}" \
          2>>"$OUT/stderr.txt" | tail -1)
-  if [ -n "$line" ]; then echo "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
+  if [ -n "$line" ]; then stamp "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
   else log "$1 $2 batch $3 failed or cut (stderr.txt)"; fi
 }
 gan() {  # side: dlkit's DCGAN step, or the same step hand-written for JAX
@@ -73,7 +80,7 @@ gan() {  # side: dlkit's DCGAN step, or the same step hand-written for JAX
     line=$(timeout "$budget" $PY benchmarks/dcgan_step.py plain-jax "$(dirname "$DATA")" "$GAN_STEPS" \
            --batch "$GAN_BATCH" 2>>"$OUT/stderr.txt" | tail -1)
   fi
-  echo "{\"side\": \"$1\", \"workload\": \"dcgan_step\", \"batch\": $GAN_BATCH, \"result\": ${line:-null}}" \
+  stamp "{\"side\": \"$1\", \"workload\": \"dcgan_step\", \"batch\": $GAN_BATCH, \"result\": ${line:-null}}" \
     >>"$OUT/results.jsonl"
   log "$1 dcgan step batch $GAN_BATCH: ${line:-failed or cut}"
 }
