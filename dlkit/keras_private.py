@@ -25,6 +25,40 @@ def stop_training(callback) -> None:
     callback._model.stop_training = True
 
 
+def keep_saving_skipsets() -> None:
+    """Keras's saving finds, for each kind of object it walks (Layer, Optimizer, Metric, ...), the attributes
+    to skip by building a reference object (an `Optimizer(1.0)`, which makes variables), and means to keep the
+    result per thread (global_state), but stores it under another key than it reads (`saving_attr_skipset_`,
+    read as `saving_attr_skiplist_`; Keras 3.15), so every save builds them again. Kept here, in the calling
+    thread, under the key it reads: a `model.save` inside a keras.StatelessScope, which refuses new
+    variables, then works in this thread."""
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    for kind in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss"):
+        global_state.set_global_attribute(f"saving_attr_skiplist_{kind}", saving_lib.get_attr_skipset(kind))
+
+
+def recording_scope(mapping):
+    """A keras.StatelessScope over `mapping` [(variable, value)] that also records, in `missed`, the path of
+    every variable read while inside that the mapping does not hold (a variable's value is read through the
+    scope's get_current_value; outside the mapping it is the live one)."""
+    import keras
+
+    class Recording(keras.StatelessScope):
+        def __init__(self):
+            super().__init__(state_mapping=mapping)
+            self.missed = []
+
+        def get_current_value(self, variable):
+            value = super().get_current_value(variable)
+            if value is None:
+                self.missed.append(variable.path)
+            return value
+
+    return Recording()
+
+
 def learning_rate_schedule(optimizer):
     """The LearningRateSchedule an optimizer's rate follows (float16's LossScaleOptimizer: its inner
     optimizer's), or None for a plain rate. The public `learning_rate` evaluates it, eagerly."""

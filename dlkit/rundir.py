@@ -37,6 +37,34 @@ FORMAT = 2  # 2: artifacts/ (format 1, dlkit 0.1.0, kept the input scaling in ma
 CHECKPOINT_TEMPORARY = re.compile(r"\.last-tmp-\d+\.(keras|rng\.npz)")
 
 
+_pending = None  # the checkpoint being written in the background (a Future), if any
+_thread = []  # the process's one checkpoint-writing thread, made when first needed
+
+
+def _writer():
+    if not _thread:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _thread.append(ThreadPoolExecutor(1, thread_name_prefix="dlkit-checkpoint"))
+    return _thread[0]
+
+
+def in_checkpoint_thread(fn, *args):
+    """fn(*args) run in the checkpoint-writing thread, waited for: what must happen in that thread while the
+    caller's state stands still (Keras keeps some of its saving state per thread)."""
+    wait_for_checkpoint()
+    return _writer().submit(fn, *args).result()
+
+
+def wait_for_checkpoint() -> None:
+    """Until the checkpoint being written in the background (if any) is in place; what writing it raised
+    (a full disk's OSError) is raised here, once."""
+    global _pending
+    pending, _pending = _pending, None
+    if pending is not None:
+        pending.result()
+
+
 class PhaseDir:
     """Where one phase of a run keeps its history, checkpoints and final model."""
 
@@ -69,14 +97,26 @@ class PhaseDir:
 
     # ------------------------------------------------------------ checkpoints that survive a crash
 
-    def save_checkpoint(self, save_model, save_rng=None) -> None:
-        """A new last checkpoint, the old one kept as previous.keras. `save_model(path)` writes the model and
-        `save_rng(path)` its random streams (if any).
+    def save_checkpoint(self, save_model, save_rng=None, then=None, background: bool = False) -> None:
+        """A new last checkpoint, the old one kept as previous.keras. `save_model(path)` writes the model,
+        `save_rng(path)` its random streams (if any), and `then()` runs once it is in place (best.keras).
 
         Each file is written in full and fsynced under a temporary name first; the SHA-256 of the new
         checkpoint is recorded in checksums.json only once it is in place, so a crash at any point leaves
         the files checksums.json vouches for complete, and at worst the newest is not yet vouched for (and
-        resume takes the one before it)."""
+        resume takes the one before it).
+
+        `background`: written in the process's checkpoint thread while the caller goes on (`save_model` then
+        writes a state taken before, not the model's live one). One checkpoint at a time: every save, and
+        every read of the checkpoints (verified_checkpoint), first waits for the one being written
+        (`wait_for_checkpoint`), which also raises what writing it raised."""
+        wait_for_checkpoint()
+        if not background:
+            return self._save_checkpoint(save_model, save_rng, then)
+        global _pending
+        _pending = _writer().submit(self._save_checkpoint, save_model, save_rng, then)
+
+    def _save_checkpoint(self, save_model, save_rng, then) -> None:
         tmp = self.checkpoints / f".last-tmp-{os.getpid()}.keras"
         tmp_rng = self.checkpoints / f".last-tmp-{os.getpid()}.rng.npz"
         try:
@@ -97,10 +137,13 @@ class PhaseDir:
         finally:
             tmp.unlink(missing_ok=True)
             tmp_rng.unlink(missing_ok=True)
+        if then is not None:
+            then()
 
     def verified_checkpoint(self) -> tuple[Path | None, list[str]]:
         """The newest checkpoint whose contents checksums.json vouches for (last.keras, else previous.keras),
         and warnings naming a damaged one; (None, warnings) when there is none."""
+        wait_for_checkpoint()
         known = set(read_json_object(self.checksums).values())
         warnings = []
         for path in (self.last_checkpoint, self.previous_checkpoint):

@@ -245,3 +245,45 @@ def test_learning_rate_schedule_is_the_one_the_optimizer_follows():
     assert learning_rate_schedule(keras.optimizers.Adam(schedule)) is schedule
     assert learning_rate_schedule(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))) is schedule
     assert learning_rate_schedule(keras.optimizers.Adam(0.01)) is None
+
+
+def test_keep_saving_skipsets_lets_a_thread_save_inside_a_stateless_scope(tmp_path):
+    """Keras's saving builds reference objects (with variables) unless the thread keeps its skip sets; after
+    keep_saving_skipsets a save inside a StatelessScope, which refuses new variables, works in that thread
+    and writes the scope's values."""
+    import threading
+
+    import keras
+
+    from dlkit.keras_private import keep_saving_skipsets
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    errors = []
+
+    def save():
+        try:
+            keep_saving_skipsets()
+            with keras.StatelessScope(state_mapping=[(v, np.full(v.shape, 3.0, v.dtype)) for v in model.variables]):
+                model.save(tmp_path / "m.keras")
+        except Exception as e:  # noqa: BLE001 - reported by the assertion
+            errors.append(e)
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    thread.join()
+    assert not errors, errors
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert all(np.all(np.asarray(v) == 3.0) for v in loaded.variables)
+    assert not all(np.all(np.asarray(v) == 3.0) for v in model.variables)  # the live ones untouched
+
+
+def test_recording_scope_records_a_variable_read_outside_its_mapping():
+    import keras
+
+    from dlkit.keras_private import recording_scope
+
+    a, b = keras.Variable(np.ones(2, "float32"), name="a"), keras.Variable(np.zeros(2, "float32"), name="b")
+    with recording_scope([(a, np.full(2, 5.0, "float32"))]) as scope:
+        assert float(np.asarray(a.value)[0]) == 5.0 and float(np.asarray(b.value)[0]) == 0.0
+    assert scope.missed == [b.path]

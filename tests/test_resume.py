@@ -254,3 +254,76 @@ def test_a_stretched_schedule_keeps_a_rollbacks_factor():
     plain = keras.optimizers.SGD(learning_rate=0.1)
     assert not optim.take_schedule(plain, keras.optimizers.SGD(learning_rate=0.2))
     assert float(keras.ops.convert_to_numpy(plain.learning_rate)) == pytest.approx(0.1)
+
+
+def test_epoch_checkpoints_are_written_in_the_checkpoint_thread(tiny_recipe, tmp_path, monkeypatch):
+    """Each epoch's checkpoint is written in the checkpoint thread (the first while the loop waits, the later
+    ones while the next epoch trains), and holds that epoch's state: the last is the finished model, the
+    one before it the epoch before's (resumed from bit for bit: the resume tests above and tests/test_kill.py)."""
+    import threading
+
+    from dlkit import rundir
+
+    threads, original = [], rundir.PhaseDir._save_checkpoint
+
+    def spy(self, *args):
+        threads.append(threading.current_thread().name)
+        return original(self, *args)
+
+    monkeypatch.setattr(rundir.PhaseDir, "_save_checkpoint", spy)
+    run = Path(train(tiny_recipe, ["train.epochs=3"], runs_root=tmp_path)["run_dir"])
+    assert len(threads) == 3 and all(name.startswith("dlkit-checkpoint") for name in threads), threads
+    final = keras.saving.load_model(run / "model.keras").get_weights()
+    last = keras.saving.load_model(run / "checkpoints" / "last.keras").get_weights()
+    before = keras.saving.load_model(run / "checkpoints" / "previous.keras").get_weights()
+    for a, b in zip(final, last, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(final, before, strict=True))
+
+
+def _tiny_compiled_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 5, 0.5)),
+                  loss="mse")
+    model.fit(np.random.default_rng(0).random((16, 4), "float32"), np.zeros((16, 2), "float32"), verbose=0)
+    return model
+
+
+def test_a_later_save_writes_the_copy_not_the_live_variables(tmp_path):
+    """LaterSave: what its copy saves, in the checkpoint thread, is the state when the copy was taken, every
+    variable of the model and its optimizer, though the loop has changed them all since."""
+    from dlkit import rundir
+    from dlkit.training.callbacks import LaterSave
+
+    model = _tiny_compiled_model()
+    later = LaterSave(model, {"model": model.optimizer})
+    rundir.in_checkpoint_thread(later.first, lambda: model.save(tmp_path / "then.keras"))
+    assert later.ready is True
+    save = later.copy()
+    for v in later.variables():  # the loop steps on
+        v.assign(np.full(v.shape, 7, v.dtype))
+    rundir.in_checkpoint_thread(save, tmp_path / "copy.keras")
+    then, copy = (keras.saving.load_model(tmp_path / f) for f in ("then.keras", "copy.keras"))
+    for a, b in zip([*then.variables, *then.optimizer.variables], [*copy.variables, *copy.optimizer.variables],
+                    strict=True):
+        if "seed_generator" not in a.path:  # drawn anew on loading (the run's sidecar keeps the streams)
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(np.asarray(copy.optimizer.iterations)) == 1
+
+
+def test_a_model_whose_copy_misses_a_variable_keeps_its_checkpoints_in_the_loop(tmp_path):
+    """Where the check finds the save reading a variable the copy does not hold, LaterSave is not used
+    (ready False): the checkpoints are written in the loop's thread, from the live model."""
+    from dlkit import rundir
+    from dlkit.training.callbacks import LaterSave
+
+    model = _tiny_compiled_model()
+
+    class Missing(LaterSave):
+        def variables(self):
+            return super().variables()[1:]
+
+    later = Missing(model, {"model": model.optimizer})
+    rundir.in_checkpoint_thread(later.first, lambda: model.save(tmp_path / "then.keras"))
+    assert later.ready is False and (tmp_path / "then.keras").is_file()

@@ -22,7 +22,7 @@ import numpy as np
 
 from dlkit import backend, keras_private, optim, ui
 from dlkit.files import replace_atomic
-from dlkit.rundir import PhaseDir
+from dlkit.rundir import PhaseDir, in_checkpoint_thread
 from dlkit.tasks.resumable import not_logged
 
 
@@ -250,10 +250,76 @@ def save_rng_sidecar(model, optimizers: dict, path, position: int) -> None:
     masks, noise; the models with their own step keep theirs inside too) and the training position, the
     batches taken so far, which an optimizer's step count is not where float16 loss scaling skips the
     steps whose gradients overflowed. Stamped with that step count, to tell it belongs to the checkpoint."""
+    rng_sidecar_writer(model, optimizers, position)(path)
+
+
+def rng_sidecar_writer(model, optimizers: dict, position: int):
+    """save_rng_sidecar's contents taken now, written by the function returned (path -> None) later."""
     from dlkit.models import rng
 
-    with open(path, "wb") as f:
-        np.savez(f, *rng.snapshot(model), iterations=steps_taken(optimizers), position=position)
+    states, taken = rng.snapshot(model), steps_taken(optimizers)
+
+    def write(path):
+        with open(path, "wb") as f:
+            np.savez(f, *states, iterations=taken, position=position)
+
+    return write
+
+
+class LaterSave:
+    """A checkpoint's `model.save` of the state at an epoch's end, written in the checkpoint thread while the
+    next epoch trains (PhaseDir.save_checkpoint's background). At the epoch's end every variable of the model
+    and its optimizers is copied to the host (milliseconds); the file is written later under a
+    keras.StatelessScope that maps each variable to its copy, so it holds that state whatever the training
+    loop has done to the variables since (on JAX it empties them during an epoch).
+
+    Checked once, in the checkpoint thread while the loop waits (`first`): that epoch's checkpoint is written
+    there from the live variables, what Keras's saving computes once per kind of object is kept for the
+    thread (keras_private.keep_saving_skipsets: computing it makes variables, which a stateless scope
+    refuses), and the state is written again, to a scratch file, from a copy under a scope that records
+    every variable read outside the copy. A read outside it (a
+    variable the copy misses) or any error there, and this model's checkpoints are written in the loop's
+    thread, as before."""
+
+    def __init__(self, model, optimizers: dict):
+        self.model, self.optimizers = model, optimizers
+        self.ready: bool | None = None  # None: not checked yet
+
+    def variables(self) -> list:
+        """Every variable of the model and its optimizers, each once (asked each time: a rollback may give an
+        optimizer new ones)."""
+        every = [*self.model.variables, *(v for o in self.optimizers.values() for v in o.variables)]
+        return list({id(v): v for v in every}.values())
+
+    def copy(self):
+        """The state now, as a function that saves it (path -> None), in any thread, later."""
+        variables = self.variables()
+        values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+
+        def save(path):
+            with keras.device("cpu"):  # the copy stays in host memory
+                scope = keras_private.recording_scope(list(zip(variables, values)))
+            with scope:
+                self.model.save(path)
+            if scope.missed:
+                raise RuntimeError(f"the checkpoint read variables its copy does not hold: {scope.missed[:3]}")
+
+        return save
+
+    def first(self, save_live) -> None:
+        """In the checkpoint thread, the loop waiting: `save_live()` (the epoch's checkpoint, from the live
+        variables), then the check."""
+        import tempfile
+        from pathlib import Path
+
+        save_live()
+        try:
+            keras_private.keep_saving_skipsets()  # what the thread's later saves need ready (see above)
+            with tempfile.TemporaryDirectory() as scratch:
+                self.copy()(Path(scratch) / "check.keras")
+            self.ready = True
+        except Exception:  # noqa: BLE001 - any failure: checkpoints in the loop's thread, as before
+            self.ready = False
 
 
 def load_rng_sidecar(model, optimizers: dict, sidecar) -> int:
@@ -327,10 +393,12 @@ class CheckpointAndHistory(keras.callbacks.Callback):
     checkpoint survives."""
 
     def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, monitor: tuple[str, str] | None,
-                 rows=(), steps_per_epoch: int = 1):
+                 rows=(), steps_per_epoch: int = 1, background: bool = False):
         super().__init__()
         self.where, self.guard, self.optimizers = where, guard, optimizers
         self.steps_per_epoch = steps_per_epoch
+        self.background = background  # checkpoints written in the checkpoint thread (LaterSave), if they can be
+        self.later: LaterSave | None = None
         self.monitor, self.mode = monitor if monitor is not None else (None, "min")
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = None
@@ -338,7 +406,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.marks: dict = {}  # columns every later row carries (`rollbacks`, after a rollback)
         for row in rows:  # a resumed run's earlier epochs
             self.rows.append(row)
-            self._consider(row, save=False)
+            self._consider(row)
         if self.rows and "rollbacks" in self.rows[-1]:
             self.marks["rollbacks"] = int(self.rows[-1]["rollbacks"])
 
@@ -349,7 +417,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
             del self.rows[epochs_kept:]
             self.best, self.best_epoch = (math.inf if self.mode == "min" else -math.inf), None
             for row in self.rows:
-                self._consider(row, save=False)
+                self._consider(row)
             self._write_history()
         self.marks["rollbacks"] = count
 
@@ -359,20 +427,35 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
         self._write_history()
-        position = (epoch + 1) * self.steps_per_epoch
-        self.where.save_checkpoint(self.model.save,
-                                   lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
         if self.monitor and self.monitor not in row:  # no best.keras would ever be kept, in silence
+            self._save(epoch, improved=False)
             raise not_logged("train.monitor", self.monitor, row)
-        self._consider(row, save=True)
+        self._save(epoch, improved=self._consider(row))
 
-    def _consider(self, row, save: bool):
+    def _save(self, epoch: int, improved: bool) -> None:
+        """The epoch's checkpoint, and best.keras (a copy of its file, not a second model.save) if the
+        monitored value improved: in the checkpoint thread where it can be (LaterSave), else here."""
+        model, where = self.model, self.where
+        save_rng = rng_sidecar_writer(model, self.optimizers, (epoch + 1) * self.steps_per_epoch)
+        best = (lambda: replace_atomic(where.best_checkpoint,
+                                       lambda tmp: shutil.copyfile(where.last_checkpoint, tmp))) if improved else None
+        if self.background and self.later is None:
+            self.later = LaterSave(model, self.optimizers)
+        later = self.later
+        if later is None or later.ready is False:
+            where.save_checkpoint(model.save, save_rng, best)
+        elif later.ready is None:
+            in_checkpoint_thread(later.first, lambda: where.save_checkpoint(model.save, save_rng, best))
+        else:
+            where.save_checkpoint(later.copy(), save_rng, best, background=True)
+
+    def _consider(self, row) -> bool:
+        """Whether the row's monitored value is the best so far (and keep it as that)."""
         value = row.get(self.monitor) if self.monitor else None
         if value is not None and (value < self.best if self.mode == "min" else value > self.best):
             self.best, self.best_epoch = value, row["epoch"]
-            if save:  # the epoch's checkpoint, just written: a copy of its file, not a second model.save
-                replace_atomic(self.where.best_checkpoint,
-                               lambda tmp: shutil.copyfile(self.where.last_checkpoint, tmp))
+            return True
+        return False
 
     def _write_history(self):
         keys = list(dict.fromkeys(k for r in self.rows for k in r))

@@ -32,7 +32,7 @@ from dlkit import recipe as recipe_layer
 from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError,
                           is_out_of_memory, storage_error)
 from dlkit.files import write_atomic
-from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json
+from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, wait_for_checkpoint
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session
 from dlkit.ui import PlainReporter, Reporter, make_console
@@ -354,7 +354,11 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
     optimizers = task.optimizers(model)
     guard = callbacks.DivergenceGuard()
     monitor = task.monitor(recipe, data.val is not None, phase)
-    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows, session.steps_per_epoch)
+    # the epochs' checkpoints written in the checkpoint thread, one process and no distribution: over several
+    # devices or processes the variables are sharded (each process saves its own copy of the run)
+    alone = backend.process_count() == 1 and session.placement.replicas == 1
+    keeper = callbacks.CheckpointAndHistory(where, guard, optimizers, monitor, rows, session.steps_per_epoch,
+                                            background=alone)
     # the task's callbacks see the keeper's own rows, which grow as epochs end (early stopping replays them)
     ctx = FitContext(run, where, recipe, data, model, reporter, phase, initial_epoch, keeper.rows, monitor=monitor,
                      skip=skip)
@@ -418,6 +422,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
             if back is None:
                 break
             initial_epoch, skip = back
+        wait_for_checkpoint()  # the last epoch's, written in the checkpoint thread, in place
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         if pruning is not None and pruning.pruned is not None:
             result["pruned"] = pruning.pruned
@@ -430,6 +435,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                 result.update(_finish(ctx, extra, task, session, run))
     except KeyboardInterrupt:
         reporter.train_end()
+        try:
+            wait_for_checkpoint()  # an epoch's checkpoint being written finishes first: it is resumed from
+        except OSError:
+            pass  # not written: the one before it stands (checksums.json vouches for it)
         summary.update(_summary(keeper, start, session), status="interrupted")
         result["status"] = "interrupted"
         run.write_json(run.metrics, result)
@@ -437,6 +446,10 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
         raise Interrupted(run.root, result) from None
     except BaseException as e:
         reporter.train_end()
+        try:
+            wait_for_checkpoint()  # nothing writes in the run directory after it is closed
+        except Exception:  # noqa: BLE001 - the failure being handled is the one to report
+            pass
         _close_failed(run)
         if isinstance(e, OSError):
             raise storage_error(e, f"training {where.root}") from None
