@@ -124,7 +124,29 @@ def main():
     later = rows[1:] or rows
     keys = dict.fromkeys(k for r in later for k in r if k != "epoch")
     print(json.dumps({"recipe": recipe, "sets": sets, "median_of_epochs": f"2-{len(rows)}",
-                      **{k: round(statistics.median(r.get(k, 0.0) for r in later), 4) for k in keys}}))
+                      **{k: round(statistics.median(r.get(k, 0.0) for r in later), 4) for k in keys},
+                      "commit": commit(), "command": " ".join(["python", *sys.argv]), "machine": machine()}))
+
+
+def commit() -> str:
+    """The commit of the dlkit this process imported (+uncommitted where its files differ from it)."""
+    import subprocess
+    from pathlib import Path
+
+    import dlkit
+
+    root = Path(dlkit.__file__).resolve().parents[1]
+    git = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("+uncommitted" if git("status", "--porcelain", "--", "dlkit") else "")
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    return (f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, Keras "
+            f"{keras.__version__} on {keras.backend.backend()}")
 
 
 if __name__ == "__main__":
