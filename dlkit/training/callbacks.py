@@ -277,9 +277,8 @@ class LaterSave:
     there from the live variables, what Keras's saving computes once per kind of object is kept for the
     thread (keras_private.keep_saving_skipsets: computing it makes variables, which a stateless scope
     refuses), and the state is written again, to a scratch file, from a copy under a scope that records
-    every variable read outside the copy. A read outside it (a
-    variable the copy misses) or any error there, and this model's checkpoints are written in the loop's
-    thread, as before."""
+    every variable read outside the copy. A read outside it (a variable the copy misses) or any error there,
+    and this model's checkpoints are written in the loop's thread, as before."""
 
     def __init__(self, model, optimizers: dict):
         self.model, self.optimizers = model, optimizers
