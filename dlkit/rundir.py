@@ -60,9 +60,16 @@ def wait_for_checkpoint() -> None:
     """Until the checkpoint being written in the background (if any) is in place; what writing it raised
     (a full disk's OSError) is raised here, once."""
     global _pending
-    pending, _pending = _pending, None
-    if pending is not None:
+    pending = _pending
+    if pending is None:
+        return
+    try:
         pending.result()
+    except BaseException:
+        if pending.done():  # it failed: said once
+            _pending = None
+        raise  # else the wait itself was interrupted (a second Ctrl-C): still to be waited for
+    _pending = None
 
 
 class PhaseDir:

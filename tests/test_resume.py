@@ -327,3 +327,42 @@ def test_a_model_whose_copy_misses_a_variable_keeps_its_checkpoints_in_the_loop(
     later = Missing(model, {"model": model.optimizer})
     rundir.in_checkpoint_thread(later.first, lambda: model.save(tmp_path / "then.keras"))
     assert later.ready is False and (tmp_path / "then.keras").is_file()
+
+
+def test_a_checkpoint_in_the_thread_is_waited_for_even_after_an_interrupted_wait(tmp_path):
+    """A Ctrl-C that lands while the loop waits for the checkpoint being written leaves it still to be waited
+    for (the interrupted run's handler waits again, so the run is closed with it in place); a write that
+    failed raises its error at the next wait, once."""
+    import os
+    import signal
+    import threading
+
+    from dlkit import rundir
+
+    go = threading.Event()
+
+    def write():
+        go.wait(10)
+        (tmp_path / "written").write_text("done")
+
+    rundir.wait_for_checkpoint()
+    rundir._pending = rundir._writer().submit(write)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as Python's own
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            rundir.wait_for_checkpoint()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert rundir._pending is not None and not (tmp_path / "written").exists()
+    go.set()
+    rundir.wait_for_checkpoint()
+    assert (tmp_path / "written").read_text() == "done" and rundir._pending is None
+
+    def full():
+        raise OSError(28, "No space left on device")
+
+    rundir._pending = rundir._writer().submit(full)
+    with pytest.raises(OSError, match="No space"):
+        rundir.wait_for_checkpoint()
+    rundir.wait_for_checkpoint()  # said once
