@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -38,15 +39,14 @@ CHECKPOINT_TEMPORARY = re.compile(r"\.last-tmp-\d+\.(keras|rng\.npz)")
 
 
 _pending = None  # the checkpoint being written in the background (a Future), if any
-_thread = []  # the process's one checkpoint-writing thread, made when first needed
 
 
+@functools.cache
 def _writer():
-    if not _thread:
-        from concurrent.futures import ThreadPoolExecutor
+    """The process's one checkpoint-writing thread, made when first needed."""
+    from concurrent.futures import ThreadPoolExecutor
 
-        _thread.append(ThreadPoolExecutor(1, thread_name_prefix="dlkit-checkpoint"))
-    return _thread[0]
+    return ThreadPoolExecutor(1, thread_name_prefix="dlkit-checkpoint")
 
 
 def in_checkpoint_thread(fn, *args):

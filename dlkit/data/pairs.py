@@ -200,9 +200,9 @@ def plugin_pairs(entry, cfg) -> Pairs:
     """A plugin's dataset read as sentence pairs: x_train the source sentences, y_train their translations
     (the test and validation splits are drawn by distinct source, from these); pairs with an empty side are
     left out, as a file's are."""
-    found, origin = entry.gathered(cfg, ("x_test", "y_test", "class_names", "target_names"), "a translation model "
-                                   "(its test split is drawn by distinct source sentence, data.test_split)")
-    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+    found, origin, where = entry.gathered(cfg, ("x_test", "y_test", "class_names", "target_names"),
+                                          "a translation model (its test split is drawn by distinct source "
+                                          "sentence, data.test_split)")
     if found.get("y_train") is None:
         raise DataError(f"{where}: its load gave back no y_train; a translation model learns from pairs: x_train "
                         "the source sentences, y_train their translations")

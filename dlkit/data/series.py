@@ -185,17 +185,17 @@ def plugin_table(entry, cfg):
     (cells in data.missing_markers are missing); and where it came from."""
     import pandas as pd
 
-    found, origin = entry.gathered(cfg, ("y_train", "x_test", "y_test", "class_names", "target_names"),
-                                   "a forecaster (its spans are cut by time: validation_split, test_split)")
+    found, origin, where = entry.gathered(cfg, ("y_train", "x_test", "y_test", "class_names", "target_names"),
+                                          "a forecaster (its spans are cut by time: validation_split, test_split)")
     table = found["x_train"]
     if isinstance(table, dict):
         try:
             table = pd.DataFrame(table)
         except ValueError as e:  # columns of different lengths
-            raise DataError(f"dataset {cfg.dataset!r} ({entry.origin}): its x_train's columns do not make a table "
+            raise DataError(f"{where}: its x_train's columns do not make a table "
                             f"({first_line(e)})") from None
     if not isinstance(table, pd.DataFrame):
-        raise DataError(f"dataset {cfg.dataset!r} ({entry.origin}): its x_train is {type(table).__name__}; a "
+        raise DataError(f"{where}: its x_train is {type(table).__name__}; a "
                         "forecaster reads a table: a pandas DataFrame (or a dict of columns), its columns named as "
                         "data.time_column, data.target_columns and the rest name them")
     if cfg.missing_markers:

@@ -1445,7 +1445,8 @@ class Dataset:
     keys: type | None = None
     targets: Callable | None = None  # (data section, positive) -> a regression's Arrays: a plugin's, read so
     # (data section, the names the reading does not take, the reader) -> what a plugin's load gave back, checked
-    # as every reading needs (its keys, its splits paired), and where it was read from: the text readings' start
+    # as every reading needs (its keys, its splits paired), where it was read from and how a message names the
+    # dataset: the text, pair and series readings' start
     gathered: Callable | None = None
 
 
@@ -1575,9 +1576,9 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
 
     where = f"dataset {name!r} ({origin})"
 
-    def gather(cfg, other: tuple[str, ...], reader: str) -> tuple[dict, str]:
-        """What the plugin's load gives back, checked, and where it was read from; `other`, the names the
-        reading at hand (`reader`'s) does not take."""
+    def gather(cfg, other: tuple[str, ...], reader: str) -> tuple[dict, str, str]:
+        """What the plugin's load gives back, checked; where it was read from; and how a message names the
+        dataset. `other`: the names the reading at hand (`reader`'s) does not take."""
         if keys is not None and any(not hasattr(cfg, k) for k in keys.model_fields):  # data.domain_b's section
             cfg = types.SimpleNamespace(**{**keys().model_dump(), **dict(cfg)})
         path = getattr(cfg, "path", None)
@@ -1615,14 +1616,14 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         if "y_test" in given and "x_test" not in given or "x_test" in given and ("y_test" in given) != ("y_train" in given):
             raise DataError(f"{where}: its load gave back {', '.join(sorted(given))}: x_test is labelled (y_test) "
                             "exactly when x_train is (y_train), and y_test only beside x_test")
-        return found, f"{path or name} (dataset {name!r})"
+        return found, f"{path or name} (dataset {name!r})", where
 
     def names(found: dict, key: str) -> list[str]:
         given = found.pop(key, None)
         return [] if given is None else strings(given, key, where)
 
     def load(cfg) -> Arrays:
-        found, read_from = gather(cfg, ("target_names",), "a model of class labels")
+        found, read_from, _ = gather(cfg, ("target_names",), "a model of class labels")
         classes = names(found, "class_names")
         arrays = _arrays(found, classes, read_from, PLUGIN_NAMES)
         if classes and found.get("y_train") is not None:
@@ -1630,7 +1631,7 @@ def _plugged(name: str, read: Callable, origin: str, keys: type | None, path_is:
         return _of_shape(arrays, where)
 
     def targets(cfg, positive: bool = False) -> Arrays:
-        found, read_from = gather(cfg, ("class_names",), "a regression")
+        found, read_from, _ = gather(cfg, ("class_names",), "a regression")
         return _target_arrays(found, read_from, positive, names(found, "target_names") or None)
 
     return load, targets, gather

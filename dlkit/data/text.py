@@ -286,15 +286,15 @@ def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sen
 def plugin_sentences(entry, cfg) -> Sentences:
     """A plugin's dataset read as labelled sentences: x_train strings, y_train class indices, and x_test and
     y_test where it has a test split of its own; class_names where it knows them."""
-    found, origin = entry.gathered(cfg, ("target_names",), "a sentence classifier")
-    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+    found, origin, where = entry.gathered(cfg, ("target_names",), "a sentence classifier")
     if found.get("y_train") is None:
         raise DataError(f"{where}: its load gave back no y_train; a sentence classifier learns each sentence's "
                         "class (y_train: class indices, one per sentence of x_train)")
     split = {}
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
         if found.get(x) is not None:
-            texts, labels = sources.strings(found[x], x, where), sources.class_indices(found[y], y, origin, sources.PLUGIN_NAMES)
+            texts = sources.strings(found[x], x, where)
+            labels = sources.class_indices(found[y], y, origin, sources.PLUGIN_NAMES)
             if len(texts) != len(labels):
                 raise DataError(f"{where}: {len(texts)} sentences in {x} but {len(labels)} labels in {y}")
             split[x] = (texts, labels)
@@ -308,8 +308,8 @@ def plugin_sentences(entry, cfg) -> Sentences:
 def plugin_stream(entry, cfg) -> Stream:
     """A plugin's dataset read as a language model's text: x_train one string (or a list of strings, read as
     the lines of one text), and x_test where it has a test text of its own."""
-    found, origin = entry.gathered(cfg, ("y_train", "y_test", "class_names", "target_names"), "a language model")
-    where = f"dataset {cfg.dataset!r} ({entry.origin})"
+    found, origin, where = entry.gathered(cfg, ("y_train", "y_test", "class_names", "target_names"),
+                                          "a language model")
 
     def text(key):
         given = found.get(key)

@@ -91,6 +91,14 @@ def changed(section, keys) -> list[str]:
     return [k for k in keys if getattr(section, k) != fields[k].get_default(call_default_factory=True)]
 
 
+def unread_keys(keys: list[str], why: str) -> list[str]:
+    """The one problem of keys a section's dataset does not read: "KEYS: why (remove it|them)"; none for none."""
+    if not keys:
+        return []
+    named = f"{', '.join(keys[:-1])} and {keys[-1]}" if len(keys) > 1 else keys[0]
+    return [f"{named}: {why} (remove {'them' if len(keys) > 1 else 'it'})"]
+
+
 def csv_format_problems(section) -> list[str]:
     """A CSV's `separator` and `decimal` (data sections that read CSV files) must differ."""
     return [f"separator and decimal are both {section.decimal!r}; a file with decimal commas separates its cells "
@@ -229,11 +237,9 @@ class DataConfig(DataCommon):
             if self.dataset != "csv" \
             else []
         unread += [k for k in unread_source_keys(self) if k == "label_column"]
-        keys = f"{', '.join(unread[:-1])} and {unread[-1]}" if len(unread) > 1 else "".join(unread)
         twice = sorted({c for c in self.categorical_columns if self.categorical_columns.count(c) > 1})
-        return super().cross_problems() + csv_format_problems(self) + (
-            [f"{keys}: read from a csv file only; dataset {self.dataset!r} reads none (remove "
-             f"{'them' if len(unread) > 1 else 'it'})"] if unread else []) + (
+        return super().cross_problems() + csv_format_problems(self) + unread_keys(
+            unread, f"read from a csv file only; dataset {self.dataset!r} reads none") + (
             [f"data.categorical_columns: {', '.join(map(repr, twice))} listed twice"] if twice else []) + (
             [f"{k}: {IMAGE_SOURCE_KEYS[k][1]}; dataset {self.dataset!r} reads none (remove it)"
              for k in unread_source_keys(self) if k != "label_column"]) + (

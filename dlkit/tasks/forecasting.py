@@ -27,7 +27,7 @@ from dlkit import plots
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
+from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems, unread_keys
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -107,9 +107,8 @@ class SeriesData(DataCommon):
         unread = changed(self, ("separator", "decimal")) if self.dataset not in SERIES_DATASETS else []
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
-            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self) + (
-            [f"{' and '.join(unread)}: how a CSV file's cells are written; dataset {self.dataset!r} gives its "
-             "table as x_train (remove " + ("them" if len(unread) > 1 else "it") + ")"] if unread else [])
+            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self) + unread_keys(
+            unread, f"how a CSV file's cells are written; dataset {self.dataset!r} gives its table as x_train")
 
 
 class ForecastTrain(FitTrain):

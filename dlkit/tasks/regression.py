@@ -120,7 +120,7 @@ class Regression(FitTask):
         cfg = recipe.data
         if cfg.dataset == "diabetes":
             return "scikit-learn's copy of the diabetes data (installed with it)"
-        if cfg.dataset not in REGRESSION_DATASETS:  # a plugin's
+        if sources.plugin(cfg.dataset):
             return sources.locate(cfg)
         if not Path(cfg.path).expanduser().exists():
             raise DataError(f"data.path {cfg.path} does not exist")
@@ -133,8 +133,8 @@ class Regression(FitTask):
         log = cfg.target_transform == "log"
         if cfg.dataset == "npz":
             arrays = sources.load_targets_npz(cfg.path, log)
-        elif cfg.dataset not in REGRESSION_DATASETS:  # a plugin's: its arrays read as numbers to predict
-            arrays = sources.dataset(cfg.dataset).targets(cfg, log)
+        elif entry := sources.plugin(cfg.dataset):  # its arrays read as numbers to predict
+            arrays = entry.targets(cfg, log)
         else:
             arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
                 cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)

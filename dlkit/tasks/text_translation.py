@@ -23,7 +23,7 @@ from dlkit import ui
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, changed
+from dlkit.recipe.schema import DataCommon, FitTrain, changed, unread_keys
 from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -62,9 +62,8 @@ class PairsData(DataCommon):
         columns = changed(self, ("source_column", "target_column")) if self.dataset not in PAIR_DATASETS else []
         return super().cross_problems() + (
             [f"source_column and target_column are both {self.source_column}; a pair needs two different columns"]
-            if self.source_column == self.target_column else []) + (
-            [f"{' and '.join(columns)}: the columns of a file's lines; dataset {self.dataset!r} gives its pairs as "
-             "x_train and y_train (remove " + ("them" if len(columns) > 1 else "it") + ")"] if columns else [])
+            if self.source_column == self.target_column else []) + unread_keys(
+            columns, f"the columns of a file's lines; dataset {self.dataset!r} gives its pairs as x_train and y_train")
 
 
 class TranslationTrain(FitTrain):
