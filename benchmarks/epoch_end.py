@@ -86,7 +86,8 @@ def main():
 
     timed(callbacks, "learning_rates")
     timed(callbacks, "to_floats")
-    timed(callbacks, "save_rng_sidecar")
+    timed(callbacks, "rng_sidecar_writer", "rng_snapshot")
+    timed(callbacks.LaterSave, "copy", "host_copy")
     timed(callbacks.DivergenceGuard, "fit_to_keep")
     timed(callbacks.CheckpointAndHistory, "_write_history", "history")
     timed(callbacks.CheckpointAndHistory, "_consider", "best_copy")

@@ -209,7 +209,7 @@ def test_steps_per_execution_trains_the_same_steps(tiny_recipe, tmp_path):
 def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path, monkeypatch):
     """Keras waits for each step to finish before a batch-end hook unless every such hook is async-safe: a
     default run (mid-epoch checkpoints on) has its progress fed from Keras's callback thread, and its
-    mid-epoch checkpoints, written at a step's start in the loop's own thread, still land where they are due.
+    mid-epoch checkpoints, taken at a step's start in the loop's own thread, still land where they are due.
     (Keras dispatches so on JAX; it marks TensorFlow, which these tests train on, not thread-safe: pretended.)"""
     import threading
 
@@ -226,8 +226,8 @@ def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path,
         return original(self, batch, logs)
 
     monkeypatch.setattr(callbacks.ProgressCallback, "on_train_batch_end", spy)
-    saved, save = [], callbacks.save_rng_sidecar
-    monkeypatch.setattr(callbacks, "save_rng_sidecar", lambda *a: saved.append(a[-1]) or save(*a))
+    saved, save = [], callbacks.rng_sidecar_writer
+    monkeypatch.setattr(callbacks, "rng_sidecar_writer", lambda *a: saved.append(a[-1]) or save(*a))
     overrides = ["data.batch_size=8", "data.limit=96", "train.epochs=2", "train.checkpoint_every={steps: 4}"]
     run = train(tiny_recipe, overrides, runs_root=tmp_path)
     assert in_main and not any(in_main)
@@ -279,6 +279,32 @@ def test_epoch_checkpoints_are_written_in_the_checkpoint_thread(tiny_recipe, tmp
     for a, b in zip(final, last, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(final, before, strict=True))
+
+
+def test_checkpoints_inside_an_epoch_are_written_in_the_checkpoint_thread(tiny_recipe, tmp_path, monkeypatch):
+    """A checkpoint inside an epoch (train.checkpoint_every) goes the epochs' way: its state is taken at the
+    step's start and written in the checkpoint thread while training goes on; the last one written, an epoch's,
+    is the finished model, and a mid-epoch one resumed from continues as the run did (tests/test_kill.py)."""
+    import threading
+
+    from dlkit import rundir
+
+    threads, original = [], rundir.PhaseDir._save_checkpoint
+
+    def spy(self, *args):
+        threads.append(threading.current_thread().name)
+        return original(self, *args)
+
+    monkeypatch.setattr(rundir.PhaseDir, "_save_checkpoint", spy)
+    overrides = ["data.batch_size=8", "data.limit=96", "train.epochs=2", "train.checkpoint_every={steps: 4}"]
+    run = Path(train(tiny_recipe, overrides, runs_root=tmp_path)["run_dir"])
+    steps = -(-json.loads((run / "manifest.json").read_text())["data_spec"]["num_train"] // 8)
+    mids = sum(1 for p in range(1, 2 * steps + 1) if p % 4 == 0 and p % steps)
+    assert mids and len(threads) == 2 + mids, (steps, threads)
+    assert all(name.startswith("dlkit-checkpoint") for name in threads), threads
+    final = keras.saving.load_model(run / "model.keras").get_weights()
+    for a, b in zip(final, keras.saving.load_model(run / "checkpoints" / "last.keras").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def _tiny_compiled_model():

@@ -245,16 +245,12 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged_at = None
 
 
-def save_rng_sidecar(model, optimizers: dict, path, position: int) -> None:
-    """Keep beside a checkpoint what Keras's .keras file leaves out: the model's SeedGenerator states (dropout
-    masks, noise; the models with their own step keep theirs inside too) and the training position, the
-    batches taken so far, which an optimizer's step count is not where float16 loss scaling skips the
-    steps whose gradients overflowed. Stamped with that step count, to tell it belongs to the checkpoint."""
-    rng_sidecar_writer(model, optimizers, position)(path)
-
-
 def rng_sidecar_writer(model, optimizers: dict, position: int):
-    """save_rng_sidecar's contents taken now, written by the function returned (path -> None) later."""
+    """What a checkpoint's sidecar keeps, taken now and written by the function returned (path -> None) later:
+    what Keras's .keras file leaves out, the model's SeedGenerator states (dropout masks, noise; the models with
+    their own step keep theirs inside too) and the training position `position`, the batches taken so far,
+    which an optimizer's step count is not where float16 loss scaling skips the steps whose gradients
+    overflowed. Stamped with that step count, to tell it belongs to the checkpoint."""
     from dlkit.models import rng
 
     states, taken = rng.snapshot(model), steps_taken(optimizers)
@@ -322,7 +318,7 @@ class LaterSave:
 
 
 def load_rng_sidecar(model, optimizers: dict, sidecar) -> int:
-    """Restore what save_rng_sidecar kept, if it belongs to this checkpoint (same optimizer step), and return
+    """Restore what rng_sidecar_writer kept, if it belongs to this checkpoint (same optimizer step), and return
     the checkpoint's training position (the optimizer's step count where the sidecar says nothing)."""
     from dlkit.models import rng
 
@@ -352,10 +348,10 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
     history row). `dlkit resume` continues from it to the batch. `offset` is the batches of the epoch done
     before this fit began (a fit of the rest of an epoch, after a resume inside it)."""
 
-    def __init__(self, where: PhaseDir, guard: DivergenceGuard, optimizers: dict, steps_per_epoch: int,
+    def __init__(self, keeper: CheckpointAndHistory, guard: DivergenceGuard, steps_per_epoch: int,
                  steps: int | None, minutes: float | None):
         super().__init__()
-        self.where, self.guard, self.optimizers, self.steps_per_epoch = where, guard, optimizers, steps_per_epoch
+        self.keeper, self.guard, self.steps_per_epoch = keeper, guard, steps_per_epoch
         self.steps, self.seconds = steps, None if minutes is None else minutes * 60
         self.last, self.epoch, self.offset, self.previous = time.monotonic(), 0, 0, 0
 
@@ -381,8 +377,7 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
             return
         if not self.guard.fit_to_keep(None, batch - 1):  # never a checkpoint of a diverged model
             return
-        self.where.save_checkpoint(self.model.save,
-                                   lambda path: save_rng_sidecar(self.model, self.optimizers, path, position))
+        self.keeper.checkpoint(position)  # as an epoch's: in the checkpoint thread where it can be
         self.last = time.monotonic()
 
 
@@ -433,20 +428,27 @@ class CheckpointAndHistory(keras.callbacks.Callback):
 
     def _save(self, epoch: int, improved: bool) -> None:
         """The epoch's checkpoint, and best.keras (a copy of its file, not a second model.save) if the
-        monitored value improved: in the checkpoint thread where it can be (LaterSave), else here."""
-        model, where = self.model, self.where
-        save_rng = rng_sidecar_writer(model, self.optimizers, (epoch + 1) * self.steps_per_epoch)
+        monitored value improved."""
+        where = self.where
         best = (lambda: replace_atomic(where.best_checkpoint,
                                        lambda tmp: shutil.copyfile(where.last_checkpoint, tmp))) if improved else None
+        self.checkpoint((epoch + 1) * self.steps_per_epoch, best)
+
+    def checkpoint(self, position: int, then=None) -> None:
+        """A checkpoint of the model as it is now, `position` batches into training, and `then()` once it is in
+        place: in the checkpoint thread where it can be (LaterSave), else here. An epoch's end and a checkpoint
+        inside an epoch (MidEpochCheckpoint) both come here."""
+        model, where = self.model, self.where  # self.model: on JAX the loop's state put back into the variables
+        save_rng = rng_sidecar_writer(model, self.optimizers, position)
         if self.background and self.later is None:
             self.later = LaterSave(model, self.optimizers)
         later = self.later
         if later is None or later.ready is False:
-            where.save_checkpoint(model.save, save_rng, best)
+            where.save_checkpoint(model.save, save_rng, then)
         elif later.ready is None:
-            in_checkpoint_thread(later.first, lambda: where.save_checkpoint(model.save, save_rng, best))
+            in_checkpoint_thread(later.first, lambda: where.save_checkpoint(model.save, save_rng, then))
         else:
-            where.save_checkpoint(later.copy(), save_rng, best, background=True)
+            where.save_checkpoint(later.copy(), save_rng, then, background=True)
 
     def _consider(self, row) -> bool:
         """Whether the row's monitored value is the best so far (and keep it as that)."""
