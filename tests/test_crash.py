@@ -227,6 +227,36 @@ def test_on_nan_rollback_gives_up_after_its_times(tiny_recipe, tmp_path, monkeyp
     assert "after 2 rollbacks" in result.stderr
 
 
+def test_a_weight_turned_nan_under_a_finite_loss_keeps_the_last_good_checkpoint(tiny_recipe, tmp_path, monkeypatch):
+    """The check before a checkpoint reads the weights themselves: a step can make one NaN while the loss it
+    reported is still finite. At epoch 3's end, its checkpoints by then written in the checkpoint thread from a
+    host copy (whose weights are what is checked), a weight is made NaN under a finite loss: the run stops as
+    diverged (exit 4) and the last checkpoint stays epoch 2's."""
+    from dlkit.training import callbacks
+
+    original, seen = callbacks.CheckpointAndHistory.on_epoch_end, {}
+
+    def poisoned(self, epoch, logs=None):
+        if epoch == 2:
+            seen["in the thread"] = self.later is not None and self.later.ready
+            weight = self.model.trainable_weights[0]
+            weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", poisoned)
+    result = cli("train", tiny_recipe, "--runs-root", tmp_path, "--json", "--set", "train.epochs=3",
+                 "--set", "train.checkpoint_every=null")
+    assert result.exit_code == 4, result.output
+    assert seen["in the thread"] is True
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "diverged"
+    assert len(_history(run_dir)) == 2
+    last = keras.saving.load_model(run_dir / "checkpoints" / "last.keras")
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+    first = keras.saving.load_model(run_dir / "checkpoints" / "previous.keras")  # epoch 1's
+    assert int(last.optimizer.iterations.numpy()) == 2 * int(first.optimizer.iterations.numpy()) > 0
+
+
 def test_a_lowered_rate_is_what_the_next_step_uses():
     """The compiled train function has the rate traced in: a scaled rate must reach the very next step. Two
     twin models take a step; one has its rate halved first; its step is half the other's."""

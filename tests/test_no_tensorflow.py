@@ -312,6 +312,10 @@ def test_train_interrupt_resume_and_evaluate_without_tensorflow(tiny_recipe, tmp
     b = keras.saving.load_model(Path(resumed["run_dir"]) / "model.keras", compile=False).get_weights()
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+    # epoch 2's checkpoint, written in the checkpoint thread from the state copied off JAX's arrays, is the model
+    last = keras.saving.load_model(Path(straight["run_dir"]) / "checkpoints" / "last.keras", compile=False)
+    for x, y in zip(a, last.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
 
     report = json.loads(_dlkit(env, "evaluate", straight["run_dir"], "--json").stdout)
     assert report["examples"] == 200

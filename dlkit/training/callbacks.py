@@ -230,12 +230,15 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.diverged_at is None:
             self._check(logs, -1)
 
-    def fit_to_keep(self, logs, step: int) -> bool:
+    def fit_to_keep(self, logs, step: int, weights: list | None = None) -> bool:
         """Whether the model may be checkpointed now: the loss so far is finite and so is every weight (a
-        step can turn the weights NaN while the loss it reported was still finite)."""
+        step can turn the weights NaN while the loss it reported was still finite). `weights`: the model's
+        weights already on the host (a HostCopy's), else read here."""
         if self.diverged_at is None:
             self._check(logs, step)
-        if self.diverged_at is None and not all(np.isfinite(w).all() for w in self.model.get_weights()):
+        if weights is None and self.diverged_at is None:
+            weights = self.model.get_weights()
+        if self.diverged_at is None and not all(np.isfinite(w).all() for w in weights):
             self.diverged_at = (self.epoch, step)
             self.model.stop_training = True
         return self.diverged_at is None
@@ -286,20 +289,10 @@ class LaterSave:
         every = [*self.model.variables, *(v for o in self.optimizers.values() for v in o.variables)]
         return list({id(v): v for v in every}.values())
 
-    def copy(self):
-        """The state now, as a function that saves it (path -> None), in any thread, later."""
+    def copy(self) -> HostCopy:
+        """The state now, copied to the host: a function that saves it (path -> None), in any thread, later."""
         variables = self.variables()
-        values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
-
-        def save(path):
-            with keras.device("cpu"):  # the copy stays in host memory
-                scope = keras_private.recording_scope(list(zip(variables, values)))
-            with scope:
-                self.model.save(path)
-            if scope.missed:
-                raise RuntimeError(f"the checkpoint read variables its copy does not hold: {scope.missed[:3]}")
-
-        return save
+        return HostCopy(self.model, variables, backend.to_host(variables))
 
     def first(self, save_live) -> None:
         """In the checkpoint thread, the loop waiting: `save_live()` (the epoch's checkpoint, from the live
@@ -315,6 +308,26 @@ class LaterSave:
             self.ready = True
         except Exception:  # noqa: BLE001 - any failure: checkpoints in the loop's thread, as before
             self.ready = False
+
+
+class HostCopy:
+    """LaterSave's copy: the values of `variables` taken to the host, saved as `model`'s checkpoint when called
+    (path -> None), in any thread. `weights` are the model's own among them (model.get_weights()'s, in any
+    order), for the finiteness check a checkpoint needs first (DivergenceGuard.fit_to_keep), so the state
+    crosses from the device once."""
+
+    def __init__(self, model, variables: list, values: list):
+        self.model, self.variables, self.values = model, variables, values
+        own = {id(w) for w in model.weights}
+        self.weights = [value for v, value in zip(variables, values) if id(v) in own]
+
+    def __call__(self, path) -> None:
+        with keras.device("cpu"):  # the copy stays in host memory
+            scope = keras_private.recording_scope(list(zip(self.variables, self.values)))
+        with scope:
+            self.model.save(path)
+        if scope.missed:
+            raise RuntimeError(f"the checkpoint read variables its copy does not hold: {scope.missed[:3]}")
 
 
 def load_rng_sidecar(model, optimizers: dict, sidecar) -> int:
@@ -375,9 +388,10 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
             return
         if self.steps is not None and position // self.steps == before // self.steps:
             return
-        if not self.guard.fit_to_keep(None, batch - 1):  # never a checkpoint of a diverged model
+        state = self.keeper.host_copy()
+        if not self.guard.fit_to_keep(None, batch - 1, state and state.weights):  # never of a diverged model
             return
-        self.keeper.checkpoint(position)  # as an epoch's: in the checkpoint thread where it can be
+        self.keeper.checkpoint(position, state=state)  # as an epoch's: in the checkpoint thread where it can be
         self.last = time.monotonic()
 
 
@@ -416,28 +430,38 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.marks["rollbacks"] = count
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.guard.fit_to_keep(logs, -1):  # a diverged epoch leaves the last good checkpoint alone
-            return
+        state = self.host_copy()
+        if not self.guard.fit_to_keep(logs, -1, state and state.weights):  # a diverged epoch: the last good
+            return                                                          # checkpoint stays
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
         self._write_history()
         if self.monitor and self.monitor not in row:  # no best.keras would ever be kept, in silence
-            self._save(epoch, improved=False)
+            self._save(epoch, False, state)
             raise not_logged("train.monitor", self.monitor, row)
-        self._save(epoch, improved=self._consider(row))
+        self._save(epoch, self._consider(row), state)
 
-    def _save(self, epoch: int, improved: bool) -> None:
+    def _save(self, epoch: int, improved: bool, state: HostCopy | None) -> None:
         """The epoch's checkpoint, and best.keras (a copy of its file, not a second model.save) if the
         monitored value improved."""
         where = self.where
         best = (lambda: replace_atomic(where.best_checkpoint,
                                        lambda tmp: shutil.copyfile(where.last_checkpoint, tmp))) if improved else None
-        self.checkpoint((epoch + 1) * self.steps_per_epoch, best)
+        self.checkpoint((epoch + 1) * self.steps_per_epoch, best, state)
 
-    def checkpoint(self, position: int, then=None) -> None:
+    def host_copy(self) -> HostCopy | None:
+        """The state now on the host, where the checkpoint thread will write it (LaterSave checked), else None:
+        taken before the finiteness check, which reads its weights, so the state leaves the device once."""
+        later = self.later
+        if later is None or not later.ready:
+            return None
+        self.model  # noqa: B018 - on JAX, the loop's state put back into the variables (Callback.model)
+        return later.copy()
+
+    def checkpoint(self, position: int, then=None, state: HostCopy | None = None) -> None:
         """A checkpoint of the model as it is now, `position` batches into training, and `then()` once it is in
         place: in the checkpoint thread where it can be (LaterSave), else here. An epoch's end and a checkpoint
-        inside an epoch (MidEpochCheckpoint) both come here."""
+        inside an epoch (MidEpochCheckpoint) both come here; `state`: host_copy()'s, taken just before."""
         model, where = self.model, self.where  # self.model: on JAX the loop's state put back into the variables
         save_rng = rng_sidecar_writer(model, self.optimizers, position)
         if self.background and self.later is None:
@@ -448,7 +472,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         elif later.ready is None:
             in_checkpoint_thread(later.first, lambda: where.save_checkpoint(model.save, save_rng, then))
         else:
-            where.save_checkpoint(later.copy(), save_rng, then, background=True)
+            where.save_checkpoint(state or later.copy(), save_rng, then, background=True)
 
     def _consider(self, row) -> bool:
         """Whether the row's monitored value is the best so far (and keep it as that)."""
