@@ -4,7 +4,7 @@
 # three seeds, and dlkit's DCGAN step (recipes/gan_mnist.yaml) at batch 256. Each measurement is a fresh
 # process; plain and dlkit alternate. Everything lands in $OUT (one JSON line per run in results.jsonl, and a
 # summary table with the ratios in summary.txt). Knobs: BATCHES, EPOCHS (the cnn's), FAST_EPOCHS (3, the
-# recipe's), SEEDS, GAN=0 (no DCGAN step), BREAKDOWN=BATCH (first, benchmarks/epoch_end.py: where dlkit's cnn
+# recipe's; a list such as "3 4" races the later ones too, over the seeds, once the rest is measured), SEEDS, GAN=0 (no DCGAN step), BREAKDOWN=BATCH (first, benchmarks/epoch_end.py: where dlkit's cnn
 # epoch goes besides its steps, into epoch_end.jsonl), DEADLINE (seconds).
 #
 # Prepare here:  ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil  (Grain and what it needs);
@@ -18,7 +18,7 @@ OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}
 DATA=$(cd "${DATA:-.gpudata/mnist}" && pwd) || exit 1  # absolute: the runs start in benchmarks/
 EPOCHS=${EPOCHS:-4}
-FAST_EPOCHS=${FAST_EPOCHS:-3}  # the race is the recipe's own: its schedule spans 3 epochs
+FAST_EPOCHS=${FAST_EPOCHS:-3}  # the race is the recipe's own: its schedule spans 3 epochs (its length, at others)
 GAN=${GAN:-1}                  # 0: no DCGAN step
 BREAKDOWN=${BREAKDOWN:-}       # a batch size: first, where dlkit's epoch goes besides its steps (epoch_end.py)
 BATCHES=${BATCHES:-"128 512"}
@@ -64,7 +64,7 @@ measure() {  # side workload batch [--set ...]; skipped once the deadline is nea
   local line budget
   budget=$(budget) || { log "skipped (deadline): $*"; return; }
   local epochs=$EPOCHS
-  [ "$2" = fast ] && epochs=$FAST_EPOCHS
+  [ "$2" = fast ] && epochs=${RACE_EPOCHS:-${FAST_EPOCHS%% *}}
   line=$(cd benchmarks && timeout "$budget" $PY throughput.py "$1" "$2" "$DATA" "$3" "$epochs" "${@:4}" \
          2>>"$OUT/stderr.txt" | tail -1)
   if [ -n "$line" ]; then stamp "$line" >>"$OUT/results.jsonl"; log "$1 $2 batch $3 ${*:4}: $line"
@@ -101,6 +101,9 @@ if [ "$GAN" = 1 ]; then gan plain-jax; gan dlkit; fi
 for s in ${SEEDS#"$first"}; do measure dlkit fast "$FAST_BATCH" --set "seed=$s"; done
 for b in $BATCHES; do measure dlkit cnn "$b"; measure plain cnn "$b"; done
 measure dlkit fast "$FAST_BATCH" --set "seed=$first" --set train.precision=mixed_bfloat16  # if time is left
+for e in ${FAST_EPOCHS#"${FAST_EPOCHS%% *}"}; do  # the race at other lengths, over the seeds
+  for s in $SEEDS; do RACE_EPOCHS=$e measure dlkit fast "$FAST_BATCH" --set "seed=$s"; done
+done
 # augmented on the device, in the compiled gather (dlkit alone: "cnn+augment" in the summary)
 measure dlkit cnn "${BATCHES%% *}" --set "data.augment={translation: 0.1}"
 
@@ -128,7 +131,7 @@ if gans:
 fast = [r for r in rows if r.get("workload") == "fast"]
 for r in fast:
     sets = "".join(" " + s for s in r.get("sets", []))
-    print(f"fast {r['side']}{sets}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
+    print(f"fast {r['side']} {r['epochs']} epochs{sets}: test accuracy {r['test_accuracy']}, training {r['training_s_after_compile']} s "
           f"(epochs {r['epoch_seconds']}; the first, with compilation, counted at the later ones' median)")
 PY
 cat "$OUT/summary.txt" | tee -a "$OUT/log.txt"
