@@ -385,8 +385,21 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     not_a_classifier = runner.invoke(app, ["evaluate", dcgan, "--reference", info])  # a GAN run as the reference
     assert not_a_classifier.exit_code == 2, not_a_classifier.output
     assert "is a run of task 'adversarial', not an image classifier" in not_a_classifier.stderr
-    other = runner.invoke(app, ["evaluate", dcgan, "--split", "train"])  # was ignored: the test split measured
-    assert other.exit_code == 2 and "--split train: a GAN's samples are measured against the test split's" in other.stderr
+    # --split: the same samples measured against another split's images, kept beside the test split's result
+    measured = {}
+    for split, real in (("test", 64), ("train", 100)):  # digits16: 64 test images, 256 training ones
+        res = runner.invoke(app, ["evaluate", dcgan, "--reference", clf16, "-n", "100", "--split", split, "--json"])
+        assert res.exit_code == 0, res.stderr
+        measured[split] = json.loads(res.stdout)
+        assert measured[split]["split"] == split and measured[split]["real_examples"] == real
+    assert measured["train"]["frechet_distance"] != measured["test"]["frechet_distance"]
+    assert measured["train"]["real_frechet_distance"] != measured["test"]["real_frechet_distance"]
+    evals = json.loads((Path(dcgan) / "eval.json").read_text())
+    assert evals["reference"]["frechet_distance"] == measured["test"]["frechet_distance"]
+    assert evals["reference:train"]["frechet_distance"] == measured["train"]["frechet_distance"]
+    assert row(Path(dcgan))["headline"]["value"] == measured["test"]["classifier_score"]  # the test split's
+    other = runner.invoke(app, ["evaluate", dcgan, "--split", "val"])  # none kept: named, with those there are
+    assert other.exit_code == 2 and "this run has no 'val' split" in other.stderr and "--split test" in other.stderr
 
 
 def test_generate_writes_each_sample_for_other_tools(gan_run, clf16, tmp_path, monkeypatch):

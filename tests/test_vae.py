@@ -160,6 +160,13 @@ def test_vae_trains_logs_nats_and_is_measured(straight, tiny_run):
 
     half = own_halves(np.load(run / "digits.npy")[..., None], 50)[0]
     assert both["diversity"]["real"] == pytest.approx(images.mean_pairwise_distance(half / np.float32(255)), rel=1e-5)
+    # a split's samples measured with --reference keep each split's result (eval.json: reference, reference:val)
+    for split in ("test", "val"):
+        res = cli("evaluate", run, "--split", split, "--reference", tiny_run, "-n", "20", "-k", "2", "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["split"] == split
+    kept = json.loads((run / "eval.json").read_text())
+    assert kept["reference"]["split"] == "test" and kept["reference:val"]["split"] == "val"
     alone = cli("evaluate", run, "-n", "500")  # -n counts what --reference measures: without it, unread
     assert alone.exit_code == 2 and "without --reference a VAE measures the split's likelihood" in alone.stderr
     codes = json.loads(cli("encode", run, "--json").stdout)

@@ -16,8 +16,9 @@ from dlkit import images, metrics
 from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
-from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, output_path, own_halves, report_table,
-                                   run_scale, training_draw, write_images)
+from dlkit.tasks.generative import (TwoPlayer, diversity, in_scale, output_path, own_halves, reals_beside,
+                                   report_table, run_scale, samples_key, training_draw, write_images)
+from dlkit.tasks.reconstruction import split_of
 
 
 def draw(gan, latent: np.ndarray) -> np.ndarray:
@@ -25,21 +26,10 @@ def draw(gan, latent: np.ndarray) -> np.ndarray:
     return gan.sampler.predict(latent, verbose=0, batch_size=500)
 
 
-def independent_reals(splits, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to n real test images to measure samples against, and up to n other real images (training ones),
-    none of them the same example, for the real-vs-real floor, each a fixed draw of its split. Without a test
-    split, the training split's two halves."""
-    if splits.x_test is not None:
-        return drawn(splits.x_test, n), drawn(splits.x_train, n)
-    return own_halves(splits.x_train, n)
-
-
 class Adversarial(TwoPlayer):
     name = "adversarial"
     headlines = (Headline("classifier_score", "classifier score"),)
     options = frozenset({"n", "samples", "data", "out_dir"})  # generate's -n and --out-dir, evaluate's -n and --data
-    test_split_only = ("a GAN's samples are measured against the test split's images (the training images' two "
-                       "halves where there is no test split), or with --data against images of your own")
     summary = "images from noise (and labels or codes), a generator against a discriminator; sample quality"
 
     def needs_labels(self, recipe):
@@ -71,11 +61,15 @@ class Adversarial(TwoPlayer):
         out = {"status": "completed", "task": self.name, "run_dir": str(run.root)}
         if request.data is None:
             n = request.samples or EVAL_SAMPLES
-            splits = data().splits
-            real, other_real = independent_reals(splits, n)
+            loaded = data()
+            split = request.split
+            if split == "test" and loaded.splits.x_test is None:  # the training images' two halves
+                split, (real, other_real) = "train", own_halves(loaded.splits.x_train, n)
+            else:  # the split's images, and another split's for the real-vs-real floor
+                real, other_real = reals_beside(loaded.splits, split_of(loaded, split)[0], n)
             # the split the samples are measured against (`dlkit runs` shows a test split's figure as the headline)
-            out.update(key="samples" if request.reference is None else "reference",
-                       split="test" if splits.x_test is not None else "train")
+            out.update(key=samples_key("samples" if request.reference is None else "reference", request.split),
+                       split=split)
         else:  # images of one's own, read as `predict` reads them; -n by default as many as half of them
             from dlkit.tasks.binary import own_images
 

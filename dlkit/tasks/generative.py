@@ -111,6 +111,21 @@ def drawn(x: np.ndarray, n: int) -> np.ndarray:
     return x[np.sort(np.random.default_rng(0).choice(len(x), n, replace=False))]
 
 
+def reals_beside(splits, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real images for a generative model's samples from a split: up to n of the split `x` to measure the samples
+    against, and up to n of another split (the training one first) for the real-vs-real floor, no example in
+    both, each a fixed draw; the split's own two halves where it is the only one."""
+    others = [o for o in (splits.x_train, splits.x_test, splits.x_val) if o is not None and o is not x]
+    return (drawn(x, n), drawn(others[0], n)) if others else own_halves(x, n)
+
+
+def samples_key(kind: str, split: str) -> str:
+    """eval.json's key for samples measured against a split's images (`kind`: "samples", or "reference" with
+    a reference classifier): the kind for the test split, as runs before splits were asked for kept it, else
+    the kind and the split, so that one split's result does not replace another's."""
+    return kind if split == "test" else f"{kind}:{split}"
+
+
 def own_halves(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """evaluate --data's real images for a generative model's samples: one's own images (uint8) in an order a
     fixed seed draws (a folder of class folders is read class by class), cut in two halves of up to n each.

@@ -27,8 +27,8 @@ from dlkit.recipe.schema import OneOptimizerTrain
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
 from dlkit.tasks.binary import binarize_evaluation_splits
 from dlkit.tasks.fit import FitTask
-from dlkit.tasks.generative import (diversity, drawn, in_scale, measures, output_path, own_halves, present, run_scale,
-                                   split_heading, write_images)
+from dlkit.tasks.generative import (diversity, in_scale, measures, output_path, own_halves, present, reals_beside,
+                                   run_scale, samples_key, split_heading, write_images)
 from dlkit.tasks.reconstruction import codes_2d, inputs_to_encode, linear_probe, save_codes, split_of
 
 FINISH_K = 100  # importance samples for the figure a finished run records (evaluate takes any k)
@@ -101,12 +101,10 @@ class Variational(FitTask):
         out["key"] = f"{request.split}_k{k}"
         if request.reference is None:
             return out
-        n, s = request.samples or EVAL_SAMPLES, data.splits
-        # real images of another split: the real-vs-real floor, with no example in both sets (the split's two
-        # halves where it is the only one)
-        others = [o for o in (s.x_train, s.x_test, s.x_val) if o is not None and o is not x]
-        real, other = (drawn(x, n), drawn(others[0], n)) if others else own_halves(x, n)
-        out.update(samples_against(model, data.scale, real, other, request, n), key="reference")
+        n = request.samples or EVAL_SAMPLES
+        real, other = reals_beside(data.splits, x, n)
+        out.update(samples_against(model, data.scale, real, other, request, n),
+                   key=samples_key("reference", request.split))
         return out
 
     def _measure_on(self, run, recipe, model, request: EvalRequest) -> dict:
