@@ -3,9 +3,10 @@
 # (recipes/cnn_mnist.yaml) at batch 128 and 512, the time-to-99% recipe (recipes/cnn_mnist_fast.yaml) over
 # three seeds, and dlkit's DCGAN step (recipes/gan_mnist.yaml) at batch 256. Each measurement is a fresh
 # process; plain and dlkit alternate. Everything lands in $OUT (one JSON line per run in results.jsonl, and a
-# summary table with the ratios in summary.txt). Knobs: BATCHES, EPOCHS (the cnn's), FAST_EPOCHS (3, the
-# recipe's; a list such as "3 4" races the later ones too, over the seeds, once the rest is measured), SEEDS, GAN=0 (no DCGAN step), BREAKDOWN=BATCH (first, benchmarks/epoch_end.py: where dlkit's cnn
-# epoch goes besides its steps, into epoch_end.jsonl), DEADLINE (seconds).
+# summary table with the ratios in summary.txt). Knobs: BATCHES, EPOCHS (the cnn's), FAST_EPOCHS ("3 4": the
+# recipe's 3 first, over the seeds; the later lengths race over the seeds once the rest is measured, if time is
+# left), SEEDS, GAN=0 (no DCGAN step), BREAKDOWN=BATCH (first, benchmarks/epoch_end.py: where dlkit's cnn epoch
+# goes besides its steps, into epoch_end.jsonl), DEADLINE (seconds).
 #
 # Prepare here:  ../shared/gpu/fetch-wheels.sh grain array-record etils cloudpickle portpicker protobuf fsspec importlib-resources zipp psutil  (Grain and what it needs);
 #                mkdir -p .gpudata/mnist; cp ../shared/data/mnist/*.gz .gpudata/mnist/
@@ -18,7 +19,7 @@ OUT=${OUT:-/tmp/out}
 PY=${PY:-python3}
 DATA=$(cd "${DATA:-.gpudata/mnist}" && pwd) || exit 1  # absolute: the runs start in benchmarks/
 EPOCHS=${EPOCHS:-4}
-FAST_EPOCHS=${FAST_EPOCHS:-3}  # the race is the recipe's own: its schedule spans 3 epochs (its length, at others)
+FAST_EPOCHS=${FAST_EPOCHS:-"3 4"}  # the race is the recipe's own: its schedule spans 3 epochs (its length, at others)
 GAN=${GAN:-1}                  # 0: no DCGAN step
 BREAKDOWN=${BREAKDOWN:-}       # a batch size: first, where dlkit's epoch goes besides its steps (epoch_end.py)
 BATCHES=${BATCHES:-"128 512"}
