@@ -210,14 +210,24 @@ def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path,
     """Keras waits for each step to finish before a batch-end hook unless every such hook is async-safe: a
     default run (mid-epoch checkpoints on) has its progress fed from Keras's callback thread, and its
     mid-epoch checkpoints, taken at a step's start in the loop's own thread, still land where they are due.
-    (Keras dispatches so on JAX; it marks TensorFlow, which these tests train on, not thread-safe: pretended.)"""
+    (Keras dispatches so on JAX; it marks TensorFlow, which these tests train on, not thread-safe: pretended.)
+    They go the epochs' way: written in the checkpoint thread while training goes on; the last one written, an
+    epoch's, is the finished model, and a mid-epoch one resumed from continues as the run did (test_kill.py)."""
     import threading
 
     from keras.src import backend as keras_backend
 
+    from dlkit import rundir
     from dlkit.training import callbacks
 
     monkeypatch.setattr(keras_backend, "IS_THREAD_SAFE", True)
+    threads, write = [], rundir.PhaseDir._save_checkpoint
+
+    def writer(self, *args):
+        threads.append(threading.current_thread().name)
+        return write(self, *args)
+
+    monkeypatch.setattr(rundir.PhaseDir, "_save_checkpoint", writer)
 
     in_main, original = [], callbacks.ProgressCallback.on_train_batch_end
 
@@ -234,6 +244,11 @@ def test_per_step_callbacks_leave_the_training_loop_alone(tiny_recipe, tmp_path,
     steps = -(-json.loads((Path(run["run_dir"]) / "manifest.json").read_text())["data_spec"]["num_train"] // 8)
     due = [p for p in range(1, 2 * steps + 1) if p % 4 == 0 and p % steps]  # the epochs' ends have their own
     assert [p for p in saved if p % steps] == due, (steps, saved)
+    assert len(threads) == 2 + len(due) and all(name.startswith("dlkit-checkpoint") for name in threads), threads
+    final = keras.saving.load_model(Path(run["run_dir"]) / "model.keras").get_weights()
+    last = keras.saving.load_model(Path(run["run_dir"]) / "checkpoints" / "last.keras").get_weights()
+    for a, b in zip(final, last, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_stretched_schedule_keeps_a_rollbacks_factor():
@@ -279,32 +294,6 @@ def test_epoch_checkpoints_are_written_in_the_checkpoint_thread(tiny_recipe, tmp
     for a, b in zip(final, last, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(final, before, strict=True))
-
-
-def test_checkpoints_inside_an_epoch_are_written_in_the_checkpoint_thread(tiny_recipe, tmp_path, monkeypatch):
-    """A checkpoint inside an epoch (train.checkpoint_every) goes the epochs' way: its state is taken at the
-    step's start and written in the checkpoint thread while training goes on; the last one written, an epoch's,
-    is the finished model, and a mid-epoch one resumed from continues as the run did (tests/test_kill.py)."""
-    import threading
-
-    from dlkit import rundir
-
-    threads, original = [], rundir.PhaseDir._save_checkpoint
-
-    def spy(self, *args):
-        threads.append(threading.current_thread().name)
-        return original(self, *args)
-
-    monkeypatch.setattr(rundir.PhaseDir, "_save_checkpoint", spy)
-    overrides = ["data.batch_size=8", "data.limit=96", "train.epochs=2", "train.checkpoint_every={steps: 4}"]
-    run = Path(train(tiny_recipe, overrides, runs_root=tmp_path)["run_dir"])
-    steps = -(-json.loads((run / "manifest.json").read_text())["data_spec"]["num_train"] // 8)
-    mids = sum(1 for p in range(1, 2 * steps + 1) if p % 4 == 0 and p % steps)
-    assert mids and len(threads) == 2 + mids, (steps, threads)
-    assert all(name.startswith("dlkit-checkpoint") for name in threads), threads
-    final = keras.saving.load_model(run / "model.keras").get_weights()
-    for a, b in zip(final, keras.saving.load_model(run / "checkpoints" / "last.keras").get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def _tiny_compiled_model():
