@@ -556,16 +556,19 @@ def test_the_real_images_measured_against_hold_every_class():
     was the first classes alone."""
     from types import SimpleNamespace
 
-    from dlkit.tasks.adversarial import independent_reals
+    from dlkit.tasks.generative import reals_beside
 
-    sorted_by_class = SimpleNamespace(x_train=np.arange(1000), x_test=np.arange(1000, 1500))  # class: value // 100
-    for splits in (sorted_by_class, SimpleNamespace(x_train=np.arange(1000), x_test=None)):
-        real, other = independent_reals(splits, 200)
+    # class: value // 100; the test split measured (the floor of training images), or the training split alone
+    sorted_by_class = SimpleNamespace(x_train=np.arange(1000), x_test=np.arange(1000, 1500), x_val=None)
+    alone = SimpleNamespace(x_train=np.arange(1000), x_test=None, x_val=None)
+    for splits, x in ((sorted_by_class, sorted_by_class.x_test), (alone, alone.x_train)):
+        real, other = reals_beside(splits, x, 200)
         assert len(real) == len(other) == 200 and not set(real.tolist()) & set(other.tolist())
         for x in (real, other):
             assert len(set((x // 100 % 10).tolist())) >= (5 if x.min() >= 1000 else 9), x
-    real, other = independent_reals(sorted_by_class, 200)
-    np.testing.assert_array_equal(independent_reals(sorted_by_class, 200)[0], real)  # the same draw each time
+    real, other = reals_beside(sorted_by_class, sorted_by_class.x_test, 200)
+    assert real.min() >= 1000 and other.max() < 1000  # the split's images, the floor's from training
+    np.testing.assert_array_equal(reals_beside(sorted_by_class, sorted_by_class.x_test, 200)[0], real)  # fixed
 
 
 # ---------------------------------------------------------------- the measures themselves
