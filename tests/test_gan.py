@@ -569,6 +569,12 @@ def test_the_real_images_measured_against_hold_every_class():
     real, other = reals_beside(sorted_by_class, sorted_by_class.x_test, 200)
     assert real.min() >= 1000 and other.max() < 1000  # the split's images, the floor's from training
     np.testing.assert_array_equal(reals_beside(sorted_by_class, sorted_by_class.x_test, 200)[0], real)  # fixed
+    # each epoch's diversity figure: its real images of every class too (x_train[:256] were classes 0 to 2)
+    from dlkit.tasks.generative import diversity_reals
+
+    epoch = diversity_reals(sorted_by_class.x_train)
+    assert len(epoch) == 256 and len(set((epoch // 100).tolist())) == 10
+    np.testing.assert_array_equal(diversity_reals(sorted_by_class.x_train), epoch)
 
 
 # ---------------------------------------------------------------- the measures themselves

@@ -16,8 +16,8 @@ from dlkit import images, metrics
 from dlkit.errors import UsageError
 from dlkit.models.gan import grid_layout, latent_inputs
 from dlkit.tasks.base import EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, own_data
-from dlkit.tasks.generative import (TwoPlayer, diversity, in_scale, output_path, own_halves, reals_beside,
-                                   report_table, run_scale, samples_key, training_draw, write_images)
+from dlkit.tasks.generative import (TwoPlayer, diversity, diversity_reals, in_scale, output_path, own_halves,
+                                   reals_beside, report_table, run_scale, samples_key, training_draw, write_images)
 from dlkit.tasks.reconstruction import split_of
 
 
@@ -46,7 +46,7 @@ class Adversarial(TwoPlayer):
         gan, data = ctx.model, ctx.data
         rows, extra = grid_layout(gan)
         fixed = latent_inputs(gan, rows * 8, np.random.default_rng(ctx.recipe.seed), **extra)
-        real = in_scale(data.splits.x_train[:256], data.scale)
+        real = in_scale(diversity_reals(data.splits.x_train), data.scale)
         probe = latent_inputs(gan, min(256, len(real)), np.random.default_rng(ctx.recipe.seed + 1))
         grid = SampleGrid(ctx.run, ctx.reporter, draw=lambda: gan.sampler.predict(fixed, verbose=0), rows=rows,
                           fakes=lambda: gan.sampler.predict(probe, verbose=0), real=real, scale=data.scale,

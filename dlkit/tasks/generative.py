@@ -111,6 +111,12 @@ def drawn(x: np.ndarray, n: int) -> np.ndarray:
     return x[np.sort(np.random.default_rng(0).choice(len(x), n, replace=False))]
 
 
+def diversity_reals(x_train: np.ndarray) -> np.ndarray:
+    """The real images each epoch's diversity figure measures the samples against: a fixed draw of 256 training
+    images, of every class where the data is stored class by class (the first 256 were one or two classes)."""
+    return drawn(x_train, 256)
+
+
 def reals_beside(splits, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Real images for a generative model's samples from a split: up to n of the split `x` to measure the samples
     against, and up to n of another split (the training one first) for the real-vs-real floor, no example in

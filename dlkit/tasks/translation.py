@@ -23,9 +23,9 @@ from dlkit.errors import DataError, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
                               own_data)
-from dlkit.tasks.generative import (TwoPlayer, diversity, drawn, in_scale, input_names, measures, numbered,
-                                    output_path, own_halves, present, report_table, run_scale, training_draw,
-                                    write_images)
+from dlkit.tasks.generative import (TwoPlayer, diversity, diversity_reals, drawn, in_scale, input_names, measures,
+                                    numbered, output_path, own_halves, present, report_table, run_scale,
+                                    training_draw, write_images)
 
 
 
@@ -197,10 +197,10 @@ class Translation(TwoPlayer):
             return np.concatenate([fixed_a, ab, model.generator_ba.predict(ab, verbose=0),
                                    fixed_b, ba, model.generator_ab.predict(ba, verbose=0)])
 
-        probe = in_scale(a.splits.x_train[:256], a.scale)
+        probe = in_scale(diversity_reals(a.splits.x_train), a.scale)  # A's to translate, B's to measure against
         grid = SampleGrid(ctx.run, ctx.reporter, draw=draw, rows=6,
                           fakes=lambda: model.generator_ab.predict(probe, verbose=0),
-                          real=in_scale(b.splits.x_train[:256], b.scale), scale=a.scale,
+                          real=in_scale(diversity_reals(b.splits.x_train), b.scale), scale=a.scale,
                           overpower_epochs=ctx.recipe.train.overpower_epochs, initial_epoch=ctx.initial_epoch,
                           every=ctx.recipe.train.sample_every)
         return Callbacks(before=[grid])
