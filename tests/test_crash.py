@@ -245,7 +245,7 @@ def test_a_weight_turned_nan_under_a_finite_loss_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", poisoned)
     result = cli("train", tiny_recipe, "--runs-root", tmp_path, "--json", "--set", "train.epochs=3",
-                 "--set", "train.checkpoint_every=null")
+                 "--set", "train.steps_per_epoch=2", "--set", "train.checkpoint_every=null")
     assert result.exit_code == 4, result.output
     assert seen["in the thread"] is True
     (run_dir,) = (tmp_path / "tiny").iterdir()
