@@ -389,8 +389,8 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
         if self.steps is not None and position // self.steps == before // self.steps:
             return
         state = self.keeper.host_copy()
-        if not self.guard.fit_to_keep(None, batch - 1, state and state.weights):  # never of a diverged model
-            return
+        if not self.guard.fit_to_keep(None, batch - 1, None if state is None else state.weights):
+            return  # never a checkpoint of a diverged model
         self.keeper.checkpoint(position, state=state)  # as an epoch's: in the checkpoint thread where it can be
         self.last = time.monotonic()
 
@@ -430,9 +430,9 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.marks["rollbacks"] = count
 
     def on_epoch_end(self, epoch, logs=None):
-        state = self.host_copy()
-        if not self.guard.fit_to_keep(logs, -1, state and state.weights):  # a diverged epoch: the last good
-            return                                                          # checkpoint stays
+        state = self.host_copy()  # first: the finiteness check reads its weights
+        if not self.guard.fit_to_keep(logs, -1, None if state is None else state.weights):
+            return  # a diverged epoch leaves the last good checkpoint alone
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
         self._write_history()
