@@ -216,7 +216,7 @@ def cluster(coordinator: str | None = None, processes: int | None = None, proces
                          f"{processes - 1})")
     first = coordinator.split(",")[0]
     host, _, port = first.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdecimal()):
         raise UsageError(f"--coordinator {coordinator!r} is not HOST:PORT (process 0's address, e.g. 10.0.0.1:1234)")
     return Cluster(coordinator, processes, process_id)
 

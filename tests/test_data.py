@@ -1115,3 +1115,10 @@ def test_augmentation_in_tf_data_is_the_same_under_jax(tmp_path):
     first = plain[pipeline.epoch_order(16, 3, 0, True)[:8]]
     assert jax.shape == (4, 8, 8, 8, 1) and np.abs(jax[0] - first).max() > 0  # augmented
     np.testing.assert_array_equal(jax, tf)
+
+
+def test_labels_sort_numbers_first_and_take_any_other_name():
+    """Class names are sorted whole numbers first, in numeric order, then the rest by name: a label that is a
+    digit to str.isdigit but not to int ("²"), or "--5", is a name (each was a ValueError, a traceback)."""
+    labels = ["10", "2", "-1", "²", "--5", "b", "a", "١"]  # the last: ARABIC-INDIC DIGIT ONE, a decimal digit
+    assert sorted(labels, key=sources.natural) == ["-1", "١", "2", "10", "--5", "a", "b", "²"]

@@ -184,6 +184,7 @@ def test_a_run_over_several_processes_says_what_is_missing_or_wrong(tiny_recipe,
     cases = [(["--processes", "2", "--process-id", "1"], "missing --coordinator HOST:PORT"),
              (["--coordinator", "127.0.0.1:1", "--processes", "2", "--process-id", "2"], "0 to 1"),
              (["--coordinator", "localhost", "--processes", "2", "--process-id", "0"], "is not HOST:PORT"),
+             (["--coordinator", "localhost:²", "--processes", "2", "--process-id", "0"], "is not HOST:PORT"),
              # this suite runs on TensorFlow: several processes are JAX's, and said so before anything waits
              (["--coordinator", "127.0.0.1:1", "--processes", "2", "--process-id", "0"], "needs the JAX backend")]
     for flags, expected in cases:

@@ -508,9 +508,11 @@ def _fractional(labels: list[str]) -> int | None:
     return first
 
 
-def _natural(value: str):
-    """A sort key that puts whole numbers first, in numeric order ("2" before "10"), then names."""
-    number = value.lstrip("-").isdigit()
+def natural(value: str):
+    """A sort key that puts whole numbers first, in numeric order ("2" before "10"), then names. A number is
+    decimal digits (isdecimal: "²" and "①" are digits to isdigit, and not to int)."""
+    digits = value[1:] if value.startswith("-") else value
+    number = digits.isdecimal()
     return not number, int(value) if number else 0, value
 
 
@@ -616,7 +618,7 @@ def read_table(path: str, label_columns: list[str] | None, separator: str = ",",
             raise DataError(f"{p}, line {line}: the {_noun(key)} ({header[empty]!r}) is empty: fill it or drop the "
                             "row, or set data.missing: drop to leave such rows out")
     at = {c: header.index(c) for c in categorical}
-    categories = {c: sorted({row[j].strip() for _, row in data_rows if len(row) > j} - {""}, key=_natural)
+    categories = {c: sorted({row[j].strip() for _, row in data_rows if len(row) > j} - {""}, key=natural)
                   for c, j in at.items()}
     fill = {} if missing == "mean" else None  # NaN: the training rows' mean, once the splits are drawn
     x = np.array([_features(p, line, row, header, picks, decimal, categories, training=True, fill=fill)
@@ -668,7 +670,7 @@ def _pandas_table(p: Path, header: list[str], labels: list[int], picks: list[int
         column = frame.iloc[:, j]
         if j in text:  # categorical: stripped, as the row reader strips them; a cell of spaces is empty
             values = column.str.strip().to_numpy(dtype=object)
-            names = sorted(set(values), key=_natural)
+            names = sorted(set(values), key=natural)
             if "" in names:
                 return None
             categories[header[j]] = names
@@ -693,7 +695,7 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
     t = read_table(path, [label_column] if label_column else None, separator, decimal, categorical, missing)
     p, label = t.path, t.header[t.labels[0]]
     labels = t.cells[0]
-    classes = sorted(set(labels), key=_natural)
+    classes = sorted(set(labels), key=natural)
     quantity = _fractional(labels)
     if quantity is not None:  # a price or a temperature: each value would be learnt as a class of its own
         line = t.line(quantity)

@@ -339,7 +339,7 @@ def sentences(cfg) -> Sentences:
         t, lab = read_labelled_sentences(f, cfg.header)
         texts += t
         labels += lab
-    written = sorted(set(labels), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    written = sorted(set(labels), key=sources.natural)
     names = TEXT_SOURCES[cfg.dataset].label_names if cfg.dataset in TEXT_SOURCES else {}
     index = {label: i for i, label in enumerate(written)}
     return Sentences(texts, np.array([index[v] for v in labels], np.int64), [names.get(w, w) for w in written],

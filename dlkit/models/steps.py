@@ -62,7 +62,7 @@ class StepModel(keras.Model):
             store[f"rng_{i}"] = value
 
     def load_own_variables(self, store):
-        keys = sorted((k for k in store.keys() if k.startswith("rng_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+        keys = sorted((k for k in store.keys() if k.startswith("rng_") and k[4:].isdecimal()), key=lambda k: int(k[4:]))
         rng.restore(self, [store[k] for k in keys])
         super().load_own_variables({k: store[k] for k in store.keys() if not k.startswith("rng_")})
 

@@ -965,4 +965,4 @@ def _line_order(location: str | None):
     if not location or ":" not in location:
         return ("~", 0)
     file, _, line = location.rpartition(":")
-    return (file, int(line)) if line.isdigit() else (file, 0)
+    return (file, int(line)) if line.isdecimal() else (file, 0)

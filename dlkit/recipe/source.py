@@ -145,7 +145,7 @@ def locate(locations: Locations, path: KeyPath) -> str | None:
         # YAML keys are strings; indices are ints. Pydantic reports both as they are; a dotted path found after
         # loading ("model.blocks.0.pool_size") has its indices as strings.
         for alt in (path, tuple(str(p) if isinstance(p, int) else p for p in path),
-                    tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in path)):
+                    tuple(int(p) if isinstance(p, str) and p.isdecimal() else p for p in path)):
             if alt in locations:
                 return locations[alt]
         if not path:
