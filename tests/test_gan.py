@@ -398,6 +398,9 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert evals["reference"]["frechet_distance"] == measured["test"]["frechet_distance"]
     assert evals["reference:train"]["frechet_distance"] == measured["train"]["frechet_distance"]
     assert row(Path(dcgan))["headline"]["value"] == measured["test"]["classifier_score"]  # the test split's
+    said = runner.invoke(app, ["evaluate", dcgan, "-n", "50", "--split", "train"], env={"COLUMNS": "200"})
+    assert said.exit_code == 0, said.output  # the title says what the samples were measured against (wrapped)
+    assert "50 samples against the train split's 50 images" in " ".join(said.output.split()), said.output
     other = runner.invoke(app, ["evaluate", dcgan, "--split", "val"])  # none kept: named, with those there are
     assert other.exit_code == 2 and "this run has no 'val' split" in other.stderr and "--split test" in other.stderr
 

@@ -356,7 +356,13 @@ def split_heading(result: dict, counted: str = "examples") -> str:
 
 def report_table(result: dict, keys: tuple[str, ...]) -> list:
     """The rows of a generative evaluation that are present, as a rich table, then the grid's path."""
-    against = f" against {Path(result['data']).name}, {result['real_examples']:,} images" if "data" in result else ""
+    if "data" in result:
+        against = f" against {Path(result['data']).name}, {result['real_examples']:,} images"
+    elif "split" in result:  # the split's real images (a CycleGAN's: the images it translated)
+        real = result.get("real_examples")
+        against = f" against the {result['split']} split" + (f"'s {real:,} images" if real else "")
+    else:
+        against = ""
     return measures(result, f"{result['samples']} samples{against}",
                     [("diversity (generated / real)", result["diversity"]["ratio"]), *present(result, keys)],
                     after=[f"sample grid: {result['grid']}"])
