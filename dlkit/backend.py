@@ -500,7 +500,7 @@ def to_host(variables) -> list:
         import jax
 
         return [np.array(a) for a in jax.device_get([v.value for v in variables])]
-    return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
 
 
 def gradient(fn, x):

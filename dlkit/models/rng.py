@@ -15,9 +15,11 @@ def seed_states(model) -> list:
 
 
 def snapshot(model) -> list[np.ndarray]:
-    import keras
+    """The model's seed states now, copies on the host (a checkpoint's sidecar may be written after the next
+    steps have used the device's)."""
+    from dlkit import backend
 
-    return [keras.ops.convert_to_numpy(s.value) for s in seed_states(model)]
+    return backend.to_host(seed_states(model))
 
 
 def restore(model, values) -> bool:

@@ -361,10 +361,9 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
     history row). `dlkit resume` continues from it to the batch. `offset` is the batches of the epoch done
     before this fit began (a fit of the rest of an epoch, after a resume inside it)."""
 
-    def __init__(self, keeper: CheckpointAndHistory, guard: DivergenceGuard, steps_per_epoch: int,
-                 steps: int | None, minutes: float | None):
+    def __init__(self, keeper: CheckpointAndHistory, steps_per_epoch: int, steps: int | None, minutes: float | None):
         super().__init__()
-        self.keeper, self.guard, self.steps_per_epoch = keeper, guard, steps_per_epoch
+        self.keeper, self.steps_per_epoch = keeper, steps_per_epoch
         self.steps, self.seconds = steps, None if minutes is None else minutes * 60
         self.last, self.epoch, self.offset, self.previous = time.monotonic(), 0, 0, 0
 
@@ -388,8 +387,8 @@ class MidEpochCheckpoint(keras.callbacks.Callback):
             return
         if self.steps is not None and position // self.steps == before // self.steps:
             return
-        state = self.keeper.host_copy()
-        if not self.guard.fit_to_keep(None, batch - 1, None if state is None else state.weights):
+        fit, state = self.keeper.fit_state(None, batch - 1)
+        if not fit:
             return  # never a checkpoint of a diverged model
         self.keeper.checkpoint(position, state=state)  # as an epoch's: in the checkpoint thread where it can be
         self.last = time.monotonic()
@@ -430,8 +429,8 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         self.marks["rollbacks"] = count
 
     def on_epoch_end(self, epoch, logs=None):
-        state = self.host_copy()  # first: the finiteness check reads its weights
-        if not self.guard.fit_to_keep(logs, -1, None if state is None else state.weights):
+        fit, state = self.fit_state(logs, -1)
+        if not fit:
             return  # a diverged epoch leaves the last good checkpoint alone
         row = {"epoch": epoch + 1, **to_floats(logs), **learning_rates(self.optimizers), **self.marks}
         self.rows.append(row)
@@ -449,19 +448,20 @@ class CheckpointAndHistory(keras.callbacks.Callback):
                                        lambda tmp: shutil.copyfile(where.last_checkpoint, tmp))) if improved else None
         self.checkpoint((epoch + 1) * self.steps_per_epoch, best, state)
 
-    def host_copy(self) -> HostCopy | None:
-        """The state now on the host, where the checkpoint thread will write it (LaterSave checked), else None:
-        taken before the finiteness check, which reads its weights, so the state leaves the device once."""
-        later = self.later
-        if later is None or not later.ready:
-            return None
-        self.model  # noqa: B018 - on JAX, the loop's state put back into the variables (Callback.model)
-        return later.copy()
+    def fit_state(self, logs, step: int) -> tuple[bool, HostCopy | None]:
+        """Whether the model may be checkpointed now (the guard's fit_to_keep), and its state on the host where
+        the checkpoint thread will write it (LaterSave checked), else None: copied first, and the check reads
+        the copy's weights, so the state leaves the device once."""
+        later, state = self.later, None
+        if later is not None and later.ready:
+            self.model  # noqa: B018 - on JAX, the loop's state put back into the variables (Callback.model)
+            state = later.copy()
+        return self.guard.fit_to_keep(logs, step, None if state is None else state.weights), state
 
     def checkpoint(self, position: int, then=None, state: HostCopy | None = None) -> None:
         """A checkpoint of the model as it is now, `position` batches into training, and `then()` once it is in
         place: in the checkpoint thread where it can be (LaterSave), else here. An epoch's end and a checkpoint
-        inside an epoch (MidEpochCheckpoint) both come here; `state`: host_copy()'s, taken just before."""
+        inside an epoch (MidEpochCheckpoint) both come here; `state`: fit_state()'s, taken just before."""
         model, where = self.model, self.where  # self.model: on JAX the loop's state put back into the variables
         save_rng = rng_sidecar_writer(model, self.optimizers, position)
         if self.background and self.later is None:

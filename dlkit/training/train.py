@@ -381,7 +381,7 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
                              "here (a JAX-only host); this run writes no TensorBoard logs")
     if recipe.train.checkpoint_every is not None:
         every = recipe.train.checkpoint_every
-        mid = callbacks.MidEpochCheckpoint(keeper, guard, steps, every.steps, every.minutes)
+        mid = callbacks.MidEpochCheckpoint(keeper, steps, every.steps, every.minutes)
         cbs.insert(2, mid)
     else:
         mid = None
