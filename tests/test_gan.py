@@ -737,8 +737,16 @@ train: {{epochs: 2}}
     assert ev["frechet_distance"] >= 0 and ev["samples"] == 64
     assert 0 < ev["cycle_error_a"] < 1 and 0 < ev["cycle_error_b"] < 1
     assert ev["split"] == "test" and row(run)["headline"]["label"] == "test B->A accuracy"
-    other = runner.invoke(app, ["evaluate", str(run), "--split", "val"])
-    assert other.exit_code == 2 and "--split val: a CycleGAN translates the test images" in other.output
+    # another split: the training images of both domains, measured against A's test images (independent of B's
+    # training images, which are made from A's); kept beside the test split's, which stays the headline
+    trained = runner.invoke(app, ["evaluate", str(run), "--split", "train", "--reference", clf16, "-n", "48", "--json"])
+    assert trained.exit_code == 0, trained.output
+    trained = json.loads(trained.stdout)
+    assert trained["split"] == "train" and trained["samples"] == 48 and trained["real_frechet_samples"] == 48
+    assert trained["cycle_error_a"] != ev["cycle_error_a"]
+    assert {"reference", "reference:train"} <= set(json.loads((run / "eval.json").read_text()))
+    other = runner.invoke(app, ["evaluate", str(run), "--split", "val"])  # validation_split: 0
+    assert other.exit_code == 2 and "no 'val' split" in other.output and "it has test and train" in other.output
     assert row(run)["headline"]["value"] == ev["translated_accuracy"]
 
     # --data: the run's own test images of both domains, as files in A/ and B/ (A's gray, made colour as the
@@ -828,6 +836,53 @@ def test_round_trips_go_each_way_through_their_own_generators():
     assert cycle_errors(x, x).tolist() == [0, 0]
     assert cycle_errors(np.zeros_like(x), np.full_like(x, 255)).tolist() == [1, 1]
     assert translations(model, x, None, scale, scale)[2:] == (None, None)
+
+
+def _splits(train, test=None, val=None, offset=0):
+    """Splits of 1x1 images whose value is their label, each image told apart by it."""
+    from dlkit.data.pipeline import Splits
+
+    def images(n, start):
+        y = np.arange(start, start + n) + offset
+        return y.reshape(-1, 1, 1, 1), y
+
+    parts, start = {}, 0
+    for name, n in (("train", train), ("val", val), ("test", test)):
+        parts[name] = images(n, start) if n else (None, None)
+        start += n or 0
+    return Splits(*parts["train"], *parts["val"], *parts["test"])
+
+
+def test_a_cyclegans_translations_are_measured_against_images_apart_from_them():
+    """The real A images B->A translations are measured against (and the measured A images' floor) share no
+    image with the measured ones: A's training split beside its test split, its test split beside another, the
+    measured split's other half where A has no other; the labels stay with their images."""
+    from dlkit.errors import MissingSplit
+    from dlkit.tasks.translation import measured
+
+    def apart(m, n):
+        assert len(m.xa) == len(m.ya) == len(m.xb) <= n and len(m.independent) == len(m.xb)
+        assert (m.xa.ravel() == m.ya).all() and (m.xb.ravel() == m.yb).all()
+        assert not set(m.xa.ravel()) & set(m.independent.ravel())
+        return m
+
+    with_test, b = _splits(100, test=40, val=20), _splits(100, test=40, val=20, offset=1000)
+    m = apart(measured(with_test, b, "test", 30, independent=True), 30)
+    assert m.split == "test" and set(m.xa.ravel()) <= set(with_test.y_test) and \
+        set(m.independent.ravel()) <= set(with_test.y_train)
+    assert (m.xb.ravel() - 1000 == m.xa.ravel()).all()  # the same indices where the two hold as many
+    for split in ("train", "val"):  # against A's test images
+        m = apart(measured(with_test, b, split, 30, independent=True), 30)
+        assert m.split == split and set(m.independent.ravel()) <= set(with_test.y_test)
+    # no test files in A (B's too): A's training images in two halves, the measured ones the first
+    no_test = _splits(100)
+    m = apart(measured(no_test, _splits(100, offset=1000), "test", 30, independent=True), 30)
+    assert m.split == "train" and len(m.xa) == 30
+    m = apart(measured(no_test, _splits(100, offset=1000), "test", 500, independent=True), 500)
+    assert len(m.xa) == len(m.independent) == 50
+    assert len(measured(no_test, _splits(100), "test", 500, independent=False).xa) == 100  # no reference: all
+    with pytest.raises(MissingSplit, match="it has test and train"):
+        measured(with_test, _splits(100, test=40), "val", 30, independent=True)
 
 
 def test_cyclegan_whole_image_discriminator(digits16, tmp_path):

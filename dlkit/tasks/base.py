@@ -221,9 +221,6 @@ class Task:
     classifies: ClassVar[bool] = False  # it tells classes apart: data of one class is refused
     # the command-line options only some tasks read (OPTIONS' keys): given to any other, they are refused
     options: ClassVar[frozenset[str]] = frozenset()
-    # a task whose evaluation measures against the test split alone: what it measures, said when evaluate's
-    # --split names another (None: it measures the split named)
-    test_split_only: ClassVar[str | None] = None
     # a task without `dlkit predict` whose answer for inputs of one's own is another command's: that command
     # ({run}: the run directory)
     predict_instead: ClassVar[str | None] = None

@@ -3,7 +3,7 @@
 The data is two sources: domain A is `data`'s dataset and domain B `data.domain_b`, each split and shuffled
 on its own (with seeds seed and seed + 1), zipped into ((x_a, x_b), (y_a, y_b)) batches; the pairs are
 never seen together. A grayscale domain is repeated to three channels when the other is in colour.
-`dlkit evaluate` measures the round trips (A->B->A, B->A->B) of test images, or of one's own (--data: a
+`dlkit evaluate` measures the round trips (A->B->A, B->A->B) of a split's images, or of one's own (--data: a
 folder of A/ and B/ images), and with a reference classifier the translated (B->A) and cycled images;
 `dlkit generate` translates test images both ways.
 """
@@ -19,13 +19,13 @@ import numpy as np
 from dlkit import images, metrics
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import DataSpec
-from dlkit.errors import DataError, Problem, RecipeError, UsageError
+from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, RecipeError, UsageError
 from dlkit.recipe.schema import DataConfig, DomainConfig
 from dlkit.tasks.base import (EVAL_SAMPLES, Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_slug,
                               own_data)
 from dlkit.tasks.generative import (TwoPlayer, diversity, diversity_reals, drawn, in_scale, input_names, measures,
                                     numbered, output_path, own_halves, present, report_table, run_scale,
-                                    training_draw, write_images)
+                                    samples_key, training_draw, write_images)
 
 
 
@@ -63,6 +63,52 @@ def accuracies(ref, xa, ya, aba, xb, yb, ba) -> dict:
     if ya is not None:
         out.update(cycled_accuracy=hit(aba, ya), source_accuracy=hit(xa, ya))
     return out
+
+
+@dataclass
+class Measured:
+    """What `evaluate` measures a CycleGAN on: up to n of each domain's images of a split and their labels, the
+    split's name ("train" where a domain without test files gave its training images), and with --reference the
+    real A images the B->A translations are measured against (None without)."""
+
+    xa: np.ndarray
+    ya: np.ndarray
+    xb: np.ndarray
+    yb: np.ndarray
+    split: str
+    independent: np.ndarray | None = None
+
+
+def measured(sa, sb, split: str, n: int, independent: bool) -> Measured:
+    """Up to n of each domain's `split` images (splits `sa`, `sb`), a fixed draw, the same indices where the two
+    hold as many (MNIST-M's test images are MNIST's, in order). The test split is a domain's training one where
+    it has none; val or train must be in both (MissingSplit, naming those they share).
+
+    With `independent`, real A images none of B's measured images was made from and none of A's measured ones:
+    a domain B made from A's own images (MNIST-M blends MNIST's digits) would let a B->A that recovers its source
+    digit score a distance near 0 against those same digits. That is A's training split beside its test split,
+    its test split beside training or validation (both cut from the training files, whose digits B's may be),
+    and where A has no other split (no test files) the measured split's second half, a fixed shuffle's, beside
+    its first: the measured A images are then the first half alone."""
+    def of(s, name):
+        if getattr(s, f"x_{name}") is None and name == "test":
+            name = "train"
+        return name, getattr(s, f"x_{name}"), getattr(s, f"y_{name}")
+
+    shared = [k for k in SPLITS if k == "test" or (getattr(sa, f"x_{k}") is not None and getattr(sb, f"x_{k}")
+                                                     is not None)]
+    if split not in shared:
+        raise MissingSplit(split, shared)
+    (name_a, xa, ya), (name_b, xb, yb) = of(sa, split), of(sb, split)
+    ia, other = drawn(np.arange(len(xa)), n), None
+    if independent:
+        other = sa.x_train if name_a == "test" else sa.x_test
+        if other is None:
+            ia, rest = own_halves(np.arange(len(xa)), n)
+            other = xa[rest]
+    ib = ia if len(xb) == len(xa) else drawn(np.arange(len(xb)), n)
+    return Measured(xa[ia], ya[ia], xb[ib], yb[ib], name_a if name_a == name_b else "train",
+                    None if other is None else drawn(other, len(ib)))
 
 
 def folder_labels(names: list[str], classes: list[str] | None) -> np.ndarray | None:
@@ -152,8 +198,6 @@ class Translation(TwoPlayer):
     summary = "unpaired image-to-image translation between two domains; translated and cycled accuracy"
     options = TwoPlayer.options | {"data", "domain", "out_dir"}  # and evaluate's --data, generate's and export's
     # --from, generate's --out-dir
-    test_split_only = ("a CycleGAN translates the test images of both domains (the training images where there "
-                       "are none), or with --data images of your own")
     Data = TranslationData
     predict_instead = ("A CycleGAN translates images of your own with `dlkit generate {run} --input FILES` (add "
                        "--from B for B to A)")
@@ -206,24 +250,20 @@ class Translation(TwoPlayer):
         return Callbacks(before=[grid])
 
     def evaluate(self, run, recipe, model, data, request: EvalRequest) -> dict:
-        """Translated (B->A) and cycled (A->B->A) test images, classified by the reference; each domain's
-        round-trip error."""
+        """A split's images of both domains (`measured`: the test split by default) translated (B->A) and cycled
+        (A->B->A), classified by the reference; each domain's round-trip error."""
         if request.data is not None:
             return self._evaluate_on(run, model, data, request)
         d = data()
-        sa, sb, scale_a, scale_b = d.a.splits, d.b.splits, d.a.scale, d.b.scale
-        xa, ya = (sa.x_test, sa.y_test) if sa.x_test is not None else (sa.x_train, sa.y_train)
-        xb, yb = (sb.x_test, sb.y_test) if sb.x_test is not None else (sb.x_train, sb.y_train)
-        n = request.samples or EVAL_SAMPLES
-        # a fixed draw of up to n of each (the same indices where the two hold as many: MNIST-M's test images are
-        # MNIST's, in order), of every class where a domain is stored class by class
-        ia, ib = drawn(np.arange(len(xa)), n), drawn(np.arange(len(xb)), n)
-        xa, ya, xb, yb = xa[ia], ya[ia], xb[ib], yb[ib]
+        scale_a, scale_b = d.a.scale, d.b.scale
+        m = measured(d.a.splits, d.b.splits, request.split, request.samples or EVAL_SAMPLES,
+                     independent=request.reference is not None)
+        xa, ya, xb, yb = m.xa, m.ya, m.xb, m.yb
         ab, aba, ba, bab = translations(model, xa, xb, scale_a, scale_b)
         grid_path = run.root / "eval_translations.png"
         images.save_png(images.grid(np.concatenate([xa[:8], ab[:8], xb[:8], ba[:8]]), 4), grid_path)
-        out = {"status": "completed", "task": self.name, "key": "samples" if request.reference is None else "reference",
-               "run_dir": str(run.root), "split": "test" if sa.x_test is not None and sb.x_test is not None else "train",
+        out = {"status": "completed", "task": self.name, "run_dir": str(run.root), "split": m.split,
+               "key": samples_key("samples" if request.reference is None else "reference", request.split),
                "samples": int(len(xa)), "grid": str(grid_path),
                "diversity": diversity(in_scale(ba, scale_a), in_scale(xa, scale_a)),
                "cycle_error_a": float(cycle_errors(xa, aba).mean()), "cycle_error_b": float(cycle_errors(xb, bab).mean())}
@@ -233,17 +273,14 @@ class Translation(TwoPlayer):
 
         ref = Reference(request.reference, request.unsafe)
         real_feat, ba_feat = ref.predict(xa)[0], ref.predict(ba)[0]
-        # A domain B made from A's own images (MNIST-M blends MNIST's test digits) would let a B->A that
-        # recovers its source digit score a distance near 0 against those same digits: the translations are
-        # measured against real A images none of B's test images was made from (A's training split), and the
-        # real-vs-real floor is A's test images against those, at the same count
-        independent = drawn(sa.x_train, len(ba))
-        ind_feat = ref.predict(independent)[0]
+        # the translations measured against real A images none of B's was made from (`measured`), and the
+        # real-vs-real floor is the measured A images against those, at the same count
+        ind_feat = ref.predict(m.independent)[0]
         out.update({"reference_run": str(request.reference.root),
                     "frechet_distance": metrics.feature_distance(ba_feat, ind_feat)})  # B->A against real A
         if d.a.spec.num_classes and d.b.spec.num_classes:  # the accuracies read the domains' labels
             out.update(accuracies(ref, xa, ya, aba, xb, yb, ba))
-        out.update(ref.floor(len(ba_feat), ind_feat, real_feat))  # real A test images against the same set
+        out.update(ref.floor(len(ba_feat), ind_feat, real_feat))  # the measured A images against the same set
         return out
 
     def _evaluate_on(self, run, model, data, request: EvalRequest) -> dict:
