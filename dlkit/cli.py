@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -112,6 +113,26 @@ def _terminate_like_ctrl_c() -> None:
         signal.signal(signal.SIGINT, handler)
 
 
+@contextmanager
+def _terminating_like_ctrl_c():
+    """A command's length of `_terminate_like_ctrl_c`: the handlers it found are put back after it, and the flag
+    cleared. A command run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers
+    installed, and after a Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
+    import signal
+
+    from dlkit.errors import interrupt_requested
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    _terminate_like_ctrl_c()
+    try:
+        yield
+    finally:
+        for signum, handler in zip((signal.SIGTERM, signal.SIGINT), before):
+            if handler is not None:  # None: one not installed from Python, which cannot be put back from it
+                signal.signal(signum, handler)
+        interrupt_requested.clear()
+
+
 def _print_json(value) -> None:
     """Exactly one JSON object on stdout, strict JSON (NaN and infinities as null)."""
     from dlkit.rundir import strict_json
@@ -176,10 +197,10 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
 
     from dlkit.ui import reporter_for, showing
 
-    _terminate_like_ctrl_c()
     try:
         reporter = reporter_for(quiet, json_)
-        with showing(None if quiet else reporter.console):  # the long loops after the epochs (test measures)
+        # showing: the long loops after the epochs (test measures)
+        with _terminating_like_ctrl_c(), showing(None if quiet else reporter.console):
             result = run(reporter)
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")
@@ -441,9 +462,8 @@ def _interruptible(make, json_: bool, quiet: bool):
     code and message; Ctrl-C and SIGTERM are exit 130, as they are for `train`."""
     from dlkit import ui
 
-    _terminate_like_ctrl_c()
     try:
-        with ui.showing(None if quiet else _console()):
+        with _terminating_like_ctrl_c(), ui.showing(None if quiet else _console()):
             return make()
     except KeyboardInterrupt:
         _console().print("[yellow]interrupted[/]")

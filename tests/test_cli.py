@@ -488,10 +488,17 @@ def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
         pytest.fail("SIGTERM did not end the command")
 
     monkeypatch.setattr(evaluate, "evaluate", killed)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
         out = run("evaluate", result["run_dir"], "--json")
+        # run in-process, the command puts back the handlers it found and clears the flag the loops check: a
+        # later command (a notebook's, this process's next tests) is not stopped at its first step
+        assert not interrupt_requested.is_set()
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     finally:
-        interrupt_requested.clear()  # the flag training checks: later tests in this process train on
+        interrupt_requested.clear()
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
     assert out.exit_code == 130 and json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
     assert "interrupted" in out.stderr
 
