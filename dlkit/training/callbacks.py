@@ -272,12 +272,12 @@ class LaterSave:
     keras.StatelessScope that maps each variable to its copy, so it holds that state whatever the training
     loop has done to the variables since (on JAX it empties them during an epoch).
 
-    Checked once, in the checkpoint thread while the loop waits (`first`): that epoch's checkpoint is written
-    there from the live variables, what Keras's saving computes once per kind of object is kept for the
-    thread (keras_private.keep_saving_skipsets: computing it makes variables, which a stateless scope
-    refuses), and the state is written again, to a scratch file, from a copy under a scope that records
-    every variable read outside the copy. A read outside it (a variable the copy misses) or any error there,
-    and this model's checkpoints are written in the loop's thread, as before."""
+    Checked once, in the checkpoint thread while the loop waits (`first`): what Keras's saving computes once
+    per kind of object is kept for the thread (keras_private.keep_saving_skipsets: computing it makes variables,
+    which a stateless scope refuses), and that epoch's checkpoint is written from a copy, under a scope that
+    records every variable read outside the copy. A read outside it (a variable the copy misses) or any error
+    there, and the checkpoint is written again from the live variables (the loop waiting, they are the copy's
+    state), and this model's checkpoints are written in the loop's thread, as before."""
 
     def __init__(self, model, optimizers: dict):
         self.model, self.optimizers = model, optimizers
@@ -294,20 +294,20 @@ class LaterSave:
         variables = self.variables()
         return HostCopy(self.model, variables, backend.to_host(variables))
 
-    def first(self, save_live) -> None:
-        """In the checkpoint thread, the loop waiting: `save_live()` (the epoch's checkpoint, from the live
-        variables), then the check."""
-        import tempfile
-        from pathlib import Path
-
-        save_live()
-        try:
+    def first(self, save) -> None:
+        """In the checkpoint thread, the loop waiting: the check, which writes the epoch's checkpoint
+        (`save(save_model)` writes one with save_model(path)) from a copy, else from the live variables: once
+        where the check passes."""
+        def copied(path):
             keras_private.keep_saving_skipsets()  # what the thread's later saves need ready (see above)
-            with tempfile.TemporaryDirectory() as scratch:
-                self.copy()(Path(scratch) / "check.keras")
+            self.copy()(path)
+
+        try:
+            save(copied)
             self.ready = True
-        except Exception:  # noqa: BLE001 - any failure: checkpoints in the loop's thread, as before
+        except Exception:  # noqa: BLE001 - any failure: written live, and checkpoints in the loop's thread
             self.ready = False
+            save(self.model.save)
 
 
 class HostCopy:
@@ -470,7 +470,7 @@ class CheckpointAndHistory(keras.callbacks.Callback):
         if later is None or later.ready is False:
             where.save_checkpoint(model.save, save_rng, then)
         elif later.ready is None:
-            in_checkpoint_thread(later.first, lambda: where.save_checkpoint(model.save, save_rng, then))
+            in_checkpoint_thread(later.first, lambda save_model: where.save_checkpoint(save_model, save_rng, then))
         else:
             where.save_checkpoint(state or later.copy(), save_rng, then, background=True)
 
