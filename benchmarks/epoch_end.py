@@ -3,7 +3,7 @@ around the work between two epochs' steps (validation, and each part of the end-
 learning-rate read, the finiteness check, the checkpoint's model.save, fsync, hash and sidecar, history.csv,
 best.keras, the progress line). Each epoch's seconds are printed as one JSON line, then a line of what the
 finished run wrote after its last epoch, then one line of medians over the epochs after the first (which
-holds the compilation).
+holds the compilation and the first checkpoint's check), with the first epoch's own seconds beside them.
 
     python benchmarks/epoch_end.py RECIPE [EPOCHS] [--set key=value ...]
 
@@ -126,6 +126,7 @@ def main():
     keys = dict.fromkeys(k for r in later for k in r if k != "epoch")
     print(json.dumps({"recipe": recipe, "sets": sets, "median_of_epochs": f"2-{len(rows)}",
                       **{k: round(statistics.median(r.get(k, 0.0) for r in later), 4) for k in keys},
+                      "epoch_1": {k: v for k, v in rows[0].items() if k != "epoch"},  # the compilation, the first checkpoint
                       "commit": commit(), "command": " ".join(["python", *sys.argv]), "machine": machine()}))
 
 
