@@ -122,6 +122,8 @@ def main():
         if epoch != AFTER:
             rows.append(row)
         print(json.dumps(row))
+    if not rows:
+        sys.exit("the run trained no epoch: its error is above")
     later = rows[1:] or rows
     keys = dict.fromkeys(k for r in later for k in r if k != "epoch")
     print(json.dumps({"recipe": recipe, "sets": sets, "median_of_epochs": f"2-{len(rows)}",
