@@ -71,12 +71,12 @@ def row(run: Path) -> dict:
     unreadable = [name for name in ("manifest.json", "metrics.json") if files[name] is None]
     if unreadable:
         status = "unreadable " + ", ".join(unreadable)
-    figure = None
-    task = tasks.TASKS.get(manifest.get("task", ""))
-    if task is not None:
-        from dlkit.tasks.base import headline
+    from dlkit.tasks.base import Headline, headline
 
-        figure = headline(task, metrics, evals)
+    # a task this process does not know (a plugin's, registered where its module is imported): the run's own
+    task = tasks.TASKS.get(manifest.get("task", ""))
+    figure = headline(task.headlines if task is not None else Headline.recorded(manifest.get("headlines")), metrics,
+                      evals)
     return {"name": run.parent.name, "run": run.name, "started": manifest.get("started"), "status": status,
             "task": manifest.get("task"), "epochs": _epochs(run, metrics), "wall_time_s": metrics.get("wall_time_s"),
             # a tune's trial stopped by its stopping rule: a finished run, of fewer epochs (where, and what it lost to)

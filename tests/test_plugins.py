@@ -302,12 +302,14 @@ def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plug
 # the tiny MLP, trained as a task of its own, which the plugin registers as it is imported
 OWN_TASK = TINY.replace('"tinymlp"', '"sorter"').replace('TASK = "classification"', '''\
 from dlkit import tasks
+from dlkit.tasks.base import Headline
 from dlkit.tasks.classification import Classification
 
 
 class Sorting(Classification):
     name = "sorting"
     summary = "classification under another name"
+    headlines = (Headline("loss", "sorting loss", "min"),)
 
 
 tasks.register(Sorting())
@@ -320,8 +322,23 @@ def test_a_plugin_registers_a_task_of_its_own(tmp_path):
     (tmp_path / "sorter.py").write_text(OWN_TASK)
     run_dir = trained(tmp_path / "own.yaml", f"name: own\nplugins: [sorter.py]\ndata: {{dataset: mnist, dir: {DATA}, "
                       "limit: 100, test_limit: 20}\nmodel: {arch: sorter}\ntrain: {epochs: 1}\n", tmp_path / "runs")
-    assert json.loads((run_dir / "manifest.json").read_text())["task"] == "sorting"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["task"] == "sorting"
+    assert manifest["headlines"] == [{"key": "loss", "label": "sorting loss", "better": "min"}]
     tasks.TASKS.pop("sorting")  # as in another process: the run's copy, imported, registers it again
+    from dlkit.runs import row
+
+    # `dlkit runs` imports no plugin: the task's headline is the one its run recorded
+    shown = row(run_dir)["headline"]
+    assert shown["label"] == "test sorting loss" and shown["better"] == "min" and shown["value"] == \
+        json.loads((run_dir / "metrics.json").read_text())["test"]["loss"]
+    assert "sorting" not in tasks.TASKS
+    from dlkit.tasks.base import Headline
+
+    # an edited manifest's entries that are not headlines are passed over, not a traceback
+    assert Headline.recorded([{"key": "loss", "label": "l", "better": "min"}, {"key": 1, "label": "x", "better": "max"},
+                              {"key": "a", "label": "b", "better": "most"}, "loss"]) == (Headline("loss", "l", "min"),)
+    assert Headline.recorded("loss") == Headline.recorded(None) == ()
     for name in [m for m in sys.modules if m.startswith("_dlkit_plugin_sorter_")]:
         del sys.modules[name]
     measured = run("evaluate", run_dir, "--quiet", "--json")

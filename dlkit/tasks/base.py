@@ -118,9 +118,18 @@ class Headline:
     label: str
     better: str = "max"  # max | min
 
+    @classmethod
+    def recorded(cls, kept) -> tuple[Headline, ...]:
+        """The headlines a run's manifest.json keeps (`headlines`: its task's, for a task `dlkit runs` does not
+        know, a plugin's); what is not one, an edited file's, is passed over."""
+        kept = kept if isinstance(kept, list) else []
+        return tuple(cls(h["key"], h["label"], h["better"]) for h in kept if isinstance(h, dict)
+                     and isinstance(h.get("key"), str) and isinstance(h.get("label"), str)
+                     and h.get("better") in ("max", "min"))
 
-def headline(task: Task, metrics: dict, evals: dict) -> dict | None:
-    """{label, value, better, split, source} of the first of the task's headlines a run has, or None."""
+
+def headline(headlines, metrics: dict, evals: dict) -> dict | None:
+    """{label, value, better, split, source} of the first of the `headlines` (a task's) a run has, or None."""
 
     def dig(measures, key):
         for part in key.split("."):
@@ -134,7 +143,7 @@ def headline(task: Task, metrics: dict, evals: dict) -> dict | None:
     places = [(f"eval.json:{k}", v.get("split", "test" if k in ("reference", "samples") else None), v)
               for k, v in reversed(list(evals.items())) if isinstance(v, dict)]
     places += [("metrics.json", split, metrics.get(split)) for split in ("test", "val")]
-    for h in task.headlines:
+    for h in headlines:
         for source, split, measures in places:
             if split not in ("test", "val") or (source != "metrics.json" and split != "test"):
                 continue
