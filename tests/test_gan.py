@@ -881,6 +881,8 @@ def test_a_cyclegans_translations_are_measured_against_images_apart_from_them():
     m = apart(measured(no_test, _splits(100, offset=1000), "test", 500, independent=True), 500)
     assert len(m.xa) == len(m.independent) == 50
     assert len(measured(no_test, _splits(100), "test", 500, independent=False).xa) == 100  # no reference: all
+    m = apart(measured(no_test, _splits(300, offset=1000), "test", 500, independent=True), 500)
+    assert len(m.xa) == len(m.xb) == len(m.independent) == 50  # B's as many as A's half: one count throughout
     with pytest.raises(MissingSplit, match="it has test and train"):
         measured(with_test, _splits(100, test=40), "val", 30, independent=True)
 

@@ -103,9 +103,9 @@ def measured(sa, sb, split: str, n: int, independent: bool) -> Measured:
     ia, other = drawn(np.arange(len(xa)), n), None
     if independent:
         other = sa.x_train if name_a == "test" else sa.x_test
-        if other is None:
+        if other is None:  # as many of B's translated as the half holds, so the distances are at one count
             ia, rest = own_halves(np.arange(len(xa)), n)
-            other = xa[rest]
+            other, n = xa[rest], len(ia)
     ib = ia if len(xb) == len(xa) else drawn(np.arange(len(xb)), n)
     return Measured(xa[ia], ya[ia], xb[ib], yb[ib], name_a if name_a == name_b else "train",
                     None if other is None else drawn(other, len(ib)))
