@@ -796,13 +796,17 @@ train: {{epochs: 2}}
     gone = json.loads(res.stdout)
     assert "training_frechet_distance" not in gone and gone["frechet_distance"] == pytest.approx(own["frechet_distance"])
     assert any("the run's training data could not be read" in w for w in gone["warnings"])
-    for few, (n_a, n_b), said in (("few_a", (3, 5), "3 real image(s): measuring samples against real images takes "
-                                   "four or more"), ("few_b", (8, 1), "1 image; --reference measures B->A translations")):
+    for few, (n_a, n_b), args, said in (
+            ("few_a", (3, 5), [], "3 image(s); --reference cuts the A images in two halves"),
+            ("few_n", (8, 5), ["-n", "3"], "3 image(s) (-n 3 of the 8 there); --reference cuts the A images in two "
+                                           "halves, the translations measured against one and the floor from the "
+                                           "other, two or more each: four or more; give -n 4 or more"),
+            ("few_b", (8, 1), [], "1 image; --reference measures B->A translations")):
         for name, x in (("A", a["x_test"][:n_a]), ("B", b["x_test"][:n_b])):
             (tmp_path / few / name).mkdir(parents=True)
             np.save(tmp_path / few / name / "x.npy", x)
-        res = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / few), "--reference", clf16])
-        assert res.exit_code == 2 and said in res.output, res.output
+        res = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / few), "--reference", clf16, *args])
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
     assert not list(run.glob("eval_translations_data_few*"))  # refused before anything was drawn
     (mine / "B" / "x.npy").rename(mine / "x.npy")  # A alone: its round trip; --reference needs B
     (mine / "B").rmdir()

@@ -294,12 +294,13 @@ class Translation(TwoPlayer):
         folders = domain_folders(Path(out["data"]))
         classes = run.read_json(run.manifest)["data_spec"].get("class_names")
         n = request.samples or EVAL_SAMPLES
-        given, names, labels = {}, {}, {}
+        given, names, labels, found = {}, {}, {}, {}
         for d, g in (("a", model.generator_ab), ("b", model.generator_ba)):
             if folders[d] is not None:
                 x, named = sources.read_images([folders[d]], tuple(int(k) for k in g.input_shape[1:]))
                 keep, y = drawn(np.arange(len(x)), n), folder_labels(named, classes)
                 given[d], names[d] = x[keep], [f"{folders[d].name}/{named[i]}" for i in keep]
+                found[d] = len(x)
                 labels[d] = None if y is None else y[keep]
         xa, xb = given.get("a"), given.get("b")
         if request.reference is not None:  # what it needs is said before anything is measured or drawn
@@ -312,6 +313,11 @@ class Translation(TwoPlayer):
             if len(xb) < 2:
                 raise UsageError(f"{folders['b']}: {len(xb)} image; --reference measures B->A translations, two or more "
                                  "(one has no spread to measure)")
+            if len(xa) < 4:  # own_halves' error, with what -n drew where it drew fewer than the folder holds
+                cut = f" (-n {n} of the {found['a']} there)" if found["a"] > len(xa) else ""
+                raise UsageError(f"{folders['a']}: {len(xa)} image(s){cut}; --reference cuts the A images in two halves, "
+                                 "the translations measured against one and the floor from the other, two or more "
+                                 "each: four or more" + ("; give -n 4 or more" if cut and found["a"] >= 4 else ""))
             # B->A against the first of A's shuffled halves, as many translations as that half holds, the
             # second half against it as the floor
             count = min(len(xb), len(xa) // 2)
