@@ -52,5 +52,5 @@ def entry_point(ep, group: str) -> tuple[object, str, dict]:
         loaded = ep.load()
     except Exception as e:  # noqa: BLE001 - any error of the package's code is its own, said as such
         raise ValueError(f"{origin} does not import: {type(e).__name__}: {first_line(e)}") from None
-    return loaded, origin, {"entry_point": f"{ep.name} = {ep.value}",
+    return loaded, origin, {"entry_point": f"{ep.name} = {ep.value}", "module": ep.module,
                             "package": f"{ep.dist.name} {ep.dist.version}" if ep.dist else None}

@@ -127,26 +127,31 @@ def existing_runs(runs_root: Path, name: str, known: dict | None = None) -> list
 
 
 def other_code(runs_root: Path, name: str) -> str | None:
-    """What to say of the recipe's runs that trained with other code than its plugin files hold now (not
-    counted by existing_runs), or None where there are none."""
+    """What to say of the recipe's runs that trained with other code than its plugins (files, installed
+    modules) hold now (not counted by existing_runs), or None where there are none."""
     parent, digests = runs_root / name, {}
     runs = [run for run in sorted(parent.glob("*")) if _other_code(run, digests)] if parent.is_dir() else []
     if not runs:
         return None
-    return (f"{len(runs)} run(s) of {name} trained with other code than its plugin files hold now (edited since; "
+    return (f"{len(runs)} run(s) of {name} trained with other code than its plugins hold now (edited since; "
             f"the newest {runs[-1]}) are not counted: their points are trained again")
 
 
 def _other_code(run: Path, digests: dict) -> bool:
-    """Whether the run trained with other code than its recipe's plugin files hold now (the sha256 its
-    manifest records of each against the file's): its recipe reads the same, but it is not a run of the
-    recipe as it is. `digests`: the files' hashes, read once a call."""
+    """Whether the run trained with other code than its recipe's plugins hold now (the sha256 its manifest
+    records of each plugin file, and of each installed module's file, against the file's): its recipe reads
+    the same, but it is not a run of the recipe as it is. `digests`: the files' hashes, read once a call."""
     from dlkit.recipe import plugins
 
     for k in plugins.kept(run):
         if k["file"] not in digests:  # None where it is gone: the recipe that lists it does not load
             digests[k["file"]] = plugins.fingerprint(Path(k["file"]))
         if digests[k["file"]] not in (None, k["sha256"]):
+            return True
+    for k in plugins.modules_kept(run):  # an installed module's file, edited in place (an editable install)
+        if k["path"] not in digests:  # None where it is gone (uninstalled, or installed elsewhere since)
+            digests[k["path"]] = plugins.module_fingerprint(k["path"])
+        if digests[k["path"]] not in (None, k["sha256"]):
             return True
     return False
 

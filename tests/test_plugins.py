@@ -90,7 +90,7 @@ def test_the_example_plugin_trains_and_its_run_is_evaluated_with_the_code_it_tra
     plugin.write_text(code.replace("layer_scale: float = Field(0.1", "layer_scale: float = Field(0.2"))
     assert existing_runs(tmp_path / "runs", "convmixer_cifar10") == []  # its recipe reads the same; its code not
     assert other_code(tmp_path / "runs", "convmixer_cifar10").startswith(
-        "1 run(s) of convmixer_cifar10 trained with other code than its plugin files hold now")
+        "1 run(s) of convmixer_cifar10 trained with other code than its plugins hold now")
     plugin.write_text(code)
     assert len(existing_runs(tmp_path / "runs", "convmixer_cifar10")) == 1
 
@@ -274,9 +274,26 @@ def test_an_installed_packages_architecture_by_its_entry_point_and_a_module_plug
     run_dir = trained(recipe, "name: tiny\ndata: {dataset: blobs, examples: 150, batch_size: 30}\n"
                       "model: {arch: tinymlp, units: 4}\ntrain: {epochs: 1}\n", tmp_path / "runs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    from dlkit.recipe.plugins import fingerprint
+
+    # each with the module's file and its digest
     assert manifest["plugins"] == [
-        {"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny", "package": "tinypkg 0.3"},
-        {"dataset": "blobs", "entry_point": "blobs = tinypkg.blobs", "package": "tinypkg 0.3"}]
+        {"architecture": "tinymlp", "entry_point": "tinymlp = tinypkg.tiny", "module": "tinypkg.tiny",
+         "package": "tinypkg 0.3", "path": str(package / "tinypkg" / "tiny.py"),
+         "sha256": fingerprint(package / "tinypkg" / "tiny.py")},
+        {"dataset": "blobs", "entry_point": "blobs = tinypkg.blobs", "module": "tinypkg.blobs", "package": "tinypkg 0.3",
+         "path": str(package / "tinypkg" / "blobs.py"), "sha256": fingerprint(package / "tinypkg" / "blobs.py")}]
+    from dlkit.sweep import existing_runs, other_code
+
+    # the installed module edited in place, its version unchanged (an editable install): sweep and tune no
+    # longer count the run as one of the recipe as it is
+    assert [r for _, r in existing_runs(tmp_path / "runs", "tiny")] == [run_dir]
+    source = (package / "tinypkg" / "blobs.py").read_text()
+    (package / "tinypkg" / "blobs.py").write_text(source + "# edited\n")
+    assert existing_runs(tmp_path / "runs", "tiny") == []
+    assert other_code(tmp_path / "runs", "tiny").startswith("1 run(s) of tiny trained with other code than")
+    (package / "tinypkg" / "blobs.py").write_text(source)
+    assert len(existing_runs(tmp_path / "runs", "tiny")) == 1
     # its 150 examples: a test split of 30 carved (test_split 0.2), then 12 for validation; its class names
     assert manifest["data_spec"]["class_names"] == ["top", "middle", "bottom"]
     assert sum(manifest["data_spec"]["class_counts"]) == 108

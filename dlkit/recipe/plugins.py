@@ -82,6 +82,23 @@ def fingerprint(path: Path) -> str | None:
         return None
 
 
+def module_fingerprint(path) -> str | None:
+    """The digest of an imported module's code as it is now, from its file (`__file__`): a package's (an
+    `__init__.py`) every .py file under its folder, as a folder plugin's; another module's file. None where
+    there is none (a built-in or namespace module) or it is not readable."""
+    if not path:
+        return None
+    path = Path(path)
+    return fingerprint(path.parent if path.name == "__init__.py" else path)
+
+
+def module_source(name: str | None) -> dict:
+    """What a run's manifest records of an imported module's code: its file and that digest (sweep and tune
+    tell by it whether an installed module was edited since, its version unchanged: an editable install)."""
+    path = getattr(sys.modules.get(name), "__file__", None)
+    return {"path": path, "sha256": module_fingerprint(path)}
+
+
 def kept(run: Path) -> list[dict]:
     """A run's records of the plugin files and folders it kept copies of (its manifest's `plugins`: file,
     copy, sha256); [] where there are none or the manifest does not read."""
@@ -251,7 +268,20 @@ def provenance(entries: list[str], arch: str, data: tuple[str, ...] = ()) -> lis
             release = f"{dists[0]} {version(dists[0])}" if dists else None
         except PackageNotFoundError:
             release = None
-        out.append({"module": entry, "path": getattr(sys.modules[entry], "__file__", None), "package": release})
-    if arch in models.FROM_PACKAGES:
-        out.append(models.FROM_PACKAGES[arch])
-    return out + [datasets.FROM_PACKAGES[name] for name in dict.fromkeys(data) if name in datasets.FROM_PACKAGES]
+        out.append({"module": entry, **module_source(entry), "package": release})
+    packaged = ([models.FROM_PACKAGES[arch]] if arch in models.FROM_PACKAGES else []) + \
+        [datasets.FROM_PACKAGES[name] for name in dict.fromkeys(data) if name in datasets.FROM_PACKAGES]
+    return out + [{**record, **module_source(record.get("module"))} for record in packaged]
+
+
+def modules_kept(run: Path) -> list[dict]:
+    """A run's records of the installed modules it trained with (a module plugin, an entry point's), those
+    that name a file and its digest; [] where the manifest does not read."""
+    import json
+
+    try:
+        records = json.loads((run / "manifest.json").read_text()).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [k for k in records if isinstance(k, dict) and isinstance(k.get("module"), str)
+            and isinstance(k.get("path"), str) and isinstance(k.get("sha256"), str)]
