@@ -421,20 +421,24 @@ def _without(recipe: dict, space: dict) -> dict:
     out.pop("tune", None)
     for key in space:
         *parents, last = key.split(".")
-        node = out
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
+        node = _get(out, ".".join(parents)) if parents else out
         if isinstance(node, dict):
             node.pop(last, None)
+        elif _get(node, last) is not ABSENT:  # a list's entry (model.blocks.0): emptied, the others keep their place
+            node[int(last)] = None
     return out
 
 
 def _get(recipe: dict, key: str):
+    """The value at a dotted key (a list's entry by its index: model.blocks.0.filters), or ABSENT."""
     node = recipe
     for p in key.split("."):
-        if not isinstance(node, dict) or p not in node:
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+        elif isinstance(node, list) and p.isdecimal() and int(p) < len(node):
+            node = node[int(p)]
+        else:
             return ABSENT
-        node = node[p]
     return node
 
 

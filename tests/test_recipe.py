@@ -394,6 +394,22 @@ def test_set_overrides_with_yaml_types(write_recipe):
         parse_override("no-equals-sign")
 
 
+def test_set_names_a_lists_entry_by_its_index(write_recipe):
+    """--set model.blocks.1.filters=8: a list's entry by its index from 0, its key or the whole entry; an index
+    the list does not have is a problem at the list's line, saying what it holds."""
+    recipe = write_recipe("model:\n  arch: cnn\n  blocks:\n    - {filters: 4}\n    - {filters: 6, pool: avg}\n")
+    r = load_recipe(recipe, ["model.blocks.1.filters=8", "model.blocks.0={filters: 5, kernel_size: 5}"])
+    assert [(b.filters, b.kernel_size, b.pool) for b in r.model.blocks] == [(5, 5, "max"), (8, 3, "avg")]
+    for index in ("2", "x", "-1"):
+        (p,) = problems_of(recipe, [f"model.blocks.{index}.filters=8"])
+        assert p.path == "model.blocks" and p.location.endswith("recipe.yaml:3"), p
+        assert f"model.blocks is a list of 2 entries; '{index}' is not one of their indexes (0 to 1)" in p.message
+    (p,) = problems_of(recipe, ["model.blocks.0.filters.1=8"])  # a value, not a section
+    assert p.path == "model.blocks.0.filters" and "holds a value, not a section" in p.message
+    (p,) = problems_of(recipe, ["model.blocks.1.filters=-3"])  # the schema's problem, at the --set
+    assert p.path == "model.blocks.1.filters" and p.location == "--set model.blocks.1.filters=-3"
+
+
 def test_an_exponent_without_a_dot_is_a_number(write_recipe):
     # PyYAML's YAML 1.1 reads 1e-3 as the string '1e-3', which the schema refused as "not a valid number"
     recipe = write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, learning_rate: 1e-3, epsilon: 1E-7}\n")

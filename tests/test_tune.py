@@ -215,6 +215,17 @@ def test_a_run_is_a_trial_of_the_search_at_a_point_of_its_space(write_recipe):
     assert search.point(run_at("data.batch_size=25")) is None  # another recipe
     assert search.point(run_at("tune.trials=7")) is not None  # the search's own section is not the recipe's
 
+    # a key inside a list's entry (the first conv block's filters): a run's value read there
+    blocks = write_recipe(TINY_MNIST + "tune:\n  space:\n    model.blocks.0.filters: {low: 2, high: 8}\n",
+                          name="blocks.yaml")
+    base = tasks.load_recipe(blocks)
+    search = tune.Search(blocks, [], base, {k: v.model_dump() for k, v in base.tune.space.items()})
+    assert search.point(tasks.load_recipe(blocks, ["model.blocks.0.filters=6"]).to_dict()) == \
+        {"model.blocks.0.filters": 6}
+    assert search.point(tasks.load_recipe(blocks, ["model.blocks.0.filters=9"]).to_dict()) is None  # outside
+    assert search.point(tasks.load_recipe(blocks, ["model.blocks.0.filters=6", "model.blocks.0.kernel_size=5"])
+                        .to_dict()) is None  # the block's other keys are the recipe's
+
     # an MLP's `hidden: [64, 32]` is resolved as [{units: 64}, {units: 32}]: the run is still at that choice
     mlp = write_recipe(TINY_MNIST.replace("  arch: cnn\n  blocks: [{filters: 4}]\n  dense: [16]\n", "  arch: mlp\n")
                        + "tune:\n  space:\n    model.hidden: {choices: [[32], [64, 32]]}\n", name="mlp.yaml")

@@ -117,23 +117,42 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
     data, locations = _read_with_extends(recipe_file(path), ())
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
+        node, at = data, ()  # `at`: the keys so far as the file's locations hold them (a list's index an int)
         for i, key in enumerate(keys[:-1]):
-            child = node.get(key)
-            if child is None:  # a section the --set makes: a problem with it (a misspelt name) is the --set's
-                child = node[key] = {}
-                locations.setdefault(keys[: i + 1], f"--set {text}")
-            if not isinstance(child, dict):
+            if isinstance(node, list):  # a list's entry, by its index: model.blocks.0.filters
+                key = _index(node, keys[: i + 1], text, locations)
+                child = node[key]
+            else:
+                child = node.get(key)
+                if child is None:  # a section the --set makes: a problem with it (a misspelt name) is the --set's
+                    child = node[key] = {}
+                    locations.setdefault((*at, key), f"--set {text}")
+            if not isinstance(child, (dict, list)):
                 raise RecipeError(
                     [Problem(".".join(keys[: i + 1]), f"--set {text}: this key holds a value, not a section",
                              locate(locations, keys[: i + 1]))]
                 )
-            node = child
-        node[keys[-1]] = value
-        for old in [k for k in locations if k[:len(keys)] == keys]:  # what the file had there is gone
+            node, at = child, (*at, key)
+        last = _index(node, keys, text, locations) if isinstance(node, list) else keys[-1]
+        node[last] = value
+        at = (*at, last)
+        for old in [k for k in locations if k[:len(at)] == at]:  # what the file had there is gone
             del locations[old]
-        locations[keys] = f"--set {text}"
+        locations[at] = f"--set {text}"
     return data, locations
+
+
+def _index(entries: list, keys: tuple[str, ...], text: str, locations: Locations) -> int:
+    """The entry of a list that a --set's key names (keys[-1], its index from 0); else the problem, at the list."""
+    key = keys[-1]
+    if key.isdecimal() and int(key) < len(entries):
+        return int(key)
+    where = ".".join(keys[:-1])
+    raise RecipeError([Problem(where, f"--set {text}: {where} is a list of {len(entries)} entries; {key!r} is not "
+                               "one of their indexes" + (f" (0 to {len(entries) - 1})" if entries else ""),
+                               locate(locations, keys[:-1]),
+                               hint="name an entry by its index from 0 (--set model.blocks.0.filters=64), or set "
+                                    "the whole list (--set 'model.dense=[128, 64]')")])
 
 
 def located(err: RecipeError, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RecipeError:
