@@ -405,7 +405,13 @@ def test_set_names_a_lists_entry_by_its_index(write_recipe):
         assert p.path == "model.blocks" and p.location.endswith("recipe.yaml:3"), p
         assert f"model.blocks is a list of 2 entries; '{index}' is not one of their indexes (0 to 1)" in p.message
     (p,) = problems_of(recipe, ["model.blocks.0.filters.1=8"])  # a value, not a section
-    assert p.path == "model.blocks.0.filters" and "holds a value, not a section" in p.message
+    assert p.path == "model.blocks.0.filters" and "holds a value (4 in the recipe), not a section" in p.message
+    # an MLP's `hidden: [8, 4]` as its file writes it (show resolves it as [{units: 8}, ...]): set whole
+    mlp = write_recipe("model: {arch: mlp, hidden: [8, 4]}\n", "mlp.yaml")
+    (p,) = problems_of(mlp, ["model.hidden.0.units=3"])
+    assert p.path == "model.hidden.0" and "holds a value (8 in the recipe)" in p.message
+    assert p.hint == "set it whole: --set model.hidden.0=VALUE"
+    assert [h.units for h in load_recipe(mlp, ["model.hidden.0=3"]).model.hidden] == [3, 4]
     (p,) = problems_of(recipe, ["model.blocks.1.filters=-3"])  # the schema's problem, at the --set
     assert p.path == "model.blocks.1.filters" and p.location == "--set model.blocks.1.filters=-3"
 

@@ -128,9 +128,10 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
                     child = node[key] = {}
                     locations.setdefault((*at, key), f"--set {text}")
             if not isinstance(child, (dict, list)):
-                raise RecipeError(
-                    [Problem(".".join(keys[: i + 1]), f"--set {text}: this key holds a value, not a section",
-                             locate(locations, keys[: i + 1]))]
+                here = ".".join(keys[: i + 1])
+                raise RecipeError(  # (an MLP's `hidden: [256]` reads as [{units: 256}], written as the file has it)
+                    [Problem(here, f"--set {text}: this key holds a value ({child!r} in the recipe), not a section",
+                             locate(locations, keys[: i + 1]), hint=f"set it whole: --set {here}=VALUE")]
                 )
             node, at = child, (*at, key)
         last = _index(node, keys, text, locations) if isinstance(node, list) else keys[-1]
