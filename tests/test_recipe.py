@@ -416,6 +416,20 @@ def test_set_names_a_lists_entry_by_its_index(write_recipe):
     assert p.path == "model.blocks.1.filters" and p.location == "--set model.blocks.1.filters=-3"
 
 
+def test_a_set_into_a_section_the_recipe_leaves_to_its_default_says_to_set_it_whole(write_recipe):
+    """A GAN's initializer is its default (random_normal, stddev 0.02) where the recipe does not set it; a --set
+    of one of its keys makes the section with that key alone, and the missing name says so."""
+    recipe = write_recipe("model: {arch: dcgan}\n")
+    (p,) = problems_of(recipe, ["model.initializer.stddev=0.1"])
+    assert p.path == "model.initializer.name" and p.message == "required key is missing"
+    assert p.hint.startswith("the recipe does not set model.initializer (its default is not merged into a --set): "
+                             "the --set made it with only the key it gives; set it whole, --set "
+                             "'model.initializer={name: ..., ...}'"), p.hint
+    (p,) = problems_of(recipe, ["model.initializer={stddev: 0.1}"])  # given whole: the plain problem
+    assert p.path == "model.initializer.name" and "the --set made it" not in (p.hint or "")
+    assert load_recipe(recipe, ["model.initializer={name: random_normal, stddev: 0.1}"]).model.initializer.stddev == 0.1
+
+
 def test_an_exponent_without_a_dot_is_a_number(write_recipe):
     # PyYAML's YAML 1.1 reads 1e-3 as the string '1e-3', which the schema refused as "not a valid number"
     recipe = write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, learning_rate: 1e-3, epsilon: 1E-7}\n")

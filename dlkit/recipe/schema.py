@@ -914,6 +914,12 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             owner = _class_at(root_cls, loc[:-1])
             field = owner.model_fields.get(str(loc[-1])) if owner is not None else None
             hint = field.description if field is not None else None
+            made, parent = locate(locations, loc[:-1]) or "", ".".join(str(p) for p in loc[:-1])
+            if made.startswith("--set ") and made[6:].partition("=")[0].strip() != parent:
+                # a section the recipe leaves to its default (a GAN's initializer), made by a --set of one key
+                hint = (f"the recipe does not set {parent} (its default is not merged into a --set): the --set made "
+                        f"it with only the key it gives; set it whole, --set '{parent}={{{loc[-1]}: ..., ...}}'"
+                        + (f" ({hint})" if hint else ""))
         elif e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg}; received {e['input']!r}"
         for line in msg.split("\n"):  # raise_all's problems, one a line; one that starts with a key is the key's
