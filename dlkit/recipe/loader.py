@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
             if not isinstance(child, (dict, list)):
                 here = ".".join(keys[: i + 1])
                 raise RecipeError(  # (an MLP's `hidden: [256]` reads as [{units: 256}], written as the file has it)
-                    [Problem(here, f"--set {text}: this key holds a value ({child!r} in the recipe), not a section",
+                    [Problem(here, f"--set {text}: this key holds a value ({reprlib.repr(child)} in the recipe), "
+                             "not a section",
                              locate(locations, keys[: i + 1]), hint=f"set it whole: --set {here}=VALUE")]
                 )
             node, at = child, (*at, key)

@@ -99,16 +99,20 @@ def module_source(name: str | None) -> dict:
     return {"path": path, "sha256": module_fingerprint(path)}
 
 
-def kept(run: Path) -> list[dict]:
-    """A run's records of the plugin files and folders it kept copies of (its manifest's `plugins`: file,
-    copy, sha256); [] where there are none or the manifest does not read."""
+def _records(run: Path) -> list:
+    """A run's manifest's `plugins` records; [] where there are none or the manifest does not read."""
     import json
 
     try:
-        records = json.loads((run / "manifest.json").read_text()).get("plugins") or []
+        return json.loads((run / "manifest.json").read_text()).get("plugins") or []
     except (OSError, ValueError, AttributeError):
         return []
-    return [k for k in records if isinstance(k, dict) and isinstance(k.get("file"), str)
+
+
+def kept(run: Path) -> list[dict]:
+    """A run's records of the plugin files and folders it kept copies of (its manifest's `plugins`: file,
+    copy, sha256); [] where there are none or the manifest does not read."""
+    return [k for k in _records(run) if isinstance(k, dict) and isinstance(k.get("file"), str)
             and isinstance(k.get("copy"), str) and isinstance(k.get("sha256"), str)]
 
 
@@ -277,11 +281,5 @@ def provenance(entries: list[str], arch: str, data: tuple[str, ...] = ()) -> lis
 def modules_kept(run: Path) -> list[dict]:
     """A run's records of the installed modules it trained with (a module plugin, an entry point's), those
     that name a file and its digest; [] where the manifest does not read."""
-    import json
-
-    try:
-        records = json.loads((run / "manifest.json").read_text()).get("plugins") or []
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [k for k in records if isinstance(k, dict) and isinstance(k.get("module"), str)
+    return [k for k in _records(run) if isinstance(k, dict) and isinstance(k.get("module"), str)
             and isinstance(k.get("path"), str) and isinstance(k.get("sha256"), str)]
