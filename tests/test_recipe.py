@@ -430,6 +430,17 @@ def test_a_set_into_a_section_the_recipe_leaves_to_its_default_says_to_set_it_wh
     assert load_recipe(recipe, ["model.initializer={name: random_normal, stddev: 0.1}"]).model.initializer.stddev == 0.1
 
 
+def test_devices_without_data_parallel_is_a_problem_not_dropped(write_recipe):
+    """train.distribution.devices is read by strategy data_parallel only; with strategy none (the default) it
+    was dropped in silence and the run trained on one device."""
+    recipe = write_recipe("model: {arch: mlp}\n")
+    (p,) = problems_of(recipe, ["train.distribution.devices=2"])
+    assert p.path == "train.distribution" and "devices 2 is read by strategy data_parallel only" in p.message
+    assert p.location == "--set train.distribution.devices=2"
+    r = load_recipe(recipe, ["train.distribution={strategy: data_parallel, devices: 2}"])
+    assert (r.train.distribution.strategy, r.train.distribution.devices) == ("data_parallel", 2)
+
+
 def test_an_exponent_without_a_dot_is_a_number(write_recipe):
     # PyYAML's YAML 1.1 reads 1e-3 as the string '1e-3', which the schema refused as "not a valid number"
     recipe = write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, learning_rate: 1e-3, epsilon: 1E-7}\n")

@@ -402,6 +402,14 @@ class Distribution(Section):
             raise ValueError(f"devices counts devices: auto, or 1 or more; received {v}")
         return v
 
+    @model_validator(mode="after")
+    def _devices_read(self):
+        if self.strategy == "none" and self.devices != "auto":  # it was dropped in silence: one device
+            raise ValueError(f"devices {self.devices} is read by strategy data_parallel only; strategy none trains "
+                             "on one device: set strategy: data_parallel (as dlkit train --devices N does), or remove "
+                             "devices")
+        return self
+
     @model_serializer(mode="wrap")
     def _short(self, handler):
         out = handler(self)
