@@ -143,15 +143,14 @@ def _other_code(run: Path, digests: dict) -> bool:
     the same, but it is not a run of the recipe as it is. `digests`: the files' hashes, read once a call."""
     from dlkit.recipe import plugins
 
-    for k in plugins.kept(run):
-        if k["file"] not in digests:  # None where it is gone: the recipe that lists it does not load
-            digests[k["file"]] = plugins.fingerprint(Path(k["file"]))
-        if digests[k["file"]] not in (None, k["sha256"]):
-            return True
-    for k in plugins.modules_kept(run):  # an installed module's file, edited in place (an editable install)
-        if k["path"] not in digests:  # None where it is gone (uninstalled, or installed elsewhere since)
-            digests[k["path"]] = plugins.module_fingerprint(k["path"])
-        if digests[k["path"]] not in (None, k["sha256"]):
+    # each plugin file, and each installed module's file (edited in place: an editable install), with its digest
+    # now, None where it is gone (the recipe that lists it does not load; a module uninstalled or moved)
+    recorded = [(k["file"], plugins.fingerprint, k["sha256"]) for k in plugins.kept(run)] + \
+        [(k["path"], plugins.module_fingerprint, k["sha256"]) for k in plugins.modules_kept(run)]
+    for path, digest_now, sha256 in recorded:
+        if path not in digests:
+            digests[path] = digest_now(Path(path))
+        if digests[path] not in (None, sha256):
             return True
     return False
 

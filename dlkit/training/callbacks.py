@@ -236,9 +236,9 @@ class DivergenceGuard(keras.callbacks.Callback):
         weights already on the host (a HostCopy's), else read here."""
         if self.diverged_at is None:
             self._check(logs, step)
-        if weights is None and self.diverged_at is None:
-            weights = self.model.get_weights()
-        if self.diverged_at is None and not all(np.isfinite(w).all() for w in weights):
+        if self.diverged_at is not None:
+            return False
+        if not all(np.isfinite(w).all() for w in (self.model.get_weights() if weights is None else weights)):
             self.diverged_at = (self.epoch, step)
             self.model.stop_training = True
         return self.diverged_at is None
