@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_serializer
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_serializer, model_validator
 
 
 class Section(BaseModel):
@@ -22,6 +22,30 @@ class Section(BaseModel):
     # keys other sections of this kind take but this one does not use, with what to do instead: a recipe
     # that sets one gets that hint in place of a bare "unknown key" (e.g. `train.metrics` for a GAN)
     not_used: ClassVar[dict[str, str]] = {}
+    # a section of this class that a recipe gives in part, in a field whose default is one of them, keeps the
+    # default's other keys (a GAN's generator optimizer given only its learning rate stays Adam with beta_1
+    # 0.5): see _over_defaults
+    merges_over_default: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_defaults(cls, data, info: ValidationInfo):
+        """Each field whose default merges (`merges_over_default`) and that the recipe gives as a mapping naming
+        no other `name`: the default's keys, then the given ones (a key given null keeps the default's; another
+        name replaces the default whole, as `extends` does). Not for a run's own recipe.yaml, read as written
+        (context `as_written`): it lists every key it trained with, and one written before this rule (a
+        generator's Adam without beta_1) trained with Keras's value."""
+        if not isinstance(data, dict) or (info.context or {}).get("as_written"):
+            return data
+        out = data
+        for key, field in cls.model_fields.items():
+            default, given = field.default, data.get(key)
+            if not (isinstance(given, dict) and getattr(default, "merges_over_default", False)):
+                continue
+            base = default.model_dump()
+            if given.get("name", base.get("name")) == base.get("name"):
+                out = {**out, key: {**base, **{k: v for k, v in given.items() if v is not None}}}
+        return out
 
 
 class UnsetIsNone(Section):

@@ -97,6 +97,25 @@ def test_an_image_folder_run_from_before_its_order_was_shuffled_reads_it_class_b
     assert run.data.domain_b.folder_order == "listed" and run.data.folder_order == "shuffled"  # A is mnist
 
 
+def test_a_run_from_before_optimizer_roles_merged_reads_as_it_trained(tmp_path):
+    """A GAN run trained when a generator optimizer given only its learning rate was a plain Adam (Keras's
+    beta_1 0.9) wrote {name: adam, learning_rate: ...} in its recipe.yaml: read as the run's recipe it stays
+    that Adam (resume and evaluate rebuild what trained), where the same file as a user's recipe now merges
+    over the role's default. A new run's recipe.yaml lists the merged keys, so it reads the same either way."""
+    import yaml
+
+    from dlkit.tasks import load_recipe, load_run_recipe
+
+    saved = load_recipe(ROOT / "recipes" / "gan_mnist.yaml").to_dict()
+    assert saved["train"]["optimizers"]["generator"]["beta_1"] == 0.5
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").to_dict() == saved
+    saved["train"]["optimizers"]["generator"] = {"name": "adam", "learning_rate": 0.001}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").train.optimizers.generator.beta_1 is None
+    assert load_recipe(tmp_path / "recipe.yaml").train.optimizers.generator.beta_1 == 0.5
+
+
 def test_a_run_that_set_a_key_its_dataset_ignored_still_loads(tmp_path):
     """`image_size` on MNIST, `label_column` on a non-CSV dataset, `attention_maps` on a model without attention,
     `label_smoothing` on a WGAN: a recipe now refuses them (they did nothing), but a run trained before that

@@ -522,6 +522,31 @@ def test_optimizer_roles_are_the_tasks(write_recipe):
     assert "plateau schedule needs a monitored value" in p.message
 
 
+def test_an_optimizer_role_given_in_part_keeps_its_default(write_recipe):
+    """A role whose default is another optimizer's settings (a GAN's Adam(2e-4, beta_1=0.5), a DBN's
+    pretraining SGD with momentum and weight decay), given only some keys, in the file or by --set, keeps the
+    default's others; naming another optimizer replaces it whole. Before, the given keys alone were a new Adam:
+    beta_1 0.9, and the DBN's pretraining was an Adam."""
+    gan = write_recipe(GAN + "  optimizers:\n    generator: {learning_rate: 0.001}\n")
+    roles = load_recipe(gan).train.optimizers
+    assert (roles.generator.name, roles.generator.learning_rate, roles.generator.beta_1) == ("adam", 0.001, 0.5)
+    assert (roles.discriminator.learning_rate, roles.discriminator.beta_1) == (0.0002, 0.5)
+    assert load_recipe(gan).to_dict()["train"]["optimizers"]["generator"] == \
+        {"name": "adam", "learning_rate": 0.001, "beta_1": 0.5}  # what a run's recipe.yaml keeps
+    g = load_recipe(write_recipe(GAN, "plain.yaml"), ["train.optimizers.discriminator.clipnorm=1.0"]).train.optimizers.discriminator
+    assert (g.beta_1, g.learning_rate, g.clipnorm) == (0.5, 0.0002, 1.0)
+    g = load_recipe(gan, ["train.optimizers.generator.beta_1=0.9"]).train.optimizers.generator
+    assert (g.beta_1, g.learning_rate) == (0.9, 0.001)
+    g = load_recipe(write_recipe(GAN + "  optimizers:\n    generator: {name: rmsprop}\n", "rms.yaml")).train.optimizers.generator
+    assert (g.name, g.learning_rate, g.beta_1) == ("rmsprop", 0.001, None)  # another optimizer: Keras's defaults
+    (p,) = problems_of(write_recipe(GAN + "  optimizers:\n    generator: {momentum: 0.9}\n", "bad.yaml"))
+    assert p.path == "train.optimizers.generator.momentum" and p.location.endswith("bad.yaml:7") and "'adam' takes no" in p.message
+    dbn = load_recipe(write_recipe("model: {arch: dbn}\ntrain:\n  pretrain_optimizer: {learning_rate: 0.1}\n", "dbn.yaml"))
+    sgd = dbn.train.pretrain_optimizer
+    assert (sgd.name, sgd.learning_rate, sgd.momentum, sgd.weight_decay) == ("sgd", 0.1, 0.9, 0.0002)
+    assert dbn.train.optimizer.name == "adam" and dbn.train.optimizer.beta_1 is None  # a plain default: as ever
+
+
 def test_the_second_domain_belongs_to_translation(write_recipe):
     (p,) = problems_of(write_recipe("model: {arch: cnn}\ndata:\n  domain_b: {dataset: mnist_m}\n"))
     assert p.path == "data.domain_b" and p.message == "not used here" and "cyclegan" in p.hint

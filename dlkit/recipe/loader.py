@@ -173,19 +173,19 @@ def located(err: RecipeError, path: str | Path, overrides: list[str] | tuple[str
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, sections, checks=None,
-                plugin_files: dict[str, Path] | None = None):
+                plugin_files: dict[str, Path] | None = None, as_written: bool = False):
     """Load, merge, override and validate a recipe. Raises RecipeError listing every problem.
 
     `sections(architecture)` gives the data and train section classes of the architecture's task, and
     `checks(recipe)` its problems across sections; callers above this layer use dlkit.tasks.load_recipe,
     which passes the registered tasks' own. The recipe's plugins are imported first (`plugin_files`: a run's
-    copies of them, by the path the recipe lists)."""
+    copies of them, by the path the recipe lists). `as_written`: a run's own resolved recipe (schema.validate)."""
     from dlkit.recipe.schema import _line_order, validate
 
     data, locations = load_raw(path, overrides)
     problems = plugins.load(data.get("plugins"), locations, plugin_files)
     try:
-        recipe = validate(data, locations, str(path), sections, checks)
+        recipe = validate(data, locations, str(path), sections, checks, as_written)
     except RecipeError as e:
         if not problems:
             raise

@@ -284,7 +284,11 @@ class ScheduleConfig(Section):
 
 
 class OptimizerConfig(UnsetIsNone):
-    """Any keras.optimizers optimizer. Arguments left unset keep Keras' defaults."""
+    """Any keras.optimizers optimizer. Arguments left unset keep Keras' defaults, or, in a role whose default
+    is another optimizer's settings (a GAN's Adam(2e-4, beta_1=0.5), a DBN's pretraining SGD), that default's
+    where the recipe names the same optimizer or none."""
+
+    merges_over_default: ClassVar[bool] = True
 
     name: str = "adam"
     learning_rate: float = Field(1e-3, gt=0)
@@ -747,7 +751,11 @@ def _keyed(data_cls: type, keys: type, name: str) -> type:
 
 
 def validate(data: dict, locations: Locations, source: str | None, sections: Sections,
-             checks: Checks | None = None) -> Recipe:
+             checks: Checks | None = None, as_written: bool = False) -> Recipe:
+    """The recipe `data` describes, or a RecipeError listing every problem with it at its line. `as_written`:
+    a run's own resolved recipe, whose sections given in part do not merge over their defaults
+    (Section._over_defaults)."""
+    context = {"as_written": as_written}
     data = dict(data)
     if source and "name" not in data:
         data["name"] = Path(source).stem
@@ -770,10 +778,10 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
             cls = recipe_class(architecture.config, **classes)
     if cls is not None:
         try:
-            recipe = cls.model_validate(data)
+            recipe = cls.model_validate(data, context=context)
         except ValidationError as e:
             problems += _problems(e, cls, locations)
-            problems += _hidden(e, cls, data, locations, problems, checks)
+            problems += _hidden(e, cls, data, locations, problems, checks, context)
         else:
             problems += _checked(recipe, checks, locations)
             if not problems:
@@ -812,7 +820,7 @@ def _checked(recipe: Recipe, checks: Checks | None, locations: Locations) -> lis
 
 
 def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: list[Problem],
-            checks: Checks | None) -> list[Problem]:
+            checks: Checks | None, context: dict) -> list[Problem]:
     """What the failing keys hid. Pydantic runs a section's cross-key checks only once every key in it is
     valid, and the task's checks need a whole recipe; so the recipe is validated once more without its failing
     keys (defaults stand in) and the problems this finds besides are added. A problem that names a removed
@@ -830,7 +838,7 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
     if not removed:
         return []
     try:
-        again = _checked(cls.model_validate(trimmed), checks, locations)
+        again = _checked(cls.model_validate(trimmed, context=context), checks, locations)
     except ValidationError as e:
         again = _problems(e, cls, locations)
     words = set()

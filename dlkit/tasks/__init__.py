@@ -74,10 +74,12 @@ def sections(architecture: Architecture) -> dict:
     return {"data_cls": task.Data, "train_cls": task.Train}
 
 
-def load_recipe(path: str | Path, overrides=(), plugin_files: dict[str, Path] | None = None):
+def load_recipe(path: str | Path, overrides=(), plugin_files: dict[str, Path] | None = None,
+                as_written: bool = False):
     """Load, merge, override and validate a recipe, its data and train sections those of its task
-    (`plugin_files`: a run's copies of its plugins, recipe.plugins)."""
+    (`plugin_files`: a run's copies of its plugins, recipe.plugins; `as_written`: a run's own recipe.yaml)."""
     return recipe_layer.load_recipe(path, overrides, sections=sections, plugin_files=plugin_files,
+                                    as_written=as_written,
                                     checks=lambda recipe: of(recipe).check(recipe) + _distribution(recipe)
                                     + _tuned(recipe))
 
@@ -136,13 +138,13 @@ def _load_run_recipe(path: Path, overrides):
     except ValueError:  # said by load_recipe
         arch = None
     if arch is None:
-        return load_recipe(path, overrides, copies)
+        return load_recipe(path, overrides, copies, as_written=True)
     classes = {"data": of_architecture(arch).Data, "train": of_architecture(arch).Train}
     written = {section: raw.get(section) if isinstance(raw.get(section), dict) else {} for section in classes}
     old = [f"{section}.{key}={value}" for (section, key), (value, needs) in ADDED_KEYS.items()
            if key.split(".")[0] in classes[section].model_fields and _lacks(written[section], key)
            and needs(written[section])]
-    return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides], copies)
+    return load_recipe(path, [*old, *_once_ignored(raw, arch), *overrides], copies, as_written=True)
 
 
 def _once_ignored(raw: dict, arch: Architecture) -> list[str]:
