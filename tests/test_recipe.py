@@ -119,6 +119,9 @@ MALFORMED = [
     ("data: {dataset: mnist}\n", "model", None, "required"),
     ("model: {arch: cnn}\ndata:\n  augment: {rotaton: 0.1}\n", "data.augment.rotaton", 3, "did you mean 'rotation'"),
     ("model: {arch: cnn}\ndata:\n  dataset: npz\n", "data", 2, "data.path"),
+    ("name: x\nmodex:\n  arch: cnn\n", "modex", 2, "did you mean 'model'? It is required: add a model section"),
+    ("model:\n  arhc: cnn\n", "model.arhc", 2, "did you mean 'arch'? It is required: choose one of: perceptron"),
+    ("extendx: cnn_mnist\n", "extendx", 1, "did you mean 'extends'?"),  # the loader's key, not 'seed'
 ]
 
 
@@ -138,6 +141,10 @@ MALFORMED = [
     ("model: {arch: mlp}\ntrain:\n  optimizer: {name: sgdd, momentum: 0.9}\n", {("train.optimizer.name", 3)}),
     # a default of "," is not a word to drop problems by: the second problem's message has commas in it
     ("model: {arch: mlp}\ndata:\n  separator: ';;'\n  path: x.csv\n", {("data.separator", 3), ("data", 2)}),
+    # a required key misspelt is one problem, at the misspelt key, not a second "required key is missing"
+    ("name: x\nmodex:\n  arch: cnn\n", {("modex", 2)}),
+    ("model:\n  arhc: cnn\n  hidden: 3\n", {("model.arhc", 2)}),
+    ("model: {arch: cyclegan}\ndata:\n  domain_c: {dataset: mnist_m}\n", {("data.domain_c", 3)}),
 ])
 def test_every_problem_of_a_section_at_once(write_recipe, text, expected):
     assert {(p.path, int(p.location.rsplit(":", 1)[1])) for p in problems_of(write_recipe(text))} == expected

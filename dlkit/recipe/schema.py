@@ -14,6 +14,7 @@ it came from.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
 import os
@@ -795,6 +796,10 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
         elif isinstance(model, dict) and arch is None:
             problems.append(Problem("model.arch", "required key is missing", locate(locations, ("model",)),
                                     f"choose one of: {', '.join(models.names())}"))
+            # without an architecture the model's keys are not checked; one that reads as arch misspelt is said
+            problems += [Problem(f"model.{key}", "unknown key", locate(locations, ("model", key)),
+                                 "did you mean 'arch'?") for key in model
+                         if isinstance(key, str) and difflib.get_close_matches(key, ["arch"], cutoff=0.5)]
         elif not problems:
             close = difflib.get_close_matches(str(arch), models.names(), n=1)
             hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(models.names())}" \
@@ -809,8 +814,26 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
             problems += [p for p in _problems(e, Recipe, locations)
                          if not (p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))
                          and p.path != "model"]
+    problems = _misspelt_required(problems)
     problems.sort(key=lambda p: _line_order(p.location))
     raise RecipeError(problems, source)
+
+
+def _misspelt_required(problems: list[Problem]) -> list[Problem]:
+    """One problem, not two, for a required key misspelt (`modex:` for `model:`): the unknown key's, at its
+    line, saying the key it looks like is required and what that one takes; not "model: required key is
+    missing" at the section's line besides."""
+    missing = {p.path: p for p in problems if p.message == "required key is missing"}
+    merged, out = set(), []
+    for p in problems:
+        meant = re.match(r"did you mean '(\w+)'\?", p.hint or "") if p.message == "unknown key" else None
+        parent = p.path.rpartition(".")[0]
+        q = missing.get(f"{parent}.{meant[1]}" if parent else meant[1]) if meant else None
+        if q is not None:
+            merged.add(q.path)
+            p = dataclasses.replace(p, hint=f"did you mean {meant[1]!r}? It is required" + (f": {q.hint}" if q.hint else ""))
+        out.append(p)
+    return [p for p in out if not (p.message == "required key is missing" and p.path in merged)]
 
 
 def _checked(recipe: Recipe, checks: Checks | None, locations: Locations) -> list[Problem]:
@@ -909,6 +932,8 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
         if e["type"] == "extra_forbidden":
             owner = _class_at(root_cls, loc[:-1])
             allowed = list(owner.model_fields) if owner is not None else []
+            if len(loc) == 1:  # the loader reads (and removes) extends before the schema sees the recipe
+                allowed = ["extends", *allowed]
             not_used = owner.not_used if owner is not None else {}
             if loc[-1] in not_used:
                 msg, hint = "not used here", not_used[loc[-1]]
