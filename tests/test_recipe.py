@@ -145,6 +145,13 @@ MALFORMED = [
     ("name: x\nmodex:\n  arch: cnn\n", {("modex", 2)}),
     ("model:\n  arhc: cnn\n  hidden: 3\n", {("model.arhc", 2)}),
     ("model: {arch: cyclegan}\ndata:\n  domain_c: {dataset: mnist_m}\n", {("data.domain_c", 3)}),
+    # nor the default standing in for the key it looks like: a stateful model's shuffle_buffer (0 in the recipe)
+    ("model: {arch: rnn_lm, stateful: true}\ndata:\n  dataset: ptb\n  shuffle_bufer: 0\n",
+     {("data.shuffle_bufer", 4)}),
+    # with no architecture, the data and train keys are checked against every task's sections: only what is
+    # wrong for all of them (a text dataset, a series' missing: interpolate are a task's)
+    ("model: {arch: foo}\ndata: {dataset: sentiment, missing: interpolate, batch_size: 0}\n",
+     {("model.arch", 1), ("data.batch_size", 2)}),
 ])
 def test_every_problem_of_a_section_at_once(write_recipe, text, expected):
     assert {(p.path, int(p.location.rsplit(":", 1)[1])) for p in problems_of(write_recipe(text))} == expected

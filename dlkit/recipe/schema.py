@@ -719,8 +719,9 @@ Checks = Callable[[Recipe], list]
 def recipe_class(model_cls: type, data_cls: type, train_cls: type) -> type[Recipe]:
     """The Recipe of one architecture: its model class, and its task's data and train classes."""
     required = any(f.is_required() for f in data_cls.model_fields.values())
+    arch = model_cls.model_fields["arch"]
     return create_model(
-        f"Recipe[{model_cls.model_fields['arch'].default}]", __base__=Recipe,
+        f"Recipe[{'?' if arch.is_required() else arch.default}, {train_cls.__name__}]", __base__=Recipe,
         data=(data_cls, ... if required else data_cls()), model=(model_cls, ...), train=(train_cls, train_cls()),
     )
 
@@ -799,24 +800,46 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
             # without an architecture the model's keys are not checked; one that reads as arch misspelt is said
             problems += [Problem(f"model.{key}", "unknown key", locate(locations, ("model", key)),
                                  "did you mean 'arch'?") for key in model
-                         if isinstance(key, str) and difflib.get_close_matches(key, ["arch"], cutoff=0.5)]
+                         if isinstance(key, str) and _meant(key, ["arch"])]
         elif not problems:
             close = difflib.get_close_matches(str(arch), models.names(), n=1)
             hint = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(models.names())}" \
                 + " (or one of your own: from a file or module the recipe's plugins list, or an installed package)"
             problems.append(Problem("model.arch", f"unknown architecture {arch!r}", locate(locations, ("model", "arch")),
                                     hint))
-        # Without an architecture there is no task to say which data and train keys exist: check the rest with
-        # the common sections, and report only what is wrong whatever the task (not "unknown key").
-        try:
-            Recipe.model_validate({**data, "model": {"arch": "?"}})
-        except ValidationError as e:
-            problems += [p for p in _problems(e, Recipe, locations)
-                         if not (p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))
-                         and p.path != "model"]
+        problems += _whatever_the_task(data, locations, sections, context)
     problems = _misspelt_required(problems)
     problems.sort(key=lambda p: _line_order(p.location))
     raise RecipeError(problems, source)
+
+
+def _whatever_the_task(data: dict, locations: Locations, sections: Sections, context: dict) -> list[Problem]:
+    """Without an architecture there is no task to say which data and train keys exist: the rest of the recipe
+    checked with each task's sections, and only the problems every task has (not "unknown key"): `data.dataset:
+    sentiment` is a text task's dataset, `data.batch_size: 0` wrong for all."""
+    common = None
+    for data_cls, train_cls in dict.fromkeys((c["data_cls"], c["train_cls"]) for c in _task_sections(sections)):
+        cls = recipe_class(ModelBase, data_cls, train_cls)  # any architecture's common model keys
+        try:
+            cls.model_validate({**data, "model": {"arch": "?"}}, context=context)
+            return []
+        except ValidationError as e:
+            found = {(p.path, p.message): p for p in _problems(e, cls, locations)
+                     if not (p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))
+                     and p.path != "model"}
+        common = found if common is None else {k: v for k, v in common.items() if k in found}
+    return list((common or {}).values())
+
+
+def _task_sections(sections: Sections) -> list[dict]:
+    """Each registered architecture's task sections (an installed package's architectures are not loaded)."""
+    out = []
+    for architecture in models.ARCHITECTURES.values():
+        try:
+            out.append(sections(architecture))
+        except ValueError:  # a plugin's naming no task dlkit has: said where it is named
+            continue
+    return out
 
 
 def _misspelt_required(problems: list[Problem]) -> list[Problem]:
@@ -860,6 +883,11 @@ def _hidden(err: ValidationError, cls, data: dict, locations: Locations, found: 
             removed.append(loc)
     if not removed:
         return []
+    for loc in list(removed):  # an unknown key's: the key it looks like stands in at its default (shuffle_bufer)
+        owner = _class_at(cls, loc[:-1])
+        meant = _meant(str(loc[-1]), list(owner.model_fields)) if owner is not None else None
+        if meant is not None and str(loc[-1]) not in owner.model_fields:
+            removed.append((*loc[:-1], meant))
     try:
         again = _checked(cls.model_validate(trimmed, context=context), checks, locations)
     except ValidationError as e:
@@ -938,7 +966,7 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             if loc[-1] in not_used:
                 msg, hint = "not used here", not_used[loc[-1]]
             else:
-                close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
+                close = _meant(str(loc[-1]), allowed)
                 there = _where_else(root_cls, str(loc[-1]))
                 msg = "unknown key"
                 name, colon, value = str(loc[-1]).partition(":")
@@ -948,7 +976,7 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
                 elif 0 < len(there) <= 2:  # train.batch_size, model.learning_rate: a real key, in another section
                     hint = "move it to " + " or ".join(p if "." in p else f"the top level ({p})" for p in there) + "."
                 else:
-                    hint = f"did you mean {close[0]!r}?" if close else "remove it."
+                    hint = f"did you mean {close!r}?" if close else "remove it."
                 hint += f" Keys here: {', '.join(allowed)}" if allowed else ""
         elif e["type"] == "missing":
             msg = "required key is missing"
@@ -968,6 +996,12 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             at, text = (tuple(key[1].split(".")), key[2]) if key else (loc, line)
             problems.append(Problem(".".join(str(p) for p in at), text, locate(locations, at), hint))
     return problems
+
+
+def _meant(key: str, allowed: list[str]) -> str | None:
+    """The key of `allowed` that an unknown `key` looks like a misspelling of, if any."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+    return close[0] if close else None
 
 
 def _where_else(cls, key: str, prefix: tuple = (), depth: int = 3) -> list[str]:
