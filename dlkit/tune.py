@@ -18,8 +18,8 @@ The runs are the search's memory, as they are a sweep's: run again, `dlkit tune`
 points of the space (its other keys as they are now), hands the finished ones to Optuna, resumes an
 interrupted one, and runs only the trials still wanting, so `--trials 40` after 20 runs 20 more. A diverged or
 failed trial is a failed trial, and the search goes on. With `tune.prune`, each trial is handed the stopping
-rule (the median rule, or successive halving's rungs) of the trials finished before it (prune_rule;
-training.callbacks.Pruning applies it).
+rule (the median rule, or successive halving's rungs: over all trials, or Hyperband's, among the trials of
+its bracket) of the trials finished before it (prune_rule; training.callbacks.Pruning applies it).
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                 trial = study.ask(search.distributions)
                 t = search.member(search.from_optuna(trial.params), runs_root)
                 if base.tune.prune is not None:
-                    t["env"] = {backend.TUNE_PRUNE_VARIABLE: json.dumps(prune_rule(done, monitor, direction,
-                                                                                   base.tune.prune))}
+                    rule = prune_rule(done, monitor, direction, base.tune.prune, t["params"],
+                                      t["params"].get("train.epochs", base.train.epochs), horizon(base, space))
+                    t["env"] = {backend.TUNE_PRUNE_VARIABLE: json.dumps(rule)}
                 running[pool.submit(runner.run, t)] = (trial, t)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -324,14 +325,25 @@ def _read_curve(history: Path | None, monitor: str) -> dict[int, float]:
     return out
 
 
-def prune_rule(done: list[dict], monitor: str, direction: str, prune) -> dict:
-    """The stopping rule a trial is handed, from the trials before it: their best monitored value up to each
-    epoch. `median`: per epoch, the median over the finished (not pruned) trials, for the epochs at least
-    `startup_trials` of them reached. `halving`: per rung (min_epochs times a power of reduction_factor),
-    every value at that rung of the trials that reached it, pruned ones too (ASHA ranks a trial among all
-    that got as far); none before `startup_trials` trials have finished."""
+def prune_rule(done: list[dict], monitor: str, direction: str, prune, params: dict | None = None,
+               epochs: int | None = None, most_epochs: int | None = None) -> dict:
+    """The stopping rule a trial (at `params`, of `epochs` epochs) is handed, from the trials before it: their
+    best monitored value up to each epoch. `median`: per epoch, the median over the finished (not pruned)
+    trials, for the epochs at least `startup_trials` of them reached before the trial's last (a trial that
+    trained all its epochs is not pruned). `halving`: per rung (min_epochs times a power of reduction_factor)
+    before the trial's last epoch, every value at that rung of the trials that reached it, pruned ones too (ASHA ranks a trial
+    among all that got as far); none before `startup_trials` trials have finished. `hyperband`: halving within
+    the trial's bracket (`bracket`, of those for trials of `most_epochs`: the search's most), among the trials
+    of that bracket only, from its own first rung."""
     import statistics
 
+    first = prune.min_epochs if prune.rule != "median" else None
+    extra = {}
+    if prune.rule == "hyperband":
+        count = brackets(prune.min_epochs, prune.reduction_factor, most_epochs or epochs or prune.min_epochs)
+        k = bracket(params or {}, prune.reduction_factor, count)
+        first, extra = prune.min_epochs * prune.reduction_factor ** k, {"bracket": k, "brackets": count}
+        done = [t for t in done if bracket(t["params"], prune.reduction_factor, count) == k]
     better = min if direction == "min" else max
     curves, counted = [], ("completed",) if prune.rule == "median" else ("completed", "pruned")
     for t in done:
@@ -342,19 +354,56 @@ def prune_rule(done: list[dict], monitor: str, direction: str, prune) -> dict:
             best = curve[epoch] if best is None else better(best, curve[epoch])
             running[epoch] = best
         curves.append(running)
-    if prune.rule == "halving":
-        rungs, epoch = {}, prune.min_epochs
-        while len(curves) >= prune.startup_trials and any(epoch in c for c in curves):
+    if first is not None:  # halving, in hyperband's bracket or over all trials
+        rungs, epoch = {}, first
+        while len(curves) >= prune.startup_trials and any(epoch in c for c in curves) and \
+                (epochs is None or epoch < epochs):
             rungs[epoch] = [c[epoch] for c in curves if epoch in c]
             epoch *= prune.reduction_factor
         return {"monitor": monitor, "rule": "halving", "reduction_factor": prune.reduction_factor,
-                "min_epochs": prune.min_epochs, "rungs": rungs}
+                "min_epochs": first, "rungs": rungs, **extra}
     medians = {}
     for epoch in sorted({e for c in curves for e in c}):
         values = [c[epoch] for c in curves if epoch in c]
-        if len(values) >= prune.startup_trials:
+        if len(values) >= prune.startup_trials and (epochs is None or epoch < epochs):
             medians[epoch] = statistics.median(values)
     return {"monitor": monitor, "rule": "median", "warmup_epochs": prune.warmup_epochs, "medians": medians}
+
+
+def horizon(recipe, space: dict) -> int:
+    """The most epochs a trial of the search trains: the recipe's, or the most train.epochs the space holds."""
+    searched = space.get("train.epochs")
+    if searched is None:
+        return recipe.train.epochs
+    values = searched["choices"] if searched.get("choices") is not None else [searched["high"]]
+    return max(int(v) for v in values)
+
+
+def brackets(min_epochs: int, factor: int, epochs: int) -> int:
+    """Hyperband's brackets for trials of up to `epochs` epochs, as Optuna's HyperbandPruner counts them: one
+    whose first rung is min_epochs, one at min_epochs times factor, ... up to the last whose first rung is at
+    most `epochs`. At least one."""
+    count, rung = 1, min_epochs * factor
+    while rung <= epochs:
+        count, rung = count + 1, rung * factor
+    return count
+
+
+def bracket(params: dict, factor: int, count: int) -> int:
+    """The Hyperband bracket of the trial at `params`: drawn from a hash of its values, so a trial found again
+    by a later `dlkit tune` is in the bracket it ran in, with Hyperband's shares (Li et al., 2018): the
+    bracket of first rung min_epochs * factor^k takes trials in proportion to factor^(s) / (s + 1), s =
+    count - 1 - k, the most to the earliest rung."""
+    import hashlib
+
+    weights = [factor ** (count - 1 - k) / (count - k) for k in range(count)]
+    digest = hashlib.sha256(_text(params).encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2 ** 64 * sum(weights)
+    for k, w in enumerate(weights):
+        if u < w:
+            return k
+        u -= w
+    return count - 1
 
 
 def _text(value) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -348,6 +349,13 @@ def test_successive_halving_keeps_the_best_share_at_each_rung():
     assert after(0.2, {"1": [0.1, 0.3]}, factor=3)[1] is True  # the best third of three is one: 0.1
     assert after(0.99, {"1": [0.1]}, epoch=2) == (None, False)  # not a rung
     assert after(0.99, {}) == (None, False)  # the first to reach the rung
+    hyperband = Pruning("val_loss", "min", {"rule": "halving", "reduction_factor": 2, "rungs": {"3": [0.1]},
+                                            "bracket": 1, "brackets": 3}, [])
+    hyperband.set_model(SimpleNamespace(stop_training=False))
+    hyperband.on_epoch_end(2, {"val_loss": 0.5})
+    assert hyperband.pruned == {"epoch": 3, "val_loss": 0.5, "rule": "hyperband", "cutoff": 0.1, "of": 2,
+                                "bracket": 1, "brackets": 3}
+    assert "Hyperband (successive halving in bracket 1 of 0 to 2)" in hyperband.said()
 
 
 def test_the_rules_are_of_the_earlier_trials_best_so_far(tmp_path):
@@ -379,9 +387,69 @@ def test_the_rules_are_of_the_earlier_trials_best_so_far(tmp_path):
     halving.startup_trials = 5  # four have finished (completed or pruned)
     assert tune.prune_rule(done, "val_loss", "min", halving)["rungs"] == {}
 
+    # a trial is not pruned at its last epoch: it trained them all (here of 2 epochs, and of 3)
+    assert tune.prune_rule(done, "val_loss", "min", median, epochs=2)["medians"] == {1: 2.0}
+    halving.startup_trials = 2
+    assert list(tune.prune_rule(done, "val_loss", "min", halving, epochs=2)["rungs"]) == [1]
+    assert list(tune.prune_rule(done, "val_loss", "min", halving, epochs=3)["rungs"]) == [1, 2]
+
     pruned = {"params": {}, "action": "done", "run": Path("/r/2"), "status": "pruned", "value": 0.05}
     fine = {"params": {}, "action": "done", "run": Path("/r/1"), "status": "completed", "value": 0.2}
     assert tune.summarize({"direction": "min"}, [fine, pruned])["best"]["value"] == 0.2  # stopped early: not best
+
+
+def test_hyperband_is_halving_in_brackets_each_trial_in_one(tmp_path):
+    """`rule: hyperband`: brackets whose first rungs are min_epochs times 1, factor, factor^2, ... up to the
+    search's most epochs (as Optuna's HyperbandPruner counts them); a trial's bracket is drawn from its values
+    (a later tune finds it in the same one), in Hyperband's shares, most to the earliest rung; its rule is
+    halving among the trials of its bracket only, from the bracket's first rung."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from dlkit import tune
+
+    assert [tune.brackets(1, 3, e) for e in (1, 2, 3, 8, 9, 27)] == [1, 1, 2, 2, 3, 4]
+    assert tune.brackets(2, 2, 7) == 2  # first rungs 2 and 4
+    drawn = Counter(tune.bracket({"lr": i / 1000}, 3, 3) for i in range(3000))
+    assert drawn[0] > drawn[1] > drawn[2] > 0  # shares 9/3 : 3/2 : 1 (0.55, 0.27, 0.18)
+    assert abs(drawn[0] / 3000 - 6 / 11) < 0.04 and abs(drawn[2] / 3000 - 2 / 11) < 0.04
+    assert tune.bracket({"lr": 0.5, "units": [8]}, 3, 3) == tune.bracket({"units": [8], "lr": 0.5}, 3, 3)
+
+    def trial(lr, losses):
+        run = tmp_path / str(lr)
+        run.mkdir()
+        (run / "history.csv").write_text("epoch,val_loss\n" + "".join(f"{i + 1},{v}\n" for i, v in enumerate(losses)))
+        return {"params": {"lr": lr}, "run": run, "status": "completed"}
+
+    by_bracket = {}
+    for i in range(40):
+        by_bracket.setdefault(tune.bracket({"lr": i / 100}, 2, 3), []).append(i / 100)
+    done = [trial(lr, [lr + 1, lr + 0.5, lr + 0.25, lr]) for lr in by_bracket[0][:2] + by_bracket[1][:3]]
+    prune = SimpleNamespace(rule="hyperband", startup_trials=2, min_epochs=1, reduction_factor=2)
+    one = tune.prune_rule(done, "val_loss", "min", prune, {"lr": by_bracket[1][5]}, 9, 4)
+    assert one["bracket"] == 1 and one["brackets"] == 3 and one["min_epochs"] == 2  # rungs 2, 4 of its three
+    assert one["rungs"] == {2: [lr + 0.5 for lr in by_bracket[1][:3]], 4: list(by_bracket[1][:3])}
+    zero = tune.prune_rule(done, "val_loss", "min", prune, {"lr": by_bracket[0][5]}, 9, 4)
+    assert zero["min_epochs"] == 1 and zero["rungs"][1] == [lr + 1 for lr in by_bracket[0][:2]]
+    two = tune.prune_rule(done, "val_loss", "min", prune, {"lr": by_bracket[2][0]}, 9, 4)
+    assert two["min_epochs"] == 4 and two["rungs"] == {}  # none of its bracket has finished
+    # the search's most epochs: the recipe's, or the most the space gives train.epochs
+    recipe = SimpleNamespace(train=SimpleNamespace(epochs=5))
+    assert tune.horizon(recipe, {}) == 5 and tune.horizon(recipe, {"train.epochs": {"low": 2, "high": 8}}) == 8
+    assert tune.horizon(recipe, {"train.epochs": {"choices": [3, 12, 6]}}) == 12
+
+
+def test_a_rules_keys_are_its_own(write_recipe):
+    from dlkit.errors import RecipeError
+    from dlkit.tasks import load_recipe
+
+    rule = load_recipe(write_recipe(TUNED + "  prune: {rule: hyperband, min_epochs: 2, reduction_factor: 2}\n"))
+    assert rule.tune.prune.rule == "hyperband" and rule.tune.prune.min_epochs == 2
+    for text, said in (("{rule: hyperband, warmup_epochs: 2}", "warmup_epochs is read by rule median only, not by "
+                                                                "rule hyperband"),
+                       ("{min_epochs: 2}", "min_epochs is read by rule halving and hyperband only, not by rule median")):
+        with pytest.raises(RecipeError, match=said):
+            load_recipe(write_recipe(TUNED + f"  prune: {text}\n"))
 
 
 def test_tune_hands_each_trial_the_rule_of_the_trials_before(write_recipe, tmp_path, monkeypatch):
@@ -402,3 +470,11 @@ def test_tune_hands_each_trial_the_rule_of_the_trials_before(write_recipe, tmp_p
         p.unlink()
     run("tune", write_recipe(TUNED), "--runs-root", tmp_path / "runs", "--json")
     assert [p.read_text() for p in seen.iterdir()] == ["none", "none"]  # no prune section: no rule
+    for p in seen.iterdir():
+        p.unlink()
+    hyperband = "  prune: {rule: hyperband, min_epochs: 1, reduction_factor: 2}\n"
+    run("tune", write_recipe(TUNED.replace("  trials: 2\n", "  trials: 2\n" + hyperband)), "--runs-root",
+        tmp_path / "runs", "--set", "train.epochs=4", "--json")
+    handed = [json.loads(p.read_text()) for p in seen.iterdir()]  # brackets of first rungs 1, 2 and 4
+    assert len(handed) == 2 and all(h["rule"] == "halving" and h["brackets"] == 3 and h["rungs"] == {}
+                                    and h["min_epochs"] == 2 ** h["bracket"] for h in handed)

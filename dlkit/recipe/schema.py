@@ -638,20 +638,27 @@ class Prune(Section):
     epoch past `warmup_epochs` whose best monitored value so far is worse than the median of the finished
     trials' at that epoch. `rule: halving` (asynchronous successive halving, ASHA): at each rung, epochs
     `min_epochs` times a power of `reduction_factor`, a trial goes on only if its best so far is in the best
-    1/`reduction_factor` of the trials' that reached that rung before it, itself among them."""
+    1/`reduction_factor` of the trials' that reached that rung before it, itself among them. `rule:
+    hyperband`: halving in brackets, each trial in one, whose first rungs are min_epochs, min_epochs *
+    reduction_factor, ... (tune.brackets): no one first rung has to be right."""
 
-    rule: Literal["median", "halving"] = "median"
-    startup_trials: int = Field(5, ge=1)
+    rule: Literal["median", "halving", "hyperband"] = "median"
+    startup_trials: int = Field(5, ge=1)  # hyperband: in each bracket
     warmup_epochs: int = Field(1, ge=0)  # median
-    min_epochs: int = Field(1, ge=1)  # halving: the first rung
-    reduction_factor: int = Field(3, ge=2)  # halving: one in this many goes on at each rung
+    min_epochs: int = Field(1, ge=1)  # halving: the first rung; hyperband: the first bracket's
+    reduction_factor: int = Field(3, ge=2)  # halving, hyperband: one in this many goes on at each rung
 
     _together = model_validator(mode="after")(raise_all)
 
+    READS: ClassVar[dict[str, tuple[str, ...]]] = {"median": ("warmup_epochs",),
+                                                   "halving": ("min_epochs", "reduction_factor"),
+                                                   "hyperband": ("min_epochs", "reduction_factor")}
+
     def cross_problems(self) -> list[str]:
-        other = {"median": ("min_epochs", "reduction_factor"), "halving": ("warmup_epochs",)}[self.rule]
-        return [f"{key} is read by rule {'halving' if self.rule == 'median' else 'median'} only, not by rule "
-                f"{self.rule}; remove it" for key in changed(self, other)]
+        unread = [k for k in ("warmup_epochs", "min_epochs", "reduction_factor") if k not in self.READS[self.rule]]
+        readers = {k: " and ".join(r for r, keys in self.READS.items() if k in keys) for k in unread}
+        return [f"{key} is read by rule {readers[key]} only, not by rule {self.rule}; remove it"
+                for key in changed(self, unread)]
 
 
 class Tune(Section):

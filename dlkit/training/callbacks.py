@@ -130,7 +130,8 @@ class Pruning(keras.callbacks.Callback):
     the warm-up whose best monitored value so far is worse than the median of the earlier finished trials'
     at that epoch (Golovin et al., Google Vizier, 2017; Optuna's MedianPruner). `halving`: at each rung epoch
     the earlier trials reached, go on only if the best so far is among the best 1/reduction_factor of theirs
-    and its own (asynchronous successive halving: Li et al., ASHA, 2020; Optuna's SuccessiveHalvingPruner).
+    and its own (asynchronous successive halving: Li et al., ASHA, 2020; Optuna's SuccessiveHalvingPruner);
+    Hyperband hands it as halving among the trials of the trial's bracket, from that bracket's first rung.
     The tune hands the rule to the trial process in the environment (backend.TUNE_PRUNE_VARIABLE), so a
     trial's recipe is the recipe at its point and nothing else; the run then ends as a finished run whose
     metrics.json says where it was pruned (`pruned`)."""
@@ -142,6 +143,7 @@ class Pruning(keras.callbacks.Callback):
         self.medians = {int(k): float(v) for k, v in rule.get("medians", {}).items()}
         self.rungs = {int(k): [float(x) for x in v] for k, v in rule.get("rungs", {}).items()}
         self.factor = int(rule.get("reduction_factor", 3))
+        self.bracket = {"bracket": rule["bracket"], "brackets": rule.get("brackets")} if "bracket" in rule else {}
         self.best, self.pruned = None, None
         for row in rows:  # a resumed trial: the epochs before count
             self._see(row.get(monitor))
@@ -178,8 +180,8 @@ class Pruning(keras.callbacks.Callback):
             ranked = sorted(self.rungs[done] + [self.best], reverse=self.mode == "max")
             cutoff = ranked[max(len(ranked) // self.factor, 1) - 1]  # the last that goes on
             if self._better(cutoff, self.best):
-                self.pruned = {"epoch": done, self.monitor: self.best, "rule": "halving", "cutoff": cutoff,
-                               "of": len(ranked)}
+                self.pruned = {"epoch": done, self.monitor: self.best, "rule": "hyperband" if self.bracket else
+                               "halving", "cutoff": cutoff, "of": len(ranked), **self.bracket}
         else:
             median = self.medians.get(done)
             if done > self.warmup and median is not None and self._better(median, self.best):
@@ -193,8 +195,9 @@ class Pruning(keras.callbacks.Callback):
         if "median" in p:
             rule, lost_to = "median rule", f"the earlier trials' median {p['median']:.4g}"
         else:
-            rule, lost_to = "successive halving", (f"the worst of the best 1/{self.factor} of the {p['of']} trials "
-                                                   f"at this rung {p['cutoff']:.4g}")
+            rule = (f"Hyperband (successive halving in bracket {p['bracket']} of 0 to {p['brackets'] - 1})"
+                    if "bracket" in p else "successive halving")
+            lost_to = f"the worst of the best 1/{self.factor} of the {p['of']} trials at this rung {p['cutoff']:.4g}"
         return (f"pruned by dlkit tune's {rule} after epoch {p['epoch']}: best {self.monitor} {self.best:.4g}, "
                 f"{lost_to}")
 
