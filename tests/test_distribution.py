@@ -152,8 +152,8 @@ def test_a_two_device_run_resumes_exactly(tmp_path):
 
 def check_processes(outs: list[dict], alone: dict, root: Path) -> None:
     """Two processes joined into one run (keras.distribution.initialize, one CPU device each) train the
-    classifier (stopped after one epoch and resumed) and the DCGAN (its epoch-end pictures drawn by each
-    process by itself) as one process trains them straight; process 0 alone writes the run directories,
+    classifier (stopped after one epoch and resumed) and the DCGAN (its grids, mid-epoch and at each epoch's
+    end, drawn by each process by itself) as one process trains them straight; process 0 alone writes the run directories,
     process 1 a log beside each."""
     first, second = sorted(outs, key=lambda o: o["process"])
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
@@ -176,6 +176,37 @@ def check_processes(outs: list[dict], alone: dict, root: Path) -> None:
     manifest = json.loads((Path(first["results"][0]["run_dir"]) / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["replicas"] == 2
     assert (Path(first["results"][1]["run_dir"]) / "samples.png").is_file()
+
+
+def test_a_grid_drawn_inside_an_epoch_over_several_processes_is_drawn_by_each_process_alone(monkeypatch, tmp_path):
+    """train.sample_every's grid inside an epoch, in a run over several processes: Keras's predict there takes
+    only tf.data (split between the processes), so the draw runs as the epoch-end pictures do, each process by
+    itself (no distribution, the variables' local copies), the shared values back afterwards. It stopped the
+    two-process DCGAN run, a slow case, with Keras's ValueError at the first mid-epoch grid."""
+    from types import SimpleNamespace
+
+    from dlkit import backend, keras_private
+    from dlkit.tasks.sample_grid import SampleGrid
+
+    seen = []
+    monkeypatch.setattr(backend, "process_count", lambda: 2)
+    monkeypatch.setattr(keras_private, "local_values", lambda model: seen.append(("copied", model)) or ["saved"])
+    monkeypatch.setattr(keras_private, "put_back", lambda saved: seen.append(("put back", saved)))
+
+    def draw():
+        seen.append(("drawn", backend._alone))
+        return np.zeros((4, 2, 2, 1), "float32")
+
+    run = SimpleNamespace(root=tmp_path, samples=tmp_path / "samples.png")
+    grid = SampleGrid(run, None, draw, rows=2, fakes=None, real=np.zeros((2, 2, 2, 1), "float32"), scale=(1 / 255, 0),
+                      overpower_epochs=3, every=2)
+    model = SimpleNamespace()
+    grid.set_model(model)
+    grid.set_params({"steps": 10})
+    grid.on_epoch_begin(0)
+    grid.on_train_batch_end(1)  # step 2
+    assert seen == [("copied", model), ("drawn", True), ("put back", ["saved"])] and not backend._alone
+    assert (tmp_path / "samples" / "step_0000002.png").is_file()
 
 
 def test_a_run_over_several_processes_says_what_is_missing_or_wrong(tiny_recipe, monkeypatch):

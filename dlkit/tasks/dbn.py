@@ -37,9 +37,13 @@ class DbnTrain(FitTrain):
 
 
 def _probabilities(rbm, x: np.ndarray | None, batch: int = 2000) -> np.ndarray | None:
+    from dlkit.tasks.sample_grid import by_itself  # between the phases of a run over several processes too
+
     if x is None:
         return None
-    return np.concatenate([rbm.predict(x[i:i + batch], verbose=0) for i in range(0, len(x), batch)]).astype(np.float32)
+    with by_itself(rbm):
+        return np.concatenate([rbm.predict(x[i:i + batch], verbose=0)
+                               for i in range(0, len(x), batch)]).astype(np.float32)
 
 
 def _with_labels(h, y, num_classes):

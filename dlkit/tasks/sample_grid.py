@@ -3,6 +3,7 @@ statistic and warnings beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,26 @@ import numpy as np
 from dlkit import images
 from dlkit.files import replace_atomic
 from dlkit.rundir import PhaseDir, RunDir
+
+
+@contextlib.contextmanager
+def by_itself(model):
+    """In a run over several processes, `model` run by this process alone (a picture drawn while training, a
+    DBN's features between its phases): its variables hold local copies of their values and no distribution
+    is set (backend.alone), since Keras predicts across processes only from tf.data and gathers no output;
+    afterwards the shared values are back for the steps. Alone, nothing changes."""
+    from dlkit import backend
+    from dlkit.keras_private import local_values, put_back
+
+    if backend.process_count() == 1:
+        yield
+        return
+    with backend.alone():
+        saved = local_values(model)
+        try:
+            yield
+        finally:
+            put_back(saved)
 
 
 class EpochGrid(keras.callbacks.Callback):
@@ -67,7 +88,9 @@ class SampleGrid(EpochGrid):
                 sync()
             path = self.where.root / "samples" / f"step_{step:07d}.png"
             path.parent.mkdir(exist_ok=True)
-            images.save_png(images.grid(images.to_uint8(self.draw(), self.scale), self.rows), path)
+            with by_itself(self.model):  # (at an epoch's end the fit's ProcessLocal does this)
+                drawn = self.draw()
+            images.save_png(images.grid(images.to_uint8(drawn, self.scale), self.rows), path)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

@@ -85,26 +85,22 @@ class ProcessLocal:
     maps: `predict` on arrays in memory) has to run on each process by itself; Keras predicts across
     processes only from tf.data, and gathers no output. `enter` is the first callback of an epoch's end and
     `leave` the last: between them the model's variables hold local copies and no distribution is set
-    (backend.alone), after them the shared values are back for the next epoch's steps."""
+    (tasks.sample_grid.by_itself), after them the shared values are back for the next epoch's steps."""
 
     def __init__(self, model):
-        self.model, self.saved, self.alone = model, None, None
+        self.model, self.local = model, None
         self.enter, self.leave = _Hook(self._enter), _Hook(self._leave)
 
     def _enter(self, epoch, logs=None):
-        from dlkit.keras_private import local_values
+        from dlkit.tasks.sample_grid import by_itself
 
-        self.alone = backend.alone()
-        self.alone.__enter__()
-        self.saved = local_values(self.model)
+        self.local = by_itself(self.model)
+        self.local.__enter__()
 
     def _leave(self, epoch, logs=None):
-        from dlkit.keras_private import put_back
-
-        if self.saved is not None:
-            put_back(self.saved)
-            self.alone.__exit__(None, None, None)
-            self.saved = self.alone = None
+        if self.local is not None:
+            self.local.__exit__(None, None, None)
+            self.local = None
 
 
 class _Hook(keras.callbacks.Callback):
