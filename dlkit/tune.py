@@ -331,10 +331,10 @@ def prune_rule(done: list[dict], monitor: str, direction: str, prune, params: di
     best monitored value up to each epoch. `median`: per epoch, the median over the finished (not pruned)
     trials, for the epochs at least `startup_trials` of them reached before the trial's last (a trial that
     trained all its epochs is not pruned). `halving`: per rung (min_epochs times a power of reduction_factor)
-    before the trial's last epoch, every value at that rung of the trials that reached it, pruned ones too (ASHA ranks a trial
-    among all that got as far); none before `startup_trials` trials have finished. `hyperband`: halving within
-    the trial's bracket (`bracket`, of those for trials of `most_epochs`: the search's most), among the trials
-    of that bracket only, from its own first rung."""
+    before the trial's last epoch, every value at that rung of the trials that reached it, pruned ones too
+    (ASHA ranks a trial among all that got as far); none before `startup_trials` trials have finished.
+    `hyperband`: halving within the trial's bracket (`bracket`, of those for trials of `most_epochs`: the
+    search's most), among the trials of that bracket only, from its own first rung."""
     import statistics
 
     first = prune.min_epochs if prune.rule != "median" else None

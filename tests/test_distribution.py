@@ -153,8 +153,8 @@ def test_a_two_device_run_resumes_exactly(tmp_path):
 def check_processes(outs: list[dict], alone: dict, root: Path) -> None:
     """Two processes joined into one run (keras.distribution.initialize, one CPU device each) train the
     classifier (stopped after one epoch and resumed) and the DCGAN (its grids, mid-epoch and at each epoch's
-    end, drawn by each process by itself) as one process trains them straight; process 0 alone writes the run directories,
-    process 1 a log beside each."""
+    end, drawn by each process by itself) as one process trains them straight; process 0 alone writes the run
+    directories, process 1 a log beside each."""
     first, second = sorted(outs, key=lambda o: o["process"])
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         np.testing.assert_allclose(first["resumed"][key], alone["mlp"]["one"][key], rtol=1e-5, atol=1e-6, err_msg=key)

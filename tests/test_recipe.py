@@ -547,15 +547,19 @@ def test_an_optimizer_role_given_in_part_keeps_its_default(write_recipe):
     assert (roles.discriminator.learning_rate, roles.discriminator.beta_1) == (0.0002, 0.5)
     assert load_recipe(gan).to_dict()["train"]["optimizers"]["generator"] == \
         {"name": "adam", "learning_rate": 0.001, "beta_1": 0.5}  # what a run's recipe.yaml keeps
-    g = load_recipe(write_recipe(GAN, "plain.yaml"), ["train.optimizers.discriminator.clipnorm=1.0"]).train.optimizers.discriminator
+    g = load_recipe(write_recipe(GAN, "plain.yaml"), ["train.optimizers.discriminator.clipnorm=1.0"])
+    g = g.train.optimizers.discriminator
     assert (g.beta_1, g.learning_rate, g.clipnorm) == (0.5, 0.0002, 1.0)
     g = load_recipe(gan, ["train.optimizers.generator.beta_1=0.9"]).train.optimizers.generator
     assert (g.beta_1, g.learning_rate) == (0.9, 0.001)
-    g = load_recipe(write_recipe(GAN + "  optimizers:\n    generator: {name: rmsprop}\n", "rms.yaml")).train.optimizers.generator
+    rms = write_recipe(GAN + "  optimizers:\n    generator: {name: rmsprop}\n", "rms.yaml")
+    g = load_recipe(rms).train.optimizers.generator
     assert (g.name, g.learning_rate, g.beta_1) == ("rmsprop", 0.001, None)  # another optimizer: Keras's defaults
     (p,) = problems_of(write_recipe(GAN + "  optimizers:\n    generator: {momentum: 0.9}\n", "bad.yaml"))
-    assert p.path == "train.optimizers.generator.momentum" and p.location.endswith("bad.yaml:7") and "'adam' takes no" in p.message
-    dbn = load_recipe(write_recipe("model: {arch: dbn}\ntrain:\n  pretrain_optimizer: {learning_rate: 0.1}\n", "dbn.yaml"))
+    assert p.path == "train.optimizers.generator.momentum" and p.location.endswith("bad.yaml:7")
+    assert "'adam' takes no" in p.message
+    dbn = load_recipe(write_recipe("model: {arch: dbn}\ntrain:\n  pretrain_optimizer: {learning_rate: 0.1}\n",
+                                   "dbn.yaml"))
     sgd = dbn.train.pretrain_optimizer
     assert (sgd.name, sgd.learning_rate, sgd.momentum, sgd.weight_decay) == ("sgd", 0.1, 0.9, 0.0002)
     assert dbn.train.optimizer.name == "adam" and dbn.train.optimizer.beta_1 is None  # a plain default: as ever

@@ -447,7 +447,8 @@ def test_a_rules_keys_are_its_own(write_recipe):
     assert rule.tune.prune.rule == "hyperband" and rule.tune.prune.min_epochs == 2
     for text, said in (("{rule: hyperband, warmup_epochs: 2}", "warmup_epochs is read by rule median only, not by "
                                                                 "rule hyperband"),
-                       ("{min_epochs: 2}", "min_epochs is read by rule halving and hyperband only, not by rule median")):
+                       ("{min_epochs: 2}",
+                        "min_epochs is read by rule halving and hyperband only, not by rule median")):
         with pytest.raises(RecipeError, match=said):
             load_recipe(write_recipe(TUNED + f"  prune: {text}\n"))
 

@@ -831,9 +831,9 @@ def _whatever_the_task(data: dict, locations: Locations, sections: Sections, con
             cls.model_validate({**data, "model": {"arch": "?"}}, context=context)
             return []
         except ValidationError as e:
-            found = {(p.path, p.message): p for p in _problems(e, cls, locations)
-                     if not (p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))
-                     and p.path != "model"}
+            said = _problems(e, cls, locations)  # (an unknown key in data or train may be another task's)
+            found = {(p.path, p.message): p for p in said if p.path != "model" and not (
+                p.message in ("unknown key", "not used here") and p.path.split(".")[0] in ("data", "train"))}
         common = found if common is None else {k: v for k, v in common.items() if k in found}
     return list((common or {}).values())
 
@@ -861,7 +861,8 @@ def _misspelt_required(problems: list[Problem]) -> list[Problem]:
         q = missing.get(f"{parent}.{meant[1]}" if parent else meant[1]) if meant else None
         if q is not None:
             merged.add(q.path)
-            p = dataclasses.replace(p, hint=f"did you mean {meant[1]!r}? It is required" + (f": {q.hint}" if q.hint else ""))
+            said = f"did you mean {meant[1]!r}? It is required" + (f": {q.hint}" if q.hint else "")
+            p = dataclasses.replace(p, hint=said)
         out.append(p)
     return [p for p in out if not (p.message == "required key is missing" and p.path in merged)]
 
