@@ -111,6 +111,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     queue = [t["params"] for t in pending] + [None] * new
     done = [t for t in found if t["action"] in ("done", "failed", "busy")]
     pool, running, stopped = ThreadPoolExecutor(max_workers=parallel), {}, None
+    most_epochs = horizon(base, space)  # Hyperband's brackets are counted for it
     try:
         while queue or running:
             while queue and len(running) < parallel:
@@ -121,7 +122,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
                 t = search.member(search.from_optuna(trial.params), runs_root)
                 if base.tune.prune is not None:
                     rule = prune_rule(done, monitor, direction, base.tune.prune, t["params"],
-                                      t["params"].get("train.epochs", base.train.epochs), horizon(base, space))
+                                      t["params"].get("train.epochs", base.train.epochs), most_epochs)
                     t["env"] = {backend.TUNE_PRUNE_VARIABLE: json.dumps(rule)}
                 running[pool.submit(runner.run, t)] = (trial, t)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
