@@ -97,6 +97,23 @@ def test_an_image_folder_run_from_before_its_order_was_shuffled_reads_it_class_b
     assert run.data.domain_b.folder_order == "listed" and run.data.folder_order == "shuffled"  # A is mnist
 
 
+def test_a_language_model_run_from_before_its_limit_cut_the_text_reads_as_it_trained(tmp_path):
+    """data.limit_cuts: a language model's run trained with a limit before the key existed cut its training
+    part alone (its validation part carved from the whole text), and reads so; one without a limit, and a new
+    recipe, read today's default."""
+    import yaml
+
+    from dlkit.tasks import load_recipe, load_run_recipe
+
+    saved = load_recipe(ROOT / "recipes" / "char_lstm_shakespeare.yaml", ["data.limit=20000"]).to_dict()
+    assert saved["data"].pop("limit_cuts") == "text"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.limit_cuts == "training_text"
+    saved["data"]["limit"] = None
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.limit_cuts == "text"  # no limit: moot
+
+
 def test_a_run_from_before_optimizer_roles_merged_reads_as_it_trained(tmp_path):
     """A GAN run trained when a generator optimizer given only its learning rate was a plain Adam (Keras's
     beta_1 0.9) wrote {name: adam, learning_rate: ...} in its recipe.yaml: read as the run's recipe it stays

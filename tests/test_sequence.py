@@ -99,6 +99,39 @@ def test_stateful_windows_continue_each_other():
     assert flat.shape == (20, 6) and flat[1, 0] == flat[0, -1]
 
 
+def test_a_texts_limit_cuts_its_validation_and_test_parts_too(write_recipe, tmp_path):
+    """data.limit on a text keeps its first N tokens and carves validation and test from their end, as an
+    image recipe's limit does (a quick run validated on the whole text's last tenth); `limit_cuts:
+    training_text` keeps the parts carved from the whole text and cuts the training part alone."""
+    from dlkit.data.text import Vocabulary
+
+    text = "".join(chr(ord("a") + (i * 7) % 26) for i in range(1000))
+    (tmp_path / "t.txt").write_text(text)
+
+    def load(cuts, stateful=False):
+        recipe = _recipe(write_recipe, f"""
+name: lm
+data: {{dataset: text, path: {tmp_path / "t.txt"}, validation_split: 0.1, test_split: 0.1, limit: 400,
+       limit_cuts: {cuts}, sequence_length: 9, shuffle_buffer: 0, batch_size: 8}}
+model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: {str(stateful).lower()}}}
+""")
+        return tasks.of(recipe).load_data(recipe)
+
+    def parts(cuts):
+        data = load(cuts)
+        vocab = Vocabulary.from_artifact(data.artifacts["vocabulary"])
+        return [vocab.text(data.context[k]) for k in ("train", "val", "test")], data.notes
+
+    assert parts("text") == ([text[:324], text[324:360], text[360:400]], [])  # test 40 of 400, validation 36 of 360
+    assert parts("training_text") == ([text[:400], text[810:900], text[900:]], [])
+    # 8 streams of a window of 9 need 73 tokens: a run without those splits, said, not silently
+    data = load("text", stateful=True)
+    assert data.val is None and data.test is None and data.notes == [
+        f"the {name} text, {n} tokens, is shorter than one batch of windows (73 tokens), so this run has no {name} "
+        f"split (raise data.{key} or data.limit, or lower data.sequence_length or data.batch_size)"
+        for name, n, key in (("validation", 36, "validation_split"), ("test", 40, "test_split"))]
+    assert load("training_text", stateful=True).notes == []  # 90 and 100 tokens
+
 # ---------------------------------------------------------------- stateful resets
 
 

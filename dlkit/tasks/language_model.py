@@ -1,10 +1,12 @@
 """Language modelling (many-to-many): each token of a text predicts the next (rnn_lm).
 
 The text is one stream of token ids (characters or words, by the run's vocabulary, learnt from the
-training text alone), cut into windows of `sequence_length` + 1 tokens that overlap by one: the model reads
-a window's first `sequence_length` tokens and is scored on its last `sequence_length`. Validation and test
-text is the dataset's own files where it has them (the Penn Treebank's), else the end of the text (the
-last `validation_split`, then `test_split`, of it), never a random draw.
+dataset's training text: all of it, the parts carved from it and what `limit` leaves out included, not its
+validation or test files), cut into windows of `sequence_length` + 1 tokens that overlap by one: the model
+reads a window's first `sequence_length` tokens and is scored on its last `sequence_length`. Validation and
+test text is the dataset's own files where it has them (the Penn Treebank's), else the end of the text (the
+last `validation_split`, then `test_split`, of it; of its first `limit` tokens where a limit cuts the text),
+never a random draw.
 
 A stateful model reads the text as `batch_size` parallel streams, each window continuing the one before
 it in the same row, so its state carries across batches (truncated backpropagation through time); the
@@ -49,7 +51,10 @@ class StreamData(VocabularyKeys):
     sequence_length: int = Field(100, ge=1)  # tokens per window: the steps backpropagation goes back through
     # without the dataset's own files: the end of the text, validation then test
     test_split: float = Field(0.0, ge=0, lt=1)
-    limit: int | None = Field(None, ge=1)  # keep only the first N tokens of the training text (quick runs)
+    limit: int | None = Field(None, ge=1)  # keep only the first N tokens of the text (quick runs)
+    # what `limit` cuts: the text, before its validation and test parts are carved from its end (they shrink
+    # with it), or the training part alone, after they are (validated on as much as a run without a limit)
+    limit_cuts: Literal["text", "training_text"] = "text"
     test_limit: int | None = Field(None, ge=1)  # and of the test text
 
     _dataset = field_validator("dataset")(lambda v: sources.named(v, list(STREAM_DATASETS)))
@@ -96,6 +101,20 @@ def summary(nats: float, tokens: int, level: str) -> dict:
     unit = "char" if level == "char" else "token"
     return {"tokens": tokens, f"nats_per_{unit}": per, f"bits_per_{unit}": per / math.log(2),
             "perplexity": math.exp(min(per, 700))}
+
+
+def short_note(cfg, name: str, tokens: int, own: bool, need: int) -> str:
+    """The note for a validation or test text too short for one batch of windows (a stateful model's needs
+    batch_size streams of a window each): the run has no such split, and what would give it one."""
+    if own:
+        raise_ = ["data.test_limit"] if name == "test" and cfg.test_limit else []
+    else:
+        key = "validation_split" if name == "validation" else "test_split"
+        raise_ = [f"data.{key}"] + (["data.limit"] if cfg.limit and cfg.limit_cuts == "text" else [])
+    lower = "data.sequence_length" + (" or data.batch_size" if need > cfg.sequence_length + 1 else "")
+    return (f"the {name} text{' file' if own else ''}, {tokens:,} tokens, is shorter than one batch of windows "
+            f"({need:,} tokens), so this run has no {name} split ("
+            + (f"raise {' or '.join(raise_)}, or " if raise_ else "") + f"lower {lower})")
 
 
 class ResetStates:
@@ -164,13 +183,15 @@ class LanguageModel(FitTask):
         ids = np.asarray(vocab.ids(found.train), np.int32)
         val = None if found.val is None else np.asarray(vocab.ids(found.val), np.int32)
         test = None if found.test is None else np.asarray(vocab.ids(found.test), np.int32)
+        if cfg.limit and cfg.limit_cuts == "text":
+            ids = ids[: cfg.limit]
         if test is None and cfg.test_split > 0:
             cut = len(ids) - int(round(len(ids) * cfg.test_split))
             ids, test = ids[:cut], ids[cut:]
         if val is None and cfg.validation_split > 0:
             cut = len(ids) - int(round(len(ids) * cfg.validation_split))
             ids, val = ids[:cut], ids[cut:]
-        if cfg.limit:
+        if cfg.limit and cfg.limit_cuts == "training_text":
             ids = ids[: cfg.limit]
         if cfg.test_limit and test is not None:
             test = test[: cfg.test_limit]
@@ -195,7 +216,11 @@ class LanguageModel(FitTask):
                                     self.examples(recipe), found.origin, {"vocabulary": vocab.to_artifact()})
         data.spec.input_shape = (T,)
         data.context = {"train": ids, "val": val, "test": test}  # the streams, for a stateful model's measures
-        data.notes = pipeline.unread_splits(cfg, test=found.test is not None, val=found.val is not None)
+        data.notes = pipeline.unread_splits(cfg, test=found.test is not None, val=found.val is not None) + [
+            short_note(cfg, name, len(stream), own, need=T + 1 if rows is None else rows * T + 1)
+            for name, stream, windowed, own in (("validation", val, x_va, found.val is not None),
+                                                ("test", test, x_te, found.test is not None))
+            if stream is not None and windowed is None]
         return data
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
