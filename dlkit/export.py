@@ -190,8 +190,9 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected one of: {', '.join(FORMATS)}")
-    domain = domain_of(domain)
-    suffix = "_b_to_a" if domain == "B" else ""  # the A-to-B generator keeps the names it always had
+    # the A-to-B generator keeps the names it always had; --from's value is checked once the run's task is
+    # known to read it (a DCGAN's --from C is said to be a translation model's option, not a wrong domain)
+    suffix = "_b_to_a" if str(domain).upper() == "B" else ""
     run = finished(RunDir.open(run_dir))
     target = destination(run, fmt, out, suffix)
     if fmt == "litert" and target.suffix != ".tflite":
@@ -204,6 +205,7 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
     run.read_json(run.root / "exports.json")  # an unreadable record is said before the export, as evaluate does
     recipe = tasks.load_run_recipe(run.recipe)
     tasks.refuse_unread(tasks.of(recipe), domain=domain)
+    domain = domain_of(domain)
     session = Session.open(recipe)
     model = session.model(checkpoint=run.model, unsafe=unsafe, compile=False)  # no optimizer state
     served, what = session.task.exported(run, recipe, model, **({"domain": domain} if domain else {}))

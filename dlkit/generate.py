@@ -13,10 +13,11 @@ from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest, domain_of
 
 
-def _open(run_dir, unsafe: bool, command: str, **options):
+def _open(run_dir, unsafe: bool, command: str, then=None, **options):
     """A finished run's recipe, task session and model: the model alone, without its optimizer's state,
     which drawing, encoding and predicting do not use. A task without `command` (its Task method) says so
-    first; then `options` given that the run's task does not read are refused (tasks.refuse_unread)."""
+    first; then `options` given that the run's task does not read are refused (tasks.refuse_unread); then
+    `then()`'s checks of the options' values, which only the tasks that read them can be wrong in."""
     from dlkit.tasks.base import Task
     from dlkit.training.session import Session
 
@@ -26,6 +27,8 @@ def _open(run_dir, unsafe: bool, command: str, **options):
     if getattr(type(task), command) is getattr(Task, command):  # Task's own: the refusal, before any option's
         raise task.lacking(run, command)
     tasks.refuse_unread(task, **options)
+    if then is not None:
+        then()
     session = Session.open(recipe)
     return run, recipe, session, session.model(checkpoint=run.model, unsafe=unsafe, compile=False)
 
@@ -56,12 +59,15 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     if n is not None and inputs:
         raise UsageError("-n and --input do not go together: with --input the picture is of the images given, "
                          "however many")
+
+    def domain_given():  # a translation model's: its own words, after a task that reads no --from says so
+        if domain_of(domain) is not None and not inputs:
+            raise UsageError("--from names the domain of the --input images; without --input a translation model "
+                             "translates test images of both domains")
+
+    run, recipe, session, model = _open(run_dir, unsafe, "generate", domain_given, n=n, prompt=prompt,
+                                        length=length, temperature=temperature, domain=domain, out_dir=out_dir)
     domain = domain_of(domain)
-    if domain is not None and not inputs:
-        raise UsageError("--from names the domain of the --input images; without --input a translation model "
-                         "translates test images of both domains")
-    run, recipe, session, model = _open(run_dir, unsafe, "generate", n=n, prompt=prompt, length=length,
-                                        temperature=temperature, domain=domain, out_dir=out_dir)
     if out_dir is not None:
         from dlkit.tasks.generative import output_dir
 

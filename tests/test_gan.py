@@ -369,6 +369,9 @@ def test_generate_and_evaluate_with_a_reference(gan_run, clf16):
     assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
     origin = runner.invoke(app, ["export", dcgan, "--from", "B"])
     assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
+    for command in (["generate", dcgan, "--input", __file__], ["export", dcgan]):  # the task first, then its value
+        origin = runner.invoke(app, [*command, "--from", "C"])
+        assert origin.exit_code == 2 and "--from is read by translation runs only" in origin.stderr
 
     for run, key in ((cgan, "label_accuracy"), (info, "code_accuracy")):
         res = runner.invoke(app, ["evaluate", run, "--reference", clf16, "-n", "200", "--json"])
