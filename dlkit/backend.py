@@ -456,6 +456,16 @@ def share_of_cores(processes: int, environ: dict[str, str], cores: int | None = 
     return {**{k: str(share) for k in THREAD_VARIABLES}, **environ}, share
 
 
+def slow_float16() -> bool:
+    """Whether float16 computes far slower than float32 here: TensorFlow without a GPU (its CPU kernels'
+    float16: cnn_mnist trained about 90 times slower in mixed_float16, docs/benchmarks.md). JAX's CPU
+    computes it at about float32's speed."""
+    import keras
+
+    tf = tensorflow() if keras.backend.backend() == "tensorflow" else None
+    return tf is not None and not tf.config.list_physical_devices("GPU")
+
+
 def describe_device() -> str:
     import keras
 

@@ -223,6 +223,32 @@ def test_jit_compile_true_that_keras_drops_is_a_note_with_the_reason(write_recip
     assert not [w for w in recwarn if "jit_compile" in str(w.message)]
 
 
+def test_mixed_float16_where_it_is_slow_is_a_note(write_recipe):
+    """TensorFlow on a CPU computes float16 many times slower than float32 (cnn_mnist: about 90 times): a run that
+    asks for it there is told so, and what to use; one in float32 or bfloat16, or on JAX, is not."""
+    import keras
+
+    from dlkit import backend
+    from dlkit.tasks import load_recipe
+    from dlkit.training.session import Session
+
+    try:
+        for precision in ("mixed_float16", "mixed_bfloat16", "float32"):
+            recipe = load_recipe(write_recipe(TINY_MNIST), [f"train.precision={precision}"])
+            session = Session.open(recipe)
+            session.model(session.task.phases(recipe)[0])
+            said = [n for n in session.data.notes if n.startswith("train.precision")]
+            slow = precision == "mixed_float16" and backend.slow_float16()
+            assert said == (["train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the "
+                             "CPU, many times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a "
+                             "CPU use float32 or mixed_bfloat16, and mixed_float16 on a GPU"] if slow else [])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    tf = backend.tensorflow()
+    assert backend.slow_float16() == (keras.backend.backend() == "tensorflow"
+                                      and not tf.config.list_physical_devices("GPU"))
+
+
 def test_validate_build_builds_each_phase_of_a_dbn(write_recipe):
     """Was a traceback: a DBN's models are built phase by phase, each RBM then the net they start."""
     recipe = write_recipe(TINY_MNIST.replace("arch: cnn\n  blocks: [{filters: 4}]\n  dense: [16]",
