@@ -132,6 +132,29 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: {str(stateful).lo
         for name, n, key in (("validation", 36, "validation_split"), ("test", 40, "test_split"))]
     assert load("training_text", stateful=True).notes == []  # 90 and 100 tokens
 
+
+def test_a_datasets_own_validation_and_test_files_are_cut_by_their_limits(write_recipe):
+    """The Penn Treebank's own files, which `limit` does not cut: `validation_limit` and `test_limit` do (a
+    quick run spent most of its time measuring them whole); one cut below a batch of windows is said."""
+    path = write_recipe(f"""
+name: ptb
+data: {{dataset: ptb, dir: {DATA}, level: word, sequence_length: 5, batch_size: 4, shuffle_buffer: 0, limit: 400}}
+model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: true}}
+""")
+
+    def load(*sets):
+        recipe = tasks.load_recipe(path, sets)
+        return tasks.of(recipe).load_data(recipe)
+
+    whole = load()
+    assert len(whole.context["val"]) > 1000 and len(whole.context["test"]) > 1000 and whole.notes == []
+    cut = load("data.validation_limit=300", "data.test_limit=200")
+    assert len(cut.context["val"]) == 300 and len(cut.context["test"]) == 200 and len(cut.context["train"]) == 400
+    np.testing.assert_array_equal(cut.context["val"], whole.context["val"][:300])
+    assert load("data.validation_limit=20").notes == [
+        "the validation text file, 20 tokens, is shorter than one batch of windows (21 tokens), so this run has no "
+        "validation split (raise data.validation_limit, or lower data.sequence_length or data.batch_size)"]
+
 # ---------------------------------------------------------------- stateful resets
 
 

@@ -56,6 +56,7 @@ class StreamData(VocabularyKeys):
     # with it), or the training part alone, after they are (validated on as much as a run without a limit)
     limit_cuts: Literal["text", "training_text"] = "text"
     test_limit: int | None = Field(None, ge=1)  # and of the test text
+    validation_limit: int | None = Field(None, ge=1)  # and of the validation text (the Penn Treebank's own file)
 
     _dataset = field_validator("dataset")(lambda v: sources.named(v, list(STREAM_DATASETS)))
 
@@ -106,11 +107,9 @@ def summary(nats: float, tokens: int, level: str) -> dict:
 def short_note(cfg, name: str, tokens: int, own: bool, need: int) -> str:
     """The note for a validation or test text too short for one batch of windows (a stateful model's needs
     batch_size streams of a window each): the run has no such split, and what would give it one."""
-    if own:
-        raise_ = ["data.test_limit"] if name == "test" and cfg.test_limit else []
-    else:
-        key = "validation_split" if name == "validation" else "test_split"
-        raise_ = [f"data.{key}"] + (["data.limit"] if cfg.limit and cfg.limit_cuts == "text" else [])
+    share, limit = ("test_split", "test_limit") if name == "test" else ("validation_split", "validation_limit")
+    raise_ = [] if own else [f"data.{share}"] + (["data.limit"] if cfg.limit and cfg.limit_cuts == "text" else [])
+    raise_ += [f"data.{limit}"] if getattr(cfg, limit) else []
     lower = "data.sequence_length" + (" or data.batch_size" if need > cfg.sequence_length + 1 else "")
     return (f"the {name} text{' file' if own else ''}, {tokens:,} tokens, is shorter than one batch of windows "
             f"({need:,} tokens), so this run has no {name} split ("
@@ -195,6 +194,8 @@ class LanguageModel(FitTask):
             ids = ids[: cfg.limit]
         if cfg.test_limit and test is not None:
             test = test[: cfg.test_limit]
+        if cfg.validation_limit and val is not None:
+            val = val[: cfg.validation_limit]
         rows = cfg.batch_size if recipe.model.stateful else None
         T = cfg.sequence_length
 
