@@ -240,8 +240,8 @@ def test_mixed_float16_where_it_is_slow_is_a_note(write_recipe):
             said = [n for n in session.data.notes if n.startswith("train.precision")]
             slow = precision == "mixed_float16" and backend.slow_float16()
             assert said == (["train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the "
-                             "CPU, many times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a "
-                             "CPU use float32 or mixed_bfloat16, and mixed_float16 on a GPU"] if slow else [])
+                             "CPU, many times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); "
+                             "on a CPU use float32 or mixed_bfloat16, and mixed_float16 on a GPU"] if slow else [])
     finally:
         keras.config.set_dtype_policy("float32")
     tf = backend.tensorflow()

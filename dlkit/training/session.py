@@ -127,8 +127,8 @@ class Session:
             if self.recipe.train.precision == "mixed_float16" and backend.slow_float16():
                 self.data.notes.append(
                     "train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the CPU, many "
-                    "times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a CPU use float32 or "
-                    "mixed_bfloat16, and mixed_float16 on a GPU")
+                    "times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a CPU use "
+                    "float32 or mixed_bfloat16, and mixed_float16 on a GPU")
             return model
 
 
