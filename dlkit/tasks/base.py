@@ -18,6 +18,7 @@ serves; tests/test_task_seam.py adds a task and an architecture from outside dlk
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -350,3 +351,23 @@ class Task:
     def encode(self, run: RunDir, recipe, model, data: Callable, request: EncodeRequest) -> dict:
         """What `dlkit encode` writes: a split's codes."""
         raise self.lacking(run, "encode")
+
+
+@contextlib.contextmanager
+def by_itself(model):
+    """In a run over several processes, `model` run by this process alone (a picture drawn while training, a
+    DBN's features between its phases): its variables hold local copies of their values and no distribution
+    is set (backend.alone), since Keras predicts across processes only from tf.data and gathers no output;
+    afterwards the shared values are back for the steps. Alone, nothing changes."""
+    from dlkit import backend
+    from dlkit.keras_private import local_values, put_back
+
+    if backend.process_count() == 1:
+        yield
+        return
+    with backend.alone():
+        saved = local_values(model)
+        try:
+            yield
+        finally:
+            put_back(saved)

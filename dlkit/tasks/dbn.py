@@ -23,7 +23,7 @@ from dlkit.data.sources import Arrays
 from dlkit.errors import UsageError
 from dlkit.models import dbn as dbn_arch
 from dlkit.recipe.schema import FitTrain, OptimizerConfig, ScheduleConfig
-from dlkit.tasks.base import Callbacks, FitContext, GenerateRequest, Phase
+from dlkit.tasks.base import Callbacks, FitContext, GenerateRequest, Phase, by_itself
 from dlkit.tasks.boltzmann import UNIT, filter_images
 from dlkit.tasks.classification import Classification
 from dlkit.tasks.generative import output_path, write_images
@@ -37,11 +37,9 @@ class DbnTrain(FitTrain):
 
 
 def _probabilities(rbm, x: np.ndarray | None, batch: int = 2000) -> np.ndarray | None:
-    from dlkit.tasks.sample_grid import by_itself  # between the phases of a run over several processes too
-
     if x is None:
         return None
-    with by_itself(rbm):
+    with by_itself(rbm):  # between the phases of a run over several processes too
         return np.concatenate([rbm.predict(x[i:i + batch], verbose=0)
                                for i in range(0, len(x), batch)]).astype(np.float32)
 

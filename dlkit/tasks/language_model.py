@@ -198,6 +198,7 @@ class LanguageModel(FitTask):
             val = val[: cfg.validation_limit]
         rows = cfg.batch_size if recipe.model.stateful else None
         T = cfg.sequence_length
+        need = T + 1 if rows is None else rows * T + 1  # tokens one batch of windows takes
 
         def cut(stream):
             if stream is None:
@@ -207,7 +208,6 @@ class LanguageModel(FitTask):
 
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = cut(ids), cut(val), cut(test)
         if x_tr is None:
-            need = T + 1 if rows is None else rows * T + 1
             raise DataError(f"{found.origin}: the training text has {len(ids)} tokens, fewer than one batch of "
                             f"windows needs ({need}); lower data.sequence_length or data.batch_size")
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
@@ -218,7 +218,7 @@ class LanguageModel(FitTask):
         data.spec.input_shape = (T,)
         data.context = {"train": ids, "val": val, "test": test}  # the streams, for a stateful model's measures
         data.notes = pipeline.unread_splits(cfg, test=found.test is not None, val=found.val is not None) + [
-            short_note(cfg, name, len(stream), own, need=T + 1 if rows is None else rows * T + 1)
+            short_note(cfg, name, len(stream), own, need)
             for name, stream, windowed, own in (("validation", val, x_va, found.val is not None),
                                                 ("test", test, x_te, found.test is not None))
             if stream is not None and windowed is None]

@@ -3,7 +3,6 @@ statistic and warnings beside it."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -14,26 +13,7 @@ import numpy as np
 from dlkit import images
 from dlkit.files import replace_atomic
 from dlkit.rundir import PhaseDir, RunDir
-
-
-@contextlib.contextmanager
-def by_itself(model):
-    """In a run over several processes, `model` run by this process alone (a picture drawn while training, a
-    DBN's features between its phases): its variables hold local copies of their values and no distribution
-    is set (backend.alone), since Keras predicts across processes only from tf.data and gathers no output;
-    afterwards the shared values are back for the steps. Alone, nothing changes."""
-    from dlkit import backend
-    from dlkit.keras_private import local_values, put_back
-
-    if backend.process_count() == 1:
-        yield
-        return
-    with backend.alone():
-        saved = local_values(model)
-        try:
-            yield
-        finally:
-            put_back(saved)
+from dlkit.tasks.base import by_itself
 
 
 class EpochGrid(keras.callbacks.Callback):

@@ -85,14 +85,14 @@ class ProcessLocal:
     maps: `predict` on arrays in memory) has to run on each process by itself; Keras predicts across
     processes only from tf.data, and gathers no output. `enter` is the first callback of an epoch's end and
     `leave` the last: between them the model's variables hold local copies and no distribution is set
-    (tasks.sample_grid.by_itself), after them the shared values are back for the next epoch's steps."""
+    (tasks.base.by_itself), after them the shared values are back for the next epoch's steps."""
 
     def __init__(self, model):
         self.model, self.local = model, None
         self.enter, self.leave = _Hook(self._enter), _Hook(self._leave)
 
     def _enter(self, epoch, logs=None):
-        from dlkit.tasks.sample_grid import by_itself
+        from dlkit.tasks.base import by_itself
 
         self.local = by_itself(self.model)
         self.local.__enter__()
