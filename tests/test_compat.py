@@ -114,6 +114,20 @@ def test_a_language_model_run_from_before_its_limit_cut_the_text_reads_as_it_tra
     assert load_run_recipe(tmp_path / "recipe.yaml").data.limit_cuts == "text"  # no limit: moot
 
 
+def test_a_language_model_run_from_before_its_vocabulary_came_from_its_training_part_reads_so(tmp_path):
+    """data.vocabulary_from: a language model's run trained before the key existed learnt its vocabulary from
+    the whole training text, and reads so (evaluate rebuilds that vocabulary); a new recipe learns it from the
+    tokens it trains on."""
+    import yaml
+
+    from dlkit.tasks import load_recipe, load_run_recipe
+
+    saved = load_recipe(ROOT / "recipes" / "char_lstm_shakespeare.yaml").to_dict()
+    assert saved["data"].pop("vocabulary_from") == "training"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_recipe(tmp_path / "recipe.yaml").data.vocabulary_from == "text"
+
+
 def test_a_run_from_before_optimizer_roles_merged_reads_as_it_trained(tmp_path):
     """A GAN run trained when a generator optimizer given only its learning rate was a plain Adam (Keras's
     beta_1 0.9) wrote {name: adam, learning_rate: ...} in its recipe.yaml: read as the run's recipe it stays

@@ -133,6 +133,37 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: {str(stateful).lo
     assert load("training_text", stateful=True).notes == []  # 90 and 100 tokens
 
 
+def test_a_language_models_vocabulary_is_learnt_from_the_tokens_it_trains_on(write_recipe, tmp_path):
+    """The vocabulary (and its max_tokens cap) counts the training part alone: a word seen only in the
+    validation part, or beyond `limit`, reads as [UNK] there. `vocabulary_from: text` learns it from the
+    whole text, as runs before the key did."""
+    from dlkit.data.text import Vocabulary
+
+    words = ["a b a c b a"] * 5 + ["a z z z q z"] * 2 + ["w w w w w w"] * 3  # 30, then 12, then 18 words
+    (tmp_path / "t.txt").write_text(" ".join(words))
+
+    def load(*sets):
+        recipe = tasks.load_recipe(write_recipe(f"""
+name: lm
+data: {{dataset: text, path: {tmp_path / "t.txt"}, level: word, validation_split: 0.2857, limit: 42,
+       sequence_length: 3, shuffle_buffer: 0, batch_size: 2}}
+model: {{arch: rnn_lm, units: [4], embedding_dim: 4}}
+"""), sets)
+        data = tasks.of(recipe).load_data(recipe)
+        vocab = Vocabulary.from_artifact(data.artifacts["vocabulary"])
+        return [vocab.tokenizer.id_to_token(i) for i in range(vocab.size)], data.context, data.notes
+
+    tokens, streams, notes = load()  # the first 42 words: 30 to train on, the last 12 (a, z, q) to validate on
+    assert tokens == ["[PAD]", "[UNK]", "a", "b", "c"] and len(streams["train"]) == 30
+    assert streams["val"].tolist() == [2, 1, 1, 1, 1, 1] * 2 and 1 not in streams["train"]
+    assert notes == ["83.3% of the validation text's tokens are not in the vocabulary, learnt from the tokens the "
+                     "model trains on, and read as [UNK]; a larger data.limit trains on more of them"]
+    assert load("data.max_tokens=5")[0] == ["[PAD]", "[UNK]", "a", "b", "c"]  # c: 5 times; z, 8, only in val
+    tokens, streams, notes = load("data.vocabulary_from=text")  # every word of the text, w beyond the limit too
+    assert tokens == ["[PAD]", "[UNK]", "w", "a", "b", "z", "c", "q"] and 1 not in streams["val"] and notes == []
+    assert load("data.vocabulary_from=text", "data.max_tokens=6")[0] == ["[PAD]", "[UNK]", "w", "a", "b", "z"]
+
+
 def test_a_datasets_own_validation_and_test_files_are_cut_by_their_limits(write_recipe):
     """The Penn Treebank's own files, which `limit` does not cut: `validation_limit` and `test_limit` do (a
     quick run spent most of its time measuring them whole); one cut below a batch of windows is said."""
@@ -146,12 +177,15 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: true}}
         recipe = tasks.load_recipe(path, sets)
         return tasks.of(recipe).load_data(recipe)
 
+    def short(data):  # the notes of a split too short, not of its words unseen in the 400 tokens trained on
+        return [note for note in data.notes if "[UNK]" not in note]
+
     whole = load()
-    assert len(whole.context["val"]) > 1000 and len(whole.context["test"]) > 1000 and whole.notes == []
+    assert len(whole.context["val"]) > 1000 and len(whole.context["test"]) > 1000 and short(whole) == []
     cut = load("data.validation_limit=300", "data.test_limit=200")
     assert len(cut.context["val"]) == 300 and len(cut.context["test"]) == 200 and len(cut.context["train"]) == 400
     np.testing.assert_array_equal(cut.context["val"], whole.context["val"][:300])
-    assert load("data.validation_limit=20").notes == [
+    assert short(load("data.validation_limit=20")) == [
         "the validation text file, 20 tokens, is shorter than one batch of windows (21 tokens), so this run has no "
         "validation split (raise data.validation_limit, or lower data.sequence_length or data.batch_size)"]
 
@@ -411,6 +445,23 @@ def test_vocabulary_is_learnt_from_training_text_only():
     assert again.to_artifact() == v.to_artifact()
     chars = Vocabulary.learn(["ab\nba a"], "char", False, None, 1)
     assert chars.text(chars.ids("ab\n a")) == "ab\n a"
+
+
+@pytest.mark.parametrize("level, max_tokens, min_frequency", [("char", None, 1), ("char", 20, 1), ("word", 300, 1),
+                                                              ("word", None, 2)])
+def test_a_vocabulary_kept_of_some_tokens_is_the_one_learnt_from_them(level, max_tokens, min_frequency):
+    """Vocabulary.kept (a language model's, of the tokens it trains on) is the tokenizer `learn` gives of
+    the same text, caps included, and maps each token's old id to its id there."""
+    from dlkit.data.text import Vocabulary
+
+    text = (DATA / "tinyshakespeare" / "input.txt").read_text()
+    part = text[: text.index("\n", 5000)]  # whole words
+    whole = Vocabulary.learn([text], level, True, None, 1)
+    ids = np.asarray(whole.ids(part))
+    kept, new_id = whole.kept(ids, max_tokens, min_frequency)
+    learnt = Vocabulary.learn([part], level, True, max_tokens, min_frequency)
+    assert kept.to_artifact() == learnt.to_artifact() and kept.size < whole.size
+    assert new_id[ids].tolist() == learnt.ids(part) and new_id[whole.ids(text)].tolist() == learnt.ids(text)
 
 
 # ---------------------------------------------------------------- the shipped recipes on the slices

@@ -54,6 +54,22 @@ class Vocabulary:
         tok.train_from_iterator(texts, trainer)
         return cls(tok, level)
 
+    def kept(self, ids: np.ndarray, max_tokens: int | None, min_frequency: int) -> tuple[Vocabulary, np.ndarray]:
+        """The vocabulary `learn` gives of the tokens `ids` (this vocabulary's) alone, and for each of this
+        vocabulary's ids its id there ([UNK]'s where it has none). Its order is the trainer's: PAD and UNK,
+        then the tokens seen at least `min_frequency` times by count, most first, ties by the token; the
+        first `max_tokens` of them. A language model's is learnt from the tokens it trains on, so."""
+        from tokenizers import Tokenizer, models
+
+        counts = np.bincount(np.asarray(ids, np.int64), minlength=self.size)
+        tokens = [self.tokenizer.id_to_token(i) for i in range(self.size)]
+        seen = sorted((-int(counts[i]), tokens[i]) for i in range(2, self.size) if counts[i] >= min_frequency)
+        order = [PAD, UNK] + [token for _, token in seen]
+        ranks = {token: i for i, token in enumerate(order[: max_tokens or len(order)])}
+        tok = Tokenizer.from_str(self.tokenizer.to_str())  # the same normalizer, pre-tokenizer and specials
+        tok.model = models.WordLevel(ranks, unk_token=UNK)
+        return Vocabulary(tok, self.level), np.asarray([ranks.get(t, 1) for t in tokens], np.int32)
+
     @classmethod
     def from_artifact(cls, artifact: dict) -> Vocabulary:
         from tokenizers import Tokenizer

@@ -90,6 +90,7 @@ def load_recipe(path: str | Path, overrides=(), plugin_files: dict[str, Path] | 
 ADDED_KEYS = {("data", "test_split"): (0, lambda section: True),
               ("data", "category_values"): ("all", lambda section: bool(section.get("categorical_columns"))),
               ("data", "limit_cuts"): ("training_text", lambda section: section.get("limit") is not None),
+              ("data", "vocabulary_from"): ("text", lambda section: True),  # a language model's
               ("data", "folder_order"): ("listed", lambda section: section.get("dataset") == "image_folder"),
               ("data", "domain_b.folder_order"): ("listed", lambda section: isinstance(section.get("domain_b"), dict)
                                                   and section["domain_b"].get("dataset") == "image_folder")}

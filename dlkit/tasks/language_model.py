@@ -1,8 +1,9 @@
 """Language modelling (many-to-many): each token of a text predicts the next (rnn_lm).
 
-The text is one stream of token ids (characters or words, by the run's vocabulary, learnt from the
-dataset's training text: all of it, the parts carved from it and what `limit` leaves out included, not its
-validation or test files), cut into windows of `sequence_length` + 1 tokens that overlap by one: the model
+The text is one stream of token ids (characters or words, by the run's vocabulary, learnt from the tokens
+the model trains on: not from the validation and test parts, nor from what `limit` leaves out; a token seen
+only there reads as [UNK]; `data.vocabulary_from: text` learns it from the dataset's whole training text, as
+runs before the key did), cut into windows of `sequence_length` + 1 tokens that overlap by one: the model
 reads a window's first `sequence_length` tokens and is scored on its last `sequence_length`. Validation and
 test text is the dataset's own files where it has them (the Penn Treebank's), else the end of the text (the
 last `validation_split`, then `test_split`, of it; of its first `limit` tokens where a limit cuts the text),
@@ -57,6 +58,9 @@ class StreamData(VocabularyKeys):
     limit_cuts: Literal["text", "training_text"] = "text"
     test_limit: int | None = Field(None, ge=1)  # and of the test text
     validation_limit: int | None = Field(None, ge=1)  # and of the validation text (the Penn Treebank's own file)
+    # the text the vocabulary is learnt from: the tokens the model trains on, or the dataset's whole training
+    # text (the validation and test parts carved from it and what `limit` leaves out included)
+    vocabulary_from: Literal["training", "text"] = "training"
 
     _dataset = field_validator("dataset")(lambda v: sources.named(v, list(STREAM_DATASETS)))
 
@@ -177,8 +181,9 @@ class LanguageModel(FitTask):
 
         cfg = recipe.data
         found = text.stream(cfg)
-        vocab = text.Vocabulary.learn([found.train], cfg.level, cfg.lowercase, cfg.max_tokens, cfg.min_frequency,
-                                      found.word_split)
+        whole = cfg.vocabulary_from == "text"
+        vocab = text.Vocabulary.learn([found.train], cfg.level, cfg.lowercase, cfg.max_tokens if whole else None,
+                                      cfg.min_frequency if whole else 1, found.word_split)
         ids = np.asarray(vocab.ids(found.train), np.int32)
         val = None if found.val is None else np.asarray(vocab.ids(found.val), np.int32)
         test = None if found.test is None else np.asarray(vocab.ids(found.test), np.int32)
@@ -196,6 +201,9 @@ class LanguageModel(FitTask):
             test = test[: cfg.test_limit]
         if cfg.validation_limit and val is not None:
             val = val[: cfg.validation_limit]
+        if not whole:  # every token of the text had an id; those the model trains on keep theirs
+            vocab, new_id = vocab.kept(ids, cfg.max_tokens, cfg.min_frequency)
+            ids, val, test = (None if s is None else new_id[s] for s in (ids, val, test))
         rows = cfg.batch_size if recipe.model.stateful else None
         T = cfg.sequence_length
         need = T + 1 if rows is None else rows * T + 1  # tokens one batch of windows takes
@@ -221,7 +229,12 @@ class LanguageModel(FitTask):
             short_note(cfg, name, len(stream), own, need)
             for name, stream, windowed, own in (("validation", val, x_va, found.val is not None),
                                                 ("test", test, x_te, found.test is not None))
-            if stream is not None and windowed is None]
+            if stream is not None and windowed is None] + [
+            f"{share:.1%} of the {name} text's tokens are not in the vocabulary, learnt from "
+            + ("the whole training text" if whole else "the tokens the model trains on") + ", and read as [UNK]"
+            + ("" if whole or not cfg.limit else "; a larger data.limit trains on more of them")
+            for name, stream in (("validation", val), ("test", test))
+            if stream is not None and len(stream) and (share := float(np.mean(stream == 1))) >= 0.01]
         return data
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
