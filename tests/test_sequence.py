@@ -133,6 +133,29 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: {str(stateful).lo
     assert load("training_text", stateful=True).notes == []  # 90 and 100 tokens
 
 
+def test_a_training_text_shorter_than_a_batch_of_windows_says_what_would_lengthen_it(write_recipe, tmp_path):
+    """The error names data.limit where the limit cut the text short, and not where the text itself is."""
+    (tmp_path / "t.txt").write_text("abcdefghij" * 10)
+    path = write_recipe(f"""
+name: lm
+data: {{dataset: text, path: {tmp_path / "t.txt"}, validation_split: 0, sequence_length: 9, batch_size: 4,
+       shuffle_buffer: 0}}
+model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: true}}
+""")
+
+    def error(*sets):
+        recipe = tasks.load_recipe(path, sets)
+        with pytest.raises(DataError) as e:
+            tasks.of(recipe).load_data(recipe)
+        return str(e.value)
+
+    assert error("data.limit=30").endswith("the training text has 30 tokens, fewer than one batch of windows needs "
+                                           "(37); raise data.limit (30), or lower data.sequence_length or "
+                                           "data.batch_size")
+    assert error("data.batch_size=12").endswith("the training text has 100 tokens, fewer than one batch of windows "
+                                                "needs (109); lower data.sequence_length or data.batch_size")
+
+
 def test_a_language_models_vocabulary_is_learnt_from_the_tokens_it_trains_on(write_recipe, tmp_path):
     """The vocabulary (and its max_tokens cap) counts the training part alone: a word seen only in the
     validation part, or beyond `limit`, reads as [UNK] there. `vocabulary_from: text` learns it from the

@@ -187,6 +187,7 @@ class LanguageModel(FitTask):
         ids = np.asarray(vocab.ids(found.train), np.int32)
         val = None if found.val is None else np.asarray(vocab.ids(found.val), np.int32)
         test = None if found.test is None else np.asarray(vocab.ids(found.test), np.int32)
+        cut_by_limit = bool(cfg.limit) and cfg.limit < len(ids)
         if cfg.limit and cfg.limit_cuts == "text":
             ids = ids[: cfg.limit]
         if test is None and cfg.test_split > 0:
@@ -217,7 +218,9 @@ class LanguageModel(FitTask):
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = cut(ids), cut(val), cut(test)
         if x_tr is None:
             raise DataError(f"{found.origin}: the training text has {len(ids)} tokens, fewer than one batch of "
-                            f"windows needs ({need}); lower data.sequence_length or data.batch_size")
+                            f"windows needs ({need}); "
+                            + (f"raise data.limit ({cfg.limit}), or " if cut_by_limit else "")
+                            + "lower data.sequence_length or data.batch_size")
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="token_windows", vocabulary_size=vocab.size,
                         batch_size=rows or 0)
