@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 
 import keras
 from conftest import DATA, DROPOUT
+from dlkit import backend
 from dlkit.cli import app
 from dlkit.errors import UsageError
+from dlkit.tasks import load_run_recipe
+from dlkit.training.session import Session
 from dlkit.training.train import resume, train
 
 
@@ -191,6 +194,17 @@ def test_a_float16_run_resumes_at_its_batch_though_loss_scaling_skipped_steps(ti
     assert type(model.optimizer).__name__ == "LossScaleOptimizer" and int(model.optimizer.iterations) < steps
     assert_same_weights(other.get_weights(), model.get_weights())
     assert result["final"] == pytest.approx(straight["final"])
+    # float16 on TensorFlow's CPU, many times slower: a resume says so once, as the run's start did (it may be
+    # on another machine), with --epochs (which builds the model afresh too) or without
+    said = [n for n in first.get("data_notes", []) if n.startswith("train.precision")]
+    assert len(said) == int(backend.slow_float16())
+    assert [n for n in result.get("data_notes", []) if n.startswith("train.precision")] == said
+    session = Session.open(load_run_recipe(Path(first["run_dir"]) / "recipe.yaml"))
+    try:
+        session.model(checkpoint=Path(first["run_dir"]) / "checkpoints" / "last.keras")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert [n for n in session.data.notes if n.startswith("train.precision")] == said
 
 
 def test_steps_per_execution_trains_the_same_steps(tiny_recipe, tmp_path):

@@ -91,7 +91,10 @@ class Session:
         exporting need."""
         with self.placement.scope():
             if checkpoint is not None:
-                return models.load(checkpoint, unsafe, compile)
+                model = models.load(checkpoint, unsafe, compile)
+                if compile:  # to resume, maybe on another machine than the run began on
+                    self._how_it_runs(model)
+                return model
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a plugin's prints are not the answer (--json)
                     model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
@@ -122,14 +125,20 @@ class Session:
                 model = self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
             self.task.check_targets(model, self.recipe, self.data)
             self.task.check_monitored(model, self.recipe, self.data, phase)
-            if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
-                self.data.notes.append(_without_xla(self.recipe))
-            if self.recipe.train.precision == "mixed_float16" and backend.slow_float16():
-                self.data.notes.append(
-                    "train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the CPU, many "
-                    "times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a CPU use "
-                    "float32 or mixed_bfloat16, and mixed_float16 on a GPU")
+            self._how_it_runs(model)
             return model
+
+    def _how_it_runs(self, model) -> None:
+        """Notes, each once, on how a compiled model runs here that its recipe does not foretell: without the
+        XLA it asks for, or in float16 on a CPU."""
+        notes = []
+        if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
+            notes.append(_without_xla(self.recipe))
+        if self.recipe.train.precision == "mixed_float16" and backend.slow_float16():
+            notes.append("train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the CPU, "
+                         "many times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a CPU "
+                         "use float32 or mixed_bfloat16, and mixed_float16 on a GPU")
+        self.data.notes += [note for note in notes if note not in self.data.notes]
 
 
 def _plugin_frame(e: BaseException, arch: str):
