@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_MNIST, copy_run
+from conftest import DATA, ROOT, TINY_MNIST, copy_run
 from dlkit.cli import app
 
 runner = CliRunner()
@@ -203,15 +203,24 @@ def test_a_loss_or_metric_that_cannot_take_the_targets_is_a_recipe_error(write_r
     assert "train.metrics.0: unknown metric 'nope'" in said and "2 problem(s)" in said
 
 
-def test_jit_compile_true_that_keras_drops_is_a_note_with_the_reason(write_recipe, recwarn):
+CYCLEGAN = f"""
+name: cyc
+data: {{dataset: mnist, dir: {DATA}, limit: 100, test_limit: 50, domain_b: {{dataset: mnist, dir: {DATA}, limit: 100}}}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
+"""
+
+
+@pytest.mark.parametrize("text", [TINY_MNIST, CYCLEGAN], ids=["classifier", "cyclegan"])
+def test_jit_compile_true_that_keras_drops_is_a_note_with_the_reason(write_recipe, recwarn, text):
     """On TensorFlow with deterministic ops, Keras compiles without XLA whatever it is asked: it said so in a
-    bare UserWarning. The run's notes say it, and how to have XLA."""
+    bare UserWarning. The run's notes say it, and how to have XLA; a CycleGAN's too, whose data is two
+    domains' (their notes were a list made anew on each read, so one appended to it was lost)."""
     import keras
 
     from dlkit.tasks import load_recipe
     from dlkit.training.session import Session
 
-    recipe = load_recipe(write_recipe(TINY_MNIST), ["train.jit_compile=true"])
+    recipe = load_recipe(write_recipe(text), ["train.jit_compile=true"])
     session = Session.open(recipe)
     model = session.model(session.task.phases(recipe)[0])
     if keras.backend.backend() == "jax":  # XLA is how JAX runs: no note

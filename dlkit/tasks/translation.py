@@ -157,10 +157,7 @@ class Domains:
     spec: DataSpec
     origin: str
     artifacts: dict = field(default_factory=dict)
-
-    @property
-    def notes(self) -> list[str]:
-        return self.a.notes + self.b.notes
+    notes: list[str] = field(default_factory=list)  # both domains', then the run's (a build's)
 
     @property
     def scale(self):
@@ -174,7 +171,7 @@ class Domains:
         a, b = self.a.fresh(), self.b.fresh()
         return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
                        test=pipeline.zipped(a.test, b.test, _pair), spec=self.spec, origin=self.origin,
-                       artifacts=self.artifacts)
+                       artifacts=self.artifacts, notes=self.notes)
 
 
 def _pair(a, b):
@@ -224,7 +221,8 @@ class Translation(TwoPlayer):
                         num_test=min(a.spec.num_test, b.spec.num_test))
         return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
                        test=pipeline.zipped(a.test, b.test, _pair), spec=spec, origin=f"{a.origin} + {b.origin}",
-                       artifacts={"scale": a.artifacts["scale"], "scale_b": b.artifacts["scale"]})
+                       artifacts={"scale": a.artifacts["scale"], "scale_b": b.artifacts["scale"]},
+                       notes=a.notes + b.notes)
 
     def data_sources(self, recipe) -> list:
         return [recipe.data, recipe.data.domain_b]
