@@ -91,10 +91,7 @@ class Session:
         exporting need."""
         with self.placement.scope():
             if checkpoint is not None:
-                model = models.load(checkpoint, unsafe, compile)
-                if compile:  # to resume, maybe on another machine than the run began on
-                    self._how_it_runs(model)
-                return model
+                return models.load(checkpoint, unsafe, compile)
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # a plugin's prints are not the answer (--json)
                     model = self.task.build(self.recipe, self.data.spec, phase, earlier or {})
@@ -125,12 +122,13 @@ class Session:
                 model = self.task.compile(model, self.recipe, self.steps_per_epoch, phase)
             self.task.check_targets(model, self.recipe, self.data)
             self.task.check_monitored(model, self.recipe, self.data, phase)
-            self._how_it_runs(model)
+            self.how_it_runs(model)
             return model
 
-    def _how_it_runs(self, model) -> None:
+    def how_it_runs(self, model) -> None:
         """Notes, each once, on how a compiled model runs here that its recipe does not foretell: without the
-        XLA it asks for, or in float16 on a CPU."""
+        XLA it asks for, or in float16 on a CPU. A build says them; a resume, maybe on another machine than
+        the run began on, says them of the model it loaded."""
         notes = []
         if self.recipe.train.jit_compile is True and getattr(model, "jit_compile", None) is False:
             notes.append(_without_xla(self.recipe))

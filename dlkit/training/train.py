@@ -241,6 +241,8 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
                              f"raise the total with --epochs (e.g. --epochs {done + max(done // 2, 1)})")
         earlier[phase.name] = _close_phase(run, where, phase, model)  # it ended but was not marked so
         i += 1
+    if model is not None:
+        session.how_it_runs(model)
     rows = _history_rows(where.history)[:done]
     if epochs is not None and model is not None and i == len(phases) - 1:
         _stretch_schedules(session, phases[i], earlier, model, reporter)
