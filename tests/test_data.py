@@ -310,6 +310,18 @@ model: {{arch: rnn_lm, units: [8], embedding_dim: 4}}
 """))
     notes = tasks.of(recipe).load_data(recipe).notes  # and each part's words the first 2,000 lack, read as [UNK]
     assert [n.split(":")[0] for n in notes if "[UNK]" not in n] == ["data.validation_split", "data.test_split"]
+    # a CycleGAN's two domains, each with its own test split: said once, not once a domain
+    np.savez(tmp_path / "digits.npz", x_train=np.zeros((10, 8, 8), np.uint8), y_train=np.arange(10) % 2,
+             x_test=np.zeros((3, 8, 8), np.uint8), y_test=np.array([0, 1, 0]))
+    recipe = tasks.load_recipe(write_recipe(f"""
+name: cyc
+data: {{dataset: npz, path: {tmp_path / "digits.npz"}, test_split: 0.3,
+       domain_b: {{dataset: npz, path: {tmp_path / "digits.npz"}}}}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
+"""))
+    assert tasks.of(recipe).load_data(recipe).notes == [
+        "data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split carves one "
+        "only where the data has none; remove it)"]
 
 
 def test_a_share_that_rounds_to_no_sentence_is_said(tmp_path, write_recipe):

@@ -222,7 +222,7 @@ class Translation(TwoPlayer):
         return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
                        test=pipeline.zipped(a.test, b.test, _pair), spec=spec, origin=f"{a.origin} + {b.origin}",
                        artifacts={"scale": a.artifacts["scale"], "scale_b": b.artifacts["scale"]},
-                       notes=a.notes + b.notes)
+                       notes=list(dict.fromkeys(a.notes + b.notes)))  # a note of both domains' keys, once
 
     def data_sources(self, recipe) -> list:
         return [recipe.data, recipe.data.domain_b]
