@@ -187,6 +187,23 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4}}
     assert load("data.vocabulary_from=text", "data.max_tokens=6")[0] == ["[PAD]", "[UNK]", "w", "a", "b", "z"]
 
 
+def test_a_stateless_language_model_trains(write_recipe, tmp_path):
+    """A language model that is not stateful reads windows of any length (its input's steps have no fixed
+    size, nor its output's): the check of what the epochs log met that size as a TypeError before any epoch."""
+    import keras
+
+    (tmp_path / "t.txt").write_text("the cat sat on the mat. " * 20)
+    result = train(write_recipe(f"""
+name: lm
+data: {{dataset: text, path: {tmp_path / "t.txt"}, sequence_length: 8, batch_size: 8}}
+model: {{arch: rnn_lm, units: [4], embedding_dim: 4}}
+train: {{epochs: 1, checkpoint_every: null}}
+"""), runs_root=tmp_path / "runs")
+    model = keras.saving.load_model(Path(result["run_dir"]) / "model.keras")
+    assert result["status"] == "completed" and model.output.shape[:2] == (None, None)
+    assert math.isfinite(result["val"]["perplexity"])
+
+
 def test_a_datasets_own_validation_and_test_files_are_cut_by_their_limits(write_recipe):
     """The Penn Treebank's own files, which `limit` does not cut: `validation_limit` and `test_limit` do (a
     quick run spent most of its time measuring them whole); one cut below a batch of windows is said."""

@@ -181,10 +181,16 @@ def _examples(model, data):
     if not outputs:
         return None
     y = keras.tree.map_structure(np.asarray, next(iter(data.train))[1])
-    dims = {d for t in keras.tree.flatten(y) + outputs for d in t.shape[1:]}
-    n = min(outputs[0].shape[0] or next(k for k in (3, 5, 7, 11, 13) if k not in dims),
-            len(keras.tree.flatten(y)[0]))
-    y_pred = [np.zeros((n, *o.shape[1:]), keras.backend.standardize_dtype(o.dtype)) for o in outputs]
+    targets = keras.tree.flatten(y)
+    dims = {d for t in targets + outputs for d in t.shape[1:]}
+    free = next(k for k in (3, 5, 7, 11, 13) if k not in dims)
+    n = min(outputs[0].shape[0] or free, len(targets[0]))
+
+    def shape(o, t):  # an output's dimension of no fixed size (a language model's steps) is its target's
+        return [d if d is not None else t.shape[i] if i < t.ndim else free for i, d in enumerate(o.shape) if i > 0]
+
+    y_pred = [np.zeros((n, *shape(o, targets[k if len(targets) == len(outputs) else 0])),
+                       keras.backend.standardize_dtype(o.dtype)) for k, o in enumerate(outputs)]
     return keras.tree.map_structure(lambda t: t[:n], y), y_pred[0] if len(y_pred) == 1 else y_pred
 
 
