@@ -165,13 +165,16 @@ def test_a_language_models_vocabulary_is_learnt_from_the_tokens_it_trains_on(wri
     words = ["a b a c b a"] * 5 + ["a z z z q z"] * 2 + ["w w w w w w"] * 3  # 30, then 12, then 18 words
     (tmp_path / "t.txt").write_text(" ".join(words))
 
-    def load(*sets):
-        recipe = tasks.load_recipe(write_recipe(f"""
+    path = write_recipe(f"""
 name: lm
 data: {{dataset: text, path: {tmp_path / "t.txt"}, level: word, validation_split: 0.2857, limit: 42,
        sequence_length: 3, shuffle_buffer: 0, batch_size: 2}}
 model: {{arch: rnn_lm, units: [4], embedding_dim: 4}}
-"""), sets)
+train: {{epochs: 1, checkpoint_every: null}}
+""")
+
+    def load(*sets):
+        recipe = tasks.load_recipe(path, sets)
         data = tasks.of(recipe).load_data(recipe)
         vocab = Vocabulary.from_artifact(data.artifacts["vocabulary"])
         return [vocab.tokenizer.id_to_token(i) for i in range(vocab.size)], data.context, data.notes
@@ -185,6 +188,13 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4}}
     tokens, streams, notes = load("data.vocabulary_from=text")  # every word of the text, w beyond the limit too
     assert tokens == ["[PAD]", "[UNK]", "w", "a", "b", "z", "c", "q"] and 1 not in streams["val"] and notes == []
     assert load("data.vocabulary_from=text", "data.max_tokens=6")[0] == ["[PAD]", "[UNK]", "w", "a", "b", "z"]
+    # evaluate says so of the split it measures (the validation part: a language model carves no test part
+    # unless asked), as evaluate --data does of a text of one's own
+    run = train(path, runs_root=tmp_path / "runs")
+    assert run["val"]["note"] == "10 of the 12 tokens (83.3%) are not in the run's vocabulary, and were read as [UNK]"
+    result = evaluate(run["run_dir"])
+    assert result["split"] == "val" and result["note"] == ("this run has no test split: its validation split was "
+                                                           "measured; " + run["val"]["note"])
 
 
 def test_a_stateless_language_model_trains(write_recipe, tmp_path):

@@ -332,7 +332,10 @@ def measure(model, data, split: str, recipe) -> dict:
     x = {"test": s.x_test, "val": s.x_val, "train": s.x_train}[split]
     if x is None:
         raise MissingSplit.of(split, s)
-    return measured(model, recipe, data.spec, x, data.context[split], f"the {split}")
+    stream = data.context[split]
+    out = measured(model, recipe, data.spec, x, stream, f"the {split}")
+    unknown = unknown_note(int(np.sum(stream == 1)), len(stream))  # words the training part lacks: one class
+    return {**out, "note": unknown} if unknown else out
 
 
 def measured(model, recipe, spec, x: np.ndarray, stream: np.ndarray, what: str) -> dict:

@@ -72,7 +72,8 @@ def vocabulary(run):
 
 
 def unknown_note(unknown: int, tokens: int) -> str | None:
-    """evaluate --data's note on a text's tokens the run's vocabulary lacks (id 1, [UNK]), if any."""
+    """The note on a text's tokens the run's vocabulary lacks (id 1, [UNK]), if any: evaluate --data's, and a
+    language model's split's."""
     if not unknown:
         return None
     return (f"{unknown:,} of the {tokens:,} tokens ({unknown / tokens:.1%}) are not in the run's vocabulary, and were "
