@@ -154,6 +154,10 @@ model: {{arch: rnn_lm, units: [4], embedding_dim: 4, stateful: true}}
                                            "data.batch_size")
     assert error("data.batch_size=12").endswith("the training text has 100 tokens, fewer than one batch of windows "
                                                 "needs (109); lower data.sequence_length or data.batch_size")
+    # a limit above the training part carved from the whole text (limit_cuts: training_text) cut nothing off
+    assert error("data.limit=60", "data.limit_cuts=training_text", "data.validation_split=0.5",
+                 "data.batch_size=12").endswith("the training text has 50 tokens, fewer than one batch of windows "
+                                                "needs (109); lower data.sequence_length or data.batch_size")
 
 
 def test_a_language_models_vocabulary_is_learnt_from_the_tokens_it_trains_on(write_recipe, tmp_path):

@@ -187,9 +187,9 @@ class LanguageModel(FitTask):
         ids = np.asarray(vocab.ids(found.train), np.int32)
         val = None if found.val is None else np.asarray(vocab.ids(found.val), np.int32)
         test = None if found.test is None else np.asarray(vocab.ids(found.test), np.int32)
-        cut_by_limit = bool(cfg.limit) and cfg.limit < len(ids)
+        cut_by_limit = False  # whether data.limit cut tokens off: then the advice is to raise it
         if cfg.limit and cfg.limit_cuts == "text":
-            ids = ids[: cfg.limit]
+            cut_by_limit, ids = cfg.limit < len(ids), ids[: cfg.limit]
         if test is None and cfg.test_split > 0:
             cut = len(ids) - int(round(len(ids) * cfg.test_split))
             ids, test = ids[:cut], ids[cut:]
@@ -197,14 +197,14 @@ class LanguageModel(FitTask):
             cut = len(ids) - int(round(len(ids) * cfg.validation_split))
             ids, val = ids[:cut], ids[cut:]
         if cfg.limit and cfg.limit_cuts == "training_text":
-            ids = ids[: cfg.limit]
+            cut_by_limit, ids = cfg.limit < len(ids), ids[: cfg.limit]
         if cfg.test_limit and test is not None:
             test = test[: cfg.test_limit]
         if cfg.validation_limit and val is not None:
             val = val[: cfg.validation_limit]
-        if not whole:  # every token of the text had an id; those the model trains on keep theirs
+        if not whole:  # the first vocabulary held every token of the text: the one kept counts the training part
             vocab, new_id = vocab.kept(ids, cfg.max_tokens, cfg.min_frequency)
-            ids, val, test = (None if s is None else new_id[s] for s in (ids, val, test))
+            ids, val, test = (None if stream is None else new_id[stream] for stream in (ids, val, test))
         rows = cfg.batch_size if recipe.model.stateful else None
         T = cfg.sequence_length
         need = T + 1 if rows is None else rows * T + 1  # tokens one batch of windows takes
@@ -235,7 +235,7 @@ class LanguageModel(FitTask):
             if stream is not None and windowed is None] + [
             f"{share:.1%} of the {name} text's tokens are not in the vocabulary, learnt from "
             + ("the whole training text" if whole else "the tokens the model trains on") + ", and read as [UNK]"
-            + ("" if whole or not cfg.limit else "; a larger data.limit trains on more of them")
+            + ("; a larger data.limit trains on more of them" if cut_by_limit and not whole else "")
             for name, stream in (("validation", val), ("test", test))
             if stream is not None and len(stream) and (share := float(np.mean(stream == 1))) >= 0.01]
         return data
