@@ -479,28 +479,47 @@ def test_shipped_recipes_build_and_compile(path):
         assert task.name in ("classification", "dbn") and model.output_shape == (None, 10)
 
 
-def _int_knobs(node, path=()):
-    """(key path, "int" | "list") of every int and list of ints under a resolved recipe section."""
+def _knobs(node, path=()):
+    """(key path, the values to try) of every int, list of ints and bool under a resolved recipe section."""
     if isinstance(node, dict):
         for k, v in node.items():
-            yield from _int_knobs(v, path + (k,))
+            yield from _knobs(v, path + (k,))
     elif isinstance(node, list):
         if node and all(isinstance(v, int) and not isinstance(v, bool) for v in node):
-            yield path, "list"
+            yield path, ([], [1], [1] * 6, [513])
         for i, v in enumerate(node):
             if isinstance(v, (dict, list)):
-                yield from _int_knobs(v, path + (i,))
-    elif isinstance(node, int) and not isinstance(node, bool):
-        yield path, "int"
+                yield from _knobs(v, path + (i,))
+    elif isinstance(node, bool):
+        yield path, (not node,)
+    elif isinstance(node, int):
+        yield path, (0, 1, 2, 3, 7, 33)
 
 
-@pytest.mark.slow  # about 870 builds on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
+def _choices(config, path):
+    """(key path, the other values) of every Literal field of a resolved model section (its `arch` aside),
+    nested sections too (a GAN's discriminator)."""
+    import typing
+
+    import pydantic
+
+    for name, field in type(config).model_fields.items():
+        value = getattr(config, name)
+        if isinstance(value, pydantic.BaseModel):
+            yield from _choices(value, path + (name,))
+        elif typing.get_origin(field.annotation) is typing.Literal and name != "arch":
+            yield path + (name,), tuple(v for v in typing.get_args(field.annotation) if v != value)
+
+
+@pytest.mark.slow  # about 1,000 builds on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
 def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
     """Fuzz: each int knob of a shipped recipe's model section at 0, 1, 2, 3, 7 and 33 (each list of ints as
-    [], [1], six 1s and [513]); every schema-valid one is built, each phase's model, on the recipe's own data.
-    Each either builds or is a DlkitError (the CLI's clear exit); this found the conv stacks Keras could not
-    build, resnet's `widths: []` and a DBN's `validate --build`, all tracebacks."""
+    [], [1], six 1s and [513]), each bool knob the other way and each choice (a cell, an attention, an
+    encoder) at its every other value; every schema-valid one is built, each phase's model, on the recipe's
+    own data (read again for a bool or a choice: `stateful` lays a text out otherwise). Each either builds or
+    is a DlkitError (the CLI's clear exit); this found the conv stacks Keras could not build, resnet's
+    `widths: []`, a DBN's `validate --build` and a language model that is not stateful, all tracebacks."""
     import copy
 
     import yaml
@@ -518,8 +537,8 @@ def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
         pytest.skip(f"its data: {reason}")
     base = load_recipe(path, sets).to_dict()
     found = []
-    for key, kind in _int_knobs(base["model"], ("model",)):
-        for value in (0, 1, 2, 3, 7, 33) if kind == "int" else ([], [1], [1] * 6, [513]):
+    for key, values in [*_knobs(base["model"], ("model",)), *_choices(load_recipe(path, sets).model, ("model",))]:
+        for value in values:
             tree = copy.deepcopy(base)
             node = tree
             for k in key[:-1]:
@@ -530,7 +549,8 @@ def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
             try:
                 recipe = load_recipe(variant, sets)
                 session = Session.open(recipe)
-                session.__dict__["data"] = data
+                if not isinstance(value, (bool, str)):
+                    session.__dict__["data"] = data
                 earlier = {}
                 for phase in session.task.phases(recipe):
                     earlier[phase.name] = session.model(phase, earlier)
