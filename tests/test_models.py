@@ -511,15 +511,23 @@ def _choices(config, path):
             yield path + (name,), tuple(v for v in typing.get_args(field.annotation) if v != value)
 
 
-@pytest.mark.slow  # about 1,000 builds on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
-@pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
-def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
-    """Fuzz: each int knob of a shipped recipe's model section at 0, 1, 2, 3, 7 and 33 (each list of ints as
-    [], [1], six 1s and [513]), each bool knob the other way and each choice (a cell, an attention, an
-    encoder) at its every other value; every schema-valid one is built, each phase's model, on the recipe's
-    own data (read again for a bool or a choice: `stateful` lays a text out otherwise). Each either builds or
-    is a DlkitError (the CLI's clear exit); this found the conv stacks Keras could not build, resnet's
-    `widths: []`, a DBN's `validate --build` and a language model that is not stateful, all tracebacks."""
+def _readable(path):
+    """(the overrides a recipe's data reads with in a few seconds, its data) for the fuzz below, or a skip."""
+    from dlkit.errors import DlkitError
+    from dlkit.training.session import Session
+
+    for sets in (["data.limit=64", "data.test_limit=32"], []):  # a text or a series: too short for a batch
+        try:
+            return sets, Session.open(load_recipe(path, sets)).data
+        except DlkitError as e:
+            reason = e
+    pytest.skip(f"its data: {reason}")
+
+
+def _tracebacks(path, sets, knobs, tmp_path, data=None) -> list[str]:
+    """Each (key path, values) knob of the recipe set to each value in turn; every schema-valid variant is
+    built, each phase's model (`data`: the recipe's, for an int or a list, which changes no data). What is
+    neither built nor a DlkitError (the CLI's clear exit) is said."""
     import copy
 
     import yaml
@@ -527,35 +535,59 @@ def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
     from dlkit.errors import DlkitError
     from dlkit.training.session import Session
 
-    for sets in (["data.limit=64", "data.test_limit=32"], []):  # a text or a series: too short for a batch
-        try:
-            data = Session.open(load_recipe(path, sets)).data  # read once: the model knobs do not change it
-            break
-        except DlkitError as e:
-            reason = e
-    else:
-        pytest.skip(f"its data: {reason}")
-    base = load_recipe(path, sets).to_dict()
-    found = []
-    for key, values in [*_knobs(base["model"], ("model",)), *_choices(load_recipe(path, sets).model, ("model",))]:
+    base, found = load_recipe(path, sets).to_dict(), []
+    for key, values in knobs:
         for value in values:
             tree = copy.deepcopy(base)
             node = tree
             for k in key[:-1]:
                 node = node[k]
+            if not isinstance(node, dict):  # a section written short (train.on_nan: stop)
+                continue
             node[key[-1]] = value
             variant = tmp_path / path.name
             variant.write_text(yaml.safe_dump(tree, sort_keys=False))
             try:
                 recipe = load_recipe(variant, sets)
                 session = Session.open(recipe)
-                if not isinstance(value, (bool, str)):
+                if data is not None and not isinstance(value, (bool, str)):
                     session.__dict__["data"] = data
                 earlier = {}
                 for phase in session.task.phases(recipe):
                     earlier[phase.name] = session.model(phase, earlier)
+                next(iter(session.data.train))
             except DlkitError:
                 continue
             except Exception as e:  # noqa: BLE001 - what the fuzz looks for
                 found.append(f"{'.'.join(map(str, key))}={value}: {type(e).__name__}: {str(e)[:200]}")
+    return found
+
+
+@pytest.mark.slow  # about 1,000 builds on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
+@pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
+def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
+    """Fuzz: each int knob of a shipped recipe's model section at 0, 1, 2, 3, 7 and 33 (each list of ints as
+    [], [1], six 1s and [513]), each bool knob the other way and each choice (a cell, an attention, an
+    encoder) at its every other value; every schema-valid one is built on the recipe's own data (read again
+    for a bool or a choice: `stateful` lays a text out otherwise). This found the conv stacks Keras could not
+    build, resnet's `widths: []`, a DBN's `validate --build` and a language model that is not stateful, all
+    tracebacks."""
+    sets, data = _readable(path)
+    model = load_recipe(path, sets).model
+    knobs = [*_knobs(load_recipe(path, sets).to_dict()["model"], ("model",)), *_choices(model, ("model",))]
+    found = _tracebacks(path, sets, knobs, tmp_path, data)
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.slow  # about 300 data reads and builds: `make test-slow`
+@pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
+def test_odd_data_and_train_choices_give_recipe_errors_never_tracebacks(path, tmp_path):
+    """The same fuzz over the data and train sections' bools and choices (a text's level, a scale, a
+    precision, a schedule), each variant's data read and its first batch drawn."""
+    sets, _ = _readable(path)
+    recipe = load_recipe(path, sets)
+    knobs = [knob for section in ("data", "train") for knob in
+             [*((k, v) for k, v in _knobs(recipe.to_dict()[section], (section,)) if isinstance(v[0], bool)),
+              *_choices(getattr(recipe, section), (section,))]]
+    found = _tracebacks(path, sets, knobs, tmp_path)
     assert not found, "\n".join(found)
