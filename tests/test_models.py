@@ -563,7 +563,7 @@ def _tracebacks(path, sets, knobs, tmp_path, data=None) -> list[str]:
     return found
 
 
-@pytest.mark.slow  # about 1,000 builds on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
+@pytest.mark.slow  # 1,121 variants on real data: `make test-slow` (its DLKIT_DATA_DIR has the datasets)
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
 def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
     """Fuzz: each int knob of a shipped recipe's model section at 0, 1, 2, 3, 7 and 33 (each list of ints as
@@ -579,7 +579,7 @@ def test_odd_model_knobs_give_recipe_errors_never_tracebacks(path, tmp_path):
     assert not found, "\n".join(found)
 
 
-@pytest.mark.slow  # about 300 data reads and builds: `make test-slow`
+@pytest.mark.slow  # 678 variants, each its data read: `make test-slow`
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.parent.name == "recipes"], ids=lambda p: p.stem)
 def test_odd_data_and_train_choices_give_recipe_errors_never_tracebacks(path, tmp_path):
     """The same fuzz over the data and train sections' bools and choices (a text's level, a scale, a
