@@ -322,6 +322,18 @@ model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
     assert tasks.of(recipe).load_data(recipe).notes == [
         "data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split carves one "
         "only where the data has none; remove it)"]
+    # domain B without a test split of its own carves one by test_split: the note is domain A's alone
+    np.savez(tmp_path / "digits_b.npz", x_train=np.zeros((10, 8, 8), np.uint8), y_train=np.arange(10) % 2)
+    recipe = tasks.load_recipe(write_recipe(f"""
+name: cyc
+data: {{dataset: npz, path: {tmp_path / "digits.npz"}, test_split: 0.3,
+       domain_b: {{dataset: npz, path: {tmp_path / "digits_b.npz"}}}}}
+model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
+"""))
+    data = tasks.of(recipe).load_data(recipe)
+    assert len(data.b.splits.x_test) == 3 and data.notes == [
+        "domain A: data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split "
+        "carves one only where the data has none; remove it)"]
 
 
 def test_a_share_that_rounds_to_no_sentence_is_said(tmp_path, write_recipe):

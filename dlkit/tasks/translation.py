@@ -174,6 +174,14 @@ class Domains:
                        artifacts=self.artifacts, notes=self.notes)
 
 
+def domain_notes(a: list[str], b: list[str]) -> list[str]:
+    """The two domains' notes: one both give said once, as it is; one of a domain alone said as that domain's
+    (a test_split domain A does not read, where domain B, without a test split of its own, carves one)."""
+    both = [note for note in dict.fromkeys(a) if note in b]
+    return both + [f"domain {d}: {note}" for d, notes in (("A", a), ("B", b))
+                   for note in dict.fromkeys(notes) if note not in both]
+
+
 def _pair(a, b):
     """Batches of both domains as the model takes them: ((x_a, x_b), (y_a, y_b))."""
     return (a[0], b[0]), (a[1], b[1])
@@ -222,7 +230,7 @@ class Translation(TwoPlayer):
         return Domains(a, b, train=pipeline.zipped(a.train, b.train, _pair), val=pipeline.zipped(a.val, b.val, _pair),
                        test=pipeline.zipped(a.test, b.test, _pair), spec=spec, origin=f"{a.origin} + {b.origin}",
                        artifacts={"scale": a.artifacts["scale"], "scale_b": b.artifacts["scale"]},
-                       notes=list(dict.fromkeys(a.notes + b.notes)))  # a note of both domains' keys, once
+                       notes=domain_notes(a.notes, b.notes))
 
     def data_sources(self, recipe) -> list:
         return [recipe.data, recipe.data.domain_b]
