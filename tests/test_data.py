@@ -313,27 +313,23 @@ model: {{arch: rnn_lm, units: [8], embedding_dim: 4}}
     # a CycleGAN's two domains, each with its own test split: said once, not once a domain
     np.savez(tmp_path / "digits.npz", x_train=np.zeros((10, 8, 8), np.uint8), y_train=np.arange(10) % 2,
              x_test=np.zeros((3, 8, 8), np.uint8), y_test=np.array([0, 1, 0]))
-    recipe = tasks.load_recipe(write_recipe(f"""
-name: cyc
-data: {{dataset: npz, path: {tmp_path / "digits.npz"}, test_split: 0.3,
-       domain_b: {{dataset: npz, path: {tmp_path / "digits.npz"}}}}}
-model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
-"""))
-    assert tasks.of(recipe).load_data(recipe).notes == [
-        "data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split carves one "
-        "only where the data has none; remove it)"]
-    # domain B without a test split of its own carves one by test_split: the note is domain A's alone
     np.savez(tmp_path / "digits_b.npz", x_train=np.zeros((10, 8, 8), np.uint8), y_train=np.arange(10) % 2)
-    recipe = tasks.load_recipe(write_recipe(f"""
+
+    def cyclegan(domain_b: str):
+        recipe = tasks.load_recipe(write_recipe(f"""
 name: cyc
 data: {{dataset: npz, path: {tmp_path / "digits.npz"}, test_split: 0.3,
-       domain_b: {{dataset: npz, path: {tmp_path / "digits_b.npz"}}}}}
+       domain_b: {{dataset: npz, path: {tmp_path / domain_b}}}}}
 model: {{arch: cyclegan, filters: 4, residual_blocks: 1}}
 """))
-    data = tasks.of(recipe).load_data(recipe)
-    assert len(data.b.splits.x_test) == 3 and data.notes == [
-        "domain A: data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split "
-        "carves one only where the data has none; remove it)"]
+        return tasks.of(recipe).load_data(recipe)
+
+    unread = ("data.test_split: 0.3 was not read: the data has its own test split, which is used (test_split "
+              "carves one only where the data has none; remove it)")
+    assert cyclegan("digits.npz").notes == [unread]
+    # domain B without a test split of its own carves one by test_split: the note is domain A's alone
+    data = cyclegan("digits_b.npz")
+    assert len(data.b.splits.x_test) == 3 and data.notes == [f"domain A: {unread}"]
 
 
 def test_a_share_that_rounds_to_no_sentence_is_said(tmp_path, write_recipe):

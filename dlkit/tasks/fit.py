@@ -186,11 +186,13 @@ def _examples(model, data):
     free = next(k for k in (3, 5, 7, 11, 13) if k not in dims)
     n = min(outputs[0].shape[0] or free, len(targets[0]))
 
-    def shape(o, t):  # an output's dimension of no fixed size (a language model's steps) is its target's
-        return [d if d is not None else t.shape[i] if i < t.ndim else free for i, d in enumerate(o.shape) if i > 0]
+    def zeros(output, target):  # a dimension of no fixed size (a language model's steps) is the target's
+        shape = [d if d is not None else target.shape[i] if i < target.ndim else free
+                 for i, d in enumerate(output.shape) if i > 0]
+        return np.zeros((n, *shape), keras.backend.standardize_dtype(output.dtype))
 
-    y_pred = [np.zeros((n, *shape(o, targets[k if len(targets) == len(outputs) else 0])),
-                       keras.backend.standardize_dtype(o.dtype)) for k, o in enumerate(outputs)]
+    paired = targets if len(targets) == len(outputs) else targets[:1] * len(outputs)
+    y_pred = [zeros(o, t) for o, t in zip(outputs, paired)]
     return keras.tree.map_structure(lambda t: t[:n], y), y_pred[0] if len(y_pred) == 1 else y_pred
 
 

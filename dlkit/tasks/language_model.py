@@ -120,6 +120,18 @@ def short_note(cfg, name: str, tokens: int, own: bool, need: int) -> str:
             + (f"raise {' or '.join(raise_)}, or " if raise_ else "") + f"lower {lower})")
 
 
+def unknown_share_note(name: str, stream: np.ndarray | None, whole: bool, cut_by_limit: bool) -> str | None:
+    """The note for a validation or test text 1% or more of whose tokens the vocabulary lacks (read as [UNK]):
+    learnt from the tokens the model trains on (or the whole training text, `whole`), it lacks the words seen
+    only in that part, and more of them where `limit` cut tokens off."""
+    share = float(np.mean(stream == 1)) if stream is not None and len(stream) else 0.0
+    if share < 0.01:
+        return None
+    return (f"{share:.1%} of the {name} text's tokens are not in the vocabulary, learnt from "
+            + ("the whole training text" if whole else "the tokens the model trains on") + ", and read as [UNK]"
+            + ("; a larger data.limit trains on more of them" if cut_by_limit and not whole else ""))
+
+
 class ResetStates:
     """A stateful model's state goes back to zero at each epoch's start and around every evaluation; not at
     the start of an epoch a run resumes inside (`resumed_inside`): the checkpoint's state carries on."""
@@ -232,12 +244,9 @@ class LanguageModel(FitTask):
             short_note(cfg, name, len(stream), own, need)
             for name, stream, windowed, own in (("validation", val, x_va, found.val is not None),
                                                 ("test", test, x_te, found.test is not None))
-            if stream is not None and windowed is None] + [
-            f"{share:.1%} of the {name} text's tokens are not in the vocabulary, learnt from "
-            + ("the whole training text" if whole else "the tokens the model trains on") + ", and read as [UNK]"
-            + ("; a larger data.limit trains on more of them" if cut_by_limit and not whole else "")
-            for name, stream in (("validation", val), ("test", test))
-            if stream is not None and len(stream) and (share := float(np.mean(stream == 1))) >= 0.01]
+            if stream is not None and windowed is None]
+        data.notes += [note for note in (unknown_share_note(name, stream, whole, cut_by_limit)
+                                         for name, stream in (("validation", val), ("test", test))) if note]
         return data
 
     def callbacks(self, ctx: FitContext) -> Callbacks:
