@@ -25,6 +25,21 @@ def test_help_lists_commands_and_exit_codes():
         assert word in result.stdout
 
 
+def test_every_command_and_option_is_in_the_cli_docs():
+    """docs/cli.md names each command and each option of it (its long form): `--unsafe`, on six commands, was
+    in their --help and docs/reliability.md alone."""
+    import typer
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    commands = typer.main.get_command(app).commands
+    assert len(commands) >= 14
+    missing = [f"dlkit {name}" for name in commands if f"## dlkit {name}" not in doc]
+    missing += [f"dlkit {name} {max(p.opts, key=len)}" for name, command in commands.items() for p in command.params
+                if p.param_type_name == "option" and max(p.opts, key=len) != "--help"
+                and max(p.opts, key=len) not in doc]
+    assert not missing, missing
+
+
 def test_help_does_not_import_tensorflow():
     import subprocess
     import sys
