@@ -156,6 +156,27 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def tf_globals() -> tuple:
+    """TensorFlow's global seed and whether its op determinism is on, as seed_everything sets them ((None,
+    False) without TensorFlow), to give back to set_tf_globals."""
+    tf = tensorflow()
+    if tf is None:
+        return None, False
+    from tensorflow.python.framework import config  # tf.config exports enable_op_determinism alone
+
+    return tf.compat.v1.get_seed(None)[0], config.is_op_determinism_enabled()
+
+
+def set_tf_globals(settings: tuple) -> None:
+    tf = tensorflow()
+    if tf is None:
+        return
+    from tensorflow.python.framework import config
+
+    tf.random.set_seed(settings[0])
+    (config.enable_op_determinism if settings[1] else config.disable_op_determinism)()
+
+
 class Placement:
     """Where a run's model lives: one device, or (train.distribution: data_parallel) several on Keras's own
     engines. On JAX a keras.distribution.DataParallel over the device mesh, set for the process (Keras's

@@ -11,6 +11,7 @@ from dlkit.errors import SPLITS, MissingSplit, RecipeError, UsageError
 from dlkit.recipe import recipe_file, shipped
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EvalRequest, check_beam
+from dlkit.training.session import keeps_callers_settings
 
 
 def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
@@ -40,6 +41,7 @@ def finished(run: RunDir) -> RunDir:
 MOST_SAMPLES = 100_000  # evaluate's -n and -k: ten times the default -n, twenty times the largest -k measured
 
 
+@keeps_callers_settings
 def evaluate(target, split: str | None = None, runs_root="runs", reference=None, samples: int | None = None,
              importance_samples: int | None = None, unsafe: bool = False, beam: int | None = None,
              data: str | Path | None = None) -> dict:

@@ -29,6 +29,7 @@ from dlkit import tasks
 from dlkit.errors import EXIT_EXPORT, DlkitError, StorageError, UsageError, first_line
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
+from dlkit.training.session import keeps_callers_settings
 
 # dlkit's name -> (Keras's format name, the default file or folder under RUN/export/, what reads it back)
 FORMATS = {
@@ -182,6 +183,7 @@ def destination(run: RunDir, fmt: str, out: Path | None, suffix: str = "") -> Pa
     return run.root / "export" / f"{name.stem}{suffix}{name.suffix}"
 
 
+@keeps_callers_settings
 def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = False, domain: str | None = None) -> dict:
     """Write the run's deployable model in `fmt`, check it loaded back, and return what was written. `domain`:
     a translation model's, the domain its exported generator translates from ("A" or "B"; None: A)."""

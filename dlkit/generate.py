@@ -11,6 +11,7 @@ from dlkit.errors import StorageError, UsageError
 from dlkit.evaluate import finished
 from dlkit.rundir import RunDir
 from dlkit.tasks.base import EncodeRequest, GenerateRequest, domain_of
+from dlkit.training.session import keeps_callers_settings
 
 
 def _open(run_dir, unsafe: bool, command: str, then=None, **options):
@@ -38,6 +39,7 @@ MOST_FILES = 100_000  # generate's -n with --out-dir: twice the 50,000 samples o
 MOST_TOKENS = 100_000  # generate's --length: a language model samples one token at a time
 
 
+@keeps_callers_settings
 def generate(run_dir, n: int | None = None, label: int | None = None, code: int | None = None, seed: int = 0,
              out=None, interpolate: bool = False, force: bool = False, inputs=(), unsafe: bool = False,
              prompt: str | None = None, length: int | None = None, temperature: float | None = None,
@@ -79,6 +81,7 @@ def generate(run_dir, n: int | None = None, label: int | None = None, code: int 
     return session.task.generate(run, recipe, model, lambda: session.data_of(run), request)
 
 
+@keeps_callers_settings
 def encode(run_dir, split: str | None = None, out=None, force: bool = False, unsafe: bool = False,
            inputs=()) -> dict:
     """The codes of a split's inputs (the test split's by default), or of the images given in its place."""
@@ -95,6 +98,7 @@ def encode(run_dir, split: str | None = None, out=None, force: bool = False, uns
     return session.task.encode(run, recipe, model, lambda: session.data_of(run), request)
 
 
+@keeps_callers_settings
 def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None = None, plot=None,
             force: bool = False, inputs=(), out=None) -> dict:
     """What the run's model says of new inputs: labels for raw text or images, translations, a forecast past

@@ -108,6 +108,22 @@ def global_state_kept():
         global_state.set_global_attribute("object_name_uids", names)
 
 
+def global_seeds() -> tuple:
+    """Keras's global seed (what keras.utils.set_random_seed was last given, or None) and its global
+    SeedGenerator (None until something draws from it), to give back to set_global_seeds."""
+    from keras.src.backend.common import global_state
+
+    return (global_state.get_global_attribute("global_random_seed"),
+            global_state.get_global_attribute("global_seed_generator"))
+
+
+def set_global_seeds(seeds: tuple) -> None:
+    from keras.src.backend.common import global_state
+
+    global_state.set_global_attribute("global_random_seed", seeds[0])
+    global_state.set_global_attribute("global_seed_generator", seeds[1])
+
+
 def track_rnn_state(layer) -> None:
     """Make a stateful Keras RNN layer's state variables part of its state: created in `build` by
     `RNN._create_state_variables`, which Keras keeps out of tracking, so on JAX the trainer never carries

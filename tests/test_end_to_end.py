@@ -60,6 +60,38 @@ def test_same_recipe_and_seed_give_same_metrics(tiny_recipe, tmp_path):
     assert a["final"] == b["final"] and a["test"] == b["test"]
 
 
+def test_a_command_called_from_python_leaves_the_process_as_its_caller_had_it(tiny_recipe, tmp_path):
+    """A program that calls dlkit (a notebook) goes on as it was: a mixed-precision run left Keras's dtype
+    policy mixed for the caller's own models, TensorFlow's op determinism on, and every seed and random
+    stream the run's own."""
+    import random
+
+    import keras
+
+    from dlkit import backend, keras_private
+
+    tf = backend.tensorflow()
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(3)
+    backend.set_tf_globals((3, False))  # the run turns op determinism on
+    keras.random.uniform((2,))  # Keras's global SeedGenerator, made and moved on
+    state, python, seeds = np.random.get_state(), random.getstate(), keras_private.global_seeds()
+    expected = np.random.rand(3), random.random()
+    np.random.set_state(state)
+    random.setstate(python)
+    run = train(tiny_recipe, ["train.epochs=1", "train.precision=mixed_bfloat16"], runs_root=tmp_path)["run_dir"]
+    assert "precision: mixed_bfloat16" in (Path(run) / "recipe.yaml").read_text()
+    for command in ("train", "evaluate"):
+        if command == "evaluate":
+            evaluate(run)
+        assert keras.config.dtype_policy().name == "float32", command
+        assert backend.tf_globals() == (3, False) and tf.compat.v1.get_seed(None)[0] == 3, command
+        assert keras_private.global_seeds() == seeds, command
+        assert (np.random.rand(3) == expected[0]).all() and random.random() == expected[1], command
+        np.random.set_state(state)
+        random.setstate(python)
+
+
 def test_parallel_runs_get_their_own_directories(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

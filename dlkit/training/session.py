@@ -17,6 +17,8 @@ from dlkit.errors import (DataError, OutOfMemoryError, Problem, RecipeError, fir
                           keras_reason)
 from dlkit.tasks.base import Phase, Task
 
+_kept: list | None = None  # inside keeps_callers_settings: [the settings before its first Session.open]
+
 
 @dataclass
 class Session:
@@ -30,6 +32,8 @@ class Session:
         backend.setup()  # first: importing keras imports TensorFlow, whose start-up log setup silences
         import keras
 
+        if _kept == []:
+            _kept.append(_settings())
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
         # process-wide, as Keras keeps it: every run sets its own (a float32 run after a mixed one is float32)
         keras.config.set_dtype_policy(recipe.train.precision)
@@ -166,3 +170,50 @@ def _raised_in_keras(e: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def keeps_callers_settings(command):
+    """A library entry point (train, evaluate, ...) that leaves the process as its caller had it. A run sets
+    process-wide settings as it opens (Session.open: the seeds, TensorFlow's op determinism, Keras's dtype
+    policy and distribution), and a program that calls dlkit (a notebook) went on under the last run's:
+    its own models built in mixed_bfloat16 after a mixed-precision recipe, its unseeded draws the same each
+    time. They, and Python's and numpy's generators, are put back as they were when the command returns."""
+    @functools.wraps(command)
+    def kept(*args, **kwargs):
+        global _kept
+        import random
+
+        import numpy as np
+
+        python, numpy, outer = random.getstate(), np.random.get_state(), _kept
+        _kept = []
+        try:
+            return command(*args, **kwargs)
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+            if _kept:
+                _put_back(_kept[0])
+            _kept = outer
+
+    return kept
+
+
+def _settings() -> dict:
+    import keras
+
+    from dlkit import keras_private
+
+    return {"policy": keras.config.dtype_policy(), "distribution": keras.distribution.distribution(),
+            "seeds": keras_private.global_seeds(), "tf": backend.tf_globals()}
+
+
+def _put_back(settings: dict) -> None:
+    import keras
+
+    from dlkit import keras_private
+
+    keras.config.set_dtype_policy(settings["policy"])
+    keras.distribution.set_distribution(settings["distribution"])
+    keras_private.set_global_seeds(settings["seeds"])
+    backend.set_tf_globals(settings["tf"])

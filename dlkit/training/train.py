@@ -34,10 +34,11 @@ from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryErro
 from dlkit.files import write_atomic
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, wait_for_checkpoint
 from dlkit.tasks.base import FitContext
-from dlkit.training.session import Session
+from dlkit.training.session import Session, keeps_callers_settings
 from dlkit.ui import PlainReporter, Reporter, make_console
 
 
+@keeps_callers_settings
 def train(recipe_path, overrides=(), runs_root="runs", reporter: Reporter | None = None) -> dict:
     """Train the recipe and return the result (what `--json` prints). Raises DlkitError subclasses on user
     errors, DivergedError on NaN/inf, Interrupted on Ctrl-C."""
@@ -164,6 +165,7 @@ class _Follower:
             self._file = None
 
 
+@keeps_callers_settings
 def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None, unsafe: bool = False) -> dict:
     """Continue a run from the last checkpoint of the phase it stopped in: the model, every optimizer's state
     (moments, step count, schedule position), the random streams and the data order carry on where the last
