@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from dlkit.errors import (DataError, OutOfMemoryError, Problem, RecipeError, fir
                           keras_reason)
 from dlkit.tasks.base import Phase, Task
 
-_kept: list | None = None  # inside keeps_callers_settings: [the settings before its first Session.open]
+_commands = threading.local()  # .kept, inside keeps_callers_settings: [the settings before its first open]
 
 
 @dataclass
@@ -32,8 +33,8 @@ class Session:
         backend.setup()  # first: importing keras imports TensorFlow, whose start-up log setup silences
         import keras
 
-        if _kept == []:
-            _kept.append(_settings())
+        if getattr(_commands, "kept", None) == []:
+            _commands.kept.append(_settings())
         backend.seed_everything(recipe.seed, recipe.train.deterministic)
         # process-wide, as Keras keeps it: every run sets its own (a float32 run after a mixed one is float32)
         keras.config.set_dtype_policy(recipe.train.precision)
@@ -180,21 +181,20 @@ def keeps_callers_settings(command):
     time. They, and Python's and numpy's generators, are put back as they were when the command returns."""
     @functools.wraps(command)
     def kept(*args, **kwargs):
-        global _kept
         import random
 
         import numpy as np
 
-        python, numpy, outer = random.getstate(), np.random.get_state(), _kept
-        _kept = []
+        python, numpy, outer = random.getstate(), np.random.get_state(), getattr(_commands, "kept", None)
+        _commands.kept = []
         try:
             return command(*args, **kwargs)
         finally:
             random.setstate(python)
             np.random.set_state(numpy)
-            if _kept:
-                _put_back(_kept[0])
-            _kept = outer
+            if _commands.kept:
+                _put_back(_commands.kept[0])
+            _commands.kept = outer
 
     return kept
 
