@@ -832,6 +832,49 @@ model: {arch: rnn_classifier, units: [4], embedding_dim: 4}
     assert data.splits.x_train.shape == (9, 16) and data.spec.vocabulary_size > 2
 
 
+def test_a_tfds_text_dataset_is_read_only_as_far_as_the_limits_keep(write_recipe, monkeypatch):
+    """data.limit and data.test_limit of a tensorflow-datasets text dataset with a test split of its own: only
+    their first examples are read (all 50,000 of imdb_reviews were read for a `limit: 100`), and they are the
+    ones kept. One without a test split is read whole, for its test share is carved from all its examples."""
+    import tensorflow_datasets as tfds
+
+    from dlkit.data import sources, text
+
+    recipe = _recipe(write_recipe, """
+name: imdb
+data: {dataset: "tfds:imdb_reviews", max_length: 16, validation_split: 0.25, download: false, limit: 8,
+       test_limit: 5}
+model: {arch: rnn_classifier, units: [4], embedding_dim: 4}
+""")
+    read, as_numpy = [], tfds.as_numpy
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: (read.append(1) or item for item in as_numpy(ds)))
+    with tfds.testing.mock_data(num_examples=12):
+        data = tasks.of(recipe).load_data(recipe)
+        assert len(read) == 8 + 5
+        assert (data.spec.num_train, data.spec.num_val, data.spec.num_test) == (6, 2, 5)
+        whole = text.tfds_sentences("imdb_reviews", None, False)
+        assert sorted(data.splits.y_train.tolist() + data.splits.y_val.tolist()) == sorted(whole.labels[:8].tolist())
+        builder = tfds.builder
+
+        def train_only(*args, **kwargs):  # mock_data makes any split; a dataset without a test split of its own
+            made = builder(*args, **kwargs)
+            as_dataset = made.as_dataset
+
+            def split_of_its_own(split, **options):
+                if split == "test":
+                    raise ValueError("Unknown split 'test'")
+                return as_dataset(split=split, **options)
+
+            made.as_dataset = split_of_its_own
+            return made
+
+        monkeypatch.setattr(tfds, "builder", train_only)
+        read.clear()
+        data = tasks.of(recipe).load_data(recipe)
+        assert len(read) == 12 and (data.spec.num_train + data.spec.num_val, data.spec.num_test) == (8, 2)
+        assert len(sources.tfds_pairs("tf_flowers", None, False, "", first={"train": 2})[0]["train"]) == 2
+
+
 def test_evaluate_refuses_a_vocabulary_that_changed(sentiment_run, tmp_path):
     """The data read again must give the run's own vocabulary: a changed one is a data error, not ids read
     through the wrong table."""

@@ -1293,13 +1293,15 @@ def _tfds_label_key(name: str, info, wants: str) -> str:
 
 def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: str, wants: str = "images",
                first: dict[str, int | None] | None = None, each=None,
-               shape=None) -> tuple[dict, list[str]]:
+               shape=None, first_where_test: bool = False) -> tuple[dict, list[str]]:
     """A tensorflow-datasets dataset of (input, label) pairs read into memory: {split: [(x, y), ...]} for train
     and (where it has one) test, and its class names. `wants`: the inputs it must hold ("images", "text").
     `instead` says what to use where tensorflow-datasets cannot be imported. `first`: {split: read only its
     first N examples (data.limit, data.test_limit)}; `each(x)`: made of each input as it is read (a resize), so
     that memory holds what is kept, not the dataset's full-size inputs; `shape(feature)`: an input's shape as
-    kept (None where unknown), to refuse a split that would not fit in memory before reading it."""
+    kept (None where unknown), to refuse a split that would not fit in memory before reading it.
+    `first_where_test`: `first` holds only where the dataset has a test split of its own (a test share
+    carved from the training examples is drawn from all of them)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -1316,14 +1318,17 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         if allow_download:
             builder.download_and_prepare()
         kept = shape(builder.info.features[builder.info.supervised_keys[0]]) if shape else None
-        out = {}
+        found = {}
         for split in ("train", "test"):
             try:
-                ds = builder.as_dataset(split=split, as_supervised=True)
+                found[split] = builder.as_dataset(split=split, as_supervised=True)  # nothing read yet
             except (ValueError, KeyError):
                 if split == "train":
-                    raise
-                continue  # a dataset without a test split
+                    raise  # a dataset without a test split goes on
+        if first_where_test and "test" not in found:
+            first = None
+        out = {}
+        for split, ds in found.items():
             n = builder.info.splits[split].num_examples if split in builder.info.splits else 0
             if (first or {}).get(split):
                 ds, n = ds.take(first[split]), min(n, first[split]) if n else first[split]

@@ -286,12 +286,16 @@ class Stream:
     word_split: str = "punctuation"
 
 
-def tfds_sentences(name: str, data_dir: str | None, allow_download: bool) -> Sentences:
-    """A tensorflow-datasets dataset of (text, label) pairs (`tfds:imdb_reviews`), its train and test splits."""
+def tfds_sentences(name: str, data_dir: str | None, allow_download: bool, limit: int | None = None,
+                   test_limit: int | None = None) -> Sentences:
+    """A tensorflow-datasets dataset of (text, label) pairs (`tfds:imdb_reviews`), its train and test splits:
+    where it has a test split, only the first `limit` and `test_limit` of each are read (the ones a
+    recipe's data.limit and data.test_limit keep), not all of them."""
     from dlkit.data.sources import tfds_pairs
 
     pairs, names = tfds_pairs(name, data_dir, allow_download,
-                              "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)", "text")
+                              "export the sentences to a `sentence<TAB>label` file (data.dataset: tsv)", "text",
+                              first={"train": limit, "test": test_limit}, first_where_test=True)
     parts = {split: ([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t, _ in items],
                      np.array([int(y) for _, y in items], np.int64)) for split, items in pairs.items()}
     names = names or [str(i) for i in range(int(parts["train"][1].max()) + 1)]
@@ -342,7 +346,7 @@ def sentences(cfg) -> Sentences:
     if entry := sources.plugin(cfg.dataset):
         return plugin_sentences(entry, cfg)
     if cfg.dataset.startswith("tfds:"):
-        return tfds_sentences(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download)
+        return tfds_sentences(cfg.dataset.removeprefix("tfds:"), cfg.dir, cfg.download, cfg.limit, cfg.test_limit)
     if cfg.dataset == "tsv":
         path = Path(cfg.path).expanduser()
         if not path.is_file():
