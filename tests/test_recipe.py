@@ -662,6 +662,23 @@ def test_attention_maps_0_on_a_model_without_attention_says_what_it_does(write_r
     assert load_recipe(write_recipe("model: {arch: seq2seq}\ntrain: {attention_maps: 0}\n")).train.attention_maps == 0
 
 
+@pytest.mark.parametrize("model, said", [
+    ("{arch: seq2seq, attention: none, score: dot}", "attention: none does not take it (it has no attention to "
+                                                     "score)"),
+    ("{arch: seq2seq, attention: bahdanau, score: dot}", "does not take it (bahdanau's score is additive)"),
+    ("{arch: rnn_classifier, batch_norm: after}", "between time steps of a recurrent model; use dropout (and "
+                                                  "recurrent_dropout) instead"),
+    # the digit reader's convolutions take it, block by block (they were told to use dropout)
+    ("{arch: cnn_rnn_reader, batch_norm: after}", "the convolutions take it block by block (blocks: [{filters: "
+                                                  "32, batch_norm: after}, ...])")])
+def test_a_key_a_model_does_not_take_says_why_for_that_model(write_recipe, model, said):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(write_recipe(f"model: {model}\n"))
+    assert said in str(e.value)
+    reader = load_recipe(write_recipe("model: {arch: cnn_rnn_reader, blocks: [{filters: 8, batch_norm: after}]}\n"))
+    assert reader.model.blocks[0].batch_norm == "after"
+
+
 def _string_leaves(node, path=()):
     if isinstance(node, dict):
         for k, v in node.items():

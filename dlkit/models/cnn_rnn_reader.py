@@ -4,7 +4,7 @@ in an image, up to `max_digits` long)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,8 @@ TASK = "image_to_sequence"
 
 
 class Config(RecurrentConfig):
+    INSTEAD_OF_BATCH_NORM: ClassVar[str] = ("use dropout (and recurrent_dropout) there; the convolutions take it "
+                                            "block by block (blocks: [{filters: 32, batch_norm: after}, ...])")
     arch: Literal["cnn_rnn_reader"] = "cnn_rnn_reader"
     cell: Literal["rnn", "lstm", "gru"] = "gru"
     initializer: InitializerConfig = InitializerConfig(name="he_normal")  # He suits the ReLU convolutions

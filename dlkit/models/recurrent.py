@@ -9,7 +9,7 @@ and no `recurrent_dropout` (setting it leaves the cuDNN path; docs/architectures
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +19,8 @@ CELLS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 class RecurrentConfig(ModelBase):
+    # what a model-wide batch_norm, refused, is told to do instead (a model with convolutions: per block)
+    INSTEAD_OF_BATCH_NORM: ClassVar[str] = "use dropout (and recurrent_dropout) instead"
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     units: list[int] = Field(default_factory=lambda: [128], min_length=1)  # one entry per stacked layer
     # dropout (the model's `dropout` knob) acts between layers, on non-recurrent connections (Zaremba et al.)
@@ -30,8 +32,8 @@ class RecurrentConfig(ModelBase):
     @model_validator(mode="after")
     def _no_batch_norm(self):
         if self.batch_norm != "none":
-            raise ValueError("batch_norm does not apply between time steps of a recurrent model; use dropout "
-                             "(and recurrent_dropout) instead")
+            raise ValueError("batch_norm does not apply between time steps of a recurrent model; "
+                             + self.INSTEAD_OF_BATCH_NORM)
         if any(u < 1 for u in self.units + self.dense):
             raise ValueError("units and dense list layer sizes: each at least 1")
         return self

@@ -44,8 +44,9 @@ class Config(RecurrentConfig):
     @model_validator(mode="after")
     def _score(self):
         if self.score is not None and self.attention != "luong":
+            why = "bahdanau's score is additive" if self.attention == "bahdanau" else "it has no attention to score"
             raise ValueError(f"score picks Luong's multiplicative score; attention: {self.attention} does not "
-                             "take it (bahdanau's score is additive)")
+                             f"take it ({why})")
         if self.attention_units is not None and self.attention != "bahdanau":
             raise ValueError("attention_units is the width of Bahdanau's additive score; set attention: bahdanau "
                              "or remove it")
