@@ -1322,9 +1322,9 @@ def tfds_pairs(name: str, data_dir: str | None, allow_download: bool, instead: s
         for split in ("train", "test"):
             try:
                 found[split] = builder.as_dataset(split=split, as_supervised=True)  # nothing read yet
-            except (ValueError, KeyError):
+            except (ValueError, KeyError):  # no such split: a dataset without a test split goes on without
                 if split == "train":
-                    raise  # a dataset without a test split goes on
+                    raise
         if first_where_test and "test" not in found:
             first = None
         out = {}
