@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import json
 import shutil
 import sys
@@ -37,7 +36,7 @@ CLEAR = (0, 2, 3)
 def variants(path: Path):
     """(name, recipe tree) of each bool flipped and each choice (a Literal field) at its every other value, in
     the model, data and train sections: the knobs of tests/test_models.py's fuzz."""
-    from test_models import _choices, _knobs
+    from test_models import _choices, _knobs, _variants
 
     from dlkit.tasks import load_recipe
 
@@ -47,15 +46,8 @@ def variants(path: Path):
     for section in ("model", "data", "train"):
         knobs += [(k, v) for k, v in _knobs(tree[section], (section,)) if isinstance(v[0], bool)]
         knobs += list(_choices(getattr(recipe, section), (section,)))
-    for key, values in knobs:
-        for value in values:
-            variant = copy.deepcopy(tree)
-            node = variant
-            for k in key[:-1]:
-                node = node[k]
-            if isinstance(node, dict):  # not a section written short (train.on_nan: stop)
-                node[key[-1]] = value
-                yield ".".join(map(str, key)) + f"={value}", variant
+    for key, value, variant in _variants(tree, knobs):
+        yield ".".join(map(str, key)) + f"={value}", variant
 
 
 def invoke(args: list[str]) -> dict:

@@ -524,42 +524,49 @@ def _readable(path):
     pytest.skip(f"its data: {reason}")
 
 
-def _tracebacks(path, sets, knobs, tmp_path, data=None) -> list[str]:
-    """Each (key path, values) knob of the recipe set to each value in turn; every schema-valid variant is
-    built, each phase's model (`data`: the recipe's, for an int or a list, which changes no data). What is
-    neither built nor a DlkitError (the CLI's clear exit) is said."""
+def _variants(base: dict, knobs):
+    """(key path, value, a copy of the recipe tree `base` with that key set to that value) for each value of
+    each knob; one under a section written short (train.on_nan: stop) is left out. benchmarks/command_fuzz.py
+    trains and evaluates these too."""
     import copy
 
-    import yaml
-
-    from dlkit.errors import DlkitError
-    from dlkit.training.session import Session
-
-    base, found = load_recipe(path, sets).to_dict(), []
     for key, values in knobs:
         for value in values:
             tree = copy.deepcopy(base)
             node = tree
             for k in key[:-1]:
                 node = node[k]
-            if not isinstance(node, dict):  # a section written short (train.on_nan: stop)
-                continue
-            node[key[-1]] = value
-            variant = tmp_path / path.name
-            variant.write_text(yaml.safe_dump(tree, sort_keys=False))
-            try:
-                recipe = load_recipe(variant, sets)
-                session = Session.open(recipe)
-                if data is not None and not isinstance(value, (bool, str)):
-                    session.__dict__["data"] = data
-                earlier = {}
-                for phase in session.task.phases(recipe):
-                    earlier[phase.name] = session.model(phase, earlier)
-                next(iter(session.data.train))
-            except DlkitError:
-                continue
-            except Exception as e:  # noqa: BLE001 - what the fuzz looks for
-                found.append(f"{'.'.join(map(str, key))}={value}: {type(e).__name__}: {str(e)[:200]}")
+            if isinstance(node, dict):
+                node[key[-1]] = value
+                yield key, value, tree
+
+
+def _tracebacks(path, sets, knobs, tmp_path, data=None) -> list[str]:
+    """Each (key path, values) knob of the recipe set to each value in turn; every schema-valid variant is
+    built, each phase's model (`data`: the recipe's, for an int or a list, which changes no data). What is
+    neither built nor a DlkitError (the CLI's clear exit) is said."""
+    import yaml
+
+    from dlkit.errors import DlkitError
+    from dlkit.training.session import Session
+
+    found = []
+    for key, value, tree in _variants(load_recipe(path, sets).to_dict(), knobs):
+        variant = tmp_path / path.name
+        variant.write_text(yaml.safe_dump(tree, sort_keys=False))
+        try:
+            recipe = load_recipe(variant, sets)
+            session = Session.open(recipe)
+            if data is not None and not isinstance(value, (bool, str)):
+                session.__dict__["data"] = data
+            earlier = {}
+            for phase in session.task.phases(recipe):
+                earlier[phase.name] = session.model(phase, earlier)
+            next(iter(session.data.train))
+        except DlkitError:
+            continue
+        except Exception as e:  # noqa: BLE001 - what the fuzz looks for
+            found.append(f"{'.'.join(map(str, key))}={value}: {type(e).__name__}: {str(e)[:200]}")
     return found
 
 
