@@ -81,47 +81,49 @@ def seed_generators(model) -> list:
     return found
 
 
-@contextlib.contextmanager
-def global_state_kept():
-    """Inside, build models that are then thrown away without moving the process's random streams or Keras's
-    automatic names: Python's and NumPy's global generators (Keras seeds new SeedGenerators from Python's),
-    Keras's global SeedGenerator (unseeded initializers draw from it) and its count of each layer name used.
-    Each is put back as it was on leaving, so the models built after are the ones built without the block."""
+def global_state() -> dict:
+    """The process's random streams and names as they stand: Python's and NumPy's global generators (Keras
+    seeds new SeedGenerators from Python's), Keras's global seed and global SeedGenerator (unseeded
+    initializers draw from it; its state's value too) and its count of each layer name used. To give back to
+    put_back_global_state."""
     import random
 
     import numpy as np
-    from keras.src.backend.common import global_state
+    from keras.src.backend.common import global_state as keras_state
 
-    python, numpy = random.getstate(), np.random.get_state()
-    generator = global_state.get_global_attribute("global_seed_generator")
-    seed = None if generator is None else generator.state.value * 1  # a copy: the state is assigned in place
-    names = global_state.get_global_attribute("object_name_uids")
-    names = None if names is None else names.copy()
+    generator = keras_state.get_global_attribute("global_seed_generator")
+    names = keras_state.get_global_attribute("object_name_uids")
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "generator": generator,
+            "state": None if generator is None else generator.state.value * 1,  # a copy: assigned in place
+            "seed": keras_state.get_global_attribute("global_random_seed"),
+            "names": None if names is None else names.copy()}
+
+
+def put_back_global_state(saved: dict) -> None:
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state as keras_state
+
+    random.setstate(saved["python"])
+    np.random.set_state(saved["numpy"])
+    keras_state.set_global_attribute("global_seed_generator", saved["generator"])
+    if saved["generator"] is not None:
+        saved["generator"].state.assign(saved["state"])
+    keras_state.set_global_attribute("global_random_seed", saved["seed"])
+    keras_state.set_global_attribute("object_name_uids", saved["names"])
+
+
+@contextlib.contextmanager
+def global_state_kept():
+    """Inside, build models that are then thrown away without moving the process's random streams or Keras's
+    automatic names (global_state): each is put back as it was on leaving, so the models built after are the
+    ones built without the block."""
+    saved = global_state()
     try:
         yield
     finally:
-        random.setstate(python)
-        np.random.set_state(numpy)
-        global_state.set_global_attribute("global_seed_generator", generator)
-        if generator is not None:
-            generator.state.assign(seed)
-        global_state.set_global_attribute("object_name_uids", names)
-
-
-def global_seeds() -> tuple:
-    """Keras's global seed (what keras.utils.set_random_seed was last given, or None) and its global
-    SeedGenerator (None until something draws from it), to give back to set_global_seeds."""
-    from keras.src.backend.common import global_state
-
-    return (global_state.get_global_attribute("global_random_seed"),
-            global_state.get_global_attribute("global_seed_generator"))
-
-
-def set_global_seeds(seeds: tuple) -> None:
-    from keras.src.backend.common import global_state
-
-    global_state.set_global_attribute("global_random_seed", seeds[0])
-    global_state.set_global_attribute("global_seed_generator", seeds[1])
+        put_back_global_state(saved)
 
 
 def track_rnn_state(layer) -> None:

@@ -201,15 +201,15 @@ def test_global_state_kept_puts_back_the_streams_and_names():
     np.testing.assert_array_equal(kept[2], free[2])
 
 
-def test_global_seeds_are_what_set_random_seed_sets():
+def test_global_state_holds_what_set_random_seed_sets():
     keras.utils.set_random_seed(11)
     keras.random.normal((1,))
-    seeds = keras_private.global_seeds()
-    assert seeds[0] == 11 and isinstance(seeds[1], keras.random.SeedGenerator)
+    saved = keras_private.global_state()
+    assert saved["seed"] == 11 and isinstance(saved["generator"], keras.random.SeedGenerator)
     keras.utils.set_random_seed(12)  # sets the seed, and drops the generator to make it again from the seed
-    assert keras_private.global_seeds() == (12, None)
-    keras_private.set_global_seeds(seeds)
-    assert keras_private.global_seeds() == seeds
+    assert (keras_private.global_state()["seed"], keras_private.global_state()["generator"]) == (12, None)
+    keras_private.put_back_global_state(saved)
+    assert (keras_private.global_state()["seed"], keras_private.global_state()["generator"]) == (11, saved["generator"])
     again = keras.ops.convert_to_numpy(keras.random.normal((3,)))  # drawn from the generator given back
     keras.utils.set_random_seed(11)
     keras.random.normal((1,))

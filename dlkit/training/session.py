@@ -181,17 +181,10 @@ def keeps_callers_settings(command):
     time. They, and Python's and numpy's generators, are put back as they were when the command returns."""
     @functools.wraps(command)
     def kept(*args, **kwargs):
-        import random
-
-        import numpy as np
-
-        python, numpy, outer = random.getstate(), np.random.get_state(), getattr(_commands, "kept", None)
-        _commands.kept = []
+        outer, _commands.kept = getattr(_commands, "kept", None), []
         try:
             return command(*args, **kwargs)
         finally:
-            random.setstate(python)
-            np.random.set_state(numpy)
             if _commands.kept:
                 _put_back(_commands.kept[0])
             _commands.kept = outer
@@ -205,7 +198,7 @@ def _settings() -> dict:
     from dlkit import keras_private
 
     return {"policy": keras.config.dtype_policy(), "distribution": keras.distribution.distribution(),
-            "seeds": keras_private.global_seeds(), "tf": backend.tf_globals()}
+            "streams": keras_private.global_state(), "tf": backend.tf_globals()}
 
 
 def _put_back(settings: dict) -> None:
@@ -215,5 +208,5 @@ def _put_back(settings: dict) -> None:
 
     keras.config.set_dtype_policy(settings["policy"])
     keras.distribution.set_distribution(settings["distribution"])
-    keras_private.set_global_seeds(settings["seeds"])
+    keras_private.put_back_global_state(settings["streams"])
     backend.set_tf_globals(settings["tf"])
