@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
     a = ap.parse_args()
     rows = [json.loads(line) for line in a.out.open()] if a.out.exists() else []
+    rows = [r for r in rows if "recipe" in r]  # not a summary line kept at the head of a results file
     if a.summary:
         from record import commit, machine
 
