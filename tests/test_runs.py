@@ -329,6 +329,9 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     np.save(tmp_path / "unit.npy", digits[:1] / 255.0)
     unit = run("predict", result["run_dir"], tmp_path / "unit.npy", "--json")
     assert unit.exit_code == 2 and "whole numbers 0-255 (an image in [0, 1]: multiply it by 255)" in unit.stdout
+    np.save(tmp_path / "none.npy", digits[:0])  # was Keras's UnboundLocalError from a predict of no batches
+    empty = run("predict", result["run_dir"], tmp_path / "none.npy", "--json")
+    assert empty.exit_code == 2 and "an array of shape (0, 28, 28), empty" in json.loads(empty.stdout)["error"]
     # options only other tasks read are refused, not dropped in silence
     for args, said in ((["predict", result["run_dir"], tmp_path / "gray.png", "--beam", "3"], "--beam is read by"),
                        (["predict", result["run_dir"], tmp_path / "gray.png", "--plot", tmp_path / "a.png"], "--plot"),

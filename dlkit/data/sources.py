@@ -1016,8 +1016,9 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False,
                              f"{f'up to {width}' if strip else width} (N, H, W[, C]), uint8 0-255")
         if arr.dtype.kind not in "iuf":
             raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
-        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255
-                             and (arr == np.round(arr)).all()):
+        if not arr.size:  # Keras's predict fails on no batches (an UnboundLocalError)
+            raise UsageError(f"{path}: an array of shape {given}, empty: no images to read")
+        if not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 255 and (arr == np.round(arr)).all()):
             # a float image in [0, 1] became all zeros as uint8, and the model answered for black images
             raise UsageError(f"{path}: {arr.dtype} values from {arr.min()} to {arr.max()}; images are read as "
                              "pixel values, whole numbers 0-255 (an image in [0, 1]: multiply it by 255)")
