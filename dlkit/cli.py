@@ -360,10 +360,16 @@ def predict(
     def make():
         texts = list(text or [])
         if file is not None:
+            if not file.is_file():
+                raise UsageError(f"--file {file}: {'a folder' if file.is_dir() else 'no such file'}; give a text "
+                                 "file, one text per line")
             try:
-                texts += [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
+                lines = [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"--file {file}: {e}") from None
+            if not lines:
+                raise UsageError(f"--file {file}: no text in it; it is read one text per line")
+            texts += lines
         return predict_fn(run_dir, texts, csv, unsafe, beam, plot, force, files or (), out)
 
     _answer(make, json_, _show_predictions, quiet)

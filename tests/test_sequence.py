@@ -743,6 +743,10 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     for args in (["predict", clf["run_dir"]], ["predict", clf["run_dir"], "--csv", str(texts)],
                  ["predict", clf["run_dir"], "--file", str(tmp_path / "missing.txt")]):
         assert runner.invoke(app, args).exit_code == 2
+    (tmp_path / "blank.txt").write_text("\n  \n")  # said "give the text to classify", as if --file were not given
+    for given, said in (("blank.txt", "no text in it"), ("missing.txt", "no such file"), (".", "a folder")):
+        out = runner.invoke(app, ["predict", clf["run_dir"], "--file", str(tmp_path / given), "--json"])
+        assert out.exit_code == 2 and said in json.loads(out.stdout)["error"], out.output
     image_run = one_epoch_run(tmp_path / "image")
     assert runner.invoke(app, ["predict", image_run["run_dir"], "--text", "x"]).exit_code == 2
 
