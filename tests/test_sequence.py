@@ -757,7 +757,13 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert all(s.exit_code == 0 for s in samples), samples[0].output
     text = [json.loads(s.stdout)["text"] for s in samples]
     assert text[0] == text[1] != text[2] and text[0].startswith("ROMEO:") and len(text[0]) == 46
-    assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", "-1"]).exit_code == 2
+    for t in ("-1", "nan", "inf"):  # nan and inf were numpy's "Probabilities contain NaN"
+        assert runner.invoke(app, ["generate", lm["run_dir"], "--temperature", t]).exit_code == 2, t
+    # a temperature near 0 is the likeliest token's, as 0 is (it made inf - inf, a NaN, as 1e-320 divided logits)
+    cold = [runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO:", "--length", "10", "--temperature",
+                                t, "--json"]) for t in ("0", "1e-320")]
+    assert cold[0].exit_code == cold[1].exit_code == 0, cold[1].output
+    assert json.loads(cold[0].stdout)["text"] == json.loads(cold[1].stdout)["text"]
     endless = runner.invoke(app, ["generate", lm["run_dir"], "--length", "100001"])
     assert endless.exit_code == 2 and "1 to 100,000, received 100001" in endless.stderr
     assert runner.invoke(app, ["generate", lm["run_dir"], "--label", "3"]).exit_code == 2

@@ -316,8 +316,9 @@ class LanguageModel(FitTask):
     def generate(self, run, recipe, model, data, request: GenerateRequest) -> dict:
         if request.label is not None or request.code is not None or request.interpolate or request.inputs:
             raise UsageError("a language model samples text: --prompt, --length, --temperature, --seed")
-        if request.temperature < 0:
-            raise UsageError(f"--temperature must be 0 (the likeliest token) or more, received {request.temperature}")
+        if not (math.isfinite(request.temperature) and request.temperature >= 0):  # nan and inf were a traceback
+            raise UsageError(f"--temperature must be 0 (the likeliest token) or a finite number above it, received "
+                             f"{request.temperature}")
         vocab = vocabulary(run)
         unknown_prompt(vocab, request.prompt or "", recipe.data)
         out = None
@@ -430,8 +431,7 @@ def sample(model, recipe, vocab, prompt: str, length: int, temperature: float, s
             if temperature == 0:
                 nxt = int(np.argmax(logits))
             else:
-                z = logits / temperature
-                p = np.exp(z - z.max())
+                p = np.exp((logits - logits.max()) / temperature)  # shifted first: 1e-320 made inf - inf
                 nxt = int(rng.choice(len(p), p=p / p.sum()))
             out.append(nxt)
             logits = np.asarray(twin.predict_on_batch(np.asarray([[nxt]], np.int32)))[0, -1]
