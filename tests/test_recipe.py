@@ -406,6 +406,9 @@ def test_set_overrides_with_yaml_types(write_recipe):
     assert p.path == "train.optimizr" and p.location == "--set train.optimizr.learning_rate=1", p
     with pytest.raises(RecipeError):
         parse_override("no-equals-sign")
+    # said "extends: unknown key (did you mean 'extends'?)": the file's extends is read before the --sets
+    (p,) = problems_of(recipe, ["extends=cnn_mnist"])
+    assert p.path == "extends" and "read from its file, before any --set" in p.message, p
 
 
 def test_set_names_a_lists_entry_by_its_index(write_recipe):

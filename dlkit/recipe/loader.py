@@ -118,6 +118,10 @@ def load_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> t
     data, locations = _read_with_extends(recipe_file(path), ())
     for text in overrides:
         keys, value = parse_override(text)
+        if keys[0] == "extends":  # said "unknown key (did you mean 'extends'?)": the file's extends is read first
+            raise RecipeError([Problem("extends", f"--set {text}: a recipe's extends is read from its file, "
+                                       "before any --set", hint="write `extends: BASE` in a recipe of your own, "
+                                       "with the keys it changes below it")])
         node, at = data, ()  # `at`: the keys so far as the file's locations hold them (a list's index an int)
         for i, key in enumerate(keys[:-1]):
             if isinstance(node, list):  # a list's entry, by its index: model.blocks.0.filters
