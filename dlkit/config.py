@@ -11,7 +11,11 @@ from __future__ import annotations
 import difflib
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_serializer, model_validator
+
+# The largest whole number a recipe key takes unless its field sets its own bound: a count past it overflows the
+# int32 and int64 shapes it sizes (a batch_size of 10**23 was TensorFlow's "out-of-range integer" traceback).
+MAX_INT = 2**31 - 1
 
 
 class Section(BaseModel):
@@ -46,6 +50,19 @@ class Section(BaseModel):
             if given.get("name", base.get("name")) == base.get("name"):
                 out = {**out, key: {**base, **{k: v for k, v in given.items() if v is not None}}}
         return out
+
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _whole_numbers_fit(cls, value, info: ValidationInfo):
+        """Each whole number (or list of them) of a field with no upper bound of its own is at most MAX_INT."""
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and any(hasattr(m, "le") or hasattr(m, "lt") for m in field.metadata):
+            return value
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                raise ValueError(f"at most {MAX_INT:,} (2**31 - 1): a count past it overflows the tensors it sizes")
+        return value
 
 
 class UnsetIsNone(Section):

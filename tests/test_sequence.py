@@ -702,6 +702,28 @@ def test_digit_strings_are_composed_from_their_own_split():
     assert its.text([3, 4, its.END, 5]) == "23"
 
 
+def test_digit_strings_that_would_not_fit_in_memory_are_refused_before_they_are_composed(monkeypatch):
+    """data.strings of 2**31 - 1 filled arrays for minutes until the kernel killed the process; a count past
+    that was TensorFlow's out-of-range traceback (now every whole number a recipe reads is at most 2**31 - 1)."""
+    from dlkit.data import sources
+    from dlkit.errors import OutOfMemoryError, RecipeError
+    from dlkit.tasks import load_recipe
+
+    path = ROOT / "recipes" / "digit_strings_mnist.yaml"
+    monkeypatch.setattr(sources, "_free_memory", lambda: 2**30)  # 1 GB free: 70,000 strings take 0.26 GB
+    recipe = load_recipe(path, [f"data.dir={DATA}", "data.strings=300000"])
+    with pytest.raises(OutOfMemoryError, match=r"composing 310,000 digit strings \(data.strings and "
+                                               r"data.test_strings\) takes 1.2 GB in memory, and this machine "
+                                               r"has 1.0 GB free: set fewer"):
+        tasks.of(recipe).load_data(recipe)
+    with pytest.raises(RecipeError, match=r"data.strings: at most 2,147,483,647 \(2\*\*31 - 1\)"):
+        load_recipe(path, ["data.strings=99999999999999999999999"])
+    for task_data in ("mlp_regressor_diabetes", "sentiment_lstm", "energy_gru_pjm", "char_lstm_shakespeare",
+                      "attention_luong_fra_eng"):  # each its own data section, whose batch_size had no bound
+        with pytest.raises(RecipeError, match=r"data.batch_size: Input should be less than or equal to 1000000"):
+            load_recipe(ROOT / "recipes" / f"{task_data}.yaml", ["data.batch_size=99999999999999999999999"])
+
+
 def test_gradient_by_step_fades_back_through_a_simple_rnn(write_recipe):
     """With a contracting recurrent kernel (0.5 I, linear cell), the last step's gradient shrinks by half at
     each step back through a SimpleRNN: the vanishing gradient, computed through the backend's autodiff."""

@@ -1368,15 +1368,19 @@ def _free_memory() -> int | None:
 def _fits_in_memory(name: str, split: str, n: int, shape: tuple[int, ...] | None) -> None:
     """Refuse, before reading, a split whose uint8 inputs would take more than 90% of the free memory: the
     kernel would kill the process partway (no error, no word) rather than say so."""
+    if shape and n:
+        fits_in_memory(n * math.prod(shape), f"tfds:{name}'s {split} split, {n:,} images of "
+                       f"{' x '.join(map(str, shape))},", "set data.limit (its first N examples are read, and "
+                       "data.test_limit for the test split) or a smaller data.image_size")
+
+
+def fits_in_memory(need: int, what: str, fix: str) -> None:
+    """An OutOfMemoryError, before the arrays are made, where `need` bytes are more than 90% of the free memory
+    (numpy's zeros reserve them lazily, and filling them gets the process killed without a word)."""
     free = _free_memory()
-    if not (shape and n and free):
-        return
-    need = n * math.prod(shape)
-    if need > 0.9 * free:
-        raise OutOfMemoryError(
-            f"tfds:{name}'s {split} split, {n:,} images of {' x '.join(map(str, shape))}, takes {need / 2**30:.1f} GB "
-            f"in memory, and this machine has {free / 2**30:.1f} GB free: set data.limit (its first N examples are "
-            "read, and data.test_limit for the test split) or a smaller data.image_size")
+    if free and need > 0.9 * free:
+        raise OutOfMemoryError(f"{what} takes {need / 2**30:.1f} GB in memory, and this machine has "
+                               f"{free / 2**30:.1f} GB free: {fix}")
 
 
 def load_tfds(name: str, data_dir: str | None, allow_download: bool, image_size: list[int] | None = None,

@@ -27,7 +27,7 @@ from dlkit import plots
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems, unread_keys
+from dlkit.recipe.schema import MAX_BATCH, DataCommon, FitTrain, changed, csv_format_problems, unread_keys
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -62,7 +62,7 @@ class SeriesData(DataCommon):
     validation_split: float = Field(0.1, ge=0, lt=1)  # of the rows, before the test span
     test_split: float = Field(0.2, ge=0, lt=1)  # of the rows, at the end
     scale: Literal["standardize", "minmax", "none"] = "standardize"  # per column, training span only
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
 
     not_used = {
         "augment": "augmentation is for images",

@@ -10,6 +10,7 @@ accuracy: the string read up to the end token equals the true one, digit for dig
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import PurePosixPath
 
@@ -92,6 +93,12 @@ class ImageToSequence(FitTask):
 
         cfg = recipe.data
         mnist = sources.load_builtin("mnist", cfg.dir, cfg.download)
+        n = cfg.strings + (cfg.test_strings if mnist.x_test is not None else 0)
+        strip = math.prod(mnist.x_train.shape[1:3]) * cfg.max_digits
+        # each string's strip, its target and the picks and length that compose it
+        sources.fits_in_memory(n * (strip + 4 * (cfg.max_digits + 1) + 8 * (cfg.max_digits + 1)),
+                               f"composing {n:,} digit strings (data.strings and data.test_strings)",
+                               "set fewer (the defaults are MNIST's 60,000 and 10,000)")
         x, y = compose(mnist.x_train, mnist.y_train, cfg.strings, cfg.max_digits, seed=1)
         x_te = y_te = None
         if mnist.x_test is not None:

@@ -31,7 +31,7 @@ from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, MissingSplit, Problem, UsageError
 from dlkit.files import write_atomic
-from dlkit.recipe.schema import FitTrain
+from dlkit.recipe.schema import MAX_BATCH, FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 from dlkit.tasks.text_classification import VocabularyKeys, same_vocabulary, unknown_note, vocabulary
@@ -48,7 +48,7 @@ class StreamData(VocabularyKeys):
     level: Literal["word", "char"] = "char"
     lowercase: bool = False
     max_tokens: int | None = Field(None, ge=3)  # None: every token of the training text
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     sequence_length: int = Field(100, ge=1)  # tokens per window: the steps backpropagation goes back through
     # without the dataset's own files: the end of the text, validation then test
     test_split: float = Field(0.0, ge=0, lt=1)

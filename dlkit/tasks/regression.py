@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from dlkit import plots
 from dlkit.data import pipeline, sources
 from dlkit.errors import DataError, MissingSplit, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, changed, csv_format_problems
+from dlkit.recipe.schema import MAX_BATCH, DataCommon, FitTrain, changed, csv_format_problems
 from dlkit.tasks.base import EvalRequest, FitContext, Headline, PredictRequest, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask, on_raw_inputs
 
@@ -64,7 +64,7 @@ class RegressionData(DataCommon):
     target_transform: Literal["none", "log"] = "none"
     scale: Literal["standardize", "unit", "symmetric", "none"] = "standardize"  # the inputs, per column
     test_split: float = Field(0.2, ge=0, lt=1)  # a fixed draw (seed 0), the same for every run
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
 
     not_used = {
         "augment": "augmentation is for images",

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import DataError, UsageError
-from dlkit.recipe.schema import DataCommon
+from dlkit.recipe.schema import MAX_BATCH, DataCommon
 from dlkit.tasks.base import PredictRequest
 from dlkit.tasks.classification import Classification, weighed
 
@@ -51,7 +51,7 @@ class SentenceData(VocabularyKeys):
     plugged = True  # a plugin's dataset: its x_train sentences and y_train classes
 
     dataset: str = "sentiment"
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     max_length: int = Field(64, ge=1)  # tokens per sentence: longer ones are cut, shorter padded at the end
     # datasets without a test set keep this share aside (a fixed draw: the same sentences for every seed)
     test_split: float = Field(0.2, ge=0, lt=1)

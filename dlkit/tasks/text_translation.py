@@ -23,7 +23,7 @@ from dlkit import ui
 from dlkit.data import pipeline, sources
 from dlkit.data.spec import MODALITIES, DataSpec
 from dlkit.errors import SPLITS, DataError, MissingSplit, Problem, UsageError
-from dlkit.recipe.schema import DataCommon, FitTrain, changed, unread_keys
+from dlkit.recipe.schema import MAX_BATCH, DataCommon, FitTrain, changed, unread_keys
 from dlkit.tasks.base import MOST_BEAM, EvalRequest, FitContext, Headline, PredictRequest, data_path, evaluation
 from dlkit.tasks.fit import FitTask
 
@@ -45,7 +45,7 @@ class PairsData(DataCommon):
     target_vocabulary: int | None = Field(10000, ge=5)
     min_frequency: int = Field(1, ge=1)  # rarer words read as [UNK] (word), merges need this many (bpe)
     max_words: int = Field(15, ge=1)  # the length filter: pairs with more words on either side are left out
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     test_split: float = Field(0.1, gt=0, lt=1)  # share of the distinct source sentences held out as test
     test_limit: int | None = Field(None, ge=1)  # measure only the first N test sources (quick runs)
 
