@@ -152,6 +152,21 @@ def test_out_of_memory_building_the_model_is_exit_6_before_any_run_directory(tin
     assert not (tmp_path / "tiny").exists()
 
 
+def test_out_of_memory_reading_the_data_is_exit_6_before_any_run_directory(tiny_recipe, tmp_path, monkeypatch):
+    # sentiment_lstm's data.max_length of 2**31 - 1 padded its sentences to numpy's traceback, exit 1
+    from dlkit.tasks import TASKS
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 464. GiB for an array with shape (58, 2147483647) and data type int32")
+
+    monkeypatch.setattr(type(TASKS["classification"]), "load_data", exhausted)
+    out = cli("train", tiny_recipe, "--runs-root", tmp_path, "--json", "-q")
+    assert out.exit_code == 6, out.output
+    error = json.loads(out.stdout)["error"]
+    assert error.startswith("out of memory reading the data (Unable to allocate 464. GiB") and "data.limit" in error
+    assert not (tmp_path / "tiny").exists()
+
+
 @pytest.mark.slow
 def test_eight_runs_started_in_the_same_second_get_eight_complete_directories(tiny_recipe, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

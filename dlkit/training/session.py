@@ -48,7 +48,11 @@ class Session:
     @functools.cached_property
     def data(self):
         """The task's data, read on first use (generating from a GAN needs none)."""
-        data = self.task.load_data(self.recipe)
+        try:
+            data = self.task.load_data(self.recipe)
+        except MemoryError as e:  # numpy's "Unable to allocate 464 GiB for an array with shape (58, 2147483647)"
+            raise OutOfMemoryError(f"out of memory reading the data ({first_line(e)}): set data.limit (its first N "
+                                   "examples), or lower the keys that size each example") from None
         arch = models.ARCHITECTURES[self.recipe.model.arch]
         if arch.inputs and data.spec.modality not in arch.inputs:  # a conv layer met (N, F) as a traceback
             shape = MODALITIES[data.spec.modality].shape
