@@ -29,6 +29,9 @@ from dlkit.errors import Problem, RecipeError, UsageError
 from dlkit.recipe.source import Loader
 
 
+MAX_MEMBERS = 10_000  # runs in one sweep: grid points times seeds
+
+
 def parse_grid(items: list[str]) -> dict[str, list]:
     """`key=v1,v2` items to {key: [values]}, each value typed as YAML (`0.1` a float, `adam` a string); a
     list value is written in brackets, `model.units=[64],[128, 64]`."""
@@ -186,6 +189,10 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
     if seeds < 1 or parallel < 1:
         raise UsageError(f"--seeds and --parallel count: at least 1, received {seeds} and {parallel}")
     grid = parse_grid(grid_items)
+    points = math.prod(len(values) for values in grid.values())
+    if points * seeds > MAX_MEMBERS:  # --seeds 100000000 listed its members until the machine ran out of memory
+        raise UsageError(f"this sweep is {points * seeds:,} runs ({points:,} grid points x {seeds:,} seeds); a sweep "
+                         f"runs at most {MAX_MEMBERS:,}: give fewer values or seeds")
     todo = members(recipe_path, grid, seeds, list(overrides))
     name = todo[0]["recipe"]["name"]
     existing = existing_runs(runs_root, name)

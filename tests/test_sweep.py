@@ -75,6 +75,19 @@ def test_a_key_in_both_set_and_grid_is_a_usage_error(write_recipe):
         members(recipe, parse_grid(["data.batch_size=32,64"]), 1, ["data.batch_size=16"])
 
 
+def test_a_sweep_of_more_than_ten_thousand_runs_is_refused_before_its_members_are_listed(write_recipe, tmp_path):
+    # --seeds 100000000 (a typo for 10) listed its members for minutes, until the machine ran out of memory
+    recipe = write_recipe("model: {arch: mlp}\n")
+    out = run("sweep", recipe, "--seeds", "100000000", "--dry-run", "--json", "--runs-root", tmp_path)
+    assert out.exit_code == 2 and json.loads(out.stdout)["error"] == (
+        "this sweep is 100,000,000 runs (1 grid points x 100,000,000 seeds); a sweep runs at most 10,000: give "
+        "fewer values or seeds")
+    grid = ["-g", "data.batch_size=8,16,32", "-g", "train.epochs=1,2"]
+    assert "is 12,000 runs (6 grid points x 2,000 seeds)" in run("sweep", recipe, *grid, "--seeds", "2000",
+                                                                 "--dry-run", "--runs-root", tmp_path).stderr
+    assert run("sweep", recipe, *grid, "--seeds", "2", "--dry-run", "--runs-root", tmp_path).exit_code == 0
+
+
 def test_learning_rates_below_1e_4_reach_the_members(write_recipe):
     # a member's --set carries Python's repr, 1e-05, which PyYAML's YAML 1.1 read as a string: every member
     # of a sweep over small learning rates was refused as "not a valid number"
