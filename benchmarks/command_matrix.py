@@ -155,7 +155,8 @@ def one(path: Path, inputs: Path, work: Path) -> dict:
 
 def findings(rows: list[dict]) -> list[tuple[str, str, dict]]:
     """The commands whose exit was not a clear one with one JSON object."""
-    return [(r["recipe"], name, c) for r in rows for name, c in [("train", {"exit": r["train"]}), *r["commands"].items()]
+    return [(r["recipe"], name, c) for r in rows
+            for name, c in [("train", {"exit": r["train"]}), *r["commands"].items()]
             if c["exit"] not in (*CLEAR, 6) or "traceback" in c or c.get("json") is False]
 
 
