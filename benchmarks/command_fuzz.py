@@ -100,6 +100,12 @@ def findings(rows: list[dict]) -> list[dict]:
             or r.get("eval_json") is False]
 
 
+def rows_of(out: Path) -> list[dict]:
+    """OUT's lines, but for a summary line kept at the head of a results file (benchmarks/results)."""
+    rows = [json.loads(line) for line in out.open()] if out.exists() else []
+    return [r for r in rows if "recipe" in r]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
@@ -107,8 +113,7 @@ def main() -> None:
     ap.add_argument("--only", help="recipes whose name holds this")
     ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
     a = ap.parse_args()
-    rows = [json.loads(line) for line in a.out.open()] if a.out.exists() else []
-    rows = [r for r in rows if "recipe" in r]  # not a summary line kept at the head of a results file
+    rows = rows_of(a.out)
     if a.summary:
         from record import commit, machine
 

@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from command_fuzz import CLEAR, TRIES, invoke  # noqa: E402
+from command_fuzz import CLEAR, TRIES, invoke, rows_of  # noqa: E402
 from record import commit, machine  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -166,8 +166,7 @@ def main() -> None:
     ap.add_argument("--only", help="recipes whose name holds this")
     ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
     a = ap.parse_args()
-    rows = [json.loads(line) for line in a.out.open()] if a.out.exists() else []
-    rows = [r for r in rows if "recipe" in r]  # not a summary line kept at the head of a results file
+    rows = rows_of(a.out)
     if a.summary:
         exits = collections.Counter(f"{c['exit']}" for r in rows for c in r["commands"].values())
         print(json.dumps({"commit": commit(ROOT), "machine": machine(), "recipes": len(rows),

@@ -2,8 +2,8 @@
 way an installed package's entry point (an architecture's, a dataset's) is loaded.
 
 Every layer that declares a recipe section (data, models, tasks, the recipe itself) builds on `Section`, so
-the rules are the same everywhere: no silent "3" -> 3 coercion, and a typo'd key is an error, never
-ignored. Nothing here imports Keras or TensorFlow.
+the rules are the same everywhere: no silent "3" -> 3 coercion, a typo'd key is an error, never ignored,
+and no whole number is past 2**31 - 1 unless its field says so. Nothing here imports Keras or TensorFlow.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class Section(BaseModel):
             if given.get("name", base.get("name")) == base.get("name"):
                 out = {**out, key: {**base, **{k: v for k, v in given.items() if v is not None}}}
         return out
-
 
     @field_validator("*", mode="after")
     @classmethod
