@@ -109,6 +109,10 @@ def predict(run_dir, texts=(), csv=None, unsafe: bool = False, beam: int | None 
     from dlkit.tasks.generative import output_path
 
     check_beam(beam)
+    blank = [i for i, t in enumerate(texts, 1) if not t.strip()]
+    if blank:  # a shell's empty "$line" was classified (or translated to nothing) as if it were text
+        raise UsageError(f"--text is blank (number {', '.join(map(str, blank))} of the {len(texts)} given); give "
+                         "the text to classify or translate (a --file's blank lines are skipped)")
     if out is not None and Path(out).suffix.lower() != ".csv":
         raise UsageError(f"--out {out}: predictions are written as a CSV file; end the name in .csv")
     run, recipe, session, model = _open(run_dir, unsafe, "predict", beam=beam, plot=plot)

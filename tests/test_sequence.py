@@ -769,6 +769,9 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     for given, said in (("blank.txt", "no text in it"), ("missing.txt", "no such file"), (".", "a folder")):
         out = runner.invoke(app, ["predict", clf["run_dir"], "--file", str(tmp_path / given), "--json"])
         assert out.exit_code == 2 and said in json.loads(out.stdout)["error"], out.output
+    # an empty "$line" from a shell was classified, as if it were text
+    blank = runner.invoke(app, ["predict", clf["run_dir"], "-t", "Great value.", "-t", " ", "--json"])
+    assert blank.exit_code == 2 and "--text is blank (number 2 of the 2 given)" in json.loads(blank.stdout)["error"]
     image_run = one_epoch_run(tmp_path / "image")
     assert runner.invoke(app, ["predict", image_run["run_dir"], "--text", "x"]).exit_code == 2
 
