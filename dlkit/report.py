@@ -171,6 +171,8 @@ def report(run_dir, out=None, force: bool = False) -> dict:
     """Write the run's page (RUN/report.html unless `out`); an existing file is replaced only with `force`."""
     run = RunDir.open(run_dir)
     target = Path(out) if out is not None else run.root / "report.html"
+    if target.suffix.lower() not in (".html", ".htm") or target.is_dir():  # r.txt held HTML; a folder was errno 21
+        raise UsageError(f"--out {target}: the report is one HTML file; give a file name ending in .html")
     if target.exists() and not force:
         raise UsageError(f"{target} exists; pass --force to replace it")
     page = render(run)

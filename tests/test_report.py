@@ -44,6 +44,11 @@ def test_the_page_holds_the_run_and_needs_nothing_else(trained):
     assert again.exit_code == 2 and "--force" in again.stderr
     assert run("report", trained, "--force").exit_code == 0
     assert run("report", trained.parent).exit_code == 2  # not a run directory
+    # a page written as r.txt, and --force onto the run's own folder (errno 21, exit 5), are refused at once
+    for out in (trained.parent / "r.txt", trained):
+        wrong = run("report", trained, "--out", out, "--force", "--json")
+        assert wrong.exit_code == 2 and "give a file name ending in .html" in json.loads(wrong.stdout)["error"]
+    assert not (trained.parent / "r.txt").exists()
 
 
 def test_a_listed_measure_is_escaped_once():
