@@ -201,6 +201,10 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
         raise UsageError(f"--out {target}: a LiteRT model's file name ends in .tflite")
     if fmt == "onnx" and target.suffix != ".onnx":
         raise UsageError(f"--out {target}: an ONNX model's file name ends in .onnx")
+    if fmt == "saved_model" and target.suffix in (".onnx", ".tflite"):  # x.onnx was a SavedModel folder
+        raise UsageError(f"--out {target}: a SavedModel is a folder, and a name ending in {target.suffix} is "
+                         f"{'ONNX' if target.suffix == '.onnx' else 'LiteRT'}'s: name the folder without it, or "
+                         f"give --format {'onnx' if target.suffix == '.onnx' else 'litert'}")
     if target.exists() and not force:
         raise UsageError(f"{target} exists; pass --force to replace it (after the new export has passed its check)")
     _require(fmt)

@@ -129,6 +129,8 @@ def test_usage_errors(trained, tmp_path, monkeypatch):
     wrong = run("export", trained, "--format", "litert", "--out", tmp_path / "model.bin")
     assert wrong.exit_code == 2 and ".tflite" in wrong.stderr
     assert run("export", tmp_path, "--format", "onnx").exit_code == 2  # not a run
+    named = run("export", trained, "--out", tmp_path / "model.onnx")  # a SavedModel folder named model.onnx
+    assert named.exit_code == 2 and "give --format onnx" in named.stderr and not (tmp_path / "model.onnx").exists()
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find(name, *a))
     no_tf = run("export", trained, "--format", "onnx", "--out", tmp_path / "x.onnx")
