@@ -28,7 +28,7 @@ import re
 import time
 from pathlib import Path
 
-from dlkit.errors import DataError, UsageError, first_line, storage_error
+from dlkit.errors import DataError, StorageError, UsageError, first_line
 from dlkit.files import fsync_file, is_temporary, replace_atomic, write_atomic
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
@@ -205,6 +205,10 @@ class RunDir(PhaseDir):
         get their own folder (-2, -3, ... suffixes)."""
         parent = Path(runs_root) / name
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        for folder in (Path(runs_root), parent):  # a file there was "Not a directory. Free space or ..."
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"{folder} is a file, and the runs root holds a folder of run directories per "
+                                 "recipe: choose another --runs-root")
         try:
             parent.mkdir(parents=True, exist_ok=True)
             for n in range(1, 10_000):
@@ -215,8 +219,9 @@ class RunDir(PhaseDir):
                     continue
                 (root / "checkpoints").mkdir()
                 return cls(root)
-        except OSError as e:
-            raise storage_error(e, f"creating a run directory under {parent}") from None
+        except OSError as e:  # nothing is written yet: no checkpoint to keep, as storage_error says of a run's
+            raise StorageError(f"cannot create a run directory under {parent}: {e.strerror or e}; choose another "
+                               "--runs-root, a folder you can write to (or free space)") from None
         raise UsageError(f"could not create a run directory under {parent}")
 
     def remove_leftovers(self) -> list[Path]:

@@ -105,6 +105,17 @@ def test_a_full_disk_is_exit_5_and_the_checkpoints_before_stay_intact(tiny_recip
     assert resumed["status"] == "completed" and resumed["epochs_completed"] == rows + 1
 
 
+def test_a_file_as_the_runs_root_is_a_usage_error(tiny_recipe, tmp_path):
+    # it was exit 5, "Not a directory. Free space or choose another --runs-root; the checkpoints written before
+    # stay as they were", of a run that had written nothing
+    (tmp_path / "notes.txt").write_text("mine")
+    out = cli("train", tiny_recipe, "--runs-root", tmp_path / "notes.txt", "--json", "-q")
+    assert out.exit_code == 2, out.output
+    assert json.loads(out.stdout)["error"] == (f"{tmp_path / 'notes.txt'} is a file, and the runs root holds a "
+                                               "folder of run directories per recipe: choose another --runs-root")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_read_only_runs_root_is_exit_5_naming_it(tiny_recipe, tmp_path):
     root = tmp_path / "ro"
     root.mkdir()
