@@ -62,17 +62,24 @@ def invoke(args: list[str]) -> dict:
     return said
 
 
-def one(path: Path, tree: dict, work: Path) -> dict:
-    import yaml
-
-    recipe = work / path.name
-    recipe.write_text(yaml.safe_dump(tree, sort_keys=False))
+def train_briefly(recipe: Path, work: Path) -> tuple[dict, list[str]]:
+    """`dlkit train --json` of one epoch of two steps under work/runs, on the first of TRIES' limits that gives
+    more than a recipe or data error (or the last): what invoke() said, and those limits."""
     for sets in TRIES:
         args = ["train", str(recipe), "--runs-root", str(work / "runs"), "--json", "-q",
                 "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2"]
         train = invoke(args + [a for s in sets for a in ("--set", s)])
         if train["exit"] not in (2, 3) or "traceback" in train or not sets:
             break
+    return train, sets
+
+
+def one(path: Path, tree: dict, work: Path) -> dict:
+    import yaml
+
+    recipe = work / path.name
+    recipe.write_text(yaml.safe_dump(tree, sort_keys=False))
+    train, sets = train_briefly(recipe, work)
     result = {"train_exit": train["exit"], "train_out": train["output"], "limits": sets}
     if "traceback" in train:
         result["train_traceback"] = train["traceback"]

@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from command_fuzz import CLEAR, TRIES, invoke, rows_of  # noqa: E402
+from command_fuzz import CLEAR, invoke, rows_of, train_briefly  # noqa: E402
 from record import commit, machine  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -134,11 +134,7 @@ def said(args: list[str]) -> dict:
 
 
 def one(path: Path, inputs: Path, work: Path) -> dict:
-    for sets in TRIES:
-        train = invoke(["train", str(path), "--runs-root", str(work / "runs"), "--json", "-q", "--set",
-                        "train.epochs=1", "--set", "train.steps_per_epoch=2"] + [a for s in sets for a in ("--set", s)])
-        if train["exit"] not in (2, 3) or "traceback" in train or not sets:
-            break
+    train, sets = train_briefly(path, work)
     row = {"recipe": path.stem, "train": train["exit"], "limits": sets, "commands": {}}
     if train["exit"] != 0:
         row["said"] = train["output"][-600:]
