@@ -80,7 +80,7 @@ def summarize(raw: Path, rate: float) -> dict:
 def kind(command: str) -> str:
     if command.endswith("-u -c import sys"):  # xdist's workers: python -u -c "import sys;exec(...)"
         return "pytest workers"
-    if "-m dlkit.cli" in command or command.endswith("bin/dlkit"):
+    if "-m dlkit" in command or command.endswith("bin/dlkit"):
         return "dlkit commands started by tests"
     if "_probe.py" in command:
         return "probe scripts started by tests"

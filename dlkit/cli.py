@@ -95,37 +95,27 @@ def _console(stderr=True):
     return make_console(stderr=stderr)
 
 
-def _terminate_like_ctrl_c() -> None:
-    """SIGTERM (a batch system's timeout, `kill`) closes a run as Ctrl-C does: marked interrupted, exit 130.
-
-    The handler also leaves a flag that training checks between steps: under JAX the signal mostly lands
-    while numpy converts a device array, and numpy swallows the KeyboardInterrupt raised there."""
-    import signal
-
-    from dlkit.errors import interrupt_requested
-
-    def handler(signum, frame):
-        interrupt_requested.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
-        signal.signal(signal.SIGINT, handler)
-
-
 @contextmanager
-def _terminating_like_ctrl_c():
-    """A command's length of `_terminate_like_ctrl_c`: the handlers it found are put back after it, and the flag
-    cleared. A command run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers
-    installed, and after a Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
+def _terminating_like_ctrl_c(check_at_end: bool = True):
+    """A command's length: SIGTERM closes it as Ctrl-C does (marked interrupted where it trains, exit 130), both raising
+    KeyboardInterrupt where they land (errors.catch_interrupts). One noted before the command started (as the console
+    script started, imported, parsed) stops it at once; one swallowed where it landed (a garbage collector's callback)
+    stops it as it ends (`check_at_end`; not a training's, whose run is complete by then and whose loops check the flag
+    between steps), where it ran on to exit 0. The handlers found are put back after it, and the flag cleared: a command
+    run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers installed, and after a
+    Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
     import signal
 
-    from dlkit.errors import interrupt_requested
+    from dlkit.errors import catch_interrupts, interrupt_requested
+    from dlkit.ui import stop_if_asked
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    _terminate_like_ctrl_c()
+    catch_interrupts(raising=True)
     try:
+        stop_if_asked()
         yield
+        if check_at_end:
+            stop_if_asked()
     finally:
         for signum, handler in zip((signal.SIGTERM, signal.SIGINT), before):
             if handler is not None:  # None: one not installed from Python, which cannot be put back from it
@@ -200,7 +190,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     try:
         reporter = reporter_for(quiet, json_)
         # showing: the long loops after the epochs (test measures)
-        with _terminating_like_ctrl_c(), showing(None if quiet else reporter.console):
+        with _terminating_like_ctrl_c(check_at_end=False), showing(None if quiet else reporter.console):
             result = run(reporter)
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")
@@ -208,7 +198,9 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
             _print_json({**e.result, "exit_code": EXIT_INTERRUPTED})
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:  # before the run directory existed: nothing to mark
-        _console().print("[yellow]interrupted[/]")
+        _console().print("[yellow]interrupted[/] before training began: nothing was written")
+        if json_:
+            _print_json({"status": "interrupted", "exit_code": EXIT_INTERRUPTED})
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except DlkitError as e:
         raise _fail(e, json_, {"run_dir": e.run_dir} if e.run_dir else None) from None
@@ -959,14 +951,31 @@ def _given_twice(argv: list[str]) -> str | None:
 
 
 def main():
-    """The `dlkit` command. With --json, a bad option or argument, which Click says before any command runs,
-    is also one JSON object on stdout (it was only Click's usage text on stderr); so is an option given twice."""
-    _terminate_like_ctrl_c()  # from the start: a Ctrl-C during the imports sets the flag the long loops check
-    twice = _given_twice(sys.argv[1:])
+    """The `dlkit` command (the console script, by way of dlkit.__main__, and `python -m dlkit.cli`): the command
+    line's command, then _leave with its exit code."""
+    from dlkit.errors import catch_interrupts
+
+    catch_interrupts(raising=False)  # a signal before the command starts is noted: the command answers it
+    try:
+        _command(sys.argv[1:])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)  # as Python says sys.exit's message
+    _leave(code)
+
+
+def _command(argv: list[str]) -> None:
+    """The command line's command, to its SystemExit. With --json, a bad option or argument, which Click says
+    before any command runs, is also one JSON object on stdout (it was only Click's usage text on stderr); so
+    is an option given twice."""
+    twice = _given_twice(argv)
     if twice is not None:
-        sys.exit(_fail(UsageError(twice), "--json" in sys.argv[1:]).exit_code)
-    if "--json" not in sys.argv[1:]:
-        return app()
+        sys.exit(_fail(UsageError(twice), "--json" in argv).exit_code)
+    if "--json" not in argv:
+        app()  # standalone: its own SystemExit
+        sys.exit(0)
     # Click's UsageError (a missing argument, an unknown option, a bad value), from the Click Typer runs on
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
@@ -981,6 +990,38 @@ def main():
         print("Aborted!", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)  # a command's result (a dict) was printed: success
+
+
+def _leave(code: int) -> None:
+    """End the process with `code`, without Python's own teardown of its modules: with TensorFlow loaded that is
+    a second or more after the answer (1.4 s of an evaluate's 7.5 s on a 2-core machine, docs/benchmarks.md),
+    in which a SIGTERM killed the process outright (Python resets the handlers first). What Python's exit does
+    before that is done as it does it: the threads that are not daemons joined (the checkpoint writer's), the
+    atexit functions run (logging's flush, multiprocessing's children, temporary folders' finalizers), stdout
+    and stderr flushed. After Ctrl-C the process ends by SIGINT itself, as a shell expects of a program that
+    stopped on it: a shell loop or script running `dlkit` then stops too (an exit 130 let bash run the loop's
+    next command); `$?` is 130 either way. A Python without CPython's hooks for this exits as usual."""
+    import atexit
+    import os
+    import signal
+    import threading
+
+    from dlkit.errors import EXIT_INTERRUPTED, interrupt_requested
+
+    shutdown, exit_functions = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)
+    if shutdown is None or exit_functions is None:
+        sys.exit(code)
+    shutdown()
+    exit_functions()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a pipe closed by its reader (`dlkit runs --json | head -c 10`)
+            pass
+    if code == EXIT_INTERRUPTED and interrupt_requested.signum == signal.SIGINT:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -156,10 +156,43 @@ def is_out_of_memory(e: BaseException) -> bool:
         "RESOURCE_EXHAUSTED" in str(e)[:2000] and "memory" in str(e)[:2000].lower())
 
 
-# Set by dlkit.cli's SIGINT/SIGTERM handler, which also raises KeyboardInterrupt where the signal lands. Where
-# that is swallowed (numpy converting a JAX array, an import's bare except), the long loops still stop: training
-# checks it between steps (callbacks.InterruptCheck), ui.work at each advance (both by ui.stop_if_asked).
-interrupt_requested = threading.Event()
+class InterruptFlag(threading.Event):
+    """Set by dlkit's SIGINT/SIGTERM handler (catch_interrupts), with the signal that set it last (`signum`, kept
+    when the flag is cleared: the console script ends by it, dlkit.cli._leave)."""
+
+    signum: int | None = None
+
+    def note(self, signum: int) -> None:
+        self.signum = signum
+        self.set()
+
+
+# Set by the handler catch_interrupts installs, which within a command also raises KeyboardInterrupt where the
+# signal lands. Where that is swallowed (numpy converting a JAX array, an import's bare except, a garbage
+# collector's callback), the long loops still stop: training checks it between steps (callbacks.InterruptCheck),
+# ui.work at each advance (both by ui.stop_if_asked), and a command checks it as it ends (dlkit.cli).
+interrupt_requested = InterruptFlag()
+
+
+def catch_interrupts(raising: bool) -> None:
+    """SIGTERM (a batch system's timeout, `kill`) as Ctrl-C, and both noted in `interrupt_requested`; `raising`,
+    they also raise KeyboardInterrupt where they land. SIGINT is left alone where it is ignored (`cmd &`) or has
+    a handler of another's (not Python's own, nor this one's).
+    Not raising is for the moments outside a command (the console script's start, its imports, Click's parsing):
+    the command, once started, answers the noted signal as its own (exit 130, and its JSON object), where a
+    KeyboardInterrupt there was a traceback, or Typer's silent exit 130."""
+    import signal
+
+    def handler(signum, frame):
+        interrupt_requested.note(signum)
+        if raising:
+            raise KeyboardInterrupt
+
+    handler.dlkit = True
+    signal.signal(signal.SIGTERM, handler)
+    found = signal.getsignal(signal.SIGINT)
+    if found is signal.default_int_handler or getattr(found, "dlkit", False):
+        signal.signal(signal.SIGINT, handler)
 
 
 class Interrupted(Exception):

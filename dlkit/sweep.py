@@ -175,7 +175,7 @@ def run_state(run: Path) -> str:
 
 def member_command(member: dict, recipe_path: Path, runs_root: Path) -> list[str]:
     """The command a member's action runs: `resume` of its run, or `train` of the recipe with its --set."""
-    cli = [sys.executable, "-m", "dlkit.cli"]
+    cli = [sys.executable, "-m", "dlkit"]
     if member["action"] == "resume":
         return cli + ["resume", str(member["run"]), "--json", "-q"]
     return cli + ["train", str(recipe_path), "--runs-root", str(runs_root), "--json", "-q",

@@ -151,7 +151,7 @@ def test_sweep_runs_seeds_summarizes_and_picks_up_where_it_stopped(tiny_recipe, 
     assert json.loads((stopped / "manifest.json").read_text())["status"] == "running"  # as the kill left it
     shown = run(*args[:-1], "--dry-run")  # the plan, a line a member and its command
     assert shown.exit_code == 0 and f"resume: {{'model.dense': [16]}} seed 8: {stopped}" in shown.stdout
-    assert f"dlkit.cli resume {stopped} --json -q" in shown.stdout and "done: " in shown.stdout
+    assert f"-m dlkit resume {stopped} --json -q" in shown.stdout and "done: " in shown.stdout
 
 
 @pytest.mark.slow  # one more process; `make test` checks the sweep plans this resume
