@@ -96,30 +96,46 @@ def _console(stderr=True):
 
 
 @contextmanager
-def _terminating_like_ctrl_c(check_at_end: bool = True):
-    """A command's length: SIGTERM closes it as Ctrl-C does (marked interrupted where it trains, exit 130), both raising
-    KeyboardInterrupt where they land (errors.catch_interrupts). One noted before the command started (as the console
-    script started, imported, parsed) stops it at once; one swallowed where it landed (a garbage collector's callback)
-    stops it as it ends (`check_at_end`; not a training's, whose run is complete by then and whose loops check the flag
-    between steps), where it ran on to exit 0. The handlers found are put back after it, and the flag cleared: a command
-    run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers installed, and after a
-    Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
+def _terminating_like_ctrl_c(late: bool = True):
+    """A command's length: SIGTERM closes it as Ctrl-C does (marked interrupted where it trains, exit 130), both
+    raising KeyboardInterrupt where they land (errors.catch_interrupts). One noted before the command started (as
+    the console script started, imported, parsed) stops it at once. With `late`, one whose KeyboardInterrupt was
+    lost also stops it: swallowed where it landed (a garbage collector's callback), at the command's end (it ran
+    on to exit 0); made an error of its own by a library (TensorFlow's LiteRT converter), at that error (it was
+    `export`'s exit 7). Not a training's: its loops check the flag between steps, and its errors close its run.
+    A KeyboardInterrupt that Python could not raise (in a `__del__`, a garbage collector's callback) is not printed
+    as "Exception ignored ... Traceback": the flag holds it. The handlers found are put back after it, and the flag
+    cleared: a command run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers
+    installed, and after a Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
     import signal
 
     from dlkit.errors import catch_interrupts, interrupt_requested
     from dlkit.ui import stop_if_asked
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    unraisable = sys.unraisablehook
+
+    def hook(u):
+        if not isinstance(u.exc_value, KeyboardInterrupt):
+            unraisable(u)
+
     catch_interrupts(raising=True)
+    sys.unraisablehook = hook
     try:
         stop_if_asked()
-        yield
-        if check_at_end:
+        try:
+            yield
+        except Exception:
+            if late:
+                stop_if_asked()
+            raise
+        if late:
             stop_if_asked()
     finally:
         for signum, handler in zip((signal.SIGTERM, signal.SIGINT), before):
             if handler is not None:  # None: one not installed from Python, which cannot be put back from it
                 signal.signal(signum, handler)
+        sys.unraisablehook = unraisable
         interrupt_requested.clear()
 
 
@@ -190,7 +206,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     try:
         reporter = reporter_for(quiet, json_)
         # showing: the long loops after the epochs (test measures)
-        with _terminating_like_ctrl_c(check_at_end=False), showing(None if quiet else reporter.console):
+        with _terminating_like_ctrl_c(late=False), showing(None if quiet else reporter.console):
             result = run(reporter)
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")
