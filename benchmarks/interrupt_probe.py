@@ -1,19 +1,19 @@
-"""Ctrl-C and SIGTERM at any moment of a real `dlkit` process: each command ends with 0 or 130, one JSON object
-on stdout, no traceback, and leaves every file whole and no temporary file behind.
+"""Ctrl-C and SIGTERM at any moment of a real `dlkit` process: each command answers (exit 0), or says it was
+interrupted (exit 130 after SIGTERM; after Ctrl-C it ends by SIGINT itself, -2 here), with one JSON object on
+stdout, no traceback, every file whole and no temporary left behind.
 
     DLKIT_DATA_DIR=../shared/data python benchmarks/interrupt_probe.py OUT.jsonl [--only NAME] [--summary]
 
 A few recipes (one per task kind) are trained one epoch of two steps (command_fuzz.py's train_briefly); then each
-command after training that exits 0 on its run (command_matrix.py's list, and `train` itself) is run once
-through the `dlkit` console script to time it, and again with a signal sent at fractions of that time
-(SIGINT and SIGTERM in turn): in its first instant (but not before 0.05 s: Python's own start, where no handler
-of dlkit's can be yet), while it starts, while it works, and as it ends. After each
-try, every file under the run's folder and the command's outputs is read back (JSON, PNG, .npy, CSV, HTML, .keras),
-no hidden name (what dlkit writes under until an output is whole) is left, and after a command's tries the run
-still evaluates. The tests send a
-signal at a chosen point in-process (tests/test_cli.py); this sends it wherever the moment falls, to the process
-as a shell or a batch system does. One line per try in OUT; a recipe already there is skipped. About an hour on a
-2-core machine. `--summary` prints the counts of exits and every finding, with the commit and the machine.
+command after training that exits 0 on its run (command_matrix.py's list, and `train` itself) is run once through
+the `dlkit` console script to time it, and again with a signal sent at fractions of that time (SIGINT and SIGTERM in
+turn): in its first instant (but not before 0.05 s: Python's own start, where no handler of dlkit's can be yet),
+while it starts, while it works, and as it ends. After each try, every file under the run's folder and the command's
+outputs is read back (JSON, PNG, .npy, CSV, HTML, .keras), no hidden name (what dlkit writes under until an output
+is whole) is left, and after a command's tries the run still evaluates. The tests send a signal at a chosen point
+in-process (tests/test_cli.py); this sends it wherever the moment falls, to the process as a shell or a batch system
+does. One line per try in OUT; a recipe already there is skipped. About an hour on a 2-core machine. `--summary`
+prints the counts of exits and every finding, with the commit and the machine.
 """
 
 from __future__ import annotations
@@ -95,20 +95,25 @@ def whole(path: Path) -> str | None:
     return None
 
 
-def broken(*folders: Path) -> dict:
+def hidden(*folders: Path) -> set[str]:
+    return {str(p) for folder in folders if folder.exists() for p in folder.rglob(".*")}
+
+
+def broken(*folders: Path, known: set[str] = frozenset()) -> dict:
     """Each file under `folders` that does not read back, and each hidden name (what dlkit writes under until
-    its output is whole: a file's or an export's temporary), and why."""
+    its output is whole: a file's or an export's temporary) but those `known` (a whole command leaves them: an
+    --out-dir's mark), and why."""
     found = {}
     for folder in folders:
         for p in sorted(folder.rglob("*")) if folder.exists() else []:
-            if p.name.startswith("."):
+            if p.name.startswith(".") and str(p) not in known:
                 found[str(p)] = "a hidden name left behind (a temporary)"
             elif p.is_file() and (why := whole(p)) is not None:
                 found[str(p)] = why
     return found
 
 
-def judged(said: dict, signum: int, run: Path | None, work: Path) -> dict:
+def judged(said: dict, signum: int, run: Path | None, work: Path, known: set[str]) -> dict:
     """One try's row: its exit and what was wrong with it. Interrupted, the process exits 130 after SIGTERM and
     ends by SIGINT itself after Ctrl-C (-2 here, 130 in a shell's `$?`)."""
     row = {"exit": said["exit"], "seconds": said["seconds"]}
@@ -124,7 +129,7 @@ def judged(said: dict, signum: int, run: Path | None, work: Path) -> dict:
             wrong.append(f"exit 130 answered {said['stdout'][-200:]}")
     except ValueError:
         wrong.append(f"stdout is not one JSON object: {said['stdout'][-200:]!r}")
-    files = broken(*([run] if run else []), work)
+    files = broken(*([run] if run else []), work, known=known)
     if files:
         wrong.append(f"files: {files}")
     if wrong:
@@ -137,13 +142,14 @@ def tries(name: str, args: list[str], run: Path | None, work: Path, out, recipe:
     full = run_dlkit(args)
     if full["exit"] != 0:
         return  # not a command of this run's task, or a wrong input: command_matrix.py's business
+    known = hidden(work)
     for i, fraction in enumerate(FRACTIONS):
         signum = (signal.SIGINT, signal.SIGTERM)[i % 2]
         if name == "resume":  # each try one epoch further: the run it resumes is not finished already
             args = args[:-1] + [str(int(args[-1]) + 1)]
         said = run_dlkit(args, max(EARLIEST, fraction * full["seconds"]), signum)
         row = {"recipe": recipe, "command": name, "signal": signal.Signals(signum).name, "fraction": fraction,
-               "full_seconds": full["seconds"], **judged(said, signum, run, work)}
+               "full_seconds": full["seconds"], **judged(said, signum, run, work, known)}
         if run is not None and i == len(FRACTIONS) - 1:  # after the command's tries, its run as it was
             after = run_dlkit(["evaluate", str(run), "-q"])
             if after["exit"] != 0:

@@ -376,14 +376,21 @@ def test_real_divergence_is_caught(write_recipe, tmp_path):
     assert result.exit_code == 4 and "diverged" in result.stderr
 
 
-def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch):
+@pytest.mark.parametrize("landed", ["raised", "made an error"])
+def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch, landed):
+    """Ctrl-C closes the run as interrupted; so does an error the interrupt caused where it landed (in TensorFlow's
+    C code a KeyboardInterrupt came out as SystemError, "bad argument to internal function": a traceback)."""
+    from dlkit.errors import interrupt_requested
     from dlkit.training import callbacks
 
     original = callbacks.CheckpointAndHistory.on_epoch_end
 
     def interrupt_after_first(self, epoch, logs=None):
         original(self, epoch, logs)
-        raise KeyboardInterrupt
+        if landed == "raised":
+            raise KeyboardInterrupt
+        interrupt_requested.note(2)
+        raise SystemError("Objects/listobject.c:338: bad argument to internal function")
 
     monkeypatch.setattr(callbacks.CheckpointAndHistory, "on_epoch_end", interrupt_after_first)
     result = run("train", tiny_recipe, "--runs-root", tmp_path, "--json")

@@ -30,7 +30,7 @@ import yaml
 from dlkit import __version__, backend, keras_private, optim, plots, tasks
 from dlkit import recipe as recipe_layer
 from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError,
-                          is_out_of_memory, storage_error)
+                          interrupt_requested, is_out_of_memory, storage_error)
 from dlkit.files import write_atomic
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, wait_for_checkpoint
 from dlkit.tasks.base import FitContext
@@ -437,19 +437,20 @@ def _fit(run, where, session, phase, model, reporter, initial_epoch, skip, rows,
             if final:
                 save_model_atomic(model, run.model)
                 result.update(_finish(ctx, extra, task, session, run))
-    except KeyboardInterrupt:
-        reporter.train_end()
-        try:
-            wait_for_checkpoint()  # an epoch's checkpoint being written finishes first: it is resumed from
-        except OSError:
-            pass  # not written: the one before it stands (checksums.json vouches for it)
-        summary.update(_summary(keeper, start, session), status="interrupted")
-        result["status"] = "interrupted"
-        run.write_json(run.metrics, result)
-        run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        raise Interrupted(run.root, result) from None
     except BaseException as e:
         reporter.train_end()
+        # Ctrl-C or SIGTERM, or an error it caused where it landed (inside TensorFlow's C code it came out as
+        # SystemError "bad argument to internal function", a traceback)
+        if isinstance(e, KeyboardInterrupt) or isinstance(e, Exception) and interrupt_requested.is_set():
+            try:
+                wait_for_checkpoint()  # an epoch's checkpoint being written finishes first: it is resumed from
+            except OSError:
+                pass  # not written: the one before it stands (checksums.json vouches for it)
+            summary.update(_summary(keeper, start, session), status="interrupted")
+            result["status"] = "interrupted"
+            run.write_json(run.metrics, result)
+            run.update_manifest(status="interrupted", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            raise Interrupted(run.root, result) from None
         try:
             wait_for_checkpoint()  # nothing writes in the run directory after it is closed
         except Exception:  # noqa: BLE001 - the failure being handled is the one to report
