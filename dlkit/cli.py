@@ -96,14 +96,14 @@ def _console(stderr=True):
 
 
 @contextmanager
-def _terminating_like_ctrl_c(late: bool = True):
+def _terminating_like_ctrl_c(at_end: bool = True):
     """A command's length: SIGTERM closes it as Ctrl-C does (marked interrupted where it trains, exit 130), both
     raising KeyboardInterrupt where they land (errors.catch_interrupts). One noted before the command started (as
-    the console script started, imported, parsed) stops it at once. With `late`, one whose KeyboardInterrupt was
-    lost also stops it: swallowed where it landed (a garbage collector's callback), at the command's end (it ran
-    on to exit 0); made an error of its own by a library (TensorFlow's LiteRT converter), at that error (it was
-    `export`'s exit 7). Not a training's: its loops check the flag between steps, and its errors close its run.
-    A KeyboardInterrupt that Python could not raise (in a `__del__`, a garbage collector's callback) is not printed
+    the console script started, imported, parsed) stops it at once. One whose KeyboardInterrupt a library made an
+    error of its own (TensorFlow's LiteRT converter) stops it at that error (it was `export`'s exit 7), unless the
+    error is a run's own (it closed its run: a training's). One swallowed where it landed (a garbage collector's
+    callback) stops it at its end (`at_end`; it ran on to exit 0), not a training's, complete by then, whose loops
+    check the flag between steps. A KeyboardInterrupt that Python could not raise (in a `__del__`) is not printed
     as "Exception ignored ... Traceback": the flag holds it. The handlers found are put back after it, and the flag
     cleared: a command run in-process (a notebook's or a script's `app([...])`, a test's) left dlkit's handlers
     installed, and after a Ctrl-C the flag set, which stopped the next command's first loop at its first step."""
@@ -125,11 +125,11 @@ def _terminating_like_ctrl_c(late: bool = True):
         stop_if_asked()
         try:
             yield
-        except Exception:
-            if late:
+        except Exception as e:
+            if getattr(e, "run_dir", None) is None:  # not an Interrupted or a DivergedError, which closed a run
                 stop_if_asked()
             raise
-        if late:
+        if at_end:
             stop_if_asked()
     finally:
         for signum, handler in zip((signal.SIGTERM, signal.SIGINT), before):
@@ -206,7 +206,7 @@ def _training_command(run, quiet: bool, json_: bool) -> None:
     try:
         reporter = reporter_for(quiet, json_)
         # showing: the long loops after the epochs (test measures)
-        with _terminating_like_ctrl_c(late=False), showing(None if quiet else reporter.console):
+        with _terminating_like_ctrl_c(at_end=False), showing(None if quiet else reporter.console):
             result = run(reporter)
     except Interrupted as e:
         _console().print(f"[yellow]interrupted[/]: run directory {escape(str(e.run_dir))} is marked interrupted")

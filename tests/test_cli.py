@@ -401,6 +401,25 @@ def test_interrupt_is_exit_130_and_marks_run(tiny_recipe, tmp_path, monkeypatch,
     assert (run_dir / "checkpoints" / "last.keras").is_file() and (run_dir / "recipe.yaml").is_file()
 
 
+def test_an_interrupt_made_an_error_before_training_is_exit_130_and_no_run(tiny_recipe, tmp_path, monkeypatch):
+    """An interrupt a library made an error of its own as the data was read (exit 3, "cannot read") stops the
+    training there: exit 130, its JSON object, no run directory. With no signal, the error is the answer."""
+    from dlkit.errors import DataError, interrupt_requested
+    from dlkit.training import session
+
+    def unreadable(recipe, interrupted=True):
+        if interrupted:
+            interrupt_requested.note(15)
+        raise DataError("cannot read the data: the reader's own error")
+
+    monkeypatch.setattr(session.Session, "open", staticmethod(unreadable))
+    out = run("train", tiny_recipe, "--runs-root", tmp_path, "--json")
+    assert out.exit_code == 130 and json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
+    assert not (tmp_path / "tiny").exists()
+    monkeypatch.setattr(session.Session, "open", staticmethod(lambda recipe: unreadable(recipe, False)))
+    assert run("train", tiny_recipe, "--runs-root", tmp_path, "--json").exit_code == 3
+
+
 def test_a_monitored_name_the_epochs_do_not_log_is_exit_2_before_training(tiny_recipe, tmp_path):
     # train.monitor kept no best.keras in silence; early stopping's was a Keras traceback (exit 1); then both
     # were said once the first epoch had logged, leaving that epoch's run directory behind
