@@ -1010,7 +1010,7 @@ def _command(argv: list[str]) -> None:
 
 def _leave(code: int) -> None:
     """End the process with `code`, without Python's own teardown of its modules: with TensorFlow loaded that is
-    a second or more after the answer (1.4 s of an evaluate's 7.5 s on a 2-core machine, docs/benchmarks.md),
+    about a second after the answer (1.05 s of an evaluate's 6.78 s on a 2-core machine, docs/benchmarks.md),
     in which a SIGTERM killed the process outright (Python resets the handlers first). What Python's exit does
     before that is done as it does it: the threads that are not daemons joined (the checkpoint writer's), the
     atexit functions run (logging's flush, multiprocessing's children, temporary folders' finalizers), stdout
