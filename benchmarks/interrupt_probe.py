@@ -10,10 +10,10 @@ the `dlkit` console script to time it, and again with a signal sent at fractions
 turn): in its first instant (but not before 0.05 s: Python's own start, where no handler of dlkit's can be yet),
 while it starts, while it works, and as it ends. After each try, every file under the run's folder and the command's
 outputs is read back (JSON, PNG, .npy, CSV, HTML, .keras), no hidden name (what dlkit writes under until an output
-is whole) is left, and after a command's tries the run still evaluates. The tests send a signal at a chosen point
-in-process (tests/test_cli.py); this sends it wherever the moment falls, to the process as a shell or a batch system
-does. One line per try in OUT; a recipe already there is skipped. About an hour on a 2-core machine. `--summary`
-prints the counts of exits and every finding, with the commit and the machine.
+is whole) is left, and after a command's tries the run still evaluates (where it did before them). The tests send a
+signal at a chosen point in-process (tests/test_cli.py); this sends it wherever the moment falls, to the process as
+a shell or a batch system does. One line per try in OUT; a recipe already there is skipped. About an hour on a
+2-core machine. `--summary` prints the counts of exits and every finding, with the commit and the machine.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def judged(said: dict, signum: int, run: Path | None, work: Path, known: set[str
     return row
 
 
-def tries(name: str, args: list[str], run: Path | None, work: Path, out, recipe: str) -> None:
+def tries(name: str, args: list[str], run: Path | None, work: Path, out, recipe: str, evaluates: bool) -> None:
     """The command once to time it, then once per FRACTIONS with a signal; each a line of `out`."""
     full = run_dlkit(args)
     if full["exit"] != 0:
@@ -150,7 +150,7 @@ def tries(name: str, args: list[str], run: Path | None, work: Path, out, recipe:
         said = run_dlkit(args, max(EARLIEST, fraction * full["seconds"]), signum)
         row = {"recipe": recipe, "command": name, "signal": signal.Signals(signum).name, "fraction": fraction,
                "full_seconds": full["seconds"], **judged(said, signum, run, work, known)}
-        if run is not None and i == len(FRACTIONS) - 1:  # after the command's tries, its run as it was
+        if evaluates and run is not None and i == len(FRACTIONS) - 1:  # after the command's tries, the run as it was
             after = run_dlkit(["evaluate", str(run), "-q"])
             if after["exit"] != 0:
                 row.setdefault("wrong", []).append(f"the run no longer evaluates: {after['stderr'][-300:]}")
@@ -171,10 +171,11 @@ def one(recipe: str, inputs: Path, out) -> None:
         train_args = ["train", str(ROOT / "recipes" / f"{recipe}.yaml"), "--runs-root", str(work / "runs"),
                       "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2"] + [
                       a for s in sets for a in ("--set", s)]
-        tries("train", train_args, None, work, out, recipe)
+        tries("train", train_args, None, work, out, recipe, False)
+        evaluates = run_dlkit(["evaluate", str(run), "-q"])["exit"] == 0  # a run without a test split does not
         for name, args in commands(recipe, str(run), inputs, work / "outputs"):
             (work / "outputs").mkdir(exist_ok=True)
-            tries(name, args, run, work, out, recipe)
+            tries(name, args, run, work, out, recipe, evaluates)
 
 
 def findings(rows: list[dict]) -> list[dict]:
