@@ -969,9 +969,16 @@ def _given_twice(argv: list[str]) -> str | None:
 def main():
     """The `dlkit` command (the console script, by way of dlkit.__main__, and `python -m dlkit.cli`): the command
     line's command, then _leave with its exit code."""
-    from dlkit.errors import catch_interrupts
+    from dlkit.errors import catch_interrupts, interrupt_requested
 
     catch_interrupts(raising=False)  # a signal before the command starts is noted: the command answers it
+    unraisable = sys.unraisablehook
+
+    def hook(u):  # once interrupted, what a finalizer fails at is the interrupt's doing: the process is ending
+        if interrupt_requested.signum is None:  # (TensorFlow's function references, cut: "KeyError" in a __del__)
+            unraisable(u)
+
+    sys.unraisablehook = hook
     try:
         _command(sys.argv[1:])
         code = 0

@@ -582,11 +582,18 @@ def test_evaluate_quiet_and_interrupted(one_epoch_run, tmp_path, monkeypatch):
 # The console script (dlkit.__main__) in a child process, a signal sent as the command starts: the command's own
 # answer, then the end a shell expects. Written to tmp so the child runs the code under test, not a subprocess shim.
 SIGNALLED = """
-import os, signal, sys
+import gc, os, signal, sys
 from dlkit import cli
 command, signum = cli._command, getattr(signal, sys.argv[1])
+class Torn:
+    def __del__(self):
+        raise KeyError("what a finalizer fails at once an interrupt cut its bookkeeping (TensorFlow's)")
 def signalled(argv):
     os.kill(os.getpid(), signum)  # lands while the console script's own handler notes it
+    torn = Torn()
+    torn.cycle = torn
+    del torn
+    gc.collect()
     command(argv)
 cli._command = signalled
 sys.argv = ["dlkit", *sys.argv[2:]]
@@ -601,7 +608,7 @@ def test_a_signal_as_the_console_script_starts_is_the_commands_interrupted_answe
     """Ctrl-C or SIGTERM before the command runs (the imports, Click's parsing: a KeyboardInterrupt there was a
     traceback, or Typer's exit 130 with no word and no JSON object) is noted and answered by the command as it
     starts: "interrupted", the JSON object (which `train` stopped before its run directory did not print), nothing
-    done. After SIGTERM the exit is 130; after Ctrl-C the process ends by SIGINT itself, as a shell expects (a
+    done, and no "Exception ignored" of a finalizer the interrupt cut (TensorFlow's, after `predict`). After SIGTERM the exit is 130; after Ctrl-C the process ends by SIGINT itself, as a shell expects (a
     loop running dlkit stops there; `$?` is 130 either way)."""
     import signal
     import subprocess
