@@ -113,14 +113,20 @@ def rows_of(out: Path) -> list[dict]:
     return [r for r in rows if "recipe" in r]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, shard: bool = False) -> tuple[argparse.Namespace, list[dict]]:
+    """The command line the probe scripts share (OUT, --only, --summary; --shard here), and OUT's rows."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--shard", default="0/1", help="I/N: every Nth variant, from the Ith")
+    if shard:
+        ap.add_argument("--shard", default="0/1", help="I/N: every Nth variant, from the Ith")
     ap.add_argument("--only", help="recipes whose name holds this")
     ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
     a = ap.parse_args()
-    rows = rows_of(a.out)
+    return a, rows_of(a.out)
+
+
+def main() -> None:
+    a, rows = arguments(__doc__, shard=True)
     if a.summary:
         from record import commit, machine
 

@@ -17,7 +17,6 @@ of each command's exits and every finding, with the git commit and the machine (
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gzip
 import json
@@ -29,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from command_fuzz import CLEAR, invoke, rows_of, train_briefly  # noqa: E402
+from command_fuzz import CLEAR, arguments, invoke, train_briefly  # noqa: E402
 from record import commit, machine  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -157,12 +156,7 @@ def findings(rows: list[dict]) -> list[tuple[str, str, dict]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--only", help="recipes whose name holds this")
-    ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
-    a = ap.parse_args()
-    rows = rows_of(a.out)
+    a, rows = arguments(__doc__)
     if a.summary:
         exits = collections.Counter(f"{c['exit']}" for r in rows for c in r["commands"].values())
         print(json.dumps({"commit": commit(ROOT), "machine": machine(), "recipes": len(rows),

@@ -18,7 +18,6 @@ a shell or a batch system does. One line per try in OUT; a recipe already there 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -31,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-from command_fuzz import rows_of, train_briefly  # noqa: E402
+from command_fuzz import arguments, train_briefly  # noqa: E402
 from command_matrix import commands, make_inputs  # noqa: E402
 from record import commit, machine  # noqa: E402
 
@@ -183,12 +182,7 @@ def findings(rows: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--only", help="recipes whose name holds this")
-    ap.add_argument("--summary", action="store_true", help="print what OUT holds and stop")
-    a = ap.parse_args()
-    rows = rows_of(a.out)
+    a, rows = arguments(__doc__)
     if a.summary:
         exits = collections.Counter(str(r["exit"]) for r in rows)
         print(json.dumps({"commit": commit(ROOT), "machine": machine(), "tries": len(rows),

@@ -606,10 +606,11 @@ main()
 def test_a_signal_as_the_console_script_starts_is_the_commands_interrupted_answer(tiny_recipe, tmp_path, signame,
                                                                                   command):
     """Ctrl-C or SIGTERM before the command runs (the imports, Click's parsing: a KeyboardInterrupt there was a
-    traceback, or Typer's exit 130 with no word and no JSON object) is noted and answered by the command as it
-    starts: "interrupted", the JSON object (which `train` stopped before its run directory did not print), nothing
-    done, and no "Exception ignored" of a finalizer the interrupt cut (TensorFlow's, after `predict`). After SIGTERM the exit is 130; after Ctrl-C the process ends by SIGINT itself, as a shell expects (a
-    loop running dlkit stops there; `$?` is 130 either way)."""
+    traceback, or Typer's exit 130 with no word and no JSON object) is noted and answered by the command as it starts:
+    "interrupted", the JSON object (which `train` stopped before its run directory did not print), nothing done, and no
+    "Exception ignored" of a finalizer the interrupt cut (TensorFlow's, after `predict`). After SIGTERM the exit is 130;
+    after Ctrl-C the process ends by SIGINT itself, as a shell expects (a loop running dlkit stops there; `$?` is 130
+    either way)."""
     import signal
     import subprocess
     import sys
