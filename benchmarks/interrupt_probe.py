@@ -4,16 +4,17 @@ stdout, no traceback, every file whole and no temporary left behind.
 
     DLKIT_DATA_DIR=../shared/data python benchmarks/interrupt_probe.py OUT.jsonl [--only NAME] [--summary]
 
-A few recipes (one per task kind) are trained one epoch of two steps (command_fuzz.py's train_briefly); then each
-command after training that exits 0 on its run (command_matrix.py's list, and `train` itself) is run once through
-the `dlkit` console script to time it, and again with a signal sent at fractions of that time (SIGINT and SIGTERM in
-turn): in its first instant (but not before 0.05 s: Python's own start, where no handler of dlkit's can be yet),
-while it starts, while it works, and as it ends. After each try, every file under the run's folder and the command's
-outputs is read back (JSON, PNG, .npy, CSV, HTML, .keras), no hidden name (what dlkit writes under until an output
-is whole) is left, and after a command's tries the run still evaluates (where it did before them). The tests send a
-signal at a chosen point in-process (tests/test_cli.py); this sends it wherever the moment falls, to the process as
-a shell or a batch system does. One line per try in OUT; a recipe already there is skipped. About an hour on a
-2-core machine. `--summary` prints the counts of exits and every finding, with the commit and the machine.
+A few recipes (one per task kind, a DBN's phases and a CycleGAN's two domains) are trained one epoch of two steps
+(command_fuzz.py's train_briefly); then each command after training that exits 0 on its run (command_matrix.py's
+list, and `train` itself) is run once through the `dlkit` console script to time it, and again with a signal sent at
+fractions of that time (SIGINT and SIGTERM in turn): in its first instant (but not before 0.05 s: Python's own
+start, where no handler of dlkit's can be yet), while it starts, while it works, and as it ends. After each try,
+every file under the run's folder and the command's outputs is read back (JSON, PNG, .npy, CSV, HTML, .keras), no
+hidden name (what dlkit writes under until an output is whole) is left, and after a command's tries the run still
+evaluates (where it did before them). The tests send a signal at a chosen point in-process (tests/test_cli.py); this
+sends it wherever the moment falls, to the process as a shell or a batch system does. One line per try in OUT; a
+recipe already there is skipped. About an hour on a 2-core machine. `--summary` prints the counts of exits and every
+finding, with the commit and the machine.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from command_matrix import commands, make_inputs  # noqa: E402
 from record import commit, machine  # noqa: E402
 
 RECIPES = ("cnn_mnist", "vae_mnist", "gan_mnist", "char_lstm_shakespeare", "seq2seq_fra_eng", "mlp_regressor_diabetes",
-           "airline_lstm")
+           "airline_lstm", "dbn_mnist", "cyclegan_mnist_m")  # the last two: phases, and two domains
 FRACTIONS = (0.02, 0.3, 0.6, 0.85, 0.97)  # of the command's own time
 EARLIEST = 0.05  # s: before it, Python's own start (its site packages), where no handler of dlkit's can be yet
 DLKIT = Path(sys.executable).parent / "dlkit"  # the console script, as a user's shell runs it
