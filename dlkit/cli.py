@@ -1015,6 +1015,14 @@ def _command(argv: list[str]) -> None:
     sys.exit(code if isinstance(code, int) else 0)  # a command's result (a dict) was printed: success
 
 
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a pipe closed by its reader (`dlkit runs --json | head -c 10`)
+            pass
+
+
 def _leave(code: int) -> None:
     """End the process with `code`, without Python's own teardown of its modules: with TensorFlow loaded that is
     about a second after the answer (1.05 s of an evaluate's 6.78 s on a 2-core machine, docs/benchmarks.md),
@@ -1023,24 +1031,29 @@ def _leave(code: int) -> None:
     atexit functions run (logging's flush, multiprocessing's children, temporary folders' finalizers), stdout
     and stderr flushed. After Ctrl-C the process ends by SIGINT itself, as a shell expects of a program that
     stopped on it: a shell loop or script running `dlkit` then stops too (an exit 130 let bash run the loop's
-    next command); `$?` is 130 either way. A Python without CPython's hooks for this exits as usual."""
+    next command); `$?` is 130 either way. Once the answer is out, a Ctrl-C ends the process at once, should
+    the threads' end hang (the checkpoint writer's idle thread was waited for forever once: it is ended first).
+    A Python without CPython's hooks for this exits as usual."""
     import atexit
     import os
     import signal
     import threading
 
     from dlkit.errors import EXIT_INTERRUPTED, interrupt_requested
+    from dlkit.rundir import close_writer
 
     shutdown, exit_functions = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)
     if shutdown is None or exit_functions is None:
         sys.exit(code)
+    _flush_streams()  # the answer is out: a Ctrl-C from here on ends the process at once, should anything hang
+    if getattr(signal.getsignal(signal.SIGINT), "dlkit", False):  # not where it is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if interrupt_requested.is_set() and interrupt_requested.signum == signal.SIGINT:  # came as it answered
+            os.kill(os.getpid(), signal.SIGINT)
+    close_writer()
     shutdown()
     exit_functions()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a pipe closed by its reader (`dlkit runs --json | head -c 10`)
-            pass
+    _flush_streams()
     if code == EXIT_INTERRUPTED and interrupt_requested.signum == signal.SIGINT:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

@@ -49,6 +49,14 @@ def _writer():
     return ThreadPoolExecutor(1, thread_name_prefix="dlkit-checkpoint")
 
 
+def close_writer() -> None:
+    """End the checkpoint-writing thread, if one was made, once what it writes is in place (the process's end:
+    an idle worker of an executor left open was waited for forever by a process ending, observed once)."""
+    if _writer.cache_info().currsize:
+        _writer().shutdown(wait=True)
+        _writer.cache_clear()
+
+
 def in_checkpoint_thread(fn, *args):
     """fn(*args) run in the checkpoint-writing thread, waited for: what must happen in that thread while the
     caller's state stands still (Keras keeps some of its saving state per thread)."""

@@ -700,6 +700,46 @@ def test_the_console_script_leaves_without_pythons_teardown_but_with_what_its_ex
     assert not (tmp_path / "teardown").exists()
 
 
+HANGING = """
+import sys, threading, time
+threading.Thread(target=time.sleep, args=(600,)).start()  # a thread the process's end would wait 10 minutes for
+sys.argv = ["dlkit", "show", "cnn_mnist", "--json"]
+from dlkit.__main__ import main
+main()
+"""
+
+
+def test_a_ctrl_c_ends_a_process_whose_end_hangs_and_the_checkpoint_writer_is_ended_first(tmp_path):
+    """Once its answer is out, the console script's end is Ctrl-C's to cut short (it waited on, its handler
+    only noting the signal: a probe's `resume` waited 15 minutes for the checkpoint writer's idle thread);
+    that thread is ended before the others are joined, and a later checkpoint makes a new one."""
+    import signal
+    import subprocess
+    import sys
+
+    from dlkit import rundir
+
+    script = tmp_path / "hanging.py"
+    script.write_text(HANGING)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    answer = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == -signal.SIGINT and json.loads(answer)["recipe"]["name"] == "cnn_mnist"
+    proc.stdout.close()
+    proc.stderr.close()
+    assert rundir.in_checkpoint_thread(lambda: 7) == 7
+    (thread,) = [t for t in threading_enumerate() if t.name.startswith("dlkit-checkpoint")]
+    rundir.close_writer()
+    assert not thread.is_alive() and rundir.in_checkpoint_thread(lambda: 8) == 8
+
+
+def threading_enumerate():
+    import threading
+
+    return threading.enumerate()
+
+
 def test_an_interrupt_inside_a_write_leaves_no_part_of_the_file(tmp_path, monkeypatch):
     """A command's figures and codes are written whole or not at all: Ctrl-C while one is written leaves the
     file as it was (here: absent), and no temporary file beside it."""
