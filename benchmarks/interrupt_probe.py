@@ -54,7 +54,13 @@ def run_dlkit(args: list[str], delay: float | None = None, signum: int = signal.
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signum)
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a process that does not end is a finding, not the probe's end
+        proc.kill()
+        out, err = proc.communicate()
+        return {"exit": f"hung: killed after {timeout} s", "stdout": out, "stderr": err,
+                "seconds": round(time.monotonic() - start, 2)}
     return {"exit": proc.returncode, "stdout": out, "stderr": err, "seconds": round(time.monotonic() - start, 2)}
 
 
