@@ -1039,7 +1039,7 @@ def _leave(code: int) -> None:
     import signal
     import threading
 
-    from dlkit.errors import EXIT_INTERRUPTED, interrupt_requested
+    from dlkit.errors import interrupt_requested
     from dlkit.rundir import close_writer
 
     shutdown, exit_functions = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)

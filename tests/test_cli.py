@@ -716,6 +716,7 @@ def test_a_ctrl_c_ends_a_process_whose_end_hangs_and_the_checkpoint_writer_is_en
     import signal
     import subprocess
     import sys
+    import threading
 
     from dlkit import rundir
 
@@ -729,15 +730,9 @@ def test_a_ctrl_c_ends_a_process_whose_end_hangs_and_the_checkpoint_writer_is_en
     proc.stdout.close()
     proc.stderr.close()
     assert rundir.in_checkpoint_thread(lambda: 7) == 7
-    (thread,) = [t for t in threading_enumerate() if t.name.startswith("dlkit-checkpoint")]
+    (thread,) = [t for t in threading.enumerate() if t.name.startswith("dlkit-checkpoint")]
     rundir.close_writer()
     assert not thread.is_alive() and rundir.in_checkpoint_thread(lambda: 8) == 8
-
-
-def threading_enumerate():
-    import threading
-
-    return threading.enumerate()
 
 
 def test_an_interrupt_inside_a_write_leaves_no_part_of_the_file(tmp_path, monkeypatch):
