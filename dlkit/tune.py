@@ -36,7 +36,7 @@ from dlkit.errors import EXIT_USAGE, Problem, RecipeError, UsageError
 from dlkit.metrics import improves
 from dlkit.recipe.loader import load_raw
 from dlkit.recipe.source import locate
-from dlkit.sweep import Members, existing_runs, member_command, other_code, run_state
+from dlkit.sweep import MAX_MEMBERS, Members, existing_runs, member_command, other_code, run_state
 
 ABSENT = object()
 
@@ -49,6 +49,9 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     recipe_path, runs_root, overrides = Path(recipe_path), Path(runs_root), list(overrides)
     if parallel < 1 or (trials is not None and trials < 1):
         raise UsageError(f"--trials and --parallel count: at least 1, received {trials} and {parallel}")
+    if trials is not None and trials > MAX_MEMBERS:  # as tune.trials in a recipe: a search runs that many runs
+        raise UsageError(f"--trials {trials:,} is more trials than a search runs: at most {MAX_MEMBERS:,}, as "
+                         "tune.trials in a recipe")
     if plot is not None:
         from dlkit.tasks.generative import output_path
 

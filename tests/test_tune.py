@@ -135,6 +135,8 @@ tune:
                        (at + 6, "tune.space.train.epochs: low and high are whole numbers, so step is one too"),
                        (at + 7, "tune.prune: warmup_epochs is read by rule median only, not by rule halving")):
         assert f"recipe.yaml:{line}: {text}" in said, said
+    out = run("tune", bad, "--trials", "100000000", "--dry-run", "--runs-root", tmp_path / "runs")  # as tune.trials
+    assert out.exit_code == 2 and "--trials 100,000,000 is more trials than a search runs: at most 10,000" in out.stderr
 
     keys = write_recipe(TINY_MNIST + """\
 tune:
