@@ -170,6 +170,22 @@ class PhaseDir:
         return None, warnings
 
 
+def check_runs_root(runs_root: str | Path, name: str, writable: bool = True) -> None:
+    """That run directories of recipe `name` can be made under `runs_root`, before anything is: neither the
+    root nor its recipe folder is a file, and (`writable`) the nearest of them that exists, or of the root's
+    parents, is a folder this process may write in. A sweep's or a tune's plan is checked so, as a run is."""
+    parent = Path(runs_root) / name
+    for folder in (Path(runs_root), parent):  # a file there was "Not a directory. Free space or ..."
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder} is a file, and the runs root holds a folder of run directories per "
+                             "recipe: choose another --runs-root")
+    if writable:
+        existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot create a run directory under {parent}: {existing} is not a folder you can "
+                               "write to; choose another --runs-root")
+
+
 class RunDir(PhaseDir):
     """A run directory. A run of one phase keeps its history and checkpoints at the top; `phase(name)` gives
     the folder of a phase of a run that has several."""
@@ -213,10 +229,7 @@ class RunDir(PhaseDir):
         get their own folder (-2, -3, ... suffixes)."""
         parent = Path(runs_root) / name
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for folder in (Path(runs_root), parent):  # a file there was "Not a directory. Free space or ..."
-            if folder.exists() and not folder.is_dir():
-                raise UsageError(f"{folder} is a file, and the runs root holds a folder of run directories per "
-                                 "recipe: choose another --runs-root")
+        check_runs_root(runs_root, name, writable=False)  # writing is tried, and its error said, below
         try:
             parent.mkdir(parents=True, exist_ok=True)
             for n in range(1, 10_000):

@@ -27,6 +27,7 @@ import yaml
 from dlkit import backend, tasks
 from dlkit.errors import Problem, RecipeError, UsageError
 from dlkit.recipe.source import Loader
+from dlkit.rundir import check_runs_root
 
 
 MAX_MEMBERS = 10_000  # runs in one sweep: grid points times seeds
@@ -195,6 +196,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
                          f"runs at most {MAX_MEMBERS:,}: give fewer values or seeds")
     todo = members(recipe_path, grid, seeds, list(overrides))
     name = todo[0]["recipe"]["name"]
+    check_runs_root(runs_root, name)  # each member would be refused alike; the plan too is
     existing = existing_runs(runs_root, name)
     for m in todo:
         m["run"] = next((run for rec, run in existing if rec == m["recipe"]), None)

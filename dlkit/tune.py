@@ -36,6 +36,7 @@ from dlkit.errors import EXIT_USAGE, Problem, RecipeError, UsageError
 from dlkit.metrics import improves
 from dlkit.recipe.loader import load_raw
 from dlkit.recipe.source import locate
+from dlkit.rundir import check_runs_root
 from dlkit.sweep import MAX_MEMBERS, Members, existing_runs, member_command, other_code, run_state
 
 ABSENT = object()
@@ -71,6 +72,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     resolved = check_space(recipe_path, overrides, space)
     wanted = trials if trials is not None else base.tune.trials
     search = Search(recipe_path, overrides, base, space, resolved)
+    check_runs_root(runs_root, base.name)  # each trial would be refused alike; the plan too is
 
     found = search.found(runs_root)
     pending = [t for t in found if t["action"] in ("resume", "train")]

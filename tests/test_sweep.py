@@ -88,6 +88,32 @@ def test_a_sweep_of_more_than_ten_thousand_runs_is_refused_before_its_members_ar
     assert run("sweep", recipe, *grid, "--seeds", "2", "--dry-run", "--runs-root", tmp_path).exit_code == 0
 
 
+def test_a_runs_root_no_run_could_be_made_under_is_said_by_the_plan(write_recipe, tmp_path, monkeypatch):
+    """A sweep's and a tune's plan (--dry-run) said every member would train under a file given as
+    --runs-root, where each member is refused; the plan says so now, as `dlkit train` does."""
+    recipe = write_recipe("model: {arch: mlp}\ntune: {space: {model.dropout: {low: 0.0, high: 0.5}}}\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    for command in ("sweep", "tune"):
+        out = run(command, recipe, "--dry-run", "--json", "--runs-root", tmp_path / "notes.txt")
+        assert out.exit_code == 2 and json.loads(out.stdout)["error"] == (
+            f"{tmp_path / 'notes.txt'} is a file, and the runs root holds a folder of run directories per recipe: "
+            "choose another --runs-root"), (command, out.stdout)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    name = Path(recipe).stem
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / name).write_text("")  # the recipe's own folder a file
+    assert "is a file" in run("sweep", recipe, "--dry-run", "--runs-root", tmp_path / "runs").stderr
+    # a folder this process may not write in (os.access: root may write anywhere, so it is made to say no)
+    monkeypatch.setattr("dlkit.rundir.os.access", lambda path, mode: Path(path) != tmp_path / "locked")
+    (tmp_path / "locked").mkdir()
+    for command in ("sweep", "tune"):
+        out = run(command, recipe, "--dry-run", "--runs-root", tmp_path / "locked" / "runs")
+        assert out.exit_code == 5 and (f"cannot create a run directory under {tmp_path / 'locked' / 'runs' / name}: "
+                                       f"{tmp_path / 'locked'} is not a folder you can write to") in out.stderr
+    assert run("sweep", recipe, "--dry-run", "--runs-root", tmp_path / "new" / "runs").exit_code == 0
+    assert not (tmp_path / "new").exists()  # a plan makes nothing
+
+
 def test_learning_rates_below_1e_4_reach_the_members(write_recipe):
     # a member's --set carries Python's repr, 1e-05, which PyYAML's YAML 1.1 read as a string: every member
     # of a sweep over small learning rates was refused as "not a valid number"
