@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dlkit.models.knobs import Activation, ModelBase
-from dlkit.models.rbm import PCD_CHAINS
+from dlkit.models.rbm import MAX_GIBBS_STEPS, PCD_CHAINS
 
 TASK = "dbn"
 INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
@@ -27,7 +27,7 @@ class Config(ModelBase):
     activation: Activation = "sigmoid"  # the RBMs' units are logistic; the unrolled net keeps them
     layers: list[int] = Field(default_factory=lambda: [500, 500, 2000], min_length=1)
     pretrain: bool = True  # false: the same network trained from random init
-    cd_k: int = Field(1, ge=1)
+    cd_k: int = Field(1, ge=1, le=MAX_GIBBS_STEPS)
     persistent: bool = False
     chains: int = Field(100, ge=1)
     top_labels: bool = False  # the top RBM also sees the one-hot label (Hinton et al., 2006)

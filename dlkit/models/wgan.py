@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.gan import DiscriminatorConfig, GanConfig, build_gan
+from dlkit.models.gan import MAX_CRITIC_STEPS, DiscriminatorConfig, GanConfig, build_gan
 
 TASK = "adversarial"
 INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
@@ -19,7 +19,7 @@ INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C])
 class Config(GanConfig):
     arch: Literal["wgan"] = "wgan"
     objective: Literal["minimax", "wasserstein"] = "wasserstein"
-    n_critic: int = Field(5, ge=1)
+    n_critic: int = Field(5, ge=1, le=MAX_CRITIC_STEPS)
     clip_value: float = Field(0.01, ge=0)
     discriminator: DiscriminatorConfig = DiscriminatorConfig(dropout=0.0)
 
