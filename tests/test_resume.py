@@ -123,6 +123,9 @@ def test_resume_command(one_epoch_run, tmp_path):
     done = one_epoch_run(tmp_path)
     out = runner.invoke(app, ["resume", done["run_dir"], "--json"])
     assert out.exit_code == 2 and json.loads(out.stdout)["status"] == "error"
+    out = runner.invoke(app, ["resume", done["run_dir"], "--epochs", "99999999999", "--json"])  # said as typed
+    assert out.exit_code == 2 and json.loads(out.stdout)["error"] == (
+        "--epochs 99,999,999,999: a run's total of epochs is 1 to 1,000,000, as train.epochs in a recipe")
     out = runner.invoke(app, ["resume", done["run_dir"], "--epochs", "2", "--json", "--quiet"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)

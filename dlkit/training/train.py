@@ -32,6 +32,7 @@ from dlkit import recipe as recipe_layer
 from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryError, RecipeError, UsageError,
                           interrupt_requested, is_out_of_memory, storage_error)
 from dlkit.files import write_atomic
+from dlkit.recipe.schema import MAX_EPOCHS
 from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, wait_for_checkpoint
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session, keeps_callers_settings
@@ -171,6 +172,9 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
     (moments, step count, schedule position), the random streams and the data order carry on where the last
     finished epoch left them. `epochs` raises the run's total (its recipe.yaml is updated to match)."""
     reporter = reporter or Reporter()
+    if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:  # said of the run's recipe, it was "--set train.epochs"
+        raise UsageError(f"--epochs {epochs:,}: a run's total of epochs is 1 to {MAX_EPOCHS:,}, as train.epochs in a "
+                         "recipe")
     run = RunDir.open(run_dir)
     recipe = tasks.load_run_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
     follower = _Follower.of_this_process()
