@@ -9,16 +9,17 @@ from pathlib import Path
 from dlkit import tasks
 from dlkit.errors import SPLITS, MissingSplit, RecipeError, UsageError
 from dlkit.recipe import recipe_file, shipped
-from dlkit.rundir import RunDir
+from dlkit.rundir import RunDir, is_run
 from dlkit.tasks.base import EvalRequest, check_beam
 from dlkit.training.session import keeps_callers_settings
 
 
 def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
-    """A run directory as given, or the latest finished run of a recipe file (or of a recipe dlkit ships, by
+    """A run directory as given (or the run a file or folder given lies in: its own recipe.yaml names the run,
+    not the recipe's newest run), or the latest finished run of a recipe file (or of a recipe dlkit ships, by
     name: `dlkit evaluate cnn_mnist`)."""
     path = Path(target)
-    if path.is_dir():
+    if path.is_dir() or path.exists() and any(is_run(p) for p in list(path.parents)[:3]):  # a file of a run: its own
         return RunDir.open(path)
     try:
         recipe = recipe_file(path)

@@ -292,9 +292,16 @@ class RunDir(PhaseDir):
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
+        """The run directory at `path`, or the one `path` lies in: a file of a run (its `recipe.yaml`, its
+        `model.keras`, a checkpoint) or a folder inside it names that run. Any other folder is refused, with the
+        runs it holds where it is a recipe's folder of runs or a runs root."""
         run = cls(Path(path))
-        if not run.manifest.is_file() or not run.recipe.is_file():
-            raise UsageError(f"{path} is not a dlkit run directory (no manifest.json and recipe.yaml)")
+        if not is_run(run.root):
+            enclosing = next((p for p in list(run.root.parents)[:3] if is_run(p)), None) if run.root.exists() else None
+            if enclosing is None:
+                raise UsageError(f"{path} is not a dlkit run directory (no manifest.json and recipe.yaml)"
+                                 + _runs_beneath(run.root))
+            run = cls(enclosing)
         manifest = run.read_json(run.manifest)
         if manifest.get("format", 1) != FORMAT:
             raise UsageError(
@@ -324,6 +331,30 @@ class RunDir(PhaseDir):
         data.update(fields)
         self.write_json(self.manifest, data)
         return data
+
+
+def is_run(folder: Path) -> bool:
+    return (folder / "manifest.json").is_file() and (folder / "recipe.yaml").is_file()
+
+
+def _runs_beneath(folder: Path) -> str:
+    """What a folder given for a run holds of runs, said after the refusal: the run directories of a recipe
+    (runs/NAME), or the recipes' folders of a runs root (runs). Nothing for any other folder or a file."""
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        runs = [p for p in children if is_run(p)]
+        recipes = [p.name for p in children if not runs and any(is_run(q) for q in p.iterdir() if q.is_dir())]
+    except OSError:  # unreadable: the refusal alone
+        return ""
+    if runs:
+        done = [p for p in runs if (p / "model.keras").is_file()]
+        newest = max(done or runs, key=lambda p: (p.stat().st_mtime, p.name))
+        return (f"; it holds {len(runs)} run(s) of recipe {folder.name}: give one of them, e.g. {newest} (the newest"
+                f"{' finished' if done else ''})")
+    if recipes:
+        return (f"; it is a runs root, with runs of {', '.join(recipes[:5])}{', ...' if len(recipes) > 5 else ''}: "
+                f"give a run directory under it (dlkit runs --runs-root {folder} lists them)")
+    return ""
 
 
 def read_json_object(path: Path) -> dict:

@@ -190,6 +190,35 @@ def test_a_damaged_sidecar_or_history_is_a_data_error(tmp_path):
     assert _history_rows(history) == [{"epoch": 1, "loss": 0.5, "accuracy": 0.8}, {"epoch": 2, "loss": 0.4}]
 
 
+def test_a_file_or_folder_of_a_run_names_the_run_and_a_folder_of_runs_says_what_it_holds(one_epoch_run, tmp_path,
+                                                                                         monkeypatch):
+    """`dlkit evaluate RUN/recipe.yaml` took the run's own recipe for a recipe file and looked for that recipe's
+    newest run under ./runs ("no finished run ... train it first"); RUN/model.keras was "neither a run
+    directory nor a recipe file". A file or folder of a run names the run. A recipe's folder of runs and a runs
+    root given for a run are refused with what they hold."""
+    from dlkit.errors import UsageError
+    from dlkit.evaluate import resolve_run
+    from dlkit.rundir import RunDir
+
+    where = Path(one_epoch_run(tmp_path / "runs")["run_dir"])
+    for inside in ("recipe.yaml", "model.keras", "checkpoints", "checkpoints/last.keras"):
+        assert RunDir.open(where / inside).root == where and resolve_run(where / inside).root == where, inside
+    out = runner.invoke(app, ["evaluate", str(where / "recipe.yaml"), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["run_dir"] == str(where), out.output
+    for given, said in ((where.parent, f"; it holds 1 run(s) of recipe {where.parent.name}: give one of them, e.g. "
+                                       f"{where} (the newest finished)"),
+                        (tmp_path / "runs", f"; it is a runs root, with runs of {where.parent.name}: give a run "
+                                            f"directory under it (dlkit runs --runs-root {tmp_path / 'runs'} lists "
+                                            "them)"),
+                        (tmp_path, ""), (where / "nothing.txt", "")):
+        out = runner.invoke(app, ["report", str(given), "--json"])
+        assert out.exit_code == 2 and json.loads(out.stdout)["error"] == (
+            f"{given} is not a dlkit run directory (no manifest.json and recipe.yaml){said}"), out.stdout
+    monkeypatch.chdir(where)  # a name that is no file, typed inside a run directory, is not that run
+    with pytest.raises(UsageError, match="cnn_mnsit is neither a run directory nor a recipe file"):
+        resolve_run("cnn_mnsit")
+
+
 def test_a_trained_run_is_listed_with_its_test_accuracy(one_epoch_run, tmp_path):
     result = one_epoch_run(tmp_path)
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]
