@@ -86,7 +86,9 @@ def _version(value: bool):
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ):
-    pass
+    source = sys.modules.get("dlkit.recipe.source")  # (imported by an earlier command in this process, if any)
+    if source is not None:
+        source.forget_streams()  # a recipe an earlier command read from standard input is not this one's
 
 
 def _console(stderr=True):
@@ -751,6 +753,7 @@ def _validate_each(recipes, set_, build: bool, console, errors, results: list) -
     from rich.markup import escape
 
     from dlkit.recipe import located
+    from dlkit.recipe.source import shown
     from dlkit.tasks import load_recipe
 
     for path in recipes:
@@ -764,7 +767,7 @@ def _validate_each(recipes, set_, build: bool, console, errors, results: list) -
             entry["data"] = _check_data(recipe)
             if build:
                 entry.update(_build(recipe, console))
-            console.print(f"[green]ok[/] {escape(str(path))} (data: {escape(entry['data'])}"
+            console.print(f"[green]ok[/] {escape(shown(path))} (data: {escape(entry['data'])}"
                           + (f", {entry['params']:,} parameters)" if build else ")"))
         except DlkitError as e:
             if isinstance(e, RecipeError):  # one found after loading (a model too big for its inputs): at its line

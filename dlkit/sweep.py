@@ -26,7 +26,7 @@ import yaml
 
 from dlkit import backend, tasks
 from dlkit.errors import Problem, RecipeError, UsageError
-from dlkit.recipe.source import Loader
+from dlkit.recipe.source import Loader, is_stream, shown
 from dlkit.rundir import check_runs_root
 
 
@@ -174,6 +174,14 @@ def run_state(run: Path) -> str:
     return "resume"  # interrupted, or stopped (killed)
 
 
+def refuse_stream(recipe_path: Path, what: str) -> None:
+    """Each member of a sweep or a tune is a `dlkit train` of its own, which reads RECIPE again: standard input
+    or a pipe, read once, is not there for it."""
+    if is_stream(recipe_path):
+        raise UsageError(f"{what}'s runs are each a `dlkit train` of their own, which read RECIPE again, and "
+                         f"{shown(recipe_path)} can be read once only: write the recipe to a file and give that")
+
+
 def member_command(member: dict, recipe_path: Path, runs_root: Path) -> list[str]:
     """The command a member's action runs: `resume` of its run, or `train` of the recipe with its --set."""
     cli = [sys.executable, "-m", "dlkit"]
@@ -187,6 +195,7 @@ def sweep(recipe_path, grid_items: list[str], seeds: int = 1, parallel: int = 1,
           overrides: list[str] = (), say: Callable[[str], None] = lambda line: None, dry_run: bool = False) -> dict:
     """Run the members that are not finished, and summarize them all; `dry_run`: only the plan (plan())."""
     recipe_path, runs_root = Path(recipe_path), Path(runs_root)
+    refuse_stream(recipe_path, "a sweep")
     if seeds < 1 or parallel < 1:
         raise UsageError(f"--seeds and --parallel count: at least 1, received {seeds} and {parallel}")
     grid = parse_grid(grid_items)

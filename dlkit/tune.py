@@ -37,7 +37,7 @@ from dlkit.metrics import improves
 from dlkit.recipe.loader import load_raw
 from dlkit.recipe.source import locate
 from dlkit.rundir import check_runs_root
-from dlkit.sweep import MAX_MEMBERS, Members, existing_runs, member_command, other_code, run_state
+from dlkit.sweep import MAX_MEMBERS, Members, existing_runs, member_command, other_code, refuse_stream, run_state
 
 ABSENT = object()
 
@@ -48,6 +48,7 @@ def tune(recipe_path, trials: int | None = None, parallel: int = 1, runs_root="r
     """Run the trials still wanting and summarize every trial; `dry_run`: only what would be done. `plot`: a
     picture of the trials (plots.search), written at the end."""
     recipe_path, runs_root, overrides = Path(recipe_path), Path(runs_root), list(overrides)
+    refuse_stream(recipe_path, "a tune")
     if parallel < 1 or (trials is not None and trials < 1):
         raise UsageError(f"--trials and --parallel count: at least 1, received {trials} and {parallel}")
     if trials is not None and trials > MAX_MEMBERS:  # as tune.trials in a recipe: a search runs that many runs

@@ -320,6 +320,61 @@ def test_extends_merges_and_points_at_the_right_file(write_recipe):
     assert p.path == "model.hidden.0.units" and p.location.endswith("base.yaml:3")
 
 
+def test_a_recipe_is_read_from_standard_input_or_a_pipe(write_recipe, tmp_path, monkeypatch):
+    """`dlkit train -` reads the recipe from standard input, and a pipe given as RECIPE (`/dev/stdin` piped to, a
+    shell's `<(...)`) is read as it is: a pipe was "recipe file not found: /proc/N/fd/pipe:[M]" (its name
+    resolved), and a command reads its recipe more than once, which a pipe allows once. Its extends is beside
+    the working folder; it needs a `name:`; a sweep or a tune, whose members read RECIPE again, refuse it."""
+    import json
+    import os
+    import sys
+
+    from typer.testing import CliRunner
+
+    from conftest import TINY_MNIST
+    from dlkit.cli import app
+    from dlkit.recipe.source import forget_streams
+
+    cli = CliRunner()
+    write_recipe("model: {arch: mlp, hidden: [8]}\ntrain: {epochs: 3}\n", "base.yaml")
+    monkeypatch.chdir(tmp_path)
+    out = cli.invoke(app, ["validate", "-"], input="name: piped\nextends: base.yaml\ndata: {dataset: mnist}\n")
+    assert out.exit_code == 0 and "ok <stdin>" in out.output, out.output
+    out = cli.invoke(app, ["validate", "-", "--set", "train.epochs=0"], input="name: piped\nextends: base.yaml\n")
+    assert out.exit_code == 2 and "--set train.epochs=0: train.epochs: Input should be greater" in out.output
+    out = cli.invoke(app, ["validate", "-"], input="model: {arch: mlp, hiden: 3}\n")  # no name, a typo: both
+    assert out.exit_code == 2 and "<stdin>:1: name: a recipe read from <stdin> has no file name to name its runs " \
+                                  "by (give it one: name: NAME at its top)" in out.output, out.output
+    assert "<stdin>:1: model.hiden: unknown key" in out.output
+    for command in ("sweep", "tune"):
+        out = cli.invoke(app, [command, "-", "--dry-run"], input=TINY_MNIST)
+        assert out.exit_code == 2 and "can be read once only: write the recipe to a file" in out.output, out.output
+    out = cli.invoke(app, ["train", "-", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--runs-root",
+                           tmp_path / "runs", "--json", "-q"], input=TINY_MNIST)
+    assert out.exit_code == 0, out.output
+    manifest = json.loads((Path(json.loads(out.stdout)["run_dir"]) / "manifest.json").read_text())
+    assert manifest["recipe_file"] == "<stdin>" and Path(json.loads(out.stdout)["run_dir"]).parent.name == "tiny"
+
+    read, write = os.pipe()  # what a shell's <(...) gives: a pipe's name
+    os.write(write, b"name: piped\nextends: base.yaml\n")
+    os.close(write)
+    try:
+        pipe = f"/proc/self/fd/{read}"
+        first, again = load_recipe(pipe), load_recipe(pipe)  # the second read is the first's text
+        assert first.name == again.name == "piped" and again.train.epochs == 3
+    finally:
+        os.close(read)
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())  # `dlkit train -` typed alone would wait on the terminal
+    forget_streams()  # as each command does first: the train's standard input above is not this one's
+    with pytest.raises(RecipeError, match="- reads the recipe from standard input, which is a terminal here"):
+        load_recipe("-")
+
+
 def test_extends_replaces_a_section_that_changes_its_name(write_recipe):
     write_recipe("model: {arch: mlp}\ntrain:\n  optimizer: {name: adam, beta_1: 0.5, learning_rate: 0.1}\n", "base.yaml")
     child = write_recipe("extends: base.yaml\ntrain:\n  optimizer: {name: rmsprop}\n")

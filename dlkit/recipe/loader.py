@@ -11,7 +11,7 @@ from typing import Any
 
 from dlkit.errors import DlkitError, Problem, RecipeError
 from dlkit.recipe import plugins, shipped
-from dlkit.recipe.source import MAX_SCALAR, Locations, locate, parse_yaml, read_yaml
+from dlkit.recipe.source import MAX_SCALAR, Locations, is_stream, locate, parse_yaml, read_yaml, shown
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
@@ -48,7 +48,9 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locations]:
-    path = path.resolve()
+    stream = is_stream(path)  # standard input or a pipe: resolved, a pipe's name is no file (/proc/N/fd/pipe:[M])
+    path = path if stream else path.resolve()
+    folder = Path.cwd() if stream else path.parent  # what its extends and plugins are relative to
     data, locations = read_yaml(path)
     if data is None:
         data = {}
@@ -57,7 +59,7 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
             [Problem("", f"a recipe must be a mapping of keys, got {type(data).__name__}", locate(locations, ()))]
         )
     if isinstance(data.get("plugins"), list):  # a file a recipe lists is beside it, as its extends is
-        data["plugins"] = [plugins.resolve(entry, path.parent) for entry in data["plugins"]]
+        data["plugins"] = [plugins.resolve(entry, folder) for entry in data["plugins"]]
     parent = data.pop("extends", None)
     if parent is None:
         return data, locations
@@ -66,7 +68,7 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Locat
             [Problem("extends", "extends must be a file path", locate(locations, ("extends",)),
                      "write extends: base.yaml (relative to this recipe)")]
         )
-    parent_path = path.parent / parent
+    parent_path = folder / parent
     # a file beside this one (NAME may leave out .yaml; never this file itself: `extends: cnn_mnist` in a
     # cnn_mnist.yaml of one's own means dlkit's), else the recipe dlkit ships of that name
     beside = [p for p in _files(parent_path) if p.resolve() != path]
@@ -99,6 +101,8 @@ def recipe_file(text: str | Path) -> Path:
     the recipe dlkit ships under that name (`cnn_mnist`, `lessons/opt_sgd`, `recipes/gan_mnist.yaml` outside
     the repository)."""
     path = Path(text)
+    if is_stream(path):  # `-` or a pipe: read as it is, once
+        return path
     files = _files(path)
     if files:
         return files[0]
@@ -171,7 +175,7 @@ def located(err: RecipeError, path: str | Path, overrides: list[str] | tuple[str
         return err
     problems = [p if p.location else dataclasses.replace(p, location=locate(locations, tuple(p.path.split("."))))
                 for p in err.problems]
-    out = RecipeError(problems, str(path))
+    out = RecipeError(problems, shown(path))
     out.run_dir = err.run_dir
     return out
 
@@ -189,7 +193,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     data, locations = load_raw(path, overrides)
     problems = plugins.load(data.get("plugins"), locations, plugin_files)
     try:
-        recipe = validate(data, locations, str(path), sections, checks, as_written)
+        recipe = validate(data, locations, shown(path), sections, checks, as_written)
     except RecipeError as e:
         if not problems:
             raise
@@ -197,5 +201,5 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
         rest = [p for p in e.problems if not (p.path == "model.arch" and p.message.startswith("unknown architecture"))]
         raise RecipeError(sorted(problems + rest, key=lambda p: _line_order(p.location)), e.source) from None
     if problems:
-        raise RecipeError(problems, str(path))
+        raise RecipeError(problems, shown(path))
     return recipe

@@ -35,7 +35,7 @@ from dlkit.metrics import improves
 from dlkit.models import Architecture
 from dlkit.models.knobs import ModelBase
 from dlkit.recipe import plugins
-from dlkit.recipe.source import Locations, locate
+from dlkit.recipe.source import Locations, locate, unnamed
 
 # ---------------------------------------------------------------- data
 
@@ -766,9 +766,12 @@ def validate(data: dict, locations: Locations, source: str | None, sections: Sec
     (Section._over_defaults)."""
     context = {"as_written": as_written}
     data = dict(data)
-    if source and "name" not in data:
-        data["name"] = Path(source).stem
     problems: list[Problem] = []
+    if source and "name" not in data:
+        if unnamed(source):  # `-`'s stem, or a pipe's (/dev/fd/63: "63"), would name its runs' folder
+            problems.append(Problem("name", f"a recipe read from {source} has no file name to name its runs by",
+                                    locate(locations, ()), "give it one: name: NAME at its top"))
+        data["name"] = "recipe" if unnamed(source) else Path(source).stem  # (said once: the stand-in is a name)
     model = data.get("model")
     arch = model.get("arch") if isinstance(model, dict) else None
     try:

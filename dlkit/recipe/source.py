@@ -8,6 +8,7 @@ line a user must fix.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,59 @@ Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]
                              list("-+0123456789"))
 
 
+STDIN = "-"  # RECIPE given as `-`: the recipe is read from standard input
+_streamed: dict[str, str] = {}  # a recipe read from standard input or a pipe, by the name it was given: read once
+
+
+def is_stream(path: str | Path) -> bool:
+    """A recipe given as `-` (standard input) or as a pipe (`/dev/stdin` piped to, a shell's `<(...)`): it can
+    be read once only, so it is read once and kept (a command reads its recipe more than once), and it lies in
+    no folder: its `extends` and plugins are found from the working folder."""
+    if str(path) == STDIN or str(path) in _streamed:
+        return True
+    try:
+        path = Path(path)
+        return path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:  # a name too long, a folder not searchable: read as a file, which says why
+        return False
+
+
+def forget_streams() -> None:
+    """Each command reads its own standard input: what an earlier command in this process read is dropped."""
+    _streamed.clear()
+
+
+def _read_stream(path: Path) -> str:
+    name = str(path)
+    if name not in _streamed:
+        try:
+            if name == STDIN:
+                if sys.stdin is None or sys.stdin.isatty():  # reading would wait on the terminal for good
+                    raise RecipeError([Problem("", "- reads the recipe from standard input, which is a terminal "
+                                               "here", hint="pipe a recipe in: cat recipe.yaml | dlkit train -")])
+                raw = getattr(sys.stdin, "buffer", sys.stdin).read(MAX_BYTES + 1)
+            else:
+                with path.open("rb") as stream:
+                    raw = stream.read(MAX_BYTES + 1)
+            _streamed[name] = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except (OSError, UnicodeDecodeError) as e:
+            raise RecipeError([Problem("", f"cannot read recipe {shown(path)}: {e}")]) from None
+    return _streamed[name]
+
+
+def shown(path: str | Path) -> str:
+    """A recipe's name in messages: `<stdin>` for `-`."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def unnamed(source: str) -> bool:
+    """A recipe (by its name in messages) read from standard input or a pipe: no file name to name runs by."""
+    return source == shown(STDIN) or is_stream(source)
+
+
 def read_yaml(path: Path) -> tuple[Any, Locations]:
+    if is_stream(path):
+        return parse_yaml(_read_stream(path), shown(path))
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.y*ml"))
         listed = ", ".join(inside[:5]) + (", ..." if len(inside) > 5 else "")

@@ -618,7 +618,7 @@ def _manifest(recipe, recipe_path, session, model, phases) -> dict:
 
     manifest = {
         **_software_and_machine(), "format": FORMAT,
-        "pid": os.getpid(), "seed": recipe.seed, "recipe_file": str(recipe_path),
+        "pid": os.getpid(), "seed": recipe.seed, "recipe_file": recipe_layer.source.shown(recipe_path),
         "git_commit": _git_commit(Path(recipe_path).resolve().parent), "command": sys.argv,
         "task": session.task.name, "headlines": [dataclasses.asdict(h) for h in session.task.headlines],
         "data_origin": session.data.origin, "data_notes": session.data.notes,
