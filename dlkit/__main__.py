@@ -17,6 +17,8 @@ def main() -> None:
 
     early.dlkit = True  # one of dlkit's: catch_interrupts replaces it
     signal.signal(signal.SIGTERM, early)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # not under `nohup`
+        signal.signal(signal.SIGHUP, early)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
         signal.signal(signal.SIGINT, early)
     from dlkit.errors import catch_interrupts, interrupt_requested

@@ -114,7 +114,8 @@ def _terminating_like_ctrl_c(at_end: bool = True):
     from dlkit.errors import catch_interrupts, interrupt_requested
     from dlkit.ui import stop_if_asked
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    before = [signal.getsignal(signum) for signum in caught]
     unraisable = sys.unraisablehook
 
     def hook(u):
@@ -134,7 +135,7 @@ def _terminating_like_ctrl_c(at_end: bool = True):
         if at_end:
             stop_if_asked()
     finally:
-        for signum, handler in zip((signal.SIGTERM, signal.SIGINT), before):
+        for signum, handler in zip(caught, before):
             if handler is not None:  # None: one not installed from Python, which cannot be put back from it
                 signal.signal(signum, handler)
         sys.unraisablehook = unraisable
@@ -972,9 +973,10 @@ def _given_twice(argv: list[str]) -> str | None:
 def main():
     """The `dlkit` command (the console script, by way of dlkit.__main__, and `python -m dlkit.cli`): the command
     line's command, then _leave with its exit code."""
-    from dlkit.errors import catch_interrupts, interrupt_requested
+    from dlkit.errors import catch_interrupts, guard_output, interrupt_requested
 
     catch_interrupts(raising=False)  # a signal before the command starts is noted: the command answers it
+    guard_output()  # a reader of stdout or stderr that goes stops the command as SIGTERM would
     unraisable = sys.unraisablehook
 
     def hook(u):  # once interrupted, what a finalizer fails at is the interrupt's doing: the process is ending
@@ -1057,9 +1059,10 @@ def _leave(code: int) -> None:
     shutdown()
     exit_functions()
     _flush_streams()
-    if code == EXIT_INTERRUPTED and interrupt_requested.signum == signal.SIGINT:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+    if code == EXIT_INTERRUPTED and interrupt_requested.signum == signal.SIGINT or \
+            interrupt_requested.signum == signal.SIGPIPE:  # its output's reader went: as a program killed by it
+        signal.signal(interrupt_requested.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), interrupt_requested.signum)
     os._exit(code)
 
 

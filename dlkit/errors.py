@@ -175,9 +175,10 @@ interrupt_requested = InterruptFlag()
 
 
 def catch_interrupts(raising: bool) -> None:
-    """SIGTERM (a batch system's timeout, `kill`) as Ctrl-C, and both noted in `interrupt_requested`; `raising`,
-    they also raise KeyboardInterrupt where they land. SIGINT is left alone where it is ignored (`cmd &`) or has
-    a handler of another's (not Python's own, nor this one's).
+    """SIGTERM (a batch system's timeout, `kill`) and SIGHUP (the terminal closed: an ssh session dropped) as
+    Ctrl-C, each noted in `interrupt_requested`; `raising`, they also raise KeyboardInterrupt where they land.
+    SIGINT is left alone where it is ignored (`cmd &`) or has a handler of another's (not Python's own, nor this
+    one's); SIGHUP where it is ignored (`nohup`) or has another's.
     Not raising is for the moments outside a command (the console script's start, its imports, Click's parsing):
     the command, once started, answers the noted signal as its own (exit 130, and its JSON object), where a
     KeyboardInterrupt there was a traceback, or Typer's silent exit 130."""
@@ -193,6 +194,65 @@ def catch_interrupts(raising: bool) -> None:
     found = signal.getsignal(signal.SIGINT)
     if found is signal.default_int_handler or getattr(found, "dlkit", False):
         signal.signal(signal.SIGINT, handler)
+    found = signal.getsignal(signal.SIGHUP)
+    if found is signal.SIG_DFL or getattr(found, "dlkit", False):  # it ended the process where it was: a run
+        signal.signal(signal.SIGHUP, handler)  # left `running`, its last minutes lost
+
+
+class _Guarded:
+    """sys.stdout or sys.stderr, whose reader may go: a pipe's reader that exits (`dlkit train ... | head`,
+    a `tee` stopped) or a terminal that hangs up. The first write that finds it gone (EPIPE, EIO) is noted as a
+    SIGPIPE in `interrupt_requested` and the stream is pointed at /dev/null: the command stops as after SIGTERM
+    (a training closes its run as interrupted) and the console script then ends by SIGPIPE (dlkit.cli._leave).
+    The write's BrokenPipeError escaped from wherever it was: a progress line inside a training ended the
+    process with exit 1, its run left `running`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            self._gone(e)
+            return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as e:
+            self._gone(e)
+
+    def _gone(self, e: OSError) -> None:
+        import errno
+        import os
+        import signal
+
+        if e.errno not in (errno.EPIPE, errno.EIO):
+            raise e
+        try:  # what is still buffered, and every later write, goes to /dev/null
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no descriptor of its own (a test's stream): the flag alone
+            pass
+        interrupt_requested.note(signal.SIGPIPE)
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, buffer, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def guard_output() -> None:
+    """Put sys.stdout and sys.stderr behind _Guarded, for the console script's process (a notebook's or a
+    test's streams are left as they are)."""
+    import sys
+
+    sys.stdout, sys.stderr = (s if s is None or isinstance(s, _Guarded) else _Guarded(s)
+                              for s in (sys.stdout, sys.stderr))
 
 
 class Interrupted(Exception):

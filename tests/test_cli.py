@@ -602,7 +602,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("signame, command", [("SIGINT", "validate"), ("SIGTERM", "train")])
+@pytest.mark.parametrize("signame, command", [("SIGINT", "validate"), ("SIGTERM", "train"), ("SIGHUP", "validate")])
 def test_a_signal_as_the_console_script_starts_is_the_commands_interrupted_answer(tiny_recipe, tmp_path, signame,
                                                                                   command):
     """Ctrl-C or SIGTERM before the command runs (the imports, Click's parsing: a KeyboardInterrupt there was a
@@ -621,10 +621,30 @@ def test_a_signal_as_the_console_script_starts_is_the_commands_interrupted_answe
     out = subprocess.run([sys.executable, str(script), signame, command, str(tiny_recipe), *runs, "--json"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert out.returncode == (-signal.SIGINT if signame == "SIGINT" else 130), out.stderr[-2000:]
+    assert out.returncode == (-signal.SIGINT if signame == "SIGINT" else 130), out.stderr[-2000:]  # SIGHUP: as SIGTERM
     assert json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
     assert "interrupted" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_reader_of_the_output_that_goes_stops_the_command_and_its_run_is_closed(tiny_recipe, tmp_path):
+    """`dlkit train ... 2>&1 | head -2`: the first progress line written after `head` exited raised BrokenPipeError
+    inside the training, the process exited 1 and its run said `running` for good; `dlkit list | head -1` exited
+    1. The command stops as after SIGTERM (the run closed as interrupted) and the process ends by SIGPIPE, as
+    `seq 1 1000000 | head -1` does: 141 in a shell, nothing said."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    dlkit = f"{sys.executable} -m dlkit"
+    said = subprocess.run(["bash", "-c", f"{dlkit} train {tiny_recipe} --runs-root {runs} 2>&1 | head -1; "
+                           f"echo rc=${{PIPESTATUS[0]}}; {dlkit} list 2>{tmp_path / 'err'} | head -1; "
+                           "echo rc=${PIPESTATUS[0]}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    first, trained, listed, rc = said.stdout.splitlines()
+    assert first.startswith("run ") and trained == "rc=141" and listed.startswith("recipes") and rc == "rc=141", said
+    (manifest,) = runs.glob("tiny/*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "interrupted"
+    assert (tmp_path / "err").read_text() == ""
 
 
 def test_a_swallowed_interrupt_stops_the_command_as_it_ends(tiny_recipe, monkeypatch):
