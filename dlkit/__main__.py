@@ -6,10 +6,19 @@ KeyboardInterrupt's traceback. Only `signal` is imported before a handler is in 
 own start (its site packages, `signal` itself), two hundredths of a second on a 2-core machine.
 """
 
+import os
 import signal
 
 
 def main() -> None:
+    for fd in (0, 1, 2):  # one closed (`dlkit ... >&-`) is /dev/null: the next file opened, a checkpoint, would
+        try:  # take its number, and a library's writes to standard output would land in it
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest number free: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
     seen = []
 
     def early(signum, frame):  # until dlkit.errors (dataclasses, threading) is imported

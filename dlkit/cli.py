@@ -1023,7 +1023,8 @@ def _command(argv: list[str]) -> None:
 def _flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # (None: closed as Python started, `>&-`, outside the console script)
+                stream.flush()
         except (OSError, ValueError):  # a pipe closed by its reader (`dlkit runs --json | head -c 10`)
             pass
 
@@ -1044,9 +1045,14 @@ def _leave(code: int) -> None:
     import signal
     import threading
 
-    from dlkit.errors import interrupt_requested
+    from dlkit.errors import interrupt_requested, output_failed
     from dlkit.rundir import close_writer
 
+    _flush_streams()
+    failed = output_failed()
+    if failed is not None and code == 0:  # the answer, or what was shown, did not reach where it was sent
+        print(f"error: {failed}", file=sys.stderr)  # (to /dev/null, where that was the stream that failed)
+        code = failed.exit_code
     shutdown, exit_functions = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)
     if shutdown is None or exit_functions is None:
         sys.exit(code)

@@ -205,10 +205,15 @@ class _Guarded:
     SIGPIPE in `interrupt_requested` and the stream is pointed at /dev/null: the command stops as after SIGTERM
     (a training closes its run as interrupted) and the console script then ends by SIGPIPE (dlkit.cli._leave).
     The write's BrokenPipeError escaped from wherever it was: a progress line inside a training ended the
-    process with exit 1, its run left `running`."""
+    process with exit 1, its run left `running`. A write that fails otherwise (a full disk under a log file,
+    `> /dev/full`) is kept in `failed` and the stream pointed at /dev/null too: the command goes on (a training's
+    run directory is its record) and ends with exit 5 naming the stream, where it would have succeeded; it was
+    a traceback."""
 
-    def __init__(self, stream):
-        self._stream = stream
+    failed: list[tuple[str, OSError]] = []  # (the stream's name, the error) of each that failed so
+
+    def __init__(self, stream, name: str):
+        self._stream, self._name = stream, name
 
     def write(self, text):
         try:
@@ -232,15 +237,16 @@ class _Guarded:
         import os
         import signal
 
-        if e.errno not in (errno.EPIPE, errno.EIO):
-            raise e
         try:  # what is still buffered, and every later write, goes to /dev/null
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, self._stream.fileno())
             os.close(null)
-        except (OSError, ValueError):  # no descriptor of its own (a test's stream): the flag alone
+        except (OSError, ValueError):  # no descriptor of its own (a test's stream): noted alone
             pass
-        interrupt_requested.note(signal.SIGPIPE)
+        if e.errno in (errno.EPIPE, errno.EIO):
+            interrupt_requested.note(signal.SIGPIPE)
+        elif not any(name == self._name for name, _ in _Guarded.failed):
+            _Guarded.failed.append((self._name, e))
 
     def __getattr__(self, name):  # isatty, fileno, encoding, buffer, ...: the stream's own
         return getattr(self._stream, name)
@@ -248,11 +254,25 @@ class _Guarded:
 
 def guard_output() -> None:
     """Put sys.stdout and sys.stderr behind _Guarded, for the console script's process (a notebook's or a
-    test's streams are left as they are)."""
+    test's streams are left as they are). One Python found closed (`>&-`: None) writes to /dev/null."""
+    import os
     import sys
 
-    sys.stdout, sys.stderr = (s if s is None or isinstance(s, _Guarded) else _Guarded(s)
-                              for s in (sys.stdout, sys.stderr))
+    def guarded(stream, name):
+        if stream is None:
+            stream = open(os.devnull, "w", encoding="utf-8")  # (print's None is silent; Rich's and flush's not)
+        return stream if isinstance(stream, _Guarded) else _Guarded(stream, name)
+
+    sys.stdout, sys.stderr = guarded(sys.stdout, "standard output"), guarded(sys.stderr, "standard error")
+
+
+def output_failed() -> StorageError | None:
+    """The error to end with where standard output or error could not be written (not a reader gone)."""
+    if not _Guarded.failed:
+        return None
+    name, e = _Guarded.failed[0]
+    return StorageError(f"could not write {name}: {e.strerror or e}; what the command printed there is lost "
+                        "(its files are whole): give it somewhere with room, or --quiet")
 
 
 class Interrupted(Exception):

@@ -647,6 +647,26 @@ def test_a_reader_of_the_output_that_goes_stops_the_command_and_its_run_is_close
     assert (tmp_path / "err").read_text() == ""
 
 
+def test_closed_or_full_output_is_neither_a_failed_training_nor_a_traceback(tiny_recipe, tmp_path):
+    """Standard output and error closed (`>&- 2>&-`, as some job launchers leave them): a training failed with
+    exit 1 before its run directory, and a finished command's end was an AttributeError traceback. They are
+    /dev/null now (a checkpoint opened would have taken the free descriptor, and a library's writes with it).
+    Standard output on a full disk (`> /dev/full`) was an OSError traceback: the command goes on, and ends with
+    exit 5 naming it."""
+    import subprocess
+    import sys
+
+    runs, dlkit = tmp_path / "runs", f"{sys.executable} -m dlkit"
+    said = subprocess.run(["bash", "-c", f"{dlkit} train {tiny_recipe} --runs-root {runs} --set train.epochs=1 "
+                           f"--json >&- 2>&-; echo rc=$?; {dlkit} validate {tiny_recipe} --json > /dev/full; "
+                           "echo rc=$?"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert said.stdout.splitlines() == ["rc=0", "rc=5"], said
+    (manifest,) = runs.glob("tiny/*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "completed"
+    assert "error: could not write standard output: No space left on device" in said.stderr
+    assert "Traceback" not in said.stderr
+
+
 def test_a_swallowed_interrupt_stops_the_command_as_it_ends(tiny_recipe, monkeypatch):
     """A Ctrl-C whose KeyboardInterrupt was swallowed where it landed (JAX's garbage-collector callback, during
     validate --build's imports) left the flag alone: the command ran on to exit 0. It is exit 130 as it ends.
