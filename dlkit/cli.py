@@ -1048,15 +1048,14 @@ def _leave(code: int) -> None:
     from dlkit.errors import interrupt_requested, output_failed
     from dlkit.rundir import close_writer
 
-    _flush_streams()
+    _flush_streams()  # the answer is out: a Ctrl-C from here on ends the process at once, should anything hang
     failed = output_failed()
     if failed is not None and code == 0:  # the answer, or what was shown, did not reach where it was sent
-        print(f"error: {failed}", file=sys.stderr)  # (to /dev/null, where that was the stream that failed)
+        print(f"error: {failed}", file=sys.stderr, flush=True)  # (to /dev/null, where that stream was the one)
         code = failed.exit_code
     shutdown, exit_functions = getattr(threading, "_shutdown", None), getattr(atexit, "_run_exitfuncs", None)
     if shutdown is None or exit_functions is None:
         sys.exit(code)
-    _flush_streams()  # the answer is out: a Ctrl-C from here on ends the process at once, should anything hang
     if getattr(signal.getsignal(signal.SIGINT), "dlkit", False):  # not where it is ignored (`cmd &`)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         if interrupt_requested.is_set() and interrupt_requested.signum == signal.SIGINT:  # came as it answered
