@@ -61,8 +61,11 @@ def setup():
     # real failures arrive as Python exceptions
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_log_silenced():
-        tf = tensorflow()
-        import keras  # noqa: F401
+        try:  # (TensorFlow's import imports Keras too)
+            tf = tensorflow()
+            import keras  # noqa: F401
+        except (ImportError, ValueError) as e:  # KERAS_BACKEND naming no backend, or one not installed
+            raise _backend_error(e) from None
 
         if tf is not None:
             tf.config.list_physical_devices()  # device discovery logs too (cuInit on GPU-less hosts)
@@ -79,6 +82,18 @@ def setup():
     if keras.backend.backend() == "jax":
         compilation_cache()
     _ready = True
+
+
+def _backend_error(e: Exception):
+    """Keras could not be imported: the backend chosen (KERAS_BACKEND, else keras.json's) named none of Keras's
+    or one this host lacks ("Unable to import backend : nonsense", torch's ModuleNotFoundError: tracebacks)."""
+    from dlkit.errors import UsageError, first_line
+
+    chosen = os.environ.get("KERAS_BACKEND")
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    where = f"KERAS_BACKEND={chosen}" if chosen else f"the backend {home / 'keras.json'} names, if any"
+    return UsageError(f"Keras could not load its backend ({where}): {first_line(e)}; dlkit trains on tensorflow or "
+                      "jax: set KERAS_BACKEND to one this host has installed, or unset it")
 
 
 @contextlib.contextmanager

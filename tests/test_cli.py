@@ -667,6 +667,22 @@ def test_closed_or_full_output_is_neither_a_failed_training_nor_a_traceback(tiny
     assert "Traceback" not in said.stderr
 
 
+def test_a_keras_backend_that_does_not_load_is_a_usage_error(tiny_recipe):
+    """KERAS_BACKEND naming no backend of Keras's (or one the host lacks: torch's ModuleNotFoundError) was Keras's
+    traceback as the model was built; it is exit 2 saying what to set."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "dlkit", "validate", str(tiny_recipe), "--build", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "KERAS_BACKEND": "nonsense"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert json.loads(out.stdout)["recipes"][0]["error"] == (
+        "Keras could not load its backend (KERAS_BACKEND=nonsense): Unable to import backend : nonsense; dlkit "
+        "trains on tensorflow or jax: set KERAS_BACKEND to one this host has installed, or unset it")
+
+
 def test_a_swallowed_interrupt_stops_the_command_as_it_ends(tiny_recipe, monkeypatch):
     """A Ctrl-C whose KeyboardInterrupt was swallowed where it landed (JAX's garbage-collector callback, during
     validate --build's imports) left the flag alone: the command ran on to exit 0. It is exit 130 as it ends.
