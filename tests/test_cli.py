@@ -618,9 +618,12 @@ def test_a_signal_as_the_console_script_starts_is_the_commands_interrupted_answe
     script = tmp_path / "signalled.py"
     script.write_text(SIGNALLED)
     runs = ["--runs-root", str(tmp_path / "runs")] if command == "train" else []
+    def as_a_shell_starts_it():  # (a suite run under `nohup`, or with `&`, would hand these on ignored)
+        for signum in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+
     out = subprocess.run([sys.executable, str(script), signame, command, str(tiny_recipe), *runs, "--json"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=as_a_shell_starts_it)
     assert out.returncode == (-signal.SIGINT if signame == "SIGINT" else 130), out.stderr[-2000:]  # SIGHUP: as SIGTERM
     assert json.loads(out.stdout) == {"status": "interrupted", "exit_code": 130}
     assert "interrupted" in out.stderr and "Traceback" not in out.stderr
