@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -191,6 +192,7 @@ class RunDir(PhaseDir):
     the folder of a phase of a run that has several."""
 
     _lock = None  # the held run.lock's file descriptor
+    unguarded: str | None = None  # why run.lock does not lock here (a filesystem without file locks), to say
 
     recipe = property(lambda self: self.root / "recipe.yaml")
     manifest = property(lambda self: self.root / "manifest.json")
@@ -271,6 +273,13 @@ class RunDir(PhaseDir):
             os.close(fd)
             raise UsageError(f"{self.root} is being trained by {holder}; wait for it, or stop it (kill the process: "
                              "the run is closed as interrupted) and resume then") from None
+        except OSError as e:  # some network filesystems lock nothing: the run trains, unguarded, and says so
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            self.unguarded = (f"{self.root} is on a filesystem that does not lock files ({e.strerror}): a second "
+                              "`dlkit resume` of this run while this process trains it would not be refused; run "
+                              "one at a time")
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {platform.node()}\n".encode())
         self._lock = fd
@@ -280,7 +289,8 @@ class RunDir(PhaseDir):
 
         fd = self._lock
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if self.unguarded is None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             self._lock = None
 

@@ -72,6 +72,32 @@ def test_a_live_run_is_locked_and_a_dead_trainers_lock_is_taken_over(one_epoch_r
     assert resume(run.root, epochs=2)["epochs_completed"] == 2
 
 
+def test_a_filesystem_without_file_locks_trains_unguarded_and_says_so(one_epoch_run, tiny_recipe, tmp_path,
+                                                                     monkeypatch):
+    """Some network filesystems lock nothing (flock: ENOLCK): a run there was exit 5, "a file could not be used:
+    No locks available", and a new run left its directory behind. It trains, warned that a second resume would
+    not be refused; a lock that fails otherwise is exit 5 with no run directory left."""
+    import errno
+    import fcntl
+
+    def failing(code, text):
+        def flock(fd, operation):
+            raise OSError(code, text)
+        return flock
+
+    run = RunDir(one_epoch_run(tmp_path)["run_dir"])
+    monkeypatch.setattr(fcntl, "flock", failing(errno.ENOLCK, "No locks available"))
+    out = cli("resume", run.root, "--epochs", "2", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)["epochs_completed"] == 2, out.output
+    assert (f"warning: {run.root} is on a filesystem that does not lock files (No locks available): a second "
+            "`dlkit resume` of this run while this process trains it would not be refused") in " ".join(
+                out.stderr.split())
+    monkeypatch.setattr(fcntl, "flock", failing(errno.EIO, "Input/output error"))
+    out = cli("train", tiny_recipe, "--runs-root", tmp_path / "new", "--json")
+    assert out.exit_code == 5 and "Input/output error" in json.loads(out.stdout)["error"]
+    assert list((tmp_path / "new").rglob("*")) == [tmp_path / "new" / "tiny"]  # no run directory under it
+
+
 def _mount(args, where: Path) -> bool:
     where.mkdir(parents=True, exist_ok=True)
     return subprocess.run(["mount", *args, str(where)], capture_output=True).returncode == 0

@@ -64,8 +64,8 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
         leader = Path(runs_root) / backend.broadcast_text(str(run.root.relative_to(run.root.parent.parent)))
         if follower:
             reporter = follower.follow(leader)
-    run.lock()
     try:
+        run.lock()  # (within: a lock that fails leaves no run directory)
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         run.write_artifacts(session.data.artifacts)
         kept = _keep_plugins(run, recipe)
@@ -77,6 +77,8 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
         if follower:
             follower.close()
         raise storage_error(e, "writing the new run directory's first files") from None
+    if run.unguarded:
+        reporter.message(f"warning: {run.unguarded}")
     if follower:
         return follower.run(lambda: _run(run, session, phases, reporter, first=0, model=model))
     return _run(run, session, phases, reporter, first=0, model=model)
@@ -188,6 +190,8 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
         run = RunDir.open(follower.scratch / run.root.name)
     run.lock()
     try:
+        if run.unguarded:
+            reporter.message(f"warning: {run.unguarded}")
         gone = run.remove_leftovers()  # what a killed process was writing: the lock says none is now
         if gone:
             reporter.message(f"removed {len(gone)} temporary file(s) a killed process left half-written in the "
