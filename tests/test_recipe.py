@@ -294,6 +294,17 @@ def test_bad_yaml_gives_line(write_recipe):
     assert "invalid YAML" in p.message and p.location.startswith(str(recipe) + ":")
 
 
+def test_a_recipe_not_in_utf8_says_how_to_save_it(write_recipe):
+    recipe = write_recipe("")
+    recipe.write_text("name: x\nmodel: {arch: mlp}\n", encoding="utf-16")  # Windows PowerShell's `>`
+    (p,) = problems_of(recipe)
+    assert p.hint == "it is UTF-16 text, as Windows PowerShell's > writes it; a recipe is UTF-8: save it as UTF-8"
+    recipe.write_bytes("name: été\n".encode("latin-1"))
+    (p,) = problems_of(recipe)
+    assert p.message.startswith(f"cannot read recipe {recipe}: 'utf-8' codec can't decode byte 0xe9")
+    assert p.hint == "a recipe is UTF-8 text: save it as UTF-8"
+
+
 def test_duplicate_keys_are_errors(write_recipe):
     recipe = write_recipe("model: {arch: cnn}\ntrain:\n  epochs: 2\n  epochs: 3\n")
     (p,) = problems_of(recipe)
