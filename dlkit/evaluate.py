@@ -85,7 +85,6 @@ def evaluate(target, split: str | None = None, runs_root="runs", reference=None,
         result = session.task.evaluate(run, recipe, model, lambda: session.data_of(run), request)
         result["note"] = "; ".join(["this run has no test split: its validation split was measured"]
                                    + ([result["note"]] if result.get("note") else []))
-    evals = run.read_json(run.eval)  # read again: another command may have added its result meanwhile
-    evals[result.pop("key")] = result
-    run.write_json(run.eval, evals)
+    with run.record(run.eval) as evals:  # read again: another command may have added its result meanwhile
+        evals[result.pop("key")] = result
     return result

@@ -223,9 +223,8 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
                      f"are within {_difference(mixed, served):.2g} of the run's model")
 
     record = write_checked(served, what, fmt, target, notes)
-    exports = run.read_json(run.root / "exports.json")
-    exports[fmt + suffix] = record
-    run.write_json(run.root / "exports.json", exports)
+    with run.record(run.root / "exports.json") as exports:
+        exports[fmt + suffix] = record
     return {"status": "completed", "run_dir": str(run.root), **record}
 
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -335,6 +336,29 @@ class RunDir(PhaseDir):
 
     def write_json(self, path: Path, data: dict) -> None:
         write_atomic(path, json.dumps(strict_json(data), indent=2, default=str, allow_nan=False) + "\n")
+
+    @contextlib.contextmanager
+    def record(self, path: Path):
+        """A record the commands after training each add to (eval.json, exports.json), read, changed in the
+        `with` block and written whole, with no other process between the reading and the writing: two
+        `dlkit evaluate`s of one run at once (a batch of splits, GNU parallel) each kept the file as it read it
+        plus its own result, and the later write lost the other's (two processes adding 200 results each: 226
+        of 400 kept). The lock is an flock on the run's folder, held for the read and the write only; where the
+        filesystem locks nothing (ENOLCK) the record is written as before."""
+        import fcntl
+
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+            data = self.read_json(path)
+            yield data
+            self.write_json(path, data)
+        finally:
+            os.close(fd)  # (the lock goes with it)
 
     def update_manifest(self, **fields) -> dict:
         data = self.read_json(self.manifest)

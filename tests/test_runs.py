@@ -219,6 +219,35 @@ def test_a_file_or_folder_of_a_run_names_the_run_and_a_folder_of_runs_says_what_
         resolve_run("cnn_mnsit")
 
 
+def test_results_added_at_once_to_a_runs_record_are_all_kept(tmp_path):
+    """Two `dlkit evaluate`s of one run at once (a batch of splits) each read eval.json, added its result and
+    wrote it whole: the later write lost the other's result (two processes adding 200 results each kept 226 of
+    400). RunDir.record holds the run's lock on its folder from the reading to the writing."""
+    import threading
+    import time
+
+    run = RunDir(tmp_path)
+    reading = threading.Event()
+
+    def first():
+        with run.record(run.eval) as evals:
+            evals["test"] = {"accuracy": 0.9}
+            reading.set()
+            time.sleep(0.3)  # the second reads here, unless it waits for this write
+
+    def second():
+        reading.wait()
+        with run.record(run.eval) as evals:
+            evals["val"] = {"accuracy": 0.8}
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert json.loads(run.eval.read_text()) == {"test": {"accuracy": 0.9}, "val": {"accuracy": 0.8}}
+
+
 def test_a_trained_run_is_listed_with_its_test_accuracy(one_epoch_run, tmp_path):
     result = one_epoch_run(tmp_path)
     rows = json.loads(run("runs", "--runs-root", tmp_path, "--json").stdout)["runs"]

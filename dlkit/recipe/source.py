@@ -75,7 +75,8 @@ def _read_stream(path: Path) -> str:
                     raw = stream.read(MAX_BYTES + 1)
             _streamed[name] = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except (OSError, UnicodeDecodeError) as e:
-            raise RecipeError([Problem("", f"cannot read recipe {shown(path)}: {e}", hint=_encoding_hint(e))]) from None
+            raise RecipeError([Problem("", f"cannot read recipe {shown(path)}: {e}",
+                                       hint=_encoding_hint(e))]) from None
     return _streamed[name]
 
 
@@ -117,7 +118,6 @@ def _encoding_hint(e: Exception) -> str | None:
     if e.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return "it is UTF-16 text, as Windows PowerShell's > writes it; a recipe is UTF-8: save it as UTF-8"
     return "a recipe is UTF-8 text: save it as UTF-8"
-
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
