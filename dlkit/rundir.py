@@ -391,6 +391,62 @@ def _runs_beneath(folder: Path) -> str:
     return ""
 
 
+def flat(value, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys; lists kept whole."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _kept_by_the_checkpoint(key: str) -> bool:
+    """A recipe key whose value a resume takes from the checkpoint, not from recipe.yaml: the model (its
+    layers and their settings are the saved model's), every optimizer and its schedule (their state is saved
+    with it), and the seed (the random streams and the data order go on from it)."""
+    head, _, rest = key.partition(".")
+    return head in ("model", "seed") or head == "train" and ("optimizer" in rest.split(".")[0]
+                                                            or rest.split(".")[0] == "schedule")
+
+
+def recipe_changes(kept: str | None, now: str) -> dict[str, tuple]:
+    """Each key whose value differs between the recipe.yaml a run wrote (`kept`, its text as the manifest keeps
+    it) and the one it holds `now` (edited since), as (before, now); {} for a run of an earlier dlkit, whose
+    manifest keeps no text. Layout and comments are not changes."""
+    import yaml
+
+    if kept is None or kept == now:
+        return {}
+    try:
+        before, after = flat(yaml.safe_load(kept) or {}), flat(yaml.safe_load(now) or {})
+    except yaml.YAMLError:  # (said by the recipe's own loading, at its line)
+        return {}
+    return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+
+
+def check_recipe_unchanged(run: RunDir, manifest: dict) -> dict[str, tuple]:
+    """What was changed in a run's recipe.yaml since it last trained, for `dlkit resume`: a change the checkpoint
+    overrides (the model, an optimizer, a schedule, the seed) is refused, naming each key with both values,
+    since the resumed run would not train with it and its recipe.yaml would misstate what trained (an edited
+    learning rate was ignored in silence, and the file kept the new one). Any other change (the data's folder,
+    train.epochs, checkpoint_every, early stopping) is returned: the resume uses it, says so and records it."""
+    try:
+        now = run.recipe.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # (said by the recipe's own loading)
+        return {}
+    changes = recipe_changes(manifest.get("recipe_yaml"), now)
+    ignored = {k: v for k, v in changes.items() if _kept_by_the_checkpoint(k)}
+    if ignored:
+        listed = "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in list(ignored.items())[:5])
+        more = f" (and {len(ignored) - 5} more)" if len(ignored) > 5 else ""
+        raise UsageError(f"{run.recipe} was changed since the run trained ({listed}{more}): a resume goes on with "
+                         "the checkpoint's model, optimizer, schedule and seed, so the change would not apply and "
+                         "recipe.yaml would misstate what trained. Put those values back to resume, or train the "
+                         f"changed recipe as a new run: dlkit train {run.recipe}")
+    return changes
+
+
 def read_json_object(path: Path) -> dict:
     """A run file's JSON object ({} where the file is absent). dlkit writes these whole (write_atomic), so
     one that does not parse was changed or cut outside dlkit: a data error naming it, not a traceback."""

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from dlkit.errors import DataError, UsageError
-from dlkit.rundir import RunDir, read_json_object
+from dlkit.rundir import RunDir, flat, read_json_object
 
 
 def _live(run: Path) -> bool:
@@ -97,16 +97,6 @@ def table(runs_root: str | Path = "runs", name: str | None = None) -> dict:
             if run.is_dir() and (run / "manifest.json").is_file()]
     rows.sort(key=lambda r: (r["started"] or "", r["name"], r["run"]))
     return {"runs_root": str(root), "runs": rows}
-
-
-def flat(value, prefix: str = "") -> dict:
-    """Nested dicts as dotted keys; lists kept whole."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: value}
 
 
 def _differing(rows: list[dict], keys) -> dict:

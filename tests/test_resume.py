@@ -132,6 +132,39 @@ def test_resume_command(one_epoch_run, tmp_path):
     assert result["status"] == "completed" and result["epochs_completed"] == 2
 
 
+def test_an_edit_of_recipe_yaml_the_checkpoint_overrides_is_refused_any_other_said(one_epoch_run, tmp_path):
+    """An edited learning rate (or model) in a run's recipe.yaml was ignored in silence by `dlkit resume`, which
+    goes on with the checkpoint's optimizer and model, and the file kept the new value: its record misstated
+    what trained. Such an edit is refused, naming each key with both values; another (checkpoint_every, the
+    data's folder) is used, said and recorded in the manifest; layout and comments are no change; a run of an
+    earlier dlkit, whose manifest keeps no recipe text, is resumed as before."""
+    from dlkit.rundir import RunDir, check_recipe_unchanged
+
+    runner = CliRunner()
+    run = Path(one_epoch_run(tmp_path)["run_dir"])
+    recipe = run / "recipe.yaml"
+    original = recipe.read_text()
+    assert "learning_rate: 0.005" in original and "minutes: 10.0" in original
+    recipe.write_text(original.replace("learning_rate: 0.005", "learning_rate: 0.05"))
+    out = runner.invoke(app, ["resume", str(run), "--epochs", "2", "--json"])
+    assert out.exit_code == 2 and json.loads(out.stdout)["error"].startswith(
+        f"{recipe} was changed since the run trained (train.optimizer.learning_rate: 0.005 -> 0.05): a resume goes "
+        "on with the checkpoint's model, optimizer, schedule and seed"), out.output
+    assert "learning_rate: 0.05" in recipe.read_text()  # the user's file as they left it
+
+    recipe.write_text(original.replace("minutes: 10.0", "minutes: 5.0") + "# checkpoints more often\n")
+    out = runner.invoke(app, ["resume", str(run), "--epochs", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert (f"note: {recipe} was changed since the run last trained, and it resumes with the change: "
+            "train.checkpoint_every.minutes: 10.0 -> 5.0") in " ".join(out.stderr.split())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["resumed"][-1]["recipe_changes"] == {"train.checkpoint_every.minutes": [10.0, 5.0]}
+    assert manifest["recipe_yaml"] == recipe.read_text()  # what the next resume is held to: no note then
+    del manifest["recipe_yaml"]  # a run of an earlier dlkit
+    recipe.write_text(original.replace("learning_rate: 0.005", "learning_rate: 0.05"))
+    assert check_recipe_unchanged(RunDir(run), manifest) == {}
+
+
 def test_resume_keeps_early_stopping_and_plateau_counters(tiny_recipe, tmp_path):
     """train.early_stopping stops a run once its patience runs out, and a plateau schedule lowers the rate
     after `patience` epochs without a gain (the straight runs); patience counts across a resume: the epochs

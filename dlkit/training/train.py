@@ -33,7 +33,8 @@ from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryErro
                           interrupt_requested, is_out_of_memory, storage_error)
 from dlkit.files import write_atomic
 from dlkit.recipe.schema import MAX_EPOCHS
-from dlkit.rundir import FORMAT, RunDir, save_model_atomic, strict_json, wait_for_checkpoint
+from dlkit.rundir import (FORMAT, RunDir, check_recipe_unchanged, save_model_atomic, strict_json,
+                          wait_for_checkpoint)
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session, keeps_callers_settings
 from dlkit.ui import PlainReporter, Reporter, make_console
@@ -66,10 +67,12 @@ def _train(recipe_path, overrides, runs_root, reporter: Reporter) -> dict:
             reporter = follower.follow(leader)
     try:
         run.lock()  # (within: a lock that fails leaves no run directory)
-        write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+        write_atomic(run.recipe, text)
         run.write_artifacts(session.data.artifacts)
         kept = _keep_plugins(run, recipe)
-        run.write_json(run.manifest, {**_manifest(recipe, recipe_path, session, model, phases),
+        # the text kept: a resume tells an edit of recipe.yaml since (rundir.check_recipe_unchanged)
+        run.write_json(run.manifest, {**_manifest(recipe, recipe_path, session, model, phases), "recipe_yaml": text,
                                       **({"plugins": kept} if kept else {})})
     except OSError as e:  # nothing trained yet: no half-made run directory is left behind
         run.unlock()
@@ -178,6 +181,7 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
         raise UsageError(f"--epochs {epochs:,}: a run's total of epochs is 1 to {MAX_EPOCHS:,}, as train.epochs in a "
                          "recipe")
     run = RunDir.open(run_dir)
+    edited = check_recipe_unchanged(run, run.read_json(run.manifest))  # before the recipe's own problems
     recipe = tasks.load_run_recipe(run.recipe, [f"train.epochs={epochs}"] if epochs is not None else ())
     follower = _Follower.of_this_process()
     if follower:  # it resumes a copy of the run (every process needs the run directory: a shared disk, or a copy)
@@ -197,14 +201,16 @@ def resume(run_dir, epochs: int | None = None, reporter: Reporter | None = None,
             reporter.message(f"removed {len(gone)} temporary file(s) a killed process left half-written in the "
                              f"run ({', '.join(str(p.relative_to(run.root)) for p in gone[:3])})")
         if follower:
-            return follower.run(lambda: _resume(run, recipe, epochs, reporter, unsafe))
-        return _resume(run, recipe, epochs, reporter, unsafe)
+            return follower.run(lambda: _resume(run, recipe, epochs, reporter, unsafe, edited))
+        return _resume(run, recipe, epochs, reporter, unsafe, edited)
     except BaseException:
         run.unlock()
         raise
 
 
-def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
+def _resume(run, recipe, epochs, reporter, unsafe, edited: dict) -> dict:
+    """`edited`: what recipe.yaml says otherwise than when the run last trained, that the resume uses
+    (rundir.check_recipe_unchanged): said, and recorded in the manifest's `resumed` entry."""
     from dlkit.training.callbacks import load_rng_sidecar
 
     session = Session.open(recipe)
@@ -258,6 +264,9 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         _stretch_schedules(session, phases[i], earlier, model, reporter)
     if epochs is not None:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if edited:
+        reporter.message(f"note: {run.recipe} was changed since the run last trained, and it resumes with the change: "
+                         + "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in edited.items()))
     history = manifest.get("resumed", [])
     here = _software_and_machine()
     before = next((h for h in reversed(history) if "backend" in h), manifest)  # the session that trained last
@@ -271,7 +280,10 @@ def _resume(run, recipe, epochs, reporter, unsafe) -> dict:
         entry["from_step"] = done * steps + skip
     if several:
         entry["phase"] = phases[i].name
-    run.update_manifest(status="running", ended=None, pid=os.getpid(), resumed=history + [entry])
+    if edited:
+        entry["recipe_changes"] = {k: list(values) for k, values in edited.items()}
+    run.update_manifest(status="running", ended=None, pid=os.getpid(), resumed=history + [entry],
+                        recipe_yaml=run.recipe.read_text(encoding="utf-8"))  # what the next resume is held to
     return _run(run, session, phases, reporter, first=i, model=model, initial_epoch=done, skip=skip, rows=rows,
                 earlier=earlier)
 
