@@ -21,7 +21,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 2 bad recipe or usage; 3 data not found or unreadable; "
     "4 training diverged (NaN/inf loss); 5 the run directory or an output file could not be written (disk full, "
-    "read-only); 6 out of memory; 7 an export did not reproduce its model; 130 interrupted (Ctrl-C or SIGTERM)."
+    "read-only); 6 out of memory; 7 an export did not reproduce its model; 130 interrupted (Ctrl-C, SIGTERM or "
+    "SIGHUP); 141 the reader of its output went (`| head`)."
 )
 
 
