@@ -401,13 +401,20 @@ def flat(value, prefix: str = "") -> dict:
     return {prefix[:-1]: value}
 
 
-def _kept_by_the_checkpoint(key: str) -> bool:
-    """A recipe key whose value a resume takes from the checkpoint, not from recipe.yaml: the model (its
-    layers and their settings are the saved model's), every optimizer and its schedule (their state is saved
-    with it), and the seed (the random streams and the data order go on from it)."""
-    head, _, rest = key.partition(".")
-    return head in ("model", "seed") or head == "train" and ("optimizer" in rest.split(".")[0]
-                                                            or rest.split(".")[0] == "schedule")
+def _fixed_for_a_resume(key: str) -> bool:
+    """A recipe key a resume cannot change: what the checkpoint carries (the model, its layers and their settings
+    the saved model's; every optimizer and its schedule, their state saved with them; the seed, which the random
+    streams and the data order go on from; the precision the weights were kept in), and what the checkpoint's
+    place in the data is counted in (the data section but where it lies and how it is fetched: `dir`, `path`,
+    `download`, `cache`; and `train.steps_per_epoch`: a run of 3 steps an epoch resumed at 4 redid its first epoch
+    from its fourth step, and history.csv lost that epoch's row)."""
+    keys = key.split(".")
+    if keys[0] in ("model", "seed"):
+        return True
+    if keys[0] == "data":
+        return keys[-1] not in ("dir", "path", "download", "cache")
+    return keys[0] == "train" and len(keys) > 1 and (
+        "optimizer" in keys[1] or keys[1] in ("schedule", "steps_per_epoch", "precision"))
 
 
 def recipe_changes(kept: str | None, now: str) -> dict[str, tuple]:
@@ -426,24 +433,26 @@ def recipe_changes(kept: str | None, now: str) -> dict[str, tuple]:
 
 
 def check_recipe_unchanged(run: RunDir, manifest: dict) -> dict[str, tuple]:
-    """What was changed in a run's recipe.yaml since it last trained, for `dlkit resume`: a change the checkpoint
-    overrides (the model, an optimizer, a schedule, the seed) is refused, naming each key with both values,
-    since the resumed run would not train with it and its recipe.yaml would misstate what trained (an edited
-    learning rate was ignored in silence, and the file kept the new one). Any other change (the data's folder,
-    train.epochs, checkpoint_every, early stopping) is returned: the resume uses it, says so and records it."""
+    """What was changed in a run's recipe.yaml since it last trained, for `dlkit resume`: a change a resume cannot
+    make (_fixed_for_a_resume: the model, an optimizer, a schedule, the seed, the data) is refused, naming each
+    key with both values, since the resumed run would not train with it as meant and its recipe.yaml would
+    misstate what trained (an edited learning rate was ignored in silence, and the file kept the new one). Any
+    other change (where the data lies, train.epochs, checkpoint_every, early stopping) is returned: the resume
+    uses it, says so and records it."""
     try:
         now = run.recipe.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):  # (said by the recipe's own loading)
         return {}
     changes = recipe_changes(manifest.get("recipe_yaml"), now)
-    ignored = {k: v for k, v in changes.items() if _kept_by_the_checkpoint(k)}
-    if ignored:
-        listed = "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in list(ignored.items())[:5])
-        more = f" (and {len(ignored) - 5} more)" if len(ignored) > 5 else ""
-        raise UsageError(f"{run.recipe} was changed since the run trained ({listed}{more}): a resume goes on with "
-                         "the checkpoint's model, optimizer, schedule and seed, so the change would not apply and "
-                         "recipe.yaml would misstate what trained. Put those values back to resume, or train the "
-                         f"changed recipe as a new run: dlkit train {run.recipe}")
+    fixed = {k: v for k, v in changes.items() if _fixed_for_a_resume(k)}
+    if fixed:
+        listed = "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in list(fixed.items())[:5])
+        more = f" (and {len(fixed) - 5} more)" if len(fixed) > 5 else ""
+        raise UsageError(f"{run.recipe} was changed since the run trained ({listed}{more}): a resume goes on from "
+                         "the checkpoint with the model, optimizers, schedule, seed, precision and data the run began "
+                         "with (where the data lies aside), so the change would not apply as meant and recipe.yaml "
+                         "would misstate what trained. Put those values back to resume, or train the changed recipe "
+                         f"as a new run: dlkit train {run.recipe}")
     return changes
 
 

@@ -149,7 +149,8 @@ def test_an_edit_of_recipe_yaml_the_checkpoint_overrides_is_refused_any_other_sa
     out = runner.invoke(app, ["resume", str(run), "--epochs", "2", "--json"])
     assert out.exit_code == 2 and json.loads(out.stdout)["error"].startswith(
         f"{recipe} was changed since the run trained (train.optimizer.learning_rate: 0.005 -> 0.05): a resume goes "
-        "on with the checkpoint's model, optimizer, schedule and seed"), out.output
+        "on from the checkpoint with the model, optimizers, schedule, seed, precision and data the run began "
+        "with"), out.output
     assert "learning_rate: 0.05" in recipe.read_text()  # the user's file as they left it
 
     recipe.write_text(original.replace("minutes: 10.0", "minutes: 5.0") + "# checkpoints more often\n")
@@ -160,6 +161,16 @@ def test_an_edit_of_recipe_yaml_the_checkpoint_overrides_is_refused_any_other_sa
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["resumed"][-1]["recipe_changes"] == {"train.checkpoint_every.minutes": [10.0, 5.0]}
     assert manifest["recipe_yaml"] == recipe.read_text()  # what the next resume is held to: no note then
+    kept = dict(manifest)
+    # where the data lies may change (a move); what it is, and the steps its place is counted in, may not (a run of
+    # 3 steps an epoch resumed at 4 redid its first epoch from its fourth step and lost that epoch's history row)
+    assert "limit: 600" in original and "steps_per_epoch: null" in original
+    recipe.write_text(manifest["recipe_yaml"].replace(f"dir: {DATA}", f"dir: {tmp_path}"))
+    assert check_recipe_unchanged(RunDir(run), kept) == {"data.dir": (str(DATA), str(tmp_path))}
+    for edit in (("limit: 600", "limit: 500"), ("steps_per_epoch: null", "steps_per_epoch: 4")):
+        recipe.write_text(manifest["recipe_yaml"].replace(*edit))
+        with pytest.raises(UsageError, match="was changed since the run trained"):
+            check_recipe_unchanged(RunDir(run), kept)
     del manifest["recipe_yaml"]  # a run of an earlier dlkit
     recipe.write_text(original.replace("learning_rate: 0.005", "learning_rate: 0.05"))
     assert check_recipe_unchanged(RunDir(run), manifest) == {}
