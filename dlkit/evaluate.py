@@ -9,6 +9,7 @@ from pathlib import Path
 from dlkit import tasks
 from dlkit.errors import SPLITS, MissingSplit, RecipeError, UsageError
 from dlkit.recipe import recipe_file, shipped
+from dlkit.recipe.source import is_stream
 from dlkit.rundir import RunDir, is_run
 from dlkit.tasks.base import EvalRequest, check_beam
 from dlkit.training.session import keeps_callers_settings
@@ -25,7 +26,7 @@ def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
         recipe = recipe_file(path)
     except RecipeError:
         recipe = path
-    if recipe.suffix in (".yaml", ".yml") and recipe.is_file():
+    if recipe.suffix in (".yaml", ".yml") and recipe.is_file() or is_stream(recipe):  # (`-`: a recipe piped in)
         return RunDir.open(RunDir.latest(runs_root, tasks.load_recipe(recipe).name).root)
     near = shipped.close(str(target))
     raise UsageError(f"{target} is neither a run directory nor a recipe file"

@@ -365,6 +365,9 @@ def test_a_recipe_is_read_from_standard_input_or_a_pipe(write_recipe, tmp_path, 
     assert out.exit_code == 0, out.output
     manifest = json.loads((Path(json.loads(out.stdout)["run_dir"]) / "manifest.json").read_text())
     assert manifest["recipe_file"] == "<stdin>" and Path(json.loads(out.stdout)["run_dir"]).parent.name == "tiny"
+    out = cli.invoke(app, ["evaluate", "-", "--runs-root", tmp_path / "runs", "--json"], input=TINY_MNIST)
+    (trained,) = (tmp_path / "runs" / "tiny").iterdir()  # a recipe piped in names its newest run, as a file does
+    assert out.exit_code == 0 and json.loads(out.stdout)["run_dir"] == str(trained), out.output
 
     read, write = os.pipe()  # what a shell's <(...) gives: a pipe's name
     os.write(write, b"name: piped\nextends: base.yaml\n")
