@@ -10,7 +10,7 @@ from dlkit import tasks
 from dlkit.errors import SPLITS, MissingSplit, RecipeError, UsageError
 from dlkit.recipe import recipe_file, shipped
 from dlkit.recipe.source import is_stream
-from dlkit.rundir import RunDir, is_run
+from dlkit.rundir import RunDir, enclosing_run
 from dlkit.tasks.base import EvalRequest, check_beam
 from dlkit.training.session import keeps_callers_settings
 
@@ -20,7 +20,7 @@ def resolve_run(target: str | Path, runs_root: str | Path = "runs") -> RunDir:
     not the recipe's newest run), or the latest finished run of a recipe file (or of a recipe dlkit ships, by
     name: `dlkit evaluate cnn_mnist`)."""
     path = Path(target)
-    if path.is_dir() or path.exists() and any(is_run(p) for p in list(path.parents)[:3]):  # a file of a run: its own
+    if path.is_dir() or enclosing_run(path) is not None:  # a file of a run (its recipe.yaml): that run
         return RunDir.open(path)
     try:
         recipe = recipe_file(path)

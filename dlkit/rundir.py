@@ -51,6 +51,9 @@ def _writer():
     return ThreadPoolExecutor(1, thread_name_prefix="dlkit-checkpoint")
 
 
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # flock's errors on a filesystem that locks nothing
+
+
 def close_writer() -> None:
     """End the checkpoint-writing thread, if one was made, once what it writes is in place (the process's end:
     an idle worker of an executor left open was waited for forever by a process ending, observed once)."""
@@ -275,7 +278,7 @@ class RunDir(PhaseDir):
             raise UsageError(f"{self.root} is being trained by {holder}; wait for it, or stop it (kill the process: "
                              "the run is closed as interrupted) and resume then") from None
         except OSError as e:  # some network filesystems lock nothing: the run trains, unguarded, and says so
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            if e.errno not in NO_LOCKS:
                 os.close(fd)
                 raise
             self.unguarded = (f"{self.root} is on a filesystem that does not lock files ({e.strerror}): a second "
@@ -308,7 +311,7 @@ class RunDir(PhaseDir):
         runs it holds where it is a recipe's folder of runs or a runs root."""
         run = cls(Path(path))
         if not is_run(run.root):
-            enclosing = next((p for p in list(run.root.parents)[:3] if is_run(p)), None) if run.root.exists() else None
+            enclosing = enclosing_run(run.root)
             if enclosing is None:
                 raise UsageError(f"{path} is not a dlkit run directory (no manifest.json and recipe.yaml)"
                                  + _runs_beneath(run.root))
@@ -352,7 +355,7 @@ class RunDir(PhaseDir):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError as e:
-                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                if e.errno not in NO_LOCKS:
                     raise
             data = self.read_json(path)
             yield data
@@ -369,6 +372,12 @@ class RunDir(PhaseDir):
 
 def is_run(folder: Path) -> bool:
     return (folder / "manifest.json").is_file() and (folder / "recipe.yaml").is_file()
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory an existing file or folder lies in (up to three levels down: `checkpoints/last.keras`,
+    a phase's files), or None."""
+    return next((p for p in list(path.parents)[:3] if is_run(p)), None) if path.exists() else None
 
 
 def _runs_beneath(folder: Path) -> str:
@@ -432,6 +441,11 @@ def recipe_changes(kept: str | None, now: str) -> dict[str, tuple]:
     return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
 
 
+def said(changes: dict[str, tuple]) -> str:
+    """recipe_changes' changes as a message says them: `key: before -> after; ...`."""
+    return "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in changes.items())
+
+
 def check_recipe_unchanged(run: RunDir, manifest: dict) -> dict[str, tuple]:
     """What was changed in a run's recipe.yaml since it last trained, for `dlkit resume`: a change a resume cannot
     make (_fixed_for_a_resume: the model, an optimizer, a schedule, the seed, the data) is refused, naming each
@@ -446,7 +460,7 @@ def check_recipe_unchanged(run: RunDir, manifest: dict) -> dict[str, tuple]:
     changes = recipe_changes(manifest.get("recipe_yaml"), now)
     fixed = {k: v for k, v in changes.items() if _fixed_for_a_resume(k)}
     if fixed:
-        listed = "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in list(fixed.items())[:5])
+        listed = said(dict(list(fixed.items())[:5]))
         more = f" (and {len(fixed) - 5} more)" if len(fixed) > 5 else ""
         raise UsageError(f"{run.recipe} was changed since the run trained ({listed}{more}): a resume goes on from "
                          "the checkpoint with the model, optimizers, schedule, seed, precision and data the run began "

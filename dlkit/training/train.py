@@ -33,7 +33,7 @@ from dlkit.errors import (DataError, DivergedError, Interrupted, OutOfMemoryErro
                           interrupt_requested, is_out_of_memory, storage_error)
 from dlkit.files import write_atomic
 from dlkit.recipe.schema import MAX_EPOCHS
-from dlkit.rundir import (FORMAT, RunDir, check_recipe_unchanged, save_model_atomic, strict_json,
+from dlkit.rundir import (FORMAT, RunDir, check_recipe_unchanged, said, save_model_atomic, strict_json,
                           wait_for_checkpoint)
 from dlkit.tasks.base import FitContext
 from dlkit.training.session import Session, keeps_callers_settings
@@ -266,7 +266,7 @@ def _resume(run, recipe, epochs, reporter, unsafe, edited: dict) -> dict:
         write_atomic(run.recipe, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     if edited:
         reporter.message(f"note: {run.recipe} was changed since the run last trained, and it resumes with the change: "
-                         + "; ".join(f"{k}: {before!r} -> {after!r}" for k, (before, after) in edited.items()))
+                         f"{said(edited)}")
     history = manifest.get("resumed", [])
     here = _software_and_machine()
     before = next((h for h in reversed(history) if "backend" in h), manifest)  # the session that trained last
