@@ -292,6 +292,13 @@ def test_bad_yaml_gives_line(write_recipe):
     recipe = write_recipe("model:\n  arch: cnn\n  blocks: [\n")
     (p,) = problems_of(recipe)
     assert "invalid YAML" in p.message and p.location.startswith(str(recipe) + ":")
+    assert p.hint.startswith("fix the syntax")
+    recipe = write_recipe("name: x\nmodel: {arch: cnn\n\n")
+    (p,) = problems_of(recipe)
+    assert p.location == f"{recipe}:2"  # where the '{' left open is, not the file's end
+    recipe = write_recipe("model:\n\tarch: cnn\n")
+    (p,) = problems_of(recipe)
+    assert p.location == f"{recipe}:2" and p.hint == "YAML indents with spaces, not tabs: replace the tab"
 
 
 def test_a_recipe_not_in_utf8_says_how_to_save_it(write_recipe):
@@ -314,7 +321,7 @@ def test_duplicate_keys_are_errors(write_recipe):
 def test_yaml_is_loaded_safely(write_recipe):
     recipe = write_recipe("name: !!python/object/apply:os.system ['true']\nmodel: {arch: cnn}\n")
     (p,) = problems_of(recipe)
-    assert "invalid YAML" in p.message
+    assert "invalid YAML" in p.message and "tags" in p.hint and "tabs" not in p.hint
 
 
 def test_extends_merges_and_points_at_the_right_file(write_recipe):

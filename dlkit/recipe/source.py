@@ -120,6 +120,18 @@ def _encoding_hint(e: Exception) -> str | None:
     return "a recipe is UTF-8 text: save it as UTF-8"
 
 
+def _syntax_hint(e: yaml.MarkedYAMLError, text: str) -> str:
+    """What to do about a YAML error: a tag (`!!python/object:...`, `!Ref`) is not read at all, a tab where YAML
+    wants spaces is said as such, and the rest is syntax."""
+    if isinstance(e, yaml.constructor.ConstructorError) and "tag" in (e.problem or ""):
+        return "a recipe is plain YAML: tags (!!python/..., !Ref) are not read; write the value itself"
+    mark = e.problem_mark or e.context_mark
+    lines = text.splitlines()
+    if "'\\t'" in (e.problem or "") or mark and mark.line < len(lines) and "\t" in lines[mark.line]:
+        return "YAML indents with spaces, not tabs: replace the tab"
+    return "fix the syntax: the indentation, a ':' after each key, a closing bracket or quote"
+
+
 def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
     if len(text) > MAX_BYTES:
         raise RecipeError([Problem("", f"{name}: {len(text):,} characters; a recipe is at most {MAX_BYTES:,}")])
@@ -135,11 +147,11 @@ def parse_yaml(text: str, name: str) -> tuple[Any, Locations]:
                                    f"a recipe nests at most {MAX_DEPTH} levels")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if e.context_mark and "<stream end>" in (e.problem or ""):  # an unclosed '[', '{' or quote: where it opened
+            mark = e.context_mark
         where = f"{name}:{mark.line + 1}" if mark else name
         what = " ".join(s for s in (e.context, e.problem) if s)
-        raise RecipeError(
-            [Problem("", f"invalid YAML: {what}", where, "fix the syntax; YAML indents with spaces, not tabs")]
-        ) from None
+        raise RecipeError([Problem("", f"invalid YAML: {what}", where, _syntax_hint(e, text))]) from None
     except yaml.YAMLError as e:
         raise RecipeError([Problem("", f"invalid YAML: {e}", name)]) from None
     finally:
