@@ -816,3 +816,15 @@ def test_an_environment_variable_in_a_data_path_is_read_and_the_path_it_makes_ke
     literal.mkdir()
     assert load_recipe(write_recipe(f"model: {{arch: cnn}}\ndata: {{dataset: mnist, dir: '{literal}'}}\n")).data.dir \
         == str(literal)
+
+
+def test_a_section_given_as_a_scalar_names_its_keys_and_short_form(write_recipe):
+    # pydantic said "Input should be a valid dictionary or instance of DenseLayer": a class name of dlkit's code
+    recipe = write_recipe("model: {arch: mlp, hidden: [2.5], initializer: 3}\ntrain: {optimizer: 3}\n")
+    found = {p.path: p.message for p in problems_of(recipe)}
+    assert found["model.hidden.0"].startswith("expected a mapping of its keys (")
+    assert "units" in found["model.hidden.0"] and "a number of units (256 is {units: 256})" in found["model.hidden.0"]
+    assert found["model.hidden.0"].endswith("received 2.5")
+    assert "a name (he_normal is {name: he_normal})" in found["model.initializer"]
+    assert "learning_rate" in found["train.optimizer"] and " or " not in found["train.optimizer"]
+    assert not any("instance of" in m for m in found.values())

@@ -30,6 +30,8 @@ class InitializerConfig(UnsetIsNone):
         "constant": ("value",), "random_normal": ("mean", "stddev"), "truncated_normal": ("mean", "stddev"),
         "random_uniform": ("minval", "maxval"), "orthogonal": ("gain",), "variance_scaling": ("scale",)}
 
+    shorthand: ClassVar[str] = "a name (he_normal is {name: he_normal})"  # said by a recipe error
+
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, v):

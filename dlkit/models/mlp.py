@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,7 @@ class DenseLayer(KnobOverrides):
     """One hidden layer; any knob left out comes from the model section."""
 
     units: int = Field(ge=1)
+    shorthand: ClassVar[str] = "a number of units (256 is {units: 256})"  # said by a recipe error
 
     @model_validator(mode="before")
     @classmethod

@@ -380,6 +380,7 @@ class OnNan(Section):
     action: Literal["stop", "rollback"] = "stop"
     times: int = Field(3, ge=1, le=100)
     lr_factor: float = Field(0.5, gt=0, lt=1)
+    shorthand: ClassVar[str] = "an action (rollback is {action: rollback})"  # said by a recipe error
 
     @model_validator(mode="before")
     @classmethod
@@ -399,6 +400,7 @@ class Distribution(Section):
 
     strategy: Literal["none", "data_parallel"] = "none"
     devices: Literal["auto"] | int = "auto"  # auto: every accelerator there is (every CPU device without one)
+    shorthand: ClassVar[str] = "a strategy (data_parallel is {strategy: data_parallel})"  # said by a recipe error
 
     @field_validator("devices")
     @classmethod
@@ -1000,6 +1002,8 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
                 hint = (f"the recipe does not set {parent} (its default is not merged into a --set): the --set made "
                         f"it with only the key it gives; set it whole, --set '{parent}={{{loc[-1]}: ..., ...}}'"
                         + (f" ({hint})" if hint else ""))
+        elif e["type"] == "model_type":  # pydantic's "a valid dictionary or instance of DenseLayer": our class's name
+            msg = _section_expected(_class_at(root_cls, loc), e["input"])
         elif e["type"] not in ("value_error", "assertion_error"):
             msg = f"{msg}; received {e['input']!r}"
         for line in msg.split("\n"):  # raise_all's problems, one a line; one that starts with a key is the key's
@@ -1007,6 +1011,14 @@ def _problems(err: ValidationError, root_cls, locations: Locations) -> list[Prob
             at, text = (tuple(key[1].split(".")), key[2]) if key else (loc, line)
             problems.append(Problem(".".join(str(p) for p in at), text, locate(locations, at), hint))
     return problems
+
+
+def _section_expected(cls, value) -> str:
+    """What a section given as a scalar (`hidden: [2.5]`, `optimizer: 3`) should have been: a mapping of its keys,
+    or the short form its class takes (`shorthand`)."""
+    keys = f" ({', '.join(cls.model_fields)})" if cls is not None else ""
+    short = getattr(cls, "shorthand", None)
+    return f"expected a mapping of its keys{keys}" + (f", or {short}" if short else "") + f"; received {value!r}"
 
 
 def _meant(key: str, allowed: list[str]) -> str | None:
