@@ -764,6 +764,10 @@ def test_mismatched_counts_and_a_corrupt_npz_are_data_errors(tmp_path):
     labels.write_bytes(gzip.compress(struct.pack(">HBBI", 0, 8, 1, 7) + b"\1" * 7))
     with pytest.raises(DataError, match="1000 training inputs but 7 labels"):
         sources.load_builtin("mnist", str(tmp_path), allow_download=False)
+    # a label past the dataset's ten classes: found as the data is read, not by the loss after training
+    labels.write_bytes(gzip.compress(struct.pack(">HBBI", 0, 8, 1, 1000) + b"\1" * 92 + b"\x4d" + b"\1" * 907))
+    with pytest.raises(DataError, match="y_train holds the label 77 at index 92, but the dataset has 10 classes"):
+        sources.load_builtin("mnist", str(tmp_path), allow_download=False)
     (tmp_path / "bad.npz").write_bytes(b"PK\3\4 truncated zip")
     with pytest.raises(DataError, match="bad.npz"):
         sources.load_npz(str(tmp_path / "bad.npz"))

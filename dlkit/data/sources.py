@@ -378,6 +378,12 @@ def _arrays(found: dict, classes: list[str], origin: str, names_from: str = NAME
         raise DataError(f"{origin}: {len(x_train)} training inputs but {len(y_train)} labels")
     if y_test is not None and len(x_test) != len(y_test):
         raise DataError(f"{origin}: {len(x_test)} test inputs but {len(y_test)} labels")
+    if classes and names_from != PLUGIN_NAMES:  # a dataset of known classes (a plugin's: named_classes says it)
+        for name, y in (("y_train", y_train), ("y_test", y_test)):
+            if y is not None and len(y) and y.max() >= len(classes):  # it met the loss as a traceback, after training
+                raise DataError(f"{origin}: {name} holds the label {y.max()} at index {int(np.argmax(y))}, but the "
+                                f"dataset has {len(classes)} classes (labels 0 to {len(classes) - 1}); the file is "
+                                "damaged or not this dataset's: fetch it again")
     if not classes:
         for name, y in (("y_train", y_train), ("y_test", y_test)):
             if y is not None and len(y) and y.max() >= MAX_CLASSES:  # 2**40 named 2**40 classes until memory ran out
