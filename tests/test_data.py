@@ -973,6 +973,23 @@ def test_a_header_line_in_a_sentences_file(tmp_path):
     assert text.read_labelled_sentences(f)[1] == ["pos", "pos", "neg", "neg"]
 
 
+def test_a_published_sentences_file_with_a_label_not_its_own(tmp_path):
+    """The UCI sentiment files label 0 or 1: a line labelled 2 (damaged) is refused at its line; it was learnt as a
+    third class, in silence."""
+    from dlkit.data import text
+    from dlkit.tasks.text_classification import SentenceData
+
+    folder = tmp_path / "sentiment_labelled_sentences"
+    folder.mkdir()
+    (folder / "yelp_labelled.txt").write_text("Good\t1\nBad\t0\n\nFine\t2\n")
+    cfg = SentenceData(dataset="sentiment", dir=str(tmp_path), download=False)
+    with pytest.raises(DataError, match=r"yelp_labelled.txt:4: the label is '2'; this dataset's labels are "
+                                        r"0 \(negative\), 1 \(positive\)"):
+        text.sentences(cfg)
+    (folder / "yelp_labelled.txt").write_text("Good\t1\nBad\t0\n")
+    assert text.sentences(cfg).class_names == ["negative", "positive"]
+
+
 def test_pandas_reads_a_feature_csv_as_the_row_reader_does(tmp_path):
     """A feature CSV read by pandas' C parser (read_table's fast path) gives the row reader's arrays, label
     cells, column names, notes and lines, on tables made to be awkward: numbers written every way float()

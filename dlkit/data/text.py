@@ -146,9 +146,11 @@ def labelled_lines(path: Path, header: bool = False) -> list[tuple[int, str, str
     return out
 
 
-def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str], list[str]]:
+def read_labelled_sentences(path: Path, header: bool = False, labels_of: dict | None = None
+                            ) -> tuple[list[str], list[str]]:
     """The sentences and labels of a `sentence<TAB>label` file (labelled_lines; the UCI Sentiment Labelled
-    Sentences files); a first line that looks like a header, where `header` does not say so, is refused."""
+    Sentences files); a first line that looks like a header, where `header` does not say so, is refused, and so
+    is a label not in `labels_of` (a published dataset's labels, as written -> their names) where it is given."""
     lines = labelled_lines(path, header)
     texts, labels = [t for _, t, _ in lines], [label for *_, label in lines]
     counts = collections.Counter(labels)
@@ -156,6 +158,12 @@ def read_labelled_sentences(path: Path, header: bool = False) -> tuple[list[str]
         # a header line read as a sentence would be a class of its own, one example strong
         raise DataError(f"{path}: the first line ({texts[0][:40]!r}, label {labels[0]!r}) looks like a header: its "
                         "label is on no other line. Set data.header: true to skip it, or remove the line")
+    for n, _, label in lines if labels_of else ():
+        if label not in labels_of:  # it was a class of its own, and the model learnt three classes of two
+            known = ", ".join(f"{k} ({v})" for k, v in labels_of.items())
+            raise DataError(f"{path}:{n}: the label is {label!r}; this dataset's labels are {known}: the line is "
+                            "damaged, or the file is not this dataset's (a file of labels of one's own: data.dataset: "
+                            "tsv, data.path: FILE)")
     return texts, labels
 
 
@@ -355,12 +363,12 @@ def sentences(cfg) -> Sentences:
     else:
         files = locate(cfg.dataset, cfg.dir, cfg.download)["train"]
     texts, labels = [], []
+    names = TEXT_SOURCES[cfg.dataset].label_names if cfg.dataset in TEXT_SOURCES else {}
     for f in files:
-        t, lab = read_labelled_sentences(f, cfg.header)
+        t, lab = read_labelled_sentences(f, cfg.header, names)
         texts += t
         labels += lab
     written = sorted(set(labels), key=sources.natural)
-    names = TEXT_SOURCES[cfg.dataset].label_names if cfg.dataset in TEXT_SOURCES else {}
     index = {label: i for i, label in enumerate(written)}
     return Sentences(texts, np.array([index[v] for v in labels], np.int64), [names.get(w, w) for w in written],
                      ", ".join(str(f) for f in files))
