@@ -385,6 +385,29 @@ def test_a_window_less_than_a_season_in_is_left_out_of_the_scores(tmp_path):
     assert out["model"]["mae"] == pytest.approx(np.mean(kept))
 
 
+def test_a_series_not_evenly_spaced_without_a_frequency_is_noted(write_recipe, tmp_path):
+    """A month missing from a monthly file, read without data.frequency, is said (the rows are read as steps of
+    one size, and the gap was joined over in silence), with the frequency to set; evenly spaced months, or a
+    frequency given, say nothing."""
+    months = [f"{1990 + m // 12}-{m % 12 + 1:02d}" for m in range(40)]
+    csv = tmp_path / "monthly.csv"
+
+    def notes(rows, frequency="null"):
+        csv.write_text("month,n\n" + "".join(f"{t},{i}\n" for i, t in enumerate(rows)))
+        recipe = _recipe(write_recipe, f"""
+name: spaced
+data: {{dataset: csv, path: {csv}, input_steps: 3, horizon: 1, season: 1, frequency: {frequency}}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+        return [n for n in tasks.of(recipe).load_data(recipe).notes if "evenly" in n]
+
+    assert notes(months) == []
+    (note,) = notes(months[:9] + months[10:])
+    assert f"{csv}: its times are not evenly spaced, and data.frequency is not set" in note
+    assert "(1 time missing from a grid of MS, the first 1990-10-01 00:00:00); set data.frequency: MS" in note
+    assert notes(months[:9] + months[10:], "MS") == []
+
+
 def test_series_policies(tmp_path, write_recipe):
     """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
     missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""

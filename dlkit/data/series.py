@@ -179,6 +179,46 @@ def read(cfg, path: Path | None = None) -> Frame:
     return Frame(frame.index.to_numpy(), values, names, len(targets), where)
 
 
+def frequency_of(times) -> str | None:
+    """pandas' frequency of evenly spaced `times` ("MS", "h"), or None: fewer than three, or not evenly spaced."""
+    import pandas as pd
+
+    if len(times) < 3:
+        return None
+    with warnings.catch_warnings():  # pandas 3's notice that pandas 4 gives an offset, not its string
+        warnings.simplefilter("ignore")
+        found = pd.infer_freq(pd.DatetimeIndex(times))
+    return getattr(found, "freqstr", found)
+
+
+def spacing_note(frame: Frame) -> str | None:
+    """A note where a series read without data.frequency is not evenly spaced in time (a month missing from a
+    monthly file): the model reads its rows as steps of one size, so the gap is joined over in silence. The
+    usual step is the one most short runs of rows have, and the note counts the times missing from a grid of
+    it and the times off that grid."""
+    import collections
+
+    import pandas as pd
+
+    times = pd.DatetimeIndex(frame.times)
+    if len(times) < 3 or frequency_of(times):
+        return None
+    runs = collections.Counter(frequency_of(times[i:i + 5]) for i in np.linspace(0, len(times) - 5, 60, dtype=int))
+    runs.pop(None, None)
+    usual = runs.most_common(1)[0][0] if runs else None
+    said = f"{frame.origin}: its times are not evenly spaced, and data.frequency is not set: the model reads the " \
+           "rows as steps of one size, joining over any gap"
+    if usual is None:
+        return said + "; set data.frequency to the series' step (1h, 1D, MS) to put them on a grid"
+    grid = pd.date_range(times[0], times[-1], freq=usual)
+    missing, off = grid.difference(times), times.difference(grid)
+    where = [f"{len(missing)} time{'s' * (len(missing) > 1)} missing from a grid of {usual}, the first {missing[0]}"
+             ] if len(missing) else []
+    where += [f"{len(off)} off {'it' if where else f'a grid of {usual}'}, the first {off[0]}"] if len(off) else []
+    return f"{said} ({'; '.join(where)}); set data.frequency: {usual} to put them on that grid, a gap filled by " \
+           "data.missing"
+
+
 def plugin_table(entry, cfg):
     """A plugin's dataset read as a series: x_train the table (a pandas DataFrame, or a dict of columns), its
     columns named as the recipe's time_column, target_columns and the rest name them, read as a CSV's are

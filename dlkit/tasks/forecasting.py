@@ -244,7 +244,7 @@ class Forecasting(FitTask):
                                     frame.origin, {"scaler": {**scaler, **columns}})
         data.context = Series(frame.values[:rows], frame.times[:rows], {k: made[k][1] for k in made}, scaler,
                              frame.targets)
-        data.notes += [note] if note else []
+        data.notes += [n for n in (note, None if cfg.frequency else series.spacing_note(frame)) if n]
         return data
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
@@ -326,9 +326,10 @@ class Forecasting(FitTask):
             raise DataError(f"{request.csv}: column {column!r} holds values so far beyond the training rows' (up to "
                             f"{np.abs(frame.values[-steps:]).max():g}) that the model's float32 inputs cannot hold them")
         y = unscaled(np.asarray(model.predict(x, verbose=0))[0], saved, saved["targets"])
-        freq = saved["frequency"] or pd.infer_freq(pd.DatetimeIndex(frame.times[-min(len(frame.times), 50):]))
-        if freq is None:
-            raise DataError(f"{request.csv}: cannot tell the series' frequency from its times; set data.frequency")
+        freq = saved["frequency"] or series.frequency_of(frame.times[-min(len(frame.times), 50):])
+        if freq is None:  # the run's recipe sets no data.frequency: the file's last times tell it
+            raise DataError(f"{request.csv}: cannot tell the series' step from its last times, which are not evenly "
+                            "spaced (the run's recipe sets no data.frequency); give rows at even times, as trained")
         times = pd.date_range(pd.Timestamp(frame.times[-1]), periods=len(y) + 1, freq=freq)[1:]
         names = saved["columns"][: saved["targets"]]
         return {"status": "completed", "task": self.name, "run_dir": str(run.root), "from": str(request.csv),
