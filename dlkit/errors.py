@@ -262,7 +262,9 @@ def guard_output() -> None:
     def guarded(stream, name):
         if stream is None:
             stream = open(os.devnull, "w", encoding="utf-8")  # (print's None is silent; Rich's and flush's not)
-        return stream if isinstance(stream, _Guarded) else _Guarded(stream, name)
+        if hasattr(stream, "reconfigure"):  # a character its encoding lacks (a path's "ü" where the locale is
+            stream.reconfigure(errors="backslashreplace")  # ASCII or Latin-1) is written escaped: it was a
+        return stream if isinstance(stream, _Guarded) else _Guarded(stream, name)  # traceback, the run left running
 
     sys.stdout, sys.stderr = guarded(sys.stdout, "standard output"), guarded(sys.stderr, "standard error")
 

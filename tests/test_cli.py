@@ -656,6 +656,7 @@ def test_closed_or_full_output_is_neither_a_failed_training_nor_a_traceback(tiny
     /dev/null now (a checkpoint opened would have taken the free descriptor, and a library's writes with it).
     Standard output on a full disk (`> /dev/full`) was an OSError traceback: the command goes on, and ends with
     exit 5 naming it."""
+    import os
     import subprocess
     import sys
 
@@ -669,6 +670,14 @@ def test_closed_or_full_output_is_neither_a_failed_training_nor_a_traceback(tiny
     assert json.loads(manifest.read_text())["status"] == "completed"
     assert "error: could not write standard output: No space left on device" in said.stderr
     assert "Traceback" not in said.stderr
+    # a stream whose encoding lacks a character printed (an ASCII or Latin-1 locale, a path's "ü"): written escaped;
+    # it was a UnicodeEncodeError's traceback (a training's left its run `running`)
+    named = tmp_path / "r\u00fcns" / "tiny.yaml"
+    named.parent.mkdir()
+    named.write_text(tiny_recipe.read_text())
+    said = subprocess.run([sys.executable, "-m", "dlkit", "validate", str(named)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert said.returncode == 0 and "r\\xfcns" in said.stdout and "Traceback" not in said.stderr, said
 
 
 def test_a_keras_backend_that_does_not_load_is_a_usage_error(tiny_recipe):
