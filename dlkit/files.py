@@ -61,5 +61,7 @@ def replace_atomic(path: Path, write) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder (replace_atomic): after a crash the target is the old
-    or the new text, never a part of it."""
-    replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))  # not the locale's: a French translation
+    or the new text, never a part of it. UTF-8, not the locale's encoding (a French translation); a file name
+    that is not UTF-8 (Python's surrogate escapes, a Latin-1 "\xfc" on disk) is written as its own bytes, as it
+    is on disk, where it was a UnicodeEncodeError's traceback (`dlkit report` of a run under such a folder)."""
+    replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))

@@ -181,6 +181,6 @@ def report(run_dir, out=None, force: bool = False) -> dict:
         write_atomic(target, page)
     except OSError as e:
         raise StorageError(f"cannot write {target}: {e}") from None
-    return {"status": "completed", "run_dir": str(run.root), "out": str(target), "size_bytes": len(page.encode()),
+    return {"status": "completed", "run_dir": str(run.root), "out": str(target), "size_bytes": target.stat().st_size,
             "pictures": [p.name for p in _pictures(run)]}
 

@@ -92,6 +92,20 @@ def test_a_run_that_died_is_reported_as_stopped(trained, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page  # the recipe as text, escaped
 
 
+def test_a_run_under_a_folder_whose_name_is_not_utf8(trained, tmp_path):
+    """A folder named in Latin-1 on disk ("r\\xfcns"; Python's surrogate escapes): the page was a UnicodeEncodeError's
+    traceback; it holds the name's own bytes, as the disk has them."""
+    import os
+    import shutil
+
+    copy = tmp_path / os.fsdecode(b"r\xfcns") / "tiny" / "20261130-000000"
+    shutil.copytree(trained, copy)
+    out = run("report", copy, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["size_bytes"] == (copy / "report.html").stat().st_size
+    assert b"r\xfcns" in (copy / "report.html").read_bytes()
+
+
 def test_the_page_opens_in_a_browser_without_errors(trained, tmp_path):
     from browser import chromium, open_page
 

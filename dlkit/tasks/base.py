@@ -103,10 +103,11 @@ def data_slug(path) -> str:
     """A file name's part for evaluate --data's pictures: the data's name and a digest of its whole path, so
     two folders of one name (two `test` folders) draw two pictures."""
     import hashlib
+    import os
 
     path = data_path(path)
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40] or "root"
-    return f"data_{name}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    return f"data_{name}_{hashlib.sha1(os.fsencode(str(path))).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)

@@ -277,7 +277,8 @@ def save_codes(run, codes: np.ndarray, labels, request, names: list[str] | None 
     out = {"status": "completed", "run_dir": str(run.root), "split": None if given else request.split,
            "out": str(path), "shape": list(codes.shape)}
     if given:
-        replace_atomic(beside, lambda tmp: tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8"))
+        replace_atomic(beside, lambda tmp: tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8",
+                                                           errors="surrogateescape"))
         out["names"] = str(beside)
     elif labels is not None:
         replace_atomic(beside, lambda tmp: np.save(tmp, np.asarray(labels)))
