@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -437,6 +438,9 @@ def test_tiff_and_16_bit_images_read_as_tensorflow_reads_png(tmp_path, monkeypat
     Image.fromarray(rgb).save(tmp_path / "rgb.tiff", compression="tiff_lzw")
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     assert (sources.read_image(tmp_path / "rgb.tiff", None) == rgb).all()
+    latin = tmp_path / os.fsdecode(b"r\xfc.png")  # a name that is not UTF-8: tf.io.read_file's was a traceback
+    latin.write_bytes((tmp_path / "rgb.png").read_bytes())
+    assert (sources.read_image(latin, None) == rgb).all()
     # resized as the folder's PNGs are, on either backend
     assert (sources.read_image(tmp_path / "rgb.tiff", [3, 4]) == sources.read_image(tmp_path / "rgb.png", [3, 4])).all()
     pages = [Image.fromarray(np.full((6, 5), v, np.uint8)) for v in (10, 20)]

@@ -925,8 +925,10 @@ def read_image(f: Path, image_size: list[int] | None) -> np.ndarray:
         if image_size and tf is not None:  # resized as TensorFlow resizes the folder's other images
             img = tf.cast(tf.image.resize(img, image_size), tf.uint8).numpy()
         return img
-    try:
-        img = tf.io.decode_image(tf.io.read_file(str(f)), expand_animations=False)
+    try:  # read by Python, not tf.io.read_file: a file name that is not UTF-8 (Latin-1 on disk) was a traceback
+        img = tf.io.decode_image(f.read_bytes(), expand_animations=False)
+    except OSError as e:
+        raise DataError(f"cannot read image {f}: {e.strerror or e}") from None
     except tf.errors.OpError as e:
         raise DataError(f"cannot decode image {f}: {tf_reason(e.message)}") from None
     if image_size:
