@@ -205,6 +205,13 @@ def export(run_dir, fmt: str, out=None, force: bool = False, unsafe: bool = Fals
         raise UsageError(f"--out {target}: a SavedModel is a folder, and a name ending in {target.suffix} is "
                          f"{'ONNX' if target.suffix == '.onnx' else 'LiteRT'}'s: name the folder without it, or "
                          f"give --format {'onnx' if target.suffix == '.onnx' else 'litert'}")
+    try:
+        str(target.resolve()).encode("utf-8")
+    except UnicodeEncodeError:  # TensorFlow's writers take UTF-8 paths: it was a UnicodeEncodeError, said as
+        # Keras's failure to export the model
+        raise UsageError(f"{target}: its path holds a name whose bytes are not UTF-8 (a Latin-1 name); the "
+                         "exporters write only under UTF-8 paths: give --out a path elsewhere, or rename the "
+                         "folder") from None
     if target.exists() and not force:
         raise UsageError(f"{target} exists; pass --force to replace it (after the new export has passed its check)")
     _require(fmt)

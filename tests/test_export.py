@@ -122,6 +122,7 @@ def test_an_interrupt_as_an_export_replaces_another_keeps_one_of_them(tmp_path):
 
 def test_usage_errors(trained, tmp_path, monkeypatch):
     import importlib.util
+    import os
 
     import keras
 
@@ -131,6 +132,8 @@ def test_usage_errors(trained, tmp_path, monkeypatch):
     assert run("export", tmp_path, "--format", "onnx").exit_code == 2  # not a run
     named = run("export", trained, "--out", tmp_path / "model.onnx")  # a SavedModel folder named model.onnx
     assert named.exit_code == 2 and "give --format onnx" in named.stderr and not (tmp_path / "model.onnx").exists()
+    latin = run("export", trained, "--out", tmp_path / os.fsdecode(b"r\xfc") / "sm")  # TensorFlow's was exit 7
+    assert latin.exit_code == 2 and "not UTF-8" in latin.stderr and "give --out a path elsewhere" in latin.stderr
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find(name, *a))
     no_tf = run("export", trained, "--format", "onnx", "--out", tmp_path / "x.onnx")
