@@ -345,17 +345,21 @@ def test_unscaled_logits_and_geometry_errors(digits16, tmp_path):
 def test_steps_written_out_in_the_traced_step_are_bounded():
     """n_critic's critic steps and cd_k's Gibbs steps are a Python loop in the traced training step: a count of
     thousands traced for hours and ran the machine out of memory before its first step (n_critic 200: 262 s and
-    5 GB for a two-step run). The most a recipe may ask is a recipe error; that most still loads."""
+    5 GB for a two-step run). So are layers repeated by a count (convs: 300 built in 7 s, 3000 for minutes). The
+    most a recipe may ask is a recipe error; that most still loads."""
     from dlkit.errors import RecipeError
     from dlkit.tasks import load_recipe
 
     root = Path(__file__).resolve().parents[1] / "recipes"
     for recipe, key, most in (("wgan_mnist", "n_critic", 100), ("wgan_gp_fashion_mnist", "n_critic", 100),
-                              ("gan_mnist", "n_critic", 100), ("rbm_mnist", "cd_k", 1000), ("dbn_mnist", "cd_k", 1000)):
+                              ("gan_mnist", "n_critic", 100), ("rbm_mnist", "cd_k", 1000), ("dbn_mnist", "cd_k", 1000),
+                              ("cyclegan_mnist_m", "residual_blocks", 64), ("cnn_fashion_mnist", "convs_per_stage", 64)):
         assert getattr(load_recipe(root / f"{recipe}.yaml", [f"model.{key}={most}"]).model, key) == most
         with pytest.raises(RecipeError, match=rf"model.{key}: Input should be less than or equal to {most}; "
                                               rf"received 100000"):
             load_recipe(root / f"{recipe}.yaml", [f"model.{key}=100000"])
+    with pytest.raises(RecipeError, match=r"model.blocks.0.convs: Input should be less than or equal to 64"):
+        load_recipe(root / "cnn_mnist.yaml", ["model.blocks=[{filters: 4, convs: 3000}]"])
 
 
 def test_generate_and_evaluate_with_a_reference(gan_run, clf16):

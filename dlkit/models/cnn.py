@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dlkit.models.knobs import InitializerConfig, KnobOverrides, ModelBase
+from dlkit.models.knobs import MAX_REPEATS, InitializerConfig, KnobOverrides, ModelBase
 
 TASK = "classification"
 INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
@@ -22,7 +22,7 @@ class ConvBlock(KnobOverrides):
     strides: int = Field(1, ge=1)
     padding: Literal["same", "valid"] = "same"
     dilation: int = Field(1, ge=1)
-    convs: int = Field(1, ge=1)  # convolutions in the block, all with these settings
+    convs: int = Field(1, ge=1, le=MAX_REPEATS)  # convolutions in the block, all with these settings
     pool: Literal["max", "avg", "none"] = "max"
     pool_size: int = Field(2, ge=1)
 

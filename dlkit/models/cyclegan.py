@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dlkit.models.knobs import Activation, InitializerConfig, ModelBase
+from dlkit.models.knobs import MAX_REPEATS, Activation, InitializerConfig, ModelBase
 
 TASK = "translation"
 INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
@@ -24,7 +24,7 @@ INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C])
 class Config(ModelBase):
     arch: Literal["cyclegan"] = "cyclegan"
     filters: int = Field(32, ge=1)  # first generator layer; doubles at each of the two downsamplings
-    residual_blocks: int = Field(3, ge=0)
+    residual_blocks: int = Field(3, ge=0, le=MAX_REPEATS)
     discriminator_filters: int = Field(32, ge=1)
     # patch: a score per overlapping patch (PatchGAN, the paper's); image: one score per image, after a third
     # stride-2 convolution, so that the whole translated image must look like the domain (a digit's shape)

@@ -10,6 +10,11 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from dlkit import catalog
 from dlkit.config import Section, UnsetIsNone, check_name
 
+# the most layers a count of repeated layers may ask (convs in a block, residual blocks): the deepest classic
+# stacks take 4 (VGG's stages) to 9 (CycleGAN's generator); `convs: 3000`, a slip for 3, built for minutes, then
+# traced for longer, before a first step
+MAX_REPEATS = 64
+
 
 class InitializerConfig(UnsetIsNone):
     """An initializer with arguments, e.g. {name: random_normal, stddev: 0.01}."""

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models.gan import DiscriminatorConfig, GanConfig, GeneratorConfig
-from dlkit.models.knobs import Activation, KnobOverrides
+from dlkit.models.knobs import MAX_REPEATS, Activation, KnobOverrides
 
 TASK = "adversarial"
 INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
@@ -25,7 +25,7 @@ class RefinerConfig(KnobOverrides):
     """Stage II: (stage-I image, latent) -> residual blocks -> x2 upsampling -> image."""
 
     filters: int = Field(64, ge=1)
-    residual_blocks: int = Field(2, ge=0)
+    residual_blocks: int = Field(2, ge=0, le=MAX_REPEATS)
     activation: Activation | None = "relu"
     batch_norm: Literal["none", "before", "after"] | None = "before"
 

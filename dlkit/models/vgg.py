@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from dlkit.models import cnn
-from dlkit.models.knobs import BatchNorm
+from dlkit.models.knobs import MAX_REPEATS, BatchNorm
 
 TASK = "classification"
 INPUTS = ("images",)  # what it reads of an image dataset: images (N, H, W[, C]), not feature vectors
@@ -20,7 +20,7 @@ class Config(cnn.Config):
     arch: Literal["vgg"] = "vgg"
     batch_norm: BatchNorm = "before"
     widths: list[int] = Field(default_factory=lambda: [32, 64, 128])  # filters per stage
-    convs_per_stage: int = Field(2, ge=1)
+    convs_per_stage: int = Field(2, ge=1, le=MAX_REPEATS)
     blocks: list[cnn.ConvBlock] = Field(default_factory=list)  # derived from widths; leave empty
     dense: list[int] = Field(default_factory=lambda: [256])
     head_dropout: float = Field(0.5, ge=0, lt=1)
