@@ -262,9 +262,11 @@ def guard_output() -> None:
     def guarded(stream, name):
         if stream is None:
             stream = open(os.devnull, "w", encoding="utf-8")  # (print's None is silent; Rich's and flush's not)
-        if hasattr(stream, "reconfigure"):  # a character its encoding lacks (a path's "ü" where the locale is
-            stream.reconfigure(errors="backslashreplace")  # ASCII or Latin-1) is written escaped: it was a
-        return stream if isinstance(stream, _Guarded) else _Guarded(stream, name)  # traceback, the run left running
+        # a character its encoding lacks (a path's "ü" where the locale is ASCII or Latin-1) is written escaped:
+        # it was a UnicodeEncodeError's traceback, a training's run left running
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+        return stream if isinstance(stream, _Guarded) else _Guarded(stream, name)
 
     sys.stdout, sys.stderr = guarded(sys.stdout, "standard output"), guarded(sys.stderr, "standard error")
 
