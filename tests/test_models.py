@@ -318,6 +318,28 @@ def test_schedules(write_recipe):
     assert lr_at(m, 10) == pytest.approx(0.1) and lr_at(m, 30) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_schedule_whose_first_part_outlasts_the_run_is_noted(write_recipe):
+    """A cosine warm-up as long as the run (dlkit.optim cuts it to end at the last step) and a step schedule's
+    first cut at or past the end are said, for train.schedule and an optimizer role's own; a schedule that fits
+    says nothing."""
+    from dlkit.tasks import load_recipe
+    from dlkit.training.session import schedule_notes
+
+    recipe = write_recipe("data: {dataset: mnist}\nmodel: {arch: mlp}\ntrain:\n  epochs: 2\n"
+                          "  schedule: {name: cosine, warmup_epochs: 2}\n")
+    (note,) = schedule_notes(load_recipe(recipe).train)
+    assert note.startswith("train.schedule.warmup_epochs: 2, not less than train.epochs (2): the warm-up is cut")
+    assert schedule_notes(load_recipe(recipe, ["train.schedule.warmup_epochs=1.5"]).train) == []
+    assert schedule_notes(load_recipe(recipe, ["train.schedule={name: step, step_epochs: 1}"]).train) == []
+    (note,) = schedule_notes(load_recipe(recipe, ["train.schedule={name: step, hold_epochs: 2}"]).train)
+    assert note == ("train.schedule: the first cut, after 2 epochs (hold_epochs), is not before train.epochs (2) "
+                    "ends: the learning rate is never cut")
+    gan = write_recipe("data: {dataset: mnist}\nmodel: {arch: dcgan}\ntrain:\n  epochs: 1\n  optimizers:\n"
+                       "    generator: {name: adam, schedule: {name: step, step_epochs: 4}}\n", "gan.yaml")
+    assert [n.partition(":")[0] for n in schedule_notes(load_recipe(gan).train)] == [
+        "train.optimizers.generator.schedule"]
+
+
 def rates_read(steps=(0, 5, 10, 29)) -> list:
     """(dlkit's read, Keras's own) of the learning rate of optimizers with a warm-up cosine schedule, a
     rollback's ScaledSchedule on it, float16's loss scaling around it, and a plain rate, at several steps."""

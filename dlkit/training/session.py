@@ -145,6 +145,7 @@ class Session:
             notes.append("train.precision: mixed_float16 on TensorFlow without a GPU computes float16 on the CPU, "
                          "many times slower than float32 (cnn_mnist: about 90 times, docs/benchmarks.md); on a CPU "
                          "use float32 or mixed_bfloat16, and mixed_float16 on a GPU")
+        notes += schedule_notes(self.recipe.train)
         self.data.notes += [note for note in notes if note not in self.data.notes]
 
 
@@ -154,6 +155,38 @@ def _plugin_frame(e: BaseException, arch: str):
     if arch in models.BUILT_IN or arch not in models.ARCHITECTURES:
         return None
     return frame_in(e, models.ARCHITECTURES[arch].build)
+
+
+def schedule_notes(train) -> list[str]:
+    """Notes where a learning-rate schedule of the train section (train.schedule, an optimizer's own) does not
+    reach its second part within train.epochs: a cosine warm-up as long as the run (cut to end at the last
+    step: the rate peaks as training ends, and never decays), or a step schedule whose first cut is at or past
+    the end (the rate is never cut). dlkit.optim builds them so, in silence; a DBN's pretraining optimizer
+    counts its own epochs."""
+    from pydantic import BaseModel
+
+    from dlkit.recipe.schema import ScheduleConfig
+
+    epochs, notes = train.epochs, []
+
+    def walk(section, path):
+        for name in type(section).model_fields:
+            value, at = getattr(section, name), f"{path}.{name}"
+            if isinstance(value, ScheduleConfig):
+                first_cut = value.hold_epochs or value.step_epochs
+                if value.name == "cosine" and value.warmup_epochs >= epochs:
+                    notes.append(f"{at}.warmup_epochs: {value.warmup_epochs:g}, not less than train.epochs "
+                                 f"({epochs}): the warm-up is cut to end at the last step, so the learning rate "
+                                 "peaks only as training ends and never decays")
+                elif value.name == "step" and first_cut >= epochs:
+                    notes.append(f"{at}: the first cut, after {first_cut:g} epochs ("
+                                 f"{'hold_epochs' if value.hold_epochs else 'step_epochs'}), is not before "
+                                 f"train.epochs ({epochs}) ends: the learning rate is never cut")
+            elif isinstance(value, BaseModel) and name != "pretrain_optimizer":
+                walk(value, at)
+
+    walk(train, "train")
+    return notes
 
 
 def _without_xla(recipe) -> str:
