@@ -296,6 +296,9 @@ def test_bad_yaml_gives_line(write_recipe):
     recipe = write_recipe("name: x\nmodel: {arch: cnn\n\n")
     (p,) = problems_of(recipe)
     assert p.location == f"{recipe}:2"  # where the '{' left open is, not the file's end
+    recipe = write_recipe("name: x\n---\nname: y\n")
+    (p,) = problems_of(recipe)
+    assert p.location == f"{recipe}:2" and p.hint.startswith("a recipe is one YAML document: remove the '---' line")
     recipe = write_recipe("model:\n\tarch: cnn\n")
     (p,) = problems_of(recipe)
     assert p.location == f"{recipe}:2" and p.hint == "YAML indents with spaces, not tabs: replace the tab"

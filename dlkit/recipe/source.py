@@ -125,6 +125,8 @@ def _syntax_hint(e: yaml.MarkedYAMLError, text: str) -> str:
     wants spaces is said as such, and the rest is syntax."""
     if isinstance(e, yaml.constructor.ConstructorError) and "tag" in (e.problem or ""):
         return "a recipe is plain YAML: tags (!!python/..., !Ref) are not read; write the value itself"
+    if "single document" in (e.context or ""):  # a second `---`
+        return "a recipe is one YAML document: remove the '---' line and what follows, or put it in a file of its own"
     mark = e.problem_mark or e.context_mark
     lines = text.splitlines()
     if "'\\t'" in (e.problem or "") or mark and mark.line < len(lines) and "\t" in lines[mark.line]:
