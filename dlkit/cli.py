@@ -376,7 +376,11 @@ def predict(
                                  "file, one text per line")
             try:
                 lines = [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
-            except (OSError, UnicodeDecodeError) as e:
+            except UnicodeDecodeError:
+                from dlkit.files import not_utf8
+
+                raise UsageError(f"--file {not_utf8(file)}") from None
+            except OSError as e:
                 raise UsageError(f"--file {file}: {e}") from None
             if not lines:
                 raise UsageError(f"--file {file}: no text in it; it is read one text per line")

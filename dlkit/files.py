@@ -65,3 +65,26 @@ def write_atomic(path: Path, text: str) -> None:
     that is not UTF-8 (Python's surrogate escapes, a Latin-1 "\xfc" on disk) is written as its own bytes, as it
     is on disk, where it was a UnicodeEncodeError's traceback (`dlkit report` of a run under such a folder)."""
     replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
+
+
+def not_utf8(name, raw: bytes | None = None) -> str:
+    """Why a text file (`name`; its bytes `raw`, read here when not given) is not read as UTF-8, and how to mend
+    it: where its first byte that is not UTF-8 lies (line and column), or that it is UTF-16, as Windows
+    PowerShell's `>` and Notepad's "Unicode" write it. A CSV saved by Excel in Windows-1252 was "'utf-8' codec
+    can't decode byte 0xe9 in position 3", with no line and no remedy."""
+    if raw is None:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as e:
+            return f"cannot read {name}: {e.strerror or e}"
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return (f"{name} is UTF-16 text, as Windows PowerShell's > and Notepad's \"Unicode\" write it; dlkit reads "
+                "text files as UTF-8: save it as UTF-8")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - raw.rfind(b"\n", 0, e.start)
+        return (f"{name}, line {line}, column {column}: byte 0x{raw[e.start]:02x} is not UTF-8; dlkit reads text "
+                "files as UTF-8: save it as UTF-8 (from Latin-1 or Windows-1252: iconv -f cp1252 -t utf-8 FILE > NEW)")
+    return f"{name} is not UTF-8 text"

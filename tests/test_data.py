@@ -977,6 +977,30 @@ def test_a_header_line_in_a_sentences_file(tmp_path):
     assert text.read_labelled_sentences(f)[1] == ["pos", "pos", "neg", "neg"]
 
 
+def test_a_text_file_that_is_not_utf8_is_named_at_its_line_with_the_remedy(tmp_path):
+    """A CSV saved by Excel in Windows-1252 (a feature table, a series), a Latin-1 sentences, text or pairs file:
+    each reader said "'utf-8' codec can't decode byte 0xe9 in position 3" and no more. Now the line and column
+    of the first such byte, and how to save it; UTF-16 (PowerShell's >) said as such."""
+    from dlkit.data import pairs, text
+    from dlkit.files import not_utf8
+
+    rows = "f,label\n1,a\n2,b\n3,caf\u00e9\n"
+    (tmp_path / "t.csv").write_bytes(rows.encode("cp1252"))
+    (tmp_path / "s.tsv").write_bytes("Good\t1\ntr\u00e8s bien\t0\n".encode("latin-1"))
+    (tmp_path / "p.txt").write_bytes("Go.\tVa !\nHello.\tBonjour, \u00e7a va\n".encode("latin-1"))
+    remedy = "is not UTF-8; dlkit reads text files as UTF-8: save it as UTF-8 (from Latin-1 or Windows-1252: iconv"
+    for read, name, where in ((lambda p: sources.load_csv(str(p), "label"), "t.csv", "line 4, column 6: byte 0xe9"),
+                              (text.labelled_lines, "s.tsv", "line 2, column 3: byte 0xe8"),
+                              (text.read_text, "s.tsv", "line 2, column 3: byte 0xe8"),
+                              (lambda p: pairs.read_file(p, 0, 1), "p.txt", "line 2, column 17: byte 0xe7")):
+        with pytest.raises(DataError) as info:
+            read(tmp_path / name)
+        assert str(info.value) == f"{tmp_path / name}, {where} {remedy} -f cp1252 -t utf-8 FILE > NEW)", name
+    assert not_utf8("x.txt", "h\u00e9".encode("utf-16")) == (
+        "x.txt is UTF-16 text, as Windows PowerShell's > and Notepad's \"Unicode\" write it; dlkit reads text files "
+        "as UTF-8: save it as UTF-8")
+
+
 def test_a_published_sentences_file_with_a_label_not_its_own(tmp_path):
     """The UCI sentiment files label 0 or 1: a line labelled 2 (damaged) is refused at its line; it was learnt as a
     third class, in silence."""

@@ -29,6 +29,7 @@ from dlkit.data import sources as tables
 from dlkit.data.sources import local_dirs
 from dlkit.data.text import Vocabulary, lines_of, rows_of
 from dlkit.errors import DataError, first_line
+from dlkit.files import not_utf8
 
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"  # ids 0, 1, 2, 3
 SPECIAL = [PAD, UNK, START, END]
@@ -123,8 +124,8 @@ def read_pairs(raw: str, origin: str, source_column: int, target_column: int) ->
 def _decode(data: bytes, origin: str) -> str:
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{origin} is not UTF-8 text ({e})") from None
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(origin, data)) from None
 
 
 def read_file(path: Path, source_column: int, target_column: int) -> Pairs:

@@ -18,6 +18,7 @@ import numpy as np
 from dlkit.data import sources
 from dlkit.data.sources import DECIMAL_COMMA, local_dirs, separator_in
 from dlkit.errors import DataError, first_line
+from dlkit.files import not_utf8
 
 SERIES_SOURCES = {
     "pjm_hourly_energy": ("AEP_hourly.csv", "PJM hourly energy use of American Electric Power (MW), 2004-2018",
@@ -82,7 +83,9 @@ def read(cfg, path: Path | None = None) -> Frame:
         try:
             df = pd.read_csv(path, sep=cfg.separator, decimal=cfg.decimal, skipinitialspace=True,
                              na_values=cfg.missing_markers or None)
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        except UnicodeDecodeError:
+            raise DataError(not_utf8(path)) from None
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise DataError(f"cannot read CSV file {path}: {first_line(e, 200)}") from None
         where = f"{path}"
     columns = list(df.columns)

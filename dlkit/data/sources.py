@@ -31,6 +31,7 @@ import numpy as np
 from dlkit import ui
 from dlkit.config import entry_point
 from dlkit.errors import DataError, OutOfMemoryError, UsageError, first_line, frame_in
+from dlkit.files import not_utf8
 
 KERAS_CACHE = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 KERAS_DATASETS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -444,7 +445,9 @@ def _csv_rows(path: Path, separator: str = ",", limit: int | None = None) -> lis
             rows = ((line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1)
                     if r and (len(r) > 1 or r[0].strip()))
             rows = list(itertools.islice(rows, limit) if limit else rows)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(path)) from None
+    except (OSError, csv.Error) as e:
         raise DataError(f"cannot read CSV file {path}: {e}") from None
     if len(rows) < (1 if limit == 1 else 2):
         raise DataError(f"{path}: expected a header row and at least one data row")

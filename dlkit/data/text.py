@@ -24,6 +24,7 @@ import numpy as np
 from dlkit.data import sources
 from dlkit.data.sources import local_dirs
 from dlkit.errors import DataError, first_line
+from dlkit.files import not_utf8
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -127,8 +128,10 @@ def labelled_lines(path: Path, header: bool = False) -> list[tuple[int, str, str
     str.splitlines(): the IMDB file holds U+0085 inside sentences, which splitlines() would break on."""
     try:
         raw = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DataError(f"cannot read {path}: {e}") from None
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(path)) from None
     out = []
     for n, line in enumerate(lines_of(raw), start=1):
         line = line.rstrip("\r")
@@ -168,11 +171,14 @@ def read_labelled_sentences(path: Path, header: bool = False, labels_of: dict | 
 
 
 def read_text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        return raw.decode("utf-8-sig")  # line ends as they are (the text mode's newline="" did so)
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(path, raw)) from None
+    except (OSError, EOFError) as e:
         raise DataError(f"cannot read text file {path}: {e}") from None
 
 
