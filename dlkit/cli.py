@@ -149,6 +149,18 @@ def _print_json(value) -> None:
     print(json.dumps(strict_json(value), allow_nan=False, default=str))
 
 
+def _utf8(option: str, text: str | None, elsewhere: str = "") -> str | None:
+    """A text given on the command line, refused where its bytes are not UTF-8: a terminal sending Latin-1 (Python
+    keeps such bytes as surrogate escapes, which the tokenizer met as a TypeError, a traceback)."""
+    try:
+        text is None or text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UsageError(f"{option}: the text's byte 0x{ord(text[e.start]) - 0xDC00:02x} (character {e.start + 1}) is "
+                         "not UTF-8: the terminal sends another encoding (Latin-1?); set it to UTF-8 (LANG=C.UTF-8, "
+                         f"and the terminal's own setting){elsewhere}") from None
+    return text
+
+
 def _fail(err: DlkitError, json_mode: bool, extra: dict | None = None) -> typer.Exit:
     """Report a user error without a traceback and pick its exit code."""
     from rich.markup import escape
@@ -342,8 +354,8 @@ def generate(
             return f"wrote {result['files']:,} images in {result['out_dir']}"
         return f"wrote {result['out']}"
 
-    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe, prompt,
-                               length, temperature, domain, out_dir), json_, says, quiet)
+    _write(lambda: generate_fn(run_dir, n, label, code, seed, out, interpolate, force, inputs or (), unsafe,
+                               _utf8("--prompt", prompt), length, temperature, domain, out_dir), json_, says, quiet)
 
 
 @app.command(help=f"What a trained model says of new inputs: an image classifier's label and probabilities for image "
@@ -369,7 +381,7 @@ def predict(
     from dlkit.generate import predict as predict_fn
 
     def make():
-        texts = list(text or [])
+        texts = [_utf8("--text", t, ", or give the text in a UTF-8 file, --file FILE") for t in text or []]
         if file is not None:
             if not file.is_file():
                 raise UsageError(f"--file {file}: {'a folder' if file.is_dir() else 'no such file'}; give a text "

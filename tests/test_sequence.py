@@ -826,6 +826,11 @@ def test_predict_and_generate_on_the_command_line(tmp_path, one_epoch_run, senti
     assert coded.exit_code == 2 and "is for autoencoders, VAEs and RBMs" in coded.stderr, coded.output
     unknown = runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "ROMEO€€~", "--length", "4"])
     assert unknown.exit_code == 2 and "'€', '~'" in unknown.output, unknown.output  # not [UNK] in the text
+    # bytes a Latin-1 terminal sent (surrogate escapes): the tokenizer's TypeError, a traceback
+    latin = runner.invoke(app, ["generate", lm["run_dir"], "--prompt", "caf\udce9", "--json"])
+    assert latin.exit_code == 2 and "--prompt: the text's byte 0xe9 (character 4) is not UTF-8" in latin.stdout
+    latin = runner.invoke(app, ["predict", clf["run_dir"], "-t", "tr\udce8s", "--json"])
+    assert latin.exit_code == 2 and "--file FILE" in json.loads(latin.stdout)["error"], latin.output
     assert runner.invoke(app, ["generate", lm["run_dir"], "--out", "/proc/x.txt"]).exit_code == 5
     assert (Path(lm["run_dir"]) / "gradient_by_step.png").is_file()
     # the slice is too short for 64 streams to leave a validation tail: only the training text to measure
