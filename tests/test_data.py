@@ -409,6 +409,21 @@ def test_an_image_folder_as_a_user_copies_it(tmp_path):
         sources.load_image_folder(str(root), None)
     assert sources.load_image_folder(str(root), [8, 8]).x_test.shape == (1, 8, 8, 3)
 
+    # a class folder named in Latin-1 on disk: its class is "caf\xe9", which the confusion matrix draws (the
+    # surrogate escapes were matplotlib's TypeError after the training), and evaluate --data finds it by that name
+    latin = tmp_path / "latin"
+    for split in ("train", "test"):
+        png(latin / split / os.fsdecode(b"caf\xe9") / "0.png", 1)
+        png(latin / split / "the" / "0.png", 1)
+    a = sources.load_image_folder(str(latin), None)
+    assert a.class_names == ["caf\\xe9", "the"]
+    from dlkit import plots
+
+    plots.confusion_matrix(np.eye(2, dtype=int), a.class_names, tmp_path / "cm.png", "test")
+    assert (tmp_path / "cm.png").is_file()
+    _, labels, _ = sources.read_labelled_images(latin / "test", (8, 8, 3), a.class_names)
+    assert sorted(labels.tolist()) == [0, 1]
+
     for i in range(2):
         (tmp_path / "drawings" / "x").mkdir(parents=True, exist_ok=True)
         (tmp_path / "drawings" / "x" / f"{i}.svg").write_text("<svg/>")

@@ -1053,6 +1053,13 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False,
     return arr, names
 
 
+def class_of_folder(name: str) -> str:
+    """The class a class folder's name names: itself, or for one named in Latin-1 on disk (Python's surrogate
+    escapes) the name with the bytes written out ("caf\\xe9"), which every writer takes (matplotlib's confusion
+    matrix raised a TypeError on the escapes, after the training)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def read_labelled_images(path: Path, shape: tuple[int, ...], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A labelled folder to measure a trained image classifier on (`dlkit evaluate RUN --data FOLDER`): uint8
     (N, H, W, C) images for a model of input `shape`, read as read_images reads them (resized, colour converted),
@@ -1071,12 +1078,12 @@ def read_labelled_images(path: Path, shape: tuple[int, ...], classes: list[str])
     if not found:
         raise DataError(f"{path} has no class folders; expected {path}/<class>/<image>, each class one of the run's "
                         f"({shown})")
-    unknown = [name for name in found if name not in classes]
+    unknown = [name for name in found if class_of_folder(name) not in classes]
     if unknown:
         raise DataError(f"{path} has class folder(s) {', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''} "
                         f"that the run does not know; its classes are {shown}")
     left_out = Counter()
-    files = [(classes.index(name), _folder_images(path / name, left_out)) for name in found]
+    files = [(classes.index(class_of_folder(name)), _folder_images(path / name, left_out)) for name in found]
     height, width, channels = shape
     images, labels = [], []
     with ui.work(f"reading {path}", sum(len(f) for _, f in files), " images") as advance:
@@ -1271,7 +1278,7 @@ def load_image_folder(path: str, image_size: list[int] | None, order: str = "shu
     out.update({f"y_{split}": np.array(labels[split])[orders[split]] if labelled else None for split in images})
     out.setdefault("x_test", None)
     out.setdefault("y_test", None)
-    arrays = _arrays(out, classes, str(root))
+    arrays = _arrays(out, [class_of_folder(c) for c in classes], str(root))
     arrays.notes.extend(notes)
     return arrays
 
