@@ -181,6 +181,13 @@ def check_runs_root(runs_root: str | Path, name: str, writable: bool = True) -> 
     parents, is a folder this process may write in. A sweep's or a tune's plan is checked so, as a run is."""
     parent = Path(runs_root) / name
     for folder in (Path(runs_root), parent):  # a file there was "Not a directory. Free space or ..."
+        if folder.is_symlink() and not folder.exists():  # it was "File exists", or "Too many levels of links"
+            try:
+                to = f" to {os.readlink(folder)}"
+            except OSError:
+                to = ""
+            raise UsageError(f"{folder} is a link{to} that leads to no folder (it is missing, or the links loop): "
+                             "make the folder it points to, or choose another --runs-root")
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{folder} is a file, and the runs root holds a folder of run directories per "
                              "recipe: choose another --runs-root")

@@ -140,6 +140,12 @@ def test_a_file_as_the_runs_root_is_a_usage_error(tiny_recipe, tmp_path):
     assert json.loads(out.stdout)["error"] == (f"{tmp_path / 'notes.txt'} is a file, and the runs root holds a "
                                                "folder of run directories per recipe: choose another --runs-root")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    # a link that leads to no folder was exit 5, "File exists" (or "Too many levels of symbolic links")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    out = cli("train", tiny_recipe, "--runs-root", tmp_path / "gone", "--json", "-q")
+    assert out.exit_code == 2 and json.loads(out.stdout)["error"] == (
+        f"{tmp_path / 'gone'} is a link to {tmp_path / 'nowhere'} that leads to no folder (it is missing, or the "
+        "links loop): make the folder it points to, or choose another --runs-root"), out.output
 
 
 def test_a_read_only_runs_root_is_exit_5_naming_it(tiny_recipe, tmp_path):
