@@ -408,6 +408,40 @@ model: {{arch: rnn_forecaster, units: [2]}}
     assert notes(months[:9] + months[10:], "MS") == []
 
 
+def test_times_with_utc_offsets(write_recipe, tmp_path):
+    """Times written with UTC offsets, as a local clock's export has them: offsets that change at daylight saving
+    were pandas's "Mixed timezones detected" traceback; they are read in UTC (the hours follow evenly), said in a
+    note. One offset throughout is the file's own clock; it printed numpy's timezone warnings and gave forecasts
+    in UTC unsaid."""
+    import warnings
+
+    import pandas as pd
+
+    from dlkit.data import series
+
+    def frame(start, name):
+        times = pd.date_range(start, periods=60, freq="h", tz="Europe/Paris")
+        csv = tmp_path / f"{name}.csv"
+        csv.write_text("time,load\n" + "".join(f"{t.isoformat()},{i}\n" for i, t in enumerate(times)))
+        recipe = _recipe(write_recipe, f"""
+name: {name}
+data: {{dataset: csv, path: {csv}, input_steps: 3, horizon: 1, season: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return series.read(recipe.data), tasks.of(recipe).load_data(recipe).notes, times
+
+    read, notes, times = frame("2020-03-28 12:00", "shifting")  # over the night of 29 March
+    assert (read.times == times.tz_convert("UTC").tz_localize(None).to_numpy()).all()
+    assert [n for n in notes if "offsets" in n] == [f"{tmp_path / 'shifting.csv'}: its times carry UTC offsets that "
+                                                    "change (daylight saving time): they are read in UTC, so that the "
+                                                    "hours follow evenly, and forecasts are given in UTC"]
+    assert not [n for n in notes if "evenly spaced" in n]
+    read, notes, times = frame("2020-01-10 12:00", "winter")
+    assert (read.times == times.tz_localize(None).to_numpy()).all() and not [n for n in notes if "offsets" in n]
+
+
 def test_series_policies(tmp_path, write_recipe):
     """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
     missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ class Frame:
     columns: list[str]
     targets: int  # how many of the first columns are targets
     origin: str
+    notes: list[str] = field(default_factory=list)  # how it was read, to say as a run starts
 
 
 def find(cfg, local_only: bool = False) -> Path | str:
@@ -101,10 +102,22 @@ def read(cfg, path: Path | None = None) -> Frame:
         raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; its columns are "
                         f"{', '.join(map(repr, columns))}{hint}")
 
+    shifting = []  # times whose UTC offsets change (daylight saving): read in UTC
+
     def as_times(values, **kwargs):
         with warnings.catch_warnings():  # pandas's "could not infer format": times that read each on its own
             warnings.simplefilter("ignore", UserWarning)  # read all the same, and a user has no key to set
-            return pd.to_datetime(values, **kwargs)
+            warnings.simplefilter("ignore", FutureWarning)  # pandas 2's notice of mixed offsets, said below
+            try:
+                out = pd.to_datetime(values, **kwargs)
+            except ValueError as e:  # pandas 3: "Mixed timezones detected" (it was a traceback)
+                if "timezone" not in str(e).lower():
+                    raise
+                out = None
+            if out is None or getattr(out, "dtype", None) == object:  # pandas 2: datetimes as Python objects
+                shifting.append(True)
+                out = pd.to_datetime(values, utc=True, **kwargs)
+            return out
 
     try:
         if len(time_cols) == 1:
@@ -123,6 +136,14 @@ def read(cfg, path: Path | None = None) -> Frame:
                                 f"{'it' if n == 1 else 'them'}") from None
         raise DataError(f"{where}: the time column{'s' if len(time_cols) > 1 else ''} {', '.join(time_cols)} "
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
+    notes = []
+    times = pd.DatetimeIndex(times)
+    if shifting:  # in UTC the hours follow evenly; in the file's own clock an hour repeats, or is missing
+        times = times.tz_convert("UTC").tz_localize(None)
+        notes.append(f"{where}: its times carry UTC offsets that change (daylight saving time): they are read in "
+                     "UTC, so that the hours follow evenly, and forecasts are given in UTC")
+    elif times.tz is not None:  # one offset throughout: the file's own clock, as it reads
+        times = times.tz_localize(None)
     targets = cfg.target_columns or [c for c in columns if c not in time_cols][-1:]
     frame = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in targets + cfg.feature_columns})
     for c in targets + cfg.feature_columns:
@@ -179,7 +200,7 @@ def read(cfg, path: Path | None = None) -> Frame:
         angle = 2 * np.pi * np.asarray(angle, np.float64) / period
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
-    return Frame(frame.index.to_numpy(), values, names, len(targets), where)
+    return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes)
 
 
 def frequency_of(times) -> str | None:
@@ -267,7 +288,7 @@ def trained_categories(frame: Frame, cfg, span: slice, rows: int) -> tuple[Frame
     note = (f"categories the training span never has ({', '.join(frame.columns[j] for j in unseen)}) are no "
             f"inputs: {rows} later row{'s' if rows != 1 else ''} with them read as none of the column's values")
     return Frame(frame.times, frame.values[:, keep], [frame.columns[j] for j in keep], frame.targets,
-                 frame.origin), note
+                 frame.origin, frame.notes), note
 
 
 def aligned(frame: Frame, cfg, columns: list[str], where) -> Frame:
@@ -286,4 +307,4 @@ def aligned(frame: Frame, cfg, columns: list[str], where) -> Frame:
     index = {c: j for j, c in enumerate(frame.columns)}
     values = np.stack([frame.values[:, index[c]] if c in index else np.zeros(len(frame.values)) for c in columns],
                       axis=1)
-    return Frame(frame.times, values, list(columns), frame.targets, frame.origin)
+    return Frame(frame.times, values, list(columns), frame.targets, frame.origin, frame.notes)

@@ -244,7 +244,7 @@ class Forecasting(FitTask):
                                     frame.origin, {"scaler": {**scaler, **columns}})
         data.context = Series(frame.values[:rows], frame.times[:rows], {k: made[k][1] for k in made}, scaler,
                              frame.targets)
-        data.notes += [n for n in (note, None if cfg.frequency else series.spacing_note(frame)) if n]
+        data.notes += [n for n in (*frame.notes, note, None if cfg.frequency else series.spacing_note(frame)) if n]
         return data
 
     def finish(self, ctx: FitContext, callbacks) -> dict:
