@@ -442,6 +442,25 @@ model: {{arch: rnn_forecaster, units: [2]}}
     assert (read.times == times.tz_localize(None).to_numpy()).all() and not [n for n in notes if "offsets" in n]
 
 
+def test_times_given_as_unix_seconds_or_milliseconds(write_recipe, tmp_path):
+    """A time column of Unix times (a logger's export) was read as nanoseconds: 1577836800 was 1970-01-01 00:00:01,
+    and the forecasts were dated so. Seconds and milliseconds are read as such, said in a note."""
+    from dlkit.data import series
+
+    for unit, scale in (("seconds", 1), ("milliseconds", 1000)):
+        csv = tmp_path / f"{unit}.csv"
+        csv.write_text("ts,load\n" + "".join(f"{(1577836800 + 3600 * i) * scale},{i % 7}\n" for i in range(30)))
+        recipe = _recipe(write_recipe, f"""
+name: unix
+data: {{dataset: csv, path: {csv}, input_steps: 3, horizon: 1, season: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+        read = series.read(recipe.data)
+        assert read.times[0] == np.datetime64("2020-01-01T00:00") and series.frequency_of(read.times) == "h"
+        assert read.notes == [f"{csv}: time column 'ts' holds numbers, read as Unix times in {unit} "
+                              f"({1577836800 * scale} is 2020-01-01 00:00:00)"]
+
+
 def test_series_policies(tmp_path, write_recipe):
     """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
     missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""

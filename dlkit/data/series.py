@@ -119,8 +119,11 @@ def read(cfg, path: Path | None = None) -> Frame:
                 out = pd.to_datetime(values, utc=True, **kwargs)
             return out
 
+    unix = _unix_unit(df[time_cols[0]]) if len(time_cols) == 1 else None
     try:
-        if len(time_cols) == 1:
+        if unix:
+            times = as_times(df[time_cols[0]], unit=unix)
+        elif len(time_cols) == 1:
             times = as_times(df[time_cols[0]])
         else:  # year, month, day, hour, ... given as columns, in that order
             times = as_times(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
@@ -138,6 +141,10 @@ def read(cfg, path: Path | None = None) -> Frame:
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     notes = []
     times = pd.DatetimeIndex(times)
+    if unix:
+        first = df[time_cols[0]].iloc[0]
+        notes.append(f"{where}: time column {time_cols[0]!r} holds numbers, read as Unix times in "
+                     f"{ {'s': 'seconds', 'ms': 'milliseconds'}[unix]} ({first} is {times[0]})")
     if shifting:  # in UTC the hours follow evenly; in the file's own clock an hour repeats, or is missing
         times = times.tz_convert("UTC").tz_localize(None)
         notes.append(f"{where}: its times carry UTC offsets that change (daylight saving time): they are read in "
@@ -201,6 +208,18 @@ def read(cfg, path: Path | None = None) -> Frame:
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
     return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes)
+
+
+def _unix_unit(column) -> str | None:
+    """"s" or "ms" where a time column holds numbers that are Unix times in seconds (1e8 to 1e10: 1973 to 2286)
+    or milliseconds (1e11 to 1e13), which pandas read as nanoseconds (1577836800 was 1970-01-01 00:00:01, and
+    the forecasts were dated so); None for any other column."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or not column.notna().any():
+        return None
+    low, high = float(column.min()), float(column.max())
+    return "s" if 1e8 <= low and high < 1e10 else "ms" if 1e11 <= low and high < 1e13 else None
 
 
 def frequency_of(times) -> str | None:
