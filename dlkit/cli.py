@@ -155,9 +155,11 @@ def _utf8(option: str, text: str | None, elsewhere: str = "") -> str | None:
     try:
         text is None or text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise UsageError(f"{option}: the text's byte 0x{ord(text[e.start]) - 0xDC00:02x} (character {e.start + 1}) is "
-                         "not UTF-8: the terminal sends another encoding (Latin-1?); set it to UTF-8 (LANG=C.UTF-8, "
-                         f"and the terminal's own setting){elsewhere}") from None
+        code = ord(text[e.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character {text[e.start]!r}"
+        raise UsageError(f"{option}: the text's {what} (character {e.start + 1}) is not UTF-8: the terminal sends "
+                         "another encoding (Latin-1?); set it to UTF-8 (LANG=C.UTF-8, and the terminal's own "
+                         f"setting){elsewhere}") from None
     return text
 
 
