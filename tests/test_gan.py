@@ -353,7 +353,8 @@ def test_steps_written_out_in_the_traced_step_are_bounded():
     root = Path(__file__).resolve().parents[1] / "recipes"
     for recipe, key, most in (("wgan_mnist", "n_critic", 100), ("wgan_gp_fashion_mnist", "n_critic", 100),
                               ("gan_mnist", "n_critic", 100), ("rbm_mnist", "cd_k", 1000), ("dbn_mnist", "cd_k", 1000),
-                              ("cyclegan_mnist_m", "residual_blocks", 64), ("cnn_fashion_mnist", "convs_per_stage", 64)):
+                              ("cyclegan_mnist_m", "residual_blocks", 64),
+                              ("cnn_fashion_mnist", "convs_per_stage", 64)):
         assert getattr(load_recipe(root / f"{recipe}.yaml", [f"model.{key}={most}"]).model, key) == most
         with pytest.raises(RecipeError, match=rf"model.{key}: Input should be less than or equal to {most}; "
                                               rf"received 100000"):
