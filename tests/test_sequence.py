@@ -442,23 +442,33 @@ model: {{arch: rnn_forecaster, units: [2]}}
     assert (read.times == times.tz_localize(None).to_numpy()).all() and not [n for n in notes if "offsets" in n]
 
 
-def test_times_given_as_unix_seconds_or_milliseconds(write_recipe, tmp_path):
-    """A time column of Unix times (a logger's export) was read as nanoseconds: 1577836800 was 1970-01-01 00:00:01,
-    and the forecasts were dated so. Seconds and milliseconds are read as such, said in a note."""
+def test_times_given_as_numbers(write_recipe, tmp_path):
+    """A time column of numbers was read as nanoseconds since 1970: Unix times (a logger's export, 1577836800) and
+    dates written in digits (20200101, 2020010100) were dated 1970-01-01 00:00:01 or 00:00:02, and the forecasts
+    with them. Unix seconds and milliseconds, and YYYYMMDD[HH], are read as such, said in a note."""
+    import datetime
+
     from dlkit.data import series
 
-    for unit, scale in (("seconds", 1), ("milliseconds", 1000)):
-        csv = tmp_path / f"{unit}.csv"
-        csv.write_text("ts,load\n" + "".join(f"{(1577836800 + 3600 * i) * scale},{i % 7}\n" for i in range(30)))
+    hours = [datetime.datetime(2020, 1, 1) + datetime.timedelta(hours=i) for i in range(30)]
+    for kind, cells, said in (
+            ("seconds", [1577836800 + 3600 * i for i in range(30)], "Unix times in seconds (1577836800"),
+            ("milliseconds", [(1577836800 + 3600 * i) * 1000 for i in range(30)],
+             "Unix times in milliseconds (1577836800000"),
+            ("hours", [t.strftime("%Y%m%d%H") for t in hours], "dates written in digits, YYYYMMDDHH (2020010100"),
+            ("days", [(datetime.date(2020, 1, 1) + datetime.timedelta(days=i)).strftime("%Y%m%d") for i in range(30)],
+             "dates written in digits, YYYYMMDD (20200101")):
+        csv = tmp_path / f"{kind}.csv"
+        csv.write_text("ts,load\n" + "".join(f"{c},{i % 7}\n" for i, c in enumerate(cells)))
         recipe = _recipe(write_recipe, f"""
-name: unix
+name: numbers
 data: {{dataset: csv, path: {csv}, input_steps: 3, horizon: 1, season: 1}}
 model: {{arch: rnn_forecaster, units: [2]}}
 """)
         read = series.read(recipe.data)
-        assert read.times[0] == np.datetime64("2020-01-01T00:00") and series.frequency_of(read.times) == "h"
-        assert read.notes == [f"{csv}: time column 'ts' holds numbers, read as Unix times in {unit} "
-                              f"({1577836800 * scale} is 2020-01-01 00:00:00)"]
+        assert read.times[0] == np.datetime64("2020-01-01T00:00"), kind
+        assert series.frequency_of(read.times) == ("D" if kind == "days" else "h"), kind
+        assert read.notes == [f"{csv}: time column 'ts' holds numbers, read as {said} is 2020-01-01 00:00:00)"]
 
 
 def test_series_policies(tmp_path, write_recipe):

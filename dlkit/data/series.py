@@ -119,10 +119,10 @@ def read(cfg, path: Path | None = None) -> Frame:
                 out = pd.to_datetime(values, utc=True, **kwargs)
             return out
 
-    unix = _unix_unit(df[time_cols[0]]) if len(time_cols) == 1 else None
+    numeric = _numeric_times(df[time_cols[0]]) if len(time_cols) == 1 else None
     try:
-        if unix:
-            times = as_times(df[time_cols[0]], unit=unix)
+        if numeric:
+            times = as_times(numeric[0])
         elif len(time_cols) == 1:
             times = as_times(df[time_cols[0]])
         else:  # year, month, day, hour, ... given as columns, in that order
@@ -141,10 +141,9 @@ def read(cfg, path: Path | None = None) -> Frame:
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     notes = []
     times = pd.DatetimeIndex(times)
-    if unix:
-        first = df[time_cols[0]].iloc[0]
-        notes.append(f"{where}: time column {time_cols[0]!r} holds numbers, read as Unix times in "
-                     f"{ {'s': 'seconds', 'ms': 'milliseconds'}[unix]} ({first} is {times[0]})")
+    if numeric:
+        notes.append(f"{where}: time column {time_cols[0]!r} holds numbers, read as {numeric[1]} "
+                     f"({df[time_cols[0]].iloc[0]} is {times[0]})")
     if shifting:  # in UTC the hours follow evenly; in the file's own clock an hour repeats, or is missing
         times = times.tz_convert("UTC").tz_localize(None)
         notes.append(f"{where}: its times carry UTC offsets that change (daylight saving time): they are read in "
@@ -210,16 +209,36 @@ def read(cfg, path: Path | None = None) -> Frame:
     return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes)
 
 
-def _unix_unit(column) -> str | None:
-    """"s" or "ms" where a time column holds numbers that are Unix times in seconds (1e8 to 1e10: 1973 to 2286)
-    or milliseconds (1e11 to 1e13), which pandas read as nanoseconds (1577836800 was 1970-01-01 00:00:01, and
-    the forecasts were dated so); None for any other column."""
+DIGIT_TIMES = {8: ("%Y%m%d", "YYYYMMDD"), 10: ("%Y%m%d%H", "YYYYMMDDHH"), 12: ("%Y%m%d%H%M", "YYYYMMDDHHMM"),
+               14: ("%Y%m%d%H%M%S", "YYYYMMDDHHMMSS")}
+
+
+def _numeric_times(column):
+    """How a time column of numbers is read, which pandas read as nanoseconds since 1970 (1577836800 was
+    1970-01-01 00:00:01, and the forecasts were dated so): (the times, what they were read as), or None for a
+    column that is not numbers, or numbers of neither kind. Whole numbers that all read as dates written in
+    digits (20200101, 2020010112: YYYYMMDD[HH[MM[SS]]]) are such dates; else numbers from 1e8 to 1e10 are Unix
+    times in seconds (1973 to 2286), from 1e11 to 1e13 in milliseconds. A Unix time in seconds is rarely a valid
+    YYYYMMDDHH (1577836800: month 83), and never all of a series' are."""
     import pandas as pd
 
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or not column.notna().any():
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or column.isna().any() \
+            or not len(column):
         return None
-    low, high = float(column.min()), float(column.max())
-    return "s" if 1e8 <= low and high < 1e10 else "ms" if 1e11 <= low and high < 1e13 else None
+    values = column.to_numpy(np.float64)
+    if (values >= 1e7).all() and (values < 1e14).all() and (values == np.round(values)).all():
+        digits = column.astype(np.int64).astype(str)
+        form, said = DIGIT_TIMES.get(int(digits.str.len().max()), (None, None)) \
+            if digits.str.len().nunique() == 1 else (None, None)
+        if form:
+            read = pd.to_datetime(digits, format=form, errors="coerce")
+            if read.notna().all():
+                return read, f"dates written in digits, {said}"
+    low, high = values.min(), values.max()
+    for unit, name, (a, b) in (("s", "seconds", (1e8, 1e10)), ("ms", "milliseconds", (1e11, 1e13))):
+        if a <= low and high < b:
+            return pd.to_datetime(column, unit=unit), f"Unix times in {name}"
+    return None
 
 
 def frequency_of(times) -> str | None:
