@@ -471,6 +471,48 @@ model: {{arch: rnn_forecaster, units: [2]}}
         assert read.notes == [f"{csv}: time column 'ts' holds numbers, read as {said} is 2020-01-01 00:00:00)"]
 
 
+def test_dates_written_day_first(write_recipe, tmp_path):
+    """European dates (13/01/2020) were "a cell that is not a time like the others", and ten days of them (01/01 to
+    10/01) were read as ten months, in silence. Day first is read where a first number passes 12, or where only
+    that reading is evenly spaced; a US monthly file (01/01/2020, 02/01/2020) stays month first; where both read
+    evenly, data.time_format is asked for, and read as given."""
+    import datetime
+
+    from dlkit.data import series
+    from dlkit.errors import DataError, RecipeError
+
+    day = datetime.date(2020, 1, 1)
+
+    def read(name, cells, fmt=None):
+        csv = tmp_path / f"{name}.csv"
+        csv.write_text("date,load\n" + "".join(f"{c},{i % 7}\n" for i, c in enumerate(cells)))
+        recipe = _recipe(write_recipe, f"""
+name: dates
+data: {{dataset: csv, path: {csv}, input_steps: 2, horizon: 1, season: 1, time_format: {fmt or 'null'}}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+        frame = series.read(recipe.data)
+        return [str(t)[:10] for t in frame.times[:3]], frame.notes
+
+    days = [(day + datetime.timedelta(days=i)).strftime("%d/%m/%Y") for i in range(20)]
+    assert read("days", days) == (["2020-01-01", "2020-01-02", "2020-01-03"], [
+        f"{tmp_path / 'days.csv'}: time column 'date' is read day first (13/01/2020 is 13 January 2020); set "
+        "data.time_format to read it otherwise"])
+    us_months = [f"{m % 12 + 1:02d}/01/{2020 + m // 12}" for m in range(24)]  # as days, 1 to 12 January twice
+    assert read("us", us_months) == (["2020-01-01", "2020-02-01", "2020-03-01"], [])
+    eu_months = [f"01/{m % 12 + 1:02d}/{2020 + m // 12}" for m in range(24)]
+    assert read("eu", eu_months)[0] == ["2020-01-01", "2020-02-01", "2020-03-01"]
+    with pytest.raises(DataError, match=r"holds dates such as '01/01/2020' that read as day/month or as month/day "
+                                        r"alike .* set data.time_format: '%d/%m/%Y' \(day first\) or '%m/%d/%Y'"):
+        read("ten", days[:10])
+    assert read("ten", days[:10], "'%d/%m/%Y'")[0] == ["2020-01-01", "2020-01-02", "2020-01-03"]
+    with pytest.raises(DataError, match=r"does not read as data.time_format '%Y-%m-%d' \(its first cell: "
+                                        r"'01/01/2020'\)"):
+        read("ten", days[:10], "'%Y-%m-%d'")
+    with pytest.raises(RecipeError, match="'dmy' has no % directive"):
+        read("ten", days[:10], "dmy")
+
+
 def test_series_policies(tmp_path, write_recipe):
     """Several time columns make a time; duplicates are averaged; gaps (with data.frequency) are filled;
     missing values with `missing: error` are an error naming the first; categorical columns are one-hot."""

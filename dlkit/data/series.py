@@ -120,27 +120,39 @@ def read(cfg, path: Path | None = None) -> Frame:
             return out
 
     numeric = _numeric_times(df[time_cols[0]]) if len(time_cols) == 1 else None
+    fmt = getattr(cfg, "time_format", None)
+    day_first = len(time_cols) == 1 and not fmt and not numeric and _day_first(df[time_cols[0]], where,
+                                                                                  time_cols[0])
+    how = {"format": fmt} if fmt else {"dayfirst": True} if day_first else {}
     try:
         if numeric:
             times = as_times(numeric[0])
         elif len(time_cols) == 1:
-            times = as_times(df[time_cols[0]])
+            times = as_times(df[time_cols[0]], **how)
         else:  # year, month, day, hour, ... given as columns, in that order
             times = as_times(df[time_cols].set_axis(list(TIME_PARTS[:len(time_cols)]), axis=1))
     except (ValueError, TypeError) as e:
         if len(time_cols) == 1:  # a cell or two among times that read: name the first, not pandas's guess at a fix
             column = df[time_cols[0]]
-            unread = np.flatnonzero(column.notna().to_numpy() & as_times(column, errors="coerce").isna())
+            unread = np.flatnonzero(column.notna().to_numpy() & as_times(column, errors="coerce", **how).isna())
             if 0 < len(unread) < len(column):
                 first, n = f"{column.iloc[unread[0]]!r} (data row {unread[0] + 1})", len(unread)
                 what = f"a cell that is not a time like the others: {first}" if n == 1 else \
                     f"{n} cells that are not times like the others, the first {first}"
                 raise DataError(f"{where}: time column {time_cols[0]!r} has {what}; correct "
-                                f"{'it' if n == 1 else 'them'}") from None
+                                f"{'it' if n == 1 else 'them'}" + (f" (data.time_format: {fmt!r})" if fmt else "")
+                                ) from None
+        if fmt:  # none of its cells reads so
+            raise DataError(f"{where}: time column {time_cols[0]!r} does not read as data.time_format {fmt!r} (its "
+                            f"first cell: {df[time_cols[0]].iloc[0]!r}); write the format its cells have") from None
         raise DataError(f"{where}: the time column{'s' if len(time_cols) > 1 else ''} {', '.join(time_cols)} "
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     notes = []
     times = pd.DatetimeIndex(times)
+    if day_first:
+        shown = pd.to_datetime(day_first, dayfirst=True)
+        notes.append(f"{where}: time column {time_cols[0]!r} is read day first ({day_first.strip()} is "
+                     f"{shown.day} {shown:%B %Y}); set data.time_format to read it otherwise")
     if numeric:
         notes.append(f"{where}: time column {time_cols[0]!r} holds numbers, read as {numeric[1]} "
                      f"({df[time_cols[0]].iloc[0]} is {times[0]})")
@@ -207,6 +219,48 @@ def read(cfg, path: Path | None = None) -> Frame:
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
     return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes)
+
+
+SLASHED = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b"  # a date as 13/01/2020, 1.2.20 or 01-02-2020
+
+
+def _day_first(column, where: str, name: str) -> str | None:
+    """Whether a time column of dates written with slashes (dots, dashes) and the year last is day first, which
+    pandas reads month first: 13/01/2020 was "a cell that is not a time like the others", and 01/02/2020, ...,
+    10/02/2020 (ten days) read as ten months, in silence. Day first where a first number passes 12 and no second
+    one does; else month first where a second one passes 12; where none does, the one reading whose times are
+    evenly spaced (a monthly US file, 01/01/2020, 02/01/2020: month first), and a DataError asking for
+    data.time_format where both are (or neither). Returns a cell that shows it day first, or None."""
+    import re
+
+    import pandas as pd
+
+    if not (pd.api.types.is_string_dtype(column) or column.dtype == object) or not len(column.dropna()):
+        return None
+    cells = column.dropna().astype(str)
+    parts = cells.str.extract(SLASHED)
+    if parts.isna().to_numpy().any():
+        return None
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    if first.max() > 12 or second.max() > 12:
+        return cells.iloc[int(np.argmax(first.to_numpy() > 12))] if first.max() > 12 >= second.max() else None
+    read = {}
+    for day in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read[day] = pd.to_datetime(column, dayfirst=day, errors="coerce")
+    if read[True].equals(read[False]):
+        return None
+    even = {day: frequency_of(np.unique(times.dropna().to_numpy())) is not None for day, times in read.items()}
+    if even[True] != even[False]:
+        return cells.iloc[int(np.argmax(first.to_numpy() != second.to_numpy()))] if even[True] else None
+    cell = str(column.dropna().iloc[0])
+    sep, year = re.match(SLASHED, cell)[0][-5 if len(parts[2].iloc[0]) == 4 else -3], parts[2].iloc[0]
+    y = "%Y" if len(year) == 4 else "%y"
+    raise DataError(f"{where}: time column {name!r} holds dates such as {cell!r} that read as day{sep}month or as "
+                    f"month{sep}day alike (no number past 12 tells which): set data.time_format: "
+                    f"'%d{sep}%m{sep}{y}' (day first) or '%m{sep}%d{sep}{y}' (month first), with the time's "
+                    "directives after it where the cells have one (' %H:%M')")
 
 
 DIGIT_TIMES = {8: ("%Y%m%d", "YYYYMMDD"), 10: ("%Y%m%d%H", "YYYYMMDDHH"), 12: ("%Y%m%d%H%M", "YYYYMMDDHHMM"),

@@ -42,6 +42,9 @@ class SeriesData(DataCommon):
     dataset: str = Field(
         description="choose one of: csv (your file, in data.path), pjm_hourly_energy, airline_passengers")
     time_column: str | list[str] | None = None  # default the first column; a list: year, month, day, hour, ...
+    # how the time column is written, a strptime format ("%d/%m/%Y %H:%M"); default: as pandas reads it, a date
+    # of slashes read day first where its days past 12 (or its even spacing) say so
+    time_format: str | None = None
     target_columns: list[str] | None = None  # what is forecast; default the last column
     feature_columns: list[str] = Field(default_factory=list)  # other numeric inputs
     categorical_columns: list[str] = Field(default_factory=list)  # inputs one-hot encoded
@@ -82,6 +85,13 @@ class SeriesData(DataCommon):
                              "from ([year, month, day, hour]); leave it out for the first column")
         return v
 
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, v):
+        if v is not None and "%" not in v:
+            raise ValueError(f"{v!r} has no % directive; a time format is strptime's: %d/%m/%Y, %Y-%m-%d %H:%M")
+        return v
+
     @field_validator("frequency")
     @classmethod
     def _frequency(cls, v):
@@ -107,7 +117,10 @@ class SeriesData(DataCommon):
         unread = changed(self, ("separator", "decimal")) if self.dataset not in SERIES_DATASETS else []
         return super().cross_problems() + (
             ["validation_split + test_split leave under 10% of the rows for training"]
-            if self.validation_split + self.test_split >= 0.9 else []) + csv_format_problems(self) + unread_keys(
+            if self.validation_split + self.test_split >= 0.9 else []) + (
+            ["data.time_format: it reads one time column; data.time_column names several, read as year, month, "
+             "day, ... (remove time_format)"] if self.time_format and isinstance(self.time_column, list) and
+            len(self.time_column) > 1 else []) + csv_format_problems(self) + unread_keys(
             unread, f"how a CSV file's cells are written; dataset {self.dataset!r} gives its table as x_train")
 
 
