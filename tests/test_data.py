@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import re
 import struct
 
 import numpy as np
@@ -790,6 +791,33 @@ def test_mismatched_counts_and_a_corrupt_npz_are_data_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\3\4 truncated zip")
     with pytest.raises(DataError, match="bad.npz"):
         sources.load_npz(str(tmp_path / "bad.npz"))
+
+
+def test_a_feature_csv_leaves_out_the_columns_it_is_told_to(tmp_path):
+    """data.ignore_columns: an id, a name, a note are not read. Before, an id column was a feature the model
+    learnt from, and a name column was "not a number: feature columns must be numeric", with no way to leave it
+    out. Both readers (pandas' and the row reader's, which an empty cell in an ignored column no longer sends to
+    data.missing: drop) give the same arrays; a column not there, a label left out, or nothing left to read is
+    an error naming it."""
+    rows = "".join(f"{i},row {i},{i * 0.5},{'' if i == 3 else 'n'},{i % 2}\n" for i in range(12))
+    (tmp_path / "t.csv").write_text("id,name,f1,note,label\n" + rows)
+    for missing in ("error", "drop"):
+        a = sources.load_csv(str(tmp_path / "t.csv"), "label", missing=missing, ignored=["id", "name", "note"])
+        assert a.x_train.shape == (12, 1) and a.columns["features"] == ["f1"] and a.class_names == ["0", "1"]
+        np.testing.assert_array_equal(a.x_train[:, 0], np.arange(12) * 0.5)
+        rows_read = sources.read_table(str(tmp_path / "t.csv"), ["label"], missing=missing, fast=False,
+                                       ignored=["id", "name", "note"])
+        np.testing.assert_array_equal(rows_read.x[:, 0], np.arange(12) * 0.5)  # the row reader's, all 12 rows
+    r = sources.load_targets_csv(str(tmp_path / "t.csv"), ["f1"], ignored=["id", "name", "note"])
+    assert r.columns["features"] == ["label"] and r.y_train.shape == (12, 1)
+    for ignored, said in ((["idd"], "no column 'idd' (data.ignore_columns)"),
+                          (["label"], "'label' is the label column and in data.ignore_columns"),
+                          (["id", "name", "note", "f1"], "every column is a label (data.label_column) or left out")):
+        with pytest.raises(DataError, match=re.escape(said)):
+            sources.load_csv(str(tmp_path / "t.csv"), "label", ignored=ignored)
+    with pytest.raises(DataError, match=r"column 'name' is 'row 0', not a number: .* or in data.ignore_columns to "
+                                        r"leave it out \(an id, a name, a note\)"):
+        sources.load_csv(str(tmp_path / "t.csv"), "label", ignored=["id", "note"])
 
 
 def test_malformed_csv_rows_are_data_errors_with_their_line(tmp_path):

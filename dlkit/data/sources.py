@@ -495,7 +495,8 @@ def _features(path: Path, line: int, row: list[str], header: list[str], picks: l
                 what = f"{row[j]!r}, not a number: feature columns must be numeric"
             else:
                 what = (f"{row[j]!r}, not a number: feature columns must be numeric; if the column holds categories, "
-                        "list it in data.categorical_columns to one-hot encode it")
+                        "list it in data.categorical_columns to one-hot encode it, or in data.ignore_columns to "
+                        "leave it out (an id, a name, a note)")
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {what}") from None
         if not math.isfinite(value):
             raise DataError(f"{path}, line {line}: column {header[j]!r} is {row[j]!r}; features must be finite "
@@ -526,7 +527,7 @@ def natural(value: str):
 
 
 def table_columns(p: Path, header: list[str], label_columns: list[str] | None, categorical, separator: str,
-                  key: str = "data.label_column") -> list[str]:
+                  key: str = "data.label_column", ignored: list[str] | tuple = ()) -> list[str]:
     """The label columns of a feature CSV's header (the last column when the recipe names none), once the
     header is checked against the recipe's `key` (data.label_column, or a regression's data.target_columns)
     and categorical_columns (load_csv, and `dlkit validate`, which reads the header alone)."""
@@ -543,13 +544,23 @@ def table_columns(p: Path, header: list[str], label_columns: list[str] | None, c
     if unknown:
         raise DataError(f"{p}: no column {', '.join(map(repr, unknown))} (data.categorical_columns); columns are "
                         f"{', '.join(header)}")
+    unknown = [c for c in ignored if c not in header]
+    if unknown:
+        raise DataError(f"{p}: no column {', '.join(map(repr, unknown))} (data.ignore_columns); columns are "
+                        f"{', '.join(header)}")
+    taken = [c for c in ignored if c in labels or c in categorical]
+    if taken:
+        what = f"the {_noun(key)} column" if taken[0] in labels else "in data.categorical_columns"
+        raise DataError(f"{p}: {taken[0]!r} is {what} and in data.ignore_columns: a column is read or left out, "
+                        "not both (remove it from one)")
     both = [c for c in labels if c in categorical]
     if both:
         why = "class names need no encoding" if key == "data.label_column" else "targets are numbers"
         raise DataError(f"{p}: {both[0]!r} is the {_noun(key)} column{'' if label_columns else ' (the last one)'}, "
                         f"not a feature: remove it from data.categorical_columns ({why})")
-    if len(labels) == len(header):
-        raise DataError(f"{p}: every column is a {_noun(key)} ({key}); a feature CSV needs feature columns too")
+    if len(labels) + len(set(ignored)) >= len(header):
+        raise DataError(f"{p}: every column is a {_noun(key)} ({key})" + (" or left out (data.ignore_columns)"
+                        if ignored else "") + "; a feature CSV needs feature columns too")
     return labels
 
 
@@ -561,7 +572,8 @@ def table_header(cfg, label_columns: list[str] | None, key: str = "data.label_co
     """A feature CSV's header checked without reading its rows (`dlkit validate`): its path, or a DataError."""
     p = Path(cfg.path).expanduser()
     header = [h.strip() for h in _csv_rows(p, cfg.separator, limit=1)[0][1]]
-    table_columns(p, header, label_columns, cfg.categorical_columns, cfg.separator, key)
+    table_columns(p, header, label_columns, cfg.categorical_columns, cfg.separator, key,
+                  getattr(cfg, "ignore_columns", ()))
     return cfg.path
 
 
@@ -589,12 +601,12 @@ class Table:
 
 def read_table(path: str, label_columns: list[str] | None, separator: str = ",", decimal: str = ".",
                categorical: list[str] | tuple = (), missing: str = "error", key: str = "data.label_column",
-               fast: bool = True) -> Table:
+               fast: bool = True, ignored: list[str] | tuple = ()) -> Table:
     """Numeric feature columns, the `categorical` ones one-hot encoded (one column per value the file holds),
     beside the label columns (`key` names them in messages). `missing` (data.missing) is what an empty cell
     does: `error`; `drop` leaves its row out; `mean` makes it NaN, for `pipeline.build` to fill with the
     training rows' mean (an empty category: all its 0/1 inputs 0). An empty label is an error, or its row
-    left out under `drop`.
+    left out under `drop`. The `ignored` columns (data.ignore_columns: an id, a name, a note) are not read.
 
     A file with nothing to report is read by pandas' C parser (`fast`; 9 times quicker on a table of 200,000
     rows, docs/benchmarks.md);
@@ -605,8 +617,8 @@ def read_table(path: str, label_columns: list[str] | None, separator: str = ",",
         raise DataError(f"CSV file not found: {p} (data.path)")
     head = _csv_rows(p, separator, limit=2)  # the header, and the first row (pandas cannot tell a long first row)
     header = [h.strip() for h in head[0][1]]  # "a, b" names b, as `dlkit predict --csv` reads it
-    labels = [header.index(c) for c in table_columns(p, header, label_columns, categorical, separator, key)]
-    picks = [j for j in range(len(header)) if j not in labels]
+    labels = [header.index(c) for c in table_columns(p, header, label_columns, categorical, separator, key, ignored)]
+    picks = [j for j in range(len(header)) if j not in labels and header[j] not in ignored]
     fits = len(head[1][1]) == len(header)
     read = _pandas_table(p, header, labels, picks, separator, decimal, categorical) if fast and fits else None
     if read is not None:
@@ -615,7 +627,8 @@ def read_table(path: str, label_columns: list[str] | None, separator: str = ",",
     rows = _csv_rows(p, separator)
     notes, data_rows = [], rows[1:]
     if missing == "drop":
-        data_rows = [(line, row) for line, row in data_rows if len(row) != len(header) or all(c.strip() for c in row)]
+        data_rows = [(line, row) for line, row in data_rows
+                     if len(row) != len(header) or all(row[j].strip() for j in [*labels, *picks])]
         if not data_rows:
             raise DataError(f"{p}: every row has an empty cell, and data.missing: drop leaves them all out")
         if len(data_rows) < len(rows) - 1:
@@ -672,7 +685,7 @@ def _pandas_table(p: Path, header: list[str], labels: list[int], picks: list[int
                                 low_memory=False)
     except (ValueError, OSError, UnicodeError, pd.errors.ParserError):
         return None
-    if frame.shape[1] != len(header) or not len(frame) or frame.isna().to_numpy().any():
+    if frame.shape[1] != len(header) or not len(frame) or frame.iloc[:, [*labels, *picks]].isna().to_numpy().any():
         return None
     columns, categories = [], {}
     for j in picks:
@@ -699,9 +712,10 @@ def _pandas_table(p: Path, header: list[str], labels: list[int], picks: list[int
 
 
 def load_csv(path: str, label_column: str | None, separator: str = ",", decimal: str = ".",
-             categorical: list[str] | tuple = (), missing: str = "error") -> Arrays:
+             categorical: list[str] | tuple = (), missing: str = "error", ignored: list[str] | tuple = ()) -> Arrays:
     """A feature CSV (read_table) and its one label column: class indices or class names."""
-    t = read_table(path, [label_column] if label_column else None, separator, decimal, categorical, missing)
+    t = read_table(path, [label_column] if label_column else None, separator, decimal, categorical, missing,
+                   ignored=ignored)
     p, label = t.path, t.header[t.labels[0]]
     labels = t.cells[0]
     classes = sorted(set(labels), key=natural)
@@ -723,11 +737,13 @@ def load_csv(path: str, label_column: str | None, separator: str = ",", decimal:
 
 
 def load_targets_csv(path: str, target_columns: list[str] | None, separator: str = ",", decimal: str = ".",
-                     categorical: list[str] | tuple = (), missing: str = "error", positive: bool = False) -> Arrays:
+                     categorical: list[str] | tuple = (), missing: str = "error", positive: bool = False,
+                     ignored: list[str] | tuple = ()) -> Arrays:
     """A feature CSV (read_table) and its target columns, numbers to predict (a regression's): y is
     (N, targets) float32. A target cell that is not a finite number, or with `positive` (a log transform's)
     not above 0, is an error naming its line."""
-    t = read_table(path, target_columns, separator, decimal, categorical, missing, key="data.target_columns")
+    t = read_table(path, target_columns, separator, decimal, categorical, missing, key="data.target_columns",
+                   ignored=ignored)
     names = [t.header[j] for j in t.labels]
     y = np.empty((len(t.x), len(names)), np.float32)
     for i in range(len(y)):  # row by row: the first line with a bad target is the one named
@@ -1500,7 +1516,7 @@ DATASETS = {
     "csv": Dataset("a CSV file of feature columns (numbers, or data.categorical_columns) and a label column (data.path)",
                    lambda cfg: load_csv(cfg.path, cfg.label_column, getattr(cfg, "separator", ","),
                                         getattr(cfg, "decimal", "."), getattr(cfg, "categorical_columns", ()),
-                                        getattr(cfg, "missing", "error")),
+                                        getattr(cfg, "missing", "error"), getattr(cfg, "ignore_columns", ())),
                    reads_path=True),
 }
 

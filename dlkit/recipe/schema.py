@@ -219,6 +219,7 @@ class DataConfig(DataCommon):
     separator: str = Field(",", min_length=1, max_length=1)  # csv: between a row's cells: ",", ";", "\t", "|"
     decimal: Literal[".", ","] = "."  # csv: the decimal mark: "," in many European files (beside separator ";")
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    ignore_columns: list[str] = Field(default_factory=list)  # csv: columns not read (an id, a name, a note)
     # csv: training: one input per category value the training rows have (a value only in later rows is no input,
     # its weights would never train); all: one per value anywhere in the file, as runs before this key trained
     category_values: Literal["training", "all"] = "training"
@@ -234,7 +235,8 @@ class DataConfig(DataCommon):
     _dataset = field_validator("dataset")(_dataset_name)
 
     def cross_problems(self) -> list[str]:
-        unread = changed(self, ("separator", "decimal", "categorical_columns", "category_values", "missing")) \
+        unread = changed(self, ("separator", "decimal", "categorical_columns", "category_values", "missing",
+                                "ignore_columns")) \
             if self.dataset != "csv" \
             else []
         unread += [k for k in unread_source_keys(self) if k == "label_column"]

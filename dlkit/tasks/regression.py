@@ -41,7 +41,8 @@ REGRESSION_DATASETS = {
     "npz": "arrays x_train (N, features), y_train (N,) or (N, targets)[, x_test, y_test] in a .npz file (data.path)",
 }
 MEASURES = ("mae", "rmse", "r2")
-CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "category_values", "missing")
+CSV_KEYS = ("target_columns", "separator", "decimal", "categorical_columns", "category_values", "missing",
+            "ignore_columns")
 
 
 class RegressionData(DataCommon):
@@ -52,6 +53,7 @@ class RegressionData(DataCommon):
                                      "diabetes (built in)")
     target_columns: list[str] | None = None  # csv: the columns to predict; default the last one
     categorical_columns: list[str] = Field(default_factory=list)  # csv: feature columns one-hot encoded
+    ignore_columns: list[str] = Field(default_factory=list)  # csv: columns not read (an id, a name, a note)
     # csv: training: one input per category value the training rows have (a value only in later rows is no input,
     # its weights would never train); all: one per value anywhere in the file, as runs before this key trained
     category_values: Literal["training", "all"] = "training"
@@ -137,7 +139,8 @@ class Regression(FitTask):
             arrays = entry.targets(cfg, log)
         else:
             arrays = sources.load_diabetes() if cfg.dataset == "diabetes" else sources.load_targets_csv(
-                cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log)
+                cfg.path, cfg.target_columns, cfg.separator, cfg.decimal, cfg.categorical_columns, cfg.missing, log,
+                cfg.ignore_columns)
         # a log's targets above 0: the csv and npz readers check each, naming its line or index; the diabetes
         # table's are 25 to 346
         data = pipeline.build(arrays, cfg, recipe.seed, self.examples(recipe))
