@@ -793,6 +793,17 @@ def test_mismatched_counts_and_a_corrupt_npz_are_data_errors(tmp_path):
         sources.load_npz(str(tmp_path / "bad.npz"))
 
 
+def test_images_with_their_channels_first_are_refused_with_the_transpose(tmp_path):
+    """An npz of images as PyTorch keeps them, (N, C, H, W): it trained as 3 x 8 images of 8 channels, in silence."""
+    np.savez(tmp_path / "nchw.npz", x_train=np.zeros((20, 3, 8, 8), np.uint8), y_train=np.arange(20) % 2)
+    with pytest.raises(DataError, match=re.escape("x_train has shape (20, 3, 8, 8): images with their channels first "
+                                                  "(N, C, H, W), as PyTorch keeps them") + ".*" + re.escape(
+                                                      "np.transpose(x, (0, 2, 3, 1)), of shape (20, 8, 8, 3)")):
+        sources.load_npz(str(tmp_path / "nchw.npz"))
+    np.savez(tmp_path / "nhwc.npz", x_train=np.zeros((20, 8, 8, 3), np.uint8), y_train=np.arange(20) % 2)
+    assert sources.load_npz(str(tmp_path / "nhwc.npz")).x_train.shape == (20, 8, 8, 3)
+
+
 def test_a_feature_csv_leaves_out_the_columns_it_is_told_to(tmp_path):
     """data.ignore_columns: an id, a name, a note are not read. Before, an id column was a feature the model
     learnt from, and a name column was "not a number: feature columns must be numeric", with no way to leave it

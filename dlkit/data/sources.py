@@ -421,6 +421,13 @@ def _of_shape(arrays: Arrays, where: str) -> Arrays:
     elif arrays.x_train.ndim not in (3, 4):
         raise DataError(f"{where}: x_train has shape {arrays.x_train.shape}; expected images (N, H, W[, C]) or "
                         "feature vectors (N, F)")
+    elif arrays.x_train.ndim == 4 and arrays.x_train.shape[1] in (1, 3) and arrays.x_train.shape[3] > 4:
+        # PyTorch's layout: it trained as images 3 pixels high with 32 channels, in silence
+        n, c, h, w = arrays.x_train.shape
+        raise DataError(f"{where}: x_train has shape {arrays.x_train.shape}: images with their channels first (N, "
+                        f"C, H, W), as PyTorch keeps them; dlkit reads them channels last (N, H, W, C), and would "
+                        f"read {c} x {h} images of {w} channels: save x_train (and x_test) as np.transpose(x, (0, 2, "
+                        f"3, 1)), of shape ({n}, {h}, {w}, {c})")
     return arrays
 
 
