@@ -373,6 +373,8 @@ def _arrays(found: dict, classes: list[str], origin: str, names_from: str = NAME
     if found.get("y_train") is None:
         return Arrays(x_train, np.zeros(len(x_train), np.int64), x_test,
                       None if x_test is None else np.zeros(len(x_test), np.int64), [], origin)
+    if not classes:
+        found, classes = _named_labels(found)
     y_train = class_indices(found["y_train"], "y_train", origin, names_from)
     y_test = None if found.get("y_test") is None else class_indices(found["y_test"], "y_test", origin, names_from)
     if len(x_train) != len(y_train):
@@ -412,6 +414,21 @@ def load_npz(path: str) -> Arrays:
     """x_train, y_train[, x_test, y_test]: images when the inputs are (N, H, W[, C]), feature vectors when (N, F)."""
     p, found = _user_npz(path)
     return _of_shape(_arrays(found, [], str(p)), str(p))
+
+
+def _named_labels(found: dict) -> tuple[dict, list[str]]:
+    """Labels given as class names (strings, as scikit-learn takes them: y_train = ["cat", "dog", ...]) made class
+    indices, the names in natural order over y_train and y_test together; they were refused ("labels are class
+    indices"). Other labels as they are, and no names."""
+    given = {k: np.asarray(found[k]) for k in ("y_train", "y_test") if found.get(k) is not None}
+    if not given or any(y.dtype.kind not in "US" for y in given.values()):
+        return found, []
+    text = {k: [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v) for v in y.ravel()]
+            for k, y in given.items()}
+    names = sorted({v for cells in text.values() for v in cells}, key=natural)
+    index = {name: i for i, name in enumerate(names)}
+    return {**found, **{k: np.array([index[v] for v in text[k]], np.int64).reshape(given[k].shape)
+                        for k in given}}, names
 
 
 def _of_shape(arrays: Arrays, where: str) -> Arrays:
