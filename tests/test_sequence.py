@@ -511,6 +511,13 @@ model: {{arch: rnn_forecaster, units: [2]}}
         read("ten", days[:10], "'%Y-%m-%d'")
     with pytest.raises(RecipeError, match="'dmy' has no % directive"):
         read("ten", days[:10], "dmy")
+    # a trained run reads a few rows (predict --csv) as its training file was read: ten days are no question then
+    recipe = _recipe(write_recipe, f"""
+name: dates
+data: {{dataset: csv, path: {tmp_path / 'ten.csv'}, input_steps: 2, horizon: 1, season: 1}}
+model: {{arch: rnn_forecaster, units: [2]}}
+""")
+    assert str(series.read(recipe.data, day_first=True).times[1])[:10] == "2020-01-02"
 
 
 def test_series_policies(tmp_path, write_recipe):

@@ -38,6 +38,7 @@ class Frame:
     targets: int  # how many of the first columns are targets
     origin: str
     notes: list[str] = field(default_factory=list)  # how it was read, to say as a run starts
+    day_first: bool = False  # its dates were read day first (13/01/2020)
 
 
 def find(cfg, local_only: bool = False) -> Path | str:
@@ -72,9 +73,10 @@ def find(cfg, local_only: bool = False) -> Path | str:
                     "of those folders, or point data.dir (or $DLKIT_DATA_DIR) at the folder that holds it.")
 
 
-def read(cfg, path: Path | None = None) -> Frame:
+def read(cfg, path: Path | None = None, day_first: bool | None = None) -> Frame:
     """The rows of the CSV in time order, as the recipe's policies say; `path` reads another file with the
-    same columns (`dlkit predict --csv`)."""
+    same columns (`dlkit predict --csv`), `day_first` as the run's training file was read (a few rows of dates
+    may not tell day first from month first)."""
     import pandas as pd
 
     if path is None and (entry := sources.plugin(cfg.dataset)):
@@ -121,7 +123,8 @@ def read(cfg, path: Path | None = None) -> Frame:
 
     numeric = _numeric_times(df[time_cols[0]]) if len(time_cols) == 1 else None
     fmt = getattr(cfg, "time_format", None)
-    day_first = len(time_cols) == 1 and not fmt and not numeric and _day_first(df[time_cols[0]], where,
+    if day_first is None:  # as this file's dates say (a trained run's file read as its training file was)
+        day_first = len(time_cols) == 1 and not fmt and not numeric and _day_first(df[time_cols[0]], where,
                                                                                   time_cols[0])
     how = {"format": fmt} if fmt else {"dayfirst": True} if day_first else {}
     try:
@@ -149,7 +152,7 @@ def read(cfg, path: Path | None = None) -> Frame:
                         f"could not be read as times ({first_line(e, 160)}); set data.time_column") from None
     notes = []
     times = pd.DatetimeIndex(times)
-    if day_first:
+    if isinstance(day_first, str):  # found in this file
         shown = pd.to_datetime(day_first, dayfirst=True)
         notes.append(f"{where}: time column {time_cols[0]!r} is read day first ({day_first.strip()} is "
                      f"{shown.day} {shown:%B %Y}); set data.time_format to read it otherwise")
@@ -218,19 +221,20 @@ def read(cfg, path: Path | None = None) -> Frame:
         angle = 2 * np.pi * np.asarray(angle, np.float64) / period
         values = np.concatenate([values, np.sin(angle)[:, None], np.cos(angle)[:, None]], axis=1)
     names = list(frame.columns) + [f"{n}_{f}" for n in cfg.calendar for f in ("sin", "cos")]
-    return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes)
+    return Frame(frame.index.to_numpy(), values, names, len(targets), where, notes, bool(day_first))
 
 
 SLASHED = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b"  # a date as 13/01/2020, 1.2.20 or 01-02-2020
 
 
 def _day_first(column, where: str, name: str) -> str | None:
-    """Whether a time column of dates written with slashes (dots, dashes) and the year last is day first, which
-    pandas reads month first: 13/01/2020 was "a cell that is not a time like the others", and 01/02/2020, ...,
+    """A cell showing that a time column of dates written with slashes (dots, dashes) and the year last is day
+    first, or None where it is not (or is not such dates). Such dates pandas reads month first:
+    13/01/2020 was "a cell that is not a time like the others", and 01/02/2020, ...,
     10/02/2020 (ten days) read as ten months, in silence. Day first where a first number passes 12 and no second
     one does; else month first where a second one passes 12; where none does, the one reading whose times are
     evenly spaced (a monthly US file, 01/01/2020, 02/01/2020: month first), and a DataError asking for
-    data.time_format where both are (or neither). Returns a cell that shows it day first, or None."""
+    data.time_format where both are (or neither)."""
     import re
 
     import pandas as pd
@@ -380,7 +384,7 @@ def trained_categories(frame: Frame, cfg, span: slice, rows: int) -> tuple[Frame
     note = (f"categories the training span never has ({', '.join(frame.columns[j] for j in unseen)}) are no "
             f"inputs: {rows} later row{'s' if rows != 1 else ''} with them read as none of the column's values")
     return Frame(frame.times, frame.values[:, keep], [frame.columns[j] for j in keep], frame.targets,
-                 frame.origin, frame.notes), note
+                 frame.origin, frame.notes, frame.day_first), note
 
 
 def aligned(frame: Frame, cfg, columns: list[str], where) -> Frame:
@@ -399,4 +403,4 @@ def aligned(frame: Frame, cfg, columns: list[str], where) -> Frame:
     index = {c: j for j, c in enumerate(frame.columns)}
     values = np.stack([frame.values[:, index[c]] if c in index else np.zeros(len(frame.values)) for c in columns],
                       axis=1)
-    return Frame(frame.times, values, list(columns), frame.targets, frame.origin, frame.notes)
+    return Frame(frame.times, values, list(columns), frame.targets, frame.origin, frame.notes, frame.day_first)

@@ -250,6 +250,7 @@ class Forecasting(FitTask):
         splits = pipeline.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te)
         spec = DataSpec(input_shape=(), modality="series", target_shape=(cfg.horizon, frame.targets))
         columns = {"columns": frame.columns, "targets": frame.targets, "frequency": cfg.frequency,
+                   "day_first": frame.day_first,
                    "last_time": _time(frame.times[rows - 1]), "spans": {
                        k: [_time(frame.times[a]), _time(frame.times[b - 1])] if b > a else None
                        for k, (a, b) in bounds.items()}}
@@ -281,7 +282,7 @@ class Forecasting(FitTask):
         path = data_path(path)
         sources.a_file(path, "a forecaster is measured on a CSV file of its series")
         saved, cfg = run.read_artifact("scaler"), recipe.data
-        frame = series.aligned(series.read(cfg, path), cfg, saved["columns"], path)
+        frame = series.aligned(series.read(cfg, path, saved.get("day_first")), cfg, saved["columns"], path)
         starts = window_starts(0, len(frame.values), cfg.input_steps, cfg.horizon, 1)
         if not len(starts):
             raise DataError(f"{path}: {len(frame.values)} rows, fewer than one window (input_steps {cfg.input_steps} "
@@ -329,7 +330,8 @@ class Forecasting(FitTask):
             what = "a folder, not a file" if request.csv.is_dir() else "no such file"
             raise UsageError(f"--csv {request.csv}: {what}")
         saved = run.read_artifact("scaler")
-        frame = series.aligned(series.read(recipe.data, request.csv), recipe.data, saved["columns"], request.csv)
+        frame = series.aligned(series.read(recipe.data, request.csv, saved.get("day_first")), recipe.data,
+                               saved["columns"], request.csv)
         steps = recipe.data.input_steps
         if len(frame.values) < steps:
             raise DataError(f"{request.csv}: {len(frame.values)} rows; a forecast reads the last {steps}")
