@@ -371,6 +371,10 @@ def test_an_image_classifier_predicts_files_and_arrays(one_epoch_run, tmp_path):
     np.save(tmp_path / "small.npy", np.zeros((3, 5, 5), np.uint8))
     small = run("predict", result["run_dir"], tmp_path / "small.npy", "--json")
     assert small.exit_code == 2 and "an array of shape (3, 5, 5);" in json.loads(small.stdout)["error"]  # as given
+    assert "channels first" not in json.loads(small.stdout)["error"]
+    np.save(tmp_path / "nchw.npy", digits[:2][:, None])  # PyTorch's layout: said, with the transpose
+    nchw = json.loads(run("predict", result["run_dir"], tmp_path / "nchw.npy", "--json").stdout)["error"]
+    assert nchw.endswith("; these are channels first, as PyTorch keeps them: save np.transpose(x, (0, 2, 3, 1))")
     # 28 digits of 28 x 28 were read as one image of 28 channels, and refused
     np.save(tmp_path / "many.npy", np.concatenate([digits[:1]] * 28))
     many = json.loads(run("predict", result["run_dir"], tmp_path / "many.npy", "--json").stdout)["predictions"]

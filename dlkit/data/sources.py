@@ -1063,8 +1063,11 @@ def _input_images(path: Path, shape: tuple[int, ...], strip: bool = False,
         arr = arr[None] if one and arr.shape[0] == height and fits(arr.shape[1]) else arr
         arr = arr[..., None] if arr.ndim == 3 else arr
         if arr.ndim != 4 or arr.shape[1] != height or not fits(arr.shape[2]):
+            first = arr.ndim == 4 and arr.shape[1] in (1, 3, 4) and arr.shape[2] == height and fits(arr.shape[3])
             raise UsageError(f"{path}: an array of shape {given}; this model takes images of {height} x "
-                             f"{f'up to {width}' if strip else width} (N, H, W[, C]), uint8 0-255")
+                             f"{f'up to {width}' if strip else width} (N, H, W[, C]), uint8 0-255" + (
+                                 "; these are channels first, as PyTorch keeps them: save np.transpose(x, (0, 2, 3, "
+                                 "1))" if first else ""))
         if arr.dtype.kind not in "iuf":
             raise UsageError(f"{path}: an array of {arr.dtype}; images are pixel values, whole numbers 0-255")
         if not arr.size:  # Keras's predict fails on no batches (an UnboundLocalError)
