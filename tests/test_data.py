@@ -813,6 +813,22 @@ def test_images_with_their_channels_first_are_refused_with_the_transpose(tmp_pat
     assert sources.load_npz(str(tmp_path / "nhwc.npz")).x_train.shape == (20, 8, 8, 3)
 
 
+def test_excels_separator_line(tmp_path):
+    """Excel's first line `sep=;` names the separator: it was read as the header ("no column 'label'; columns are
+    sep="). It is no row where the recipe's separator is the one it names (both readers), and an error saying
+    which to set where it is not."""
+    (tmp_path / "x.csv").write_text("sep=;\nf1;f2;label\n1;2;a\n3;x;b\n5;6;a\n")
+    with pytest.raises(DataError, match="line 4: column 'f2' is 'x'"):  # the row reader, its lines counted
+        sources.load_csv(str(tmp_path / "x.csv"), "label", separator=";")
+    (tmp_path / "x.csv").write_text("sep=;\nf1;f2;label\n1;2;a\n3;4;b\n5;6;a\n")
+    a = sources.load_csv(str(tmp_path / "x.csv"), "label", separator=";")  # pandas'
+    assert a.x_train.tolist() == [[1, 2], [3, 4], [5, 6]] and a.class_names == ["a", "b"]
+    assert sources.read_table(str(tmp_path / "x.csv"), ["label"], ";", fast=False).x.tolist() == a.x_train.tolist()
+    with pytest.raises(DataError, match=r"its first line, 'sep=;' \(as Excel writes it\), says its cells are "
+                                        r"separated by ';': set data.separator: ';'"):
+        sources.load_csv(str(tmp_path / "x.csv"), "label")
+
+
 def test_a_feature_csv_leaves_out_the_columns_it_is_told_to(tmp_path):
     """data.ignore_columns: an id, a name, a note are not read. Before, an id column was a feature the model
     learnt from, and a name column was "not a number: feature columns must be numeric", with no way to leave it

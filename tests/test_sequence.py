@@ -597,6 +597,10 @@ model: {{arch: rnn_forecaster, units: [2]}}
         series.read(semicolons)
     frame = series.read(semicolons.model_copy(update={"decimal": ","}))
     np.testing.assert_allclose(frame.values[:, 0], [1.5, 2.5, 4.0])
+    csv.write_text("sep=;\n" + csv.read_text())  # Excel's line naming the separator: no header
+    np.testing.assert_allclose(series.read(semicolons.model_copy(update={"decimal": ","})).values[:, 0], [1.5, 2.5, 4])
+    with pytest.raises(DataError, match=r"its first line, 'sep=;' \(as Excel writes it\), .* set data.separator: ';'"):
+        series.read(recipe.data)
     with pytest.raises(RecipeError, match="separator and decimal are both ','"):
         _recipe(write_recipe, f"name: eu\ndata: {{dataset: csv, path: {csv}, decimal: ','}}\n"
                               "model: {arch: rnn_forecaster}\n")

@@ -85,7 +85,8 @@ def read(cfg, path: Path | None = None, day_first: bool | None = None) -> Frame:
         path = path or find(cfg)
         try:
             df = pd.read_csv(path, sep=cfg.separator, decimal=cfg.decimal, skipinitialspace=True,
-                             na_values=cfg.missing_markers or None)
+                             na_values=cfg.missing_markers or None,
+                             skiprows=sources.excel_separator_line(Path(path), cfg.separator))
         except UnicodeDecodeError:
             raise DataError(not_utf8(path)) from None
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:

@@ -457,17 +457,39 @@ def separator_in(header_cell: str, separator: str) -> str | None:
     return next((c for c in ";\t|," if c != separator and c in header_cell), None)
 
 
+def excel_separator_line(path: Path, separator: str) -> int:
+    """1 where the file's first line is Excel's `sep=;`, which names the separator of its cells, and it is
+    `separator` (the line is then not a header); 0 where there is none. One that names another is a DataError
+    saying what to set: the line was read as the header (`no column 'label'; columns are sep=`)."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return 0  # said by the reader
+    said = re.fullmatch(r"\s*sep=(.)\s*", first)
+    if said is None:
+        return 0
+    if said[1] != separator:
+        raise DataError(f"{path}: its first line, {first.strip()!r} (as Excel writes it), says its cells are "
+                        f"separated by {said[1]!r}: set data.separator: {said[1]!r}")
+    return 1
+
+
 def _csv_rows(path: Path, separator: str = ",", limit: int | None = None) -> list[tuple[int, list[str]]]:
     """A CSV file's rows with their line numbers, blank lines (and lines of spaces) left out: a header and at
-    least one row (`limit`: the first rows, at most, the file read no further; 1: the header alone)."""
+    least one row (`limit`: the first rows, at most, the file read no further; 1: the header alone). Excel's
+    `sep=` line is no row (excel_separator_line)."""
     import csv
     import itertools
 
+    skip = excel_separator_line(path, separator)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             # a blank line, or one of spaces alone (one cell of whitespace), is no row
             rows = ((line, r) for line, r in enumerate(csv.reader(f, delimiter=separator), start=1)
-                    if r and (len(r) > 1 or r[0].strip()))
+                    if line > skip and r and (len(r) > 1 or r[0].strip()))
             rows = list(itertools.islice(rows, limit) if limit else rows)
     except UnicodeDecodeError:
         raise DataError(not_utf8(path)) from None
@@ -704,6 +726,7 @@ def _pandas_table(p: Path, header: list[str], labels: list[int], picks: list[int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frame = pd.read_csv(p, sep=separator, decimal=decimal, header=0, names=header, index_col=False,
+                                skiprows=excel_separator_line(p, separator),
                                 dtype={header[j]: str for j in text}, keep_default_na=False, na_values=[""],
                                 skip_blank_lines=True, encoding="utf-8-sig", engine="c", on_bad_lines="error",
                                 low_memory=False)
