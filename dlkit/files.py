@@ -67,6 +67,12 @@ def write_atomic(path: Path, text: str) -> None:
     replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
+def utf16(raw: bytes) -> bool:
+    """Whether text starts with UTF-16's byte-order mark, as Windows PowerShell's `>` and Notepad's "Unicode"
+    write it."""
+    return raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
 def not_utf8(name, raw: bytes | None = None) -> str:
     """Why a text file (`name`; its bytes `raw`, read here when not given) is not read as UTF-8, and how to mend
     it: where its first byte that is not UTF-8 lies (line and column), or that it is UTF-16, as Windows
@@ -77,7 +83,7 @@ def not_utf8(name, raw: bytes | None = None) -> str:
             raw = Path(name).read_bytes()
         except OSError as e:
             return f"cannot read {name}: {e.strerror or e}"
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if utf16(raw):
         return (f"{name} is UTF-16 text, as Windows PowerShell's > and Notepad's \"Unicode\" write it; dlkit reads "
                 "text files as UTF-8: save it as UTF-8")
     try:

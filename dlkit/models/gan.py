@@ -22,7 +22,6 @@ from dlkit.models.knobs import Activation, InitializerConfig, KnobOverrides, Mod
 MAX_CRITIC_STEPS = 100
 
 
-
 class GeneratorConfig(KnobOverrides):
     """latent -> dense to (H/2^n, W/2^n, filters[0]) -> n transposed convs (x2 each) -> image (tanh)."""
 

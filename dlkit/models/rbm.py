@@ -21,10 +21,10 @@ TASK = "boltzmann"
 INPUTS = ("images", "features")  # images are flattened; feature vectors (N, F) are read as they are
 
 
-# an RBM's and a DBN's `chains`, which only persistent contrastive divergence reads (knobs.ModelBase.IDLE)
 # the negative phase's Gibbs steps are written out in the traced training step: cd_k 100 added 11 s of tracing
 # on the 2-core CPU machine, 1,000 would be minutes before the first step; CD-25 is the most the classic papers use
 MAX_GIBBS_STEPS = 1000
+# an RBM's and a DBN's `chains`, which only persistent contrastive divergence reads (knobs.ModelBase.IDLE)
 PCD_CHAINS = ("chains", lambda c: not c.persistent,
               "chains is the number of PCD's persistent chains, and persistent is false (CD starts each chain at "
               "the data): set persistent: true, or remove chains")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from dlkit.errors import Problem, RecipeError
+from dlkit.files import utf16
 
 KeyPath = tuple  # ("model", "blocks", 0, "filters")
 Locations = dict  # KeyPath -> "file:line"
@@ -115,7 +116,7 @@ def _encoding_hint(e: Exception) -> str | None:
     """What to do about a recipe that is not UTF-8: UTF-16 is what Windows PowerShell's `>` writes."""
     if not isinstance(e, UnicodeDecodeError):
         return None
-    if e.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if utf16(e.object):
         return "it is UTF-16 text, as Windows PowerShell's > writes it; a recipe is UTF-8: save it as UTF-8"
     return "a recipe is UTF-8 text: save it as UTF-8"
 

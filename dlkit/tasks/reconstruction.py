@@ -21,7 +21,7 @@ from pydantic import Field
 
 from dlkit import images
 from dlkit.errors import MissingSplit, Problem, UsageError
-from dlkit.files import replace_atomic
+from dlkit.files import replace_atomic, write_atomic
 from dlkit.recipe.schema import FitTrain
 from dlkit.tasks.base import Callbacks, EvalRequest, FitContext, GenerateRequest, Headline, data_path, data_slug, evaluation
 from dlkit.tasks.fit import FitTask
@@ -277,8 +277,7 @@ def save_codes(run, codes: np.ndarray, labels, request, names: list[str] | None 
     out = {"status": "completed", "run_dir": str(run.root), "split": None if given else request.split,
            "out": str(path), "shape": list(codes.shape)}
     if given:
-        replace_atomic(beside, lambda tmp: tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8",
-                                                           errors="surrogateescape"))
+        write_atomic(beside, "".join(f"{n}\n" for n in names))
         out["names"] = str(beside)
     elif labels is not None:
         replace_atomic(beside, lambda tmp: np.save(tmp, np.asarray(labels)))
